@@ -1,0 +1,68 @@
+"""Image helpers shared by ingestion, scoring and storage.
+
+`smart_resize` follows Qwen-VL's rule (qwen_vl_utils / transformers' Qwen2-VL image processor):
+sides become multiples of `factor`, the pixel count lands in [min_pixels, max_pixels], and the
+aspect ratio is kept as closely as possible. Qwen3-VL uses 16 px patches merged 2×2, so one
+visual token covers 32×32 px and `factor` is 32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+from PIL import Image
+
+PATCH_FACTOR = 32  # px per visual-token side for Qwen3-VL (patch 16 × spatial merge 2)
+MAX_ASPECT_RATIO = 200  # Qwen-VL refuses more extreme pages
+
+
+def image_hash(image: Image.Image) -> str:
+    """Stable content id of a page image: SHA-256 over mode, size and raw pixels.
+
+    Identical pixels give the same id whatever file or format they came from, so caches and
+    the database can recognise a page seen before.
+    """
+    digest = hashlib.sha256()
+    digest.update(f"{image.mode}:{image.width}x{image.height}:".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def smart_resize(
+    height: int, width: int, factor: int = PATCH_FACTOR, min_pixels: int = 4 * 32 * 32, max_pixels: int = 1280 * 32 * 32
+) -> tuple[int, int]:
+    """(height, width) rounded to multiples of `factor` with the pixel count in the budget."""
+    if min(height, width) <= 0:
+        raise ValueError(f"image has no pixels ({width}×{height})")
+    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+        raise ValueError(
+            f"aspect ratio {max(height, width) / min(height, width):.0f}:1 is too extreme "
+            f"(Qwen-VL accepts at most {MAX_ASPECT_RATIO}:1)"
+        )
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def resize_to_budget(image: Image.Image, min_pixels: int, max_pixels: int, factor: int = PATCH_FACTOR) -> Image.Image:
+    """RGB copy of `image` resized the way qwen_vl_utils.fetch_image does (PIL bicubic)."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    height, width = smart_resize(rgb.height, rgb.width, factor, min_pixels, max_pixels)
+    if (width, height) == rgb.size:
+        return rgb
+    return rgb.resize((width, height), Image.Resampling.BICUBIC)
+
+
+def visual_tokens(image: Image.Image, min_pixels: int, max_pixels: int, factor: int = PATCH_FACTOR) -> int:
+    """Number of visual tokens the model sees for `image` under this budget."""
+    height, width = smart_resize(image.height, image.width, factor, min_pixels, max_pixels)
+    return (height // factor) * (width // factor)
