@@ -1,0 +1,44 @@
+"""`python -m reranker score|export|eval|bench` — each subcommand lives beside the code it drives.
+
+Every module that offers a subcommand exposes `register_cli(subparsers)`, which adds its parser
+and sets `handler=<function(args) -> int>` as the parser's default. This file only collects them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (module, what it adds) — imported lazily so `--help` stays fast and torch loads only when needed.
+SUBCOMMAND_MODULES = ("reranker.score_cli", "reranker.export", "reranker.evaluate", "reranker.bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m reranker",
+        description="Multimodal Rerank Arena: score pages with two Qwen3-VL rerankers, export judgments, evaluate.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue  # subcommand not built yet
+        module.register_cli(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
