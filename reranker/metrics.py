@@ -1,0 +1,391 @@
+"""Ranking metrics against human labels, and agreement between models and between annotators.
+
+Pure functions: no torch, no I/O. Inputs are plain mappings:
+
+- ``scores``: ``{page_id: score}`` from one model for one query (higher = more relevant).
+- ``grades``: ``{page_id: grade}`` human relevance for one query, non-negative ints
+  (0 = not relevant, 1 = relevant, higher = more relevant when labels are graded).
+  Unjudged pages are simply absent.
+
+Conventions (chosen to match trec_eval, so numbers can be checked with ``pytrec_eval``):
+
+- **Ranking and ties.** Pages are sorted by score descending; equal scores are broken by
+  page id *descending*, comparing ``str(page_id)`` — trec_eval's own rule. ``rank_pages`` is
+  the one place this happens; ranks are 1-based.
+- **Gain.** NDCG uses linear gain (gain = grade) and the discount ``1 / log2(rank + 1)``,
+  as trec_eval's ``ndcg_cut``. The ideal DCG takes the k highest grades among *all* judged
+  pages of the query, whether or not the model scored them.
+- **Relevant** means grade >= 1 (trec_eval's default relevance level) for MRR, recall, MAP and
+  the mistake lists. Recall and MAP divide by every judged relevant page of the query.
+- **Unjudged pages** count as not relevant (gain 0) in ranking metrics, like trec_eval; they
+  are never "mistakes" (nobody said they were wrong).
+- **Queries with no relevant judged page** have undefined metrics: per-query functions return
+  ``None`` and ``evaluate`` leaves them out of the means, listing them in ``excluded``; every
+  mean says over how many queries it was taken (``n_queries``).
+- ``ndcg_blog`` reproduces the comparison blog's NDCG@5 (sklearn's ``ndcg_score`` on the
+  model's top k only): its ideal DCG is over the same k pages, so it is >= standard NDCG and
+  not comparable with published NDCG figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from scipy import stats
+
+PageId = Hashable
+Scores = Mapping[PageId, float]
+Grades = Mapping[PageId, int]
+
+RELEVANT = "relevant"
+NOT_RELEVANT = "not_relevant"
+
+
+# ---------------------------------------------------------------- labels
+
+
+def label_to_grade(label: str | None) -> int | None:
+    """Store label → grade: 'relevant' → 1, 'not_relevant' → 0, anything else (skip,
+    cleared, None, …) → None, i.e. unjudged."""
+    return {RELEVANT: 1, NOT_RELEVANT: 0}.get(label)  # type: ignore[arg-type]
+
+
+def grades_from_labels(labels: Mapping[PageId, str | None]) -> dict[PageId, int]:
+    """``{page: store label}`` → ``{page: grade}``, dropping unjudged pages."""
+    out = {p: label_to_grade(lab) for p, lab in labels.items()}
+    return {p: g for p, g in out.items() if g is not None}
+
+
+def aggregate_labels(
+    by_annotator: Mapping[str, Grades], annotator: str | None = None
+) -> dict[PageId, int]:
+    """One set of grades for a query from several annotators' ``{annotator: {page: grade}}``.
+
+    With ``annotator``, that annotator's grades alone (empty if they judged nothing).
+    Otherwise a majority vote per page over the annotators who judged it: the grade given
+    most often wins; a tie (e.g. one 'relevant' against one 'not_relevant') drops the page,
+    i.e. it becomes unjudged — we would rather not guess either way.
+    """
+    if annotator is not None:
+        return dict(by_annotator.get(annotator, {}))
+    votes: dict[PageId, Counter] = {}
+    for grades in by_annotator.values():
+        for page, grade in grades.items():
+            votes.setdefault(page, Counter())[grade] += 1
+    out: dict[PageId, int] = {}
+    for page, counter in votes.items():
+        (top, n_top), *rest = counter.most_common()
+        if not rest or rest[0][1] < n_top:
+            out[page] = top
+    return out
+
+
+# ---------------------------------------------------------------- ranking metrics
+
+
+def rank_pages(scores: Scores) -> list[PageId]:
+    """Page ids best first: score descending, ties by ``str(page_id)`` descending (trec_eval)."""
+    for page, score in scores.items():
+        if math.isnan(score):
+            raise ValueError(f"score of page {page!r} is NaN")
+    # Two stable sorts: secondary key first, then the primary one.
+    by_id = sorted(scores, key=str, reverse=True)
+    return sorted(by_id, key=lambda p: scores[p], reverse=True)
+
+
+def _check(grades: Grades, k: int | None) -> None:
+    if k is not None and k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    bad = {p: g for p, g in grades.items() if g < 0}
+    if bad:
+        raise ValueError(f"grades must be >= 0, got {bad}")
+
+
+def _n_relevant(grades: Grades) -> int:
+    return sum(1 for g in grades.values() if g >= 1)
+
+
+def _dcg(gains: Iterable[float]) -> float:
+    return sum(g / math.log2(i + 2) for i, g in enumerate(gains))
+
+
+def ndcg(scores: Scores, grades: Grades, k: int) -> float | None:
+    """Standard NDCG@k (trec_eval ``ndcg_cut_k``): linear gain, ideal DCG over all judged
+    pages of the query. None if the query has no relevant judged page."""
+    _check(grades, k)
+    if not _n_relevant(grades):
+        return None
+    gains = [grades.get(p, 0) for p in rank_pages(scores)[:k]]
+    ideal = sorted(grades.values(), reverse=True)[:k]
+    return _dcg(gains) / _dcg(ideal)
+
+
+def ndcg_blog(scores: Scores, grades: Grades, k: int = 5) -> float | None:
+    """The comparison blog's NDCG@k — NOT standard: DCG of the model's top k divided by the
+    DCG of those same k pages' grades sorted descending; 0.0 if none of them is relevant.
+    None if the query has no relevant judged page at all (as for the other metrics)."""
+    _check(grades, k)
+    if not _n_relevant(grades):
+        return None
+    gains = [grades.get(p, 0) for p in rank_pages(scores)[:k]]
+    if not any(gains):
+        return 0.0
+    return _dcg(gains) / _dcg(sorted(gains, reverse=True))
+
+
+def reciprocal_rank(scores: Scores, grades: Grades, k: int | None = None) -> float | None:
+    """1 / rank of the first relevant page (0.0 if none, or none within the top k when k is
+    given). Averaged over queries this is MRR. None if no relevant judged page."""
+    _check(grades, k)
+    if not _n_relevant(grades):
+        return None
+    for rank, page in enumerate(rank_pages(scores)[:k], start=1):
+        if grades.get(page, 0) >= 1:
+            return 1.0 / rank
+    return 0.0
+
+
+def recall(scores: Scores, grades: Grades, k: int) -> float | None:
+    """Relevant pages in the top k / all judged relevant pages. None if there are none."""
+    _check(grades, k)
+    n_rel = _n_relevant(grades)
+    if not n_rel:
+        return None
+    return sum(1 for p in rank_pages(scores)[:k] if grades.get(p, 0) >= 1) / n_rel
+
+
+def average_precision(scores: Scores, grades: Grades) -> float | None:
+    """Mean of precision@rank over the ranks of relevant pages, divided by all judged relevant
+    pages (unscored ones count as never retrieved), as trec_eval's ``map``. None if none."""
+    _check(grades, None)
+    n_rel = _n_relevant(grades)
+    if not n_rel:
+        return None
+    hits, total = 0, 0.0
+    for rank, page in enumerate(rank_pages(scores), start=1):
+        if grades.get(page, 0) >= 1:
+            hits += 1
+            total += hits / rank
+    return total / n_rel
+
+
+# ---------------------------------------------------------------- over queries
+
+
+@dataclass
+class EvalResult:
+    """One model's metrics over queries.
+
+    ``rows``: one dict per evaluated query (``query_id``, ``n_pages``, ``n_judged``,
+    ``n_relevant``, then the metric columns), ready for ``pandas.DataFrame(rows)``.
+    ``excluded``: query id → reason, for queries left out of the means.
+    Metric columns: ``ndcg@k``, ``ndcg_blog@k``, ``recall@k`` for each k, then ``mrr``
+    (uncut) and ``map``; per-query rows hold the per-query values under the same names.
+    """
+
+    model: str
+    ks: tuple[int, ...]
+    rows: list[dict] = field(default_factory=list)
+    excluded: dict[Hashable, str] = field(default_factory=dict)
+
+    @property
+    def metric_names(self) -> list[str]:
+        names = [f"{m}@{k}" for m in ("ndcg", "ndcg_blog", "recall") for k in self.ks]
+        return names + ["mrr", "map"]
+
+    @property
+    def n_queries(self) -> int:
+        """How many queries the means are taken over."""
+        return len(self.rows)
+
+    @property
+    def n_excluded(self) -> int:
+        return len(self.excluded)
+
+    @property
+    def means(self) -> dict[str, float | None]:
+        """Arithmetic mean of each metric over ``n_queries`` queries (None if there are none)."""
+        n = self.n_queries
+        return {m: (sum(r[m] for r in self.rows) / n if n else None) for m in self.metric_names}
+
+    def summary(self) -> dict:
+        """One table row: model, n_queries, n_excluded, then the means."""
+        return {"model": self.model, "n_queries": self.n_queries,
+                "n_excluded": self.n_excluded, **self.means}
+
+
+def evaluate(
+    run: Mapping[Hashable, Scores],
+    qrels: Mapping[Hashable, Grades],
+    ks: Iterable[int] = (5, 10),
+    model: str = "",
+) -> EvalResult:
+    """Score one model's ``run`` (``{query_id: {page_id: score}}``) against ``qrels``
+    (``{query_id: {page_id: grade}}``). Queries of the run with no judged or no relevant page
+    are excluded (with the reason); queries only in ``qrels`` are ignored."""
+    result = EvalResult(model=model, ks=tuple(ks))
+    for qid, scores in run.items():
+        grades = qrels.get(qid, {})
+        if not grades:
+            result.excluded[qid] = "no judged page"
+            continue
+        if not _n_relevant(grades):
+            result.excluded[qid] = "no relevant page"
+            continue
+        row: dict = {"query_id": qid, "n_pages": len(scores), "n_judged": len(grades),
+                     "n_relevant": _n_relevant(grades)}
+        for k in result.ks:
+            row[f"ndcg@{k}"] = ndcg(scores, grades, k)
+        for k in result.ks:
+            row[f"ndcg_blog@{k}"] = ndcg_blog(scores, grades, k)
+        for k in result.ks:
+            row[f"recall@{k}"] = recall(scores, grades, k)
+        row["mrr"] = reciprocal_rank(scores, grades)
+        row["map"] = average_precision(scores, grades)
+        result.rows.append(row)
+    return result
+
+
+def compare_models(
+    runs: Mapping[str, Mapping[Hashable, Scores]],
+    qrels: Mapping[Hashable, Grades],
+    ks: Iterable[int] = (5, 10),
+) -> list[dict]:
+    """``{model: run}`` → one summary row per model (see ``EvalResult.summary``)."""
+    ks = tuple(ks)
+    return [evaluate(run, qrels, ks, model=name).summary() for name, run in runs.items()]
+
+
+# ---------------------------------------------------------------- mistakes
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A page judged not relevant that the model ranked above ``relevant_below`` relevant pages."""
+
+    page_id: PageId
+    rank: int
+    score: float
+    relevant_below: int
+
+
+def hardest_mistakes(scores: Scores, grades: Grades) -> list[Mistake]:
+    """Pages judged not relevant (grade 0) ranked above at least one relevant page, best
+    ranked first. Unjudged pages are never mistakes."""
+    ranking = rank_pages(scores)
+    rel_left = sum(1 for p in ranking if grades.get(p, 0) >= 1)  # relevant pages still below
+    out = []
+    for rank, page in enumerate(ranking, start=1):
+        grade = grades.get(page)
+        if grade is not None and grade >= 1:
+            rel_left -= 1
+        elif grade == 0 and rel_left:
+            out.append(Mistake(page, rank, scores[page], rel_left))
+    return out
+
+
+# ---------------------------------------------------------------- agreement
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A page and its 1-based rank under each model (over the pages both scored)."""
+
+    page_id: PageId
+    rank_a: int
+    rank_b: int
+
+    @property
+    def shift(self) -> int:
+        return abs(self.rank_a - self.rank_b)
+
+
+@dataclass(frozen=True)
+class ModelAgreement:
+    """How two models' rankings of one query agree, over the ``n_shared`` pages both scored.
+
+    ``kendall_tau`` (tau-b, score ties count as ties) and ``spearman`` are None with fewer than
+    two shared pages or when one model gives every page the same score.
+    ``topk_overlap`` = |top-k of A ∩ top-k of B| / min(k, n_shared) (None if nothing shared).
+    ``disagreements``: pages with the largest rank difference first.
+    """
+
+    n_shared: int
+    k: int
+    kendall_tau: float | None
+    spearman: float | None
+    topk_overlap: float | None
+    disagreements: list[Disagreement]
+
+
+def topk_overlap(scores_a: Scores, scores_b: Scores, k: int) -> float | None:
+    """|top-k of A ∩ top-k of B| / min(k, pages both scored); None if none shared.
+    (min, so two identical rankings of fewer than k pages overlap 1.0, not n/k.)"""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    shared = scores_a.keys() & scores_b.keys()
+    if not shared:
+        return None
+    top_a = rank_pages({p: scores_a[p] for p in shared})[:k]
+    top_b = rank_pages({p: scores_b[p] for p in shared})[:k]
+    return len(set(top_a) & set(top_b)) / min(k, len(shared))
+
+
+def model_agreement(
+    scores_a: Scores, scores_b: Scores, k: int = 5, n_disagreements: int = 5
+) -> ModelAgreement:
+    """Kendall τ-b, Spearman ρ, top-k overlap and the ``n_disagreements`` pages whose ranks
+    differ most (ties in the difference: the better best rank first, then rank order of A)."""
+    shared = [p for p in scores_a if p in scores_b]
+    a = {p: scores_a[p] for p in shared}
+    b = {p: scores_b[p] for p in shared}
+    rank_a = {p: r for r, p in enumerate(rank_pages(a), start=1)}
+    rank_b = {p: r for r, p in enumerate(rank_pages(b), start=1)}
+    diffs = [Disagreement(p, rank_a[p], rank_b[p]) for p in shared]
+    diffs = [d for d in diffs if d.shift]
+    diffs.sort(key=lambda d: (-d.shift, min(d.rank_a, d.rank_b), d.rank_a))
+
+    tau = rho = None
+    xs, ys = [a[p] for p in shared], [b[p] for p in shared]
+    # scipy returns NaN (with a warning) for constant input; say "undefined" instead.
+    if len(shared) >= 2 and len(set(xs)) > 1 and len(set(ys)) > 1:
+        tau = float(stats.kendalltau(xs, ys).statistic)  # tau-b is scipy's default variant
+        rho = float(stats.spearmanr(xs, ys).statistic)
+    return ModelAgreement(
+        n_shared=len(shared), k=k, kendall_tau=tau, spearman=rho,
+        topk_overlap=topk_overlap(a, b, k), disagreements=diffs[:n_disagreements],
+    )
+
+
+@dataclass(frozen=True)
+class Kappa:
+    """Cohen's κ between two annotators over the ``n`` pages both judged.
+
+    ``observed`` is the raw agreement rate. ``kappa`` is None when n == 0, and also when
+    chance agreement is 1 — both annotators gave every page the same single label — since κ
+    is then 0/0: perfect agreement, but no evidence it beats chance (see ``observed``).
+    """
+
+    kappa: float | None
+    n: int
+    observed: float | None
+
+
+def cohen_kappa(labels_a: Mapping[PageId, Hashable], labels_b: Mapping[PageId, Hashable]) -> Kappa:
+    """Cohen's κ = (p_o − p_e) / (1 − p_e), labels treated as nominal categories (grades or
+    store labels alike), over the pages both annotators judged."""
+    shared = [p for p in labels_a if p in labels_b]
+    n = len(shared)
+    if not n:
+        return Kappa(None, 0, None)
+    p_o = sum(labels_a[p] == labels_b[p] for p in shared) / n
+    count_a = Counter(labels_a[p] for p in shared)
+    count_b = Counter(labels_b[p] for p in shared)
+    chance = sum(count_a[c] * count_b[c] for c in count_a)  # p_e * n², exact in integers
+    if chance == n * n:
+        return Kappa(None, n, p_o)
+    p_e = chance / n**2
+    return Kappa((p_o - p_e) / (1.0 - p_e), n, p_o)
