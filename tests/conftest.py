@@ -61,3 +61,34 @@ def sample_pages_dir():
 
     here = Path(__file__).resolve().parent.parent / "data" / "examples" / "sample-pages"
     return here
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory):
+    """Tiny random Qwen3-VL checkpoints (reranker, base, LoRA adapter), built once per session."""
+    from reranker.checkpoints import build_tiny_checkpoints
+
+    return build_tiny_checkpoints(tmp_path_factory.mktemp("tiny-checkpoints"))
+
+
+@pytest.fixture(scope="session")
+def tiny_rerankers(tiny_checkpoints):
+    """Both rerankers loaded through `load_reranker` from the tiny checkpoints (float32, CPU)."""
+    from reranker import load_reranker
+
+    return {
+        "qwen3-vl-reranker-2b": load_reranker("qwen3-vl-reranker-2b", model_path=str(tiny_checkpoints.reranker), device="cpu"),
+        "qwen3-reranker-mm-2b": load_reranker(
+            "qwen3-reranker-mm-2b", model_path=str(tiny_checkpoints.base), adapter_path=str(tiny_checkpoints.adapter), device="cpu"
+        ),
+    }
+
+
+@pytest.fixture(scope="session")
+def sample_images():
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = Path(__file__).resolve().parent.parent / "data" / "examples" / "sample-pages"
+    return [Image.open(path).convert("RGB") for path in sorted(folder.glob("doc_*.jpg"))]

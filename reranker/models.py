@@ -1,0 +1,154 @@
+"""The rerankers as data: where their weights live, how they are prompted, how they are scored.
+
+Every fact here comes from the model's own reference code or card (see `reference`); keep the
+strings byte-exact. A new model is one more `ModelSpec`, not a copy of the scoring loop.
+
+A spec renders its prompt in one of two ways:
+- "chat": messages rendered by the processor's chat template (Qwen3-VL-Reranker's reference
+  code calls `processor.apply_chat_template(..., add_generation_prompt=True)`);
+- "raw": one literal string with `{query}` filled in (Qwen3RerankerMM's card).
+Both place exactly one page image, written as `IMAGE_PLACEHOLDER`, which the processor later
+expands to one `<|image_pad|>` per visual token.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
+TOKENS_PER_SIDE_PX = 32  # one Qwen3-VL visual token covers 32×32 px (patch 16, spatial merge 2)
+
+
+def tokens_to_pixels(tokens: int) -> int:
+    return tokens * TOKENS_PER_SIDE_PX * TOKENS_PER_SIDE_PX
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str  # stable id used in the API, the database and environment variables
+    label: str  # short name for the UI
+    model_id: str  # Hub id of the weights (for an adapter model: the base model)
+    adapter_id: str | None  # Hub id of a LoRA adapter merged into the base, if any
+    reference: str  # where the facts below come from
+    yes_token: str
+    no_token: str
+    qwen_token_ids: tuple[int, int]  # (yes, no) ids in the real Qwen tokenizer, checked at load
+    min_pixels: int
+    max_pixels: int  # default image budget
+    max_pixels_limit: int  # largest budget the UI offers
+    prompt_style: Literal["chat", "raw"]
+    system_prompt: str = ""
+    raw_template: str = ""  # for prompt_style "raw": the whole prompt with {query}
+    default_instruction: str | None = None  # for prompt_style "chat": the Instruct line
+    # Truncation (reference: Qwen3VLReranker.tokenize): at most `max_length` tokens before the
+    # `tail` are kept, special tokens (image pads included) always; `tail` is kept whole.
+    max_length: int = 10240
+    tail: str = "<|im_end|>\n<|im_start|>assistant\n"
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def env_prefix(self) -> str:
+        return "RERANKER_" + self.key.upper().replace("-", "_")
+
+    @property
+    def max_visual_tokens(self) -> int:
+        return self.max_pixels // (TOKENS_PER_SIDE_PX * TOKENS_PER_SIDE_PX)
+
+
+QWEN3_VL_RERANKER_2B = ModelSpec(
+    key="qwen3-vl-reranker-2b",
+    label="Qwen3-VL-Reranker-2B",
+    model_id="Qwen/Qwen3-VL-Reranker-2B",
+    adapter_id=None,
+    reference="QwenLM/Qwen3-VL-Embedding, src/models/qwen3_vl_reranker.py",
+    yes_token="yes",
+    no_token="no",
+    qwen_token_ids=(9693, 2152),
+    min_pixels=tokens_to_pixels(4),
+    # 1280 tokens was the release setting (the comparison blog's); the reference code now uses 1800.
+    max_pixels=tokens_to_pixels(1280),
+    max_pixels_limit=tokens_to_pixels(1800),
+    prompt_style="chat",
+    system_prompt=(
+        'Judge whether the Document meets the requirements based on the Query and the Instruct provided. '
+        'Note that the answer can only be "yes" or "no".'
+    ),
+    default_instruction="Given a search query, retrieve relevant candidates that answer the query.",
+)
+
+QWEN3_RERANKER_MM_2B = ModelSpec(
+    key="qwen3-reranker-mm-2b",
+    label="Qwen3RerankerMM-2B",
+    model_id="Qwen/Qwen3-VL-2B-Instruct",
+    adapter_id="UlrickBL/Qwen3RerankerMM-2B",
+    reference="UlrickBL/multimodal_reranker, training_qwen_3_reranker/README.md (model card)",
+    yes_token="Yes",
+    no_token="No",
+    qwen_token_ids=(9454, 2753),
+    # The card sets only max_pixels, so min_pixels is the processor's own default
+    # (Qwen3-VL-2B-Instruct preprocessor_config: shortest_edge 65536 px = 64 tokens).
+    min_pixels=65536,
+    max_pixels=720 * 28 * 28,  # 564,480 px: at most ~551 visual tokens of 32×32 px
+    max_pixels_limit=tokens_to_pixels(1280),
+    prompt_style="raw",
+    # The author's exact spelling and spacing: "an picture", "Query : ", " \nAre", "related ?".
+    raw_template=(
+        "<|im_start|>system\nYou will be given an picture and a query. Answer 'Yes' if the answer to "
+        "the query can be found in the picture, else 'No'<|im_end|>\n<|im_start|>user\n"
+        + IMAGE_PLACEHOLDER
+        + "Query : {query} \nAre the picture and query related ?<|im_end|>\n<|im_start|>assistant\n"
+    ),
+    tail=" \nAre the picture and query related ?<|im_end|>\n<|im_start|>assistant\n",
+    notes=("No instruction: the model was trained with one fixed prompt.",),
+)
+
+MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in (QWEN3_VL_RERANKER_2B, QWEN3_RERANKER_MM_2B)}
+
+
+class UnknownModelError(KeyError):
+    def __str__(self) -> str:  # KeyError would print the message with quotes
+        return self.args[0]
+
+
+def get_spec(key: str) -> ModelSpec:
+    try:
+        return MODELS[key]
+    except KeyError:
+        raise UnknownModelError(f"unknown model {key!r}; valid keys: {', '.join(MODELS)}") from None
+
+
+@dataclass(frozen=True)
+class WeightsLocation:
+    """Where to load a model's weights from: the Hub ids, or local overrides."""
+
+    model: str
+    adapter: str | None
+
+
+def weights_location(spec: ModelSpec, model_path: str | None = None, adapter_path: str | None = None) -> WeightsLocation:
+    """Arguments win over environment variables, which win over the Hub ids.
+
+    `RERANKER_<KEY>_MODEL` (weights; for an adapter model, the base) and `RERANKER_<KEY>_ADAPTER`.
+    """
+    model = model_path or os.environ.get(f"{spec.env_prefix}_MODEL") or spec.model_id
+    adapter = adapter_path or os.environ.get(f"{spec.env_prefix}_ADAPTER") or spec.adapter_id
+    return WeightsLocation(model=str(model), adapter=str(adapter) if adapter else None)
+
+
+def chat_messages(spec: ModelSpec, query: str, instruction: str | None) -> list[dict]:
+    """The reference's message list for one (text query, one page image) pair."""
+    return [
+        {"role": "system", "content": [{"type": "text", "text": spec.system_prompt}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "<Instruct>: " + (instruction or spec.default_instruction or "")},
+                {"type": "text", "text": "<Query>:"},
+                {"type": "text", "text": query},
+                {"type": "text", "text": "\n<Document>:"},
+                {"type": "image"},
+            ],
+        },
+    ]

@@ -1,0 +1,531 @@
+"""Load a reranker spec and score (query, page image) pairs: P(yes) for each page.
+
+What the reference code does, one pair per forward pass, is done here in batches:
+  1. each page is resized into the spec's pixel budget (qwen_vl_utils' rule, PIL bicubic) and
+     patchified by the processor's image processor (no second resize);
+  2. the prompt is tokenized once; each page's sequence is that prompt with the image
+     placeholder expanded to the page's visual-token count (exactly what the processor does);
+  3. sequences are truncated as the reference truncates, grouped by length, left-padded;
+  4. the vision encoder runs on the pages not in the vision cache; the language model runs on
+     the batch with those vision outputs (`mm_encoder_outputs`);
+  5. score = sigmoid(h · (W[yes] − W[no])) for the last position's hidden state h, which equals
+     sigmoid(logit_yes − logit_no) of the full LM head without computing the head.
+Preparation of batch k+1 (resize, patchify, tokenize) runs on a worker thread while batch k is
+on the device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from .imaging import image_hash, resize_to_budget
+from .models import IMAGE_PLACEHOLDER, ModelSpec, chat_messages, get_spec, weights_location
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (pairs scored so far, pairs in this call)
+# A query longer than this many characters per allowed token cannot keep more tokens anyway;
+# cutting it first bounds the tokenizer's work on a pasted novel.
+CHARS_PER_TOKEN_BOUND = 64
+
+
+class LoadError(RuntimeError):
+    """The weights could not be loaded; the message says which and how to fix it."""
+
+
+class AdapterMismatchError(LoadError):
+    """A LoRA adapter did not land on the model completely (a half-applied LoRA scores wrongly)."""
+
+
+class QueryError(ValueError):
+    """The query cannot be scored (empty, or not text)."""
+
+
+def default_device() -> torch.device:
+    name = os.environ.get("RERANKER_DEVICE")
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_attention(device: torch.device) -> str:
+    if device.type == "cuda":
+        try:
+            import flash_attn  # noqa: F401  (optional; no PyPI wheels)
+
+            return "flash_attention_2"
+        except ImportError:
+            pass
+    return "sdpa"
+
+
+def clean_query(query: str, max_length: int) -> str:
+    if not isinstance(query, str):
+        raise QueryError(f"the query must be text, got {type(query).__name__}")
+    if not query.strip():
+        raise QueryError("the query is empty: type what you are looking for")
+    return query[: max_length * CHARS_PER_TOKEN_BOUND]
+
+
+def page_key(page) -> str:
+    """Content id of a page: `Page.content_hash` when given a Page, else a hash of its pixels."""
+    return getattr(page, "content_hash", None) or image_hash(page_image(page))
+
+
+def page_image(page) -> Image.Image:
+    return page if isinstance(page, Image.Image) else page.image
+
+
+def truncate(ids: list[int], max_length: int, tail: int, special_ids: set[int]) -> list[int]:
+    """The reference's truncation: keep the last `tail` tokens whole; before them keep every
+    special token (image pads included) and the first non-special tokens that fit."""
+    head, kept_tail = ids[: len(ids) - tail], ids[len(ids) - tail :]
+    if len(head) <= max_length:
+        return ids
+    budget = max_length - sum(1 for token in head if token in special_ids)
+    kept: list[int] = []
+    for token in head:
+        if token in special_ids:
+            kept.append(token)
+        elif budget > 0:
+            kept.append(token)
+            budget -= 1
+    return kept + kept_tail
+
+
+@dataclass(frozen=True)
+class Budget:
+    min_pixels: int
+    max_pixels: int
+
+    def key(self) -> str:
+        return f"{self.min_pixels}-{self.max_pixels}"
+
+
+class LRUCache:
+    """A small LRU keyed by anything, bounded by a total size (bytes, or entries with size 1)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.size = 0
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()  # the preparation thread reads while the scoring thread writes
+        self.hits = self.misses = 0
+
+    def get(self, key):
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key, value, size: int = 1) -> None:
+        if size > self.capacity:
+            return
+        with self._lock:
+            if key in self._items:
+                self.size -= self._items.pop(key)[1]
+            self._items[key] = (value, size)
+            self.size += size
+            while self.size > self.capacity:
+                self.size -= self._items.popitem(last=False)[1][1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.size = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass
+class PreparedBatch:
+    """CPU tensors for one batch, in the batch's own order (`indices` into the call's pages)."""
+
+    indices: list[int]
+    page_keys: list[str]
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    mm_token_type_ids: torch.Tensor
+    image_grid_thw: torch.Tensor
+    pixel_values: torch.Tensor | None  # patches of the pages that need the vision encoder
+    cached_vision: list  # per page: its cached vision outputs, or None to run the encoder
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        """Plain inputs for `Qwen3VLModel.forward`, as the processor would give them."""
+        inputs = dict(
+            input_ids=self.input_ids,
+            attention_mask=self.attention_mask,
+            mm_token_type_ids=self.mm_token_type_ids,
+            image_grid_thw=self.image_grid_thw,
+        )
+        if self.pixel_values is not None:
+            inputs["pixel_values"] = self.pixel_values
+        return inputs
+
+
+class Reranker:
+    """One loaded reranker. Thread-safe: calls share the model and the caches, one at a time."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        backbone,
+        processor,
+        score_vector: torch.Tensor,
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+        weights: str,
+        adapter: str | None = None,
+        max_pixels: int | None = None,
+        batch_size: int | None = None,
+        vision_cache_bytes: int | None = None,
+        score_cache_entries: int = 200_000,
+        overlap: bool = True,
+    ):
+        self.spec = spec
+        self.backbone = backbone
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.score_vector = score_vector  # float32 (hidden,) on device: W[yes] − W[no]
+        self.device = device
+        self.dtype = dtype
+        self.weights = weights
+        self.adapter = adapter
+        self.budget = Budget(spec.min_pixels, max_pixels or spec.max_pixels)
+        self.batch_size = batch_size or (16 if device.type == "cuda" else 4)
+        self.overlap = overlap
+        if vision_cache_bytes is None:
+            vision_cache_bytes = 4 * 2**30 if device.type == "cuda" else 512 * 2**20
+        self.vision_cache = LRUCache(vision_cache_bytes)
+        self.score_cache = LRUCache(score_cache_entries)
+        self.image_token_id = self.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+        self.special_ids = set(self.tokenizer.all_special_ids)
+        self.tail_length = len(self.tokenizer(spec.tail)["input_ids"])
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"prep-{spec.key}")
+
+    # ----- description -------------------------------------------------------------------
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    def settings(self, max_pixels: int | None = None) -> dict:
+        """Everything that changes a score; stored beside scores so cached ones stay valid."""
+        budget = self._budget(max_pixels)
+        return {
+            "weights": self.weights,
+            "adapter": self.adapter,
+            "min_pixels": budget.min_pixels,
+            "max_pixels": budget.max_pixels,
+            "max_length": self.spec.max_length,
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+
+    def settings_key(self, max_pixels: int | None = None) -> str:
+        settings = self.settings(max_pixels)
+        return "|".join(f"{name}={settings[name]}" for name in sorted(settings))
+
+    def _budget(self, max_pixels: int | None) -> Budget:
+        if max_pixels is None:
+            return self.budget
+        if not self.spec.min_pixels <= max_pixels <= self.spec.max_pixels_limit:
+            raise ValueError(
+                f"{self.spec.label}: image budget {max_pixels} px is outside "
+                f"[{self.spec.min_pixels}, {self.spec.max_pixels_limit}]"
+            )
+        return Budget(self.spec.min_pixels, max_pixels)
+
+    # ----- prompt ----------------------------------------------------------------------------
+    def prompt(self, query: str, instruction: str | None = None) -> str:
+        """The exact text given to the processor, with one image placeholder for the page."""
+        query = clean_query(query, self.spec.max_length)
+        if self.spec.prompt_style == "chat":
+            return self.processor.apply_chat_template(
+                chat_messages(self.spec, query, instruction), tokenize=False, add_generation_prompt=True
+            )
+        return self.spec.raw_template.replace("{query}", query)
+
+    # ----- scoring ---------------------------------------------------------------------------
+    def score(
+        self,
+        query: str,
+        images: Sequence,
+        instruction: str | None = None,
+        *,
+        batch_size: int | None = None,
+        progress: Progress | None = None,
+        max_pixels: int | None = None,
+    ) -> list[float]:
+        """P(yes) for each page, in input order. `images`: PIL images or `Page` objects."""
+        prompt = self.prompt(query, instruction)
+        if not images:
+            return []
+        budget = self._budget(max_pixels)
+        keys = [page_key(page) for page in images]
+        prompt_id = hashlib.sha256(prompt.encode()).hexdigest()
+        settings = self.settings_key(max_pixels)
+        scores: list[float | None] = [self.score_cache.get((settings, prompt_id, key)) for key in keys]
+        todo = [i for i, score in enumerate(scores) if score is None]
+        total, done = len(images), len(images) - len(todo)
+        if progress:
+            progress(done, total)
+        if todo:
+            with self._lock, torch.inference_mode():
+                for batch in self._prepared_batches(prompt, images, keys, todo, budget, batch_size):
+                    for index, value in zip(batch.indices, self._forward(batch, budget)):
+                        scores[index] = value
+                        self.score_cache.put((settings, prompt_id, keys[index]), value)
+                    done += len(batch.indices)
+                    if progress:
+                        progress(done, total)
+        return [float(score) for score in scores]
+
+    def _prepared_batches(self, prompt, images, keys, todo, budget, batch_size) -> Iterator[PreparedBatch]:
+        # Sorting by visual-token count groups pages of similar length, so padding stays small.
+        sized = {i: resize_dims(page_image(images[i]), budget) for i in todo}
+        order = sorted(todo, key=lambda i: (sized[i][0] * sized[i][1], i))
+        size = batch_size or self.batch_size
+        chunks = [order[start : start + size] for start in range(0, len(order), size)]
+        prompt_ids = self.tokenizer(prompt)["input_ids"]
+
+        def prepare(chunk):
+            return self.prepare_batch(prompt_ids, [images[i] for i in chunk], [keys[i] for i in chunk], chunk, budget)
+
+        if not self.overlap:
+            for chunk in chunks:
+                yield prepare(chunk)
+            return
+        # One batch ahead: the worker prepares batch k+1 while the device runs batch k.
+        pending = self._executor.submit(prepare, chunks[0])
+        for next_chunk in chunks[1:] + [None]:
+            batch = pending.result()
+            if next_chunk is not None:
+                pending = self._executor.submit(prepare, next_chunk)
+            yield batch
+
+    def prepare_batch(self, prompt_ids: list[int] | str, pages, keys, indices, budget: Budget | None = None) -> PreparedBatch:
+        """Resize, patchify and tokenize one batch (CPU work, safe on a worker thread)."""
+        budget = budget or self.budget
+        if isinstance(prompt_ids, str):
+            prompt_ids = self.tokenizer(prompt_ids)["input_ids"]
+        placeholder = prompt_ids.index(self.image_token_id)
+        before, after = prompt_ids[:placeholder], prompt_ids[placeholder + 1 :]
+        resized = [resize_to_budget(page_image(page), budget.min_pixels, budget.max_pixels) for page in pages]
+        merge = self.processor.image_processor.merge_size
+        patch = self.processor.image_processor.patch_size
+        grids = torch.tensor([[1, image.height // patch, image.width // patch] for image in resized])
+        counts = (grids.prod(-1) // merge**2).tolist()
+        sequences = [
+            truncate(before + [self.image_token_id] * count + after, self.spec.max_length, self.tail_length, self.special_ids)
+            for count in counts
+        ]
+        # Taking the cached outputs now (not at forward time) keeps them even if the LRU evicts them.
+        cached_vision = [self.vision_cache.get(self._vision_key(key, budget)) for key in keys]
+        to_encode = [image for image, cached in zip(resized, cached_vision) if cached is None]
+        pixel_values = None
+        if to_encode:
+            # Already resized: the image processor only rescales, normalises and patchifies.
+            pixel_values = self.processor.image_processor(images=to_encode, do_resize=False, return_tensors="pt")[
+                "pixel_values"
+            ]
+        width = max(len(sequence) for sequence in sequences)
+        pad_id = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, sequence in enumerate(sequences):  # left padding: [:, -1] is every row's last token
+            input_ids[row, width - len(sequence) :] = torch.tensor(sequence)
+            attention_mask[row, width - len(sequence) :] = 1
+        mm_token_type_ids = (input_ids == self.image_token_id).to(torch.int32)
+        if self.device.type == "cuda":
+            input_ids, attention_mask = input_ids.pin_memory(), attention_mask.pin_memory()
+            if pixel_values is not None:
+                pixel_values = pixel_values.pin_memory()
+        return PreparedBatch(
+            indices=list(indices),
+            page_keys=list(keys),
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            mm_token_type_ids=mm_token_type_ids,
+            image_grid_thw=grids,
+            pixel_values=pixel_values,
+            cached_vision=cached_vision,
+        )
+
+    def _vision_key(self, page_key: str, budget: Budget) -> tuple:
+        return (page_key, budget.key())
+
+    def _vision_outputs(self, batch: PreparedBatch, budget: Budget):
+        """Vision encoder outputs for every page of the batch: cached, or computed and cached."""
+        from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
+
+        grids = batch.image_grid_thw.to(self.device)
+        fresh = iter(())
+        if batch.pixel_values is not None:
+            needed = [row for row, cached in enumerate(batch.cached_vision) if cached is None]
+            computed = self.backbone.get_image_features(
+                batch.pixel_values.to(self.device, self.dtype, non_blocking=True), grids[needed]
+            )
+            fresh = iter(
+                zip(computed.pooler_output, zip(*computed.deepstack_features)) if computed.deepstack_features else
+                ((embeds, ()) for embeds in computed.pooler_output)
+            )
+        embeds, deepstack = [], []
+        for key, item in zip(batch.page_keys, batch.cached_vision):
+            if item is None:
+                item = next(fresh)
+                self.vision_cache.put(self._vision_key(key, budget), item, tensor_bytes(item))
+            embeds.append(item[0])
+            deepstack.append(item[1])
+        layers = [tuple(page[layer] for page in deepstack) for layer in range(len(deepstack[0]))]
+        return BaseModelOutputWithDeepstackFeatures(pooler_output=tuple(embeds), deepstack_features=layers)
+
+    def _forward(self, batch: PreparedBatch, budget: Budget) -> list[float]:
+        vision = self._vision_outputs(batch, budget)
+        outputs = self.backbone(
+            input_ids=batch.input_ids.to(self.device, non_blocking=True),
+            attention_mask=batch.attention_mask.to(self.device, non_blocking=True),
+            mm_token_type_ids=batch.mm_token_type_ids.to(self.device, non_blocking=True),
+            image_grid_thw=batch.image_grid_thw.to(self.device),
+            mm_encoder_outputs={"image": vision},
+            use_cache=False,  # scoring never decodes, so no KV cache
+        )
+        return self.head(outputs.last_hidden_state[:, -1]).tolist()
+
+    def head(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        """sigmoid(h · (W[yes] − W[no])), in float32."""
+        return torch.sigmoid(last_hidden.float() @ self.score_vector).cpu()
+
+    def clear_caches(self) -> None:
+        with self._lock:
+            self.vision_cache.clear()
+            self.score_cache.clear()
+
+
+def resize_dims(image: Image.Image, budget: Budget) -> tuple[int, int]:
+    from .imaging import smart_resize
+
+    return smart_resize(image.height, image.width, min_pixels=budget.min_pixels, max_pixels=budget.max_pixels)
+
+
+def tensor_bytes(item) -> int:
+    embeds, deepstack = item
+    return embeds.numel() * embeds.element_size() + sum(t.numel() * t.element_size() for t in deepstack)
+
+
+# ----- loading -------------------------------------------------------------------------------
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:300]
+
+
+def _load_failure(spec: ModelSpec, what: str, location: str, error: BaseException) -> LoadError:
+    return LoadError(
+        f"Could not load {spec.label} {what} from {location!r}: {_first_line(error)}. "
+        f"Without network access, download the weights elsewhere and point the app at them: "
+        f"{spec.env_prefix}_MODEL=/path/to/weights"
+        + (f" and {spec.env_prefix}_ADAPTER=/path/to/adapter" if spec.adapter_id else "")
+        + " (or load_reranker(..., model_path=...))."
+    )
+
+
+def apply_adapter(model, adapter: str, spec: ModelSpec):
+    """Merge a LoRA adapter into `model`, refusing one whose tensors did not all land."""
+    from peft import PeftModel
+    from peft.utils import get_peft_model_state_dict, load_peft_weights
+
+    try:
+        peft_model = PeftModel.from_pretrained(model, adapter)
+        expected = load_peft_weights(adapter, device="cpu")
+    except (OSError, ValueError) as error:
+        raise _load_failure(spec, "adapter", adapter, error) from error
+    loaded = get_peft_model_state_dict(peft_model)
+    missing = sorted(set(expected) - set(loaded))  # in the file, on no module
+    unexpected = sorted(set(loaded) - set(expected))  # on a module, not in the file
+    differing = sorted(
+        name for name in set(expected) & set(loaded)
+        if not torch.equal(loaded[name].detach().cpu().to(expected[name].dtype), expected[name])
+    )
+    if missing or unexpected or differing:
+        details = "; ".join(
+            f"{label}: {names[:3]}{' …' if len(names) > 3 else ''} ({len(names)})"
+            for label, names in (("not applied", missing), ("not in the file", unexpected), ("different values", differing))
+            if names
+        )
+        raise AdapterMismatchError(
+            f"The LoRA adapter {adapter!r} did not load completely onto {spec.label}'s base model ({details}). "
+            "A half-applied LoRA gives plausible but wrong scores, so loading stops here; check that the "
+            "adapter matches the base model and the installed transformers/peft versions."
+        )
+    return peft_model.merge_and_unload()
+
+
+def load_reranker(
+    key: str,
+    model_path: str | None = None,
+    adapter_path: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    attn_implementation: str | None = None,
+    **options,
+) -> Reranker:
+    """Load a reranker by key (see `reranker.models.MODELS`) with its real Hub loading code.
+
+    Weights: `model_path`/`adapter_path`, else `RERANKER_<KEY>_MODEL`/`_ADAPTER`, else the Hub ids.
+    Device: `device`, else `RERANKER_DEVICE`, else CUDA when present. dtype: bfloat16 on CUDA,
+    float32 elsewhere. Attention: flash_attention_2 when flash-attn is installed on CUDA, else SDPA.
+    `options` go to `Reranker` (max_pixels, batch_size, vision_cache_bytes, overlap, ...).
+    """
+    from transformers import Qwen3VLForConditionalGeneration
+
+    from .processor import ImageOnlyQwen3VLProcessor
+
+    spec = get_spec(key)
+    location = weights_location(spec, model_path, adapter_path)
+    device = torch.device(device) if device is not None else default_device()
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    attention = attn_implementation or default_attention(device)
+    try:
+        processor = ImageOnlyQwen3VLProcessor.from_pretrained(location.model, padding_side="left")
+        model = Qwen3VLForConditionalGeneration.from_pretrained(location.model, dtype=dtype, attn_implementation=attention)
+    except (OSError, ValueError) as error:
+        raise _load_failure(spec, "weights", location.model, error) from error
+    if location.adapter:
+        model = apply_adapter(model, location.adapter, spec)
+    vocab = processor.tokenizer.get_vocab()
+    try:
+        yes_id, no_id = vocab[spec.yes_token], vocab[spec.no_token]
+    except KeyError as error:
+        raise LoadError(f"{spec.label}: the tokenizer at {location.model!r} has no single token {error}") from None
+    if len(vocab) > 150_000 and (yes_id, no_id) != spec.qwen_token_ids:
+        raise LoadError(
+            f"{spec.label}: {spec.yes_token!r}/{spec.no_token!r} are ids {(yes_id, no_id)} in {location.model!r}, "
+            f"expected {spec.qwen_token_ids} (Qwen's tokenizer); is this the right checkpoint?"
+        )
+    weight = model.lm_head.weight.detach()
+    score_vector = (weight[yes_id].float() - weight[no_id].float()).to(device)
+    backbone = model.model  # the LM head is not needed: the score is one dot product
+    del model
+    backbone.to(device).eval()
+    logger.info("loaded %s from %s on %s (%s, %s)", spec.key, location.model, device, dtype, attention)
+    return Reranker(
+        spec, backbone, processor, score_vector, device=device, dtype=dtype,
+        weights=location.model, adapter=location.adapter, **options,
+    )

@@ -1,0 +1,359 @@
+"""The scoring engine against the models' reference code, on tiny random checkpoints.
+
+Equivalences are the backbone: fast yes−no head = full LM head, batched = one pair at a time,
+cached = uncached, overlapped = sequential preparation, merged LoRA = unmerged PeftModel.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+from PIL import Image
+from transformers import Qwen3VLForConditionalGeneration
+
+from reranker import load_reranker
+from reranker.imaging import smart_resize
+from reranker.models import MODELS, UnknownModelError, get_spec
+from reranker.processor import ImageOnlyQwen3VLProcessor
+from reranker.scoring import AdapterMismatchError, LoadError, QueryError
+
+from .reference_impl import qwen3_reranker_mm_score, qwen3_vl_reranker_score
+
+A, B = "qwen3-vl-reranker-2b", "qwen3-reranker-mm-2b"
+TOL = 1e-5
+
+SYSTEM_A = (
+    "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct "
+    'provided. Note that the answer can only be "yes" or "no".<|im_end|>\n'
+)
+DEFAULT_INSTRUCTION = "Given a search query, retrieve relevant candidates that answer the query."
+IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
+
+
+def expected_prompt_a(query: str, instruction: str = DEFAULT_INSTRUCTION) -> str:
+    return (
+        SYSTEM_A
+        + f"<|im_start|>user\n<Instruct>: {instruction}<Query>:{query}\n<Document>:{IMAGE}<|im_end|>\n"
+        + "<|im_start|>assistant\n"
+    )
+
+
+def expected_prompt_b(query: str) -> str:
+    return (
+        "<|im_start|>system\nYou will be given an picture and a query. Answer 'Yes' if the answer to the query can be "
+        "found in the picture, else 'No'<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>"
+        f"Query : {query} \nAre the picture and query related ?<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+QUERIES = [
+    "What share of users per thread were unknown in the FEB11 sample?",
+    "Quelle est la densité surfacique ? 表面密度は？ ünïcödé — ✓",
+    "line one\nline two\n\n  indented line three",
+]
+
+
+@pytest.fixture(scope="module")
+def full_models(tiny_checkpoints):
+    """The reference side: full LM heads, the processor, and B's adapter left unmerged."""
+    from peft import PeftModel
+
+    reranker = Qwen3VLForConditionalGeneration.from_pretrained(tiny_checkpoints.reranker, dtype=torch.float32).eval()
+    base = Qwen3VLForConditionalGeneration.from_pretrained(tiny_checkpoints.base, dtype=torch.float32)
+    unmerged = PeftModel.from_pretrained(base, str(tiny_checkpoints.adapter)).eval()
+    return {
+        A: (reranker, ImageOnlyQwen3VLProcessor.from_pretrained(tiny_checkpoints.reranker, padding_side="left")),
+        B: (unmerged, ImageOnlyQwen3VLProcessor.from_pretrained(tiny_checkpoints.base)),
+    }
+
+
+def odd_pages(sample_images):
+    """Pages of very different shapes, so batches need real padding."""
+    return [
+        sample_images[0],
+        Image.new("RGB", (300, 2000), (200, 30, 30)),
+        sample_images[1].resize((2400, 500)),
+        Image.new("RGB", (40, 40), (10, 200, 10)),
+        sample_images[2],
+        sample_images[3].crop((0, 0, 900, 700)),
+    ]
+
+
+# ----- prompts ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("query", QUERIES)
+def test_prompt_a_is_byte_identical_to_the_reference_format(tiny_rerankers, query):
+    reranker = tiny_rerankers[A]
+    assert reranker.prompt(query) == expected_prompt_a(query)
+    custom = "Find the chart that answers the question."
+    assert reranker.prompt(query, instruction=custom) == expected_prompt_a(query, custom)
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_prompt_b_is_byte_identical_to_the_card(tiny_rerankers, query):
+    assert tiny_rerankers[B].prompt(query) == expected_prompt_b(query)
+    # B was trained with one fixed prompt: an instruction does not change it.
+    assert tiny_rerankers[B].prompt(query, instruction="anything") == expected_prompt_b(query)
+
+
+def test_specs_hold_the_published_facts():
+    a, b = get_spec(A), get_spec(B)
+    assert (a.model_id, a.adapter_id) == ("Qwen/Qwen3-VL-Reranker-2B", None)
+    assert (b.model_id, b.adapter_id) == ("Qwen/Qwen3-VL-2B-Instruct", "UlrickBL/Qwen3RerankerMM-2B")
+    assert (a.yes_token, a.no_token, a.qwen_token_ids) == ("yes", "no", (9693, 2152))
+    assert (b.yes_token, b.no_token, b.qwen_token_ids) == ("Yes", "No", (9454, 2753))
+    assert a.max_pixels == 1280 * 32 * 32 and a.max_pixels_limit == 1800 * 32 * 32 and a.min_pixels == 4 * 32 * 32
+    assert b.max_pixels == 564_480
+
+
+# ----- equivalence with the reference code -------------------------------------------------------
+@pytest.mark.parametrize("query", QUERIES[:2])
+def test_a_fast_head_and_batches_equal_the_reference_full_lm_head(tiny_rerankers, full_models, sample_images, query):
+    model, processor = full_models[A]
+    pages = odd_pages(sample_images)
+    expected = [qwen3_vl_reranker_score(model, processor, query, page) for page in pages]
+    tiny_rerankers[A].clear_caches()
+    got = tiny_rerankers[A].score(query, pages, batch_size=4)
+    assert got == pytest.approx(expected, abs=TOL)
+    assert max(expected) - min(expected) > 0.01  # the random model does separate the pages
+
+
+def test_a_custom_instruction_matches_the_reference(tiny_rerankers, full_models, sample_images):
+    model, processor = full_models[A]
+    instruction = "Retrieve the figure whose caption answers the question."
+    expected = [qwen3_vl_reranker_score(model, processor, QUERIES[0], page, instruction) for page in sample_images[:3]]
+    assert tiny_rerankers[A].score(QUERIES[0], sample_images[:3], instruction) == pytest.approx(expected, abs=TOL)
+
+
+@pytest.mark.parametrize("query", QUERIES[:2])
+def test_b_merged_lora_equals_the_unmerged_peft_model_with_full_head(tiny_rerankers, full_models, sample_images, query):
+    model, processor = full_models[B]  # PeftModel, adapter not merged, full LM head
+    pages = odd_pages(sample_images)
+    expected = [qwen3_reranker_mm_score(model, processor, query, page) for page in pages]
+    tiny_rerankers[B].clear_caches()
+    assert tiny_rerankers[B].score(query, pages, batch_size=3) == pytest.approx(expected, abs=TOL)
+
+
+def test_the_adapter_changes_the_scores(tiny_checkpoints, tiny_rerankers, full_models, sample_images):
+    base = Qwen3VLForConditionalGeneration.from_pretrained(tiny_checkpoints.base, dtype=torch.float32).eval()
+    _, processor = full_models[B]
+    base_only = [qwen3_reranker_mm_score(base, processor, QUERIES[0], page) for page in sample_images[:3]]
+    merged = tiny_rerankers[B].score(QUERIES[0], sample_images[:3])
+    assert merged != pytest.approx(base_only, abs=1e-3)
+
+
+def test_batched_equals_one_at_a_time_in_input_order(tiny_rerankers, sample_images):
+    for key in (A, B):
+        reranker = tiny_rerankers[key]
+        pages = odd_pages(sample_images)
+        reranker.clear_caches()
+        batched = reranker.score(QUERIES[0], pages, batch_size=len(pages))
+        reranker.clear_caches()
+        single = [reranker.score(QUERIES[0], [page], batch_size=1)[0] for page in pages]
+        assert batched == pytest.approx(single, abs=TOL)
+        reranker.clear_caches()
+        reversed_scores = reranker.score(QUERIES[0], pages[::-1], batch_size=2)
+        assert reversed_scores == pytest.approx(batched[::-1], abs=TOL)
+
+
+def test_cached_equals_uncached(tiny_rerankers, sample_images):
+    reranker = tiny_rerankers[A]
+    pages = sample_images[:5]
+    reranker.clear_caches()
+    cold = reranker.score(QUERIES[0], pages)
+    hits_before = reranker.vision_cache.hits
+    # A new query about the same pages: vision outputs come from the cache.
+    warm_other = reranker.score(QUERIES[1], pages)
+    assert reranker.vision_cache.hits - hits_before == len(pages)
+    reranker.clear_caches()
+    cold_other = reranker.score(QUERIES[1], pages)
+    assert warm_other == pytest.approx(cold_other, abs=TOL)
+    # The same query again: scores come from the score cache, unchanged.
+    assert reranker.score(QUERIES[1], pages) == cold_other
+    assert cold != pytest.approx(cold_other, abs=1e-4)
+
+
+def test_overlapped_preparation_equals_sequential(tiny_checkpoints, sample_images):
+    sequential = load_reranker(A, model_path=str(tiny_checkpoints.reranker), device="cpu", overlap=False)
+    overlapped = load_reranker(A, model_path=str(tiny_checkpoints.reranker), device="cpu", overlap=True)
+    pages = odd_pages(sample_images)
+    assert overlapped.score(QUERIES[0], pages, batch_size=2) == pytest.approx(
+        sequential.score(QUERIES[0], pages, batch_size=2), abs=TOL
+    )
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5, 64])
+def test_any_batch_size_gives_the_same_scores(tiny_rerankers, sample_images, batch_size):
+    reranker = tiny_rerankers[B]
+    reranker.clear_caches()
+    reference = reranker.score(QUERIES[2], sample_images[:5], batch_size=1)
+    reranker.clear_caches()
+    assert reranker.score(QUERIES[2], sample_images[:5], batch_size=batch_size) == pytest.approx(reference, abs=TOL)
+
+
+def test_prepared_inputs_equal_what_the_processor_builds(tiny_rerankers, sample_images):
+    """Our placeholder expansion and padding give the processor's own ids, masks and patches."""
+    from reranker.imaging import resize_to_budget
+
+    for key in (A, B):
+        reranker = tiny_rerankers[key]
+        reranker.clear_caches()
+        prompt = reranker.prompt(QUERIES[0])
+        pages = [sample_images[0], sample_images[5]]
+        batch = reranker.prepare_batch(prompt, pages, ["p0", "p5"], [0, 1])
+        budget = reranker.budget
+        resized = [resize_to_budget(page, budget.min_pixels, budget.max_pixels) for page in pages]
+        expected = reranker.processor(text=[prompt] * 2, images=resized, do_resize=False, padding=True, return_tensors="pt")
+        for name in ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw", "pixel_values"):
+            assert torch.equal(getattr(batch, name).to(expected[name].dtype), expected[name]), name
+
+
+def test_progress_reports_every_batch(tiny_rerankers, sample_images):
+    reranker = tiny_rerankers[A]
+    reranker.clear_caches()
+    seen = []
+    reranker.score(QUERIES[0], sample_images[:5], batch_size=2, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(0, 5), (2, 5), (4, 5), (5, 5)]
+
+
+# ----- pixel budget ------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [(40, 40), (300, 2000), (1621, 1191), (6000, 400), (10000, 8000), (33, 6000)])
+def test_visual_tokens_never_exceed_the_budget(tiny_rerankers, size):
+    page = Image.new("RGB", size, (120, 120, 120))
+    for key, reranker in tiny_rerankers.items():
+        for max_pixels in (reranker.spec.max_pixels, reranker.spec.max_pixels_limit, 256 * 32 * 32):
+            budget_tokens = max_pixels // (32 * 32)
+            batch = reranker.prepare_batch(reranker.prompt("q"), [page], ["x"], [0], reranker._budget(max_pixels))
+            tokens = int(batch.image_grid_thw.prod()) // 4
+            assert tokens <= budget_tokens, (key, size, max_pixels)
+            assert int((batch.input_ids == reranker.image_token_id).sum()) == tokens
+            height, width = smart_resize(size[1], size[0], min_pixels=reranker.spec.min_pixels, max_pixels=max_pixels)
+            assert height % 32 == 0 and width % 32 == 0
+
+
+def test_budget_outside_the_models_range_is_refused(tiny_rerankers, sample_images):
+    with pytest.raises(ValueError, match="image budget"):
+        tiny_rerankers[A].score("q", sample_images[:1], max_pixels=10_000_000)
+
+
+def test_a_per_call_budget_changes_the_scores_and_is_cached_separately(tiny_rerankers, sample_images):
+    reranker = tiny_rerankers[A]
+    small = reranker.score(QUERIES[0], sample_images[:2], max_pixels=64 * 32 * 32)
+    default = reranker.score(QUERIES[0], sample_images[:2])
+    assert small != pytest.approx(default, abs=1e-4)
+    assert reranker.settings_key(64 * 32 * 32) != reranker.settings_key()
+
+
+# ----- errors users meet --------------------------------------------------------------------------
+def test_unknown_model_lists_the_valid_keys():
+    with pytest.raises(UnknownModelError) as caught:
+        load_reranker("qwen-giant")
+    message = str(caught.value)
+    assert "qwen-giant" in message and all(key in message for key in MODELS)
+
+
+def test_unreachable_weights_give_one_clear_message(tmp_path):
+    with pytest.raises(LoadError) as caught:
+        load_reranker(A, model_path=str(tmp_path / "missing"), device="cpu")
+    message = str(caught.value)
+    assert "Qwen3-VL-Reranker-2B" in message and "RERANKER_QWEN3_VL_RERANKER_2B_MODEL" in message
+    assert "Traceback" not in message and len(message.splitlines()) == 1
+
+
+def test_hub_weights_offline_give_one_clear_message(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("RERANKER_QWEN3_RERANKER_MM_2B_MODEL", raising=False)
+    with pytest.raises(LoadError) as caught:
+        load_reranker(B, device="cpu")
+    message = str(caught.value)
+    assert "Qwen/Qwen3-VL-2B-Instruct" in message
+    assert "RERANKER_QWEN3_RERANKER_MM_2B_MODEL" in message and "RERANKER_QWEN3_RERANKER_MM_2B_ADAPTER" in message
+
+
+def test_environment_variables_point_at_local_weights(monkeypatch, tiny_checkpoints, sample_images, tiny_rerankers):
+    for name, value in tiny_checkpoints.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RERANKER_DEVICE", "cpu")
+    reranker = load_reranker(B)
+    assert reranker.weights == str(tiny_checkpoints.base) and reranker.adapter == str(tiny_checkpoints.adapter)
+    assert reranker.device.type == "cpu" and reranker.dtype == torch.float32
+    tiny_rerankers[B].clear_caches()
+    assert reranker.score(QUERIES[0], sample_images[:2]) == pytest.approx(
+        tiny_rerankers[B].score(QUERIES[0], sample_images[:2]), abs=TOL
+    )
+
+
+def test_an_adapter_that_does_not_land_fails_loudly(tiny_checkpoints, tmp_path):
+    """A renamed tensor (as a transformers rename of a module would cause) must not load silently."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken-adapter"
+    shutil.copytree(tiny_checkpoints.adapter, broken)
+    tensors = load_file(broken / "adapter_model.safetensors")
+    renamed = {name.replace("visual.blocks.0.attn.qkv", "visual.blocks.0.attn.qkv_old"): t for name, t in tensors.items()}
+    assert renamed.keys() != tensors.keys()
+    save_file(renamed, broken / "adapter_model.safetensors")
+    with pytest.raises(AdapterMismatchError, match="did not load completely"):
+        load_reranker(B, model_path=str(tiny_checkpoints.base), adapter_path=str(broken), device="cpu")
+
+
+def test_empty_image_list_gives_no_scores(tiny_rerankers):
+    assert tiny_rerankers[A].score("a query", []) == []
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\n\t "])
+def test_empty_query_is_refused_clearly(tiny_rerankers, sample_images, query):
+    for reranker in tiny_rerankers.values():
+        with pytest.raises(QueryError, match="empty"):
+            reranker.score(query, sample_images[:1])
+
+
+def test_very_long_query_is_truncated_like_the_reference(tiny_rerankers, full_models, sample_images):
+    reranker = tiny_rerankers[A]
+    model, processor = full_models[A]
+    long_query = "revenue growth by segment " * 4000  # ~16k tokens in the tiny byte-level vocabulary
+    page = sample_images[2]
+    expected = qwen3_vl_reranker_score(model, processor, long_query, page, max_length=reranker.spec.max_length)
+    reranker.clear_caches()
+    assert reranker.score(long_query, [page]) == pytest.approx([expected], abs=TOL)
+    batch = reranker.prepare_batch(reranker.prompt(long_query), [page], ["p"], [0])
+    ids = batch.input_ids[0].tolist()
+    assert len(ids) <= reranker.spec.max_length + reranker.tail_length
+    tail = reranker.tokenizer(reranker.spec.tail)["input_ids"]
+    assert ids[-len(tail) :] == tail  # the trailing special tokens survive
+
+
+def test_very_long_query_for_b_keeps_its_question_and_image(tiny_rerankers, sample_images):
+    reranker = tiny_rerankers[B]
+    long_query = "ab " * 30000
+    scores = reranker.score(long_query, sample_images[:2])
+    assert all(0.0 <= score <= 1.0 for score in scores)
+    batch = reranker.prepare_batch(reranker.prompt(long_query), sample_images[:1], ["p"], [0])
+    ids = batch.input_ids[0].tolist()
+    tail = reranker.tokenizer(reranker.spec.tail)["input_ids"]
+    assert ids[-len(tail) :] == tail
+    assert int(batch.image_grid_thw.prod()) // 4 == ids.count(reranker.image_token_id)
+
+
+def test_pages_may_be_page_objects_with_a_content_hash(tiny_rerankers, sample_images):
+    from dataclasses import dataclass
+
+    @dataclass
+    class FakePage:
+        image: Image.Image
+        content_hash: str
+
+    reranker = tiny_rerankers[A]
+    pages = [FakePage(image, f"hash-{i}") for i, image in enumerate(sample_images[:2])]
+    assert reranker.score("q", pages) == pytest.approx(reranker.score("q", sample_images[:2]), abs=TOL)
+
+
+def test_the_test_session_cannot_reach_the_network():
+    import os
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    with pytest.raises(RuntimeError, match="network"):
+        socket.create_connection(("93.184.216.34", 80), timeout=1)
