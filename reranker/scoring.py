@@ -326,24 +326,23 @@ class Reranker:
             prompt_ids = self.tokenizer(prompt_ids)["input_ids"]
         placeholder = prompt_ids.index(self.image_token_id)
         before, after = prompt_ids[:placeholder], prompt_ids[placeholder + 1 :]
-        resized = [resize_to_budget(page_image(page), budget.min_pixels, budget.max_pixels) for page in pages]
+        # Taking the cached outputs now (not at forward time) keeps them even if the LRU evicts them.
+        cached_vision = [self.vision_cache.get(self._vision_key(key, budget)) for key in keys]
+        # Pages are independent: resize and patchify them in parallel (PIL and numpy release the GIL).
+        prepared = list(
+            _page_pool().map(
+                lambda item: self._prepare_page(page_image(item[0]), budget, item[1] is None), zip(pages, cached_vision)
+            )
+        )
+        grids = torch.tensor([grid for grid, _ in prepared])
         merge = self.processor.image_processor.merge_size
-        patch = self.processor.image_processor.patch_size
-        grids = torch.tensor([[1, image.height // patch, image.width // patch] for image in resized])
         counts = (grids.prod(-1) // merge**2).tolist()
         sequences = [
             truncate(before + [self.image_token_id] * count + after, self.spec.max_length, self.tail_length, self.special_ids)
             for count in counts
         ]
-        # Taking the cached outputs now (not at forward time) keeps them even if the LRU evicts them.
-        cached_vision = [self.vision_cache.get(self._vision_key(key, budget)) for key in keys]
-        to_encode = [image for image, cached in zip(resized, cached_vision) if cached is None]
-        pixel_values = None
-        if to_encode:
-            # Already resized: the image processor only rescales, normalises and patchifies.
-            pixel_values = self.processor.image_processor(images=to_encode, do_resize=False, return_tensors="pt")[
-                "pixel_values"
-            ]
+        patches = [pixels for _, pixels in prepared if pixels is not None]
+        pixel_values = torch.cat(patches) if patches else None
         width = max(len(sequence) for sequence in sequences)
         pad_id = self.tokenizer.pad_token_id
         input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
@@ -366,6 +365,17 @@ class Reranker:
             pixel_values=pixel_values,
             cached_vision=cached_vision,
         )
+
+    def _prepare_page(self, image: Image.Image, budget: Budget, needs_pixels: bool):
+        """(grid_thw, patches or None) for one page, resized as qwen_vl_utils does."""
+        resized = resize_to_budget(image, budget.min_pixels, budget.max_pixels)
+        patch = self.processor.image_processor.patch_size
+        grid = [1, resized.height // patch, resized.width // patch]
+        if not needs_pixels:
+            return grid, None
+        # Already resized: the image processor only rescales, normalises and patchifies.
+        pixels = self.processor.image_processor(images=[resized], do_resize=False, return_tensors="pt")["pixel_values"]
+        return grid, pixels
 
     def _vision_key(self, page_key: str, budget: Budget) -> tuple:
         return (page_key, budget.key())
@@ -415,6 +425,17 @@ class Reranker:
         with self._lock:
             self.vision_cache.clear()
             self.score_cache.clear()
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _page_pool() -> ThreadPoolExecutor:
+    """Shared workers for per-page CPU work (resize, patchify)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="page-prep")
+    return _POOL
 
 
 def resize_dims(image: Image.Image, budget: Budget) -> tuple[int, int]:

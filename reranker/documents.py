@@ -1,0 +1,513 @@
+"""Uploaded PDFs and images → `Page` objects: an RGB image, a content hash, where it came from.
+
+Everything users upload passes through here, so the input is treated as broken or hostile until
+proven otherwise: the type comes from the bytes, not the extension; file size and pixel counts are
+checked before anything is decoded; and a bad file or page becomes a `Problem` in the result while
+the good ones carry on.
+
+    result = load_files(["report.pdf", ("scan.png", png_bytes)])
+    result.pages       # every page that rendered, in upload order
+    result.problems    # what went wrong, per file or page: str(problem) is a readable sentence
+    result.notes       # what was done on the user's behalf (lower DPI, skipped pages, duplicates)
+    result.documents   # one summary per file, for the store
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import re
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import pymupdf
+from PIL import Image, ImageOps
+
+from .imaging import image_hash
+
+__all__ = [
+    "DEFAULT_DPI",
+    "Document",
+    "DocumentError",
+    "IngestOptions",
+    "Ingested",
+    "Page",
+    "Problem",
+    "RenderSpeed",
+    "load_file",
+    "load_files",
+    "render_speed",
+]
+
+DEFAULT_DPI = 144
+# Pillow plugin ids we accept. (Camera JPEGs holding several pictures open through "JPEG" as MPO.)
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
+SUPPORTED = "a PDF or a PNG, JPEG, WebP, TIFF, BMP or GIF image"
+_KNOWN_EXTENSIONS = {".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+
+# PyMuPDF is not thread-safe and Gradio runs callbacks on worker threads. Each PDF is opened,
+# rendered and closed under this lock, so no MuPDF object is ever used or freed by two threads.
+_MUPDF_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    dpi: float = DEFAULT_DPI
+    max_file_bytes: int = 100_000_000
+    max_pages: int = 200  # per call of load_files, across all its files
+    max_page_pixels: int = 12_000_000  # larger pages are rendered (or scaled) down to fit
+    # Larger images are refused from their header, never decoded. Below Pillow's own warning
+    # threshold (~89.5 MP), so accepted images never trip Pillow's DecompressionBombWarning.
+    max_image_pixels: int = 80_000_000
+
+    def __post_init__(self):
+        for name in ("dpi", "max_file_bytes", "max_pages", "max_page_pixels", "max_image_pixels"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"IngestOptions.{name} must be positive, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class Page:
+    content_hash: str  # reranker.imaging.image_hash of `image`: same pixels, same id
+    image: Image.Image = field(compare=False, repr=False)  # RGB
+    source: str  # file base name, never a server path
+    page_number: int  # 1-based
+    document_hash: str  # Document.content_hash of the file it came from
+    kind: str  # "pdf" or "image"
+    page_count: int = 1  # pages in that document
+    _thumbnails: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def width(self) -> int:
+        return self.image.width
+
+    @property
+    def height(self) -> int:
+        return self.image.height
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.size
+
+    @property
+    def label(self) -> str:
+        if self.kind == "image" and self.page_count == 1:
+            return self.source
+        return f"{self.source} · p.{self.page_number}"
+
+    def thumbnail(self, max_side: int = 384) -> Image.Image:
+        """Display copy with its longer side at most `max_side`, made from the rendered image
+        (never a re-render) and cached. Returns the image itself when it is already small enough."""
+        if max_side not in self._thumbnails:
+            scale = max_side / max(self.size)
+            thumb = self.image
+            if scale < 1:
+                size = (max(1, round(self.width * scale)), max(1, round(self.height * scale)))
+                # reducing_gap: a cheap box reduce first, LANCZOS on the rest (what Image.thumbnail does)
+                thumb = self.image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+            self._thumbnails[max_side] = thumb
+        return self._thumbnails[max_side]
+
+
+@dataclass(frozen=True)
+class Problem:
+    source: str
+    message: str
+    page: int | None = None
+
+    def __str__(self) -> str:
+        where = self.source if self.page is None else f"{self.source}, page {self.page}"
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Document:
+    content_hash: str  # sha256 of the file's bytes
+    name: str
+    kind: str  # "pdf" or "image"
+    page_count: int  # pages in the file (some may not have been loaded: see Ingested.notes)
+
+
+@dataclass
+class Ingested:
+    pages: list[Page] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    documents: list[Document] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def unique_pages(self) -> list[Page]:
+        """The first page of every content hash, in order: identical pages are scored once."""
+        seen: dict[str, Page] = {}
+        for page in self.pages:
+            seen.setdefault(page.content_hash, page)
+        return list(seen.values())
+
+    def duplicates(self) -> list[tuple[Page, Page]]:
+        """(page, earlier page with the same pixels) for every repeated page."""
+        first: dict[str, Page] = {}
+        pairs = []
+        for page in self.pages:
+            if page.content_hash in first:
+                pairs.append((page, first[page.content_hash]))
+            else:
+                first[page.content_hash] = page
+        return pairs
+
+
+class DocumentError(Exception):
+    """Raised by `load_file` (single-file mode); `problems` says what went wrong."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("; ".join(map(str, self.problems)))
+
+
+class _Refused(Exception):
+    """Internal: a file or page cannot be used; the message becomes a Problem."""
+
+
+FileInput = str | os.PathLike | tuple[str, bytes]
+
+
+def load_files(files: Iterable[FileInput], options: IngestOptions | None = None) -> Ingested:
+    """Pages of every usable file (paths, or (name, bytes) pairs), plus problems and notes.
+
+    Never raises for a bad file: each becomes a Problem and the others are still loaded. At most
+    `options.max_pages` pages are rendered over the whole batch; the rest are listed in a note.
+    """
+    options = options or IngestOptions()
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    result = Ingested()
+    budget = options.max_pages
+    skipped: list[str] = []
+    for item in files:
+        name = _display_name(item)
+        try:
+            data = _read(item, options)
+            page_count = _ingest(name, data, options, budget, result)
+        except _Refused as refusal:
+            result.problems.append(Problem(name, str(refusal)))
+            continue
+        except Exception as error:  # batch mode never raises for one bad file
+            result.problems.append(Problem(name, f"could not be loaded ({type(error).__name__}: {error})"))
+            continue
+        if page_count > budget:
+            skipped.append(name if budget == 0 else f"{name} {_page_list(list(range(budget + 1, page_count + 1)))}")
+        budget -= min(budget, page_count)
+    if skipped:
+        result.notes.append(
+            f"Only the first {options.max_pages} pages were loaded (the limit per upload); "
+            f"skipped: {', '.join(skipped)}."
+        )
+    if duplicates := result.duplicates():
+        listed = "; ".join(f"{page.label} = {first.label}" for page, first in duplicates[:5])
+        more = f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else ""
+        result.notes.append(f"{len(duplicates)} page(s) identical to an earlier page: {listed}{more}.")
+    return result
+
+
+def load_file(file: FileInput, options: IngestOptions | None = None) -> list[Page]:
+    """All pages of one file; raises DocumentError if anything about it went wrong."""
+    result = load_files([file], options)
+    if result.problems:
+        raise DocumentError(result.problems)
+    return result.pages
+
+
+# --- reading and sniffing ----------------------------------------------------------------------
+
+
+def _display_name(item: FileInput) -> str:
+    raw = item[0] if isinstance(item, tuple) else os.fsdecode(item)
+    return re.split(r"[\\/]", str(raw))[-1] or "upload"  # base name only, Windows paths too
+
+
+def _read(item: FileInput, options: IngestOptions) -> bytes:
+    data = None
+    try:
+        if isinstance(item, tuple):
+            data = bytes(item[1])
+            size = len(data)
+        else:
+            size = os.stat(item).st_size  # checked before reading: an oversized upload never loads
+    except (OSError, TypeError) as error:
+        raise _Refused(f"could not be read ({getattr(error, 'strerror', None) or error})") from None
+    if size == 0:
+        raise _Refused("empty file (0 bytes); the upload may have failed, try again")
+    if size > options.max_file_bytes:
+        raise _Refused(
+            f"file too large ({_bytes(size)}; the limit is {_bytes(options.max_file_bytes)} per file); "
+            "split or compress it and upload the parts"
+        )
+    if data is None:
+        try:
+            with open(item, "rb") as handle:
+                data = handle.read()
+        except OSError as error:  # a directory, no permission, gone since the stat
+            raise _Refused(f"could not be read ({error.strerror or error})") from None
+    return data
+
+
+def _ingest(name: str, data: bytes, options: IngestOptions, budget: int, result: Ingested) -> int:
+    """Add the file's pages (at most `budget`) to `result`; return how many pages the file has."""
+    document_hash = hashlib.sha256(data).hexdigest()
+    # The bytes decide, not the name. An image first, unless the file plainly starts as a PDF;
+    # then a PDF whose header follows some junk (allowed within the first 1024 bytes).
+    image = None if data[:1024].lstrip().startswith(b"%PDF-") else _open_image(data)
+    if image is None and b"%PDF-" in data[:1024]:
+        with _MUPDF_LOCK:
+            doc = _open_pdf(name, data, result)
+            try:
+                _add_pages(name, document_hash, "pdf", doc.page_count,
+                           lambda i: _render_pdf_page(doc[i], options), budget, options, result)
+                return doc.page_count
+            finally:
+                doc.close()
+    if image is None:
+        raise _Refused(_not_supported(name, data))
+    with image:
+        try:  # only TIFF holds pages; other formats' extra frames are animation or previews
+            page_count = image.n_frames if image.format == "TIFF" else 1
+            animated = image.format in ("GIF", "WEBP", "PNG") and getattr(image, "is_animated", False)
+        except Exception as error:
+            raise _Refused(f"damaged image that cannot be opened ({error}); upload it again") from None
+        if animated:
+            result.notes.append(f"{name}: animated image, only its first frame was used.")
+        _add_pages(name, document_hash, "image", page_count,
+                   lambda i: _render_frame(image, i, options), budget, options, result)
+    return page_count
+
+
+def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
+               render: Callable[[int], tuple[Image.Image, float]], budget: int,
+               options: IngestOptions, result: Ingested) -> None:
+    pages, reduced = [], []
+    for index in range(min(budget, page_count)):
+        number = index + 1 if page_count > 1 or kind == "pdf" else None
+        try:
+            image, scale = render(index)
+        except _Refused as refusal:
+            result.problems.append(Problem(name, str(refusal), number))
+            continue
+        except Exception as error:  # one broken page must not sink the rest of the file
+            verb = "rendered" if kind == "pdf" else "decoded"
+            result.problems.append(Problem(
+                name, f"could not be {verb} ({type(error).__name__}: {error}); the file may be damaged or incomplete",
+                number))
+            continue
+        if scale < 1:
+            reduced.append((index + 1, scale))
+        pages.append(Page(image_hash(image), image, name, index + 1, document_hash, kind, page_count))
+    if pages:
+        result.documents.append(Document(document_hash, name, kind, page_count))
+        result.pages.extend(pages)
+    if reduced:
+        where = f"{_page_list([n for n, _ in reduced])} " if page_count > 1 else ""
+        cap = _pixels(options.max_page_pixels)
+        lowest = min(scale for _, scale in reduced)
+        if kind == "pdf":
+            result.notes.append(f"{name}: {where}over {cap} at {options.dpi:g} DPI, so rendered at "
+                                f"{options.dpi * lowest:.0f} DPI instead.")
+        else:
+            result.notes.append(f"{name}: {where}over {cap}, so scaled down to {lowest:.0%} of its size.")
+
+
+# --- PDFs --------------------------------------------------------------------------------------
+
+
+def _open_pdf(name: str, data: bytes, result: Ingested) -> pymupdf.Document:
+    try:
+        doc = pymupdf.open(stream=data, filetype="pdf")
+    except (pymupdf.FileDataError, RuntimeError, ValueError) as error:
+        raise _Refused(f"damaged PDF that cannot be opened ({error}); it may be truncated — "
+                       "export or download it again") from None
+    # Many "encrypted" PDFs only restrict printing or copying and open with an empty password.
+    if doc.needs_pass and not doc.authenticate(""):
+        doc.close()
+        raise _Refused("password-protected PDF: it cannot be opened without its password. Remove the "
+                       "protection (for example print or save it as a new PDF) and upload that file")
+    if doc.page_count == 0:
+        doc.close()
+        raise _Refused("the PDF has no pages, so there is nothing to show; check it is the right file")
+    if doc.is_repaired:
+        # MuPDF rebuilds a broken cross-reference table from what it finds; without the final
+        # %%EOF the file was cut short and pages may come out blank or incomplete.
+        if b"%%EOF" not in data[-1024:]:
+            result.problems.append(Problem(name, f"the PDF seems truncated (no end-of-file marker); "
+                                                 f"{doc.page_count} page(s) were recovered but may be blank "
+                                                 "or incomplete — upload the complete file"))
+        else:
+            result.notes.append(f"{name}: the PDF had structural errors that were repaired; check its pages.")
+    return doc
+
+
+def _render_pdf_page(page: pymupdf.Page, options: IngestOptions) -> tuple[Image.Image, float]:
+    """RGB render at options.dpi, or at the lower DPI that keeps it within max_page_pixels."""
+    wanted = zoom = options.dpi / 72  # PDF units are 1/72 inch
+    pixels = page.rect.width * page.rect.height * zoom * zoom
+    if pixels > options.max_page_pixels:
+        zoom *= math.sqrt(options.max_page_pixels / pixels)
+        # MuPDF rounds the pixmap outwards to whole pixels: shave until it really fits.
+        while _area((page.rect * pymupdf.Matrix(zoom, zoom)).irect) > options.max_page_pixels:
+            zoom *= 0.999
+    pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
+    return pixmap.pil_image(), zoom / wanted
+
+
+def _area(rect: pymupdf.IRect) -> int:
+    return rect.width * rect.height
+
+
+# --- images ------------------------------------------------------------------------------------
+
+
+def _open_image(data: bytes) -> Image.Image | None:
+    """The image with only its header read, or None if it is none of IMAGE_FORMATS."""
+    try:
+        return Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+    except Image.UnidentifiedImageError:
+        return None
+    except Image.DecompressionBombError:
+        pass
+    except Exception as error:  # a recognised but broken header
+        raise _Refused(f"damaged image that cannot be opened ({error}); upload it again") from None
+    # Pillow refuses images over twice its process-wide MAX_IMAGE_PIXELS before returning the
+    # header. Read the header with the format's own parser instead (what Image.open does, minus
+    # that check), so our max_image_pixels decides and the message can give the real size —
+    # without touching the global setting, which would leak into other threads.
+    for format_id in IMAGE_FORMATS:
+        factory, accept = Image.OPEN[format_id]
+        if accept is not None and accept(data[:16]) is not True:
+            continue
+        try:
+            return factory(io.BytesIO(data))
+        except (SyntaxError, IndexError, TypeError, struct.error, Image.DecompressionBombError):
+            continue  # not this format, or (GIF) Pillow checks again while reading the first frame
+    raise _Refused("image too large to open safely (Pillow refuses it); scale it down and upload it again")
+
+
+def _render_frame(image: Image.Image, index: int, options: IngestOptions) -> tuple[Image.Image, float]:
+    if index:
+        image.seek(index)
+    width, height = image.size  # from the header: nothing decoded yet
+    if width * height > options.max_image_pixels:
+        raise _Refused(f"image too large: {width:,}×{height:,} pixels ({_pixels(width * height)}), over the limit "
+                       f"of {_pixels(options.max_image_pixels)}; scale it down and upload it again")
+    upright = ImageOps.exif_transpose(image)  # decodes; a copy turned the way the camera meant
+    return _fit(_to_rgb(upright), options.max_page_pixels)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode.startswith("I;16"):
+        # 16-bit grey: convert() would clip at 255 (mostly white) instead of scaling.
+        image = image.convert("I").point(lambda v: v / 257)
+    elif image.mode in ("I", "F"):
+        low, high = image.getextrema()  # range unknown: stretch it over 0–255
+        if low < 0 or high > 255:
+            k = 255 / max(high - low, 1)
+            image = image.point(lambda v: v * k - low * k)
+    if image.has_transparency_data:  # alpha channel, or a transparent palette or colour key
+        white = Image.new("RGBA", image.size, "white")
+        return Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
+    return image.convert("RGB")  # CMYK, palette, grey, bilevel, YCbCr: Pillow's conversions
+
+
+def _fit(image: Image.Image, max_pixels: int) -> tuple[Image.Image, float]:
+    pixels = image.width * image.height
+    if pixels <= max_pixels:
+        return image, 1.0
+    scale = math.sqrt(max_pixels / pixels)
+    size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0), scale
+
+
+# --- messages ----------------------------------------------------------------------------------
+
+_SIGNATURES = (
+    (b"PK\x03\x04", "a ZIP archive (Word, PowerPoint and Excel files are ZIP archives: save it as PDF first)"),
+    (b"\xd0\xcf\x11\xe0", "an older Microsoft Office file (save it as PDF first)"),
+    (b"{\\rtf", "an RTF document (save it as PDF first)"),
+    (b"%!PS", "a PostScript file (convert it to PDF first)"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"Rar!", "a RAR archive"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"),
+    (b"8BPS", "a Photoshop file (export it as PNG or JPEG first)"),
+)
+
+
+def _not_supported(name: str, data: bytes) -> str:
+    extension = os.path.splitext(name)[1].lower()
+    despite = f" despite its {extension} extension" if extension in _KNOWN_EXTENSIONS else ""
+    return f"not a PDF or a supported image{despite}: it looks like {_looks_like(data)}. Upload {SUPPORTED}"
+
+
+def _looks_like(data: bytes) -> str:
+    for magic, what in _SIGNATURES:
+        if data.startswith(magic):
+            return what
+    if data[4:8] == b"ftyp":  # ISO media: HEIC/AVIF photos, MP4/MOV videos
+        if data[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif"):
+            return "a HEIC/AVIF photo (export it as JPEG or PNG first)"
+        return "a video or audio file"
+    head = data[:4096]
+    if b"\0" not in head:  # almost every binary format has NUL bytes early on
+        text = head.decode("utf-8", errors="replace").lstrip().lower()
+        if text.startswith(("<!doctype html", "<html")):
+            return "a web page (HTML)"
+        if "<svg" in text:
+            return "an SVG drawing (export it as PNG or PDF first)"
+        return "a text file"
+    return "binary data of an unknown kind"
+
+
+def _bytes(count: int) -> str:
+    return f"{count / 1e6:,.1f} MB" if count >= 1e6 else f"{count:,} bytes"
+
+
+def _pixels(count: int) -> str:
+    return f"{count / 1e6:,.1f} megapixels" if count >= 1e6 else f"{count:,} pixels"
+
+
+def _page_list(numbers: list[int]) -> str:
+    """[1, 2, 3, 7] → 'pages 1–3, 7'."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    parts = [str(run[0]) if len(run) == 1 else f"{run[0]}–{run[-1]}" for run in runs]
+    return ("page " if len(numbers) == 1 else "pages ") + ", ".join(parts)
+
+
+# --- benchmark hook ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderSpeed:
+    pages: int
+    seconds: float
+    dpi: float
+
+    @property
+    def pages_per_second(self) -> float:
+        return self.pages / self.seconds if self.seconds > 0 else math.inf
+
+
+def render_speed(pdf_bytes: bytes, dpi: float = DEFAULT_DPI, max_page_pixels: int = 12_000_000) -> RenderSpeed:
+    """Wall time to ingest every page of one PDF (render, convert to PIL, hash), for the benchmark."""
+    options = IngestOptions(dpi=dpi, max_file_bytes=max(1, len(pdf_bytes)), max_pages=sys.maxsize,
+                            max_page_pixels=max_page_pixels)
+    start = time.perf_counter()
+    result = load_files([("benchmark.pdf", pdf_bytes)], options)
+    seconds = time.perf_counter() - start
+    if result.problems:
+        raise DocumentError(result.problems)
+    return RenderSpeed(len(result.pages), seconds, dpi)

@@ -1,0 +1,233 @@
+"""A corpus of bad and odd uploads, built on the fly with PyMuPDF, Pillow and raw bytes.
+
+Every builder returns a file's bytes. `CORPUS` names each file (extensions deliberately
+misleading where the name says so) and what ingestion must make of it, so any test — documents,
+CLI, UI — can write the corpus into a folder with `write_corpus(folder)` and check the outcome.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymupdf
+from PIL import Image
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "examples" / "sample-pages"
+SAMPLE_PAGES = sorted(SAMPLE_DIR.glob("doc_*.jpg"), key=lambda p: int(p.stem.split("_")[1]))
+
+
+# --- PDFs --------------------------------------------------------------------------------------
+
+
+def text_pdf(*texts: str, size: tuple[float, float] = (200, 120)) -> bytes:
+    """One small page per text."""
+    doc = pymupdf.open()
+    for text in texts:
+        page = doc.new_page(width=size[0], height=size[1])
+        page.insert_text((20, 60), text, fontsize=18)
+    return doc.tobytes()
+
+
+def sample_pdf(count: int = 10, points_per_pixel: float = 0.5, letter: bool = False) -> bytes:
+    """The sample page images as a PDF, one per page, in order.
+
+    Each page measures the image's pixels × points_per_pixel, so at 72 / points_per_pixel DPI
+    (144 by default) a page renders back at the image's own size. letter=True puts each image
+    on a US-letter page instead, the way a scanned report would look.
+    """
+    doc = pymupdf.open()
+    for path in (SAMPLE_PAGES * (count // len(SAMPLE_PAGES) + 1))[:count]:
+        with Image.open(path) as image:
+            width, height = image.size
+        if not letter:
+            page = doc.new_page(width=width * points_per_pixel, height=height * points_per_pixel)
+        else:
+            page = doc.new_page(width=612, height=792)
+        page.insert_image(page.rect, filename=str(path))
+    return doc.tobytes()
+
+
+def encrypted_pdf(user_password: str = "secret") -> bytes:
+    doc = pymupdf.open(stream=text_pdf("top secret"), filetype="pdf")
+    out = io.BytesIO()
+    doc.save(out, encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw=user_password, owner_pw="owner-" + user_password)
+    return out.getvalue()
+
+
+def owner_only_pdf() -> bytes:
+    """Encrypted with an owner password only: opens with the empty user password."""
+    doc = pymupdf.open(stream=text_pdf("no printing"), filetype="pdf")
+    out = io.BytesIO()
+    doc.save(out, encryption=pymupdf.PDF_ENCRYPT_AES_256, owner_pw="owner", permissions=0)
+    return out.getvalue()
+
+
+def poster_pdf() -> bytes:
+    """One 200 × 200 inch page (14,400 pt, the largest PDF allows): 829 MP at 144 DPI."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=14400, height=14400)
+    page.draw_rect(pymupdf.Rect(1000, 1000, 13400, 13400), color=(0, 0, 1), fill=(1, 0, 0))
+    return doc.tobytes()
+
+
+def zero_page_pdf() -> bytes:
+    """A well-formed PDF whose page tree is empty (PyMuPDF refuses to save one, so by hand)."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>"]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def truncated_pdf() -> bytes:
+    data = sample_pdf(3, points_per_pixel=0.1)
+    return data[: len(data) // 2]
+
+
+def pdf_header_only() -> bytes:
+    return text_pdf("gone")[:20]
+
+
+# --- images ------------------------------------------------------------------------------------
+
+
+def encode(image: Image.Image, format: str, **save_options) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format, **save_options)
+    return out.getvalue()
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims width × height RGB pixels, with a few bytes of real data."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _png_chunk(b"IEND", b""))
+
+
+def cmyk_jpeg() -> bytes:
+    return encode(Image.new("CMYK", (64, 48), (0, 255, 255, 0)), "JPEG", quality=95)  # pure red ink
+
+
+def rgba_png() -> bytes:
+    """Opaque red, except pixel (0, 0) fully transparent and (1, 0) half-transparent black."""
+    image = Image.new("RGBA", (32, 16), (255, 0, 0, 255))
+    image.putpixel((0, 0), (0, 0, 0, 0))
+    image.putpixel((1, 0), (0, 0, 0, 128))
+    return encode(image, "PNG")
+
+
+def exif_rotated_jpeg() -> bytes:
+    """80 × 40 stored, left half red and right half blue, EXIF orientation 6 (turn 90° clockwise)."""
+    image = Image.new("RGB", (80, 40), (255, 0, 0))
+    image.paste((0, 0, 255), (40, 0, 80, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(image, "JPEG", exif=exif.tobytes(), quality=95)
+
+
+FRAME_COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+
+
+def multi_frame_tiff() -> bytes:
+    frames = [Image.new("RGB", (30 + 10 * i, 20), colour) for i, colour in enumerate(FRAME_COLOURS)]
+    return encode(frames[0], "TIFF", save_all=True, append_images=frames[1:])
+
+
+def animated_gif() -> bytes:
+    frames = [Image.new("RGB", (24, 24), colour) for colour in FRAME_COLOURS]
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+def grey16_png() -> bytes:
+    """16-bit grey: 65535 (white), 32896 (= 128 × 257, mid grey) and 0 (black) in the first row."""
+    image = Image.new("I;16", (3, 2), 0)
+    image.putpixel((0, 0), 65535)
+    image.putpixel((1, 0), 32896)
+    return encode(image, "PNG")
+
+
+def palette_png_with_transparency() -> bytes:
+    """Palette image: index 0 (transparent) in the left half, index 1 (green) in the right."""
+    image = Image.new("P", (20, 10), 0)
+    image.putpalette([0, 0, 0, 0, 255, 0] + [0] * 762)
+    image.paste(1, (10, 0, 20, 10))
+    return encode(image, "PNG", transparency=0)
+
+
+def truncated_png() -> bytes:
+    noise = Image.frombytes("RGB", (64, 64), random.Random(7).randbytes(64 * 64 * 3))
+    data = encode(noise, "PNG")
+    return data[: len(data) // 2]
+
+
+def plain_png(colour=(10, 120, 200), size=(48, 32)) -> bytes:
+    return encode(Image.new("RGB", size, colour), "PNG")
+
+
+def zip_bytes() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("word/document.xml", "<w:document/>")
+    return out.getvalue()
+
+
+# --- the corpus --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expect:
+    pages: int | None  # pages ingestion must return (None: whatever could be recovered)
+    problem: str | None = None  # a phrase the file's problem must contain; None: no problem
+    kind: str | None = None  # "pdf" or "image" for files that load
+
+
+CORPUS: dict[str, tuple[callable, Expect]] = {
+    "good.pdf": (lambda: text_pdf("one", "two"), Expect(2, kind="pdf")),
+    "good.png": (plain_png, Expect(1, kind="image")),
+    "truncated.pdf": (truncated_pdf, Expect(None, "truncated")),
+    "header-only.pdf": (pdf_header_only, Expect(0, "damaged PDF")),
+    "random.pdf": (lambda: random.Random(1234).randbytes(4096), Expect(0, "not a PDF or a supported image")),
+    "encrypted.pdf": (encrypted_pdf, Expect(0, "password-protected")),
+    "owner-only.pdf": (owner_only_pdf, Expect(1, kind="pdf")),
+    "poster.pdf": (poster_pdf, Expect(1, kind="pdf")),
+    "empty-tree.pdf": (zero_page_pdf, Expect(0, "no pages")),
+    "bomb.png": (lambda: png_claiming(100_000, 100_000), Expect(0, "100,000×100,000 pixels")),
+    "cmyk.jpg": (cmyk_jpeg, Expect(1, kind="image")),
+    "rgba.png": (rgba_png, Expect(1, kind="image")),
+    "rotated.jpg": (exif_rotated_jpeg, Expect(1, kind="image")),
+    "scan.tif": (multi_frame_tiff, Expect(3, kind="image")),
+    "animated.gif": (animated_gif, Expect(1, kind="image")),
+    "empty.pdf": (lambda: b"", Expect(0, "empty file")),
+    "png-in-disguise.pdf": (plain_png, Expect(1, kind="image")),
+    "pdf-in-disguise.jpg": (lambda: text_pdf("surprise"), Expect(1, kind="pdf")),
+    "grey16.png": (grey16_png, Expect(1, kind="image")),
+    "palette.png": (palette_png_with_transparency, Expect(1, kind="image")),
+    "notes.png": (lambda: b"Meeting notes\nnothing to see here\n", Expect(0, "looks like a text file")),
+    "slides.pdf": (zip_bytes, Expect(0, "ZIP archive")),
+    "cut.png": (truncated_png, Expect(0, "could not be decoded")),
+}
+
+
+def write_corpus(folder: Path) -> dict[str, Path]:
+    """Write every corpus file into `folder`; returns name → path, in CORPUS order."""
+    paths = {}
+    for name, (build, _) in CORPUS.items():
+        paths[name] = folder / name
+        paths[name].write_bytes(build())
+    return paths

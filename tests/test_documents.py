@@ -1,0 +1,395 @@
+"""Document ingestion: every odd or broken upload gives the right pages or a clear problem.
+
+The corpus is built on the fly (tests/bad_inputs.py); nothing here times anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pymupdf
+import pytest
+from PIL import Image, ImageChops, ImageFile, ImageStat
+
+from reranker.documents import (
+    Document,
+    DocumentError,
+    IngestOptions,
+    Ingested,
+    Page,
+    Problem,
+    load_file,
+    load_files,
+    render_speed,
+)
+from reranker.imaging import image_hash
+
+from . import bad_inputs as corpus
+
+
+def pages_of(result: Ingested, name: str) -> list[Page]:
+    return [page for page in result.pages if page.source == name]
+
+
+def problems_of(result: Ingested, name: str) -> list[Problem]:
+    return [problem for problem in result.problems if problem.source == name]
+
+
+def only_page(name: str, data: bytes, options: IngestOptions | None = None) -> Page:
+    (page,) = load_file((name, data), options)
+    return page
+
+
+def mean_difference(a: Image.Image, b: Image.Image) -> float:
+    return sum(ImageStat.Stat(ImageChops.difference(a, b)).mean) / 3
+
+
+# --- one batch of everything ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def corpus_paths(tmp_path_factory):
+    return corpus.write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def batch(corpus_paths):
+    return load_files(corpus_paths.values())
+
+
+@pytest.mark.parametrize("name", list(corpus.CORPUS))
+def test_each_corpus_file_gives_its_pages_or_its_problem(batch, name):
+    expect = corpus.CORPUS[name][1]
+    pages, problems = pages_of(batch, name), problems_of(batch, name)
+    if expect.pages is not None:
+        assert len(pages) == expect.pages, [str(p) for p in problems]
+    if expect.problem is None:
+        assert problems == []
+    else:
+        assert problems, f"{name} should have been reported"
+        assert all(expect.problem in problem.message for problem in problems), [str(p) for p in problems]
+    if expect.kind:
+        assert {page.kind for page in pages} == {expect.kind}
+    for page in pages:
+        assert page.image.mode == "RGB"
+        assert page.content_hash == image_hash(page.image)
+
+
+def test_good_files_are_untouched_by_bad_neighbours(batch, corpus_paths):
+    good = [name for name, (_, expect) in corpus.CORPUS.items() if expect.problem is None]
+    for name in good:
+        alone = load_file(corpus_paths[name])
+        assert [p.content_hash for p in pages_of(batch, name)] == [p.content_hash for p in alone]
+    # Every bad file is reported once (per file, not per page), and never as a crash.
+    assert {problem.source for problem in batch.problems} == {
+        name for name, (_, expect) in corpus.CORPUS.items() if expect.problem
+    }
+    assert not any("could not be loaded" in problem.message for problem in batch.problems)
+
+
+def test_batch_keeps_upload_order_and_page_order(batch):
+    order = list(corpus.CORPUS)
+    positions = [(order.index(page.source), page.page_number) for page in batch.pages]
+    assert positions == sorted(positions)
+
+
+def test_documents_summarise_each_loaded_file(batch, corpus_paths):
+    by_name = {document.name: document for document in batch.documents}
+    tiff = by_name["scan.tif"]
+    assert tiff == Document(hashlib.sha256(corpus_paths["scan.tif"].read_bytes()).hexdigest(), "scan.tif", "image", 3)
+    assert by_name["good.pdf"].kind == "pdf" and by_name["good.pdf"].page_count == 2
+    assert "encrypted.pdf" not in by_name and "bomb.png" not in by_name
+    for page in batch.pages:
+        assert page.document_hash == by_name[page.source].content_hash
+        assert page.page_count == by_name[page.source].page_count
+
+
+def test_sources_are_base_names_never_server_paths(batch, corpus_paths):
+    assert all("/" not in page.source for page in batch.pages)
+    assert all("/" not in str(problem) for problem in batch.problems)
+    (page,) = load_file(("C:\\Users\\someone\\Desktop\\scan.png", corpus.plain_png()))
+    assert page.source == "scan.png"
+
+
+# --- each odd input, in detail -------------------------------------------------------------------
+
+
+def test_encrypted_pdf_asks_for_the_password_to_be_removed():
+    with pytest.raises(DocumentError) as caught:
+        load_file(("locked.pdf", corpus.encrypted_pdf()))
+    (problem,) = caught.value.problems
+    assert problem.source == "locked.pdf" and problem.page is None
+    assert "password" in str(caught.value) and str(caught.value).startswith("locked.pdf: ")
+
+
+def test_pdf_with_only_an_owner_password_opens():
+    page = only_page("restricted.pdf", corpus.owner_only_pdf())
+    assert page.kind == "pdf" and page.size == (400, 240)  # 200 × 120 pt at 144 DPI
+
+
+def test_truncated_pdf_is_reported_and_what_was_recovered_is_kept():
+    result = load_files([("cut.pdf", corpus.truncated_pdf())])
+    assert len(result.problems) == 1 and "truncated" in str(result.problems[0])
+    assert all(page.source == "cut.pdf" for page in result.pages)
+
+
+def test_poster_page_is_rendered_within_the_pixel_cap_with_a_note():
+    result = load_files([("poster.pdf", corpus.poster_pdf())])
+    (page,) = result.pages
+    cap = IngestOptions().max_page_pixels
+    assert page.width * page.height <= cap
+    assert page.width * page.height > 0.99 * cap  # no more reduction than needed
+    assert any("poster.pdf" in note and "17 DPI" in note for note in result.notes), result.notes
+    # The drawing is there: red fill in the middle, white margin at the corner.
+    assert page.image.getpixel((page.width // 2, page.height // 2)) == (255, 0, 0)
+    assert page.image.getpixel((5, 5)) == (255, 255, 255)
+
+
+def test_smaller_pixel_cap_renders_ordinary_pages_smaller():
+    options = IngestOptions(max_page_pixels=10_000)
+    result = load_files([("small.pdf", corpus.text_pdf("a", "b"))], options)
+    assert all(page.width * page.height <= 10_000 for page in result.pages)
+    assert any("pages 1–2" in note for note in result.notes), result.notes
+
+
+def test_pixel_bomb_png_is_refused_from_its_header_without_decoding(monkeypatch):
+    def no_decoding(self, *args, **kwargs):
+        raise AssertionError("the image was decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    result = load_files([("bomb.png", corpus.png_claiming(100_000, 100_000))])
+    (problem,) = result.problems
+    assert result.pages == []
+    assert "100,000×100,000 pixels" in problem.message and "80.0 megapixels" in problem.message
+    assert Image.MAX_IMAGE_PIXELS == pil_limit  # Pillow's global setting is left alone
+
+
+def test_image_over_a_custom_pixel_limit_names_its_size_and_the_limit():
+    with pytest.raises(DocumentError, match=r"40×30 pixels \(1,200 pixels\), over the limit of 1,000 pixels"):
+        load_file(("photo.png", corpus.plain_png(size=(40, 30))), IngestOptions(max_image_pixels=1_000))
+
+
+def test_our_pixel_limit_decides_even_when_pillows_global_one_is_lower(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow alone would refuse 1,536 pixels
+    page = only_page("photo.png", corpus.plain_png(size=(48, 32)))
+    assert page.size == (48, 32) and page.image.getpixel((0, 0)) == (10, 120, 200)
+
+
+def test_large_image_is_scaled_down_to_the_page_cap_with_a_note():
+    result = load_files([("big.png", corpus.plain_png(size=(400, 300)))], IngestOptions(max_page_pixels=30_000))
+    (page,) = result.pages
+    assert page.width * page.height <= 30_000 and page.width / page.height == pytest.approx(4 / 3, rel=0.02)
+    assert any("big.png" in note and "scaled down" in note for note in result.notes)
+
+
+def test_cmyk_jpeg_becomes_rgb():
+    r, g, b = only_page("cmyk.jpg", corpus.cmyk_jpeg()).image.getpixel((10, 10))
+    assert r > 240 and g < 20 and b < 20
+
+
+def test_transparency_is_composited_over_white():
+    image = only_page("rgba.png", corpus.rgba_png()).image
+    assert image.getpixel((0, 0)) == (255, 255, 255)  # fully transparent
+    assert all(126 <= v <= 129 for v in image.getpixel((1, 0)))  # half-transparent black → grey
+    assert image.getpixel((5, 5)) == (255, 0, 0)
+
+
+def test_palette_transparency_becomes_white():
+    image = only_page("palette.png", corpus.palette_png_with_transparency()).image
+    assert image.getpixel((2, 2)) == (255, 255, 255)
+    assert image.getpixel((15, 5)) == (0, 255, 0)
+
+
+def test_exif_orientation_is_applied():
+    image = only_page("rotated.jpg", corpus.exif_rotated_jpeg()).image
+    assert image.size == (40, 80)  # stored 80 × 40, shown turned 90° clockwise
+    top, bottom = image.getpixel((20, 10)), image.getpixel((20, 70))
+    assert top[0] > 200 and top[2] < 50  # the stored left (red) half is now on top
+    assert bottom[2] > 200 and bottom[0] < 50
+
+
+def test_every_tiff_frame_is_a_page():
+    pages = load_file(("scan.tif", corpus.multi_frame_tiff()))
+    assert [page.image.getpixel((0, 0)) for page in pages] == corpus.FRAME_COLOURS
+    assert [page.size for page in pages] == [(30, 20), (40, 20), (50, 20)]
+    assert [page.label for page in pages] == ["scan.tif · p.1", "scan.tif · p.2", "scan.tif · p.3"]
+    assert len({page.document_hash for page in pages}) == 1
+
+
+def test_animated_gif_gives_its_first_frame_only():
+    result = load_files([("anim.gif", corpus.animated_gif())])
+    (page,) = result.pages
+    assert page.image.getpixel((5, 5)) == corpus.FRAME_COLOURS[0]
+    assert page.label == "anim.gif"
+    assert any("first frame" in note for note in result.notes)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped():
+    image = only_page("grey16.png", corpus.grey16_png()).image
+    assert [image.getpixel((x, 0)) for x in range(3)] == [(255, 255, 255), (128, 128, 128), (0, 0, 0)]
+
+
+def test_the_content_decides_the_type_not_the_extension():
+    png_named_pdf = only_page("scan.pdf", corpus.plain_png())
+    pdf_named_jpg = only_page("report.jpg", corpus.text_pdf("hello"))
+    assert png_named_pdf.kind == "image" and png_named_pdf.image.getpixel((0, 0)) == (10, 120, 200)
+    assert pdf_named_jpg.kind == "pdf" and pdf_named_jpg.label == "report.jpg · p.1"
+
+
+def test_pdf_header_after_leading_junk_is_still_a_pdf():
+    page = only_page("mail.pdf", b"\r\n\r\n" + corpus.text_pdf("hello"))
+    assert page.kind == "pdf"
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "phrase"),
+    [
+        ("notes.png", b"just some notes\n", "despite its .png extension: it looks like a text file"),
+        ("random.pdf", bytes(range(256)) * 8, "not a PDF or a supported image despite its .pdf extension"),
+        ("slides.pdf", corpus.zip_bytes(), "ZIP archive"),
+        ("page.html", b"<!DOCTYPE html><html><body>hi</body></html>", "a web page (HTML)"),
+        ("photo.heic", b"\0\0\0\x18ftypheic" + bytes(64), "HEIC/AVIF photo"),
+        ("empty.pdf", b"", "empty file (0 bytes)"),
+        ("blank.pdf", corpus.zero_page_pdf(), "the PDF has no pages"),
+        ("cut.pdf", corpus.pdf_header_only(), "damaged PDF that cannot be opened"),
+    ],
+)
+def test_unusable_files_get_a_clear_message(name, data, phrase):
+    result = load_files([(name, data)])
+    assert result.pages == [] and result.documents == []
+    (problem,) = result.problems
+    assert problem.source == name and phrase in problem.message, problem.message
+
+
+def test_file_over_the_size_limit_is_refused_with_both_sizes(tmp_path):
+    path = tmp_path / "big.pdf"
+    path.write_bytes(corpus.text_pdf("x") + b"%" * 5_000)
+    (problem,) = load_files([path], IngestOptions(max_file_bytes=2_000)).problems
+    assert problem.source == "big.pdf"
+    assert "file too large" in problem.message and "2,000 bytes" in problem.message
+    assert f"{path.stat().st_size:,} bytes" in problem.message
+    (problem,) = load_files([("big.bin", bytes(3_000_000))], IngestOptions(max_file_bytes=2_000_000)).problems
+    assert "3.0 MB" in problem.message and "2.0 MB" in problem.message
+
+
+def test_missing_path_is_a_problem_not_a_crash(tmp_path):
+    (problem,) = load_files([tmp_path / "gone.pdf", tmp_path]).problems[:1]
+    assert problem.source == "gone.pdf" and "could not be read" in problem.message
+
+
+def test_a_page_that_fails_to_render_is_reported_and_the_others_kept(monkeypatch):
+    real = pymupdf.Page.get_pixmap
+
+    def fail_on_page_2(self, *args, **kwargs):
+        if self.number == 1:
+            raise RuntimeError("broken content stream")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pymupdf.Page, "get_pixmap", fail_on_page_2)
+    result = load_files([("report.pdf", corpus.text_pdf("one", "two", "three"))])
+    assert [page.page_number for page in result.pages] == [1, 3]
+    (problem,) = result.problems
+    assert problem.page == 2
+    assert str(problem).startswith("report.pdf, page 2: could not be rendered (RuntimeError: broken content stream)")
+    assert result.documents[0].page_count == 3
+
+
+def test_truncated_image_data_is_reported():
+    with pytest.raises(DocumentError, match=r"^cut\.png: could not be decoded .*truncated"):
+        load_file(("cut.png", corpus.truncated_png()))
+
+
+# --- the sample pages as a real multi-page PDF -----------------------------------------------------
+
+
+def test_sample_pages_pdf_renders_every_page_in_order():
+    pages = load_file(("samples.pdf", corpus.sample_pdf(10)), IngestOptions(dpi=72))
+    assert [page.page_number for page in pages] == list(range(1, 11))
+    for page, path in zip(pages, corpus.SAMPLE_PAGES):
+        with Image.open(path) as original:
+            # each page measures the image's pixels / 2 in points, so 72 DPI gives half its size
+            expected = original.convert("RGB").resize(page.size, Image.Resampling.BOX)
+        assert abs(page.width - original.width / 2) <= 1 and abs(page.height - original.height / 2) <= 1
+        assert mean_difference(page.image, expected) < 8, path.name
+    assert len({page.content_hash for page in pages}) == 10
+
+
+# --- limits, duplicates, thumbnails --------------------------------------------------------------
+
+
+def test_max_pages_counts_across_the_batch_and_reports_the_rest():
+    files = [("a.pdf", corpus.text_pdf("1", "2", "3")), ("b.png", corpus.plain_png()),
+             ("c.pdf", corpus.text_pdf("4", "5", "6")), ("d.png", corpus.plain_png((1, 2, 3)))]
+    result = load_files(files, IngestOptions(max_pages=5))
+    labels = [page.label for page in result.pages]
+    assert labels == ["a.pdf · p.1", "a.pdf · p.2", "a.pdf · p.3", "b.png", "c.pdf · p.1"]
+    assert result.problems == []
+    (note,) = [note for note in result.notes if "Only the first" in note]
+    assert "Only the first 5 pages" in note and "c.pdf pages 2–3" in note and "d.png" in note
+    assert [document.name for document in result.documents] == ["a.pdf", "b.png", "c.pdf"]
+    assert result.documents[2].page_count == 3  # the file's own count, not what was loaded
+
+
+def test_a_bad_file_after_the_page_limit_is_still_reported():
+    result = load_files([("a.pdf", corpus.text_pdf("1")), ("x.pdf", b"")], IngestOptions(max_pages=1))
+    assert len(result.pages) == 1 and [problem.source for problem in result.problems] == ["x.pdf"]
+
+
+def test_identical_pages_share_a_content_hash_and_are_flagged():
+    png = corpus.plain_png()
+    bmp = corpus.encode(Image.open(io.BytesIO(png)), "BMP")  # same pixels, other format
+    other = corpus.plain_png((0, 0, 0))
+    result = load_files([("a.png", png), ("again.png", png), ("a.bmp", bmp), ("other.png", other)])
+    hashes = [page.content_hash for page in result.pages]
+    assert hashes[0] == hashes[1] == hashes[2] != hashes[3]
+    assert [page.source for page in result.unique_pages()] == ["a.png", "other.png"]
+    pairs = [(page.source, first.source) for page, first in result.duplicates()]
+    assert pairs == [("again.png", "a.png"), ("a.bmp", "a.png")]
+    assert any("2 page(s) identical" in note for note in result.notes)
+    assert len(result.pages) == 4  # all kept; callers decide
+
+
+def test_thumbnail_downsizes_the_rendered_page_once():
+    page = only_page("doc.pdf", corpus.sample_pdf(1))
+    thumb = page.thumbnail()
+    assert max(thumb.size) == 384 and thumb.mode == "RGB"
+    assert thumb.width / thumb.height == pytest.approx(page.width / page.height, rel=0.01)
+    assert page.thumbnail() is thumb  # cached
+    assert max(page.thumbnail(100).size) == 100
+    small = only_page("tiny.png", corpus.plain_png(size=(48, 32)))
+    assert small.thumbnail() is small.image  # already small enough
+
+
+def test_pages_compare_by_identity_fields_not_pixels():
+    a = only_page("a.png", corpus.plain_png())
+    b = only_page("a.png", corpus.plain_png())
+    assert a == b and hash(a) == hash(b) and a.image is not b.image
+
+
+# --- API odds and ends ---------------------------------------------------------------------------
+
+
+def test_problem_reads_as_a_sentence_with_file_and_page():
+    assert str(Problem("report.pdf", "could not be rendered (x)", 3)) == "report.pdf, page 3: could not be rendered (x)"
+    assert str(Problem("a.png", "empty file")) == "a.png: empty file"
+
+
+def test_load_files_accepts_paths_and_a_single_path(corpus_paths):
+    result = load_files(str(corpus_paths["good.png"]))
+    assert [page.source for page in result.pages] == ["good.png"]
+
+
+@pytest.mark.parametrize("field", ["dpi", "max_file_bytes", "max_pages", "max_page_pixels", "max_image_pixels"])
+def test_options_must_be_positive(field):
+    with pytest.raises(ValueError, match=field):
+        IngestOptions(**{field: 0})
+
+
+def test_render_speed_renders_every_page():
+    speed = render_speed(corpus.text_pdf("1", "2", "3", "4"), dpi=72)
+    assert speed.pages == 4 and speed.dpi == 72
+    assert speed.seconds > 0 and speed.pages_per_second > 0
+    with pytest.raises(DocumentError):
+        render_speed(corpus.encrypted_pdf())
