@@ -1,0 +1,615 @@
+"""Judgments → training data: positives, hard negatives, and four file formats trainers read.
+
+A positive is a page judged relevant. A hard negative is a page judged not relevant that a model
+nonetheless ranked high: in its top k (`top_k`), scored above the query's lowest-scored positive
+(`above_lowest_positive`), or either (`either`, the default); `all` keeps every judged negative.
+Unjudged pages become negatives only with `include_mined_negatives`, and are then labelled
+`mined_negative`. Negatives come hardest first (best rank under any model), at most
+`max_negatives` per query, judged ones before mined ones.
+
+Every format is one file with the images inside, named by content hash (`images/<hash>.png`, or
+bytes embedded in Parquet); human names (file names, queries) only ever appear inside data rows,
+so no name can escape or break an archive. The same database and options give the same bytes:
+rows are sorted, zip entries carry a fixed timestamp, and nothing records the wall clock.
+
+Zip layouts (each loads with `datasets.load_dataset("imagefolder", data_files=ZIP)` through its
+`metadata.jsonl`, except FlagEmbedding's `train.jsonl`, which FlagEmbedding reads directly):
+  pointwise              metadata.jsonl: one row per (query, page, label), `file_name` → image
+  sentence-transformers  metadata.jsonl: anchor, positive, negative_1 … negative_n — exactly the
+                         columns MultipleNegativesRankingLoss takes, in order (anything else would
+                         be read as one more input), so each row's scores, ranks, annotators and
+                         instruction live in details.jsonl, line for line
+  flagembedding          train.jsonl: {"query", "pos", "neg", "pos_scores", "neg_scores",
+                         ["prompt"], …details}, paths relative to the archive root
+Every zip also has export.json: the options, the counts and the models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import sys
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from .store import DEFAULT_PATH, NOT_RELEVANT, RELEVANT, QueryPage, Store, majority
+
+Format = Literal["pointwise", "sentence-transformers", "flagembedding", "parquet"]
+Rule = Literal["top_k", "above_lowest_positive", "either", "all"]
+FORMATS: dict[str, str] = {  # format → file suffix
+    "pointwise": ".zip",
+    "sentence-transformers": ".zip",
+    "flagembedding": ".zip",
+    "parquet": ".parquet",
+}
+RULES = ("top_k", "above_lowest_positive", "either", "all")
+MINED = "mined_negative"
+
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest zip date: a constant, so archives are reproducible
+_MEMBER = re.compile(r"(images/[0-9a-f]{16,128}\.png|[a-z_]+\.jsonl?)")  # every name we ever write
+
+
+class NothingToExportError(ValueError):
+    """The options select no rows; the message says why. No file is written."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    format: Format = "pointwise"
+    k: int = 5  # top_k: "ranked high" means rank ≤ k under some model
+    rule: Rule = "either"
+    max_negatives: int = 10  # per query, hardest first
+    annotator: str | None = None  # only this annotator's labels
+    since: date | datetime | str | None = None  # labels given from then on
+    until: date | datetime | str | None = None  # labels as they stood then (a date: that whole day)
+    require_agreement: bool = False  # drop pages on which annotators disagree (else: majority)
+    include_mined_negatives: bool = False  # unjudged pages a model ranked high, marked `mined_negative`
+    models: tuple[str, ...] | None = None  # models whose ranks count; None: every model with scores
+    negatives_per_row: int | None = None  # sentence-transformers n; None: the fewest any query has
+    teacher: str | None = None  # flagembedding pos_scores/neg_scores; None: the first model
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {sorted(FORMATS)}, not {self.format!r}")
+        if self.rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, not {self.rule!r}")
+        if self.k < 1 or self.max_negatives < 0 or (self.negatives_per_row is not None and self.negatives_per_row < 1):
+            raise ValueError("k and negatives_per_row must be ≥ 1, max_negatives ≥ 0")
+        if self.models is not None:
+            object.__setattr__(self, "models", tuple(self.models))
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One page of one query, as exported."""
+
+    page_hash: str
+    position: int
+    source: str
+    page_number: int
+    label: str  # relevant | not_relevant | mined_negative
+    annotators: tuple[str, ...]  # those who gave this label (none for mined)
+    scores: dict[str, float]
+    ranks: dict[str, int]
+    hard_for: tuple[str, ...]  # models under whose rule the page counts as ranked high
+
+    @property
+    def positive(self) -> bool:
+        return self.label == RELEVANT
+
+    def details(self, models: Iterable[str]) -> dict[str, Any]:
+        return {
+            "page_hash": self.page_hash,
+            "source": self.source,
+            "page_number": self.page_number,
+            "judgment": self.label,
+            "annotators": list(self.annotators),
+            "scores": {m: self.scores.get(m) for m in models},
+            "ranks": {m: self.ranks.get(m) for m in models},
+            "hard_for": list(self.hard_for),
+            "mined": self.label == MINED,
+        }
+
+
+@dataclass(frozen=True)
+class QueryExamples:
+    query_id: int
+    query: str
+    instruction: str | None
+    positives: tuple[Example, ...]
+    negatives: tuple[Example, ...]  # judged hard negatives, then mined, hardest first, capped
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the options select, before any format is applied."""
+
+    queries: tuple[QueryExamples, ...]
+    models: tuple[str, ...]
+    judgments: int  # current labels that passed the annotator/date filters
+    disagreements: int  # pages dropped: annotators disagree (with require_agreement) or tie
+
+
+@dataclass(frozen=True)
+class ExportPreview:
+    format: str
+    queries: int
+    positives: int
+    hard_negatives: int  # judged not relevant and ranked high
+    mined_negatives: int
+    hard_negatives_by_model: dict[str, int]  # a page hard for both models counts for both
+    mined_by_model: dict[str, int]
+    rows: int  # rows the chosen format will hold
+    skipped_queries: int  # queries this format cannot use (e.g. no positive)
+    disagreements: int
+    judgments: int
+    models: tuple[str, ...] = field(default=())
+
+    def describe(self) -> str:
+        lines = [
+            f"{self.format}: {self.rows} rows from {self.queries} queries",
+            f"  positives       {self.positives}",
+            f"  hard negatives  {self.hard_negatives}"
+            + "".join(f"\n    {m:<28}{n}" for m, n in self.hard_negatives_by_model.items()),
+        ]
+        if self.mined_negatives:
+            lines.append(f"  mined negatives {self.mined_negatives} (unjudged, ranked high)")
+        if self.skipped_queries:
+            lines.append(f"  skipped queries {self.skipped_queries} (no positive or too few negatives for this format)")
+        if self.disagreements:
+            lines.append(f"  pages dropped   {self.disagreements} (annotators disagree or tie)")
+        return "\n".join(lines)
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Selection
+
+
+def select(store: Store, options: ExportOptions) -> Selection:
+    """Positives and negatives per query under the options (format-independent)."""
+    judged = store.current_judgments(annotator=options.annotator, since=options.since, until=options.until)
+    votes: dict[int, dict[str, dict[str, str]]] = {}
+    for j in judged:
+        votes.setdefault(j.query_id, {}).setdefault(j.page_hash, {})[j.annotator] = j.label
+    pages = {query_id: store.query_pages(query_id) for query_id in sorted(votes)}
+    models = options.models or tuple(sorted({m for ps in pages.values() for p in ps for m in p.scores}))
+
+    queries, disagreements = [], 0
+    for query_id, candidates in pages.items():
+        summary = store.query(query_id)
+        labelled: list[tuple[QueryPage, str, tuple[str, ...]]] = []
+        for page in candidates:
+            page_votes = {
+                who: label
+                for who, label in votes[query_id].get(page.page_hash, {}).items()
+                if label in (RELEVANT, NOT_RELEVANT)
+            }
+            if not page_votes:
+                continue  # unjudged, or only skipped
+            label = majority(page_votes.values())
+            if label is None or (options.require_agreement and len(set(page_votes.values())) > 1):
+                disagreements += 1
+                continue
+            labelled.append((page, label, tuple(sorted(who for who, vote in page_votes.items() if vote == label))))
+
+        positives = [_example(p, RELEVANT, who, ()) for p, label, who in labelled if label == RELEVANT]
+        negatives = []
+        for page, label, who in labelled:
+            if label == NOT_RELEVANT:
+                hard = _hard_for(page, positives, models, options)
+                if hard or options.rule == "all":
+                    negatives.append(_example(page, NOT_RELEVANT, who, hard))
+        negatives.sort(key=lambda e: _hardness(e, models))
+        if options.include_mined_negatives:
+            # "Unjudged" by anyone at all: a page someone labelled (even outside the filters,
+            # or as skip) is never mined, so a known positive cannot come back as a negative.
+            seen = {j.page_hash for j in store.current_judgments(query_id=query_id)}
+            mined = [
+                _example(p, MINED, (), hard)
+                for p in candidates
+                if p.page_hash not in seen and (hard := _hard_for(p, positives, models, options))
+            ]
+            negatives += sorted(mined, key=lambda e: _hardness(e, models))
+        negatives = negatives[: options.max_negatives]
+        if positives or negatives:
+            queries.append(
+                QueryExamples(query_id, summary.text, summary.instruction, tuple(positives), tuple(negatives))
+            )
+    return Selection(tuple(queries), tuple(models), len(judged), disagreements)
+
+
+def _example(page: QueryPage, label: str, annotators: tuple[str, ...], hard_for: tuple[str, ...]) -> Example:
+    return Example(
+        page.page_hash,
+        page.position,
+        page.source,
+        page.page_number,
+        label,
+        annotators,
+        dict(page.scores),
+        dict(page.ranks),
+        hard_for,
+    )
+
+
+def _hard_for(
+    page: QueryPage, positives: list[Example], models: Iterable[str], options: ExportOptions
+) -> tuple[str, ...]:
+    rule = "either" if options.rule == "all" else options.rule  # `all` keeps every negative; still say which are hard
+    hard = []
+    for model in models:
+        if model not in page.scores:
+            continue
+        in_top_k = page.ranks[model] <= options.k
+        positive_scores = [p.scores[model] for p in positives if model in p.scores]
+        above_positive = bool(positive_scores) and page.scores[model] > min(positive_scores)
+        if {"top_k": in_top_k, "above_lowest_positive": above_positive, "either": in_top_k or above_positive}[rule]:
+            hard.append(model)
+    return tuple(hard)
+
+
+def _hardness(example: Example, models: Iterable[str]) -> tuple[int, float, int]:
+    # Best rank under any model first (ranks compare across models, raw scores need not).
+    ranks = [example.ranks[m] for m in models if m in example.ranks]
+    scores = [example.scores[m] for m in models if m in example.scores]
+    return (min(ranks, default=1 << 30), -max(scores, default=0.0), example.position)
+
+
+# ---------------------------------------------------------------------------------------------
+# Formats: each turns a Selection into rows; queries a format cannot use are skipped.
+
+
+def _usable(selection: Selection, options: ExportOptions) -> tuple[list[QueryExamples], int]:
+    """Queries the format can use, and (sentence-transformers) how many negatives per row."""
+    queries = list(selection.queries)
+    if options.format in ("pointwise", "parquet"):
+        return queries, 0
+    paired = [q for q in queries if q.positives and q.negatives]  # both need a positive and a negative
+    if options.format == "flagembedding":
+        return paired, 0
+    n = options.negatives_per_row or min((len(q.negatives) for q in paired), default=0)
+    return [q for q in paired if len(q.negatives) >= n], n
+
+
+def preview(store: Store, options: ExportOptions) -> ExportPreview:
+    """Counts of what `export` would write with these options (nothing is written)."""
+    return _preview(select(store, options), options)
+
+
+def _preview(selection: Selection, options: ExportOptions) -> ExportPreview:
+    queries, n = _usable(selection, options)
+    negatives = [e for q in queries for e in (q.negatives[:n] if n else q.negatives)]
+    positives = sum(len(q.positives) for q in queries)
+    rows = {
+        "pointwise": positives + len(negatives),
+        "parquet": positives + len(negatives),
+        "sentence-transformers": positives,
+        "flagembedding": len(queries),
+    }[options.format]
+    judged = [e for e in negatives if e.label == NOT_RELEVANT]
+    mined = [e for e in negatives if e.label == MINED]
+    return ExportPreview(
+        format=options.format,
+        queries=len(queries),
+        positives=positives,
+        hard_negatives=len(judged),
+        mined_negatives=len(mined),
+        hard_negatives_by_model={m: sum(m in e.hard_for for e in judged) for m in selection.models},
+        mined_by_model={m: sum(m in e.hard_for for e in mined) for m in selection.models},
+        rows=rows,
+        skipped_queries=len(selection.queries) - len(queries),
+        disagreements=selection.disagreements,
+        judgments=selection.judgments,
+        models=selection.models,
+    )
+
+
+def _image_name(page_hash: str) -> str:
+    return f"images/{page_hash}.png"
+
+
+def _pointwise_rows(queries: list[QueryExamples], models: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "query_id": q.query_id,
+            "query": q.query,
+            "instruction": q.instruction,
+            "label": int(e.positive),
+            **e.details(models),
+        }
+        for q in queries
+        for e in (*q.positives, *q.negatives)
+    ]
+
+
+def _pointwise(queries, n, models, store, options, prompt_for) -> dict[str, bytes]:
+    rows = [{"file_name": _image_name(r["page_hash"]), **r} for r in _pointwise_rows(queries, models)]
+    return {"metadata.jsonl": _jsonl(rows)}
+
+
+def _sentence_transformers(queries, n, models, store, options, prompt_for) -> dict[str, bytes]:
+    rows, details = [], []
+    for q in queries:
+        negatives = q.negatives[:n]
+        for positive in q.positives:
+            row = {"anchor": q.query, "positive_file_name": _image_name(positive.page_hash)}
+            row.update({f"negative_{i}_file_name": _image_name(e.page_hash) for i, e in enumerate(negatives, 1)})
+            rows.append(row)
+            details.append(
+                {
+                    "query_id": q.query_id,
+                    "query": q.query,
+                    "instruction": q.instruction,
+                    "positive": positive.details(models),
+                    "negatives": [e.details(models) for e in negatives],
+                }
+            )
+    return {"metadata.jsonl": _jsonl(rows), "details.jsonl": _jsonl(details)}
+
+
+def _flagembedding(queries, n, models, store, options, prompt_for) -> dict[str, bytes]:
+    teacher = options.teacher or (models[0] if models else None)
+    rows = []
+    for q in queries:
+        row: dict[str, Any] = {
+            "query": q.query,
+            "pos": [_image_name(e.page_hash) for e in q.positives],
+            "neg": [_image_name(e.page_hash) for e in q.negatives],
+            "pos_scores": [e.scores.get(teacher) for e in q.positives],
+            "neg_scores": [e.scores.get(teacher) for e in q.negatives],
+        }
+        if prompt_for is not None:
+            row["prompt"] = prompt_for(q.query, q.instruction)
+        row.update(
+            query_id=q.query_id,
+            instruction=q.instruction,
+            teacher=teacher,
+            pos_details=[e.details(models) for e in q.positives],
+            neg_details=[e.details(models) for e in q.negatives],
+        )
+        rows.append(row)
+    return {"train.jsonl": _jsonl(rows)}
+
+
+_ZIP_WRITERS: dict[str, Callable[..., dict[str, bytes]]] = {
+    "pointwise": _pointwise,
+    "sentence-transformers": _sentence_transformers,
+    "flagembedding": _flagembedding,
+}
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n" for row in rows).encode()
+
+
+def _write_zip(path: Path, members: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in sorted(members, key=lambda n: (n.startswith("images/"), n)):  # data files first
+            if not _MEMBER.fullmatch(name):  # defence in depth: hashes are checked on the way in
+                raise ValueError(f"refusing archive member name {name!r}")
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.create_system = 3  # unix, whatever the host: same bytes everywhere
+            info.external_attr = 0o644 << 16
+            # PNGs are already compressed; deflating them again costs time and saves nothing
+            info.compress_type = zipfile.ZIP_STORED if name.endswith(".png") else zipfile.ZIP_DEFLATED
+            archive.writestr(info, members[name])
+
+
+def _write_parquet(path: Path, queries: list[QueryExamples], models: tuple[str, ...], store: Store) -> None:
+    import datasets  # heavy; only this format needs it
+
+    rows = _pointwise_rows(queries, models)
+    features = {
+        "query_id": datasets.Value("int64"),
+        "query": datasets.Value("string"),
+        "instruction": datasets.Value("string"),
+        "label": datasets.Value("int8"),
+        "image": datasets.Image(),
+        "page_hash": datasets.Value("string"),
+        "source": datasets.Value("string"),
+        "page_number": datasets.Value("int32"),
+        "judgment": datasets.Value("string"),
+        "annotators": datasets.List(datasets.Value("string")),
+        "scores": {m: datasets.Value("float64") for m in models},
+        "ranks": {m: datasets.Value("int32") for m in models},
+        "hard_for": datasets.List(datasets.Value("string")),
+        "mined": datasets.Value("bool"),
+    }
+    if not models:  # Parquet has no empty structs
+        del features["scores"], features["ranks"]
+    columns: dict[str, list[Any]] = {name: [] for name in features}
+    for row in rows:
+        # embedded bytes, so the file stands alone; the hash as name tells the format, not a path
+        row["image"] = {"bytes": store.page_png(row["page_hash"]), "path": f"{row['page_hash']}.png"}
+        for name in features:
+            columns[name].append(row[name])
+    dataset = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+    quiet = datasets.is_progress_bar_enabled()  # no progress bar in CLI output or server logs
+    if quiet:
+        datasets.disable_progress_bars()
+    try:
+        dataset.to_parquet(str(path))
+    finally:
+        if quiet:
+            datasets.enable_progress_bars()
+
+
+def export(
+    store: Store,
+    options: ExportOptions,
+    out_path: str | os.PathLike,
+    *,
+    prompt_for: Callable[[str, str | None], str] | None = None,
+) -> Path:
+    """Write the export to `out_path` (one .zip or .parquet file) and return its path.
+
+    `prompt_for(query, instruction)` gives the exact prompt text a model saw; FlagEmbedding rows
+    carry it as "prompt" when given. Raises NothingToExportError (and writes nothing) when the
+    options select no rows.
+    """
+    selection = select(store, options)
+    summary = _preview(selection, options)
+    if summary.rows == 0:
+        raise NothingToExportError(_nothing_message(summary, options))
+    queries, n = _usable(selection, options)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(out_path.name + ".partial")  # never leave a half-written export
+    try:
+        if options.format == "parquet":
+            _write_parquet(partial, queries, selection.models, store)
+        else:
+            members = _ZIP_WRITERS[options.format](queries, n, selection.models, store, options, prompt_for)
+            manifest = {
+                "generator": "multimodal-rerank-arena",
+                "format": options.format,
+                "options": options.as_json(),
+                "counts": summary.as_json(),
+                "models": list(selection.models),
+            }
+            members["export.json"] = (
+                json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+            ).encode()
+            for q in queries:  # only the images some row refers to
+                for e in (*q.positives, *(q.negatives[:n] if n else q.negatives)):
+                    name = _image_name(e.page_hash)
+                    if name not in members:
+                        members[name] = store.page_png(e.page_hash)
+            _write_zip(partial, members)
+        os.replace(partial, out_path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return out_path
+
+
+def _nothing_message(summary: ExportPreview, options: ExportOptions) -> str:
+    filters = [
+        f"{name}={value}"
+        for name, value in (("annotator", options.annotator), ("since", options.since), ("until", options.until))
+        if value is not None
+    ]
+    where = f" matching {', '.join(filters)}" if filters else ""
+    if summary.judgments == 0:
+        return f"nothing to export: no judgments{where}"
+    if summary.skipped_queries:
+        return (
+            f"nothing to export: the {options.format} format needs queries with at least one positive and "
+            f"{'enough' if options.negatives_per_row else 'one'} hard negative; none of the "
+            f"{summary.skipped_queries} judged queries{where} has them (try --rule all or --mined)"
+        )
+    return f"nothing to export: {summary.judgments} judgments{where}, but no relevant page and no hard negative"
+
+
+def default_filename(options: ExportOptions) -> str:
+    """A file name for the export, e.g. `arena-flagembedding.zip`."""
+    return f"arena-{options.format}{FORMATS[options.format]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# `python -m reranker export`
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export judgments as hard-negative training data",
+        description=(
+            "Export human judgments as training data. Pages judged relevant are positives; pages judged\n"
+            "not relevant that a model ranked high are hard negatives. Prints a preview (counts per model),\n"
+            "then writes one file with the page images inside."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "formats:\n"
+            "  pointwise              zip: metadata.jsonl, one row per (query, page, label) + images/\n"
+            "  sentence-transformers  zip: anchor, positive, negative_1..n (MultipleNegativesRankingLoss)\n"
+            "  flagembedding          zip: train.jsonl {query, pos, neg, pos_scores, neg_scores} + images/\n"
+            "  parquet                Hugging Face datasets Parquet with an Image feature\n"
+            "\nexample:\n"
+            "  python -m reranker export --format flagembedding --rule top_k --k 3 --out train.zip"
+        ),
+    )
+    parser.add_argument("--db", default=None, help="database file (default: $RERANKER_DB or data/arena.db)")
+    parser.add_argument("--format", required=True, choices=sorted(FORMATS), help="output format")
+    parser.add_argument("--out", required=True, type=Path, help="file to write (.zip, or .parquet for parquet)")
+    parser.add_argument("--k", type=int, default=5, help="a negative in any model's top K is hard (default 5)")
+    parser.add_argument(
+        "--rule",
+        choices=RULES,
+        default="either",
+        help="hard negative: in the top k, scored above the lowest-scored positive, either (default), "
+        "or all judged negatives",
+    )
+    parser.add_argument(
+        "--max-negatives", type=int, default=10, metavar="N", help="at most this many negatives per query (default 10)"
+    )
+    parser.add_argument("--annotator", metavar="NAME", help="only this annotator's judgments")
+    parser.add_argument("--since", type=_date_arg, help="only labels given from this date/time on (YYYY-MM-DD or ISO)")
+    parser.add_argument("--until", type=_date_arg, help="labels as they stood at this date (whole day) or time")
+    parser.add_argument("--agreement", action="store_true", help="drop pages on which annotators disagree")
+    parser.add_argument(
+        "--mined", action="store_true", help="add unjudged pages a model ranked high, marked mined_negative"
+    )
+    parser.add_argument(
+        "--model", action="append", dest="models", metavar="KEY", help="only these models' ranks count (repeatable)"
+    )
+    parser.add_argument("--negatives-per-row", type=int, metavar="N", help="sentence-transformers: negatives per row")
+    parser.add_argument("--teacher", metavar="KEY", help="flagembedding: model whose scores fill pos_scores/neg_scores")
+    parser.add_argument("--preview", action="store_true", help="print the counts only; write nothing")
+    parser.set_defaults(handler=_run_cli)
+
+
+def _date_arg(text: str) -> date | datetime:
+    try:
+        return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD) or ISO time: {text!r}") from None
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    path = Path(args.db or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
+    if not path.exists():
+        print(f"error: no database at {path}", file=sys.stderr)
+        return 1
+    try:
+        options = ExportOptions(
+            format=args.format,
+            k=args.k,
+            rule=args.rule,
+            max_negatives=args.max_negatives,
+            annotator=args.annotator,
+            since=args.since,
+            until=args.until,
+            require_agreement=args.agreement,
+            include_mined_negatives=args.mined,
+            models=tuple(args.models) if args.models else None,
+            negatives_per_row=args.negatives_per_row,
+            teacher=args.teacher,
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    with Store(path) as store:
+        print(preview(store, options).describe())
+        if args.preview:
+            return 0
+        try:
+            written = export(store, options, args.out)
+        except NothingToExportError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    print(f"wrote {written}")
+    return 0

@@ -1,0 +1,767 @@
+"""Everything the arena keeps, in one SQLite file: documents, page images, queries, scores, judgments.
+
+One file holds all an export needs (page images are stored as lossless PNG), so a backup is one
+copy and no judgment can point at a page whose image is gone (foreign keys are on).
+
+Concurrency: Gradio runs callbacks on worker threads and a Space may run several processes on
+the same file, so every thread gets its own connection, the database is in WAL mode (readers
+never block the writer), every connection waits up to `BUSY_TIMEOUT_S` for the lock, and writes
+run in `BEGIN IMMEDIATE` transactions: taking the write lock up front avoids the deadlock where
+two readers both try to upgrade to writers and one fails with SQLITE_BUSY.
+
+Judgments are append-only (triggers refuse UPDATE and DELETE): a relabel or an undo adds a row,
+and the latest row per (query, page, annotator) is the current label; `cleared` means unjudged.
+
+Schema history (`PRAGMA user_version`):
+  1  documents, pages, document_pages, queries, query_pages, settings, scores, judgments
+  2  judgments.undoes — an undo row names the row it reverts, so Undo can step back through
+     relabels one action at a time; index on judgments.created for date filters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import sqlite3
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from PIL import Image
+from sqlite_utils import Database
+
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "arena.db"
+BUSY_TIMEOUT_S = 30.0
+
+RELEVANT, NOT_RELEVANT, SKIP, CLEARED = "relevant", "not_relevant", "skip", "cleared"
+LABELS = (RELEVANT, NOT_RELEVANT, SKIP)  # what an annotator can choose
+ALL_LABELS = (*LABELS, CLEARED)  # CLEARED: back to unjudged (undo, or an explicit clear)
+
+_HASH = re.compile(r"[0-9a-f]{16,128}")  # content hashes are hex digests; also used as file names
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema and migrations. Never edit a shipped migration: add the next one.
+
+
+def _v1_initial(db: Database) -> None:
+    statements = [
+        """CREATE TABLE documents (
+            content_hash TEXT PRIMARY KEY,      -- sha256 of the uploaded file's bytes
+            name TEXT NOT NULL,                 -- first name it was uploaded under
+            kind TEXT NOT NULL,                 -- 'pdf' | 'image'
+            page_count INTEGER,
+            created TEXT NOT NULL)""",
+        """CREATE TABLE pages (
+            content_hash TEXT PRIMARY KEY,      -- sha256 of the pixels (reranker.imaging.image_hash)
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            mode TEXT NOT NULL,
+            image_format TEXT NOT NULL,         -- 'png': lossless, exports reproduce exact pixels
+            image BLOB NOT NULL,
+            created TEXT NOT NULL)""",
+        # The same pixels can occur in several documents (a cover page, a blank page, an image
+        # uploaded alone and inside a PDF), so page ↔ document is many-to-many.
+        """CREATE TABLE document_pages (
+            document_hash TEXT NOT NULL REFERENCES documents(content_hash),
+            page_number INTEGER NOT NULL,       -- 1-based
+            page_hash TEXT NOT NULL REFERENCES pages(content_hash),
+            PRIMARY KEY (document_hash, page_number))""",
+        "CREATE INDEX document_pages_page ON document_pages(page_hash)",
+        """CREATE TABLE queries (
+            id INTEGER PRIMARY KEY,
+            text TEXT NOT NULL,
+            instruction TEXT NOT NULL DEFAULT '',  -- '' = the model's default instruction
+            created TEXT NOT NULL,
+            UNIQUE (text, instruction))""",
+        # The candidate pages of a query, as the user saw them (source file name, page number).
+        """CREATE TABLE query_pages (
+            query_id INTEGER NOT NULL REFERENCES queries(id),
+            page_hash TEXT NOT NULL REFERENCES pages(content_hash),
+            position INTEGER NOT NULL,          -- upload order; breaks score ties in ranks
+            source TEXT NOT NULL,
+            page_number INTEGER NOT NULL,
+            document_hash TEXT REFERENCES documents(content_hash),
+            PRIMARY KEY (query_id, page_hash))""",
+        """CREATE TABLE settings (
+            key TEXT PRIMARY KEY,               -- settings_key(): hash of the canonical JSON
+            json TEXT NOT NULL)""",
+        # Also the score cache: a score depends on exactly these four things.
+        """CREATE TABLE scores (
+            model TEXT NOT NULL,
+            settings_key TEXT NOT NULL REFERENCES settings(key),
+            query_id INTEGER NOT NULL REFERENCES queries(id),
+            page_hash TEXT NOT NULL REFERENCES pages(content_hash),
+            score REAL NOT NULL,
+            seconds REAL,                       -- the batch's time divided by its pages
+            created TEXT NOT NULL,
+            PRIMARY KEY (model, settings_key, query_id, page_hash))""",
+        "CREATE INDEX scores_query ON scores(query_id, model)",
+        """CREATE TABLE judgments (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,  -- the order of actions; never reused
+            query_id INTEGER NOT NULL,
+            page_hash TEXT NOT NULL,
+            annotator TEXT NOT NULL,
+            label TEXT NOT NULL CHECK (label IN ('relevant', 'not_relevant', 'skip', 'cleared')),
+            created TEXT NOT NULL,              -- ISO 8601 UTC with microseconds
+            FOREIGN KEY (query_id, page_hash) REFERENCES query_pages(query_id, page_hash))""",
+        "CREATE INDEX judgments_current ON judgments(query_id, annotator, page_hash, id)",
+        """CREATE TRIGGER judgments_no_update BEFORE UPDATE ON judgments
+            BEGIN SELECT RAISE(ABORT, 'judgments are append-only'); END""",
+        """CREATE TRIGGER judgments_no_delete BEFORE DELETE ON judgments
+            BEGIN SELECT RAISE(ABORT, 'judgments are append-only'); END""",
+    ]
+    for sql in statements:
+        db.execute(sql)
+
+
+def _v2_undo_links(db: Database) -> None:
+    # v1's undo could only clear a page; naming the reverted row lets undo walk back step by step.
+    db.execute("ALTER TABLE judgments ADD COLUMN undoes INTEGER REFERENCES judgments(id)")
+    db.execute("CREATE INDEX judgments_created ON judgments(created)")
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1_initial, _v2_undo_links)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNewError(RuntimeError):
+    """The file was written by a newer version of the app; refusing to touch it."""
+
+
+def schema_version(db: Database) -> int:
+    return db.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(db: Database, target: int = SCHEMA_VERSION) -> int:
+    """Bring the database up to schema `target` (default: the latest); returns the version."""
+    if schema_version(db) == target:
+        return target
+    with write_transaction(db):
+        version = schema_version(db)  # re-read under the lock: another process may have migrated
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNewError(f"database schema {version} is newer than this app's {SCHEMA_VERSION}")
+        for number in range(version + 1, target + 1):
+            MIGRATIONS[number - 1](db)
+            db.execute(f"PRAGMA user_version = {number}")  # transactional: part of the same commit
+    return max(version, target)
+
+
+# ---------------------------------------------------------------------------------------------
+# Connections
+
+
+def connect(path: str | os.PathLike) -> Database:
+    """A sqlite-utils Database on its own connection, configured for shared use of the file."""
+    conn = sqlite3.connect(
+        str(path),
+        timeout=BUSY_TIMEOUT_S,
+        isolation_level=None,  # no implicit transactions: we issue BEGIN IMMEDIATE ourselves
+        check_same_thread=False,  # owned by one thread, but Store.close() may close it from another
+    )
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = FULL")  # a committed judgment survives a power cut too
+    return Database(conn, execute_plugins=False)
+
+
+def _enable_wal(db: Database) -> None:
+    # Switching needs a moment alone with the file; a new file opened by several processes at
+    # once can race here, so retry until the busy timeout.
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise
+            mode = None
+        if mode == "wal" or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def write_transaction(db: Database) -> Iterator[Database]:
+    """BEGIN IMMEDIATE … COMMIT; rolls back on any error."""
+    if db.conn.in_transaction:
+        raise RuntimeError("write transactions do not nest")
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")
+
+
+# ---------------------------------------------------------------------------------------------
+# Small values
+
+
+def now() -> str:
+    """UTC timestamp, ISO 8601 with microseconds: sorts as text, sub-second precision."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def time_bound(value: date | datetime | str | None, *, end: bool = False) -> str | None:
+    """A filter bound as stored text. A date as `end` covers that whole day (exclusive bound)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        if end:
+            moment += timedelta(microseconds=1)  # until a datetime is inclusive
+    else:
+        moment = datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        if end:
+            moment += timedelta(days=1)
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def settings_key(settings: Mapping[str, Any] | str | None) -> str:
+    """Stable id of scoring settings (pixel budget, dtype, …): hash of their canonical JSON."""
+    if isinstance(settings, str):
+        return settings
+    return hashlib.sha256(_canonical_json(settings or {}).encode()).hexdigest()[:16]
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _check_hash(value: str) -> str:
+    if not isinstance(value, str) or not _HASH.fullmatch(value):
+        raise ValueError(f"not a content hash (lowercase hex): {value!r}")
+    return value
+
+
+def majority(labels: Iterable[str]) -> str | None:
+    """relevant / not_relevant by strict majority of those two votes; None on a tie or no vote."""
+    votes = Counter(label for label in labels if label in (RELEVANT, NOT_RELEVANT))
+    if votes[RELEVANT] == votes[NOT_RELEVANT]:
+        return None
+    return RELEVANT if votes[RELEVANT] > votes[NOT_RELEVANT] else NOT_RELEVANT
+
+
+def encode_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows handed out
+
+
+@dataclass(frozen=True)
+class Judgment:
+    id: int
+    query_id: int
+    page_hash: str
+    annotator: str
+    label: str
+    created: str
+    undoes: int | None = None
+
+
+class Undone(NamedTuple):
+    page_hash: str
+    undone_label: str  # the label the undone action had set
+    restored_label: str | None  # the page's label now; None = unjudged
+
+
+@dataclass(frozen=True)
+class QueryPage:
+    page_hash: str
+    position: int
+    source: str
+    page_number: int
+    document_hash: str | None
+    scores: dict[str, float] = field(default_factory=dict)  # model key → P(yes)
+    ranks: dict[str, int] = field(default_factory=dict)  # model key → 1-based rank in this query
+
+
+@dataclass(frozen=True)
+class QuerySummary:
+    id: int
+    text: str
+    instruction: str | None
+    created: str
+    pages: int
+    judged: int
+
+
+def _judgment(row: Mapping[str, Any]) -> Judgment:
+    return Judgment(**{name: row.get(name) for name in Judgment.__dataclass_fields__})
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class Store:
+    """The arena's database. Safe to share between threads; several processes may open the file."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: weakref.WeakSet[Database] = weakref.WeakSet()  # for close(); dies with its thread
+        db = self.db
+        _enable_wal(db)
+        migrate(db)
+
+    # -- connections ---------------------------------------------------------------------------
+
+    @property
+    def db(self) -> Database:
+        """This thread's connection (a fresh one after fork: connections must not cross processes)."""
+        local = self._local
+        if getattr(local, "db", None) is None or local.pid != os.getpid():
+            local.db, local.pid = connect(self.path), os.getpid()
+            with self._lock:
+                self._open.add(local.db)
+        return local.db
+
+    def close(self) -> None:
+        with self._lock:
+            for db in list(self._open):
+                db.close()
+            self._open.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self) -> contextlib.AbstractContextManager[Database]:
+        return write_transaction(self.db)
+
+    # -- rankings ------------------------------------------------------------------------------
+
+    def save_ranking(
+        self,
+        query: str,
+        instruction: str | None,
+        pages: Sequence[Any],
+        documents: Iterable[Any] = (),
+        scores: Mapping[str, Sequence[float]] | None = None,
+        settings: Mapping[str, Mapping[str, Any] | str] | None = None,
+        seconds: Mapping[str, float] | None = None,
+    ) -> int:
+        """Store a ranked upload in one transaction; returns the query id.
+
+        `pages` are Page-like (content_hash, image, source, page_number, document_hash, kind),
+        `documents` Document-like (content_hash, name, kind, page_count), `scores[model]` one
+        score per page in `pages` order, `settings[model]` the scoring settings (or their key),
+        `seconds[model]` the time the model took for the whole batch. Pages and scores already
+        stored are kept as they are (first score wins, so the cache stays consistent).
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("query text is empty")
+        pages = list(pages)
+        if not pages:
+            raise ValueError("a ranking needs at least one page")
+        scores = dict(scores or {})
+        for model, values in scores.items():
+            if len(values) != len(pages):
+                raise ValueError(f"{model}: {len(values)} scores for {len(pages)} pages")
+            if not all(math.isfinite(float(v)) for v in values):
+                raise ValueError(f"{model}: scores must be finite numbers")
+        settings = dict(settings or {})
+        keys = {model: settings_key(settings.get(model)) for model in scores}
+        for page in pages:
+            _check_hash(page.content_hash)
+            if page.document_hash is not None:
+                _check_hash(page.document_hash)
+
+        # PNG encoding is the slow part: do it before taking the write lock, and only for pages
+        # not stored yet. A page another process adds meanwhile is simply ignored on insert.
+        stamp = now()
+        stored = self._existing_pages({page.content_hash for page in pages})
+        page_rows: dict[str, dict[str, Any]] = {}
+        for page in pages:
+            if page.content_hash in stored or page.content_hash in page_rows:
+                continue
+            image = page.image
+            page_rows[page.content_hash] = dict(
+                content_hash=page.content_hash,
+                width=image.width,
+                height=image.height,
+                mode=image.mode,
+                image_format="png",
+                image=encode_png(image),
+                created=stamp,
+            )
+
+        documents_rows: dict[str, dict[str, Any]] = {}
+        for doc in documents:
+            documents_rows[_check_hash(doc.content_hash)] = dict(
+                content_hash=doc.content_hash,
+                name=doc.name,
+                kind=doc.kind,
+                page_count=doc.page_count,
+                created=stamp,
+            )
+        for page in pages:  # a page whose document was not passed still gets one (its file name)
+            if page.document_hash is not None and page.document_hash not in documents_rows:
+                documents_rows[page.document_hash] = dict(
+                    content_hash=page.document_hash,
+                    name=page.source,
+                    kind=page.kind,
+                    page_count=getattr(page, "page_count", None),
+                    created=stamp,
+                )
+
+        with self._write() as db:
+            query_id = self._query_id(db, query, instruction, create=True)
+            db["documents"].insert_all(documents_rows.values(), ignore=True)
+            db["pages"].insert_all(page_rows.values(), ignore=True)
+            db["document_pages"].insert_all(
+                (
+                    dict(document_hash=p.document_hash, page_number=p.page_number, page_hash=p.content_hash)
+                    for p in pages
+                    if p.document_hash is not None
+                ),
+                ignore=True,
+            )
+            start = db.execute(
+                "SELECT COALESCE(MAX(position) + 1, 0) FROM query_pages WHERE query_id = ?", [query_id]
+            ).fetchone()[0]
+            db["query_pages"].insert_all(
+                (
+                    dict(
+                        query_id=query_id,
+                        page_hash=p.content_hash,
+                        position=start + i,
+                        source=p.source,
+                        page_number=p.page_number,
+                        document_hash=p.document_hash,
+                    )
+                    for i, p in enumerate(pages)
+                ),
+                ignore=True,  # a page seen again keeps its first position and name
+            )
+            for model, values in scores.items():
+                setting = settings.get(model)
+                if not isinstance(setting, str):
+                    db.execute(
+                        "INSERT OR IGNORE INTO settings (key, json) VALUES (?, ?)",
+                        [keys[model], _canonical_json(setting or {})],
+                    )
+                elif db.execute("SELECT 1 FROM settings WHERE key = ?", [setting]).fetchone() is None:
+                    raise ValueError(f"{model}: unknown settings key {setting!r} (pass the settings dict)")
+                per_page = None if not seconds or model not in seconds else seconds[model] / len(pages)
+                db["scores"].insert_all(
+                    (
+                        dict(
+                            model=model,
+                            settings_key=keys[model],
+                            query_id=query_id,
+                            page_hash=p.content_hash,
+                            score=float(v),
+                            seconds=per_page,
+                            created=stamp,
+                        )
+                        for p, v in zip(pages, values)
+                    ),
+                    ignore=True,
+                )
+        return query_id
+
+    def _existing_pages(self, hashes: set[str]) -> set[str]:
+        rows = self.db.execute(
+            "SELECT content_hash FROM pages WHERE content_hash IN (SELECT value FROM json_each(?))",
+            [json.dumps(sorted(hashes))],
+        )
+        return {row[0] for row in rows}
+
+    @staticmethod
+    def _query_id(db: Database, text: str, instruction: str | None, create: bool = False) -> int | None:
+        instruction = instruction or ""
+        if create:
+            db.execute(
+                "INSERT INTO queries (text, instruction, created) VALUES (?, ?, ?) "
+                "ON CONFLICT (text, instruction) DO NOTHING",
+                [text, instruction, now()],
+            )
+        row = db.execute("SELECT id FROM queries WHERE text = ? AND instruction = ?", [text, instruction]).fetchone()
+        return row[0] if row else None
+
+    def query_id(self, text: str, instruction: str | None = None) -> int | None:
+        """Id of a stored query, or None."""
+        return self._query_id(self.db, text, instruction)
+
+    def cached_scores(
+        self,
+        model: str,
+        settings: Mapping[str, Any] | str,
+        query: str,
+        instruction: str | None,
+        page_hashes: Iterable[str],
+    ) -> dict[str, float]:
+        """Scores already computed for these pages with this model, settings and query."""
+        rows = self.db.execute(
+            """SELECT s.page_hash, s.score FROM scores s JOIN queries q ON q.id = s.query_id
+               WHERE s.model = ? AND s.settings_key = ? AND q.text = ? AND q.instruction = ?
+                 AND s.page_hash IN (SELECT value FROM json_each(?))""",
+            [model, settings_key(settings), query, instruction or "", json.dumps(sorted(set(page_hashes)))],
+        )
+        return {page_hash: score for page_hash, score in rows}
+
+    def query(self, query_id: int) -> QuerySummary:
+        """One query with its page count (judged: pages with any current label)."""
+        for summary in self.list_queries(query_id=query_id):
+            return summary
+        raise KeyError(f"no query {query_id}")
+
+    def list_queries(self, annotator: str | None = None, *, query_id: int | None = None) -> list[QuerySummary]:
+        """All queries, oldest first, with page totals and how many pages `annotator` (or anyone) judged."""
+        rows = self.db.query(
+            """WITH current AS (
+                    SELECT j.query_id, j.page_hash, j.label FROM judgments j
+                    JOIN (SELECT MAX(id) AS id FROM judgments
+                          WHERE (:annotator IS NULL OR annotator = :annotator)
+                            AND (:query_id IS NULL OR query_id = :query_id)
+                          GROUP BY query_id, page_hash, annotator) latest ON latest.id = j.id)
+                SELECT q.id, q.text, q.instruction, q.created,
+                       (SELECT COUNT(*) FROM query_pages qp WHERE qp.query_id = q.id) AS pages,
+                       (SELECT COUNT(DISTINCT c.page_hash) FROM current c
+                         WHERE c.query_id = q.id AND c.label != 'cleared') AS judged
+                FROM queries q WHERE (:query_id IS NULL OR q.id = :query_id) ORDER BY q.id""",
+            dict(annotator=annotator, query_id=query_id),
+        )
+        return [
+            QuerySummary(r["id"], r["text"], r["instruction"] or None, r["created"], r["pages"], r["judged"])
+            for r in rows
+        ]
+
+    def query_settings(self, query_id: int) -> dict[str, str]:
+        """model → settings key of its most recent scores for this query (what query_pages shows)."""
+        rows = self.db.execute(
+            """SELECT model, settings_key FROM scores WHERE query_id = ?
+               GROUP BY model, settings_key ORDER BY model, MAX(created) DESC, settings_key""",
+            [query_id],
+        )
+        chosen: dict[str, str] = {}
+        for model, key in rows:
+            chosen.setdefault(model, key)
+        return chosen
+
+    def query_pages(self, query_id: int, settings: Mapping[str, str] | None = None) -> list[QueryPage]:
+        """The query's candidate pages in upload order, with every model's score and rank.
+
+        `settings` picks a settings key per model; by default each model's latest. Ranks are
+        1-based by descending score, ties broken by upload order.
+        """
+        settings = dict(settings) if settings is not None else self.query_settings(query_id)
+        pages = [
+            dict(row, scores={}, ranks={})
+            for row in self.db.query(
+                "SELECT page_hash, position, source, page_number, document_hash FROM query_pages "
+                "WHERE query_id = ? ORDER BY position",
+                [query_id],
+            )
+        ]
+        by_hash = {page["page_hash"]: page for page in pages}
+        for model, key in settings.items():
+            rows = self.db.execute(
+                "SELECT page_hash, score FROM scores WHERE query_id = ? AND model = ? AND settings_key = ?",
+                [query_id, model, key],
+            )
+            for page_hash, score in rows:
+                if page_hash in by_hash:
+                    by_hash[page_hash]["scores"][model] = score
+            scored = sorted(
+                (p for p in pages if model in p["scores"]), key=lambda p: (-p["scores"][model], p["position"])
+            )
+            for rank, page in enumerate(scored, start=1):
+                page["ranks"][model] = rank
+        return [QueryPage(**page) for page in pages]
+
+    def page_png(self, page_hash: str) -> bytes:
+        """The stored image file (PNG) of a page."""
+        row = self.db.execute("SELECT image FROM pages WHERE content_hash = ?", [page_hash]).fetchone()
+        if row is None:
+            raise KeyError(f"no page {page_hash}")
+        return row[0]
+
+    def page_image(self, page_hash: str) -> Image.Image:
+        """The page as a decoded PIL image (exact stored pixels)."""
+        image = Image.open(io.BytesIO(self.page_png(page_hash)))
+        image.load()
+        return image
+
+    # -- judgments -----------------------------------------------------------------------------
+
+    def record_judgment(self, query_id: int, page_hash: str, annotator: str, label: str) -> int | None:
+        """Append a label; returns its row id.
+
+        Repeating the current label adds nothing and returns the current row's id (a double key
+        press must not need two undos); clearing a page that has no label returns None.
+        """
+        if label not in ALL_LABELS:
+            raise ValueError(f"label must be one of {ALL_LABELS}, not {label!r}")
+        annotator = _check_annotator(annotator)
+        with self._write() as db:
+            current = self._latest(db, query_id, page_hash, annotator)
+            if current is not None and current.label == label:
+                return current.id
+            if current is None and label == CLEARED:
+                self._require_page(db, query_id, page_hash)  # nothing to clear, but still validate
+                return None
+            return self._append(db, query_id, page_hash, annotator, label)
+
+    def undo(self, query_id: int, annotator: str) -> Undone | None:
+        """Revert `annotator`'s latest not-yet-undone action on this query; None if there is none.
+
+        The page goes back to the label it had before that action (after a relabel, the earlier
+        label; after a first label, unjudged), by appending a row that names the row it undoes.
+        Repeated undos walk further back.
+        """
+        annotator = _check_annotator(annotator)
+        with self._write() as db:
+            rows = [
+                _judgment(r)
+                for r in db.query(
+                    "SELECT * FROM judgments WHERE query_id = ? AND annotator = ? ORDER BY id", [query_id, annotator]
+                )
+            ]
+            actions: list[Judgment] = []  # a stack of actions still in effect
+            for row in rows:
+                if row.undoes is None:
+                    actions.append(row)
+                else:
+                    actions = [a for a in actions if a.id != row.undoes]
+            if not actions:
+                return None
+            target = actions[-1]
+            before = [r for r in rows if r.page_hash == target.page_hash and r.id < target.id]
+            previous = before[-1].label if before else CLEARED
+            self._append(db, query_id, target.page_hash, annotator, previous, undoes=target.id)
+        return Undone(target.page_hash, target.label, None if previous == CLEARED else previous)
+
+    def _append(
+        self, db: Database, query_id: int, page_hash: str, annotator: str, label: str, undoes: int | None = None
+    ) -> int:
+        try:
+            cursor = db.execute(
+                "INSERT INTO judgments (query_id, page_hash, annotator, label, created, undoes) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [query_id, page_hash, annotator, label, now(), undoes],
+            )
+        except sqlite3.IntegrityError as error:
+            if "FOREIGN KEY" in str(error):
+                raise ValueError(f"page {page_hash} was not ranked for query {query_id}") from error
+            raise
+        return cursor.lastrowid
+
+    @staticmethod
+    def _require_page(db: Database, query_id: int, page_hash: str) -> None:
+        row = db.execute(
+            "SELECT 1 FROM query_pages WHERE query_id = ? AND page_hash = ?", [query_id, page_hash]
+        ).fetchone()
+        if row is None:
+            raise ValueError(f"page {page_hash} was not ranked for query {query_id}")
+
+    @staticmethod
+    def _latest(db: Database, query_id: int, page_hash: str, annotator: str) -> Judgment | None:
+        for row in db.query(
+            "SELECT * FROM judgments WHERE query_id = ? AND annotator = ? AND page_hash = ? ORDER BY id DESC LIMIT 1",
+            [query_id, annotator, page_hash],
+        ):
+            return _judgment(row)
+        return None
+
+    def history(self, query_id: int, page_hash: str, annotator: str | None = None) -> list[Judgment]:
+        """Every row for this page (and annotator), oldest first — undos and relabels included."""
+        rows = self.db.query(
+            "SELECT * FROM judgments WHERE query_id = ? AND page_hash = ? AND (? IS NULL OR annotator = ?) ORDER BY id",
+            [query_id, page_hash, annotator, annotator],
+        )
+        return [_judgment(r) for r in rows]
+
+    def current_judgments(
+        self,
+        *,
+        query_id: int | None = None,
+        annotator: str | None = None,
+        since: date | datetime | str | None = None,
+        until: date | datetime | str | None = None,
+    ) -> list[Judgment]:
+        """Current labels (cleared ones left out), ordered by query, page, annotator.
+
+        `until` gives the labels as they stood then (the latest row before it); `since` keeps
+        only labels given from then on. A date `until` includes that whole day.
+        """
+        upper, lower = time_bound(until, end=True), time_bound(since)
+        rows = self.db.query(
+            """SELECT j.* FROM judgments j
+               JOIN (SELECT MAX(id) AS id FROM judgments
+                     WHERE (:query_id IS NULL OR query_id = :query_id)
+                       AND (:annotator IS NULL OR annotator = :annotator)
+                       AND (:upper IS NULL OR created < :upper)
+                     GROUP BY query_id, page_hash, annotator) latest ON latest.id = j.id
+               WHERE j.label != 'cleared' AND (:lower IS NULL OR j.created >= :lower)
+               ORDER BY j.query_id, j.page_hash, j.annotator""",
+            dict(query_id=query_id, annotator=annotator, upper=upper, lower=lower),
+        )
+        return [_judgment(r) for r in rows]
+
+    def current_labels(self, query_id: int, annotator: str) -> dict[str, str]:
+        """page hash → `annotator`'s current label (relevant / not_relevant / skip)."""
+        return {j.page_hash: j.label for j in self.current_judgments(query_id=query_id, annotator=annotator)}
+
+    def labels_by_annotator(self, query_id: int) -> dict[str, dict[str, str]]:
+        """page hash → {annotator: current label} over all annotators."""
+        labels: dict[str, dict[str, str]] = {}
+        for j in self.current_judgments(query_id=query_id):
+            labels.setdefault(j.page_hash, {})[j.annotator] = j.label
+        return labels
+
+    def majority_labels(self, query_id: int) -> dict[str, str]:
+        """page hash → relevant / not_relevant by majority of annotators (ties and skips left out)."""
+        result = {}
+        for page_hash, votes in self.labels_by_annotator(query_id).items():
+            label = majority(votes.values())
+            if label is not None:
+                result[page_hash] = label
+        return result
+
+    def progress(self, query_id: int, annotator: str) -> tuple[int, int]:
+        """(pages `annotator` has judged — skips count as seen —, candidate pages of the query)."""
+        summary = self.list_queries(annotator, query_id=query_id)
+        if not summary:
+            raise KeyError(f"no query {query_id}")
+        return summary[0].judged, summary[0].pages
+
+    def annotators(self) -> list[str]:
+        """Everyone who has judged anything, sorted."""
+        return [r[0] for r in self.db.execute("SELECT DISTINCT annotator FROM judgments ORDER BY annotator")]
+
+    def integrity_check(self) -> str:
+        """SQLite's own check; 'ok' when the file is sound."""
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def _check_annotator(annotator: str) -> str:
+    name = annotator.strip() if isinstance(annotator, str) else ""
+    if not name or len(name) > 200:
+        raise ValueError("annotator must be a non-empty name (at most 200 characters)")
+    return name

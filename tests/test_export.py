@@ -1,0 +1,450 @@
+"""reranker.export: the right positives and hard negatives, four formats that load, and safe archives."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+import re
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import datasets
+import pytest
+from PIL import Image
+
+from reranker import store as store_module
+from reranker.cli import main as cli_main
+from reranker.export import (
+    MINED,
+    ExportOptions,
+    NothingToExportError,
+    export,
+    preview,
+    select,
+)
+from reranker.imaging import image_hash
+from reranker.store import NOT_RELEVANT, RELEVANT, SKIP, Store
+
+A, B = "qwen3-vl-reranker-2b", "qwen3-reranker-mm-2b"
+FORMATS = ("pointwise", "sentence-transformers", "flagembedding", "parquet")
+
+
+@dataclass
+class FakePage:  # the attributes reranker.documents.Page has
+    content_hash: str
+    image: Image.Image
+    source: str
+    page_number: int
+    document_hash: str | None
+    kind: str = "pdf"
+
+
+def make_pages(names: list[str], source: str, seed: int) -> dict[str, FakePage]:
+    rng = random.Random(seed)
+    document_hash = hashlib.sha256(source.encode()).hexdigest()
+    pages = {}
+    for number, name in enumerate(names, 1):
+        image = Image.frombytes("RGB", (10, 7), rng.randbytes(10 * 7 * 3))
+        pages[name] = FakePage(image_hash(image), image, source, number, document_hash)
+    return pages
+
+
+class Clock:
+    """Stands in for store.now(): judgments get known times, a millisecond apart."""
+
+    def __init__(self) -> None:
+        self.moment = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> str:
+        self.moment += timedelta(milliseconds=1)
+        return self.moment.isoformat(timespec="microseconds")
+
+
+# Query 1: scores chosen so each rule selects a different set (k = 2).
+#   page   A     B     label            top_k(k=2)  above lowest positive (A .50, B .30)
+#   p0    .95   .10    not_relevant     A (rank 1)  A
+#   p1    .90   .35    —                A (rank 2)  A, B            → mined candidate
+#   p2    .80   .30    relevant
+#   p3    .70   .40    not_relevant     —           A, B
+#   p4    .20   .05    not_relevant     —           —               → easy negative
+#   p5    .50   .60    relevant
+#   p6    .40   .70    not_relevant     B (rank 2)  B
+#   p7    .30   .80    —                B (rank 1)  B               → mined candidate
+Q1_SCORES = {A: [0.95, 0.90, 0.80, 0.70, 0.20, 0.50, 0.40, 0.30], B: [0.10, 0.35, 0.30, 0.40, 0.05, 0.60, 0.70, 0.80]}
+Q1_LABELS = {
+    "p0": NOT_RELEVANT,
+    "p2": RELEVANT,
+    "p3": NOT_RELEVANT,
+    "p4": NOT_RELEVANT,
+    "p5": RELEVANT,
+    "p6": NOT_RELEVANT,
+}
+# Query 2: several annotators. q0 agreed relevant; q1 a tie; q2 majority not relevant; q3 one vote.
+Q2_SCORES = {A: [0.1, 0.5, 0.9, 0.8], B: [0.2, 0.6, 0.7, 0.9]}
+Q2_LABELS = {
+    "ann": {"q0": RELEVANT, "q1": NOT_RELEVANT, "q2": NOT_RELEVANT, "q3": NOT_RELEVANT},
+    "bob": {"q0": RELEVANT, "q1": RELEVANT, "q2": NOT_RELEVANT},
+    "cat": {"q2": RELEVANT},
+}
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(store_module, "now", clock)
+    return clock
+
+
+@pytest.fixture
+def arena(tmp_path: Path, clock: Clock):
+    """A database with known judgments and scores; yields (store, {name: page}, (q1, q2))."""
+    store = Store(tmp_path / "arena.db")
+    pages = make_pages([f"p{i}" for i in range(8)], "annual report.pdf", seed=1)
+    pages |= make_pages([f"q{i}" for i in range(4)], "slides.pdf", seed=2)
+    settings = {A: {"max_pixels": 1280 * 1024}, B: {"max_pixels": 564480}}
+    q1 = store.save_ranking(
+        "what was the 2024 revenue?", None, [pages[f"p{i}"] for i in range(8)], scores=Q1_SCORES, settings=settings
+    )
+    q2 = store.save_ranking(
+        "slide about hiring", "Find slides.", [pages[f"q{i}"] for i in range(4)], scores=Q2_SCORES, settings=settings
+    )
+    for name, label in Q1_LABELS.items():
+        store.record_judgment(q1, pages[name].content_hash, "ann", label)
+    for annotator, labels in Q2_LABELS.items():
+        for name, label in labels.items():
+            store.record_judgment(q2, pages[name].content_hash, annotator, label)
+    yield store, pages, (q1, q2)
+    store.close()
+
+
+def names(pages: dict[str, FakePage], examples) -> list[str]:
+    by_hash = {p.content_hash: n for n, p in pages.items()}
+    return [by_hash[e.page_hash] for e in examples]
+
+
+def query(selection, query_id):
+    return next(q for q in selection.queries if q.query_id == query_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Selection
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ("top_k", [("p0", (A,)), ("p6", (B,))]),
+        ("above_lowest_positive", [("p0", (A,)), ("p6", (B,)), ("p3", (A, B))]),
+        ("either", [("p0", (A,)), ("p6", (B,)), ("p3", (A, B))]),
+        ("all", [("p0", (A,)), ("p6", (B,)), ("p3", (A, B)), ("p4", ())]),  # easy p4 only here
+    ],
+)
+def test_hard_negatives_under_each_rule(arena, rule, expected):
+    store, pages, (q1, _) = arena
+    selected = query(select(store, ExportOptions(rule=rule, k=2, models=(A, B))), q1)
+    assert names(pages, selected.positives) == ["p2", "p5"]
+    assert [(n, e.hard_for) for n, e in zip(names(pages, selected.negatives), selected.negatives)] == expected
+    assert all(e.label == NOT_RELEVANT and e.annotators == ("ann",) for e in selected.negatives)
+    assert {e.page_hash for e in selected.negatives}.isdisjoint({pages["p1"].content_hash, pages["p7"].content_hash})
+
+
+def test_k_and_cap_and_single_model(arena):
+    store, pages, (q1, _) = arena
+    assert names(pages, query(select(store, ExportOptions(rule="top_k", k=1)), q1).negatives) == ["p0"]
+    assert names(pages, query(select(store, ExportOptions(rule="top_k", k=4)), q1).negatives) == ["p0", "p6", "p3"]
+    capped = query(select(store, ExportOptions(rule="either", k=2, max_negatives=2)), q1)
+    assert names(pages, capped.negatives) == ["p0", "p6"]  # hardest first
+    only_b = query(select(store, ExportOptions(rule="top_k", k=2, models=(B,))), q1)
+    assert names(pages, only_b.negatives) == ["p6"]
+
+
+def test_mined_negatives_only_when_asked_and_marked(arena):
+    store, pages, (q1, _) = arena
+    plain = query(select(store, ExportOptions(rule="either", k=2)), q1)
+    assert all(e.label != MINED for e in plain.negatives)
+    mined = query(select(store, ExportOptions(rule="either", k=2, include_mined_negatives=True)), q1)
+    assert [(n, e.label) for n, e in zip(names(pages, mined.negatives), mined.negatives)] == [
+        ("p0", NOT_RELEVANT),
+        ("p6", NOT_RELEVANT),
+        ("p3", NOT_RELEVANT),
+        ("p7", MINED),  # judged ones first, then mined, each hardest first
+        ("p1", MINED),
+    ]
+    assert all(e.annotators == () for e in mined.negatives if e.label == MINED)
+    store.record_judgment(q1, pages["p1"].content_hash, "ann", SKIP)  # seen by a human: never mined
+    mined = query(select(store, ExportOptions(rule="either", k=2, include_mined_negatives=True)), q1)
+    assert names(pages, [e for e in mined.negatives if e.label == MINED]) == ["p7"]
+
+
+def test_agreement_majority_and_annotator_filter(arena):
+    store, pages, (_, q2) = arena
+    majority = query(select(store, ExportOptions(rule="all")), q2)
+    assert names(pages, majority.positives) == ["q0"] and majority.positives[0].annotators == ("ann", "bob")
+    assert names(pages, majority.negatives) == ["q2", "q3"]  # q1 tie dropped; q2 by 2 votes to 1
+    assert majority.negatives[0].annotators == ("ann", "bob")
+    agreed = select(store, ExportOptions(rule="all", require_agreement=True))
+    assert names(pages, query(agreed, q2).negatives) == ["q3"]  # single-annotator pages stay
+    assert agreed.disagreements == 2
+    bob = select(store, ExportOptions(rule="all", annotator="bob"))
+    assert [q.query_id for q in bob.queries] == [q2]
+    assert names(pages, query(bob, q2).positives) == ["q0", "q1"]
+    assert names(pages, query(bob, q2).negatives) == ["q2"]
+
+
+def test_date_range_filter(arena, clock):
+    store, pages, (q1, _) = arena
+    clock.moment = datetime(2026, 3, 5, 12, 0, tzinfo=timezone.utc)
+    store.record_judgment(q1, pages["p2"].content_hash, "ann", NOT_RELEVANT)  # relabel, days later
+    store.record_judgment(q1, pages["p7"].content_hash, "ann", NOT_RELEVANT)
+    recent = query(select(store, ExportOptions(rule="all", since="2026-03-05")), q1)
+    assert names(pages, recent.positives) == [] and names(pages, recent.negatives) == ["p7", "p2"]
+    before = query(select(store, ExportOptions(rule="all", until="2026-03-01")), q1)  # as it stood that day
+    assert names(pages, before.positives) == ["p2", "p5"]
+    assert "p7" not in names(pages, before.negatives)
+    assert select(store, ExportOptions(since="2026-04-01")).queries == ()
+
+
+def test_preview_counts(arena):
+    store, _, _ = arena
+    counts = preview(store, ExportOptions(format="pointwise", rule="either", k=2))
+    # q1: 2 positives, negatives p0 (A) p6 (B) p3 (A, B); q2: q0 positive, q2 and q3 hard for both
+    assert (counts.queries, counts.positives, counts.hard_negatives, counts.mined_negatives) == (2, 3, 5, 0)
+    assert counts.hard_negatives_by_model == {A: 4, B: 4}
+    assert counts.rows == 8 and counts.disagreements == 1
+    mined = preview(store, ExportOptions(format="flagembedding", rule="either", k=2, include_mined_negatives=True))
+    assert (mined.rows, mined.mined_negatives, mined.mined_by_model) == (2, 2, {A: 1, B: 2})
+    assert "hard negatives" in counts.describe() and A in counts.describe()
+
+
+# ---------------------------------------------------------------------------------------------
+# Formats
+
+
+def load_zip_dataset(path: Path, cache: Path) -> datasets.Dataset:
+    return datasets.load_dataset("imagefolder", data_files=str(path), split="train", cache_dir=str(cache))
+
+
+def check_members(path: Path) -> list[str]:
+    with zipfile.ZipFile(path) as archive:
+        members = archive.namelist()
+        assert archive.testzip() is None
+    for name in members:
+        assert re.fullmatch(r"[a-z_]+\.jsonl?|images/[0-9a-f]{64}\.png", name), name
+    return members
+
+
+def test_pointwise_zip_loads_with_imagefolder_and_keeps_pixels(arena, tmp_path):
+    store, pages, (q1, q2) = arena
+    out = export(store, ExportOptions(format="pointwise", rule="either", k=2), tmp_path / "pointwise.zip")
+    members = check_members(out)
+    assert members[:2] == ["export.json", "metadata.jsonl"]
+    rows = load_zip_dataset(out, tmp_path / "cache")
+    assert len(rows) == 8
+    assert rows.column_names[:4] == ["image", "query_id", "query", "instruction"]
+    by_hash = {p.content_hash: p for p in pages.values()}
+    for row in rows:
+        assert row["image"].tobytes() == by_hash[row["page_hash"]].image.tobytes()
+        assert row["label"] == (row["judgment"] == RELEVANT)
+        assert set(row["scores"]) == {A, B} and set(row["ranks"]) == {A, B}
+    first = rows[0]
+    assert (first["query_id"], first["query"], first["instruction"], first["source"]) == (
+        q1,
+        "what was the 2024 revenue?",
+        None,
+        "annual report.pdf",
+    )
+    assert first["scores"] == {A: 0.8, B: 0.3} and first["ranks"] == {A: 3, B: 6} and first["annotators"] == ["ann"]
+    assert rows.filter(lambda r: r["query_id"] == q2)[0]["instruction"] == "Find slides."
+
+
+def test_sentence_transformers_layout(arena, tmp_path):
+    store, pages, _ = arena
+    out = export(store, ExportOptions(format="sentence-transformers", rule="either", k=2), tmp_path / "st.zip")
+    check_members(out)
+    rows = load_zip_dataset(out, tmp_path / "cache")
+    # MultipleNegativesRankingLoss reads the columns in order: anchor, positive, negatives.
+    n = 2  # the fewest negatives any query has (q2: q2, q3)
+    assert rows.column_names == ["anchor", "positive"] + [f"negative_{i}" for i in range(1, n + 1)]
+    assert isinstance(rows.features["anchor"], datasets.Value)
+    assert all(isinstance(rows.features[c], datasets.Image) for c in rows.column_names[1:])
+    assert rows["anchor"] == ["what was the 2024 revenue?"] * 2 + ["slide about hiring"]  # one row per positive
+    by_hash = {p.content_hash: n for n, p in pages.items()}
+    pixels = {p.image.tobytes(): n for n, p in pages.items()}
+    assert [pixels[r["positive"].tobytes()] for r in rows] == ["p2", "p5", "q0"]
+    assert [pixels[rows[0][f"negative_{i}"].tobytes()] for i in (1, 2)] == ["p0", "p6"]  # hardest first
+    with zipfile.ZipFile(out) as archive:
+        details = [json.loads(line) for line in archive.read("details.jsonl").splitlines()]
+    assert len(details) == len(rows)
+    assert [by_hash[d["positive"]["page_hash"]] for d in details] == ["p2", "p5", "q0"]
+    assert details[2]["instruction"] == "Find slides." and details[2]["negatives"][0]["scores"] == {A: 0.9, B: 0.7}
+
+
+def test_flagembedding_jsonl(arena, tmp_path):
+    store, pages, (q1, _) = arena
+    options = ExportOptions(format="flagembedding", rule="either", k=2, include_mined_negatives=True)
+    out = export(
+        store, options, tmp_path / "flag.zip", prompt_for=lambda q, i: f"<Instruct>: {i or 'default'}<Query>:{q}"
+    )
+    check_members(out)
+    extracted = tmp_path / "extracted"
+    with zipfile.ZipFile(out) as archive:
+        archive.extractall(extracted)
+    rows = datasets.load_dataset(
+        "json", data_files=str(extracted / "train.jsonl"), split="train", cache_dir=str(tmp_path / "cache")
+    )
+    assert rows.column_names[:6] == ["query", "pos", "neg", "pos_scores", "neg_scores", "prompt"]
+    first = rows[0]
+    assert first["query"] == "what was the 2024 revenue?" and first["query_id"] == q1
+    assert first["prompt"] == "<Instruct>: default<Query>:what was the 2024 revenue?"
+    assert rows[1]["prompt"] == "<Instruct>: Find slides.<Query>:slide about hiring"
+    by_path = {f"images/{p.content_hash}.png": n for n, p in pages.items()}
+    assert [by_path[p] for p in first["pos"]] == ["p2", "p5"]
+    assert [by_path[p] for p in first["neg"]] == ["p0", "p6", "p3", "p7", "p1"]
+    assert first["teacher"] == B  # first model by key; its scores fill pos_scores / neg_scores
+    assert first["pos_scores"] == [0.3, 0.6] and first["neg_scores"] == [0.1, 0.7, 0.4, 0.8, 0.35]
+    assert [d["mined"] for d in first["neg_details"]] == [False, False, False, True, True]
+    assert first["neg_details"][0]["ranks"] == {A: 1, B: 7}
+    for path, name in by_path.items():
+        if path in first["pos"] + first["neg"]:
+            assert Image.open(extracted / path).tobytes() == pages[name].image.tobytes()
+
+
+def test_parquet_loads_with_image_feature(arena, tmp_path):
+    store, pages, _ = arena
+    out = export(store, ExportOptions(format="parquet", rule="top_k", k=2), tmp_path / "train.parquet")
+    rows = datasets.load_dataset("parquet", data_files=str(out), split="train", cache_dir=str(tmp_path / "cache"))
+    assert isinstance(rows.features["image"], datasets.Image)
+    assert len(rows) == 3 + 2 + 2  # 3 positives; q1 negatives p0, p6; q2 negatives q2, q3 (B ranks 1, 2)
+    by_hash = {p.content_hash: p for p in pages.values()}
+    for row in rows:
+        assert row["image"].tobytes() == by_hash[row["page_hash"]].image.tobytes()
+    assert rows[2]["judgment"] == NOT_RELEVANT and rows[2]["hard_for"] == [A] and rows[2]["scores"][A] == 0.95
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_same_database_and_options_give_identical_bytes(arena, tmp_path, fmt):
+    store, _, _ = arena
+    options = ExportOptions(format=fmt, rule="either", k=2, include_mined_negatives=True)
+    suffix = ".parquet" if fmt == "parquet" else ".zip"
+    first = export(store, options, tmp_path / f"one{suffix}").read_bytes()
+    second = export(store, options, tmp_path / "again" / f"two{suffix}").read_bytes()
+    assert first == second
+    assert not list(tmp_path.rglob("*.partial"))
+
+
+@pytest.mark.parametrize("fmt", ["pointwise", "sentence-transformers", "flagembedding"])
+def test_nasty_names_stay_inside_the_archive(tmp_path, clock, fmt):
+    long_query = "€ñ/../" * 100  # 500 characters with slashes and dots
+    nasty = ["../../etc/passwd.pdf", "/abs/olute.png", "ünï çødé 文档.pdf", "a\\b\nc.pdf", "x" * 300 + ".pdf"]
+    with Store(tmp_path / "arena.db") as store:
+        for qi, query_text in enumerate([long_query, "../../", "正常な質問"]):
+            pages = []
+            for source in nasty:
+                page = make_pages(["one"], source, seed=100 * qi + len(pages))["one"]
+                pages.append(page)
+            query_id = store.save_ranking(query_text, "../" * 50, pages, scores={A: [0.9, 0.8, 0.7, 0.6, 0.5]})
+            store.record_judgment(query_id, pages[0].content_hash, "../../root", RELEVANT)
+            store.record_judgment(query_id, pages[1].content_hash, "ánnø/tätor", NOT_RELEVANT)
+        out = export(store, ExportOptions(format=fmt, k=2), tmp_path / "out" / "nasty.zip")
+    members = check_members(out)
+    assert all(".." not in m and not m.startswith("/") and len(m) < 80 for m in members)
+    target = tmp_path / "unpacked"
+    with zipfile.ZipFile(out) as archive:
+        archive.extractall(target)
+        data = b"".join(archive.read(m) for m in members if m.endswith(".jsonl")).decode()
+    assert all(path.resolve().is_relative_to(target.resolve()) for path in target.rglob("*"))
+    assert "../../etc/passwd.pdf" in data  # human names live in data rows only
+    assert json.dumps(long_query, ensure_ascii=False)[1:-1] in data
+
+
+def test_nothing_to_export_is_an_error_not_an_empty_file(tmp_path, clock):
+    with Store(tmp_path / "arena.db") as store:
+        out = tmp_path / "empty.zip"
+        with pytest.raises(NothingToExportError, match="no judgments"):
+            export(store, ExportOptions(), out)
+        pages = list(make_pages(["a", "b"], "doc.pdf", seed=3).values())
+        query_id = store.save_ranking("q", None, pages, scores={A: [0.9, 0.1]})
+        store.record_judgment(query_id, pages[0].content_hash, "ann", RELEVANT)
+        with pytest.raises(NothingToExportError, match="sentence-transformers format needs"):
+            export(store, ExportOptions(format="sentence-transformers"), out)
+        with pytest.raises(NothingToExportError, match="annotator=someone"):
+            export(store, ExportOptions(annotator="someone"), out)
+        assert not out.exists() and not list(tmp_path.glob("*.partial"))
+        assert export(store, ExportOptions(), out).exists()  # a positive alone is a pointwise row
+
+
+def test_options_are_validated():
+    with pytest.raises(ValueError, match="format"):
+        ExportOptions(format="csv")
+    with pytest.raises(ValueError, match="rule"):
+        ExportOptions(rule="random")
+    with pytest.raises(ValueError):
+        ExportOptions(k=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def test_cli_export_end_to_end(arena, tmp_path, capsys):
+    store, _, _ = arena
+    db = str(store.path)
+    out = tmp_path / "cli" / "train.zip"
+    code = cli_main(
+        ["export", "--db", db, "--format", "flagembedding", "--out", str(out), "--k", "2", "--rule", "top_k"]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0 and out.exists()
+    assert "flagembedding: 2 rows from 2 queries" in printed and f"wrote {out}" in printed and A in printed
+
+    code = cli_main(
+        ["export", "--db", db, "--format", "pointwise", "--out", str(tmp_path / "x.zip"), "--annotator", "nobody"]
+    )
+    captured = capsys.readouterr()
+    assert code == 1 and "nothing to export" in captured.err and not (tmp_path / "x.zip").exists()
+
+    code = cli_main(
+        [
+            "export",
+            "--db",
+            db,
+            "--format",
+            "parquet",
+            "--out",
+            str(tmp_path / "p.parquet"),
+            "--agreement",
+            "--mined",
+            "--since",
+            "2026-03-01",
+            "--until",
+            "2026-03-01T23:00:00",
+            "--max-negatives",
+            "1",
+            "--preview",
+        ]
+    )
+    assert code == 0 and "parquet:" in capsys.readouterr().out and not (tmp_path / "p.parquet").exists()
+
+    assert cli_main(["export", "--db", str(tmp_path / "missing.db"), "--format", "parquet", "--out", "x"]) == 1
+    assert "no database" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["export", "--help"])
+    assert exit_info.value.code == 0 and "--max-negatives" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli_main(["export", "--db", db, "--format", "pointwise", "--out", "x", "--since", "yesterday"])
+
+
+def test_exported_zip_can_be_read_without_datasets(arena, tmp_path):
+    """A trainer that only has the zip: every file_name resolves to a PNG inside it."""
+    store, _, _ = arena
+    out = export(store, ExportOptions(format="pointwise", rule="all"), tmp_path / "p.zip")
+    with zipfile.ZipFile(out) as archive:
+        manifest = json.loads(archive.read("export.json"))
+        assert manifest["options"]["rule"] == "all" and manifest["models"] == sorted([A, B])
+        for line in archive.read("metadata.jsonl").splitlines():
+            row = json.loads(line)
+            Image.open(io.BytesIO(archive.read(row["file_name"]))).verify()

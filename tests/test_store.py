@@ -1,0 +1,411 @@
+"""reranker.store on real SQLite files: concurrency, crash safety, undo, migrations, round trips."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from reranker import store as store_module
+from reranker.imaging import image_hash
+from reranker.store import (
+    NOT_RELEVANT,
+    RELEVANT,
+    SCHEMA_VERSION,
+    SKIP,
+    SchemaTooNewError,
+    Store,
+    Undone,
+    connect,
+    migrate,
+    schema_version,
+    settings_key,
+)
+
+WRITER = Path(__file__).resolve().parent / "store_writer.py"
+sys.path.insert(0, str(WRITER.parent))
+import store_writer  # noqa: E402
+
+
+@dataclass
+class FakePage:  # the attributes reranker.documents.Page has
+    content_hash: str
+    image: Image.Image
+    source: str
+    page_number: int
+    document_hash: str | None
+    kind: str = "pdf"
+
+
+@dataclass
+class FakeDocument:
+    content_hash: str
+    name: str
+    kind: str
+    page_count: int
+
+
+def make_pages(count: int, source: str = "report.pdf", seed: int = 0, size=(12, 9)) -> list[FakePage]:
+    rng = random.Random(seed)
+    document_hash = hashlib.sha256(f"{source}:{seed}".encode()).hexdigest()
+    pages = []
+    for number in range(1, count + 1):
+        image = Image.frombytes("RGB", size, rng.randbytes(size[0] * size[1] * 3))
+        pages.append(FakePage(image_hash(image), image, source, number, document_hash))
+    return pages
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "arena.db"
+
+
+@pytest.fixture
+def store(db_path: Path):
+    with Store(db_path) as s:
+        yield s
+
+
+def ranked(store: Store, pages: list[FakePage], query: str = "where is the revenue table?") -> int:
+    n = len(pages)
+    return store.save_ranking(
+        query,
+        None,
+        pages,
+        scores={"model-a": [i / n for i in range(n)], "model-b": [1 - i / n for i in range(n)]},
+        settings={"model-a": {"max_pixels": 1280}, "model-b": {"max_pixels": 720}},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_eight_concurrent_writers_threads_and_processes_lose_nothing(store: Store, db_path: Path, tmp_path: Path):
+    pages = make_pages(10)
+    query_id = ranked(store, pages)
+    hashes = [p.content_hash for p in pages]
+    count = 500
+    go = tmp_path / "go"  # a start line, so that all eight really write at the same time
+    started = threading.Event()
+
+    processes = {
+        f"proc-{i}": subprocess.Popen(
+            [sys.executable, str(WRITER), str(db_path), str(query_id), f"proc-{i}", str(count), str(go), *hashes],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    }
+    reported: dict[str, list[int]] = {}
+    errors: list[BaseException] = []
+
+    def thread_writer(annotator: str) -> None:
+        ids: list[int] = []
+        started.wait(timeout=60)
+        try:
+            store_writer.write(store, query_id, annotator, count, hashes, ids.append, pause=0.001)  # one Store
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+        reported[annotator] = ids
+
+    threads = [threading.Thread(target=thread_writer, args=(f"thread-{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for process in processes.values():
+        assert process.stdout.readline() == "ready\n"
+    go.touch()
+    started.set()
+    for annotator, process in processes.items():
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        reported[annotator] = [int(line) for line in out.split()]
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors
+
+    all_ids = [i for ids in reported.values() for i in ids]
+    assert len(all_ids) == len(set(all_ids)) == 8 * count
+    total = store.db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM judgments").fetchone()
+    assert total == (8 * count, 8 * count)
+    for annotator, ids in reported.items():
+        rows = list(
+            store.db.query("SELECT id, page_hash, label FROM judgments WHERE annotator = ? ORDER BY id", [annotator])
+        )
+        assert [r["id"] for r in rows] == ids  # each writer's ids, in the order it committed them
+        expected = [(hashes[n % 10], store_writer.label_for(n, 10)) for n in range(count)]
+        assert [(r["page_hash"], r["label"]) for r in rows] == expected
+    order = [r[0] for r in store.db.execute("SELECT annotator FROM judgments ORDER BY id")]
+    switches = sum(a != b for a, b in zip(order, order[1:]))
+    assert switches > 1000, "writers barely interleaved: the test proved little about concurrency"
+    assert {a.split("-")[0] for a, b in zip(order, order[1:]) if a != b} == {"proc", "thread"}
+    assert store.integrity_check() == "ok"
+
+
+def test_writer_killed_mid_write_keeps_every_committed_judgment(store: Store, db_path: Path):
+    pages = make_pages(7)
+    query_id = ranked(store, pages)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(WRITER),
+            str(db_path),
+            str(query_id),
+            "doomed",
+            "1000000",
+            "-",
+            *(p.content_hash for p in pages),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    committed: list[int] = []
+    for line in process.stdout:
+        committed.append(int(line))
+        if len(committed) >= 300:
+            break
+    os.kill(process.pid, signal.SIGKILL)  # no cleanup, no rollback: mid-transaction most likely
+    rest = process.stdout.read()
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    committed += [int(line) for line in rest.split("\n")[:-1]]  # the last piece may be a torn line
+
+    with sqlite3.connect(db_path) as raw:  # a fresh connection recovers from the WAL as any would
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with Store(db_path) as reopened:
+        stored = {r[0] for r in reopened.db.execute("SELECT id FROM judgments WHERE annotator = 'doomed'").fetchall()}
+        assert set(committed) <= stored
+        assert len(stored) - len(committed) <= 1  # at most the one committed just before its print
+        assert reopened.integrity_check() == "ok"
+        # the file is still writable after the crash
+        assert reopened.record_judgment(query_id, pages[0].content_hash, "after", RELEVANT) > max(stored)
+
+
+def test_relabel_and_undo_keep_history_and_give_the_right_current_label(store: Store):
+    pages = make_pages(3)
+    query_id = ranked(store, pages)
+    a, b, c = (p.content_hash for p in pages)
+
+    first = store.record_judgment(query_id, a, "ann", RELEVANT)
+    assert store.record_judgment(query_id, a, "ann", RELEVANT) == first  # double press: no new row
+    store.record_judgment(query_id, a, "ann", NOT_RELEVANT)  # relabel
+    store.record_judgment(query_id, b, "ann", SKIP)
+    store.record_judgment(query_id, c, "bob", RELEVANT)  # another annotator: untouched by ann's undo
+    assert store.current_labels(query_id, "ann") == {a: NOT_RELEVANT, b: SKIP}
+    assert store.progress(query_id, "ann") == (2, 3)
+
+    assert store.undo(query_id, "ann") == Undone(b, SKIP, None)
+    assert store.undo(query_id, "ann") == Undone(a, NOT_RELEVANT, RELEVANT)  # the relabel is reverted
+    assert store.current_labels(query_id, "ann") == {a: RELEVANT}
+    store.record_judgment(query_id, b, "ann", RELEVANT)  # new action after undos
+    assert store.undo(query_id, "ann") == Undone(b, RELEVANT, None)
+    assert store.undo(query_id, "ann") == Undone(a, RELEVANT, None)
+    assert store.undo(query_id, "ann") is None  # nothing left to undo
+    assert store.current_labels(query_id, "ann") == {}
+    assert store.current_labels(query_id, "bob") == {c: RELEVANT}
+    assert store.progress(query_id, "ann") == (0, 3)
+
+    history = store.history(query_id, a, "ann")
+    assert [(j.label, j.undoes is not None) for j in history] == [
+        (RELEVANT, False),
+        (NOT_RELEVANT, False),
+        (RELEVANT, True),  # undo of the relabel
+        ("cleared", True),  # undo of the first label
+    ]
+    assert history[2].undoes == history[1].id and history[3].undoes == history[0].id
+    assert [j.created for j in history] == sorted(j.created for j in history)
+    assert "." in history[0].created  # sub-second precision
+    total = store.db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+    assert total == 9  # nothing was deleted or rewritten
+
+
+def test_judgments_are_append_only_and_point_at_ranked_pages(store: Store):
+    pages = make_pages(2)
+    query_id = ranked(store, pages)
+    store.record_judgment(query_id, pages[0].content_hash, "ann", RELEVANT)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        store.db.execute("UPDATE judgments SET label = 'not_relevant'")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        store.db.execute("DELETE FROM judgments")
+    with pytest.raises(ValueError, match="not ranked"):
+        store.record_judgment(query_id, "ab" * 32, "ann", RELEVANT)
+    with pytest.raises(ValueError, match="label"):
+        store.record_judgment(query_id, pages[0].content_hash, "ann", "maybe")
+    with pytest.raises(ValueError, match="annotator"):
+        store.record_judgment(query_id, pages[0].content_hash, "  ", RELEVANT)
+    assert store.record_judgment(query_id, pages[1].content_hash, "ann", "cleared") is None  # nothing to clear
+
+
+def test_majority_and_per_annotator_labels(store: Store):
+    pages = make_pages(3)
+    query_id = ranked(store, pages)
+    a, b, c = (p.content_hash for p in pages)
+    for annotator, labels in {"x": (RELEVANT, NOT_RELEVANT, RELEVANT), "y": (RELEVANT, RELEVANT, SKIP)}.items():
+        for page_hash, label in zip((a, b, c), labels):
+            store.record_judgment(query_id, page_hash, annotator, label)
+    assert store.labels_by_annotator(query_id)[b] == {"x": NOT_RELEVANT, "y": RELEVANT}
+    assert store.majority_labels(query_id) == {a: RELEVANT, c: RELEVANT}  # b is a tie; skips do not vote
+    assert store.annotators() == ["x", "y"]
+    assert [(q.id, q.pages, q.judged) for q in store.list_queries()] == [(query_id, 3, 3)]
+
+
+def test_date_filters_give_labels_as_they_stood(store: Store):
+    pages = make_pages(1)
+    query_id = ranked(store, pages)
+    first = store.record_judgment(query_id, pages[0].content_hash, "ann", RELEVANT)
+    created = store.history(query_id, pages[0].content_hash)[0].created
+    store.record_judgment(query_id, pages[0].content_hash, "ann", NOT_RELEVANT)
+    moment = datetime.fromisoformat(created)
+    as_of_first = store.current_judgments(until=moment)
+    assert [(j.id, j.label) for j in as_of_first] == [(first, RELEVANT)]
+    assert [j.label for j in store.current_judgments(since=moment.date())] == [NOT_RELEVANT]
+    assert store.current_judgments(since=moment + timedelta(days=1)) == []
+    assert store.current_judgments(until=moment.date() - timedelta(days=1)) == []
+    assert [j.label for j in store.current_judgments(until=moment.date().isoformat())] == [NOT_RELEVANT]
+
+
+def test_migration_from_version_1_keeps_every_row(db_path: Path):
+    db = connect(db_path)
+    migrate(db, target=1)
+    assert schema_version(db) == 1
+    png = store_module.encode_png(Image.new("RGB", (2, 2), (1, 2, 3)))
+    page_hash, document_hash, stamp = "aa" * 32, "bb" * 32, "2026-01-02T03:04:05.000006+00:00"
+    db.execute("INSERT INTO documents VALUES (?, 'old.pdf', 'pdf', 1, ?)", [document_hash, stamp])
+    db.execute("INSERT INTO pages VALUES (?, 2, 2, 'RGB', 'png', ?, ?)", [page_hash, png, stamp])
+    db.execute("INSERT INTO document_pages VALUES (?, 1, ?)", [document_hash, page_hash])
+    db.execute("INSERT INTO queries VALUES (1, 'old query', '', ?)", [stamp])
+    db.execute("INSERT INTO query_pages VALUES (1, ?, 0, 'old.pdf', 1, ?)", [page_hash, document_hash])
+    db.execute("INSERT INTO settings VALUES ('k1', '{}')")
+    db.execute("INSERT INTO scores VALUES ('model-a', 'k1', 1, ?, 0.75, 0.5, ?)", [page_hash, stamp])
+    for label in (RELEVANT, "cleared", NOT_RELEVANT):  # v1 rows: no `undoes` column yet
+        db.execute(
+            "INSERT INTO judgments (query_id, page_hash, annotator, label, created) VALUES (1, ?, 'old', ?, ?)",
+            [page_hash, label, stamp],
+        )
+    tables = ["documents", "pages", "document_pages", "queries", "query_pages", "settings", "scores", "judgments"]
+    before = {t: [tuple(r) for r in db.execute(f"SELECT * FROM {t} ORDER BY rowid")] for t in tables}
+    db.close()
+
+    with Store(db_path) as store:
+        assert schema_version(store.db) == SCHEMA_VERSION == 2
+        after = {t: [tuple(r) for r in store.db.execute(f"SELECT * FROM {t} ORDER BY rowid")] for t in tables}
+        assert {t: rows for t, rows in after.items() if t != "judgments"} == {
+            t: rows for t, rows in before.items() if t != "judgments"
+        }
+        assert after["judgments"] == [row + (None,) for row in before["judgments"]]  # + undoes
+        # old data works with the new code
+        assert store.current_labels(1, "old") == {page_hash: NOT_RELEVANT}
+        assert store.undo(1, "old") == Undone(page_hash, NOT_RELEVANT, None)  # before it: cleared
+        assert store.query_pages(1)[0].scores == {"model-a": 0.75}
+        assert store.integrity_check() == "ok"
+
+
+def test_newer_schema_is_refused(db_path: Path):
+    Store(db_path).close()
+    raw = sqlite3.connect(db_path)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(SchemaTooNewError):
+        Store(db_path)
+
+
+def test_save_ranking_round_trip_cache_and_no_duplicate_pages(store: Store, monkeypatch):
+    pages = make_pages(4, source="ünïcode report.pdf")
+    document = FakeDocument(pages[0].document_hash, "ünïcode report.pdf", "pdf", 4)
+    scores = {"model-a": [0.9, 0.1, 0.5, 0.3], "model-b": [0.2, 0.8, 0.6, 0.4]}
+    settings = {"model-a": {"max_pixels": 1280 * 32 * 32}, "model-b": {"max_pixels": 720 * 28 * 28}}
+    query_id = store.save_ranking(
+        "revenue 2024", "Find tables", pages, [document], scores, settings, seconds={"model-a": 2.0}
+    )
+
+    for page in pages:  # lossless: the same pixels, mode and size
+        image = store.page_image(page.content_hash)
+        assert (image.mode, image.size, image.tobytes()) == ("RGB", page.image.size, page.image.tobytes())
+        assert image_hash(image) == page.content_hash
+
+    shown = store.query_pages(query_id)
+    assert [(p.source, p.page_number) for p in shown] == [("ünïcode report.pdf", n) for n in (1, 2, 3, 4)]
+    assert [p.ranks["model-a"] for p in shown] == [1, 4, 2, 3]
+    assert [p.ranks["model-b"] for p in shown] == [4, 1, 2, 3]
+    assert shown[2].scores == {"model-a": 0.5, "model-b": 0.6}
+
+    hashes = [p.content_hash for p in pages]
+    cached = store.cached_scores(
+        "model-a", settings["model-a"], "revenue 2024", "Find tables", hashes[:3] + ["cd" * 32]
+    )
+    assert cached == dict(zip(hashes[:3], [0.9, 0.1, 0.5]))
+    assert store.cached_scores("model-a", settings_key(settings["model-a"]), "revenue 2024", "Find tables", hashes)
+    assert store.cached_scores("model-a", {"max_pixels": 1}, "revenue 2024", "Find tables", hashes) == {}
+    assert store.cached_scores("model-a", settings["model-a"], "revenue 2024", None, hashes) == {}
+    seconds = store.db.execute("SELECT DISTINCT seconds FROM scores WHERE model = 'model-a'").fetchall()
+    assert seconds == [(0.5,)]
+
+    # The same pages again (plus one new) under the same query: nothing duplicated, nothing re-encoded.
+    encoded: list[int] = []
+    real_encode = store_module.encode_png
+    monkeypatch.setattr(store_module, "encode_png", lambda image: encoded.append(1) or real_encode(image))
+    extra = make_pages(1, source="scan.png", seed=99)[0]
+    again = store.save_ranking(
+        "revenue 2024",
+        "Find tables",
+        [*pages, extra],
+        [document],
+        {m: [*v, 0.99] for m, v in scores.items()},
+        settings,
+    )
+    assert again == query_id
+    assert len(encoded) == 1  # only the new page
+    counts = {
+        t: store.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+        for t in ("pages", "documents", "query_pages", "scores", "queries", "document_pages")
+    }
+    assert counts == {"pages": 5, "documents": 2, "query_pages": 5, "scores": 10, "queries": 1, "document_pages": 5}
+    assert store.query_pages(query_id)[-1].source == "scan.png"
+    assert store.db.execute("SELECT name FROM documents WHERE content_hash = ?", [extra.document_hash]).fetchone() == (
+        "scan.png",
+    )
+    # a page shared with another query is stored once
+    store.save_ranking("another query", None, pages[:2], scores={"model-a": [0.1, 0.2]})
+    assert store.db.execute("SELECT COUNT(*) FROM pages").fetchone()[0] == 5
+
+
+def test_save_ranking_rejects_bad_input(store: Store):
+    pages = make_pages(2)
+    with pytest.raises(ValueError, match="2 pages"):
+        store.save_ranking("q", None, pages, scores={"model-a": [0.1]})
+    with pytest.raises(ValueError, match="empty"):
+        store.save_ranking("  ", None, pages)
+    with pytest.raises(ValueError, match="content hash"):
+        store.save_ranking("q", None, [FakePage("../evil", pages[0].image, "x", 1, None)])
+    with pytest.raises(ValueError, match="finite"):
+        store.save_ranking("q", None, pages, scores={"model-a": [0.1, float("nan")]})
+    assert store.list_queries() == []  # nothing half-written
+
+
+def test_connections_are_per_thread_and_database_is_wal(store: Store, db_path: Path, monkeypatch):
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(store.db))
+    thread.start()
+    thread.join()
+    assert seen[0] is not store.db
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
+    monkeypatch.setenv("RERANKER_DB", str(db_path.with_name("from-env.db")))
+    with Store() as from_env:
+        assert from_env.path == db_path.with_name("from-env.db") and from_env.path.exists()
+
+
+def test_timestamps_are_utc_iso():
+    stamp = datetime.fromisoformat(store_module.now())
+    assert stamp.tzinfo is not None and abs(stamp - datetime.now(timezone.utc)) < timedelta(seconds=5)
