@@ -172,17 +172,17 @@ def build_config(shape: str = "tiny", tokenizer=None):
     return config
 
 
-def build_model(shape: str = "tiny", seed: int = 0, tokenizer=None, dtype=None, device=None):
+def build_model(shape: str = "tiny", seed: int = 0, tokenizer=None, dtype=None, device=None, attn_implementation=None):
+    """A random `Qwen3VLForConditionalGeneration`, built directly on `device` in `dtype`."""
     import torch
     from transformers import Qwen3VLForConditionalGeneration
 
     config = build_config(shape, tokenizer)
     torch.manual_seed(seed)
-    if device is not None or dtype is not None:
-        with torch.device(device or "cpu"):
-            model = Qwen3VLForConditionalGeneration._from_config(config, dtype=dtype or torch.float32)
-    else:
-        model = Qwen3VLForConditionalGeneration(config)
+    with torch.device(device or "cpu"):
+        model = Qwen3VLForConditionalGeneration._from_config(
+            config, dtype=dtype or torch.float32, attn_implementation=attn_implementation
+        )
     if shape == "tiny":
         # Random init at std 0.02 makes every logit ~0 and every score ~0.5, which would hide
         # bugs; larger weights spread the scores over (0, 1).

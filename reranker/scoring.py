@@ -197,6 +197,7 @@ class Reranker:
         vision_cache_bytes: int | None = None,
         score_cache_entries: int = 200_000,
         overlap: bool = True,
+        compile: bool = False,
     ):
         self.spec = spec
         self.backbone = backbone
@@ -219,6 +220,11 @@ class Reranker:
         self.tail_length = len(self.tokenizer(spec.tail)["input_ids"])
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"prep-{spec.key}")
+        if compile:
+            # Fuses the many small element-wise kernels (norms, rotary, activations); shapes vary
+            # with page size and batch, hence dynamic. The first batches pay the compilation.
+            backbone.visual = torch.compile(backbone.visual, dynamic=True)
+            backbone.language_model = torch.compile(backbone.language_model, dynamic=True)
 
     # ----- description -------------------------------------------------------------------
     @property
@@ -525,28 +531,40 @@ def load_reranker(
     attention = attn_implementation or default_attention(device)
     try:
         processor = ImageOnlyQwen3VLProcessor.from_pretrained(location.model, padding_side="left")
-        model = Qwen3VLForConditionalGeneration.from_pretrained(location.model, dtype=dtype, attn_implementation=attention)
+        model = Qwen3VLForConditionalGeneration.from_pretrained(
+            location.model,
+            dtype=dtype,
+            attn_implementation=attention,
+            device_map=str(device) if device.type == "cuda" else None,  # straight onto the GPU
+        )
     except (OSError, ValueError) as error:
         raise _load_failure(spec, "weights", location.model, error) from error
     if location.adapter:
         model = apply_adapter(model, location.adapter, spec)
+    logger.info("loaded %s from %s (%s, %s)", spec.key, location.model, dtype, attention)
+    return build_reranker(spec, model, processor, device=device, weights=location.model, adapter=location.adapter, **options)
+
+
+def build_reranker(spec: ModelSpec | str, model, processor, *, device=None, weights: str = "in-memory", adapter=None, **options) -> Reranker:
+    """A `Reranker` around an already loaded `Qwen3VLForConditionalGeneration` (adapter merged).
+
+    The LM head is replaced by the single vector W[yes] − W[no]; the rest of the model is kept.
+    """
+    spec = get_spec(spec) if isinstance(spec, str) else spec
+    device = torch.device(device) if device is not None else default_device()
     vocab = processor.tokenizer.get_vocab()
     try:
         yes_id, no_id = vocab[spec.yes_token], vocab[spec.no_token]
     except KeyError as error:
-        raise LoadError(f"{spec.label}: the tokenizer at {location.model!r} has no single token {error}") from None
+        raise LoadError(f"{spec.label}: the tokenizer at {weights!r} has no single token {error}") from None
     if len(vocab) > 150_000 and (yes_id, no_id) != spec.qwen_token_ids:
         raise LoadError(
-            f"{spec.label}: {spec.yes_token!r}/{spec.no_token!r} are ids {(yes_id, no_id)} in {location.model!r}, "
+            f"{spec.label}: {spec.yes_token!r}/{spec.no_token!r} are ids {(yes_id, no_id)} in {weights!r}, "
             f"expected {spec.qwen_token_ids} (Qwen's tokenizer); is this the right checkpoint?"
         )
     weight = model.lm_head.weight.detach()
     score_vector = (weight[yes_id].float() - weight[no_id].float()).to(device)
     backbone = model.model  # the LM head is not needed: the score is one dot product
-    del model
     backbone.to(device).eval()
-    logger.info("loaded %s from %s on %s (%s, %s)", spec.key, location.model, device, dtype, attention)
-    return Reranker(
-        spec, backbone, processor, score_vector, device=device, dtype=dtype,
-        weights=location.model, adapter=location.adapter, **options,
-    )
+    dtype = next(backbone.parameters()).dtype
+    return Reranker(spec, backbone, processor, score_vector, device=device, dtype=dtype, weights=weights, adapter=adapter, **options)

@@ -1,0 +1,315 @@
+"""`python -m reranker bench`: scoring throughput, measured against the reference style in ONE run.
+
+Builds the exact Qwen3-VL-2B shape with random weights on a GPU (speed does not depend on the
+weight values, so no download is needed), or a tiny shape on a CPU, and measures:
+  reference   one pair per forward pass, processor per pair, KV cache on — what both models'
+              reference code does;
+  cold        the project's path on pages it has never seen (vision encoder + language model);
+  warm        a new query over the same pages (vision outputs come from the cache);
+  end-to-end  the app's path: render a PDF, then rank its pages with both models, cold;
+plus PDF render pages/s and peak GPU memory. Every row prints its ratio to the reference row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+SAMPLE_PAGES = Path(__file__).resolve().parent.parent / "data" / "examples" / "sample-pages"
+QUERIES = (
+    "What share of users per thread were unknown in the FEB11 sample?",
+    "How does average queue length grow with betweenness in the simulation?",
+    "Which region of the SUC2 frequency plot leads to extinction?",
+)
+
+
+@dataclass
+class Row:
+    name: str
+    pairs: int
+    seconds: float
+    note: str = ""
+
+    @property
+    def pairs_per_second(self) -> float:
+        return self.pairs / self.seconds if self.seconds > 0 else float("nan")
+
+
+def distinct_pages(count: int):
+    """`count` different page images from the sample pages (flips and crops make new pixels)."""
+    from PIL import Image, ImageOps
+
+    originals = [Image.open(path).convert("RGB") for path in sorted(SAMPLE_PAGES.glob("doc_*.jpg"))]
+    variants = (
+        lambda image: image,
+        ImageOps.mirror,
+        ImageOps.flip,
+        lambda image: image.crop((0, 0, image.width, int(image.height * 0.9))),
+    )
+    pages = []
+    for index in range(count):
+        variant = variants[(index // len(originals)) % len(variants)]
+        page = variant(originals[index % len(originals)])
+        if index >= len(originals) * len(variants):  # beyond 40 pages: shift the pixels a little
+            page = page.point(lambda value, shift=index: min(255, value + shift % 7 + 1))
+        pages.append(page)
+    return pages
+
+
+def pdf_of(pages) -> bytes:
+    """A PDF with one page per image (as a scanned report would be)."""
+    import io
+
+    import pymupdf
+
+    document = pymupdf.open()
+    for image in pages:
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=90)
+        page = document.new_page(width=image.width * 72 / 144, height=image.height * 72 / 144)
+        page.insert_image(page.rect, stream=buffer.getvalue())
+    return document.tobytes()
+
+
+def synchronize(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(function, device) -> float:
+    synchronize(device)
+    started = time.perf_counter()
+    function()
+    synchronize(device)
+    return time.perf_counter() - started
+
+
+def reference_style(reranker, query: str, pages) -> list[float]:
+    """One pair per forward pass, as both reference implementations do it."""
+    import torch
+
+    from .imaging import resize_to_budget
+
+    prompt = reranker.prompt(query)
+    scores = []
+    with torch.no_grad():
+        for page in pages:
+            resized = resize_to_budget(page, reranker.budget.min_pixels, reranker.budget.max_pixels)
+            inputs = reranker.processor(text=[prompt], images=[resized], do_resize=False, return_tensors="pt")
+            inputs = {name: value.to(reranker.device) for name, value in inputs.items()}
+            inputs["pixel_values"] = inputs["pixel_values"].to(reranker.dtype)
+            hidden = reranker.backbone(**inputs).last_hidden_state[:, -1]  # KV cache on, as in the reference
+            scores.extend(reranker.head(hidden).tolist())
+    return scores
+
+
+def build(shape: str, device, dtype, attention: str, batch_size: int, budget_tokens: int | None, seed: int, compile: bool = False):
+    from .checkpoints import build_model, build_processor, build_tokenizer
+    from .models import MODELS
+    from .scoring import build_reranker
+
+    tokenizer = build_tokenizer()
+    processor = build_processor(tokenizer)
+    rerankers = {}
+    for offset, key in enumerate(MODELS):
+        model = build_model(shape, seed=seed + offset, tokenizer=tokenizer, dtype=dtype, device=device, attn_implementation=attention)
+        max_pixels = budget_tokens * 32 * 32 if (budget_tokens and offset == 0) else None
+        rerankers[key] = build_reranker(
+            key, model, processor, device=device, weights=f"random {shape}", batch_size=batch_size, max_pixels=max_pixels, compile=compile
+        )
+    return rerankers
+
+
+def run(args) -> dict:
+    import torch
+
+    from . import ranking
+    from .documents import render_speed
+    from .imaging import visual_tokens
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    shape = args.shape if args.shape != "auto" else ("2b" if device.type == "cuda" else "tiny")
+    dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    attention = args.attn or "sdpa"
+    build_started = time.perf_counter()
+    rerankers = build(shape, device, dtype, attention, args.batch_size, args.budget_tokens, args.seed, args.compile)
+    a_key, b_key = list(rerankers)
+    model_a = rerankers[a_key]
+    print(f"built 2 random '{shape}' models on {device} ({dtype}, {attention}) in {time.perf_counter() - build_started:.1f} s")
+    pages = distinct_pages(args.pairs)
+    tokens = [visual_tokens(page, model_a.budget.min_pixels, model_a.budget.max_pixels) for page in pages]
+    print(f"{len(pages)} distinct pages, {min(tokens)}–{max(tokens)} visual tokens each under {model_a.spec.label}'s budget")
+    rows: list[Row] = []
+
+    # Warm-up: kernels, allocator, thread pools (on other pages, so the cold runs stay cold).
+    warmup = distinct_pages(args.pairs + args.batch_size)[args.pairs :]
+    for reranker in rerankers.values():
+        reranker.score(QUERIES[2], warmup)
+        reference_style(reranker, QUERIES[2], warmup[:2])
+        reranker.clear_caches()
+
+    reference_pairs = pages[: args.reference_pairs]
+    reference_scores: list[float] = []
+    seconds = timed(lambda: reference_scores.extend(reference_style(model_a, QUERIES[0], reference_pairs)), device)
+    rows.append(Row("reference: one pair per forward", len(reference_pairs), seconds, model_a.spec.label))
+    # Same pairs through the fast path: how far apart are they in this dtype?
+    fast_scores = model_a.score(QUERIES[0], reference_pairs)
+    max_difference = max(abs(a - b) for a, b in zip(fast_scores, reference_scores))
+    model_a.clear_caches()
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    cold = []
+    for _ in range(args.repeats):
+        model_a.clear_caches()
+        cold.append(timed(lambda: model_a.score(QUERIES[0], pages), device))
+    rows.append(Row(f"cold: batched {args.batch_size}, yes−no head", len(pages), statistics.median(cold), model_a.spec.label))
+    warm = []
+    for repeat in range(args.repeats):
+        model_a.score_cache.clear()
+        warm.append(timed(lambda: model_a.score(QUERIES[1 + repeat % 2], pages), device))
+    rows.append(Row("warm: new query, pages seen", len(pages), statistics.median(warm), model_a.spec.label))
+    for reranker in rerankers.values():
+        reranker.clear_caches()
+    b_seconds = timed(lambda: rerankers[b_key].score(QUERIES[0], pages), device)
+    breakdown = profile_parts(model_a, pages, device) if args.profile else None
+    rows.append(Row("cold: second model at its own budget", len(pages), b_seconds, rerankers[b_key].spec.label))
+
+    pdf = pdf_of(pages)
+    end_to_end = []
+    for _ in range(args.repeats):
+        for reranker in rerankers.values():
+            reranker.clear_caches()
+        result = None
+
+        def app_path():
+            nonlocal result
+            result = ranking.rank([("benchmark.pdf", pdf)], QUERIES[0], rerankers)
+
+        end_to_end.append(timed(app_path, device))
+    assert result is not None and all(len(r.scores or []) == len(pages) for r in result.rankings.values())
+    rows.append(Row("end-to-end: render PDF + both models", len(pages), statistics.median(end_to_end), "pairs = pages"))
+
+    render = render_speed(pdf)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    reference_rate = rows[0].pairs_per_second
+    report = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "shape": shape,
+        "dtype": str(dtype).removeprefix("torch."),
+        "attention": attention,
+        "batch_size": args.batch_size,
+        "budget_tokens": model_a.budget.max_pixels // 1024,
+        "versions": versions(),
+        "rows": [dict(asdict(row), pairs_per_second=row.pairs_per_second, ratio=row.pairs_per_second / reference_rate) for row in rows],
+        "end_to_end_seconds": statistics.median(end_to_end),
+        "pdf_render_pages_per_second": render.pages_per_second,
+        "max_score_difference_fast_vs_reference": max_difference,
+        "peak_gpu_memory_gib": peak,
+        "compile": args.compile,
+        "breakdown_seconds": breakdown,
+    }
+    print_report(report)
+    return report
+
+
+def profile_parts(reranker, pages, device) -> dict:
+    """Seconds for each part of one cold batch: CPU preparation, vision encoder, language model."""
+    import torch
+
+    reranker.clear_caches()
+    prompt = reranker.prompt(QUERIES[0])
+    keys = [f"profile-{index}" for index in range(len(pages))]
+    batch = None
+
+    def prepare():
+        nonlocal batch
+        batch = reranker.prepare_batch(prompt, pages, keys, list(range(len(pages))))
+
+    prepare_seconds = timed(prepare, device)
+    with torch.inference_mode():
+        vision_seconds = timed(lambda: reranker._vision_outputs(batch, reranker.budget), device)
+        cached = reranker.prepare_batch(prompt, pages, keys, list(range(len(pages))))
+        language_seconds = timed(lambda: reranker._forward(cached, reranker.budget), device)
+    reranker.clear_caches()
+    return {"prepare (CPU)": prepare_seconds, "vision encoder": vision_seconds, "language model + head": language_seconds}
+
+
+def versions() -> dict:
+    import importlib.metadata as metadata
+
+    found = {}
+    for name in ("torch", "transformers", "peft", "pymupdf", "pillow"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def print_report(report: dict) -> None:
+    print(
+        f"\n{report['device']} · shape {report['shape']} · {report['dtype']} · {report['attention']} · "
+        f"batch {report['batch_size']} · budget {report['budget_tokens']} tokens"
+    )
+    print(" · ".join(f"{name} {version}" for name, version in report["versions"].items()))
+    print(f"\n| {'measurement':42} | pairs | seconds | pairs/s | × reference | model |")
+    print(f"|{'-' * 44}|-------|---------|---------|-------------|-------|")
+    for row in report["rows"]:
+        print(
+            f"| {row['name']:42} | {row['pairs']:5} | {row['seconds']:7.3f} | {row['pairs_per_second']:7.1f} | "
+            f"{row['ratio']:11.2f} | {row['note']} |"
+        )
+    print(f"\nend-to-end ranking of {report['rows'][-1]['pairs']} PDF pages with both models: {report['end_to_end_seconds']:.2f} s")
+    print(f"PDF render at 144 DPI: {report['pdf_render_pages_per_second']:.1f} pages/s")
+    print(f"largest |fast − reference| score difference on the same pairs: {report['max_score_difference_fast_vs_reference']:.2e}")
+    if report.get("breakdown_seconds"):
+        parts = " · ".join(f"{name} {seconds:.3f} s" for name, seconds in report["breakdown_seconds"].items())
+        print(f"one cold batch of {report['rows'][1]['pairs']} pages, by part: {parts}")
+    if report["peak_gpu_memory_gib"] is not None:
+        print(f"peak GPU memory: {report['peak_gpu_memory_gib']:.1f} GiB")
+
+
+def register_cli(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="measure scoring throughput against the reference style (random weights, no download)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--shape", choices=("auto", "tiny", "2b"), default="auto", help="model shape (auto: 2b on a GPU, tiny on CPU)")
+    parser.add_argument("--pairs", type=int, default=25, help="pages per query (default 25, the blog's batch)")
+    parser.add_argument("--batch-size", type=int, default=25, help="pairs per forward pass (default 25)")
+    parser.add_argument("--budget-tokens", type=int, default=None, help="first model's visual-token budget (default its spec: 1280)")
+    parser.add_argument("--reference-pairs", type=int, default=10, help="pairs timed in the one-pair-per-forward baseline")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
+    parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default=None)
+    parser.add_argument("--attn", choices=("sdpa", "eager", "flash_attention_2"), default=None, help="attention implementation")
+    parser.add_argument("--device", default=None, help="cuda, cpu, … (default: cuda when present)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the vision and language models")
+    parser.add_argument("--profile", action="store_true", help="also time the parts of one cold batch")
+    parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
+    parser.set_defaults(handler=main)
+
+
+def main(args) -> int:
+    report = run(args)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":  # `python -m reranker.bench` works without the other subcommands' dependencies
+    import sys
+
+    root = argparse.ArgumentParser(prog="python -m reranker.bench")
+    register_cli(root.add_subparsers(dest="command"))
+    sys.exit(main(root.parse_args(["bench", *sys.argv[1:]])))

@@ -1,0 +1,185 @@
+"""Documents → pages → both models' scores: the one path the app, the CLI and the benchmark share.
+
+`ModelPool` loads each model once per process (lazily, thread-safe) and remembers why a model
+could not load, so one missing model never stops the other. `rank()` ingests the uploads,
+scores every page with every available model and returns plain data for the UI to show.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from . import metrics
+from .documents import IngestOptions, Page, Problem, load_files
+from .models import MODELS, get_spec
+
+# (fraction done in [0, 1], what is happening) — shaped for gr.Progress.
+ProgressCallback = Callable[[float, str], None]
+
+
+class ModelPool:
+    """Each reranker loaded once per process and shared by every request."""
+
+    def __init__(self, keys: Iterable[str] = tuple(MODELS), loader: Callable | None = None, **load_options):
+        self.keys = tuple(keys)
+        self._loader = loader
+        self._load_options = load_options
+        self._models: dict = {}
+        self._errors: dict[str, str] = {}
+        self._locks = {key: threading.Lock() for key in self.keys}
+
+    def get(self, key: str):
+        """The loaded reranker, or raise `ModelUnavailable` with the reason it could not load."""
+        if key in self._models:
+            return self._models[key]
+        with self._locks[key]:
+            if key not in self._models and key not in self._errors:
+                try:
+                    self._models[key] = self._load(key)
+                except Exception as error:  # shown in the model's column; the other model still works
+                    self._errors[key] = f"{type(error).__name__}: {error}" if not str(error) else str(error)
+        if key in self._errors:
+            raise ModelUnavailable(key, self._errors[key])
+        return self._models[key]
+
+    def _load(self, key: str):
+        if self._loader is not None:
+            return self._loader(key)
+        from .scoring import load_reranker
+
+        return load_reranker(key, **self._load_options)
+
+    def error(self, key: str) -> str | None:
+        return self._errors.get(key)
+
+    def loaded(self, key: str) -> bool:
+        return key in self._models
+
+    def retry(self, key: str) -> None:
+        """Forget a load failure so the next request tries again (e.g. after fixing a path)."""
+        self._errors.pop(key, None)
+
+
+class ModelUnavailable(RuntimeError):
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"{get_spec(key).label} is unavailable: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+@dataclass
+class ModelRanking:
+    key: str
+    label: str
+    scores: list[float] | None  # aligned with RankingResult.pages; None when the model failed
+    seconds: float = 0.0
+    error: str | None = None
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def order(self) -> list[int]:
+        """Page indices best first (ties broken as `metrics.rank_pages` does)."""
+        if self.scores is None:
+            return []
+        return metrics.rank_pages(dict(enumerate(self.scores)))
+
+    @property
+    def ranks(self) -> dict[int, int]:
+        """Page index → 1-based rank."""
+        return {index: rank for rank, index in enumerate(self.order, start=1)}
+
+    @property
+    def pages_per_second(self) -> float | None:
+        if self.scores is None or self.seconds <= 0:
+            return None
+        return len(self.scores) / self.seconds
+
+
+@dataclass
+class RankingResult:
+    query: str
+    instruction: str | None
+    pages: list[Page]
+    problems: list[Problem]
+    notes: list[str]
+    rankings: dict[str, ModelRanking]
+    ingest_seconds: float
+    documents: list = field(default_factory=list)
+
+    def agreement(self, k: int = 5) -> metrics.ModelAgreement | None:
+        scored = [ranking for ranking in self.rankings.values() if ranking.scores is not None]
+        if len(scored) < 2:
+            return None
+        first, second = scored[:2]
+        return metrics.model_agreement(dict(enumerate(first.scores)), dict(enumerate(second.scores)), k=k)
+
+
+def ingest(files: Sequence, options: IngestOptions | None = None):
+    """Uploads (paths, (name, bytes) pairs, or already loaded Pages) → pages, problems, notes."""
+    pages = [item for item in files if isinstance(item, Page)]
+    others = [item for item in files if not isinstance(item, Page)]
+    if not others:
+        return pages, [], [], []
+    loaded = load_files(others, options)
+    return pages + loaded.pages, loaded.problems, loaded.notes, loaded.documents
+
+
+def rank(
+    files: Sequence,
+    query: str,
+    pool: ModelPool | Mapping,
+    *,
+    instruction: str | None = None,
+    ingest_options: IngestOptions | None = None,
+    max_pixels: Mapping[str, int] | None = None,
+    progress: ProgressCallback | None = None,
+    keys: Sequence[str] | None = None,
+) -> RankingResult:
+    """Ingest `files` and score every page with each model; a failing model is reported, not raised.
+
+    `pool`: a `ModelPool` or a mapping key → loaded Reranker. The query is checked before any
+    work, so an empty query costs nothing.
+    """
+    from .scoring import QueryError, clean_query
+
+    clean_query(query, max_length=10**9)  # raises QueryError with a message for the user
+    keys = list(keys or (pool.keys if isinstance(pool, ModelPool) else pool.keys()))
+    report = progress or (lambda fraction, message: None)
+    report(0.0, "Reading files")
+    started = time.perf_counter()
+    pages, problems, notes, documents = ingest(files, ingest_options)
+    ingest_seconds = time.perf_counter() - started
+    rankings: dict[str, ModelRanking] = {}
+    for position, key in enumerate(keys):
+        spec = get_spec(key)
+        span = (0.1 + 0.9 * position / len(keys), 0.9 / len(keys))
+        try:
+            reranker = pool.get(key) if isinstance(pool, ModelPool) else pool[key]
+        except ModelUnavailable as error:
+            rankings[key] = ModelRanking(key, spec.label, None, error=error.reason)
+            continue
+        if not pages:
+            rankings[key] = ModelRanking(key, spec.label, [], settings=reranker.settings())
+            continue
+        report(span[0], f"Scoring with {spec.label}")
+
+        def on_batch(done: int, total: int, span=span, label=spec.label) -> None:
+            report(span[0] + span[1] * done / max(total, 1), f"{label}: {done}/{total} pages")
+
+        budget = (max_pixels or {}).get(key)
+        started = time.perf_counter()
+        try:
+            scores = reranker.score(query, pages, instruction, progress=on_batch, max_pixels=budget)
+        except QueryError:
+            raise
+        except Exception as error:  # e.g. out of memory: this model's column says so
+            rankings[key] = ModelRanking(key, spec.label, None, error=f"{type(error).__name__}: {error}")
+            continue
+        rankings[key] = ModelRanking(
+            key, spec.label, scores, seconds=time.perf_counter() - started, settings=reranker.settings(budget)
+        )
+    report(1.0, "Done")
+    return RankingResult(query, instruction, pages, problems, notes, rankings, ingest_seconds, documents)
