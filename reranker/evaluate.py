@@ -1,0 +1,724 @@
+"""`python -m reranker eval`: each model against human labels, from the store or from a benchmark.
+
+Two sources, one set of metrics (all from `reranker.metrics`, never recomputed here):
+
+- **Store** (`--db`): the scores the app stored for each query, against the annotators' current
+  labels (one annotator's, or a majority vote). Also how the two models agree with each other
+  (Kendall τ, top-5 overlap) and how annotators agree with each other (Cohen's κ).
+  `evaluate_store` is what the UI's Evaluate tab calls; printing is separate (`format_store`).
+- **Benchmark** (`--benchmark`): a dataset in the `UlrickBL/*_reranker_adapted` schema (a query,
+  the 25 pages a first-stage retriever returned with its scores, the relevant pages). Every
+  candidate is scored by each model, and the first-stage scores give a baseline row. This is how
+  the comparison blog's NDCG@5 table is reproduced on a machine with the models and the images.
+
+Computation returns dataclasses; `format_*` turn them into text; the CLI only wires the two.
+Heavy imports (scipy, datasets, torch) happen inside functions, so `python -m reranker --help`
+stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .metrics import EvalResult, Kappa
+    from .store import Store
+
+MODEL_A, MODEL_B = "qwen3-vl-reranker-2b", "qwen3-reranker-mm-2b"
+FIRST_STAGE = "first-stage"  # the benchmark's own retriever scores, evaluated as a baseline
+BENCHMARK_COLUMNS = ("query", "query_id", "top_25_image_filenames", "top_25_scores", "relevant_image_filenames")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+# The comparison blog's NDCG@5 (its own variant: ideal DCG over the same 5 pages), by dataset name
+# as it appears in the Hub id or split name. Printed beside ours, labelled "blog".
+BLOG_NDCG5: dict[str, dict[str, float]] = {
+    "esg_reports_human_labeled_v2": {MODEL_A: 0.806, MODEL_B: 0.804},
+    "finslides": {MODEL_A: 0.90, MODEL_B: 0.906},
+    "economics_reports_v2": {MODEL_A: 0.75, MODEL_B: 0.813},
+    "arxivqa": {MODEL_A: 0.87, MODEL_B: 0.778},
+}
+
+IMAGES_HELP = """\
+The {schema} datasets hold page *names* only (corpus ids); the images live in each benchmark's
+source corpus, which differs per dataset (the dataset card names it: vidore/esg_reports_human_labeled_v2,
+vidore/economics_reports_v2, ibm-research/REAL-MM-RAG_FinSlides_BEIR, ...). Save that corpus's
+images into a folder, one file per corpus id, and pass it with --images DIR. For example:
+
+    python - <<'EOF'
+    from pathlib import Path
+    from datasets import load_dataset
+    out = Path("images"); out.mkdir(exist_ok=True)
+    for row in load_dataset("vidore/esg_reports_human_labeled_v2", "corpus", split="test"):
+        row["image"].convert("RGB").save(out / f"{{row['corpus-id']}}.png")
+    EOF
+
+A file is found by its exact name, or by its name without extension (so 123 matches 123.png),
+anywhere below DIR."""
+
+
+def model_label(key: str) -> str:
+    from .models import MODELS
+
+    if key == FIRST_STAGE:
+        return "first-stage retriever"
+    return MODELS[key].label if key in MODELS else key
+
+
+def _model_order(keys: Iterable[str]) -> list[str]:
+    """Known models in their canonical order (A, B), then any others by name."""
+    from .models import MODELS
+
+    keys = set(keys)
+    return [k for k in MODELS if k in keys] + sorted(keys - set(MODELS))
+
+
+def _mean(values: Iterable[float | None]) -> tuple[float | None, int]:
+    values = [v for v in values if v is not None]
+    return (sum(values) / len(values) if values else None), len(values)
+
+
+# --------------------------------------------------------------------------- agreement
+
+
+@dataclass(frozen=True)
+class PairAgreement:
+    """Two models' rankings compared query by query, then averaged.
+
+    ``kendall_tau`` is the mean over the ``n_tau`` queries where τ is defined (≥ 2 shared pages,
+    scores not all equal); ``topk_overlap`` the mean over the ``n_queries`` both models scored.
+    """
+
+    model_a: str
+    model_b: str
+    k: int
+    n_queries: int
+    kendall_tau: float | None
+    n_tau: int
+    topk_overlap: float | None
+
+
+def models_agreement(runs: Mapping[str, Mapping[Any, Mapping[Any, float]]], k: int = 5) -> list[PairAgreement]:
+    """Every pair of runs (``{model: {query: {page: score}}}``) over the queries both scored."""
+    from .metrics import model_agreement
+
+    out = []
+    for a, b in combinations(runs, 2):
+        shared = [q for q in runs[a] if q in runs[b]]
+        per_query = [model_agreement(runs[a][q], runs[b][q], k=k) for q in shared]
+        tau, n_tau = _mean(m.kendall_tau for m in per_query)
+        overlap, _ = _mean(m.topk_overlap for m in per_query)
+        out.append(PairAgreement(a, b, k, len(shared), tau, n_tau, overlap))
+    return out
+
+
+@dataclass(frozen=True)
+class AnnotatorAgreement:
+    """Cohen's κ between two annotators over every (query, page) both labelled relevant/not."""
+
+    annotator_a: str
+    annotator_b: str
+    kappa: Kappa
+
+
+# --------------------------------------------------------------------------- store
+
+
+@dataclass
+class StoreEvaluation:
+    """Each model's stored scores against the stored human labels.
+
+    ``results``: model key → `EvalResult` (per-query rows, exclusions, means).
+    ``annotator``: whose labels were used; None = majority vote of all annotators (a tie drops
+    the page). ``queries``: query id → text, for display.
+    """
+
+    annotator: str | None
+    ks: tuple[int, ...]
+    results: dict[str, EvalResult]
+    model_agreement: list[PairAgreement]
+    annotator_agreement: list[AnnotatorAgreement]
+    queries: dict[int, str]
+    annotators: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "source": "store",
+            "annotator": self.annotator,
+            "ks": list(self.ks),
+            "models": {key: _result_dict(result) for key, result in self.results.items()},
+            "model_agreement": [vars(a) for a in self.model_agreement],
+            "annotator_agreement": [
+                {"annotator_a": a.annotator_a, "annotator_b": a.annotator_b, **vars(a.kappa)}
+                for a in self.annotator_agreement
+            ],
+            "queries": {str(q): text for q, text in self.queries.items()},
+        }
+
+
+def evaluate_store(store: Store, annotator: str | None = None, ks: Sequence[int] = (5, 10)) -> StoreEvaluation:
+    """Evaluate every model with stored scores (each model's latest settings per query) against
+    the current labels — `annotator`'s, or by default the majority vote. Raises ValueError for
+    an annotator who judged nothing."""
+    from .metrics import aggregate_labels, cohen_kappa, evaluate, grades_from_labels
+
+    ks = tuple(ks)
+    annotators = store.annotators()
+    if annotator is not None and annotator not in annotators:
+        known = ", ".join(annotators) or "nobody has judged anything yet"
+        raise ValueError(f"no judgments by {annotator!r} (annotators: {known})")
+
+    runs: dict[str, dict[int, dict[str, float]]] = {}
+    qrels: dict[int, dict[str, int]] = {}
+    pooled: dict[str, dict[tuple[int, str], int]] = {}  # annotator → {(query, page): grade}, for κ
+    queries = {}
+    for summary in store.list_queries():
+        queries[summary.id] = summary.text
+        for page in store.query_pages(summary.id):
+            for model, score in page.scores.items():
+                runs.setdefault(model, {}).setdefault(summary.id, {})[page.page_hash] = score
+        by_annotator: dict[str, dict[str, str]] = {}
+        for page_hash, labels in store.labels_by_annotator(summary.id).items():
+            for name, label in labels.items():
+                by_annotator.setdefault(name, {})[page_hash] = label
+        grades = {name: grades_from_labels(labels) for name, labels in by_annotator.items()}  # skips drop out
+        qrels[summary.id] = aggregate_labels(grades, annotator)
+        for name, page_grades in grades.items():
+            pooled.setdefault(name, {}).update({(summary.id, p): g for p, g in page_grades.items()})
+
+    results = {}
+    for model in _model_order(runs):
+        result = evaluate(runs[model], qrels, ks, model=model)
+        for query_id, grades in qrels.items():  # judged queries this model never scored: say so
+            if grades and query_id not in runs[model]:
+                result.excluded[query_id] = "not scored by this model"
+        results[model] = result
+    kappas = [
+        AnnotatorAgreement(a, b, cohen_kappa(pooled.get(a, {}), pooled.get(b, {})))
+        for a, b in combinations(sorted(pooled), 2)
+    ]
+    return StoreEvaluation(
+        annotator=annotator, ks=ks, results=results,
+        model_agreement=models_agreement({m: runs[m] for m in results}),
+        annotator_agreement=kappas, queries=queries, annotators=annotators,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+@dataclass(frozen=True)
+class BenchmarkQuery:
+    query_id: str
+    query: str
+    candidates: list[str]  # the first stage's top pages, best first (names as strings)
+    first_stage_scores: list[float]
+    relevant: list[str]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    source: str
+    split: str
+    queries: list[BenchmarkQuery]
+    note: str = ""  # e.g. which split was picked when the requested one did not exist
+
+
+DATA_SUFFIXES = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+
+
+def _is_local(source: str) -> bool:
+    """A path rather than a Hub id: it exists, or looks like a path (so a typo is "no such file",
+    not a failed download)."""
+    return Path(source).expanduser().exists() or source.startswith((".", "/", "~")) or (
+        Path(source).suffix.lower() in DATA_SUFFIXES
+    )
+
+
+def load_benchmark(source: str, split: str = "test", limit: int | None = None) -> Benchmark:
+    """Load a `*_reranker_adapted` dataset: a local parquet/jsonl/json/csv file, a local folder,
+    or a Hub id. If `split` is missing and the source has exactly one split, that one is used
+    (the Hub sets name their split after the dataset, e.g. ``esg_reports_human_labeled_v2``).
+    Names are compared as strings: the Hub sets store candidate ids as integers but relevant ids
+    as strings."""
+    from datasets import load_dataset
+
+    path = Path(source).expanduser()
+    if path.is_file():
+        builder = DATA_SUFFIXES.get(path.suffix.lower())
+        if builder is None:
+            raise ValueError(f"{path}: unsupported file type (use .parquet, .jsonl, .json or .csv)")
+        splits = load_dataset(builder, data_files=str(path))
+    elif path.is_dir():
+        splits = load_dataset(str(path))
+    elif _is_local(source):
+        raise ValueError(f"no such file or folder: {source}")
+    else:
+        splits = load_dataset(source)  # a Hub id
+    note = ""
+    if split not in splits:
+        if len(splits) != 1:
+            raise ValueError(f"{source}: no split {split!r}; choose one with --split: {', '.join(splits)}")
+        (only,) = splits
+        note = f"split {split!r} not found; using the only split, {only!r}"
+        split = only
+    data = splits[split]
+    missing = [c for c in BENCHMARK_COLUMNS if c not in data.column_names]
+    if missing:
+        raise ValueError(
+            f"{source}: missing column(s) {', '.join(missing)}; expected the *_reranker_adapted schema "
+            f"({', '.join(BENCHMARK_COLUMNS)}), found {', '.join(data.column_names)}"
+        )
+    if limit is not None:
+        data = data.select(range(min(limit, len(data))))
+    queries, seen = [], set()
+    for index, row in enumerate(data):
+        names = [str(n) for n in row["top_25_image_filenames"]]
+        scores = [float(s) for s in row["top_25_scores"]]
+        if len(names) != len(scores):
+            raise ValueError(f"{source}: row {index}: {len(names)} candidates but {len(scores)} first-stage scores")
+        query_id = str(row["query_id"])
+        if query_id in seen:  # ids key the metrics; keep duplicates apart rather than merge them
+            query_id = f"{query_id}#{index}"
+        seen.add(query_id)
+        queries.append(BenchmarkQuery(query_id, row["query"], names, scores, [str(n) for n in row["relevant_image_filenames"]]))
+    return Benchmark(source=source, split=split, queries=queries, note=note)
+
+
+class ImageFolder:
+    """Finds benchmark page names in a folder: the exact relative path, else a file anywhere
+    below with that name, or whose stem is the name or the name's stem (corpus ids usually
+    have no extension)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser().resolve()
+        self._index: dict[str, Path] | None = None
+
+    def find(self, name: str) -> Path | None:
+        direct = (self.root / name).resolve()
+        if direct.is_file() and direct.is_relative_to(self.root):  # no escaping the folder via ../
+            return direct
+        if self._index is None:  # walked once, only if some name is not a direct hit
+            self._index = {}
+            for path in sorted(self.root.rglob("*")):
+                if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                    self._index.setdefault(path.name, path)
+                    self._index.setdefault(path.stem, path)
+        base = Path(name)  # also a file converted to another format: doc.jpg found as doc.png
+        return self._index.get(name) or self._index.get(base.name) or self._index.get(base.stem)
+
+
+@dataclass(frozen=True)
+class Timing:
+    seconds: float  # wall time of the model's score() calls only (not loading, not image decoding)
+    pairs: int
+
+    @property
+    def pairs_per_s(self) -> float | None:
+        return self.pairs / self.seconds if self.seconds > 0 else None
+
+
+@dataclass
+class BenchmarkEvaluation:
+    """Models and the first-stage baseline on a benchmark.
+
+    ``results``: key → `EvalResult`, the first-stage retriever under `FIRST_STAGE` first.
+    ``runs``: key → ``{query_id: {page name: score}}`` (the scores the metrics were computed from).
+    ``missing`` / ``unreadable``: candidate names skipped (not found / could not be decoded).
+    ``blog``: (dataset name, {model: NDCG@5 the blog published}) when the dataset is one of its four.
+    """
+
+    source: str
+    split: str
+    n_queries: int
+    ks: tuple[int, ...]
+    images: str
+    results: dict[str, EvalResult]
+    runs: dict[str, dict[str, dict[str, float]]]
+    timings: dict[str, Timing]
+    missing: list[str]
+    unreadable: dict[str, str]
+    model_agreement: list[PairAgreement]
+    blog: tuple[str, dict[str, float]] | None
+    settings: dict[str, str] = field(default_factory=dict)
+    queries: dict[str, str] = field(default_factory=dict)  # query id → text, for display
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        models = {}
+        for key, result in self.results.items():
+            entry = _result_dict(result)
+            entry["scores"] = self.runs[key]
+            if key in self.timings:
+                timing = self.timings[key]
+                entry.update(seconds=timing.seconds, pairs=timing.pairs, pairs_per_s=timing.pairs_per_s)
+                entry["settings"] = self.settings.get(key)
+            if self.blog and key in self.blog[1]:
+                entry["blog_published_ndcg_blog@5"] = self.blog[1][key]
+            models[key] = entry
+        return {
+            "source": self.source, "split": self.split, "n_queries": self.n_queries, "ks": list(self.ks),
+            "images": self.images, "models": models, "missing_images": self.missing,
+            "unreadable_images": self.unreadable, "model_agreement": [vars(a) for a in self.model_agreement],
+            "blog_dataset": self.blog[0] if self.blog else None, "note": self.note,
+        }  # fmt: skip
+
+
+def blog_reference(*names: str) -> tuple[str, dict[str, float]] | None:
+    """The blog's published NDCG@5 if one of `names` (Hub id, file name, split) names one of its sets."""
+    text = " ".join(names).lower()
+    for name, values in BLOG_NDCG5.items():
+        if name in text:
+            return name, values
+    return None
+
+
+def _open_image(path: Path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        return image.convert("RGB")
+
+
+def run_benchmark(
+    benchmark: Benchmark,
+    images: str | os.PathLike,
+    models: Sequence[str] = (MODEL_A, MODEL_B),
+    ks: Sequence[int] = (5, 10),
+    batch_size: int | None = None,
+    max_pixels: Mapping[str, int | None] | None = None,
+    device: str | None = None,
+    rerankers: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BenchmarkEvaluation:
+    """Score every candidate page of every query with each model and evaluate.
+
+    Models are loaded with `load_reranker` (weights from the usual environment overrides) unless
+    already-loaded `rerankers` are given. Candidates whose image is missing or unreadable are
+    skipped (and listed); a query with no readable candidate is excluded from every row.
+    Relevant pages the first stage did not retrieve still count in standard NDCG's ideal DCG
+    (the blog's variant ignores them), so both models share the first stage's ceiling.
+    """
+    from .metrics import evaluate
+
+    max_pixels = dict(max_pixels or {})
+    if rerankers is None:
+        from .scoring import load_reranker
+
+        rerankers = {key: load_reranker(key, device=device, batch_size=batch_size) for key in models}
+    rerankers = {key: rerankers[key] for key in models}
+    settings = {key: r.settings_key(max_pixels.get(key)) for key, r in rerankers.items()}  # checks budgets early
+    folder = ImageFolder(images)
+    runs: dict[str, dict[str, dict[str, float]]] = {key: {} for key in (FIRST_STAGE, *models)}
+    qrels: dict[str, dict[str, int]] = {}
+    timings = {key: [0.0, 0] for key in models}
+    missing: dict[str, None] = {}  # ordered set
+    unreadable: dict[str, str] = {}
+    no_images: list[str] = []
+    warmed = False
+    for number, q in enumerate(benchmark.queries, start=1):
+        relevant = set(q.relevant)
+        qrels[q.query_id] = {name: int(name in relevant) for name in (*q.candidates, *q.relevant)}
+        pages: dict[str, Any] = {}
+        first_stage: dict[str, float] = {}
+        for name, score in zip(q.candidates, q.first_stage_scores):
+            if name in pages or name in first_stage:
+                continue  # a duplicate candidate keeps its first (best) position
+            path = folder.find(name)
+            if path is None:
+                missing[name] = None
+                continue
+            try:
+                pages[name] = _open_image(path)
+            except Exception as error:  # noqa: BLE001 - any undecodable file is skipped, not fatal
+                unreadable[name] = f"{type(error).__name__}: {error}"
+                continue
+            first_stage[name] = score
+        if not pages:
+            no_images.append(q.query_id)
+            continue
+        names = list(pages)
+        runs[FIRST_STAGE][q.query_id] = first_stage
+        for key, reranker in rerankers.items():
+            if not warmed:  # first call pays one-off setup (kernels, allocator): keep it out of the timing
+                reranker.score(q.query, [pages[names[0]]], batch_size=batch_size, max_pixels=max_pixels.get(key))
+            # Cold caches per query, as the blog measured: a page seen in an earlier query would
+            # otherwise skip the vision encoder and flatter the pairs/s.
+            reranker.clear_caches()
+            start = time.perf_counter()
+            scores = reranker.score(q.query, [pages[n] for n in names], batch_size=batch_size, max_pixels=max_pixels.get(key))
+            timings[key][0] += time.perf_counter() - start
+            timings[key][1] += len(names)
+            runs[key][q.query_id] = dict(zip(names, scores))
+        warmed = True
+        if progress:
+            progress(number, len(benchmark.queries))
+
+    results = {}
+    for key, run in runs.items():
+        result = evaluate(run, qrels, ks, model=key)
+        for query_id in no_images:
+            result.excluded[query_id] = "no candidate image found"
+        results[key] = result
+    return BenchmarkEvaluation(
+        source=benchmark.source, split=benchmark.split, n_queries=len(benchmark.queries), ks=tuple(ks),
+        images=str(folder.root), results=results, runs=runs,
+        timings={key: Timing(*value) for key, value in timings.items()},
+        missing=list(missing), unreadable=unreadable,
+        model_agreement=models_agreement({key: runs[key] for key in models}),
+        blog=blog_reference(benchmark.source, benchmark.split), settings=settings,
+        queries={q.query_id: q.query for q in benchmark.queries}, note=benchmark.note,
+    )  # fmt: skip
+
+
+def _result_dict(result: EvalResult) -> dict:
+    return {
+        "label": model_label(result.model), "summary": result.summary(), "rows": result.rows,
+        "excluded": {str(q): reason for q, reason in result.excluded.items()},
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def blog_label(k: int) -> str:
+    return f"blog NDCG@{k} (ideal DCG over the same {k} pages)"
+
+
+def _metric_rows(ks: Sequence[int]) -> list[tuple[str, str]]:
+    """(row label, `EvalResult.means` key), in print order."""
+    rows = [(f"NDCG@{k}", f"ndcg@{k}") for k in ks]
+    rows += [(blog_label(k), f"ndcg_blog@{k}") for k in ks]
+    rows += [("MRR", "mrr")] + [(f"Recall@{k}", f"recall@{k}") for k in ks] + [("MAP", "map")]
+    return rows
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    lines = [header, *rows]
+    out = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+           for line in lines]  # fmt: skip
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in out)
+
+
+def _means_table(results: Mapping[str, EvalResult], ks: Sequence[int], extra: Sequence[Sequence[str]] = ()) -> str:
+    """Metrics as rows, models as columns: the long blog label fits, and models line up."""
+    keys = list(results)
+    rows = [[label, *(_num(results[k].means[name]) for k in keys)] for label, name in _metric_rows(ks)]
+    rows.append(["queries evaluated / excluded", *(f"{results[k].n_queries} / {results[k].n_excluded}" for k in keys)])
+    rows += [list(row) for row in extra]
+    return _table(["metric", *(model_label(k) for k in keys)], rows)
+
+
+def _per_query(results: Mapping[str, EvalResult], ks: Sequence[int], texts: Mapping[Any, str] | None = None) -> str:
+    k = ks[0]
+    blocks = []
+    for key, result in results.items():
+        rows = []
+        for row in result.rows:
+            text = (texts or {}).get(row["query_id"], "")
+            name = f"{row['query_id']}  {text[:48] + ('…' if len(text) > 48 else '')}".rstrip()
+            rows.append([name, str(row["n_pages"]), str(row["n_judged"]), str(row["n_relevant"]),
+                         _num(row[f"ndcg@{k}"]), _num(row[f"ndcg_blog@{k}"]), _num(row["mrr"]),
+                         _num(row[f"recall@{k}"]), _num(row["map"])])  # fmt: skip
+        header = ["query", "pages", "judged", "relevant", f"NDCG@{k}", f"blog NDCG@{k}", "MRR", f"Recall@{k}", "MAP"]
+        block = f"per query — {model_label(key)}\n" + _table(header, rows)
+        if result.excluded:
+            block += "\n  excluded: " + "; ".join(f"{q} ({why})" for q, why in result.excluded.items())
+        blocks.append(block)
+    return "\n\n".join(blocks)
+
+
+def _agreement_lines(agreements: Sequence[PairAgreement]) -> list[str]:
+    return [
+        f"model agreement, {model_label(a.model_a)} vs {model_label(a.model_b)} "
+        f"(mean over {a.n_queries} queries both scored): Kendall τ {_num(a.kendall_tau, 3)} "
+        f"(over {a.n_tau} queries where defined), top-{a.k} overlap {_num(a.topk_overlap, 3)}"
+        for a in agreements
+    ]
+
+
+def format_store(evaluation: StoreEvaluation, per_query: bool = False) -> str:
+    labels = f"annotator {evaluation.annotator!r}" if evaluation.annotator else "majority vote of all annotators"
+    lines = [f"Stored scores against human labels ({labels}); {len(evaluation.queries)} queries in the store."]
+    if not evaluation.results:
+        lines.append("No stored scores: rank some pages in the app first.")
+    else:
+        lines += ["", _means_table(evaluation.results, evaluation.ks)]
+        if per_query:
+            lines += ["", _per_query(evaluation.results, evaluation.ks, evaluation.queries)]
+        lines += ["", *_agreement_lines(evaluation.model_agreement)]
+    if evaluation.annotator_agreement:
+        lines.append("annotator agreement (Cohen's κ over the pages both judged relevant / not relevant):")
+        for a in evaluation.annotator_agreement:
+            kappa = a.kappa
+            lines.append(f"  {a.annotator_a} vs {a.annotator_b}: κ {_num(kappa.kappa, 3)} "
+                         f"(n={kappa.n}, observed agreement {_num(kappa.observed, 3)})")  # fmt: skip
+    else:
+        lines.append(f"annotator agreement: needs two annotators (have {len(evaluation.annotators)}).")
+    lines.append("blog NDCG = the comparison blog's variant; it is ≥ standard NDCG and not comparable with published NDCG.")
+    return "\n".join(lines)
+
+
+def format_benchmark(evaluation: BenchmarkEvaluation, per_query: bool = False) -> str:
+    pairs = sum(len(pages) for pages in evaluation.runs[FIRST_STAGE].values())
+    lines = [f"Benchmark {evaluation.source} (split {evaluation.split}): {evaluation.n_queries} queries, "
+             f"{pairs} (query, page) pairs per model; images from {evaluation.images}"]  # fmt: skip
+    if evaluation.note:
+        lines.append(f"note: {evaluation.note}")
+    skipped = evaluation.missing + list(evaluation.unreadable)
+    if evaluation.missing:
+        shown = ", ".join(evaluation.missing[:5]) + (", …" if len(evaluation.missing) > 5 else "")
+        lines.append(f"warning: {len(evaluation.missing)} candidate image(s) not found (by name or stem), skipped: {shown}")
+    for name, reason in list(evaluation.unreadable.items())[:5]:
+        lines.append(f"warning: could not read image {name}: {reason}")
+    if len(evaluation.unreadable) > 5:
+        lines.append(f"warning: {len(evaluation.unreadable)} unreadable images in all, skipped")
+    keys = [k for k in evaluation.results if k != FIRST_STAGE]
+    extra = []
+    if evaluation.blog:
+        name, values = evaluation.blog
+        extra.append([f"blog's published NDCG@5 ({name}, blog variant)", "—", *(_num(values.get(k), 3) for k in keys)])
+    extra.append(["time (s, scoring only)", "—", *(f"{evaluation.timings[k].seconds:.2f}" for k in keys)])
+    extra.append(["pairs/s", "—", *(_num(evaluation.timings[k].pairs_per_s, 1) for k in keys)])
+    lines += ["", _means_table(evaluation.results, evaluation.ks, extra)]
+    if per_query:
+        lines += ["", _per_query(evaluation.results, evaluation.ks, evaluation.queries)]
+    lines += ["", *_agreement_lines(evaluation.model_agreement)]
+    lines.append("NDCG counts relevant pages the first stage missed in its ideal DCG; blog NDCG (the comparison "
+                 "blog's variant) ignores them and is not comparable with published NDCG.")  # fmt: skip
+    if skipped:
+        lines.append("Skipped candidates are left out of every row alike (a skipped relevant page still counts as relevant).")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def register_cli(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate the models against human labels (stored judgments or a benchmark)",
+        description=(
+            "Evaluate each model against human relevance labels.\n"
+            "Default source: the app's database (stored scores vs stored judgments).\n"
+            "With --benchmark: score every candidate of a *_reranker_adapted dataset with each model,\n"
+            "as the comparison blog did, beside the first-stage retriever's own ranking."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  python -m reranker eval --db data/arena.db --per-query\n"
+            "  python -m reranker eval --db data/arena.db --annotator alice\n"
+            "  python -m reranker eval --benchmark UlrickBL/vidore_benchmark_2_esg_reports_human_labeled_v2_reranker_adapted \\\n"
+            "      --split esg_reports_human_labeled_v2 --images corpus_images/ --output esg.json\n"
+            "  python -m reranker eval --benchmark bench.parquet --images pages/ --models qwen3-reranker-mm-2b --limit 10"
+        ),
+    )
+    from .models import MODELS
+
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--db", help="database file (default: $RERANKER_DB or data/arena.db)")
+    source.add_argument("--benchmark", metavar="PATH_OR_HUB_ID",
+                        help="a *_reranker_adapted dataset: parquet/jsonl/csv file, folder, or Hub id")  # fmt: skip
+    parser.add_argument("--k", type=int, action="append", dest="ks", metavar="K",
+                        help="cut-off for NDCG/recall (repeatable; default 5 and 10)")  # fmt: skip
+    parser.add_argument("--per-query", action="store_true", help="also print one row per query")
+    parser.add_argument("--output", type=Path, metavar="FILE.json", help="also write everything as JSON")
+    stored = parser.add_argument_group("store")
+    stored.add_argument("--annotator", help="use this annotator's labels (default: majority vote of all annotators)")
+    bench = parser.add_argument_group("benchmark")
+    bench.add_argument("--split", default="test", help="dataset split (default: test, or the only split there is)")
+    bench.add_argument("--limit", type=int, metavar="N", help="only the first N queries")
+    bench.add_argument("--images", metavar="DIR", help="folder with the candidate page images (required for a Hub id)")
+    bench.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), metavar="KEY",
+                       help=f"models to score (default: all): {', '.join(MODELS)}")  # fmt: skip
+    bench.add_argument("--batch-size", type=int, help="pairs per forward pass (default: the reranker's)")
+    spec_a, spec_b = MODELS[MODEL_A], MODELS[MODEL_B]
+    bench.add_argument("--max-pixels-a", type=int, metavar="PIXELS",
+                       help=f"image budget of {spec_a.label} (default {spec_a.max_pixels}, at most {spec_a.max_pixels_limit})")  # fmt: skip
+    bench.add_argument("--max-pixels-b", type=int, metavar="PIXELS",
+                       help=f"image budget of {spec_b.label} (default {spec_b.max_pixels}, at most {spec_b.max_pixels_limit})")  # fmt: skip
+    bench.add_argument("--device", help="cuda, cpu, ... (default: $RERANKER_DEVICE, else CUDA when present)")
+    parser.set_defaults(handler=_run_cli)
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    ks = tuple(dict.fromkeys(args.ks or (5, 10)))
+    if any(k < 1 for k in ks):
+        return _fail("--k must be at least 1")
+    try:
+        if args.benchmark:
+            evaluation = _cli_benchmark(args, ks)
+            if evaluation is None:
+                return 1
+            text = format_benchmark(evaluation, args.per_query)
+        else:
+            from .store import DEFAULT_PATH, Store
+
+            path = Path(args.db or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
+            if not path.is_file():  # Store() would create an empty database; say what is wrong instead
+                return _fail(f"no database at {path} (pass --db PATH or set RERANKER_DB)")
+            with Store(path) as store:
+                evaluation = evaluate_store(store, args.annotator, ks)
+            text = format_store(evaluation, args.per_query)
+    except (ValueError, OSError) as error:  # bad input, unreadable file, Hub unreachable
+        return _fail(str(error))
+    print(text)
+    if args.output:
+        args.output.write_text(json.dumps(evaluation.to_dict(), indent=2, ensure_ascii=False))
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _cli_benchmark(args: argparse.Namespace, ks: tuple[int, ...]) -> BenchmarkEvaluation | None:
+    local = _is_local(args.benchmark)
+    if args.images is None:
+        if not local:
+            _fail(f"--images DIR is required for a Hub dataset.\n\n{IMAGES_HELP.format(schema='UlrickBL/*_reranker_adapted')}")
+            return None
+        images = Path(args.benchmark).expanduser()
+        images = images if images.is_dir() else images.parent  # local data: look beside it by default
+    else:
+        images = Path(args.images).expanduser()
+    if not images.is_dir():
+        _fail(f"no image folder at {images}")
+        return None
+    benchmark = load_benchmark(args.benchmark, args.split, args.limit)
+    if not benchmark.queries:
+        _fail(f"{args.benchmark}: no queries in split {benchmark.split!r}")
+        return None
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\rscored {done}/{total} queries", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    from .scoring import LoadError
+
+    try:
+        return run_benchmark(
+            benchmark, images, models=args.models, ks=ks, batch_size=args.batch_size,
+            max_pixels={MODEL_A: args.max_pixels_a, MODEL_B: args.max_pixels_b}, device=args.device, progress=progress,
+        )  # fmt: skip
+    except LoadError as error:
+        _fail(str(error))
+        return None
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1

@@ -1,0 +1,324 @@
+"""`python -m reranker eval`: the benchmark path end to end on tiny checkpoints, and the store path
+on a small hand-computed case. Fixtures (dataset files, page images, the database) are built here
+in tmp_path; nothing binary is committed."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from reranker import metrics
+from reranker.cli import main
+from reranker.evaluate import FIRST_STAGE, MODEL_A, MODEL_B, blog_label, evaluate_store
+
+SAMPLES = Path(__file__).resolve().parent.parent / "data" / "examples" / "sample-pages"
+# Small budgets keep tiny-model scoring fast; B's floor is its processor's min_pixels (65,536).
+MAX_PIXELS = {MODEL_A: 16_384, MODEL_B: 65_536}
+PIXEL_ARGS = ["--max-pixels-a", str(MAX_PIXELS[MODEL_A]), "--max-pixels-b", str(MAX_PIXELS[MODEL_B])]
+LABELS = {MODEL_A: "Qwen3-VL-Reranker-2B", MODEL_B: "Qwen3RerankerMM-2B", FIRST_STAGE: "first-stage retriever"}
+LOG2_3, LOG2_5 = math.log2(3), math.log2(5)
+
+# Queries written for the sample pages (PROVENANCE.md). As on the Hub, candidates are integer
+# corpus ids (page i = doc_i), relevant ids are strings, and one relevant page (q0's 6) was not
+# retrieved. First-stage scores descend with the list.
+BENCHMARK_ROWS = [
+    ("How does surface density change with radius when the spectroscopic fraction correction is applied?",
+     "q0", [2, 0, 1, 3, 4, 5], ["0", "6"]),
+    ("How does average queue length grow with betweenness in the simulation?", "q4", [4, 5, 6, 7, 8, 9], ["4"]),
+    ("Which region of the SUC2 frequency plot leads to extinction?", "q9", [1, 3, 5, 7, 8, 9], ["9"]),
+    ("How does the coefficient a_k(t) oscillate over time?", "q8", [0, 2, 8, 9, 3], ["8"]),
+]  # fmt: skip
+# First-stage NDCG@5 by hand (ranks of the relevant pages: q0 2 of 2 relevant, q4 1, q9 6, q8 3).
+FIRST_STAGE_NDCG5 = ((1 / LOG2_3) / (1 + 1 / LOG2_3) + 1 + 0 + 1 / 2) / 4
+# The blog's ideal DCG is over the same 5 pages, so q0's unretrieved relevant page does not count.
+FIRST_STAGE_BLOG5 = (1 / LOG2_3 + 1 + 0 + 1 / 2) / 4
+
+
+def _rows(rows):
+    return [
+        dict(query=q, query_id=qid, top_25_image_filenames=cands,
+             top_25_scores=[round(0.9 - 0.05 * i, 2) for i in range(len(cands))], relevant_image_filenames=rel)
+        for q, qid, cands, rel in rows
+    ]  # fmt: skip
+
+
+def _thumbnail(source: Path, target: Path) -> None:
+    with Image.open(source) as image:
+        image = image.convert("RGB")
+        image.thumbnail((320, 320))
+        image.save(target)
+
+
+@pytest.fixture
+def tiny_env(tiny_checkpoints, monkeypatch):
+    for name, value in tiny_checkpoints.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RERANKER_DEVICE", "cpu")
+
+
+def _table_row(output: str, label: str) -> list[str]:
+    """The cells of the printed table row whose first cell is `label`."""
+    for line in output.splitlines():
+        if line.startswith(label + "  "):
+            return re.split(r"\s{2,}", line[len(label):].strip())
+    raise AssertionError(f"no row {label!r} in:\n{output}")
+
+
+def _benchmark_qrels(rows) -> dict[str, dict[str, int]]:
+    return {r["query_id"]: {**{str(c): 0 for c in r["top_25_image_filenames"]},
+                            **{p: 1 for p in r["relevant_image_filenames"]}} for r in rows}  # fmt: skip
+
+
+def test_benchmark_end_to_end_through_the_cli(tmp_path, tiny_env, tiny_rerankers, capsys):
+    from datasets import Dataset
+
+    images = tmp_path / "corpus"
+    images.mkdir()
+    for i in range(10):  # named by corpus id without the doc_ prefix: found by stem
+        _thumbnail(SAMPLES / f"doc_{i}.jpg", images / f"{i}.png")
+    rows = _rows(BENCHMARK_ROWS)
+    # The file name names one of the blog's datasets, so its published numbers are printed.
+    data = tmp_path / "esg_reports_human_labeled_v2.parquet"
+    Dataset.from_list(rows).to_parquet(str(data))
+    out_json = tmp_path / "results.json"
+
+    code = main(["eval", "--benchmark", str(data), "--images", str(images), "--output", str(out_json),
+                 "--per-query", "--batch-size", "4", *PIXEL_ARGS])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    for label in LABELS.values():
+        assert label in printed
+    assert "using the only split" in printed  # a single-file dataset has one split, not "test"
+    assert "warning" not in printed
+
+    results = json.loads(out_json.read_text())
+    qrels = _benchmark_qrels(rows)
+    columns = [FIRST_STAGE, MODEL_A, MODEL_B]  # the printed column order
+    for label, name in [("NDCG@5", "ndcg@5"), (blog_label(5), "ndcg_blog@5"), ("MRR", "mrr"), ("Recall@5", "recall@5")]:
+        printed_row = _table_row(printed, label)
+        for key, cell in zip(columns, printed_row, strict=True):
+            # What the JSON says each model scored, evaluated by reranker.metrics, is what is printed.
+            expected = metrics.evaluate(results["models"][key]["scores"], qrels, (5, 10)).means[name]
+            assert cell == f"{expected:.4f}", (label, key)
+    assert _table_row(printed, "queries evaluated / excluded") == ["4 / 0"] * 3
+
+    # The first-stage row, by hand; both NDCG variants really differ on this data.
+    first = results["models"][FIRST_STAGE]["summary"]
+    assert first["ndcg@5"] == pytest.approx(FIRST_STAGE_NDCG5)
+    assert first["ndcg_blog@5"] == pytest.approx(FIRST_STAGE_BLOG5)
+    assert first["mrr"] == pytest.approx((1 / 2 + 1 + 1 / 6 + 1 / 3) / 4)
+
+    # The scores are the models' own: the same pages scored by the fixture's rerankers agree.
+    for row in rows:
+        names = [str(c) for c in row["top_25_image_filenames"]]
+        pages = [Image.open(images / f"{n}.png").convert("RGB") for n in names]
+        for key in (MODEL_A, MODEL_B):
+            expected = tiny_rerankers[key].score(row["query"], pages, max_pixels=MAX_PIXELS[key])
+            got = results["models"][key]["scores"][row["query_id"]]
+            assert [got[n] for n in names] == pytest.approx(expected, abs=1e-5)
+        assert results["models"][MODEL_A]["pairs"] == 23
+
+    # The blog's published NDCG@5 beside ours, labelled as the blog's.
+    assert _table_row(printed, "blog's published NDCG@5 (esg_reports_human_labeled_v2, blog variant)") == [
+        "—", "0.806", "0.804"]  # fmt: skip
+    assert float(_table_row(printed, "pairs/s")[1]) > 0
+    assert "per query — Qwen3-VL-Reranker-2B" in printed
+    assert "Kendall τ" in printed
+
+
+def test_benchmark_missing_and_unreadable_images_are_reported_and_skipped(tmp_path, tiny_env, capsys):
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    for i in (0, 1, 4):
+        _thumbnail(SAMPLES / f"doc_{i}.jpg", folder / f"doc_{i}.jpg")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    rows = _rows([
+        ("How does surface density change with radius?", "a", ["doc_0.jpg", "doc_404.jpg", "doc_1.jpg", "broken.jpg"],
+         ["doc_0.jpg"]),
+        ("How does average queue length grow with betweenness?", "b", ["gone_1.jpg", "gone_2.jpg"], ["gone_1.jpg"]),
+        ("What share of users per thread were unknown?", "c", ["doc_4.jpg", "doc_1.jpg"], ["doc_1.jpg"]),
+    ])  # fmt: skip
+    data = folder / "bench.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out_json = tmp_path / "out.json"
+
+    # No --images for a local dataset: the images are looked for beside it. One model only.
+    code = main(["eval", "--benchmark", str(data), "--models", MODEL_B, "--output", str(out_json), *PIXEL_ARGS])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "3 candidate image(s) not found" in printed
+    assert "doc_404.jpg, gone_1.jpg, gone_2.jpg" in printed
+    assert "could not read image broken.jpg" in printed
+    assert LABELS[MODEL_B] in printed and LABELS[MODEL_A] not in printed
+
+    results = json.loads(out_json.read_text())
+    model = results["models"][MODEL_B]
+    assert model["pairs"] == 4  # doc_0 and doc_1 for "a", doc_4 and doc_1 for "c"
+    assert set(model["scores"]["a"]) == {"doc_0.jpg", "doc_1.jpg"}
+    assert model["excluded"] == {"b": "no candidate image found"}
+    assert model["summary"]["n_queries"] == 2
+    assert results["missing_images"] == ["doc_404.jpg", "gone_1.jpg", "gone_2.jpg"]
+    assert set(results["unreadable_images"]) == {"broken.jpg"}
+
+
+def test_benchmark_from_the_hub_without_images_explains_what_to_do(capsys):
+    code = main(["eval", "--benchmark", "UlrickBL/vidore_benchmark_economics_reports_v2_reranker_adapted"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "--images DIR is required" in err
+    assert "source corpus" in err and "load_dataset" in err
+
+
+def test_benchmark_input_errors_are_messages_not_tracebacks(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "other.jsonl"
+    data.write_text(json.dumps({"question": "q", "pages": ["a.png"]}) + "\n")
+    assert main(["eval", "--benchmark", str(data), "--images", str(tmp_path)]) == 1
+    assert "missing column(s) query, query_id" in capsys.readouterr().err
+
+    assert main(["eval", "--benchmark", str(tmp_path / "typo.parquet")]) == 1
+    assert "no such file or folder" in capsys.readouterr().err  # a path, not a Hub id to download
+
+    hub_id = "UlrickBL/vidore_benchmark_economics_reports_v2_reranker_adapted"  # offline in tests
+    assert main(["eval", "--benchmark", hub_id, "--images", str(tmp_path)]) == 1
+    assert hub_id in capsys.readouterr().err
+
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps(_rows(BENCHMARK_ROWS[:1])[0]) + "\n")
+    monkeypatch.setenv("RERANKER_DEVICE", "cpu")
+    monkeypatch.setenv("RERANKER_QWEN3_VL_RERANKER_2B_MODEL", str(tmp_path / "no-weights-here"))
+    assert main(["eval", "--benchmark", str(good), "--models", MODEL_A]) == 1
+    assert "no-weights-here" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- store
+
+
+@dataclass
+class FakePage:  # the attributes Store.save_ranking reads from reranker.documents.Page
+    content_hash: str
+    image: Image.Image
+    source: str
+    page_number: int
+    document_hash: str | None = None
+    kind: str = "image"
+
+
+def _pages(start: int, count: int) -> list[FakePage]:
+    from reranker.imaging import image_hash
+
+    pages = []
+    for n in range(start, start + count):
+        image = Image.new("RGB", (8, 8), (n * 15, 255 - n * 15, 7))
+        pages.append(FakePage(image_hash(image), image, f"p{n}.png", 1))
+    return pages
+
+
+@pytest.fixture
+def arena_db(tmp_path):
+    """Four queries; alice and bob judge q1 and q2; q3 is unjudged; q4 has no relevant page.
+
+    q1 (p0–p3): A ranks p0..p3, B the reverse. alice: p0 relevant, others not; bob also calls p1
+      relevant, so the majority drops p1 (a tie).
+    q2 (p4–p9): A ranks p4..p9, B swaps p4 and p5. Both: p4, p9 relevant, p5 not (alice first said
+      relevant, then relabelled: the latest label counts); bob skips p6 (a skip is no label).
+    """
+    from reranker.store import Store
+
+    p = _pages(0, 14)
+    with Store(tmp_path / "arena.db") as store:
+        def ranking(text, pages, a, b):
+            return store.save_ranking(text, None, pages, scores={MODEL_A: a, MODEL_B: b},
+                                      settings={MODEL_A: {"max_pixels": 1}, MODEL_B: {"max_pixels": 2}})  # fmt: skip
+
+        q1 = ranking("q1 revenue table", p[0:4], [.9, .8, .7, .6], [.1, .2, .3, .4])
+        q2 = ranking("q2 emissions chart", p[4:10], [.9, .8, .7, .6, .5, .4], [.8, .9, .7, .6, .5, .4])
+        ranking("q3 unjudged", p[10:12], [.9, .1], [.8, .2])
+        q4 = ranking("q4 nothing relevant", p[12:14], [.9, .1], [.8, .2])
+        judge = [
+            (q1, 0, "alice", "relevant"), (q1, 1, "alice", "not_relevant"), (q1, 2, "alice", "not_relevant"),
+            (q1, 3, "alice", "not_relevant"), (q1, 0, "bob", "relevant"), (q1, 1, "bob", "relevant"),
+            (q1, 2, "bob", "not_relevant"), (q1, 3, "bob", "not_relevant"),
+            (q2, 4, "alice", "relevant"), (q2, 9, "alice", "relevant"), (q2, 5, "alice", "relevant"),
+            (q2, 5, "alice", "not_relevant"), (q2, 4, "bob", "relevant"), (q2, 9, "bob", "relevant"),
+            (q2, 5, "bob", "not_relevant"), (q2, 6, "bob", "skip"),
+            (q4, 12, "alice", "not_relevant"), (q4, 13, "alice", "not_relevant"),
+        ]  # fmt: skip
+        for query_id, n, annotator, label in judge:
+            store.record_judgment(query_id, p[n].content_hash, annotator, label)
+    return tmp_path / "arena.db"
+
+
+# Majority labels, by hand. A: q1 perfect; q2 one relevant at rank 1, the other at rank 6.
+# B: q1's relevant page at rank 4; q2's at ranks 2 and 6.
+Q2_IDEAL = 1 + 1 / LOG2_3
+EXPECTED = {
+    MODEL_A: {"ndcg@5": (1 + 1 / Q2_IDEAL) / 2, "ndcg_blog@5": 1.0, "mrr": 1.0, "recall@5": 0.75,
+              "map": (1 + (1 + 2 / 6) / 2) / 2},
+    MODEL_B: {"ndcg@5": (1 / LOG2_5 + (1 / LOG2_3) / Q2_IDEAL) / 2, "ndcg_blog@5": (1 / LOG2_5 + 1 / LOG2_3) / 2,
+              "mrr": (1 / 4 + 1 / 2) / 2, "recall@5": 0.75, "map": (1 / 4 + (1 / 2 + 2 / 6) / 2) / 2},
+}  # fmt: skip
+# Pages both judged: q1's four and q2's p4, p5, p9 (7); they disagree on one (q1 p1).
+# alice 3 relevant / 4 not, bob 4 / 3: p_e = 24/49, κ = (6/7 − 24/49) / (1 − 24/49) = 18/25.
+KAPPA = 18 / 25
+# τ per query: q1 −1 (reversed), q2 13/15 (one swapped pair of 15), q3 and q4 +1.
+MEAN_TAU = (-1 + 13 / 15 + 1 + 1) / 4
+
+
+def test_evaluate_store_by_hand(arena_db):
+    from reranker.store import Store
+
+    with Store(arena_db) as store:
+        evaluation = evaluate_store(store)
+    assert list(evaluation.results) == [MODEL_A, MODEL_B]
+    for key, expected in EXPECTED.items():
+        result = evaluation.results[key]
+        assert result.n_queries == 2
+        assert sorted(result.excluded.values()) == ["no judged page", "no relevant page"]
+        for name, value in expected.items():
+            assert result.means[name] == pytest.approx(value), (key, name)
+    (agreement,) = evaluation.model_agreement
+    assert (agreement.n_queries, agreement.n_tau) == (4, 4)
+    assert agreement.kendall_tau == pytest.approx(MEAN_TAU)
+    assert agreement.topk_overlap == pytest.approx(1.0)
+    (pair,) = evaluation.annotator_agreement
+    assert (pair.annotator_a, pair.annotator_b, pair.kappa.n) == ("alice", "bob", 7)
+    assert pair.kappa.kappa == pytest.approx(KAPPA)
+
+    with Store(arena_db) as store:  # bob alone: q1 has two relevant pages; B ranks them 3rd and 4th
+        bob = evaluate_store(store, annotator="bob").results[MODEL_B]
+    q1 = next(row for row in bob.rows if row["n_judged"] == 4)
+    assert q1["ndcg@5"] == pytest.approx((1 / 2 + 1 / LOG2_5) / Q2_IDEAL)
+    assert q1["mrr"] == pytest.approx(1 / 3)
+
+
+def test_eval_db_cli_prints_the_hand_computed_numbers(arena_db, tmp_path, capsys):
+    out_json = tmp_path / "store.json"
+    code = main(["eval", "--db", str(arena_db), "--per-query", "--k", "5", "--output", str(out_json)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "majority vote" in printed
+    rows = [("NDCG@5", "ndcg@5"), (blog_label(5), "ndcg_blog@5"), ("MRR", "mrr"), ("Recall@5", "recall@5"), ("MAP", "map")]
+    for label, name in rows:
+        assert _table_row(printed, label) == [f"{EXPECTED[MODEL_A][name]:.4f}", f"{EXPECTED[MODEL_B][name]:.4f}"]
+    assert _table_row(printed, "queries evaluated / excluded") == ["2 / 2", "2 / 2"]
+    assert "alice vs bob: κ 0.720 (n=7" in printed
+    assert f"Kendall τ {MEAN_TAU:.3f}" in printed and "top-5 overlap 1.000" in printed
+    assert "q1 revenue table" in printed  # --per-query rows carry the query text
+    assert "no relevant page" in printed and "no judged page" in printed
+    saved = json.loads(out_json.read_text())
+    assert saved["annotator_agreement"][0]["kappa"] == pytest.approx(KAPPA)
+    assert saved["models"][MODEL_B]["summary"]["mrr"] == pytest.approx(EXPECTED[MODEL_B]["mrr"])
+
+
+def test_eval_db_cli_errors(arena_db, tmp_path, capsys):
+    assert main(["eval", "--db", str(tmp_path / "nope.db")]) == 1
+    assert "no database at" in capsys.readouterr().err
+    assert not (tmp_path / "nope.db").exists()  # evaluating never creates a database
+    assert main(["eval", "--db", str(arena_db), "--annotator", "carol"]) == 1
+    assert "no judgments by 'carol' (annotators: alice, bob)" in capsys.readouterr().err
