@@ -65,8 +65,13 @@ class IngestOptions:
     # Larger images are refused from their header, never decoded. Below Pillow's own warning
     # threshold (~89.5 MP), so accepted images never trip Pillow's DecompressionBombWarning.
     max_image_pixels: int = 80_000_000
+    # Worker processes that render the pages of a long PDF in parallel (MuPDF is not thread-safe,
+    # so threads cannot). 0: one per core up to 8, when the machine has at least 4 cores.
+    render_workers: int = 0
 
     def __post_init__(self):
+        if self.render_workers < 0:
+            raise ValueError(f"IngestOptions.render_workers must be >= 0, got {self.render_workers!r}")
         for name in ("dpi", "max_file_bytes", "max_pages", "max_page_pixels", "max_image_pixels"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"IngestOptions.{name} must be positive, got {getattr(self, name)!r}")
@@ -265,8 +270,14 @@ def _ingest(name: str, data: bytes, options: IngestOptions, budget: int, result:
         with _MUPDF_LOCK:
             doc = _open_pdf(name, data, result)
             try:
-                _add_pages(name, document_hash, "pdf", doc.page_count,
-                           lambda i: _render_pdf_page(doc[i], options), budget, options, result)
+                wanted = min(budget, doc.page_count)
+                workers = _render_workers(options, wanted)
+                if workers > 1:
+                    rendered = _render_in_processes(data, wanted, options, workers)
+                    render = lambda i: _unpack(rendered[i])  # noqa: E731
+                else:
+                    render = lambda i: _render_pdf_page(doc[i], options)  # noqa: E731
+                _add_pages(name, document_hash, "pdf", doc.page_count, render, budget, options, result)
                 return doc.page_count
             finally:
                 doc.close()
@@ -363,6 +374,90 @@ def _render_pdf_page(page: pymupdf.Page, options: IngestOptions) -> tuple[Image.
 
 def _area(rect: pymupdf.IRect) -> int:
     return rect.width * rect.height
+
+
+# Rendering a long PDF in worker processes: each opens its own copy of the file and renders a
+# contiguous range of pages; pixels come back as raw bytes. Spawned (not forked) workers, since
+# the app process runs threads and may hold a GPU context.
+_PROCESS_POOL = None
+_PROCESS_POOL_SIZE = 0
+MIN_PAGES_FOR_PROCESSES = 6
+
+
+def _render_workers(options: IngestOptions, pages: int) -> int:
+    cores = os.cpu_count() or 1
+    workers = options.render_workers or (min(8, cores) if cores >= 4 else 1)
+    return min(workers, pages) if pages >= MIN_PAGES_FOR_PROCESSES else 1
+
+
+def _process_pool(workers: int):
+    global _PROCESS_POOL, _PROCESS_POOL_SIZE
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    if _PROCESS_POOL is None or _PROCESS_POOL_SIZE < workers:
+        if _PROCESS_POOL is not None:
+            _PROCESS_POOL.shutdown(wait=False)
+        _PROCESS_POOL = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        _PROCESS_POOL_SIZE = workers
+    return _PROCESS_POOL
+
+
+def _render_in_processes(data: bytes, count: int, options: IngestOptions, workers: int) -> dict:
+    """Page index → (mode, size, raw bytes, scale) or an error message, rendered by `workers` processes."""
+    import tempfile
+    from concurrent.futures.process import BrokenProcessPool
+
+    bounds = [round(count * part / workers) for part in range(workers + 1)]
+    with tempfile.NamedTemporaryFile(suffix=".pdf") as handle:  # one copy on disk, not one per worker
+        handle.write(data)
+        handle.flush()
+        try:
+            futures = [
+                _process_pool(workers).submit(_render_range, handle.name, bounds[i], bounds[i + 1], options)
+                for i in range(workers)
+                if bounds[i] < bounds[i + 1]
+            ]
+            rendered = {}
+            for future in futures:
+                rendered.update(future.result())
+            return rendered
+        except (BrokenProcessPool, OSError):  # no processes here (sandbox, limits): render in-process
+            doc = pymupdf.open(stream=data, filetype="pdf")
+            try:
+                doc.authenticate("")
+                return _render_pages(doc, range(count), options)
+            finally:
+                doc.close()
+
+
+def _render_range(path: str, start: int, stop: int, options: IngestOptions) -> dict:
+    """In a worker process: render pages [start, stop) of the PDF at `path`."""
+    doc = pymupdf.open(path, filetype="pdf")
+    try:
+        if doc.needs_pass:
+            doc.authenticate("")
+        return _render_pages(doc, range(start, stop), options)
+    finally:
+        doc.close()
+
+
+def _render_pages(doc: pymupdf.Document, indices, options: IngestOptions) -> dict:
+    out = {}
+    for index in indices:
+        try:
+            image, scale = _render_pdf_page(doc[index], options)
+            out[index] = (image.mode, image.size, image.tobytes(), scale)
+        except Exception as error:  # reported for this page only, as in-process rendering does
+            out[index] = f"{type(error).__name__}: {error}"
+    return out
+
+
+def _unpack(payload) -> tuple[Image.Image, float]:
+    if isinstance(payload, str):
+        raise RuntimeError(payload)
+    mode, size, raw, scale = payload
+    return Image.frombytes(mode, size, raw), scale
 
 
 # --- images ------------------------------------------------------------------------------------
@@ -501,10 +596,14 @@ class RenderSpeed:
         return self.pages / self.seconds if self.seconds > 0 else math.inf
 
 
-def render_speed(pdf_bytes: bytes, dpi: float = DEFAULT_DPI, max_page_pixels: int = 12_000_000) -> RenderSpeed:
-    """Wall time to ingest every page of one PDF (render, convert to PIL, hash), for the benchmark."""
+def render_speed(pdf_bytes: bytes, dpi: float = DEFAULT_DPI, max_page_pixels: int = 12_000_000,
+                 render_workers: int = 0) -> RenderSpeed:
+    """Wall time to ingest every page of one PDF (render, convert to PIL, hash), for the benchmark.
+
+    `render_workers`: as in IngestOptions (0: the default for this machine, 1: one process).
+    """
     options = IngestOptions(dpi=dpi, max_file_bytes=max(1, len(pdf_bytes)), max_pages=sys.maxsize,
-                            max_page_pixels=max_page_pixels)
+                            max_page_pixels=max_page_pixels, render_workers=render_workers)
     start = time.perf_counter()
     result = load_files([("benchmark.pdf", pdf_bytes)], options)
     seconds = time.perf_counter() - start

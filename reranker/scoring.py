@@ -1,17 +1,18 @@
 """Load a reranker spec and score (query, page image) pairs: P(yes) for each page.
 
 What the reference code does, one pair per forward pass, is done here in batches:
-  1. each page is resized into the spec's pixel budget (qwen_vl_utils' rule, PIL bicubic) and
-     patchified by the processor's image processor (no second resize);
+  1. each page is resized into the spec's pixel budget (qwen_vl_utils' rule, PIL bicubic) on a
+     pool of worker threads, and rescaled/normalised/patchified on the device with the image
+     processor's exact arithmetic (`patchify`);
   2. the prompt is tokenized once; each page's sequence is that prompt with the image
      placeholder expanded to the page's visual-token count (exactly what the processor does);
   3. sequences are truncated as the reference truncates, grouped by length, left-padded;
-  4. the vision encoder runs on the pages not in the vision cache; the language model runs on
-     the batch with those vision outputs (`mm_encoder_outputs`);
+  4. the vision encoder runs, a few pages at a time as their pixels arrive, on the pages not in
+     the vision cache; the language model runs on the batch with those vision outputs
+     (`mm_encoder_outputs`), without a KV cache;
   5. score = sigmoid(h · (W[yes] − W[no])) for the last position's hidden state h, which equals
      sigmoid(logit_yes − logit_no) of the full LM head without computing the head.
-Preparation of batch k+1 (resize, patchify, tokenize) runs on a worker thread while batch k is
-on the device.
+Resizing for batch k+1 starts while batch k is on the device.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -154,7 +155,12 @@ class LRUCache:
 
 @dataclass
 class PreparedBatch:
-    """CPU tensors for one batch, in the batch's own order (`indices` into the call's pages)."""
+    """One batch, in the batch's own order (`indices` into the call's pages).
+
+    Token tensors are ready; each page that needs the vision encoder has its resized RGB pixels
+    (uint8, H×W×3) being produced on a worker thread, so the device can start on the first pages
+    while later ones are still being resized.
+    """
 
     indices: list[int]
     page_keys: list[str]
@@ -162,20 +168,20 @@ class PreparedBatch:
     attention_mask: torch.Tensor
     mm_token_type_ids: torch.Tensor
     image_grid_thw: torch.Tensor
-    pixel_values: torch.Tensor | None  # patches of the pages that need the vision encoder
     cached_vision: list  # per page: its cached vision outputs, or None to run the encoder
+    pending_pixels: list  # per page: a Future of its uint8 pixels when it needs the encoder, else None
+    patch_options: dict  # the image processor's patchify settings
 
-    def model_inputs(self) -> dict[str, torch.Tensor]:
-        """Plain inputs for `Qwen3VLModel.forward`, as the processor would give them."""
-        inputs = dict(
-            input_ids=self.input_ids,
-            attention_mask=self.attention_mask,
-            mm_token_type_ids=self.mm_token_type_ids,
-            image_grid_thw=self.image_grid_thw,
-        )
-        if self.pixel_values is not None:
-            inputs["pixel_values"] = self.pixel_values
-        return inputs
+    def pixels(self, row: int) -> torch.Tensor:
+        return self.pending_pixels[row].result()
+
+    @property
+    def pixel_values(self) -> torch.Tensor | None:
+        """The processor's `pixel_values` for the pages that need the encoder (computed on the CPU)."""
+        rows = [row for row, pending in enumerate(self.pending_pixels) if pending is not None]
+        if not rows:
+            return None
+        return patchify([self.pixels(row) for row in rows], **self.patch_options)
 
 
 class Reranker:
@@ -198,6 +204,7 @@ class Reranker:
         score_cache_entries: int = 200_000,
         overlap: bool = True,
         compile: bool = False,
+        vision_chunk: int | None = None,
     ):
         self.spec = spec
         self.backbone = backbone
@@ -219,12 +226,18 @@ class Reranker:
         self.special_ids = set(self.tokenizer.all_special_ids)
         self.tail_length = len(self.tokenizer(spec.tail)["input_ids"])
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"prep-{spec.key}")
+        self.vision_chunk = vision_chunk or (4 if device.type == "cuda" else 8)
         if compile:
-            # Fuses the many small element-wise kernels (norms, rotary, activations); shapes vary
-            # with page size and batch, hence dynamic. The first batches pay the compilation.
-            backbone.visual = torch.compile(backbone.visual, dynamic=True)
-            backbone.language_model = torch.compile(backbone.language_model, dynamic=True)
+            self.compile()
+
+    def compile(self) -> None:
+        """torch.compile the vision and language models (the first batches pay the compilation).
+
+        Fuses the many small element-wise kernels (norms, rotary, activations); shapes vary with
+        page size and batch, hence dynamic.
+        """
+        self.backbone.visual = torch.compile(self.backbone.visual, dynamic=True)
+        self.backbone.language_model = torch.compile(self.backbone.language_model, dynamic=True)
 
     # ----- description -------------------------------------------------------------------
     @property
@@ -313,20 +326,16 @@ class Reranker:
         def prepare(chunk):
             return self.prepare_batch(prompt_ids, [images[i] for i in chunk], [keys[i] for i in chunk], chunk, budget)
 
-        if not self.overlap:
-            for chunk in chunks:
-                yield prepare(chunk)
-            return
-        # One batch ahead: the worker prepares batch k+1 while the device runs batch k.
-        pending = self._executor.submit(prepare, chunks[0])
+        # Preparing batch k+1 starts its resizing on the page workers while the device runs batch k.
+        upcoming = prepare(chunks[0])
         for next_chunk in chunks[1:] + [None]:
-            batch = pending.result()
+            batch = upcoming
             if next_chunk is not None:
-                pending = self._executor.submit(prepare, next_chunk)
+                upcoming = prepare(next_chunk)
             yield batch
 
     def prepare_batch(self, prompt_ids: list[int] | str, pages, keys, indices, budget: Budget | None = None) -> PreparedBatch:
-        """Resize, patchify and tokenize one batch (CPU work, safe on a worker thread)."""
+        """Tokenize one batch now; resize its uncached pages on the page workers (or now, if not overlapping)."""
         budget = budget or self.budget
         if isinstance(prompt_ids, str):
             prompt_ids = self.tokenizer(prompt_ids)["input_ids"]
@@ -334,33 +343,25 @@ class Reranker:
         before, after = prompt_ids[:placeholder], prompt_ids[placeholder + 1 :]
         # Taking the cached outputs now (not at forward time) keeps them even if the LRU evicts them.
         cached_vision = [self.vision_cache.get(self._vision_key(key, budget)) for key in keys]
-        # Pages are independent: resize and patchify them in parallel (PIL and numpy release the GIL).
-        prepared = list(
-            _page_pool().map(
-                lambda item: self._prepare_page(page_image(item[0]), budget, item[1] is None), zip(pages, cached_vision)
-            )
-        )
-        grids = torch.tensor([grid for grid, _ in prepared])
-        merge = self.processor.image_processor.merge_size
+        pending_pixels = [
+            None if cached is not None else self._submit(resized_pixels, page_image(page), budget, self.device.type == "cuda")
+            for page, cached in zip(pages, cached_vision)
+        ]
+        # The grid follows from the page size alone: no need to resize a page whose vision is cached.
+        patch, merge = self.processor.image_processor.patch_size, self.processor.image_processor.merge_size
+        grids = torch.tensor([[1, h // patch, w // patch] for h, w in (resize_dims(page_image(p), budget) for p in pages)])
         counts = (grids.prod(-1) // merge**2).tolist()
         sequences = [
             truncate(before + [self.image_token_id] * count + after, self.spec.max_length, self.tail_length, self.special_ids)
             for count in counts
         ]
-        patches = [pixels for _, pixels in prepared if pixels is not None]
-        pixel_values = torch.cat(patches) if patches else None
         width = max(len(sequence) for sequence in sequences)
-        pad_id = self.tokenizer.pad_token_id
-        input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+        input_ids = torch.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
         for row, sequence in enumerate(sequences):  # left padding: [:, -1] is every row's last token
             input_ids[row, width - len(sequence) :] = torch.tensor(sequence)
             attention_mask[row, width - len(sequence) :] = 1
         mm_token_type_ids = (input_ids == self.image_token_id).to(torch.int32)
-        if self.device.type == "cuda":
-            input_ids, attention_mask = input_ids.pin_memory(), attention_mask.pin_memory()
-            if pixel_values is not None:
-                pixel_values = pixel_values.pin_memory()
         return PreparedBatch(
             indices=list(indices),
             page_keys=list(keys),
@@ -368,48 +369,54 @@ class Reranker:
             attention_mask=attention_mask,
             mm_token_type_ids=mm_token_type_ids,
             image_grid_thw=grids,
-            pixel_values=pixel_values,
             cached_vision=cached_vision,
+            pending_pixels=pending_pixels,
+            patch_options=self.patch_options,
         )
 
-    def _prepare_page(self, image: Image.Image, budget: Budget, needs_pixels: bool):
-        """(grid_thw, patches or None) for one page, resized as qwen_vl_utils does."""
-        resized = resize_to_budget(image, budget.min_pixels, budget.max_pixels)
-        patch = self.processor.image_processor.patch_size
-        grid = [1, resized.height // patch, resized.width // patch]
-        if not needs_pixels:
-            return grid, None
-        # Already resized: the image processor only rescales, normalises and patchifies.
-        pixels = self.processor.image_processor(images=[resized], do_resize=False, return_tensors="pt")["pixel_values"]
-        return grid, pixels
+    def _submit(self, function, *args) -> Future:
+        if self.overlap:
+            return _page_pool().submit(function, *args)
+        done: Future = Future()
+        done.set_result(function(*args))
+        return done
+
+    @property
+    def patch_options(self) -> dict:
+        image_processor = self.processor.image_processor
+        return dict(
+            patch_size=image_processor.patch_size,
+            merge_size=image_processor.merge_size,
+            temporal_patch_size=image_processor.temporal_patch_size,
+            rescale_factor=image_processor.rescale_factor,
+            image_mean=image_processor.image_mean,
+            image_std=image_processor.image_std,
+        )
 
     def _vision_key(self, page_key: str, budget: Budget) -> tuple:
         return (page_key, budget.key())
 
     def _vision_outputs(self, batch: PreparedBatch, budget: Budget):
-        """Vision encoder outputs for every page of the batch: cached, or computed and cached."""
+        """Vision encoder outputs for every page of the batch: cached, or computed and cached.
+
+        Uncached pages go through the encoder a few at a time, as soon as their pixels are ready,
+        so resizing the later pages on the CPU overlaps encoding the earlier ones on the device.
+        """
         from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
 
-        grids = batch.image_grid_thw.to(self.device)
-        fresh = iter(())
-        if batch.pixel_values is not None:
-            needed = [row for row, cached in enumerate(batch.cached_vision) if cached is None]
-            computed = self.backbone.get_image_features(
-                batch.pixel_values.to(self.device, self.dtype, non_blocking=True), grids[needed]
-            )
-            fresh = iter(
-                zip(computed.pooler_output, zip(*computed.deepstack_features)) if computed.deepstack_features else
-                ((embeds, ()) for embeds in computed.pooler_output)
-            )
-        embeds, deepstack = [], []
-        for key, item in zip(batch.page_keys, batch.cached_vision):
-            if item is None:
-                item = next(fresh)
-                self.vision_cache.put(self._vision_key(key, budget), item, tensor_bytes(item))
-            embeds.append(item[0])
-            deepstack.append(item[1])
-        layers = [tuple(page[layer] for page in deepstack) for layer in range(len(deepstack[0]))]
-        return BaseModelOutputWithDeepstackFeatures(pooler_output=tuple(embeds), deepstack_features=layers)
+        items = list(batch.cached_vision)
+        needed = [row for row, cached in enumerate(items) if cached is None]
+        for start in range(0, len(needed), self.vision_chunk):
+            rows = needed[start : start + self.vision_chunk]
+            images = [batch.pixels(row).to(self.device, non_blocking=True) for row in rows]
+            pixel_values = patchify(images, **self.patch_options).to(self.dtype)
+            computed = self.backbone.get_image_features(pixel_values, batch.image_grid_thw[rows].to(self.device))
+            per_page = zip(*computed.deepstack_features) if computed.deepstack_features else (() for _ in rows)
+            for row, embeds, deepstack in zip(rows, computed.pooler_output, per_page):
+                items[row] = (embeds, tuple(deepstack))
+                self.vision_cache.put(self._vision_key(batch.page_keys[row], budget), items[row], tensor_bytes(items[row]))
+        layers = [tuple(item[1][layer] for item in items) for layer in range(len(items[0][1]))]
+        return BaseModelOutputWithDeepstackFeatures(pooler_output=tuple(item[0] for item in items), deepstack_features=layers)
 
     def _forward(self, batch: PreparedBatch, budget: Budget) -> list[float]:
         vision = self._vision_outputs(batch, budget)
@@ -431,6 +438,46 @@ class Reranker:
         with self._lock:
             self.vision_cache.clear()
             self.score_cache.clear()
+
+
+def resized_pixels(image: Image.Image, budget: Budget, pin: bool = False) -> torch.Tensor:
+    """The page resized into the budget as qwen_vl_utils does, as a uint8 H×W×3 tensor."""
+    import numpy as np
+
+    pixels = torch.from_numpy(np.array(resize_to_budget(image, budget.min_pixels, budget.max_pixels)))
+    return pixels.pin_memory() if pin else pixels  # pinned: the copy to the GPU runs asynchronously
+
+
+def patchify(
+    images: Sequence[torch.Tensor],
+    *,
+    patch_size: int,
+    merge_size: int,
+    temporal_patch_size: int,
+    rescale_factor: float,
+    image_mean: Sequence[float],
+    image_std: Sequence[float],
+) -> torch.Tensor:
+    """Qwen2-VL image processor's rescale → normalize → patchify, on whatever device `images` are.
+
+    The same operations in the same order and precision as the processor (rescale in float64,
+    then float32), so the patches are identical; on a GPU this replaces shipping float32 patches
+    (4× the bytes of uint8 pixels) through pinned memory.
+    """
+    rows = []
+    for image in images:  # H×W×3 uint8
+        height, width, channels = image.shape
+        pixels = (image.permute(2, 0, 1).to(torch.float64) * rescale_factor).to(torch.float32)
+        mean = torch.tensor(image_mean, dtype=torch.float32, device=image.device)[:, None, None]
+        std = torch.tensor(image_std, dtype=torch.float32, device=image.device)[:, None, None]
+        pixels = (pixels - mean) / std
+        grid_h, grid_w = height // patch_size, width // patch_size
+        patches = pixels.reshape(
+            channels, grid_h // merge_size, merge_size, patch_size, grid_w // merge_size, merge_size, patch_size
+        ).permute(1, 4, 2, 5, 0, 3, 6)  # (gh, gw, mh, mw, C, ph, pw)
+        patches = patches.unsqueeze(5).expand(*patches.shape[:5], temporal_patch_size, *patches.shape[5:])
+        rows.append(patches.reshape(grid_h * grid_w, channels * temporal_patch_size * patch_size * patch_size))
+    return torch.cat(rows)
 
 
 _POOL: ThreadPoolExecutor | None = None

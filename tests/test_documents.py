@@ -393,3 +393,21 @@ def test_render_speed_renders_every_page():
     assert speed.seconds > 0 and speed.pages_per_second > 0
     with pytest.raises(DocumentError):
         render_speed(corpus.encrypted_pdf())
+
+
+def test_long_pdfs_render_the_same_in_worker_processes(tmp_path):
+    """Parallel rendering (used on machines with ≥ 4 cores) gives exactly the in-process pages."""
+    from reranker.documents import MIN_PAGES_FOR_PROCESSES
+
+    images = corpus.SAMPLE_PAGES
+    document = pymupdf.open()
+    for path in images[:MIN_PAGES_FOR_PROCESSES + 1]:
+        with Image.open(path) as image:
+            page = document.new_page(width=image.width / 4, height=image.height / 4)
+        page.insert_image(page.rect, filename=str(path))
+    data = document.tobytes()
+    serial = load_files([("long.pdf", data)], IngestOptions(render_workers=1))
+    parallel = load_files([("long.pdf", data)], IngestOptions(render_workers=3))
+    assert not serial.problems and not parallel.problems
+    assert [p.content_hash for p in parallel.pages] == [p.content_hash for p in serial.pages]
+    assert [p.page_number for p in parallel.pages] == list(range(1, MIN_PAGES_FOR_PROCESSES + 2))
