@@ -152,22 +152,20 @@ def rank(
     started = time.perf_counter()
     pages, problems, notes, documents = ingest(files, ingest_options)
     ingest_seconds = time.perf_counter() - started
-    rankings: dict[str, ModelRanking] = {}
-    for position, key in enumerate(keys):
+    done = {key: 0.0 for key in keys}
+
+    def score_with(key: str) -> ModelRanking:
         spec = get_spec(key)
-        span = (0.1 + 0.9 * position / len(keys), 0.9 / len(keys))
         try:
             reranker = pool.get(key) if isinstance(pool, ModelPool) else pool[key]
         except ModelUnavailable as error:
-            rankings[key] = ModelRanking(key, spec.label, None, error=error.reason)
-            continue
+            return ModelRanking(key, spec.label, None, error=error.reason)
         if not pages:
-            rankings[key] = ModelRanking(key, spec.label, [], settings=reranker.settings())
-            continue
-        report(span[0], f"Scoring with {spec.label}")
+            return ModelRanking(key, spec.label, [], settings=reranker.settings())
 
-        def on_batch(done: int, total: int, span=span, label=spec.label) -> None:
-            report(span[0] + span[1] * done / max(total, 1), f"{label}: {done}/{total} pages")
+        def on_batch(count: int, total: int) -> None:
+            done[key] = count / max(total, 1)
+            report(0.1 + 0.9 * sum(done.values()) / len(keys), f"{spec.label}: {count}/{total} pages")
 
         budget = (max_pixels or {}).get(key)
         started = time.perf_counter()
@@ -176,10 +174,12 @@ def rank(
         except QueryError:
             raise
         except Exception as error:  # e.g. out of memory: this model's column says so
-            rankings[key] = ModelRanking(key, spec.label, None, error=f"{type(error).__name__}: {error}")
-            continue
-        rankings[key] = ModelRanking(
-            key, spec.label, scores, seconds=time.perf_counter() - started, settings=reranker.settings(budget)
-        )
+            return ModelRanking(key, spec.label, None, error=f"{type(error).__name__}: {error}")
+        return ModelRanking(key, spec.label, scores, seconds=time.perf_counter() - started, settings=reranker.settings(budget))
+
+    # One model after the other: scoring both at once on one GPU was measured slower
+    # (docs/benchmarks.md), the two compete for the same cores and kernels.
+    report(0.1, "Scoring")
+    rankings = {key: score_with(key) for key in keys}
     report(1.0, "Done")
     return RankingResult(query, instruction, pages, problems, notes, rankings, ingest_seconds, documents)
