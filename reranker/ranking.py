@@ -137,11 +137,13 @@ def rank(
     max_pixels: Mapping[str, int] | None = None,
     progress: ProgressCallback | None = None,
     keys: Sequence[str] | None = None,
+    store=None,
 ) -> RankingResult:
     """Ingest `files` and score every page with each model; a failing model is reported, not raised.
 
     `pool`: a `ModelPool` or a mapping key → loaded Reranker. The query is checked before any
-    work, so an empty query costs nothing.
+    work, so an empty query costs nothing. With a `store`, scores it already holds for the same
+    model, settings, query and page are reused instead of recomputed.
     """
     from .scoring import QueryError, clean_query
 
@@ -170,12 +172,17 @@ def rank(
         budget = (max_pixels or {}).get(key)
         started = time.perf_counter()
         try:
-            scores = reranker.score(query, pages, instruction, progress=on_batch, max_pixels=budget)
+            settings = reranker.settings(budget)
+            known = store.cached_scores(key, settings, query, instruction, [p.content_hash for p in pages]) if store else {}
+            missing = [page for page in pages if page.content_hash not in known]
+            fresh = reranker.score(query, missing, instruction, progress=on_batch, max_pixels=budget) if missing else []
+            known.update({page.content_hash: score for page, score in zip(missing, fresh)})
+            scores = [known[page.content_hash] for page in pages]
         except QueryError:
             raise
         except Exception as error:  # e.g. out of memory: this model's column says so
             return ModelRanking(key, spec.label, None, error=f"{type(error).__name__}: {error}")
-        return ModelRanking(key, spec.label, scores, seconds=time.perf_counter() - started, settings=reranker.settings(budget))
+        return ModelRanking(key, spec.label, scores, seconds=time.perf_counter() - started, settings=settings)
 
     # One model after the other: scoring both at once on one GPU was measured slower
     # (docs/benchmarks.md), the two compete for the same cores and kernels.

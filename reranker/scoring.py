@@ -570,9 +570,11 @@ def load_reranker(
     `options` go to `Reranker` (max_pixels, batch_size, vision_cache_bytes, overlap, ...).
     """
     from transformers import Qwen3VLForConditionalGeneration
+    from transformers.utils import logging as transformers_logging
 
     from .processor import ImageOnlyQwen3VLProcessor
 
+    transformers_logging.disable_progress_bar()  # per-tensor loading bars only clutter app logs and CLI output
     spec = get_spec(key)
     location = weights_location(spec, model_path, adapter_path)
     device = torch.device(device) if device is not None else default_device()

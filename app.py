@@ -1,0 +1,23 @@
+"""Multimodal Rerank Arena: `python app.py` starts the app (also the Hugging Face Space entry).
+
+Configuration by environment variables (see README): RERANKER_<KEY>_MODEL / _ADAPTER (local or
+Hub weights), RERANKER_DEVICE, RERANKER_DB (database file), RERANKER_CACHE (image cache folder),
+RERANKER_COMPILE=1 (torch.compile on GPU), GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from reranker.ui import build_app, create_arena, launch_options
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+arena = create_arena()
+demo = build_app(arena)
+# GPU work (the Rank button and /rank) runs one at a time via its concurrency group; judging,
+# exporting and browsing run alongside it.
+demo.queue(default_concurrency_limit=8)
+
+if __name__ == "__main__":
+    demo.launch(**launch_options(arena))

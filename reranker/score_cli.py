@@ -1,0 +1,111 @@
+"""`python -m reranker score`: rank the pages of PDFs and images for a query, in the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .models import MODELS
+
+
+def register_cli(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "score",
+        help="rank the pages of PDFs/images for a query with one or both models",
+        description=(
+            "Score every page of the given PDFs and images with the chosen model(s) and print them "
+            "ranked, best first. Bad files are reported and skipped; the good ones are still scored. "
+            "Weights: the Hub ids, or RERANKER_<KEY>_MODEL / RERANKER_<KEY>_ADAPTER for local ones."
+        ),
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="PDF or image files (PNG, JPEG, WebP, TIFF, BMP, GIF)")
+    parser.add_argument("--query", "-q", required=True, help="what you are looking for")
+    parser.add_argument(
+        "--model", "-m", action="append", choices=[*MODELS, "both"], default=None,
+        help="model key (repeatable); default: both",
+    )
+    parser.add_argument("--instruction", default=None, help="Qwen3-VL-Reranker's instruction (default: its own)")
+    parser.add_argument("--max-pixels", type=int, default=None, help="image budget in pixels for every chosen model")
+    parser.add_argument("--dpi", type=float, default=None, help="PDF render DPI (default 144)")
+    parser.add_argument("--batch-size", type=int, default=None, help="pairs per forward pass")
+    parser.add_argument("--device", default=None, help="cuda, cpu, … (default: RERANKER_DEVICE, else CUDA when present)")
+    parser.add_argument("--top", type=int, default=None, help="print only the best N pages per model")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(handler=main)
+
+
+def main(args) -> int:
+    from .documents import DEFAULT_DPI, IngestOptions
+    from .ranking import ModelPool, rank
+    from .scoring import QueryError
+
+    keys = list(MODELS) if not args.model or "both" in args.model else list(dict.fromkeys(args.model))
+    options = {"device": args.device} if args.device else {}
+    if args.batch_size:
+        options["batch_size"] = args.batch_size
+    pool = ModelPool(keys, **options)
+
+    def progress(fraction: float, message: str) -> None:
+        print(f"\r[{fraction:4.0%}] {message:60}", end="", file=sys.stderr, flush=True)
+
+    try:
+        result = rank(
+            args.files, args.query, pool, instruction=args.instruction, keys=keys,
+            ingest_options=IngestOptions(dpi=args.dpi or DEFAULT_DPI),
+            max_pixels={key: args.max_pixels for key in keys} if args.max_pixels else None,
+            progress=None if args.json else progress,
+        )
+    except QueryError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not args.json:
+        print(file=sys.stderr)
+    for problem in result.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(as_json(result), indent=2))
+    else:
+        print_ranking(result, args.top)
+    failed = [r for r in result.rankings.values() if r.error]
+    if not result.pages:
+        print("error: no page could be read from the given files", file=sys.stderr)
+        return 1
+    return 1 if len(failed) == len(result.rankings) else 0
+
+
+def print_ranking(result, top: int | None) -> None:
+    for ranking in result.rankings.values():
+        print(f"\n{ranking.label}")
+        if ranking.error:
+            print(f"  unavailable: {ranking.error}")
+            continue
+        rate = f", {ranking.pages_per_second:.1f} pages/s" if ranking.pages_per_second else ""
+        print(f"  {len(ranking.scores)} pages in {ranking.seconds:.2f} s{rate}")
+        for rank, index in enumerate(ranking.order[:top] if top else ranking.order, start=1):
+            page = result.pages[index]
+            print(f"  {rank:>3}. {ranking.scores[index]:.4f}  {page.label}")
+
+
+def as_json(result) -> dict:
+    return {
+        "query": result.query,
+        "instruction": result.instruction,
+        "problems": [str(problem) for problem in result.problems],
+        "notes": result.notes,
+        "models": {
+            key: {
+                "label": ranking.label,
+                "error": ranking.error,
+                "seconds": ranking.seconds,
+                "ranking": [
+                    {"rank": rank, "score": ranking.scores[index], "file": result.pages[index].source,
+                     "page": result.pages[index].page_number}
+                    for rank, index in enumerate(ranking.order, start=1)
+                ] if ranking.scores is not None else [],
+            }
+            for key, ranking in result.rankings.items()
+        },
+    }

@@ -1,0 +1,773 @@
+"""Gradio Blocks: layout and thin callbacks. The work happens in ranking / store / export / evaluate.
+
+Tabs: Rank (both models side by side), Annotate (judge pages, keyboard first), Export (hard
+negatives as training data), Evaluate (models against the human labels).
+
+Named API endpoints (see README): /rank, /judge, /undo, /export, /evaluate.
+Everything a user typed or named is escaped before it is rendered as Markdown/HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from . import ranking
+from .documents import DEFAULT_DPI, IngestOptions, Page
+from .models import MODELS, TOKENS_PER_SIDE_PX, get_spec
+from .scoring import QueryError
+from .store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+STATIC = ROOT / "static"
+SAMPLES = ROOT / "data" / "examples" / "sample-pages"
+A_KEY, B_KEY = list(MODELS)
+LABELS = {"relevant": "Relevant", "not_relevant": "Not relevant", "skip": "Skipped", "cleared": "Unjudged"}
+ORDERS = ("Most informative first", f"{get_spec(A_KEY).label} rank", f"{get_spec(B_KEY).label} rank", "Upload order")
+MAX_UPLOAD = "100mb"
+UPLOAD_TYPES = [".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"]
+DEFAULT_GUIDELINES = (
+    "A page is **relevant** when a reader could answer the query from this page alone "
+    "(text, table, chart or figure on the page). Pages that are merely on the same topic are "
+    "**not relevant**. Use **Skip** when you cannot tell (unreadable, needs other pages)."
+)
+# Queries for the sample pages (data/examples/sample-pages/PROVENANCE.md).
+EXAMPLE_QUERIES = {
+    "doc_1.jpg": "What share of users per thread were unknown in the FEB11 sample?",
+    "doc_4.jpg": "How does average queue length grow with betweenness in the simulation?",
+    "doc_9.jpg": "Which region of the SUC2 frequency plot leads to extinction?",
+    "doc_0.jpg": "How does surface density change with radius when the spectroscopic fraction correction is applied?",
+}
+
+
+def escape(text: object) -> str:
+    """Text shown inside Markdown: no HTML, no Markdown syntax from users."""
+    return re.sub(r"([\\`*_{}\[\]()#+!|~>-])", r"\\\1", html.escape(str(text), quote=True))
+
+
+def budget_pixels(key: str, tokens: int | None) -> int | None:
+    """Slider value (visual tokens) → max_pixels. The spec's own default stays exact
+    (Qwen3RerankerMM's 564,480 px is not a whole number of 32×32 tokens)."""
+    spec = get_spec(key)
+    if tokens is None or int(tokens) == spec.max_visual_tokens:
+        return spec.max_pixels
+    return int(tokens) * TOKENS_PER_SIDE_PX * TOKENS_PER_SIDE_PX
+
+
+def device_note() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"Running on {escape(torch.cuda.get_device_name(0))}."
+    return (
+        "**No GPU on this machine**: each 2B model needs tens of seconds per page on a CPU at the "
+        "default image budget (see docs/benchmarks.md). Lower the image budget under *Settings* to "
+        "go faster, or run the app on a GPU."
+    )
+
+
+@dataclass
+class Arena:
+    """What all sessions share: the models (loaded once), the database, the image cache."""
+
+    pool: ranking.ModelPool
+    store: Store
+    cache_dir: Path
+
+    def __post_init__(self):
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._pages: dict[str, Page] = {}  # recently ranked pages, so thumbnails need no DB read
+        self._lock = threading.Lock()
+
+    @property
+    def guidelines_path(self) -> Path:
+        return self.store.path.with_suffix(".guidelines.md")
+
+    def remember(self, pages: list[Page]) -> None:
+        with self._lock:
+            if len(self._pages) > 2000:
+                self._pages.clear()
+            self._pages.update({page.content_hash: page for page in pages})
+
+    def image_path(self, page_hash: str, max_side: int) -> str:
+        """A JPEG of the page no larger than `max_side`, written once to the cache folder."""
+        path = self.cache_dir / f"{page_hash[:32]}-{max_side}.jpg"
+        if not path.exists():
+            page = self._pages.get(page_hash)
+            image = page.thumbnail(max_side) if page else _shrink(self.store.page_image(page_hash), max_side)
+            partial = path.with_suffix(f".{threading.get_ident()}.part")
+            image.convert("RGB").save(partial, format="JPEG", quality=88)
+            partial.replace(path)
+        return str(path)
+
+
+def _shrink(image, max_side: int):
+    image = image.copy()
+    image.thumbnail((max_side, max_side))
+    return image
+
+
+# ----- Rank -------------------------------------------------------------------------------------
+try:  # On a ZeroGPU Space the GPU is attached only inside functions marked with spaces.GPU.
+    from spaces import GPU as _gpu
+except ImportError:  # elsewhere it is a no-op anyway
+
+    def _gpu(duration=None):
+        return lambda function: function
+
+
+@_gpu(duration=120)
+def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_a: int | None,
+               budget_b: int | None, dpi: float | None, progress=None) -> dict:
+    """Score every page of the uploads with both models; store the ranking; return it as data."""
+    uploads = [_upload(item) for item in (files or [])]
+    if not uploads:
+        raise gr.Error("Upload at least one PDF or image (or click an example).")
+    instruction = (instruction or "").strip() or None
+    if instruction == get_spec(A_KEY).default_instruction:
+        instruction = None  # the default: stored and cached as "no instruction"
+    try:
+        result = ranking.rank(
+            uploads, query, arena.pool,
+            instruction=instruction,
+            ingest_options=IngestOptions(dpi=float(dpi or DEFAULT_DPI)),
+            max_pixels={A_KEY: budget_pixels(A_KEY, budget_a), B_KEY: budget_pixels(B_KEY, budget_b)},
+            progress=(lambda fraction, message: progress(fraction, desc=message)) if progress else None,
+            store=arena.store,
+        )
+    except QueryError as error:
+        raise gr.Error(str(error)) from None
+    arena.remember(result.pages)
+    scored = {key: r for key, r in result.rankings.items() if r.scores is not None}
+    query_id = None
+    if result.pages:
+        query_id = arena.store.save_ranking(
+            query, instruction, result.pages, result.documents,
+            scores={key: r.scores for key, r in scored.items()},
+            settings={key: r.settings for key, r in scored.items()},
+            seconds={key: r.seconds for key, r in scored.items()},
+        )
+    return ranking_as_dict(result, query_id)
+
+
+def _upload(item) -> str:
+    return item if isinstance(item, str) else getattr(item, "name", None) or item["path"]
+
+
+def ranking_as_dict(result: ranking.RankingResult, query_id: int | None) -> dict:
+    agreement = result.agreement()
+    models = {}
+    for key, model in result.rankings.items():
+        entries = []
+        for rank, index in enumerate(model.order, start=1):
+            page = result.pages[index]
+            entries.append(dict(rank=rank, page=index, score=model.scores[index], content_hash=page.content_hash,
+                                source=page.source, page_number=page.page_number))
+        models[key] = dict(
+            label=model.label, error=model.error, seconds=round(model.seconds, 3),
+            pages_per_second=model.pages_per_second, scores=model.scores, ranking=entries,
+            settings=model.settings,
+        )
+    return dict(
+        query=result.query, instruction=result.instruction, query_id=query_id,
+        pages=[dict(page=i, content_hash=p.content_hash, source=p.source, page_number=p.page_number,
+                    kind=p.kind, width=p.width, height=p.height) for i, p in enumerate(result.pages)],
+        models=models,
+        agreement=None if agreement is None else dict(
+            kendall_tau=agreement.kendall_tau, spearman=agreement.spearman, k=agreement.k,
+            topk_overlap=agreement.topk_overlap,
+            disagreements=[dict(page=d.page_id, rank_a=d.rank_a, rank_b=d.rank_b) for d in agreement.disagreements],
+        ),
+        problems=[str(problem) for problem in result.problems],
+        notes=list(result.notes),
+        ingest_seconds=round(result.ingest_seconds, 3),
+    )
+
+
+def page_label(page: dict) -> str:
+    return f"{page['source']} · p.{page['page_number']}" if page.get("kind") == "pdf" or page["page_number"] > 1 else page["source"]
+
+
+def show_ranking(arena: Arena, data: dict):
+    """The ranking as galleries, headers, agreement and a scatter plot."""
+    if not data:
+        return ("",) + ("", [], "", [], "", None)
+    pages = data["pages"]
+    ranks = {key: {entry["page"]: entry["rank"] for entry in model["ranking"]} for key, model in data["models"].items()}
+    columns = []
+    for key, other in ((A_KEY, B_KEY), (B_KEY, A_KEY)):
+        model = data["models"].get(key)
+        if model is None:
+            columns += [f"### {escape(get_spec(key).label)}", []]
+            continue
+        header = f"### {escape(model['label'])}\n"
+        if model["error"]:
+            header += f"⚠️ **Unavailable:** {escape(model['error'])}"
+            columns += [header, []]
+            continue
+        rate = model["pages_per_second"]
+        header += f"{len(model['ranking'])} pages in {model['seconds']:.2f} s" + (f" · {rate:.1f} pages/s" if rate else "")
+        items = []
+        for entry in model["ranking"]:
+            caption = f"#{entry['rank']} · P(yes) {entry['score']:.3f} · {page_label(pages[entry['page']])}"
+            other_rank = ranks.get(other, {}).get(entry["page"])
+            if other_rank is not None:
+                shift = other_rank - entry["rank"]
+                arrow = "=" if shift == 0 else (f"↓{shift}" if shift > 0 else f"↑{-shift}")
+                caption += f" · {get_spec(other).label}: #{other_rank} ({arrow})"
+            items.append((arena.image_path(entry["content_hash"], 512), caption))
+        columns += [header, items]
+    status = [f"**Query:** {escape(data['query'])}"]
+    if data.get("instruction"):
+        status.append(f"**Instruction:** {escape(data['instruction'])}")
+    status.append(f"{len(pages)} page(s), read in {data['ingest_seconds']:.2f} s.")
+    status += [f"⚠️ {escape(problem)}" for problem in data["problems"]]
+    status += [f"ℹ️ {escape(note)}" for note in data["notes"]]
+    agreement_md, scatter = agreement_view(data)
+    return ("\n\n".join(status), *columns, agreement_md, scatter)
+
+
+def agreement_view(data: dict):
+    agreement = data.get("agreement")
+    if not agreement:
+        return "", None
+    pages = data["pages"]
+    tau = agreement["kendall_tau"]
+    lines = [
+        f"**Agreement:** Kendall τ {tau:.2f}" if tau is not None else "**Agreement:** Kendall τ undefined",
+        f"· top-{agreement['k']} overlap {agreement['topk_overlap']:.0%}" if agreement["topk_overlap"] is not None else "",
+    ]
+    text = " ".join(line for line in lines if line)
+    if agreement["disagreements"]:
+        text += "\n\n**Where they disagree most:** " + "; ".join(
+            f"{escape(page_label(pages[d['page']]))} (#{d['rank_a']} vs #{d['rank_b']})" for d in agreement["disagreements"]
+        )
+    a, b = data["models"][A_KEY], data["models"][B_KEY]
+    scatter = pd.DataFrame({
+        get_spec(A_KEY).label: a["scores"],
+        get_spec(B_KEY).label: b["scores"],
+        "page": [page_label(page) for page in pages],
+    })
+    return text, scatter
+
+
+def select_page(arena: Arena, data: dict, key: str, evt: gr.SelectData):
+    """Clicking a gallery item: the page large, with both models' scores and ranks."""
+    if not data or evt is None or evt.index is None:
+        return None, ""
+    entry = data["models"][key]["ranking"][evt.index]
+    page = data["pages"][entry["page"]]
+    lines = [f"**{escape(page_label(page))}**"]
+    for other_key, model in data["models"].items():
+        if model["scores"] is None:
+            continue
+        rank = next(e["rank"] for e in model["ranking"] if e["page"] == entry["page"])
+        lines.append(f"{escape(model['label'])}: P(yes) **{model['scores'][entry['page']]:.4f}**, rank #{rank}")
+    return arena.image_path(entry["content_hash"], 1600), "\n\n".join(lines)
+
+
+# ----- Annotate ---------------------------------------------------------------------------------
+def query_choices(arena: Arena, annotator: str | None) -> list[tuple[str, int]]:
+    return [
+        (f"{summary.text[:90]} — {summary.judged}/{summary.pages} judged", summary.id)
+        for summary in reversed(arena.store.list_queries(annotator or None))
+    ]
+
+
+def page_order(pages, order: str) -> list:
+    if order == ORDERS[1] or order == ORDERS[2]:
+        key = A_KEY if order == ORDERS[1] else B_KEY
+        return sorted(pages, key=lambda p: (p.ranks.get(key, 10**9), p.position))
+    if order == ORDERS[3]:
+        return sorted(pages, key=lambda p: p.position)
+
+    # Most informative first: where the models disagree most, then the top of either ranking.
+    def informativeness(page):
+        a, b = page.ranks.get(A_KEY), page.ranks.get(B_KEY)
+        gap = abs(a - b) if a is not None and b is not None else 0
+        return (-gap, min(r for r in (a, b, 10**9) if r is not None), page.position)
+
+    return sorted(pages, key=informativeness)
+
+
+def annotator_name(name: str | None) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise gr.Error("Enter your name (top of the Annotate tab) before judging, so judgments can be told apart.")
+    if len(name) > 80:
+        raise gr.Error("That name is too long (80 characters at most).")
+    return name
+
+
+def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, position: int):
+    """The page at `position` (in the chosen order) of a stored query, for this annotator."""
+    if query_id in (None, ""):
+        return None, "Rank something on the **Rank** tab, or pick a stored query above.", "", gr.update(value=1), None, 0
+    query_id = int(query_id)
+    pages = page_order(arena.store.query_pages(query_id), order)
+    if not pages:
+        return None, "This query has no pages.", "", gr.update(value=1), None, 0
+    position = max(0, min(int(position or 0), len(pages) - 1))
+    page = pages[position]
+    labels = arena.store.current_labels(query_id, annotator) if annotator else {}
+    judged = sum(1 for p in pages if labels.get(p.page_hash) not in (None, "cleared"))
+    summary = arena.store.query(query_id)
+    current = LABELS.get(labels.get(page.page_hash), "Unjudged")
+    scores = " · ".join(
+        f"{escape(get_spec(key).label)}: P(yes) {page.scores[key]:.3f} (#{page.ranks[key]})"
+        for key in MODELS if key in page.scores
+    )
+    info = (
+        f"**{escape(summary.text)}**\n\n"
+        f"Page {position + 1} of {len(pages)} · {escape(page.source)} · p.{page.page_number} · "
+        f"current label: **{current}**\n\n{scores}"
+    )
+    progress = f"**{judged}/{len(pages)} judged** by {escape(annotator or '—')}"
+    image = arena.image_path(page.page_hash, 1600)
+    return image, info, progress, gr.update(value=position + 1, maximum=len(pages)), page.page_hash, len(pages)
+
+
+def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: str) -> dict:
+    """Record one judgment (append-only) and return the page's label and the annotator's progress."""
+    annotator = annotator_name(annotator)
+    if label not in LABELS or label == "cleared":
+        raise gr.Error(f"label must be one of relevant, not_relevant, skip (got {label!r})")
+    try:
+        arena.store.record_judgment(int(query_id), page_hash, annotator, label)
+    except (ValueError, KeyError) as error:
+        raise gr.Error(str(error)) from None
+    judged, total = arena.store.progress(int(query_id), annotator)
+    return dict(query_id=int(query_id), page_hash=page_hash, annotator=annotator, label=label, judged=judged, total=total)
+
+
+def undo(arena: Arena, query_id: int, annotator: str) -> dict:
+    """Undo the annotator's latest judgment on this query (adds a row; history is kept)."""
+    annotator = annotator_name(annotator)
+    undone = arena.store.undo(int(query_id), annotator)
+    judged, total = arena.store.progress(int(query_id), annotator)
+    return dict(
+        undone=None if undone is None else dict(page_hash=undone.page_hash, undone_label=undone.undone_label,
+                                                restored_label=undone.restored_label),
+        judged=judged, total=total,
+    )
+
+
+def next_position(arena: Arena, query_id: int, annotator: str, order: str, position: int) -> int:
+    """After a judgment: the next unjudged page in this order (wrapping), else the next page."""
+    pages = page_order(arena.store.query_pages(int(query_id)), order)
+    labels = arena.store.current_labels(int(query_id), annotator)
+    for step in range(1, len(pages) + 1):
+        candidate = (position + step) % len(pages)
+        if labels.get(pages[candidate].page_hash) in (None, "cleared"):
+            return candidate
+    return min(position + 1, len(pages) - 1)
+
+
+# ----- Export & Evaluate -------------------------------------------------------------------------
+def export_options(fmt, rule, k, max_negatives, annotator, since, until, agreement, mined):
+    from .export import ExportOptions
+
+    return ExportOptions(
+        format=fmt, rule=rule, k=int(k), max_negatives=int(max_negatives),
+        annotator=(annotator or "").strip() or None, since=(since or "").strip() or None,
+        until=(until or "").strip() or None, require_agreement=bool(agreement), include_mined_negatives=bool(mined),
+    )
+
+
+def export_preview(arena: Arena, *options) -> str:
+    from .export import preview
+
+    try:
+        summary = preview(arena.store, export_options(*options))
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+    return "```\n" + summary.describe() + "\n```"
+
+
+def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: int = 5, max_negatives: int = 10,
+                annotator: str = "", since: str = "", until: str = "", agreement: bool = False,
+                mined: bool = False) -> str:
+    """Write the judgments as hard-negative training data; returns the file (zip or parquet)."""
+    from .export import NothingToExportError, default_filename, export
+
+    options = export_options(fmt, rule, k, max_negatives, annotator, since, until, agreement, mined)
+    folder = Path(tempfile.mkdtemp(dir=arena.cache_dir, prefix="export-"))
+    prompts = {}
+
+    def prompt_for(query: str, instruction: str | None) -> str:
+        # The exact prompt Qwen3-VL-Reranker saw (needs the processor's chat template: the model).
+        if A_KEY not in prompts:
+            try:
+                prompts[A_KEY] = arena.pool.get(A_KEY)
+            except ranking.ModelUnavailable:
+                prompts[A_KEY] = None
+        return prompts[A_KEY].prompt(query, instruction) if prompts[A_KEY] else ""
+
+    try:
+        path = export(arena.store, options, folder / default_filename(options), prompt_for=prompt_for)
+    except (NothingToExportError, ValueError) as error:
+        raise gr.Error(str(error)) from None
+    return str(path)
+
+
+def evaluate_view(arena: Arena, annotator: str | None):
+    from .evaluate import evaluate_store
+    from .metrics import grades_from_labels, hardest_mistakes
+
+    annotator = None if annotator in (None, "", "Majority vote") else annotator
+    try:
+        evaluation = evaluate_store(arena.store, annotator)
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+    summary_rows, per_query = [], []
+    for key, result in evaluation.results.items():
+        means = result.means
+        summary_rows.append({"model": get_spec(key).label if key in MODELS else key, "queries": result.n_queries,
+                             "excluded": result.n_excluded, **{name: _round(value) for name, value in means.items()}})
+        for row in result.rows:
+            per_query.append({"model": get_spec(key).label if key in MODELS else key,
+                              "query": evaluation.queries.get(row["query_id"], row["query_id"]),
+                              **{name: _round(value) for name, value in row.items() if name != "query_id"}})
+    summary = pd.DataFrame(summary_rows)
+    bars = summary.melt(id_vars=["model"], value_vars=[c for c in ("ndcg@5", "ndcg_blog@5", "mrr", "recall@5", "map") if c in summary],
+                        var_name="metric", value_name="value") if not summary.empty else None
+    notes = []
+    for item in evaluation.annotator_agreement:
+        kappa = item.kappa
+        value = "undefined" if kappa.kappa is None else f"{kappa.kappa:.2f}"
+        notes.append(f"Cohen's κ {escape(item.annotator_a)} vs {escape(item.annotator_b)}: {value} over {kappa.n} pages")
+    for pair in evaluation.model_agreement:
+        notes.append(escape(_describe_pair(pair)))
+    notes.append("*ndcg_blog@5*: the comparison blog's variant, ideal DCG over the same five pages (not standard NDCG).")
+    mistakes = {key: [] for key in MODELS}
+    for summary_q in arena.store.list_queries():
+        pages = arena.store.query_pages(summary_q.id)
+        labels = arena.store.current_labels(summary_q.id, annotator) if annotator else arena.store.majority_labels(summary_q.id)
+        grades = grades_from_labels(labels)
+        for key in MODELS:
+            scores = {p.page_hash: p.scores[key] for p in pages if key in p.scores}
+            by_hash = {p.page_hash: p for p in pages}
+            for mistake in hardest_mistakes(scores, grades)[:3]:
+                page = by_hash[mistake.page_id]
+                mistakes[key].append((arena.image_path(page.page_hash, 384),
+                                      f"#{mistake.rank} for “{summary_q.text[:60]}” · {page.source} · p.{page.page_number}"))
+    return summary, bars, pd.DataFrame(per_query), "\n\n".join(notes), mistakes[A_KEY], mistakes[B_KEY]
+
+
+def _describe_pair(pair) -> str:
+    fields = {name: getattr(pair, name) for name in ("model_a", "model_b", "kendall_tau", "topk_overlap", "n_queries") if hasattr(pair, name)}
+    tau, overlap = fields.get("kendall_tau"), fields.get("topk_overlap")
+    text = "Models: mean Kendall τ " + ("undefined" if tau is None else f"{tau:.2f}")
+    if overlap is not None:
+        text += f", mean top-5 overlap {overlap:.0%}"
+    return text
+
+
+def _round(value):
+    return round(value, 4) if isinstance(value, float) else value
+
+
+# ----- layout -----------------------------------------------------------------------------------
+def examples() -> list[list]:
+    return [[[str(SAMPLES / name)], query] for name, query in EXAMPLE_QUERIES.items() if (SAMPLES / name).exists()] + [
+        [[str(path) for path in sorted(SAMPLES.glob("doc_*.jpg"))], "Which region of the SUC2 frequency plot leads to extinction?"]
+    ]
+
+
+def build_app(arena: Arena) -> gr.Blocks:
+    spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
+    with gr.Blocks(title="Multimodal Rerank Arena") as demo:
+        gr.Markdown(
+            "# Multimodal Rerank Arena\n"
+            f"Two 2B multimodal rerankers built on Qwen3-VL, side by side on your own pages: "
+            f"**{spec_a.label}** and **{spec_b.label}** (a LoRA on Qwen3-VL-2B-Instruct). "
+            "Each page gets P(yes) from each model; judge pages to build training data and to "
+            "measure the models against people."
+        )
+        gr.Markdown(device_note(), elem_id="device-note")
+        # The /rank result: a JSON component (a State would not be returned to API clients).
+        ranking_state = gr.JSON(visible=False)
+        with gr.Tabs():
+            with gr.Tab("Rank", id="rank"):
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        files = gr.File(label="PDFs or images", file_count="multiple", file_types=UPLOAD_TYPES, elem_id="uploads")
+                    with gr.Column(scale=3):
+                        query = gr.Textbox(label="Query", placeholder="What are you looking for? (Enter ranks)", lines=1, max_lines=4, elem_id="query")
+                        with gr.Accordion("Instruction and settings", open=False):
+                            instruction = gr.Textbox(label=f"Instruction ({spec_a.label} only; {spec_b.label} uses its fixed prompt)",
+                                                     value=spec_a.default_instruction, lines=2)
+                            budget_a = gr.Slider(64, spec_a.max_pixels_limit // 1024, value=spec_a.max_visual_tokens, step=1,
+                                                 label=f"{spec_a.label}: image budget (visual tokens of 32×32 px)")
+                            budget_b = gr.Slider(64, spec_b.max_pixels_limit // 1024, value=spec_b.max_visual_tokens, step=1,
+                                                 label=f"{spec_b.label}: image budget (visual tokens; default = its card's 564,480 px)")
+                            dpi = gr.Slider(72, 300, value=DEFAULT_DPI, step=1, label="PDF render DPI")
+                        rank_button = gr.Button("Rank", variant="primary", elem_id="rank-button")
+                gr.Examples(examples(), inputs=[files, query], label="Examples (sample pages)")
+                status = gr.Markdown(elem_id="rank-status")
+                with gr.Row(equal_height=False):
+                    with gr.Column():
+                        header_a = gr.Markdown(f"### {spec_a.label}", elem_id="header-a")
+                        gallery_a = gr.Gallery(label=spec_a.label, columns=3, height="auto", object_fit="contain",
+                                               allow_preview=False, elem_id="gallery-a")
+                    with gr.Column():
+                        header_b = gr.Markdown(f"### {spec_b.label}", elem_id="header-b")
+                        gallery_b = gr.Gallery(label=spec_b.label, columns=3, height="auto", object_fit="contain",
+                                               allow_preview=False, elem_id="gallery-b")
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        detail_image = gr.Image(label="Selected page", type="filepath", interactive=False, height=640)
+                    with gr.Column(scale=2):
+                        detail_text = gr.Markdown("Click a page to see it large with both scores.")
+                        agreement = gr.Markdown(elem_id="agreement")
+                        scatter = gr.ScatterPlot(x=spec_a.label, y=spec_b.label, tooltip=["page"], x_lim=[0, 1], y_lim=[0, 1],
+                                                 label="P(yes): one point per page", height=320)
+
+            with gr.Tab("Annotate", id="annotate", elem_id="annotate-panel"):
+                with gr.Row():
+                    annotator = gr.Textbox(label="Your name (remembered by this browser)", max_lines=1, elem_id="annotator", scale=2)
+                    if os.environ.get("OAUTH_CLIENT_ID"):  # a Space with `hf_oauth: true`
+                        gr.LoginButton()
+                    order = gr.Radio(list(ORDERS), value=ORDERS[0], label="Order", scale=3)
+                with gr.Row():
+                    query_pick = gr.Dropdown(label="Query (newest first) — judged/total for you", choices=[], scale=5, elem_id="query-pick")
+                    refresh = gr.Button("↻ Refresh list", scale=1)
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        annotate_image = gr.Image(label="Page", type="filepath", interactive=False, height=720, elem_id="annotate-image")
+                    with gr.Column(scale=2):
+                        annotate_progress = gr.Markdown(elem_id="annotate-progress")
+                        annotate_info = gr.Markdown(elem_id="annotate-info")
+                        with gr.Row():
+                            relevant = gr.Button("Relevant (R)", variant="primary", elem_id="judge-relevant")
+                            not_relevant = gr.Button("Not relevant (N)", variant="stop", elem_id="judge-not-relevant")
+                        with gr.Row():
+                            skip = gr.Button("Skip (S)", elem_id="judge-skip")
+                            undo_button = gr.Button("Undo (U)", elem_id="judge-undo")
+                        with gr.Row():
+                            previous = gr.Button("◀ Previous (←)", elem_id="nav-prev")
+                            following = gr.Button("Next (→) ▶", elem_id="nav-next")
+                        jump = gr.Number(1, label="Jump to page (Enter)", precision=0, minimum=1, elem_id="jump")
+                        with gr.Accordion("Guidelines (what counts as relevant)", open=False):
+                            guidelines = gr.Textbox(value=_read_guidelines(arena), lines=6, show_label=False)
+                            save_guidelines = gr.Button("Save guidelines")
+                position = gr.State(0)
+                page_hash = gr.State(None)
+                page_total = gr.State(0)
+                saved_name = gr.BrowserState("", storage_key="rerank-arena-annotator")
+                saved_query = gr.BrowserState(None, storage_key="rerank-arena-query")
+
+            with gr.Tab("Export", id="export"):
+                gr.Markdown(
+                    "Positives are pages judged relevant; **hard negatives** are pages judged not relevant "
+                    "that a model ranked high. Unjudged pages are never negatives unless you ask for "
+                    "model-mined ones (marked as such). Images travel inside the file."
+                )
+                with gr.Row():
+                    fmt = gr.Radio(["pointwise", "sentence-transformers", "flagembedding", "parquet"], value="pointwise", label="Format")
+                    rule = gr.Radio(["either", "top_k", "above_lowest_positive", "all"], value="either", label="Hard-negative rule")
+                with gr.Row():
+                    k = gr.Number(5, label="k (top-k rule)", precision=0, minimum=1)
+                    max_negatives = gr.Number(10, label="Max negatives per query", precision=0, minimum=0)
+                    export_annotator = gr.Textbox(label="Only this annotator (empty: all, majority)")
+                with gr.Row():
+                    since = gr.Textbox(label="Judged since (YYYY-MM-DD)")
+                    until = gr.Textbox(label="Judged until (YYYY-MM-DD)")
+                    agreement_only = gr.Checkbox(label="Only pages annotators agree on")
+                    mined = gr.Checkbox(label="Add model-mined negatives (unjudged)")
+                with gr.Row():
+                    preview_button = gr.Button("Preview")
+                    export_button = gr.Button("Export", variant="primary")
+                export_summary = gr.Markdown()
+                export_download = gr.File(label="Download", interactive=False)
+
+            with gr.Tab("Evaluate", id="evaluate"):
+                with gr.Row():
+                    eval_annotator = gr.Dropdown(["Majority vote"], value="Majority vote", label="Labels", allow_custom_value=True)
+                    eval_button = gr.Button("Evaluate", variant="primary")
+                metrics_table = gr.Dataframe(label="Metrics per model (means over judged queries)", interactive=False)
+                metrics_plot = gr.BarPlot(x="metric", y="value", color="model", label="Metrics", y_lim=[0, 1], height=300)
+                eval_notes = gr.Markdown()
+                per_query_table = gr.Dataframe(label="Per query", interactive=False)
+                with gr.Row():
+                    mistakes_a = gr.Gallery(label=f"{spec_a.label}: pages ranked above a relevant page", columns=4, height="auto", allow_preview=True)
+                    mistakes_b = gr.Gallery(label=f"{spec_b.label}: pages ranked above a relevant page", columns=4, height="auto", allow_preview=True)
+
+        # --- Rank wiring: /rank returns data; a second, private step draws it ---------------
+        rank_outputs = [status, header_a, gallery_a, header_b, gallery_b, agreement, scatter]
+
+        def on_rank(files, query, instruction, budget_a, budget_b, dpi, progress=gr.Progress()) -> dict:
+            """Rank uploaded PDFs/images for a query with both models.
+
+            Returns {query, instruction, query_id, pages: [...], models: {key: {label, scores,
+            ranking: [{rank, page, score, source, page_number, content_hash}], seconds, error}},
+            agreement, problems, notes}.
+            """
+            return rank_pages(arena, files, query, instruction, budget_a, budget_b, dpi, progress)
+
+        for trigger in (rank_button.click, query.submit):
+            trigger(on_rank, [files, query, instruction, budget_a, budget_b, dpi], ranking_state,
+                    api_name="rank" if trigger == rank_button.click else False, concurrency_id="gpu", concurrency_limit=1,
+                    api_visibility="public" if trigger == rank_button.click else "private",
+                    ).then(lambda data: show_ranking(arena, data), ranking_state, rank_outputs, api_visibility="private",
+                           ).then(lambda data: _pick_latest(arena, data), ranking_state, [query_pick, position], api_visibility="private")
+        def on_select(key):
+            def handler(data, evt: gr.SelectData):
+                return select_page(arena, data, key, evt)
+            return handler
+
+        gallery_a.select(on_select(A_KEY), ranking_state, [detail_image, detail_text], api_visibility="private")
+        gallery_b.select(on_select(B_KEY), ranking_state, [detail_image, detail_text], api_visibility="private")
+
+        # --- Annotate wiring -----------------------------------------------------------------
+        view_inputs = [query_pick, annotator, order, position]
+        view_outputs = [annotate_image, annotate_info, annotate_progress, jump, page_hash, page_total]
+
+        def view(query_id, name, order_, position_):
+            return annotate_view(arena, query_id, (name or "").strip() or None, order_, position_)
+
+        def refresh_choices(name, current):
+            choices = query_choices(arena, (name or "").strip() or None)
+            values = [value for _, value in choices]
+            return gr.update(choices=choices, value=current if current in values else (values[0] if values else None))
+
+        def on_judge(label):
+            def handler(query_id, name, order_, position_, page):
+                if query_id in (None, "") or page is None:
+                    raise gr.Error("Pick a query first.")
+                judge(arena, query_id, page, name, label)
+                return next_position(arena, query_id, annotator_name(name), order_, int(position_ or 0))
+            return handler
+
+        for button, label in ((relevant, "relevant"), (not_relevant, "not_relevant"), (skip, "skip")):
+            button.click(on_judge(label), [query_pick, annotator, order, position, page_hash], position, api_visibility="private",
+                         ).then(view, view_inputs, view_outputs, api_visibility="private")
+
+        def on_undo(query_id, name, order_, position_):
+            if query_id in (None, ""):
+                raise gr.Error("Pick a query first.")
+            result = undo(arena, query_id, name)
+            if result["undone"] is None:
+                gr.Info("Nothing to undo.")
+                return position_
+            pages = page_order(arena.store.query_pages(int(query_id)), order_)
+            return next(i for i, p in enumerate(pages) if p.page_hash == result["undone"]["page_hash"])
+
+        undo_button.click(on_undo, [query_pick, annotator, order, position], position, api_visibility="private",
+                          ).then(view, view_inputs, view_outputs, api_visibility="private")
+        previous.click(lambda p: max(0, int(p or 0) - 1), position, position, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
+        following.click(lambda p, total: max(0, min(int(p or 0) + 1, int(total or 1) - 1)), [position, page_total], position, api_visibility="private",
+                        ).then(view, view_inputs, view_outputs, api_visibility="private")
+        jump.submit(lambda value, total: max(0, min(int(value or 1), int(total or 1)) - 1), [jump, page_total], position, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
+        query_pick.input(lambda q: (0, q), query_pick, [position, saved_query], api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
+        order.change(lambda: 0, None, position, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
+        annotator.blur(lambda name: name, annotator, saved_name, api_visibility="private").then(
+            refresh_choices, [annotator, query_pick], query_pick, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
+        refresh.click(refresh_choices, [annotator, query_pick], query_pick, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
+        save_guidelines.click(lambda text: _write_guidelines(arena, text), guidelines, None, api_visibility="private")
+
+        def restore(name, query_id, profile: gr.OAuthProfile | None = None):
+            """On page load: the annotator (Hugging Face login, else the remembered name) and query."""
+            name = profile.username if profile is not None else name
+            choices = query_choices(arena, (name or "").strip() or None)
+            values = [value for _, value in choices]
+            query_id = query_id if query_id in values else (values[0] if values else None)
+            return name, gr.update(choices=choices, value=query_id), 0
+
+        demo.load(restore, [saved_name, saved_query], [annotator, query_pick, position], api_visibility="private",
+                  ).then(view, view_inputs, view_outputs, api_visibility="private")
+
+        # --- Export & Evaluate wiring ---------------------------------------------------------
+        export_inputs = [fmt, rule, k, max_negatives, export_annotator, since, until, agreement_only, mined]
+        preview_button.click(lambda *o: export_preview(arena, *o), export_inputs, export_summary, api_visibility="private")
+
+        def on_export(fmt, rule, k, max_negatives, annotator, since, until, agreement, mined):
+            """Export the stored judgments as hard-negative training data (zip or parquet file)."""
+            return export_file(arena, fmt, rule, k, max_negatives, annotator, since, until, agreement, mined)
+
+        export_button.click(on_export, export_inputs, export_download, api_name="export")
+
+        def on_evaluate(labels):
+            """Evaluate each model's stored scores against the human labels."""
+            return evaluate_view(arena, labels)
+
+        eval_button.click(on_evaluate, eval_annotator, [metrics_table, metrics_plot, per_query_table, eval_notes, mistakes_a, mistakes_b],
+                          api_visibility="private")
+        eval_button.click(lambda: gr.update(choices=["Majority vote", *arena.store.annotators()]), None, eval_annotator, api_visibility="private")
+
+        # --- API-only endpoints -----------------------------------------------------------------
+        def judge_api(query_id: int, page_hash: str, annotator: str, label: str) -> dict:
+            """Record a judgment: label is relevant, not_relevant or skip. Returns the annotator's progress."""
+            return judge(arena, query_id, page_hash, annotator, label)
+
+        def undo_api(query_id: int, annotator: str) -> dict:
+            """Undo the annotator's latest judgment on the query (history is kept)."""
+            return undo(arena, query_id, annotator)
+
+        def evaluate_api(annotator: str = "") -> dict:
+            """Metrics of each model against the human labels (annotator's, or the majority vote)."""
+            from .evaluate import evaluate_store
+
+            try:
+                return json.loads(json.dumps(evaluate_store(arena.store, annotator or None).to_dict(), default=str))
+            except ValueError as error:
+                raise gr.Error(str(error)) from None
+
+        gr.api(judge_api, api_name="judge")
+        gr.api(undo_api, api_name="undo")
+        gr.api(evaluate_api, api_name="evaluate")
+    return demo
+
+
+def _pick_latest(arena: Arena, data: dict):
+    """After ranking, the Annotate tab opens on that query."""
+    if not data or data.get("query_id") is None:
+        return gr.update(), 0
+    return gr.update(choices=query_choices(arena, None), value=data["query_id"]), 0
+
+
+def _read_guidelines(arena: Arena) -> str:
+    try:
+        return arena.guidelines_path.read_text(encoding="utf-8")
+    except OSError:
+        return DEFAULT_GUIDELINES
+
+
+def _write_guidelines(arena: Arena, text: str) -> None:
+    arena.guidelines_path.write_text(text or "", encoding="utf-8")
+    gr.Info("Guidelines saved.")
+
+
+def launch_options(arena: Arena) -> dict:
+    """What goes to `launch()` in Gradio 6 (css/js/head belong there, not to Blocks)."""
+    return dict(
+        css=(STATIC / "arena.css").read_text(encoding="utf-8"),
+        js=(STATIC / "shortcuts.js").read_text(encoding="utf-8"),
+        allowed_paths=[str(arena.cache_dir)],
+        max_file_size=MAX_UPLOAD,
+    )
+
+
+def create_arena(db_path: str | None = None, cache_dir: str | None = None, preload: bool | None = None) -> Arena:
+    """The shared state: a model pool (preloaded on a GPU, lazy on a CPU), the store, a cache folder."""
+    import torch
+
+    pool = ranking.ModelPool(compile=os.environ.get("RERANKER_COMPILE", "") in ("1", "true", "yes"))
+    cache = Path(cache_dir or os.environ.get("RERANKER_CACHE") or Path(tempfile.gettempdir()) / "rerank-arena")
+    arena = Arena(pool, Store(db_path), cache)
+    if preload if preload is not None else torch.cuda.is_available():
+        for key in MODELS:
+            try:
+                pool.get(key)
+            except ranking.ModelUnavailable:
+                pass  # shown in that model's column
+    return arena
