@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import pymupdf
 from PIL import Image, ImageOps
 
-from .imaging import image_hash
+from .imaging import MAX_ASPECT_RATIO, image_hash
 
 __all__ = [
     "DEFAULT_DPI",
@@ -312,6 +312,11 @@ def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
             result.problems.append(Problem(
                 name, f"could not be {verb} ({type(error).__name__}: {error}); the file may be damaged or incomplete",
                 number))
+            continue
+        if max(image.size) > MAX_ASPECT_RATIO * min(image.size):
+            result.problems.append(Problem(
+                name, f"is a {image.width}×{image.height} px strip, too narrow for the models "
+                      f"(at most {MAX_ASPECT_RATIO}:1); crop it into pages", number))
             continue
         if scale < 1:
             reduced.append((index + 1, scale))

@@ -411,3 +411,14 @@ def test_long_pdfs_render_the_same_in_worker_processes(tmp_path):
     assert not serial.problems and not parallel.problems
     assert [p.content_hash for p in parallel.pages] == [p.content_hash for p in serial.pages]
     assert [p.page_number for p in parallel.pages] == list(range(1, MIN_PAGES_FOR_PROCESSES + 2))
+
+
+def test_a_strip_too_narrow_to_score_is_a_problem_not_a_page():
+    """Qwen-VL refuses aspect ratios over 200:1; such a page is reported, the others stay."""
+    strip, normal = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (4020, 20), "white").save(strip, format="PNG")
+    Image.new("RGB", (400, 300), "white").save(normal, format="PNG")
+    result = load_files([("strip.png", strip.getvalue()), ("page.png", normal.getvalue())])
+    assert [page.source for page in result.pages] == ["page.png"]
+    assert len(result.problems) == 1 and result.problems[0].source == "strip.png"
+    assert "too narrow" in str(result.problems[0]) and "4020×20" in str(result.problems[0])
