@@ -39,6 +39,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from .models import MODELS, render_prompt
 from .store import DEFAULT_PATH, NOT_RELEVANT, RELEVANT, QueryPage, Store, majority
 
 Format = Literal["pointwise", "sentence-transformers", "flagembedding", "parquet"]
@@ -373,6 +374,8 @@ def _flagembedding(queries, n, models, store, options, prompt_for) -> dict[str, 
         }
         if prompt_for is not None:
             row["prompt"] = prompt_for(q.query, q.instruction)
+        elif teacher in MODELS:  # the exact prompt the teacher model scored
+            row["prompt"] = render_prompt(MODELS[teacher], q.query, q.instruction)
         row.update(
             query_id=q.query_id,
             instruction=q.instruction,
@@ -456,9 +459,9 @@ def export(
 ) -> Path:
     """Write the export to `out_path` (one .zip or .parquet file) and return its path.
 
-    `prompt_for(query, instruction)` gives the exact prompt text a model saw; FlagEmbedding rows
-    carry it as "prompt" when given. Raises NothingToExportError (and writes nothing) when the
-    options select no rows.
+    FlagEmbedding rows carry the teacher model's exact prompt as "prompt"
+    (`reranker.models.render_prompt`); `prompt_for(query, instruction)` overrides it. Raises
+    NothingToExportError (and writes nothing) when the options select no rows.
     """
     selection = select(store, options)
     summary = _preview(selection, options)

@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import Literal
+
+ASSETS = Path(__file__).resolve().parent / "assets"
 
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 TOKENS_PER_SIDE_PX = 32  # one Qwen3-VL visual token covers 32×32 px (patch 16, spatial merge 2)
@@ -135,6 +139,30 @@ def weights_location(spec: ModelSpec, model_path: str | None = None, adapter_pat
     model = model_path or os.environ.get(f"{spec.env_prefix}_MODEL") or spec.model_id
     adapter = adapter_path or os.environ.get(f"{spec.env_prefix}_ADAPTER") or spec.adapter_id
     return WeightsLocation(model=str(model), adapter=str(adapter) if adapter else None)
+
+
+def render_prompt(spec: ModelSpec, query: str, instruction: str | None = None) -> str:
+    """The prompt text without loading the model (exports, docs): for "chat" specs, rendered with
+    the Qwen3-VL chat template the checkpoints ship, as `processor.apply_chat_template` does."""
+    if spec.prompt_style == "raw":
+        return spec.raw_template.replace("{query}", query)
+    return _chat_template().render(
+        messages=chat_messages(spec, query, instruction), add_generation_prompt=True, add_vision_id=False
+    )
+
+
+@cache
+def _chat_template():
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message):
+        raise ValueError(message)
+
+    # The environment transformers renders chat templates with.
+    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    environment.globals["raise_exception"] = raise_exception
+    return environment.from_string((ASSETS / "qwen3_vl_chat_template.jinja").read_text(encoding="utf-8"))
 
 
 def chat_messages(spec: ModelSpec, query: str, instruction: str | None) -> list[dict]:

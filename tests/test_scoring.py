@@ -357,3 +357,13 @@ def test_the_test_session_cannot_reach_the_network():
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     with pytest.raises(RuntimeError, match="network"):
         socket.create_connection(("93.184.216.34", 80), timeout=1)
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_prompts_render_without_loading_a_model(tiny_rerankers, query):
+    """`render_prompt` (used by exports) gives exactly the processor's prompt."""
+    from reranker.models import render_prompt
+
+    for key, reranker in tiny_rerankers.items():
+        assert render_prompt(get_spec(key), query) == reranker.prompt(query)
+        assert render_prompt(get_spec(key), query, "Custom instruction.") == reranker.prompt(query, "Custom instruction.")
