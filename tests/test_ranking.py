@@ -1,0 +1,99 @@
+"""The ranking service: one upload → both models' rankings, failures contained, scores reused."""
+
+from __future__ import annotations
+
+import pytest
+
+from reranker import ranking
+from reranker.documents import load_files
+from reranker.scoring import LoadError, QueryError
+from reranker.store import Store
+
+A, B = "qwen3-vl-reranker-2b", "qwen3-reranker-mm-2b"
+QUERY = "Which region of the SUC2 frequency plot leads to extinction?"
+
+
+def sample_files(count=3):
+    from .bad_inputs import SAMPLE_PAGES
+
+    return [str(path) for path in SAMPLE_PAGES[:count]]
+
+
+def test_both_models_rank_every_page_sorted_by_their_own_scores(tiny_rerankers):
+    result = ranking.rank(sample_files(), QUERY, tiny_rerankers)
+    assert len(result.pages) == 3
+    for key in (A, B):
+        model = result.rankings[key]
+        assert model.error is None and len(model.scores) == 3
+        ordered = [model.scores[i] for i in model.order]
+        assert ordered == sorted(ordered, reverse=True)
+        assert sorted(model.ranks.values()) == [1, 2, 3]
+        tiny_rerankers[key].clear_caches()
+        assert model.scores == pytest.approx(tiny_rerankers[key].score(QUERY, result.pages), abs=1e-5)
+    assert result.agreement() is not None
+
+
+def test_a_model_that_cannot_load_is_reported_and_the_other_still_ranks(tiny_rerankers):
+    def loader(key):
+        if key == B:
+            raise LoadError("Could not load Qwen3RerankerMM-2B weights from 'nowhere': offline")
+        return tiny_rerankers[key]
+
+    pool = ranking.ModelPool(loader=loader)
+    result = ranking.rank(sample_files(2), QUERY, pool)
+    assert result.rankings[A].error is None and len(result.rankings[A].scores) == 2
+    assert result.rankings[B].scores is None and "offline" in result.rankings[B].error
+    assert result.agreement() is None
+    # The failure is remembered (no reload per request) until retried.
+    assert pool.error(B) and not pool.loaded(B) and pool.loaded(A)
+    pool.retry(B)
+    assert pool.error(B) is None
+
+
+def test_bad_files_are_reported_and_good_ones_still_ranked(tiny_rerankers, tmp_path):
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.7 garbage" * 3)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    result = ranking.rank([*sample_files(2), str(broken), str(empty)], QUERY, tiny_rerankers)
+    assert [page.source for page in result.pages] == ["doc_0.jpg", "doc_1.jpg"]
+    assert {problem.source for problem in result.problems} == {"broken.pdf", "empty.png"}
+    assert all(len(r.scores) == 2 for r in result.rankings.values())
+
+
+def test_an_empty_query_costs_nothing(tiny_rerankers):
+    with pytest.raises(QueryError):
+        ranking.rank(sample_files(1), "  ", tiny_rerankers)
+
+
+def test_scores_stored_earlier_are_reused_not_recomputed(tiny_rerankers, tmp_path):
+    store = Store(tmp_path / "arena.db")
+    first = ranking.rank(sample_files(2), QUERY, tiny_rerankers, store=store)
+    store.save_ranking(
+        QUERY, None, first.pages, first.documents,
+        scores={key: r.scores for key, r in first.rankings.items()},
+        settings={key: r.settings for key, r in first.rankings.items()},
+    )
+
+    class Refusing:
+        """Stands in for a model: any scoring request fails the test."""
+
+        def __init__(self, real):
+            self.real = real
+
+        def settings(self, max_pixels=None):
+            return self.real.settings(max_pixels)
+
+        def score(self, query, pages, *args, **kwargs):
+            assert not pages, "a stored score was recomputed"
+            return []
+
+    again = ranking.rank(sample_files(2), QUERY, {key: Refusing(r) for key, r in tiny_rerankers.items()}, store=store)
+    for key in (A, B):
+        assert again.rankings[key].scores == first.rankings[key].scores
+
+
+def test_pages_already_loaded_can_be_ranked_directly(tiny_rerankers):
+    pages = load_files(sample_files(2)).pages
+    result = ranking.rank(pages, QUERY, tiny_rerankers, keys=[A])
+    assert list(result.rankings) == [A] and len(result.rankings[A].scores) == 2
