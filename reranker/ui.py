@@ -496,6 +496,10 @@ def build_app(arena: Arena) -> gr.Blocks:
         gr.Markdown(device_note(), elem_id="device-note")
         # The /rank result: a JSON component (a State would not be returned to API clients).
         ranking_state = gr.JSON(visible=False)
+        # Remembered by the browser. Outside the tabs: a hidden tab's components are not mounted at page
+        # load, so a BrowserState inside the Annotate tab would reach demo.load as its default value.
+        saved_name = gr.BrowserState("", storage_key="rerank-arena-annotator")
+        saved_query = gr.BrowserState(None, storage_key="rerank-arena-query")
         with gr.Tabs():
             with gr.Tab("Rank", id="rank"):
                 with gr.Row():
@@ -563,8 +567,6 @@ def build_app(arena: Arena) -> gr.Blocks:
                 position = gr.State(0)
                 page_hash = gr.State(None)
                 page_total = gr.State(0)
-                saved_name = gr.BrowserState("", storage_key="rerank-arena-annotator")
-                saved_query = gr.BrowserState(None, storage_key="rerank-arena-query")
 
             with gr.Tab("Export", id="export"):
                 gr.Markdown(
@@ -614,12 +616,22 @@ def build_app(arena: Arena) -> gr.Blocks:
             """
             return rank_pages(arena, files, query, instruction, budget_a, budget_b, dpi, progress)
 
+        # The Annotate tab's page view (defined here: ranking updates it too).
+        view_inputs = [query_pick, annotator, order, position]
+        view_outputs = [annotate_image, annotate_info, annotate_progress, jump, page_hash, page_total]
+
+        def view(query_id, name, order_, position_):
+            return annotate_view(arena, query_id, (name or "").strip() or None, order_, position_)
+
         for trigger in (rank_button.click, query.submit):
             trigger(on_rank, [files, query, instruction, budget_a, budget_b, dpi], ranking_state,
                     api_name="rank" if trigger == rank_button.click else False, concurrency_id="gpu", concurrency_limit=1,
                     api_visibility="public" if trigger == rank_button.click else "private",
                     ).then(lambda data: show_ranking(arena, data), ranking_state, rank_outputs, api_visibility="private",
-                           ).then(lambda data: _pick_latest(arena, data), ranking_state, [query_pick, position], api_visibility="private")
+                           ).then(lambda data, name: _pick_latest(arena, data, name), [ranking_state, annotator], [query_pick, position],
+                                  api_visibility="private",
+                           ).then(view, view_inputs, view_outputs, api_visibility="private")  # the Annotate tab shows that query
+
         def on_select(key):
             def handler(data, evt: gr.SelectData):
                 return select_page(arena, data, key, evt)
@@ -629,12 +641,6 @@ def build_app(arena: Arena) -> gr.Blocks:
         gallery_b.select(on_select(B_KEY), ranking_state, [detail_image, detail_text], api_visibility="private")
 
         # --- Annotate wiring -----------------------------------------------------------------
-        view_inputs = [query_pick, annotator, order, position]
-        view_outputs = [annotate_image, annotate_info, annotate_progress, jump, page_hash, page_total]
-
-        def view(query_id, name, order_, position_):
-            return annotate_view(arena, query_id, (name or "").strip() or None, order_, position_)
-
         def refresh_choices(name, current):
             choices = query_choices(arena, (name or "").strip() or None)
             values = [value for _, value in choices]
@@ -690,7 +696,8 @@ def build_app(arena: Arena) -> gr.Blocks:
         export_inputs = [fmt, rule, k, max_negatives, export_annotator, since, until, agreement_only, mined]
         preview_button.click(lambda *o: export_preview(arena, *o), export_inputs, export_summary, api_visibility="private")
 
-        def on_export(fmt, rule, k, max_negatives, annotator, since, until, agreement, mined):
+        # Defaults of None make the empty text boxes optional for API clients (`Client.predict(api_name="/export")`).
+        def on_export(fmt, rule, k, max_negatives, annotator=None, since=None, until=None, agreement=False, mined=False):
             """Export the stored judgments as hard-negative training data (zip or parquet file)."""
             return export_file(arena, fmt, rule, k, max_negatives, annotator, since, until, agreement, mined)
 
@@ -728,11 +735,11 @@ def build_app(arena: Arena) -> gr.Blocks:
     return demo
 
 
-def _pick_latest(arena: Arena, data: dict):
+def _pick_latest(arena: Arena, data: dict, annotator: str | None = None):
     """After ranking, the Annotate tab opens on that query."""
     if not data or data.get("query_id") is None:
         return gr.update(), 0
-    return gr.update(choices=query_choices(arena, None), value=data["query_id"]), 0
+    return gr.update(choices=query_choices(arena, (annotator or "").strip() or None), value=data["query_id"]), 0
 
 
 def _read_guidelines(arena: Arena) -> str:

@@ -1,0 +1,227 @@
+"""The launched app through its named API (`gradio_client`), as researchers script it.
+
+One real `python app.py` per module on the tiny random checkpoints (CPU, float32), with its own
+database. Scores the app returns are compared with what `load_reranker` computes in this
+process for the same pages: both load the same checkpoints through the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from reranker.documents import load_files
+
+from .app_server import SAMPLES, app_server_fixture, sample_pdf
+
+app_server = app_server_fixture()
+
+A, B = "qwen3-vl-reranker-2b", "qwen3-reranker-mm-2b"
+QUERY = "Which region of the SUC2 frequency plot leads to extinction?"
+IMAGES = [SAMPLES / f"doc_{n}.jpg" for n in (9, 4, 1, 6)]
+
+
+@pytest.fixture(scope="module")
+def client(app_server, tmp_path_factory):
+    from gradio_client import Client
+
+    return Client(app_server.url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+
+
+@pytest.fixture(scope="module")
+def upload(tmp_path_factory) -> list[Path]:
+    """Four sample images and a two-page PDF made from two others: six pages."""
+    return [*IMAGES, sample_pdf(tmp_path_factory.mktemp("pdf") / "two pages.pdf", numbers=(0, 3))]
+
+
+@pytest.fixture(scope="module")
+def ranked(client, upload) -> dict:
+    """The README's client snippet: files + query, api_name="/rank"."""
+    from gradio_client import handle_file
+
+    return client.predict(files=[handle_file(str(path)) for path in upload], query=QUERY, api_name="/rank")
+
+
+def test_named_endpoints_are_public(client):
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/rank", "/judge", "/undo", "/export", "/evaluate"} <= set(endpoints)
+    rank_parameters = [p["parameter_name"] for p in endpoints["/rank"]["parameters"]]
+    assert rank_parameters[:2] == ["files", "query"]
+    # Everything but files and query is optional for a client.
+    assert all(p["parameter_has_default"] for p in endpoints["/rank"]["parameters"][2:])
+    assert all(p["parameter_has_default"] for p in endpoints["/export"]["parameters"])
+
+
+def test_rank_returns_both_rankings_over_every_page(ranked, upload):
+    pages = ranked["pages"]
+    assert len(pages) == len(IMAGES) + 2
+    assert [p["source"] for p in pages] == [path.name for path in IMAGES] + ["two pages.pdf"] * 2
+    assert [p["page_number"] for p in pages[-2:]] == [1, 2]
+    assert ranked["query"] == QUERY
+    assert isinstance(ranked["query_id"], int)
+    assert ranked["problems"] == []
+    assert set(ranked["models"]) == {A, B}
+    for key, model in ranked["models"].items():
+        assert model["error"] is None, model["error"]
+        assert len(model["scores"]) == len(pages)
+        ranking = model["ranking"]
+        assert [entry["rank"] for entry in ranking] == list(range(1, len(pages) + 1))
+        assert sorted(entry["page"] for entry in ranking) == list(range(len(pages))), "every page exactly once"
+        scores = [entry["score"] for entry in ranking]
+        assert scores == sorted(scores, reverse=True), f"{key} is not sorted by its own scores"
+        for entry in ranking:
+            page = pages[entry["page"]]
+            assert entry["score"] == model["scores"][entry["page"]]
+            assert (entry["content_hash"], entry["source"], entry["page_number"]) == (
+                page["content_hash"], page["source"], page["page_number"])
+            assert 0.0 <= entry["score"] <= 1.0
+    assert ranked["agreement"] is not None and -1.0 <= ranked["agreement"]["kendall_tau"] <= 1.0
+
+
+def test_rank_scores_equal_direct_scoring(ranked, upload, tiny_rerankers):
+    """The app's P(yes) equals load_reranker(...).score(...) on the same pages (CPU float32)."""
+    loaded = load_files([str(path) for path in upload])
+    assert not loaded.problems
+    by_hash = {page.content_hash: page for page in loaded.pages}
+    pages = [by_hash[page["content_hash"]] for page in ranked["pages"]]  # the response's page order
+    assert [(p.source, p.page_number) for p in pages] == [(p["source"], p["page_number"]) for p in ranked["pages"]]
+    for key, reranker in tiny_rerankers.items():
+        expected = reranker.score(QUERY, pages)
+        got = ranked["models"][key]["scores"]
+        assert got == pytest.approx(expected, abs=1e-5), key
+
+
+def test_bad_files_are_reported_and_good_ones_still_ranked(client, tmp_path):
+    from gradio_client import handle_file
+
+    garbage = tmp_path / "garbage.pdf"
+    garbage.write_bytes(os.urandom(4096))
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    result = client.predict(
+        files=[handle_file(str(SAMPLES / "doc_2.jpg")), handle_file(str(garbage)), handle_file(str(empty))],
+        query="a query about bad uploads", api_name="/rank",
+    )
+    assert [p["source"] for p in result["pages"]] == ["doc_2.jpg"]
+    for model in result["models"].values():
+        assert model["error"] is None
+        assert [entry["source"] for entry in model["ranking"]] == ["doc_2.jpg"]
+    problems = result["problems"]
+    assert len(problems) == 2
+    assert any(problem.startswith("garbage.pdf:") for problem in problems), problems
+    assert any(problem.startswith("empty.png:") and "empty" in problem.split(":", 1)[1] for problem in problems), problems
+
+
+@pytest.mark.parametrize("query", ["", "   \n "])
+def test_empty_query_is_a_clear_error(client, query):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="query is empty"):
+        client.predict(files=[handle_file(str(SAMPLES / "doc_2.jpg"))], query=query, api_name="/rank")
+
+
+def test_no_files_is_a_clear_error(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="Upload at least one"):
+        client.predict(files=[], query="anything", api_name="/rank")
+
+
+def test_judge_and_undo(client, ranked):
+    from gradio_client.exceptions import AppError
+
+    query_id, total = ranked["query_id"], len(ranked["pages"])
+    first, second = (entry["content_hash"] for entry in ranked["models"][A]["ranking"][:2])
+    annotator = "judge-undo-tester"
+
+    result = client.predict(query_id=query_id, page_hash=first, annotator=annotator, label="relevant", api_name="/judge")
+    assert result == dict(query_id=query_id, page_hash=first, annotator=annotator, label="relevant", judged=1, total=total)
+    result = client.predict(query_id, second, annotator, "not_relevant", api_name="/judge")  # positional, too
+    assert (result["judged"], result["total"]) == (2, total)
+    # Relabelling a judged page does not count it twice.
+    result = client.predict(query_id=query_id, page_hash=second, annotator=annotator, label="skip", api_name="/judge")
+    assert (result["label"], result["judged"]) == ("skip", 2)
+
+    undone = client.predict(query_id=query_id, annotator=annotator, api_name="/undo")
+    assert undone["undone"] == dict(page_hash=second, undone_label="skip", restored_label="not_relevant")
+    assert undone["judged"] == 2
+    undone = client.predict(query_id=query_id, annotator=annotator, api_name="/undo")
+    assert undone["undone"] == dict(page_hash=second, undone_label="not_relevant", restored_label=None)
+    assert (undone["judged"], undone["total"]) == (1, total)
+    undone = client.predict(query_id=query_id, annotator=annotator, api_name="/undo")
+    assert undone["undone"]["page_hash"] == first and undone["judged"] == 0
+    assert client.predict(query_id=query_id, annotator=annotator, api_name="/undo")["undone"] is None
+
+    with pytest.raises(AppError, match="label must be one of"):
+        client.predict(query_id=query_id, page_hash=first, annotator=annotator, label="maybe", api_name="/judge")
+    with pytest.raises(AppError, match="Enter your name"):
+        client.predict(query_id=query_id, page_hash=first, annotator="  ", label="relevant", api_name="/judge")
+    with pytest.raises(AppError, match="not ranked for query"):
+        client.predict(query_id=query_id, page_hash="0" * 64, annotator=annotator, label="relevant", api_name="/judge")
+
+
+def test_export_and_evaluate_follow_the_judgments(client, ranked, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    query_id, ranking = ranked["query_id"], ranked["models"][A]["ranking"]
+    annotator = "export-tester"
+    with pytest.raises(AppError, match="(?i)nothing to export"):
+        client.predict(fmt="pointwise", annotator=annotator, api_name="/export")
+
+    labels = {ranking[0]["content_hash"]: "relevant", ranking[1]["content_hash"]: "not_relevant",
+              ranking[-1]["content_hash"]: "relevant"}
+    for page_hash, label in labels.items():
+        client.predict(query_id=query_id, page_hash=page_hash, annotator=annotator, label=label, api_name="/judge")
+
+    path = client.predict(fmt="pointwise", annotator=annotator, api_name="/export")
+    assert Path(path).name == "arena-pointwise.zip"
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        rows = [json.loads(line) for line in archive.read("metadata.jsonl").decode().splitlines()]
+        assert {row["page_hash"]: row["judgment"] for row in rows if row["query_id"] == query_id} == labels
+        for row in rows:
+            assert row["file_name"] in names  # the images travel inside the zip
+            assert row["annotators"] == [annotator]
+    # The README's snippet: only the format, the rest defaults (all annotators).
+    assert Path(client.predict(fmt="flagembedding", api_name="/export")).suffix == ".zip"
+
+    evaluation = client.predict(annotator=annotator, api_name="/evaluate")
+    assert evaluation["annotator"] == annotator
+    for key in (A, B):
+        summary = evaluation["models"][key]["summary"]
+        assert summary["n_queries"] == 1
+        for metric in ("ndcg@5", "mrr", "recall@5", "map"):
+            assert 0.0 <= summary[metric] <= 1.0, (key, metric)
+        row = next(r for r in evaluation["models"][key]["rows"] if r["query_id"] == query_id)
+        assert (row["n_judged"], row["n_relevant"]) == (3, 2)
+    # Model A's ranking put a relevant page first: its reciprocal rank is 1.
+    assert evaluation["models"][A]["summary"]["mrr"] == 1.0
+    assert evaluation["queries"][str(query_id)] == QUERY
+    majority = client.predict(api_name="/evaluate")  # no annotator: the majority vote
+    assert majority["annotator"] is None and majority["models"][A]["summary"]["n_queries"] >= 1
+
+
+def test_readme_snippet_runs(app_server, upload, tmp_path):
+    """The README's client snippet, verbatim in shape (a fresh Client, keyword arguments)."""
+    from gradio_client import Client, handle_file
+
+    client = Client(app_server.url, verbose=False, download_files=str(tmp_path))
+    result = client.predict(files=[handle_file(str(upload[0])), handle_file(str(upload[-1]))],
+                            query="What was the 2023 revenue?", api_name="/rank")
+    lines = [
+        f'{model["label"]} {[(e["rank"], round(e["score"], 3), e["source"], e["page_number"]) for e in model["ranking"]]}'
+        for model in result["models"].values()
+    ]
+    assert len(lines) == 2 and all(re.search(r"\(1, [01]\.\d+, '", line) for line in lines)
+    best = result["models"][A]["ranking"][0]
+    judged = client.predict(query_id=result["query_id"], page_hash=best["content_hash"], annotator="alice",
+                            label="relevant", api_name="/judge")
+    assert judged["judged"] == 1 and judged["total"] == 3
+    path = client.predict(fmt="pointwise", api_name="/export")
+    assert zipfile.is_zipfile(path)

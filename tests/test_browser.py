@@ -1,0 +1,202 @@
+"""The launched app in a real browser (Playwright driving Debian's Chromium).
+
+Ranks an uploaded PDF and reads both galleries, checks that user text and file names render as
+text, and annotates with the keyboard only, across a reload (the annotator's name lives in the
+browser's localStorage through gr.BrowserState).
+
+`UPDATE_SCREENSHOT=1 pytest tests/test_browser.py` also writes docs/screenshot.png (the README's).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .app_server import ROOT, SAMPLES, app_server_fixture, sample_pdf
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)", allow_module_level=True)
+
+from playwright.sync_api import expect  # noqa: E402
+
+app_server = app_server_fixture()
+
+TIMEOUT_MS = 60_000  # ranking on a busy 2-core machine; everything else takes far less
+expect.set_options(timeout=20_000)  # expect()'s own default is 5 s: too tight for a loaded CI machine
+CAPTION = re.compile(r"^#(\d+) · P\(yes\) (\d\.\d{3}) · ")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, app_server):
+    """A fresh browser context (empty localStorage) on the app; requests leave only to the app."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    context.route(re.compile(r"^(?!https?://127\.0\.0\.1[:/]|data:|blob:)"), lambda route: route.abort())
+    page = context.new_page()
+    page.dialogs = []  # any alert()/confirm() would be an injected script
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(app_server.url)
+    expect(page.locator("#rank-button")).to_be_visible()
+    yield page
+    context.close()
+
+
+def rank(page, files, query: str) -> None:
+    """Upload, type the query, press Rank and wait for both galleries."""
+    page.locator("#uploads input[type=file]").set_input_files(files)
+    # The upload finished when the file list shows (before that, Rank would see no files).
+    expect(page.locator("#uploads table, #uploads .file-preview").first).to_be_visible()
+    page.locator("#query textarea, #query input").first.fill(query)
+    page.get_by_role("button", name="Rank", exact=True).click()
+    for gallery in ("#gallery-a", "#gallery-b"):
+        expect(page.locator(f"{gallery} .caption-label").first).to_be_visible(timeout=TIMEOUT_MS)
+
+
+def captions(page, gallery: str) -> list[str]:
+    return page.locator(f"{gallery} .caption-label").all_inner_texts()
+
+
+def test_rank_a_pdf_shows_both_galleries_in_score_order(page, tmp_path):
+    pdf = sample_pdf(tmp_path / "three-pages.pdf", numbers=(9, 4, 1))
+    rank(page, str(pdf), "Which region of the SUC2 frequency plot leads to extinction?")
+    for gallery in ("#gallery-a", "#gallery-b"):
+        expect(page.locator(f"{gallery} .caption-label")).to_have_count(3)
+        texts = captions(page, gallery)
+        matches = [CAPTION.match(text) for text in texts]
+        assert all(matches), texts
+        assert [int(m.group(1)) for m in matches] == [1, 2, 3], texts
+        scores = [float(m.group(2)) for m in matches]
+        assert scores == sorted(scores, reverse=True), texts
+        assert all(0.0 <= score <= 1.0 for score in scores)
+        assert sorted(re.search(r"three-pages\.pdf · p\.(\d)", text).group(1) for text in texts) == ["1", "2", "3"]
+    expect(page.locator("#header-a")).to_contain_text("3 pages in")
+    expect(page.locator("#header-b")).to_contain_text("3 pages in")
+    expect(page.locator("#rank-status")).to_contain_text("3 page(s)")
+
+    # Thumbnails are lazy: bring them into view and wait until every one has decoded.
+    page.locator("#gallery-b").scroll_into_view_if_needed()
+    page.wait_for_function(
+        """() => { const images = [...document.querySelectorAll('#gallery-a img, #gallery-b img')];
+                   return images.length === 6 && images.every(i => i.complete && i.naturalWidth > 0); }"""
+    )
+    page.evaluate("window.scrollTo(0, 0)")
+    shot = tmp_path / "rank.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("UPDATE_SCREENSHOT") == "1":
+        target = ROOT / "docs" / "screenshot.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, target)
+    assert page.dialogs == []
+
+
+def test_user_text_and_file_names_render_as_text(page, tmp_path):
+    payload = sample_pdf(tmp_path / "any.pdf", numbers=(2,)).read_bytes()
+    query = "<img src=x onerror=alert(1)>"
+    rank(page, [{"name": "<b>x</b>.pdf", "mimeType": "application/pdf", "buffer": payload}], query)
+
+    status = page.locator("#rank-status")
+    expect(status).to_contain_text(f"Query: {query}")
+    # The name as the browser holds it, shown as text by the upload list.
+    expect(page.locator("#uploads")).to_contain_text("<b>x</b>")
+    areas = "#rank-status, #header-a, #header-b, #gallery-a, #gallery-b, #agreement, #uploads"
+    assert page.locator(", ".join(f"{area} b" for area in areas.split(", "))).count() == 0
+    assert page.locator("#rank-status img").count() == 0
+
+    # The Annotate tab shows the same query (the newest ranking) as text too.
+    page.get_by_role("tab", name="Annotate", exact=True).click()
+    expect(page.locator("#annotate-info")).to_contain_text(query)
+    assert page.locator("#annotate-info img, #annotate-info b").count() == 0
+    expect(page.locator("#query-pick input")).to_have_value(re.compile("^" + re.escape(query)))
+
+    # Nowhere on the page did the payload become markup or run.
+    assert page.evaluate("document.querySelectorAll('img[onerror], img[src=\"x\"]').length") == 0
+    assert page.dialogs == []
+
+
+def test_annotate_with_the_keyboard_survives_a_reload(page, app_server):
+    from gradio_client import Client, handle_file
+
+    from reranker.store import Store
+
+    # A ranking to annotate, made through the API (the browser test above covers the Rank tab).
+    query = "keyboard annotation query"
+    files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (3, 5, 7, 8)]
+    ranked = Client(app_server.url, verbose=False).predict(files=files, query=query, api_name="/rank")
+    query_id, total = ranked["query_id"], len(ranked["pages"])
+    assert total == 4
+    store = Store(app_server.db_path)
+
+    def labels(annotator: str | None = None) -> dict[tuple[str, str], str]:
+        """(annotator, page hash) → current label on this query, everyone's or one annotator's."""
+        return {(j.annotator, j.page_hash): j.label for j in store.current_judgments(query_id=query_id, annotator=annotator)}
+
+    page.reload()  # the query list is filled on page load
+    page.get_by_role("tab", name="Annotate", exact=True).click()
+    name_box = page.locator("#annotator input")
+    progress = page.locator("#annotate-progress")
+    # Typed key by key: its "r"s must go into the name, not record judgments.
+    name_box.click()
+    name_box.press_sequentially("rater r")
+    expect(name_box).to_have_value("rater r")
+    name_box.press("r")
+    name_box.press("Backspace")
+    name_box.press("Backspace")
+    name_box.press("Backspace")
+    expect(name_box).to_have_value("rater")
+    page.locator("#annotate-info").click()  # blur: the name is saved in the browser, the view follows
+    expect(progress).to_contain_text("judged by rater")
+    page.locator("#query-pick input").click()
+    page.get_by_role("option", name=f"{query} — 0/4 judged", exact=True).click()
+    expect(progress).to_have_text("0/4 judged by rater")
+    expect(page.locator("#annotate-info")).to_contain_text(query)
+    assert labels() == {}, "keys typed into the name box recorded judgments"
+
+    # Keyboard only, focus on the page body (not in a text field).
+    page.locator("#annotate-info").click()
+    assert page.evaluate("document.activeElement.tagName") not in ("INPUT", "TEXTAREA", "SELECT")
+    for done, key in enumerate("rns", start=1):
+        page.keyboard.press(key)
+        expect(progress).to_have_text(f"{done}/4 judged by rater")
+    assert sorted(labels("rater").values()) == ["not_relevant", "relevant", "skip"]
+
+    page.reload()
+    expect(page.locator("#rank-button")).to_be_visible()
+    page.get_by_role("tab", name="Annotate", exact=True).click()
+    expect(name_box).to_have_value("rater")
+    expect(progress).to_have_text("3/4 judged by rater")
+    expect(page.locator("#annotate-info")).to_contain_text(query)
+
+    # "r" typed into the name box after the reload: still text, still three judgments.
+    name_box.click()
+    name_box.press("End")
+    name_box.press("r")
+    expect(name_box).to_have_value("raterr")
+    name_box.press("Backspace")
+    page.locator("#annotate-info").click()
+    # A judgment from that "r" would have been sent before this navigation and moved the count.
+    info = page.locator("#annotate-info").inner_text()
+    page.locator("#nav-next").click()
+    expect(page.locator("#annotate-info")).not_to_have_text(info)
+    expect(progress).to_have_text("3/4 judged by rater")
+    assert sorted(labels("rater").values()) == ["not_relevant", "relevant", "skip"]
+    assert {annotator for annotator, _ in labels()} == {"rater"}
+    store.close()
+    assert page.dialogs == []
