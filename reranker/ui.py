@@ -69,9 +69,10 @@ def device_note() -> str:
     if torch.cuda.is_available():
         return f"Running on {escape(torch.cuda.get_device_name(0))}."
     return (
-        "**No GPU on this machine**: each 2B model needs tens of seconds per page on a CPU at the "
-        "default image budget (see docs/benchmarks.md). Lower the image budget under *Settings* to "
-        "go faster, or run the app on a GPU."
+        "**No GPU on this machine.** On 2 CPU cores each 2B model needs about 70 s per page at "
+        "Qwen3-VL-Reranker's default budget (1280 visual tokens), 35 s at 551 tokens and 18 s at "
+        "256 (docs/benchmarks.md). Lower the image budgets under *Instruction and settings* to go "
+        "faster, or run the app on a GPU."
     )
 
 
@@ -216,6 +217,7 @@ def show_ranking(arena: Arena, data: dict):
             continue
         rate = model["pages_per_second"]
         header += f"{len(model['ranking'])} pages in {model['seconds']:.2f} s" + (f" · {rate:.1f} pages/s" if rate else "")
+        header += f"  \n*other* = the page's rank under {escape(get_spec(other).label)}"
         items = []
         for entry in model["ranking"]:
             caption = f"#{entry['rank']} · P(yes) {entry['score']:.3f} · {page_label(pages[entry['page']])}"
@@ -223,7 +225,7 @@ def show_ranking(arena: Arena, data: dict):
             if other_rank is not None:
                 shift = other_rank - entry["rank"]
                 arrow = "=" if shift == 0 else (f"↓{shift}" if shift > 0 else f"↑{-shift}")
-                caption += f" · {get_spec(other).label}: #{other_rank} ({arrow})"
+                caption += f" · other: #{other_rank} ({arrow})"
             items.append((arena.image_path(entry["content_hash"], 512), caption))
         columns += [header, items]
     status = [f"**Query:** {escape(data['query'])}"]
@@ -401,19 +403,8 @@ def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: i
 
     options = export_options(fmt, rule, k, max_negatives, annotator, since, until, agreement, mined)
     folder = Path(tempfile.mkdtemp(dir=arena.cache_dir, prefix="export-"))
-    prompts = {}
-
-    def prompt_for(query: str, instruction: str | None) -> str:
-        # The exact prompt Qwen3-VL-Reranker saw (needs the processor's chat template: the model).
-        if A_KEY not in prompts:
-            try:
-                prompts[A_KEY] = arena.pool.get(A_KEY)
-            except ranking.ModelUnavailable:
-                prompts[A_KEY] = None
-        return prompts[A_KEY].prompt(query, instruction) if prompts[A_KEY] else ""
-
     try:
-        path = export(arena.store, options, folder / default_filename(options), prompt_for=prompt_for)
+        path = export(arena.store, options, folder / default_filename(options))
     except (NothingToExportError, ValueError) as error:
         raise gr.Error(str(error)) from None
     return str(path)
@@ -498,8 +489,10 @@ def build_app(arena: Arena) -> gr.Blocks:
         ranking_state = gr.JSON(visible=False)
         # Remembered by the browser. Outside the tabs: a hidden tab's components are not mounted at page
         # load, so a BrowserState inside the Annotate tab would reach demo.load as its default value.
-        saved_name = gr.BrowserState("", storage_key="rerank-arena-annotator")
-        saved_query = gr.BrowserState(None, storage_key="rerank-arena-query")
+        # A fixed secret: the default is random per start, and a Space restarts often.
+        secret = os.environ.get("RERANKER_BROWSER_SECRET", "rerank-arena")
+        saved_name = gr.BrowserState("", storage_key="rerank-arena-annotator", secret=secret)
+        saved_query = gr.BrowserState(None, storage_key="rerank-arena-query", secret=secret)
         with gr.Tabs():
             with gr.Tab("Rank", id="rank"):
                 with gr.Row():
@@ -529,7 +522,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                                                allow_preview=False, elem_id="gallery-b")
                 with gr.Row():
                     with gr.Column(scale=3):
-                        detail_image = gr.Image(label="Selected page", type="filepath", interactive=False, height=640)
+                        detail_image = gr.Image(label="Selected page", type="filepath", interactive=False, height=520)
                     with gr.Column(scale=2):
                         detail_text = gr.Markdown("Click a page to see it large with both scores.")
                         agreement = gr.Markdown(elem_id="agreement")
