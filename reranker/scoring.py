@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 from .imaging import image_hash, resize_to_budget
-from .models import IMAGE_PLACEHOLDER, ModelSpec, chat_messages, get_spec, weights_location
+from .models import ModelSpec, chat_messages, get_spec, weights_location
 
 logger = logging.getLogger(__name__)
 

@@ -269,7 +269,7 @@ def select_page(arena: Arena, data: dict, key: str, evt: gr.SelectData):
     entry = data["models"][key]["ranking"][evt.index]
     page = data["pages"][entry["page"]]
     lines = [f"**{escape(page_label(page))}**"]
-    for other_key, model in data["models"].items():
+    for model in data["models"].values():
         if model["scores"] is None:
             continue
         rank = next(e["rank"] for e in model["ranking"] if e["page"] == entry["page"])

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from reranker import metrics
+from reranker.documents import Page
 from reranker.cli import main
 from reranker.evaluate import FIRST_STAGE, MODEL_A, MODEL_B, blog_label, evaluate_store
 
@@ -199,23 +199,13 @@ def test_benchmark_input_errors_are_messages_not_tracebacks(tmp_path, monkeypatc
 # --------------------------------------------------------------------------- store
 
 
-@dataclass
-class FakePage:  # the attributes Store.save_ranking reads from reranker.documents.Page
-    content_hash: str
-    image: Image.Image
-    source: str
-    page_number: int
-    document_hash: str | None = None
-    kind: str = "image"
-
-
-def _pages(start: int, count: int) -> list[FakePage]:
+def _pages(start: int, count: int) -> list[Page]:
     from reranker.imaging import image_hash
 
     pages = []
     for n in range(start, start + count):
         image = Image.new("RGB", (8, 8), (n * 15, 255 - n * 15, 7))
-        pages.append(FakePage(image_hash(image), image, f"p{n}.png", 1))
+        pages.append(Page(image_hash(image), image, f"p{n}.png", 1, None, "image"))
     return pages
 
 

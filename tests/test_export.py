@@ -8,7 +8,6 @@ import json
 import random
 import re
 import zipfile
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from reranker.export import (
     preview,
     select,
 )
+from reranker.documents import Page
 from reranker.imaging import image_hash
 from reranker.store import NOT_RELEVANT, RELEVANT, SKIP, Store
 
@@ -33,23 +33,13 @@ A, B = "qwen3-vl-reranker-2b", "qwen3-reranker-mm-2b"
 FORMATS = ("pointwise", "sentence-transformers", "flagembedding", "parquet")
 
 
-@dataclass
-class FakePage:  # the attributes reranker.documents.Page has
-    content_hash: str
-    image: Image.Image
-    source: str
-    page_number: int
-    document_hash: str | None
-    kind: str = "pdf"
-
-
-def make_pages(names: list[str], source: str, seed: int) -> dict[str, FakePage]:
+def make_pages(names: list[str], source: str, seed: int) -> dict[str, Page]:
     rng = random.Random(seed)
     document_hash = hashlib.sha256(source.encode()).hexdigest()
     pages = {}
     for number, name in enumerate(names, 1):
         image = Image.frombytes("RGB", (10, 7), rng.randbytes(10 * 7 * 3))
-        pages[name] = FakePage(image_hash(image), image, source, number, document_hash)
+        pages[name] = Page(image_hash(image), image, source, number, document_hash, "pdf")
     return pages
 
 
@@ -121,7 +111,7 @@ def arena(tmp_path: Path, clock: Clock):
     store.close()
 
 
-def names(pages: dict[str, FakePage], examples) -> list[str]:
+def names(pages: dict[str, Page], examples) -> list[str]:
     by_hash = {p.content_hash: n for n, p in pages.items()}
     return [by_hash[e.page_hash] for e in examples]
 

@@ -284,6 +284,7 @@ def test_environment_variables_point_at_local_weights(monkeypatch, tiny_checkpoi
     )
 
 
+@pytest.mark.filterwarnings("ignore:Found missing adapter keys")  # peft warns; we must fail
 def test_an_adapter_that_does_not_land_fails_loudly(tiny_checkpoints, tmp_path):
     """A renamed tensor (as a transformers rename of a module would cause) must not load silently."""
     import shutil

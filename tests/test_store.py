@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from reranker import store as store_module
+from reranker.documents import Page
 from reranker.imaging import image_hash
 from reranker.store import (
     NOT_RELEVANT,
@@ -39,16 +40,6 @@ import store_writer  # noqa: E402
 
 
 @dataclass
-class FakePage:  # the attributes reranker.documents.Page has
-    content_hash: str
-    image: Image.Image
-    source: str
-    page_number: int
-    document_hash: str | None
-    kind: str = "pdf"
-
-
-@dataclass
 class FakeDocument:
     content_hash: str
     name: str
@@ -56,13 +47,13 @@ class FakeDocument:
     page_count: int
 
 
-def make_pages(count: int, source: str = "report.pdf", seed: int = 0, size=(12, 9)) -> list[FakePage]:
+def make_pages(count: int, source: str = "report.pdf", seed: int = 0, size=(12, 9)) -> list[Page]:
     rng = random.Random(seed)
     document_hash = hashlib.sha256(f"{source}:{seed}".encode()).hexdigest()
     pages = []
     for number in range(1, count + 1):
         image = Image.frombytes("RGB", size, rng.randbytes(size[0] * size[1] * 3))
-        pages.append(FakePage(image_hash(image), image, source, number, document_hash))
+        pages.append(Page(image_hash(image), image, source, number, document_hash, "pdf"))
     return pages
 
 
@@ -77,7 +68,7 @@ def store(db_path: Path):
         yield s
 
 
-def ranked(store: Store, pages: list[FakePage], query: str = "where is the revenue table?") -> int:
+def ranked(store: Store, pages: list[Page], query: str = "where is the revenue table?") -> int:
     n = len(pages)
     return store.save_ranking(
         query,
@@ -387,7 +378,7 @@ def test_save_ranking_rejects_bad_input(store: Store):
     with pytest.raises(ValueError, match="empty"):
         store.save_ranking("  ", None, pages)
     with pytest.raises(ValueError, match="content hash"):
-        store.save_ranking("q", None, [FakePage("../evil", pages[0].image, "x", 1, None)])
+        store.save_ranking("q", None, [Page("../evil", pages[0].image, "x", 1, None, "image")])
     with pytest.raises(ValueError, match="finite"):
         store.save_ranking("q", None, pages, scores={"model-a": [0.1, float("nan")]})
     assert store.list_queries() == []  # nothing half-written
