@@ -1,0 +1,116 @@
+"""The UI's view functions on a real store, without a browser: what each tab shows."""
+
+from __future__ import annotations
+
+import pytest
+
+from reranker import ranking, ui
+from reranker.store import Store
+
+A, B = ui.A_KEY, ui.B_KEY
+QUERY = "Which region of the SUC2 frequency plot leads to extinction?"
+
+
+@pytest.fixture
+def arena(tmp_path, tiny_rerankers):
+    pool = ranking.ModelPool(loader=lambda key: tiny_rerankers[key])
+    return ui.Arena(pool, Store(tmp_path / "arena.db"), tmp_path / "cache")
+
+
+@pytest.fixture
+def ranked(arena):
+    from .bad_inputs import SAMPLE_PAGES
+
+    files = [str(path) for path in SAMPLE_PAGES[:4]]
+    return ui.rank_pages(arena, files, QUERY, None, None, None, None)
+
+
+def test_ranking_view_escapes_what_users_typed_or_named(arena, tiny_rerankers, tmp_path):
+    from .bad_inputs import SAMPLE_PAGES
+
+    evil = tmp_path / "<img src=x onerror=alert(1)>.jpg"
+    evil.write_bytes(SAMPLE_PAGES[0].read_bytes())
+    data = ui.rank_pages(arena, [str(evil)], "<script>alert(1)</script> *bold* [x](javascript:y)", None, None, None, None)
+    status, header_a, gallery_a, header_b, gallery_b, agreement, scatter = ui.show_ranking(arena, data)
+    for text in (status, header_a, header_b):
+        assert "<script>" not in text and "<img" not in text
+    assert "&lt;script&gt;" in status and "\\*bold\\*" in status and "\\[x\\]" in status
+    assert len(gallery_a) == 1 and gallery_a[0][1].startswith("#1 · P(yes) ")
+
+
+def test_ranking_view_captions_follow_each_models_order(arena, ranked):
+    _, _, gallery_a, _, gallery_b, agreement, scatter = ui.show_ranking(arena, ranked)
+    for gallery, key in ((gallery_a, A), (gallery_b, B)):
+        scores = [float(caption.split("P(yes) ")[1].split(" ")[0]) for _, caption in gallery]
+        assert scores == sorted(scores, reverse=True) and len(scores) == 4
+        assert all(" · other: #" in caption for _, caption in gallery)
+    assert "Kendall τ" in agreement and list(scatter.columns) == ["Qwen3-VL-Reranker-2B", "Qwen3RerankerMM-2B", "page"]
+
+
+def test_a_failed_model_column_says_why(arena, ranked):
+    ranked["models"][B].update(error="Could not load Qwen3RerankerMM-2B: offline", scores=None, ranking=[])
+    ranked["agreement"] = None
+    _, header_a, gallery_a, header_b, gallery_b, _, _ = ui.show_ranking(arena, ranked)
+    assert "Unavailable" in header_b and "offline" in header_b and gallery_b == []
+    assert len(gallery_a) == 4
+
+
+def test_budget_sliders_keep_each_models_default_exact():
+    assert ui.budget_pixels(B, 551) == 564_480  # the card's 720·28·28, not 551·32·32
+    assert ui.budget_pixels(A, 1280) == 1280 * 32 * 32
+    assert ui.budget_pixels(A, 1800) == 1800 * 32 * 32 and ui.budget_pixels(B, 256) == 256 * 32 * 32
+
+
+def test_most_informative_order_puts_disagreements_first(arena, ranked):
+    pages = arena.store.query_pages(ranked["query_id"])
+    ordered = ui.page_order(pages, ui.ORDERS[0])
+    gaps = [abs(p.ranks[A] - p.ranks[B]) for p in ordered]
+    assert gaps == sorted(gaps, reverse=True)
+    by_a = ui.page_order(pages, ui.ORDERS[1])
+    assert [p.ranks[A] for p in by_a] == [1, 2, 3, 4]
+
+
+def test_annotating_moves_to_the_next_unjudged_page_and_counts_progress(arena, ranked):
+    query_id = ranked["query_id"]
+    image, info, progress, _, page_hash, total = ui.annotate_view(arena, query_id, "ann", ui.ORDERS[3], 0)
+    assert total == 4 and "0/4 judged" in progress and "current label: **Unjudged**" in info
+    ui.judge(arena, query_id, page_hash, "ann", "relevant")
+    assert ui.next_position(arena, query_id, "ann", ui.ORDERS[3], 0) == 1
+    _, info, progress, *_ = ui.annotate_view(arena, query_id, "ann", ui.ORDERS[3], 0)
+    assert "1/4 judged" in progress and "current label: **Relevant**" in info
+    with pytest.raises(Exception, match="Enter your name"):
+        ui.judge(arena, query_id, page_hash, "  ", "relevant")
+    with pytest.raises(Exception, match="label must be"):
+        ui.judge(arena, query_id, page_hash, "ann", "maybe")
+
+
+def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
+    query_id = ranked["query_id"]
+    order_a = [entry["content_hash"] for entry in ranked["models"][A]["ranking"]]
+    # The page A ranks last is the relevant one, so A's top pages are its "hardest mistakes".
+    for annotator in ("ann", "bob"):
+        for page_hash in order_a:
+            label = "relevant" if page_hash == order_a[-1] else "not_relevant"
+            ui.judge(arena, query_id, page_hash, annotator, label)
+    summary, bars, per_query, notes, mistakes_a, mistakes_b = ui.evaluate_view(arena, "Majority vote")
+    assert set(summary["model"]) == {"Qwen3-VL-Reranker-2B", "Qwen3RerankerMM-2B"}
+    row_a = summary.set_index("model").loc["Qwen3-VL-Reranker-2B"]
+    assert row_a["mrr"] == pytest.approx(0.25) and row_a["queries"] == 1
+    assert set(bars["metric"]) >= {"ndcg@5", "ndcg_blog@5", "mrr"} and len(per_query) == 2
+    assert "Cohen's κ ann vs bob" in notes and "ndcg_blog@5" in notes
+    assert len(mistakes_a) == 3 and all(caption.startswith("#") for _, caption in mistakes_a)
+    with pytest.raises(Exception, match="no judgments by"):
+        ui.evaluate_view(arena, "nobody")
+
+
+def test_export_tab_previews_and_writes_a_file(arena, ranked):
+    from pathlib import Path
+
+    query_id = ranked["query_id"]
+    hashes = [entry["content_hash"] for entry in ranked["models"][A]["ranking"]]
+    ui.judge(arena, query_id, hashes[0], "ann", "relevant")
+    ui.judge(arena, query_id, hashes[1], "ann", "not_relevant")
+    options = ("flagembedding", "either", 5, 10, "", "", "", False, False)
+    assert "positives       1" in ui.export_preview(arena, *options)
+    path = Path(ui.export_file(arena, *options))
+    assert path.exists() and path.suffix == ".zip" and path.is_relative_to(arena.cache_dir)
