@@ -429,8 +429,12 @@ def evaluate_view(arena: Arena, annotator: str | None):
                               "query": evaluation.queries.get(row["query_id"], row["query_id"]),
                               **{name: _round(value) for name, value in row.items() if name != "query_id"}})
     summary = pd.DataFrame(summary_rows)
-    bars = summary.melt(id_vars=["model"], value_vars=[c for c in ("ndcg@5", "ndcg_blog@5", "mrr", "recall@5", "map") if c in summary],
-                        var_name="metric", value_name="value") if not summary.empty else None
+    bars = None
+    if not summary.empty:
+        # One bar per (metric, model): BarPlot has no grouping, so the category holds both.
+        bars = summary.melt(id_vars=["model"], value_vars=[c for c in ("ndcg@5", "ndcg_blog@5", "mrr", "recall@5", "map") if c in summary],
+                            var_name="metric", value_name="value")
+        bars["bar"] = bars["metric"] + " · " + bars["model"]
     notes = []
     for item in evaluation.annotator_agreement:
         kappa = item.kappa
@@ -590,7 +594,8 @@ def build_app(arena: Arena) -> gr.Blocks:
                     eval_annotator = gr.Dropdown(["Majority vote"], value="Majority vote", label="Labels", allow_custom_value=True)
                     eval_button = gr.Button("Evaluate", variant="primary")
                 metrics_table = gr.Dataframe(label="Metrics per model (means over judged queries)", interactive=False)
-                metrics_plot = gr.BarPlot(x="metric", y="value", color="model", label="Metrics", y_lim=[0, 1], height=300)
+                metrics_plot = gr.BarPlot(x="bar", y="value", color="model", label="Metrics", y_lim=[0, 1], height=340,
+                                          x_label_angle=-30, sort=None, x_title="metric · model")
                 eval_notes = gr.Markdown()
                 per_query_table = gr.Dataframe(label="Per query", interactive=False)
                 with gr.Row():
