@@ -522,11 +522,51 @@ def _load_failure(spec: ModelSpec, what: str, location: str, error: BaseExceptio
     )
 
 
+class HubUnreachable(OSError):
+    pass
+
+
+def local_weights(name: str, spec: ModelSpec, what: str) -> str:
+    """A local folder for `name`: the folder itself, the Hub cache, or a download.
+
+    Checking the cache and the connection first turns "offline and not cached" into one clear
+    error at once, instead of minutes of retried requests inside `from_pretrained`.
+    """
+    if os.path.isdir(name):
+        return name
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        try:
+            return snapshot_download(name, local_files_only=True)
+        except LocalEntryNotFoundError:
+            pass
+        if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or not _hub_reachable(constants.ENDPOINT):
+            raise HubUnreachable("not in the local Hugging Face cache, and the Hub cannot be reached")
+        return snapshot_download(name)
+    except (OSError, ValueError) as error:  # unreachable, unknown repo, invalid id or path
+        raise _load_failure(spec, what, name, error) from error
+
+
+def _hub_reachable(endpoint: str, timeout: float = 5.0) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(endpoint)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
+            return True
+    except Exception:  # DNS failure, refused, timeout, or a sandbox that forbids it
+        return False
+
+
 def apply_adapter(model, adapter: str, spec: ModelSpec):
     """Merge a LoRA adapter into `model`, refusing one whose tensors did not all land."""
     from peft import PeftModel
     from peft.utils import get_peft_model_state_dict, load_peft_weights
 
+    adapter = local_weights(adapter, spec, "adapter")
     try:
         peft_model = PeftModel.from_pretrained(model, adapter)
         expected = load_peft_weights(adapter, device="cpu")
@@ -582,10 +622,11 @@ def load_reranker(
         dtype = getattr(torch, dtype)
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     attention = attn_implementation or default_attention(device)
+    weights = local_weights(location.model, spec, "weights")
     try:
-        processor = ImageOnlyQwen3VLProcessor.from_pretrained(location.model, padding_side="left")
+        processor = ImageOnlyQwen3VLProcessor.from_pretrained(weights, padding_side="left")
         model = Qwen3VLForConditionalGeneration.from_pretrained(
-            location.model,
+            weights,
             dtype=dtype,
             attn_implementation=attention,
             device_map=str(device) if device.type == "cuda" else None,  # straight onto the GPU

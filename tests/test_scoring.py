@@ -368,3 +368,15 @@ def test_prompts_render_without_loading_a_model(tiny_rerankers, query):
     for key, reranker in tiny_rerankers.items():
         assert render_prompt(get_spec(key), query) == reranker.prompt(query)
         assert render_prompt(get_spec(key), query, "Custom instruction.") == reranker.prompt(query, "Custom instruction.")
+
+
+def test_hub_weights_without_network_fail_at_once_with_the_fix(monkeypatch, tmp_path):
+    """Not offline-flagged, not cached, Hub unreachable: one clear error, not minutes of retries."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("RERANKER_QWEN3_VL_RERANKER_2B_MODEL", raising=False)
+    with pytest.raises(LoadError) as caught:
+        load_reranker(A, device="cpu")
+    message = str(caught.value)
+    assert "Qwen/Qwen3-VL-Reranker-2B" in message and "cannot be reached" in message
+    assert "RERANKER_QWEN3_VL_RERANKER_2B_MODEL" in message
