@@ -32,6 +32,7 @@ import threading
 import time
 import weakref
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -258,8 +259,10 @@ def majority(labels: Iterable[str]) -> str | None:
 
 
 def encode_png(image: Image.Image) -> bytes:
+    """Lossless, so exports reproduce the exact pixels; level 1 is ~40% faster than the default
+    for ~3% more bytes on document pages."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
@@ -395,20 +398,22 @@ class Store:
         # not stored yet. A page another process adds meanwhile is simply ignored on insert.
         stamp = now()
         stored = self._existing_pages({page.content_hash for page in pages})
-        page_rows: dict[str, dict[str, Any]] = {}
-        for page in pages:
-            if page.content_hash in stored or page.content_hash in page_rows:
-                continue
-            image = page.image
-            page_rows[page.content_hash] = dict(
+        new_pages = list({page.content_hash: page for page in pages if page.content_hash not in stored}.values())
+        # zlib releases the GIL: encode the pages in parallel, off the write lock.
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            pngs = list(pool.map(lambda page: encode_png(page.image), new_pages))
+        page_rows: dict[str, dict[str, Any]] = {
+            page.content_hash: dict(
                 content_hash=page.content_hash,
-                width=image.width,
-                height=image.height,
-                mode=image.mode,
+                width=page.image.width,
+                height=page.image.height,
+                mode=page.image.mode,
                 image_format="png",
-                image=encode_png(image),
+                image=png,
                 created=stamp,
             )
+            for page, png in zip(new_pages, pngs)
+        }
 
         documents_rows: dict[str, dict[str, Any]] = {}
         for doc in documents:
