@@ -13,6 +13,10 @@ What the reference code does, one pair per forward pass, is done here in batches
   5. score = sigmoid(h · (W[yes] − W[no])) for the last position's hidden state h, which equals
      sigmoid(logit_yes − logit_no) of the full LM head without computing the head.
 Resizing for batch k+1 starts while batch k is on the device.
+
+When the prompt puts the page before the query (Qwen3RerankerMM), the keys and values of the
+prompt up to the page's end are kept per page (`prefix_cache`): a later query over that page runs
+the language model on its own few suffix tokens only (see `prefix_cache.py`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from PIL import Image
 
 from .imaging import image_hash, resize_to_budget
 from .models import ModelSpec, chat_messages, get_spec, weights_location
+from .prefix_cache import PagePrefix, batch_cache, harvest, suffix_positions
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +62,14 @@ def default_device() -> torch.device:
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_cache_bytes(device: torch.device, cpu: int) -> int:
+    """A cache's default size: `cpu` bytes of RAM, or on a GPU 1/20 of its memory up to 4 GiB
+    (two models with three caches then fit beside the weights on a 24 GB card)."""
+    if device.type != "cuda":
+        return cpu
+    return min(4 * 2**30, torch.cuda.get_device_properties(device).total_memory // 20)
 
 
 def default_attention(device: torch.device) -> str:
@@ -153,6 +166,28 @@ class LRUCache:
         return len(self._items)
 
 
+@dataclass(frozen=True)
+class PromptLayout:
+    """A tokenized prompt around its one image placeholder.
+
+    `reusable` is how many tokens of `after` (through `<|vision_end|>`) belong to the page's
+    query-independent prefix, or None when the text before the page depends on the query.
+    """
+
+    before: list[int]
+    after: list[int]
+    reusable: int | None
+
+    @property
+    def prefix_id(self) -> str | None:
+        if self.reusable is None:
+            return None
+        return hashlib.sha256(repr((self.before, self.after[: self.reusable])).encode()).hexdigest()[:16]
+
+    def prefix_length(self, count: int) -> int:
+        return len(self.before) + count + (self.reusable or 0)
+
+
 @dataclass
 class PreparedBatch:
     """One batch, in the batch's own order (`indices` into the call's pages).
@@ -168,9 +203,12 @@ class PreparedBatch:
     attention_mask: torch.Tensor
     mm_token_type_ids: torch.Tensor
     image_grid_thw: torch.Tensor
+    position_ids: torch.Tensor  # M-RoPE positions (3, batch, width), computed on the CPU
     cached_vision: list  # per page: its cached vision outputs, or None to run the encoder
     pending_pixels: list  # per page: a Future of its uint8 pixels when it needs the encoder, else None
     patch_options: dict  # the image processor's patchify settings
+    prefix_id: str | None = None  # set when this batch's page prefixes are kept for later queries
+    prefix_lengths: list = None  # per row: its reusable prefix length, or None (truncation reached it)
 
     def pixels(self, row: int) -> torch.Tensor:
         return self.pending_pixels[row].result()
@@ -205,6 +243,7 @@ class Reranker:
         overlap: bool = True,
         compile: bool = False,
         vision_chunk: int | None = None,
+        prefix_cache_bytes: int | None = None,
     ):
         self.spec = spec
         self.backbone = backbone
@@ -219,14 +258,19 @@ class Reranker:
         self.batch_size = batch_size or (16 if device.type == "cuda" else 4)
         self.overlap = overlap
         if vision_cache_bytes is None:
-            vision_cache_bytes = 4 * 2**30 if device.type == "cuda" else 512 * 2**20
+            vision_cache_bytes = default_cache_bytes(device, cpu=512 * 2**20)
         self.vision_cache = LRUCache(vision_cache_bytes)
         self.score_cache = LRUCache(score_cache_entries)
+        if prefix_cache_bytes is None:  # a 2B page prefix: ~115 kB per token in bf16, ~65 MB at 564,480 px
+            prefix_cache_bytes = default_cache_bytes(device, cpu=2**30)
+        self.prefix_cache = LRUCache(prefix_cache_bytes)
         self.image_token_id = self.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+        self.vision_end_id = self.tokenizer.convert_tokens_to_ids("<|vision_end|>")
         self.special_ids = set(self.tokenizer.all_special_ids)
         self.tail_length = len(self.tokenizer(spec.tail)["input_ids"])
         self._lock = threading.Lock()
         self.vision_chunk = vision_chunk or 8
+        self.reuses_prefix = prefix_cache_bytes > 0 and self._prefix_is_query_independent()
         if compile:
             self.compile()
 
@@ -282,6 +326,19 @@ class Reranker:
             )
         return self.spec.raw_template.replace("{query}", query)
 
+    def layout(self, prompt_ids: list[int], reuse: bool | None = None) -> PromptLayout:
+        placeholder = prompt_ids.index(self.image_token_id)
+        before, after = prompt_ids[:placeholder], prompt_ids[placeholder + 1 :]
+        reuse = self.reuses_prefix if reuse is None else reuse
+        reusable = after.index(self.vision_end_id) + 1 if reuse and self.vision_end_id in after else None
+        return PromptLayout(before, after, reusable)
+
+    def _prefix_is_query_independent(self) -> bool:
+        """Whether every token up to the page's end is the same whatever the query (a special
+        token such as `<|vision_end|>` is never merged with its neighbours, so its tokens are final)."""
+        probes = [self.layout(self.tokenizer(self.prompt(query))["input_ids"], reuse=True) for query in ("alpha", "omega")]
+        return all(probe.reusable is not None for probe in probes) and probes[0].prefix_id == probes[1].prefix_id
+
     # ----- scoring ---------------------------------------------------------------------------
     def score(
         self,
@@ -308,22 +365,75 @@ class Reranker:
             progress(done, total)
         if todo:
             with self._lock, torch.inference_mode():
-                for batch in self._prepared_batches(prompt, images, keys, todo, budget, batch_size):
-                    for index, value in zip(batch.indices, self._forward(batch, budget)):
+                for indices, values in self._scored_batches(prompt, images, keys, todo, budget, batch_size or self.batch_size):
+                    for index, value in zip(indices, values):
                         scores[index] = value
                         self.score_cache.put((settings, prompt_id, keys[index]), value)
-                    done += len(batch.indices)
+                    done += len(indices)
                     if progress:
                         progress(done, total)
         return [float(score) for score in scores]
 
-    def _prepared_batches(self, prompt, images, keys, todo, budget, batch_size) -> Iterator[PreparedBatch]:
+    def _scored_batches(self, prompt, images, keys, todo, budget, size) -> Iterator[tuple[list[int], list[float]]]:
+        """(indices, scores) batch by batch: pages with a kept prefix first, then the rest."""
+        prompt_ids = self.tokenizer(prompt)["input_ids"]
+        layout = self.layout(prompt_ids)
+        reused = self._reusable_prefixes(layout, images, keys, todo, budget)
+        # Same suffix, similar prefix lengths: one batch, little padding.
+        order = sorted(reused, key=lambda i: (len(reused[i][1]), reused[i][1], reused[i][0].length, i))
+        while order:
+            suffix = reused[order[0]][1]
+            chunk = [i for i in order if reused[i][1] == suffix][:size]
+            order = [i for i in order if i not in chunk]
+            yield chunk, self._forward_suffix([reused[i][0] for i in chunk], suffix)
+        rest = [i for i in todo if i not in reused]
+        if rest:
+            for batch in self._prepared_batches(prompt_ids, images, keys, rest, budget, size):
+                yield batch.indices, self._forward(batch, budget)
+
+    def _reusable_prefixes(self, layout: PromptLayout, images, keys, todo, budget) -> dict[int, tuple[PagePrefix, list[int]]]:
+        """For each page whose prefix is kept: (its prefix, the suffix tokens still to run)."""
+        if layout.prefix_id is None:
+            return {}
+        found = {}
+        for index in todo:
+            prefix = self.prefix_cache.get(self._prefix_key(keys[index], budget, layout))
+            if prefix is None:
+                continue
+            grid = self._grid(page_image(images[index]), budget)
+            sequence, prefix_length = self._sequence(layout, self._visual_count(grid))
+            if prefix_length == prefix.length:  # else a long query's truncation reached the prefix
+                found[index] = (prefix, sequence[prefix_length:])
+        return found
+
+    def _prefix_key(self, page_key: str, budget: Budget, layout: PromptLayout) -> tuple:
+        return (page_key, budget.key(), layout.prefix_id)
+
+    def _grid(self, image: Image.Image, budget: Budget) -> list[int]:
+        """The processor's image_grid_thw row; it follows from the page size alone."""
+        patch = self.processor.image_processor.patch_size
+        height, width = resize_dims(image, budget)
+        return [1, height // patch, width // patch]
+
+    def _visual_count(self, grid: list[int]) -> int:
+        return grid[0] * grid[1] * grid[2] // self.processor.image_processor.merge_size**2
+
+    def _sequence(self, layout: PromptLayout, count: int) -> tuple[list[int], int | None]:
+        """The page's token sequence (placeholder expanded, truncated as the reference does) and
+        how many of its first tokens are the reusable prefix (None: none, or truncation cut into it)."""
+        prefix = layout.before + [self.image_token_id] * count + layout.after[: layout.reusable or 0]
+        sequence = truncate(
+            layout.before + [self.image_token_id] * count + layout.after, self.spec.max_length, self.tail_length, self.special_ids
+        )
+        if layout.reusable is None or sequence[: len(prefix)] != prefix:
+            return sequence, None
+        return sequence, len(prefix)
+
+    def _prepared_batches(self, prompt_ids, images, keys, todo, budget, size) -> Iterator[PreparedBatch]:
         # Sorting by visual-token count groups pages of similar length, so padding stays small.
         sized = {i: resize_dims(page_image(images[i]), budget) for i in todo}
         order = sorted(todo, key=lambda i: (sized[i][0] * sized[i][1], i))
-        size = batch_size or self.batch_size
         chunks = [order[start : start + size] for start in range(0, len(order), size)]
-        prompt_ids = self.tokenizer(prompt)["input_ids"]
 
         def prepare(chunk):
             return self.prepare_batch(prompt_ids, [images[i] for i in chunk], [keys[i] for i in chunk], chunk, budget)
@@ -341,8 +451,7 @@ class Reranker:
         budget = budget or self.budget
         if isinstance(prompt_ids, str):
             prompt_ids = self.tokenizer(prompt_ids)["input_ids"]
-        placeholder = prompt_ids.index(self.image_token_id)
-        before, after = prompt_ids[:placeholder], prompt_ids[placeholder + 1 :]
+        layout = self.layout(prompt_ids)
         # Taking the cached outputs now (not at forward time) keeps them even if the LRU evicts them.
         cached_vision = [self.vision_cache.get(self._vision_key(key, budget)) for key in keys]
         pending_pixels = [
@@ -350,13 +459,8 @@ class Reranker:
             for page, cached in zip(pages, cached_vision)
         ]
         # The grid follows from the page size alone: no need to resize a page whose vision is cached.
-        patch, merge = self.processor.image_processor.patch_size, self.processor.image_processor.merge_size
-        grids = torch.tensor([[1, h // patch, w // patch] for h, w in (resize_dims(page_image(p), budget) for p in pages)])
-        counts = (grids.prod(-1) // merge**2).tolist()
-        sequences = [
-            truncate(before + [self.image_token_id] * count + after, self.spec.max_length, self.tail_length, self.special_ids)
-            for count in counts
-        ]
+        grids = [self._grid(page_image(page), budget) for page in pages]
+        sequences, prefix_lengths = zip(*(self._sequence(layout, self._visual_count(grid)) for grid in grids))
         width = max(len(sequence) for sequence in sequences)
         input_ids = torch.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -364,16 +468,23 @@ class Reranker:
             input_ids[row, width - len(sequence) :] = torch.tensor(sequence)
             attention_mask[row, width - len(sequence) :] = 1
         mm_token_type_ids = (input_ids == self.image_token_id).to(torch.int32)
+        image_grid_thw = torch.tensor(grids)
+        # Computed here on the CPU: the model's own `get_rope_index` loops over every token in
+        # Python inside the forward (tens of ms per batch with the GPU waiting).
+        position_ids = mrope_positions(attention_mask, mm_token_type_ids, image_grid_thw, self.processor.image_processor.merge_size)
         return PreparedBatch(
             indices=list(indices),
             page_keys=list(keys),
             input_ids=input_ids,
             attention_mask=attention_mask,
             mm_token_type_ids=mm_token_type_ids,
-            image_grid_thw=grids,
+            image_grid_thw=image_grid_thw,
+            position_ids=position_ids,
             cached_vision=cached_vision,
             pending_pixels=pending_pixels,
             patch_options=self.patch_options,
+            prefix_id=layout.prefix_id,
+            prefix_lengths=list(prefix_lengths),
         )
 
     def _submit(self, function, *args) -> Future:
@@ -424,13 +535,41 @@ class Reranker:
 
     def _forward(self, batch: PreparedBatch, budget: Budget) -> list[float]:
         vision = self._vision_outputs(batch, budget)
+        keep_prefixes = batch.prefix_id is not None and any(length is not None for length in batch.prefix_lengths)
         outputs = self.backbone(
             input_ids=batch.input_ids.to(self.device, non_blocking=True),
             attention_mask=batch.attention_mask.to(self.device, non_blocking=True),
+            position_ids=batch.position_ids.to(self.device, non_blocking=True),
             mm_token_type_ids=batch.mm_token_type_ids.to(self.device, non_blocking=True),
             image_grid_thw=batch.image_grid_thw.to(self.device),
             mm_encoder_outputs={"image": vision},
-            use_cache=False,  # scoring never decodes, so no KV cache
+            use_cache=keep_prefixes,  # the KV cache is only wanted for the prefixes kept for later queries
+        )
+        if keep_prefixes:
+            self._keep_prefixes(batch, outputs.cache, budget)
+        return self.head(outputs.last_hidden_state[:, -1]).tolist()
+
+    def _keep_prefixes(self, batch: PreparedBatch, cache, budget: Budget) -> None:
+        width = batch.input_ids.shape[1]
+        for row, length in enumerate(batch.prefix_lengths):
+            if length is None:
+                continue
+            start = width - int(batch.attention_mask[row].sum())  # left padding
+            next_position = int(batch.position_ids[0, row, start + length])  # where the suffix starts
+            prefix = harvest(cache, row, start, length, next_position)
+            key = (batch.page_keys[row], budget.key(), batch.prefix_id)
+            self.prefix_cache.put(key, prefix, prefix.nbytes)
+
+    def _forward_suffix(self, prefixes: list[PagePrefix], suffix: list[int]) -> list[float]:
+        """Scores of one query's suffix tokens after each page's kept prefix."""
+        cache, prefix_mask = batch_cache(prefixes)
+        input_ids = torch.tensor([suffix] * len(prefixes), device=self.device)
+        attention_mask = torch.cat([prefix_mask, torch.ones_like(input_ids)], dim=1)
+        outputs = self.backbone.language_model(
+            inputs_embeds=self.backbone.get_input_embeddings()(input_ids),
+            attention_mask=attention_mask,
+            position_ids=suffix_positions(prefixes, len(suffix), self.device),
+            cache=cache,
         )
         return self.head(outputs.last_hidden_state[:, -1]).tolist()
 
@@ -442,6 +581,36 @@ class Reranker:
         with self._lock:
             self.vision_cache.clear()
             self.score_cache.clear()
+            self.prefix_cache.clear()
+
+
+def mrope_positions(attention_mask: torch.Tensor, image_mask: torch.Tensor, grids: torch.Tensor, merge: int) -> torch.Tensor:
+    """Qwen3-VL's M-RoPE position ids (3, batch, width) for left-padded rows of text, one image, text.
+
+    The same numbers as the model's `get_rope_index` (a test holds them equal): text tokens count
+    up on all three axes; the image's tokens sit at (start, start + row, start + column) on its
+    merged grid; the text after it resumes at start + max(rows, columns). Padding gets 0.
+    """
+    batch, width = attention_mask.shape
+    positions = torch.zeros((3, batch, width), dtype=torch.long)
+    for row in range(batch):
+        length = int(attention_mask[row].sum())
+        offset = width - length
+        image = image_mask[row, offset:].bool()
+        count = int(image.sum())
+        first = int(image.int().argmax())
+        rows, columns = int(grids[row, 1]) // merge, int(grids[row, 2]) // merge
+        if count != rows * columns or not bool(image[first : first + count].all()):
+            raise ValueError("each sequence must hold exactly one image, as one run of image tokens")
+        after = first + max(rows, columns)
+        text_before = torch.arange(first)
+        text_after = torch.arange(after, after + length - first - count)
+        positions[:, row, offset : offset + first] = text_before
+        positions[0, row, offset + first : offset + first + count] = first
+        positions[1, row, offset + first : offset + first + count] = first + torch.arange(rows).repeat_interleave(columns)
+        positions[2, row, offset + first : offset + first + count] = first + torch.arange(columns).repeat(rows)
+        positions[:, row, offset + first + count :] = text_after
+    return positions
 
 
 def resized_pixels(image: Image.Image, budget: Budget, pin: bool = False) -> torch.Tensor:

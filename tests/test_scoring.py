@@ -207,6 +207,8 @@ def test_prepared_inputs_equal_what_the_processor_builds(tiny_rerankers, sample_
         expected = reranker.processor(text=[prompt] * 2, images=resized, do_resize=False, padding=True, return_tensors="pt")
         for name in ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw", "pixel_values"):
             assert torch.equal(getattr(batch, name).to(expected[name].dtype), expected[name]), name
+        positions, _ = reranker.backbone.get_rope_index(**{name: expected[name] for name in ("input_ids", "mm_token_type_ids", "image_grid_thw", "attention_mask")})
+        assert torch.equal(batch.position_ids, positions)  # the model's own M-RoPE positions
 
 
 def test_progress_reports_every_batch(tiny_rerankers, sample_images):
@@ -380,3 +382,102 @@ def test_hub_weights_without_network_fail_at_once_with_the_fix(monkeypatch, tmp_
     message = str(caught.value)
     assert "Qwen/Qwen3-VL-Reranker-2B" in message and "cannot be reached" in message
     assert "RERANKER_QWEN3_VL_RERANKER_2B_MODEL" in message
+
+
+# ----- page prefix reuse (Qwen3RerankerMM puts the page before the query) ----------------------
+def load_b(tiny_checkpoints, **options):
+    return load_reranker(
+        B, model_path=str(tiny_checkpoints.base), adapter_path=str(tiny_checkpoints.adapter), device="cpu", **options
+    )
+
+
+def test_only_a_prompt_with_the_page_first_reuses_page_prefixes(tiny_rerankers, tiny_checkpoints):
+    assert tiny_rerankers[B].reuses_prefix
+    assert not tiny_rerankers[A].reuses_prefix  # its query comes before the page
+    assert not load_b(tiny_checkpoints, prefix_cache_bytes=0).reuses_prefix
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 64])
+def test_new_queries_over_kept_prefixes_equal_the_reference(tiny_rerankers, full_models, sample_images, batch_size):
+    reranker = tiny_rerankers[B]
+    model, processor = full_models[B]
+    pages = odd_pages(sample_images)  # different prefix lengths, so the batched cache needs padding
+    reranker.clear_caches()
+    reranker.score(QUERIES[0], pages, batch_size=batch_size)  # cold: keeps every page's prefix
+    assert len(reranker.prefix_cache) == len(pages)
+    hits = reranker.prefix_cache.hits
+    for query in QUERIES[1:]:
+        expected = [qwen3_reranker_mm_score(model, processor, query, page) for page in pages]
+        assert reranker.score(query, pages, batch_size=batch_size) == pytest.approx(expected, abs=TOL)
+    assert reranker.prefix_cache.hits - hits == 2 * len(pages)
+
+
+def test_kept_prefixes_skip_the_vision_encoder_and_the_page_tokens(tiny_rerankers, sample_images, monkeypatch):
+    reranker = tiny_rerankers[B]
+    pages = sample_images[:4]
+    reranker.clear_caches()
+    reranker.score(QUERIES[0], pages)
+    lengths = []
+    language_model = reranker.backbone.language_model
+    original = language_model.forward
+
+    def recording(*args, **kwargs):
+        lengths.append(kwargs["inputs_embeds"].shape[1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(language_model, "forward", recording)
+    monkeypatch.setattr(reranker.backbone, "get_image_features", lambda *a, **k: pytest.fail("vision encoder ran"))
+    reranker.score(QUERIES[1], pages)
+    suffix = reranker.tokenizer(f"Query : {QUERIES[1]} \nAre the picture and query related ?<|im_end|>\n<|im_start|>assistant\n")
+    assert lengths and set(lengths) == {len(suffix["input_ids"])}
+
+
+def test_a_call_mixing_kept_and_new_pages_equals_the_plain_path(tiny_rerankers, tiny_checkpoints, sample_images):
+    reranker = tiny_rerankers[B]
+    plain = load_b(tiny_checkpoints, prefix_cache_bytes=0)
+    pages = odd_pages(sample_images)
+    reranker.clear_caches()
+    reranker.score(QUERIES[0], pages[:3])
+    mixed = pages + pages[:2]  # three kept, three new, two repeated
+    assert reranker.score(QUERIES[1], mixed, batch_size=2) == pytest.approx(plain.score(QUERIES[1], mixed), abs=TOL)
+    assert len(reranker.prefix_cache) == len(pages)
+
+
+def test_the_prefix_cache_is_bounded_by_bytes(tiny_rerankers, tiny_checkpoints, sample_images):
+    tiny_rerankers[B].clear_caches()
+    tiny_rerankers[B].score(QUERIES[0], sample_images[:1])
+    ((prefix, _),) = tiny_rerankers[B].prefix_cache._items.values()
+    small = load_b(tiny_checkpoints, prefix_cache_bytes=2 * prefix.nbytes + 1)
+    pages = [page.resize(sample_images[0].size) for page in sample_images[:5]]  # one prefix size
+    small.score(QUERIES[0], pages)
+    assert len(small.prefix_cache) == 2 and small.prefix_cache.size <= small.prefix_cache.capacity
+    plain = load_b(tiny_checkpoints, prefix_cache_bytes=0)
+    assert small.score(QUERIES[1], pages) == pytest.approx(plain.score(QUERIES[1], pages), abs=TOL)
+
+
+def test_truncation_that_reaches_the_prefix_keeps_nothing_and_scores_plainly(tiny_checkpoints, sample_images):
+    """With a max_length shorter than the system prompt, truncation cuts into the page's prefix,
+    which then depends on the query: it must not be kept or reused."""
+    import dataclasses
+
+    short = load_b(tiny_checkpoints)
+    short.spec = dataclasses.replace(short.spec, max_length=20)
+    plain = load_b(tiny_checkpoints, prefix_cache_bytes=0)
+    plain.spec = short.spec
+    pages = sample_images[:2]
+    for query in QUERIES[:2]:
+        assert short.score(query, pages) == pytest.approx(plain.score(query, pages), abs=TOL)
+    assert len(short.prefix_cache) == 0
+
+
+@pytest.mark.parametrize("query", [QUERIES[0], "revenue growth by segment " * 4000])
+def test_positions_equal_the_models_own_rope_index(tiny_rerankers, sample_images, query):
+    """Pages of different shapes (so padding), and a query long enough to be truncated."""
+    for reranker in tiny_rerankers.values():
+        pages = odd_pages(sample_images)
+        batch = reranker.prepare_batch(reranker.prompt(query), pages, [str(i) for i in range(len(pages))], list(range(len(pages))))
+        expected, _ = reranker.backbone.get_rope_index(
+            batch.input_ids, mm_token_type_ids=batch.mm_token_type_ids, image_grid_thw=batch.image_grid_thw,
+            attention_mask=batch.attention_mask,
+        )
+        assert torch.equal(batch.position_ids, expected)
