@@ -9,6 +9,10 @@ weight values, so no download is needed), or a tiny shape on a CPU, and measures
               second model, whose prompt puts the page first, each page's kept prefix KV);
   end-to-end  the app's path: render a PDF, then rank its pages with both models, cold;
 plus PDF render pages/s and peak GPU memory. Every row prints its ratio to the reference row.
+
+Text is tokenized with Qwen's own vocabulary when it is on the machine (see
+`reranker.checkpoints.qwen_vocabulary`), so prompts have their real token counts; the fallback
+byte-level tokenizer spends ~4× the tokens on text (the report says which was used).
 """
 
 from __future__ import annotations
@@ -111,12 +115,23 @@ def reference_style(reranker, query: str, pages) -> list[float]:
     return scores
 
 
-def build(shape: str, device, dtype, attention: str, batch_size: int, budget_tokens: int | None, seed: int):
-    from .checkpoints import build_model, build_processor, build_tokenizer
+def bench_tokenizer(choice: str):
+    """(tokenizer, description): Qwen's vocabulary when asked for or found, else the byte-level one."""
+    from .checkpoints import build_qwen_tokenizer, build_tokenizer, qwen_vocabulary
+
+    vocabulary = qwen_vocabulary() if choice in ("auto", "qwen") else None
+    if vocabulary is not None:
+        return build_qwen_tokenizer(vocabulary), "qwen"
+    if choice == "qwen":
+        raise SystemExit("Qwen's vocabulary is not here: run `python -m reranker.checkpoints fetch-vocab` or set RERANKER_QWEN_VOCAB")
+    return build_tokenizer(), "byte-level (text costs ~4x Qwen's tokens)"
+
+
+def build(shape: str, device, dtype, attention: str, batch_size: int, budget_tokens: int | None, seed: int, tokenizer):
+    from .checkpoints import build_model, build_processor
     from .models import MODELS
     from .scoring import build_reranker
 
-    tokenizer = build_tokenizer()
     processor = build_processor(tokenizer)
     rerankers = {}
     for offset, key in enumerate(MODELS):
@@ -140,10 +155,13 @@ def run(args) -> dict:
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
     attention = args.attn or "sdpa"
     build_started = time.perf_counter()
-    rerankers = build(shape, device, dtype, attention, args.batch_size, args.budget_tokens, args.seed)
+    tokenizer, tokenizer_name = bench_tokenizer(args.tokenizer)
+    rerankers = build(shape, device, dtype, attention, args.batch_size, args.budget_tokens, args.seed, tokenizer)
     a_key, b_key = list(rerankers)
     model_a = rerankers[a_key]
     print(f"built 2 random '{shape}' models on {device} ({dtype}, {attention}) in {time.perf_counter() - build_started:.1f} s")
+    text_tokens = {key: len(tokenizer(reranker.prompt(QUERIES[0]))["input_ids"]) - 1 for key, reranker in rerankers.items()}
+    print(f"tokenizer: {tokenizer_name}; prompt text tokens around the page: {text_tokens}")
     pages = distinct_pages(args.pairs)
     tokens = [visual_tokens(page, model_a.budget.min_pixels, model_a.budget.max_pixels) for page in pages]
     print(f"{len(pages)} distinct pages, {min(tokens)}–{max(tokens)} visual tokens each under {model_a.spec.label}'s budget")
@@ -229,6 +247,8 @@ def run(args) -> dict:
         "shape": shape,
         "dtype": str(dtype).removeprefix("torch."),
         "attention": attention,
+        "tokenizer": tokenizer_name,
+        "prompt_text_tokens": text_tokens,
         "batch_size": args.batch_size,
         "budget_tokens": model_a.budget.max_pixels // 1024,
         "versions": versions(),
@@ -286,6 +306,7 @@ def print_report(report: dict) -> None:
         f"batch {report['batch_size']} · budget {report['budget_tokens']} tokens"
     )
     print(" · ".join(f"{name} {version}" for name, version in report["versions"].items()))
+    print(f"tokenizer {report['tokenizer']}; prompt text tokens besides the page: {report['prompt_text_tokens']}")
     print(f"\n| {'measurement':62} | pairs | seconds | pairs/s | × reference | model |")
     print(f"|{'-' * 64}|-------|---------|---------|-------------|-------|")
     for row in report["rows"]:
@@ -323,6 +344,8 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--attn", choices=("sdpa", "eager", "flash_attention_2"), default=None, help="attention implementation")
     parser.add_argument("--device", default=None, help="cuda, cpu, … (default: cuda when present)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tokenizer", choices=("auto", "qwen", "byte"), default="auto",
+                        help="qwen: Qwen's real vocabulary (real text token counts); auto: qwen when found")
     parser.add_argument("--compile", action="store_true", help="torch.compile the vision and language models")
     parser.add_argument("--profile", action="store_true", help="also time the parts of one cold batch")
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")

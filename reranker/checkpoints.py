@@ -9,6 +9,12 @@ The tokenizer is a byte-level BPE with Qwen's pre-tokenizer and special tokens, 
 `no`, `Yes` and `No` are single tokens (as in Qwen's vocabulary), so the yes/no head logic runs
 exactly as with the real tokenizer; only the ids differ. The chat roles are single tokens too, so
 the reference's "keep the last 5 tokens" truncation means the same thing as with Qwen's tokenizer.
+Other text costs about one token per character, ~4× what Qwen's vocabulary needs.
+
+Where Qwen's own BPE vocabulary is on the machine (`qwen_vocabulary()`: the `qwen.tiktoken` file
+that the `dashscope` package ships, or a path in RERANKER_QWEN_VOCAB), `build_qwen_tokenizer`
+rebuilds Qwen's tokenizer from it: the real ids (yes = 9693, <|image_pad|> = 151655, ...) and the
+real token counts, which the benchmark needs for realistic sequence lengths.
 """
 
 from __future__ import annotations
@@ -132,6 +138,80 @@ def build_tokenizer():
     return tokenizer
 
 
+PROJECT_VOCABULARY = Path(__file__).resolve().parent.parent / ".cache" / "qwen.tiktoken"
+VOCABULARY_SOURCE = "dashscope==2.0.2"  # a PyPI package that ships Qwen's BPE ranks (Apache-2.0)
+
+
+def qwen_vocabulary() -> Path | None:
+    """Qwen's BPE ranks (`qwen.tiktoken`), if on this machine: RERANKER_QWEN_VOCAB, the project's
+    `.cache/qwen.tiktoken` (`python -m reranker.checkpoints fetch-vocab`), or the copy inside an
+    installed `dashscope` (found without importing it and its many dependencies)."""
+    import importlib.util
+    import os
+
+    if os.environ.get("RERANKER_QWEN_VOCAB"):
+        path = Path(os.environ["RERANKER_QWEN_VOCAB"])
+        return path if path.is_file() else None
+    if PROJECT_VOCABULARY.is_file():
+        return PROJECT_VOCABULARY
+    spec = importlib.util.find_spec("dashscope")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "resources" / "qwen.tiktoken"
+        if path.is_file():
+            return path
+    return None
+
+
+def build_qwen_tokenizer(vocabulary: Path):
+    """Qwen2/3's tokenizer rebuilt from its BPE ranks: 151,643 byte-level tokens, then the special
+    tokens from 151,643 on, in Qwen's order. Merges are recovered from the ranks as transformers'
+    `TikTokenConverter` does."""
+    import base64
+
+    from transformers import Qwen2Tokenizer
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    ranks = {}
+    for line in Path(vocabulary).read_text(encoding="ascii").splitlines():
+        if line.strip():
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+
+    class Ranks(TikTokenConverter):
+        @staticmethod
+        def load_tiktoken_bpe(_):
+            return ranks
+
+    vocab, merges = Ranks().extract_vocab_merges_from_model(None)
+    return Qwen2Tokenizer(
+        vocab=vocab,
+        merges=merges,
+        extra_special_tokens=list(QWEN_SPECIAL_TOKENS[1:]),  # <|endoftext|> (151643) is unk/eos/pad already
+        model_max_length=262144,
+    )
+
+
+def fetch_qwen_vocabulary(destination: Path = PROJECT_VOCABULARY) -> Path:
+    """Download the `dashscope` wheel from the package index (pip, no dependencies, nothing
+    installed) and keep only its `qwen.tiktoken`."""
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", folder, VOCABULARY_SOURCE],
+            check=True,
+        )
+        (wheel,) = Path(folder).glob("*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            data = archive.read("dashscope/resources/qwen.tiktoken")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_bytes(data)
+    return destination
+
+
 def build_processor(tokenizer=None):
     """Image-only Qwen3-VL processor (no video processor, which would need torchvision)."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
@@ -160,6 +240,8 @@ def build_config(shape: str = "tiny", tokenizer=None):
     text, vision = SHAPES[shape]
     tokenizer = tokenizer or build_tokenizer()
     ids = tokenizer.convert_tokens_to_ids
+    if len(tokenizer) > text["vocab_size"]:  # Qwen's own vocabulary on the tiny shape
+        text = dict(text, vocab_size=QWEN3_VL_2B_TEXT["vocab_size"])
     config = Qwen3VLConfig(
         text_config=dict(text),
         vision_config=dict(vision),
@@ -244,3 +326,11 @@ def build_tiny_checkpoints(root: Path) -> TinyCheckpoints:
     base = save_checkpoint(root / "base", seed=1)
     adapter = save_adapter(root / "adapter", base)
     return TinyCheckpoints(reranker=reranker, base=base, adapter=adapter)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["fetch-vocab"]:
+        sys.exit("usage: python -m reranker.checkpoints fetch-vocab   (Qwen's BPE ranks into .cache/qwen.tiktoken)")
+    print(f"Qwen's vocabulary: {fetch_qwen_vocabulary()}")

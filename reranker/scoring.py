@@ -384,7 +384,8 @@ class Reranker:
         while order:
             suffix = reused[order[0]][1]
             chunk = [i for i in order if reused[i][1] == suffix][:size]
-            order = [i for i in order if i not in chunk]
+            taken = set(chunk)
+            order = [i for i in order if i not in taken]
             yield chunk, self._forward_suffix([reused[i][0] for i in chunk], suffix)
         rest = [i for i in todo if i not in reused]
         if rest:

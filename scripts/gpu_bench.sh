@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The prepared GPU benchmark (issue 8): one command, about 4-5 minutes on an H200.
+#
+#   scripts/gpu_bench.sh --prepare   # here, with network: wheels into .whl/, Qwen's vocabulary into .cache/
+#   scripts/gpu_bench.sh             # on the GPU machine (offline): eager run with --profile, then compiled
+#
+# The GPU machine has torch (CUDA) and Python 3.12 but not this project's other packages and no
+# network, so --prepare downloads them as wheels to carry there (device tool: carry .whl and .cache).
+# Reports go to $OUT (or ./out): eager.json and compiled.json; the tables print to stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--prepare" ]; then
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --dest .whl \
+    "transformers==5.24.0" "peft==0.21.2" "pymupdf==1.28.2" regex
+  python3 -m reranker.checkpoints fetch-vocab
+  ls .whl .cache
+  exit 0
+fi
+
+out="${OUT:-out}"
+mkdir -p "$out"
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site:$PWD"
+fi
+export RERANKER_QWEN_VOCAB="${RERANKER_QWEN_VOCAB:-$PWD/.cache/qwen.tiktoken}"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python3 -m reranker.bench --tokenizer qwen --profile --json "$out/eager.json"
+python3 -m reranker.bench --tokenizer qwen --compile --repeats 2 --json "$out/compiled.json"
