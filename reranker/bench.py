@@ -147,13 +147,14 @@ def run(args) -> dict:
     import torch
 
     from . import ranking
-    from .documents import render_speed
+    from .documents import ingest_cache, render_speed
     from .imaging import visual_tokens
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     shape = args.shape if args.shape != "auto" else ("2b" if device.type == "cuda" else "tiny")
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
     attention = args.attn or "sdpa"
+    args.repeats = args.repeats or (3 if device.type == "cuda" else 2)
     build_started = time.perf_counter()
     tokenizer, tokenizer_name = bench_tokenizer(args.tokenizer)
     rerankers = build(shape, device, dtype, attention, args.batch_size, args.budget_tokens, args.seed, tokenizer)
@@ -237,6 +238,22 @@ def run(args) -> dict:
         end_to_end.append(timed(app_path, device))
     assert result is not None and all(len(r.scores or []) == len(pages) for r in result.rankings.values())
     rows.append(Row("end-to-end: render PDF + both models", len(pages), statistics.median(end_to_end), "pairs = pages"))
+    # The app asked a new question about the same upload: rendered pages, vision outputs and
+    # page prefixes are all cached; both models still score the new query.
+    uploads = ingest_cache()
+    ranking.rank([("benchmark.pdf", pdf)], QUERIES[0], rerankers, ingest_cache=uploads)
+    end_to_end_warm = []
+    for repeat in range(args.repeats):
+        for reranker in rerankers.values():
+            reranker.score_cache.clear()
+        warm_results = []
+
+        def app_path_again(query=QUERIES[1 + repeat % 2]):
+            warm_results.append(ranking.rank([("benchmark.pdf", pdf)], query, rerankers, ingest_cache=uploads))
+
+        end_to_end_warm.append(timed(app_path_again, device))
+        assert all(len(r.scores or []) == len(pages) for r in warm_results[0].rankings.values())
+    rows.append(Row("end-to-end warm: new query, same PDF, both models", len(pages), statistics.median(end_to_end_warm), "pairs = pages"))
 
     render = render_speed(pdf)
     render_single = render_speed(pdf, render_workers=1)
@@ -254,6 +271,7 @@ def run(args) -> dict:
         "versions": versions(),
         "rows": [dict(asdict(row), pairs_per_second=row.pairs_per_second, ratio=row.pairs_per_second / reference_rate) for row in rows],
         "end_to_end_seconds": statistics.median(end_to_end),
+        "end_to_end_warm_seconds": statistics.median(end_to_end_warm),
         "pdf_render_pages_per_second": render.pages_per_second,
         "pdf_render_pages_per_second_one_process": render_single.pages_per_second,
         "max_score_difference_fast_vs_reference": max_difference,
@@ -314,7 +332,10 @@ def print_report(report: dict) -> None:
             f"| {row['name']:62} | {row['pairs']:5} | {row['seconds']:7.3f} | {row['pairs_per_second']:7.1f} | "
             f"{row['ratio']:11.2f} | {row['note']} |"
         )
-    print(f"\nend-to-end ranking of {report['rows'][-1]['pairs']} PDF pages with both models: {report['end_to_end_seconds']:.2f} s")
+    print(
+        f"\nend-to-end ranking of {report['rows'][-1]['pairs']} PDF pages with both models: {report['end_to_end_seconds']:.2f} s "
+        f"(a new query about the same PDF: {report['end_to_end_warm_seconds']:.2f} s)"
+    )
     print(
         f"PDF render at 144 DPI: {report['pdf_render_pages_per_second']:.1f} pages/s as the app does it "
         f"({report['pdf_render_pages_per_second_one_process']:.1f} pages/s in one process)"
@@ -339,7 +360,7 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=25, help="pairs per forward pass (default 25)")
     parser.add_argument("--budget-tokens", type=int, default=None, help="first model's visual-token budget (default its spec: 1280)")
     parser.add_argument("--reference-pairs", type=int, default=10, help="pairs timed in the one-pair-per-forward baseline")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats, the median is reported (default 3 on a GPU, 2 on a CPU)")
     parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default=None)
     parser.add_argument("--attn", choices=("sdpa", "eager", "flash_attention_2"), default=None, help="attention implementation")
     parser.add_argument("--device", default=None, help="cuda, cpu, … (default: cuda when present)")

@@ -10,6 +10,9 @@ the good ones carry on.
     result.problems    # what went wrong, per file or page: str(problem) is a readable sentence
     result.notes       # what was done on the user's behalf (lower DPI, skipped pages, duplicates)
     result.documents   # one summary per file, for the store
+
+With `cache=` (an `LRUCache`), a file already loaded with the same bytes, name and options is not
+read into pages again: asking a new question about the same upload skips the rendering.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import pymupdf
 from PIL import Image, ImageOps
 
 from .imaging import MAX_ASPECT_RATIO, image_hash
+from .lru import LRUCache
 
 __all__ = [
     "DEFAULT_DPI",
@@ -40,6 +44,7 @@ __all__ = [
     "Page",
     "Problem",
     "RenderSpeed",
+    "ingest_cache",
     "load_file",
     "load_files",
     "render_speed",
@@ -146,6 +151,12 @@ class Ingested:
     documents: list[Document] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    def extend(self, other: Ingested) -> None:
+        self.pages.extend(other.pages)
+        self.problems.extend(other.problems)
+        self.documents.extend(other.documents)
+        self.notes.extend(other.notes)
+
     def unique_pages(self) -> list[Page]:
         """The first page of every content hash, in order: identical pages are scored once."""
         seen: dict[str, Page] = {}
@@ -180,11 +191,29 @@ class _Refused(Exception):
 FileInput = str | os.PathLike | tuple[str, bytes]
 
 
-def load_files(files: Iterable[FileInput], options: IngestOptions | None = None) -> Ingested:
+@dataclass(frozen=True)
+class _LoadedFile:
+    """What one file added to a result, kept by the ingest cache."""
+
+    added: Ingested
+    page_count: int
+
+    @property
+    def nbytes(self) -> int:
+        return sum(page.width * page.height * 3 for page in self.added.pages) or 1
+
+
+def ingest_cache(max_bytes: int = 2**30) -> LRUCache:
+    """A cache for `load_files(..., cache=)`, bounded by the RGB bytes of the pages it holds."""
+    return LRUCache(max_bytes)
+
+
+def load_files(files: Iterable[FileInput], options: IngestOptions | None = None, cache: LRUCache | None = None) -> Ingested:
     """Pages of every usable file (paths, or (name, bytes) pairs), plus problems and notes.
 
     Never raises for a bad file: each becomes a Problem and the others are still loaded. At most
     `options.max_pages` pages are rendered over the whole batch; the rest are listed in a note.
+    `cache`: see `ingest_cache`; a hit gives the same pages, problems and notes as loading anew.
     """
     options = options or IngestOptions()
     if isinstance(files, (str, os.PathLike)):
@@ -196,7 +225,16 @@ def load_files(files: Iterable[FileInput], options: IngestOptions | None = None)
         name = _display_name(item)
         try:
             data = _read(item, options)
-            page_count = _ingest(name, data, options, budget, result)
+            document_hash = hashlib.sha256(data).hexdigest()
+            key = (document_hash, name, options, budget)
+            loaded = cache.get(key) if cache is not None else None
+            if loaded is None:
+                added = Ingested()
+                loaded = _LoadedFile(added, _ingest(name, data, document_hash, options, budget, added))
+                if cache is not None:
+                    cache.put(key, loaded, loaded.nbytes)
+            result.extend(loaded.added)
+            page_count = loaded.page_count
         except _Refused as refusal:
             result.problems.append(Problem(name, str(refusal)))
             continue
@@ -260,9 +298,8 @@ def _read(item: FileInput, options: IngestOptions) -> bytes:
     return data
 
 
-def _ingest(name: str, data: bytes, options: IngestOptions, budget: int, result: Ingested) -> int:
+def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, budget: int, result: Ingested) -> int:
     """Add the file's pages (at most `budget`) to `result`; return how many pages the file has."""
-    document_hash = hashlib.sha256(data).hexdigest()
     # The bytes decide, not the name. An image first, unless the file plainly starts as a PDF;
     # then a PDF whose header follows some junk (allowed within the first 1024 bytes).
     image = None if data[:1024].lstrip().startswith(b"%PDF-") else _open_image(data)

@@ -117,13 +117,13 @@ class RankingResult:
         return metrics.model_agreement(dict(enumerate(first.scores)), dict(enumerate(second.scores)), k=k)
 
 
-def ingest(files: Sequence, options: IngestOptions | None = None):
+def ingest(files: Sequence, options: IngestOptions | None = None, cache=None):
     """Uploads (paths, (name, bytes) pairs, or already loaded Pages) → pages, problems, notes."""
     pages = [item for item in files if isinstance(item, Page)]
     others = [item for item in files if not isinstance(item, Page)]
     if not others:
         return pages, [], [], []
-    loaded = load_files(others, options)
+    loaded = load_files(others, options, cache=cache)
     return pages + loaded.pages, loaded.problems, loaded.notes, loaded.documents
 
 
@@ -138,12 +138,14 @@ def rank(
     progress: ProgressCallback | None = None,
     keys: Sequence[str] | None = None,
     store=None,
+    ingest_cache=None,
 ) -> RankingResult:
     """Ingest `files` and score every page with each model; a failing model is reported, not raised.
 
     `pool`: a `ModelPool` or a mapping key → loaded Reranker. The query is checked before any
     work, so an empty query costs nothing. With a `store`, scores it already holds for the same
-    model, settings, query and page are reused instead of recomputed.
+    model, settings, query and page are reused instead of recomputed. With an `ingest_cache`
+    (`documents.ingest_cache()`), files loaded before are not rendered again.
     """
     from .scoring import QueryError, clean_query
 
@@ -152,7 +154,7 @@ def rank(
     report = progress or (lambda fraction, message: None)
     report(0.0, "Reading files")
     started = time.perf_counter()
-    pages, problems, notes, documents = ingest(files, ingest_options)
+    pages, problems, notes, documents = ingest(files, ingest_options, ingest_cache)
     ingest_seconds = time.perf_counter() - started
     done = {key: 0.0 for key in keys}
 

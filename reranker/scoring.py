@@ -25,7 +25,6 @@ import hashlib
 import logging
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import torch
 from PIL import Image
 
 from .imaging import image_hash, resize_to_budget
+from .lru import LRUCache
 from .models import ModelSpec, chat_messages, get_spec, weights_location
 from .prefix_cache import PagePrefix, batch_cache, harvest, suffix_positions
 
@@ -124,46 +124,6 @@ class Budget:
 
     def key(self) -> str:
         return f"{self.min_pixels}-{self.max_pixels}"
-
-
-class LRUCache:
-    """A small LRU keyed by anything, bounded by a total size (bytes, or entries with size 1)."""
-
-    def __init__(self, capacity: int):
-        self.capacity = capacity
-        self.size = 0
-        self._items: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()  # the preparation thread reads while the scoring thread writes
-        self.hits = self.misses = 0
-
-    def get(self, key):
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                self.misses += 1
-                return None
-            self.hits += 1
-            self._items.move_to_end(key)
-            return item[0]
-
-    def put(self, key, value, size: int = 1) -> None:
-        if size > self.capacity:
-            return
-        with self._lock:
-            if key in self._items:
-                self.size -= self._items.pop(key)[1]
-            self._items[key] = (value, size)
-            self.size += size
-            while self.size > self.capacity:
-                self.size -= self._items.popitem(last=False)[1][1]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self.size = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ import gradio as gr
 import pandas as pd
 
 from . import ranking
-from .documents import DEFAULT_DPI, IngestOptions, Page
+from .documents import DEFAULT_DPI, IngestOptions, Page, ingest_cache
+from .lru import LRUCache
 from .models import MODELS, TOKENS_PER_SIDE_PX, get_spec
 from .scoring import QueryError
 from .store import Store
@@ -34,6 +35,9 @@ A_KEY, B_KEY = list(MODELS)
 LABELS = {"relevant": "Relevant", "not_relevant": "Not relevant", "skip": "Skipped", "cleared": "Unjudged"}
 ORDERS = ("Most informative first", f"{get_spec(A_KEY).label} rank", f"{get_spec(B_KEY).label} rank", "Upload order")
 MAX_UPLOAD = "100mb"
+# RGB bytes of rendered pages kept in memory (uploads already rendered; recent pages' thumbnails):
+# ~7 pages of a 144-DPI letter-size PDF per 40 MB.
+PAGE_MEMORY_BYTES = 2**30
 UPLOAD_TYPES = [".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"]
 DEFAULT_GUIDELINES = (
     "A page is **relevant** when a reader could answer the query from this page alone "
@@ -86,18 +90,18 @@ class Arena:
 
     def __post_init__(self):
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self._pages: dict[str, Page] = {}  # recently ranked pages, so thumbnails need no DB read
-        self._lock = threading.Lock()
+        # Uploads already rendered: a new query about the same files skips the rendering. Its
+        # pages also serve thumbnails without a database read.
+        self.ingested = ingest_cache(PAGE_MEMORY_BYTES)
+        self._pages = LRUCache(PAGE_MEMORY_BYTES)  # recently ranked pages, by content hash
 
     @property
     def guidelines_path(self) -> Path:
         return self.store.path.with_suffix(".guidelines.md")
 
     def remember(self, pages: list[Page]) -> None:
-        with self._lock:
-            if len(self._pages) > 2000:
-                self._pages.clear()
-            self._pages.update({page.content_hash: page for page in pages})
+        for page in pages:
+            self._pages.put(page.content_hash, page, page.width * page.height * 3)
 
     def image_path(self, page_hash: str, max_side: int) -> str:
         """A JPEG of the page no larger than `max_side`, written once to the cache folder."""
@@ -144,6 +148,7 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
             max_pixels={A_KEY: budget_pixels(A_KEY, budget_a), B_KEY: budget_pixels(B_KEY, budget_b)},
             progress=(lambda fraction, message: progress(fraction, desc=message)) if progress else None,
             store=arena.store,
+            ingest_cache=arena.ingested,
         )
     except QueryError as error:
         raise gr.Error(str(error)) from None

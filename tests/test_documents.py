@@ -422,3 +422,69 @@ def test_a_strip_too_narrow_to_score_is_a_problem_not_a_page():
     assert [page.source for page in result.pages] == ["page.png"]
     assert len(result.problems) == 1 and result.problems[0].source == "strip.png"
     assert "too narrow" in str(result.problems[0]) and "4020×20" in str(result.problems[0])
+
+
+# ----- the ingest cache: a new question about the same upload does not render it again ---------
+def summary(result: Ingested) -> tuple:
+    return (
+        [(p.content_hash, p.source, p.page_number, p.document_hash, p.kind, p.page_count) for p in result.pages],
+        result.problems, result.documents, result.notes,
+    )
+
+
+def test_a_cached_batch_equals_a_fresh_one_and_renders_nothing(corpus_paths, monkeypatch):
+    from reranker import documents
+    from reranker.documents import ingest_cache
+
+    cache = ingest_cache()
+    first = load_files(corpus_paths.values(), cache=cache)
+    assert summary(first) == summary(load_files(corpus_paths.values()))
+    loaded_again = []
+    real = documents._ingest
+    monkeypatch.setattr(documents, "_ingest", lambda name, *args: loaded_again.append(name) or real(name, *args))
+    again = load_files(corpus_paths.values(), cache=cache)
+    assert summary(again) == summary(first)  # pages, per-page problems, notes and duplicates alike
+    # Only refused files (cheap to refuse again, never cached) went through loading again.
+    assert loaded_again and not {page.source for page in first.pages} & set(loaded_again)
+    assert all(a.image is b.image for a, b in zip(again.pages, first.pages))
+
+
+def test_the_cache_is_keyed_by_bytes_name_and_options(monkeypatch):
+    from reranker import documents
+    from reranker.documents import ingest_cache
+
+    calls = []
+    real = documents._ingest
+    monkeypatch.setattr(documents, "_ingest", lambda name, *args: calls.append(name) or real(name, *args))
+    cache = ingest_cache()
+    pdf = corpus.text_pdf("one", "two")
+    load_files([("a.pdf", pdf)], cache=cache)
+    load_files([("a.pdf", pdf)], cache=cache)
+    assert calls == ["a.pdf"]
+    renamed = load_files([("b.pdf", pdf)], cache=cache)
+    assert calls == ["a.pdf", "b.pdf"] and {page.source for page in renamed.pages} == {"b.pdf"}
+    load_files([("a.pdf", pdf)], IngestOptions(dpi=72), cache=cache)
+    load_files([("a.pdf", corpus.text_pdf("one", "three"))], cache=cache)
+    load_files([("a.pdf", pdf)], IngestOptions(max_pages=1), cache=cache)
+    assert calls == ["a.pdf", "b.pdf", "a.pdf", "a.pdf", "a.pdf"]
+
+
+def test_the_cache_keeps_at_most_its_bytes_of_pages():
+    from reranker.documents import ingest_cache
+
+    pdf = corpus.text_pdf("one", "two")
+    one_file = sum(p.width * p.height * 3 for p in load_files([("x.pdf", pdf)]).pages)
+    cache = ingest_cache(max_bytes=2 * one_file)
+    for name in ("a.pdf", "b.pdf", "c.pdf"):
+        load_files([(name, pdf)], cache=cache)
+    assert len(cache) == 2 and cache.size <= cache.capacity
+
+
+def test_refused_files_are_not_cached_and_stay_refused():
+    from reranker.documents import ingest_cache
+
+    cache = ingest_cache()
+    for _ in range(2):
+        result = load_files([("locked.pdf", corpus.encrypted_pdf())], cache=cache)
+        assert "password" in str(result.problems[0]) and not result.pages
+    assert len(cache) == 0

@@ -115,3 +115,25 @@ def test_export_tab_previews_and_writes_a_file(arena, ranked):
     assert "positives       1" in ui.export_preview(arena, *options)
     path = Path(ui.export_file(arena, *options))
     assert path.exists() and path.suffix == ".zip" and path.is_relative_to(arena.cache_dir)
+
+
+def test_a_new_query_about_the_same_upload_does_not_render_it_again(arena, monkeypatch, tmp_path):
+    from reranker import documents
+
+    from .bad_inputs import sample_pdf
+
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(sample_pdf(3))
+    loaded = []
+    real = documents._ingest
+    monkeypatch.setattr(documents, "_ingest", lambda name, *args: loaded.append(name) or real(name, *args))
+    first = ui.rank_pages(arena, [str(pdf)], QUERY, None, None, None, None)
+    second = ui.rank_pages(arena, [str(pdf)], "A different question about the same report", None, None, None, None)
+    assert loaded == ["report.pdf"]
+    assert [p["content_hash"] for p in second["pages"]] == [p["content_hash"] for p in first["pages"]]
+    assert second["query_id"] != first["query_id"]
+    # A different DPI is a different rendering.
+    ui.rank_pages(arena, [str(pdf)], QUERY, None, None, None, 72)
+    assert loaded == ["report.pdf", "report.pdf"]
+    thumbnail = arena.image_path(first["pages"][0]["content_hash"], 128)  # from the remembered page
+    assert thumbnail.endswith(".jpg")

@@ -1,0 +1,34 @@
+"""`python -m reranker bench` runs end to end on the tiny shape and reports every row.
+
+Nothing is timed against a threshold here (the benchmark measures; tests check it works): the
+report has each measurement, and the fast path agrees with the reference style on its pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from reranker import bench
+
+
+def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    bench.register_cli(parser.add_subparsers())
+    out = tmp_path / "report.json"
+    args = parser.parse_args(
+        ["bench", "--shape", "tiny", "--device", "cpu", "--pairs", "4", "--batch-size", "2",
+         "--reference-pairs", "2", "--repeats", "1", "--json", str(out)]
+    )
+    assert args.handler(args) == 0
+    report = json.loads(out.read_text())
+    names = [row["name"] for row in report["rows"]]
+    assert names[0].startswith("reference") and names[1].startswith("cold")
+    assert any("vision cache only" in name for name in names) and any("prefix KV reused" in name for name in names)
+    assert names[-2].startswith("end-to-end") and names[-1].startswith("end-to-end warm")
+    assert all(row["seconds"] > 0 and row["pairs"] > 0 for row in report["rows"])
+    assert report["rows"][0]["ratio"] == 1.0
+    assert report["max_score_difference_fast_vs_reference"] < 1e-5  # float32: same scores
+    assert report["pdf_render_pages_per_second"] > 0
+    printed = capsys.readouterr().out
+    assert "| reference: one pair per forward" in printed and "end-to-end ranking of 4 PDF pages" in printed
