@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import pymupdf
 from PIL import Image, ImageOps
 
-from .imaging import MAX_ASPECT_RATIO, image_hash
+from .imaging import MAX_ASPECT_RATIO, image_hash, pixels_hash
 from .lru import LRUCache
 
 __all__ = [
@@ -334,13 +334,14 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
 
 
 def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
-               render: Callable[[int], tuple[Image.Image, float]], budget: int,
+               render: Callable[[int], tuple], budget: int,
                options: IngestOptions, result: Ingested) -> None:
+    """`render(index)` gives (image, scale) or (image, scale, content hash) for page `index`."""
     pages, reduced = [], []
     for index in range(min(budget, page_count)):
         number = index + 1 if page_count > 1 or kind == "pdf" else None
         try:
-            image, scale = render(index)
+            image, scale, *known_hash = render(index)
         except _Refused as refusal:
             result.problems.append(Problem(name, str(refusal), number))
             continue
@@ -357,7 +358,8 @@ def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
             continue
         if scale < 1:
             reduced.append((index + 1, scale))
-        pages.append(Page(image_hash(image), image, name, index + 1, document_hash, kind, page_count))
+        content_hash = known_hash[0] if known_hash else image_hash(image)
+        pages.append(Page(content_hash, image, name, index + 1, document_hash, kind, page_count))
     if pages:
         result.documents.append(Document(document_hash, name, kind, page_count))
         result.pages.extend(pages)
@@ -489,17 +491,20 @@ def _render_pages(doc: pymupdf.Document, indices, options: IngestOptions) -> dic
     for index in indices:
         try:
             image, scale = _render_pdf_page(doc[index], options)
-            out[index] = (image.mode, image.size, image.tobytes(), scale)
+            raw = image.tobytes()
+            # Hashed here, in parallel, rather than one page at a time in the parent process.
+            out[index] = (image.mode, image.size, raw, scale, pixels_hash(image.mode, image.size, raw))
         except Exception as error:  # reported for this page only, as in-process rendering does
             out[index] = f"{type(error).__name__}: {error}"
     return out
 
 
-def _unpack(payload) -> tuple[Image.Image, float]:
+def _unpack(payload) -> tuple[Image.Image, float, str]:
+    """(image, scale, content hash) of a page a worker process rendered."""
     if isinstance(payload, str):
         raise RuntimeError(payload)
-    mode, size, raw, scale = payload
-    return Image.frombytes(mode, size, raw), scale
+    mode, size, raw, scale, content_hash = payload
+    return Image.frombytes(mode, size, raw), scale, content_hash
 
 
 # --- images ------------------------------------------------------------------------------------

@@ -23,9 +23,14 @@ def image_hash(image: Image.Image) -> str:
     Identical pixels give the same id whatever file or format they came from, so caches and
     the database can recognise a page seen before.
     """
+    return pixels_hash(image.mode, image.size, image.tobytes())
+
+
+def pixels_hash(mode: str, size: tuple[int, int], raw: bytes) -> str:
+    """`image_hash` of the image `Image.frombytes(mode, size, raw)`, without building it."""
     digest = hashlib.sha256()
-    digest.update(f"{image.mode}:{image.width}x{image.height}:".encode())
-    digest.update(image.tobytes())
+    digest.update(f"{mode}:{size[0]}x{size[1]}:".encode())
+    digest.update(raw)
     return digest.hexdigest()
 
 
