@@ -76,7 +76,8 @@ def device_note() -> str:
         "**No GPU on this machine.** On 2 CPU cores each 2B model needs about 70 s per page at "
         "Qwen3-VL-Reranker's default budget (1280 visual tokens), 35 s at 551 tokens and 18 s at "
         "256 (docs/benchmarks.md). Lower the image budgets under *Instruction and settings* to go "
-        "faster, or run the app on a GPU."
+        "faster, or run the app on a GPU. A new question about pages already ranked is quicker: "
+        "neither model encodes a page image twice, and Qwen3RerankerMM needs about 1 s a page."
     )
 
 
