@@ -139,13 +139,16 @@ def rank(
     keys: Sequence[str] | None = None,
     store=None,
     ingest_cache=None,
+    on_pages: Callable[[list[Page]], None] | None = None,
 ) -> RankingResult:
     """Ingest `files` and score every page with each model; a failing model is reported, not raised.
 
     `pool`: a `ModelPool` or a mapping key → loaded Reranker. The query is checked before any
     work, so an empty query costs nothing. With a `store`, scores it already holds for the same
     model, settings, query and page are reused instead of recomputed. With an `ingest_cache`
-    (`documents.ingest_cache()`), files loaded before are not rendered again.
+    (`documents.ingest_cache()`), files loaded before are not rendered again. `on_pages(pages)`
+    runs once the pages are read and before scoring: a place to start side work (it should
+    return at once) that then overlaps the models.
     """
     from .scoring import QueryError, clean_query
 
@@ -156,6 +159,8 @@ def rank(
     started = time.perf_counter()
     pages, problems, notes, documents = ingest(files, ingest_options, ingest_cache)
     ingest_seconds = time.perf_counter() - started
+    if on_pages and pages:
+        on_pages(pages)
     done = {key: 0.0 for key in keys}
 
     def score_with(key: str) -> ModelRanking:
@@ -192,3 +197,34 @@ def rank(
     rankings = {key: score_with(key) for key in keys}
     report(1.0, "Done")
     return RankingResult(query, instruction, pages, problems, notes, rankings, ingest_seconds, documents)
+
+
+def rank_and_save(files: Sequence, query: str, pool: ModelPool | Mapping, store, images=None,
+                  gallery_side: int = 512, **options) -> tuple[RankingResult, int | None]:
+    """The app's ranking request: rank (see `rank`), store the ranking, have thumbnails ready.
+
+    While the models score, the new pages' PNGs for the store (`store.stage_pages`) and their
+    gallery thumbnails (`images`, a `thumbnails.PageImages`) are made on worker threads: on a
+    GPU machine the CPU is otherwise idle then. Returns the result and the stored query id
+    (None when no page could be read).
+    """
+    thumbnails = []
+
+    def start_side_work(pages: list[Page]) -> None:
+        store.stage_pages(pages)
+        if images is not None:
+            thumbnails.extend(images.prepare(pages, gallery_side))
+
+    result = rank(files, query, pool, store=store, on_pages=start_side_work, **options)
+    query_id = None
+    if result.pages:
+        scored = {key: r for key, r in result.rankings.items() if r.scores is not None}
+        query_id = store.save_ranking(
+            query, result.instruction, result.pages, result.documents,
+            scores={key: r.scores for key, r in scored.items()},
+            settings={key: r.settings for key, r in scored.items()},
+            seconds={key: r.seconds for key, r in scored.items()},
+        )
+    for thumbnail in thumbnails:  # done by now, as a rule; an error surfaces here, not in the gallery
+        thumbnail.result()
+    return result, query_id

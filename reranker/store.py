@@ -31,9 +31,9 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -44,6 +44,7 @@ from sqlite_utils import Database
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "arena.db"
 BUSY_TIMEOUT_S = 30.0
+MAX_STAGED_PAGES = 1000  # PNGs encoded ahead of a save_ranking that may never come (a failed request)
 
 RELEVANT, NOT_RELEVANT, SKIP, CLEARED = "relevant", "not_relevant", "skip", "cleared"
 LABELS = (RELEVANT, NOT_RELEVANT, SKIP)  # what an annotator can choose
@@ -258,6 +259,18 @@ def majority(labels: Iterable[str]) -> str | None:
     return RELEVANT if votes[RELEVANT] > votes[NOT_RELEVANT] else NOT_RELEVANT
 
 
+_ENCODERS: ThreadPoolExecutor | None = None
+_ENCODERS_LOCK = threading.Lock()
+
+
+def _png_encoders() -> ThreadPoolExecutor:
+    global _ENCODERS
+    with _ENCODERS_LOCK:
+        if _ENCODERS is None:
+            _ENCODERS = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="png")
+        return _ENCODERS
+
+
 def encode_png(image: Image.Image) -> bytes:
     """Lossless, so exports reproduce the exact pixels; level 1 is ~40% faster than the default
     for ~3% more bytes on document pages."""
@@ -324,6 +337,7 @@ class Store:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: weakref.WeakSet[Database] = weakref.WeakSet()  # for close(); dies with its thread
+        self._staged: OrderedDict[str, Future] = OrderedDict()  # content hash → its PNG being encoded
         db = self.db
         _enable_wal(db)
         migrate(db)
@@ -395,13 +409,13 @@ class Store:
                 _check_hash(page.document_hash)
 
         # PNG encoding is the slow part: do it before taking the write lock, and only for pages
-        # not stored yet. A page another process adds meanwhile is simply ignored on insert.
+        # not stored yet (or take what stage_pages encoded ahead). A page another process adds
+        # meanwhile is simply ignored on insert.
         stamp = now()
         stored = self._existing_pages({page.content_hash for page in pages})
         new_pages = list({page.content_hash: page for page in pages if page.content_hash not in stored}.values())
-        # zlib releases the GIL: encode the pages in parallel, off the write lock.
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            pngs = list(pool.map(lambda page: encode_png(page.image), new_pages))
+        self.stage_pages(new_pages, stored)
+        pngs = [self._take_staged(page) for page in new_pages]
         page_rows: dict[str, dict[str, Any]] = {
             page.content_hash: dict(
                 content_hash=page.content_hash,
@@ -489,6 +503,24 @@ class Store:
                     ignore=True,
                 )
         return query_id
+
+    def stage_pages(self, pages: Iterable[Any], stored: set[str] | None = None) -> None:
+        """Start encoding the PNGs of pages not stored yet, on worker threads (zlib releases the
+        GIL), for a `save_ranking` to come: the app calls this while the models score."""
+        pages = list(pages)
+        if stored is None:
+            stored = self._existing_pages({page.content_hash for page in pages})
+        with self._lock:
+            for page in pages:
+                if page.content_hash not in stored and page.content_hash not in self._staged:
+                    self._staged[page.content_hash] = _png_encoders().submit(encode_png, page.image)
+            while len(self._staged) > MAX_STAGED_PAGES:
+                self._staged.popitem(last=False)
+
+    def _take_staged(self, page: Any) -> bytes:
+        with self._lock:
+            staged = self._staged.pop(page.content_hash, None)
+        return staged.result() if staged is not None else encode_png(page.image)
 
     def _existing_pages(self, hashes: set[str]) -> set[str]:
         rows = self.db.execute(

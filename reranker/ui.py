@@ -14,7 +14,6 @@ import json
 import os
 import re
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +21,11 @@ import gradio as gr
 import pandas as pd
 
 from . import ranking
-from .documents import DEFAULT_DPI, IngestOptions, Page, ingest_cache
-from .lru import LRUCache
+from .documents import DEFAULT_DPI, IngestOptions, ingest_cache
 from .models import MODELS, TOKENS_PER_SIDE_PX, get_spec
 from .scoring import QueryError
 from .store import Store
+from .thumbnails import PageImages
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "static"
@@ -38,6 +37,7 @@ MAX_UPLOAD = "100mb"
 # RGB bytes of rendered pages kept in memory (uploads already rendered; recent pages' thumbnails):
 # ~7 pages of a 144-DPI letter-size PDF per 40 MB.
 PAGE_MEMORY_BYTES = 2**30
+GALLERY_SIDE = 512  # px, the longer side of a page in the ranking galleries
 UPLOAD_TYPES = [".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"]
 DEFAULT_GUIDELINES = (
     "A page is **relevant** when a reader could answer the query from this page alone "
@@ -90,36 +90,17 @@ class Arena:
     cache_dir: Path
 
     def __post_init__(self):
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        # Uploads already rendered: a new query about the same files skips the rendering. Its
-        # pages also serve thumbnails without a database read.
+        # Uploads already rendered: a new query about the same files skips the rendering.
         self.ingested = ingest_cache(PAGE_MEMORY_BYTES)
-        self._pages = LRUCache(PAGE_MEMORY_BYTES)  # recently ranked pages, by content hash
+        self.images = PageImages(self.cache_dir, self.store.page_image, PAGE_MEMORY_BYTES)
 
     @property
     def guidelines_path(self) -> Path:
         return self.store.path.with_suffix(".guidelines.md")
 
-    def remember(self, pages: list[Page]) -> None:
-        for page in pages:
-            self._pages.put(page.content_hash, page, page.width * page.height * 3)
-
     def image_path(self, page_hash: str, max_side: int) -> str:
         """A JPEG of the page no larger than `max_side`, written once to the cache folder."""
-        path = self.cache_dir / f"{page_hash[:32]}-{max_side}.jpg"
-        if not path.exists():
-            page = self._pages.get(page_hash)
-            image = page.thumbnail(max_side) if page else _shrink(self.store.page_image(page_hash), max_side)
-            partial = path.with_suffix(f".{threading.get_ident()}.part")
-            image.convert("RGB").save(partial, format="JPEG", quality=88)
-            partial.replace(path)
-        return str(path)
-
-
-def _shrink(image, max_side: int):
-    image = image.copy()
-    image.thumbnail((max_side, max_side))
-    return image
+        return self.images.path(page_hash, max_side)
 
 
 # ----- Rank -------------------------------------------------------------------------------------
@@ -142,27 +123,17 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
     if instruction == get_spec(A_KEY).default_instruction:
         instruction = None  # the default: stored and cached as "no instruction"
     try:
-        result = ranking.rank(
-            uploads, query, arena.pool,
+        result, query_id = ranking.rank_and_save(
+            uploads, query, arena.pool, arena.store, arena.images,
+            gallery_side=GALLERY_SIDE,
             instruction=instruction,
             ingest_options=IngestOptions(dpi=float(dpi or DEFAULT_DPI)),
             max_pixels={A_KEY: budget_pixels(A_KEY, budget_a), B_KEY: budget_pixels(B_KEY, budget_b)},
             progress=(lambda fraction, message: progress(fraction, desc=message)) if progress else None,
-            store=arena.store,
             ingest_cache=arena.ingested,
         )
     except QueryError as error:
         raise gr.Error(str(error)) from None
-    arena.remember(result.pages)
-    scored = {key: r for key, r in result.rankings.items() if r.scores is not None}
-    query_id = None
-    if result.pages:
-        query_id = arena.store.save_ranking(
-            query, instruction, result.pages, result.documents,
-            scores={key: r.scores for key, r in scored.items()},
-            settings={key: r.settings for key, r in scored.items()},
-            seconds={key: r.seconds for key, r in scored.items()},
-        )
     return ranking_as_dict(result, query_id)
 
 
@@ -232,7 +203,7 @@ def show_ranking(arena: Arena, data: dict):
                 shift = other_rank - entry["rank"]
                 arrow = "=" if shift == 0 else (f"↓{shift}" if shift > 0 else f"↑{-shift}")
                 caption += f" · other: #{other_rank} ({arrow})"
-            items.append((arena.image_path(entry["content_hash"], 512), caption))
+            items.append((arena.image_path(entry["content_hash"], GALLERY_SIDE), caption))
         columns += [header, items]
     status = [f"**Query:** {escape(data['query'])}"]
     if data.get("instruction"):

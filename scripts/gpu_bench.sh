@@ -6,13 +6,15 @@
 #
 # The GPU machine has torch (CUDA) and Python 3.12 but not this project's other packages and no
 # network, so --prepare downloads them as wheels to carry there (device tool: carry .whl and .cache).
+# sqlite-utils lets the end-to-end row run the app's whole request (database write, thumbnails).
 # Reports go to $OUT (or ./out): eager.json and compiled.json; the tables print to stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = "--prepare" ]; then
   python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --dest .whl \
-    "transformers==5.24.0" "peft==0.21.2" "pymupdf==1.28.2" regex
+    "transformers==5.24.0" "peft==0.21.2" "pymupdf==1.28.2" regex \
+    "sqlite-utils==4.2.1" click click-default-group tabulate python-dateutil tzdata sqlite-fts4 pluggy
   python3 -m reranker.checkpoints fetch-vocab
   ls .whl .cache
   exit 0

@@ -97,3 +97,23 @@ def test_pages_already_loaded_can_be_ranked_directly(tiny_rerankers):
     pages = load_files(sample_files(2)).pages
     result = ranking.rank(pages, QUERY, tiny_rerankers, keys=[A])
     assert list(result.rankings) == [A] and len(result.rankings[A].scores) == 2
+
+
+def test_rank_and_save_starts_the_side_work_before_scoring_and_stores_the_ranking(tiny_rerankers, tmp_path, monkeypatch):
+    from reranker.thumbnails import PageImages
+
+    store = Store(tmp_path / "arena.db")
+    images = PageImages(tmp_path / "thumbs", store.page_image, memory_bytes=2**30)
+    events = []
+    real_stage, real_prepare = store.stage_pages, images.prepare
+    monkeypatch.setattr(store, "stage_pages", lambda *args: events.append("stage") or real_stage(*args))
+    monkeypatch.setattr(images, "prepare", lambda pages, side: events.append("thumbnails") or real_prepare(pages, side))
+    for key, reranker in tiny_rerankers.items():
+        real_score = reranker.score
+        monkeypatch.setattr(reranker, "score", lambda *a, _real=real_score, _key=key, **k: events.append(_key) or _real(*a, **k))
+        reranker.clear_caches()
+    result, query_id = ranking.rank_and_save(sample_files(), QUERY, tiny_rerankers, store, images, gallery_side=200)
+    assert events[:4] == ["stage", "thumbnails", A, B]  # save_ranking stages again: nothing left to do
+    assert store.query_pages(query_id) and len(result.pages) == 3
+    assert all((tmp_path / "thumbs" / f"{page.content_hash[:32]}-200.jpg").exists() for page in result.pages)
+    assert not store._staged

@@ -400,3 +400,27 @@ def test_connections_are_per_thread_and_database_is_wal(store: Store, db_path: P
 def test_timestamps_are_utc_iso():
     stamp = datetime.fromisoformat(store_module.now())
     assert stamp.tzinfo is not None and abs(stamp - datetime.now(timezone.utc)) < timedelta(seconds=5)
+
+
+# ----- PNGs encoded ahead (while the models score) ----------------------------------------------
+def test_staged_pngs_are_the_ones_saved_and_stored_pages_are_not_encoded_again(store: Store, monkeypatch):
+    pages = make_pages(4, size=(40, 30))
+    ranked(store, pages[:2])  # already stored: nothing to stage for these
+    encoded = []
+    real = store_module.encode_png
+    monkeypatch.setattr(store_module, "encode_png", lambda image: encoded.append(image.size) or real(image))
+    store.stage_pages(pages)
+    assert len(encoded) <= 2 and set(store._staged) == {page.content_hash for page in pages[2:]}
+    ranked(store, pages, query="a second query")
+    assert len(encoded) == 2 and not store._staged  # taken, not encoded twice
+    for page in pages:
+        assert list(store.page_image(page.content_hash).getdata()) == list(page.image.getdata())
+
+
+def test_staged_pngs_of_a_request_that_never_saved_are_bounded(store: Store, monkeypatch):
+    monkeypatch.setattr(store_module, "MAX_STAGED_PAGES", 3)
+    store.stage_pages(make_pages(5, size=(8, 8)))
+    assert len(store._staged) == 3
+    pages = make_pages(5, size=(8, 8))
+    ranked(store, pages)  # the two dropped ones are simply encoded at save time
+    assert all(store.page_image(page.content_hash).size == (8, 8) for page in pages)

@@ -1,0 +1,67 @@
+"""Page images for display: a JPEG per (page, size), written once into a folder.
+
+Recently ranked pages are kept in memory (bounded by their RGB bytes), so their thumbnails need
+no database read; older ones are loaded through `load` (the store). `prepare` writes a batch of
+thumbnails on worker threads (Pillow's resize and JPEG encoder release the GIL), which the app
+does while the models are scoring, so the gallery is ready when the scores are.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from PIL import Image
+
+from .lru import LRUCache
+
+JPEG_QUALITY = 88
+
+
+class PageImages:
+    def __init__(self, folder: Path, load: Callable[[str], Image.Image], memory_bytes: int):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._load = load
+        self._pages = LRUCache(memory_bytes)  # content hash → Page
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def remember(self, pages: Iterable) -> None:
+        for page in pages:
+            self._pages.put(page.content_hash, page, page.width * page.height * 3)
+
+    def path(self, page_hash: str, max_side: int) -> str:
+        """A JPEG of the page no larger than `max_side` (written now unless it already is)."""
+        path = self.folder / f"{page_hash[:32]}-{max_side}.jpg"
+        if not path.exists():
+            page = self._pages.get(page_hash)
+            image = page.thumbnail(max_side) if page else _shrink(self._load(page_hash), max_side)
+            # Written under a private name, then renamed: two threads writing the same
+            # thumbnail never leave a half-written file behind.
+            partial = path.with_suffix(f".{threading.get_ident()}.part")
+            image.convert("RGB").save(partial, format="JPEG", quality=JPEG_QUALITY)
+            partial.replace(path)
+        return str(path)
+
+    def prepare(self, pages: Iterable, max_side: int) -> list[Future]:
+        """Remember `pages` and start writing their thumbnails on worker threads."""
+        pages = list(pages)
+        self.remember(pages)
+        unique = {page.content_hash: page for page in pages}
+        return [self._workers().submit(self.path, page_hash, max_side) for page_hash in unique]
+
+    def _workers(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="thumbnails")
+            return self._pool
+
+
+def _shrink(image: Image.Image, max_side: int) -> Image.Image:
+    image = image.copy()
+    image.thumbnail((max_side, max_side))
+    return image

@@ -1,0 +1,30 @@
+"""Display thumbnails: written once per (page, size), from memory or from the store, in parallel."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from reranker.documents import load_files
+from reranker.thumbnails import PageImages
+
+
+def test_prepared_thumbnails_are_the_files_path_gives(tmp_path, sample_pages_dir):
+    pages = load_files(sorted(sample_pages_dir.glob("doc_*.jpg"))[:4]).pages
+    loads = []
+    images = PageImages(tmp_path / "thumbs", lambda page_hash: loads.append(page_hash), memory_bytes=2**30)
+    futures = images.prepare(pages + pages[:1], 256)  # a repeated page is written once
+    paths = [future.result() for future in futures]
+    assert len(paths) == 4 and loads == []
+    for page, path in zip(pages, paths):
+        assert images.path(page.content_hash, 256) == path
+        with Image.open(path) as thumbnail:
+            assert max(thumbnail.size) == 256 and thumbnail.format == "JPEG"
+    assert not list((tmp_path / "thumbs").glob("*.part"))
+
+
+def test_a_page_not_in_memory_is_loaded_through_the_store(tmp_path, sample_pages_dir):
+    (page,) = load_files([sorted(sample_pages_dir.glob("doc_*.jpg"))[0]]).pages
+    images = PageImages(tmp_path / "thumbs", lambda page_hash: page.image, memory_bytes=1)  # too small to keep it
+    images.remember([page])
+    with Image.open(images.path(page.content_hash, 128)) as thumbnail:
+        assert max(thumbnail.size) == 128
