@@ -481,3 +481,12 @@ def test_positions_equal_the_models_own_rope_index(tiny_rerankers, sample_images
             attention_mask=batch.attention_mask,
         )
         assert torch.equal(batch.position_ids, expected)
+
+
+def test_cache_sizes_come_from_the_environment(tiny_checkpoints, monkeypatch):
+    monkeypatch.setenv("RERANKER_PREFIX_CACHE_MB", "0")
+    monkeypatch.setenv("RERANKER_VISION_CACHE_MB", "1.5")
+    reranker = load_b(tiny_checkpoints)
+    assert not reranker.reuses_prefix and reranker.prefix_cache.capacity == 0
+    assert reranker.vision_cache.capacity == int(1.5 * 2**20)
+    assert load_b(tiny_checkpoints, prefix_cache_bytes=2**20).reuses_prefix  # an explicit size wins
