@@ -57,6 +57,9 @@ class QueryError(ValueError):
     """The query cannot be scored (empty, or not text)."""
 
 
+DTYPES = ("float32", "bfloat16", "float16")
+
+
 def default_device() -> torch.device:
     name = os.environ.get("RERANKER_DEVICE")
     if name:
@@ -746,8 +749,9 @@ def load_reranker(
     """Load a reranker by key (see `reranker.models.MODELS`) with its real Hub loading code.
 
     Weights: `model_path`/`adapter_path`, else `RERANKER_<KEY>_MODEL`/`_ADAPTER`, else the Hub ids.
-    Device: `device`, else `RERANKER_DEVICE`, else CUDA when present. dtype: bfloat16 on CUDA,
-    float32 elsewhere. Attention: flash_attention_2 when flash-attn is installed on CUDA, else SDPA.
+    Device: `device`, else `RERANKER_DEVICE`, else CUDA when present. dtype: `dtype`, else
+    `RERANKER_DTYPE`, else bfloat16 on CUDA and float32 elsewhere (bfloat16 is the checkpoints'
+    own precision; float32 on a CPU matches the reference code to ~1e-6). Attention: flash_attention_2 when flash-attn is installed on CUDA, else SDPA.
     `options` go to `Reranker` (max_pixels, batch_size, vision_cache_bytes, overlap, ...).
     """
     from transformers import Qwen3VLForConditionalGeneration
@@ -759,9 +763,11 @@ def load_reranker(
     spec = get_spec(key)
     location = weights_location(spec, model_path, adapter_path)
     device = torch.device(device) if device is not None else default_device()
+    dtype = dtype or os.environ.get("RERANKER_DTYPE") or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
         dtype = getattr(torch, dtype)
-    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     attention = attn_implementation or default_attention(device)
     weights = local_weights(location.model, spec, "weights")
     try:

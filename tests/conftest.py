@@ -17,6 +17,10 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The app's own settings from the developer's shell must not change what the tests check
+# (float32 on the CPU, default cache sizes, the tiny checkpoints each test names).
+for _name in [name for name in os.environ if name.startswith("RERANKER_") and name != "RERANKER_QWEN_VOCAB"]:
+    del os.environ[_name]
 
 
 def _is_local(address) -> bool:

@@ -490,3 +490,12 @@ def test_cache_sizes_come_from_the_environment(tiny_checkpoints, monkeypatch):
     assert not reranker.reuses_prefix and reranker.prefix_cache.capacity == 0
     assert reranker.vision_cache.capacity == int(1.5 * 2**20)
     assert load_b(tiny_checkpoints, prefix_cache_bytes=2**20).reuses_prefix  # an explicit size wins
+
+
+def test_the_dtype_comes_from_the_environment_and_a_bad_one_is_named(tiny_checkpoints, monkeypatch):
+    monkeypatch.setenv("RERANKER_DTYPE", "bfloat16")
+    assert load_b(tiny_checkpoints).dtype == torch.bfloat16
+    assert load_b(tiny_checkpoints, dtype="float32").dtype == torch.float32  # an explicit dtype wins
+    monkeypatch.setenv("RERANKER_DTYPE", "float8")
+    with pytest.raises(ValueError, match="unknown dtype 'float8'"):
+        load_b(tiny_checkpoints)
