@@ -60,6 +60,14 @@ class QueryError(ValueError):
 DTYPES = ("float32", "bfloat16", "float16")
 
 
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN reports it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False
+
+
 def default_device() -> torch.device:
     name = os.environ.get("RERANKER_DEVICE")
     if name:

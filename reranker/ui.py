@@ -23,7 +23,7 @@ import pandas as pd
 from . import ranking
 from .documents import DEFAULT_DPI, IngestOptions, ingest_cache
 from .models import MODELS, TOKENS_PER_SIDE_PX, get_spec
-from .scoring import QueryError
+from .scoring import QueryError, cpu_has_bfloat16
 from .store import Store
 from .thumbnails import PageImages
 
@@ -79,7 +79,7 @@ def device_note() -> str:
         "faster, or run the app on a GPU. A new question about pages already ranked is quicker: "
         "neither model encodes a page image twice, and Qwen3RerankerMM needs about 1 s a page."
     )
-    if torch.ops.mkldnn._is_mkldnn_bf16_supported() and not os.environ.get("RERANKER_DTYPE"):
+    if cpu_has_bfloat16() and not os.environ.get("RERANKER_DTYPE"):
         note += (" This CPU computes in bfloat16 natively: `RERANKER_DTYPE=bfloat16` (the checkpoints' "
                  "own precision) makes both models about twice as fast here.")
     return note

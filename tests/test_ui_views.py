@@ -137,3 +137,17 @@ def test_a_new_query_about_the_same_upload_does_not_render_it_again(arena, monke
     assert loaded == ["report.pdf", "report.pdf"]
     thumbnail = arena.image_path(first["pages"][0]["content_hash"], 128)  # from the remembered page
     assert thumbnail.endswith(".jpg")
+
+
+def test_the_cpu_device_note_gives_speeds_and_suggests_bfloat16_where_it_is_native(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(ui, "cpu_has_bfloat16", lambda: True)
+    note = ui.device_note()
+    assert note.startswith("**No GPU on this machine.**") and "RERANKER_DTYPE=bfloat16" in note
+    monkeypatch.setenv("RERANKER_DTYPE", "bfloat16")
+    assert "RERANKER_DTYPE" not in ui.device_note()  # already set
+    monkeypatch.delenv("RERANKER_DTYPE")
+    monkeypatch.setattr(ui, "cpu_has_bfloat16", lambda: False)
+    assert "RERANKER_DTYPE" not in ui.device_note()  # emulated bfloat16 would be slower
