@@ -127,7 +127,8 @@ def bench_tokenizer(choice: str):
     return build_tokenizer(), "byte-level (text costs ~4x Qwen's tokens)"
 
 
-def build(shape: str, device, dtype, attention: str, batch_size: int, budget_tokens: int | None, seed: int, tokenizer):
+def build(shape: str, device, dtype, attention: str, batch_size: int, budget_tokens: int | None, seed: int, tokenizer,
+          vision_chunk: int | None = None):
     from .checkpoints import build_model, build_processor
     from .models import MODELS
     from .scoring import build_reranker
@@ -138,7 +139,8 @@ def build(shape: str, device, dtype, attention: str, batch_size: int, budget_tok
         model = build_model(shape, seed=seed + offset, tokenizer=tokenizer, dtype=dtype, device=device, attn_implementation=attention)
         max_pixels = budget_tokens * 32 * 32 if (budget_tokens and offset == 0) else None
         rerankers[key] = build_reranker(
-            key, model, processor, device=device, weights=f"random {shape}", batch_size=batch_size, max_pixels=max_pixels
+            key, model, processor, device=device, weights=f"random {shape}", batch_size=batch_size, max_pixels=max_pixels,
+            vision_chunk=vision_chunk,
         )
     return rerankers
 
@@ -156,7 +158,7 @@ def run(args) -> dict:
     args.repeats = args.repeats or (3 if device.type == "cuda" else 2)
     build_started = time.perf_counter()
     tokenizer, tokenizer_name = bench_tokenizer(args.tokenizer)
-    rerankers = build(shape, device, dtype, attention, args.batch_size, args.budget_tokens, args.seed, tokenizer)
+    rerankers = build(shape, device, dtype, attention, args.batch_size, args.budget_tokens, args.seed, tokenizer, args.vision_chunk)
     a_key, b_key = list(rerankers)
     model_a = rerankers[a_key]
     print(f"built 2 random '{shape}' models on {device} ({dtype}, {attention}) in {time.perf_counter() - build_started:.1f} s")
@@ -241,6 +243,7 @@ def run(args) -> dict:
         "tokenizer": tokenizer_name,
         "prompt_text_tokens": text_tokens,
         "batch_size": args.batch_size,
+        "vision_chunk": model_a.vision_chunk,
         "budget_tokens": model_a.budget.max_pixels // 1024,
         "versions": versions(),
         "rows": [dict(asdict(row), pairs_per_second=row.pairs_per_second, ratio=row.pairs_per_second / reference_rate) for row in rows],
@@ -388,6 +391,7 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default=None)
     parser.add_argument("--attn", choices=("sdpa", "eager", "flash_attention_2"), default=None, help="attention implementation")
     parser.add_argument("--device", default=None, help="cuda, cpu, … (default: cuda when present)")
+    parser.add_argument("--vision-chunk", type=int, default=None, help="pages per vision-encoder call (default 8)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tokenizer", choices=("auto", "qwen", "byte"), default="auto",
                         help="qwen: Qwen's real vocabulary (real text token counts); auto: qwen when found")

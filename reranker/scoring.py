@@ -166,9 +166,6 @@ class PromptLayout:
             return None
         return hashlib.sha256(repr((self.before, self.after[: self.reusable])).encode()).hexdigest()[:16]
 
-    def prefix_length(self, count: int) -> int:
-        return len(self.before) + count + (self.reusable or 0)
-
 
 @dataclass
 class PreparedBatch:
