@@ -40,8 +40,13 @@ def harvest(cache, row: int, start: int, length: int, next_position: int) -> Pag
 
     A copy, not a view: a view would keep the whole batch's cache alive.
     """
-    layers = [torch.stack((layer.keys[row, :, start : start + length], layer.values[row, :, start : start + length])) for layer in cache.layers]
-    return PagePrefix(kv=torch.stack(layers).clone(), next_position=next_position)
+    window = slice(start, start + length)
+    first = cache.layers[0].keys
+    kv = first.new_empty((len(cache.layers), 2, first.shape[1], length, first.shape[3]))
+    for index, layer in enumerate(cache.layers):
+        kv[index, 0] = layer.keys[row, :, window]
+        kv[index, 1] = layer.values[row, :, window]
+    return PagePrefix(kv=kv, next_position=next_position)
 
 
 def batch_cache(prefixes: list[PagePrefix]):
