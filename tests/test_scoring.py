@@ -499,3 +499,21 @@ def test_the_dtype_comes_from_the_environment_and_a_bad_one_is_named(tiny_checkp
     monkeypatch.setenv("RERANKER_DTYPE", "float8")
     with pytest.raises(ValueError, match="unknown dtype 'float8'"):
         load_b(tiny_checkpoints)
+
+
+def test_a_kept_prefix_serves_only_its_own_image_budget(tiny_rerankers, tiny_checkpoints, sample_images):
+    reranker = tiny_rerankers[B]
+    plain = load_b(tiny_checkpoints, prefix_cache_bytes=0)
+    pages = sample_images[:2]
+    smaller = 256 * 32 * 32
+    reranker.clear_caches()
+    reranker.score(QUERIES[0], pages)  # kept at the default budget
+    hits = reranker.prefix_cache.hits
+    assert reranker.score(QUERIES[1], pages, max_pixels=smaller) == pytest.approx(
+        plain.score(QUERIES[1], pages, max_pixels=smaller), abs=TOL
+    )
+    assert reranker.prefix_cache.hits == hits  # another budget, other tokens: not reused
+    assert reranker.score(QUERIES[2], pages, max_pixels=smaller) == pytest.approx(
+        plain.score(QUERIES[2], pages, max_pixels=smaller), abs=TOL
+    )
+    assert reranker.prefix_cache.hits == hits + len(pages)  # kept at that budget by the call before
