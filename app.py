@@ -1,8 +1,9 @@
 """Multimodal Rerank Arena: `python app.py` starts the app (also the Hugging Face Space entry).
 
 Configuration by environment variables (see README): RERANKER_<KEY>_MODEL / _ADAPTER (local or
-Hub weights), RERANKER_DEVICE, RERANKER_DB (database file), RERANKER_CACHE (image cache folder),
-RERANKER_COMPILE=1 (torch.compile on GPU), GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
+Hub weights), RERANKER_DEVICE, RERANKER_DTYPE, RERANKER_DB (database file), RERANKER_CACHE (image
+cache folder), RERANKER_VISION_CACHE_MB / RERANKER_PREFIX_CACHE_MB (model caches), RERANKER_COMPILE=1
+(torch.compile on GPU), GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
 """
 
 from __future__ import annotations
