@@ -44,7 +44,7 @@ from sqlite_utils import Database
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "arena.db"
 BUSY_TIMEOUT_S = 30.0
-MAX_STAGED_PAGES = 1000  # PNGs encoded ahead of a save_ranking that may never come (a failed request)
+MAX_STAGED_PAGES = 256  # PNGs encoded ahead of a save_ranking that may never come (a failed request)
 
 RELEVANT, NOT_RELEVANT, SKIP, CLEARED = "relevant", "not_relevant", "skip", "cleared"
 LABELS = (RELEVANT, NOT_RELEVANT, SKIP)  # what an annotator can choose
