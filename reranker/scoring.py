@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +36,7 @@ from .imaging import image_hash, resize_to_budget
 from .lru import LRUCache
 from .models import ModelSpec, chat_messages, get_spec, weights_location
 from .prefix_cache import PagePrefix, batch_cache, harvest, suffix_positions
+from .workers import thread_pool
 
 logger = logging.getLogger(__name__)
 
@@ -469,7 +470,7 @@ class Reranker:
 
     def _submit(self, function, *args) -> Future:
         if self.overlap:
-            return _page_pool().submit(function, *args)
+            return _PAGE_WORKERS.submit(function, *args)
         done: Future = Future()
         done.set_result(function(*args))
         return done
@@ -633,15 +634,7 @@ def patchify(
     return torch.cat(rows)
 
 
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _page_pool() -> ThreadPoolExecutor:
-    """Shared workers for per-page CPU work (resize, patchify)."""
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="page-prep")
-    return _POOL
+_PAGE_WORKERS = thread_pool("page-prep")  # per-page CPU work (resize, patchify)
 
 
 def resize_dims(image: Image.Image, budget: Budget) -> tuple[int, int]:

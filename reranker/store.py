@@ -33,7 +33,7 @@ import time
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -41,6 +41,8 @@ from typing import Any, NamedTuple
 
 from PIL import Image
 from sqlite_utils import Database
+
+from .workers import thread_pool
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "arena.db"
 BUSY_TIMEOUT_S = 30.0
@@ -259,16 +261,7 @@ def majority(labels: Iterable[str]) -> str | None:
     return RELEVANT if votes[RELEVANT] > votes[NOT_RELEVANT] else NOT_RELEVANT
 
 
-_ENCODERS: ThreadPoolExecutor | None = None
-_ENCODERS_LOCK = threading.Lock()
-
-
-def _png_encoders() -> ThreadPoolExecutor:
-    global _ENCODERS
-    with _ENCODERS_LOCK:
-        if _ENCODERS is None:
-            _ENCODERS = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="png")
-        return _ENCODERS
+_PNG_ENCODERS = thread_pool("png")
 
 
 def encode_png(image: Image.Image) -> bytes:
@@ -513,7 +506,7 @@ class Store:
         with self._lock:
             for page in pages:
                 if page.content_hash not in stored and page.content_hash not in self._staged:
-                    self._staged[page.content_hash] = _png_encoders().submit(encode_png, page.image)
+                    self._staged[page.content_hash] = _PNG_ENCODERS.submit(encode_png, page.image)
             while len(self._staged) > MAX_STAGED_PAGES:
                 self._staged.popitem(last=False)
 

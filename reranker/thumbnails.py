@@ -8,15 +8,15 @@ does while the models are scoring, so the gallery is ready when the scores are.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 from PIL import Image
 
 from .lru import LRUCache
+from .workers import thread_pool
 
 JPEG_QUALITY = 88
 
@@ -27,8 +27,7 @@ class PageImages:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._load = load
         self._pages = LRUCache(memory_bytes)  # content hash → Page
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._workers = thread_pool("thumbnails")
 
     def remember(self, pages: Iterable) -> None:
         for page in pages:
@@ -52,13 +51,7 @@ class PageImages:
         pages = list(pages)
         self.remember(pages)
         unique = {page.content_hash: page for page in pages}
-        return [self._workers().submit(self.path, page_hash, max_side) for page_hash in unique]
-
-    def _workers(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="thumbnails")
-            return self._pool
+        return [self._workers.submit(self.path, page_hash, max_side) for page_hash in unique]
 
 
 def _shrink(image: Image.Image, max_side: int) -> Image.Image:

@@ -1,0 +1,72 @@
+"""Executors shared within one process: made on first use, and made again in a forked child.
+
+A forked child inherits an executor object but none of its threads (nor a process pool's
+manager thread), so work submitted to the inherited object would wait forever. ZeroGPU runs the
+app's Rank request in a process forked from the app (`spaces.GPU`), and that worker goes on
+serving later requests; every pool the request uses comes from here, so each process has its own
+(and torch computes there on one thread: see `_after_fork_in_child`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+
+
+def default_workers() -> int:
+    return min(8, os.cpu_count() or 1)
+
+
+class SharedExecutor:
+    """`factory(workers)` made on first use, again when more workers are asked for, and again
+    in a process forked after it was made."""
+
+    def __init__(self, factory: Callable[[int], Executor], workers: int | None = None):
+        self._factory = factory
+        self._default_workers = workers or default_workers()
+        self._forget()
+        _SHARED.add(self)
+
+    def _forget(self) -> None:
+        # A new lock too: the inherited one may have been held by a parent thread at the fork.
+        self._lock = threading.Lock()
+        self._executor: Executor | None = None
+        self._workers = 0
+
+    def get(self, workers: int | None = None) -> Executor:
+        workers = workers or self._default_workers
+        with self._lock:
+            if self._executor is None or self._workers < workers:
+                if self._executor is not None:
+                    self._executor.shutdown(wait=False)  # its queued work still runs
+                self._executor, self._workers = self._factory(workers), workers
+            return self._executor
+
+    def submit(self, function: Callable, *args, **kwargs) -> Future:
+        return self.get().submit(function, *args, **kwargs)
+
+
+def thread_pool(name: str, workers: int | None = None) -> SharedExecutor:
+    """Worker threads named `name`-N, one per core up to 8 unless `workers` says otherwise."""
+    return SharedExecutor(lambda count: ThreadPoolExecutor(max_workers=count, thread_name_prefix=name), workers)
+
+
+_SHARED: weakref.WeakSet[SharedExecutor] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for shared in list(_SHARED):
+        shared._forget()
+    # torch's OpenMP threads do not survive a fork either: a child whose parent ran a parallel
+    # op hangs in its own first one (GNU OpenMP; pytorch#17199, #89693). The child computes on
+    # one intra-op thread; in ZeroGPU's worker the heavy work is on the GPU anyway.
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

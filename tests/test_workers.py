@@ -1,0 +1,60 @@
+"""Shared executors keep working in a process forked after they were made (ZeroGPU's worker)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+from reranker.workers import SharedExecutor, thread_pool
+
+from .forked import ForkedWorker
+
+
+def _thread_name_and_pid(_=None) -> tuple[str, int]:
+    return threading.current_thread().name, os.getpid()
+
+
+def test_a_thread_pool_used_before_a_fork_still_runs_work_in_the_child():
+    pool = thread_pool("fork-test")
+    name, pid = pool.submit(_thread_name_and_pid).result()
+    assert name.startswith("fork-test") and pid == os.getpid()
+
+    with ForkedWorker(lambda: pool.submit(_thread_name_and_pid).result(timeout=30), seconds=60) as worker:
+        child_name, child_pid = worker.call()
+        assert child_name.startswith("fork-test") and child_pid != os.getpid()
+        assert worker.call()[1] == child_pid  # the child's own pool serves its later calls too
+    assert pool.submit(_thread_name_and_pid).result()[1] == os.getpid()  # the parent's is untouched
+
+
+def test_a_lock_held_in_the_parent_at_the_fork_does_not_block_the_child():
+    pool = thread_pool("fork-lock")
+    pool.submit(_thread_name_and_pid).result()
+    with pool._lock:  # as if another thread were making the executor at the moment of the fork
+        worker = ForkedWorker(lambda: pool.submit(_thread_name_and_pid).result(timeout=30), seconds=60)
+    with worker:
+        assert worker.call()[0].startswith("fork-lock")
+
+
+def test_a_process_pool_grows_when_more_workers_are_asked_for_and_survives_a_fork():
+    made = []
+
+    def factory(workers: int) -> ProcessPoolExecutor:
+        made.append(workers)
+        return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+
+    processes = SharedExecutor(factory, workers=1)
+    assert processes.get().submit(os.getpid).result() != os.getpid()
+    assert processes.get(1) is processes.get()  # the same executor while it is big enough
+    bigger = processes.get(2)
+    assert made == [1, 2] and bigger.submit(abs, -3).result() == 3
+
+    def in_the_child() -> int:
+        result = processes.get(2).submit(abs, -5).result(timeout=60)
+        processes.get(2).shutdown()  # the child's own pool; its processes would outlive the test
+        return result
+
+    with ForkedWorker(in_the_child, seconds=90, daemon=False) as worker:
+        assert worker.call() == 5
+    assert processes.get(2) is bigger
