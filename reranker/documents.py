@@ -27,13 +27,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import current_process, get_context
 
 import pymupdf
 from PIL import Image, ImageOps
 
 from .imaging import MAX_ASPECT_RATIO, image_hash, pixels_hash
 from .lru import LRUCache
+from .workers import SharedExecutor
 
 __all__ = [
     "DEFAULT_DPI",
@@ -423,28 +426,18 @@ def _area(rect: pymupdf.IRect) -> int:
 # Rendering a long PDF in worker processes: each opens its own copy of the file and renders a
 # contiguous range of pages; pixels come back as raw bytes. Spawned (not forked) workers, since
 # the app process runs threads and may hold a GPU context.
-_PROCESS_POOL = None
-_PROCESS_POOL_SIZE = 0
 MIN_PAGES_FOR_PROCESSES = 6
 
 
 def _render_workers(options: IngestOptions, pages: int) -> int:
+    if current_process().daemon:  # may not start processes (ZeroGPU's worker is a daemon): render here
+        return 1
     cores = os.cpu_count() or 1
     workers = options.render_workers or (min(8, cores) if cores >= 4 else 1)
     return min(workers, pages) if pages >= MIN_PAGES_FOR_PROCESSES else 1
 
 
-def _process_pool(workers: int):
-    global _PROCESS_POOL, _PROCESS_POOL_SIZE
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    if _PROCESS_POOL is None or _PROCESS_POOL_SIZE < workers:
-        if _PROCESS_POOL is not None:
-            _PROCESS_POOL.shutdown(wait=False)
-        _PROCESS_POOL = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
-        _PROCESS_POOL_SIZE = workers
-    return _PROCESS_POOL
+_RENDER_PROCESSES = SharedExecutor(lambda workers: ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")))
 
 
 def _render_in_processes(data: bytes, count: int, options: IngestOptions, workers: int) -> dict:
@@ -458,7 +451,7 @@ def _render_in_processes(data: bytes, count: int, options: IngestOptions, worker
         handle.flush()
         try:
             futures = [
-                _process_pool(workers).submit(_render_range, handle.name, bounds[i], bounds[i + 1], options)
+                _RENDER_PROCESSES.get(workers).submit(_render_range, handle.name, bounds[i], bounds[i + 1], options)
                 for i in range(workers)
                 if bounds[i] < bounds[i + 1]
             ]

@@ -412,6 +412,12 @@ def test_long_pdfs_render_the_same_in_worker_processes(tmp_path):
     assert [p.content_hash for p in parallel.pages] == [p.content_hash for p in serial.pages]
     assert [p.page_number for p in parallel.pages] == list(range(1, MIN_PAGES_FOR_PROCESSES + 2))
 
+    # A daemonic process (ZeroGPU's worker) may not start processes: it renders in-process.
+    from .forked import ForkedWorker
+
+    with ForkedWorker(lambda: [p.content_hash for p in load_files([("long.pdf", data)], IngestOptions(render_workers=3)).pages]) as worker:
+        assert worker.call() == [p.content_hash for p in serial.pages]
+
 
 def test_a_strip_too_narrow_to_score_is_a_problem_not_a_page():
     """Qwen-VL refuses aspect ratios over 200:1; such a page is reported, the others stay."""
