@@ -69,6 +69,11 @@ def cpu_has_bfloat16() -> bool:
         return False
 
 
+def on_zero_gpu() -> bool:
+    """Whether this is a ZeroGPU Space (the variable its `spaces` package reads)."""
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
+
+
 def default_device() -> torch.device:
     name = os.environ.get("RERANKER_DEVICE")
     if name:
@@ -710,7 +715,9 @@ def apply_adapter(model, adapter: str, spec: ModelSpec):
 
     adapter = local_weights(adapter, spec, "adapter")
     try:
-        peft_model = PeftModel.from_pretrained(model, adapter)
+        # The adapter's tensors load where the model is (peft would pick CUDA whenever it is
+        # available, which on ZeroGPU means pinned memory in a process with no GPU).
+        peft_model = PeftModel.from_pretrained(model, adapter, torch_device=str(model.device))
         expected = load_peft_weights(adapter, device="cpu")
     except (OSError, ValueError) as error:
         raise _load_failure(spec, "adapter", adapter, error) from error
@@ -774,7 +781,10 @@ def load_reranker(
             weights,
             dtype=dtype,
             attn_implementation=attention,
-            device_map=str(device) if device.type == "cuda" else None,  # straight onto the GPU
+            # Straight onto the GPU, except on ZeroGPU: its CUDA emulation covers only the main
+            # thread, and transformers materializes a device_map on worker threads. There the
+            # weights load on the CPU and `build_reranker` moves them, in this thread.
+            device_map=str(device) if device.type == "cuda" and not on_zero_gpu() else None,
         )
     except (OSError, ValueError) as error:
         raise _load_failure(spec, "weights", location.model, error) from error
