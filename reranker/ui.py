@@ -10,10 +10,13 @@ Everything a user typed or named is escaped before it is rendered as Markdown/HT
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import os
+import pickle
 import re
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,13 +90,24 @@ def device_note() -> str:
 
 @dataclass
 class Arena:
-    """What all sessions share: the models (loaded once), the database, the image cache."""
+    """What all sessions share: the models (loaded once), the database, the image cache.
+
+    On a ZeroGPU Space `rank_pages` runs in a worker process forked from the app, and its
+    arguments reach it pickled. Models, database connections and locks do not pickle, and the
+    worker has them already (it inherited this Arena through the fork), so an Arena pickles as
+    its number in this process's registry.
+    """
 
     pool: ranking.ModelPool
     store: Store
     cache_dir: Path
 
+    def __reduce__(self):
+        return _registered_arena, (self._number,)
+
     def __post_init__(self):
+        self._number = next(_ARENA_NUMBERS)
+        _ARENAS[self._number] = self
         # Uploads already rendered: a new query about the same files skips the rendering.
         self.ingested = ingest_cache(PAGE_MEMORY_BYTES)
         self.images = PageImages(self.cache_dir, self.store.page_image, PAGE_MEMORY_BYTES)
@@ -105,6 +119,20 @@ class Arena:
     def image_path(self, page_hash: str, max_side: int) -> str:
         """A JPEG of the page no larger than `max_side`, written once to the cache folder."""
         return self.images.path(page_hash, max_side)
+
+
+_ARENA_NUMBERS = itertools.count()
+_ARENAS: weakref.WeakValueDictionary[int, Arena] = weakref.WeakValueDictionary()
+
+
+def _registered_arena(number: int) -> Arena:
+    try:
+        return _ARENAS[number]
+    except KeyError:
+        raise pickle.UnpicklingError(
+            f"Arena {number} is not in this process: an Arena unpickles only in the process that "
+            "made it or one forked from it (ZeroGPU's worker)"
+        ) from None
 
 
 # ----- Rank -------------------------------------------------------------------------------------
