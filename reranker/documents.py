@@ -127,6 +127,11 @@ class Page:
             self._thumbnails[max_side] = thumb
         return self._thumbnails[max_side]
 
+    def __getstate__(self) -> dict:
+        # Pages are pickled for ZeroGPU's worker while thumbnail threads may be adding display
+        # copies, which the worker does not need: it gets the page without them.
+        return {**self.__dict__, "_thumbnails": {}}
+
 
 @dataclass(frozen=True)
 class Problem:

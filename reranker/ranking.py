@@ -127,6 +127,51 @@ def ingest(files: Sequence, options: IngestOptions | None = None, cache=None):
     return pages + loaded.pages, loaded.problems, loaded.notes, loaded.documents
 
 
+@dataclass
+class Scored:
+    """One model's fresh scores for the pages it was given (aligned), or why it failed."""
+
+    scores: list[float] | None
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def score_pages(pool: ModelPool | Mapping, query: str, work: Mapping[str, list[Page]], instruction: str | None = None,
+                max_pixels: Mapping[str, int] | None = None, progress: ProgressCallback | None = None) -> dict[str, Scored]:
+    """The model work of a ranking: each model's pages (`work`: key → pages), one model after the
+    other. A model that fails (e.g. out of memory) is reported in its `Scored`, not raised.
+
+    Everything here is plain data in and out: the app runs it where the GPU is (on ZeroGPU, a
+    worker process that gets the arguments pickled; see ui.score_on_gpu).
+    """
+    from .scoring import QueryError
+
+    report = progress or (lambda fraction, message: None)
+    done = dict.fromkeys(work, 0.0)
+    results = {}
+    # One model after the other: scoring both at once on one GPU was measured slower
+    # (docs/benchmarks.md), the two compete for the same cores and kernels.
+    for key, pages in work.items():
+        label = get_spec(key).label
+
+        def on_batch(count: int, total: int, key=key, label=label) -> None:
+            done[key] = count / max(total, 1)
+            report(0.1 + 0.9 * sum(done.values()) / len(work), f"{label}: {count}/{total} pages")
+
+        started = time.perf_counter()
+        try:
+            reranker = pool.get(key) if isinstance(pool, ModelPool) else pool[key]
+            budget = (max_pixels or {}).get(key)
+            scores = reranker.score(query, pages, instruction, progress=on_batch, max_pixels=budget)
+        except QueryError:
+            raise
+        except Exception as error:  # this model's column says so; the other model goes on
+            results[key] = Scored(None, error=f"{type(error).__name__}: {error}")
+            continue
+        results[key] = Scored(scores, seconds=time.perf_counter() - started)
+    return results
+
+
 def rank(
     files: Sequence,
     query: str,
@@ -140,6 +185,7 @@ def rank(
     store=None,
     ingest_cache=None,
     on_pages: Callable[[list[Page]], None] | None = None,
+    scorer: Callable[..., dict[str, Scored]] = score_pages,
 ) -> RankingResult:
     """Ingest `files` and score every page with each model; a failing model is reported, not raised.
 
@@ -148,9 +194,10 @@ def rank(
     model, settings, query and page are reused instead of recomputed. With an `ingest_cache`
     (`documents.ingest_cache()`), files loaded before are not rendered again. `on_pages(pages)`
     runs once the pages are read and before scoring: a place to start side work (it should
-    return at once) that then overlaps the models.
+    return at once) that then overlaps the models. `scorer` does the model work, with
+    `score_pages`'s arguments (the pool first); it is only called when some page needs a model.
     """
-    from .scoring import QueryError, clean_query
+    from .scoring import clean_query
 
     clean_query(query, max_length=10**9)  # raises QueryError with a message for the user
     keys = list(keys or (pool.keys if isinstance(pool, ModelPool) else pool.keys()))
@@ -161,40 +208,40 @@ def rank(
     ingest_seconds = time.perf_counter() - started
     if on_pages and pages:
         on_pages(pages)
-    done = {key: 0.0 for key in keys}
 
-    def score_with(key: str) -> ModelRanking:
-        spec = get_spec(key)
+    rankings: dict[str, ModelRanking] = {}
+    known: dict[str, dict[str, float]] = {}  # key → content hash → score, from the store
+    work: dict[str, list[Page]] = {}  # key → the pages it still has to score
+    for key in keys:
+        label = get_spec(key).label
         try:
             reranker = pool.get(key) if isinstance(pool, ModelPool) else pool[key]
+            settings = reranker.settings((max_pixels or {}).get(key))
         except ModelUnavailable as error:
-            return ModelRanking(key, spec.label, None, error=error.reason)
-        if not pages:
-            return ModelRanking(key, spec.label, [], settings=reranker.settings())
+            rankings[key] = ModelRanking(key, label, None, error=error.reason)
+            continue
+        except ValueError as error:  # an image budget outside the model's range
+            rankings[key] = ModelRanking(key, label, None, error=str(error))
+            continue
+        rankings[key] = ModelRanking(key, label, [], settings=settings)
+        hashes = [page.content_hash for page in pages]
+        known[key] = store.cached_scores(key, settings, query, instruction, hashes) if store and pages else {}
+        missing = [page for page in pages if page.content_hash not in known[key]]
+        if missing:
+            work[key] = missing
 
-        def on_batch(count: int, total: int) -> None:
-            done[key] = count / max(total, 1)
-            report(0.1 + 0.9 * sum(done.values()) / len(keys), f"{spec.label}: {count}/{total} pages")
-
-        budget = (max_pixels or {}).get(key)
-        started = time.perf_counter()
-        try:
-            settings = reranker.settings(budget)
-            known = store.cached_scores(key, settings, query, instruction, [p.content_hash for p in pages]) if store else {}
-            missing = [page for page in pages if page.content_hash not in known]
-            fresh = reranker.score(query, missing, instruction, progress=on_batch, max_pixels=budget) if missing else []
-            known.update({page.content_hash: score for page, score in zip(missing, fresh)})
-            scores = [known[page.content_hash] for page in pages]
-        except QueryError:
-            raise
-        except Exception as error:  # e.g. out of memory: this model's column says so
-            return ModelRanking(key, spec.label, None, error=f"{type(error).__name__}: {error}")
-        return ModelRanking(key, spec.label, scores, seconds=time.perf_counter() - started, settings=settings)
-
-    # One model after the other: scoring both at once on one GPU was measured slower
-    # (docs/benchmarks.md), the two compete for the same cores and kernels.
     report(0.1, "Scoring")
-    rankings = {key: score_with(key) for key in keys}
+    fresh = scorer(pool, query, work, instruction, max_pixels, progress) if work else {}
+    for key, ranking in rankings.items():
+        if ranking.error is not None:
+            continue
+        scored = fresh.get(key, Scored([]))
+        if scored.scores is None:
+            ranking.scores, ranking.error = None, scored.error
+            continue
+        known[key].update({page.content_hash: score for page, score in zip(work.get(key, []), scored.scores)})
+        ranking.scores = [known[key][page.content_hash] for page in pages]
+        ranking.seconds = scored.seconds
     report(1.0, "Done")
     return RankingResult(query, instruction, pages, problems, notes, rankings, ingest_seconds, documents)
 

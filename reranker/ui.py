@@ -92,7 +92,7 @@ def device_note() -> str:
 class Arena:
     """What all sessions share: the models (loaded once), the database, the image cache.
 
-    On a ZeroGPU Space `rank_pages` runs in a worker process forked from the app, and its
+    On a ZeroGPU Space `score_on_gpu` runs in a worker process forked from the app, and its
     arguments reach it pickled. Models, database connections and locks do not pickle, and the
     worker has them already (it inherited this Arena through the fork), so an Arena pickles as
     its number in this process's registry.
@@ -145,6 +145,28 @@ except ImportError:  # elsewhere it is a no-op anyway
 
 
 @_gpu(duration=120)
+def score_on_gpu(arena: Arena, query: str, work: dict, instruction: str | None, max_pixels: dict,
+                 progress=None) -> dict[str, ranking.Scored]:
+    """The model work of a ranking (`ranking.score_pages`), and nothing else, under `spaces.GPU`.
+
+    On ZeroGPU this runs in a worker process forked from the app, on pickled arguments (the
+    pages go as pixels), and its time counts against the visitor's GPU quota. So reading and
+    rendering the uploads, the score cache, the thumbnails and the database all stay in the app
+    process, and a request whose scores are all stored needs no GPU at all.
+    """
+    return ranking.score_pages(arena.pool, query, work, instruction, max_pixels, progress)
+
+
+@dataclass
+class _GradioProgress:
+    """gr.Progress as a `ranking.ProgressCallback`; unlike a lambda it pickles (for ZeroGPU)."""
+
+    progress: gr.Progress
+
+    def __call__(self, fraction: float, message: str) -> None:
+        self.progress(fraction, desc=message)
+
+
 def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_a: int | None,
                budget_b: int | None, dpi: float | None, progress=None) -> dict:
     """Score every page of the uploads with both models; store the ranking; return it as data."""
@@ -161,8 +183,10 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
             instruction=instruction,
             ingest_options=IngestOptions(dpi=float(dpi or DEFAULT_DPI)),
             max_pixels={A_KEY: budget_pixels(A_KEY, budget_a), B_KEY: budget_pixels(B_KEY, budget_b)},
-            progress=(lambda fraction, message: progress(fraction, desc=message)) if progress else None,
+            progress=_GradioProgress(progress) if progress else None,
             ingest_cache=arena.ingested,
+            # Looked up per call (not bound once): the tests put a forked worker behind it.
+            scorer=lambda pool, *work: score_on_gpu(arena, *work),
         )
     except QueryError as error:
         raise gr.Error(str(error)) from None

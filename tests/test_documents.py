@@ -494,3 +494,14 @@ def test_refused_files_are_not_cached_and_stay_refused():
         result = load_files([("locked.pdf", corpus.encrypted_pdf())], cache=cache)
         assert "password" in str(result.problems[0]) and not result.pages
     assert len(cache) == 0
+
+
+def test_a_page_pickles_with_its_pixels_and_without_its_display_copies():
+    """ZeroGPU sends pages to its worker pickled, while thumbnail threads may be adding to them."""
+    import pickle
+
+    page = load_files([str(corpus.SAMPLE_PAGES[0])]).pages[0]
+    page.thumbnail(100)
+    copy = pickle.loads(pickle.dumps(page))
+    assert copy == page and copy.image.tobytes() == page.image.tobytes() and copy.image.mode == "RGB"
+    assert copy._thumbnails == {} and 100 in page._thumbnails

@@ -1,5 +1,5 @@
-"""The app on a ZeroGPU Space: its start-up under ZeroGPU's CUDA emulation, and the Rank request
-in a forked worker process that gets its arguments pickled (what `spaces.GPU` does there)."""
+"""The app on a ZeroGPU Space: its start-up under ZeroGPU's CUDA emulation, and the model work of
+a ranking in a forked worker process that gets its arguments pickled (what `spaces.GPU` does)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gradio as gr
 import pytest
 
 from reranker import ranking, ui
@@ -34,7 +35,7 @@ def test_an_arena_pickles_as_a_reference_to_this_process(arena):
         ui._registered_arena(-1)
 
 
-def test_the_rank_request_runs_in_a_forked_worker_and_its_results_reach_the_app(arena, tiny_rerankers, tmp_path):
+def test_the_model_work_runs_in_a_forked_worker_and_everything_else_in_the_app(arena, tiny_rerankers, tmp_path, monkeypatch):
     pdf = tmp_path / "report.pdf"
     pdf.write_bytes(sample_pdf(6))
     image = str(SAMPLE_PAGES[7])
@@ -42,11 +43,17 @@ def test_the_rank_request_runs_in_a_forked_worker_and_its_results_reach_the_app(
     # inherited executors without threads, caches holding entries).
     ui.rank_pages(arena, [str(pdf)], "An earlier question", None, None, None, None)
 
-    with ForkedWorker(ui.rank_pages) as worker:
-        first = worker.call(arena, [str(pdf)], QUERY, None, None, None, None)
-        second = worker.call(arena, [image], "Another question", None, None, None, None)  # the same worker again
-        with pytest.raises(RuntimeError, match="the query is empty"):  # errors come back as errors
-            worker.call(arena, [image], "  ", None, None, None, None)
+    with ForkedWorker(ui.score_on_gpu) as worker:  # what spaces.GPU puts behind the function
+        calls = []
+        monkeypatch.setattr(ui, "score_on_gpu", lambda *args: calls.append(args) or worker.call(*args))
+        first = ui.rank_pages(arena, [str(pdf)], QUERY, None, None, None, None)
+        second = ui.rank_pages(arena, [image], "Another question", None, None, None, None)  # the same worker again
+        assert len(calls) == 2
+        again = ui.rank_pages(arena, [str(pdf)], QUERY, None, None, None, None)
+        assert len(calls) == 2, "every score was stored: no GPU call"
+        with pytest.raises(gr.Error, match="the query is empty"):
+            ui.rank_pages(arena, [image], "  ", None, None, None, None)
+        assert len(calls) == 2
 
     # Scores computed in the worker equal the models' own, computed here.
     pages = ranking.ingest([str(pdf)])[0]
@@ -54,9 +61,10 @@ def test_the_rank_request_runs_in_a_forked_worker_and_its_results_reach_the_app(
         expected = reranker.score(QUERY, pages)
         assert first["models"][key]["scores"] == pytest.approx(expected, abs=1e-5)
         assert first["models"][key]["error"] is None
+        assert again["models"][key]["scores"] == first["models"][key]["scores"]
     assert len(second["pages"]) == 1 and second["models"][ui.A_KEY]["error"] is None
 
-    # What the worker stored and wrote, the app process reads: the ranking, then the galleries.
+    # The app process stored the ranking and made the thumbnails.
     for data in (first, second):
         stored = arena.store.query_pages(data["query_id"])
         assert sorted(page.page_hash for page in stored) == sorted(page["content_hash"] for page in data["pages"])
@@ -65,8 +73,20 @@ def test_the_rank_request_runs_in_a_forked_worker_and_its_results_reach_the_app(
         assert all(Path(path).is_file() for path, _ in gallery_a + gallery_b)
 
 
+def test_a_whole_rank_request_also_runs_in_a_forked_worker(arena, tmp_path):
+    """Deployments that put all of `rank_pages` in a forked worker work too (its store writes,
+    thumbnails and PDF rendering happen in the worker, a daemon that may not start processes)."""
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(sample_pdf(6))
+    ui.rank_pages(arena, [str(pdf)], "An earlier question", None, None, None, None)
+    with ForkedWorker(ui.rank_pages) as worker:
+        data = worker.call(arena, [str(pdf)], QUERY, None, None, None, None)
+    assert len(data["pages"]) == 6 and all(model["error"] is None for model in data["models"].values())
+    assert len(arena.store.query_pages(data["query_id"])) == 6
+
+
 def test_the_app_starts_under_zerogpus_cuda_emulation(tiny_checkpoints):
-    """Both models load onto ZeroGPU's emulated CUDA device, and `spaces.GPU` wraps the Rank request.
+    """Both models load onto ZeroGPU's emulated CUDA device, and `spaces.GPU` wraps the model work.
 
     (transformers loads a device_map on worker threads, outside the emulation, and peft puts an
     adapter on CUDA with pinned memory: both fail there unless the app loads on the CPU and moves.)
@@ -83,7 +103,7 @@ def test_the_app_starts_under_zerogpus_cuda_emulation(tiny_checkpoints):
     lines = [line for line in done.stdout.splitlines() if line.startswith("REPORT ")]
     assert done.returncode == 0 and lines, done.stderr[-4000:]
     report = json.loads(lines[-1].removeprefix("REPORT "))
-    assert report["cuda_available"] and report["rank_pages_wrapped_by_spaces"]
+    assert report["cuda_available"] and report["score_on_gpu_wrapped_by_spaces"]
     for key, model in report["models"].items():
         assert model["loaded"], f"{key}: {model['error']}"
         assert model["device"] == "cuda" and model["parameters_on"] == ["cuda:0"] and model["dtype"] == "bfloat16"

@@ -37,7 +37,7 @@ arena = ui.create_arena(db_path=os.path.join(tempfile.mkdtemp(), "arena.db"), ca
 ui.build_app(arena)
 report = {
     "cuda_available": torch.cuda.is_available(),
-    "rank_pages_wrapped_by_spaces": hasattr(ui.rank_pages, "zerogpu"),
+    "score_on_gpu_wrapped_by_spaces": hasattr(ui.score_on_gpu, "zerogpu"),
     "device_note": ui.device_note(),
     "models": {},
 }
