@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import current_process, get_context
+from multiprocessing import current_process, get_context, shared_memory
 
 import pymupdf
 from PIL import Image, ImageOps
@@ -317,12 +317,16 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
             try:
                 wanted = min(budget, doc.page_count)
                 workers = _render_workers(options, wanted)
-                if workers > 1:
-                    rendered = _render_in_processes(data, wanted, options, workers)
-                    render = lambda i: _unpack(rendered[i])  # noqa: E731
+                rendered = _render_in_processes(data, wanted, options, workers) if workers > 1 else None
+                if rendered is not None:
+                    render = lambda i: _unpack(rendered.pop(i))  # noqa: E731
                 else:
                     render = lambda i: _render_pdf_page(doc[i], options)  # noqa: E731
-                _add_pages(name, document_hash, "pdf", doc.page_count, render, budget, options, result)
+                try:
+                    _add_pages(name, document_hash, "pdf", doc.page_count, render, budget, options, result)
+                finally:
+                    for payload in (rendered or {}).values():  # pages never taken (an error above)
+                        _release(payload)
                 return doc.page_count
             finally:
                 doc.close()
@@ -413,6 +417,11 @@ def _open_pdf(name: str, data: bytes, result: Ingested) -> pymupdf.Document:
 
 def _render_pdf_page(page: pymupdf.Page, options: IngestOptions) -> tuple[Image.Image, float]:
     """RGB render at options.dpi, or at the lower DPI that keeps it within max_page_pixels."""
+    pixmap, scale = _render_pixmap(page, options)
+    return pixmap.pil_image(), scale
+
+
+def _render_pixmap(page: pymupdf.Page, options: IngestOptions) -> tuple[pymupdf.Pixmap, float]:
     wanted = zoom = options.dpi / 72  # PDF units are 1/72 inch
     pixels = page.rect.width * page.rect.height * zoom * zoom
     if pixels > options.max_page_pixels:
@@ -421,7 +430,7 @@ def _render_pdf_page(page: pymupdf.Page, options: IngestOptions) -> tuple[Image.
         while _area((page.rect * pymupdf.Matrix(zoom, zoom)).irect) > options.max_page_pixels:
             zoom *= 0.999
     pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
-    return pixmap.pil_image(), zoom / wanted
+    return pixmap, zoom / wanted
 
 
 def _area(rect: pymupdf.IRect) -> int:
@@ -429,8 +438,9 @@ def _area(rect: pymupdf.IRect) -> int:
 
 
 # Rendering a long PDF in worker processes: each opens its own copy of the file and renders a
-# contiguous range of pages; pixels come back as raw bytes. Spawned (not forked) workers, since
-# the app process runs threads and may hold a GPU context.
+# contiguous range of pages into shared memory, which the parent reads once and frees (through a
+# pipe, each page's ~6 MB was copied five times, and 8 processes rendered only ~1.5x faster than
+# one). Spawned (not forked) workers, since the app process runs threads and may hold a GPU context.
 MIN_PAGES_FOR_PROCESSES = 6
 
 
@@ -445,8 +455,9 @@ def _render_workers(options: IngestOptions, pages: int) -> int:
 _RENDER_PROCESSES = SharedExecutor(lambda workers: ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")))
 
 
-def _render_in_processes(data: bytes, count: int, options: IngestOptions, workers: int) -> dict:
-    """Page index → (mode, size, raw bytes, scale) or an error message, rendered by `workers` processes."""
+def _render_in_processes(data: bytes, count: int, options: IngestOptions, workers: int) -> dict | None:
+    """Page index → payload (see `_unpack`) for pages [0, count), rendered by `workers` processes;
+    None when no process could start here (a sandbox, limits): the caller renders in-process."""
     import tempfile
     from concurrent.futures.process import BrokenProcessPool
 
@@ -460,49 +471,63 @@ def _render_in_processes(data: bytes, count: int, options: IngestOptions, worker
                 for i in range(workers)
                 if bounds[i] < bounds[i + 1]
             ]
-            rendered = {}
-            for future in futures:
-                rendered.update(future.result())
-            return rendered
-        except (BrokenProcessPool, OSError):  # no processes here (sandbox, limits): render in-process
-            doc = pymupdf.open(stream=data, filetype="pdf")
+        except (BrokenProcessPool, OSError):
+            return None
+        rendered, broken = {}, False
+        for future in futures:  # every future is waited for, so no page's shared memory is left behind
             try:
-                doc.authenticate("")
-                return _render_pages(doc, range(count), options)
-            finally:
-                doc.close()
+                rendered.update(future.result())
+            except (BrokenProcessPool, OSError):
+                broken = True
+        if broken:
+            for payload in rendered.values():
+                _release(payload)
+            return None
+        return rendered
 
 
 def _render_range(path: str, start: int, stop: int, options: IngestOptions) -> dict:
-    """In a worker process: render pages [start, stop) of the PDF at `path`."""
+    """In a worker process: render pages [start, stop) of the PDF at `path` into shared memory."""
     doc = pymupdf.open(path, filetype="pdf")
     try:
         if doc.needs_pass:
             doc.authenticate("")
-        return _render_pages(doc, range(start, stop), options)
+        out = {}
+        for index in range(start, stop):
+            try:
+                pixmap, scale = _render_pixmap(doc[index], options)
+                pixels, size = pixmap.samples_mv, (pixmap.width, pixmap.height)
+                block = shared_memory.SharedMemory(create=True, size=max(1, len(pixels)))
+                block.buf[: len(pixels)] = pixels
+                block.close()
+                # Hashed here, in parallel, rather than one page at a time in the parent process.
+                out[index] = ("RGB", size, block.name, scale, pixels_hash("RGB", size, pixels))
+            except Exception as error:  # reported for this page only, as in-process rendering does
+                out[index] = f"{type(error).__name__}: {error}"
+        return out
     finally:
         doc.close()
 
 
-def _render_pages(doc: pymupdf.Document, indices, options: IngestOptions) -> dict:
-    out = {}
-    for index in indices:
-        try:
-            image, scale = _render_pdf_page(doc[index], options)
-            raw = image.tobytes()
-            # Hashed here, in parallel, rather than one page at a time in the parent process.
-            out[index] = (image.mode, image.size, raw, scale, pixels_hash(image.mode, image.size, raw))
-        except Exception as error:  # reported for this page only, as in-process rendering does
-            out[index] = f"{type(error).__name__}: {error}"
-    return out
-
-
 def _unpack(payload) -> tuple[Image.Image, float, str]:
-    """(image, scale, content hash) of a page a worker process rendered."""
+    """(image, scale, content hash) of a page a worker process rendered; frees its shared memory."""
     if isinstance(payload, str):
         raise RuntimeError(payload)
-    mode, size, raw, scale, content_hash = payload
-    return Image.frombytes(mode, size, raw), scale, content_hash
+    mode, size, name, scale, content_hash = payload
+    block = shared_memory.SharedMemory(name=name)
+    try:
+        image = Image.frombytes(mode, size, block.buf[: size[0] * size[1] * len(mode)])
+    finally:
+        block.close()
+        block.unlink()
+    return image, scale, content_hash
+
+
+def _release(payload) -> None:
+    if not isinstance(payload, str):
+        block = shared_memory.SharedMemory(name=payload[2])
+        block.close()
+        block.unlink()
 
 
 # --- images ------------------------------------------------------------------------------------

@@ -505,3 +505,25 @@ def test_a_page_pickles_with_its_pixels_and_without_its_display_copies():
     copy = pickle.loads(pickle.dumps(page))
     assert copy == page and copy.image.tobytes() == page.image.tobytes() and copy.image.mode == "RGB"
     assert copy._thumbnails == {} and 100 in page._thumbnails
+
+
+def test_pages_rendered_in_processes_come_back_through_shared_memory_which_is_freed():
+    from multiprocessing import shared_memory
+
+    from reranker.documents import _release, _render_in_processes, _render_pdf_page, _unpack
+
+    data, options = corpus.sample_pdf(7), IngestOptions()
+    rendered = _render_in_processes(data, 7, options, workers=2)
+    assert rendered is not None and sorted(rendered) == list(range(7)), "the worker processes did not run"
+    names = [payload[2] for payload in rendered.values()]
+    doc = pymupdf.open(stream=data, filetype="pdf")
+    for index in range(5):  # the same pixels, scale and content id as rendering here
+        image, scale, content_hash = _unpack(rendered.pop(index))
+        expected, expected_scale = _render_pdf_page(doc[index], options)
+        assert image.tobytes() == expected.tobytes() and image.size == expected.size and image.mode == "RGB"
+        assert (scale, content_hash) == (expected_scale, image_hash(expected))
+    for payload in rendered.values():  # pages never taken (an error while adding the others)
+        _release(payload)
+    for name in names:
+        with pytest.raises(FileNotFoundError):
+            shared_memory.SharedMemory(name=name)
