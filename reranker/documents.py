@@ -415,13 +415,16 @@ def _open_pdf(name: str, data: bytes, result: Ingested) -> pymupdf.Document:
     return doc
 
 
-def _render_pdf_page(page: pymupdf.Page, options: IngestOptions) -> tuple[Image.Image, float]:
-    """RGB render at options.dpi, or at the lower DPI that keeps it within max_page_pixels."""
+def _render_pdf_page(page: pymupdf.Page, options: IngestOptions) -> tuple[Image.Image, float, str]:
+    """(RGB image, scale, content hash): the render of `_render_pixmap`, read and hashed straight
+    from MuPDF's buffer (one copy of the pixels fewer than `Pixmap.pil_image` and `image_hash`)."""
     pixmap, scale = _render_pixmap(page, options)
-    return pixmap.pil_image(), scale
+    pixels, size = pixmap.samples_mv, (pixmap.width, pixmap.height)
+    return Image.frombytes("RGB", size, pixels), scale, pixels_hash("RGB", size, pixels)
 
 
 def _render_pixmap(page: pymupdf.Page, options: IngestOptions) -> tuple[pymupdf.Pixmap, float]:
+    """RGB render at options.dpi, or at the lower DPI that keeps it within max_page_pixels."""
     wanted = zoom = options.dpi / 72  # PDF units are 1/72 inch
     pixels = page.rect.width * page.rect.height * zoom * zoom
     if pixels > options.max_page_pixels:

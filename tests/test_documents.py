@@ -519,9 +519,9 @@ def test_pages_rendered_in_processes_come_back_through_shared_memory_which_is_fr
     doc = pymupdf.open(stream=data, filetype="pdf")
     for index in range(5):  # the same pixels, scale and content id as rendering here
         image, scale, content_hash = _unpack(rendered.pop(index))
-        expected, expected_scale = _render_pdf_page(doc[index], options)
+        expected, expected_scale, expected_hash = _render_pdf_page(doc[index], options)
         assert image.tobytes() == expected.tobytes() and image.size == expected.size and image.mode == "RGB"
-        assert (scale, content_hash) == (expected_scale, image_hash(expected))
+        assert (scale, content_hash) == (expected_scale, expected_hash) and expected_hash == image_hash(expected)
     for payload in rendered.values():  # pages never taken (an error while adding the others)
         _release(payload)
     for name in names:
