@@ -107,3 +107,10 @@ def test_the_app_starts_under_zerogpus_cuda_emulation(tiny_checkpoints):
     for key, model in report["models"].items():
         assert model["loaded"], f"{key}: {model['error']}"
         assert model["device"] == "cuda" and model["parameters_on"] == ["cuda:0"] and model["dtype"] == "bfloat16"
+
+
+def test_the_gpu_time_asked_for_grows_with_the_pages_to_score_up_to_a_cap(arena, sample_images):
+    one, many = sample_images[:1], sample_images[:4] * 50
+    assert ui.gpu_seconds(arena, QUERY, {ui.A_KEY: one}, None, {}) == 21
+    assert ui.gpu_seconds(arena, QUERY, {ui.A_KEY: one * 25, ui.B_KEY: one * 25}, None, {}) == 70
+    assert ui.gpu_seconds(arena, QUERY, {ui.A_KEY: many, ui.B_KEY: many}) == ui.GPU_SECONDS_MAX
