@@ -69,6 +69,45 @@ def cpu_has_bfloat16() -> bool:
         return False
 
 
+# Both 2B models in float32 hold ~16 GiB of weights (7.9 GiB each); with the app, the caches and
+# the activations of a page at the largest budget, a machine needs about 20 GiB for them.
+CPU_FLOAT32_MEMORY = 20 * 2**30
+CGROUP_MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")  # v2, v1
+
+
+def memory_limit() -> int:
+    """Bytes of memory this process can have: the machine's, or its container's (cgroup) limit
+    when lower, as on a Hugging Face Space."""
+    try:
+        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        return 2**63
+    for path in CGROUP_MEMORY_LIMITS:
+        try:
+            with open(path) as handle:
+                text = handle.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max": no limit
+            limit = min(limit, int(text))
+    return limit
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """`RERANKER_DTYPE`, else bfloat16 on a GPU (the checkpoints' own precision). On a CPU float32,
+    which matches the reference code to ~1e-6, when both models fit in memory that way
+    (`CPU_FLOAT32_MEMORY`); else bfloat16, in half the memory (a free CPU Space has 16 GB, where
+    float32 would be killed for memory while loading the second model)."""
+    name = os.environ.get("RERANKER_DTYPE")
+    if name:
+        if name not in DTYPES:
+            raise ValueError(f"unknown dtype {name!r}: use one of {', '.join(DTYPES)}")
+        return getattr(torch, name)
+    if device.type == "cuda" or memory_limit() < CPU_FLOAT32_MEMORY:
+        return torch.bfloat16
+    return torch.float32
+
+
 def on_zero_gpu() -> bool:
     """Whether this is a ZeroGPU Space (the variable its `spaces` package reads)."""
     return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
@@ -501,7 +540,9 @@ class Reranker:
         Uncached pages go through the encoder a few at a time, as soon as their pixels are ready,
         so resizing the later pages on the CPU overlaps encoding the earlier ones on the device.
         """
-        from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
+        from transformers.models.qwen3_vl.modeling_qwen3_vl import (
+            BaseModelOutputWithDeepstackFeatures,
+        )
 
         items = list(batch.cached_vision)
         needed = [row for row, cached in enumerate(items) if cached is None]
@@ -755,8 +796,9 @@ def load_reranker(
 
     Weights: `model_path`/`adapter_path`, else `RERANKER_<KEY>_MODEL`/`_ADAPTER`, else the Hub ids.
     Device: `device`, else `RERANKER_DEVICE`, else CUDA when present. dtype: `dtype`, else
-    `RERANKER_DTYPE`, else bfloat16 on CUDA and float32 elsewhere (bfloat16 is the checkpoints'
-    own precision; float32 on a CPU matches the reference code to ~1e-6). Attention: flash_attention_2 when flash-attn is installed on CUDA, else SDPA.
+    `default_dtype` (`RERANKER_DTYPE`; bfloat16 on CUDA; float32 on a CPU with the memory for
+    both models that way, else bfloat16). Attention: flash_attention_2 when flash-attn is
+    installed on CUDA, else SDPA.
     `options` go to `Reranker` (max_pixels, batch_size, vision_cache_bytes, overlap, ...).
     """
     from transformers import Qwen3VLForConditionalGeneration
@@ -768,7 +810,7 @@ def load_reranker(
     spec = get_spec(key)
     location = weights_location(spec, model_path, adapter_path)
     device = torch.device(device) if device is not None else default_device()
-    dtype = dtype or os.environ.get("RERANKER_DTYPE") or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    dtype = dtype or default_dtype(device)
     if isinstance(dtype, str):
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import html
 import itertools
-import math
 import json
+import math
 import os
 import pickle
 import re
@@ -24,7 +24,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from . import ranking
+from . import ranking, scoring
 from .documents import DEFAULT_DPI, IngestOptions, ingest_cache
 from .models import MODELS, TOKENS_PER_SIDE_PX, get_spec
 from .scoring import QueryError, cpu_has_bfloat16
@@ -83,7 +83,13 @@ def device_note() -> str:
         "faster, or run the app on a GPU. A new question about pages already ranked is quicker: "
         "neither model encodes a page image twice, and Qwen3RerankerMM needs about 1 s a page."
     )
-    if cpu_has_bfloat16() and not os.environ.get("RERANKER_DTYPE"):
+    if os.environ.get("RERANKER_DTYPE"):
+        return note
+    if scoring.default_dtype(torch.device("cpu")) == torch.bfloat16:
+        note += (f" With {scoring.memory_limit() / 2**30:.0f} GiB of memory the models run in bfloat16, their "
+                 f"own precision (float32, which matches the reference code to ~1e-6, needs "
+                 f"{scoring.CPU_FLOAT32_MEMORY / 2**30:.0f} GiB for both).")
+    elif cpu_has_bfloat16():
         note += (" This CPU computes in bfloat16 natively: `RERANKER_DTYPE=bfloat16` (the checkpoints' "
                  "own precision) makes both models about twice as fast here.")
     return note

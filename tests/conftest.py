@@ -21,6 +21,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # (float32 on the CPU, default cache sizes, the tiny checkpoints each test names).
 for _name in [name for name in os.environ if name.startswith("RERANKER_") and name != "RERANKER_QWEN_VOCAB"]:
     del os.environ[_name]
+# The suite checks scores to ~1e-5 in float32; without this a machine with under 20 GiB would
+# load the models in bfloat16 by default (scoring.default_dtype; tested on its own).
+os.environ["RERANKER_DTYPE"] = "float32"
 
 
 def _is_local(address) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reranker import ranking, ui
+from reranker import ranking, scoring, ui
 from reranker.store import Store
 
 A, B = ui.A_KEY, ui.B_KEY
@@ -143,6 +143,8 @@ def test_the_cpu_device_note_gives_speeds_and_suggests_bfloat16_where_it_is_nati
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("RERANKER_DTYPE")
+    monkeypatch.setattr(scoring, "memory_limit", lambda: 64 * 2**30)  # float32 by default
     monkeypatch.setattr(ui, "cpu_has_bfloat16", lambda: True)
     note = ui.device_note()
     assert note.startswith("**No GPU on this machine.**") and "RERANKER_DTYPE=bfloat16" in note
@@ -151,3 +153,13 @@ def test_the_cpu_device_note_gives_speeds_and_suggests_bfloat16_where_it_is_nati
     monkeypatch.delenv("RERANKER_DTYPE")
     monkeypatch.setattr(ui, "cpu_has_bfloat16", lambda: False)
     assert "RERANKER_DTYPE" not in ui.device_note()  # emulated bfloat16 would be slower
+
+
+def test_the_cpu_device_note_says_when_memory_made_the_models_bfloat16(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("RERANKER_DTYPE")
+    monkeypatch.setattr(scoring, "memory_limit", lambda: 16 * 2**30)  # a free CPU Space
+    note = ui.device_note()
+    assert "With 16 GiB of memory the models run in bfloat16" in note and "needs 20 GiB" in note

@@ -99,6 +99,7 @@ def test_the_app_starts_under_zerogpus_cuda_emulation(tiny_checkpoints):
         RERANKER_QWEN3_RERANKER_MM_2B_MODEL=str(tiny_checkpoints.base),
         RERANKER_QWEN3_RERANKER_MM_2B_ADAPTER=str(tiny_checkpoints.adapter),
     )
+    env.pop("RERANKER_DTYPE")  # the app's own default on a GPU: bfloat16
     done = subprocess.run([sys.executable, str(HERE / "zerogpu_startup.py")], env=env, capture_output=True, text=True, timeout=600)
     lines = [line for line in done.stdout.splitlines() if line.startswith("REPORT ")]
     assert done.returncode == 0 and lines, done.stderr[-4000:]
