@@ -28,8 +28,7 @@ def not_in_bad_fork() -> bool:  # a module-level function: spaces asks a forked 
 
 torch.cuda._is_in_bad_fork = not_in_bad_fork
 
-import spaces  # noqa: E402,F401  (as a Space does: before anything touches CUDA)
-
+# `spaces` is imported by reranker.ui, as in app.py (after torch, before anything touches CUDA).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from reranker import ui  # noqa: E402
 
