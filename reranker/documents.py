@@ -17,19 +17,22 @@ read into pages again: asking a new question about the same upload skips the ren
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import logging
 import math
 import os
 import re
 import struct
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import current_process, get_context, shared_memory
+from multiprocessing import current_process, get_context
 
 import pymupdf
 from PIL import Image, ImageOps
@@ -37,6 +40,8 @@ from PIL import Image, ImageOps
 from .imaging import MAX_ASPECT_RATIO, image_hash, pixels_hash
 from .lru import LRUCache
 from .workers import SharedExecutor
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_DPI",
@@ -317,16 +322,14 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
             try:
                 wanted = min(budget, doc.page_count)
                 workers = _render_workers(options, wanted)
-                rendered = _render_in_processes(data, wanted, options, workers) if workers > 1 else None
-                if rendered is not None:
-                    render = lambda i: _unpack(rendered.pop(i))  # noqa: E731
-                else:
-                    render = lambda i: _render_pdf_page(doc[i], options)  # noqa: E731
-                try:
+                # Worker processes write the pages into a private folder, removed whatever happens.
+                with tempfile.TemporaryDirectory(prefix="render-") if workers > 1 else contextlib.nullcontext() as folder:
+                    rendered = _render_in_processes(data, wanted, options, workers, folder) if folder else None
+                    if rendered is not None:
+                        render = lambda i: _unpack(rendered[i])  # noqa: E731
+                    else:
+                        render = lambda i: _render_pdf_page(doc[i], options)  # noqa: E731
                     _add_pages(name, document_hash, "pdf", doc.page_count, render, budget, options, result)
-                finally:
-                    for payload in (rendered or {}).values():  # pages never taken (an error above)
-                        _release(payload)
                 return doc.page_count
             finally:
                 doc.close()
@@ -440,10 +443,12 @@ def _area(rect: pymupdf.IRect) -> int:
     return rect.width * rect.height
 
 
-# Rendering a long PDF in worker processes: each opens its own copy of the file and renders a
-# contiguous range of pages into shared memory, which the parent reads once and frees (through a
-# pipe, each page's ~6 MB was copied five times, and 8 processes rendered only ~1.5x faster than
-# one). Spawned (not forked) workers, since the app process runs threads and may hold a GPU context.
+# Rendering a long PDF in worker processes: each renders a contiguous range of pages of one copy
+# of the file and writes each page's pixels to a file beside it, which the parent reads once.
+# (Sent back through the pool's pipe, each page's ~6 MB was copied five times and unpickled one
+# page after the other: 8 processes rendered only ~1.5x faster than one. Files rather than POSIX
+# shared memory, which containers often cap at 64 MB and which leaks when a worker dies.) Spawned,
+# not forked, workers: the app process runs threads and may hold a GPU context.
 MIN_PAGES_FOR_PROCESSES = 6
 
 
@@ -458,39 +463,32 @@ def _render_workers(options: IngestOptions, pages: int) -> int:
 _RENDER_PROCESSES = SharedExecutor(lambda workers: ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")))
 
 
-def _render_in_processes(data: bytes, count: int, options: IngestOptions, workers: int) -> dict | None:
-    """Page index → payload (see `_unpack`) for pages [0, count), rendered by `workers` processes;
-    None when no process could start here (a sandbox, limits): the caller renders in-process."""
-    import tempfile
-    from concurrent.futures.process import BrokenProcessPool
-
-    bounds = [round(count * part / workers) for part in range(workers + 1)]
-    with tempfile.NamedTemporaryFile(suffix=".pdf") as handle:  # one copy on disk, not one per worker
+def _render_in_processes(data: bytes, count: int, options: IngestOptions, workers: int, folder: str) -> dict | None:
+    """Page index → payload (see `_unpack`) for pages [0, count), rendered by `workers` processes
+    into `folder`; None when the processes could not do it (a sandbox, limits, a worker that
+    died): the caller then renders in this process."""
+    path = os.path.join(folder, "document.pdf")
+    with open(path, "wb") as handle:  # one copy on disk, not one per worker
         handle.write(data)
-        handle.flush()
-        try:
-            futures = [
-                _RENDER_PROCESSES.get(workers).submit(_render_range, handle.name, bounds[i], bounds[i + 1], options)
-                for i in range(workers)
-                if bounds[i] < bounds[i + 1]
-            ]
-        except (BrokenProcessPool, OSError):
-            return None
-        rendered, broken = {}, False
-        for future in futures:  # every future is waited for, so no page's shared memory is left behind
-            try:
-                rendered.update(future.result())
-            except (BrokenProcessPool, OSError):
-                broken = True
-        if broken:
-            for payload in rendered.values():
-                _release(payload)
-            return None
+    bounds = [round(count * part / workers) for part in range(workers + 1)]
+    try:
+        futures = [
+            _RENDER_PROCESSES.get(workers).submit(_render_range, path, bounds[i], bounds[i + 1], options)
+            for i in range(workers)
+            if bounds[i] < bounds[i + 1]
+        ]
+        rendered = {}
+        for future in futures:
+            rendered.update(future.result())
         return rendered
+    except Exception as error:  # the upload is not lost: it is rendered here instead
+        logger.warning("rendering in %d processes failed (%s: %s); rendering in-process", workers, type(error).__name__, error)
+        return None
 
 
 def _render_range(path: str, start: int, stop: int, options: IngestOptions) -> dict:
-    """In a worker process: render pages [start, stop) of the PDF at `path` into shared memory."""
+    """In a worker process: render pages [start, stop) of the PDF at `path`, each page's pixels
+    into a file in the same folder."""
     doc = pymupdf.open(path, filetype="pdf")
     try:
         if doc.needs_pass:
@@ -500,11 +498,11 @@ def _render_range(path: str, start: int, stop: int, options: IngestOptions) -> d
             try:
                 pixmap, scale = _render_pixmap(doc[index], options)
                 pixels, size = pixmap.samples_mv, (pixmap.width, pixmap.height)
-                block = shared_memory.SharedMemory(create=True, size=max(1, len(pixels)))
-                block.buf[: len(pixels)] = pixels
-                block.close()
+                pixels_path = f"{path}.{index}.rgb"
+                with open(pixels_path, "wb") as handle:
+                    handle.write(pixels)
                 # Hashed here, in parallel, rather than one page at a time in the parent process.
-                out[index] = ("RGB", size, block.name, scale, pixels_hash("RGB", size, pixels))
+                out[index] = ("RGB", size, pixels_path, scale, pixels_hash("RGB", size, pixels))
             except Exception as error:  # reported for this page only, as in-process rendering does
                 out[index] = f"{type(error).__name__}: {error}"
         return out
@@ -513,24 +511,14 @@ def _render_range(path: str, start: int, stop: int, options: IngestOptions) -> d
 
 
 def _unpack(payload) -> tuple[Image.Image, float, str]:
-    """(image, scale, content hash) of a page a worker process rendered; frees its shared memory."""
+    """(image, scale, content hash) of a page a worker process rendered."""
     if isinstance(payload, str):
         raise RuntimeError(payload)
-    mode, size, name, scale, content_hash = payload
-    block = shared_memory.SharedMemory(name=name)
-    try:
-        image = Image.frombytes(mode, size, block.buf[: size[0] * size[1] * len(mode)])
-    finally:
-        block.close()
-        block.unlink()
-    return image, scale, content_hash
-
-
-def _release(payload) -> None:
-    if not isinstance(payload, str):
-        block = shared_memory.SharedMemory(name=payload[2])
-        block.close()
-        block.unlink()
+    mode, size, pixels_path, scale, content_hash = payload
+    with open(pixels_path, "rb") as handle:
+        pixels = handle.read()
+    os.remove(pixels_path)  # now rather than with the folder: a long PDF's pages add up
+    return Image.frombytes(mode, size, pixels), scale, content_hash
 
 
 # --- images ------------------------------------------------------------------------------------

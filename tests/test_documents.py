@@ -507,23 +507,41 @@ def test_a_page_pickles_with_its_pixels_and_without_its_display_copies():
     assert copy._thumbnails == {} and 100 in page._thumbnails
 
 
-def test_pages_rendered_in_processes_come_back_through_shared_memory_which_is_freed():
-    from multiprocessing import shared_memory
+def test_pages_rendered_in_processes_come_back_through_files_that_are_removed(tmp_path, monkeypatch):
+    import tempfile
 
-    from reranker.documents import _release, _render_in_processes, _render_pdf_page, _unpack
+    from reranker.documents import _render_in_processes, _render_pdf_page, _unpack
 
     data, options = corpus.sample_pdf(7), IngestOptions()
-    rendered = _render_in_processes(data, 7, options, workers=2)
+    rendered = _render_in_processes(data, 7, options, 2, str(tmp_path))
     assert rendered is not None and sorted(rendered) == list(range(7)), "the worker processes did not run"
-    names = [payload[2] for payload in rendered.values()]
     doc = pymupdf.open(stream=data, filetype="pdf")
-    for index in range(5):  # the same pixels, scale and content id as rendering here
-        image, scale, content_hash = _unpack(rendered.pop(index))
+    for index in range(7):  # the same pixels, scale and content id as rendering here
+        image, scale, content_hash = _unpack(rendered[index])
         expected, expected_scale, expected_hash = _render_pdf_page(doc[index], options)
         assert image.tobytes() == expected.tobytes() and image.size == expected.size and image.mode == "RGB"
         assert (scale, content_hash) == (expected_scale, expected_hash) and expected_hash == image_hash(expected)
-    for payload in rendered.values():  # pages never taken (an error while adding the others)
-        _release(payload)
-    for name in names:
-        with pytest.raises(FileNotFoundError):
-            shared_memory.SharedMemory(name=name)
+    assert [path.name for path in tmp_path.iterdir()] == ["document.pdf"]  # each page's file, once read
+
+    # Through load_files, the private folder goes too, also when adding the pages fails half-way.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    assert len(load_files([("long.pdf", data)], IngestOptions(render_workers=2)).pages) == 7
+    monkeypatch.setattr("reranker.documents._add_pages", lambda *args: 1 / 0)
+    failed = load_files([("long.pdf", data)], IngestOptions(render_workers=2))
+    assert not failed.pages and failed.problems[0].source == "long.pdf"  # reported, as any failure is
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_failed_process_pool_falls_back_to_rendering_in_process(monkeypatch):
+    from reranker import documents
+
+    class Failing:
+        def get(self, workers):
+            raise OSError("no processes in this sandbox")
+
+    monkeypatch.setattr(documents, "_RENDER_PROCESSES", Failing())
+    data = corpus.sample_pdf(7)
+    loaded = load_files([("long.pdf", data)], IngestOptions(render_workers=2))
+    assert not loaded.problems and len(loaded.pages) == 7
+    assert [p.content_hash for p in loaded.pages] == [p.content_hash for p in load_files([("long.pdf", data)]).pages]
