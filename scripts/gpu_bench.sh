@@ -3,6 +3,8 @@
 #
 #   scripts/gpu_bench.sh --prepare   # here, with network: wheels into .whl/, Qwen's vocabulary into .cache/
 #   scripts/gpu_bench.sh             # on the GPU machine (offline): eager run with --profile, then compiled
+#   scripts/gpu_bench.sh --variants  # a second call on the warm machine (~2-3 min): the two knobs
+#                                    # docs/benchmarks.md asks about (vision chunk 25, batch 50)
 #
 # The GPU machine has torch (CUDA) and Python 3.12 but not this project's other packages and no
 # network, so --prepare downloads them as wheels to carry there (device tool: carry .whl and .cache).
@@ -28,5 +30,10 @@ if compgen -G ".whl/*.whl" > /dev/null; then
 fi
 export RERANKER_QWEN_VOCAB="${RERANKER_QWEN_VOCAB:-$PWD/.cache/qwen.tiktoken}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+if [ "${1:-}" = "--variants" ]; then
+  python3 -m reranker.bench --tokenizer qwen --repeats 2 --vision-chunk 25 --json "$out/vision-chunk-25.json"
+  python3 -m reranker.bench --tokenizer qwen --repeats 2 --pairs 50 --batch-size 50 --json "$out/batch-50.json"
+  exit 0
+fi
 python3 -m reranker.bench --tokenizer qwen --profile --json "$out/eager.json"
 python3 -m reranker.bench --tokenizer qwen --compile --repeats 2 --json "$out/compiled.json"
