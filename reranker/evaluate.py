@@ -170,7 +170,13 @@ def evaluate_store(store: Store, annotator: str | None = None, ks: Sequence[int]
     an annotator who judged nothing."""
     from .metrics import aggregate_labels, cohen_kappa, evaluate, grades_from_labels
 
-    ks = tuple(ks)
+    with store.snapshot():  # labels and scores from one moment, while annotators go on
+        return _evaluate_store(store, annotator, tuple(ks))
+
+
+def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) -> StoreEvaluation:
+    from .metrics import aggregate_labels, cohen_kappa, evaluate, grades_from_labels
+
     annotators = store.annotators()
     if annotator is not None and annotator not in annotators:
         known = ", ".join(annotators) or "nobody has judged anything yet"

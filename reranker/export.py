@@ -181,6 +181,11 @@ class ExportPreview:
 
 def select(store: Store, options: ExportOptions) -> Selection:
     """Positives and negatives per query under the options (format-independent)."""
+    with store.snapshot():  # one moment: an undo while exporting cannot split a label
+        return _select(store, options)
+
+
+def _select(store: Store, options: ExportOptions) -> Selection:
     judged = store.current_judgments(annotator=options.annotator, since=options.since, until=options.until)
     votes: dict[int, dict[str, dict[str, str]]] = {}
     for j in judged:

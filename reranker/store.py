@@ -363,6 +363,22 @@ class Store:
     def _write(self) -> contextlib.AbstractContextManager[Database]:
         return write_transaction(self.db)
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Store]:
+        """Every read in this thread inside the block sees the database at one moment (a read
+        transaction; in WAL mode writers go on meanwhile), so a read in several steps, such as an
+        export, cannot mix a label from before an annotator's undo with one from after it."""
+        conn = self.db.conn
+        if conn.in_transaction:  # inside another snapshot: its moment holds
+            yield self
+            return
+        conn.execute("BEGIN")  # deferred: the moment is the block's first read
+        try:
+            yield self
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")  # nothing was written; this ends the read transaction
+
     # -- rankings ------------------------------------------------------------------------------
 
     def save_ranking(

@@ -438,3 +438,29 @@ def test_exported_zip_can_be_read_without_datasets(arena, tmp_path):
         for line in archive.read("metadata.jsonl").splitlines():
             row = json.loads(line)
             Image.open(io.BytesIO(archive.read(row["file_name"]))).verify()
+
+
+def test_an_undo_during_an_export_cannot_split_a_label(arena, monkeypatch):
+    """The export reads the database in several steps; an annotator's undo between two of them
+    must not make a page both a positive and a mined negative (it reads one snapshot)."""
+    store, pages, (q1, _) = arena
+    store.record_judgment(q1, pages["p7"].content_hash, "ann", RELEVANT)  # p7 is mined while unjudged
+    reads = []
+    real = Store.current_judgments
+
+    def then_undo(self, **filters):
+        result = real(self, **filters)
+        reads.append(filters)
+        if len(reads) == 1:  # right after the export's first read, another process undoes
+            with Store(store.path) as other:
+                assert other.undo(q1, "ann").page_hash == pages["p7"].content_hash
+        return result
+
+    monkeypatch.setattr(Store, "current_judgments", then_undo)
+    selection = select(store, ExportOptions(rule="either", k=2, include_mined_negatives=True))
+    assert len(reads) > 1
+    q1_examples = query(selection, q1)
+    assert pages["p7"].content_hash in {e.page_hash for e in q1_examples.positives}  # as at the export's start
+    for examples in selection.queries:
+        positives = {e.page_hash for e in examples.positives}
+        assert not positives & {e.page_hash for e in examples.negatives}
