@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import logging
 
-from reranker.ui import build_app, create_arena, launch_options
+# The PDF render worker processes are spawned, and a spawned process runs this file again as
+# "__mp_main__" before it can take work: it must not import the app, load the models or build it.
+if __name__ != "__mp_main__":
+    from reranker.ui import build_app, create_arena, launch_options
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-arena = create_arena()
-demo = build_app(arena)
-# GPU work (the Rank button and /rank) runs one at a time via its concurrency group; judging,
-# exporting and browsing run alongside it.
-demo.queue(default_concurrency_limit=8)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    arena = create_arena()
+    demo = build_app(arena)
+    # GPU work (the Rank button and /rank) runs one at a time via its concurrency group; judging,
+    # exporting and browsing run alongside it.
+    demo.queue(default_concurrency_limit=8)
 
 if __name__ == "__main__":
     demo.launch(**launch_options(arena))

@@ -225,3 +225,21 @@ def test_readme_snippet_runs(app_server, upload, tmp_path):
     assert judged["judged"] == 1 and judged["total"] == 3
     path = client.predict(fmt="pointwise", api_name="/export")
     assert zipfile.is_zipfile(path)
+
+
+def test_a_spawned_render_worker_does_not_rerun_the_app():
+    """PDF pages render in spawned processes, and spawn runs the main script again as
+    "__mp_main__" (multiprocessing.spawn does exactly this runpy call) before taking work: app.py
+    must then neither import the app nor load the models (on a GPU, twice per worker)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import runpy, sys; namespace = runpy.run_path('app.py', run_name='__mp_main__'); "
+        "print(sorted(name for name in ('demo', 'arena') if name in namespace), "
+        "[module for module in ('gradio', 'torch', 'reranker.ui') if module in sys.modules])"
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[] []"
