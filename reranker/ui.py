@@ -697,34 +697,41 @@ def build_app(arena: Arena) -> gr.Blocks:
             values = [value for _, value in choices]
             return gr.update(choices=choices, value=current if current in values else (values[0] if values else None))
 
-        def on_judge(label):
-            def handler(query_id, name, order_, position_, page):
-                if query_id in (None, "") or page is None:
-                    raise gr.Error("Pick a query first.")
-                judge(arena, query_id, page, name, label)
-                return next_position(arena, query_id, annotator_name(name), order_, int(position_ or 0))
-            return handler
+        # Judging, undo and page turning are ONE event listener that updates the position and the
+        # page on screen together. (As separate listeners, each followed by a view update, a key
+        # pressed before the screen changed sent the old page's id: "r" then "n" relabelled a
+        # page, and a position moved ahead of its page skipped one.) A press while an action is
+        # running is ignored (trigger mode "once"): nobody can mean a page not yet on screen.
+        moved_outputs = [position, *view_outputs]
+        actions = ((relevant, "relevant"), (not_relevant, "not_relevant"), (skip, "skip"),
+                   (undo_button, "undo"), (previous, "previous"), (following, "next"))
 
-        for button, label in ((relevant, "relevant"), (not_relevant, "not_relevant"), (skip, "skip")):
-            button.click(on_judge(label), [query_pick, annotator, order, position, page_hash], position, api_visibility="private",
-                         ).then(view, view_inputs, view_outputs, api_visibility="private")
+        def moved_to(query_id, name, order_, new_position):
+            return (new_position, *view(query_id, name, order_, new_position))
 
-        def on_undo(query_id, name, order_, position_):
-            if query_id in (None, ""):
+        def on_action(query_id, name, order_, position_, page, total, event: gr.EventData):
+            action = next(action for button, action in actions if button is event.target)
+            position_, total = int(position_ or 0), int(total or 1)
+            if action == "previous":
+                return moved_to(query_id, name, order_, max(0, position_ - 1))
+            if action == "next":
+                return moved_to(query_id, name, order_, min(position_ + 1, total - 1))
+            if query_id in (None, "") or (page is None and action != "undo"):
                 raise gr.Error("Pick a query first.")
-            result = undo(arena, query_id, name)
-            if result["undone"] is None:
-                gr.Info("Nothing to undo.")
-                return position_
-            pages = page_order(arena.store.query_pages(int(query_id)), order_)
-            return next(i for i, p in enumerate(pages) if p.page_hash == result["undone"]["page_hash"])
+            if action == "undo":
+                undone = undo(arena, query_id, name)["undone"]
+                if undone is None:
+                    gr.Info("Nothing to undo.")
+                    return moved_to(query_id, name, order_, position_)
+                pages = page_order(arena.store.query_pages(int(query_id)), order_)
+                return moved_to(query_id, name, order_, next(i for i, p in enumerate(pages) if p.page_hash == undone["page_hash"]))
+            judge(arena, query_id, page, name, action)
+            return moved_to(query_id, name, order_, next_position(arena, query_id, annotator_name(name), order_, position_))
 
-        undo_button.click(on_undo, [query_pick, annotator, order, position], position, api_visibility="private",
-                          ).then(view, view_inputs, view_outputs, api_visibility="private")
-        previous.click(lambda p: max(0, int(p or 0) - 1), position, position, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
-        following.click(lambda p, total: max(0, min(int(p or 0) + 1, int(total or 1) - 1)), [position, page_total], position, api_visibility="private",
-                        ).then(view, view_inputs, view_outputs, api_visibility="private")
-        jump.submit(lambda value, total: max(0, min(int(value or 1), int(total or 1)) - 1), [jump, page_total], position, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
+        gr.on([button.click for button, _ in actions], on_action, [*view_inputs, page_hash, page_total], moved_outputs,
+              trigger_mode="once", api_visibility="private")
+        jump.submit(lambda q, name, o, value, total: moved_to(q, name, o, max(0, min(int(value or 1), int(total or 1)) - 1)),
+                    [query_pick, annotator, order, jump, page_total], moved_outputs, api_visibility="private")
         query_pick.input(lambda q: (0, q), query_pick, [position, saved_query], api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
         order.change(lambda: 0, None, position, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
         annotator.blur(lambda name: name, annotator, saved_name, api_visibility="private").then(

@@ -200,3 +200,40 @@ def test_annotate_with_the_keyboard_survives_a_reload(page, app_server):
     assert {annotator for annotator, _ in labels()} == {"rater"}
     store.close()
     assert page.dialogs == []
+
+
+def test_fast_keyboard_judging_labels_the_page_on_screen_and_skips_none(page, app_server):
+    """Keys pressed faster than the server answers: each judgment goes to the page that was on
+    screen, none is relabelled, and none is skipped (a press while one is pending is ignored)."""
+    from gradio_client import Client, handle_file
+
+    from reranker import ui
+    from reranker.store import Store
+
+    query, annotator = "fast keyboard query", "fast rater"
+    files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (0, 2, 4, 6)]
+    query_id = Client(app_server.url, verbose=False).predict(files=files, query=query, api_name="/rank")["query_id"]
+
+    page.reload()
+    page.get_by_role("tab", name="Annotate", exact=True).click()
+    name_box, progress = page.locator("#annotator input"), page.locator("#annotate-progress")
+    name_box.fill(annotator)
+    page.locator("#annotate-info").click()  # blur: the name is taken
+    expect(progress).to_contain_text(f"judged by {annotator}")
+    page.locator("#query-pick input").click()
+    page.get_by_role("option", name=f"{query} — 0/4 judged", exact=True).click()
+    expect(progress).to_have_text(f"0/4 judged by {annotator}")
+    page.locator("#annotate-info").click()
+
+    for key in "rnrnr":
+        page.keyboard.press(key)
+        page.wait_for_timeout(30)
+    page.wait_for_timeout(3000)  # every answer is in
+
+    with Store(app_server.db_path) as store:
+        ordered = ui.page_order(store.query_pages(query_id), ui.ORDERS[0])
+        history = {p.page_hash: store.history(query_id, p.page_hash, annotator) for p in ordered}
+    assert all(len(rows) <= 1 for rows in history.values()), "a page was relabelled"
+    judged = [i for i, p in enumerate(ordered) if history[p.page_hash]]
+    assert judged and judged == list(range(len(judged))), f"pages skipped: judged positions {judged}"
+    expect(progress).to_have_text(f"{len(judged)}/4 judged by {annotator}")
