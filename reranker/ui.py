@@ -4,7 +4,8 @@ Tabs: Rank (both models side by side), Annotate (judge pages, keyboard first), E
 negatives as training data), Evaluate (models against the human labels).
 
 Named API endpoints (see README): /rank, /judge, /undo, /export, /evaluate.
-Everything a user typed or named is escaped before it is rendered as Markdown/HTML.
+Everything a user typed or named is escaped before it is rendered as Markdown/HTML, and Markdown
+never renders LaTeX.
 """
 
 from __future__ import annotations
@@ -58,8 +59,15 @@ EXAMPLE_QUERIES = {
 
 
 def escape(text: object) -> str:
-    """Text shown inside Markdown: no HTML, no Markdown syntax from users."""
-    return re.sub(r"([\\`*_{}\[\]()#+!|~>-])", r"\\\1", html.escape(str(text), quote=True))
+    """Text shown inside Markdown: no HTML, no Markdown syntax from users. Markdown's escapes
+    first, then HTML's, which makes only &amp; &lt; &gt; (so "<" and ">" need no Markdown escape;
+    an escaped entity, as `&#x27;` for a quote once was, would show as text)."""
+    return html.escape(re.sub(r"([\\`*_{}\[\]()#+!|~-])", r"\\\1", str(text)), quote=False)
+
+
+def markdown(value: str = "", **options) -> gr.Markdown:
+    """A Markdown component that never renders LaTeX: user text such as `$$x$$` stays text."""
+    return gr.Markdown(value, latex_delimiters=[], **options)
 
 
 def budget_pixels(key: str, tokens: int | None) -> int | None:
@@ -534,14 +542,14 @@ def examples() -> list[list]:
 def build_app(arena: Arena) -> gr.Blocks:
     spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
     with gr.Blocks(title="Multimodal Rerank Arena") as demo:
-        gr.Markdown(
+        markdown(
             "# Multimodal Rerank Arena\n"
             f"Two 2B multimodal rerankers built on Qwen3-VL, side by side on your own pages: "
             f"**{spec_a.label}** and **{spec_b.label}** (a LoRA on Qwen3-VL-2B-Instruct). "
             "Each page gets P(yes) from each model; judge pages to build training data and to "
             "measure the models against people."
         )
-        gr.Markdown(device_note(), elem_id="device-note")
+        markdown(device_note(), elem_id="device-note")
         # The /rank result: a JSON component (a State would not be returned to API clients).
         ranking_state = gr.JSON(visible=False)
         # Remembered by the browser. Outside the tabs: a hidden tab's components are not mounted at page
@@ -567,22 +575,22 @@ def build_app(arena: Arena) -> gr.Blocks:
                             dpi = gr.Slider(72, 300, value=DEFAULT_DPI, step=1, label="PDF render DPI")
                         rank_button = gr.Button("Rank", variant="primary", elem_id="rank-button")
                 gr.Examples(examples(), inputs=[files, query], label="Examples (sample pages)")
-                status = gr.Markdown(elem_id="rank-status")
+                status = markdown(elem_id="rank-status")
                 with gr.Row(equal_height=False):
                     with gr.Column():
-                        header_a = gr.Markdown(f"### {spec_a.label}", elem_id="header-a")
+                        header_a = markdown(f"### {spec_a.label}", elem_id="header-a")
                         gallery_a = gr.Gallery(label=spec_a.label, columns=3, height="auto", object_fit="contain",
                                                allow_preview=False, elem_id="gallery-a")
                     with gr.Column():
-                        header_b = gr.Markdown(f"### {spec_b.label}", elem_id="header-b")
+                        header_b = markdown(f"### {spec_b.label}", elem_id="header-b")
                         gallery_b = gr.Gallery(label=spec_b.label, columns=3, height="auto", object_fit="contain",
                                                allow_preview=False, elem_id="gallery-b")
                 with gr.Row():
                     with gr.Column(scale=3):
                         detail_image = gr.Image(label="Selected page", type="filepath", interactive=False, height=520)
                     with gr.Column(scale=2):
-                        detail_text = gr.Markdown("Click a page to see it large with both scores.")
-                        agreement = gr.Markdown(elem_id="agreement")
+                        detail_text = markdown("Click a page to see it large with both scores.")
+                        agreement = markdown(elem_id="agreement")
                         scatter = gr.ScatterPlot(x=spec_a.label, y=spec_b.label, tooltip=["page"], x_lim=[0, 1], y_lim=[0, 1],
                                                  label="P(yes): one point per page", height=320)
 
@@ -599,8 +607,8 @@ def build_app(arena: Arena) -> gr.Blocks:
                     with gr.Column(scale=3):
                         annotate_image = gr.Image(label="Page", type="filepath", interactive=False, height=720, elem_id="annotate-image")
                     with gr.Column(scale=2):
-                        annotate_progress = gr.Markdown(elem_id="annotate-progress")
-                        annotate_info = gr.Markdown(elem_id="annotate-info")
+                        annotate_progress = markdown(elem_id="annotate-progress")
+                        annotate_info = markdown(elem_id="annotate-info")
                         with gr.Row():
                             relevant = gr.Button("Relevant (R)", variant="primary", elem_id="judge-relevant")
                             not_relevant = gr.Button("Not relevant (N)", variant="stop", elem_id="judge-not-relevant")
@@ -619,7 +627,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                 page_total = gr.State(0)
 
             with gr.Tab("Export", id="export"):
-                gr.Markdown(
+                markdown(
                     "Positives are pages judged relevant; **hard negatives** are pages judged not relevant "
                     "that a model ranked high. Unjudged pages are never negatives unless you ask for "
                     "model-mined ones (marked as such). Images travel inside the file."
@@ -639,7 +647,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                 with gr.Row():
                     preview_button = gr.Button("Preview")
                     export_button = gr.Button("Export", variant="primary")
-                export_summary = gr.Markdown()
+                export_summary = markdown()
                 export_download = gr.File(label="Download", interactive=False)
 
             with gr.Tab("Evaluate", id="evaluate"):
@@ -649,7 +657,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                 metrics_table = gr.Dataframe(label="Metrics per model (means over judged queries)", interactive=False)
                 metrics_plot = gr.BarPlot(x="bar", y="value", color="model", label="Metrics", y_lim=[0, 1], height=340,
                                           x_label_angle=-30, sort=None, x_title="metric · model")
-                eval_notes = gr.Markdown()
+                eval_notes = markdown()
                 per_query_table = gr.Dataframe(label="Per query", interactive=False)
                 with gr.Row():
                     mistakes_a = gr.Gallery(label=f"{spec_a.label}: pages ranked above a relevant page", columns=4, height="auto", allow_preview=True)

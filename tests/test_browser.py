@@ -109,7 +109,7 @@ def test_rank_a_pdf_shows_both_galleries_in_score_order(page, tmp_path):
 
 def test_user_text_and_file_names_render_as_text(page, tmp_path):
     payload = sample_pdf(tmp_path / "any.pdf", numbers=(2,)).read_bytes()
-    query = "<img src=x onerror=alert(1)>"
+    query = "<img src=x onerror=alert(1)> O'Brien's > $$x^2$$"  # no markup, no entity text, no LaTeX
     rank(page, [{"name": "<b>x</b>.pdf", "mimeType": "application/pdf", "buffer": payload}], query)
 
     status = page.locator("#rank-status")
@@ -118,7 +118,7 @@ def test_user_text_and_file_names_render_as_text(page, tmp_path):
     expect(page.locator("#uploads")).to_contain_text("<b>x</b>")
     areas = "#rank-status, #header-a, #header-b, #gallery-a, #gallery-b, #agreement, #uploads"
     assert page.locator(", ".join(f"{area} b" for area in areas.split(", "))).count() == 0
-    assert page.locator("#rank-status img").count() == 0
+    assert page.locator("#rank-status img, #rank-status .katex").count() == 0
 
     # The Annotate tab shows the same query (the newest ranking) as text too.
     page.get_by_role("tab", name="Annotate", exact=True).click()

@@ -163,3 +163,12 @@ def test_the_cpu_device_note_says_when_memory_made_the_models_bfloat16(monkeypat
     monkeypatch.setattr(scoring, "memory_limit", lambda: 16 * 2**30)  # a free CPU Space
     note = ui.device_note()
     assert "With 16 GiB of memory the models run in bfloat16" in note and "needs 20 GiB" in note
+
+
+def test_escaped_text_keeps_quotes_and_markdown_never_renders_latex(arena):
+    import gradio as gr
+
+    assert ui.escape("O'Brien's \"Q3\" <b>*x*</b> & y") == "O'Brien's \"Q3\" &lt;b&gt;\\*x\\*&lt;/b&gt; &amp; y"
+    demo = ui.build_app(arena)
+    shown = [block for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
+    assert shown and all(block.latex_delimiters == [] for block in shown)  # a query's $$x$$ stays text
