@@ -620,7 +620,10 @@ def build_app(arena: Arena) -> gr.Blocks:
                             following = gr.Button("Next (→) ▶", elem_id="nav-next")
                         jump = gr.Number(1, label="Jump to page (Enter)", precision=0, minimum=1, elem_id="jump")
                         with gr.Accordion("Guidelines (what counts as relevant)", open=False):
-                            guidelines = gr.Textbox(value=_read_guidelines(arena), lines=6, show_label=False)
+                            # Read on every page load (a value read once, at start-up, would show stale
+                            # guidelines that the next Save would write back over a colleague's).
+                            guidelines = gr.Textbox(value=lambda: _read_guidelines(arena), lines=6, show_label=False,
+                                                    elem_id="guidelines")
                             save_guidelines = gr.Button("Save guidelines")
                 position = gr.State(0)
                 page_hash = gr.State(None)

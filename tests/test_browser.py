@@ -237,3 +237,14 @@ def test_fast_keyboard_judging_labels_the_page_on_screen_and_skips_none(page, ap
     judged = [i for i, p in enumerate(ordered) if history[p.page_hash]]
     assert judged and judged == list(range(len(judged))), f"pages skipped: judged positions {judged}"
     expect(progress).to_have_text(f"{len(judged)}/4 judged by {annotator}")
+
+
+def test_the_guidelines_box_shows_what_was_saved_after_start_up(page, app_server):
+    """Read on each page load: a box filled once at start-up would show stale guidelines, and
+    its Save would write them back over a colleague's."""
+    saved = "Saved after start-up: a page is relevant when it shows the table itself."
+    app_server.db_path.with_suffix(".guidelines.md").write_text(saved, encoding="utf-8")
+    page.reload()
+    page.get_by_role("tab", name="Annotate", exact=True).click()
+    page.get_by_text("Guidelines (what counts as relevant)").click()
+    expect(page.locator("#guidelines textarea")).to_have_value(saved)
