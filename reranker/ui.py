@@ -38,7 +38,9 @@ SAMPLES = ROOT / "data" / "examples" / "sample-pages"
 A_KEY, B_KEY = list(MODELS)
 LABELS = {"relevant": "Relevant", "not_relevant": "Not relevant", "skip": "Skipped", "cleared": "Unjudged"}
 ORDERS = ("Most informative first", f"{get_spec(A_KEY).label} rank", f"{get_spec(B_KEY).label} rank", "Upload order")
-MAX_UPLOAD = "100mb"
+# Gradio refuses a file over this in the browser, with everything selected alongside it; up to
+# here the app reads the upload and names each file over its own limit (100 MB), ranking the rest.
+MAX_UPLOAD = "200mb"
 # RGB bytes of rendered pages kept in memory (uploads already rendered; recent pages' thumbnails):
 # ~7 pages of a 144-DPI letter-size PDF per 40 MB.
 PAGE_MEMORY_BYTES = 2**30

@@ -172,3 +172,11 @@ def test_escaped_text_keeps_quotes_and_markdown_never_renders_latex(arena):
     demo = ui.build_app(arena)
     shown = [block for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
     assert shown and all(block.latex_delimiters == [] for block in shown)  # a query's $$x$$ stays text
+
+
+def test_the_apps_own_file_limit_is_below_gradios_so_a_big_file_is_named_not_the_batch_refused(arena):
+    from gradio.utils import _parse_file_size
+
+    from reranker.documents import IngestOptions
+
+    assert _parse_file_size(ui.launch_options(arena)["max_file_size"]) > IngestOptions().max_file_bytes
