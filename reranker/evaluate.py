@@ -168,8 +168,6 @@ def evaluate_store(store: Store, annotator: str | None = None, ks: Sequence[int]
     """Evaluate every model with stored scores (each model's latest settings per query) against
     the current labels — `annotator`'s, or by default the majority vote. Raises ValueError for
     an annotator who judged nothing."""
-    from .metrics import aggregate_labels, cohen_kappa, evaluate, grades_from_labels
-
     with store.snapshot():  # labels and scores from one moment, while annotators go on
         return _evaluate_store(store, annotator, tuple(ks))
 

@@ -75,9 +75,11 @@ class ModelRanking:
     key: str
     label: str
     scores: list[float] | None  # aligned with RankingResult.pages; None when the model failed
-    seconds: float = 0.0
+    seconds: float = 0.0  # the model's time on the pages it scored in this request
     error: str | None = None
     settings: dict = field(default_factory=dict)
+    scored: int = 0  # distinct pages the model ran on in this request
+    stored: int = 0  # pages whose score came from the store (an earlier ranking)
 
     @property
     def order(self) -> list[int]:
@@ -93,9 +95,10 @@ class ModelRanking:
 
     @property
     def pages_per_second(self) -> float | None:
-        if self.scores is None or self.seconds <= 0:
+        """The model's speed on the pages it scored (stored scores took no model time)."""
+        if self.scores is None or self.seconds <= 0 or not self.scored:
             return None
-        return len(self.scores) / self.seconds
+        return self.scored / self.seconds
 
 
 @dataclass
@@ -211,6 +214,7 @@ def rank(
 
     rankings: dict[str, ModelRanking] = {}
     known: dict[str, dict[str, float]] = {}  # key → content hash → score, from the store
+    stored: dict[str, set[str]] = {}  # key → the content hashes whose score the store had
     work: dict[str, list[Page]] = {}  # key → the pages it still has to score
     for key in keys:
         label = get_spec(key).label
@@ -226,9 +230,11 @@ def rank(
         rankings[key] = ModelRanking(key, label, [], settings=settings)
         hashes = [page.content_hash for page in pages]
         known[key] = store.cached_scores(key, settings, query, instruction, hashes) if store and pages else {}
-        missing = [page for page in pages if page.content_hash not in known[key]]
+        stored[key] = set(known[key])
+        # Each distinct page once: the same page uploaded twice, or repeated in a PDF, has one score.
+        missing = {page.content_hash: page for page in pages if page.content_hash not in known[key]}
         if missing:
-            work[key] = missing
+            work[key] = list(missing.values())
 
     report(0.1, "Scoring")
     fresh = scorer(pool, query, work, instruction, max_pixels, progress) if work else {}
@@ -241,7 +247,8 @@ def rank(
             continue
         known[key].update({page.content_hash: score for page, score in zip(work.get(key, []), scored.scores)})
         ranking.scores = [known[key][page.content_hash] for page in pages]
-        ranking.seconds = scored.seconds
+        ranking.seconds, ranking.scored = scored.seconds, len(work.get(key, []))
+        ranking.stored = sum(1 for page in pages if page.content_hash in stored[key])
     report(1.0, "Done")
     return RankingResult(query, instruction, pages, problems, notes, rankings, ingest_seconds, documents)
 

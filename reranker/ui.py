@@ -238,6 +238,7 @@ def ranking_as_dict(result: ranking.RankingResult, query_id: int | None) -> dict
                                 source=page.source, page_number=page.page_number))
         models[key] = dict(
             label=model.label, error=model.error, seconds=round(model.seconds, 3),
+            scored=model.scored, stored=model.stored,
             pages_per_second=model.pages_per_second, scores=model.scores, ranking=entries,
             settings=model.settings,
         )
@@ -279,7 +280,9 @@ def show_ranking(arena: Arena, data: dict):
             columns += [header, []]
             continue
         rate = model["pages_per_second"]
-        header += f"{len(model['ranking'])} pages in {model['seconds']:.2f} s" + (f" · {rate:.1f} pages/s" if rate else "")
+        stored = model["stored"]
+        header += f"{len(model['ranking'])} pages" + (f" ({stored} scored before)" if stored else "")
+        header += f" in {model['seconds']:.2f} s" + (f" · {rate:.1f} pages/s" if rate else "")
         header += f"  \n*other* = the page's rank under {escape(get_spec(other).label)}"
         items = []
         for entry in model["ranking"]:
@@ -675,8 +678,9 @@ def build_app(arena: Arena) -> gr.Blocks:
             """Rank uploaded PDFs/images for a query with both models.
 
             Returns {query, instruction, query_id, pages: [...], models: {key: {label, scores,
-            ranking: [{rank, page, score, source, page_number, content_hash}], seconds, error}},
-            agreement, problems, notes}.
+            ranking: [{rank, page, score, source, page_number, content_hash}], seconds, scored,
+            stored, pages_per_second, error}}, agreement, problems, notes}: `scored` pages ran
+            through the model in `seconds`, `stored` ones had a score from an earlier ranking.
             """
             return rank_pages(arena, files, query, instruction, budget_a, budget_b, dpi, progress)
 

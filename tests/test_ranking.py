@@ -91,6 +91,31 @@ def test_scores_stored_earlier_are_reused_not_recomputed(tiny_rerankers, tmp_pat
     again = ranking.rank(sample_files(2), QUERY, {key: Refusing(r) for key, r in tiny_rerankers.items()}, store=store)
     for key in (A, B):
         assert again.rankings[key].scores == first.rankings[key].scores
+        assert (again.rankings[key].stored, again.rankings[key].scored, again.rankings[key].pages_per_second) == (2, 0, None)
+
+    # One new page beside the two stored: the speed is the model's on that one page.
+    more = ranking.rank(sample_files(3), QUERY, tiny_rerankers, store=store)
+    for key in (A, B):
+        model = more.rankings[key]
+        assert (model.stored, model.scored) == (2, 1) and model.pages_per_second == pytest.approx(1 / model.seconds)
+
+
+def test_identical_pages_go_through_a_model_once(tiny_rerankers, tmp_path):
+    from .bad_inputs import SAMPLE_PAGES
+
+    copy = tmp_path / "copy.jpg"
+    copy.write_bytes(SAMPLE_PAGES[0].read_bytes())
+    sent = {}
+
+    def recording(pool, query, work, *rest):
+        sent.update({key: len(pages) for key, pages in work.items()})
+        return ranking.score_pages(pool, query, work, *rest)
+
+    result = ranking.rank([str(SAMPLE_PAGES[0]), str(copy), str(SAMPLE_PAGES[1])], QUERY, tiny_rerankers, scorer=recording)
+    assert sent == {A: 2, B: 2} and len(result.pages) == 3
+    for key in (A, B):
+        scores = result.rankings[key].scores
+        assert scores[0] == scores[1] and result.rankings[key].scored == 2
 
 
 def test_pages_already_loaded_can_be_ranked_directly(tiny_rerankers):

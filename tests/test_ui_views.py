@@ -180,3 +180,16 @@ def test_the_apps_own_file_limit_is_below_gradios_so_a_big_file_is_named_not_the
     from reranker.documents import IngestOptions
 
     assert _parse_file_size(ui.launch_options(arena)["max_file_size"]) > IngestOptions().max_file_bytes
+
+
+def test_a_header_says_how_many_scores_were_stored_and_times_only_the_rest(arena):
+    from .bad_inputs import SAMPLE_PAGES
+
+    files = [str(path) for path in SAMPLE_PAGES[:3]]
+    ui.rank_pages(arena, files[:2], QUERY, None, None, None, None)
+    data = ui.rank_pages(arena, files, QUERY, None, None, None, None)
+    _, header_a, _, header_b, _, _, _ = ui.show_ranking(arena, data)
+    for header, key in ((header_a, A), (header_b, B)):
+        model = data["models"][key]
+        assert (model["stored"], model["scored"]) == (2, 1)
+        assert "3 pages (2 scored before) in" in header
