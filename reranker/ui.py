@@ -420,8 +420,11 @@ def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: st
 def undo(arena: Arena, query_id: int, annotator: str) -> dict:
     """Undo the annotator's latest judgment on this query (adds a row; history is kept)."""
     annotator = annotator_name(annotator)
-    undone = arena.store.undo(int(query_id), annotator)
-    judged, total = arena.store.progress(int(query_id), annotator)
+    try:
+        undone = arena.store.undo(int(query_id), annotator)
+        judged, total = arena.store.progress(int(query_id), annotator)
+    except (ValueError, KeyError) as error:  # e.g. no such query
+        raise gr.Error(str(error)) from None
     return dict(
         undone=None if undone is None else dict(page_hash=undone.page_hash, undone_label=undone.undone_label,
                                                 restored_label=undone.restored_label),
@@ -445,10 +448,21 @@ def export_options(fmt, rule, k, max_negatives, annotator, since, until, agreeme
     from .export import ExportOptions
 
     return ExportOptions(
-        format=fmt, rule=rule, k=int(k), max_negatives=int(max_negatives),
+        format=fmt, rule=rule, k=_whole_number("k", k), max_negatives=_whole_number("Max negatives", max_negatives),
         annotator=(annotator or "").strip() or None, since=(since or "").strip() or None,
         until=(until or "").strip() or None, require_agreement=bool(agreement), include_mined_negatives=bool(mined),
     )
+
+
+def _whole_number(name: str, value) -> int:
+    """A number box's value as an int ≥ 1, or a message naming the box (an emptied box is None)."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number < 1 or (isinstance(value, float) and value != number):
+        raise gr.Error(f"{name} must be a whole number of at least 1 (got {value!r}).")
+    return number
 
 
 def export_preview(arena: Arena, *options) -> str:
@@ -552,7 +566,11 @@ def build_app(arena: Arena) -> gr.Blocks:
             f"Two 2B multimodal rerankers built on Qwen3-VL, side by side on your own pages: "
             f"**{spec_a.label}** and **{spec_b.label}** (a LoRA on Qwen3-VL-2B-Instruct). "
             "Each page gets P(yes) from each model; judge pages to build training data and to "
-            "measure the models against people."
+            "measure the models against people.\n\n"
+            "**Shared with everyone who uses this app:** every ranked page, query and judgment is "
+            "kept in its database and shown on the Annotate, Export and Evaluate tabs. Do not upload "
+            "confidential documents to a public instance.",
+            elem_id="intro",
         )
         markdown(device_note(), elem_id="device-note")
         # The /rank result: a JSON component (a State would not be returned to API clients).

@@ -193,3 +193,23 @@ def test_a_header_says_how_many_scores_were_stored_and_times_only_the_rest(arena
         model = data["models"][key]
         assert (model["stored"], model["scored"]) == (2, 1)
         assert "3 pages (2 scored before) in" in header
+
+
+def test_an_emptied_number_box_or_an_unknown_query_is_a_message_not_a_crash(arena, ranked):
+    import gradio as gr
+
+    options = ["pointwise", "either", None, 10, "", "", "", False, False]  # k emptied
+    with pytest.raises(gr.Error, match="k must be a whole number of at least 1"):
+        ui.export_preview(arena, *options)
+    with pytest.raises(gr.Error, match="Max negatives must be a whole number"):
+        ui.export_file(arena, "pointwise", "either", 5, 2.5)
+    with pytest.raises(gr.Error, match="999999"):
+        ui.undo(arena, 999999, "rater")
+
+
+def test_the_app_says_that_what_is_ranked_is_shared(arena):
+    import gradio as gr
+
+    demo = ui.build_app(arena)
+    intro = next(b for b in demo.blocks.values() if isinstance(b, gr.Markdown) and b.elem_id == "intro")
+    assert "Shared with everyone who uses this app" in intro.value and "confidential" in intro.value
