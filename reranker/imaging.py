@@ -21,9 +21,13 @@ def image_hash(image: Image.Image) -> str:
     """Stable content id of a page image: SHA-256 over mode, size and raw pixels.
 
     Identical pixels give the same id whatever file or format they came from, so caches and
-    the database can recognise a page seen before.
+    the database can recognise a page seen before. A palette image's bytes are indices into its
+    palette, so the palette (and which index is transparent) is hashed with them.
     """
-    return pixels_hash(image.mode, image.size, image.tobytes())
+    raw = image.tobytes()
+    if image.mode in ("P", "PA"):
+        raw += repr((image.getpalette(), image.info.get("transparency"))).encode()
+    return pixels_hash(image.mode, image.size, raw)
 
 
 def pixels_hash(mode: str, size: tuple[int, int], raw: bytes) -> str:

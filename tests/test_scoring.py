@@ -545,3 +545,18 @@ def test_a_kept_prefix_serves_only_its_own_image_budget(tiny_rerankers, tiny_che
         plain.score(QUERIES[2], pages, max_pixels=smaller), abs=TOL
     )
     assert reranker.prefix_cache.hits == hits + len(pages)  # kept at that budget by the call before
+
+
+def test_palette_images_with_the_same_indices_but_other_colours_are_different_pages(tiny_rerankers, sample_images):
+    from reranker.imaging import image_hash
+
+    reranker = tiny_rerankers[A]
+    indexed = sample_images[0].convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    inverted = indexed.copy()
+    inverted.putpalette([255 - value for value in indexed.getpalette()])
+    assert indexed.tobytes() == inverted.tobytes() and image_hash(indexed) != image_hash(inverted)
+    reranker.clear_caches()
+    first, second = reranker.score(QUERIES[0], [indexed]), reranker.score(QUERIES[0], [inverted])  # one call each
+    assert second != first  # not the first page's cached score
+    reranker.clear_caches()
+    assert second == pytest.approx(reranker.score(QUERIES[0], [inverted.convert("RGB")]), abs=TOL)
