@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import current_process, get_context
 
@@ -471,9 +472,11 @@ def _render_in_processes(data: bytes, count: int, options: IngestOptions, worker
     with open(path, "wb") as handle:  # one copy on disk, not one per worker
         handle.write(data)
     bounds = [round(count * part / workers) for part in range(workers + 1)]
+    pool = None
     try:
+        pool = _RENDER_PROCESSES.get(workers)
         futures = [
-            _RENDER_PROCESSES.get(workers).submit(_render_range, path, bounds[i], bounds[i + 1], options)
+            pool.submit(_render_range, path, bounds[i], bounds[i + 1], options)
             for i in range(workers)
             if bounds[i] < bounds[i + 1]
         ]
@@ -483,6 +486,8 @@ def _render_in_processes(data: bytes, count: int, options: IngestOptions, worker
         return rendered
     except Exception as error:  # the upload is not lost: it is rendered here instead
         logger.warning("rendering in %d processes failed (%s: %s); rendering in-process", workers, type(error).__name__, error)
+        if isinstance(error, BrokenProcessPool) and pool is not None:
+            _RENDER_PROCESSES.reset(pool)  # a dead worker breaks a pool for good: the next upload gets a new one
         return None
 
 

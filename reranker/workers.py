@@ -46,6 +46,14 @@ class SharedExecutor:
                 self._executor, self._workers = self._factory(workers), workers
             return self._executor
 
+    def reset(self, broken: Executor) -> None:
+        """Drop `broken` (a process pool whose worker died stays broken); the next `get` makes a
+        new executor. A no-op if another thread replaced it already."""
+        with self._lock:
+            if self._executor is broken:
+                broken.shutdown(wait=False)
+                self._executor, self._workers = None, 0
+
     def submit(self, function: Callable, *args, **kwargs) -> Future:
         return self.get().submit(function, *args, **kwargs)
 

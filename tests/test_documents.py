@@ -545,3 +545,20 @@ def test_a_failed_process_pool_falls_back_to_rendering_in_process(monkeypatch):
     loaded = load_files([("long.pdf", data)], IngestOptions(render_workers=2))
     assert not loaded.problems and len(loaded.pages) == 7
     assert [p.content_hash for p in loaded.pages] == [p.content_hash for p in load_files([("long.pdf", data)]).pages]
+
+
+def test_a_render_pool_whose_worker_died_is_replaced_for_the_next_upload(tmp_path):
+    import os
+    from concurrent.futures.process import BrokenProcessPool
+
+    from reranker import documents
+
+    data, options = corpus.sample_pdf(7), IngestOptions(render_workers=2)
+    assert len(load_files([("long.pdf", data)], options).pages) == 7
+    broken = documents._RENDER_PROCESSES.get(2)
+    with pytest.raises(BrokenProcessPool):  # a worker process dies: the pool is broken for good
+        broken.submit(os._exit, 1).result(timeout=60)
+    after_crash = load_files([("long.pdf", data)], options)  # rendered in-process meanwhile
+    assert len(after_crash.pages) == 7 and not after_crash.problems
+    assert documents._RENDER_PROCESSES.get(2) is not broken
+    assert documents._render_in_processes(data, 7, IngestOptions(), 2, str(tmp_path)) is not None  # processes again
