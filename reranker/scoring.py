@@ -700,6 +700,13 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
+def _damaged(spec: ModelSpec, what: str, location: str, error: BaseException) -> LoadError:
+    return LoadError(
+        f"Could not load {spec.label} {what} from {location!r} ({type(error).__name__}: {_first_line(error)}); "
+        "the files there may be damaged or incomplete: download them again."
+    )
+
+
 def _load_failure(spec: ModelSpec, what: str, location: str, error: BaseException) -> LoadError:
     return LoadError(
         f"Could not load {spec.label} {what} from {location!r}: {_first_line(error)}. "
@@ -762,6 +769,8 @@ def apply_adapter(model, adapter: str, spec: ModelSpec):
         expected = load_peft_weights(adapter, device="cpu")
     except (OSError, ValueError) as error:
         raise _load_failure(spec, "adapter", adapter, error) from error
+    except Exception as error:  # e.g. a truncated safetensors file, an adapter_config.json without peft_type
+        raise _damaged(spec, "adapter", adapter, error) from error
     loaded = get_peft_model_state_dict(peft_model)
     missing = sorted(set(expected) - set(loaded))  # in the file, on no module
     unexpected = sorted(set(loaded) - set(expected))  # on a module, not in the file
@@ -830,6 +839,8 @@ def load_reranker(
         )
     except (OSError, ValueError) as error:
         raise _load_failure(spec, "weights", location.model, error) from error
+    except Exception as error:  # e.g. a truncated safetensors file
+        raise _damaged(spec, "weights", location.model, error) from error
     if location.adapter:
         model = apply_adapter(model, location.adapter, spec)
     logger.info("loaded %s from %s (%s, %s)", spec.key, location.model, dtype, attention)
