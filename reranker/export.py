@@ -33,7 +33,7 @@ import os
 import re
 import sys
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -74,7 +74,9 @@ class ExportOptions:
     include_mined_negatives: bool = False  # unjudged pages a model ranked high, marked `mined_negative`
     models: tuple[str, ...] | None = None  # models whose ranks count; None: every model with scores
     negatives_per_row: int | None = None  # sentence-transformers n; None: the fewest any query has
-    teacher: str | None = None  # flagembedding pos_scores/neg_scores; None: the first model
+    # flagembedding pos_scores/neg_scores: this model where it scored the query, else (or when
+    # None) the first model that did; each row names its teacher.
+    teacher: str | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -366,17 +368,31 @@ def _sentence_transformers(queries, n, models, store, options, prompt_for) -> di
     return {"metadata.jsonl": _jsonl(rows), "details.jsonl": _jsonl(details)}
 
 
+def _teacher(q: QueryExamples, models: Sequence[str], wanted: str | None) -> str | None:
+    """The model whose scores fill this query's pos_scores/neg_scores: `wanted` (else the first
+    model) when it scored every page of the query, else the first model that did; None if none.
+    (A query ranked while one model had failed has the other model's scores only.)"""
+    examples = [*q.positives, *q.negatives]
+    for model in ([wanted] if wanted else []) + [model for model in models if model != wanted]:
+        if all(model in e.scores for e in examples):
+            return model
+    return None
+
+
 def _flagembedding(queries, n, models, store, options, prompt_for) -> dict[str, bytes]:
-    teacher = options.teacher or (models[0] if models else None)
+    if options.teacher is not None and options.teacher not in models:
+        raise ValueError(f"teacher {options.teacher!r} has no scores here; models with scores: {', '.join(models) or 'none'}")
     rows = []
     for q in queries:
+        teacher = _teacher(q, models, options.teacher)
         row: dict[str, Any] = {
             "query": q.query,
             "pos": [_image_name(e.page_hash) for e in q.positives],
             "neg": [_image_name(e.page_hash) for e in q.negatives],
-            "pos_scores": [e.scores.get(teacher) for e in q.positives],
-            "neg_scores": [e.scores.get(teacher) for e in q.negatives],
         }
+        if teacher is not None:  # never null scores: FlagEmbedding's distillation cannot read them
+            row["pos_scores"] = [e.scores[teacher] for e in q.positives]
+            row["neg_scores"] = [e.scores[teacher] for e in q.negatives]
         if prompt_for is not None:
             row["prompt"] = prompt_for(q.query, q.instruction)
         elif teacher in MODELS:  # the exact prompt the teacher model scored
@@ -575,7 +591,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         "--model", action="append", dest="models", metavar="KEY", help="only these models' ranks count (repeatable)"
     )
     parser.add_argument("--negatives-per-row", type=int, metavar="N", help="sentence-transformers: negatives per row")
-    parser.add_argument("--teacher", metavar="KEY", help="flagembedding: model whose scores fill pos_scores/neg_scores")
+    parser.add_argument("--teacher", metavar="KEY", help="flagembedding: model whose scores fill pos_scores/neg_scores "
+                        "(for a query it did not score: the first model that did; each row names its teacher)")
     parser.add_argument("--preview", action="store_true", help="print the counts only; write nothing")
     parser.set_defaults(handler=_run_cli)
 

@@ -464,3 +464,28 @@ def test_an_undo_during_an_export_cannot_split_a_label(arena, monkeypatch):
     for examples in selection.queries:
         positives = {e.page_hash for e in examples.positives}
         assert not positives & {e.page_hash for e in examples.negatives}
+
+
+def test_flagembedding_takes_each_querys_scores_from_a_model_that_scored_it(tmp_path):
+    """A ranking saved while one model had failed has the other model's scores only: its row
+    uses that model (named in `teacher`), never null scores. An unknown teacher is refused."""
+    store = Store(tmp_path / "arena.db")
+    pages = make_pages(["a0", "a1", "b0", "b1"], "doc.pdf", seed=3)
+    only_a = store.save_ranking("only A scored", None, [pages["a0"], pages["a1"]], scores={A: [0.9, 0.2]}, settings={A: {}})
+    only_b = store.save_ranking("only B scored", None, [pages["b0"], pages["b1"]], scores={B: [0.8, 0.1]}, settings={B: {}})
+    for query_id, positive, negative in ((only_a, "a0", "a1"), (only_b, "b0", "b1")):
+        store.record_judgment(query_id, pages[positive].content_hash, "ann", RELEVANT)
+        store.record_judgment(query_id, pages[negative].content_hash, "ann", NOT_RELEVANT)
+
+    def rows(**options):
+        out = export(store, ExportOptions(format="flagembedding", rule="all", **options), tmp_path / "flag.zip")
+        with zipfile.ZipFile(out) as archive:
+            return {row["query"]: row for row in map(json.loads, archive.read("train.jsonl").splitlines())}
+
+    for teacher in (None, B):
+        by_query = rows(teacher=teacher)
+        assert by_query["only A scored"]["teacher"] == A and by_query["only A scored"]["pos_scores"] == [0.9]
+        assert by_query["only B scored"]["teacher"] == B and by_query["only B scored"]["neg_scores"] == [0.1]
+    with pytest.raises(ValueError, match="teacher 'qwen-typo' has no scores here"):
+        rows(teacher="qwen-typo")
+    store.close()
