@@ -236,7 +236,8 @@ class Benchmark:
     note: str = ""  # e.g. which split was picked when the requested one did not exist
 
 
-DATA_SUFFIXES = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+# No CSV: its list columns (candidates, scores, relevant ids) would come back as strings.
+DATA_SUFFIXES = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}
 
 
 def _is_local(source: str) -> bool:
@@ -248,7 +249,7 @@ def _is_local(source: str) -> bool:
 
 
 def load_benchmark(source: str, split: str = "test", limit: int | None = None) -> Benchmark:
-    """Load a `*_reranker_adapted` dataset: a local parquet/jsonl/json/csv file, a local folder,
+    """Load a `*_reranker_adapted` dataset: a local parquet/jsonl/json file, a local folder,
     or a Hub id. If `split` is missing and the source has exactly one split, that one is used
     (the Hub sets name their split after the dataset, e.g. ``esg_reports_human_labeled_v2``).
     Names are compared as strings: the Hub sets store candidate ids as integers but relevant ids
@@ -259,7 +260,7 @@ def load_benchmark(source: str, split: str = "test", limit: int | None = None) -
     if path.is_file():
         builder = DATA_SUFFIXES.get(path.suffix.lower())
         if builder is None:
-            raise ValueError(f"{path}: unsupported file type (use .parquet, .jsonl, .json or .csv)")
+            raise ValueError(f"{path}: unsupported file type (use .parquet, .jsonl or .json)")
         splits = load_dataset(builder, data_files=str(path))
     elif path.is_dir():
         splits = load_dataset(str(path))
@@ -638,7 +639,7 @@ def register_cli(subparsers) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--db", help="database file (default: $RERANKER_DB or data/arena.db)")
     source.add_argument("--benchmark", metavar="PATH_OR_HUB_ID",
-                        help="a *_reranker_adapted dataset: parquet/jsonl/csv file, folder, or Hub id")  # fmt: skip
+                        help="a *_reranker_adapted dataset: parquet/jsonl/json file, folder, or Hub id")  # fmt: skip
     parser.add_argument("--k", type=int, action="append", dest="ks", metavar="K",
                         help="cut-off for NDCG/recall (repeatable; default 5 and 10)")  # fmt: skip
     parser.add_argument("--per-query", action="store_true", help="also print one row per query")

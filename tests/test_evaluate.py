@@ -184,6 +184,11 @@ def test_benchmark_input_errors_are_messages_not_tracebacks(tmp_path, monkeypatc
     assert main(["eval", "--benchmark", str(tmp_path / "typo.parquet")]) == 1
     assert "no such file or folder" in capsys.readouterr().err  # a path, not a Hub id to download
 
+    table = tmp_path / "benchmark.csv"  # CSV would turn the list columns into strings
+    table.write_text("query,query_id\nq,1\n")
+    assert main(["eval", "--benchmark", str(table), "--images", str(tmp_path)]) == 1
+    assert "unsupported file type (use .parquet, .jsonl or .json)" in capsys.readouterr().err
+
     hub_id = "UlrickBL/vidore_benchmark_economics_reports_v2_reranker_adapted"  # offline in tests
     assert main(["eval", "--benchmark", hub_id, "--images", str(tmp_path)]) == 1
     assert hub_id in capsys.readouterr().err
