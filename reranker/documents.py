@@ -235,7 +235,10 @@ def load_files(files: Iterable[FileInput], options: IngestOptions | None = None,
     result = Ingested()
     budget = options.max_pages
     skipped: list[str] = []
-    for item in files:
+    for number, item in enumerate(files, start=1):
+        if not (isinstance(item, (str, bytes, os.PathLike)) or (isinstance(item, tuple) and len(item) == 2)):
+            result.problems.append(Problem(f"upload #{number}", f"is not a file path or a (name, bytes) pair: {type(item).__name__}"))
+            continue
         name = _display_name(item)
         try:
             data = _read(item, options)

@@ -562,3 +562,12 @@ def test_a_render_pool_whose_worker_died_is_replaced_for_the_next_upload(tmp_pat
     assert len(after_crash.pages) == 7 and not after_crash.problems
     assert documents._RENDER_PROCESSES.get(2) is not broken
     assert documents._render_in_processes(data, 7, IngestOptions(), 2, str(tmp_path)) is not None  # processes again
+
+
+def test_an_entry_that_is_no_file_is_a_problem_and_the_others_load():
+    loaded = load_files([None, str(corpus.SAMPLE_PAGES[0]), 42])
+    assert len(loaded.pages) == 1
+    assert [(p.source, p.message) for p in loaded.problems] == [
+        ("upload #1", "is not a file path or a (name, bytes) pair: NoneType"),
+        ("upload #3", "is not a file path or a (name, bytes) pair: int"),
+    ]
