@@ -21,28 +21,39 @@ ProgressCallback = Callable[[float, str], None]
 
 
 class ModelPool:
-    """Each reranker loaded once per process and shared by every request."""
+    """Each reranker loaded once per process and shared by every request.
 
-    def __init__(self, keys: Iterable[str] = tuple(MODELS), loader: Callable | None = None, **load_options):
+    A model that failed to load is tried again by the first request `retry_after` seconds later
+    (a Hub hiccup at start-up must not disable it until a restart); meanwhile requests get the
+    reason at once.
+    """
+
+    def __init__(self, keys: Iterable[str] = tuple(MODELS), loader: Callable | None = None,
+                 retry_after: float = 300.0, **load_options):
         self.keys = tuple(keys)
         self._loader = loader
         self._load_options = load_options
         self._models: dict = {}
-        self._errors: dict[str, str] = {}
+        self._errors: dict[str, tuple[str, float]] = {}  # key → (reason, when it failed)
         self._locks = {key: threading.Lock() for key in self.keys}
+        self.retry_after = retry_after
 
     def get(self, key: str):
         """The loaded reranker, or raise `ModelUnavailable` with the reason it could not load."""
         if key in self._models:
             return self._models[key]
         with self._locks[key]:
+            failed = self._errors.get(key)
+            if failed is not None and time.monotonic() - failed[1] >= self.retry_after:
+                del self._errors[key]
             if key not in self._models and key not in self._errors:
                 try:
                     self._models[key] = self._load(key)
                 except Exception as error:  # shown in the model's column; the other model still works
-                    self._errors[key] = f"{type(error).__name__}: {error}" if not str(error) else str(error)
+                    reason = f"{type(error).__name__}: {error}" if not str(error) else str(error)
+                    self._errors[key] = (reason, time.monotonic())
         if key in self._errors:
-            raise ModelUnavailable(key, self._errors[key])
+            raise ModelUnavailable(key, self._errors[key][0])
         return self._models[key]
 
     def _load(self, key: str):
@@ -53,7 +64,8 @@ class ModelPool:
         return load_reranker(key, **self._load_options)
 
     def error(self, key: str) -> str | None:
-        return self._errors.get(key)
+        failed = self._errors.get(key)
+        return failed[0] if failed else None
 
     def loaded(self, key: str) -> bool:
         return key in self._models

@@ -142,3 +142,22 @@ def test_rank_and_save_starts_the_side_work_before_scoring_and_stores_the_rankin
     assert store.query_pages(query_id) and len(result.pages) == 3
     assert all((tmp_path / "thumbs" / f"{page.content_hash[:32]}-200.jpg").exists() for page in result.pages)
     assert not store._staged
+
+
+def test_a_model_that_failed_to_load_is_tried_again_after_a_while(tiny_rerankers, monkeypatch):
+    now, attempts = [1000.0], []
+    monkeypatch.setattr(ranking.time, "monotonic", lambda: now[0])
+
+    def flaky(key):
+        attempts.append(key)
+        if len(attempts) == 1:
+            raise LoadError("the Hub did not answer in 5 s")
+        return tiny_rerankers[key]
+
+    pool = ranking.ModelPool([A], loader=flaky, retry_after=300)
+    for _ in range(2):  # at once, and again soon after: the reason, without a new attempt
+        with pytest.raises(ranking.ModelUnavailable, match="did not answer"):
+            pool.get(A)
+    assert attempts == [A] and pool.error(A) == "the Hub did not answer in 5 s"
+    now[0] += 300
+    assert pool.get(A) is tiny_rerankers[A] and attempts == [A, A] and pool.error(A) is None
