@@ -76,6 +76,9 @@ class IngestOptions:
     max_file_bytes: int = 100_000_000
     max_pages: int = 200  # per call of load_files, across all its files
     max_page_pixels: int = 12_000_000  # larger pages are rendered (or scaled) down to fit
+    # Per call of load_files too: the pages' RGB pixels held in memory (400 MP: 1.2 GB, 200 letter
+    # pages at 144 DPI). Without it a tiny PDF of 200 poster-size pages would hold 7 GB.
+    max_total_pixels: int = 400_000_000
     # Larger images are refused from their header, never decoded. Below Pillow's own warning
     # threshold (~89.5 MP), so accepted images never trip Pillow's DecompressionBombWarning.
     max_image_pixels: int = 80_000_000
@@ -86,7 +89,7 @@ class IngestOptions:
     def __post_init__(self):
         if self.render_workers < 0:
             raise ValueError(f"IngestOptions.render_workers must be >= 0, got {self.render_workers!r}")
-        for name in ("dpi", "max_file_bytes", "max_pages", "max_page_pixels", "max_image_pixels"):
+        for name in ("dpi", "max_file_bytes", "max_pages", "max_page_pixels", "max_total_pixels", "max_image_pixels"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"IngestOptions.{name} must be positive, got {getattr(self, name)!r}")
 
@@ -211,6 +214,7 @@ class _LoadedFile:
 
     added: Ingested
     page_count: int
+    considered: int  # pages of it the limits left room for (the rest were skipped)
 
     @property
     def nbytes(self) -> int:
@@ -233,8 +237,9 @@ def load_files(files: Iterable[FileInput], options: IngestOptions | None = None,
     if isinstance(files, (str, os.PathLike)):
         files = [files]
     result = Ingested()
-    budget = options.max_pages
+    budget, pixels = options.max_pages, options.max_total_pixels  # what is left of the limits
     skipped: list[str] = []
+    pixel_limited = False
     for number, item in enumerate(files, start=1):
         if not (isinstance(item, (str, bytes, os.PathLike)) or (isinstance(item, tuple) and len(item) == 2)):
             result.problems.append(Problem(f"upload #{number}", f"is not a file path or a (name, bytes) pair: {type(item).__name__}"))
@@ -243,25 +248,33 @@ def load_files(files: Iterable[FileInput], options: IngestOptions | None = None,
         try:
             data = _read(item, options)
             document_hash = hashlib.sha256(data).hexdigest()
-            key = (document_hash, name, options, budget)
+            key = (document_hash, name, options, budget, pixels)
             loaded = cache.get(key) if cache is not None else None
             if loaded is None:
                 added = Ingested()
-                loaded = _LoadedFile(added, _ingest(name, data, document_hash, options, budget, added))
+                loaded = _LoadedFile(added, *_ingest(name, data, document_hash, options, budget, pixels, added))
                 if cache is not None:
                     cache.put(key, loaded, loaded.nbytes)
             result.extend(loaded.added)
-            page_count = loaded.page_count
+            page_count, considered = loaded.page_count, loaded.considered
         except _Refused as refusal:
             result.problems.append(Problem(name, str(refusal)))
             continue
         except Exception as error:  # batch mode never raises for one bad file
             result.problems.append(Problem(name, f"could not be loaded ({type(error).__name__}: {error})"))
             continue
-        if page_count > budget:
-            skipped.append(name if budget == 0 else f"{name} {_page_list(list(range(budget + 1, page_count + 1)))}")
-        budget -= min(budget, page_count)
-    if skipped:
+        if considered < page_count:
+            skipped.append(name if considered == 0 else f"{name} {_page_list(list(range(considered + 1, page_count + 1)))}")
+            pixel_limited |= considered < min(budget, page_count)
+        budget -= considered
+        pixels -= sum(page.width * page.height for page in loaded.added.pages)
+    if skipped and pixel_limited:
+        result.notes.append(
+            f"Not every page was loaded: the pages of one upload may hold {_pixels(options.max_total_pixels)} "
+            f"in all (and at most {options.max_pages} pages); lower the DPI or upload fewer pages at a "
+            f"time. Skipped: {', '.join(skipped)}."
+        )
+    elif skipped:
         result.notes.append(
             f"Only the first {options.max_pages} pages were loaded (the limit per upload); "
             f"skipped: {', '.join(skipped)}."
@@ -315,8 +328,10 @@ def _read(item: FileInput, options: IngestOptions) -> bytes:
     return data
 
 
-def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, budget: int, result: Ingested) -> int:
-    """Add the file's pages (at most `budget`) to `result`; return how many pages the file has."""
+def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, budget: int, pixels: int,
+            result: Ingested) -> tuple[int, int]:
+    """Add the file's pages (at most `budget` pages, `pixels` pixels in all) to `result`; return
+    how many pages the file has and how many of them the limits left room for."""
     # The bytes decide, not the name. An image first, unless the file plainly starts as a PDF;
     # then a PDF whose header follows some junk (allowed within the first 1024 bytes).
     image = None if data[:1024].lstrip().startswith(b"%PDF-") else _open_image(data)
@@ -324,7 +339,7 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
         with _MUPDF_LOCK:
             doc = _open_pdf(name, data, result)
             try:
-                wanted = min(budget, doc.page_count)
+                wanted = _pages_within(doc, options, pixels, min(budget, doc.page_count))
                 workers = _render_workers(options, wanted)
                 # Worker processes write the pages into a private folder, removed whatever happens.
                 with tempfile.TemporaryDirectory(prefix="render-") if workers > 1 else contextlib.nullcontext() as folder:
@@ -333,8 +348,8 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
                         render = lambda i: _unpack(rendered[i])  # noqa: E731
                     else:
                         render = lambda i: _render_pdf_page(doc[i], options)  # noqa: E731
-                    _add_pages(name, document_hash, "pdf", doc.page_count, render, budget, options, result)
-                return doc.page_count
+                    considered = _add_pages(name, document_hash, "pdf", doc.page_count, render, budget, pixels, options, result)
+                return doc.page_count, considered
             finally:
                 doc.close()
     if image is None:
@@ -347,17 +362,20 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
             raise _Refused(f"damaged image that cannot be opened ({error}); upload it again") from None
         if animated:
             result.notes.append(f"{name}: animated image, only its first frame was used.")
-        _add_pages(name, document_hash, "image", page_count,
-                   lambda i: _render_frame(image, i, options), budget, options, result)
-    return page_count
+        considered = _add_pages(name, document_hash, "image", page_count,
+                                lambda i: _render_frame(image, i, options), budget, pixels, options, result)
+    return page_count, considered
 
 
 def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
-               render: Callable[[int], tuple], budget: int,
-               options: IngestOptions, result: Ingested) -> None:
-    """`render(index)` gives (image, scale) or (image, scale, content hash) for page `index`."""
+               render: Callable[[int], tuple], budget: int, pixels: int,
+               options: IngestOptions, result: Ingested) -> int:
+    """`render(index)` gives (image, scale) or (image, scale, content hash) for page `index`.
+    Returns how many pages were considered: the page that would take the pixels over `pixels`,
+    and every page after it, are not."""
     pages, reduced = [], []
-    for index in range(min(budget, page_count)):
+    considered = min(budget, page_count)
+    for index in range(considered):
         number = index + 1 if page_count > 1 or kind == "pdf" else None
         try:
             image, scale, *known_hash = render(index)
@@ -375,6 +393,10 @@ def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
                 name, f"is a {image.width}×{image.height} px strip, too narrow for the models "
                       f"(at most {MAX_ASPECT_RATIO}:1); crop it into pages", number))
             continue
+        if image.width * image.height > pixels:
+            considered = index
+            break
+        pixels -= image.width * image.height
         if scale < 1:
             reduced.append((index + 1, scale))
         content_hash = known_hash[0] if known_hash else image_hash(image)
@@ -391,6 +413,19 @@ def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
                                 f"{options.dpi * lowest:.0f} DPI instead.")
         else:
             result.notes.append(f"{name}: {where}over {cap}, so scaled down to {lowest:.0%} of its size.")
+    return considered
+
+
+def _pages_within(doc: pymupdf.Document, options: IngestOptions, pixels: int, limit: int) -> int:
+    """How many of the first `limit` pages fit in `pixels`, from their sizes (no rendering), so
+    worker processes do not render pages the limit will drop. An estimate: `_add_pages` decides."""
+    zoom = options.dpi / 72
+    for index in range(limit):
+        rect = doc[index].rect
+        pixels -= min(rect.width * rect.height * zoom * zoom, options.max_page_pixels)
+        if pixels < 0:
+            return index + 1  # one more than fits: MuPDF's whole-pixel rounding may still let it in
+    return limit
 
 
 # --- PDFs --------------------------------------------------------------------------------------

@@ -571,3 +571,16 @@ def test_an_entry_that_is_no_file_is_a_problem_and_the_others_load():
         ("upload #1", "is not a file path or a (name, bytes) pair: NoneType"),
         ("upload #3", "is not a file path or a (name, bytes) pair: int"),
     ]
+
+
+@pytest.mark.parametrize("render_workers", [1, 2])
+def test_an_uploads_pages_may_hold_only_so_many_pixels_in_all(render_workers):
+    """A tiny PDF can hold hundreds of poster-size pages: past the upload's pixel limit the rest
+    of it, and any later file, is skipped and listed, in-process and in worker processes alike."""
+    options = IngestOptions(max_total_pixels=1_000_000, render_workers=render_workers)
+    big = corpus.text_pdf(*[f"page {n}" for n in range(1, 16)])  # 400×240 px a page at 144 DPI
+    loaded = load_files([("big.pdf", big), ("later.pdf", corpus.text_pdf("later"))], options)
+    assert [p.page_number for p in loaded.pages] == list(range(1, 11))  # 10 × 96,000 px fit, the 11th not
+    assert sum(p.width * p.height for p in loaded.pages) <= 1_000_000 and not loaded.problems
+    (note,) = [n for n in loaded.notes if n.startswith("Not every page was loaded")]
+    assert "may hold 1.0 megapixels in all" in note and note.endswith("Skipped: big.pdf pages 11–15, later.pdf.")
