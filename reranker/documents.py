@@ -40,7 +40,7 @@ from PIL import Image, ImageOps
 
 from .imaging import MAX_ASPECT_RATIO, image_hash, pixels_hash
 from .lru import LRUCache
-from .workers import SharedExecutor
+from .workers import SharedExecutor, available_cpus
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class IngestOptions:
     # threshold (~89.5 MP), so accepted images never trip Pillow's DecompressionBombWarning.
     max_image_pixels: int = 80_000_000
     # Worker processes that render the pages of a long PDF in parallel (MuPDF is not thread-safe,
-    # so threads cannot). 0: one per core up to 8, when the machine has at least 4 cores.
+    # so threads cannot). 0: one per available CPU up to 8 (a container's quota counts), from 4 CPUs up.
     render_workers: int = 0
 
     def __post_init__(self):
@@ -494,7 +494,7 @@ MIN_PAGES_FOR_PROCESSES = 6
 def _render_workers(options: IngestOptions, pages: int) -> int:
     if current_process().daemon:  # may not start processes (ZeroGPU's worker is a daemon): render here
         return 1
-    cores = os.cpu_count() or 1
+    cores = available_cpus()
     workers = options.render_workers or (min(8, cores) if cores >= 4 else 1)
     return min(workers, pages) if pages >= MIN_PAGES_FOR_PROCESSES else 1
 

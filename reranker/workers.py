@@ -9,6 +9,7 @@ serving later requests; every pool the request uses comes from here, so each pro
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -17,8 +18,40 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 
+# A container's CPU quota: cgroup v2 "cpu.max" ("max 100000" or "200000 100000"), v1 the pair.
+CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"
+CGROUP_V1_QUOTA = ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: the machine's, narrowed by its CPU affinity and by a container's
+    CPU quota (a Space on 2 vCPUs of a 64-core host: os.cpu_count() says 64)."""
+    count = os.cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        count = min(count, len(os.sched_getaffinity(0)))
+    quota = _cgroup_cpu_quota()
+    return max(1, min(count, math.ceil(quota))) if quota else count
+
+
+def _cgroup_cpu_quota() -> float | None:
+    def read(path: str) -> str | None:
+        try:
+            with open(path) as handle:
+                return handle.read().strip()
+        except OSError:
+            return None
+
+    fields = (read(CGROUP_CPU_MAX) or "").split()
+    if len(fields) == 2 and fields[0] != "max":
+        return int(fields[0]) / int(fields[1])
+    quota, period = (read(path) for path in CGROUP_V1_QUOTA)
+    if quota and period and int(quota) > 0:
+        return int(quota) / int(period)
+    return None
+
+
 def default_workers() -> int:
-    return min(8, os.cpu_count() or 1)
+    return min(8, available_cpus())
 
 
 class SharedExecutor:

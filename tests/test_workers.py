@@ -58,3 +58,23 @@ def test_a_process_pool_grows_when_more_workers_are_asked_for_and_survives_a_for
     with ForkedWorker(in_the_child, seconds=90, daemon=False) as worker:
         assert worker.call() == 5
     assert processes.get(2) is bigger
+
+
+def test_available_cpus_follow_a_containers_cpu_quota(tmp_path, monkeypatch):
+    from reranker import workers
+
+    machine = min(os.cpu_count(), len(os.sched_getaffinity(0)))
+    v2, quota, period = tmp_path / "cpu.max", tmp_path / "cfs_quota_us", tmp_path / "cfs_period_us"
+    monkeypatch.setattr(workers, "CGROUP_CPU_MAX", str(v2))
+    monkeypatch.setattr(workers, "CGROUP_V1_QUOTA", (str(quota), str(period)))
+    assert workers.available_cpus() == machine  # no cgroup files
+    v2.write_text("max 100000\n")
+    assert workers.available_cpus() == machine  # no quota
+    v2.write_text("50000 100000\n")
+    assert workers.available_cpus() == 1  # half a CPU still gets one worker
+    v2.unlink()
+    quota.write_text("-1\n")
+    period.write_text("100000\n")
+    assert workers.available_cpus() == machine  # v1, no quota
+    quota.write_text("100000\n")
+    assert workers.available_cpus() == 1
