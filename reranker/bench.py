@@ -106,7 +106,8 @@ def reference_style(reranker, query: str, pages) -> list[float]:
     scores = []
     with torch.no_grad():
         for page in pages:
-            resized = resize_to_budget(page, reranker.budget.min_pixels, reranker.budget.max_pixels)
+            resized = resize_to_budget(page, reranker.budget.min_pixels, reranker.budget.max_pixels,
+                                       rules=reranker.budget.rules)
             inputs = reranker.processor(text=[prompt], images=[resized], do_resize=False, return_tensors="pt")
             inputs = {name: value.to(reranker.device) for name, value in inputs.items()}
             inputs["pixel_values"] = inputs["pixel_values"].to(reranker.dtype)

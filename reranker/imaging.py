@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import Literal
 
 from PIL import Image
 
@@ -38,8 +39,33 @@ def pixels_hash(mode: str, size: tuple[int, int], raw: bytes) -> str:
     return digest.hexdigest()
 
 
+# How a model's reference code turns a page into its RGB input of the right size (ModelSpec.image_rules):
+# - "qwen_vl_utils": qwen_vl_utils.fetch_image (Qwen3-VL-Reranker): an RGBA page is laid on white,
+#   other modes are converted; each side rounds to at least one token (32 px);
+# - "processor": the transformers image processor (Qwen3RerankerMM's card): any transparency
+#   (alpha band or transparent palette index) is laid on white; a side may round to 0 and the
+#   page then grows to min_pixels.
+# Both resize with PIL bicubic; they differ only for transparent or < 16 px thin pages.
+ImageRules = Literal["qwen_vl_utils", "processor"]
+
+
+def to_rgb(image: Image.Image, rules: ImageRules = "qwen_vl_utils") -> Image.Image:
+    """The page as the model's reference code makes it RGB (see `ImageRules`)."""
+    if image.mode == "RGB":
+        return image
+    if rules == "processor" and ("A" in image.getbands() or image.info.get("transparency") is not None):
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    if rules == "qwen_vl_utils" and image.mode == "RGBA":
+        white = Image.new("RGB", image.size, (255, 255, 255))
+        white.paste(image, mask=image.split()[3])
+        return white
+    return image.convert("RGB")
+
+
 def smart_resize(
-    height: int, width: int, factor: int = PATCH_FACTOR, min_pixels: int = 4 * 32 * 32, max_pixels: int = 1280 * 32 * 32
+    height: int, width: int, factor: int = PATCH_FACTOR, min_pixels: int = 4 * 32 * 32, max_pixels: int = 1280 * 32 * 32,
+    rules: ImageRules = "qwen_vl_utils",
 ) -> tuple[int, int]:
     """(height, width) rounded to multiples of `factor` with the pixel count in the budget."""
     if min(height, width) <= 0:
@@ -49,8 +75,9 @@ def smart_resize(
             f"aspect ratio {max(height, width) / min(height, width):.0f}:1 is too extreme "
             f"(Qwen-VL accepts at most {MAX_ASPECT_RATIO}:1)"
         )
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
+    h_bar, w_bar = round(height / factor) * factor, round(width / factor) * factor
+    if rules == "qwen_vl_utils":  # never below one token; the processor lets a side round to 0
+        h_bar, w_bar = max(factor, h_bar), max(factor, w_bar)
     if h_bar * w_bar > max_pixels:
         beta = math.sqrt((height * width) / max_pixels)
         h_bar = max(factor, math.floor(height / beta / factor) * factor)
@@ -62,10 +89,11 @@ def smart_resize(
     return h_bar, w_bar
 
 
-def resize_to_budget(image: Image.Image, min_pixels: int, max_pixels: int, factor: int = PATCH_FACTOR) -> Image.Image:
-    """RGB copy of `image` resized the way qwen_vl_utils.fetch_image does (PIL bicubic)."""
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
-    height, width = smart_resize(rgb.height, rgb.width, factor, min_pixels, max_pixels)
+def resize_to_budget(image: Image.Image, min_pixels: int, max_pixels: int, factor: int = PATCH_FACTOR,
+                     rules: ImageRules = "qwen_vl_utils") -> Image.Image:
+    """RGB copy of `image` resized as the model's reference does (`rules`; PIL bicubic)."""
+    rgb = to_rgb(image, rules)
+    height, width = smart_resize(rgb.height, rgb.width, factor, min_pixels, max_pixels, rules)
     if (width, height) == rgb.size:
         return rgb
     return rgb.resize((width, height), Image.Resampling.BICUBIC)

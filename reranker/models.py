@@ -43,6 +43,9 @@ class ModelSpec:
     max_pixels: int  # default image budget
     max_pixels_limit: int  # largest budget the UI offers
     prompt_style: Literal["chat", "raw"]
+    # How the reference makes a page RGB and sizes it (reranker.imaging.ImageRules): with
+    # qwen_vl_utils before the processor (A), or in the transformers image processor (B).
+    image_rules: Literal["qwen_vl_utils", "processor"] = "qwen_vl_utils"
     system_prompt: str = ""
     raw_template: str = ""  # for prompt_style "raw": the whole prompt with {query}
     default_instruction: str | None = None  # for prompt_style "chat": the Instruct line
@@ -97,6 +100,7 @@ QWEN3_RERANKER_MM_2B = ModelSpec(
     max_pixels=720 * 28 * 28,  # 564,480 px: at most ~551 visual tokens of 32×32 px
     max_pixels_limit=tokens_to_pixels(1280),
     prompt_style="raw",
+    image_rules="processor",  # the card hands the page to the processor with max_pixels
     # The author's exact spelling and spacing: "an picture", "Query : ", " \nAre", "related ?".
     raw_template=(
         "<|im_start|>system\nYou will be given an picture and a query. Answer 'Yes' if the answer to "

@@ -188,6 +188,7 @@ def truncate(ids: list[int], max_length: int, tail: int, special_ids: set[int]) 
 class Budget:
     min_pixels: int
     max_pixels: int
+    rules: str = "qwen_vl_utils"  # the model's ImageRules (a model's caches are its own: not in the key)
 
     def key(self) -> str:
         return f"{self.min_pixels}-{self.max_pixels}"
@@ -278,7 +279,7 @@ class Reranker:
         self.dtype = dtype
         self.weights = weights
         self.adapter = adapter
-        self.budget = Budget(spec.min_pixels, max_pixels or spec.max_pixels)
+        self.budget = Budget(spec.min_pixels, max_pixels or spec.max_pixels, spec.image_rules)
         self.batch_size = batch_size or default_batch_size(device)
         self.overlap = overlap
         if vision_cache_bytes is None:
@@ -338,7 +339,7 @@ class Reranker:
                 f"{self.spec.label}: image budget {max_pixels} px is outside "
                 f"[{self.spec.min_pixels}, {self.spec.max_pixels_limit}]"
             )
-        return Budget(self.spec.min_pixels, max_pixels)
+        return Budget(self.spec.min_pixels, max_pixels, self.spec.image_rules)
 
     # ----- prompt ----------------------------------------------------------------------------
     def prompt(self, query: str, instruction: str | None = None) -> str:
@@ -644,7 +645,7 @@ def resized_pixels(image: Image.Image, budget: Budget, pin: bool = False) -> tor
     """The page resized into the budget as qwen_vl_utils does, as a uint8 H×W×3 tensor."""
     import numpy as np
 
-    pixels = torch.from_numpy(np.array(resize_to_budget(image, budget.min_pixels, budget.max_pixels)))
+    pixels = torch.from_numpy(np.array(resize_to_budget(image, budget.min_pixels, budget.max_pixels, rules=budget.rules)))
     return pixels.pin_memory() if pin else pixels  # pinned: the copy to the GPU runs asynchronously
 
 
@@ -686,7 +687,8 @@ _PAGE_WORKERS = thread_pool("page-prep")  # per-page CPU work (resize, patchify)
 def resize_dims(image: Image.Image, budget: Budget) -> tuple[int, int]:
     from .imaging import smart_resize
 
-    return smart_resize(image.height, image.width, min_pixels=budget.min_pixels, max_pixels=budget.max_pixels)
+    return smart_resize(image.height, image.width, min_pixels=budget.min_pixels, max_pixels=budget.max_pixels,
+                        rules=budget.rules)
 
 
 def tensor_bytes(item) -> int:

@@ -40,7 +40,16 @@ def qwen_vl_utils_resize(image: Image.Image, min_pixels: int, max_pixels: int, f
         beta = math.sqrt(min_pixels / (height * width))
         h_bar = math.ceil(height * beta / factor) * factor
         w_bar = math.ceil(width * beta / factor) * factor
-    return image.convert("RGB").resize((w_bar, h_bar))
+    return qwen_vl_utils_to_rgb(image).resize((w_bar, h_bar))
+
+
+def qwen_vl_utils_to_rgb(image: Image.Image) -> Image.Image:
+    """qwen_vl_utils.vision_process.to_rgb (0.0.14): an RGBA page on white, other modes converted."""
+    if image.mode == "RGBA":
+        white_background = Image.new("RGB", image.size, (255, 255, 255))
+        white_background.paste(image, mask=image.split()[3])
+        return white_background
+    return image.convert("RGB")
 
 
 def truncate_tokens_optimized(tokens, max_length, special_tokens):

@@ -136,6 +136,31 @@ def test_b_merged_lora_equals_the_unmerged_peft_model_with_full_head(tiny_rerank
     assert tiny_rerankers[B].score(query, pages, batch_size=3) == pytest.approx(expected, abs=TOL)
 
 
+def transparent_and_thin_pages(sample_images):
+    """Where the two references' image rules differ: transparency, and a side under 16 px."""
+    see_through = sample_images[0].convert("RGBA")
+    see_through.putalpha(Image.linear_gradient("L").resize(see_through.size))  # clear to opaque
+    palette = sample_images[1].convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+    palette.info["transparency"] = 0
+    rng = torch.Generator().manual_seed(0)
+    noise = torch.randint(0, 256, (15, 2900, 3), dtype=torch.uint8, generator=rng).numpy()
+    thin = Image.fromarray(noise)  # 2900×15
+    return [see_through, palette, thin, thin.transpose(Image.Transpose.ROTATE_90), sample_images[2].convert("LA")]
+
+
+@pytest.mark.parametrize("key", [A, B])
+def test_transparent_and_very_thin_pages_follow_each_models_reference(tiny_rerankers, full_models, sample_images, key):
+    """A's reference (qwen_vl_utils) lays only RGBA on white and rounds a side to at least one
+    token; B's (the transformers processor) lays any transparency on white and lets a side round
+    to 0, then grows the page to its min_pixels."""
+    model, processor = full_models[key]
+    reference = qwen3_vl_reranker_score if key == A else qwen3_reranker_mm_score
+    pages = transparent_and_thin_pages(sample_images)
+    expected = [reference(model, processor, QUERIES[0], page) for page in pages]
+    tiny_rerankers[key].clear_caches()
+    assert tiny_rerankers[key].score(QUERIES[0], pages, batch_size=2) == pytest.approx(expected, abs=TOL)
+
+
 def test_the_adapter_changes_the_scores(tiny_checkpoints, tiny_rerankers, full_models, sample_images):
     base = Qwen3VLForConditionalGeneration.from_pretrained(tiny_checkpoints.base, dtype=torch.float32).eval()
     _, processor = full_models[B]
