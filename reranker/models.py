@@ -51,7 +51,9 @@ class ModelSpec:
     default_instruction: str | None = None  # for prompt_style "chat": the Instruct line
     # Truncation (reference: Qwen3VLReranker.tokenize): at most `max_length` tokens before the
     # `tail` are kept, special tokens (image pads included) always; `tail` is kept whole.
-    max_length: int = 10240
+    # None: the reference reads the whole prompt (reranker.scoring refuses one past
+    # UNTRUNCATED_PROMPT_TOKENS rather than cut it).
+    max_length: int | None = 10240
     tail: str = "<|im_end|>\n<|im_start|>assistant\n"
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -101,6 +103,7 @@ QWEN3_RERANKER_MM_2B = ModelSpec(
     max_pixels_limit=tokens_to_pixels(1280),
     prompt_style="raw",
     image_rules="processor",  # the card hands the page to the processor with max_pixels
+    max_length=None,  # the card's processor call does not truncate
     # The author's exact spelling and spacing: "an picture", "Query : ", " \nAre", "related ?".
     raw_template=(
         "<|im_start|>system\nYou will be given an picture and a query. Answer 'Yes' if the answer to "

@@ -44,6 +44,9 @@ Progress = Callable[[int, int], None]  # (pairs scored so far, pairs in this cal
 # A query longer than this many characters per allowed token cannot keep more tokens anyway;
 # cutting it first bounds the tokenizer's work on a pasted novel.
 CHARS_PER_TOKEN_BOUND = 64
+# For a model whose reference never truncates (ModelSpec.max_length None): longer prompts are
+# refused, naming the model, rather than cut (which would change the score) or run out of memory.
+UNTRUNCATED_PROMPT_TOKENS = 32768
 
 
 class LoadError(RuntimeError):
@@ -150,12 +153,17 @@ def default_attention(device: torch.device) -> str:
     return "sdpa"
 
 
-def clean_query(query: str, max_length: int) -> str:
+def clean_query(query: str, max_length: int | None) -> str:
     if not isinstance(query, str):
         raise QueryError(f"the query must be text, got {type(query).__name__}")
     if not query.strip():
         raise QueryError("the query is empty: type what you are looking for")
-    return query[: max_length * CHARS_PER_TOKEN_BOUND]
+    bound = (max_length or UNTRUNCATED_PROMPT_TOKENS) * CHARS_PER_TOKEN_BOUND
+    # Past `bound` characters no more of the query's text can be kept, but its special tokens
+    # would be (the reference keeps every one): a query with any there is tokenized whole.
+    if max_length is not None and len(query) > bound and "<|" not in query[bound:]:
+        return query[:bound]
+    return query
 
 
 def page_key(page) -> str:
@@ -351,6 +359,16 @@ class Reranker:
             )
         return self.spec.raw_template.replace("{query}", query)
 
+    def _check_untruncated(self, prompt: str) -> None:
+        limit = UNTRUNCATED_PROMPT_TOKENS
+        tokens = None if len(prompt) > limit * CHARS_PER_TOKEN_BOUND else len(self.tokenizer(prompt)["input_ids"])
+        if tokens is None or tokens > limit:
+            length = f"over {limit:,}" if tokens is None else f"{tokens:,}"
+            raise ValueError(
+                f"{self.spec.label} reads the whole query, as its reference code does, and this prompt is "
+                f"{length} tokens; the app lets it read at most {limit:,}: shorten the query"
+            )
+
     def layout(self, prompt_ids: list[int], reuse: bool | None = None) -> PromptLayout:
         placeholder = prompt_ids.index(self.image_token_id)
         before, after = prompt_ids[:placeholder], prompt_ids[placeholder + 1 :]
@@ -379,6 +397,8 @@ class Reranker:
         prompt = self.prompt(query, instruction)
         if not images:
             return []
+        if self.spec.max_length is None:
+            self._check_untruncated(prompt)
         budget = self._budget(max_pixels)
         keys = [page_key(page) for page in images]
         prompt_id = hashlib.sha256(prompt.encode()).hexdigest()
@@ -448,9 +468,9 @@ class Reranker:
         """The page's token sequence (placeholder expanded, truncated as the reference does) and
         how many of its first tokens are the reusable prefix (None: none, or truncation cut into it)."""
         prefix = layout.before + [self.image_token_id] * count + layout.after[: layout.reusable or 0]
-        sequence = truncate(
-            layout.before + [self.image_token_id] * count + layout.after, self.spec.max_length, self.tail_length, self.special_ids
-        )
+        sequence = layout.before + [self.image_token_id] * count + layout.after
+        if self.spec.max_length is not None:
+            sequence = truncate(sequence, self.spec.max_length, self.tail_length, self.special_ids)
         if layout.reusable is None or sequence[: len(prefix)] != prefix:
             return sequence, None
         return sequence, len(prefix)

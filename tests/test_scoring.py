@@ -355,16 +355,44 @@ def test_very_long_query_is_truncated_like_the_reference(tiny_rerankers, full_mo
     assert ids[-len(tail) :] == tail  # the trailing special tokens survive
 
 
-def test_very_long_query_for_b_keeps_its_question_and_image(tiny_rerankers, sample_images):
+def test_a_long_query_for_b_is_read_whole_like_its_reference(tiny_rerankers, full_models, sample_images):
+    """B's card calls the processor without truncation: past A's 10,240 tokens B still reads it all."""
     reranker = tiny_rerankers[B]
-    long_query = "ab " * 30000
-    scores = reranker.score(long_query, sample_images[:2])
-    assert all(0.0 <= score <= 1.0 for score in scores)
-    batch = reranker.prepare_batch(reranker.prompt(long_query), sample_images[:1], ["p"], [0])
-    ids = batch.input_ids[0].tolist()
-    tail = reranker.tokenizer(reranker.spec.tail)["input_ids"]
-    assert ids[-len(tail) :] == tail
-    assert int(batch.image_grid_thw.prod()) // 4 == ids.count(reranker.image_token_id)
+    model, processor = full_models[B]
+    long_query = "revenue growth by segment " * 450  # ~12k tokens in the tiny vocabulary
+    assert len(reranker.tokenizer(long_query)["input_ids"]) > 10240
+    expected = qwen3_reranker_mm_score(model, processor, long_query, sample_images[2])
+    reranker.clear_caches()
+    assert reranker.score(long_query, [sample_images[2]]) == pytest.approx([expected], abs=TOL)
+
+
+def test_a_query_too_long_for_b_is_refused_naming_the_model_and_a_still_ranks(tiny_rerankers, sample_images):
+    from reranker import ranking
+    from reranker.documents import load_files
+
+    from .bad_inputs import SAMPLE_PAGES
+
+    huge = "ab " * 60000  # over UNTRUNCATED_PROMPT_TOKENS in the tiny vocabulary
+    with pytest.raises(ValueError, match="Qwen3RerankerMM-2B reads the whole query.*at most 32,768"):
+        tiny_rerankers[B].score(huge, sample_images[:1])
+    result = ranking.rank(load_files([str(path) for path in SAMPLE_PAGES[:2]]).pages, huge, tiny_rerankers)
+    assert result.rankings[A].error is None and len(result.rankings[A].scores) == 2  # A truncates, as its reference
+    assert "shorten the query" in result.rankings[B].error
+
+
+def test_special_tokens_past_a_very_long_query_are_kept_as_the_reference_keeps_them(
+    tiny_rerankers, full_models, sample_images, monkeypatch
+):
+    """The query is cut to max_length × CHARS_PER_TOKEN_BOUND characters before tokenizing,
+    except when special tokens lie past the cut: A's reference keeps every one of them."""
+    from reranker import scoring
+
+    monkeypatch.setattr(scoring, "CHARS_PER_TOKEN_BOUND", 1)  # the cut at 10,240 characters
+    reranker, (model, processor) = tiny_rerankers[A], full_models[A]
+    query = "ab " * 5000 + "<|endoftext|>" * 3
+    expected = qwen3_vl_reranker_score(model, processor, query, sample_images[0], max_length=reranker.spec.max_length)
+    reranker.clear_caches()
+    assert reranker.score(query, [sample_images[0]]) == pytest.approx([expected], abs=TOL)
 
 
 def test_pages_may_be_page_objects_with_a_content_hash(tiny_rerankers, sample_images):
