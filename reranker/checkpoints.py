@@ -331,6 +331,10 @@ def build_tiny_checkpoints(root: Path) -> TinyCheckpoints:
 if __name__ == "__main__":
     import sys
 
+    usage = "usage: python -m reranker.checkpoints fetch-vocab   (Qwen's BPE ranks into .cache/qwen.tiktoken)"
+    if sys.argv[1:] in (["-h"], ["--help"]):
+        print(usage)
+        sys.exit(0)
     if sys.argv[1:] != ["fetch-vocab"]:
-        sys.exit("usage: python -m reranker.checkpoints fetch-vocab   (Qwen's BPE ranks into .cache/qwen.tiktoken)")
+        sys.exit(usage)
     print(f"Qwen's vocabulary: {fetch_qwen_vocabulary()}")

@@ -29,6 +29,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .cli import positive_int
+
 if TYPE_CHECKING:
     from .metrics import EvalResult, Kappa
     from .store import Store
@@ -640,7 +642,7 @@ def register_cli(subparsers) -> None:
     source.add_argument("--db", help="database file (default: $RERANKER_DB or data/arena.db)")
     source.add_argument("--benchmark", metavar="PATH_OR_HUB_ID",
                         help="a *_reranker_adapted dataset: parquet/jsonl/json file, folder, or Hub id")  # fmt: skip
-    parser.add_argument("--k", type=int, action="append", dest="ks", metavar="K",
+    parser.add_argument("--k", type=positive_int, action="append", dest="ks", metavar="K",
                         help="cut-off for NDCG/recall (repeatable; default 5 and 10)")  # fmt: skip
     parser.add_argument("--per-query", action="store_true", help="also print one row per query")
     parser.add_argument("--output", type=Path, metavar="FILE.json", help="also write everything as JSON")
@@ -648,11 +650,11 @@ def register_cli(subparsers) -> None:
     stored.add_argument("--annotator", help="use this annotator's labels (default: majority vote of all annotators)")
     bench = parser.add_argument_group("benchmark")
     bench.add_argument("--split", default="test", help="dataset split (default: test, or the only split there is)")
-    bench.add_argument("--limit", type=int, metavar="N", help="only the first N queries")
+    bench.add_argument("--limit", type=positive_int, metavar="N", help="only the first N queries")
     bench.add_argument("--images", metavar="DIR", help="folder with the candidate page images (required for a Hub id)")
     bench.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), metavar="KEY",
                        help=f"models to score (default: all): {', '.join(MODELS)}")  # fmt: skip
-    bench.add_argument("--batch-size", type=int, help="pairs per forward pass (default: the reranker's)")
+    bench.add_argument("--batch-size", type=positive_int, help="pairs per forward pass (default: the reranker's)")
     spec_a, spec_b = MODELS[MODEL_A], MODELS[MODEL_B]
     bench.add_argument("--max-pixels-a", type=int, metavar="PIXELS",
                        help=f"image budget of {spec_a.label} (default {spec_a.max_pixels}, at most {spec_a.max_pixels_limit})")  # fmt: skip

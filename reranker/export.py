@@ -588,10 +588,11 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         "--mined", action="store_true", help="add unjudged pages a model ranked high, marked mined_negative"
     )
     parser.add_argument(
-        "--model", action="append", dest="models", metavar="KEY", help="only these models' ranks count (repeatable)"
+        "--model", action="append", dest="models", choices=list(MODELS), metavar="KEY",
+        help="only these models' ranks count (repeatable)"
     )
     parser.add_argument("--negatives-per-row", type=int, metavar="N", help="sentence-transformers: negatives per row")
-    parser.add_argument("--teacher", metavar="KEY", help="flagembedding: model whose scores fill pos_scores/neg_scores "
+    parser.add_argument("--teacher", choices=list(MODELS), metavar="KEY", help="flagembedding: model whose scores fill pos_scores/neg_scores "
                         "(for a query it did not score: the first model that did; each row names its teacher)")
     parser.add_argument("--preview", action="store_true", help="print the counts only; write nothing")
     parser.set_defaults(handler=_run_cli)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from .cli import positive_float, positive_int
 from .models import MODELS
 
 
@@ -25,11 +26,11 @@ def register_cli(subparsers) -> None:
         help="model key (repeatable); default: both",
     )
     parser.add_argument("--instruction", default=None, help="Qwen3-VL-Reranker's instruction (default: its own)")
-    parser.add_argument("--max-pixels", type=int, default=None, help="image budget in pixels for every chosen model")
-    parser.add_argument("--dpi", type=float, default=None, help="PDF render DPI (default 144)")
-    parser.add_argument("--batch-size", type=int, default=None, help="pairs per forward pass")
+    parser.add_argument("--max-pixels", type=positive_int, default=None, help="image budget in pixels for every chosen model")
+    parser.add_argument("--dpi", type=positive_float, default=None, help="PDF render DPI (default 144)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="pairs per forward pass")
     parser.add_argument("--device", default=None, help="cuda, cpu, … (default: RERANKER_DEVICE, else CUDA when present)")
-    parser.add_argument("--top", type=int, default=None, help="print only the best N pages per model")
+    parser.add_argument("--top", type=positive_int, default=None, help="print (or put in the JSON) only the best N pages per model")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=main)
 
@@ -65,7 +66,7 @@ def main(args) -> int:
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.json:
-        print(json.dumps(as_json(result), indent=2))
+        print(json.dumps(as_json(result, args.top), indent=2))
     else:
         print_ranking(result, args.top)
     failed = [r for r in result.rankings.values() if r.error]
@@ -88,7 +89,7 @@ def print_ranking(result, top: int | None) -> None:
             print(f"  {rank:>3}. {ranking.scores[index]:.4f}  {page.label}")
 
 
-def as_json(result) -> dict:
+def as_json(result, top: int | None = None) -> dict:
     return {
         "query": result.query,
         "instruction": result.instruction,
@@ -102,7 +103,7 @@ def as_json(result) -> dict:
                 "ranking": [
                     {"rank": rank, "score": ranking.scores[index], "file": result.pages[index].source,
                      "page": result.pages[index].page_number}
-                    for rank, index in enumerate(ranking.order, start=1)
+                    for rank, index in enumerate(ranking.order[:top] if top else ranking.order, start=1)
                 ] if ranking.scores is not None else [],
             }
             for key, ranking in result.rankings.items()

@@ -724,8 +724,8 @@ def _first_line(error: BaseException) -> str:
 
 def _damaged(spec: ModelSpec, what: str, location: str, error: BaseException) -> LoadError:
     return LoadError(
-        f"Could not load {spec.label} {what} from {location!r} ({type(error).__name__}: {_first_line(error)}); "
-        "the files there may be damaged or incomplete: download them again."
+        f"Could not load {spec.label} {what} from {location!r} ({type(error).__name__}: {_first_line(error)}). "
+        "If the files there are damaged or incomplete, download them again."
     )
 
 
@@ -841,6 +841,11 @@ def load_reranker(
     spec = get_spec(key)
     location = weights_location(spec, model_path, adapter_path)
     device = torch.device(device) if device is not None else default_device()
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LoadError(
+            f"{spec.label}: device {device} was asked for, but this torch ({torch.__version__}) sees no CUDA GPU; "
+            "use the CPU (--device cpu, RERANKER_DEVICE=cpu) or a CUDA build of torch on a GPU machine"
+        )
     dtype = dtype or default_dtype(device)
     if isinstance(dtype, str):
         if dtype not in DTYPES:

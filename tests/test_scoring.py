@@ -621,12 +621,12 @@ def test_damaged_weights_or_adapter_files_are_named_in_a_clear_error(tiny_checkp
     reranker_copy = shutil.copytree(tiny_checkpoints.reranker, tmp_path / "reranker")
     weights = reranker_copy / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # cut short, as by an interrupted download
-    with pytest.raises(LoadError, match="damaged or incomplete") as caught:
+    with pytest.raises(LoadError, match="If the files there are damaged or incomplete") as caught:
         load_reranker(A, model_path=str(reranker_copy), device="cpu")
     assert str(reranker_copy) in str(caught.value)
 
     adapter_copy = shutil.copytree(tiny_checkpoints.adapter, tmp_path / "adapter")
     (adapter_copy / "adapter_config.json").write_text("{}")
-    with pytest.raises(LoadError, match="damaged or incomplete") as caught:
+    with pytest.raises(LoadError, match="If the files there are damaged or incomplete") as caught:
         load_b(tiny_checkpoints.__class__(tiny_checkpoints.reranker, tiny_checkpoints.base, adapter_copy))
     assert str(adapter_copy) in str(caught.value)

@@ -1,0 +1,61 @@
+"""`python -m reranker score|export|eval`: what the README shows works, and bad input is a
+message with a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reranker.cli import main
+
+from .bad_inputs import SAMPLE_PAGES
+
+A, B = "qwen3-vl-reranker-2b", "qwen3-reranker-mm-2b"
+
+
+@pytest.fixture
+def tiny_env(tiny_checkpoints, monkeypatch):
+    for name, value in tiny_checkpoints.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RERANKER_DEVICE", "cpu")
+
+
+def test_score_top_n_applies_to_the_json_too(tiny_env, capsys):
+    files = [str(path) for path in SAMPLE_PAGES[:4]]
+    assert main(["score", *files, "--query", "a chart of surface density", "--top", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in (A, B):
+        assert [entry["rank"] for entry in result["models"][key]["ranking"]] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--batch-size", "-1"), ("--dpi", "-5"), ("--top", "0"), ("--max-pixels", "lots")]
+)
+def test_score_options_out_of_range_are_usage_errors(option, value, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["score", str(SAMPLE_PAGES[0]), "--query", "q", option, value])
+    assert stopped.value.code == 2 and f"argument {option}: must be" in capsys.readouterr().err
+
+
+def test_a_gpu_asked_for_on_a_machine_without_one_is_said_so(tiny_env, capsys):
+    assert main(["score", str(SAMPLE_PAGES[0]), "--query", "q", "--device", "cuda", "--json"]) == 1
+    errors = [model["error"] for model in json.loads(capsys.readouterr().out)["models"].values()]
+    assert all("sees no CUDA GPU" in error and "damaged" not in error for error in errors)
+
+
+def test_export_and_eval_on_a_file_that_is_no_database_say_so(tmp_path, capsys):
+    not_a_database = tmp_path / "notes.db"
+    not_a_database.write_text("meeting notes, not SQLite")
+    assert main(["export", "--db", str(not_a_database), "--format", "pointwise", "--out", str(tmp_path / "x.zip")]) == 1
+    assert "error: file is not a database" in capsys.readouterr().err
+    assert main(["eval", "--db", str(not_a_database)]) == 1
+    assert "error: file is not a database" in capsys.readouterr().err
+
+
+def test_export_names_only_known_models(tmp_path, capsys):
+    for option in ("--model", "--teacher"):
+        with pytest.raises(SystemExit):
+            main(["export", "--db", str(tmp_path / "a.db"), "--format", "flagembedding", "--out", str(tmp_path / "x.zip"),
+                  option, "nosuch"])
+        assert "invalid choice: 'nosuch'" in capsys.readouterr().err
