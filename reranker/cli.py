@@ -32,25 +32,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1, else a usage error naming the value."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
-    return value
+def _number(convert, description: str, allowed):
+    """An argparse type: `convert(text)` when `allowed`, else a usage error naming the value."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not allowed(value):
+            raise argparse.ArgumentTypeError(f"must be {description}, not {text!r}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number above 0, not {text!r}")
-    return value
+positive_int = _number(int, "a whole number of at least 1", lambda value: value >= 1)
+positive_float = _number(float, "a number above 0", lambda value: value > 0)
 
 
 def main(argv: list[str] | None = None) -> int:
