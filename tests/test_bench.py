@@ -23,11 +23,13 @@ def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
     assert args.handler(args) == 0
     report = json.loads(out.read_text())
     names = [row["name"] for row in report["rows"]]
-    assert names[0].startswith("reference") and names[1].startswith("cold")
+    assert names[0].startswith("reference") and names[2].startswith("cold")
     assert any("vision cache only" in name for name in names) and any("prefix KV reused" in name for name in names)
     assert names[-2].startswith("end-to-end") and names[-1].startswith("end-to-end warm")
     assert all(row["seconds"] > 0 and row["pairs"] > 0 for row in report["rows"])
-    assert report["rows"][0]["ratio"] == 1.0
+    assert report["rows"][0]["ratio"] == 1.0 and names[1].startswith("reference: second model")
+    assert report["rows"][1]["ratio"] == 1.0  # the second model's rows are compared with its own reference
+    assert report["rows"][-1]["pairs"] == 8  # end to end: 4 pages, each scored by both models
     assert report["max_score_difference_fast_vs_reference"] < 1e-5  # float32: same scores
     assert report["pdf_render_pages_per_second"] > 0
     printed = capsys.readouterr().out
