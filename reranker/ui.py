@@ -17,7 +17,9 @@ import math
 import os
 import pickle
 import re
+import shutil
 import tempfile
+import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,11 @@ ORDERS = ("Most informative first", f"{get_spec(A_KEY).label} rank", f"{get_spec
 # Gradio refuses a file over this in the browser, with everything selected alongside it; up to
 # here the app reads the upload and names each file over its own limit (100 MB), ranking the rest.
 MAX_UPLOAD = "200mb"
+# What a visitor may type: stored for good and shown to everyone (the newest query opens every
+# visitor's Annotate tab), and each special token of a query would cost the model a token.
+MAX_QUERY_CHARS = 10_000
+MAX_GUIDELINES_CHARS = 64_000
+EXPORT_KEEP_SECONDS = 3600  # export files older than this are removed when the next is made
 # RGB bytes of rendered pages kept in memory (uploads already rendered; recent pages' thumbnails):
 # ~7 pages of a 144-DPI letter-size PDF per 40 MB.
 PAGE_MEMORY_BYTES = 2**30
@@ -203,6 +210,9 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
     uploads = [_upload(item) for item in (files or [])]
     if not uploads:
         raise gr.Error("Upload at least one PDF or image (or click an example).")
+    for name, text in (("query", query), ("instruction", instruction)):
+        if isinstance(text, str) and len(text) > MAX_QUERY_CHARS:
+            raise gr.Error(f"The {name} is {len(text):,} characters long; the app takes at most {MAX_QUERY_CHARS:,}.")
     instruction = (instruction or "").strip() or None
     if instruction == get_spec(A_KEY).default_instruction:
         instruction = None  # the default: stored and cached as "no instruction"
@@ -482,6 +492,7 @@ def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: i
     from .export import NothingToExportError, default_filename, export
 
     options = export_options(fmt, rule, k, max_negatives, annotator, since, until, agreement, mined)
+    _remove_old_exports(arena.cache_dir)
     folder = Path(tempfile.mkdtemp(dir=arena.cache_dir, prefix="export-"))
     try:
         path = export(arena.store, options, folder / default_filename(options))
@@ -560,7 +571,8 @@ def examples() -> list[list]:
 
 def build_app(arena: Arena) -> gr.Blocks:
     spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
-    with gr.Blocks(title="Multimodal Rerank Arena") as demo:
+    # delete_cache: Gradio's own copies of files it served (exports, galleries), hourly.
+    with gr.Blocks(title="Multimodal Rerank Arena", delete_cache=(EXPORT_KEEP_SECONDS, EXPORT_KEEP_SECONDS)) as demo:
         markdown(
             "# Multimodal Rerank Arena\n"
             f"Two 2B multimodal rerankers built on Qwen3-VL, side by side on your own pages: "
@@ -842,7 +854,17 @@ def _read_guidelines(arena: Arena) -> str:
         return DEFAULT_GUIDELINES
 
 
+def _remove_old_exports(cache_dir: Path) -> None:
+    """Each export is a new file of every judged page: without this, repeated exports fill the disk."""
+    cutoff = time.time() - EXPORT_KEEP_SECONDS
+    for folder in Path(cache_dir).glob("export-*"):
+        if folder.is_dir() and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _write_guidelines(arena: Arena, text: str) -> None:
+    if len(text or "") > MAX_GUIDELINES_CHARS:
+        raise gr.Error(f"The guidelines are {len(text):,} characters long; at most {MAX_GUIDELINES_CHARS:,} are kept.")
     arena.guidelines_path.write_text(text or "", encoding="utf-8")
     gr.Info("Guidelines saved.")
 

@@ -213,3 +213,32 @@ def test_the_app_says_that_what_is_ranked_is_shared(arena):
     demo = ui.build_app(arena)
     intro = next(b for b in demo.blocks.values() if isinstance(b, gr.Markdown) and b.elem_id == "intro")
     assert "Shared with everyone who uses this app" in intro.value and "confidential" in intro.value
+
+
+def test_what_a_visitor_types_is_bounded_before_it_is_stored(arena):
+    """Queries and guidelines are kept for good and shown to every visitor."""
+    import gradio as gr
+
+    from .bad_inputs import SAMPLE_PAGES
+
+    with pytest.raises(gr.Error, match="The query is 10,001 characters long; the app takes at most 10,000"):
+        ui.rank_pages(arena, [str(SAMPLE_PAGES[0])], "<|im_start|>" * 833 + "x" * 5, None, None, None, None)
+    with pytest.raises(gr.Error, match="The instruction is"):
+        ui.rank_pages(arena, [str(SAMPLE_PAGES[0])], QUERY, "i" * 10_001, None, None, None)
+    assert arena.store.list_queries() == []  # nothing was stored
+    with pytest.raises(gr.Error, match="at most 64,000 are kept"):
+        ui._write_guidelines(arena, "g" * 64_001)
+
+
+def test_exports_older_than_an_hour_are_removed_when_the_next_is_made(arena, ranked, monkeypatch):
+    import os
+    import time
+
+    pages = ranked["pages"]
+    ui.judge(arena, ranked["query_id"], pages[0]["content_hash"], "rater", "relevant")
+    ui.judge(arena, ranked["query_id"], pages[1]["content_hash"], "rater", "not_relevant")
+    old = ui.export_file(arena, "pointwise", "all", 5, 10)
+    hour_ago = time.time() - ui.EXPORT_KEEP_SECONDS - 1
+    os.utime(os.path.dirname(old), (hour_ago, hour_ago))
+    new = ui.export_file(arena, "pointwise", "all", 5, 10)
+    assert os.path.exists(new) and not os.path.exists(old)
