@@ -392,7 +392,7 @@ def print_report(report: dict) -> None:
     )
     print(
         f"PDF render at 144 DPI: {report['pdf_render_pages_per_second']:.1f} pages/s as the app does it "
-        f"({report['pdf_render_pages_per_second_one_process']:.1f} pages/s in one process)"
+        f"({report['pdf_render_pages_per_second_one_process']:.1f} pages/s with one worker process)"
     )
     print(f"largest |fast − reference| score difference on the same pairs: {report['max_score_difference_fast_vs_reference']:.2e}")
     if report.get("breakdown_seconds"):

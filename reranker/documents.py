@@ -17,7 +17,6 @@ read into pages again: asking a new question about the same upload skips the ren
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import logging
@@ -26,21 +25,16 @@ import os
 import re
 import struct
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing import current_process, get_context
 
 import pymupdf
 from PIL import Image, ImageOps
 
-from .imaging import MAX_ASPECT_RATIO, image_hash, pixels_hash
+from .imaging import MAX_ASPECT_RATIO, image_hash
 from .lru import LRUCache
-from .workers import SharedExecutor, available_cpus
+from .rendering import MUPDF_LOCK, OutOfTime, PageFailed, RenderSettings, pdf_pages
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +59,6 @@ IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
 SUPPORTED = "a PDF or a PNG, JPEG, WebP, TIFF, BMP or GIF image"
 _KNOWN_EXTENSIONS = {".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 
-# PyMuPDF is not thread-safe and Gradio runs callbacks on worker threads. Each PDF is opened,
-# rendered and closed under this lock, so no MuPDF object is ever used or freed by two threads.
-_MUPDF_LOCK = threading.Lock()
-
-
 @dataclass(frozen=True)
 class IngestOptions:
     dpi: float = DEFAULT_DPI
@@ -82,14 +71,20 @@ class IngestOptions:
     # Larger images are refused from their header, never decoded. Below Pillow's own warning
     # threshold (~89.5 MP), so accepted images never trip Pillow's DecompressionBombWarning.
     max_image_pixels: int = 80_000_000
-    # Worker processes that render the pages of a long PDF in parallel (MuPDF is not thread-safe,
-    # so threads cannot). 0: one per available CPU up to 8 (a container's quota counts), from 4 CPUs up.
+    # PDF pages render in worker processes (see reranker.rendering): MuPDF is not thread-safe and
+    # keeps the GIL, and a page may be built to render for minutes. 0: one process per available
+    # CPU up to 8 (a container's quota counts).
     render_workers: int = 0
+    page_render_seconds: float = 15.0  # a PDF page that takes longer is skipped (with a problem)
+    # Per call of load_files: PDF pages not rendered by then are skipped (200 pages that each
+    # take just under the page limit would otherwise hold the render processes for an hour).
+    max_render_seconds: float = 120.0
 
     def __post_init__(self):
         if self.render_workers < 0:
             raise ValueError(f"IngestOptions.render_workers must be >= 0, got {self.render_workers!r}")
-        for name in ("dpi", "max_file_bytes", "max_pages", "max_page_pixels", "max_total_pixels", "max_image_pixels"):
+        for name in ("dpi", "max_file_bytes", "max_pages", "max_page_pixels", "max_total_pixels", "max_image_pixels",
+                     "page_render_seconds", "max_render_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"IngestOptions.{name} must be positive, got {getattr(self, name)!r}")
 
@@ -238,6 +233,7 @@ def load_files(files: Iterable[FileInput], options: IngestOptions | None = None,
         files = [files]
     result = Ingested()
     budget, pixels = options.max_pages, options.max_total_pixels  # what is left of the limits
+    deadline = time.monotonic() + options.max_render_seconds
     skipped: list[str] = []
     pixel_limited = False
     for number, item in enumerate(files, start=1):
@@ -252,8 +248,9 @@ def load_files(files: Iterable[FileInput], options: IngestOptions | None = None,
             loaded = cache.get(key) if cache is not None else None
             if loaded is None:
                 added = Ingested()
-                loaded = _LoadedFile(added, *_ingest(name, data, document_hash, options, budget, pixels, added))
-                if cache is not None:
+                page_count, considered, cacheable = _ingest(name, data, document_hash, options, budget, pixels, deadline, added)
+                loaded = _LoadedFile(added, page_count, considered)
+                if cache is not None and cacheable:
                     cache.put(key, loaded, loaded.nbytes)
             result.extend(loaded.added)
             page_count, considered = loaded.page_count, loaded.considered
@@ -329,29 +326,26 @@ def _read(item: FileInput, options: IngestOptions) -> bytes:
 
 
 def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, budget: int, pixels: int,
-            result: Ingested) -> tuple[int, int]:
+            deadline: float, result: Ingested) -> tuple[int, int, bool]:
     """Add the file's pages (at most `budget` pages, `pixels` pixels in all) to `result`; return
-    how many pages the file has and how many of them the limits left room for."""
+    how many pages the file has, how many of them the limits left room for, and whether the
+    result is worth caching (no page ran out of time or crashed the renderer: another try may
+    do better). `deadline`: time.monotonic() after which PDF pages are no longer rendered."""
     # The bytes decide, not the name. An image first, unless the file plainly starts as a PDF;
     # then a PDF whose header follows some junk (allowed within the first 1024 bytes).
     image = None if data[:1024].lstrip().startswith(b"%PDF-") else _open_image(data)
     if image is None and b"%PDF-" in data[:1024]:
-        with _MUPDF_LOCK:
+        with MUPDF_LOCK:
             doc = _open_pdf(name, data, result)
             try:
-                wanted = _pages_within(doc, options, pixels, min(budget, doc.page_count))
-                workers = _render_workers(options, wanted)
-                # Worker processes write the pages into a private folder, removed whatever happens.
-                with tempfile.TemporaryDirectory(prefix="render-") if workers > 1 else contextlib.nullcontext() as folder:
-                    rendered = _render_in_processes(data, wanted, options, workers, folder) if folder else None
-                    if rendered is not None:
-                        render = lambda i: _unpack(rendered[i])  # noqa: E731
-                    else:
-                        render = lambda i: _render_pdf_page(doc[i], options)  # noqa: E731
-                    considered = _add_pages(name, document_hash, "pdf", doc.page_count, render, budget, pixels, options, result)
-                return doc.page_count, considered
+                page_count = doc.page_count
+                wanted = _pages_within(doc, options, pixels, min(budget, page_count))
             finally:
                 doc.close()
+        settings = RenderSettings(options.dpi, options.max_page_pixels, options.render_workers, options.page_render_seconds)
+        with pdf_pages(data, wanted, settings, deadline) as pages:
+            considered = _add_pages(name, document_hash, "pdf", page_count, pages.render, budget, pixels, options, result)
+        return page_count, considered, not pages.interrupted
     if image is None:
         raise _Refused(_not_supported(name, data))
     with image:
@@ -364,7 +358,7 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
             result.notes.append(f"{name}: animated image, only its first frame was used.")
         considered = _add_pages(name, document_hash, "image", page_count,
                                 lambda i: _render_frame(image, i, options), budget, pixels, options, result)
-    return page_count, considered
+    return page_count, considered, True
 
 
 def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
@@ -379,9 +373,14 @@ def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
         number = index + 1 if page_count > 1 or kind == "pdf" else None
         try:
             image, scale, *known_hash = render(index)
-        except _Refused as refusal:
+        except (_Refused, PageFailed) as refusal:
             result.problems.append(Problem(name, str(refusal), number))
             continue
+        except OutOfTime:
+            result.problems.append(Problem(
+                name, f"{_page_list(list(range(index + 1, considered + 1)))} not rendered: this upload took over "
+                      f"{options.max_render_seconds:g} s to render; upload fewer pages at a time"))
+            break
         except Exception as error:  # one broken page must not sink the rest of the file
             verb = "rendered" if kind == "pdf" else "decoded"
             result.problems.append(Problem(
@@ -455,113 +454,6 @@ def _open_pdf(name: str, data: bytes, result: Ingested) -> pymupdf.Document:
         else:
             result.notes.append(f"{name}: the PDF had structural errors that were repaired; check its pages.")
     return doc
-
-
-def _render_pdf_page(page: pymupdf.Page, options: IngestOptions) -> tuple[Image.Image, float, str]:
-    """(RGB image, scale, content hash): the render of `_render_pixmap`, read and hashed straight
-    from MuPDF's buffer (one copy of the pixels fewer than `Pixmap.pil_image` and `image_hash`)."""
-    pixmap, scale = _render_pixmap(page, options)
-    pixels, size = pixmap.samples_mv, (pixmap.width, pixmap.height)
-    return Image.frombytes("RGB", size, pixels), scale, pixels_hash("RGB", size, pixels)
-
-
-def _render_pixmap(page: pymupdf.Page, options: IngestOptions) -> tuple[pymupdf.Pixmap, float]:
-    """RGB render at options.dpi, or at the lower DPI that keeps it within max_page_pixels."""
-    wanted = zoom = options.dpi / 72  # PDF units are 1/72 inch
-    pixels = page.rect.width * page.rect.height * zoom * zoom
-    if pixels > options.max_page_pixels:
-        zoom *= math.sqrt(options.max_page_pixels / pixels)
-        # MuPDF rounds the pixmap outwards to whole pixels: shave until it really fits.
-        while _area((page.rect * pymupdf.Matrix(zoom, zoom)).irect) > options.max_page_pixels:
-            zoom *= 0.999
-    pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
-    return pixmap, zoom / wanted
-
-
-def _area(rect: pymupdf.IRect) -> int:
-    return rect.width * rect.height
-
-
-# Rendering a long PDF in worker processes: each renders a contiguous range of pages of one copy
-# of the file and writes each page's pixels to a file beside it, which the parent reads once.
-# (Sent back through the pool's pipe, each page's ~6 MB was copied five times and unpickled one
-# page after the other: 8 processes rendered only ~1.5x faster than one. Files rather than POSIX
-# shared memory, which containers often cap at 64 MB and which leaks when a worker dies.) Spawned,
-# not forked, workers: the app process runs threads and may hold a GPU context.
-MIN_PAGES_FOR_PROCESSES = 6
-
-
-def _render_workers(options: IngestOptions, pages: int) -> int:
-    if current_process().daemon:  # may not start processes (ZeroGPU's worker is a daemon): render here
-        return 1
-    cores = available_cpus()
-    workers = options.render_workers or (min(8, cores) if cores >= 4 else 1)
-    return min(workers, pages) if pages >= MIN_PAGES_FOR_PROCESSES else 1
-
-
-_RENDER_PROCESSES = SharedExecutor(lambda workers: ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")))
-
-
-def _render_in_processes(data: bytes, count: int, options: IngestOptions, workers: int, folder: str) -> dict | None:
-    """Page index → payload (see `_unpack`) for pages [0, count), rendered by `workers` processes
-    into `folder`; None when the processes could not do it (a sandbox, limits, a worker that
-    died): the caller then renders in this process."""
-    path = os.path.join(folder, "document.pdf")
-    with open(path, "wb") as handle:  # one copy on disk, not one per worker
-        handle.write(data)
-    bounds = [round(count * part / workers) for part in range(workers + 1)]
-    pool = None
-    try:
-        pool = _RENDER_PROCESSES.get(workers)
-        futures = [
-            pool.submit(_render_range, path, bounds[i], bounds[i + 1], options)
-            for i in range(workers)
-            if bounds[i] < bounds[i + 1]
-        ]
-        rendered = {}
-        for future in futures:
-            rendered.update(future.result())
-        return rendered
-    except Exception as error:  # the upload is not lost: it is rendered here instead
-        logger.warning("rendering in %d processes failed (%s: %s); rendering in-process", workers, type(error).__name__, error)
-        if isinstance(error, BrokenProcessPool) and pool is not None:
-            _RENDER_PROCESSES.reset(pool)  # a dead worker breaks a pool for good: the next upload gets a new one
-        return None
-
-
-def _render_range(path: str, start: int, stop: int, options: IngestOptions) -> dict:
-    """In a worker process: render pages [start, stop) of the PDF at `path`, each page's pixels
-    into a file in the same folder."""
-    doc = pymupdf.open(path, filetype="pdf")
-    try:
-        if doc.needs_pass:
-            doc.authenticate("")
-        out = {}
-        for index in range(start, stop):
-            try:
-                pixmap, scale = _render_pixmap(doc[index], options)
-                pixels, size = pixmap.samples_mv, (pixmap.width, pixmap.height)
-                pixels_path = f"{path}.{index}.rgb"
-                with open(pixels_path, "wb") as handle:
-                    handle.write(pixels)
-                # Hashed here, in parallel, rather than one page at a time in the parent process.
-                out[index] = ("RGB", size, pixels_path, scale, pixels_hash("RGB", size, pixels))
-            except Exception as error:  # reported for this page only, as in-process rendering does
-                out[index] = f"{type(error).__name__}: {error}"
-        return out
-    finally:
-        doc.close()
-
-
-def _unpack(payload) -> tuple[Image.Image, float, str]:
-    """(image, scale, content hash) of a page a worker process rendered."""
-    if isinstance(payload, str):
-        raise RuntimeError(payload)
-    mode, size, pixels_path, scale, content_hash = payload
-    with open(pixels_path, "rb") as handle:
-        pixels = handle.read()
-    os.remove(pixels_path)  # now rather than with the folder: a long PDF's pages add up
-    return Image.frombytes(mode, size, pixels), scale, content_hash
 
 
 # --- images ------------------------------------------------------------------------------------
@@ -707,7 +599,8 @@ def render_speed(pdf_bytes: bytes, dpi: float = DEFAULT_DPI, max_page_pixels: in
     `render_workers`: as in IngestOptions (0: the default for this machine, 1: one process).
     """
     options = IngestOptions(dpi=dpi, max_file_bytes=max(1, len(pdf_bytes)), max_pages=sys.maxsize,
-                            max_page_pixels=max_page_pixels, render_workers=render_workers)
+                            max_page_pixels=max_page_pixels, max_total_pixels=sys.maxsize,
+                            render_workers=render_workers, max_render_seconds=math.inf)
     start = time.perf_counter()
     result = load_files([("benchmark.pdf", pdf_bytes)], options)
     seconds = time.perf_counter() - start

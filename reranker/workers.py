@@ -58,8 +58,11 @@ class SharedExecutor:
     """`factory(workers)` made on first use, again when more workers are asked for, and again
     in a process forked after it was made."""
 
-    def __init__(self, factory: Callable[[int], Executor], workers: int | None = None):
+    def __init__(self, factory: Callable[[int], Executor], workers: int | None = None,
+                 retire: Callable[[Executor], None] | None = None):
         self._factory = factory
+        # How a replaced executor is let go: by default its queued work still runs, then it ends.
+        self._retire = retire or (lambda executor: executor.shutdown(wait=False))
         self._default_workers = workers or default_workers()
         self._forget()
         _SHARED.add(self)
@@ -75,7 +78,7 @@ class SharedExecutor:
         with self._lock:
             if self._executor is None or self._workers < workers:
                 if self._executor is not None:
-                    self._executor.shutdown(wait=False)  # its queued work still runs
+                    self._retire(self._executor)
                 self._executor, self._workers = self._factory(workers), workers
             return self._executor
 
@@ -84,7 +87,7 @@ class SharedExecutor:
         new executor. A no-op if another thread replaced it already."""
         with self._lock:
             if self._executor is broken:
-                broken.shutdown(wait=False)
+                self._retire(broken)
                 self._executor, self._workers = None, 0
 
     def submit(self, function: Callable, *args, **kwargs) -> Future:

@@ -53,6 +53,29 @@ def sample_pdf(count: int = 10, points_per_pixel: float = 0.5, letter: bool = Fa
     return doc.tobytes()
 
 
+def render_bomb_pdf(depth: int = 8, fanout: int = 10) -> bytes:
+    """A ~2.5 KB one-page PDF that takes MuPDF fanout**depth draws to render (~30 s at depth 8 on
+    one core): each form XObject draws the next one `fanout` times. Legal PDF, made to stall."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=612, height=792)
+    forms = [doc.get_new_xref() for _ in range(depth)]
+    for level, xref in enumerate(forms):
+        if level == depth - 1:
+            body, resources = b"0 0 1 1 re f", ""
+        else:
+            body = b" ".join([b"q /X Do Q"] * fanout)
+            resources = f"/Resources << /XObject << /X {forms[level + 1]} 0 R >> >>"
+        doc.update_object(xref, f"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] {resources} >>")
+        doc.update_stream(xref, body, compress=False)
+    page_resources = f"<< /XObject << /X {forms[0]} 0 R >> >>"
+    doc.xref_set_key(page.xref, "Resources", page_resources)
+    content = doc.get_new_xref()
+    doc.update_object(content, "<< >>")
+    doc.update_stream(content, b"/X Do", compress=False)
+    doc.xref_set_key(page.xref, "Contents", f"{content} 0 R")
+    return doc.tobytes()
+
+
 def encrypted_pdf(user_password: str = "secret") -> bytes:
     doc = pymupdf.open(stream=text_pdf("top secret"), filetype="pdf")
     out = io.BytesIO()

@@ -280,6 +280,11 @@ def test_missing_path_is_a_problem_not_a_crash(tmp_path):
 
 
 def test_a_page_that_fails_to_render_is_reported_and_the_others_kept(monkeypatch):
+    """Rendered in this process (where the failure can be patched in); tests/test_rendering.py
+    has the same for a page failing in a worker process."""
+    from reranker import rendering
+
+    monkeypatch.setattr(rendering, "current_process", lambda: type("Daemon", (), {"daemon": True})())
     real = pymupdf.Page.get_pixmap
 
     def fail_on_page_2(self, *args, **kwargs):
@@ -395,30 +400,6 @@ def test_render_speed_renders_every_page():
         render_speed(corpus.encrypted_pdf())
 
 
-def test_long_pdfs_render_the_same_in_worker_processes(tmp_path):
-    """Parallel rendering (used on machines with ≥ 4 cores) gives exactly the in-process pages."""
-    from reranker.documents import MIN_PAGES_FOR_PROCESSES
-
-    images = corpus.SAMPLE_PAGES
-    document = pymupdf.open()
-    for path in images[:MIN_PAGES_FOR_PROCESSES + 1]:
-        with Image.open(path) as image:
-            page = document.new_page(width=image.width / 4, height=image.height / 4)
-        page.insert_image(page.rect, filename=str(path))
-    data = document.tobytes()
-    serial = load_files([("long.pdf", data)], IngestOptions(render_workers=1))
-    parallel = load_files([("long.pdf", data)], IngestOptions(render_workers=3))
-    assert not serial.problems and not parallel.problems
-    assert [p.content_hash for p in parallel.pages] == [p.content_hash for p in serial.pages]
-    assert [p.page_number for p in parallel.pages] == list(range(1, MIN_PAGES_FOR_PROCESSES + 2))
-
-    # A daemonic process (ZeroGPU's worker) may not start processes: it renders in-process.
-    from .forked import ForkedWorker
-
-    with ForkedWorker(lambda: [p.content_hash for p in load_files([("long.pdf", data)], IngestOptions(render_workers=3)).pages]) as worker:
-        assert worker.call() == [p.content_hash for p in serial.pages]
-
-
 def test_a_strip_too_narrow_to_score_is_a_problem_not_a_page():
     """Qwen-VL refuses aspect ratios over 200:1; such a page is reported, the others stay."""
     strip, normal = io.BytesIO(), io.BytesIO()
@@ -505,63 +486,6 @@ def test_a_page_pickles_with_its_pixels_and_without_its_display_copies():
     copy = pickle.loads(pickle.dumps(page))
     assert copy == page and copy.image.tobytes() == page.image.tobytes() and copy.image.mode == "RGB"
     assert copy._thumbnails == {} and 100 in page._thumbnails
-
-
-def test_pages_rendered_in_processes_come_back_through_files_that_are_removed(tmp_path, monkeypatch):
-    import tempfile
-
-    from reranker.documents import _render_in_processes, _render_pdf_page, _unpack
-
-    data, options = corpus.sample_pdf(7), IngestOptions()
-    rendered = _render_in_processes(data, 7, options, 2, str(tmp_path))
-    assert rendered is not None and sorted(rendered) == list(range(7)), "the worker processes did not run"
-    doc = pymupdf.open(stream=data, filetype="pdf")
-    for index in range(7):  # the same pixels, scale and content id as rendering here
-        image, scale, content_hash = _unpack(rendered[index])
-        expected, expected_scale, expected_hash = _render_pdf_page(doc[index], options)
-        assert image.tobytes() == expected.tobytes() and image.size == expected.size and image.mode == "RGB"
-        assert (scale, content_hash) == (expected_scale, expected_hash) and expected_hash == image_hash(expected)
-    assert [path.name for path in tmp_path.iterdir()] == ["document.pdf"]  # each page's file, once read
-
-    # Through load_files, the private folder goes too, also when adding the pages fails half-way.
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
-    assert len(load_files([("long.pdf", data)], IngestOptions(render_workers=2)).pages) == 7
-    monkeypatch.setattr("reranker.documents._add_pages", lambda *args: 1 / 0)
-    failed = load_files([("long.pdf", data)], IngestOptions(render_workers=2))
-    assert not failed.pages and failed.problems[0].source == "long.pdf"  # reported, as any failure is
-    assert list((tmp_path / "tmp").iterdir()) == []
-
-
-def test_a_failed_process_pool_falls_back_to_rendering_in_process(monkeypatch):
-    from reranker import documents
-
-    class Failing:
-        def get(self, workers):
-            raise OSError("no processes in this sandbox")
-
-    monkeypatch.setattr(documents, "_RENDER_PROCESSES", Failing())
-    data = corpus.sample_pdf(7)
-    loaded = load_files([("long.pdf", data)], IngestOptions(render_workers=2))
-    assert not loaded.problems and len(loaded.pages) == 7
-    assert [p.content_hash for p in loaded.pages] == [p.content_hash for p in load_files([("long.pdf", data)]).pages]
-
-
-def test_a_render_pool_whose_worker_died_is_replaced_for_the_next_upload(tmp_path):
-    import os
-    from concurrent.futures.process import BrokenProcessPool
-
-    from reranker import documents
-
-    data, options = corpus.sample_pdf(7), IngestOptions(render_workers=2)
-    assert len(load_files([("long.pdf", data)], options).pages) == 7
-    broken = documents._RENDER_PROCESSES.get(2)
-    with pytest.raises(BrokenProcessPool):  # a worker process dies: the pool is broken for good
-        broken.submit(os._exit, 1).result(timeout=60)
-    after_crash = load_files([("long.pdf", data)], options)  # rendered in-process meanwhile
-    assert len(after_crash.pages) == 7 and not after_crash.problems
-    assert documents._RENDER_PROCESSES.get(2) is not broken
-    assert documents._render_in_processes(data, 7, IngestOptions(), 2, str(tmp_path)) is not None  # processes again
 
 
 def test_an_entry_that_is_no_file_is_a_problem_and_the_others_load():

@@ -1,0 +1,237 @@
+"""PDF pages render in worker processes: the same pixels as in-process rendering, and a page that
+stalls or crashes the renderer costs only that page. Nothing here times anything: the limits are
+set far below what the stalling page needs (a render bomb of ~30 s against a limit of 1 s)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import threading
+import time
+from multiprocessing import active_children
+
+import pymupdf
+import pytest
+
+from reranker import rendering
+from reranker.documents import IngestOptions, ingest_cache, load_files
+from reranker.imaging import image_hash
+from reranker.rendering import RenderSettings, pdf_pages, render_page
+
+from . import bad_inputs as corpus
+from .forked import ForkedWorker
+
+SETTINGS = RenderSettings(dpi=144, max_page_pixels=12_000_000, workers=2)
+NO_DEADLINE = float("inf")
+
+
+def rendered_here(data: bytes, settings: RenderSettings = SETTINGS) -> list[tuple]:
+    doc = pymupdf.open(stream=data, filetype="pdf")
+    try:
+        return [render_page(page, settings) for page in doc]
+    finally:
+        doc.close()
+
+
+def test_pages_rendered_in_worker_processes_equal_pages_rendered_here(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    data = corpus.sample_pdf(7)
+    expected = rendered_here(data)
+    for workers in (1, 3):
+        with pdf_pages(data, 7, RenderSettings(144, 12_000_000, workers), NO_DEADLINE) as pages:
+            assert isinstance(pages, rendering._InWorkers)
+            for index, (image, scale, content_hash) in enumerate(expected):
+                got, got_scale, got_hash = pages.render(index)
+                assert got.tobytes() == image.tobytes() and got.size == image.size and got.mode == "RGB"
+                assert (got_scale, got_hash) == (scale, content_hash) and content_hash == image_hash(image)
+            (folder,) = tmp_path.iterdir()
+            assert [path.name for path in folder.iterdir()] == ["document.pdf"]  # each page's file, once read
+        assert list(tmp_path.iterdir()) == []  # the private folder goes with the upload
+
+
+def test_pages_too_large_render_at_a_lower_dpi_in_workers_as_here():
+    settings = RenderSettings(dpi=144, max_page_pixels=50_000, workers=2)
+    data = corpus.poster_pdf()
+    (image, scale, content_hash), = rendered_here(data, settings)
+    with pdf_pages(data, 1, settings, NO_DEADLINE) as pages:
+        got, got_scale, got_hash = pages.render(0)
+    assert image.width * image.height <= 50_000 and scale < 1
+    assert (got.size, got_scale, got_hash) == (image.size, scale, content_hash)
+
+
+def test_a_page_that_fails_in_a_worker_raises_its_error_here_and_the_others_render():
+    data = corpus.text_pdf("one", "two")
+    with pdf_pages(data, 3, SETTINGS, NO_DEADLINE) as pages:  # one page more than the PDF has
+        assert pages.render(0)[0].size == (400, 240)
+        with pytest.raises(RuntimeError, match=r"^IndexError: page 2 not in document$"):
+            pages.render(2)
+        assert pages.render(1)[0].size == (400, 240)
+        assert not pages.interrupted  # an error, not a stall: the result may be cached
+
+
+def test_the_render_folder_is_removed_when_adding_the_pages_fails(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    data = corpus.sample_pdf(7)
+    assert len(load_files([("long.pdf", data)], IngestOptions(render_workers=2)).pages) == 7
+    monkeypatch.setattr("reranker.documents._add_pages", lambda *args: 1 / 0)
+    failed = load_files([("long.pdf", data)], IngestOptions(render_workers=2))
+    assert not failed.pages and failed.problems[0].source == "long.pdf"  # reported, as any failure is
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_daemon_process_renders_in_process_the_same_pages():
+    """ZeroGPU's worker is a daemon, which may not start processes of its own."""
+    data = corpus.sample_pdf(7)
+    expected = [page.content_hash for page in load_files([("long.pdf", data)], IngestOptions(render_workers=3)).pages]
+    with ForkedWorker(lambda: [p.content_hash for p in load_files([("long.pdf", data)], IngestOptions(render_workers=3)).pages]) as worker:
+        assert worker.call() == expected
+
+
+def test_where_processes_cannot_start_the_pages_render_here(monkeypatch):
+    class NoProcesses:
+        def get(self, workers):
+            raise OSError("no processes in this sandbox")
+
+        def reset(self, pool):
+            pass
+
+    data = corpus.sample_pdf(7)
+    expected = [page.content_hash for page in load_files([("long.pdf", data)]).pages]
+    monkeypatch.setattr(rendering, "_POOL", NoProcesses())
+    loaded = load_files([("long.pdf", data)], IngestOptions(render_workers=2))
+    assert not loaded.problems and [page.content_hash for page in loaded.pages] == expected
+
+
+def test_a_pool_that_stopped_is_replaced_and_the_upload_still_renders():
+    data = corpus.sample_pdf(7)
+    options = IngestOptions(render_workers=2)
+    expected = [page.content_hash for page in load_files([("long.pdf", data)], options).pages]
+    stopped = rendering._POOL.get(2)
+    stopped.stop()
+    stopped.join()
+    after = load_files([("long.pdf", data)], options)  # rendered in-process this once
+    assert not after.problems and [page.content_hash for page in after.pages] == expected
+    replacement = rendering._POOL.get(2)
+    assert replacement is not stopped and replacement.active
+
+
+# --- pages that stall or crash the renderer ----------------------------------------------------
+
+
+def test_a_page_that_renders_too_long_is_skipped_and_the_rest_of_the_upload_loads():
+    bomb = corpus.render_bomb_pdf(depth=8)  # ~30 s on one core
+    cache = ingest_cache()
+    options = IngestOptions(render_workers=2, page_render_seconds=1)
+    workers = idle_workers(options)
+    files = [("before.pdf", corpus.text_pdf("a", "b")), ("bomb.pdf", bomb), ("after.png", corpus.plain_png())]
+    loaded = load_files(files, options, cache=cache)
+    assert [(page.source, page.page_number) for page in loaded.pages] == [
+        ("before.pdf", 1), ("before.pdf", 2), ("after.png", 1)]
+    (problem,) = loaded.problems
+    assert (problem.source, problem.page) == ("bomb.pdf", 1)
+    assert str(problem).startswith("bomb.pdf, page 1: took over 1 s to render, so it was skipped")
+    # The bomb's worker was killed (and replaced), not left rendering; another try is not
+    # answered from the cache.
+    assert len(workers - worker_pids()) == 1 and len(cache) == 2
+    again = load_files([("before.pdf", corpus.text_pdf("a", "b"))], options)
+    assert len(again.pages) == 2 and not again.problems
+
+
+def test_pages_still_waiting_at_the_uploads_deadline_are_skipped_with_one_problem_a_file():
+    bomb = corpus.render_bomb_pdf(depth=8)
+    options = IngestOptions(render_workers=2, page_render_seconds=600, max_render_seconds=1)
+    workers = idle_workers(options)
+    files = [("bomb.pdf", bomb), ("later.pdf", corpus.text_pdf("1", "2", "3")), ("photo.png", corpus.plain_png())]
+    loaded = load_files(files, options)
+    assert [page.source for page in loaded.pages] == ["photo.png"]  # images are not rendered by MuPDF
+    assert [str(problem) for problem in loaded.problems] == [
+        "bomb.pdf: page 1 not rendered: this upload took over 1 s to render; upload fewer pages at a time",
+        "later.pdf: pages 1–3 not rendered: this upload took over 1 s to render; upload fewer pages at a time",
+    ]
+    wait_until(lambda: len(workers - worker_pids()) == 1)  # the abandoned page's worker is stopped
+
+
+def test_a_page_whose_renderer_dies_is_a_problem_and_the_pool_carries_on():
+    """MuPDF crashing on a hostile page must cost that page only: here its worker is killed
+    from outside while it renders."""
+    bomb = corpus.render_bomb_pdf(depth=8)
+    options = IngestOptions(render_workers=2, page_render_seconds=600)
+    idle_workers(options)
+    killer = threading.Thread(target=kill_the_busy_worker, daemon=True)
+    killer.start()
+    loaded = load_files([("bomb.pdf", bomb), ("next.pdf", corpus.text_pdf("x"))], options)
+    killer.join()
+    assert [page.source for page in loaded.pages] == ["next.pdf"]
+    (problem,) = loaded.problems
+    assert (problem.source, problem.page) == ("bomb.pdf", 1)
+    assert "crashed the PDF renderer (exit code -9)" in problem.message
+
+
+def test_other_uploads_render_while_a_page_stalls_the_renderer():
+    """The app process holds no lock while the workers render: a second visitor's upload is
+    not queued behind a page that takes long."""
+    options = IngestOptions(render_workers=2, page_render_seconds=600)
+    idle_workers(options)
+    stalled = threading.Thread(target=load_files, args=([("bomb.pdf", corpus.render_bomb_pdf(depth=8))], options))
+    stalled.start()
+    wait_until(lambda: any(busy(p) for p in rendering_workers()))
+    other = load_files([("report.pdf", corpus.sample_pdf(3))], options)
+    assert len(other.pages) == 3 and not other.problems
+    assert stalled.is_alive()  # still rendering the bomb
+    kill_the_busy_worker()
+    stalled.join()
+
+
+# --- helpers: the pool's worker processes, seen from outside -----------------------------------
+
+
+def rendering_workers():
+    return [process for process in active_children() if process.name == "pebble_pool_worker"]
+
+
+def worker_pids() -> set[int]:
+    return {process.pid for process in rendering_workers()}
+
+
+def idle_workers(options: IngestOptions) -> set[int]:
+    """Start the pool's workers and wait until none is busy (a freshly spawned one is, while it
+    imports); their process ids."""
+    load_files([("warm-up.pdf", corpus.text_pdf("warm"))], options)
+    wait_until(lambda: len(rendering_workers()) >= 2 and not any(busy(p) for p in rendering_workers()))
+    return worker_pids()
+
+
+def busy(process) -> bool:
+    """Whether a worker process is using CPU now (an idle worker sleeps on its pipe)."""
+    try:
+        with open(f"/proc/{process.pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "R"
+    except OSError:
+        return False
+
+
+def wait_until(condition, seconds: float = 60) -> None:
+    end = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def kill_the_busy_worker() -> None:
+    """SIGKILL the worker that keeps computing (rendering the bomb): the first to use another
+    half second of CPU."""
+    start = {process.pid: cpu_seconds(process) for process in rendering_workers()}
+    found = []
+    wait_until(lambda: found.extend(p for p in rendering_workers() if cpu_seconds(p) - start.get(p.pid, 0) > 0.5) or found)
+    os.kill(found[0].pid, signal.SIGKILL)
+
+
+def cpu_seconds(process) -> float:
+    try:
+        with open(f"/proc/{process.pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # user + system time
