@@ -377,8 +377,24 @@ def page_order(pages, order: str) -> list:
     return sorted(pages, key=informativeness)
 
 
-def annotator_name(name: str | None) -> str:
+def login_required() -> bool:
+    """On a Space with Hugging Face login (`hf_oauth: true` sets OAUTH_CLIENT_ID) a judgment
+    carries the signed-in user's name, read from the session on the server: a typed name could
+    be anyone's. RERANKER_REQUIRE_LOGIN=0 allows typed names there too (API scripts cannot sign in)."""
+    return bool(os.environ.get("OAUTH_CLIENT_ID")) and os.environ.get("RERANKER_REQUIRE_LOGIN", "1") != "0"
+
+
+def annotator_name(name: str | None, profile: gr.OAuthProfile | None = None) -> str:
+    """Who is judging: the signed-in user where login is required (see `login_required`), else
+    the typed name."""
     name = (name or "").strip()
+    if login_required():
+        if profile is None:
+            raise gr.Error("Sign in with Hugging Face (top of the Annotate tab) to judge: on this Space "
+                           "every judgment carries its annotator's Hugging Face name.")
+        if name and name != profile.username:
+            raise gr.Error(f"You are signed in as {profile.username}: judgments here carry that name, not {name!r}.")
+        return profile.username
     if not name:
         raise gr.Error("Enter your name (top of the Annotate tab) before judging, so judgments can be told apart.")
     if len(name) > 80:
@@ -414,9 +430,11 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
     return image, info, progress, gr.update(value=position + 1, maximum=len(pages)), page.page_hash, len(pages)
 
 
-def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: str) -> dict:
-    """Record one judgment (append-only) and return the page's label and the annotator's progress."""
-    annotator = annotator_name(annotator)
+def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: str,
+          profile: gr.OAuthProfile | None = None) -> dict:
+    """Record one judgment (append-only) and return the page's label and the annotator's progress.
+    `profile`: the signed-in user, if any (see `annotator_name`)."""
+    annotator = annotator_name(annotator, profile)
     if label not in LABELS or label == "cleared":
         raise gr.Error(f"label must be one of relevant, not_relevant, skip (got {label!r})")
     try:
@@ -427,9 +445,9 @@ def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: st
     return dict(query_id=int(query_id), page_hash=page_hash, annotator=annotator, label=label, judged=judged, total=total)
 
 
-def undo(arena: Arena, query_id: int, annotator: str) -> dict:
+def undo(arena: Arena, query_id: int, annotator: str, profile: gr.OAuthProfile | None = None) -> dict:
     """Undo the annotator's latest judgment on this query (adds a row; history is kept)."""
-    annotator = annotator_name(annotator)
+    annotator = annotator_name(annotator, profile)
     try:
         undone = arena.store.undo(int(query_id), annotator)
         judged, total = arena.store.progress(int(query_id), annotator)
@@ -631,7 +649,11 @@ def build_app(arena: Arena) -> gr.Blocks:
 
             with gr.Tab("Annotate", id="annotate", elem_id="annotate-panel"):
                 with gr.Row():
-                    annotator = gr.Textbox(label="Your name (remembered by this browser)", max_lines=1, elem_id="annotator", scale=2)
+                    if login_required():  # the name comes from the Hugging Face login, not the keyboard
+                        annotator = gr.Textbox(label="Signed in as", placeholder="sign in to judge", max_lines=1,
+                                               interactive=False, elem_id="annotator", scale=2)
+                    else:
+                        annotator = gr.Textbox(label="Your name (remembered by this browser)", max_lines=1, elem_id="annotator", scale=2)
                     if os.environ.get("OAUTH_CLIENT_ID"):  # a Space with `hf_oauth: true`
                         gr.LoginButton()
                     order = gr.Radio(list(ORDERS), value=ORDERS[0], label="Order", scale=3)
@@ -756,7 +778,8 @@ def build_app(arena: Arena) -> gr.Blocks:
         def moved_to(query_id, name, order_, new_position):
             return (new_position, *view(query_id, name, order_, new_position))
 
-        def on_action(query_id, name, order_, position_, page, total, event: gr.EventData):
+        def on_action(query_id, name, order_, position_, page, total, event: gr.EventData,
+                      profile: gr.OAuthProfile | None = None):
             action = next(action for button, action in actions if button is event.target)
             position_, total = int(position_ or 0), int(total or 1)
             if action == "previous":
@@ -766,14 +789,14 @@ def build_app(arena: Arena) -> gr.Blocks:
             if query_id in (None, "") or (page is None and action != "undo"):
                 raise gr.Error("Pick a query first.")
             if action == "undo":
-                undone = undo(arena, query_id, name)["undone"]
+                undone = undo(arena, query_id, name, profile)["undone"]
                 if undone is None:
                     gr.Info("Nothing to undo.")
                     return moved_to(query_id, name, order_, position_)
                 pages = page_order(arena.store.query_pages(int(query_id)), order_)
                 return moved_to(query_id, name, order_, next(i for i, p in enumerate(pages) if p.page_hash == undone["page_hash"]))
-            judge(arena, query_id, page, name, action)
-            return moved_to(query_id, name, order_, next_position(arena, query_id, annotator_name(name), order_, position_))
+            judged = judge(arena, query_id, page, name, action, profile)
+            return moved_to(query_id, name, order_, next_position(arena, query_id, judged["annotator"], order_, position_))
 
         gr.on([button.click for button, _ in actions], on_action, [*view_inputs, page_hash, page_total], moved_outputs,
               trigger_mode="once", api_visibility="private")
@@ -788,7 +811,10 @@ def build_app(arena: Arena) -> gr.Blocks:
 
         def restore(name, query_id, profile: gr.OAuthProfile | None = None):
             """On page load: the annotator (Hugging Face login, else the remembered name) and query."""
-            name = profile.username if profile is not None else name
+            if profile is not None:
+                name = profile.username
+            elif login_required():
+                name = ""  # a name remembered from before the Space required login is not the visitor's
             choices = query_choices(arena, (name or "").strip() or None)
             values = [value for _, value in choices]
             query_id = query_id if query_id in values else (values[0] if values else None)
@@ -817,13 +843,16 @@ def build_app(arena: Arena) -> gr.Blocks:
         eval_button.click(lambda: gr.update(choices=["Majority vote", *arena.store.annotators()]), None, eval_annotator, api_visibility="private")
 
         # --- API-only endpoints -----------------------------------------------------------------
-        def judge_api(query_id: int, page_hash: str, annotator: str, label: str) -> dict:
+        # On a Space that requires login (see login_required) the annotator is the signed-in
+        # user of the request's session; `annotator` may then be empty or that same name.
+        def judge_api(query_id: int, page_hash: str, annotator: str, label: str,
+                      profile: gr.OAuthProfile | None = None) -> dict:
             """Record a judgment: label is relevant, not_relevant or skip. Returns the annotator's progress."""
-            return judge(arena, query_id, page_hash, annotator, label)
+            return judge(arena, query_id, page_hash, annotator, label, profile)
 
-        def undo_api(query_id: int, annotator: str) -> dict:
+        def undo_api(query_id: int, annotator: str, profile: gr.OAuthProfile | None = None) -> dict:
             """Undo the annotator's latest judgment on the query (history is kept)."""
-            return undo(arena, query_id, annotator)
+            return undo(arena, query_id, annotator, profile)
 
         def evaluate_api(annotator: str = "") -> dict:
             """Metrics of each model against the human labels (annotator's, or the majority vote)."""

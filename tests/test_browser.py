@@ -69,6 +69,14 @@ def rank(page, files, query: str) -> None:
         expect(page.locator(f"{gallery} .caption-label").first).to_be_visible(timeout=TIMEOUT_MS)
 
 
+def open_annotate(page) -> None:
+    """Reload, open the Annotate tab and wait for the page load's own updates: they set the name
+    box (from the browser's memory), and would overwrite a name typed before they arrive."""
+    page.reload()
+    page.get_by_role("tab", name="Annotate", exact=True).click()
+    expect(page.locator("#annotate-progress")).to_contain_text("judged by")
+
+
 def captions(page, gallery: str) -> list[str]:
     return page.locator(f"{gallery} .caption-label").all_inner_texts()
 
@@ -148,8 +156,7 @@ def test_annotate_with_the_keyboard_survives_a_reload(page, app_server):
         """(annotator, page hash) → current label on this query, everyone's or one annotator's."""
         return {(j.annotator, j.page_hash): j.label for j in store.current_judgments(query_id=query_id, annotator=annotator)}
 
-    page.reload()  # the query list is filled on page load
-    page.get_by_role("tab", name="Annotate", exact=True).click()
+    open_annotate(page)  # the query list is filled on page load
     name_box = page.locator("#annotator input")
     progress = page.locator("#annotate-progress")
     # Typed key by key: its "r"s must go into the name, not record judgments.
@@ -214,8 +221,7 @@ def test_fast_keyboard_judging_labels_the_page_on_screen_and_skips_none(page, ap
     files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (0, 2, 4, 6)]
     query_id = Client(app_server.url, verbose=False).predict(files=files, query=query, api_name="/rank")["query_id"]
 
-    page.reload()
-    page.get_by_role("tab", name="Annotate", exact=True).click()
+    open_annotate(page)
     name_box, progress = page.locator("#annotator input"), page.locator("#annotate-progress")
     name_box.fill(annotator)
     page.locator("#annotate-info").click()  # blur: the name is taken

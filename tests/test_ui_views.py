@@ -85,6 +85,35 @@ def test_annotating_moves_to_the_next_unjudged_page_and_counts_progress(arena, r
         ui.judge(arena, query_id, page_hash, "ann", "maybe")
 
 
+def profile_of(username: str):
+    import gradio as gr
+
+    return gr.OAuthProfile({"preferred_username": username, "name": username.title(),
+                            "profile": f"https://huggingface.co/{username}", "picture": ""})
+
+
+def test_with_login_on_judgments_carry_the_signed_in_name_only(arena, ranked, monkeypatch):
+    monkeypatch.setenv("OAUTH_CLIENT_ID", "a-space-with-hf-oauth")
+    query_id, page_hash = ranked["query_id"], ranked["models"][A]["ranking"][0]["content_hash"]
+    with pytest.raises(Exception, match="Sign in with Hugging Face"):
+        ui.judge(arena, query_id, page_hash, "alice", "relevant")  # a typed name is anyone's
+    with pytest.raises(Exception, match="Sign in with Hugging Face"):
+        ui.undo(arena, query_id, "alice")
+    with pytest.raises(Exception, match="You are signed in as mallory: judgments here carry that name, not 'alice'"):
+        ui.judge(arena, query_id, page_hash, "alice", "relevant", profile_of("mallory"))
+    assert ui.judge(arena, query_id, page_hash, "", "relevant", profile_of("alice"))["annotator"] == "alice"
+    assert ui.judge(arena, query_id, page_hash, "alice", "skip", profile_of("alice"))["annotator"] == "alice"
+    assert ui.undo(arena, query_id, "", profile_of("alice"))["undone"]["undone_label"] == "skip"
+    assert arena.store.annotators() == ["alice"]
+
+    monkeypatch.setenv("RERANKER_REQUIRE_LOGIN", "0")  # the Space's owner allows typed names
+    assert ui.judge(arena, query_id, page_hash, "bob", "relevant")["annotator"] == "bob"
+    monkeypatch.delenv("OAUTH_CLIENT_ID")
+    monkeypatch.delenv("RERANKER_REQUIRE_LOGIN")
+    assert not ui.login_required()  # no login on this app: typed names, as before
+    assert ui.judge(arena, query_id, page_hash, "carol", "relevant", profile_of("alice"))["annotator"] == "carol"
+
+
 def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
     query_id = ranked["query_id"]
     order_a = [entry["content_hash"] for entry in ranked["models"][A]["ranking"]]
