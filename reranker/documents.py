@@ -29,12 +29,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-import pymupdf
 from PIL import Image, ImageOps
 
 from .imaging import MAX_ASPECT_RATIO, image_hash
 from .lru import LRUCache
-from .rendering import MUPDF_LOCK, OutOfTime, PageFailed, RenderSettings, pdf_pages
+from .rendering import OutOfTime, PageFailed, PdfFacts, RenderSettings, open_pdf
 
 logger = logging.getLogger(__name__)
 
@@ -335,17 +334,19 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
     # then a PDF whose header follows some junk (allowed within the first 1024 bytes).
     image = None if data[:1024].lstrip().startswith(b"%PDF-") else _open_image(data)
     if image is None and b"%PDF-" in data[:1024]:
-        with MUPDF_LOCK:
-            doc = _open_pdf(name, data, result)
-            try:
-                page_count = doc.page_count
-                wanted = _pages_within(doc, options, pixels, min(budget, page_count))
-            finally:
-                doc.close()
         settings = RenderSettings(options.dpi, options.max_page_pixels, options.render_workers, options.page_render_seconds)
-        with pdf_pages(data, wanted, settings, deadline) as pages:
-            considered = _add_pages(name, document_hash, "pdf", page_count, pages.render, budget, pixels, options, result)
-        return page_count, considered, not pages.interrupted
+        with open_pdf(data, settings, deadline) as pdf:
+            try:
+                facts = pdf.inspect(limit=budget)
+            except PageFailed as failure:
+                raise _Refused(str(failure)) from None
+            except OutOfTime:
+                raise _Refused(_out_of_time("not opened", options)) from None
+            _check_pdf(name, data, facts, result)
+            wanted = _pages_within(facts.page_sizes, options, pixels, min(budget, facts.page_count))
+            pdf.start(wanted)
+            considered = _add_pages(name, document_hash, "pdf", facts.page_count, pdf.render, budget, pixels, options, result)
+        return facts.page_count, considered, not pdf.interrupted
     if image is None:
         raise _Refused(_not_supported(name, data))
     with image:
@@ -377,9 +378,8 @@ def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
             result.problems.append(Problem(name, str(refusal), number))
             continue
         except OutOfTime:
-            result.problems.append(Problem(
-                name, f"{_page_list(list(range(index + 1, considered + 1)))} not rendered: this upload took over "
-                      f"{options.max_render_seconds:g} s to render; upload fewer pages at a time"))
+            pages_left = _page_list(list(range(index + 1, considered + 1)))
+            result.problems.append(Problem(name, _out_of_time(f"{pages_left} not rendered", options)))
             break
         except Exception as error:  # one broken page must not sink the rest of the file
             verb = "rendered" if kind == "pdf" else "decoded"
@@ -415,45 +415,44 @@ def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
     return considered
 
 
-def _pages_within(doc: pymupdf.Document, options: IngestOptions, pixels: int, limit: int) -> int:
-    """How many of the first `limit` pages fit in `pixels`, from their sizes (no rendering), so
-    worker processes do not render pages the limit will drop. An estimate: `_add_pages` decides."""
+def _pages_within(sizes: tuple[tuple[float, float], ...], options: IngestOptions, pixels: int, limit: int) -> int:
+    """How many of the first `limit` pages (their `sizes` in points) fit in `pixels`, so worker
+    processes do not render pages the limit will drop. An estimate: `_add_pages` decides."""
     zoom = options.dpi / 72
-    for index in range(limit):
-        rect = doc[index].rect
-        pixels -= min(rect.width * rect.height * zoom * zoom, options.max_page_pixels)
+    for index, (width, height) in enumerate(sizes[:limit]):
+        pixels -= min(width * height * zoom * zoom, options.max_page_pixels)
         if pixels < 0:
             return index + 1  # one more than fits: MuPDF's whole-pixel rounding may still let it in
     return limit
 
 
+def _out_of_time(what: str, options: IngestOptions) -> str:
+    return f"{what}: this upload took over {options.max_render_seconds:g} s to read; upload fewer pages at a time"
+
+
 # --- PDFs --------------------------------------------------------------------------------------
 
 
-def _open_pdf(name: str, data: bytes, result: Ingested) -> pymupdf.Document:
-    try:
-        doc = pymupdf.open(stream=data, filetype="pdf")
-    except (pymupdf.FileDataError, RuntimeError, ValueError) as error:
-        raise _Refused(f"damaged PDF that cannot be opened ({error}); it may be truncated — "
-                       "export or download it again") from None
+def _check_pdf(name: str, data: bytes, facts: PdfFacts, result: Ingested) -> None:
+    """Refuse a PDF that cannot be used; note one MuPDF had to repair."""
+    if facts.open_error is not None:
+        raise _Refused(f"damaged PDF that cannot be opened ({facts.open_error}); it may be truncated — "
+                       "export or download it again")
     # Many "encrypted" PDFs only restrict printing or copying and open with an empty password.
-    if doc.needs_pass and not doc.authenticate(""):
-        doc.close()
+    if facts.locked:
         raise _Refused("password-protected PDF: it cannot be opened without its password. Remove the "
                        "protection (for example print or save it as a new PDF) and upload that file")
-    if doc.page_count == 0:
-        doc.close()
+    if facts.page_count == 0:
         raise _Refused("the PDF has no pages, so there is nothing to show; check it is the right file")
-    if doc.is_repaired:
+    if facts.repaired:
         # MuPDF rebuilds a broken cross-reference table from what it finds; without the final
         # %%EOF the file was cut short and pages may come out blank or incomplete.
         if b"%%EOF" not in data[-1024:]:
             result.problems.append(Problem(name, f"the PDF seems truncated (no end-of-file marker); "
-                                                 f"{doc.page_count} page(s) were recovered but may be blank "
+                                                 f"{facts.page_count} page(s) were recovered but may be blank "
                                                  "or incomplete — upload the complete file"))
         else:
             result.notes.append(f"{name}: the PDF had structural errors that were repaired; check its pages.")
-    return doc
 
 
 # --- images ------------------------------------------------------------------------------------

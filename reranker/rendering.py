@@ -1,27 +1,31 @@
-"""PDF pages → RGB pixels, in worker processes, each page under a time limit.
+"""PDFs → facts and page pixels, in worker processes, each step under a time limit.
 
-MuPDF keeps Python's GIL while it renders (measured: a second thread got 3 turns in 0.3 s of
-rendering instead of 30), and a page can be built to render for minutes: a 2.5 KB PDF of form
-XObjects, each drawing the next one ten times, eight deep, takes ~30 s. Rendered in the app's
-process, such a page would freeze every visitor's request. So pages render in pebble's
-`ProcessPool`:
+MuPDF keeps Python's GIL while it works (measured: a second thread got 3 turns in 0.3 s of
+rendering instead of 30), and a PDF can be built to stall it: a 2.5 KB PDF of form XObjects,
+each drawing the next one ten times, eight deep, renders for ~30 s; a 75 MB file of two million
+objects without a cross-reference table takes ~3 s to open. In the app's process that would
+freeze every visitor's request, and a MuPDF crash on a hostile file would end the app. So the
+app process never parses an uploaded PDF: workers of a pebble `ProcessPool` open it (`inspect`:
+page count, password, repairs, page sizes) and render its pages, one task a page:
 
-- a page over `RenderSettings.page_seconds` has its worker killed and becomes a problem;
-- a page that crashes MuPDF kills only its worker (replaced by the pool);
-- the pages still waiting when the upload's deadline passes are not rendered;
+- a step over `RenderSettings.page_seconds` has its worker killed and becomes a problem;
+- a step that crashes MuPDF kills only its worker (replaced by the pool);
+- what is still waiting when the upload's deadline passes is not done;
 - every other page and file carries on.
 
 Only where worker processes cannot run (a daemon process such as ZeroGPU's worker may not start
-children; a sandbox) are pages rendered in this process, without those limits: MuPDF cannot be
-interrupted there.
+children; a sandbox) does this process do the work, without those limits: MuPDF cannot be
+interrupted here.
 
 Workers write each page's pixels to a file in a private folder, read once here (through the
 pool's pipe each page's ~6 MB was copied about five times; POSIX shared memory is often capped
 at 64 MB in containers and leaks when a worker dies). Spawned, not forked, workers: the app
 process runs threads and may hold a GPU context.
 
-    with pdf_pages(data, count, settings, deadline) as pages:
-        image, scale, content_hash = pages.render(0)   # raises PageFailed / OutOfTime
+    with open_pdf(data, settings, deadline) as pdf:
+        facts = pdf.inspect(limit=200)                  # raises PageFailed / OutOfTime
+        pdf.start(facts.page_count)
+        image, scale, content_hash = pdf.render(0)      # raises PageFailed / OutOfTime / RuntimeError
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import BrokenExecutor, wait
+from concurrent.futures import BrokenExecutor, Future, wait
 from dataclasses import dataclass
 from multiprocessing import current_process, get_context
 
@@ -58,22 +62,43 @@ class RenderSettings:
     dpi: float
     max_page_pixels: int  # a larger page is rendered at the lower DPI that fits
     workers: int = 0  # worker processes; 0: one per available CPU, up to 8
-    page_seconds: float = 15.0  # a page that takes longer is skipped and its worker killed
+    page_seconds: float = 15.0  # opening the file, or rendering a page, that takes longer is given up
 
 
 class PageFailed(Exception):
-    """A page could not be rendered: the message says why, for the person who uploaded it."""
+    """A step (opening the file, rendering a page) failed for good: the message says why, for
+    the person who uploaded it, and reads after "file.pdf, page 3: "."""
 
 
 class OutOfTime(Exception):
-    """The upload's deadline passed before this page was rendered."""
+    """The upload's deadline passed before this step was done."""
 
 
-class _Pages:
-    interrupted = False  # a page ran out of time or crashed: the result is not worth caching
+@dataclass(frozen=True)
+class PdfFacts:
+    """What opening a PDF told, as plain data (MuPDF's objects stay in the process that made them)."""
+
+    open_error: str | None = None  # MuPDF's reason when the file cannot be opened at all
+    locked: bool = False  # needs a password (the empty one, which opens many "encrypted" files, did not)
+    page_count: int = 0
+    repaired: bool = False  # MuPDF rebuilt a broken cross-reference table
+    page_sizes: tuple[tuple[float, float], ...] = ()  # (width, height) in points of the first pages asked for
+
+
+class Pdf:
+    """One uploaded PDF: `inspect` it, `start` rendering pages [0, count), `render` each."""
+
+    interrupted = False  # a step ran out of time or crashed: the result is not worth caching
+
+    def inspect(self, limit: int) -> PdfFacts:
+        """Open the PDF; `page_sizes` covers its first `limit` pages."""
+        raise NotImplementedError
+
+    def start(self, count: int) -> None:
+        """Begin rendering pages [0, count), all at once."""
 
     def render(self, index: int) -> tuple[Image.Image, float, str]:
-        """(RGB image, scale against the asked DPI, content hash) of page `index`."""
+        """(RGB image, scale against the asked DPI, content hash) of page `index` (< count)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -81,29 +106,28 @@ class _Pages:
 
 
 @contextlib.contextmanager
-def pdf_pages(data: bytes, count: int, settings: RenderSettings, deadline: float) -> Iterator[_Pages]:
-    """Renders pages [0, count) of the PDF `data` (already opened once and checked by the caller),
-    all of them started at once; `render(index)` waits for one. `deadline`: time.monotonic()
-    after which pages not yet rendered raise OutOfTime."""
+def open_pdf(data: bytes, settings: RenderSettings, deadline: float) -> Iterator[Pdf]:
+    """The PDF `data`, handled by worker processes (see the module's docstring). `deadline`:
+    time.monotonic() after which steps not yet done raise OutOfTime."""
     if current_process().daemon:
-        pages: _Pages = _InProcess(data, settings)
+        pdf: Pdf = _InProcess(data, settings)
     else:
         folder = tempfile.TemporaryDirectory(prefix="render-")  # removed whatever happens
         try:
-            pages = _InWorkers(data, count, settings, deadline, folder.name)
+            pdf = _InWorkers(data, settings, deadline, folder.name)
         except Exception:
             folder.cleanup()
             raise
     try:
-        yield pages
+        yield pdf
     finally:
-        pages.close()
-        if isinstance(pages, _InWorkers):
+        pdf.close()
+        if isinstance(pdf, _InWorkers):
             folder.cleanup()
 
 
 def render_page(page: pymupdf.Page, settings: RenderSettings) -> tuple[Image.Image, float, str]:
-    """`_Pages.render` for a page open in this process, read and hashed straight from MuPDF's
+    """`Pdf.render` for a page open in this process, read and hashed straight from MuPDF's
     buffer (one copy of the pixels fewer than `Pixmap.pil_image` and `image_hash`)."""
     pixmap, scale = _render_pixmap(page, settings)
     pixels, size = pixmap.samples_mv, (pixmap.width, pixmap.height)
@@ -127,36 +151,45 @@ def _area(rect: pymupdf.IRect) -> int:
     return rect.width * rect.height
 
 
+def _inspect(opener, limit: int) -> tuple[PdfFacts, pymupdf.Document | None]:
+    """The facts of the PDF that `opener()` opens, and the open document (None if it did not open)."""
+    try:
+        doc = opener()
+    except (pymupdf.FileDataError, RuntimeError, ValueError) as error:
+        return PdfFacts(open_error=str(error)), None
+    if doc.needs_pass and not doc.authenticate(""):
+        doc.close()
+        return PdfFacts(locked=True), None
+    sizes = tuple((doc[i].rect.width, doc[i].rect.height) for i in range(min(limit, doc.page_count)))
+    return PdfFacts(page_count=doc.page_count, repaired=doc.is_repaired, page_sizes=sizes), doc
+
+
 # --- in this process ----------------------------------------------------------------------------
 
 
-class _InProcess(_Pages):
-    """Holds MUPDF_LOCK from opening to closing: no MuPDF object is used by two threads."""
+class _InProcess(Pdf):
+    """Holds MUPDF_LOCK from creation to closing: no MuPDF object is used by two threads."""
 
     def __init__(self, data: bytes, settings: RenderSettings):
-        self.settings = settings
+        self.data, self.settings = data, settings
+        self.doc: pymupdf.Document | None = None
         MUPDF_LOCK.acquire()
-        try:
-            self.doc = _open(stream=data)
-        except BaseException:
-            MUPDF_LOCK.release()
-            raise
+
+    def inspect(self, limit: int) -> PdfFacts:
+        facts, self.doc = _inspect(lambda: pymupdf.open(stream=self.data, filetype="pdf"), limit)
+        return facts
 
     def render(self, index: int) -> tuple[Image.Image, float, str]:
+        if self.doc is None:  # inspected by a worker before the pool broke
+            self.inspect(0)
         return render_page(self.doc[index], self.settings)
 
     def close(self) -> None:
         try:
-            self.doc.close()
+            if self.doc is not None:
+                self.doc.close()
         finally:
             MUPDF_LOCK.release()
-
-
-def _open(**source) -> pymupdf.Document:
-    doc = pymupdf.open(filetype="pdf", **source)
-    if doc.needs_pass:
-        doc.authenticate("")  # the caller checked that the empty password opens it
-    return doc
 
 
 # --- in worker processes ------------------------------------------------------------------------
@@ -165,7 +198,7 @@ def _open(**source) -> pymupdf.Document:
 def _retire(pool: ProcessPool) -> None:
     """Let a replaced pool finish what it was given, then end its workers, without waiting here."""
     pool.close()
-    threading.Thread(target=pool.join, name="render-pool-retire", daemon=True).start()
+    threading.Thread(target=pool.join, name="pdf-pool-retire", daemon=True).start()
 
 
 def _worker_start() -> None:
@@ -184,33 +217,60 @@ def worker_count(settings: RenderSettings) -> int:
     return settings.workers or min(8, available_cpus())
 
 
-class _InWorkers(_Pages):
-    def __init__(self, data: bytes, count: int, settings: RenderSettings, deadline: float, folder: str):
-        self.settings, self.deadline = settings, deadline
+class _InWorkers(Pdf):
+    def __init__(self, data: bytes, settings: RenderSettings, deadline: float, folder: str):
+        self.data, self.settings, self.deadline = data, settings, deadline
         self.path = os.path.join(folder, "document.pdf")
         with open(self.path, "wb") as handle:  # one copy on disk for all workers
             handle.write(data)
-        self._data = data
-        self._fallback: _InProcess | None = None
-        self.futures = []
+        self.futures: list[Future | None] = []
+        self.fallback: _InProcess | None = None
         self.pool: ProcessPool | None = None
-        if time.monotonic() >= deadline:
-            return  # nothing is started: every page is out of time
         try:
             self.pool = _POOL.get(worker_count(settings))
-            for index in range(count):
-                self.futures.append(self.pool.schedule(
-                    _render_to_file, args=(self.path, index, settings), timeout=settings.page_seconds))
-        except Exception as error:  # cannot start processes here (limits, a sandbox): render here
+        except Exception as error:  # cannot start processes here (limits, a sandbox)
             self._give_up_on_pool(error)
 
-    def render(self, index: int) -> tuple[Image.Image, float, str]:
-        if self._fallback is not None:
-            return self._fallback.render(index)
-        if index >= len(self.futures):
+    def inspect(self, limit: int) -> PdfFacts:
+        if time.monotonic() >= self.deadline:
             self.interrupted = True
             raise OutOfTime()
-        future = self.futures[index]
+        self.futures = [self._schedule(_inspect_file, self.path, limit)]  # cancelled by close() if abandoned
+        facts = self._outcome(self.futures[0], "to open")
+        self.futures = []
+        return facts if self.fallback is None else self.fallback.inspect(limit)
+
+    def start(self, count: int) -> None:
+        if self.fallback is None and time.monotonic() < self.deadline:  # else every page is out of time
+            self.futures = [self._schedule(_render_to_file, self.path, index, self.settings) for index in range(count)]
+
+    def render(self, index: int) -> tuple[Image.Image, float, str]:
+        if self.fallback is None:
+            if index >= len(self.futures):  # not started: the deadline had passed
+                self.interrupted = True
+                raise OutOfTime()
+            result = self._outcome(self.futures[index], "to render")
+            if self.fallback is None:
+                size, pixels_path, scale, content_hash = result
+                with open(pixels_path, "rb") as handle:
+                    pixels = handle.read()
+                os.remove(pixels_path)  # now rather than with the folder: a long PDF's pages add up
+                return Image.frombytes("RGB", size, pixels), scale, content_hash
+        return self.fallback.render(index)
+
+    def _schedule(self, function, *args) -> Future | None:
+        if self.fallback is None:
+            try:
+                return self.pool.schedule(function, args=args, timeout=self.settings.page_seconds)
+            except Exception as error:  # the pool stopped or broke since it was handed out
+                self._give_up_on_pool(error)
+        return None
+
+    def _outcome(self, future: Future | None, step: str):
+        """The task's result; raises OutOfTime, PageFailed, or MuPDF's error as RuntimeError.
+        None when the pool broke: `self.fallback` then does the step in this process."""
+        if future is None:
+            return None
         wait([future], timeout=min(max(0.0, self.deadline - time.monotonic()), threading.TIMEOUT_MAX))
         if not future.done():
             self.interrupted = True
@@ -219,51 +279,74 @@ class _InWorkers(_Pages):
         if isinstance(error, TimeoutError):  # pebble killed the worker after page_seconds
             self.interrupted = True
             raise PageFailed(
-                f"took over {self.settings.page_seconds:g} s to render, so it was skipped (a page this slow "
-                "is usually damaged or made to stall PDF viewers); print it to a new PDF and upload that")
+                f"took over {self.settings.page_seconds:g} s {step}, so it was skipped (a PDF this slow is "
+                "usually damaged or made to stall PDF viewers); print it to a new PDF and upload that")
         if isinstance(error, ProcessExpired):
             self.interrupted = True
-            raise PageFailed(f"crashed the PDF renderer (exit code {error.exitcode}), so it was skipped; "
-                             "the page is probably damaged")
-        if isinstance(error, BrokenExecutor):  # the pool itself broke, not this page
+            raise PageFailed(f"crashed the PDF reader (exit code {error.exitcode}) while trying {step} it, "
+                             "so it was skipped; the file is probably damaged")
+        if isinstance(error, BrokenExecutor):  # the pool itself broke, not because of this PDF
             self._give_up_on_pool(error)
-            return self._fallback.render(index)
-        size, pixels_path, scale, content_hash = future.result()  # a RuntimeError: MuPDF's message
-        with open(pixels_path, "rb") as handle:
-            pixels = handle.read()
-        os.remove(pixels_path)  # now rather than with the folder: a long PDF's pages add up
-        return Image.frombytes("RGB", size, pixels), scale, content_hash
+            return None
+        return future.result()
 
     def _give_up_on_pool(self, error: Exception) -> None:
-        logger.warning("rendering in worker processes failed (%s: %s); rendering in-process",
+        logger.warning("PDF worker processes failed (%s: %s); reading the PDF in-process",
                        type(error).__name__, error)
         if self.pool is not None:
             _POOL.reset(self.pool)  # the next upload gets a new pool
-        self.close()
-        self._fallback = _InProcess(self._data, self.settings)
+        self._cancel()
+        self.fallback = _InProcess(self.data, self.settings)
+
+    def _cancel(self) -> None:
+        for future in self.futures:
+            if future is not None:
+                future.cancel()  # waiting: dropped; running (the upload was abandoned): its worker is killed
+        self.futures = []
 
     def close(self) -> None:
-        for future in self.futures:
-            future.cancel()  # waiting: dropped; running (the upload was abandoned): its worker is killed
-        self.futures = []
-        if self._fallback is not None:
-            self._fallback.close()
+        self._cancel()
+        if self.fallback is not None:
+            self.fallback.close()
 
 
-# The PDF a worker process rendered its last page from, kept open for the next page of it.
+# The PDF a worker process last worked on, kept open for its next page.
 _worker_document: tuple[str, pymupdf.Document] | None = None
+
+
+def _keep_open(path: str, doc: pymupdf.Document | None) -> None:
+    global _worker_document
+    if _worker_document is not None:
+        _worker_document[1].close()
+    _worker_document = (path, doc) if doc is not None else None
+
+
+def _open_bytes_of(path: str) -> pymupdf.Document:
+    # From the bytes, as in this process: opened by name, MuPDF's messages would carry the
+    # server's temporary path into what the visitor reads.
+    with open(path, "rb") as handle:
+        return pymupdf.open(stream=handle.read(), filetype="pdf")
+
+
+def _inspect_file(path: str, limit: int) -> PdfFacts:
+    """In a worker process: `Pdf.inspect` of the PDF at `path`."""
+    try:
+        facts, doc = _inspect(lambda: _open_bytes_of(path), limit)
+    except Exception as error:  # as text: MuPDF's exception types need not survive pickling
+        raise RuntimeError(f"{type(error).__name__}: {error}") from None
+    _keep_open(path, doc)
+    return facts
 
 
 def _render_to_file(path: str, index: int, settings: RenderSettings) -> tuple[tuple[int, int], str, float, str]:
     """In a worker process: render page `index` of the PDF at `path`, write its pixels to a file
     beside it and return (size, that file, scale, content hash)."""
-    global _worker_document
     try:
         if _worker_document is None or _worker_document[0] != path:
-            if _worker_document is not None:
-                _worker_document[1].close()
-                _worker_document = None
-            _worker_document = (path, _open(filename=path))
+            doc = _open_bytes_of(path)
+            if doc.needs_pass:
+                doc.authenticate("")  # inspect found that the empty password opens it
+            _keep_open(path, doc)
         pixmap, scale = _render_pixmap(_worker_document[1][index], settings)
         pixels, size = pixmap.samples_mv, (pixmap.width, pixmap.height)
         pixels_path = f"{path}.{index}.rgb"

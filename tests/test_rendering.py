@@ -17,7 +17,7 @@ import pytest
 from reranker import rendering
 from reranker.documents import IngestOptions, ingest_cache, load_files
 from reranker.imaging import image_hash
-from reranker.rendering import RenderSettings, pdf_pages, render_page
+from reranker.rendering import RenderSettings, open_pdf, render_page
 
 from . import bad_inputs as corpus
 from .forked import ForkedWorker
@@ -39,8 +39,10 @@ def test_pages_rendered_in_worker_processes_equal_pages_rendered_here(tmp_path, 
     data = corpus.sample_pdf(7)
     expected = rendered_here(data)
     for workers in (1, 3):
-        with pdf_pages(data, 7, RenderSettings(144, 12_000_000, workers), NO_DEADLINE) as pages:
+        with open_pdf(data, RenderSettings(144, 12_000_000, workers), NO_DEADLINE) as pages:
             assert isinstance(pages, rendering._InWorkers)
+            assert pages.inspect(limit=7).page_count == 7
+            pages.start(7)
             for index, (image, scale, content_hash) in enumerate(expected):
                 got, got_scale, got_hash = pages.render(index)
                 assert got.tobytes() == image.tobytes() and got.size == image.size and got.mode == "RGB"
@@ -54,15 +56,19 @@ def test_pages_too_large_render_at_a_lower_dpi_in_workers_as_here():
     settings = RenderSettings(dpi=144, max_page_pixels=50_000, workers=2)
     data = corpus.poster_pdf()
     (image, scale, content_hash), = rendered_here(data, settings)
-    with pdf_pages(data, 1, settings, NO_DEADLINE) as pages:
-        got, got_scale, got_hash = pages.render(0)
+    with open_pdf(data, settings, NO_DEADLINE) as pdf:
+        pdf.inspect(limit=1)
+        pdf.start(1)
+        got, got_scale, got_hash = pdf.render(0)
     assert image.width * image.height <= 50_000 and scale < 1
     assert (got.size, got_scale, got_hash) == (image.size, scale, content_hash)
 
 
 def test_a_page_that_fails_in_a_worker_raises_its_error_here_and_the_others_render():
     data = corpus.text_pdf("one", "two")
-    with pdf_pages(data, 3, SETTINGS, NO_DEADLINE) as pages:  # one page more than the PDF has
+    with open_pdf(data, SETTINGS, NO_DEADLINE) as pages:
+        pages.inspect(limit=2)
+        pages.start(3)  # one page more than the PDF has
         assert pages.render(0)[0].size == (400, 240)
         with pytest.raises(RuntimeError, match=r"^IndexError: page 2 not in document$"):
             pages.render(2)
@@ -146,8 +152,8 @@ def test_pages_still_waiting_at_the_uploads_deadline_are_skipped_with_one_proble
     loaded = load_files(files, options)
     assert [page.source for page in loaded.pages] == ["photo.png"]  # images are not rendered by MuPDF
     assert [str(problem) for problem in loaded.problems] == [
-        "bomb.pdf: page 1 not rendered: this upload took over 1 s to render; upload fewer pages at a time",
-        "later.pdf: pages 1–3 not rendered: this upload took over 1 s to render; upload fewer pages at a time",
+        "bomb.pdf: page 1 not rendered: this upload took over 1 s to read; upload fewer pages at a time",
+        "later.pdf: not opened: this upload took over 1 s to read; upload fewer pages at a time",
     ]
     wait_until(lambda: len(workers - worker_pids()) == 1)  # the abandoned page's worker is stopped
 
@@ -165,7 +171,34 @@ def test_a_page_whose_renderer_dies_is_a_problem_and_the_pool_carries_on():
     assert [page.source for page in loaded.pages] == ["next.pdf"]
     (problem,) = loaded.problems
     assert (problem.source, problem.page) == ("bomb.pdf", 1)
-    assert "crashed the PDF renderer (exit code -9)" in problem.message
+    assert problem.message.startswith("crashed the PDF reader (exit code -9) while trying to render it, so it was skipped")
+
+
+def test_the_app_process_never_parses_an_uploaded_pdf(monkeypatch):
+    """Opening and rendering both happen in the workers: a MuPDF crash on a hostile file ends a
+    worker, never the app."""
+    import pymupdf as mupdf_here
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the app process opened a PDF")
+
+    files = [("report.pdf", corpus.text_pdf("one", "two")), ("locked.pdf", corpus.encrypted_pdf())]
+    monkeypatch.setattr(mupdf_here, "open", refuse)
+    loaded = load_files(files, IngestOptions(render_workers=2))
+    assert [(page.source, page.page_number) for page in loaded.pages] == [("report.pdf", 1), ("report.pdf", 2)]
+    assert [(problem.source, problem.message.split(":")[0]) for problem in loaded.problems] == [
+        ("locked.pdf", "password-protected PDF")]
+
+
+def test_a_file_that_takes_too_long_to_open_is_skipped_by_name():
+    """Two million objects and no cross-reference table: MuPDF scans them all (~3 s here)."""
+    objects = b"".join(b"%d 0 obj << /A [1 2 3] >> endobj\n" % number for number in range(1, 2_000_000))
+    slow = b"%PDF-1.4\n" + objects
+    loaded = load_files([("slow.pdf", slow), ("quick.pdf", corpus.text_pdf("x"))],
+                        IngestOptions(render_workers=2, page_render_seconds=0.3, max_file_bytes=len(slow)))
+    assert [page.source for page in loaded.pages] == ["quick.pdf"]
+    (problem,) = loaded.problems
+    assert str(problem).startswith("slow.pdf: took over 0.3 s to open, so it was skipped")
 
 
 def test_other_uploads_render_while_a_page_stalls_the_renderer():
