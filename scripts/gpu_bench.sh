@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = "--prepare" ]; then
   python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --dest .whl \
-    "transformers==5.24.0" "peft==0.21.2" "pymupdf==1.28.2" regex \
+    "transformers==5.24.0" "peft==0.21.2" "pymupdf==1.28.2" "pebble==5.2.3" regex \
     "sqlite-utils==4.2.1" click click-default-group tabulate python-dateutil tzdata sqlite-fts4 pluggy
   python3 -m reranker.checkpoints fetch-vocab
   ls .whl .cache
