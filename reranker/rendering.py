@@ -31,6 +31,7 @@ process runs threads and may hold a GPU context.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import math
 import os
@@ -123,7 +124,7 @@ def open_pdf(data: bytes, settings: RenderSettings, deadline: float) -> Iterator
     finally:
         pdf.close()
         if isinstance(pdf, _InWorkers):
-            folder.cleanup()
+            _remove_folder(folder)
 
 
 def render_page(page: pymupdf.Page, settings: RenderSettings) -> tuple[Image.Image, float, str]:
@@ -223,59 +224,65 @@ class _InWorkers(Pdf):
         self.path = os.path.join(folder, "document.pdf")
         with open(self.path, "wb") as handle:  # one copy on disk for all workers
             handle.write(data)
-        self.futures: list[Future | None] = []
+        self.futures: list[Future | None] = []  # page index → its task
         self.fallback: _InProcess | None = None
         self.pool: ProcessPool | None = None
-        try:
-            self.pool = _POOL.get(worker_count(settings))
-        except Exception as error:  # cannot start processes here (limits, a sandbox)
-            self._give_up_on_pool(error)
 
     def inspect(self, limit: int) -> PdfFacts:
-        if time.monotonic() >= self.deadline:
-            self.interrupted = True
-            raise OutOfTime()
-        self.futures = [self._schedule(_inspect_file, self.path, limit)]  # cancelled by close() if abandoned
-        facts = self._outcome(self.futures[0], "to open")
-        self.futures = []
+        facts = self._run(-1, "to open", _inspect_file, self.path, limit)
         return facts if self.fallback is None else self.fallback.inspect(limit)
 
     def start(self, count: int) -> None:
-        if self.fallback is None and time.monotonic() < self.deadline:  # else every page is out of time
+        if time.monotonic() < self.deadline:  # else every page is out of time
             self.futures = [self._schedule(_render_to_file, self.path, index, self.settings) for index in range(count)]
 
     def render(self, index: int) -> tuple[Image.Image, float, str]:
-        if self.fallback is None:
-            if index >= len(self.futures):  # not started: the deadline had passed
-                self.interrupted = True
-                raise OutOfTime()
-            result = self._outcome(self.futures[index], "to render")
-            if self.fallback is None:
-                size, pixels_path, scale, content_hash = result
-                with open(pixels_path, "rb") as handle:
-                    pixels = handle.read()
-                os.remove(pixels_path)  # now rather than with the folder: a long PDF's pages add up
-                return Image.frombytes("RGB", size, pixels), scale, content_hash
-        return self.fallback.render(index)
+        # A page past `count` (the pixel estimate left out a page that then failed) starts now.
+        result = self._run(index, "to render", _render_to_file, self.path, index, self.settings)
+        if self.fallback is not None:
+            return self.fallback.render(index)
+        size, pixels_path, scale, content_hash = result
+        with open(pixels_path, "rb") as handle:
+            pixels = handle.read()
+        os.remove(pixels_path)  # now rather than with the folder: a long PDF's pages add up
+        return Image.frombytes("RGB", size, pixels), scale, content_hash
 
-    def _schedule(self, function, *args) -> Future | None:
-        if self.fallback is None:
-            try:
-                return self.pool.schedule(function, args=args, timeout=self.settings.page_seconds)
-            except Exception as error:  # the pool stopped or broke since it was handed out
-                self._give_up_on_pool(error)
-        return None
-
-    def _outcome(self, future: Future | None, step: str):
-        """The task's result; raises OutOfTime, PageFailed, or MuPDF's error as RuntimeError.
-        None when the pool broke: `self.fallback` then does the step in this process."""
-        if future is None:
-            return None
-        wait([future], timeout=min(max(0.0, self.deadline - time.monotonic()), threading.TIMEOUT_MAX))
-        if not future.done():
+    def _run(self, index: int, step: str, function, *args):
+        """The result of task `index` (-1: inspect), started now unless `start` did; raises
+        OutOfTime, PageFailed, or MuPDF's error as RuntimeError. None when the work went to
+        `self.fallback` (no pool could run it)."""
+        started = 0 <= index < len(self.futures)
+        if time.monotonic() >= self.deadline and not started:
             self.interrupted = True
             raise OutOfTime()
-        error = future.exception()
+        future = self.futures[index] if started else None
+        for attempt in range(2):
+            if future is None:
+                future = self._schedule(function, *args)
+                if future is None:
+                    return None
+                if index < 0:
+                    self._inspecting = future
+            wait([future], timeout=min(max(0.0, self.deadline - time.monotonic()), threading.TIMEOUT_MAX))
+            if not future.done():
+                self.interrupted = True
+                raise OutOfTime()
+            error = future.exception()
+            if not isinstance(error, BrokenExecutor):
+                break
+            # The pool broke (pebble gives up on a pool when an idle worker dies, say to the OOM
+            # killer), not because of this PDF: its tasks go to a new pool, then to this process.
+            logger.warning("PDF worker pool broke (%s); starting a new one", error)
+            if self.pool is not None:
+                _POOL.reset(self.pool)
+                self.pool = None
+            if attempt == 1:
+                self._give_up_on_pool(error)
+                return None
+            self._restart_broken_pages()
+            if self.fallback is not None:
+                return None
+            future = self.futures[index] if started else None
         if isinstance(error, TimeoutError):  # pebble killed the worker after page_seconds
             self.interrupted = True
             raise PageFailed(
@@ -285,24 +292,49 @@ class _InWorkers(Pdf):
             self.interrupted = True
             raise PageFailed(f"crashed the PDF reader (exit code {error.exitcode}) while trying {step} it, "
                              "so it was skipped; the file is probably damaged")
-        if isinstance(error, BrokenExecutor):  # the pool itself broke, not because of this PDF
-            self._give_up_on_pool(error)
-            return None
         return future.result()
+
+    def _restart_broken_pages(self) -> None:
+        for page, future in enumerate(list(self.futures)):
+            if future is not None and future.done() and isinstance(future.exception(), BrokenExecutor):
+                restarted = self._schedule(_render_to_file, self.path, page, self.settings)
+                if restarted is None:  # no pool at all: `self.fallback` renders from here on
+                    return
+                self.futures[page] = restarted
+
+    def _schedule(self, function, *args) -> Future | None:
+        """The task on the shared pool, on a new pool if that one stopped or broke; None (and
+        `self.fallback` set) when no pool can run it here."""
+        if self.fallback is not None:
+            return None
+        for _ in range(2):
+            try:
+                if self.pool is None:
+                    self.pool = _POOL.get(worker_count(self.settings))
+                return self.pool.schedule(function, args=args, timeout=self.settings.page_seconds)
+            except Exception as error:  # cannot start processes here (limits, a sandbox), or the pool broke
+                last_error = error
+                if self.pool is not None:
+                    _POOL.reset(self.pool)  # another upload may have replaced it already: then a no-op
+                self.pool = None
+        self._give_up_on_pool(last_error)
+        return None
 
     def _give_up_on_pool(self, error: Exception) -> None:
         logger.warning("PDF worker processes failed (%s: %s); reading the PDF in-process",
                        type(error).__name__, error)
-        if self.pool is not None:
-            _POOL.reset(self.pool)  # the next upload gets a new pool
         self._cancel()
         self.fallback = _InProcess(self.data, self.settings)
 
+    _inspecting: Future | None = None
+
     def _cancel(self) -> None:
-        for future in self.futures:
+        """Cancel what is not done: waiting tasks are dropped, a running one has its worker killed
+        (which may still write a page into the folder for a moment: see `_remove_folder`)."""
+        for future in [*self.futures, self._inspecting]:
             if future is not None:
-                future.cancel()  # waiting: dropped; running (the upload was abandoned): its worker is killed
-        self.futures = []
+                future.cancel()
+        self.futures, self._inspecting = [], None
 
     def close(self) -> None:
         self._cancel()
@@ -310,11 +342,63 @@ class _InWorkers(Pdf):
             self.fallback.close()
 
 
-# The PDF a worker process last worked on, kept open for its next page.
+def _remove_folder(folder: tempfile.TemporaryDirectory) -> None:
+    """Remove the render folder, never raising: a worker killed on cancel may write a page into
+    it until pebble stops it (its next tick, ~0.1 s), so removal is tried again for a second."""
+    for _ in range(10):
+        try:
+            folder.cleanup()
+            return
+        except OSError as error:
+            last_error = error
+            time.sleep(0.1)
+    logger.warning("could not remove the render folder %s: %s", folder.name, last_error)
+
+
+# A worker process keeps the PDF it last worked on open for its next page, and closes it once
+# idle for a moment (a 35 MB PDF held ~450 MB in an idle worker). The lock keeps the closing
+# thread and the tasks from using MuPDF at the same time.
+_worker_lock = threading.Lock()
 _worker_document: tuple[str, pymupdf.Document] | None = None
+_worker_idle_timer: threading.Timer | None = None
+WORKER_IDLE_SECONDS = 2.0
 
 
-def _keep_open(path: str, doc: pymupdf.Document | None) -> None:
+@contextlib.contextmanager
+def _worker_step():
+    """Around each task in a worker: the lock, MuPDF's errors as text (its exception types need
+    not survive pickling), and the idle timer armed again afterwards."""
+    global _worker_idle_timer
+    with _worker_lock:
+        if _worker_idle_timer is not None:
+            _worker_idle_timer.cancel()
+        try:
+            yield
+        except Exception as error:
+            raise RuntimeError(f"{type(error).__name__}: {error}") from None
+        finally:
+            _worker_idle_timer = threading.Timer(WORKER_IDLE_SECONDS, _forget_document)
+            _worker_idle_timer.daemon = True
+            _worker_idle_timer.start()
+
+
+def _forget_document() -> None:
+    with _worker_lock:
+        _keep_open(None, None)
+        pymupdf.TOOLS.store_shrink(100)  # MuPDF's cache of decoded images and fonts, too
+        _return_freed_memory()
+
+
+def _return_freed_memory() -> None:
+    """glibc keeps freed memory in its arenas: without this, a worker that opened a 35 MB PDF
+    stayed at ~430 MB resident after closing it."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _keep_open(path: str | None, doc: pymupdf.Document | None) -> None:
     global _worker_document
     if _worker_document is not None:
         _worker_document[1].close()
@@ -330,18 +414,16 @@ def _open_bytes_of(path: str) -> pymupdf.Document:
 
 def _inspect_file(path: str, limit: int) -> PdfFacts:
     """In a worker process: `Pdf.inspect` of the PDF at `path`."""
-    try:
+    with _worker_step():
         facts, doc = _inspect(lambda: _open_bytes_of(path), limit)
-    except Exception as error:  # as text: MuPDF's exception types need not survive pickling
-        raise RuntimeError(f"{type(error).__name__}: {error}") from None
-    _keep_open(path, doc)
-    return facts
+        _keep_open(path, doc)
+        return facts
 
 
 def _render_to_file(path: str, index: int, settings: RenderSettings) -> tuple[tuple[int, int], str, float, str]:
     """In a worker process: render page `index` of the PDF at `path`, write its pixels to a file
     beside it and return (size, that file, scale, content hash)."""
-    try:
+    with _worker_step():
         if _worker_document is None or _worker_document[0] != path:
             doc = _open_bytes_of(path)
             if doc.needs_pass:
@@ -354,5 +436,3 @@ def _render_to_file(path: str, index: int, settings: RenderSettings) -> tuple[tu
             handle.write(pixels)
         # Hashed here, in parallel, rather than one page at a time in the app process.
         return size, pixels_path, scale, pixels_hash("RGB", size, pixels)
-    except Exception as error:  # as text: MuPDF's exception types need not survive pickling
-        raise RuntimeError(f"{type(error).__name__}: {error}") from None

@@ -380,8 +380,12 @@ def page_order(pages, order: str) -> list:
 def login_required() -> bool:
     """On a Space with Hugging Face login (`hf_oauth: true` sets OAUTH_CLIENT_ID) a judgment
     carries the signed-in user's name, read from the session on the server: a typed name could
-    be anyone's. RERANKER_REQUIRE_LOGIN=0 allows typed names there too (API scripts cannot sign in)."""
-    return bool(os.environ.get("OAUTH_CLIENT_ID")) and os.environ.get("RERANKER_REQUIRE_LOGIN", "1") != "0"
+    be anyone's. RERANKER_REQUIRE_LOGIN=0 allows typed names there too (API scripts cannot sign in).
+
+    Only on a Space (SYSTEM=spaces, what Gradio checks): elsewhere Gradio's login is a mock that
+    signs every visitor in as the machine's own Hugging Face user."""
+    return (bool(os.environ.get("OAUTH_CLIENT_ID")) and os.environ.get("SYSTEM") == "spaces"
+            and os.environ.get("RERANKER_REQUIRE_LOGIN", "1") != "0")
 
 
 def annotator_name(name: str | None, profile: gr.OAuthProfile | None = None) -> str:

@@ -216,6 +216,65 @@ def test_other_uploads_render_while_a_page_stalls_the_renderer():
     stalled.join()
 
 
+def test_an_idle_worker_that_dies_costs_nothing_and_limits_still_hold():
+    """pebble gives up on a whole pool when an idle worker dies (the OOM killer, say): the next
+    upload starts a new pool, rather than reading the PDF in-process with no time limit."""
+    options = IngestOptions(render_workers=2, page_render_seconds=1)
+    idle_workers(options)
+    pool = rendering._POOL.get(2)
+    os.kill(rendering_workers()[0].pid, signal.SIGKILL)
+    wait_until(lambda: not pool.active)
+    loaded = load_files([("bomb.pdf", corpus.render_bomb_pdf(depth=8)), ("report.pdf", corpus.sample_pdf(3))], options)
+    assert [page.source for page in loaded.pages] == ["report.pdf"] * 3
+    (problem,) = loaded.problems
+    assert str(problem).startswith("bomb.pdf, page 1: took over 1 s to render, so it was skipped")
+    assert rendering._POOL.get(2) is not pool
+
+
+def test_pages_the_pixel_estimate_left_out_are_rendered_when_reached():
+    """The pixel estimate counts every page, loading skips refused ones: a page it left out
+    but that fits is rendered then, not reported as out of time."""
+    doc = pymupdf.open()
+    for width, height in [(4000, 10)] + [(200, 120)] * 4:  # a 400:1 strip, then four pages
+        doc.new_page(width=width, height=height).insert_text((2, 8), "x", fontsize=6)
+    cache = ingest_cache()
+    loaded = load_files([("report.pdf", doc.tobytes())], IngestOptions(render_workers=2, max_total_pixels=300_000), cache=cache)
+    assert [page.page_number for page in loaded.pages] == [2, 3, 4]  # 96,000 px each: a fourth does not fit
+    assert [problem.message.split(",")[0] for problem in loaded.problems] == ["is a 8000×20 px strip"]
+    assert loaded.notes[0].endswith("Skipped: report.pdf page 5.") and len(cache) == 1
+
+
+def test_an_idle_worker_lets_go_of_the_pdf_it_read(monkeypatch):
+    """A 35 MB PDF took ~450 MB in the worker that opened it; idle, it goes back to its size."""
+    objects = b"".join(b"%d 0 obj << /A [1 2 3] >> endobj\n" % number for number in range(1, 1_000_000))
+    big = b"%PDF-1.4\n" + objects
+    options = IngestOptions(render_workers=2, max_file_bytes=len(big))
+    idle_workers(options)
+    before = max(resident_mb(p) for p in rendering_workers())
+    assert load_files([("big.pdf", big)], options).problems  # no pages in it: refused, after opening
+    wait_until(lambda: max(resident_mb(p) for p in rendering_workers()) < before + 50, seconds=30)
+
+
+def test_removing_the_render_folder_retries_and_never_raises(tmp_path, caplog):
+    """A worker killed on cancel can write one more page file while the folder is removed."""
+    class Folder:
+        name = str(tmp_path)
+
+        def __init__(self, failures):
+            self.failures = failures
+
+        def cleanup(self):
+            if self.failures:
+                self.failures -= 1
+                raise OSError(39, "Directory not empty")
+
+    late_file = Folder(failures=2)
+    rendering._remove_folder(late_file)
+    assert late_file.failures == 0 and not caplog.records
+    rendering._remove_folder(Folder(failures=100))  # logged, never raised: the pages already loaded stay
+    assert "could not remove the render folder" in caplog.text
+
+
 # --- helpers: the pool's worker processes, seen from outside -----------------------------------
 
 
@@ -233,6 +292,14 @@ def idle_workers(options: IngestOptions) -> set[int]:
     load_files([("warm-up.pdf", corpus.text_pdf("warm"))], options)
     wait_until(lambda: len(rendering_workers()) >= 2 and not any(busy(p) for p in rendering_workers()))
     return worker_pids()
+
+
+def resident_mb(process) -> float:
+    try:
+        with open(f"/proc/{process.pid}/status") as handle:
+            return next(int(line.split()[1]) / 1024 for line in handle if line.startswith("VmRSS"))
+    except OSError:
+        return 0.0
 
 
 def busy(process) -> bool:

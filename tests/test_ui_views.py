@@ -94,6 +94,8 @@ def profile_of(username: str):
 
 def test_with_login_on_judgments_carry_the_signed_in_name_only(arena, ranked, monkeypatch):
     monkeypatch.setenv("OAUTH_CLIENT_ID", "a-space-with-hf-oauth")
+    assert not ui.login_required()  # off a Space, Gradio's login is a mock: anyone is its user
+    monkeypatch.setenv("SYSTEM", "spaces")
     query_id, page_hash = ranked["query_id"], ranked["models"][A]["ranking"][0]["content_hash"]
     with pytest.raises(Exception, match="Sign in with Hugging Face"):
         ui.judge(arena, query_id, page_hash, "alice", "relevant")  # a typed name is anyone's
