@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .models import MODELS, render_prompt
-from .store import DEFAULT_PATH, NOT_RELEVANT, RELEVANT, QueryPage, Store, majority
+from .store import DEFAULT_PATH, NOT_RELEVANT, RELEVANT, QueryPage, Store, majority, parse_moment
 
 Format = Literal["pointwise", "sentence-transformers", "flagembedding", "parquet"]
 Rule = Literal["top_k", "above_lowest_positive", "either", "all"]
@@ -70,7 +70,9 @@ class ExportOptions:
     annotator: str | None = None  # only this annotator's labels
     since: date | datetime | str | None = None  # labels given from then on
     until: date | datetime | str | None = None  # labels as they stood then (a date: that whole day)
-    require_agreement: bool = False  # drop pages on which annotators disagree (else: majority)
+    # Drop pages on which annotators disagree (else: majority). Everyone's labels at `until` count:
+    # with or without it, a page the whole team labels the other way is never exported.
+    require_agreement: bool = False
     include_mined_negatives: bool = False  # unjudged pages a model ranked high, marked `mined_negative`
     models: tuple[str, ...] | None = None  # models whose ranks count; None: every model with scores
     negatives_per_row: int | None = None  # sentence-transformers n; None: the fewest any query has
@@ -187,11 +189,24 @@ def select(store: Store, options: ExportOptions) -> Selection:
         return _select(store, options)
 
 
+def _votes(judgments) -> dict[int, dict[str, dict[str, str]]]:
+    """query → page → {annotator: label}."""
+    votes: dict[int, dict[str, dict[str, str]]] = {}
+    for j in judgments:
+        votes.setdefault(j.query_id, {}).setdefault(j.page_hash, {})[j.annotator] = j.label
+    return votes
+
+
+def _binary(labels: dict[str, str]) -> dict[str, str]:
+    return {who: label for who, label in labels.items() if label in (RELEVANT, NOT_RELEVANT)}
+
+
 def _select(store: Store, options: ExportOptions) -> Selection:
     judged = store.current_judgments(annotator=options.annotator, since=options.since, until=options.until)
-    votes: dict[int, dict[str, dict[str, str]]] = {}
-    for j in judged:
-        votes.setdefault(j.query_id, {}).setdefault(j.page_hash, {})[j.annotator] = j.label
+    votes = _votes(judged)
+    # Everyone's labels as they stood at `until`: the annotator and `since` filters choose which
+    # judgments are exported, but never export a page the whole team labels the other way.
+    team = votes if not (options.annotator or options.since) else _votes(store.current_judgments(until=options.until))
     pages = {query_id: store.query_pages(query_id) for query_id in sorted(votes)}
     models = options.models or tuple(sorted({m for ps in pages.values() for p in ps for m in p.scores}))
 
@@ -200,15 +215,14 @@ def _select(store: Store, options: ExportOptions) -> Selection:
         summary = store.query(query_id)
         labelled: list[tuple[QueryPage, str, tuple[str, ...]]] = []
         for page in candidates:
-            page_votes = {
-                who: label
-                for who, label in votes[query_id].get(page.page_hash, {}).items()
-                if label in (RELEVANT, NOT_RELEVANT)
-            }
+            page_votes = _binary(votes[query_id].get(page.page_hash, {}))
             if not page_votes:
                 continue  # unjudged, or only skipped
             label = majority(page_votes.values())
-            if label is None or (options.require_agreement and len(set(page_votes.values())) > 1):
+            team_votes = _binary(team.get(query_id, {}).get(page.page_hash, {}))
+            team_label = majority(team_votes.values())
+            if (label is None or team_label not in (None, label)
+                    or (options.require_agreement and len(set(team_votes.values()) | {label}) > 1)):
                 disagreements += 1
                 continue
             labelled.append((page, label, tuple(sorted(who for who, vote in page_votes.items() if vote == label))))
@@ -222,9 +236,11 @@ def _select(store: Store, options: ExportOptions) -> Selection:
                     negatives.append(_example(page, NOT_RELEVANT, who, hard))
         negatives.sort(key=lambda e: _hardness(e, models))
         if options.include_mined_negatives:
-            # "Unjudged" by anyone at all: a page someone labelled (even outside the filters,
-            # or as skip) is never mined, so a known positive cannot come back as a negative.
+            # "Unjudged" by anyone at all: a page someone labelled, now or at `until` (even
+            # outside the filters, or as skip), is never mined, so a known positive cannot come
+            # back as a negative, nor a page twice.
             seen = {j.page_hash for j in store.current_judgments(query_id=query_id)}
+            seen |= set(votes[query_id]) | set(team.get(query_id, {}))
             mined = [
                 _example(p, MINED, (), hard)
                 for p in candidates
@@ -581,9 +597,12 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         "--max-negatives", type=int, default=10, metavar="N", help="at most this many negatives per query (default 10)"
     )
     parser.add_argument("--annotator", metavar="NAME", help="only this annotator's judgments")
-    parser.add_argument("--since", type=_date_arg, help="only labels given from this date/time on (YYYY-MM-DD or ISO)")
-    parser.add_argument("--until", type=_date_arg, help="labels as they stood at this date (whole day) or time")
-    parser.add_argument("--agreement", action="store_true", help="drop pages on which annotators disagree")
+    parser.add_argument("--since", type=_date_arg, help="only labels given or changed (relabel, undo) from this date "
+                        "(YYYY-MM-DD) or ISO time on; times without an offset are UTC")
+    parser.add_argument("--until", type=_date_arg, help="labels as they stood at the end of this date, or at this "
+                        "ISO time (UTC unless it has an offset)")
+    parser.add_argument("--agreement", action="store_true", help="drop pages on which annotators disagree (all "
+                        "annotators count, whatever --annotator and --since keep)")
     parser.add_argument(
         "--mined", action="store_true", help="add unjudged pages a model ranked high, marked mined_negative"
     )
@@ -600,7 +619,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
 def _date_arg(text: str) -> date | datetime:
     try:
-        return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        return parse_moment(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD) or ISO time: {text!r}") from None
 

@@ -480,20 +480,21 @@ def export_options(fmt, rule, k, max_negatives, annotator, since, until, agreeme
     from .export import ExportOptions
 
     return ExportOptions(
-        format=fmt, rule=rule, k=_whole_number("k", k), max_negatives=_whole_number("Max negatives", max_negatives),
+        format=fmt, rule=rule, k=_whole_number("k", k),
+        max_negatives=_whole_number("Max negatives", max_negatives, least=0),  # 0: positives only
         annotator=(annotator or "").strip() or None, since=(since or "").strip() or None,
         until=(until or "").strip() or None, require_agreement=bool(agreement), include_mined_negatives=bool(mined),
     )
 
 
-def _whole_number(name: str, value) -> int:
-    """A number box's value as an int ≥ 1, or a message naming the box (an emptied box is None)."""
+def _whole_number(name: str, value, least: int = 1) -> int:
+    """A number box's value as an int ≥ `least`, or a message naming the box (an emptied box is None)."""
     try:
         number = int(value)
     except (TypeError, ValueError):
         number = None
-    if number is None or number < 1 or (isinstance(value, float) and value != number):
-        raise gr.Error(f"{name} must be a whole number of at least 1 (got {value!r}).")
+    if number is None or number < least or (isinstance(value, float) and value != number):
+        raise gr.Error(f"{name} must be a whole number of at least {least} (got {value!r}).")
     return number
 
 
@@ -704,8 +705,8 @@ def build_app(arena: Arena) -> gr.Blocks:
                     max_negatives = gr.Number(10, label="Max negatives per query", precision=0, minimum=0)
                     export_annotator = gr.Textbox(label="Only this annotator (empty: all, majority)")
                 with gr.Row():
-                    since = gr.Textbox(label="Judged since (YYYY-MM-DD)")
-                    until = gr.Textbox(label="Judged until (YYYY-MM-DD)")
+                    since = gr.Textbox(label="Judged since (YYYY-MM-DD, UTC)")
+                    until = gr.Textbox(label="Judged until (YYYY-MM-DD, UTC)")
                     agreement_only = gr.Checkbox(label="Only pages annotators agree on")
                     mined = gr.Checkbox(label="Add model-mined negatives (unjudged)")
                 with gr.Row():

@@ -8,7 +8,7 @@ import json
 import random
 import re
 import zipfile
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import datasets
@@ -489,3 +489,56 @@ def test_flagembedding_takes_each_querys_scores_from_a_model_that_scored_it(tmp_
     with pytest.raises(ValueError, match="teacher 'qwen-typo' has no scores here"):
         rows(teacher="qwen-typo")
     store.close()
+
+
+# ----- filters never contradict the team's labels ----------------------------------------------
+def one_query(tmp_path: Path, count: int, scores: list[float]) -> tuple[Store, int, list[str]]:
+    store = Store(tmp_path / "filters.db")
+    pages = make_pages([f"p{i}" for i in range(count)], "doc.pdf", seed=7)
+    query_id = store.save_ranking("q", None, list(pages.values()), scores={A: scores}, settings={A: {}})
+    return store, query_id, [page.content_hash for page in pages.values()]
+
+
+def test_an_export_as_of_a_date_never_mines_a_page_labelled_then(tmp_path, clock):
+    """Relevant on 1 March, undone on 10 March: exported `until` 5 March with mined negatives,
+    the page is a positive, not also a mined negative (nor is a page mined twice)."""
+    store, query_id, hashes = one_query(tmp_path, 4, [0.9, 0.8, 0.7, 0.1])
+    store.record_judgment(query_id, hashes[0], "ann", RELEVANT)
+    store.record_judgment(query_id, hashes[1], "ann", RELEVANT)
+    store.record_judgment(query_id, hashes[3], "ann", NOT_RELEVANT)
+    clock.moment = datetime(2026, 3, 10, tzinfo=timezone.utc)
+    store.undo(query_id, "ann")
+    store.undo(query_id, "ann")
+    (selected,) = select(store, ExportOptions(until="2026-03-05", include_mined_negatives=True, rule="all")).queries
+    positives = [e.page_hash for e in selected.positives]
+    negatives = [(e.page_hash, e.label) for e in selected.negatives]
+    assert positives == [hashes[0], hashes[1]]
+    assert negatives == [(hashes[3], NOT_RELEVANT), (hashes[2], MINED)]
+
+
+def test_filtered_exports_drop_a_page_the_whole_team_labels_the_other_way(tmp_path, clock):
+    """ann and bob call p0 relevant on 1 March; cid calls it not relevant on 10 March. An export
+    of labels `since` 5 March, or of cid's alone, must not make p0 a negative."""
+    store, query_id, hashes = one_query(tmp_path, 3, [0.9, 0.8, 0.1])
+    for who in ("ann", "bob"):
+        store.record_judgment(query_id, hashes[0], who, RELEVANT)
+    store.record_judgment(query_id, hashes[2], "ann", RELEVANT)
+    clock.moment = datetime(2026, 3, 10, tzinfo=timezone.utc)
+    store.record_judgment(query_id, hashes[0], "cid", NOT_RELEVANT)
+    store.record_judgment(query_id, hashes[1], "cid", NOT_RELEVANT)
+    for options in (ExportOptions(since="2026-03-05", rule="all"), ExportOptions(annotator="cid", rule="all")):
+        selection = select(store, options)
+        (selected,) = selection.queries
+        assert [e.page_hash for e in selected.negatives] == [hashes[1]] and not selected.positives
+        assert selection.disagreements == 1
+    # With --agreement, one dissenting voice anywhere drops the page, whatever the filters keep.
+    store.record_judgment(query_id, hashes[2], "cid", NOT_RELEVANT)
+    selection = select(store, ExportOptions(annotator="ann", rule="all", require_agreement=True))
+    assert selection.queries == () and selection.disagreements == 2
+
+
+@pytest.mark.parametrize("written", ["2026-03-01", "20260301"])
+def test_dates_may_be_written_either_iso_way(arena, written):
+    store, _, _ = arena
+    whole_day = select(store, ExportOptions(until=date(2026, 3, 1)))
+    assert whole_day.judgments > 0 and select(store, ExportOptions(until=written)) == whole_day

@@ -424,3 +424,21 @@ def test_staged_pngs_of_a_request_that_never_saved_are_bounded(store: Store, mon
     pages = make_pages(5, size=(8, 8))
     ranked(store, pages)  # the two dropped ones are simply encoded at save time
     assert all(store.page_image(page.content_hash).size == (8, 8) for page in pages)
+
+
+def test_a_query_asked_again_at_another_budget_keeps_the_earlier_pages_scores(store: Store):
+    """The same question over another upload at another image budget: the first upload's pages
+    keep their (latest) scores, so evaluation and export still see them as ranked."""
+    A = "qwen3-vl-reranker-2b"
+    first, second = make_pages(3, "2023.pdf", seed=3), make_pages(2, "2024.pdf", seed=4)
+    query_id = store.save_ranking("revenue?", None, first, scores={A: [0.9, 0.2, 0.3]}, settings={A: {"max_pixels": 1}})
+    again = store.save_ranking("revenue?", None, second, scores={A: [0.5, 0.6]}, settings={A: {"max_pixels": 2}})
+    assert again == query_id
+    pages = store.query_pages(query_id)
+    assert [p.scores[A] for p in pages] == [0.9, 0.2, 0.3, 0.5, 0.6]
+    assert [p.ranks[A] for p in pages] == [1, 5, 4, 3, 2]
+    # A page scored under both budgets shows its latest score; one budget only when asked.
+    store.save_ranking("revenue?", None, first[:1], scores={A: [0.1]}, settings={A: {"max_pixels": 2}})
+    assert store.query_pages(query_id)[0].scores[A] == 0.1
+    only_first = store.query_pages(query_id, settings={A: store_module.settings_key({"max_pixels": 1})})
+    assert [p.scores.get(A) for p in only_first] == [0.9, 0.2, 0.3, None, None]

@@ -273,3 +273,11 @@ def test_exports_older_than_an_hour_are_removed_when_the_next_is_made(arena, ran
     os.utime(os.path.dirname(old), (hour_ago, hour_ago))
     new = ui.export_file(arena, "pointwise", "all", 5, 10)
     assert os.path.exists(new) and not os.path.exists(old)
+
+
+def test_export_allows_zero_negatives_but_not_fewer():
+    assert ui.export_options("pointwise", "either", 5, 0, "", "", "", False, False).max_negatives == 0  # positives only
+    with pytest.raises(Exception, match="Max negatives must be a whole number of at least 0"):
+        ui.export_options("pointwise", "either", 5, -1, "", "", "", False, False)
+    with pytest.raises(Exception, match="k must be a whole number of at least 1"):
+        ui.export_options("pointwise", "either", 0, 3, "", "", "", False, False)
