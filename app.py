@@ -9,6 +9,7 @@ cache folder), RERANKER_VISION_CACHE_MB / RERANKER_PREFIX_CACHE_MB (model caches
 from __future__ import annotations
 
 import logging
+import signal
 
 # The PDF render worker processes are spawned, and a spawned process runs this file again as
 # "__mp_main__" before it can take work: it must not import the app, load the models or build it.
@@ -18,9 +19,12 @@ if __name__ != "__mp_main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     arena = create_arena()
     demo = build_app(arena)
-    # GPU work (the Rank button and /rank) runs one at a time via its concurrency group; judging,
-    # exporting and browsing run alongside it.
+    # Rankings (the Rank button and /rank) run up to three at a time, their model work one at a
+    # time (Arena.scoring); judging, exporting and browsing run alongside.
     demo.queue(default_concurrency_limit=8)
 
 if __name__ == "__main__":
+    # A stop signal (a Space restarting, `kill`) shuts down as Ctrl-C does, so the clean-up runs:
+    # the render workers stop and the uploads' render folders are removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     demo.launch(**launch_options(arena))

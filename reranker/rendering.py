@@ -207,6 +207,15 @@ def _worker_start() -> None:
     # over its limit would render on for pebble's 3 s grace period before SIGKILL. Nothing in a
     # worker needs tidying up (the app process removes the render folder), so SIGTERM ends it.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # The time limits live in the app process: if it dies (killed, or a SIGTERM that skips its
+    # clean-up), a worker stuck in a page would render on for minutes. Linux ends it with its parent.
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux
+        pass
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 _POOL = SharedExecutor(

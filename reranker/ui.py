@@ -19,6 +19,7 @@ import pickle
 import re
 import shutil
 import tempfile
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -135,6 +136,9 @@ class Arena:
         # Uploads already rendered: a new query about the same files skips the rendering.
         self.ingested = ingest_cache(PAGE_MEMORY_BYTES)
         self.images = PageImages(self.cache_dir, self.store.page_image, PAGE_MEMORY_BYTES)
+        # One ranking's model work at a time (the models, their caches and the GPU are shared);
+        # reading, rendering and saving of other rankings go on meanwhile.
+        self.scoring = threading.Lock()
 
     @property
     def guidelines_path(self) -> Path:
@@ -168,6 +172,8 @@ except ImportError:  # elsewhere it is a no-op anyway
         return lambda function: function
 
 
+# Rankings in progress at once (each may hold an upload's pages: up to 400 MP, 1.2 GB of pixels).
+RANK_CONCURRENCY = 3
 GPU_SECONDS_BASE = 20  # a fresh ZeroGPU worker's CUDA start-up, with room to spare
 GPU_SECONDS_PER_PAGE = 1.0  # per (page, model): ~5x an H200's cold time at the largest default budget
 GPU_SECONDS_MAX = 120
@@ -225,12 +231,23 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
             max_pixels={A_KEY: budget_pixels(A_KEY, budget_a), B_KEY: budget_pixels(B_KEY, budget_b)},
             progress=_GradioProgress(progress) if progress else None,
             ingest_cache=arena.ingested,
-            # Looked up per call (not bound once): the tests put a forked worker behind it.
-            scorer=lambda pool, *work: score_on_gpu(arena, *work),
+            scorer=lambda pool, *work: _score_in_turn(arena, progress, *work),
         )
     except QueryError as error:
         raise gr.Error(str(error)) from None
     return ranking_as_dict(result, query_id)
+
+
+def _score_in_turn(arena: Arena, progress, *work) -> dict[str, ranking.Scored]:
+    """`score_on_gpu` once no other ranking's model work is running (see `Arena.scoring`)."""
+    if not arena.scoring.acquire(blocking=False):
+        if progress is not None:
+            progress(None, desc="Waiting for another visitor's ranking to finish on the models…")
+        arena.scoring.acquire()
+    try:
+        return score_on_gpu(arena, *work)  # looked up per call: the tests put a forked worker behind it
+    finally:
+        arena.scoring.release()
 
 
 def _upload(item) -> str:
@@ -750,7 +767,10 @@ def build_app(arena: Arena) -> gr.Blocks:
 
         for trigger in (rank_button.click, query.submit):
             trigger(on_rank, [files, query, instruction, budget_a, budget_b, dpi], ranking_state,
-                    api_name="rank" if trigger == rank_button.click else False, concurrency_id="gpu", concurrency_limit=1,
+                    # Up to RANK_CONCURRENCY rankings read, render and save at once; their
+                    # model work takes turns (Arena.scoring), so a slow upload holds up no one.
+                    api_name="rank" if trigger == rank_button.click else False, concurrency_id="rank",
+                    concurrency_limit=RANK_CONCURRENCY,
                     api_visibility="public" if trigger == rank_button.click else "private",
                     ).then(lambda data: show_ranking(arena, data), ranking_state, rank_outputs, api_visibility="private",
                            ).then(lambda data, name: _pick_latest(arena, data, name), [ranking_state, annotator], [query_pick, position],

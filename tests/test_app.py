@@ -243,3 +243,33 @@ def test_a_spawned_render_worker_does_not_rerun_the_app():
     done = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[] []"
+
+
+def test_a_slow_upload_does_not_hold_up_another_visitors_ranking(app_server, tmp_path):
+    """Visitor A's PDF stalls the renderer (until its 15 s page limit); visitor B's one image,
+    sent a moment later, is ranked meanwhile: only the model work takes turns."""
+    import threading
+
+    from gradio_client import Client, handle_file
+
+    from . import bad_inputs as corpus
+
+    bomb = tmp_path / "bomb.pdf"
+    bomb.write_bytes(corpus.render_bomb_pdf(depth=8))  # ~30 s of rendering
+    outcome = {}
+
+    def visitor_a():
+        client = Client(app_server.url, verbose=False)
+        outcome["a"] = client.predict(files=[handle_file(str(bomb)), handle_file(str(IMAGES[0]))],
+                                      query="a slow upload", api_name="/rank")
+
+    slow = threading.Thread(target=visitor_a)
+    slow.start()
+    slow.join(timeout=2)  # A's request is in by now, rendering
+    quick = Client(app_server.url, verbose=False).predict(
+        files=[handle_file(str(IMAGES[1]))], query="a quick question", api_name="/rank")
+    assert slow.is_alive(), "visitor B waited for visitor A's upload"
+    assert len(quick["pages"]) == 1 and all(model["error"] is None for model in quick["models"].values())
+    slow.join()
+    assert any(problem.startswith("bomb.pdf, page 1: took over 15 s to render") for problem in outcome["a"]["problems"])
+    assert len(outcome["a"]["pages"]) == 1  # the image of A's upload is still ranked

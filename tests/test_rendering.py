@@ -9,7 +9,9 @@ import signal
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from multiprocessing import active_children
+from pathlib import Path
 
 import pymupdf
 import pytest
@@ -335,3 +337,51 @@ def cpu_seconds(process) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # user + system time
+
+
+def test_a_worker_ends_with_the_app_process_even_when_it_is_killed(tmp_path):
+    """The time limits live in the app process; a worker must not render on after it died."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "stalls.py"
+    script.write_text(
+        "from reranker.documents import IngestOptions, load_files\n"
+        "from tests.bad_inputs import render_bomb_pdf\n"
+        "if __name__ == '__main__':\n"
+        "    load_files([('bomb.pdf', render_bomb_pdf(depth=9))], IngestOptions(render_workers=1, page_render_seconds=600))\n")
+    root = Path(__file__).resolve().parent.parent
+    app = subprocess.Popen([sys.executable, str(script)], cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        busy_children = []  # the render worker (the others: multiprocessing's resource tracker)
+        wait_until(lambda: busy_children.extend(c for c in children_of(app.pid) if cpu_seconds(c) > 0.5) or busy_children)
+        worker = busy_children[0]
+        app.kill()
+        app.wait()
+        wait_until(lambda: not Path(f"/proc/{worker.pid}").exists() or zombie(worker.pid))
+    finally:
+        app.kill()
+
+
+@dataclass
+class Child:
+    pid: int
+
+
+def children_of(pid: int) -> list[Child]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(Child(int(stat.parent.name)))
+    return found
+
+
+def zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

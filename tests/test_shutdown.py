@@ -1,0 +1,39 @@
+"""Stopping the app (SIGTERM: a Space restarting, `kill`) while it renders a visitor's upload:
+the render workers end and the upload's render folder is removed, as with Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from .app_server import start_app
+from .bad_inputs import render_bomb_pdf
+from .test_rendering import children_of, cpu_seconds, wait_until, zombie
+
+
+def test_sigterm_while_rendering_leaves_no_worker_and_no_upload_behind(tiny_checkpoints, tmp_path):
+    from gradio_client import Client, handle_file
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    server = start_app({**tiny_checkpoints.environment(), "TMPDIR": str(temp)}, tmp_path / "app")
+    try:
+        bomb = tmp_path / "bomb.pdf"
+        bomb.write_bytes(render_bomb_pdf(depth=9))  # minutes of rendering
+
+        def visitor():
+            try:
+                Client(server.url, verbose=False).predict(files=[handle_file(str(bomb))], query="q", api_name="/rank")
+            except Exception:
+                pass  # the app went away mid-request: expected
+
+        threading.Thread(target=visitor, daemon=True).start()
+        busy = []
+        wait_until(lambda: busy.extend(c for c in children_of(server.process.pid) if cpu_seconds(c) > 0.5) or busy)
+        assert any(path.name.startswith("render-") for path in temp.iterdir())
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=60) is not None
+        wait_until(lambda: zombie(busy[0].pid), seconds=30)  # the worker that was rendering is gone
+        assert not [path.name for path in temp.iterdir() if path.name.startswith("render-")]
+    finally:
+        server.stop()
