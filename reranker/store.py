@@ -140,6 +140,27 @@ MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1_initial, _v2_undo_link
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+class StoreError(RuntimeError):
+    """The database could not be opened or written; the message names the file and the cause
+    in words an annotator can act on (disk full, read-only, busy)."""
+
+
+def _explain(path: Path, error: sqlite3.Error | OSError, doing: str = "written") -> StoreError:
+    text = str(error).lower()
+    if "full" in text or getattr(error, "errno", None) == 28:
+        reason = "the disk holding it is full; free some space and try again"
+    elif "readonly" in text or "read-only" in text or getattr(error, "errno", None) in (13, 30):
+        reason = "it is read-only here (check the file's permissions and the disk it is on)"
+    elif "locked" in text or "busy" in text:
+        reason = f"another process kept it locked for over {BUSY_TIMEOUT_S:g} s; try again in a moment"
+    elif "unable to open" in text:
+        reason = "it cannot be opened (does its folder exist, and may this app write there?)"
+    else:
+        reason = f"{type(error).__name__}: {error}"
+    saved = " Nothing was saved by this action." if doing == "written" else ""
+    return StoreError(f"The database {path} could not be {doing}: {reason}.{saved}")
+
+
 class SchemaTooNewError(RuntimeError):
     """The file was written by a newer version of the app; refusing to touch it."""
 
@@ -336,14 +357,17 @@ class Store:
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: weakref.WeakSet[Database] = weakref.WeakSet()  # for close(); dies with its thread
         self._staged: OrderedDict[str, Future] = OrderedDict()  # content hash → its PNG being encoded
-        db = self.db
-        _enable_wal(db)
-        migrate(db)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = self.db
+            _enable_wal(db)
+            migrate(db)
+        except (sqlite3.OperationalError, OSError) as error:
+            raise _explain(self.path, error, "opened") from error
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -370,8 +394,14 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _write(self) -> contextlib.AbstractContextManager[Database]:
-        return write_transaction(self.db)
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Database]:
+        """A write transaction; a failure of the database itself becomes a StoreError."""
+        try:
+            with write_transaction(self.db) as db:
+                yield db
+        except (sqlite3.OperationalError, OSError) as error:
+            raise _explain(self.path, error) from error
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Store]:

@@ -1,4 +1,4 @@
-"""Page images for display: a JPEG per (page, size), written once into a folder.
+"""Page images for display: a JPEG per (page, size), written once into a bounded folder.
 
 Recently ranked pages are kept in memory (bounded by their RGB bytes), so their thumbnails need
 no database read; older ones are loaded through `load` (the store). `prepare` writes a batch of
@@ -8,6 +8,7 @@ does while the models are scoring, so the gallery is ready when the scores are.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -22,12 +23,20 @@ JPEG_QUALITY = 88
 
 
 class PageImages:
-    def __init__(self, folder: Path, load: Callable[[str], Image.Image], memory_bytes: int):
+    """`disk_bytes` bounds the folder: past it, the JPEGs used longest ago are removed (any of
+    them is made again from the database when next shown)."""
+
+    def __init__(self, folder: Path, load: Callable[[str], Image.Image], memory_bytes: int,
+                 disk_bytes: int = 1 << 30):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._load = load
         self._pages = LRUCache(memory_bytes)  # content hash → Page
         self._workers = thread_pool("thumbnails")
+        self.disk_bytes = disk_bytes
+        self._written = 0  # bytes written since the last sweep
+        self._sweeping = threading.Lock()
+        self.sweep()  # a folder kept from earlier runs (persistent storage) may be over already
 
     def remember(self, pages: Iterable) -> None:
         for page in pages:
@@ -36,15 +45,47 @@ class PageImages:
     def path(self, page_hash: str, max_side: int) -> str:
         """A JPEG of the page no larger than `max_side` (written now unless it already is)."""
         path = self.folder / f"{page_hash[:32]}-{max_side}.jpg"
-        if not path.exists():
-            page = self._pages.get(page_hash)
-            image = page.thumbnail(max_side) if page else _shrink(self._load(page_hash), max_side)
-            # Written under a private name, then renamed: two threads writing the same
-            # thumbnail never leave a half-written file behind.
-            partial = path.with_suffix(f".{threading.get_ident()}.part")
-            image.convert("RGB").save(partial, format="JPEG", quality=JPEG_QUALITY)
-            partial.replace(path)
+        try:
+            os.utime(path)  # used now: the sweep removes the JPEGs used longest ago
+            return str(path)
+        except FileNotFoundError:
+            pass
+        page = self._pages.get(page_hash)
+        image = page.thumbnail(max_side) if page else _shrink(self._load(page_hash), max_side)
+        # Written under a private name, then renamed: two threads writing the same
+        # thumbnail never leave a half-written file behind.
+        partial = path.with_suffix(f".{threading.get_ident()}.part")
+        image.convert("RGB").save(partial, format="JPEG", quality=JPEG_QUALITY)
+        self._written += partial.stat().st_size
+        partial.replace(path)
+        if self._written > self.disk_bytes // 10:
+            self.sweep()
         return str(path)
+
+    def sweep(self) -> None:
+        """Remove the JPEGs used longest ago until the folder holds at most 80% of `disk_bytes`
+        (one thread sweeps; the others carry on)."""
+        if not self._sweeping.acquire(blocking=False):
+            return
+        try:
+            self._written = 0
+            files = []
+            for path in self.folder.glob("*.jpg"):
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue
+                files.append((stat.st_mtime, stat.st_size, path))
+            total = sum(size for _, size, _ in files)
+            if total <= self.disk_bytes:
+                return
+            for _, size, path in sorted(files):
+                if total <= self.disk_bytes * 0.8:
+                    break
+                path.unlink(missing_ok=True)
+                total -= size
+        finally:
+            self._sweeping.release()
 
     def prepare(self, pages: Iterable, max_side: int) -> list[Future]:
         """Remember `pages` and start writing their thumbnails on worker threads."""

@@ -32,7 +32,7 @@ from . import ranking, scoring
 from .documents import DEFAULT_DPI, IngestOptions, ingest_cache
 from .models import MODELS, TOKENS_PER_SIDE_PX, get_spec
 from .scoring import QueryError, cpu_has_bfloat16
-from .store import Store
+from .store import Store, StoreError
 from .thumbnails import PageImages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,7 +135,8 @@ class Arena:
         _ARENAS[self._number] = self
         # Uploads already rendered: a new query about the same files skips the rendering.
         self.ingested = ingest_cache(PAGE_MEMORY_BYTES)
-        self.images = PageImages(self.cache_dir, self.store.page_image, PAGE_MEMORY_BYTES)
+        thumbnail_mb = float(os.environ.get("RERANKER_THUMBNAIL_CACHE_MB") or 1024)
+        self.images = PageImages(self.cache_dir, self.store.page_image, PAGE_MEMORY_BYTES, int(thumbnail_mb * 2**20))
         # One ranking's model work at a time (the models, their caches and the GPU are shared);
         # reading, rendering and saving of other rankings go on meanwhile.
         self.scoring = threading.Lock()
@@ -233,7 +234,7 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
             ingest_cache=arena.ingested,
             scorer=lambda pool, *work: _score_in_turn(arena, progress, *work),
         )
-    except QueryError as error:
+    except (QueryError, StoreError) as error:
         raise gr.Error(str(error)) from None
     return ranking_as_dict(result, query_id)
 
@@ -460,7 +461,7 @@ def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: st
         raise gr.Error(f"label must be one of relevant, not_relevant, skip (got {label!r})")
     try:
         arena.store.record_judgment(int(query_id), page_hash, annotator, label)
-    except (ValueError, KeyError) as error:
+    except (ValueError, KeyError, StoreError) as error:
         raise gr.Error(str(error)) from None
     judged, total = arena.store.progress(int(query_id), annotator)
     return dict(query_id=int(query_id), page_hash=page_hash, annotator=annotator, label=label, judged=judged, total=total)
@@ -472,7 +473,7 @@ def undo(arena: Arena, query_id: int, annotator: str, profile: gr.OAuthProfile |
     try:
         undone = arena.store.undo(int(query_id), annotator)
         judged, total = arena.store.progress(int(query_id), annotator)
-    except (ValueError, KeyError) as error:  # e.g. no such query
+    except (ValueError, KeyError, StoreError) as error:  # e.g. no such query, a full disk
         raise gr.Error(str(error)) from None
     return dict(
         undone=None if undone is None else dict(page_hash=undone.page_hash, undone_label=undone.undone_label,

@@ -28,3 +28,24 @@ def test_a_page_not_in_memory_is_loaded_through_the_store(tmp_path, sample_pages
     images.remember([page])
     with Image.open(images.path(page.content_hash, 128)) as thumbnail:
         assert max(thumbnail.size) == 128
+
+
+def test_the_folder_stays_within_its_bytes_and_keeps_what_was_shown_lately(tmp_path, sample_pages_dir):
+    import os
+    import time
+
+    pages = load_files(sorted(sample_pages_dir.glob("doc_*.jpg"))).pages
+    one = PageImages(tmp_path / "probe", lambda h: None, memory_bytes=2**30)
+    one.remember(pages[:1])
+    size = os.path.getsize(one.path(pages[0].content_hash, 256))
+    images = PageImages(tmp_path / "thumbs", lambda h: None, memory_bytes=2**30, disk_bytes=4 * size)
+    images.remember(pages)
+    first = images.path(pages[0].content_hash, 256)
+    for page in pages[1:]:
+        os.utime(first, (time.time() + 1, time.time() + 1))  # shown again after each other page
+        images.path(page.content_hash, 256)
+    files = list((tmp_path / "thumbs").glob("*.jpg"))
+    assert sum(f.stat().st_size for f in files) <= 4 * size * 1.5 and len(files) < len(pages)
+    assert os.path.exists(first)  # the one shown lately stays
+    gone = next(page for page in pages if not (tmp_path / "thumbs" / f"{page.content_hash[:32]}-256.jpg").exists())
+    assert os.path.exists(images.path(gone.content_hash, 256))  # made again when shown

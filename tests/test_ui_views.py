@@ -281,3 +281,42 @@ def test_export_allows_zero_negatives_but_not_fewer():
         ui.export_options("pointwise", "either", 5, -1, "", "", "", False, False)
     with pytest.raises(Exception, match="k must be a whole number of at least 1"):
         ui.export_options("pointwise", "either", 0, 3, "", "", "", False, False)
+
+
+def test_a_full_disk_is_named_and_no_judgment_is_half_saved(arena, ranked):
+    """SQLite's own limit stands in for a full disk: the annotator reads why, nothing is lost."""
+    query_id = ranked["query_id"]
+    hashes = [entry["content_hash"] for entry in ranked["models"][A]["ranking"]]
+    store = arena.store
+    store.db.execute(f"PRAGMA max_page_count = {store.db.execute('PRAGMA page_count').fetchone()[0]}")
+    saved = 0
+    with pytest.raises(Exception, match=r"could not be written: the disk holding it is full.*Nothing was saved") as failure:
+        for n in range(10_000):
+            ui.judge(arena, query_id, hashes[n % len(hashes)], "ann", ("relevant", "not_relevant")[n // len(hashes) % 2])
+            saved += 1
+    assert type(failure.value).__name__ == "Error" and str(store.path) in str(failure.value)  # a gr.Error
+    with pytest.raises(Exception, match="disk holding it is full"):
+        ui.undo(arena, query_id, "ann")
+    store.db.execute("PRAGMA max_page_count = 1073741823")  # space again
+    rows = store.db.execute("SELECT COUNT(*) FROM judgments WHERE annotator = 'ann'").fetchone()[0]
+    assert rows == saved  # every judgment acknowledged is stored, the refused ones are not
+    assert ui.judge(arena, query_id, hashes[0], "ann", "skip")["label"] == "skip"
+
+
+def test_a_database_that_cannot_be_opened_is_named(tmp_path):
+    from reranker.store import Store, StoreError
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the database's folder should be")
+    with pytest.raises(StoreError, match=r"The database .*not-a-folder/arena.db could not be opened"):
+        Store(blocker / "arena.db")
+
+
+def test_a_ranking_that_cannot_be_saved_says_why(arena, ranked):
+    from .bad_inputs import SAMPLE_PAGES
+
+    store = arena.store
+    store.db.execute(f"PRAGMA max_page_count = {store.db.execute('PRAGMA page_count').fetchone()[0]}")
+    with pytest.raises(Exception, match=r"could not be written: the disk holding it is full") as failure:
+        ui.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[4:6]], "another question", None, None, None, None)
+    assert type(failure.value).__name__ == "Error"
