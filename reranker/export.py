@@ -435,9 +435,13 @@ def _jsonl(rows: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n" for row in rows).encode()
 
 
-def _write_zip(path: Path, members: dict[str, bytes]) -> None:
+def _write_zip(path: Path, members: dict[str, bytes], images: dict[str, str], store: Store) -> None:
+    """The data files, then each image (member name → page hash), read from the store as it is
+    written: one image in memory at a time, however large the export."""
+    contents = [(name, lambda name=name: members[name]) for name in sorted(members)]
+    contents += [(name, lambda name=name: store.page_png(images[name])) for name in sorted(images)]
     with zipfile.ZipFile(path, "w") as archive:
-        for name in sorted(members, key=lambda n: (n.startswith("images/"), n)):  # data files first
+        for name, read in contents:
             if not _MEMBER.fullmatch(name):  # defence in depth: hashes are checked on the way in
                 raise ValueError(f"refusing archive member name {name!r}")
             info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
@@ -445,11 +449,13 @@ def _write_zip(path: Path, members: dict[str, bytes]) -> None:
             info.external_attr = 0o644 << 16
             # PNGs are already compressed; deflating them again costs time and saves nothing
             info.compress_type = zipfile.ZIP_STORED if name.endswith(".png") else zipfile.ZIP_DEFLATED
-            archive.writestr(info, members[name])
+            archive.writestr(info, read())
 
 
 def _write_parquet(path: Path, queries: list[QueryExamples], models: tuple[str, ...], store: Store) -> None:
     import datasets  # heavy; only this format needs it
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     rows = _pointwise_rows(queries, models)
     features = {
@@ -470,21 +476,22 @@ def _write_parquet(path: Path, queries: list[QueryExamples], models: tuple[str, 
     }
     if not models:  # Parquet has no empty structs
         del features["scores"], features["ranks"]
-    columns: dict[str, list[Any]] = {name: [] for name in features}
-    for row in rows:
-        # embedded bytes, so the file stands alone; the hash as name tells the format, not a path
-        row["image"] = {"bytes": store.page_png(row["page_hash"]), "path": f"{row['page_hash']}.png"}
-        for name in features:
-            columns[name].append(row[name])
-    dataset = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
-    quiet = datasets.is_progress_bar_enabled()  # no progress bar in CLI output or server logs
-    if quiet:
-        datasets.disable_progress_bars()
-    try:
-        dataset.to_parquet(str(path))
-    finally:
-        if quiet:
-            datasets.enable_progress_bars()
+    features = datasets.Features(features)
+    schema = features.arrow_schema  # carries the datasets features (Image) as metadata
+    # Written a row group at a time, so only that many images are in memory (a Dataset built
+    # from every row at once held ~6x the file's size).
+    with pq.ParquetWriter(str(path), schema=schema) as writer:
+        for start in range(0, len(rows), PARQUET_ROWS_PER_GROUP):
+            columns: dict[str, list[Any]] = {name: [] for name in features}
+            for row in rows[start:start + PARQUET_ROWS_PER_GROUP]:
+                # embedded bytes, so the file stands alone; the hash as name tells the format, not a path
+                row = {**row, "image": {"bytes": store.page_png(row["page_hash"]), "path": f"{row['page_hash']}.png"}}
+                for name in features:
+                    columns[name].append(row[name])
+            writer.write_table(pa.Table.from_pydict(features.encode_batch(columns), schema=schema))
+
+
+PARQUET_ROWS_PER_GROUP = 16
 
 
 def export(
@@ -523,12 +530,12 @@ def export(
             members["export.json"] = (
                 json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
             ).encode()
-            for q in queries:  # only the images some row refers to
-                for e in (*q.positives, *(q.negatives[:n] if n else q.negatives)):
-                    name = _image_name(e.page_hash)
-                    if name not in members:
-                        members[name] = store.page_png(e.page_hash)
-            _write_zip(partial, members)
+            images = {  # only the images some row refers to
+                _image_name(e.page_hash): e.page_hash
+                for q in queries
+                for e in (*q.positives, *(q.negatives[:n] if n else q.negatives))
+            }
+            _write_zip(partial, members, images, store)
         os.replace(partial, out_path)
     finally:
         partial.unlink(missing_ok=True)
