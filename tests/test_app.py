@@ -273,3 +273,33 @@ def test_a_slow_upload_does_not_hold_up_another_visitors_ranking(app_server, tmp
     slow.join()
     assert any(problem.startswith("bomb.pdf, page 1: took over 15 s to render") for problem in outcome["a"]["problems"])
     assert len(outcome["a"]["pages"]) == 1  # the image of A's upload is still ranked
+
+
+def test_rankings_at_once_of_the_same_upload_agree_and_store_it_once(app_server, tmp_path):
+    """Three visitors rank the same files and question at the same moment (rankings read, render
+    and save side by side): the same scores, one query, each page stored once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+
+    from reranker.store import Store
+
+    files = [str(IMAGES[2]), str(sample_pdf(tmp_path / "same.pdf", numbers=(5, 7)))]
+
+    def visitor(_):
+        client = Client(app_server.url, verbose=False)
+        return client.predict(files=[handle_file(path) for path in files], query="the same question", api_name="/rank")
+
+    with ThreadPoolExecutor(3) as visitors:
+        results = list(visitors.map(visitor, range(3)))
+    assert len({result["query_id"] for result in results}) == 1
+    for key in (A, B):
+        assert results[0]["models"][key]["scores"] == results[1]["models"][key]["scores"] == results[2]["models"][key]["scores"]
+    with Store(app_server.db_path) as store:
+        query_id = results[0]["query_id"]
+        assert len(store.query_pages(query_id)) == 3
+        assert store.db.execute("SELECT COUNT(*) FROM queries WHERE text = 'the same question'").fetchone()[0] == 1
+        hashes = [page["content_hash"] for page in results[0]["pages"]]
+        stored = store.db.execute(
+            f"SELECT COUNT(*) FROM pages WHERE content_hash IN ({','.join('?' * len(hashes))})", hashes).fetchone()[0]
+        assert stored == 3
