@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from . import metrics
+from .lru import LRUCache
 from .documents import IngestOptions, Page, Problem, load_files
 from .models import MODELS, get_spec
 
@@ -149,6 +150,58 @@ class Scored:
     scores: list[float] | None
     seconds: float = 0.0
     error: str | None = None
+    # Content hashes whose score a ranking running at the same moment had just computed
+    # (see ScoringTurns): no model time was spent on them here.
+    reused: frozenset[str] = frozenset()
+
+
+class ScoringTurns:
+    """A `scorer` for `rank` shared by rankings that run at once (the app's visitors): their model
+    work goes one at a time (the models, their caches and the GPU are shared), and a ranking that
+    waited takes what the one before it has just scored for the same (model, image budget, query,
+    instruction, page), before that ranking has saved it: three visitors who click the same
+    example cost one model run, not three.
+
+    `score` has `score_pages`'s signature (the app's wraps it for ZeroGPU).
+    """
+
+    def __init__(self, score: Callable[..., dict[str, Scored]] = None, remember: int = 10_000):
+        self._score = score or score_pages
+        self._lock = threading.Lock()
+        self._recent = LRUCache(remember)  # (model, budget, query, instruction, page hash) → score
+
+    def __call__(self, pool, query: str, work: Mapping[str, list[Page]], instruction: str | None = None,
+                 max_pixels: Mapping[str, int] | None = None, progress: ProgressCallback | None = None) -> dict[str, Scored]:
+        if not self._lock.acquire(blocking=False):
+            if progress is not None:
+                progress(0.1, "Waiting for another ranking to finish with the models…")
+            self._lock.acquire()
+        try:
+            budgets = dict(max_pixels or {})
+
+            def memo(key: str, page: Page) -> tuple:
+                return key, budgets.get(key), query, instruction, page.content_hash
+
+            known = {key: {page.content_hash: score for page in pages
+                           if (score := self._recent.get(memo(key, page))) is not None}
+                     for key, pages in work.items()}
+            todo = {key: [page for page in pages if page.content_hash not in known[key]] for key, pages in work.items()}
+            todo = {key: pages for key, pages in todo.items() if pages}
+            fresh = self._score(pool, query, todo, instruction, max_pixels, progress) if todo else {}
+            results = {}
+            for key, pages in work.items():
+                scored = fresh.get(key, Scored([]))
+                if scored.scores is None:  # the model failed: its column says why
+                    results[key] = scored
+                    continue
+                for page, score in zip(todo.get(key, []), scored.scores):
+                    known[key][page.content_hash] = score
+                    self._recent.put(memo(key, page), score)
+                reused = frozenset(known[key]) - {page.content_hash for page in todo.get(key, [])}
+                results[key] = Scored([known[key][page.content_hash] for page in pages], scored.seconds, reused=reused)
+            return results
+        finally:
+            self._lock.release()
 
 
 def score_pages(pool: ModelPool | Mapping, query: str, work: Mapping[str, list[Page]], instruction: str | None = None,
@@ -259,7 +312,8 @@ def rank(
             continue
         known[key].update({page.content_hash: score for page, score in zip(work.get(key, []), scored.scores)})
         ranking.scores = [known[key][page.content_hash] for page in pages]
-        ranking.seconds, ranking.scored = scored.seconds, len(work.get(key, []))
+        stored[key] |= scored.reused  # scored before, by a ranking running at the same moment
+        ranking.seconds, ranking.scored = scored.seconds, len(work.get(key, [])) - len(scored.reused)
         ranking.stored = sum(1 for page in pages if page.content_hash in stored[key])
     report(1.0, "Done")
     return RankingResult(query, instruction, pages, problems, notes, rankings, ingest_seconds, documents)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from pathlib import Path
@@ -20,6 +21,7 @@ from .lru import LRUCache
 from .workers import thread_pool
 
 JPEG_QUALITY = 88
+RECENT_SECONDS = 60  # a thumbnail used this recently is never swept
 
 
 class PageImages:
@@ -64,11 +66,13 @@ class PageImages:
 
     def sweep(self) -> None:
         """Remove the JPEGs used longest ago until the folder holds at most 80% of `disk_bytes`
-        (one thread sweeps; the others carry on)."""
+        (one thread sweeps; the others carry on). A JPEG used in the last minute stays, however
+        full the folder: `path` may just have handed it to a page being shown."""
         if not self._sweeping.acquire(blocking=False):
             return
         try:
             self._written = 0
+            recent = time.time() - RECENT_SECONDS
             files = []
             for path in self.folder.glob("*.jpg"):
                 try:
@@ -79,9 +83,14 @@ class PageImages:
             total = sum(size for _, size, _ in files)
             if total <= self.disk_bytes:
                 return
-            for _, size, path in sorted(files):
-                if total <= self.disk_bytes * 0.8:
+            for used, size, path in sorted(files):
+                if total <= self.disk_bytes * 0.8 or used >= recent:
                     break
+                try:
+                    if path.stat().st_mtime >= recent:  # used again since the listing
+                        continue
+                except FileNotFoundError:
+                    continue
                 path.unlink(missing_ok=True)
                 total -= size
         finally:

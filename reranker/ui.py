@@ -19,7 +19,6 @@ import pickle
 import re
 import shutil
 import tempfile
-import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -137,9 +136,10 @@ class Arena:
         self.ingested = ingest_cache(PAGE_MEMORY_BYTES)
         thumbnail_mb = float(os.environ.get("RERANKER_THUMBNAIL_CACHE_MB") or 1024)
         self.images = PageImages(self.cache_dir, self.store.page_image, PAGE_MEMORY_BYTES, int(thumbnail_mb * 2**20))
-        # One ranking's model work at a time (the models, their caches and the GPU are shared);
-        # reading, rendering and saving of other rankings go on meanwhile.
-        self.scoring = threading.Lock()
+        # One ranking's model work at a time, each page scored once (see ranking.ScoringTurns);
+        # reading, rendering and saving of other rankings go on meanwhile. score_on_gpu is
+        # looked up per call: the tests put a forked worker behind it.
+        self.scoring = ranking.ScoringTurns(lambda pool, *work: score_on_gpu(self, *work))
 
     @property
     def guidelines_path(self) -> Path:
@@ -232,23 +232,11 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
             max_pixels={A_KEY: budget_pixels(A_KEY, budget_a), B_KEY: budget_pixels(B_KEY, budget_b)},
             progress=_GradioProgress(progress) if progress else None,
             ingest_cache=arena.ingested,
-            scorer=lambda pool, *work: _score_in_turn(arena, progress, *work),
+            scorer=arena.scoring,
         )
     except (QueryError, StoreError) as error:
         raise gr.Error(str(error)) from None
     return ranking_as_dict(result, query_id)
-
-
-def _score_in_turn(arena: Arena, progress, *work) -> dict[str, ranking.Scored]:
-    """`score_on_gpu` once no other ranking's model work is running (see `Arena.scoring`)."""
-    if not arena.scoring.acquire(blocking=False):
-        if progress is not None:
-            progress(None, desc="Waiting for another visitor's ranking to finish on the models…")
-        arena.scoring.acquire()
-    try:
-        return score_on_gpu(arena, *work)  # looked up per call: the tests put a forked worker behind it
-    finally:
-        arena.scoring.release()
 
 
 def _upload(item) -> str:

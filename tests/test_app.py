@@ -277,7 +277,7 @@ def test_a_slow_upload_does_not_hold_up_another_visitors_ranking(app_server, tmp
 
 def test_rankings_at_once_of_the_same_upload_agree_and_store_it_once(app_server, tmp_path):
     """Three visitors rank the same files and question at the same moment (rankings read, render
-    and save side by side): the same scores, one query, each page stored once."""
+    and save side by side): the same scores, one model run, one query, each page stored once."""
     from concurrent.futures import ThreadPoolExecutor
 
     from gradio_client import Client, handle_file
@@ -295,6 +295,7 @@ def test_rankings_at_once_of_the_same_upload_agree_and_store_it_once(app_server,
     assert len({result["query_id"] for result in results}) == 1
     for key in (A, B):
         assert results[0]["models"][key]["scores"] == results[1]["models"][key]["scores"] == results[2]["models"][key]["scores"]
+        assert sum(result["models"][key]["scored"] for result in results) == 3  # each page through the model once
     with Store(app_server.db_path) as store:
         query_id = results[0]["query_id"]
         assert len(store.query_pages(query_id)) == 3

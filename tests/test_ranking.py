@@ -161,3 +161,41 @@ def test_a_model_that_failed_to_load_is_tried_again_after_a_while(tiny_rerankers
     assert attempts == [A] and pool.error(A) == "the Hub did not answer in 5 s"
     now[0] += 300
     assert pool.get(A) is tiny_rerankers[A] and attempts == [A, A] and pool.error(A) is None
+
+
+def test_rankings_at_once_take_turns_and_score_each_page_once(tiny_rerankers, tmp_path):
+    """Three visitors rank the same upload at the same moment: their model work goes one at a
+    time, the second and third take the first's scores, and every result is the same."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls, running, overlapped = [], [], []
+
+    def counting(pool, query, work, *args):
+        if running:
+            overlapped.append(True)
+        running.append(True)
+        calls.append({key: len(pages) for key, pages in work.items()})
+        try:
+            return ranking.score_pages(pool, query, work, *args)
+        finally:
+            running.pop()
+
+    turns = ranking.ScoringTurns(counting)
+    files = sample_files(3)
+    start = threading.Barrier(3)
+
+    def visitor(_):
+        start.wait()
+        return ranking.rank(files, "the same question", tiny_rerankers, scorer=turns)
+
+    with ThreadPoolExecutor(3) as visitors:
+        results = list(visitors.map(visitor, range(3)))
+    assert calls == [{key: 3 for key in tiny_rerankers}] and not overlapped
+    for key in tiny_rerankers:
+        assert results[0].rankings[key].scores == results[1].rankings[key].scores == results[2].rankings[key].scores
+        assert sorted(r.rankings[key].scored for r in results) == [0, 0, 3]
+        assert sorted(r.rankings[key].stored for r in results) == [0, 3, 3]
+    # Another question, or another image budget, is scored anew.
+    ranking.rank(files, "another question", tiny_rerankers, scorer=turns)
+    assert len(calls) == 2

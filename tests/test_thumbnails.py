@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PIL import Image
 
 from reranker.documents import load_files
@@ -41,11 +43,22 @@ def test_the_folder_stays_within_its_bytes_and_keeps_what_was_shown_lately(tmp_p
     images = PageImages(tmp_path / "thumbs", lambda h: None, memory_bytes=2**30, disk_bytes=4 * size)
     images.remember(pages)
     first = images.path(pages[0].content_hash, 256)
-    for page in pages[1:]:
-        os.utime(first, (time.time() + 1, time.time() + 1))  # shown again after each other page
-        images.path(page.content_hash, 256)
+    an_hour_ago = time.time() - 3600
+    for number, page in enumerate(pages[1:], start=1):  # each shown an hour ago, in turn...
+        os.utime(images.path(page.content_hash, 256), (an_hour_ago + number, an_hour_ago + number))
+        os.utime(first, (an_hour_ago + 100, an_hour_ago + 100))  # ...and the first again after each
     files = list((tmp_path / "thumbs").glob("*.jpg"))
     assert sum(f.stat().st_size for f in files) <= 4 * size * 1.5 and len(files) < len(pages)
     assert os.path.exists(first)  # the one shown lately stays
     gone = next(page for page in pages if not (tmp_path / "thumbs" / f"{page.content_hash[:32]}-256.jpg").exists())
     assert os.path.exists(images.path(gone.content_hash, 256))  # made again when shown
+
+
+def test_a_thumbnail_used_in_the_last_minute_is_never_swept(tmp_path, sample_pages_dir):
+    """`path` may just have handed it to a page being shown: the folder may run over instead."""
+    pages = load_files(sorted(sample_pages_dir.glob("doc_*.jpg"))[:4]).pages
+    images = PageImages(tmp_path / "thumbs", lambda h: None, memory_bytes=2**30, disk_bytes=1)
+    images.remember(pages)
+    paths = [images.path(page.content_hash, 128) for page in pages]
+    images.sweep()
+    assert all(Path(path).exists() for path in paths)
