@@ -604,8 +604,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         "--max-negatives", type=int, default=10, metavar="N", help="at most this many negatives per query (default 10)"
     )
     parser.add_argument("--annotator", metavar="NAME", help="only this annotator's judgments")
-    parser.add_argument("--since", type=_date_arg, help="only labels given or changed (relabel, undo) from this date "
-                        "(YYYY-MM-DD) or ISO time on; times without an offset are UTC")
+    parser.add_argument("--since", type=_date_arg, help="only labels given from this date (YYYY-MM-DD) or ISO time on "
+                        "(a relabel is a new label; one an undo brought back counts from when it was first given); "
+                        "times without an offset are UTC")
     parser.add_argument("--until", type=_date_arg, help="labels as they stood at the end of this date, or at this "
                         "ISO time (UTC unless it has an offset)")
     parser.add_argument("--agreement", action="store_true", help="drop pages on which annotators disagree (all "

@@ -816,7 +816,8 @@ class Store:
         """Current labels (cleared ones left out), ordered by query, page, annotator.
 
         `until` gives the labels as they stood then (the latest row before it); `since` keeps
-        only labels given from then on. A date `until` includes that whole day.
+        only labels given from then on (a label an undo brought back counts from when it was
+        first given: a mislabel undone is no new label). A date `until` includes that whole day.
         """
         upper, lower = time_bound(until, end=True), time_bound(since)
         # Only the filters given, as plain comparisons: "(:x IS NULL OR x = :x)" kept SQLite off
@@ -828,11 +829,28 @@ class Store:
                JOIN (SELECT MAX(id) AS id FROM judgments
                      {"WHERE " + " AND ".join(filters) if filters else ""}
                      GROUP BY query_id, page_hash, annotator) latest ON latest.id = j.id
-               WHERE j.label != 'cleared' AND (:lower IS NULL OR j.created >= :lower)
+               WHERE j.label != 'cleared' AND (:lower IS NULL OR j.created >= :lower OR j.undoes IS NOT NULL)
                ORDER BY j.query_id, j.page_hash, j.annotator""",
             dict(query_id=query_id, annotator=annotator, upper=upper, lower=lower),
         )
-        return [_judgment(r) for r in rows]
+        judgments = [_judgment(r) for r in rows]
+        if lower is not None:
+            judgments = [j for j in judgments if j.undoes is None or self._labelled_at(j) >= lower]
+        return judgments
+
+    def _labelled_at(self, undo: Judgment) -> str:
+        """When the label that the undo row `undo` brought back was given (undo follows the
+        same rule: the label of the row before the one undone, itself perhaps an undo)."""
+        history = [_judgment(r) for r in self.db.query(
+            "SELECT * FROM judgments WHERE query_id = ? AND page_hash = ? AND annotator = ? AND id <= ? ORDER BY id",
+            [undo.query_id, undo.page_hash, undo.annotator, undo.id])]
+        row = undo
+        while row.undoes is not None:
+            before = [earlier for earlier in history if earlier.id < row.undoes]
+            if not before:
+                break
+            row = before[-1]
+        return row.created
 
     def current_labels(self, query_id: int, annotator: str) -> dict[str, str]:
         """page hash → `annotator`'s current label (relevant / not_relevant / skip)."""

@@ -442,3 +442,31 @@ def test_a_query_asked_again_at_another_budget_keeps_the_earlier_pages_scores(st
     assert store.query_pages(query_id)[0].scores[A] == 0.1
     only_first = store.query_pages(query_id, settings={A: store_module.settings_key({"max_pixels": 1})})
     assert [p.scores.get(A) for p in only_first] == [0.9, 0.2, 0.3, None, None]
+
+
+def test_since_counts_a_label_an_undo_brought_back_from_when_it_was_first_given(store: Store, monkeypatch):
+    """Relevant on 1 March; a slip on 10 March (not relevant), undone at once: an export of labels
+    given since 5 March must not offer the page again (it went out in the export up to then)."""
+    day = [1]
+    monkeypatch.setattr(store_module, "now", lambda: f"2026-03-{day[0]:02d}T09:00:00.000000+00:00")
+    pages = make_pages(2)
+    query_id = ranked(store, pages)
+    slip, kept = pages[0].content_hash, pages[1].content_hash
+    store.record_judgment(query_id, slip, "ann", RELEVANT)
+    day[0] = 10
+    store.record_judgment(query_id, slip, "ann", NOT_RELEVANT)
+    store.undo(query_id, "ann")  # relevant again, as given on 1 March
+    assert [(j.page_hash, j.label) for j in store.current_judgments()] == [(slip, RELEVANT)]
+    assert store.current_judgments(since="2026-03-05") == []
+    assert [j.label for j in store.current_judgments(since="2026-02-28")] == [RELEVANT]
+    # A new label on 11 March, then on 12 March a slip, an undo, a relabel and an undo: back to
+    # the label of 11 March (an undo that restores an undo's label follows it back).
+    day[0] = 11
+    store.record_judgment(query_id, kept, "ann", SKIP)
+    day[0] = 12
+    store.record_judgment(query_id, kept, "ann", NOT_RELEVANT)
+    store.undo(query_id, "ann")  # → skip, as given on 11 March
+    store.record_judgment(query_id, kept, "ann", RELEVANT)
+    store.undo(query_id, "ann")  # → skip (the row before is the first undo: 11 March again)
+    assert [(j.page_hash, j.label) for j in store.current_judgments(since="2026-03-11")] == [(kept, SKIP)]
+    assert store.current_judgments(since="2026-03-12") == []
