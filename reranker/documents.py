@@ -74,7 +74,7 @@ class IngestOptions:
     # keeps the GIL, and a page may be built to render for minutes. 0: one process per available
     # CPU up to 8 (a container's quota counts).
     render_workers: int = 0
-    page_render_seconds: float = 15.0  # a PDF page that takes longer is skipped (with a problem)
+    page_render_seconds: float = 15.0  # opening a PDF, or rendering one of its pages, that takes longer is given up (a problem)
     # Per call of load_files: PDF pages not rendered by then are skipped (200 pages that each
     # take just under the page limit would otherwise hold the render processes for an hour).
     max_render_seconds: float = 120.0
