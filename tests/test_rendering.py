@@ -8,8 +8,6 @@ import os
 import signal
 import tempfile
 import threading
-import time
-from dataclasses import dataclass
 from multiprocessing import active_children
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from reranker.rendering import RenderSettings, open_pdf, render_page
 
 from . import bad_inputs as corpus
 from .forked import ForkedWorker
+from .processes import busy, children_of, cpu_seconds, resident_mb, wait_until, zombie
 
 SETTINGS = RenderSettings(dpi=144, max_page_pixels=12_000_000, workers=2)
 NO_DEADLINE = float("inf")
@@ -277,68 +276,6 @@ def test_removing_the_render_folder_retries_and_never_raises(tmp_path, caplog):
     assert "could not remove the render folder" in caplog.text
 
 
-# --- helpers: the pool's worker processes, seen from outside -----------------------------------
-
-
-def rendering_workers():
-    return [process for process in active_children() if process.name == "pebble_pool_worker"]
-
-
-def worker_pids() -> set[int]:
-    return {process.pid for process in rendering_workers()}
-
-
-def idle_workers(options: IngestOptions) -> set[int]:
-    """Start the pool's workers and wait until none is busy (a freshly spawned one is, while it
-    imports); their process ids."""
-    load_files([("warm-up.pdf", corpus.text_pdf("warm"))], options)
-    wait_until(lambda: len(rendering_workers()) >= 2 and not any(busy(p) for p in rendering_workers()))
-    return worker_pids()
-
-
-def resident_mb(process) -> float:
-    try:
-        with open(f"/proc/{process.pid}/status") as handle:
-            return next(int(line.split()[1]) / 1024 for line in handle if line.startswith("VmRSS"))
-    except OSError:
-        return 0.0
-
-
-def busy(process) -> bool:
-    """Whether a worker process is using CPU now (an idle worker sleeps on its pipe)."""
-    try:
-        with open(f"/proc/{process.pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "R"
-    except OSError:
-        return False
-
-
-def wait_until(condition, seconds: float = 60) -> None:
-    end = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
-def kill_the_busy_worker() -> None:
-    """SIGKILL the worker that keeps computing (rendering the bomb): the first to use another
-    half second of CPU."""
-    start = {process.pid: cpu_seconds(process) for process in rendering_workers()}
-    found = []
-    wait_until(lambda: found.extend(p for p in rendering_workers() if cpu_seconds(p) - start.get(p.pid, 0) > 0.5) or found)
-    os.kill(found[0].pid, signal.SIGKILL)
-
-
-def cpu_seconds(process) -> float:
-    try:
-        with open(f"/proc/{process.pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # user + system time
-
-
 def test_a_worker_ends_with_the_app_process_even_when_it_is_killed(tmp_path):
     """The time limits live in the app process; a worker must not render on after it died."""
     import subprocess
@@ -363,25 +300,29 @@ def test_a_worker_ends_with_the_app_process_even_when_it_is_killed(tmp_path):
         app.kill()
 
 
-@dataclass
-class Child:
-    pid: int
+# --- helpers: the pool's worker processes, seen from outside -----------------------------------
 
 
-def children_of(pid: int) -> list[Child]:
+def rendering_workers():
+    return [process for process in active_children() if process.name == "pebble_pool_worker"]
+
+
+def worker_pids() -> set[int]:
+    return {process.pid for process in rendering_workers()}
+
+
+def idle_workers(options: IngestOptions) -> set[int]:
+    """Start the pool's workers and wait until none is busy (a freshly spawned one is, while it
+    imports); their process ids."""
+    load_files([("warm-up.pdf", corpus.text_pdf("warm"))], options)
+    wait_until(lambda: len(rendering_workers()) >= 2 and not any(busy(p) for p in rendering_workers()))
+    return worker_pids()
+
+
+def kill_the_busy_worker() -> None:
+    """SIGKILL the worker that keeps computing (rendering the bomb): the first to use another
+    half second of CPU."""
+    start = {process.pid: cpu_seconds(process) for process in rendering_workers()}
     found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(Child(int(stat.parent.name)))
-    return found
-
-
-def zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    wait_until(lambda: found.extend(p for p in rendering_workers() if cpu_seconds(p) - start.get(p.pid, 0) > 0.5) or found)
+    os.kill(found[0].pid, signal.SIGKILL)

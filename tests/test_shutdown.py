@@ -8,7 +8,7 @@ import threading
 
 from .app_server import start_app
 from .bad_inputs import render_bomb_pdf
-from .test_rendering import children_of, cpu_seconds, wait_until, zombie
+from .processes import children_of, cpu_seconds, wait_until, zombie
 
 
 def test_sigterm_while_rendering_leaves_no_worker_and_no_upload_behind(tiny_checkpoints, tmp_path):
