@@ -165,7 +165,7 @@ class ScoringTurns:
     `score` has `score_pages`'s signature (the app's wraps it for ZeroGPU).
     """
 
-    def __init__(self, score: Callable[..., dict[str, Scored]] = None, remember: int = 10_000):
+    def __init__(self, score: Callable[..., dict[str, Scored]] | None = None, remember: int = 10_000):
         self._score = score or score_pages
         self._lock = threading.Lock()
         self._recent = LRUCache(remember)  # (model, budget, query, instruction, page hash) → score
