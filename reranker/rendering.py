@@ -223,10 +223,6 @@ _POOL = SharedExecutor(
     retire=_retire)
 
 
-def worker_count(settings: RenderSettings) -> int:
-    return settings.workers or min(8, available_cpus())
-
-
 class _InWorkers(Pdf):
     def __init__(self, data: bytes, settings: RenderSettings, deadline: float, folder: str):
         self.data, self.settings, self.deadline = data, settings, deadline
@@ -234,6 +230,7 @@ class _InWorkers(Pdf):
         with open(self.path, "wb") as handle:  # one copy on disk for all workers
             handle.write(data)
         self.futures: list[Future | None] = []  # page index → its task
+        self._inspecting: Future | None = None  # the inspect task, until it is done
         self.fallback: _InProcess | None = None
         self.pool: ProcessPool | None = None
 
@@ -282,9 +279,7 @@ class _InWorkers(Pdf):
             # The pool broke (pebble gives up on a pool when an idle worker dies, say to the OOM
             # killer), not because of this PDF: its tasks go to a new pool, then to this process.
             logger.warning("PDF worker pool broke (%s); starting a new one", error)
-            if self.pool is not None:
-                _POOL.reset(self.pool)
-                self.pool = None
+            self._drop_pool()
             if attempt == 1:
                 self._give_up_on_pool(error)
                 return None
@@ -319,23 +314,26 @@ class _InWorkers(Pdf):
         for _ in range(2):
             try:
                 if self.pool is None:
-                    self.pool = _POOL.get(worker_count(self.settings))
+                    self.pool = _POOL.get(self.settings.workers or min(8, available_cpus()))
                 return self.pool.schedule(function, args=args, timeout=self.settings.page_seconds)
             except Exception as error:  # cannot start processes here (limits, a sandbox), or the pool broke
                 last_error = error
-                if self.pool is not None:
-                    _POOL.reset(self.pool)  # another upload may have replaced it already: then a no-op
-                self.pool = None
+                self._drop_pool()
         self._give_up_on_pool(last_error)
         return None
+
+    def _drop_pool(self) -> None:
+        """Stop using this pool; the next `_POOL.get` makes a new one (a no-op where another
+        upload replaced it already)."""
+        if self.pool is not None:
+            _POOL.reset(self.pool)
+            self.pool = None
 
     def _give_up_on_pool(self, error: Exception) -> None:
         logger.warning("PDF worker processes failed (%s: %s); reading the PDF in-process",
                        type(error).__name__, error)
         self._cancel()
         self.fallback = _InProcess(self.data, self.settings)
-
-    _inspecting: Future | None = None
 
     def _cancel(self) -> None:
         """Cancel what is not done: waiting tasks are dropped, a running one has its worker killed

@@ -649,18 +649,6 @@ class Store:
             for r in rows
         ]
 
-    def query_settings(self, query_id: int) -> dict[str, str]:
-        """model → settings key of its most recent scores for this query (what query_pages shows)."""
-        rows = self.db.execute(
-            """SELECT model, settings_key FROM scores WHERE query_id = ?
-               GROUP BY model, settings_key ORDER BY model, MAX(created) DESC, settings_key""",
-            [query_id],
-        )
-        chosen: dict[str, str] = {}
-        for model, key in rows:
-            chosen.setdefault(model, key)
-        return chosen
-
     def query_pages(self, query_id: int, settings: Mapping[str, str] | None = None) -> list[QueryPage]:
         """The query's candidate pages in upload order, with every model's score and rank.
 
