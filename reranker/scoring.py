@@ -61,6 +61,10 @@ class QueryError(ValueError):
     """The query cannot be scored (empty, or not text)."""
 
 
+class PromptTooLong(ValueError):
+    """The query is longer than a model that reads it whole may read (that model's column says so)."""
+
+
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -364,7 +368,7 @@ class Reranker:
         tokens = None if len(prompt) > limit * CHARS_PER_TOKEN_BOUND else len(self.tokenizer(prompt)["input_ids"])
         if tokens is None or tokens > limit:
             length = f"over {limit:,}" if tokens is None else f"{tokens:,}"
-            raise ValueError(
+            raise PromptTooLong(
                 f"{self.spec.label} reads the whole query, as its reference code does, and this prompt is "
                 f"{length} tokens; the app lets it read at most {limit:,}: shorten the query"
             )
@@ -401,9 +405,8 @@ class Reranker:
             self._check_untruncated(prompt)
         budget = self._budget(max_pixels)
         keys = [page_key(page) for page in images]
-        prompt_id = hashlib.sha256(prompt.encode()).hexdigest()
-        settings = self.settings_key(max_pixels)
-        scores: list[float | None] = [self.score_cache.get((settings, prompt_id, key)) for key in keys]
+        cache_keys = self._score_keys(prompt, keys, max_pixels)
+        scores: list[float | None] = [self.score_cache.get(key) for key in cache_keys]
         todo = [i for i, score in enumerate(scores) if score is None]
         total, done = len(images), len(images) - len(todo)
         if progress:
@@ -413,11 +416,52 @@ class Reranker:
                 for indices, values in self._scored_batches(prompt, images, keys, todo, budget, batch_size or self.batch_size):
                     for index, value in zip(indices, values):
                         scores[index] = value
-                        self.score_cache.put((settings, prompt_id, keys[index]), value)
+                        self.score_cache.put(cache_keys[index], value)
                     done += len(indices)
                     if progress:
                         progress(done, total)
         return [float(score) for score in scores]
+
+    def prefetch_vision(self, query: str, images: Sequence, instruction: str | None = None, *,
+                        max_pixels: int | None = None) -> int:
+        """Run the vision encoder now on those `images` that `score` with the same arguments would
+        encode, so that it finds their outputs in the vision cache: pages without a cached score,
+        kept prefix or cached vision outputs. For overlapping the encoder with other work (the app
+        renders the rest of an upload meanwhile). Returns how many pages it encoded."""
+        prompt = self.prompt(query, instruction)
+        if self.spec.max_length is None:
+            self._check_untruncated(prompt)
+        budget = self._budget(max_pixels)
+        keys = [page_key(page) for page in images]
+        cache_keys = self._score_keys(prompt, keys, max_pixels)
+        with self._lock, torch.inference_mode():
+            todo = [i for i, key in enumerate(cache_keys) if self.score_cache.get(key) is None]
+            reused = self._reusable_prefixes(self.layout(self.tokenizer(prompt)["input_ids"]), images, keys, todo, budget)
+            first = {key: i for i, key in reversed(list(enumerate(keys)))}  # a page given twice is encoded once
+            needed = [i for i in todo if i not in reused and first[keys[i]] == i
+                      and self.vision_cache.get(self._vision_key(keys[i], budget)) is None]
+            if needed:
+                pixels = [self._submit(resized_pixels, page_image(images[i]), budget, self.device.type == "cuda")
+                          for i in needed]
+                grids = torch.tensor([self._grid(page_image(images[i]), budget) for i in needed])
+                self._encode(pixels, grids, [keys[i] for i in needed], budget)
+        return len(needed)
+
+    def vision_page_bytes(self, max_pixels: int | None = None) -> int:
+        """The most one page's vision outputs (embeddings and deepstack features) take at this
+        image budget: what a page prefetched into the vision cache may occupy."""
+        budget = self._budget(max_pixels)
+        image_processor = self.processor.image_processor
+        tokens = budget.max_pixels // (image_processor.patch_size * image_processor.merge_size) ** 2
+        vision = self.backbone.config.vision_config
+        features = 1 + len(getattr(vision, "deepstack_visual_indexes", None) or ())
+        return tokens * vision.out_hidden_size * features * self.dtype.itemsize
+
+    def _score_keys(self, prompt: str, keys: list[str], max_pixels: int | None) -> list[tuple]:
+        """Each page's key in the score cache: (settings, prompt, page)."""
+        prompt_id = hashlib.sha256(prompt.encode()).hexdigest()
+        settings = self.settings_key(max_pixels)
+        return [(settings, prompt_id, key) for key in keys]
 
     def _scored_batches(self, prompt, images, keys, todo, budget, size) -> Iterator[tuple[list[int], list[float]]]:
         """(indices, scores) batch by batch: pages with a kept prefix first, then the rest."""
@@ -480,9 +524,13 @@ class Reranker:
         sized = {i: resize_dims(page_image(images[i]), budget) for i in todo}
         order = sorted(todo, key=lambda i: (sized[i][0] * sized[i][1], i))
         chunks = [order[start : start + size] for start in range(0, len(order), size)]
+        # Every cached output taken now, before the call's own new outputs can push them out of
+        # the LRU (those of a vision prefetch, say, which come back only in a later batch).
+        cached = {i: self.vision_cache.get(self._vision_key(keys[i], budget)) for i in todo}
 
         def prepare(chunk):
-            return self.prepare_batch(prompt_ids, [images[i] for i in chunk], [keys[i] for i in chunk], chunk, budget)
+            return self.prepare_batch(prompt_ids, [images[i] for i in chunk], [keys[i] for i in chunk], chunk, budget,
+                                      cached_vision=[cached[i] for i in chunk])
 
         # Preparing batch k+1 starts its resizing on the page workers while the device runs batch k.
         upcoming = prepare(chunks[0])
@@ -492,14 +540,17 @@ class Reranker:
                 upcoming = prepare(next_chunk)
             yield batch
 
-    def prepare_batch(self, prompt_ids: list[int] | str, pages, keys, indices, budget: Budget | None = None) -> PreparedBatch:
-        """Tokenize one batch now; resize its uncached pages on the page workers (or now, if not overlapping)."""
+    def prepare_batch(self, prompt_ids: list[int] | str, pages, keys, indices, budget: Budget | None = None,
+                      cached_vision: list | None = None) -> PreparedBatch:
+        """Tokenize one batch now; resize its uncached pages on the page workers (or now, if not
+        overlapping). `cached_vision`: each page's vision outputs if known, else looked up now."""
         budget = budget or self.budget
         if isinstance(prompt_ids, str):
             prompt_ids = self.tokenizer(prompt_ids)["input_ids"]
         layout = self.layout(prompt_ids)
         # Taking the cached outputs now (not at forward time) keeps them even if the LRU evicts them.
-        cached_vision = [self.vision_cache.get(self._vision_key(key, budget)) for key in keys]
+        if cached_vision is None:
+            cached_vision = [self.vision_cache.get(self._vision_key(key, budget)) for key in keys]
         pending_pixels = [
             None if cached is not None else self._submit(resized_pixels, page_image(page), budget, self.device.type == "cuda")
             for page, cached in zip(pages, cached_vision)
@@ -556,30 +607,42 @@ class Reranker:
         return (page_key, budget.key())
 
     def _vision_outputs(self, batch: PreparedBatch, budget: Budget):
-        """Vision encoder outputs for every page of the batch: cached, or computed and cached.
-
-        Uncached pages go through the encoder a few at a time, as soon as their pixels are ready,
-        so resizing the later pages on the CPU overlaps encoding the earlier ones on the device.
-        """
+        """Vision encoder outputs for every page of the batch: cached, or computed and cached."""
         from transformers.models.qwen3_vl.modeling_qwen3_vl import (
             BaseModelOutputWithDeepstackFeatures,
         )
 
         items = list(batch.cached_vision)
         needed = [row for row, cached in enumerate(items) if cached is None]
-        # Fixed chunks (not "whatever is ready"), so the same pages always meet the same kernels
-        # and scores are reproducible run to run, in bfloat16 too.
-        for start in range(0, len(needed), self.vision_chunk):
-            rows = needed[start : start + self.vision_chunk]
-            images = [batch.pixels(row).to(self.device, non_blocking=True) for row in rows]
-            pixel_values = patchify(images, **self.patch_options).to(self.dtype)
-            computed = self.backbone.get_image_features(pixel_values, batch.image_grid_thw[rows].to(self.device))
-            per_page = zip(*computed.deepstack_features) if computed.deepstack_features else (() for _ in rows)
-            for row, embeds, deepstack in zip(rows, computed.pooler_output, per_page):
-                items[row] = (embeds, tuple(deepstack))
-                self.vision_cache.put(self._vision_key(batch.page_keys[row], budget), items[row], tensor_bytes(items[row]))
+        if needed:
+            computed = self._encode([batch.pending_pixels[row] for row in needed], batch.image_grid_thw[needed],
+                                    [batch.page_keys[row] for row in needed], budget)
+            for row, item in zip(needed, computed):
+                items[row] = item
         layers = [tuple(item[1][layer] for item in items) for layer in range(len(items[0][1]))]
         return BaseModelOutputWithDeepstackFeatures(pooler_output=tuple(item[0] for item in items), deepstack_features=layers)
+
+    def _encode(self, pixels: Sequence[Future], grids: torch.Tensor, keys: Sequence[str], budget: Budget) -> list[tuple]:
+        """Each page's vision outputs (embeddings, deepstack features), cached on the way.
+
+        `pixels`: each page's resized uint8 pixels, still being made on a worker thread. The
+        encoder takes a few pages at a time as soon as their pixels are ready, so resizing the
+        later pages on the CPU overlaps encoding the earlier ones on the device. Fixed chunks (not
+        "whatever is ready"), so the same pages always meet the same kernels and scores are
+        reproducible run to run, in bfloat16 too.
+        """
+        outputs = []
+        for start in range(0, len(keys), self.vision_chunk):
+            rows = list(range(start, min(start + self.vision_chunk, len(keys))))
+            images = [pixels[row].result().to(self.device, non_blocking=True) for row in rows]
+            pixel_values = patchify(images, **self.patch_options).to(self.dtype)
+            computed = self.backbone.get_image_features(pixel_values, grids[rows].to(self.device))
+            per_page = zip(*computed.deepstack_features) if computed.deepstack_features else (() for _ in rows)
+            for row, embeds, deepstack in zip(rows, computed.pooler_output, per_page):
+                item = (embeds, tuple(deepstack))
+                self.vision_cache.put(self._vision_key(keys[row], budget), item, tensor_bytes(item))
+                outputs.append(item)
+        return outputs
 
     def _forward(self, batch: PreparedBatch, budget: Budget) -> list[float]:
         vision = self._vision_outputs(batch, budget)

@@ -209,6 +209,40 @@ def test_overlapped_preparation_equals_sequential(tiny_checkpoints, sample_image
     )
 
 
+@pytest.mark.parametrize("key", [A, B])
+def test_vision_prefetched_in_parts_equals_the_plain_path(tiny_rerankers, sample_images, monkeypatch, key):
+    """The app encodes pages while the rest of the upload renders (ranking.VisionPrefetch)."""
+    reranker = tiny_rerankers[key]
+    pages = odd_pages(sample_images)
+    reranker.clear_caches()
+    plain = reranker.score(QUERIES[0], pages, batch_size=4)
+    reranker.clear_caches()
+    # Two groups as they arrive, the second repeating a page of the first and one of its own.
+    assert reranker.prefetch_vision(QUERIES[0], pages[:2]) == 2
+    assert reranker.prefetch_vision(QUERIES[0], pages[1:] + [pages[4]]) == len(pages) - 2
+    monkeypatch.setattr(reranker.backbone, "get_image_features", lambda *a, **k: pytest.fail("vision encoder ran"))
+    assert reranker.score(QUERIES[0], pages, batch_size=4) == pytest.approx(plain, abs=TOL)
+
+
+def test_prefetch_encodes_only_what_scoring_would(tiny_rerankers, sample_images, monkeypatch):
+    pages = sample_images[:3]
+    for key in (A, B):
+        tiny_rerankers[key].clear_caches()
+        tiny_rerankers[key].score(QUERIES[0], pages)
+    monkeypatch.setattr(tiny_rerankers[A].backbone, "get_image_features", lambda *a, **k: pytest.fail("A's encoder ran"))
+    monkeypatch.setattr(tiny_rerankers[B].backbone, "get_image_features", lambda *a, **k: pytest.fail("B's encoder ran"))
+    for key in (A, B):
+        assert tiny_rerankers[key].prefetch_vision(QUERIES[0], pages) == 0  # scores cached
+        # A new query: A has the pages' vision outputs, B keeps their whole prefix.
+        assert tiny_rerankers[key].prefetch_vision(QUERIES[1], pages) == 0
+    tiny_rerankers[A].vision_cache.clear()
+    tiny_rerankers[B].vision_cache.clear()
+    assert tiny_rerankers[B].prefetch_vision(QUERIES[1], pages) == 0  # the prefix is still kept
+    monkeypatch.undo()
+    assert tiny_rerankers[A].prefetch_vision(QUERIES[1], pages) == len(pages)
+    assert tiny_rerankers[A].prefetch_vision(QUERIES[1], pages, max_pixels=64 * 32 * 32) == len(pages)  # another budget
+
+
 @pytest.mark.parametrize("batch_size", [1, 2, 5, 64])
 def test_any_batch_size_gives_the_same_scores(tiny_rerankers, sample_images, batch_size):
     reranker = tiny_rerankers[B]
