@@ -7,15 +7,21 @@ scores every page with every available model and returns plain data for the UI t
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 
 from . import metrics
 from .lru import LRUCache
 from .documents import IngestOptions, Page, Problem, load_files
 from .models import MODELS, get_spec
+from .workers import thread_pool
+
+log = logging.getLogger(__name__)
 
 # (fraction done in [0, 1], what is happening) — shaped for gr.Progress.
 ProgressCallback = Callable[[float, str], None]
@@ -133,13 +139,18 @@ class RankingResult:
         return metrics.model_agreement(dict(enumerate(first.scores)), dict(enumerate(second.scores)), k=k)
 
 
-def ingest(files: Sequence, options: IngestOptions | None = None, cache=None):
-    """Uploads (paths, (name, bytes) pairs, or already loaded Pages) → pages, problems, notes."""
+def ingest(files: Sequence, options: IngestOptions | None = None, cache=None,
+           on_page: Callable[[Page], None] | None = None):
+    """Uploads (paths, (name, bytes) pairs, or already loaded Pages) → pages, problems, notes.
+    `on_page(page)` sees each page as soon as it is read, in order (see `load_files`)."""
     pages = [item for item in files if isinstance(item, Page)]
     others = [item for item in files if not isinstance(item, Page)]
+    if on_page is not None:
+        for page in pages:
+            on_page(page)
     if not others:
         return pages, [], [], []
-    loaded = load_files(others, options, cache=cache)
+    loaded = load_files(others, options, cache=cache, on_page=on_page)
     return pages + loaded.pages, loaded.problems, loaded.notes, loaded.documents
 
 
@@ -169,6 +180,17 @@ class ScoringTurns:
         self._score = score or score_pages
         self._lock = threading.Lock()
         self._recent = LRUCache(remember)  # (model, budget, query, instruction, page hash) → score
+
+    @contextlib.contextmanager
+    def turn_if_free(self) -> Iterator[bool]:
+        """The models' turn if no ranking has it now (yields True), else at once False: for work
+        worth doing only when it waits for no one (`VisionPrefetch`)."""
+        ours = self._lock.acquire(blocking=False)
+        try:
+            yield ours
+        finally:
+            if ours:
+                self._lock.release()
 
     def __call__(self, pool, query: str, work: Mapping[str, list[Page]], instruction: str | None = None,
                  max_pixels: Mapping[str, int] | None = None, progress: ProgressCallback | None = None) -> dict[str, Scored]:
@@ -202,6 +224,121 @@ class ScoringTurns:
             return results
         finally:
             self._lock.release()
+
+
+class VisionPrefetch:
+    """Runs the models' vision encoders on an upload's pages while the rest of it renders.
+
+    On a GPU machine the device is idle while the CPU renders a PDF. Each group of `group` pages
+    is encoded as soon as it has arrived (`add`), by every model in turn, and the outputs wait in
+    each model's vision cache, where its scoring finds them (`Reranker.prefetch_vision`).
+    Best effort: a group that finds another ranking scoring (`turn`), a page whose score `known`
+    says is stored, or a failure only means that scoring encodes those pages itself, as it would
+    have without this. Groups are encoded one at a time, in order, on one shared thread.
+
+    Each model prefetches at most what fills half its vision cache (`Reranker.vision_page_bytes`):
+    an upload larger than that would push its first pages' outputs out before scoring used them.
+    """
+
+    _thread = thread_pool("vision-prefetch", workers=1)
+
+    def __init__(self, models: Sequence[tuple], query: str, instruction: str | None, *, group: int = 8,
+                 known: Callable[[str, list[Page]], set[str]] | None = None,
+                 turn: Callable[[], contextlib.AbstractContextManager[bool]] | None = None):
+        """`models`: (reranker, image budget or None) pairs, in the order they will score.
+        `known(model key, pages)`: the content hashes among `pages` whose score is stored."""
+        self._models = list(models)
+        self._query, self._instruction = query, instruction
+        self._group_size = group
+        self._known = known
+        self._turn = turn or (lambda: contextlib.nullcontext(True))
+        self._group: list[Page] = []
+        self._pending: list[Future] = []
+        self._failed: set[str] = set()  # models that raised: not tried again in this ranking
+        # How many more pages each model may prefetch in this ranking.
+        self._room = {reranker.key: reranker.vision_cache.capacity // 2 // reranker.vision_page_bytes(budget)
+                      for reranker, budget in self._models}
+        self.encoded = 0  # pages run through an encoder (counted once per model)
+
+    def add(self, page: Page) -> None:
+        self._group.append(page)
+        if len(self._group) == self._group_size:
+            self._submit()
+
+    def finish(self) -> int:
+        """Encode the last, partial group and wait for every group; returns `encoded`."""
+        self._submit()
+        wait(self._pending)
+        return self.encoded
+
+    def _submit(self) -> None:
+        if self._group:
+            self._pending.append(self._thread.submit(self._encode, self._group))
+            self._group = []
+
+    def _encode(self, pages: list[Page]) -> None:
+        from .scoring import PromptTooLong, QueryError
+
+        with self._turn() as ours:
+            if not ours:
+                return
+            for reranker, budget in self._models:
+                if reranker.key in self._failed or self._room[reranker.key] <= 0:
+                    continue
+                try:
+                    known = self._known(reranker.key, pages) if self._known else set()
+                    todo = [page for page in pages if page.content_hash not in known][: self._room[reranker.key]]
+                    encoded = reranker.prefetch_vision(self._query, todo, self._instruction, max_pixels=budget)
+                    self._room[reranker.key] -= encoded
+                    self.encoded += encoded
+                except (QueryError, PromptTooLong):  # the ranking tells the user
+                    self._failed.add(reranker.key)
+                except Exception as error:  # scoring will meet it again, and report it, if it is real
+                    self._failed.add(reranker.key)
+                    log.warning("vision prefetch for %s stopped: %s: %s", reranker.key, type(error).__name__, error)
+
+
+def prefetches_by_default(reranker) -> bool:
+    """Whether `rank` runs `VisionPrefetch` for this model unless told: for a model on a GPU in
+    this process. Not on ZeroGPU, whose models run in another process (spaces.GPU); not on a
+    CPU, where a page takes seconds to encode and rendering a whole upload well under one: the
+    encoding would not overlap the rendering, only run before scoring under "Reading files"."""
+    from .scoring import on_zero_gpu
+
+    return reranker.device.type == "cuda" and not on_zero_gpu()
+
+
+def _vision_prefetch(pool: ModelPool | Mapping, keys: Sequence[str], query: str, instruction: str | None,
+                     max_pixels: Mapping[str, int] | None, store, scorer, prefetch: bool | None) -> VisionPrefetch | None:
+    """A `VisionPrefetch` over the models already loaded (never load one just for this: it would
+    hold up the rendering), or None when there is nothing to do. `prefetch`: see `rank`."""
+    if prefetch is False:
+        return None
+    models = []
+    for key in keys:
+        if isinstance(pool, ModelPool) and not pool.loaded(key):
+            continue
+        reranker = pool.get(key) if isinstance(pool, ModelPool) else pool[key]
+        if prefetch is None and not prefetches_by_default(reranker):
+            continue
+        budget = (max_pixels or {}).get(key)
+        try:
+            settings = reranker.settings(budget)
+        except ValueError:  # a budget outside the model's range: the ranking reports it
+            continue
+        models.append((reranker, budget, settings))
+    if not models:
+        return None
+    settings = {reranker.key: settings for reranker, _, settings in models}
+
+    def known(key: str, pages: list[Page]) -> set[str]:
+        if store is None:
+            return set()
+        return set(store.cached_scores(key, settings[key], query, instruction, [page.content_hash for page in pages]))
+
+    return VisionPrefetch([(reranker, budget) for reranker, budget, _ in models], query, instruction,
+                          group=models[0][0].vision_chunk, known=known,
+                          turn=scorer.turn_if_free if isinstance(scorer, ScoringTurns) else None)
 
 
 def score_pages(pool: ModelPool | Mapping, query: str, work: Mapping[str, list[Page]], instruction: str | None = None,
@@ -254,6 +391,7 @@ def rank(
     ingest_cache=None,
     on_pages: Callable[[list[Page]], None] | None = None,
     scorer: Callable[..., dict[str, Scored]] = score_pages,
+    prefetch: bool | None = None,
 ) -> RankingResult:
     """Ingest `files` and score every page with each model; a failing model is reported, not raised.
 
@@ -264,6 +402,8 @@ def rank(
     runs once the pages are read and before scoring: a place to start side work (it should
     return at once) that then overlaps the models. `scorer` does the model work, with
     `score_pages`'s arguments (the pool first); it is only called when some page needs a model.
+    `prefetch`: run the loaded models' vision encoders on the pages while the rest of the upload
+    is read (`VisionPrefetch`); None (the default): for the models `prefetches_by_default`.
     """
     from .scoring import clean_query
 
@@ -272,10 +412,16 @@ def rank(
     report = progress or (lambda fraction, message: None)
     report(0.0, "Reading files")
     started = time.perf_counter()
-    pages, problems, notes, documents = ingest(files, ingest_options, ingest_cache)
-    ingest_seconds = time.perf_counter() - started
-    if on_pages and pages:
-        on_pages(pages)
+    prefetcher = _vision_prefetch(pool, keys, query, instruction, max_pixels, store, scorer, prefetch)
+    try:
+        pages, problems, notes, documents = ingest(files, ingest_options, ingest_cache,
+                                                   on_page=prefetcher.add if prefetcher else None)
+        ingest_seconds = time.perf_counter() - started
+        if on_pages and pages:
+            on_pages(pages)
+    finally:
+        if prefetcher is not None:
+            prefetcher.finish()  # the last group's encoding: scoring must find it in the cache
 
     rankings: dict[str, ModelRanking] = {}
     known: dict[str, dict[str, float]] = {}  # key → content hash → score, from the store

@@ -436,6 +436,18 @@ def test_a_cached_batch_equals_a_fresh_one_and_renders_nothing(corpus_paths, mon
     assert all(a.image is b.image for a, b in zip(again.pages, first.pages))
 
 
+def test_each_page_is_handed_on_as_soon_as_it_is_read_fresh_or_cached(corpus_paths):
+    """`on_page` (the app's vision prefetch) sees exactly the result's pages, in order; bad files
+    and pages in between change nothing."""
+    from reranker.documents import ingest_cache
+
+    cache = ingest_cache()
+    for _ in range(2):  # rendered, then from the cache
+        seen = []
+        result = load_files(corpus_paths.values(), cache=cache, on_page=seen.append)
+        assert [id(page) for page in seen] == [id(page) for page in result.pages] and len(seen) > 3
+
+
 def test_the_cache_is_keyed_by_bytes_name_and_options(monkeypatch):
     from reranker import documents
     from reranker.documents import ingest_cache

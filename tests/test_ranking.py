@@ -88,7 +88,8 @@ def test_scores_stored_earlier_are_reused_not_recomputed(tiny_rerankers, tmp_pat
             assert not pages, "a stored score was recomputed"
             return []
 
-    again = ranking.rank(sample_files(2), QUERY, {key: Refusing(r) for key, r in tiny_rerankers.items()}, store=store)
+    again = ranking.rank(sample_files(2), QUERY, {key: Refusing(r) for key, r in tiny_rerankers.items()}, store=store,
+                         prefetch=False)  # a stand-in has no vision encoder
     for key in (A, B):
         assert again.rankings[key].scores == first.rankings[key].scores
         assert (again.rankings[key].stored, again.rankings[key].scored, again.rankings[key].pages_per_second) == (2, 0, None)
@@ -199,3 +200,160 @@ def test_rankings_at_once_take_turns_and_score_each_page_once(tiny_rerankers, tm
     # Another question, or another image budget, is scored anew.
     ranking.rank(files, "another question", tiny_rerankers, scorer=turns)
     assert len(calls) == 2
+
+
+def record_encoder_threads(monkeypatch, rerankers) -> list[tuple[str, str]]:
+    """(model key, thread name) for each vision-encoder call from now on."""
+    import threading
+
+    calls = []
+    for key, reranker in rerankers.items():
+        real = reranker.backbone.get_image_features
+
+        def recording(*args, _real=real, _key=key, **kwargs):
+            calls.append((_key, threading.current_thread().name))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(reranker.backbone, "get_image_features", recording)
+    return calls
+
+
+def test_vision_prefetch_while_rendering_gives_the_same_scores_and_leaves_scoring_no_encoding(
+        tiny_rerankers, monkeypatch, tmp_path):
+    """On a GPU the app encodes the pages already rendered while the rest render; scoring then
+    finds every page's vision outputs in the cache. The scores are those of the plain path."""
+    from .bad_inputs import sample_pdf
+
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(sample_pdf(11, points_per_pixel=0.25))  # 11 pages (groups of 8 and 3), half size
+    for reranker in tiny_rerankers.values():
+        reranker.clear_caches()
+    plain = ranking.rank([str(pdf)], QUERY, tiny_rerankers, prefetch=False)
+    for reranker in tiny_rerankers.values():
+        reranker.clear_caches()
+    calls = record_encoder_threads(monkeypatch, tiny_rerankers)
+    seen = []
+    real_add = ranking.VisionPrefetch.add
+    monkeypatch.setattr(ranking.VisionPrefetch, "add", lambda self, page: seen.append(page) or real_add(self, page))
+    prefetched = ranking.rank([str(pdf)], QUERY, tiny_rerankers, prefetch=True)
+    assert [page.content_hash for page in seen] == [page.content_hash for page in prefetched.pages]
+    assert calls and all(thread.startswith("vision-prefetch") for _, thread in calls)
+    assert {key for key, _ in calls} == {A, B}
+    for key in (A, B):
+        assert prefetched.rankings[key].scores == pytest.approx(plain.rankings[key].scores, abs=1e-5)
+
+
+def test_vision_prefetch_skips_pages_whose_scores_are_stored(tiny_rerankers, monkeypatch, tmp_path):
+    store = Store(tmp_path / "arena.db")
+    result, _ = ranking.rank_and_save(sample_files(2), QUERY, tiny_rerankers, store, prefetch=True)
+    for reranker in tiny_rerankers.values():
+        reranker.clear_caches()  # as after a restart: the scores are only in the database
+    calls = record_encoder_threads(monkeypatch, tiny_rerankers)
+    again = ranking.rank(sample_files(2), QUERY, tiny_rerankers, store=store, prefetch=True)
+    assert calls == []
+    assert all(again.rankings[key].scores == result.rankings[key].scores for key in (A, B))
+
+
+def test_vision_prefetch_by_default_only_for_models_on_a_gpu_in_this_process(tiny_rerankers, monkeypatch):
+    """Not on a CPU (a page takes seconds to encode there, the whole upload well under one to
+    render: nothing to overlap), not on ZeroGPU (the models run in a worker process)."""
+    import types
+
+    import torch
+
+    calls = record_encoder_threads(monkeypatch, tiny_rerankers)
+    ranking.rank(sample_files(2), QUERY, tiny_rerankers)  # on this CPU
+    assert len(calls) >= 2 and not any(thread.startswith("vision-prefetch") for _, thread in calls)
+    on_a_gpu = types.SimpleNamespace(device=torch.device("cuda", 0))
+    assert ranking.prefetches_by_default(on_a_gpu) and not ranking.prefetches_by_default(tiny_rerankers[A])
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    assert not ranking.prefetches_by_default(on_a_gpu)
+
+
+def test_vision_prefetch_never_waits_for_a_model_to_load(tiny_rerankers, monkeypatch):
+    calls = record_encoder_threads(monkeypatch, tiny_rerankers)
+    pool = ranking.ModelPool(loader=tiny_rerankers.__getitem__)
+    for first in (True, False):
+        for reranker in tiny_rerankers.values():
+            reranker.clear_caches()
+        calls.clear()
+        ranking.rank(sample_files(2), QUERY, pool, prefetch=True)
+        prefetched = {key for key, thread in calls if thread.startswith("vision-prefetch")}
+        assert prefetched == (set() if first else {A, B})  # the first ranking loads the models
+
+
+def test_vision_prefetch_waits_for_no_one_and_a_failure_only_costs_the_head_start(tiny_rerankers, monkeypatch, caplog):
+    pages = load_files(sample_files(3)).pages
+    models = [(tiny_rerankers[A], None), (tiny_rerankers[B], None)]
+    for reranker in tiny_rerankers.values():
+        reranker.clear_caches()
+    calls = record_encoder_threads(monkeypatch, tiny_rerankers)
+
+    # Another ranking has the models' turn: nothing is encoded, nothing waits.
+    turns = ranking.ScoringTurns()
+    with turns.turn_if_free() as ours:
+        assert ours
+        busy = ranking.VisionPrefetch(models, QUERY, None, group=2, turn=turns.turn_if_free)
+        for page in pages:
+            busy.add(page)
+        assert busy.finish() == 0 and calls == []
+    with turns.turn_if_free() as ours:
+        assert ours  # given back
+
+    # A model whose prefetch fails (say, out of GPU memory) is left alone; the other goes on.
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(tiny_rerankers[A], "prefetch_vision", out_of_memory)
+    failing = ranking.VisionPrefetch(models, QUERY, None, group=2, turn=turns.turn_if_free)
+    for page in pages:
+        failing.add(page)
+    assert failing.finish() == 3
+    assert {key for key, _ in calls} == {B}
+    assert "vision prefetch for qwen3-vl-reranker-2b stopped: RuntimeError: CUDA out of memory" in caplog.text
+    monkeypatch.undo()
+    caplog.clear()
+    too_long = ranking.VisionPrefetch(models, "revenue growth by segment " * 4000, None, group=2)
+    too_long.add(pages[0])
+    too_long.finish()
+    assert "stopped" not in caplog.text  # the ranking itself tells the user the query is too long for B
+    result = ranking.rank(pages, QUERY, tiny_rerankers, prefetch=False)
+    for key in (A, B):
+        tiny_rerankers[key].clear_caches()
+        assert result.rankings[key].scores == pytest.approx(tiny_rerankers[key].score(QUERY, pages), abs=1e-5)
+
+
+def test_vision_prefetch_fills_at_most_half_the_vision_cache_and_scoring_keeps_what_it_found(
+        tiny_rerankers, monkeypatch, sample_images):
+    """A prefetched page must not be pushed out of the LRU by the upload's later pages before
+    scoring uses it: each model prefetches at most half its cache, and scoring takes every cached
+    output it will need before it adds its own."""
+    from reranker.scoring import tensor_bytes
+
+    from .test_scoring import odd_pages
+
+    from reranker.documents import Page
+    from reranker.imaging import image_hash
+
+    reranker = tiny_rerankers[A]
+    pages = [Page(image_hash(image), image, "odd", number, "odd", "image")
+             for number, image in enumerate(odd_pages(sample_images), 1) if max(image.size) > 500]  # at the full budget
+    reranker.clear_caches()
+    reranker.score(QUERY, pages[:1])
+    largest = max(tensor_bytes(item) for item in reranker.vision_cache._items.values() for item in [item[0]])
+    assert largest <= reranker.vision_page_bytes() < 1.5 * largest  # a bound, and a close one
+    reranker.clear_caches()
+    monkeypatch.setattr(reranker.vision_cache, "capacity", int(2.5 * reranker.vision_page_bytes()))
+    encoded = []
+    real = reranker.backbone.get_image_features
+    monkeypatch.setattr(reranker.backbone, "get_image_features",
+                        lambda pixels, grids, **k: encoded.append(len(grids)) or real(pixels, grids, **k))
+    prefetch = ranking.VisionPrefetch([(reranker, None)], QUERY, None, group=2)
+    for page in pages:
+        prefetch.add(page)
+    assert prefetch.finish() == 1 and sum(encoded) == 1  # room for one page (half of 2.5 pages)
+    scores = reranker.score(QUERY, pages, batch_size=1)
+    assert sum(encoded) == len(pages)  # the prefetched page was not encoded again
+    reranker.clear_caches()
+    monkeypatch.undo()
+    assert scores == pytest.approx(reranker.score(QUERY, pages), abs=1e-5)
