@@ -45,3 +45,8 @@ class LRUCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __contains__(self, key) -> bool:
+        """Whether `key` is held (neither a hit nor a miss, nor a use that keeps it longer)."""
+        with self._lock:
+            return key in self._items

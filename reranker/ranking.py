@@ -233,11 +233,10 @@ class VisionPrefetch:
     is encoded as soon as it has arrived (`add`), by every model in turn, and the outputs wait in
     each model's vision cache, where its scoring finds them (`Reranker.prefetch_vision`).
     Best effort: a group that finds another ranking scoring (`turn`), a page whose score `known`
-    says is stored, or a failure only means that scoring encodes those pages itself, as it would
-    have without this. Groups are encoded one at a time, in order, on one shared thread.
-
-    Each model prefetches at most what fills half its vision cache (`Reranker.vision_page_bytes`):
-    an upload larger than that would push its first pages' outputs out before scoring used them.
+    says is stored, a page past the prefetch room of the model's vision cache, or a failure only
+    means that scoring encodes those pages itself, as it would have without this. Groups are
+    encoded one at a time, in order, on one shared thread. `seconds` holds each model's encoding
+    time: model time of the ranking, spent before its scoring.
     """
 
     _thread = thread_pool("vision-prefetch", workers=1)
@@ -245,7 +244,7 @@ class VisionPrefetch:
     def __init__(self, models: Sequence[tuple], query: str, instruction: str | None, *, group: int = 8,
                  known: Callable[[str, list[Page]], set[str]] | None = None,
                  turn: Callable[[], contextlib.AbstractContextManager[bool]] | None = None):
-        """`models`: (reranker, image budget or None) pairs, in the order they will score.
+        """`models`: (model key, reranker, image budget or None), in the order they will score.
         `known(model key, pages)`: the content hashes among `pages` whose score is stored."""
         self._models = list(models)
         self._query, self._instruction = query, instruction
@@ -255,15 +254,22 @@ class VisionPrefetch:
         self._group: list[Page] = []
         self._pending: list[Future] = []
         self._failed: set[str] = set()  # models that raised: not tried again in this ranking
-        # How many more pages each model may prefetch in this ranking.
-        self._room = {reranker.key: reranker.vision_cache.capacity // 2 // reranker.vision_page_bytes(budget)
-                      for reranker, budget in self._models}
         self.encoded = 0  # pages run through an encoder (counted once per model)
+        self.seconds = {key: 0.0 for key, _, _ in self._models}
 
     def add(self, page: Page) -> None:
         self._group.append(page)
         if len(self._group) == self._group_size:
             self._submit()
+
+    def _submit(self) -> None:
+        if self._group and self._models:
+            try:
+                self._pending.append(self._thread.submit(self._encode, self._group))
+            except RuntimeError as error:  # the thread is gone (interpreter shutting down): no head start
+                log.warning("vision prefetch stopped: %s", error)
+                self._models = []
+        self._group = []
 
     def finish(self) -> int:
         """Encode the last, partial group and wait for every group; returns `encoded`."""
@@ -271,31 +277,27 @@ class VisionPrefetch:
         wait(self._pending)
         return self.encoded
 
-    def _submit(self) -> None:
-        if self._group:
-            self._pending.append(self._thread.submit(self._encode, self._group))
-            self._group = []
-
     def _encode(self, pages: list[Page]) -> None:
         from .scoring import PromptTooLong, QueryError
 
         with self._turn() as ours:
             if not ours:
                 return
-            for reranker, budget in self._models:
-                if reranker.key in self._failed or self._room[reranker.key] <= 0:
+            for key, reranker, budget in self._models:
+                if key in self._failed:
                     continue
+                started = time.perf_counter()
                 try:
-                    known = self._known(reranker.key, pages) if self._known else set()
-                    todo = [page for page in pages if page.content_hash not in known][: self._room[reranker.key]]
-                    encoded = reranker.prefetch_vision(self._query, todo, self._instruction, max_pixels=budget)
-                    self._room[reranker.key] -= encoded
-                    self.encoded += encoded
+                    known = self._known(key, pages) if self._known else set()
+                    todo = [page for page in pages if page.content_hash not in known]
+                    if todo:
+                        self.encoded += reranker.prefetch_vision(self._query, todo, self._instruction, max_pixels=budget)
+                    self.seconds[key] += time.perf_counter() - started
                 except (QueryError, PromptTooLong):  # the ranking tells the user
-                    self._failed.add(reranker.key)
+                    self._failed.add(key)
                 except Exception as error:  # scoring will meet it again, and report it, if it is real
-                    self._failed.add(reranker.key)
-                    log.warning("vision prefetch for %s stopped: %s: %s", reranker.key, type(error).__name__, error)
+                    self._failed.add(key)
+                    log.warning("vision prefetch for %s stopped: %s: %s", key, type(error).__name__, error)
 
 
 def prefetches_by_default(reranker) -> bool:
@@ -318,26 +320,26 @@ def _vision_prefetch(pool: ModelPool | Mapping, keys: Sequence[str], query: str,
     for key in keys:
         if isinstance(pool, ModelPool) and not pool.loaded(key):
             continue
-        reranker = pool.get(key) if isinstance(pool, ModelPool) else pool[key]
-        if prefetch is None and not prefetches_by_default(reranker):
-            continue
         budget = (max_pixels or {}).get(key)
         try:
+            reranker = pool.get(key) if isinstance(pool, ModelPool) else pool[key]
+            if prefetch is None and not prefetches_by_default(reranker):
+                continue
             settings = reranker.settings(budget)
-        except ValueError:  # a budget outside the model's range: the ranking reports it
+        except Exception:  # e.g. a budget outside the model's range: the ranking reports it, without a head start
             continue
-        models.append((reranker, budget, settings))
+        models.append((key, reranker, budget, settings))
     if not models:
         return None
-    settings = {reranker.key: settings for reranker, _, settings in models}
+    settings = {key: settings for key, _, _, settings in models}
 
     def known(key: str, pages: list[Page]) -> set[str]:
         if store is None:
             return set()
         return set(store.cached_scores(key, settings[key], query, instruction, [page.content_hash for page in pages]))
 
-    return VisionPrefetch([(reranker, budget) for reranker, budget, _ in models], query, instruction,
-                          group=models[0][0].vision_chunk, known=known,
+    return VisionPrefetch([model[:3] for model in models], query, instruction,
+                          group=getattr(models[0][1], "vision_chunk", 8), known=known,
                           turn=scorer.turn_if_free if isinstance(scorer, ScoringTurns) else None)
 
 
@@ -459,7 +461,9 @@ def rank(
         known[key].update({page.content_hash: score for page, score in zip(work.get(key, []), scored.scores)})
         ranking.scores = [known[key][page.content_hash] for page in pages]
         stored[key] |= scored.reused  # scored before, by a ranking running at the same moment
-        ranking.seconds, ranking.scored = scored.seconds, len(work.get(key, [])) - len(scored.reused)
+        # The model's time includes its encoding while the files were read.
+        ranking.seconds = scored.seconds + (prefetcher.seconds.get(key, 0.0) if prefetcher is not None else 0.0)
+        ranking.scored = len(work.get(key, [])) - len(scored.reused)
         ranking.stored = sum(1 for page in pages if page.content_hash in stored[key])
     report(1.0, "Done")
     return RankingResult(query, instruction, pages, problems, notes, rankings, ingest_seconds, documents)

@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -297,6 +298,7 @@ class Reranker:
         if vision_cache_bytes is None:
             vision_cache_bytes = default_cache_bytes(device, cpu=512 * 2**20, variable="RERANKER_VISION_CACHE_MB")
         self.vision_cache = LRUCache(vision_cache_bytes)
+        self._prefetched: dict[tuple, int] = {}  # vision key → bytes: prefetched, not used by `score` yet
         self.score_cache = LRUCache(score_cache_entries)
         if prefix_cache_bytes is None:  # a 2B page prefix: ~115 kB per token in bf16, ~65 MB at 564,480 px
             prefix_cache_bytes = default_cache_bytes(device, cpu=2**30, variable="RERANKER_PREFIX_CACHE_MB")
@@ -398,17 +400,15 @@ class Reranker:
         max_pixels: int | None = None,
     ) -> list[float]:
         """P(yes) for each page, in input order. `images`: PIL images or `Page` objects."""
-        prompt = self.prompt(query, instruction)
         if not images:
+            self.prompt(query, instruction)  # an empty query is refused all the same
             return []
-        if self.spec.max_length is None:
-            self._check_untruncated(prompt)
-        budget = self._budget(max_pixels)
-        keys = [page_key(page) for page in images]
-        cache_keys = self._score_keys(prompt, keys, max_pixels)
+        prompt, budget, keys, cache_keys = self._request(query, images, instruction, max_pixels)
         scores: list[float | None] = [self.score_cache.get(key) for key in cache_keys]
-        todo = [i for i, score in enumerate(scores) if score is None]
-        total, done = len(images), len(images) - len(todo)
+        firsts: dict[str, int] = {}  # a page given more than once is scored once, at its first index
+        copies = Counter(firsts.setdefault(keys[i], i) for i, score in enumerate(scores) if score is None)
+        todo = list(firsts.values())
+        total, done = len(images), len(images) - copies.total()
         if progress:
             progress(done, total)
         if todo:
@@ -417,35 +417,51 @@ class Reranker:
                     for index, value in zip(indices, values):
                         scores[index] = value
                         self.score_cache.put(cache_keys[index], value)
-                    done += len(indices)
+                    done += sum(copies[index] for index in indices)
                     if progress:
                         progress(done, total)
-        return [float(score) for score in scores]
+        return [float(scores[firsts.get(key, i)]) for i, key in enumerate(keys)]
 
     def prefetch_vision(self, query: str, images: Sequence, instruction: str | None = None, *,
                         max_pixels: int | None = None) -> int:
         """Run the vision encoder now on those `images` that `score` with the same arguments would
         encode, so that it finds their outputs in the vision cache: pages without a cached score,
         kept prefix or cached vision outputs. For overlapping the encoder with other work (the app
-        renders the rest of an upload meanwhile). Returns how many pages it encoded."""
-        prompt = self.prompt(query, instruction)
-        if self.spec.max_length is None:
-            self._check_untruncated(prompt)
-        budget = self._budget(max_pixels)
-        keys = [page_key(page) for page in images]
-        cache_keys = self._score_keys(prompt, keys, max_pixels)
+        renders the rest of an upload meanwhile). Returns how many pages it encoded.
+
+        Prefetched outputs that no `score` call has used yet fill at most half the vision cache,
+        over all callers (up to three rankings prefetch at once in the app): more, and the LRU
+        could push them out before their turn comes. Pages past that room are left to `score`.
+        """
+        prompt, budget, keys, cache_keys = self._request(query, images, instruction, max_pixels)
         with self._lock, torch.inference_mode():
             todo = [i for i, key in enumerate(cache_keys) if self.score_cache.get(key) is None]
             reused = self._reusable_prefixes(self.layout(self.tokenizer(prompt)["input_ids"]), images, keys, todo, budget)
             first = {key: i for i, key in reversed(list(enumerate(keys)))}  # a page given twice is encoded once
             needed = [i for i in todo if i not in reused and first[keys[i]] == i
                       and self.vision_cache.get(self._vision_key(keys[i], budget)) is None]
+            # Outputs the LRU has let go of no longer hold room.
+            self._prefetched = {key: size for key, size in self._prefetched.items() if key in self.vision_cache}
+            room = self.vision_cache.capacity // 2 - sum(self._prefetched.values())
+            needed = needed[: max(0, room) // self.vision_page_bytes(max_pixels)]
             if needed:
                 pixels = [self._submit(resized_pixels, page_image(images[i]), budget, self.device.type == "cuda")
                           for i in needed]
                 grids = torch.tensor([self._grid(page_image(images[i]), budget) for i in needed])
-                self._encode(pixels, grids, [keys[i] for i in needed], budget)
+                vision_keys = [self._vision_key(keys[i], budget) for i in needed]
+                for key, item in zip(vision_keys, self._encode(pixels, grids, [keys[i] for i in needed], budget)):
+                    self._prefetched[key] = tensor_bytes(item)
         return len(needed)
+
+    def _request(self, query: str, images: Sequence, instruction: str | None, max_pixels: int | None):
+        """What `score` and `prefetch_vision` start from: the prompt (checked), the image budget,
+        each page's content key and its key in the score cache."""
+        prompt = self.prompt(query, instruction)
+        if self.spec.max_length is None:
+            self._check_untruncated(prompt)
+        budget = self._budget(max_pixels)
+        keys = [page_key(page) for page in images]
+        return prompt, budget, keys, self._score_keys(prompt, keys, max_pixels)
 
     def vision_page_bytes(self, max_pixels: int | None = None) -> int:
         """The most one page's vision outputs (embeddings and deepstack features) take at this
@@ -525,12 +541,16 @@ class Reranker:
         order = sorted(todo, key=lambda i: (sized[i][0] * sized[i][1], i))
         chunks = [order[start : start + size] for start in range(0, len(order), size)]
         # Every cached output taken now, before the call's own new outputs can push them out of
-        # the LRU (those of a vision prefetch, say, which come back only in a later batch).
+        # the LRU (a vision prefetch's, say, whose page comes only in a later batch); each is let
+        # go when its batch is prepared.
         cached = {i: self.vision_cache.get(self._vision_key(keys[i], budget)) for i in todo}
 
         def prepare(chunk):
+            outputs = [cached.pop(i) for i in chunk]
+            for i in chunk:  # used now: a prefetched output no longer holds prefetch room
+                self._prefetched.pop(self._vision_key(keys[i], budget), None)
             return self.prepare_batch(prompt_ids, [images[i] for i in chunk], [keys[i] for i in chunk], chunk, budget,
-                                      cached_vision=[cached[i] for i in chunk])
+                                      cached_vision=outputs)
 
         # Preparing batch k+1 starts its resizing on the page workers while the device runs batch k.
         upcoming = prepare(chunks[0])
@@ -693,6 +713,7 @@ class Reranker:
             self.vision_cache.clear()
             self.score_cache.clear()
             self.prefix_cache.clear()
+            self._prefetched.clear()
 
 
 def mrope_positions(attention_mask: torch.Tensor, image_mask: torch.Tensor, grids: torch.Tensor, merge: int) -> torch.Tensor:

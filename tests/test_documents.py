@@ -448,6 +448,18 @@ def test_each_page_is_handed_on_as_soon_as_it_is_read_fresh_or_cached(corpus_pat
         assert [id(page) for page in seen] == [id(page) for page in result.pages] and len(seen) > 3
 
 
+def test_each_pdf_page_is_handed_on_before_the_next_is_read(monkeypatch):
+    from reranker import rendering
+
+    read = []
+    for kind in (rendering._InWorkers, rendering._InProcess):
+        real = kind.render
+        monkeypatch.setattr(kind, "render", lambda self, index, _real=real: read.append(index) or _real(self, index))
+    seen = []
+    load_files([("five.pdf", corpus.text_pdf(*"abcde"))], on_page=lambda page: seen.append((page.page_number, len(read))))
+    assert seen == [(number, number) for number in range(1, 6)]  # page n handed on when n pages were read
+
+
 def test_the_cache_is_keyed_by_bytes_name_and_options(monkeypatch):
     from reranker import documents
     from reranker.documents import ingest_cache

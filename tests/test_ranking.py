@@ -88,11 +88,13 @@ def test_scores_stored_earlier_are_reused_not_recomputed(tiny_rerankers, tmp_pat
             assert not pages, "a stored score was recomputed"
             return []
 
-    again = ranking.rank(sample_files(2), QUERY, {key: Refusing(r) for key, r in tiny_rerankers.items()}, store=store,
-                         prefetch=False)  # a stand-in has no vision encoder
-    for key in (A, B):
-        assert again.rankings[key].scores == first.rankings[key].scores
-        assert (again.rankings[key].stored, again.rankings[key].scored, again.rankings[key].pages_per_second) == (2, 0, None)
+    # A stand-in has no vision encoder (nor a device): the prefetch fails nothing.
+    stand_ins = {key: Refusing(r) for key, r in tiny_rerankers.items()}
+    for prefetch in (None, True):
+        again = ranking.rank(sample_files(2), QUERY, stand_ins, store=store, prefetch=prefetch)
+        for key in (A, B):
+            assert again.rankings[key].scores == first.rankings[key].scores
+            assert (again.rankings[key].stored, again.rankings[key].scored, again.rankings[key].pages_per_second) == (2, 0, None)
 
     # One new page beside the two stored: the speed is the model's on that one page.
     more = ranking.rank(sample_files(3), QUERY, tiny_rerankers, store=store)
@@ -232,15 +234,18 @@ def test_vision_prefetch_while_rendering_gives_the_same_scores_and_leaves_scorin
     for reranker in tiny_rerankers.values():
         reranker.clear_caches()
     calls = record_encoder_threads(monkeypatch, tiny_rerankers)
-    seen = []
-    real_add = ranking.VisionPrefetch.add
+    seen, prefetchers = [], []
+    real_add, real_finish = ranking.VisionPrefetch.add, ranking.VisionPrefetch.finish
     monkeypatch.setattr(ranking.VisionPrefetch, "add", lambda self, page: seen.append(page) or real_add(self, page))
+    monkeypatch.setattr(ranking.VisionPrefetch, "finish", lambda self: prefetchers.append(self) or real_finish(self))
     prefetched = ranking.rank([str(pdf)], QUERY, tiny_rerankers, prefetch=True)
     assert [page.content_hash for page in seen] == [page.content_hash for page in prefetched.pages]
     assert calls and all(thread.startswith("vision-prefetch") for _, thread in calls)
     assert {key for key, _ in calls} == {A, B}
     for key in (A, B):
         assert prefetched.rankings[key].scores == pytest.approx(plain.rankings[key].scores, abs=1e-5)
+        # The model's time (its pages/s in the app and the store) counts the encoding done early.
+        assert prefetched.rankings[key].seconds > prefetchers[0].seconds[key] > 0
 
 
 def test_vision_prefetch_skips_pages_whose_scores_are_stored(tiny_rerankers, monkeypatch, tmp_path):
@@ -284,7 +289,7 @@ def test_vision_prefetch_never_waits_for_a_model_to_load(tiny_rerankers, monkeyp
 
 def test_vision_prefetch_waits_for_no_one_and_a_failure_only_costs_the_head_start(tiny_rerankers, monkeypatch, caplog):
     pages = load_files(sample_files(3)).pages
-    models = [(tiny_rerankers[A], None), (tiny_rerankers[B], None)]
+    models = [(A, tiny_rerankers[A], None), (B, tiny_rerankers[B], None)]
     for reranker in tiny_rerankers.values():
         reranker.clear_caches()
     calls = record_encoder_threads(monkeypatch, tiny_rerankers)
@@ -311,6 +316,15 @@ def test_vision_prefetch_waits_for_no_one_and_a_failure_only_costs_the_head_star
     assert failing.finish() == 3
     assert {key for key, _ in calls} == {B}
     assert "vision prefetch for qwen3-vl-reranker-2b stopped: RuntimeError: CUDA out of memory" in caplog.text
+    # The prefetch thread cannot take work (the interpreter is shutting down): the pages still load.
+    def refuse(*args, **kwargs):
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    monkeypatch.setattr(ranking.VisionPrefetch._thread, "submit", refuse)
+    refused = ranking.rank(sample_files(3), QUERY, {A: tiny_rerankers[A]}, prefetch=True)
+    assert len(refused.pages) == 3 and not refused.problems and len(refused.rankings[A].scores) == 3
+    assert "vision prefetch stopped: cannot schedule new futures" in caplog.text
+
     monkeypatch.undo()
     caplog.clear()
     too_long = ranking.VisionPrefetch(models, "revenue growth by segment " * 4000, None, group=2)
@@ -348,10 +362,10 @@ def test_vision_prefetch_fills_at_most_half_the_vision_cache_and_scoring_keeps_w
     real = reranker.backbone.get_image_features
     monkeypatch.setattr(reranker.backbone, "get_image_features",
                         lambda pixels, grids, **k: encoded.append(len(grids)) or real(pixels, grids, **k))
-    prefetch = ranking.VisionPrefetch([(reranker, None)], QUERY, None, group=2)
+    prefetch = ranking.VisionPrefetch([(A, reranker, None)], QUERY, None, group=2)
     for page in pages:
         prefetch.add(page)
-    assert prefetch.finish() == 1 and sum(encoded) == 1  # room for one page (half of 2.5 pages)
+    assert prefetch.finish() == 1 and sum(encoded) == 1  # room for one page (half of 2.5 pages), over all groups
     scores = reranker.score(QUERY, pages, batch_size=1)
     assert sum(encoded) == len(pages)  # the prefetched page was not encoded again
     reranker.clear_caches()

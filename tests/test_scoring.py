@@ -224,6 +224,47 @@ def test_vision_prefetched_in_parts_equals_the_plain_path(tiny_rerankers, sample
     assert reranker.score(QUERIES[0], pages, batch_size=4) == pytest.approx(plain, abs=TOL)
 
 
+def count_encoded(monkeypatch, reranker) -> list[int]:
+    """Pages per vision-encoder call from now on."""
+    encoded = []
+    real = reranker.backbone.get_image_features
+    monkeypatch.setattr(reranker.backbone, "get_image_features",
+                        lambda pixels, grids, **k: encoded.append(len(grids)) or real(pixels, grids, **k))
+    return encoded
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_a_page_given_twice_in_one_call_is_scored_once(tiny_rerankers, sample_images, monkeypatch, batch_size):
+    reranker = tiny_rerankers[A]
+    pages = sample_images[:4] + [sample_images[0], sample_images[2]]
+    reranker.clear_caches()
+    plain = reranker.score(QUERIES[0], sample_images[:4])
+    reranker.clear_caches()
+    encoded = count_encoded(monkeypatch, reranker)
+    reported = []
+    scores = reranker.score(QUERIES[0], pages, batch_size=batch_size, progress=lambda done, total: reported.append(done))
+    assert sum(encoded) == 4 and scores == pytest.approx(plain + [plain[0], plain[2]], abs=TOL)
+    assert reported[0] == 0 and reported[-1] == len(pages) and reported == sorted(reported)
+
+
+def test_prefetched_pages_not_yet_scored_fill_at_most_half_the_vision_cache_over_all_callers(
+        tiny_rerankers, sample_images, monkeypatch):
+    """Up to three rankings prefetch at once in the app: their pages share one room, so none
+    pushes another's out of the LRU before it is scored."""
+    reranker = tiny_rerankers[A]
+    reranker.clear_caches()
+    monkeypatch.setattr(reranker.vision_cache, "capacity", int(4.5 * reranker.vision_page_bytes()))
+    first, second = sample_images[:2], odd_pages(sample_images)[1:4]
+    assert reranker.prefetch_vision(QUERIES[0], first) == 2  # room for 2 of 2.25 pages
+    assert reranker.prefetch_vision(QUERIES[1], second) == 0  # another ranking: no room left
+    encoded = count_encoded(monkeypatch, reranker)
+    reranker.score(QUERIES[0], first)
+    assert encoded == []  # both were waiting in the cache
+    assert reranker.prefetch_vision(QUERIES[1], second) == 2  # scored: their room is free again
+    reranker.vision_cache.clear()  # let go by the LRU: no longer holding room either
+    assert reranker.prefetch_vision(QUERIES[1], second) == 2
+
+
 def test_prefetch_encodes_only_what_scoring_would(tiny_rerankers, sample_images, monkeypatch):
     pages = sample_images[:3]
     for key in (A, B):
