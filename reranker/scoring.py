@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -56,6 +57,11 @@ class LoadError(RuntimeError):
 
 class AdapterMismatchError(LoadError):
     """A LoRA adapter did not land on the model completely (a half-applied LoRA scores wrongly)."""
+
+
+# How long a prefetched page's vision outputs hold room in the vision cache before their
+# ranking scores them: seconds on a GPU, even after waiting for other rankings' turns.
+PREFETCH_HOLD_SECONDS = 300.0
 
 
 class QueryError(ValueError):
@@ -298,7 +304,8 @@ class Reranker:
         if vision_cache_bytes is None:
             vision_cache_bytes = default_cache_bytes(device, cpu=512 * 2**20, variable="RERANKER_VISION_CACHE_MB")
         self.vision_cache = LRUCache(vision_cache_bytes)
-        self._prefetched: dict[tuple, int] = {}  # vision key → bytes: prefetched, not used by `score` yet
+        # Vision key → (bytes, when): prefetched, not used by `score` yet (see prefetch_vision).
+        self._prefetched: dict[tuple, tuple[int, float]] = {}
         self.score_cache = LRUCache(score_cache_entries)
         if prefix_cache_bytes is None:  # a 2B page prefix: ~115 kB per token in bf16, ~65 MB at 564,480 px
             prefix_cache_bytes = default_cache_bytes(device, cpu=2**30, variable="RERANKER_PREFIX_CACHE_MB")
@@ -440,9 +447,12 @@ class Reranker:
             first = {key: i for i, key in reversed(list(enumerate(keys)))}  # a page given twice is encoded once
             needed = [i for i in todo if i not in reused and first[keys[i]] == i
                       and self.vision_cache.get(self._vision_key(keys[i], budget)) is None]
-            # Outputs the LRU has let go of no longer hold room.
-            self._prefetched = {key: size for key, size in self._prefetched.items() if key in self.vision_cache}
-            room = self.vision_cache.capacity // 2 - sum(self._prefetched.values())
+            # Outputs the LRU has let go of no longer hold room, nor ones left unused for long (their
+            # ranking failed, say): their room would otherwise be lost until they are pushed out.
+            now = time.monotonic()
+            self._prefetched = {key: (size, when) for key, (size, when) in self._prefetched.items()
+                                if key in self.vision_cache and now - when < PREFETCH_HOLD_SECONDS}
+            room = self.vision_cache.capacity // 2 - sum(size for size, _ in self._prefetched.values())
             needed = needed[: max(0, room) // self.vision_page_bytes(max_pixels)]
             if needed:
                 pixels = [self._submit(resized_pixels, page_image(images[i]), budget, self.device.type == "cuda")
@@ -450,7 +460,7 @@ class Reranker:
                 grids = torch.tensor([self._grid(page_image(images[i]), budget) for i in needed])
                 vision_keys = [self._vision_key(keys[i], budget) for i in needed]
                 for key, item in zip(vision_keys, self._encode(pixels, grids, [keys[i] for i in needed], budget)):
-                    self._prefetched[key] = tensor_bytes(item)
+                    self._prefetched[key] = (tensor_bytes(item), now)
         return len(needed)
 
     def _request(self, query: str, images: Sequence, instruction: str | None, max_pixels: int | None):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from PIL import Image
 from transformers import Qwen3VLForConditionalGeneration
 
 from reranker import load_reranker
+from reranker import scoring as scoring_module
 from reranker.imaging import smart_resize
 from reranker.models import MODELS, UnknownModelError, get_spec
 from reranker.processor import ImageOnlyQwen3VLProcessor
@@ -263,6 +265,12 @@ def test_prefetched_pages_not_yet_scored_fill_at_most_half_the_vision_cache_over
     assert reranker.prefetch_vision(QUERIES[1], second) == 2  # scored: their room is free again
     reranker.vision_cache.clear()  # let go by the LRU: no longer holding room either
     assert reranker.prefetch_vision(QUERIES[1], second) == 2
+    # Never scored (their ranking failed, say): after a while they hold no room either.
+    third = [sample_images[3], sample_images[2].crop((0, 0, 1000, 1000))]
+    assert reranker.prefetch_vision(QUERIES[0], third) == 0
+    later = time.monotonic() + scoring_module.PREFETCH_HOLD_SECONDS
+    monkeypatch.setattr(scoring_module.time, "monotonic", lambda: later)
+    assert reranker.prefetch_vision(QUERIES[0], third) == 2
 
 
 def test_prefetch_encodes_only_what_scoring_would(tiny_rerankers, sample_images, monkeypatch):
