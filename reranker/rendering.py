@@ -30,6 +30,7 @@ process runs threads and may hold a GPU context.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import logging
@@ -221,6 +222,18 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _POOL = SharedExecutor(
     lambda workers: ProcessPool(max_workers=workers, initializer=_worker_start, context=get_context("spawn")),
     retire=_retire)
+
+
+def _stop(pool: ProcessPool) -> None:
+    """At exit: end the workers and wait for them, one still starting up included. Left to pebble,
+    the replacement for a worker killed over a time limit, still starting as the process exits,
+    printed a traceback (the semaphores it was to inherit were gone)."""
+    pool.stop()
+    pool.join(timeout=10)
+
+
+# Registered after multiprocessing's own exit handler, so it runs before it.
+atexit.register(_POOL.shutdown, _stop)
 
 
 class _InWorkers(Pdf):

@@ -90,6 +90,13 @@ class SharedExecutor:
                 self._retire(broken)
                 self._executor, self._workers = None, 0
 
+    def shutdown(self, how: Callable[[Executor], None]) -> None:
+        """Let the executor go now by `how`, if one was made (at exit, say); `get` makes a new one."""
+        with self._lock:
+            executor, self._executor, self._workers = self._executor, None, 0
+        if executor is not None:
+            how(executor)
+
     def submit(self, function: Callable, *args, **kwargs) -> Future:
         return self.get().submit(function, *args, **kwargs)
 

@@ -4,6 +4,8 @@ the render workers end and the upload's render folder is removed, as with Ctrl-C
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 
 from .app_server import start_app
@@ -37,3 +39,25 @@ def test_sigterm_while_rendering_leaves_no_worker_and_no_upload_behind(tiny_chec
         assert not [path.name for path in temp.iterdir() if path.name.startswith("render-")]
     finally:
         server.stop()
+
+
+EXIT_AFTER_A_TIME_OUT = """
+from reranker.documents import IngestOptions, load_files
+from tests.bad_inputs import render_bomb_pdf
+
+if __name__ == "__main__":
+    result = load_files([("bomb.pdf", render_bomb_pdf(8))], IngestOptions(page_render_seconds=1))
+    print(result.problems[0])
+"""
+
+
+def test_a_process_that_exits_just_after_a_render_time_out_exits_quietly(tmp_path):
+    """The worker killed over its time limit is being replaced as the process exits: that
+    replacement must not print a traceback into a CLI user's terminal."""
+    script = tmp_path / "exit_after_time_out.py"
+    script.write_text(EXIT_AFTER_A_TIME_OUT)
+    root = __file__.rsplit("/tests/", 1)[0]
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"}, cwd=root)
+    assert done.returncode == 0 and "took over 1 s to render" in done.stdout
+    assert done.stderr == ""

@@ -78,3 +78,17 @@ def test_available_cpus_follow_a_containers_cpu_quota(tmp_path, monkeypatch):
     assert workers.available_cpus() == machine  # v1, no quota
     quota.write_text("100000\n")
     assert workers.available_cpus() == 1
+
+
+def test_shutdown_lets_the_executor_go_once_and_a_later_use_makes_a_new_one():
+    from concurrent.futures import ThreadPoolExecutor
+
+    ended = []
+    shared = SharedExecutor(lambda count: ThreadPoolExecutor(count), workers=1)
+    shared.shutdown(ended.append)
+    assert ended == []  # never made: nothing to end
+    first = shared.get()
+    shared.shutdown(ended.append)
+    assert ended == [first]
+    assert shared.submit(lambda: 42).result() == 42 and shared.get() is not first
+    shared.shutdown(lambda executor: executor.shutdown())
