@@ -286,13 +286,13 @@ class VisionPrefetch:
             for key, reranker, budget in self._models:
                 if key in self._failed:
                     continue
-                started = time.perf_counter()
                 try:
                     known = self._known(key, pages) if self._known else set()
                     todo = [page for page in pages if page.content_hash not in known]
                     if todo:
+                        started = time.perf_counter()
                         self.encoded += reranker.prefetch_vision(self._query, todo, self._instruction, max_pixels=budget)
-                    self.seconds[key] += time.perf_counter() - started
+                        self.seconds[key] += time.perf_counter() - started
                 except (QueryError, PromptTooLong):  # the ranking tells the user
                     self._failed.add(key)
                 except Exception as error:  # scoring will meet it again, and report it, if it is real

@@ -229,7 +229,10 @@ def _stop(pool: ProcessPool) -> None:
     the replacement for a worker killed over a time limit, still starting as the process exits,
     printed a traceback (the semaphores it was to inherit were gone)."""
     pool.stop()
-    pool.join(timeout=10)
+    # A stopped pebble pool's join ignores its timeout: wait on another thread, 10 s at most.
+    joining = threading.Thread(target=pool.join, name="pdf-pool-stop", daemon=True)
+    joining.start()
+    joining.join(timeout=10)
 
 
 # Registered after multiprocessing's own exit handler, so it runs before it.
