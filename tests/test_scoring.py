@@ -249,6 +249,34 @@ def test_a_page_given_twice_in_one_call_is_scored_once(tiny_rerankers, sample_im
     assert reported[0] == 0 and reported[-1] == len(pages) and reported == sorted(reported)
 
 
+def test_scoring_lets_go_of_each_cached_vision_output_once_its_batch_is_prepared(tiny_rerankers, sample_images):
+    """Cached outputs are taken up front (so the call's own new outputs cannot push them out of
+    the LRU first), but held no longer than their batch: memory stays within about the cache."""
+    import gc
+    import weakref
+
+    from reranker.scoring import page_key
+
+    reranker = tiny_rerankers[A]
+    pages = sample_images[:3]
+    reranker.clear_caches()
+    reranker.score(QUERIES[0], pages)
+    keys = [page_key(page) for page in pages]
+    outputs = {i: weakref.ref(reranker.vision_cache.get(reranker._vision_key(keys[i], reranker.budget))[0]) for i in range(3)}
+    prompt_ids = reranker.tokenizer(reranker.prompt(QUERIES[1]))["input_ids"]
+    batches = reranker._prepared_batches(prompt_ids, pages, keys, [0, 1, 2], reranker.budget, 1)
+    first = next(batches)
+    reranker.vision_cache.clear()  # the LRU lets go of all three
+    done = first.indices[0]
+    del first  # scored
+    second = next(batches)  # the third is being prepared meanwhile
+    gc.collect()
+    assert outputs[done]() is None  # its batch is gone: nothing holds it
+    assert all(outputs[i]() is not None for i in range(3) if i != done)  # their batches are still to come
+    del second
+    list(batches)
+
+
 def test_prefetched_pages_not_yet_scored_fill_at_most_half_the_vision_cache_over_all_callers(
         tiny_rerankers, sample_images, monkeypatch):
     """Up to three rankings prefetch at once in the app: their pages share one room, so none
