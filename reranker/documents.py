@@ -238,6 +238,7 @@ def load_files(files: Iterable[FileInput], options: IngestOptions | None = None,
     deadline = time.monotonic() + options.max_render_seconds
     skipped: list[str] = []
     pixel_limited = False
+    seen: set[tuple[str, str]] = set()  # (file hash, name) read in this call
     for number, item in enumerate(files, start=1):
         if not (isinstance(item, (str, bytes, os.PathLike)) or (isinstance(item, tuple) and len(item) == 2)):
             result.problems.append(Problem(f"upload #{number}", f"is not a file path or a (name, bytes) pair: {type(item).__name__}"))
@@ -246,6 +247,10 @@ def load_files(files: Iterable[FileInput], options: IngestOptions | None = None,
         try:
             data = _read(item, options)
             document_hash = hashlib.sha256(data).hexdigest()
+            if (document_hash, name) in seen:  # added to the upload box twice: its pages once, not as copies
+                result.notes.append(f"{name} was uploaded twice; it was read once.")
+                continue
+            seen.add((document_hash, name))
             key = (document_hash, name, options, budget, pixels)
             loaded = cache.get(key) if cache is not None else None
             if loaded is None:

@@ -555,7 +555,8 @@ def _nothing_message(summary: ExportPreview, options: ExportOptions) -> str:
         return (
             f"nothing to export: the {options.format} format needs queries with at least one positive and "
             f"{'enough' if options.negatives_per_row else 'one'} hard negative; none of the "
-            f"{summary.skipped_queries} judged queries{where} has them (try --rule all or --mined)"
+            f"{summary.skipped_queries} judged queries{where} has them (try the hard-negative rule 'all', "
+            "or adding model-mined negatives)"
         )
     return f"nothing to export: {summary.judgments} judgments{where}, but no relevant page and no hard negative"
 
@@ -628,8 +629,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 def _date_arg(text: str) -> date | datetime:
     try:
         return parse_moment(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD) or ISO time: {text!r}") from None
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _run_cli(args: argparse.Namespace) -> int:

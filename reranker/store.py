@@ -247,7 +247,12 @@ def parse_moment(text: str) -> date | datetime:
     try:
         return date.fromisoformat(text)
     except ValueError:
+        pass
+    try:
         return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD, e.g. 2026-03-01) or an ISO date and time "
+                         "(e.g. 2026-03-01T14:30; UTC unless it has an offset)") from None
 
 
 def time_bound(value: date | datetime | str | None, *, end: bool = False) -> str | None:

@@ -448,6 +448,15 @@ def test_each_page_is_handed_on_as_soon_as_it_is_read_fresh_or_cached(corpus_pat
         assert [id(page) for page in seen] == [id(page) for page in result.pages] and len(seen) > 3
 
 
+def test_the_same_file_uploaded_twice_is_read_once_and_said_so():
+    pdf = corpus.text_pdf("one", "two")
+    result = load_files([("a.pdf", pdf), ("a.pdf", pdf), ("b.pdf", pdf)])
+    # Under another name it is another document (its identical pages are noted, and scored once).
+    assert [(page.source, page.page_number) for page in result.pages] == [("a.pdf", 1), ("a.pdf", 2), ("b.pdf", 1), ("b.pdf", 2)]
+    assert "a.pdf was uploaded twice; it was read once." in result.notes
+    assert not any("a.pdf · p.1 = a.pdf · p.1" in note for note in result.notes)
+
+
 def test_each_pdf_page_is_handed_on_before_the_next_is_read(monkeypatch):
     from reranker import rendering
 
