@@ -437,7 +437,7 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
     )
     progress = f"**{judged}/{len(pages)} judged** by {escape(annotator or '—')}"
     image = arena.image_path(page.page_hash, 1600)
-    return image, info, progress, gr.update(value=position + 1, maximum=len(pages)), page.page_hash, len(pages)
+    return image, info, progress, gr.update(value=position + 1), page.page_hash, len(pages)
 
 
 def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: str,
@@ -472,13 +472,30 @@ def undo(arena: Arena, query_id: int, annotator: str, profile: gr.OAuthProfile |
 
 def next_position(arena: Arena, query_id: int, annotator: str, order: str, position: int) -> int:
     """After a judgment: the next unjudged page in this order (wrapping), else the next page."""
-    pages = page_order(arena.store.query_pages(int(query_id)), order)
-    labels = arena.store.current_labels(int(query_id), annotator)
+    found, total = _unjudged_after(arena, int(query_id), annotator, order, position)
+    return found if found is not None else min(position + 1, total - 1)
+
+
+def resume_position(arena: Arena, query_id, annotator: str | None, order: str) -> int:
+    """Where an annotator (re)opens a query: the first page in this order they have not judged;
+    the first page without a name, or when they have judged every page."""
+    annotator = (annotator or "").strip()
+    if query_id in (None, "") or not annotator:
+        return 0
+    found, _ = _unjudged_after(arena, int(query_id), annotator, order, -1)
+    return found or 0
+
+
+def _unjudged_after(arena: Arena, query_id: int, annotator: str, order: str, position: int) -> tuple[int | None, int]:
+    """The first page after `position` in this order (wrapping) the annotator has not judged, or
+    None; and the query's page count."""
+    pages = page_order(arena.store.query_pages(query_id), order)
+    labels = arena.store.current_labels(query_id, annotator)
     for step in range(1, len(pages) + 1):
         candidate = (position + step) % len(pages)
         if labels.get(pages[candidate].page_hash) in (None, "cleared"):
-            return candidate
-    return min(position + 1, len(pages) - 1)
+            return candidate, len(pages)
+    return None, len(pages)
 
 
 # ----- Export & Evaluate -------------------------------------------------------------------------
@@ -488,9 +505,21 @@ def export_options(fmt, rule, k, max_negatives, annotator, since, until, agreeme
     return ExportOptions(
         format=fmt, rule=rule, k=_whole_number("k", k),
         max_negatives=_whole_number("Max negatives", max_negatives, least=0),  # 0: positives only
-        annotator=(annotator or "").strip() or None, since=(since or "").strip() or None,
-        until=(until or "").strip() or None, require_agreement=bool(agreement), include_mined_negatives=bool(mined),
+        annotator=(annotator or "").strip() or None, since=_moment("Judged since", since),
+        until=_moment("Judged until", until), require_agreement=bool(agreement), include_mined_negatives=bool(mined),
     )
+
+
+def _moment(name: str, text):
+    """A date box's value (None when empty), or a message naming the box."""
+    from .store import parse_moment
+
+    if not (text or "").strip():
+        return None
+    try:
+        return parse_moment(text)
+    except ValueError as error:
+        raise gr.Error(f"{name}: {error}") from None
 
 
 def _whole_number(name: str, value, least: int = 1) -> int:
@@ -669,7 +698,8 @@ def build_app(arena: Arena) -> gr.Blocks:
                         gr.LoginButton()
                     order = gr.Radio(list(ORDERS), value=ORDERS[0], label="Order", scale=3)
                 with gr.Row():
-                    query_pick = gr.Dropdown(label="Query (newest first) — judged/total for you", choices=[], scale=5, elem_id="query-pick")
+                    query_pick = gr.Dropdown(label="Query (newest first) — pages judged/total: yours once your name is in, else anyone's "
+                                                   "(↻ updates)", choices=[], scale=5, elem_id="query-pick")
                     refresh = gr.Button("↻ Refresh list", scale=1)
                 with gr.Row():
                     with gr.Column(scale=3):
@@ -686,7 +716,9 @@ def build_app(arena: Arena) -> gr.Blocks:
                         with gr.Row():
                             previous = gr.Button("◀ Previous (←)", elem_id="nav-prev")
                             following = gr.Button("Next (→) ▶", elem_id="nav-next")
-                        jump = gr.Number(1, label="Jump to page (Enter)", precision=0, minimum=1, elem_id="jump")
+                        # No minimum or maximum: Gradio would refuse 0 or 11 with an error over the
+                        # whole panel; the jump itself clamps to the pages there are.
+                        jump = gr.Number(1, label="Jump to page (Enter)", precision=0, elem_id="jump")
                         with gr.Accordion("Guidelines (what counts as relevant)", open=False):
                             # Read on every page load (a value read once, at start-up, would show stale
                             # guidelines that the next Save would write back over a colleague's).
@@ -762,7 +794,8 @@ def build_app(arena: Arena) -> gr.Blocks:
                     concurrency_limit=RANK_CONCURRENCY,
                     api_visibility="public" if trigger == rank_button.click else "private",
                     ).then(lambda data: show_ranking(arena, data), ranking_state, rank_outputs, api_visibility="private",
-                           ).then(lambda data, name: _pick_latest(arena, data, name), [ranking_state, annotator], [query_pick, position],
+                           ).then(lambda data, name, order_: _pick_latest(arena, data, name, order_), [ranking_state, annotator, order],
+                                  [query_pick, position],
                                   api_visibility="private",
                            ).then(view, view_inputs, view_outputs, api_visibility="private")  # the Annotate tab shows that query
 
@@ -816,15 +849,26 @@ def build_app(arena: Arena) -> gr.Blocks:
               trigger_mode="once", api_visibility="private")
         jump.submit(lambda q, name, o, value, total: moved_to(q, name, o, max(0, min(int(value or 1), int(total or 1)) - 1)),
                     [query_pick, annotator, order, jump, page_total], moved_outputs, api_visibility="private")
-        query_pick.input(lambda q: (0, q), query_pick, [position, saved_query], api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
-        order.change(lambda: 0, None, position, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
-        annotator.blur(lambda name: name, annotator, saved_name, api_visibility="private").then(
+        # A query (re)opens where this annotator left it: at the first page they have not judged.
+        query_pick.input(lambda q, name, o: (resume_position(arena, q, name, o), q), [query_pick, annotator, order],
+                         [position, saved_query], api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
+        order.change(lambda q, name, o: resume_position(arena, q, name, o), [query_pick, annotator, order], position,
+                     api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
+
+        def name_entered(name, saved, query_id, order_, position_):
+            """Remember the name; another annotator's name resumes their own progress."""
+            moved = (name or "").strip() != (saved or "").strip()
+            return name, resume_position(arena, query_id, name, order_) if moved else position_
+
+        annotator.blur(name_entered, [annotator, saved_name, query_pick, order, position], [saved_name, position],
+                       api_visibility="private").then(
             refresh_choices, [annotator, query_pick], query_pick, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
         refresh.click(refresh_choices, [annotator, query_pick], query_pick, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
         save_guidelines.click(lambda text: _write_guidelines(arena, text), guidelines, None, api_visibility="private")
 
-        def restore(name, query_id, profile: gr.OAuthProfile | None = None):
-            """On page load: the annotator (Hugging Face login, else the remembered name) and query."""
+        def restore(name, query_id, order_, profile: gr.OAuthProfile | None = None):
+            """On page load: the annotator (Hugging Face login, else the remembered name), the
+            query, and the first page of it they have not judged."""
             if profile is not None:
                 name = profile.username
             elif login_required():
@@ -832,9 +876,9 @@ def build_app(arena: Arena) -> gr.Blocks:
             choices = query_choices(arena, (name or "").strip() or None)
             values = [value for _, value in choices]
             query_id = query_id if query_id in values else (values[0] if values else None)
-            return name, gr.update(choices=choices, value=query_id), 0
+            return name, gr.update(choices=choices, value=query_id), resume_position(arena, query_id, name, order_)
 
-        demo.load(restore, [saved_name, saved_query], [annotator, query_pick, position], api_visibility="private",
+        demo.load(restore, [saved_name, saved_query, order], [annotator, query_pick, position], api_visibility="private",
                   ).then(view, view_inputs, view_outputs, api_visibility="private")
 
         # --- Export & Evaluate wiring ---------------------------------------------------------
@@ -883,11 +927,12 @@ def build_app(arena: Arena) -> gr.Blocks:
     return demo
 
 
-def _pick_latest(arena: Arena, data: dict, annotator: str | None = None):
-    """After ranking, the Annotate tab opens on that query."""
+def _pick_latest(arena: Arena, data: dict, annotator: str | None = None, order: str = ORDERS[0]):
+    """After ranking, the Annotate tab opens on that query, where the annotator would resume it."""
     if not data or data.get("query_id") is None:
         return gr.update(), 0
-    return gr.update(choices=query_choices(arena, (annotator or "").strip() or None), value=data["query_id"]), 0
+    choices = query_choices(arena, (annotator or "").strip() or None)
+    return gr.update(choices=choices, value=data["query_id"]), resume_position(arena, data["query_id"], annotator, order)
 
 
 def _read_guidelines(arena: Arena) -> str:

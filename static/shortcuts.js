@@ -1,6 +1,13 @@
 // Keyboard shortcuts for the Annotate tab: R relevant, N not relevant, S skip, U undo,
-// ←/→ previous/next. Ignored while typing in a text field and when the tab is hidden.
+// ←/→ previous/next. Ignored while typing in a text field and when the tab is hidden; a focused
+// radio button or checkbox (the Order choice, just clicked) takes no typing, so they work there.
 () => {
+  const CLICKED_NOT_TYPED = ["radio", "checkbox", "button", "submit", "reset"];
+  const typingIn = (target) =>
+    target &&
+    (target.isContentEditable ||
+      ["TEXTAREA", "SELECT"].includes(target.tagName) ||
+      (target.tagName === "INPUT" && !CLICKED_NOT_TYPED.includes(target.type)));
   const buttons = {
     r: "judge-relevant",
     n: "judge-not-relevant",
@@ -11,8 +18,7 @@
   };
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
-    const target = event.target;
-    if (target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))) return;
+    if (typingIn(event.target)) return;
     const id = buttons[event.key] || buttons[event.key.toLowerCase()];
     if (!id) return;
     const panel = document.getElementById("annotate-panel");

@@ -190,6 +190,10 @@ def test_annotate_with_the_keyboard_survives_a_reload(page, app_server):
     expect(name_box).to_have_value("rater")
     expect(progress).to_have_text("3/4 judged by rater")
     expect(page.locator("#annotate-info")).to_contain_text(query)
+    # Back where the annotator left off: the page they have not judged, not page 1 (a key
+    # pressed there would have relabelled a judged page without their noticing).
+    expect(page.locator("#annotate-info")).to_contain_text("Page 4 of 4")
+    expect(page.locator("#annotate-info")).to_contain_text("current label: Unjudged")
 
     # "r" typed into the name box after the reload: still text, still three judgments.
     name_box.click()
@@ -200,7 +204,7 @@ def test_annotate_with_the_keyboard_survives_a_reload(page, app_server):
     page.locator("#annotate-info").click()
     # A judgment from that "r" would have been sent before this navigation and moved the count.
     info = page.locator("#annotate-info").inner_text()
-    page.locator("#nav-next").click()
+    page.locator("#nav-prev").click()
     expect(page.locator("#annotate-info")).not_to_have_text(info)
     expect(progress).to_have_text("3/4 judged by rater")
     assert sorted(labels("rater").values()) == ["not_relevant", "relevant", "skip"]
@@ -243,6 +247,40 @@ def test_fast_keyboard_judging_labels_the_page_on_screen_and_skips_none(page, ap
     judged = [i for i, p in enumerate(ordered) if history[p.page_hash]]
     assert judged and judged == list(range(len(judged))), f"pages skipped: judged positions {judged}"
     expect(progress).to_have_text(f"{len(judged)}/4 judged by {annotator}")
+
+
+def test_shortcuts_work_after_choosing_an_order_and_a_jump_past_the_end_goes_to_the_last_page(page, app_server):
+    from gradio_client import Client, handle_file
+
+    from reranker.store import Store
+
+    query, annotator = "order and jump query", "order rater"
+    files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (1, 3, 5)]
+    query_id = Client(app_server.url, verbose=False).predict(files=files, query=query, api_name="/rank")["query_id"]
+    open_annotate(page)
+    name_box, progress, info = page.locator("#annotator input"), page.locator("#annotate-progress"), page.locator("#annotate-info")
+    name_box.fill(annotator)
+    info.click()
+    page.locator("#query-pick input").click()
+    page.get_by_role("option", name=f"{query} — 0/3 judged", exact=True).click()
+    expect(progress).to_have_text(f"0/3 judged by {annotator}")
+
+    page.get_by_label("Upload order").click()  # a radio button now has the focus
+    expect(info).to_contain_text("Page 1 of 3")
+    page.keyboard.press("r")
+    expect(progress).to_have_text(f"1/3 judged by {annotator}")
+    with Store(app_server.db_path) as store:
+        first = store.query_pages(query_id)[0]  # upload order
+        assert [(j.page_hash, j.label) for j in store.current_judgments(query_id=query_id, annotator=annotator)] == [
+            (first.page_hash, "relevant")]
+
+    for typed, shown in (("11", "Page 3 of 3"), ("0", "Page 1 of 3"), ("2", "Page 2 of 3")):
+        jump = page.locator("#jump input")
+        jump.fill(typed)
+        jump.press("Enter")
+        expect(info).to_contain_text(shown)
+        expect(page.locator("#jump input")).to_have_value(shown.split()[1])
+    expect(page.locator(".toast-body")).to_have_count(0)  # no error
 
 
 def test_the_guidelines_box_shows_what_was_saved_after_start_up(page, app_server):

@@ -283,6 +283,35 @@ def test_export_allows_zero_negatives_but_not_fewer():
         ui.export_options("pointwise", "either", 0, 3, "", "", "", False, False)
 
 
+@pytest.mark.parametrize("box", ["since", "until"])
+@pytest.mark.parametrize("typed", ["yesterday", "26/11/2026"])
+def test_a_date_the_export_cannot_read_names_its_box_and_the_formats_it_takes(box, typed):
+    dates = {"since": "", "until": "", box: typed}
+    with pytest.raises(Exception, match=rf"Judged {box}: '{typed}' is not a date \(YYYY-MM-DD, e\.g\. 2026-03-01\)"):
+        ui.export_options("pointwise", "either", 5, 3, "", dates["since"], dates["until"], False, False)
+    assert ui.export_options("pointwise", "either", 5, 3, "", " 2026-03-01 ", "2026-03-02T10:00", False, False).since.day == 1
+
+
+def test_a_query_reopens_where_its_annotator_left_off(arena, ranked):
+    """Page load, picking a query, changing the order: the annotator is taken to the first page
+    they have not judged (on page 1 a key would relabel a judged page unnoticed)."""
+    query_id = ranked["query_id"]
+    order = ui.ORDERS[3]
+    pages = ui.page_order(arena.store.query_pages(query_id), order)
+    assert ui.resume_position(arena, query_id, "ann", order) == 0
+    for page in pages[:2]:
+        ui.judge(arena, query_id, page.page_hash, "ann", "not_relevant")
+    assert ui.resume_position(arena, query_id, "ann", order) == 2
+    assert ui.resume_position(arena, query_id, "someone else", order) == 0
+    assert ui.resume_position(arena, query_id, "", order) == 0  # no name yet: the first page
+    ui.judge(arena, query_id, pages[0].page_hash, "ann", "skip")  # a skip counts as judged
+    assert ui.resume_position(arena, query_id, " ann ", order) == 2
+    for page in pages[2:]:
+        ui.judge(arena, query_id, page.page_hash, "ann", "relevant")
+    assert ui.resume_position(arena, query_id, "ann", order) == 0  # all judged: from the start
+    assert ui.resume_position(arena, None, "ann", order) == 0
+
+
 def test_a_full_disk_is_named_and_no_judgment_is_half_saved(arena, ranked):
     """SQLite's own limit stands in for a full disk: the annotator reads why, nothing is lost."""
     query_id = ranked["query_id"]
