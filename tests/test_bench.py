@@ -29,6 +29,7 @@ def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
     # On a CPU the app renders, then scores; the vision prefetch is measured beside it.
     assert names[-2] == "end-to-end, other way: vision prefetch while rendering" and not report["end_to_end_vision_prefetch"]
     assert report["end_to_end_other_way_seconds"] == report["rows"][-2]["seconds"]
+    assert report["max_score_difference_prefetch_vs_not"] < 1e-5  # float32: same scores either way
     assert all(row["seconds"] > 0 and row["pairs"] > 0 for row in report["rows"])
     assert report["rows"][0]["ratio"] == 1.0 and names[1].startswith("reference: second model")
     assert report["rows"][1]["ratio"] == 1.0  # the second model's rows are compared with its own reference

@@ -265,17 +265,18 @@ def test_shortcuts_work_after_choosing_an_order_and_a_jump_past_the_end_goes_to_
     page.get_by_role("option", name=f"{query} — 0/3 judged", exact=True).click()
     expect(progress).to_have_text(f"0/3 judged by {annotator}")
 
+    jump = page.locator("#jump input")
     page.get_by_label("Upload order").click()  # a radio button now has the focus
-    expect(info).to_contain_text("Page 1 of 3")
+    expect(info).to_contain_text("Page 1 of 3 · doc_1.jpg")
     page.keyboard.press("r")
     expect(progress).to_have_text(f"1/3 judged by {annotator}")
+    expect(jump).to_have_value("2")  # on to the next page: every update of the judgment is in
     with Store(app_server.db_path) as store:
         first = store.query_pages(query_id)[0]  # upload order
         assert [(j.page_hash, j.label) for j in store.current_judgments(query_id=query_id, annotator=annotator)] == [
             (first.page_hash, "relevant")]
 
     for typed, shown in (("11", "Page 3 of 3"), ("0", "Page 1 of 3"), ("2", "Page 2 of 3")):
-        jump = page.locator("#jump input")
         jump.fill(typed)
         jump.press("Enter")
         expect(info).to_contain_text(shown)
