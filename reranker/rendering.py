@@ -46,6 +46,11 @@ from dataclasses import dataclass
 from multiprocessing import current_process, get_context
 
 import pymupdf
+
+# MuPDF prints its complaints about damaged files to stdout, in worker processes too, which
+# would corrupt `score --json`; the file's problem is reported anyway. To Python logging, at a
+# level the default handler does not show.
+pymupdf.set_messages(pylogging=True, pylogging_level=logging.DEBUG)
 from pebble import ProcessExpired, ProcessPool
 from PIL import Image
 

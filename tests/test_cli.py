@@ -29,6 +29,27 @@ def test_score_top_n_applies_to_the_json_too(tiny_env, capsys):
         assert [entry["rank"] for entry in result["models"][key]["ranking"]] == [1, 2]
 
 
+def test_score_json_stays_json_when_a_pdf_is_damaged(tiny_checkpoints, tmp_path):
+    """MuPDF's own complaints (from the render worker processes too) never reach stdout."""
+    import os
+    import subprocess
+    import sys
+
+    from .bad_inputs import truncated_pdf
+
+    damaged = tmp_path / "trunc.pdf"
+    damaged.write_bytes(truncated_pdf())
+    root = __file__.rsplit("/tests/", 1)[0]
+    done = subprocess.run(
+        [sys.executable, "-m", "reranker", "score", "-m", A, "--json", "-q", "revenue", str(damaged), str(SAMPLE_PAGES[0])],
+        capture_output=True, text=True, timeout=300, cwd=root,
+        env={**os.environ, **tiny_checkpoints.environment(), "RERANKER_DEVICE": "cpu", "PYTHONPATH": root},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert "MuPDF" not in done.stdout and len(result["models"][A]["ranking"]) >= 1
+
+
 @pytest.mark.parametrize(
     ("option", "value"), [("--batch-size", "-1"), ("--dpi", "-5"), ("--top", "0"), ("--max-pixels", "lots")]
 )
