@@ -52,7 +52,6 @@ EXPORT_KEEP_SECONDS = 3600  # export files older than this are removed when the 
 # ~7 pages of a 144-DPI letter-size PDF per 40 MB.
 PAGE_MEMORY_BYTES = 2**30
 GALLERY_SIDE = 512  # px, the longer side of a page in the ranking galleries
-UPLOAD_TYPES = [".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"]
 DEFAULT_GUIDELINES = (
     "A page is **relevant** when a reader could answer the query from this page alone "
     "(text, table, chart or figure on the page). Pages that are merely on the same topic are "
@@ -655,7 +654,9 @@ def build_app(arena: Arena) -> gr.Blocks:
             with gr.Tab("Rank", id="rank"):
                 with gr.Row():
                     with gr.Column(scale=2):
-                        files = gr.File(label="PDFs or images", file_count="multiple", file_types=UPLOAD_TYPES, elem_id="uploads")
+                        # No file_types: Gradio would refuse the whole upload, unnamed, for one .txt among
+                        # the PDFs; the app reads each file by its bytes and names the ones it cannot use.
+                        files = gr.File(label="PDFs or images", file_count="multiple", elem_id="uploads")
                     with gr.Column(scale=3):
                         query = gr.Textbox(label="Query", placeholder="What are you looking for? (Enter ranks)", lines=1, max_lines=4, elem_id="query")
                         with gr.Accordion("Instruction and settings", open=False):

@@ -103,8 +103,11 @@ def test_bad_files_are_reported_and_good_ones_still_ranked(client, tmp_path):
     garbage.write_bytes(os.urandom(4096))
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
+    notes = tmp_path / "notes.txt"  # not even named like a PDF or an image
+    notes.write_text("meeting notes, not a page")
     result = client.predict(
-        files=[handle_file(str(SAMPLES / "doc_2.jpg")), handle_file(str(garbage)), handle_file(str(empty))],
+        files=[handle_file(str(SAMPLES / "doc_2.jpg")), handle_file(str(garbage)), handle_file(str(empty)),
+               handle_file(str(notes))],
         query="a query about bad uploads", api_name="/rank",
     )
     assert [p["source"] for p in result["pages"]] == ["doc_2.jpg"]
@@ -112,7 +115,8 @@ def test_bad_files_are_reported_and_good_ones_still_ranked(client, tmp_path):
         assert model["error"] is None
         assert [entry["source"] for entry in model["ranking"]] == ["doc_2.jpg"]
     problems = result["problems"]
-    assert len(problems) == 2
+    assert len(problems) == 3
+    assert any(problem.startswith("notes.txt:") and "text" in problem for problem in problems), problems
     assert any(problem.startswith("garbage.pdf:") for problem in problems), problems
     assert any(problem.startswith("empty.png:") and "empty" in problem.split(":", 1)[1] for problem in problems), problems
 
