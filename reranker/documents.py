@@ -34,6 +34,7 @@ from PIL import Image, ImageOps
 from .imaging import MAX_ASPECT_RATIO, image_hash
 from .lru import LRUCache
 from .rendering import OutOfTime, PageFailed, PdfFacts, RenderSettings, open_pdf
+from .workers import refuse_in_a_rerun_script
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +231,7 @@ def load_files(files: Iterable[FileInput], options: IngestOptions | None = None,
     `on_page(page)` is called with each page of the result as soon as it is read, in order, while
     later pages still render (work can start on the first pages meanwhile).
     """
+    refuse_in_a_rerun_script("load_files")
     options = options or IngestOptions()
     if isinstance(files, (str, os.PathLike)):
         files = [files]

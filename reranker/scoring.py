@@ -38,7 +38,7 @@ from .imaging import image_hash, resize_to_budget
 from .lru import LRUCache
 from .models import ModelSpec, chat_messages, get_spec, weights_location
 from .prefix_cache import PagePrefix, batch_cache, harvest, suffix_positions
-from .workers import thread_pool
+from .workers import refuse_in_a_rerun_script, thread_pool
 
 logger = logging.getLogger(__name__)
 
@@ -926,6 +926,7 @@ def load_reranker(
     installed on CUDA, else SDPA.
     `options` go to `Reranker` (max_pixels, batch_size, vision_cache_bytes, overlap, ...).
     """
+    refuse_in_a_rerun_script("load_reranker")  # not a model per PDF render worker
     from transformers import Qwen3VLForConditionalGeneration
     from transformers.utils import logging as transformers_logging
 

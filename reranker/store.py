@@ -393,6 +393,22 @@ class Store:
             self._open.clear()
         self._local = threading.local()
 
+    def backup(self, destination: str | os.PathLike) -> Path:
+        """A consistent copy of the whole database in one file, safe while the app writes: the
+        database runs in WAL mode, so copying the .db file alone can miss the latest changes
+        (they wait in the .db-wal file until a checkpoint)."""
+        destination = Path(destination)
+        target = None
+        try:
+            target = sqlite3.connect(destination)
+            self.db.conn.backup(target)
+        except (sqlite3.OperationalError, OSError) as error:
+            raise _explain(destination, error, "written as a backup") from error
+        finally:
+            if target is not None:
+                target.close()
+        return destination
+
     def __enter__(self) -> Store:
         return self
 

@@ -61,3 +61,25 @@ def test_a_process_that_exits_just_after_a_render_time_out_exits_quietly(tmp_pat
                           env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"}, cwd=root)
     assert done.returncode == 0 and "took over 1 s to render" in done.stdout
     assert done.stderr == ""
+
+
+UNGUARDED_SCRIPT = """
+from reranker.documents import load_files
+from tests.bad_inputs import sample_pdf
+
+pages = load_files([("report.pdf", sample_pdf(3))]).pages
+print("read", len(pages), "pages")
+"""
+
+
+def test_a_script_without_a_main_guard_reads_its_pdf_once_and_is_told_why_workers_failed(tmp_path):
+    """Spawned render workers re-run the script that started them: its top-level work must not
+    run again in each of them (with models, on a GPU, that is a model per worker)."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    root = __file__.rsplit("/tests/", 1)[0]
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"}, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("read 3 pages") == 1  # the workers stopped before reading it again
+    assert 'Put the script\'s work under `if __name__ == "__main__":`' in done.stderr

@@ -27,6 +27,7 @@ from reranker.store import (
     SKIP,
     SchemaTooNewError,
     Store,
+    StoreError,
     Undone,
     connect,
     migrate,
@@ -470,3 +471,18 @@ def test_since_counts_a_label_an_undo_brought_back_from_when_it_was_first_given(
     store.undo(query_id, "ann")  # → skip (the row before is the first undo: 11 March again)
     assert [(j.page_hash, j.label) for j in store.current_judgments(since="2026-03-11")] == [(kept, SKIP)]
     assert store.current_judgments(since="2026-03-12") == []
+
+
+def test_a_backup_while_the_app_writes_holds_every_judgment(store: Store, db_path: Path, tmp_path: Path):
+    """WAL mode: the newest rows wait in the -wal file, so `cp arena.db` can miss them; the
+    backup has them all, and a backup to a folder that is not there is a message naming it."""
+    query_id = ranked(store, make_pages(3))
+    for page in store.query_pages(query_id):
+        store.record_judgment(query_id, page.page_hash, "ann", "relevant")
+    assert (db_path.parent / (db_path.name + "-wal")).stat().st_size > 0  # not yet in arena.db itself
+    copy = store.backup(tmp_path / "backup.db")
+    with Store(copy) as restored:
+        assert restored.progress(query_id, "ann") == (3, 3)
+        assert restored.current_labels(query_id, "ann") == store.current_labels(query_id, "ann")
+    with pytest.raises(StoreError, match=r"backups/backup\.db could not be written as a backup: it cannot be opened"):
+        store.backup(tmp_path / "backups" / "backup.db")
