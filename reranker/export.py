@@ -656,6 +656,11 @@ def _run_cli(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    suffix = FORMATS[options.format]
+    if not args.preview and args.out.suffix.lower() != suffix:  # a zip named .parquet opens as neither
+        print(f"error: --out {args.out}: a {options.format} export is a {suffix} file; "
+              f"name it {args.out.with_suffix(suffix).name}", file=sys.stderr)
+        return 2
     with Store(path) as store:
         print(preview(store, options).describe())
         if args.preview:

@@ -62,7 +62,7 @@ def main(args) -> int:
     if not args.json:
         print(file=sys.stderr)
     for problem in result.problems:
-        print(f"skipped: {problem}", file=sys.stderr)
+        print(f"problem: {problem}", file=sys.stderr)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.json:

@@ -80,3 +80,25 @@ def test_export_names_only_known_models(tmp_path, capsys):
             main(["export", "--db", str(tmp_path / "a.db"), "--format", "flagembedding", "--out", str(tmp_path / "x.zip"),
                   option, "nosuch"])
         assert "invalid choice: 'nosuch'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("fmt", "out", "fix"), [("parquet", "p.zip", "p.parquet"), ("pointwise", "train.parquet", "train.zip")])
+def test_export_refuses_a_file_name_that_says_another_format(tmp_path, capsys, fmt, out, fix):
+    from reranker.store import Store
+
+    Store(tmp_path / "arena.db").close()
+    assert main(["export", "--db", str(tmp_path / "arena.db"), "--format", fmt, "--out", str(tmp_path / out)]) == 2
+    assert f"a {fmt} export is a {fix[fix.index('.'):]} file; name it {fix}" in capsys.readouterr().err
+    assert not (tmp_path / out).exists()
+
+
+def test_score_lists_what_it_could_not_use_as_problems(tiny_env, tmp_path, capsys):
+    from .bad_inputs import truncated_pdf
+
+    damaged = tmp_path / "trunc.pdf"
+    damaged.write_bytes(truncated_pdf())
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a page")
+    assert main(["score", "-m", A, "-q", "revenue", str(damaged), str(notes), str(SAMPLE_PAGES[0])]) == 0
+    err = capsys.readouterr().err
+    assert "problem: notes.txt:" in err and "skipped:" not in err
