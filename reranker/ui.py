@@ -449,7 +449,7 @@ def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: st
     try:
         arena.store.record_judgment(int(query_id), page_hash, annotator, label)
     except (ValueError, KeyError, StoreError) as error:
-        raise gr.Error(str(error)) from None
+        raise gr.Error(_message(error)) from None
     judged, total = arena.store.progress(int(query_id), annotator)
     return dict(query_id=int(query_id), page_hash=page_hash, annotator=annotator, label=label, judged=judged, total=total)
 
@@ -461,12 +461,17 @@ def undo(arena: Arena, query_id: int, annotator: str, profile: gr.OAuthProfile |
         undone = arena.store.undo(int(query_id), annotator)
         judged, total = arena.store.progress(int(query_id), annotator)
     except (ValueError, KeyError, StoreError) as error:  # e.g. no such query, a full disk
-        raise gr.Error(str(error)) from None
+        raise gr.Error(_message(error)) from None
     return dict(
         undone=None if undone is None else dict(page_hash=undone.page_hash, undone_label=undone.undone_label,
                                                 restored_label=undone.restored_label),
         judged=judged, total=total,
     )
+
+
+def _message(error: Exception) -> str:
+    """An error's text for a person: a KeyError's str() is its key in quotes."""
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
 
 
 def next_position(arena: Arena, query_id: int, annotator: str, order: str, position: int) -> int:

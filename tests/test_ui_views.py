@@ -349,3 +349,11 @@ def test_a_ranking_that_cannot_be_saved_says_why(arena, ranked):
     with pytest.raises(Exception, match=r"could not be written: the disk holding it is full") as failure:
         ui.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[4:6]], "another question", None, None, None, None)
     assert type(failure.value).__name__ == "Error"
+
+
+def test_judging_or_undoing_on_a_query_that_is_not_there_says_so_plainly(arena):
+    for action, message in ((lambda: ui.undo(arena, 999, "ann"), "no query 999"),
+                            (lambda: ui.judge(arena, 999, "f" * 64, "ann", "relevant"), f"page {'f' * 64} was not ranked for query 999")):
+        with pytest.raises(Exception) as raised:
+            action()
+        assert raised.value.message == message  # what the visitor or API client reads, unquoted
