@@ -845,6 +845,13 @@ def local_weights(name: str, spec: ModelSpec, what: str) -> str:
     """
     if os.path.isdir(name):
         return name
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:  # a path, not a Hub id
+        variable = f"{spec.env_prefix}_{'ADAPTER' if what == 'adapter' else 'MODEL'}"
+        raise LoadError(
+            f"Could not load {spec.label} {what} from {name!r}: no such folder. Point {variable} (or "
+            f"load_reranker's {'adapter_path' if what == 'adapter' else 'model_path'}) at the folder holding "
+            f"{'adapter_config.json' if what == 'adapter' else 'config.json'} and the weights, or at a Hub id."
+        )
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 

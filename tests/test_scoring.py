@@ -392,12 +392,15 @@ def test_unknown_model_lists_the_valid_keys():
     assert "qwen-giant" in message and all(key in message for key in MODELS)
 
 
-def test_unreachable_weights_give_one_clear_message(tmp_path):
+def test_unreachable_weights_give_one_clear_message(tmp_path, tiny_checkpoints):
     with pytest.raises(LoadError) as caught:
         load_reranker(A, model_path=str(tmp_path / "missing"), device="cpu")
     message = str(caught.value)
     assert "Qwen3-VL-Reranker-2B" in message and "RERANKER_QWEN3_VL_RERANKER_2B_MODEL" in message
     assert "Traceback" not in message and len(message.splitlines()) == 1
+    assert f"from '{tmp_path / 'missing'}': no such folder" in message and "Repo id" not in message
+    with pytest.raises(LoadError, match="RERANKER_QWEN3_RERANKER_MM_2B_ADAPTER .*adapter_config.json"):
+        load_reranker(B, model_path=str(tiny_checkpoints.base), adapter_path="./no/adapter", device="cpu")
 
 
 def test_hub_weights_offline_give_one_clear_message(monkeypatch, tmp_path):
