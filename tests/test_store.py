@@ -382,7 +382,24 @@ def test_save_ranking_rejects_bad_input(store: Store):
         store.save_ranking("q", None, [Page("../evil", pages[0].image, "x", 1, None, "image")])
     with pytest.raises(ValueError, match="finite"):
         store.save_ranking("q", None, pages, scores={"model-a": [0.1, float("nan")]})
+    # The checks above all fail before the write transaction begins. An unknown settings key is
+    # only found inside it, after the query, pages, documents and model-a's scores and settings
+    # were inserted: the whole transaction must roll back.
+    with pytest.raises(ValueError, match="unknown settings key"):
+        store.save_ranking(
+            "q",
+            None,
+            pages,
+            scores={"model-a": [0.1, 0.2], "model-b": [0.3, 0.4]},
+            settings={"model-a": {}, "model-b": "deadbeefdeadbeef"},
+        )
     assert store.list_queries() == []  # nothing half-written
+    tables = ("queries", "pages", "documents", "document_pages", "query_pages", "scores", "settings", "judgments")
+    assert {t: store.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables} == dict.fromkeys(tables, 0)
+    assert not store.db.conn.in_transaction
+    # and the store is still usable: the same ranking with the settings themselves goes in whole
+    store.save_ranking("q", None, pages, scores={"model-a": [0.1, 0.2]}, settings={"model-a": {}})
+    assert [(q.text, q.pages) for q in store.list_queries()] == [("q", 2)]
 
 
 def test_connections_are_per_thread_and_database_is_wal(store: Store, db_path: Path, monkeypatch):
