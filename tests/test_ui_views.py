@@ -38,13 +38,63 @@ def test_ranking_view_escapes_what_users_typed_or_named(arena, tiny_rerankers, t
     assert len(gallery_a) == 1 and gallery_a[0][1].startswith("#1 · P(yes) ")
 
 
-def test_ranking_view_captions_follow_each_models_order(arena, ranked):
-    _, _, gallery_a, _, gallery_b, agreement, scatter = ui.show_ranking(arena, ranked)
-    for gallery, key in ((gallery_a, A), (gallery_b, B)):
-        scores = [float(caption.split("P(yes) ")[1].split(" ")[0]) for _, caption in gallery]
-        expected = sorted((entry["score"] for entry in ranked["models"][key]["ranking"]), reverse=True)
-        assert scores == pytest.approx(expected, abs=5e-4) and len(scores) == 4
-        assert all(" · other: #" in caption for _, caption in gallery)
+# Pages the two tiny models rank in different orders (A: 1, 9, 7, 8; B: 9, 7, 8, 1), so a caption
+# showing a page's own rank as the other model's, or an image shown for another page, is seen.
+DISAGREEING = (1, 9, 7, 8)
+
+
+def test_ranking_view_captions_follow_each_models_order(arena):
+    from pathlib import Path
+
+    from PIL import Image, ImageChops, ImageStat
+
+    from .bad_inputs import SAMPLE_PAGES
+
+    files = [SAMPLE_PAGES[n] for n in DISAGREEING]
+    data = ui.rank_pages(arena, [str(path) for path in files], QUERY, None, None, None, None)
+    _, _, gallery_a, _, gallery_b, agreement, scatter = ui.show_ranking(arena, data)
+    pages = data["pages"]
+    assert [page["source"] for page in pages] == [path.name for path in files]  # upload order
+
+    def rank_under(key: str) -> dict[int, int]:
+        """Page index → its rank by the model's per-page scores (computed here, not taken from the ranking)."""
+        scores = data["models"][key]["scores"]
+        assert len(set(scores)) == len(scores), "a tie would make the ranks ambiguous"
+        return {page: 1 + sum(other > score for other in scores) for page, score in enumerate(scores)}
+
+    ranks = {A: rank_under(A), B: rank_under(B)}
+    assert ranks[A] != ranks[B], "the models must disagree, or 'other: #N' would equal the page's own rank"
+
+    def small(path) -> Image.Image:
+        with Image.open(path) as image:
+            return image.convert("L").resize((48, 64))
+
+    sources = [small(path) for path in files]
+
+    def nearest_source(thumbnail: str) -> int:
+        shown = small(thumbnail)
+        return min(range(len(files)), key=lambda n: ImageStat.Stat(ImageChops.difference(shown, sources[n])).mean[0])
+
+    for gallery, key, other in ((gallery_a, A, B), (gallery_b, B, A)):
+        ranking = data["models"][key]["ranking"]
+        assert len(gallery) == len(ranking) == len(files)
+        # Best first: gallery position i shows the page this model ranks i + 1.
+        shown_pages = [next(page for page, rank in ranks[key].items() if rank == position)
+                       for position in range(1, len(files) + 1)]
+        assert [entry["page"] for entry in ranking] == shown_pages, key
+        for (path, caption), entry, page in zip(gallery, ranking, shown_pages):
+            content_hash = pages[page]["content_hash"]
+            assert entry["content_hash"] == content_hash
+            # The thumbnail is that page's JPEG (thumbnails.PageImages names it by content hash) ...
+            assert Path(path).name == f"{content_hash[:32]}-{ui.GALLERY_SIDE}.jpg", (key, caption)
+            assert Path(path).is_relative_to(arena.cache_dir)
+            # ... and looks like that page's file, not another one of the upload.
+            assert nearest_source(path) == page, (key, caption, path)
+            own, theirs = ranks[key][page], ranks[other][page]
+            shift = theirs - own
+            arrow = "=" if shift == 0 else (f"↓{shift}" if shift > 0 else f"↑{-shift}")
+            score = data["models"][key]["scores"][page]
+            assert caption == f"#{own} · P(yes) {score:.3f} · {files[page].name} · other: #{theirs} ({arrow})", key
     assert "Kendall τ" in agreement and list(scatter.columns) == ["Qwen3-VL-Reranker-2B", "Qwen3RerankerMM-2B", "page"]
 
 
