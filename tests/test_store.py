@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from PIL import Image
@@ -143,6 +144,78 @@ def test_eight_concurrent_writers_threads_and_processes_lose_nothing(store: Stor
     assert switches > 1000, "writers barely interleaved: the test proved little about concurrency"
     assert {a.split("-")[0] for a, b in zip(order, order[1:]) if a != b} == {"proc", "thread"}
     assert store.integrity_check() == "ok"
+
+
+def test_processes_creating_a_new_database_at_once_all_get_one_sound_file(tmp_path: Path):
+    """Several processes started together on a file that does not exist yet (a Space's workers
+    at first boot): switching to WAL races, and each must see that another already migrated."""
+    db_path = tmp_path / "new" / "arena.db"  # nor its folder
+    go = tmp_path / "go"
+    count = 12
+    processes = {
+        f"proc-{i}": subprocess.Popen(
+            [sys.executable, str(WRITER), "--create", str(db_path), f"proc-{i}", str(count), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    }
+    for process in processes.values():
+        assert process.stdout.readline() == "ready\n"
+    assert not db_path.parent.exists()
+    go.touch()
+    reported: dict[str, tuple[int, list[int]]] = {}
+    for annotator, process in processes.items():
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        first, *ids = out.split("\n")[:-1]
+        assert first.startswith("query ")
+        reported[annotator] = int(first.removeprefix("query ")), [int(i) for i in ids]
+
+    with Store(db_path) as store:
+        assert schema_version(store.db) == SCHEMA_VERSION
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.integrity_check() == "ok"
+        assert len({query_id for query_id, _ in reported.values()}) == 4
+        hashes = [page.content_hash for page in store_writer.shared_pages()]
+        for annotator, (query_id, ids) in reported.items():
+            assert len(ids) == len(set(ids)) == count
+            rows = list(store.db.query(
+                "SELECT id, query_id, page_hash, label FROM judgments WHERE annotator = ? ORDER BY id", [annotator]))
+            assert [r["id"] for r in rows] == ids
+            assert {r["query_id"] for r in rows} == {query_id}
+            expected = [(hashes[n % len(hashes)], store_writer.label_for(n, len(hashes))) for n in range(count)]
+            assert [(r["page_hash"], r["label"]) for r in rows] == expected
+        assert sorted((q.text, q.pages) for q in store.list_queries()) == [
+            (f"query of proc-{i}", len(hashes)) for i in range(4)
+        ]
+        assert store.db.execute("SELECT COUNT(*) FROM pages").fetchone()[0] == len(hashes)  # stored once
+
+
+def test_switching_to_wal_retries_while_the_file_is_locked_and_raises_other_errors():
+    """The retry branch of _enable_wal, deterministically: in the test above SQLite's busy
+    handler has so far always let the first PRAGMA succeed, so the race it guards is rare."""
+
+    class Connection:
+        def __init__(self, answers):
+            self.answers = list(answers)
+
+        def execute(self, sql):
+            assert sql == "PRAGMA journal_mode = WAL"
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return SimpleNamespace(fetchone=lambda: (answer,))
+
+    # locked, then unchanged (another process holds the file), then busy, then switched
+    db = Connection([sqlite3.OperationalError("database is locked"), "delete",
+                     sqlite3.OperationalError("database is busy"), "wal"])
+    store_module._enable_wal(db)
+    assert db.answers == []
+    broken = Connection([sqlite3.OperationalError("disk I/O error"), "wal"])
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        store_module._enable_wal(broken)
 
 
 def test_writer_killed_mid_write_keeps_every_committed_judgment(store: Store, db_path: Path):
