@@ -58,8 +58,28 @@ def _guarded_connect_ex(self, address):
     return _real_connect_ex(self, address)
 
 
+_real_getaddrinfo = socket.getaddrinfo
+
+
+class NameLookupBlocked(socket.gaierror):
+    """What resolving a host name gives in the tests: as on a machine without DNS (an OSError,
+    which code that probes the network handles), but naming the test's attempt. Without it a
+    lookup would reach the real resolver, which can hang past any connect time-out."""
+
+
+def _guarded_getaddrinfo(host, *args, **kwargs):
+    name = host.decode() if isinstance(host, bytes) else host
+    if name is not None and name != "localhost":
+        try:
+            ipaddress.ip_address(name.split("%")[0])  # a literal address: no lookup; connect guards it
+        except ValueError:
+            raise NameLookupBlocked(socket.EAI_NONAME, f"test tried to look up {name!r} on the network") from None
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
 socket.socket.connect = _guarded_connect
 socket.socket.connect_ex = _guarded_connect_ex
+socket.getaddrinfo = _guarded_getaddrinfo
 
 
 @pytest.fixture

@@ -266,6 +266,8 @@ def test_vision_prefetch_by_default_only_for_models_on_a_gpu_in_this_process(tin
 
     import torch
 
+    for reranker in tiny_rerankers.values():
+        reranker.clear_caches()  # else scores cached by an earlier test leave nothing to encode
     calls = record_encoder_threads(monkeypatch, tiny_rerankers)
     ranking.rank(sample_files(2), QUERY, tiny_rerankers)  # on this CPU
     assert len(calls) >= 2 and not any(thread.startswith("vision-prefetch") for _, thread in calls)
