@@ -186,6 +186,19 @@ def page_image(page) -> Image.Image:
     return page if isinstance(page, Image.Image) else page.image
 
 
+def check_page(index: int, page, budget: Budget) -> None:
+    """Refuse, naming its place in the list, a page that is not an image or one the model cannot
+    take (no pixels, a side over 200× the other), before any work starts."""
+    image = page if isinstance(page, Image.Image) else getattr(page, "image", None)
+    if not isinstance(image, Image.Image):
+        hint = "; read files with reranker.documents.load_files" if isinstance(page, (str, os.PathLike, bytes)) else ""
+        raise TypeError(f"page {index}: expected a PIL image or a Page, got {type(page).__name__} {page!r:.80}{hint}")
+    try:
+        resize_dims(image, budget)
+    except ValueError as error:
+        raise ValueError(f"page {index}: {error}") from None
+
+
 def truncate(ids: list[int], max_length: int, tail: int, special_ids: set[int]) -> list[int]:
     """The reference's truncation: keep the last `tail` tokens whole; before them keep every
     special token (image pads included) and the first non-special tokens that fit."""
@@ -321,15 +334,19 @@ class Reranker:
             self.compile()
 
     def compile(self) -> None:
-        """torch.compile the vision and language models (the first batches pay the compilation).
+        """torch.compile, in place, each vision block and each language-model decoder layer (the
+        first batches pay the compilation).
 
-        Measured on an H200 (docs/benchmarks.md): ~30% more pairs/s, after ~30 s of compilation per model.
-
-        Fuses the many small element-wise kernels (norms, rotary, activations); shapes vary with
-        page size and batch, hence dynamic.
+        Fuses the many small element-wise kernels (norms, rotary, activations) between the
+        matmuls. Regional, as in PyTorch's recipe for repeated blocks: the 24 vision blocks share
+        one compiled graph and the 28 decoder layers another, so the warm-up costs about one block
+        of each, not the whole depth. Measured on a 2-core CPU (docs/benchmarks.md): the 2B shape's
+        first call ~10 s over eager instead of ~25 s for the whole models compiled, with most of
+        their steady-state gain; on an H200 the whole models compiled gave +13–30% pairs/s after
+        56–78 s. Shapes vary with page size and batch, hence dynamic.
         """
-        self.backbone.visual = torch.compile(self.backbone.visual, dynamic=True)
-        self.backbone.language_model = torch.compile(self.backbone.language_model, dynamic=True)
+        for block in [*self.backbone.visual.blocks, *self.backbone.language_model.layers]:
+            block.compile(dynamic=True)
 
     # ----- description -------------------------------------------------------------------
     @property
@@ -470,6 +487,8 @@ class Reranker:
         if self.spec.max_length is None:
             self._check_untruncated(prompt)
         budget = self._budget(max_pixels)
+        for index, page in enumerate(images):
+            check_page(index, page, budget)
         keys = [page_key(page) for page in images]
         return prompt, budget, keys, self._score_keys(prompt, keys, max_pixels)
 
