@@ -143,6 +143,36 @@ def png_claiming(width: int, height: int) -> bytes:
             + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _png_chunk(b"IEND", b""))
 
 
+def gif_claiming(width: int, height: int) -> bytes:
+    """A 4 × 4 GIF whose screen and image descriptor both claim width × height (at most 65535)."""
+    data = bytearray(encode(Image.new("P", (4, 4)), "GIF"))
+    data[6:10] = struct.pack("<HH", width, height)  # logical screen
+    descriptor = data.index(b"\x2c\x00\x00\x00\x00", 13)  # image separator at left 0, top 0
+    data[descriptor + 5:descriptor + 9] = struct.pack("<HH", width, height)
+    return bytes(data)
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """An 8 × 8 baseline JPEG whose frame header (SOF0) claims width × height (at most 65535)."""
+    data = bytearray(encode(Image.new("RGB", (8, 8)), "JPEG"))
+    frame = data.index(b"\xff\xc0")  # marker, length (2), precision (1), then height and width
+    data[frame + 5:frame + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def tiff_claiming(width: int, height: int) -> bytes:
+    """An 8 × 8 uncompressed TIFF whose ImageWidth and ImageLength tags claim width × height."""
+    data = bytearray(encode(Image.new("RGB", (8, 8)), "TIFF"))
+    assert data[:4] == b"II*\0"
+    (ifd,) = struct.unpack_from("<I", data, 4)
+    (entries,) = struct.unpack_from("<H", data, ifd)
+    for entry in range(ifd + 2, ifd + 2 + 12 * entries, 12):
+        tag, kind = struct.unpack_from("<HH", data, entry)
+        if tag in (256, 257):  # ImageWidth, ImageLength: rewritten as one LONG each
+            struct.pack_into("<HHII", data, entry, tag, 4, 1, width if tag == 256 else height)
+    return bytes(data)
+
+
 def cmyk_jpeg() -> bytes:
     return encode(Image.new("CMYK", (64, 48), (0, 255, 255, 0)), "JPEG", quality=95)  # pure red ink
 
@@ -223,7 +253,7 @@ class Expect:
 CORPUS: dict[str, tuple[callable, Expect]] = {
     "good.pdf": (lambda: text_pdf("one", "two"), Expect(2, kind="pdf")),
     "good.png": (plain_png, Expect(1, kind="image")),
-    "truncated.pdf": (truncated_pdf, Expect(None, "truncated")),
+    "truncated.pdf": (truncated_pdf, Expect(3, "truncated")),  # all 3 pages recovered
     "header-only.pdf": (pdf_header_only, Expect(0, "damaged PDF")),
     "random.pdf": (lambda: random.Random(1234).randbytes(4096), Expect(0, "not a PDF or a supported image")),
     "encrypted.pdf": (encrypted_pdf, Expect(0, "password-protected")),
@@ -231,6 +261,11 @@ CORPUS: dict[str, tuple[callable, Expect]] = {
     "poster.pdf": (poster_pdf, Expect(1, kind="pdf")),
     "empty-tree.pdf": (zero_page_pdf, Expect(0, "no pages")),
     "bomb.png": (lambda: png_claiming(100_000, 100_000), Expect(0, "100,000×100,000 pixels")),
+    # Past twice Pillow's own limit, Image.open refuses these before returning a header: each
+    # format's own parser is then tried in turn (documents._open_image), so the size still shows.
+    "bomb.gif": (lambda: gif_claiming(65_535, 65_535), Expect(0, "65,535×65,535 pixels")),
+    "bomb.jpg": (lambda: jpeg_claiming(60_000, 60_000), Expect(0, "60,000×60,000 pixels")),
+    "bomb.tif": (lambda: tiff_claiming(60_000, 60_000), Expect(0, "60,000×60,000 pixels")),
     "cmyk.jpg": (cmyk_jpeg, Expect(1, kind="image")),
     "rgba.png": (rgba_png, Expect(1, kind="image")),
     "rotated.jpg": (exif_rotated_jpeg, Expect(1, kind="image")),

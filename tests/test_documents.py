@@ -131,7 +131,8 @@ def test_pdf_with_only_an_owner_password_opens():
 def test_truncated_pdf_is_reported_and_what_was_recovered_is_kept():
     result = load_files([("cut.pdf", corpus.truncated_pdf())])
     assert len(result.problems) == 1 and "truncated" in str(result.problems[0])
-    assert all(page.source == "cut.pdf" for page in result.pages)
+    assert "3 page(s) were recovered but may be blank or incomplete" in result.problems[0].message
+    assert [(page.source, page.page_number) for page in result.pages] == [("cut.pdf", n) for n in (1, 2, 3)]
 
 
 def test_poster_page_is_rendered_within_the_pixel_cap_with_a_note():
@@ -164,6 +165,30 @@ def test_pixel_bomb_png_is_refused_from_its_header_without_decoding(monkeypatch)
     assert result.pages == []
     assert "100,000×100,000 pixels" in problem.message and "80.0 megapixels" in problem.message
     assert Image.MAX_IMAGE_PIXELS == pil_limit  # Pillow's global setting is left alone
+
+
+@pytest.mark.parametrize(("name", "build", "size"), [
+    ("bomb.gif", corpus.gif_claiming, (65_535, 65_535)),
+    ("bomb.jpg", corpus.jpeg_claiming, (60_000, 60_000)),
+    ("bomb.tif", corpus.tiff_claiming, (60_000, 60_000)),
+])
+def test_pixel_bombs_in_other_formats_are_refused_from_their_headers_without_decoding(monkeypatch, name, build, size):
+    data = build(*size)
+    with pytest.raises(Image.DecompressionBombError):  # so the per-format fallback is what reads it
+        Image.open(io.BytesIO(data))
+
+    def no_decoding(self, *args, **kwargs):
+        raise AssertionError("the image was decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    result = load_files([(name, data)])
+    (problem,) = result.problems
+    assert result.pages == [] and result.documents == []
+    width, height = size
+    assert f"image too large: {width:,}×{height:,} pixels ({width * height / 1e6:,.1f} megapixels)" in problem.message
+    assert "over the limit of 80.0 megapixels" in problem.message
+    assert Image.MAX_IMAGE_PIXELS == pil_limit
 
 
 def test_image_over_a_custom_pixel_limit_names_its_size_and_the_limit():
