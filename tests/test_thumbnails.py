@@ -26,10 +26,15 @@ def test_prepared_thumbnails_are_the_files_path_gives(tmp_path, sample_pages_dir
 
 def test_a_page_not_in_memory_is_loaded_through_the_store(tmp_path, sample_pages_dir):
     (page,) = load_files([sorted(sample_pages_dir.glob("doc_*.jpg"))[0]]).pages
-    images = PageImages(tmp_path / "thumbs", lambda page_hash: page.image, memory_bytes=1)  # too small to keep it
+    loads = []
+    images = PageImages(tmp_path / "thumbs", lambda page_hash: loads.append(page_hash) or page.image,
+                        memory_bytes=1)  # too small to keep it
     images.remember([page])
     with Image.open(images.path(page.content_hash, 128)) as thumbnail:
         assert max(thumbnail.size) == 128
+    assert loads == [page.content_hash]
+    images.path(page.content_hash, 128)  # written already: no second load
+    assert loads == [page.content_hash]
 
 
 def test_the_folder_stays_within_its_bytes_and_keeps_what_was_shown_lately(tmp_path, sample_pages_dir):
