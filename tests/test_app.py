@@ -198,17 +198,45 @@ def test_export_and_evaluate_follow_the_judgments(client, ranked, tmp_path):
     evaluation = client.predict(annotator=annotator, api_name="/evaluate")
     assert evaluation["annotator"] == annotator
     for key in (A, B):
+        expected = metrics_from_ranks(ranked["models"][key]["ranking"], labels, ks=(5, 10))
         summary = evaluation["models"][key]["summary"]
-        assert summary["n_queries"] == 1
-        for metric in ("ndcg@5", "mrr", "recall@5", "map"):
-            assert 0.0 <= summary[metric] <= 1.0, (key, metric)
+        assert summary["n_queries"] == 1 and summary["n_excluded"] == 0
+        assert set(summary) == {"model", "n_queries", "n_excluded", *expected}, key  # every metric shown is checked
         row = next(r for r in evaluation["models"][key]["rows"] if r["query_id"] == query_id)
         assert (row["n_judged"], row["n_relevant"]) == (3, 2)
+        for metric, value in expected.items():  # one query: its row is the mean
+            assert summary[metric] == pytest.approx(value, abs=1e-12), (key, metric)
+            assert row[metric] == pytest.approx(value, abs=1e-12), (key, metric)
     # Model A's ranking put a relevant page first: its reciprocal rank is 1.
     assert evaluation["models"][A]["summary"]["mrr"] == 1.0
     assert evaluation["queries"][str(query_id)] == QUERY
     majority = client.predict(api_name="/evaluate")  # no annotator: the majority vote
     assert majority["annotator"] is None and majority["models"][A]["summary"]["n_queries"] >= 1
+
+
+def metrics_from_ranks(ranking: list[dict], labels: dict[str, str], ks) -> dict[str, float]:
+    """The metrics one query must have, from where a model's ranking put the labelled pages
+    (worked out here from the definitions, not with reranker.metrics): binary grades, unjudged
+    pages not relevant, recall and MAP over every relevant page."""
+    import math
+
+    scores = [entry["score"] for entry in ranking]
+    assert len(set(scores)) == len(scores), "a tie would leave the order to a tie rule"
+    rank_of = {entry["content_hash"]: entry["rank"] for entry in ranking}
+    relevant = sorted(rank_of[page] for page, label in labels.items() if label == "relevant")
+
+    def dcg(ranks) -> float:
+        return sum(1 / math.log2(rank + 1) for rank in ranks)
+
+    found = {"mrr": 1 / relevant[0],
+             "map": sum(hits / rank for hits, rank in enumerate(relevant, start=1)) / len(relevant)}
+    for k in ks:
+        top = [rank for rank in relevant if rank <= k]
+        found[f"recall@{k}"] = len(top) / len(relevant)
+        found[f"ndcg@{k}"] = dcg(top) / dcg(range(1, min(len(relevant), k) + 1))
+        # The blog's NDCG: the same top k, against the best order of those k pages only.
+        found[f"ndcg_blog@{k}"] = dcg(top) / dcg(range(1, len(top) + 1)) if top else 0.0
+    return found
 
 
 def test_readme_snippet_runs(app_server, upload, tmp_path):
