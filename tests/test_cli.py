@@ -47,7 +47,11 @@ def test_score_json_stays_json_when_a_pdf_is_damaged(tiny_checkpoints, tmp_path)
     )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
-    assert "MuPDF" not in done.stdout and len(result["models"][A]["ranking"]) >= 1
+    assert "MuPDF" not in done.stdout
+    # every page: the 3 the truncated PDF still yields (tests/bad_inputs.py) and the image
+    ranked = sorted((entry["file"], entry["page"]) for entry in result["models"][A]["ranking"])
+    assert ranked == sorted([("trunc.pdf", 1), ("trunc.pdf", 2), ("trunc.pdf", 3), (SAMPLE_PAGES[0].name, 1)])
+    assert any("trunc.pdf" in problem and "3 page(s) were recovered" in problem for problem in result["problems"])
 
 
 @pytest.mark.parametrize(
