@@ -285,24 +285,37 @@ def test_a_slow_upload_does_not_hold_up_another_visitors_ranking(app_server, tmp
     from gradio_client import Client, handle_file
 
     from . import bad_inputs as corpus
+    from .processes import children_of, cpu_seconds, wait_until
 
     bomb = tmp_path / "bomb.pdf"
     bomb.write_bytes(corpus.render_bomb_pdf(depth=8))  # ~30 s of rendering
     outcome = {}
 
     def visitor_a():
-        client = Client(app_server.url, verbose=False)
-        outcome["a"] = client.predict(files=[handle_file(str(bomb)), handle_file(str(IMAGES[0]))],
-                                      query="a slow upload", api_name="/rank")
+        try:
+            client = Client(app_server.url, verbose=False)
+            outcome["a"] = client.predict(files=[handle_file(str(bomb)), handle_file(str(IMAGES[0]))],
+                                          query="a slow upload", api_name="/rank")
+        except Exception as error:  # said below, not only printed by the thread
+            outcome["error"] = error
 
+    app = app_server.process.pid
+    cpu_before = {child.pid: cpu_seconds(child) for child in children_of(app)}  # render workers of earlier tests
     slow = threading.Thread(target=visitor_a)
     slow.start()
-    slow.join(timeout=2)  # A's request is in by now, rendering
+    # B goes once A's request is being worked on: a render worker of the app (the only children
+    # that compute) has spent over a second of CPU since A was sent, more than a worker's start-up.
+    rendering = []
+    wait_until(lambda: rendering.extend(child for child in children_of(app)
+                                        if cpu_seconds(child) - cpu_before.get(child.pid, 0.0) > 1.0)
+               or rendering or not slow.is_alive(), seconds=60)
+    assert slow.is_alive() and rendering, f"visitor A's ranking ended before it rendered: {outcome.get('error') or outcome['a']['problems']}"
     quick = Client(app_server.url, verbose=False).predict(
         files=[handle_file(str(IMAGES[1]))], query="a quick question", api_name="/rank")
     assert slow.is_alive(), "visitor B waited for visitor A's upload"
     assert len(quick["pages"]) == 1 and all(model["error"] is None for model in quick["models"].values())
     slow.join()
+    assert "error" not in outcome, outcome["error"]
     assert any(problem.startswith("bomb.pdf, page 1: took over 15 s to render") for problem in outcome["a"]["problems"])
     assert len(outcome["a"]["pages"]) == 1  # the image of A's upload is still ranked
 
