@@ -334,19 +334,20 @@ class Reranker:
             self.compile()
 
     def compile(self) -> None:
-        """torch.compile, in place, each vision block and each language-model decoder layer (the
-        first batches pay the compilation).
+        """torch.compile the vision and language models (the first batches pay the compilation).
 
-        Fuses the many small element-wise kernels (norms, rotary, activations) between the
-        matmuls. Regional, as in PyTorch's recipe for repeated blocks: the 24 vision blocks share
-        one compiled graph and the 28 decoder layers another, so the warm-up costs about one block
-        of each, not the whole depth. Measured on a 2-core CPU (docs/benchmarks.md): the 2B shape's
-        first call ~10 s over eager instead of ~25 s for the whole models compiled, with most of
-        their steady-state gain; on an H200 the whole models compiled gave +13–30% pairs/s after
-        56–78 s. Shapes vary with page size and batch, hence dynamic.
+        Measured on an H200 (docs/benchmarks.md): +13–30% pairs/s, after 56–78 s of compilation
+        for both models. Fuses the many small element-wise kernels (norms, rotary, activations);
+        shapes vary with page size and batch, hence dynamic.
+
+        Whole models, not each repeated block ("regional" compilation, ~3× less warm-up): every
+        vision block and decoder layer runs transformers' one `forward_with_checkpointing`, whose
+        compiled variants Dynamo caches together (8 at most), and Qwen3RerankerMM's KV cache makes
+        each decoder layer a variant of its own (a guard on its cache slot), so past the eighth
+        the layers, and the blocks of whichever model came later, would run uncompiled.
         """
-        for block in [*self.backbone.visual.blocks, *self.backbone.language_model.layers]:
-            block.compile(dynamic=True)
+        self.backbone.visual = torch.compile(self.backbone.visual, dynamic=True)
+        self.backbone.language_model = torch.compile(self.backbone.language_model, dynamic=True)
 
     # ----- description -------------------------------------------------------------------
     @property
