@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -238,9 +239,20 @@ def test_fast_keyboard_judging_labels_the_page_on_screen_and_skips_none(page, ap
     for key in "rnrnr":
         page.keyboard.press(key)
         page.wait_for_timeout(30)
-    page.wait_for_timeout(3000)  # every answer is in
 
     with Store(app_server.db_path) as store:
+        # Every answer is in once the count on screen equals the judgments stored, twice running
+        # (the first key press is never ignored: at least one judgment).
+        shown_pattern = re.compile(rf"(\d+)/4 judged by {re.escape(annotator)}")
+        deadline, previous, counts = time.monotonic() + 20, None, None
+        while True:
+            shown = shown_pattern.fullmatch(progress.inner_text().strip())
+            counts = (int(shown[1]) if shown else None, len(store.current_judgments(query_id=query_id, annotator=annotator)))
+            if counts[0] == counts[1] >= 1 and counts == previous:
+                break
+            assert time.monotonic() < deadline, f"(on screen, stored) judgments still {counts} after 20 s"
+            previous = counts
+            page.wait_for_timeout(500)
         ordered = ui.page_order(store.query_pages(query_id), ui.ORDERS[0])
         history = {p.page_hash: store.history(query_id, p.page_hash, annotator) for p in ordered}
     assert all(len(rows) <= 1 for rows in history.values()), "a page was relabelled"
