@@ -254,12 +254,16 @@ def build_config(shape: str = "tiny", tokenizer=None):
     return config
 
 
-def build_model(shape: str = "tiny", seed: int = 0, tokenizer=None, dtype=None, device=None, attn_implementation=None):
-    """A random `Qwen3VLForConditionalGeneration`, built directly on `device` in `dtype`."""
+def build_model(shape: str = "tiny", seed: int = 0, tokenizer=None, dtype=None, device=None, attn_implementation=None,
+                text_layers: int | None = None):
+    """A random `Qwen3VLForConditionalGeneration`, built directly on `device` in `dtype`.
+    `text_layers`: another depth for its language model."""
     import torch
     from transformers import Qwen3VLForConditionalGeneration
 
     config = build_config(shape, tokenizer)
+    if text_layers is not None:
+        config.text_config.num_hidden_layers = text_layers
     torch.manual_seed(seed)
     with torch.device(device or "cpu"):
         model = Qwen3VLForConditionalGeneration._from_config(

@@ -334,20 +334,29 @@ class Reranker:
             self.compile()
 
     def compile(self) -> None:
-        """torch.compile the vision and language models (the first batches pay the compilation).
+        """torch.compile, in place, the model's repeated parts that hold no KV cache (the first
+        batches pay the compilation): each vision block and patch merger, and in each decoder
+        layer its MLP and RMSNorms.
 
-        Measured on an H200 (docs/benchmarks.md): +13–30% pairs/s, after 56–78 s of compilation
-        for both models. Fuses the many small element-wise kernels (norms, rotary, activations);
-        shapes vary with page size and batch, hence dynamic.
+        Fuses the many small element-wise kernels between the matmuls (norms, activations, the
+        vision rotary); shapes vary with page size and batch, hence dynamic. Regional, as in
+        PyTorch's recipe for repeated blocks: a block's compiled code serves all its copies, in
+        both models, so the warm-up costs one of each, not the whole depth.
 
-        Whole models, not each repeated block ("regional" compilation, ~3× less warm-up): every
-        vision block and decoder layer runs transformers' one `forward_with_checkpointing`, whose
-        compiled variants Dynamo caches together (8 at most), and Qwen3RerankerMM's KV cache makes
-        each decoder layer a variant of its own (a guard on its cache slot), so past the eighth
-        the layers, and the blocks of whichever model came later, would run uncompiled.
+        Not whole decoder layers: every vision block and decoder layer runs transformers' one
+        `forward_with_checkpointing` wrapper, whose compiled variants Dynamo caches together, at
+        most 8, and with a KV cache (Qwen3RerankerMM keeps page prefixes) each decoder layer is a
+        variant of its own (a guard on its slot of the cache). Compiling whole models hit that
+        limit too (the language model breaks its graph into layers): past the eighth variant the
+        layers silently ran uncompiled.
         """
-        self.backbone.visual = torch.compile(self.backbone.visual, dynamic=True)
-        self.backbone.language_model = torch.compile(self.backbone.language_model, dynamic=True)
+        visual, language = self.backbone.visual, self.backbone.language_model
+        parts = [*visual.blocks, visual.merger, *getattr(visual, "deepstack_merger_list", ()), language.norm]
+        for layer in language.layers:
+            parts += [layer.mlp, layer.input_layernorm, layer.post_attention_layernorm,
+                      layer.self_attn.q_norm, layer.self_attn.k_norm]
+        for part in parts:
+            part.compile(dynamic=True)
 
     # ----- description -------------------------------------------------------------------
     @property
