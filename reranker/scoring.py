@@ -334,27 +334,30 @@ class Reranker:
             self.compile()
 
     def compile(self) -> None:
-        """torch.compile, in place, the model's repeated parts that hold no KV cache (the first
-        batches pay the compilation): each vision block and patch merger, and in each decoder
-        layer its MLP and RMSNorms.
+        """torch.compile, in place, the model's repeated parts (the first batches pay the
+        compilation): each vision block and patch merger, and each decoder layer, or, for a model
+        that keeps page prefixes (a KV cache), each decoder layer's MLP and RMSNorms.
 
-        Fuses the many small element-wise kernels between the matmuls (norms, activations, the
-        vision rotary); shapes vary with page size and batch, hence dynamic. Regional, as in
-        PyTorch's recipe for repeated blocks: a block's compiled code serves all its copies, in
-        both models, so the warm-up costs one of each, not the whole depth.
+        Fuses the many small element-wise kernels between the matmuls (norms, activations,
+        rotary); shapes vary with page size and batch, hence dynamic. Regional, as in PyTorch's
+        recipe for repeated blocks: a part's compiled code serves all its copies, in both
+        models, so the warm-up costs one of each, not the whole depth.
 
-        Not whole decoder layers: every vision block and decoder layer runs transformers' one
-        `forward_with_checkpointing` wrapper, whose compiled variants Dynamo caches together, at
-        most 8, and with a KV cache (Qwen3RerankerMM keeps page prefixes) each decoder layer is a
-        variant of its own (a guard on its slot of the cache). Compiling whole models hit that
-        limit too (the language model breaks its graph into layers): past the eighth variant the
-        layers silently ran uncompiled.
+        Why not whole decoder layers with a KV cache: every vision block and decoder layer runs
+        transformers' one `forward_with_checkpointing` wrapper, whose compiled variants Dynamo
+        keeps together, at most 8, and with a cache each layer is a variant of its own (a guard
+        on its slot of the cache): past the eighth the rest would silently run uncompiled. That
+        is what compiling the whole models did (the language model breaks its graph between
+        layers); docs/benchmarks.md has the measurements.
         """
         visual, language = self.backbone.visual, self.backbone.language_model
         parts = [*visual.blocks, visual.merger, *getattr(visual, "deepstack_merger_list", ()), language.norm]
-        for layer in language.layers:
-            parts += [layer.mlp, layer.input_layernorm, layer.post_attention_layernorm,
-                      layer.self_attn.q_norm, layer.self_attn.k_norm]
+        if self.reuses_prefix:
+            for layer in language.layers:
+                parts += [layer.mlp, layer.input_layernorm, layer.post_attention_layernorm,
+                          layer.self_attn.q_norm, layer.self_attn.k_norm]
+        else:
+            parts += language.layers
         for part in parts:
             part.compile(dynamic=True)
 
