@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -212,6 +213,14 @@ def run(args) -> dict:
     fast_scores = model_a.score(QUERIES[0], reference_pairs)
     max_difference = max(abs(a - b) for a, b in zip(fast_scores, reference_scores))
     model_a.clear_caches()
+    varlen_difference = None
+    if args.varlen:  # after the reference rows, which keep one SDPA call per page
+        os.environ["RERANKER_VARLEN_ATTENTION"] = "1"
+        varlen_scores = model_a.score(QUERIES[0], reference_pairs)
+        varlen_difference = max(abs(a - b) for a, b in zip(varlen_scores, reference_scores))
+        model_a.clear_caches()
+        print(f"vision attention in one varlen kernel call: largest |score − reference| on the same pairs "
+              f"{varlen_difference:.2e} (the plain fast path: {max_difference:.2e})")
     compile_seconds = None
     if args.compile:  # after the reference row, which stays eager
         for reranker in rerankers.values():
@@ -283,6 +292,8 @@ def run(args) -> dict:
         "max_score_difference_fast_vs_reference": max_difference,
         "peak_gpu_memory_gib": peak,
         "compile": args.compile,
+        "varlen_attention": args.varlen,
+        "max_score_difference_varlen_vs_reference": varlen_difference,
         "compile_warmup_seconds": compile_seconds,
         "breakdown_seconds": breakdown,
     }
@@ -449,7 +460,10 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tokenizer", choices=("auto", "qwen", "byte"), default="auto",
                         help="qwen: Qwen's real vocabulary (real text token counts); auto: qwen when found")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the vision and language models")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the models' repeated parts, as RERANKER_COMPILE=1 does")
+    parser.add_argument("--varlen", action="store_true",
+                        help="vision attention in one call of torch's varlen FlashAttention kernel per chunk "
+                             "(CUDA, half precision; RERANKER_VARLEN_ATTENTION=1 in the app)")
     parser.add_argument("--profile", action="store_true", help="also time the parts of one cold batch")
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
     parser.set_defaults(handler=main)

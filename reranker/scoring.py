@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from . import attention
 from .imaging import image_hash, resize_to_budget
 from .lru import LRUCache
 from .models import ModelSpec, chat_messages, get_spec, weights_location
@@ -348,7 +349,8 @@ class Reranker:
         keeps together, at most 8, and with a cache each layer is a variant of its own (a guard
         on its slot of the cache): past the eighth the rest would silently run uncompiled. That
         is what compiling the whole models did (the language model breaks its graph between
-        layers); docs/benchmarks.md has the measurements.
+        layers); docs/benchmarks.md has the measurements. A vision block compiles to one graph
+        because its per-page attention is one custom operator (`reranker/attention.py`).
         """
         visual, language = self.backbone.visual, self.backbone.language_model
         parts = [*visual.blocks, visual.merger, *getattr(visual, "deepstack_merger_list", ()), language.norm]
@@ -1029,5 +1031,6 @@ def build_reranker(spec: ModelSpec | str, model, processor, *, device=None, weig
     score_vector = (weight[yes_id].float() - weight[no_id].float()).to(device)
     backbone = model.model  # the LM head is not needed: the score is one dot product
     backbone.to(device).eval()
+    attention.use_for_vision(backbone)
     dtype = next(backbone.parameters()).dtype
     return Reranker(spec, backbone, processor, score_vector, device=device, dtype=dtype, weights=weights, adapter=adapter, **options)

@@ -3,8 +3,9 @@
 #
 #   scripts/gpu_bench.sh --prepare   # here, with network: wheels into .whl/, Qwen's vocabulary into .cache/
 #   scripts/gpu_bench.sh             # on the GPU machine (offline): eager run with --profile, then compiled
-#   scripts/gpu_bench.sh --variants  # a second call on the warm machine (~2-3 min): the two knobs
-#                                    # docs/benchmarks.md asks about (vision chunk 25, batch 50)
+#   scripts/gpu_bench.sh --variants  # a second call on the warm machine (~4-5 min): the knobs
+#                                    # docs/benchmarks.md asks about (vision chunk 25, batch 50,
+#                                    # varlen vision attention)
 #
 # The GPU machine has torch (CUDA) and Python 3.12 but not this project's other packages and no
 # network, so --prepare downloads them as wheels to carry there (device tool: carry .whl and .cache).
@@ -33,6 +34,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 if [ "${1:-}" = "--variants" ]; then
   python3 -m reranker.bench --tokenizer qwen --repeats 2 --vision-chunk 25 --json "$out/vision-chunk-25.json"
   python3 -m reranker.bench --tokenizer qwen --repeats 2 --pairs 50 --batch-size 50 --json "$out/batch-50.json"
+  # torch's own varlen FlashAttention for the vision encoder (one kernel call per chunk of pages)
+  python3 -m reranker.bench --tokenizer qwen --repeats 2 --varlen --json "$out/varlen.json"
+  python3 -m reranker.bench --tokenizer qwen --repeats 2 --varlen --vision-chunk 25 --json "$out/varlen-chunk-25.json"
   exit 0
 fi
 python3 -m reranker.bench --tokenizer qwen --profile --json "$out/eager.json"

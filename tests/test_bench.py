@@ -12,13 +12,14 @@ import json
 from reranker import bench
 
 
-def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
+def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RERANKER_VARLEN_ATTENTION", "0")  # --varlen sets it; put back after the test
     parser = argparse.ArgumentParser()
     bench.register_cli(parser.add_subparsers())
     out = tmp_path / "report.json"
     args = parser.parse_args(
         ["bench", "--shape", "tiny", "--device", "cpu", "--pairs", "4", "--batch-size", "2",
-         "--reference-pairs", "2", "--repeats", "1", "--json", str(out)]
+         "--reference-pairs", "2", "--repeats", "1", "--varlen", "--json", str(out)]
     )
     assert args.handler(args) == 0
     report = json.loads(out.read_text())
@@ -35,6 +36,8 @@ def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
     assert report["rows"][1]["ratio"] == 1.0  # the second model's rows are compared with its own reference
     assert report["rows"][-1]["pairs"] == 8  # end to end: 4 pages, each scored by both models
     assert report["max_score_difference_fast_vs_reference"] < 1e-5  # float32: same scores
+    # --varlen: the kernel is CUDA-only, so on a CPU the one-SDPA-call-per-page path is measured.
+    assert report["varlen_attention"] and report["max_score_difference_varlen_vs_reference"] < 1e-5
     assert report["pdf_render_pages_per_second"] > 0
     printed = capsys.readouterr().out
     assert "| reference: one pair per forward" in printed and "end-to-end ranking of 4 PDF pages" in printed

@@ -815,3 +815,10 @@ def test_compiled_models_score_as_eager_ones(sample_images):
                 assert compiled_scores == pytest.approx(eager_scores, abs=1e-5)
             if key == B:
                 assert len(reranker.prefix_cache) == len(pages)  # the second query took the suffix path
+        # Vision chunks of 1 to 10 pages: one compiled block serves them all (the per-page split
+        # of SDPA's path used to specialise the block on the count, 10 variants here).
+        reranker.vision_chunk = 16
+        for count in range(1, 11):
+            reranker.clear_caches()
+            reranker.score(QUERIES[0], [page.resize((200 + 16 * i, 300)) for i, page in enumerate((pages * 4)[:count])],
+                           batch_size=16)
