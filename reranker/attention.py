@@ -17,7 +17,6 @@ transformers chooses its packed (cu_seqlens) code path by the substring "flash" 
 implementation's name, hence the name.
 """
 
-from __future__ import annotations
 
 import os
 
