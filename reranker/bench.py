@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import time
@@ -213,14 +212,19 @@ def run(args) -> dict:
     fast_scores = model_a.score(QUERIES[0], reference_pairs)
     max_difference = max(abs(a - b) for a, b in zip(fast_scores, reference_scores))
     model_a.clear_caches()
-    varlen_difference = None
+    varlen_difference = varlen_problem = None
     if args.varlen:  # after the reference rows, which keep one SDPA call per page
-        os.environ["RERANKER_VARLEN_ATTENTION"] = "1"
-        varlen_scores = model_a.score(QUERIES[0], reference_pairs)
-        varlen_difference = max(abs(a - b) for a, b in zip(varlen_scores, reference_scores))
-        model_a.clear_caches()
-        print(f"vision attention in one varlen kernel call: largest |score − reference| on the same pairs "
-              f"{varlen_difference:.2e} (the plain fast path: {max_difference:.2e})")
+        from .attention import set_varlen
+
+        varlen_problem = next(filter(None, [set_varlen(r.backbone, True) for r in rerankers.values()]), None)
+        if varlen_problem:
+            print(f"--varlen: not used, {varlen_problem}")
+        else:
+            varlen_scores = model_a.score(QUERIES[0], reference_pairs)
+            varlen_difference = max(abs(a - b) for a, b in zip(varlen_scores, reference_scores))
+            model_a.clear_caches()
+            print(f"vision attention in one varlen kernel call: largest |score − reference| on the same pairs "
+                  f"{varlen_difference:.2e} (the plain fast path: {max_difference:.2e})")
     compile_seconds = None
     if args.compile:  # after the reference row, which stays eager
         for reranker in rerankers.values():
@@ -292,7 +296,8 @@ def run(args) -> dict:
         "max_score_difference_fast_vs_reference": max_difference,
         "peak_gpu_memory_gib": peak,
         "compile": args.compile,
-        "varlen_attention": args.varlen,
+        "varlen_attention": args.varlen and not varlen_problem,
+        "varlen_problem": varlen_problem,
         "max_score_difference_varlen_vs_reference": varlen_difference,
         "compile_warmup_seconds": compile_seconds,
         "breakdown_seconds": breakdown,

@@ -331,6 +331,7 @@ class Reranker:
         self._lock = threading.Lock()
         self.vision_chunk = vision_chunk or 8
         self.reuses_prefix = prefix_cache_bytes > 0 and self._prefix_is_query_independent()
+        self._packed_vision = backbone.visual.config._attn_implementation == attention.NAME
         if compile:
             self.compile()
 
@@ -700,7 +701,8 @@ class Reranker:
             rows = list(range(start, min(start + self.vision_chunk, len(keys))))
             images = [pixels[row].result().to(self.device, non_blocking=True) for row in rows]
             pixel_values = patchify(images, **self.patch_options).to(self.dtype)
-            computed = self.backbone.get_image_features(pixel_values, grids[rows].to(self.device))
+            packed = attention.packing(grids[rows]) if self._packed_vision else {}
+            computed = self.backbone.get_image_features(pixel_values, grids[rows].to(self.device), **packed)
             per_page = zip(*computed.deepstack_features) if computed.deepstack_features else (() for _ in rows)
             for row, embeds, deepstack in zip(rows, computed.pooler_output, per_page):
                 item = (embeds, tuple(deepstack))
@@ -987,14 +989,14 @@ def load_reranker(
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
         dtype = getattr(torch, dtype)
-    attention = attn_implementation or default_attention(device)
+    implementation = attn_implementation or default_attention(device)
     weights = local_weights(location.model, spec, "weights")
     try:
         processor = ImageOnlyQwen3VLProcessor.from_pretrained(weights, padding_side="left")
         model = Qwen3VLForConditionalGeneration.from_pretrained(
             weights,
             dtype=dtype,
-            attn_implementation=attention,
+            attn_implementation=implementation,
             # Straight onto the GPU, except on ZeroGPU: its CUDA emulation covers only the main
             # thread, and transformers materializes a device_map on worker threads. There the
             # weights load on the CPU and `build_reranker` moves them, in this thread.
@@ -1006,7 +1008,7 @@ def load_reranker(
         raise _damaged(spec, "weights", location.model, error) from error
     if location.adapter:
         model = apply_adapter(model, location.adapter, spec)
-    logger.info("loaded %s from %s (%s, %s)", spec.key, location.model, dtype, attention)
+    logger.info("loaded %s from %s (%s, %s)", spec.key, location.model, dtype, implementation)
     return build_reranker(spec, model, processor, device=device, weights=location.model, adapter=location.adapter, **options)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,8 +13,9 @@ from reranker.checkpoints import build_model, build_processor, build_tokenizer
 from reranker.scoring import Budget, patchify, resized_pixels
 
 
-def vision_outputs(model, pages):
-    """What the vision encoder gives for `pages`, encoded in one call, as scoring does."""
+def vision_outputs(model, pages, packed=False):
+    """What the vision encoder gives for `pages`, encoded in one call, as scoring does (with
+    `packed`: given the page offsets worked out on the CPU)."""
     processor = build_processor(build_tokenizer())
     image_processor = processor.image_processor
     budget = Budget(64 * 32 * 32, 256 * 32 * 32)
@@ -22,7 +25,7 @@ def vision_outputs(model, pages):
                       rescale_factor=image_processor.rescale_factor, image_mean=image_processor.image_mean,
                       image_std=image_processor.image_std)
     with torch.inference_mode():
-        out = model.model.get_image_features(values, grids)
+        out = model.model.get_image_features(values, grids, **(attention.packing(grids) if packed else {}))
     return [out.pooler_output, *out.deepstack_features]
 
 
@@ -33,10 +36,11 @@ def test_packed_page_attention_is_bit_identical_to_transformers_sdpa(sample_imag
     attention.use_for_vision(packed.model)
     assert packed.model.visual.config._attn_implementation == attention.NAME
     assert stock.model.visual.config._attn_implementation == "sdpa"
-    expected, got = vision_outputs(stock, pages), vision_outputs(packed, pages)
+    expected = vision_outputs(stock, pages)
     assert len({len(page) for page in expected[0]}) == 3  # three pages of different lengths, one call
-    for want, have in zip(expected, got):
-        assert all(torch.equal(a, b) for a, b in zip(want, have))
+    for got in (vision_outputs(packed, pages), vision_outputs(packed, pages, packed=True)):
+        for want, have in zip(expected, got):
+            assert all(torch.equal(a, b) for a, b in zip(want, have))
 
 
 def test_other_attention_implementations_are_left_alone():
@@ -77,12 +81,46 @@ def test_the_varlen_kernel_gets_the_packed_layout_and_its_output_is_put_back(mon
     assert not torch.allclose(changed[:, 7:19], plain[:, 7:19])
 
 
-def test_the_varlen_kernel_is_asked_for_only_on_cuda_in_half_precision(monkeypatch):
+def test_varlen_is_decided_when_the_model_loads_and_a_request_it_cannot_meet_is_logged(monkeypatch, caplog):
+    monkeypatch.setenv("RERANKER_VARLEN_ATTENTION", "1")
+    model = build_model("tiny", seed=0, attn_implementation="sdpa", dtype=torch.bfloat16)
+    with caplog.at_level("WARNING", logger="reranker.attention"):
+        attention.use_for_vision(model.model)
+    assert getattr(model.model.visual.config, attention.VARLEN_FLAG) is False
+    assert "not used, the model is on cpu, the kernel is CUDA-only" in caplog.text
+
+
+def test_the_attention_function_passes_the_models_varlen_choice_on(monkeypatch):
     seen = []
     monkeypatch.setattr(attention, "packed_page_attention", lambda *args: seen.append(args[-1]) or args[0])
-    monkeypatch.setenv("RERANKER_VARLEN_ATTENTION", "1")
-    tensor = torch.zeros(1, 2, 4, 8, dtype=torch.bfloat16)  # on the CPU
-    attention._attention(None, tensor, tensor, tensor, None, cu_seq_lens_q=torch.tensor([0, 4]), max_length_q=4)
-    assert seen == [False]
+    tensor = torch.zeros(1, 2, 4, 8)
+    for flag in (True, False):
+        module = types.SimpleNamespace(config=types.SimpleNamespace(**{attention.VARLEN_FLAG: flag}))
+        attention._attention(module, tensor, tensor, tensor, None, cu_seq_lens_q=torch.tensor([0, 4]), max_length_q=4)
+    assert seen == [True, False]
     with pytest.raises(ValueError, match="only the vision encoder"):
-        attention._attention(None, tensor, tensor, tensor, torch.ones(1), cu_seq_lens_q=torch.tensor([0, 4]))
+        attention._attention(module, tensor, tensor, tensor, torch.ones(1), cu_seq_lens_q=torch.tensor([0, 4]))
+
+
+def test_gradients_flow_through_the_plain_per_page_path():
+    """The operator has no backward: with gradients wanted, the same per-page SDPA runs unwrapped."""
+    torch.manual_seed(0)
+    query, key, value = (torch.randn(1, 2, 9, 8, requires_grad=True) for _ in range(3))
+    module = types.SimpleNamespace(config=types.SimpleNamespace())
+    out, _ = attention._attention(module, query, key, value, None, cu_seq_lens_q=torch.tensor([0, 4, 9]), max_length_q=5)
+    out.sum().backward()
+    assert query.grad is not None and key.grad is not None
+    with torch.no_grad():
+        assert torch.equal(out, attention.packed_page_attention(query, key, value, torch.tensor([0, 4, 9]), 8**-0.5, 5, False))
+
+
+def test_page_offsets_worked_out_on_the_cpu_are_transformers_own(sample_images):
+    from transformers.vision_utils import get_vision_attention_seqlens
+
+    model = build_model("tiny", seed=0, attn_implementation="sdpa")
+    attention.use_for_vision(model.model)
+    grids = torch.tensor([[1, 12, 20], [1, 30, 8], [1, 4, 4]])
+    cu_seqlens, max_seqlen = get_vision_attention_seqlens(grids, model.model.visual.config)
+    packed = attention.packing(grids)
+    assert torch.equal(packed["cu_seqlens"], cu_seqlens) and packed["cu_seqlens"].dtype == torch.int32
+    assert packed["max_seqlen"] == max_seqlen == 240
