@@ -92,7 +92,7 @@ def varlen_problem(backbone) -> str | None:
         from torch.nn.attention.varlen import varlen_attn  # noqa: F401
     except ImportError:
         return f"torch {torch.__version__} has no torch.nn.attention.varlen (it came in 2.10)"
-    if backbone.visual.config._attn_implementation != NAME:
+    if not in_use(backbone):
         return f"the vision encoder runs {backbone.visual.config._attn_implementation!r} attention"
     return None
 
@@ -121,6 +121,10 @@ def use_for_vision(backbone) -> None:
         config._attn_implementation = NAME
     if varlen_requested() and (problem := set_varlen(backbone, True)):
         log.warning("RERANKER_VARLEN_ATTENTION: not used, %s; the vision encoder keeps one SDPA call per page", problem)
+
+
+def in_use(backbone) -> bool:
+    return backbone.visual.config._attn_implementation == NAME
 
 
 def packing(grids: torch.Tensor) -> dict:
