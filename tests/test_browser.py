@@ -78,6 +78,13 @@ def open_annotate(page) -> None:
     expect(page.locator("#annotate-progress")).to_contain_text("judged by")
 
 
+def settled(page, *selectors: str) -> None:
+    """No event is running on these components: while one runs, Gradio shows its elapsed time
+    ("0.4s") in each of its outputs."""
+    for selector in selectors:
+        expect(page.locator(selector)).not_to_contain_text(re.compile(r"\b\d+\.\ds\b"))
+
+
 def captions(page, gallery: str) -> list[str]:
     return page.locator(f"{gallery} .caption-label").all_inner_texts()
 
@@ -288,6 +295,7 @@ def test_shortcuts_work_after_choosing_an_order_and_a_jump_past_the_end_goes_to_
         assert [(j.page_hash, j.label) for j in store.current_judgments(query_id=query_id, annotator=annotator)] == [
             (first.page_hash, "relevant")]
 
+    settled(page, "#annotate-info", "#jump", "#query-pick")  # else a late page view can overwrite the typed number
     for typed, shown in (("11", "Page 3 of 3"), ("0", "Page 1 of 3"), ("2", "Page 2 of 3")):
         jump.fill(typed)
         jump.press("Enter")
