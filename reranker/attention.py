@@ -127,11 +127,11 @@ def in_use(backbone) -> bool:
     return backbone.visual.config._attn_implementation == NAME
 
 
-def packing(grids: torch.Tensor) -> dict:
-    """The vision encoder's page offsets and longest page for these (t, h, w) grids, worked out on
-    the CPU as transformers does on the device (`get_vision_attention_seqlens`): passed to it, they
-    spare a GPU round trip per block (the per-page loop reads the offsets) and one per call."""
-    grids = grids.cpu()
-    lengths = torch.repeat_interleave(grids[:, 1] * grids[:, 2], grids[:, 0])
-    return {"cu_seqlens": F.pad(lengths.cumsum(dim=0, dtype=torch.int32), (1, 0), value=0),
-            "max_seqlen": int(lengths.max())}
+def packing(backbone, grids: torch.Tensor) -> dict:
+    """The vision encoder's page offsets and longest page for these (t, h, w) grids: transformers'
+    own `get_vision_attention_seqlens`, run on the CPU. Passed to the encoder, they spare a GPU
+    round trip per block (the per-page loop reads the offsets) and one per call."""
+    from transformers.vision_utils import get_vision_attention_seqlens
+
+    cu_seqlens, max_seqlen = get_vision_attention_seqlens(grids.cpu(), backbone.visual.config)
+    return {"cu_seqlens": cu_seqlens, "max_seqlen": max_seqlen}

@@ -700,7 +700,7 @@ class Reranker:
             rows = list(range(start, min(start + self.vision_chunk, len(keys))))
             images = [pixels[row].result().to(self.device, non_blocking=True) for row in rows]
             pixel_values = patchify(images, **self.patch_options).to(self.dtype)
-            packed = attention.packing(grids[rows]) if attention.in_use(self.backbone) else {}
+            packed = attention.packing(self.backbone, grids[rows]) if attention.in_use(self.backbone) else {}
             computed = self.backbone.get_image_features(pixel_values, grids[rows].to(self.device), **packed)
             per_page = zip(*computed.deepstack_features) if computed.deepstack_features else (() for _ in rows)
             for row, embeds, deepstack in zip(rows, computed.pooler_output, per_page):

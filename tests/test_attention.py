@@ -25,7 +25,7 @@ def vision_outputs(model, pages, packed=False):
                       rescale_factor=image_processor.rescale_factor, image_mean=image_processor.image_mean,
                       image_std=image_processor.image_std)
     with torch.inference_mode():
-        out = model.model.get_image_features(values, grids, **(attention.packing(grids) if packed else {}))
+        out = model.model.get_image_features(values, grids, **(attention.packing(model.model, grids) if packed else {}))
     return [out.pooler_output, *out.deepstack_features]
 
 
@@ -114,13 +114,9 @@ def test_gradients_flow_through_the_plain_per_page_path():
         assert torch.equal(out, attention.packed_page_attention(query, key, value, torch.tensor([0, 4, 9]), 8**-0.5, 5, False))
 
 
-def test_page_offsets_worked_out_on_the_cpu_are_transformers_own(sample_images):
-    from transformers.vision_utils import get_vision_attention_seqlens
-
+def test_page_offsets_are_worked_out_on_the_cpu():
     model = build_model("tiny", seed=0, attn_implementation="sdpa")
     attention.use_for_vision(model.model)
-    grids = torch.tensor([[1, 12, 20], [1, 30, 8], [1, 4, 4]])
-    cu_seqlens, max_seqlen = get_vision_attention_seqlens(grids, model.model.visual.config)
-    packed = attention.packing(grids)
-    assert torch.equal(packed["cu_seqlens"], cu_seqlens) and packed["cu_seqlens"].dtype == torch.int32
-    assert packed["max_seqlen"] == max_seqlen == 240
+    packed = attention.packing(model.model, torch.tensor([[1, 12, 20], [1, 30, 8], [1, 4, 4]]))
+    assert packed["cu_seqlens"].tolist() == [0, 240, 480, 496] and packed["cu_seqlens"].device.type == "cpu"
+    assert packed["max_seqlen"] == 240
