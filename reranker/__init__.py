@@ -17,10 +17,14 @@ __all__ = ["load_reranker", "MODELS", "ModelSpec", "Reranker"]
 
 
 def __getattr__(name: str):
-    if name in ("load_reranker", "Reranker"):
-        from . import scoring
+    if name == "load_reranker":
+        from .loading import load_reranker
 
-        return getattr(scoring, name)
+        return load_reranker
+    if name == "Reranker":
+        from .scoring import Reranker
+
+        return Reranker
     if name in ("MODELS", "ModelSpec"):
         from . import models
 

@@ -143,7 +143,7 @@ def build(shape: str, device, dtype, attention: str, batch_size: int, budget_tok
           vision_chunk: int | None = None):
     from .checkpoints import build_model, build_processor
     from .models import MODELS
-    from .scoring import build_reranker
+    from .loading import build_reranker
 
     processor = build_processor(tokenizer)
     rerankers = {}

@@ -419,7 +419,7 @@ def run_benchmark(
 
     max_pixels = dict(max_pixels or {})
     if rerankers is None:
-        from .scoring import load_reranker
+        from .loading import load_reranker
 
         rerankers = {key: load_reranker(key, device=device, batch_size=batch_size) for key in models}
     rerankers = {key: rerankers[key] for key in models}
@@ -714,7 +714,7 @@ def _cli_benchmark(args: argparse.Namespace, ks: tuple[int, ...]) -> BenchmarkEv
         if sys.stderr.isatty():
             print(f"\rscored {done}/{total} queries", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    from .scoring import LoadError
+    from .loading import LoadError
 
     try:
         return run_benchmark(

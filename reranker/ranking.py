@@ -66,7 +66,7 @@ class ModelPool:
     def _load(self, key: str):
         if self._loader is not None:
             return self._loader(key)
-        from .scoring import load_reranker
+        from .loading import load_reranker
 
         return load_reranker(key, **self._load_options)
 
@@ -305,7 +305,7 @@ def prefetches_by_default(reranker) -> bool:
     this process. Not on ZeroGPU, whose models run in another process (spaces.GPU); not on a
     CPU, where a page takes seconds to encode and rendering a whole upload well under one: the
     encoding would not overlap the rendering, only run before scoring under "Reading files"."""
-    from .scoring import on_zero_gpu
+    from .devices import on_zero_gpu
 
     return reranker.device.type == "cuda" and not on_zero_gpu()
 

@@ -1,4 +1,4 @@
-"""Load a reranker spec and score (query, page image) pairs: P(yes) for each page.
+"""Score (query, page image) pairs with a loaded reranker: P(yes) for each page (loading: `loading.py`).
 
 What the reference code does, one pair per forward pass, is done here in batches:
   1. each page is resized into the spec's pixel budget (qwen_vl_utils' rule, PIL bicubic) on a
@@ -37,9 +37,10 @@ from PIL import Image
 from . import attention
 from .imaging import image_hash, resize_to_budget
 from .lru import LRUCache
-from .models import ModelSpec, chat_messages, get_spec, weights_location
+from .devices import default_batch_size, default_cache_bytes
+from .models import ModelSpec, chat_messages
 from .prefix_cache import PagePrefix, batch_cache, harvest, suffix_positions
-from .workers import refuse_in_a_rerun_script, thread_pool
+from .workers import thread_pool
 
 logger = logging.getLogger(__name__)
 
@@ -50,16 +51,6 @@ CHARS_PER_TOKEN_BOUND = 64
 # For a model whose reference never truncates (ModelSpec.max_length None): longer prompts are
 # refused, naming the model, rather than cut (which would change the score) or run out of memory.
 UNTRUNCATED_PROMPT_TOKENS = 32768
-
-
-class LoadError(RuntimeError):
-    """The weights could not be loaded; the message says which and how to fix it."""
-
-
-class AdapterMismatchError(LoadError):
-    """A LoRA adapter did not land on the model completely (a half-applied LoRA scores wrongly)."""
-
-
 # How long a prefetched page's vision outputs hold room in the vision cache before their
 # ranking scores them: seconds on a GPU, even after waiting for other rankings' turns.
 PREFETCH_HOLD_SECONDS = 300.0
@@ -71,98 +62,6 @@ class QueryError(ValueError):
 
 class PromptTooLong(ValueError):
     """The query is longer than a model that reads it whole may read (that model's column says so)."""
-
-
-DTYPES = ("float32", "bfloat16", "float16")
-
-
-def cpu_has_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN reports it."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch build without oneDNN
-        return False
-
-
-# Both 2B models in float32 hold ~16 GiB of weights (7.9 GiB each); with the app, the caches and
-# the activations of a page at the largest budget, a machine needs about 20 GiB for them.
-CPU_FLOAT32_MEMORY = 20 * 2**30
-CGROUP_MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")  # v2, v1
-
-
-def memory_limit() -> int:
-    """Bytes of memory this process can have: the machine's, or its container's (cgroup) limit
-    when lower, as on a Hugging Face Space."""
-    try:
-        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
-        return 2**63
-    for path in CGROUP_MEMORY_LIMITS:
-        try:
-            with open(path) as handle:
-                text = handle.read().strip()
-        except OSError:
-            continue
-        if text.isdigit():  # "max": no limit
-            limit = min(limit, int(text))
-    return limit
-
-
-def default_dtype(device: torch.device) -> torch.dtype:
-    """`RERANKER_DTYPE`, else bfloat16 on a GPU (the checkpoints' own precision). On a CPU float32,
-    which matches the reference code to ~1e-6, when both models fit in memory that way
-    (`CPU_FLOAT32_MEMORY`); else bfloat16, in half the memory (a free CPU Space has 16 GB, where
-    float32 would be killed for memory while loading the second model)."""
-    name = os.environ.get("RERANKER_DTYPE")
-    if name:
-        if name not in DTYPES:
-            raise ValueError(f"unknown dtype {name!r}: use one of {', '.join(DTYPES)}")
-        return getattr(torch, name)
-    if device.type == "cuda" or memory_limit() < CPU_FLOAT32_MEMORY:
-        return torch.bfloat16
-    return torch.float32
-
-
-def on_zero_gpu() -> bool:
-    """Whether this is a ZeroGPU Space (the variable its `spaces` package reads)."""
-    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
-
-
-def default_device() -> torch.device:
-    name = os.environ.get("RERANKER_DEVICE")
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def default_cache_bytes(device: torch.device, cpu: int, variable: str) -> int:
-    """A cache's default size: the environment `variable` (MB), else `cpu` bytes of RAM, or on a
-    GPU 1/20 of its memory up to 4 GiB (two models with three caches then fit beside the
-    weights on a 24 GB card)."""
-    if os.environ.get(variable):
-        return int(float(os.environ[variable]) * 2**20)
-    if device.type != "cuda":
-        return cpu
-    return min(4 * 2**30, torch.cuda.get_device_properties(device).total_memory // 20)
-
-
-def default_batch_size(device: torch.device) -> int:
-    """Pairs per forward pass: 32 on a GPU with 40 GB or more (a 25-page upload is one batch, as
-    benchmarked), 16 on smaller GPUs, 4 on a CPU (larger batches only pad more there)."""
-    if device.type != "cuda":
-        return 4
-    return 32 if torch.cuda.get_device_properties(device).total_memory >= 40 * 2**30 else 16
-
-
-def default_attention(device: torch.device) -> str:
-    if device.type == "cuda":
-        try:
-            import flash_attn  # noqa: F401  (optional; no PyPI wheels)
-
-            return "flash_attention_2"
-        except ImportError:
-            pass
-    return "sdpa"
 
 
 def clean_query(query: str, max_length: int | None) -> str:
@@ -843,195 +742,3 @@ def resize_dims(image: Image.Image, budget: Budget) -> tuple[int, int]:
 def tensor_bytes(item) -> int:
     embeds, deepstack = item
     return embeds.numel() * embeds.element_size() + sum(t.numel() * t.element_size() for t in deepstack)
-
-
-# ----- loading -------------------------------------------------------------------------------
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:300]
-
-
-def _damaged(spec: ModelSpec, what: str, location: str, error: BaseException) -> LoadError:
-    return LoadError(
-        f"Could not load {spec.label} {what} from {location!r} ({type(error).__name__}: {_first_line(error)}). "
-        "If the files there are damaged or incomplete, download them again."
-    )
-
-
-def _load_failure(spec: ModelSpec, what: str, location: str, error: BaseException) -> LoadError:
-    return LoadError(
-        f"Could not load {spec.label} {what} from {location!r}: {_first_line(error)}. "
-        f"Without network access, download the weights elsewhere and point the app at them: "
-        f"{spec.env_prefix}_MODEL=/path/to/weights"
-        + (f" and {spec.env_prefix}_ADAPTER=/path/to/adapter" if spec.adapter_id else "")
-        + " (or load_reranker(..., model_path=...))."
-    )
-
-
-class HubUnreachable(OSError):
-    pass
-
-
-def local_weights(name: str, spec: ModelSpec, what: str) -> str:
-    """A local folder for `name`: the folder itself, the Hub cache, or a download.
-
-    Checking the cache and the connection first turns "offline and not cached" into one clear
-    error at once, instead of minutes of retried requests inside `from_pretrained`.
-    """
-    if os.path.isdir(name):
-        return name
-    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:  # a path, not a Hub id
-        variable = f"{spec.env_prefix}_{'ADAPTER' if what == 'adapter' else 'MODEL'}"
-        raise LoadError(
-            f"Could not load {spec.label} {what} from {name!r}: no such folder. Point {variable} (or "
-            f"load_reranker's {'adapter_path' if what == 'adapter' else 'model_path'}) at the folder holding "
-            f"{'adapter_config.json' if what == 'adapter' else 'config.json'} and the weights, or at a Hub id."
-        )
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        try:
-            return snapshot_download(name, local_files_only=True)
-        except LocalEntryNotFoundError:
-            pass
-        if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or not _hub_reachable(constants.ENDPOINT):
-            raise HubUnreachable("not in the local Hugging Face cache, and the Hub cannot be reached")
-        return snapshot_download(name)
-    except (OSError, ValueError) as error:  # unreachable, unknown repo, invalid id or path
-        raise _load_failure(spec, what, name, error) from error
-
-
-def _hub_reachable(endpoint: str, timeout: float = 5.0) -> bool:
-    import socket
-    from urllib.parse import urlparse
-
-    parsed = urlparse(endpoint)
-    try:
-        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
-            return True
-    except Exception:  # DNS failure, refused, timeout, or a sandbox that forbids it
-        return False
-
-
-def apply_adapter(model, adapter: str, spec: ModelSpec):
-    """Merge a LoRA adapter into `model`, refusing one whose tensors did not all land."""
-    from peft import PeftModel
-    from peft.utils import get_peft_model_state_dict, load_peft_weights
-
-    adapter = local_weights(adapter, spec, "adapter")
-    try:
-        # The adapter's tensors load where the model is (peft would pick CUDA whenever it is
-        # available, which on ZeroGPU means pinned memory in a process with no GPU).
-        peft_model = PeftModel.from_pretrained(model, adapter, torch_device=str(model.device))
-        expected = load_peft_weights(adapter, device="cpu")
-    except (OSError, ValueError) as error:
-        raise _load_failure(spec, "adapter", adapter, error) from error
-    except Exception as error:  # e.g. a truncated safetensors file, an adapter_config.json without peft_type
-        raise _damaged(spec, "adapter", adapter, error) from error
-    loaded = get_peft_model_state_dict(peft_model)
-    missing = sorted(set(expected) - set(loaded))  # in the file, on no module
-    unexpected = sorted(set(loaded) - set(expected))  # on a module, not in the file
-    differing = sorted(
-        name for name in set(expected) & set(loaded)
-        if not torch.equal(loaded[name].detach().cpu().to(expected[name].dtype), expected[name])
-    )
-    if missing or unexpected or differing:
-        details = "; ".join(
-            f"{label}: {names[:3]}{' …' if len(names) > 3 else ''} ({len(names)})"
-            for label, names in (("not applied", missing), ("not in the file", unexpected), ("different values", differing))
-            if names
-        )
-        raise AdapterMismatchError(
-            f"The LoRA adapter {adapter!r} did not load completely onto {spec.label}'s base model ({details}). "
-            "A half-applied LoRA gives plausible but wrong scores, so loading stops here; check that the "
-            "adapter matches the base model and the installed transformers/peft versions."
-        )
-    return peft_model.merge_and_unload()
-
-
-def load_reranker(
-    key: str,
-    model_path: str | None = None,
-    adapter_path: str | None = None,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | str | None = None,
-    attn_implementation: str | None = None,
-    **options,
-) -> Reranker:
-    """Load a reranker by key (see `reranker.models.MODELS`) with its real Hub loading code.
-
-    Weights: `model_path`/`adapter_path`, else `RERANKER_<KEY>_MODEL`/`_ADAPTER`, else the Hub ids.
-    Device: `device`, else `RERANKER_DEVICE`, else CUDA when present. dtype: `dtype`, else
-    `default_dtype` (`RERANKER_DTYPE`; bfloat16 on CUDA; float32 on a CPU with the memory for
-    both models that way, else bfloat16). Attention: flash_attention_2 when flash-attn is
-    installed on CUDA, else SDPA.
-    `options` go to `Reranker` (max_pixels, batch_size, vision_cache_bytes, overlap, ...).
-    """
-    refuse_in_a_rerun_script("load_reranker")  # not a model per PDF render worker
-    from transformers import Qwen3VLForConditionalGeneration
-    from transformers.utils import logging as transformers_logging
-
-    from .processor import ImageOnlyQwen3VLProcessor
-
-    transformers_logging.disable_progress_bar()  # per-tensor loading bars only clutter app logs and CLI output
-    spec = get_spec(key)
-    location = weights_location(spec, model_path, adapter_path)
-    device = torch.device(device) if device is not None else default_device()
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise LoadError(
-            f"{spec.label}: device {device} was asked for, but this torch ({torch.__version__}) sees no CUDA GPU; "
-            "use the CPU (--device cpu, RERANKER_DEVICE=cpu) or a CUDA build of torch on a GPU machine"
-        )
-    dtype = dtype or default_dtype(device)
-    if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
-        dtype = getattr(torch, dtype)
-    implementation = attn_implementation or default_attention(device)
-    weights = local_weights(location.model, spec, "weights")
-    try:
-        processor = ImageOnlyQwen3VLProcessor.from_pretrained(weights, padding_side="left")
-        model = Qwen3VLForConditionalGeneration.from_pretrained(
-            weights,
-            dtype=dtype,
-            attn_implementation=implementation,
-            # Straight onto the GPU, except on ZeroGPU: its CUDA emulation covers only the main
-            # thread, and transformers materializes a device_map on worker threads. There the
-            # weights load on the CPU and `build_reranker` moves them, in this thread.
-            device_map=str(device) if device.type == "cuda" and not on_zero_gpu() else None,
-        )
-    except (OSError, ValueError) as error:
-        raise _load_failure(spec, "weights", location.model, error) from error
-    except Exception as error:  # e.g. a truncated safetensors file
-        raise _damaged(spec, "weights", location.model, error) from error
-    if location.adapter:
-        model = apply_adapter(model, location.adapter, spec)
-    logger.info("loaded %s from %s (%s, %s)", spec.key, location.model, dtype, implementation)
-    return build_reranker(spec, model, processor, device=device, weights=location.model, adapter=location.adapter, **options)
-
-
-def build_reranker(spec: ModelSpec | str, model, processor, *, device=None, weights: str = "in-memory", adapter=None, **options) -> Reranker:
-    """A `Reranker` around an already loaded `Qwen3VLForConditionalGeneration` (adapter merged).
-
-    The LM head is replaced by the single vector W[yes] − W[no]; the rest of the model is kept.
-    """
-    spec = get_spec(spec) if isinstance(spec, str) else spec
-    device = torch.device(device) if device is not None else default_device()
-    vocab = processor.tokenizer.get_vocab()
-    try:
-        yes_id, no_id = vocab[spec.yes_token], vocab[spec.no_token]
-    except KeyError as error:
-        raise LoadError(f"{spec.label}: the tokenizer at {weights!r} has no single token {error}") from None
-    if len(vocab) > 150_000 and (yes_id, no_id) != spec.qwen_token_ids:
-        raise LoadError(
-            f"{spec.label}: {spec.yes_token!r}/{spec.no_token!r} are ids {(yes_id, no_id)} in {weights!r}, "
-            f"expected {spec.qwen_token_ids} (Qwen's tokenizer); is this the right checkpoint?"
-        )
-    weight = model.lm_head.weight.detach()
-    score_vector = (weight[yes_id].float() - weight[no_id].float()).to(device)
-    backbone = model.model  # the LM head is not needed: the score is one dot product
-    backbone.to(device).eval()
-    attention.use_for_vision(backbone)
-    dtype = next(backbone.parameters()).dtype
-    return Reranker(spec, backbone, processor, score_vector, device=device, dtype=dtype, weights=weights, adapter=adapter, **options)

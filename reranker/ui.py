@@ -27,10 +27,11 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from . import ranking, scoring
+from . import devices, ranking
 from .documents import DEFAULT_DPI, IngestOptions, ingest_cache
 from .models import MODELS, TOKENS_PER_SIDE_PX, get_spec
-from .scoring import QueryError, cpu_has_bfloat16
+from .devices import cpu_has_bfloat16
+from .scoring import QueryError
 from .store import Store, StoreError
 from .thumbnails import PageImages
 
@@ -101,10 +102,10 @@ def device_note() -> str:
     )
     if os.environ.get("RERANKER_DTYPE"):
         return note
-    if scoring.default_dtype(torch.device("cpu")) == torch.bfloat16:
-        note += (f" With {scoring.memory_limit() / 2**30:.0f} GiB of memory the models run in bfloat16, their "
+    if devices.default_dtype(torch.device("cpu")) == torch.bfloat16:
+        note += (f" With {devices.memory_limit() / 2**30:.0f} GiB of memory the models run in bfloat16, their "
                  f"own precision (float32, which matches the reference code to ~1e-6, needs "
-                 f"{scoring.CPU_FLOAT32_MEMORY / 2**30:.0f} GiB for both).")
+                 f"{devices.CPU_FLOAT32_MEMORY / 2**30:.0f} GiB for both).")
     elif cpu_has_bfloat16():
         note += (" This CPU computes in bfloat16 natively: `RERANKER_DTYPE=bfloat16` (the checkpoints' "
                  "own precision) makes both models about twice as fast here.")

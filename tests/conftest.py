@@ -22,7 +22,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 for _name in [name for name in os.environ if name.startswith("RERANKER_") and name != "RERANKER_QWEN_VOCAB"]:
     del os.environ[_name]
 # The suite checks scores to ~1e-5 in float32; without this a machine with under 20 GiB would
-# load the models in bfloat16 by default (scoring.default_dtype; tested on its own).
+# load the models in bfloat16 by default (devices.default_dtype; tested on its own).
 os.environ["RERANKER_DTYPE"] = "float32"
 
 

@@ -16,7 +16,7 @@ import torch
 
 from reranker.checkpoints import build_model, build_processor, build_qwen_tokenizer, qwen_vocabulary
 from reranker.models import MODELS, get_spec
-from reranker.scoring import LoadError, build_reranker
+from reranker.loading import LoadError, build_reranker
 
 from .reference_impl import qwen3_reranker_mm_score, qwen3_vl_reranker_score
 

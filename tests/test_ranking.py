@@ -6,7 +6,8 @@ import pytest
 
 from reranker import ranking
 from reranker.documents import load_files
-from reranker.scoring import LoadError, QueryError
+from reranker.loading import LoadError
+from reranker.scoring import QueryError
 from reranker.store import Store
 
 A, B = "qwen3-vl-reranker-2b", "qwen3-reranker-mm-2b"

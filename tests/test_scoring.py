@@ -6,7 +6,6 @@ cached = uncached, overlapped = sequential preparation, merged LoRA = unmerged P
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 
@@ -20,7 +19,8 @@ from reranker import scoring as scoring_module
 from reranker.imaging import smart_resize
 from reranker.models import MODELS, UnknownModelError, get_spec
 from reranker.processor import ImageOnlyQwen3VLProcessor
-from reranker.scoring import AdapterMismatchError, LoadError, QueryError
+from reranker.loading import AdapterMismatchError, LoadError
+from reranker.scoring import QueryError
 
 from .reference_impl import qwen3_reranker_mm_score, qwen3_vl_reranker_score
 
@@ -698,33 +698,6 @@ def test_cache_sizes_come_from_the_environment(tiny_checkpoints, monkeypatch):
     assert load_b(tiny_checkpoints, prefix_cache_bytes=2**20).reuses_prefix  # an explicit size wins
 
 
-def test_the_default_dtype_is_float32_on_a_cpu_only_with_the_memory_for_both_models(monkeypatch):
-    from reranker import scoring
-
-    monkeypatch.delenv("RERANKER_DTYPE")
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(scoring, "memory_limit", lambda: 24 * 2**30)
-    assert scoring.default_dtype(cpu) == torch.float32 and scoring.default_dtype(cuda) == torch.bfloat16
-    monkeypatch.setattr(scoring, "memory_limit", lambda: 16 * 2**30)  # a free CPU Space
-    assert scoring.default_dtype(cpu) == torch.bfloat16
-    monkeypatch.setenv("RERANKER_DTYPE", "float32")  # the setting wins
-    assert scoring.default_dtype(cpu) == torch.float32 and scoring.default_dtype(cuda) == torch.float32
-
-
-def test_the_memory_limit_is_the_machines_or_a_lower_container_limit(tmp_path, monkeypatch):
-    from reranker import scoring
-
-    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    assert 0 < scoring.memory_limit() <= physical
-    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
-    monkeypatch.setattr(scoring, "CGROUP_MEMORY_LIMITS", (str(v2), str(v1)))
-    assert scoring.memory_limit() == physical  # neither file
-    v2.write_text("max\n")
-    assert scoring.memory_limit() == physical  # no limit
-    v1.write_text(f"{physical // 2}\n")  # below any machine's memory, whatever this one has
-    assert scoring.memory_limit() == physical // 2
-
-
 def test_the_dtype_comes_from_the_environment_and_a_bad_one_is_named(tiny_checkpoints, monkeypatch):
     monkeypatch.setenv("RERANKER_DTYPE", "bfloat16")
     assert load_b(tiny_checkpoints).dtype == torch.bfloat16
@@ -796,7 +769,7 @@ def test_compiled_models_score_as_eager_ones(sample_images):
     import torch._dynamo
 
     from reranker.checkpoints import build_model, build_processor, build_tokenizer
-    from reranker.scoring import build_reranker
+    from reranker.loading import build_reranker
 
     pages = sample_images[:3]
     assert len({page.size for page in pages}) > 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reranker import ranking, scoring, ui
+from reranker import devices, ranking, ui
 from reranker.store import Store
 
 A, B = ui.A_KEY, ui.B_KEY
@@ -225,7 +225,7 @@ def test_the_cpu_device_note_gives_speeds_and_suggests_bfloat16_where_it_is_nati
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("RERANKER_DTYPE")
-    monkeypatch.setattr(scoring, "memory_limit", lambda: 64 * 2**30)  # float32 by default
+    monkeypatch.setattr(devices, "memory_limit", lambda: 64 * 2**30)  # float32 by default
     monkeypatch.setattr(ui, "cpu_has_bfloat16", lambda: True)
     note = ui.device_note()
     assert note.startswith("**No GPU on this machine.**") and "RERANKER_DTYPE=bfloat16" in note
@@ -241,7 +241,7 @@ def test_the_cpu_device_note_says_when_memory_made_the_models_bfloat16(monkeypat
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("RERANKER_DTYPE")
-    monkeypatch.setattr(scoring, "memory_limit", lambda: 16 * 2**30)  # a free CPU Space
+    monkeypatch.setattr(devices, "memory_limit", lambda: 16 * 2**30)  # a free CPU Space
     note = ui.device_note()
     assert "With 16 GiB of memory the models run in bfloat16" in note and "needs 20 GiB" in note
 

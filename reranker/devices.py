@@ -1,0 +1,109 @@
+"""What this machine offers the models: device, dtype, attention, batch and cache sizes.
+
+Each default reads its `RERANKER_*` environment variable first (README, Configuration), then
+the hardware: a GPU and its memory, the CPU's bfloat16 support, the container's memory limit.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """A torch dtype from itself or its name ("bfloat16"), refusing any other."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    return getattr(torch, dtype)
+
+
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN reports it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False
+
+
+# Both 2B models in float32 hold ~16 GiB of weights (7.9 GiB each); with the app, the caches and
+# the activations of a page at the largest budget, a machine needs about 20 GiB for them.
+CPU_FLOAT32_MEMORY = 20 * 2**30
+CGROUP_MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")  # v2, v1
+
+
+def memory_limit() -> int:
+    """Bytes of memory this process can have: the machine's, or its container's (cgroup) limit
+    when lower, as on a Hugging Face Space."""
+    try:
+        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        return 2**63
+    for path in CGROUP_MEMORY_LIMITS:
+        try:
+            with open(path) as handle:
+                text = handle.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max": no limit
+            limit = min(limit, int(text))
+    return limit
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """`RERANKER_DTYPE`, else bfloat16 on a GPU (the checkpoints' own precision). On a CPU float32,
+    which matches the reference code to ~1e-6, when both models fit in memory that way
+    (`CPU_FLOAT32_MEMORY`); else bfloat16, in half the memory (a free CPU Space has 16 GB, where
+    float32 would be killed for memory while loading the second model)."""
+    name = os.environ.get("RERANKER_DTYPE")
+    if name:
+        return parse_dtype(name)
+    if device.type == "cuda" or memory_limit() < CPU_FLOAT32_MEMORY:
+        return torch.bfloat16
+    return torch.float32
+
+
+def on_zero_gpu() -> bool:
+    """Whether this is a ZeroGPU Space (the variable its `spaces` package reads)."""
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
+
+
+def default_device() -> torch.device:
+    name = os.environ.get("RERANKER_DEVICE")
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_cache_bytes(device: torch.device, cpu: int, variable: str) -> int:
+    """A cache's default size: the environment `variable` (MB), else `cpu` bytes of RAM, or on a
+    GPU 1/20 of its memory up to 4 GiB (two models with three caches then fit beside the
+    weights on a 24 GB card)."""
+    if os.environ.get(variable):
+        return int(float(os.environ[variable]) * 2**20)
+    if device.type != "cuda":
+        return cpu
+    return min(4 * 2**30, torch.cuda.get_device_properties(device).total_memory // 20)
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Pairs per forward pass: 32 on a GPU with 40 GB or more (a 25-page upload is one batch, as
+    benchmarked), 16 on smaller GPUs, 4 on a CPU (larger batches only pad more there)."""
+    if device.type != "cuda":
+        return 4
+    return 32 if torch.cuda.get_device_properties(device).total_memory >= 40 * 2**30 else 16
+
+
+def default_attention(device: torch.device) -> str:
+    if device.type == "cuda":
+        try:
+            import flash_attn  # noqa: F401  (optional; no PyPI wheels)
+
+            return "flash_attention_2"
+        except ImportError:
+            pass
+    return "sdpa"
