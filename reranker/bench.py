@@ -142,8 +142,8 @@ def bench_tokenizer(choice: str):
 def build(shape: str, device, dtype, attention: str, batch_size: int, budget_tokens: int | None, seed: int, tokenizer,
           vision_chunk: int | None = None):
     from .checkpoints import build_model, build_processor
-    from .models import MODELS
     from .loading import build_reranker
+    from .models import MODELS
 
     processor = build_processor(tokenizer)
     rerankers = {}

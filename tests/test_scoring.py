@@ -557,6 +557,22 @@ def test_pages_may_be_page_objects_with_a_content_hash(tiny_rerankers, sample_im
     assert reranker.score("q", pages) == pytest.approx(reranker.score("q", sample_images[:2]), abs=TOL)
 
 
+def test_pil_pages_are_hashed_on_the_page_workers_and_a_page_with_its_hash_is_not_hashed_again(
+        tiny_rerankers, sample_images, monkeypatch):
+    import threading
+
+    from reranker.documents import Page
+    from reranker.imaging import image_hash
+
+    hashed_on = []
+    real = scoring_module.page_key
+    monkeypatch.setattr(scoring_module, "page_key", lambda page: hashed_on.append(threading.current_thread().name) or real(page))
+    carried = Page("carried-hash", sample_images[1], "doc.pdf", 1, "doc-hash", "pdf")
+    keys = tiny_rerankers[A]._page_keys([sample_images[0], carried, sample_images[2]])
+    assert keys == [image_hash(sample_images[0]), "carried-hash", image_hash(sample_images[2])]
+    assert len(hashed_on) == 2 and all(name.startswith("page-prep") for name in hashed_on)
+
+
 def test_the_test_session_cannot_reach_the_network():
     import os
 
