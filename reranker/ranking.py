@@ -431,6 +431,8 @@ def rank(
     work: dict[str, list[Page]] = {}  # key → the pages it still has to score
     for key in keys:
         label = get_spec(key).label
+        if isinstance(pool, ModelPool) and not pool.loaded(key) and pool.error(key) is None:
+            report(0.05, f"Loading {label}")  # on a CPU, models load on first use: tens of seconds
         try:
             reranker = pool.get(key) if isinstance(pool, ModelPool) else pool[key]
             settings = reranker.settings((max_pixels or {}).get(key))

@@ -230,7 +230,7 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
             instruction=instruction,
             ingest_options=IngestOptions(dpi=float(dpi or DEFAULT_DPI)),
             max_pixels={A_KEY: budget_pixels(A_KEY, budget_a), B_KEY: budget_pixels(B_KEY, budget_b)},
-            progress=_GradioProgress(progress) if progress else None,
+            progress=_GradioProgress(progress) if progress is not None else None,  # gr.Progress() is falsy (len 0)
             ingest_cache=arena.ingested,
             scorer=arena.scoring,
         )
@@ -278,10 +278,14 @@ def page_label(page: dict) -> str:
     return f"{page['source']} · p.{page['page_number']}" if page.get("kind") == "pdf" or page["page_number"] > 1 else page["source"]
 
 
+DETAIL_HINT = "Click a page to see it large with both scores."
+
+
 def show_ranking(arena: Arena, data: dict):
-    """The ranking as galleries, headers, agreement and a scatter plot."""
+    """The ranking as galleries, headers, agreement and a scatter plot; the page shown large
+    before (with the previous ranking's scores) is cleared."""
     if not data:
-        return ("",) + ("", [], "", [], "", None)
+        return ("",) + ("", [], "", [], "", None) + (None, DETAIL_HINT)
     pages = data["pages"]
     ranks = {key: {entry["page"]: entry["rank"] for entry in model["ranking"]} for key, model in data["models"].items()}
     columns = []
@@ -317,7 +321,7 @@ def show_ranking(arena: Arena, data: dict):
     status += [f"⚠️ {escape(problem)}" for problem in data["problems"]]
     status += [f"ℹ️ {escape(note)}" for note in data["notes"]]
     agreement_md, scatter = agreement_view(data)
-    return ("\n\n".join(status), *columns, agreement_md, scatter)
+    return ("\n\n".join(status), *columns, agreement_md, scatter, None, DETAIL_HINT)
 
 
 def agreement_view(data: dict):
@@ -687,9 +691,10 @@ def build_app(arena: Arena) -> gr.Blocks:
                                                allow_preview=False, elem_id="gallery-b")
                 with gr.Row():
                     with gr.Column(scale=3):
-                        detail_image = gr.Image(label="Selected page", type="filepath", interactive=False, height=520)
+                        detail_image = gr.Image(label="Selected page", type="filepath", interactive=False, height=520,
+                                                elem_id="detail-image")
                     with gr.Column(scale=2):
-                        detail_text = markdown("Click a page to see it large with both scores.")
+                        detail_text = markdown(DETAIL_HINT, elem_id="detail-text")
                         agreement = markdown(elem_id="agreement")
                         scatter = gr.ScatterPlot(x=spec_a.label, y=spec_b.label, tooltip=["page"], x_lim=[0, 1], y_lim=[0, 1],
                                                  label="P(yes): one point per page", height=320)
@@ -774,7 +779,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                     mistakes_b = gr.Gallery(label=f"{spec_b.label}: pages ranked above a relevant page", columns=4, height="auto", allow_preview=True)
 
         # --- Rank wiring: /rank returns data; a second, private step draws it ---------------
-        rank_outputs = [status, header_a, gallery_a, header_b, gallery_b, agreement, scatter]
+        rank_outputs = [status, header_a, gallery_a, header_b, gallery_b, agreement, scatter, detail_image, detail_text]
 
         def on_rank(files, query, instruction, budget_a, budget_b, dpi, progress=gr.Progress()) -> dict:
             """Rank uploaded PDFs/images for a query with both models.
@@ -799,6 +804,8 @@ def build_app(arena: Arena) -> gr.Blocks:
                     # model work takes turns (Arena.scoring), so a slow upload holds up no one.
                     api_name="rank" if trigger == rank_button.click else False, concurrency_id="rank",
                     concurrency_limit=RANK_CONCURRENCY,
+                    # The progress bar shows on these: the event's own output is the hidden JSON.
+                    show_progress_on=[status, gallery_a, gallery_b],
                     api_visibility="public" if trigger == rank_button.click else "private",
                     ).then(lambda data: show_ranking(arena, data), ranking_state, rank_outputs, api_visibility="private",
                            ).then(lambda data, name, order_: _pick_latest(arena, data, name, order_), [ranking_state, annotator, order],

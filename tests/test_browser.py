@@ -123,6 +123,32 @@ def test_rank_a_pdf_shows_both_galleries_in_score_order(page, tmp_path):
     assert page.dialogs == []
 
 
+def test_a_ranking_shows_its_progress_and_a_new_one_clears_the_page_shown_large(page):
+    files = [str(SAMPLES / f"doc_{n}.jpg") for n in range(10)]
+    page.locator("#uploads input[type=file]").set_input_files(files)
+    expect(page.locator("#uploads table, #uploads .file-preview").first).to_be_visible()
+    page.locator("#query textarea, #query input").first.fill(f"progress query {time.time()}")  # new: no stored scores
+    page.get_by_role("button", name="Rank", exact=True).click()
+    # Each model's "<model>: n/10 pages" shows over the status line while it scores. Polled every
+    # frame: the tiny models score a batch in well under a second.
+    page.wait_for_function(
+        "() => /(Qwen3-VL-Reranker-2B|Qwen3RerankerMM-2B): \\d+\\/10 pages/.test(document.querySelector('#rank-status').innerText)",
+        polling="raf", timeout=TIMEOUT_MS)
+    expect(page.locator("#gallery-a .caption-label")).to_have_count(10, timeout=TIMEOUT_MS)
+    expect(page.locator("#rank-status")).not_to_contain_text("pages -")  # the bar is gone when done
+
+    page.locator("#gallery-a .thumbnail-item, #gallery-a button.thumbnail-item").first.click()
+    detail = page.locator("#detail-text")
+    expect(detail).to_contain_text("rank #")
+    expect(page.locator("#detail-image img")).to_be_visible()
+    page.locator("#query textarea, #query input").first.fill(f"a second question {time.time()}")
+    page.get_by_role("button", name="Rank", exact=True).click()
+    expect(page.locator("#rank-status")).to_contain_text("a second question", timeout=TIMEOUT_MS)
+    expect(detail).to_have_text("Click a page to see it large with both scores.")  # not the last query's scores
+    expect(page.locator("#detail-image img")).to_have_count(0)
+    assert page.dialogs == []
+
+
 def test_user_text_and_file_names_render_as_text(page, tmp_path):
     payload = sample_pdf(tmp_path / "any.pdf", numbers=(2,)).read_bytes()
     query = "<img src=x onerror=alert(1)> O'Brien's > $$x^2$$"  # no markup, no entity text, no LaTeX

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reranker import devices, ranking, ui
+from reranker.models import get_spec
 from reranker.store import Store
 
 A, B = ui.A_KEY, ui.B_KEY
@@ -31,7 +32,7 @@ def test_ranking_view_escapes_what_users_typed_or_named(arena, tiny_rerankers, t
     evil = tmp_path / "<img src=x onerror=alert(1)>.jpg"
     evil.write_bytes(SAMPLE_PAGES[0].read_bytes())
     data = ui.rank_pages(arena, [str(evil)], "<script>alert(1)</script> *bold* [x](javascript:y)", None, None, None, None)
-    status, header_a, gallery_a, header_b, gallery_b, agreement, scatter = ui.show_ranking(arena, data)
+    status, header_a, gallery_a, header_b, gallery_b, agreement, scatter, _, _ = ui.show_ranking(arena, data)
     for text in (status, header_a, header_b):
         assert "<script>" not in text and "<img" not in text
     assert "&lt;script&gt;" in status and "\\*bold\\*" in status and "\\[x\\]" in status
@@ -52,7 +53,7 @@ def test_ranking_view_captions_follow_each_models_order(arena):
 
     files = [SAMPLE_PAGES[n] for n in DISAGREEING]
     data = ui.rank_pages(arena, [str(path) for path in files], QUERY, None, None, None, None)
-    _, _, gallery_a, _, gallery_b, agreement, scatter = ui.show_ranking(arena, data)
+    _, _, gallery_a, _, gallery_b, agreement, scatter, _, _ = ui.show_ranking(arena, data)
     pages = data["pages"]
     assert [page["source"] for page in pages] == [path.name for path in files]  # upload order
 
@@ -98,10 +99,38 @@ def test_ranking_view_captions_follow_each_models_order(arena):
     assert "Kendall τ" in agreement and list(scatter.columns) == ["Qwen3-VL-Reranker-2B", "Qwen3RerankerMM-2B", "page"]
 
 
+def test_a_ranking_reports_its_progress_to_gradio_step_by_step(tmp_path, tiny_rerankers):
+    """Through a real gr.Progress, which is falsy (its len is 0): the app once took it for none."""
+    import gradio as gr
+
+    from .bad_inputs import SAMPLE_PAGES
+
+    class Recorded(gr.Progress):
+        def __call__(self, progress, desc=None, **options):
+            steps.append((progress, desc))
+
+    steps = []
+    for reranker in tiny_rerankers.values():
+        reranker.clear_caches()  # every page is scored here, whatever tests ran before
+    pool = ranking.ModelPool(loader=lambda key: tiny_rerankers[key])  # neither model loaded yet
+    arena = ui.Arena(pool, Store(tmp_path / "arena.db"), tmp_path / "cache")
+    ui.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[:5]], QUERY, None, None, None, None, Recorded())
+    a, b = (get_spec(key).label for key in (A, B))
+    messages = [desc for _, desc in steps]
+    assert messages[:3] == ["Reading files", f"Loading {a}", f"Loading {b}"]
+    assert messages[-1] == "Done" and f"{a}: 5/5 pages" in messages and f"{b}: 5/5 pages" in messages
+    assert messages.index(f"{a}: 0/5 pages") < messages.index(f"{a}: 5/5 pages") < messages.index(f"{b}: 0/5 pages")
+    fractions = [fraction for fraction, _ in steps]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
+    steps.clear()
+    ui.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[:5]], "another question", None, None, None, None, Recorded())
+    assert not any(desc.startswith("Loading") for _, desc in steps)  # loaded by now
+
+
 def test_a_failed_model_column_says_why(arena, ranked):
     ranked["models"][B].update(error="Could not load Qwen3RerankerMM-2B: offline", scores=None, ranking=[])
     ranked["agreement"] = None
-    _, header_a, gallery_a, header_b, gallery_b, _, _ = ui.show_ranking(arena, ranked)
+    _, header_a, gallery_a, header_b, gallery_b, _, _, _, _ = ui.show_ranking(arena, ranked)
     assert "Unavailable" in header_b and "offline" in header_b and gallery_b == []
     assert len(gallery_a) == 4
 
@@ -269,7 +298,7 @@ def test_a_header_says_how_many_scores_were_stored_and_times_only_the_rest(arena
     files = [str(path) for path in SAMPLE_PAGES[:3]]
     ui.rank_pages(arena, files[:2], QUERY, None, None, None, None)
     data = ui.rank_pages(arena, files, QUERY, None, None, None, None)
-    _, header_a, _, header_b, _, _, _ = ui.show_ranking(arena, data)
+    _, header_a, _, header_b, _, _, _, _, _ = ui.show_ranking(arena, data)
     for header, key in ((header_a, A), (header_b, B)):
         model = data["models"][key]
         assert (model["stored"], model["scored"]) == (2, 1)

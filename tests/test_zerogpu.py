@@ -68,7 +68,7 @@ def test_the_model_work_runs_in_a_forked_worker_and_everything_else_in_the_app(a
     for data in (first, second):
         stored = arena.store.query_pages(data["query_id"])
         assert sorted(page.page_hash for page in stored) == sorted(page["content_hash"] for page in data["pages"])
-        _, _, gallery_a, _, gallery_b, _, _ = ui.show_ranking(arena, data)
+        _, _, gallery_a, _, gallery_b, _, _, _, _ = ui.show_ranking(arena, data)
         assert len(gallery_a) == len(gallery_b) == len(data["pages"])
         assert all(Path(path).is_file() for path, _ in gallery_a + gallery_b)
 
