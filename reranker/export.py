@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .models import MODELS, render_prompt
-from .store import DEFAULT_PATH, NOT_RELEVANT, RELEVANT, QueryPage, Store, majority, parse_moment
+from .store import DEFAULT_PATH, NOT_RELEVANT, RELEVANT, QueryPage, Store, majority, parse_moment, time_bound
 
 Format = Literal["pointwise", "sentence-transformers", "flagembedding", "parquet"]
 Rule = Literal["top_k", "above_lowest_positive", "either", "all"]
@@ -87,6 +87,9 @@ class ExportOptions:
             raise ValueError(f"rule must be one of {RULES}, not {self.rule!r}")
         if self.k < 1 or self.max_negatives < 0 or (self.negatives_per_row is not None and self.negatives_per_row < 1):
             raise ValueError("k and negatives_per_row must be ≥ 1, max_negatives ≥ 0")
+        if self.since is not None and self.until is not None and time_bound(self.since) >= time_bound(self.until, end=True):
+            raise ValueError(f"since {self.since} is not before until {self.until} (a date until includes that whole "
+                             "day): no judgment can fall between them")
         if self.models is not None:
             object.__setattr__(self, "models", tuple(self.models))
 

@@ -511,12 +511,14 @@ def _unjudged_after(arena: Arena, query_id: int, annotator: str, order: str, pos
 def export_options(fmt, rule, k, max_negatives, annotator, since, until, agreement, mined):
     from .export import ExportOptions
 
-    return ExportOptions(
-        format=fmt, rule=rule, k=_whole_number("k", k),
-        max_negatives=_whole_number("Max negatives", max_negatives, least=0),  # 0: positives only
-        annotator=(annotator or "").strip() or None, since=_moment("Judged since", since),
-        until=_moment("Judged until", until), require_agreement=bool(agreement), include_mined_negatives=bool(mined),
-    )
+    values = dict(format=fmt, rule=rule, k=_whole_number("k", k),
+                  max_negatives=_whole_number("Max negatives", max_negatives, least=0),  # 0: positives only
+                  annotator=(annotator or "").strip() or None, since=_moment("Judged since", since),
+                  until=_moment("Judged until", until), require_agreement=bool(agreement), include_mined_negatives=bool(mined))
+    try:
+        return ExportOptions(**values)
+    except ValueError as error:  # e.g. since after until, an unknown format from an API client
+        raise gr.Error(str(error)) from None
 
 
 def _moment(name: str, text):
@@ -545,8 +547,9 @@ def _whole_number(name: str, value, least: int = 1) -> int:
 def export_preview(arena: Arena, *options) -> str:
     from .export import preview
 
+    options = export_options(*options)  # its own messages, as they are
     try:
-        summary = preview(arena.store, export_options(*options))
+        summary = preview(arena.store, options)
     except ValueError as error:
         raise gr.Error(str(error)) from None
     return "```\n" + summary.describe() + "\n```"

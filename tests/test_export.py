@@ -196,6 +196,16 @@ def test_date_range_filter(arena, clock):
     assert names(pages, before.positives) == ["p2", "p5"]
     assert "p7" not in names(pages, before.negatives)
     assert select(store, ExportOptions(since="2026-04-01")).queries == ()
+    assert select(store, ExportOptions(rule="all", since="2026-03-05", until="2026-03-05")).queries  # one whole day
+
+
+@pytest.mark.parametrize("since, until", [("2026-03-06", "2026-03-05"), ("2026-03-06T00:00", "2026-03-05"),
+                                          ("2026-03-05T10:00", "2026-03-05T09:59:59")])
+def test_a_date_range_that_ends_before_it_begins_is_refused_with_both_ends_named(since, until):
+    with pytest.raises(ValueError) as caught:
+        ExportOptions(since=since, until=until)
+    assert str(caught.value) == (f"since {since} is not before until {until} (a date until includes that whole day): "
+                                 "no judgment can fall between them")
 
 
 def test_preview_counts(arena):

@@ -371,6 +371,24 @@ def test_a_date_the_export_cannot_read_names_its_box_and_the_formats_it_takes(bo
     assert ui.export_options("pointwise", "either", 5, 3, "", " 2026-03-01 ", "2026-03-02T10:00", False, False).since.day == 1
 
 
+def test_preview_and_export_say_what_is_wrong_with_the_options_in_the_same_words(arena, ranked):
+    """A message raised for a box is shown as it is: not re-wrapped, which quoted it ("'…'")."""
+    import gradio as gr
+
+    cases = {
+        ("2026-02-30", ""): "Judged since: '2026-02-30' is not a date (YYYY-MM-DD, e.g. 2026-03-01) or an ISO date and "
+                            "time (e.g. 2026-03-01T14:30; UTC unless it has an offset)",
+        ("2026-03-06", "2026-03-05"): "since 2026-03-06 is not before until 2026-03-05 (a date until includes that "
+                                      "whole day): no judgment can fall between them",
+    }
+    for (since, until), message in cases.items():
+        options = ("pointwise", "either", 5, 3, "", since, until, False, False)
+        for show in (ui.export_preview, ui.export_file):
+            with pytest.raises(gr.Error) as caught:
+                show(arena, *options)
+            assert caught.value.message == message, show.__name__
+
+
 def test_a_query_reopens_where_its_annotator_left_off(arena, ranked):
     """Page load, picking a query, changing the order: the annotator is taken to the first page
     they have not judged (on page 1 a key would relabel a judged page unnoticed)."""
