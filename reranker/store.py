@@ -785,7 +785,7 @@ class Store:
             )
         except sqlite3.IntegrityError as error:
             if "FOREIGN KEY" in str(error):
-                raise ValueError(f"page {page_hash} was not ranked for query {query_id}") from error
+                raise self._not_ranked(db, query_id, page_hash) from error
             raise
         return cursor.lastrowid
 
@@ -795,7 +795,14 @@ class Store:
             "SELECT 1 FROM query_pages WHERE query_id = ? AND page_hash = ?", [query_id, page_hash]
         ).fetchone()
         if row is None:
-            raise ValueError(f"page {page_hash} was not ranked for query {query_id}")
+            raise Store._not_ranked(db, query_id, page_hash)
+
+    @staticmethod
+    def _not_ranked(db: Database, query_id: int, page_hash: str) -> Exception:
+        """Why (query, page) is not a pair to judge: no such query at all, or not that page."""
+        if db.execute("SELECT 1 FROM queries WHERE id = ?", [query_id]).fetchone() is None:
+            return KeyError(f"no query {query_id}")
+        return ValueError(f"page {page_hash} was not ranked for query {query_id}")
 
     @staticmethod
     def _latest(db: Database, query_id: int, page_hash: str, annotator: str) -> Judgment | None:

@@ -79,6 +79,12 @@ def markdown(value: str = "", **options) -> gr.Markdown:
     return gr.Markdown(value, latex_delimiters=[], **options)
 
 
+def refuse(message: str) -> gr.Error:
+    """What a person (or API client) gave cannot be used: the message, shown to them, and no
+    traceback in the server's log, where nothing went wrong."""
+    return gr.Error(message, print_exception=False)
+
+
 def budget_pixels(key: str, tokens: int | None) -> int | None:
     """Slider value (visual tokens) → max_pixels. The spec's own default stays exact
     (Qwen3RerankerMM's 564,480 px is not a whole number of 32×32 tokens)."""
@@ -216,10 +222,10 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
     """Score every page of the uploads with both models; store the ranking; return it as data."""
     uploads = [_upload(item) for item in (files or [])]
     if not uploads:
-        raise gr.Error("Upload at least one PDF or image (or click an example).")
+        raise refuse("Upload at least one PDF or image (or click an example).")
     for name, text in (("query", query), ("instruction", instruction)):
         if isinstance(text, str) and len(text) > MAX_QUERY_CHARS:
-            raise gr.Error(f"The {name} is {len(text):,} characters long; the app takes at most {MAX_QUERY_CHARS:,}.")
+            raise refuse(f"The {name} is {len(text):,} characters long; the app takes at most {MAX_QUERY_CHARS:,}.")
     instruction = (instruction or "").strip() or None
     if instruction == get_spec(A_KEY).default_instruction:
         instruction = None  # the default: stored and cached as "no instruction"
@@ -234,7 +240,9 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
             ingest_cache=arena.ingested,
             scorer=arena.scoring,
         )
-    except (QueryError, StoreError) as error:
+    except QueryError as error:
+        raise refuse(str(error)) from None
+    except StoreError as error:  # e.g. a full disk
         raise gr.Error(str(error)) from None
     return ranking_as_dict(result, query_id)
 
@@ -404,15 +412,15 @@ def annotator_name(name: str | None, profile: gr.OAuthProfile | None = None) -> 
     name = (name or "").strip()
     if login_required():
         if profile is None:
-            raise gr.Error("Sign in with Hugging Face (top of the Annotate tab) to judge: on this Space "
+            raise refuse("Sign in with Hugging Face (top of the Annotate tab) to judge: on this Space "
                            "every judgment carries its annotator's Hugging Face name.")
         if name and name != profile.username:
-            raise gr.Error(f"You are signed in as {profile.username}: judgments here carry that name, not {name!r}.")
+            raise refuse(f"You are signed in as {profile.username}: judgments here carry that name, not {name!r}.")
         return profile.username
     if not name:
-        raise gr.Error("Enter your name (top of the Annotate tab) before judging, so judgments can be told apart.")
+        raise refuse("Enter your name (top of the Annotate tab) before judging, so judgments can be told apart.")
     if len(name) > 80:
-        raise gr.Error("That name is too long (80 characters at most).")
+        raise refuse("That name is too long (80 characters at most).")
     return name
 
 
@@ -450,23 +458,29 @@ def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: st
     `profile`: the signed-in user, if any (see `annotator_name`)."""
     annotator = annotator_name(annotator, profile)
     if label not in LABELS or label == "cleared":
-        raise gr.Error(f"label must be one of relevant, not_relevant, skip (got {label!r})")
+        raise refuse(f"label must be one of relevant, not_relevant, skip (got {label!r})")
+    query_id = _query_id(query_id)
     try:
-        arena.store.record_judgment(int(query_id), page_hash, annotator, label)
-    except (ValueError, KeyError, StoreError) as error:
-        raise gr.Error(_message(error)) from None
-    judged, total = arena.store.progress(int(query_id), annotator)
-    return dict(query_id=int(query_id), page_hash=page_hash, annotator=annotator, label=label, judged=judged, total=total)
+        arena.store.record_judgment(query_id, page_hash, annotator, label)
+    except (ValueError, KeyError) as error:  # no such query, or a page it did not rank
+        raise refuse(_message(error)) from None
+    except StoreError as error:  # e.g. a full disk
+        raise gr.Error(str(error)) from None
+    judged, total = arena.store.progress(query_id, annotator)
+    return dict(query_id=query_id, page_hash=page_hash, annotator=annotator, label=label, judged=judged, total=total)
 
 
 def undo(arena: Arena, query_id: int, annotator: str, profile: gr.OAuthProfile | None = None) -> dict:
     """Undo the annotator's latest judgment on this query (adds a row; history is kept)."""
     annotator = annotator_name(annotator, profile)
+    query_id = _query_id(query_id)
     try:
-        undone = arena.store.undo(int(query_id), annotator)
-        judged, total = arena.store.progress(int(query_id), annotator)
-    except (ValueError, KeyError, StoreError) as error:  # e.g. no such query, a full disk
-        raise gr.Error(_message(error)) from None
+        undone = arena.store.undo(query_id, annotator)
+        judged, total = arena.store.progress(query_id, annotator)
+    except (ValueError, KeyError) as error:  # no such query
+        raise refuse(_message(error)) from None
+    except StoreError as error:  # e.g. a full disk
+        raise gr.Error(str(error)) from None
     return dict(
         undone=None if undone is None else dict(page_hash=undone.page_hash, undone_label=undone.undone_label,
                                                 restored_label=undone.restored_label),
@@ -477,6 +491,14 @@ def undo(arena: Arena, query_id: int, annotator: str, profile: gr.OAuthProfile |
 def _message(error: Exception) -> str:
     """An error's text for a person: a KeyError's str() is its key in quotes."""
     return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+
+
+def _query_id(value) -> int:
+    """A query id as typed by an API client ("12" will do), or a message saying what it must be."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise refuse(f"query_id must be the number of a ranked query (the query_id /rank returns), got {value!r}") from None
 
 
 def next_position(arena: Arena, query_id: int, annotator: str, order: str, position: int) -> int:
@@ -518,7 +540,7 @@ def export_options(fmt, rule, k, max_negatives, annotator, since, until, agreeme
     try:
         return ExportOptions(**values)
     except ValueError as error:  # e.g. since after until, an unknown format from an API client
-        raise gr.Error(str(error)) from None
+        raise refuse(str(error)) from None
 
 
 def _moment(name: str, text):
@@ -530,7 +552,7 @@ def _moment(name: str, text):
     try:
         return parse_moment(text)
     except ValueError as error:
-        raise gr.Error(f"{name}: {error}") from None
+        raise refuse(f"{name}: {error}") from None
 
 
 def _whole_number(name: str, value, least: int = 1) -> int:
@@ -540,7 +562,7 @@ def _whole_number(name: str, value, least: int = 1) -> int:
     except (TypeError, ValueError):
         number = None
     if number is None or number < least or (isinstance(value, float) and value != number):
-        raise gr.Error(f"{name} must be a whole number of at least {least} (got {value!r}).")
+        raise refuse(f"{name} must be a whole number of at least {least} (got {value!r}).")
     return number
 
 
@@ -551,7 +573,7 @@ def export_preview(arena: Arena, *options) -> str:
     try:
         summary = preview(arena.store, options)
     except ValueError as error:
-        raise gr.Error(str(error)) from None
+        raise refuse(str(error)) from None
     return "```\n" + summary.describe() + "\n```"
 
 
@@ -567,7 +589,7 @@ def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: i
     try:
         path = export(arena.store, options, folder / default_filename(options))
     except (NothingToExportError, ValueError) as error:
-        raise gr.Error(str(error)) from None
+        raise refuse(str(error)) from None
     return str(path)
 
 
@@ -579,7 +601,7 @@ def evaluate_view(arena: Arena, annotator: str | None):
     try:
         evaluation = evaluate_store(arena.store, annotator)
     except ValueError as error:
-        raise gr.Error(str(error)) from None
+        raise refuse(str(error)) from None
     summary_rows, per_query = [], []
     for key, result in evaluation.results.items():
         means = result.means
@@ -845,13 +867,22 @@ def build_app(arena: Arena) -> gr.Blocks:
         def on_action(query_id, name, order_, position_, page, total, event: gr.EventData,
                       profile: gr.OAuthProfile | None = None):
             action = next(action for button, action in actions if button is event.target)
+            try:
+                return act(action, query_id, name, order_, position_, page, total, profile)
+            except gr.Error as error:
+                # A toast over the page, which stays as it was: raised, the error would blank the
+                # page and mark every panel "Error" until the next action.
+                gr.Warning(error.message)
+                return tuple(gr.skip() for _ in moved_outputs)
+
+        def act(action, query_id, name, order_, position_, page, total, profile):
             position_, total = int(position_ or 0), int(total or 1)
             if action == "previous":
                 return moved_to(query_id, name, order_, max(0, position_ - 1))
             if action == "next":
                 return moved_to(query_id, name, order_, min(position_ + 1, total - 1))
             if query_id in (None, "") or (page is None and action != "undo"):
-                raise gr.Error("Pick a query first.")
+                raise refuse("Pick a query first.")
             if action == "undo":
                 undone = undo(arena, query_id, name, profile)["undone"]
                 if undone is None:
@@ -936,7 +967,7 @@ def build_app(arena: Arena) -> gr.Blocks:
             try:
                 return json.loads(json.dumps(evaluate_store(arena.store, annotator or None).to_dict(), default=str))
             except ValueError as error:
-                raise gr.Error(str(error)) from None
+                raise refuse(str(error)) from None
 
         gr.api(judge_api, api_name="judge")
         gr.api(undo_api, api_name="undo")
@@ -969,7 +1000,7 @@ def _remove_old_exports(cache_dir: Path) -> None:
 
 def _write_guidelines(arena: Arena, text: str) -> None:
     if len(text or "") > MAX_GUIDELINES_CHARS:
-        raise gr.Error(f"The guidelines are {len(text):,} characters long; at most {MAX_GUIDELINES_CHARS:,} are kept.")
+        raise refuse(f"The guidelines are {len(text):,} characters long; at most {MAX_GUIDELINES_CHARS:,} are kept.")
     arena.guidelines_path.write_text(text or "", encoding="utf-8")
     gr.Info("Guidelines saved.")
 

@@ -247,6 +247,33 @@ def test_annotate_with_the_keyboard_survives_a_reload(page, app_server):
     assert page.dialogs == []
 
 
+def test_judging_without_a_name_warns_and_leaves_the_page_on_screen(page, app_server):
+    from gradio_client import Client, handle_file
+
+    from reranker.store import Store
+
+    query = "judging without a name"
+    files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (1, 6)]
+    query_id = Client(app_server.url, verbose=False).predict(files=files, query=query, api_name="/rank")["query_id"]
+    open_annotate(page)
+    page.locator("#query-pick input").click()
+    page.get_by_role("option", name=f"{query} — 0/2 judged", exact=True).click()
+    info = page.locator("#annotate-info")
+    expect(info).to_contain_text("Page 1 of 2")
+    settled(page, "#annotate-info", "#annotate-progress")
+    page.locator("#annotate-info").click()
+    page.keyboard.press("r")
+    expect(page.locator(".toast-body")).to_contain_text("Enter your name (top of the Annotate tab) before judging")
+    expect(page.locator(".toast-body.warning, .toast-wrap .warning").first).to_be_visible()
+    # The page is still there to judge once the name is in: no blank image, no "Error" panels.
+    expect(page.locator("#annotate-image img")).to_be_visible()
+    expect(info).to_contain_text("Page 1 of 2")
+    assert page.locator("#annotate-panel .error").count() == 0
+    store = Store(app_server.db_path)
+    assert store.current_judgments(query_id=query_id) == []
+    store.close()
+
+
 def test_fast_keyboard_judging_labels_the_page_on_screen_and_skips_none(page, app_server):
     """Keys pressed faster than the server answers: each judgment goes to the page that was on
     screen, none is relabelled, and none is skipped (a press while one is pending is ignored)."""

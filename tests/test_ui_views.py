@@ -448,9 +448,18 @@ def test_a_ranking_that_cannot_be_saved_says_why(arena, ranked):
     assert type(failure.value).__name__ == "Error"
 
 
-def test_judging_or_undoing_on_a_query_that_is_not_there_says_so_plainly(arena):
-    for action, message in ((lambda: ui.undo(arena, 999, "ann"), "no query 999"),
-                            (lambda: ui.judge(arena, 999, "f" * 64, "ann", "relevant"), f"page {'f' * 64} was not ranked for query 999")):
+def test_judging_or_undoing_on_a_query_or_page_that_is_not_there_says_so_plainly(arena, ranked):
+    query_id = ranked["query_id"]
+    for action, message in (
+        (lambda: ui.undo(arena, 999, "ann"), "no query 999"),
+        (lambda: ui.judge(arena, 999, "f" * 64, "ann", "relevant"), "no query 999"),
+        (lambda: ui.judge(arena, str(query_id), "f" * 64, "ann", "relevant"), f"page {'f' * 64} was not ranked for query {query_id}"),
+        (lambda: ui.judge(arena, "abc", "f" * 64, "ann", "relevant"),
+         "query_id must be the number of a ranked query (the query_id /rank returns), got 'abc'"),
+        (lambda: ui.undo(arena, None, "ann"), "query_id must be the number of a ranked query (the query_id /rank returns), got None"),
+    ):
         with pytest.raises(Exception) as raised:
             action()
         assert raised.value.message == message  # what the visitor or API client reads, unquoted
+        assert not raised.value.print_exception  # their mistake: no traceback in the server's log
+    assert arena.store.current_judgments() == []
