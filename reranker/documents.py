@@ -89,6 +89,14 @@ class IngestOptions:
                 raise ValueError(f"IngestOptions.{name} must be positive, got {getattr(self, name)!r}")
 
 
+def page_label(source: str, page_number: int, kind: str | None, page_count: int | None) -> str:
+    """How a page is named wherever it is shown: "report.pdf · p.3", or just "photo.jpg" for an
+    image that is the whole document (a multi-page TIFF's frames have page numbers)."""
+    if kind == "image" and page_count == 1:
+        return source
+    return f"{source} · p.{page_number}"
+
+
 @dataclass(frozen=True)
 class Page:
     content_hash: str  # reranker.imaging.image_hash of `image`: same pixels, same id
@@ -114,9 +122,7 @@ class Page:
 
     @property
     def label(self) -> str:
-        if self.kind == "image" and self.page_count == 1:
-            return self.source
-        return f"{self.source} · p.{self.page_number}"
+        return page_label(self.source, self.page_number, self.kind, self.page_count)
 
     def thumbnail(self, max_side: int = 384) -> Image.Image:
         """Display copy with its longer side at most `max_side`, made from the rendered image

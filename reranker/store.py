@@ -338,6 +338,8 @@ class QueryPage:
     document_hash: str | None
     scores: dict[str, float] = field(default_factory=dict)  # model key → P(yes)
     ranks: dict[str, int] = field(default_factory=dict)  # model key → 1-based rank in this query
+    kind: str | None = None  # of its document: 'pdf' | 'image' (None: not recorded)
+    page_count: int | None = None  # pages in its document
 
 
 @dataclass(frozen=True)
@@ -682,8 +684,9 @@ class Store:
         pages = [
             dict(row, scores={}, ranks={})
             for row in self.db.query(
-                "SELECT page_hash, position, source, page_number, document_hash FROM query_pages "
-                "WHERE query_id = ? ORDER BY position",
+                "SELECT q.page_hash, q.position, q.source, q.page_number, q.document_hash, d.kind, d.page_count "
+                "FROM query_pages q LEFT JOIN documents d ON d.content_hash = q.document_hash "
+                "WHERE q.query_id = ? ORDER BY q.position",
                 [query_id],
             )
         ]

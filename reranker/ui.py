@@ -27,12 +27,12 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from . import devices, ranking
+from . import devices, documents, ranking
 from .documents import DEFAULT_DPI, IngestOptions, ingest_cache
 from .models import MODELS, TOKENS_PER_SIDE_PX, get_spec
 from .devices import cpu_has_bfloat16
 from .scoring import QueryError
-from .store import Store, StoreError
+from .store import QueryPage, Store, StoreError
 from .thumbnails import PageImages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -269,7 +269,7 @@ def ranking_as_dict(result: ranking.RankingResult, query_id: int | None) -> dict
     return dict(
         query=result.query, instruction=result.instruction, query_id=query_id,
         pages=[dict(page=i, content_hash=p.content_hash, source=p.source, page_number=p.page_number,
-                    kind=p.kind, width=p.width, height=p.height) for i, p in enumerate(result.pages)],
+                    kind=p.kind, page_count=p.page_count, width=p.width, height=p.height) for i, p in enumerate(result.pages)],
         models=models,
         agreement=None if agreement is None else dict(
             kendall_tau=agreement.kendall_tau, spearman=agreement.spearman, k=agreement.k,
@@ -283,7 +283,11 @@ def ranking_as_dict(result: ranking.RankingResult, query_id: int | None) -> dict
 
 
 def page_label(page: dict) -> str:
-    return f"{page['source']} · p.{page['page_number']}" if page.get("kind") == "pdf" or page["page_number"] > 1 else page["source"]
+    return documents.page_label(page["source"], page["page_number"], page.get("kind"), page.get("page_count"))
+
+
+def stored_page_label(page: QueryPage) -> str:
+    return documents.page_label(page.source, page.page_number, page.kind, page.page_count)
 
 
 DETAIL_HINT = "Click a page to see it large with both scores."
@@ -444,7 +448,7 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
     )
     info = (
         f"**{escape(summary.text)}**\n\n"
-        f"Page {position + 1} of {len(pages)} · {escape(page.source)} · p.{page.page_number} · "
+        f"Page {position + 1} of {len(pages)} · {escape(stored_page_label(page))} · "
         f"current label: **{current}**\n\n{scores}"
     )
     progress = f"**{judged}/{len(pages)} judged** by {escape(annotator or '—')}"
@@ -637,7 +641,7 @@ def evaluate_view(arena: Arena, annotator: str | None):
             for mistake in hardest_mistakes(scores, grades)[:3]:
                 page = by_hash[mistake.page_id]
                 mistakes[key].append((arena.image_path(page.page_hash, 384),
-                                      f"#{mistake.rank} for “{summary_q.text[:60]}” · {page.source} · p.{page.page_number}"))
+                                      f"#{mistake.rank} for “{summary_q.text[:60]}” · {stored_page_label(page)}"))
     return summary, bars, pd.DataFrame(per_query), "\n\n".join(notes), mistakes[A_KEY], mistakes[B_KEY]
 
 

@@ -164,6 +164,32 @@ def test_annotating_moves_to_the_next_unjudged_page_and_counts_progress(arena, r
         ui.judge(arena, query_id, page_hash, "ann", "maybe")
 
 
+def test_a_page_has_the_same_name_on_every_tab(arena, tmp_path):
+    """An image alone is its file name; a PDF's page and every frame of a TIFF carry a page number
+    (the first frame too), in the galleries, the page shown large, Annotate and Evaluate."""
+    from .app_server import sample_pdf
+    from .bad_inputs import SAMPLE_PAGES, multi_frame_tiff
+
+    tiff = tmp_path / "scan.tif"
+    tiff.write_bytes(multi_frame_tiff())
+    files = [str(SAMPLE_PAGES[0]), str(sample_pdf(tmp_path / "two.pdf", numbers=(2, 3))), str(tiff)]
+    data = ui.rank_pages(arena, files, QUERY, None, None, None, None)
+    expected = {SAMPLE_PAGES[0].name, "two.pdf · p.1", "two.pdf · p.2", "scan.tif · p.1", "scan.tif · p.2", "scan.tif · p.3"}
+    _, _, gallery_a, _, gallery_b, *_ = ui.show_ranking(arena, data)
+    for gallery in (gallery_a, gallery_b):
+        assert {caption.split(" · ", 2)[2].split(" · other")[0] for _, caption in gallery} == expected
+    shown = set()
+    for position in range(len(expected)):
+        _, info, *_ = ui.annotate_view(arena, data["query_id"], "ann", ui.ORDERS[3], position)
+        shown.add(info.split("\n\n")[1].split(" · ", 1)[1].rsplit(" · current label", 1)[0].replace("\\", ""))
+    assert shown == expected
+    for page_hash in {page["content_hash"] for page in data["pages"]}:  # all not relevant: every top page a mistake
+        ui.judge(arena, data["query_id"], page_hash, "ann", "not_relevant")
+    ui.judge(arena, data["query_id"], data["models"][A]["ranking"][-1]["content_hash"], "ann", "relevant")
+    *_, mistakes_a, _ = ui.evaluate_view(arena, "ann")
+    assert mistakes_a and all(caption.split("” · ", 1)[1] in expected for _, caption in mistakes_a)
+
+
 def profile_of(username: str):
     import gradio as gr
 
