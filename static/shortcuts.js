@@ -1,6 +1,7 @@
 // Keyboard shortcuts for the Annotate tab: R relevant, N not relevant, S skip, U undo,
 // ←/→ previous/next. Ignored while typing in a text field and when the tab is hidden; a focused
-// radio button or checkbox (the Order choice, just clicked) takes no typing, so they work there.
+// radio button or checkbox (the Order choice, just clicked) takes no typing, so they work there,
+// and after Enter in "Jump to page" the box gives up the focus.
 () => {
   const CLICKED_NOT_TYPED = ["radio", "checkbox", "button", "submit", "reset"];
   const typingIn = (target) =>
@@ -18,6 +19,11 @@
   };
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    if (event.key === "Enter" && event.target.closest && event.target.closest("#jump")) {
+      // Enter has sent the jump: the number box lets go of the focus, so the keys judge again.
+      setTimeout(() => event.target.blur(), 0);
+      return;
+    }
     if (typingIn(event.target)) return;
     const id = buttons[event.key] || buttons[event.key.toLowerCase()];
     if (!id) return;

@@ -354,6 +354,14 @@ def test_shortcuts_work_after_choosing_an_order_and_a_jump_past_the_end_goes_to_
         jump.press("Enter")
         expect(info).to_contain_text(shown)
         expect(page.locator("#jump input")).to_have_value(shown.split()[1])
+    # Straight after a jump the keys judge: Enter took the focus out of the number box.
+    expect(jump).not_to_be_focused()
+    page.keyboard.press("n")
+    expect(progress).to_have_text(f"2/3 judged by {annotator}")
+    with Store(app_server.db_path) as store:
+        second = store.query_pages(query_id)[1]
+        assert (second.page_hash, "not_relevant") in [(j.page_hash, j.label) for j in store.current_judgments(
+            query_id=query_id, annotator=annotator)]
     expect(page.locator(".toast-body")).to_have_count(0)  # no error
 
 
