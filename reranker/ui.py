@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import time
 import weakref
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -623,10 +624,20 @@ def evaluate_view(arena: Arena, annotator: str | None):
                             var_name="metric", value_name="value")
         bars["bar"] = bars["metric"] + " · " + bars["model"]
     notes = []
-    for item in evaluation.annotator_agreement:
+    for key, result in evaluation.results.items():
+        if result.excluded:  # counted in the table's "excluded" column; here is why
+            reasons = Counter(result.excluded.values())
+            notes.append(f"Not in {escape(get_spec(key).label if key in MODELS else key)}'s means: "
+                         + ", ".join(f"{count} {'query' if count == 1 else 'queries'} ({why})"
+                                     for why, count in sorted(reasons.items())) + ".")
+    shared = [item for item in evaluation.annotator_agreement if item.kappa.n]
+    for item in shared:
         kappa = item.kappa
         value = "undefined" if kappa.kappa is None else f"{kappa.kappa:.2f}"
-        notes.append(f"Cohen's κ {escape(item.annotator_a)} vs {escape(item.annotator_b)}: {value} over {kappa.n} pages")
+        notes.append(f"Cohen's κ {escape(item.annotator_a)} vs {escape(item.annotator_b)}: {value} over {kappa.n} "
+                     f"page{'' if kappa.n == 1 else 's'}")
+    if apart := len(evaluation.annotator_agreement) - len(shared):
+        notes.append(f"Cohen's κ: {apart} other {'pair' if apart == 1 else 'pairs'} of annotators judged no page in common.")
     for pair in evaluation.model_agreement:
         notes.append(escape(_describe_pair(pair)))
     notes.append("*ndcg_blog@5*: the comparison blog's variant, ideal DCG over the same five pages (not standard NDCG).")
@@ -761,10 +772,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                         # whole panel; the jump itself clamps to the pages there are.
                         jump = gr.Number(1, label="Jump to page (Enter)", precision=0, elem_id="jump")
                         with gr.Accordion("Guidelines (what counts as relevant)", open=False):
-                            # Read on every page load (a value read once, at start-up, would show stale
-                            # guidelines that the next Save would write back over a colleague's).
-                            guidelines = gr.Textbox(value=lambda: _read_guidelines(arena), lines=6, show_label=False,
-                                                    elem_id="guidelines")
+                            guidelines = gr.Textbox(lines=6, show_label=False, elem_id="guidelines")
                             save_guidelines = gr.Button("Save guidelines")
                 position = gr.State(0)
                 page_hash = gr.State(None)
@@ -917,6 +925,9 @@ def build_app(arena: Arena) -> gr.Blocks:
             refresh_choices, [annotator, query_pick], query_pick, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
         refresh.click(refresh_choices, [annotator, query_pick], query_pick, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
         save_guidelines.click(lambda text: _write_guidelines(arena, text), guidelines, None, api_visibility="private")
+        # Read on every page load (a value read once, at start-up, would show stale guidelines
+        # that the next Save would write back over a colleague's).
+        demo.load(lambda: _read_guidelines(arena), None, guidelines, api_visibility="private")
 
         def restore(name, query_id, order_, profile: gr.OAuthProfile | None = None):
             """On page load: the annotator (Hugging Face login, else the remembered name), the
@@ -950,7 +961,11 @@ def build_app(arena: Arena) -> gr.Blocks:
 
         eval_button.click(on_evaluate, eval_annotator, [metrics_table, metrics_plot, per_query_table, eval_notes, mistakes_a, mistakes_b],
                           api_visibility="private")
-        eval_button.click(lambda: gr.update(choices=["Majority vote", *arena.store.annotators()]), None, eval_annotator, api_visibility="private")
+        def label_choices():
+            return gr.update(choices=["Majority vote", *arena.store.annotators()])
+
+        eval_button.click(label_choices, None, eval_annotator, api_visibility="private")
+        demo.load(label_choices, None, eval_annotator, api_visibility="private")
 
         # --- API-only endpoints -----------------------------------------------------------------
         # On a Space that requires login (see login_required) the annotator is the signed-in

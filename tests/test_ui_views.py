@@ -240,6 +240,32 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
         ui.evaluate_view(arena, "nobody")
 
 
+def test_evaluate_notes_say_why_queries_are_left_out_and_list_only_annotators_who_overlap(arena, ranked):
+    from .bad_inputs import SAMPLE_PAGES
+
+    first = ranked["query_id"]
+    second = ui.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[4:6]], "a second question", None, None, None, None)
+    hashes = [page["content_hash"] for page in ranked["pages"]]
+    ui.judge(arena, first, hashes[0], "ann", "relevant")
+    ui.judge(arena, first, hashes[0], "bob", "relevant")
+    ui.judge(arena, first, hashes[1], "bob", "not_relevant")
+    ui.judge(arena, second["query_id"], second["pages"][0]["content_hash"], "cid", "not_relevant")  # nothing relevant
+    *_, notes, _, _ = ui.evaluate_view(arena, "Majority vote")
+    lines = notes.split("\n\n")
+    for label in ("Qwen3-VL-Reranker-2B", "Qwen3RerankerMM-2B"):
+        assert f"Not in {ui.escape(label)}'s means: 1 query (no relevant page)." in lines
+    assert [line for line in lines if line.startswith("Cohen's κ")] == [
+        "Cohen's κ ann vs bob: undefined over 1 page",  # both said relevant: κ has no chance agreement to beat
+        "Cohen's κ: 2 other pairs of annotators judged no page in common.",
+    ]
+
+
+def test_the_apps_api_has_only_its_documented_endpoints(arena):
+    demo = ui.build_app(arena)
+    public = {name for name, info in demo.get_api_info()["named_endpoints"].items()}
+    assert public == {"/rank", "/judge", "/undo", "/export", "/evaluate"}
+
+
 def test_export_tab_previews_and_writes_a_file(arena, ranked):
     from pathlib import Path
 
