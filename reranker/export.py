@@ -162,6 +162,8 @@ class ExportPreview:
     disagreements: int
     judgments: int
     models: tuple[str, ...] = field(default=())
+    negatives_per_row: int = 0  # sentence-transformers: negative columns in every row
+    negatives_per_row_asked: bool = False  # set in the options, not the default (the fewest any query has)
 
     def describe(self) -> str:
         lines = [
@@ -170,6 +172,10 @@ class ExportPreview:
             f"  hard negatives  {self.hard_negatives}"
             + "".join(f"\n    {m:<28}{n}" for m, n in self.hard_negatives_by_model.items()),
         ]
+        if self.format == "sentence-transformers" and self.queries:
+            how = ("as asked: queries with fewer are skipped" if self.negatives_per_row_asked else
+                   "the fewest any query has; ask for more per row and the queries with fewer are skipped")
+            lines.append(f"  negatives/row   {self.negatives_per_row} ({how})")
         if self.mined_negatives:
             lines.append(f"  mined negatives {self.mined_negatives} (unjudged, ranked high)")
         if self.skipped_queries:
@@ -341,6 +347,8 @@ def _preview(selection: Selection, options: ExportOptions) -> ExportPreview:
         disagreements=selection.disagreements,
         judgments=selection.judgments,
         models=selection.models,
+        negatives_per_row=n if options.format == "sentence-transformers" else 0,
+        negatives_per_row_asked=options.negatives_per_row is not None,
     )
 
 

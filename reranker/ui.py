@@ -535,13 +535,15 @@ def _unjudged_after(arena: Arena, query_id: int, annotator: str, order: str, pos
 
 
 # ----- Export & Evaluate -------------------------------------------------------------------------
-def export_options(fmt, rule, k, max_negatives, annotator, since, until, agreement, mined):
+def export_options(fmt, rule, k, max_negatives, annotator, since, until, agreement, mined, negatives_per_row=None):
     from .export import ExportOptions
 
     values = dict(format=fmt, rule=rule, k=_whole_number("k", k),
                   max_negatives=_whole_number("Max negatives", max_negatives, least=0),  # 0: positives only
                   annotator=(annotator or "").strip() or None, since=_moment("Judged since", since),
-                  until=_moment("Judged until", until), require_agreement=bool(agreement), include_mined_negatives=bool(mined))
+                  until=_moment("Judged until", until), require_agreement=bool(agreement), include_mined_negatives=bool(mined),
+                  # An empty box: the fewest negatives any query has (every usable query kept).
+                  negatives_per_row=None if negatives_per_row in (None, "") else _whole_number("Negatives per row", negatives_per_row))
     try:
         return ExportOptions(**values)
     except ValueError as error:  # e.g. since after until, an unknown format from an API client
@@ -584,11 +586,11 @@ def export_preview(arena: Arena, *options) -> str:
 
 def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: int = 5, max_negatives: int = 10,
                 annotator: str = "", since: str = "", until: str = "", agreement: bool = False,
-                mined: bool = False) -> str:
+                mined: bool = False, negatives_per_row: int | None = None) -> str:
     """Write the judgments as hard-negative training data; returns the file (zip or parquet)."""
     from .export import NothingToExportError, default_filename, export
 
-    options = export_options(fmt, rule, k, max_negatives, annotator, since, until, agreement, mined)
+    options = export_options(fmt, rule, k, max_negatives, annotator, since, until, agreement, mined, negatives_per_row)
     _remove_old_exports(arena.cache_dir)
     folder = Path(tempfile.mkdtemp(dir=arena.cache_dir, prefix="export-"))
     try:
@@ -796,6 +798,9 @@ def build_app(arena: Arena) -> gr.Blocks:
                     until = gr.Textbox(label="Judged until (YYYY-MM-DD, UTC)")
                     agreement_only = gr.Checkbox(label="Only pages annotators agree on")
                     mined = gr.Checkbox(label="Add model-mined negatives (unjudged)")
+                    # No minimum: Gradio would refuse an emptied box with an error over the panel.
+                    negatives_per_row = gr.Number(None, label="Negatives per row (sentence-transformers; empty: the fewest "
+                                                              "any query has)", precision=0)
                 with gr.Row():
                     preview_button = gr.Button("Preview")
                     export_button = gr.Button("Export", variant="primary")
@@ -945,13 +950,14 @@ def build_app(arena: Arena) -> gr.Blocks:
                   ).then(view, view_inputs, view_outputs, api_visibility="private")
 
         # --- Export & Evaluate wiring ---------------------------------------------------------
-        export_inputs = [fmt, rule, k, max_negatives, export_annotator, since, until, agreement_only, mined]
+        export_inputs = [fmt, rule, k, max_negatives, export_annotator, since, until, agreement_only, mined, negatives_per_row]
         preview_button.click(lambda *o: export_preview(arena, *o), export_inputs, export_summary, api_visibility="private")
 
         # Defaults of None make the empty text boxes optional for API clients (`Client.predict(api_name="/export")`).
-        def on_export(fmt, rule, k, max_negatives, annotator=None, since=None, until=None, agreement=False, mined=False):
+        def on_export(fmt, rule, k, max_negatives, annotator=None, since=None, until=None, agreement=False, mined=False,
+                      negatives_per_row=None):
             """Export the stored judgments as hard-negative training data (zip or parquet file)."""
-            return export_file(arena, fmt, rule, k, max_negatives, annotator, since, until, agreement, mined)
+            return export_file(arena, fmt, rule, k, max_negatives, annotator, since, until, agreement, mined, negatives_per_row)
 
         export_button.click(on_export, export_inputs, export_download, api_name="export")
 

@@ -192,6 +192,13 @@ def test_export_and_evaluate_follow_the_judgments(client, ranked, tmp_path):
         for row in rows:
             assert row["file_name"] in names  # the images travel inside the zip
             assert row["annotators"] == [annotator]
+    # Sentence-transformers rows hold as many negatives as asked; a query with fewer is left out.
+    path = client.predict(fmt="sentence-transformers", annotator=annotator, negatives_per_row=1, api_name="/export")
+    with zipfile.ZipFile(path) as archive:
+        rows = [json.loads(line) for line in archive.read("metadata.jsonl").decode().splitlines()]
+    assert len(rows) == 2 and all(set(row) == {"anchor", "positive_file_name", "negative_1_file_name"} for row in rows)  # two positives
+    with pytest.raises(AppError, match="needs queries with at least one positive and enough hard negative"):
+        client.predict(fmt="sentence-transformers", annotator=annotator, negatives_per_row=2, api_name="/export")
     # The README's snippet: only the format, the rest defaults (all annotators).
     assert Path(client.predict(fmt="flagembedding", api_name="/export")).suffix == ".zip"
 

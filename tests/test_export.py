@@ -283,6 +283,18 @@ def test_sentence_transformers_layout(arena, tmp_path):
     assert details[2]["instruction"] == "Find slides." and details[2]["negatives"][0]["scores"] == {A: 0.9, B: 0.7}
 
 
+def test_the_preview_says_how_many_negatives_each_sentence_transformers_row_holds(arena):
+    store, _, _ = arena
+    fewest = preview(store, ExportOptions(format="sentence-transformers", rule="either", k=2))
+    assert (fewest.queries, fewest.rows, fewest.negatives_per_row) == (2, 3, 2)  # q2 has 2 negatives, q1 3
+    assert ("  negatives/row   2 (the fewest any query has; ask for more per row and the queries with fewer are "
+            "skipped)") in fewest.describe().splitlines()
+    asked = preview(store, ExportOptions(format="sentence-transformers", rule="either", k=2, negatives_per_row=3))
+    assert (asked.queries, asked.rows, asked.negatives_per_row, asked.skipped_queries) == (1, 2, 3, 1)
+    assert "  negatives/row   3 (as asked: queries with fewer are skipped)" in asked.describe().splitlines()
+    assert "negatives/row" not in preview(store, ExportOptions(format="flagembedding", rule="either", k=2)).describe()
+
+
 def test_flagembedding_jsonl(arena, tmp_path):
     store, pages, (q1, _) = arena
     options = ExportOptions(format="flagembedding", rule="either", k=2, include_mined_negatives=True)
