@@ -874,12 +874,14 @@ def build_app(arena: Arena) -> gr.Blocks:
         # pressed before the screen changed sent the old page's id: "r" then "n" relabelled a
         # page, and a position moved ahead of its page skipped one.) A press while an action is
         # running is ignored (trigger mode "once"): nobody can mean a page not yet on screen.
-        moved_outputs = [position, *view_outputs]
+        moved_outputs = [position, *view_outputs, query_pick]
         actions = ((relevant, "relevant"), (not_relevant, "not_relevant"), (skip, "skip"),
                    (undo_button, "undo"), (previous, "previous"), (following, "next"))
 
-        def moved_to(query_id, name, order_, new_position):
-            return (new_position, *view(query_id, name, order_, new_position))
+        def moved_to(query_id, name, order_, new_position, counts_changed=False):
+            """The page at `new_position`; after a judgment or an undo, the query list's counts too."""
+            listing = gr.update(choices=query_choices(arena, (name or "").strip() or None)) if counts_changed else gr.skip()
+            return (new_position, *view(query_id, name, order_, new_position), listing)
 
         def on_action(query_id, name, order_, position_, page, total, event: gr.EventData,
                       profile: gr.OAuthProfile | None = None):
@@ -906,9 +908,11 @@ def build_app(arena: Arena) -> gr.Blocks:
                     gr.Info("Nothing to undo.")
                     return moved_to(query_id, name, order_, position_)
                 pages = page_order(arena.store.query_pages(int(query_id)), order_)
-                return moved_to(query_id, name, order_, next(i for i, p in enumerate(pages) if p.page_hash == undone["page_hash"]))
+                return moved_to(query_id, name, order_, next(i for i, p in enumerate(pages) if p.page_hash == undone["page_hash"]),
+                                counts_changed=True)
             judged = judge(arena, query_id, page, name, action, profile)
-            return moved_to(query_id, name, order_, next_position(arena, query_id, judged["annotator"], order_, position_))
+            return moved_to(query_id, name, order_, next_position(arena, query_id, judged["annotator"], order_, position_),
+                            counts_changed=True)
 
         gr.on([button.click for button, _ in actions], on_action, [*view_inputs, page_hash, page_total], moved_outputs,
               trigger_mode="once", api_visibility="private")

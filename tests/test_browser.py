@@ -216,6 +216,7 @@ def test_annotate_with_the_keyboard_survives_a_reload(page, app_server):
     for done, key in enumerate("rns", start=1):
         page.keyboard.press(key)
         expect(progress).to_have_text(f"{done}/4 judged by rater")
+        expect(page.locator("#query-pick input")).to_have_value(f"{query} — {done}/4 judged")  # the list's count too
     assert sorted(labels("rater").values()) == ["not_relevant", "relevant", "skip"]
 
     page.reload()
