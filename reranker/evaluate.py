@@ -177,10 +177,8 @@ def evaluate_store(store: Store, annotator: str | None = None, ks: Sequence[int]
 def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) -> StoreEvaluation:
     from .metrics import aggregate_labels, cohen_kappa, evaluate, grades_from_labels
 
+    store.require_annotator(annotator)
     annotators = store.annotators()
-    if annotator is not None and annotator not in annotators:
-        known = ", ".join(annotators) or "nobody has judged anything yet"
-        raise ValueError(f"no judgments by {annotator!r} (annotators: {known})")
 
     runs: dict[str, dict[int, dict[str, float]]] = {}
     qrels: dict[int, dict[str, int]] = {}

@@ -195,6 +195,7 @@ class ExportPreview:
 def select(store: Store, options: ExportOptions) -> Selection:
     """Positives and negatives per query under the options (format-independent)."""
     with store.snapshot():  # one moment: an undo while exporting cannot split a label
+        store.require_annotator(options.annotator)
         return _select(store, options)
 
 

@@ -175,7 +175,7 @@ def test_export_and_evaluate_follow_the_judgments(client, ranked, tmp_path):
 
     query_id, ranking = ranked["query_id"], ranked["models"][A]["ranking"]
     annotator = "export-tester"
-    with pytest.raises(AppError, match="(?i)nothing to export"):
+    with pytest.raises(AppError, match=f"no judgments by '{annotator}' \\(annotators: "):
         client.predict(fmt="pointwise", annotator=annotator, api_name="/export")
 
     labels = {ranking[0]["content_hash"]: "relevant", ranking[1]["content_hash"]: "not_relevant",

@@ -383,8 +383,10 @@ def test_nothing_to_export_is_an_error_not_an_empty_file(tmp_path, clock):
         store.record_judgment(query_id, pages[0].content_hash, "ann", RELEVANT)
         with pytest.raises(NothingToExportError, match="sentence-transformers format needs"):
             export(store, ExportOptions(format="sentence-transformers"), out)
-        with pytest.raises(NothingToExportError, match="annotator=someone"):
+        with pytest.raises(ValueError, match=r"^no judgments by 'someone' \(annotators: ann\)$"):  # a typo: say who there is
             export(store, ExportOptions(annotator="someone"), out)
+        with pytest.raises(NothingToExportError, match="annotator=ann, since=2030-01-01"):
+            export(store, ExportOptions(annotator="ann", since="2030-01-01"), out)
         assert not out.exists() and not list(tmp_path.glob("*.partial"))
         assert export(store, ExportOptions(), out).exists()  # a positive alone is a pointwise row
 
@@ -417,7 +419,8 @@ def test_cli_export_end_to_end(arena, tmp_path, capsys):
         ["export", "--db", db, "--format", "pointwise", "--out", str(tmp_path / "x.zip"), "--annotator", "nobody"]
     )
     captured = capsys.readouterr()
-    assert code == 1 and "nothing to export" in captured.err and not (tmp_path / "x.zip").exists()
+    assert code == 1 and "no judgments by 'nobody' (annotators: ann, bob, cat)" in captured.err
+    assert not (tmp_path / "x.zip").exists()
 
     code = cli_main(
         [
