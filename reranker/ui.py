@@ -753,7 +753,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                     order = gr.Radio(list(ORDERS), value=ORDERS[0], label="Order", scale=3)
                 with gr.Row():
                     query_pick = gr.Dropdown(label="Query (newest first) — pages judged/total: yours once your name is in, else anyone's "
-                                                   "(↻ updates)", choices=[], scale=5, elem_id="query-pick")
+                                                   "(↻ brings in new rankings and others' judgments)", choices=[], scale=5, elem_id="query-pick")
                     refresh = gr.Button("↻ Refresh list", scale=1)
                 with gr.Row():
                     with gr.Column(scale=3):
