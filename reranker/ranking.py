@@ -424,6 +424,9 @@ def rank(
     finally:
         if prefetcher is not None:
             prefetcher.finish()  # the last group's encoding: scoring must find it in the cache
+    if not pages:  # no model is loaded for nothing (on a CPU tens of seconds; without local weights a download)
+        report(1.0, "Done")
+        return RankingResult(query, instruction, pages, problems, notes, {}, ingest_seconds, documents)
 
     rankings: dict[str, ModelRanking] = {}
     known: dict[str, dict[str, float]] = {}  # key → content hash → score, from the store

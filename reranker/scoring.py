@@ -211,7 +211,8 @@ class Reranker:
         self.dtype = dtype
         self.weights = weights
         self.adapter = adapter
-        self.budget = Budget(spec.min_pixels, max_pixels or spec.max_pixels, spec.image_rules)
+        self.budget = Budget(spec.min_pixels, spec.max_pixels, spec.image_rules)
+        self.budget = self._budget(max_pixels)  # a budget outside the model's range is refused here too
         self.batch_size = batch_size or default_batch_size(device)
         self.overlap = overlap
         if vision_cache_bytes is None:

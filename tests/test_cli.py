@@ -29,6 +29,17 @@ def test_score_top_n_applies_to_the_json_too(tiny_env, capsys):
         assert [entry["rank"] for entry in result["models"][key]["ranking"]] == [1, 2]
 
 
+@pytest.mark.parametrize("json_output", [False, True])
+def test_score_with_no_readable_file_says_so_without_loading_a_model(monkeypatch, tmp_path, capsys, json_output):
+    monkeypatch.setenv("RERANKER_QWEN3_VL_RERANKER_2B_MODEL", str(tmp_path / "no-weights-here"))  # loading would fail
+    code = main(["score", str(tmp_path / "missing.pdf"), "--query", "anything", *(["--json"] if json_output else [])])
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""
+    assert "problem: missing.pdf: could not be read" in captured.err
+    assert captured.err.rstrip().endswith("error: no page could be read from the given files")
+    assert "Loading" not in captured.err and "unavailable" not in captured.err
+
+
 def test_score_json_stays_json_when_a_pdf_is_damaged(tiny_checkpoints, tmp_path):
     """MuPDF's own complaints (from the render worker processes too) never reach stdout."""
     import os

@@ -62,6 +62,22 @@ def test_bad_files_are_reported_and_good_ones_still_ranked(tiny_rerankers, tmp_p
     assert all(len(r.scores) == 2 for r in result.rankings.values())
 
 
+def test_an_upload_with_no_readable_page_loads_no_model_and_saves_nothing(tmp_path):
+    from reranker.store import Store
+
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    pool = ranking.ModelPool(loader=lambda key: pytest.fail(f"{key} was loaded for no page"))
+    steps = []
+    with Store(tmp_path / "arena.db") as store:
+        result, query_id = ranking.rank_and_save([str(empty), str(tmp_path / "missing.pdf")], QUERY, pool, store,
+                                                 progress=lambda fraction, message: steps.append(message))
+        assert store.list_queries() == []
+    assert result.pages == [] and result.rankings == {} and query_id is None
+    assert {problem.source for problem in result.problems} == {"empty.png", "missing.pdf"}
+    assert steps == ["Reading files", "Done"]
+
+
 def test_an_empty_query_costs_nothing(tiny_rerankers):
     with pytest.raises(QueryError):
         ranking.rank(sample_files(1), "  ", tiny_rerankers)

@@ -714,6 +714,13 @@ def test_cache_sizes_come_from_the_environment(tiny_checkpoints, monkeypatch):
     assert load_b(tiny_checkpoints, prefix_cache_bytes=2**20).reuses_prefix  # an explicit size wins
 
 
+@pytest.mark.parametrize("max_pixels", [10, 99_000_000])
+def test_an_image_budget_outside_the_models_range_is_refused_at_load_as_at_scoring(tiny_checkpoints, max_pixels):
+    message = rf"Qwen3RerankerMM-2B: image budget {max_pixels} px is outside \[65536, 1310720\]"
+    with pytest.raises(ValueError, match=message):
+        load_b(tiny_checkpoints, max_pixels=max_pixels)
+
+
 def test_the_dtype_comes_from_the_environment_and_a_bad_one_is_named(tiny_checkpoints, monkeypatch):
     monkeypatch.setenv("RERANKER_DTYPE", "bfloat16")
     assert load_b(tiny_checkpoints).dtype == torch.bfloat16

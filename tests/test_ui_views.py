@@ -127,6 +127,18 @@ def test_a_ranking_reports_its_progress_to_gradio_step_by_step(tmp_path, tiny_re
     assert not any(desc.startswith("Loading") for _, desc in steps)  # loaded by now
 
 
+def test_an_upload_of_only_bad_files_names_them_and_shows_no_ranking(tmp_path):
+    pool = ranking.ModelPool(loader=lambda key: pytest.fail(f"{key} was loaded for no page"))
+    arena = ui.Arena(pool, Store(tmp_path / "arena.db"), tmp_path / "cache")
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a document")
+    data = ui.rank_pages(arena, [str(bad)], QUERY, None, None, None, None)
+    status, header_a, gallery_a, header_b, gallery_b, agreement, scatter, _, _ = ui.show_ranking(arena, data)
+    assert data["query_id"] is None and data["models"] == {}
+    assert "0 page(s)" in status and "⚠️ notes.txt: " in status
+    assert gallery_a == gallery_b == [] and agreement == "" and scatter is None
+
+
 def test_a_failed_model_column_says_why(arena, ranked):
     ranked["models"][B].update(error="Could not load Qwen3RerankerMM-2B: offline", scores=None, ranking=[])
     ranked["agreement"] = None
