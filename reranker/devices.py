@@ -61,7 +61,10 @@ def default_dtype(device: torch.device) -> torch.dtype:
     float32 would be killed for memory while loading the second model)."""
     name = os.environ.get("RERANKER_DTYPE")
     if name:
-        return parse_dtype(name)
+        try:
+            return parse_dtype(name)
+        except ValueError as error:
+            raise ValueError(f"RERANKER_DTYPE: {error}") from None
     if device.type == "cuda" or memory_limit() < CPU_FLOAT32_MEMORY:
         return torch.bfloat16
     return torch.float32
@@ -75,7 +78,10 @@ def on_zero_gpu() -> bool:
 def default_device() -> torch.device:
     name = os.environ.get("RERANKER_DEVICE")
     if name:
-        return torch.device(name)
+        try:
+            return torch.device(name)
+        except RuntimeError as error:  # torch's own list of device types
+            raise ValueError(f"RERANKER_DEVICE={name!r} is not a device ({error}); use e.g. cpu, cuda or cuda:1") from None
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -83,11 +89,27 @@ def default_cache_bytes(device: torch.device, cpu: int, variable: str) -> int:
     """A cache's default size: the environment `variable` (MB), else `cpu` bytes of RAM, or on a
     GPU 1/20 of its memory up to 4 GiB (two models with three caches then fit beside the
     weights on a 24 GB card)."""
-    if os.environ.get(variable):
-        return int(float(os.environ[variable]) * 2**20)
+    size = env_megabytes(variable)
+    if size is not None:
+        return size
     if device.type != "cuda":
         return cpu
     return min(4 * 2**30, torch.cuda.get_device_properties(device).total_memory // 20)
+
+
+def env_megabytes(variable: str) -> int | None:
+    """The environment `variable`, a size in MB, as bytes; None when it is not set. Anything but a
+    number of MB (0 or more) is refused, naming the variable."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return None
+    try:
+        megabytes = float(text)
+    except ValueError:
+        megabytes = -1.0
+    if not 0 <= megabytes < float("inf"):
+        raise ValueError(f"{variable}={text!r}: expected a size in MB, a number such as 512")
+    return int(megabytes * 2**20)
 
 
 def default_batch_size(device: torch.device) -> int:

@@ -141,8 +141,8 @@ class Arena:
         _ARENAS[self._number] = self
         # Uploads already rendered: a new query about the same files skips the rendering.
         self.ingested = ingest_cache(PAGE_MEMORY_BYTES)
-        thumbnail_mb = float(os.environ.get("RERANKER_THUMBNAIL_CACHE_MB") or 1024)
-        self.images = PageImages(self.cache_dir, self.store.page_image, PAGE_MEMORY_BYTES, int(thumbnail_mb * 2**20))
+        thumbnail_bytes = devices.env_megabytes("RERANKER_THUMBNAIL_CACHE_MB") or 1024 * 2**20  # 0 or unset: 1 GiB
+        self.images = PageImages(self.cache_dir, self.store.page_image, PAGE_MEMORY_BYTES, thumbnail_bytes)
         # One ranking's model work at a time, each page scored once (see ranking.ScoringTurns);
         # reading, rendering and saving of other rankings go on meanwhile. score_on_gpu is
         # looked up per call: the tests put a forked worker behind it.

@@ -40,3 +40,24 @@ def test_a_dtype_is_given_as_itself_or_its_name_and_any_other_name_is_refused_wi
         with pytest.raises(ValueError) as caught:
             devices.parse_dtype(bad)
         assert str(caught.value) == f"unknown dtype {bad!r}: use one of float32, bfloat16, float16"
+
+
+def test_a_bad_size_dtype_or_device_in_the_environment_is_named_with_what_it_should_be(monkeypatch):
+    monkeypatch.delenv("RERANKER_VISION_CACHE_MB", raising=False)
+    assert devices.env_megabytes("RERANKER_VISION_CACHE_MB") is None
+    for text, size in (("512", 512 * 2**20), (" 0 ", 0), ("1.5", int(1.5 * 2**20))):
+        monkeypatch.setenv("RERANKER_VISION_CACHE_MB", text)
+        assert devices.env_megabytes("RERANKER_VISION_CACHE_MB") == size
+        assert devices.default_cache_bytes(torch.device("cpu"), cpu=1, variable="RERANKER_VISION_CACHE_MB") == size
+    for text in ("lots", "1GB", "-5", "nan", "inf"):
+        monkeypatch.setenv("RERANKER_VISION_CACHE_MB", text)
+        with pytest.raises(ValueError) as caught:
+            devices.default_cache_bytes(torch.device("cpu"), cpu=1, variable="RERANKER_VISION_CACHE_MB")
+        assert str(caught.value) == f"RERANKER_VISION_CACHE_MB={text!r}: expected a size in MB, a number such as 512"
+
+    monkeypatch.setenv("RERANKER_DTYPE", "float64")
+    with pytest.raises(ValueError, match=r"^RERANKER_DTYPE: unknown dtype 'float64': use one of float32, bfloat16, float16$"):
+        devices.default_dtype(torch.device("cpu"))
+    monkeypatch.setenv("RERANKER_DEVICE", "gpu")
+    with pytest.raises(ValueError, match=r"^RERANKER_DEVICE='gpu' is not a device \(.*\); use e\.g\. cpu, cuda or cuda:1$"):
+        devices.default_device()

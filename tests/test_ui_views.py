@@ -531,3 +531,11 @@ def test_judging_or_undoing_on_a_query_or_page_that_is_not_there_says_so_plainly
         assert raised.value.message == message  # what the visitor or API client reads, unquoted
         assert not raised.value.print_exception  # their mistake: no traceback in the server's log
     assert arena.store.current_judgments() == []
+
+
+def test_a_thumbnail_cache_size_that_is_not_a_number_stops_the_app_naming_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("RERANKER_THUMBNAIL_CACHE_MB", "1GB")
+    with pytest.raises(ValueError, match=r"^RERANKER_THUMBNAIL_CACHE_MB='1GB': expected a size in MB"):
+        ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "cache"), preload=False)
+    monkeypatch.setenv("RERANKER_THUMBNAIL_CACHE_MB", "64")
+    assert ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "cache"), preload=False).images.disk_bytes == 64 * 2**20
