@@ -49,6 +49,7 @@ def _number(convert, description: str, allowed):
 
 positive_int = _number(int, "a whole number of at least 1", lambda value: value >= 1)
 positive_float = _number(float, "a number above 0", lambda value: value > 0)
+whole_number = _number(int, "a whole number of at least 0", lambda value: value >= 0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from .cli import positive_int, whole_number
 from .models import MODELS, render_prompt
 from .store import DEFAULT_PATH, NOT_RELEVANT, RELEVANT, QueryPage, Store, majority, parse_moment, time_bound
 
@@ -605,7 +606,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--db", default=None, help="database file (default: $RERANKER_DB or data/arena.db)")
     parser.add_argument("--format", required=True, choices=sorted(FORMATS), help="output format")
     parser.add_argument("--out", required=True, type=Path, help="file to write (.zip, or .parquet for parquet)")
-    parser.add_argument("--k", type=int, default=5, help="a negative in any model's top K is hard (default 5)")
+    parser.add_argument("--k", type=positive_int, default=5, help="a negative in any model's top K is hard (default 5)")
     parser.add_argument(
         "--rule",
         choices=RULES,
@@ -614,7 +615,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         "or all judged negatives",
     )
     parser.add_argument(
-        "--max-negatives", type=int, default=10, metavar="N", help="at most this many negatives per query (default 10)"
+        "--max-negatives", type=whole_number, default=10, metavar="N", help="at most this many negatives per query (default 10)"
     )
     parser.add_argument("--annotator", metavar="NAME", help="only this annotator's judgments")
     parser.add_argument("--since", type=_date_arg, help="only labels given from this date (YYYY-MM-DD) or ISO time on "
@@ -631,7 +632,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         "--model", action="append", dest="models", choices=list(MODELS), metavar="KEY",
         help="only these models' ranks count (repeatable)"
     )
-    parser.add_argument("--negatives-per-row", type=int, metavar="N", help="sentence-transformers: negatives per row")
+    parser.add_argument("--negatives-per-row", type=positive_int, metavar="N",
+                        help="sentence-transformers: negatives per row (default: the fewest any query has; queries with fewer are skipped)")
     parser.add_argument("--teacher", choices=list(MODELS), metavar="KEY", help="flagembedding: model whose scores fill pos_scores/neg_scores "
                         "(for a query it did not score: the first model that did; each row names its teacher)")
     parser.add_argument("--preview", action="store_true", help="print the counts only; write nothing")

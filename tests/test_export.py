@@ -567,3 +567,15 @@ def test_dates_may_be_written_either_iso_way(arena, written):
     store, _, _ = arena
     whole_day = select(store, ExportOptions(until=date(2026, 3, 1)))
     assert whole_day.judgments > 0 and select(store, ExportOptions(until=written)) == whole_day
+
+
+@pytest.mark.parametrize("flag, value, rule", [("--k", "0", "a whole number of at least 1"),
+                                               ("--max-negatives", "-1", "a whole number of at least 0"),
+                                               ("--negatives-per-row", "0", "a whole number of at least 1"),
+                                               ("--k", "two", "a whole number of at least 1")])
+def test_cli_export_names_a_bad_number_option(tmp_path, capsys, flag, value, rule):
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["export", "--db", str(tmp_path / "arena.db"), "--out", str(tmp_path / "x.zip"), flag, value])
+    assert exited.value.code == 2
+    assert f"argument {flag}: must be {rule}, not '{value}'" in capsys.readouterr().err
+    assert not (tmp_path / "arena.db").exists()
