@@ -649,7 +649,7 @@ def register_cli(subparsers) -> None:
     bench = parser.add_argument_group("benchmark")
     bench.add_argument("--split", default="test", help="dataset split (default: test, or the only split there is)")
     bench.add_argument("--limit", type=positive_int, metavar="N", help="only the first N queries")
-    bench.add_argument("--images", metavar="DIR", help="folder with the candidate page images (required for a Hub id)")
+    bench.add_argument("--images", metavar="DIR", help="folder with the candidate page images (default: the benchmark file's own folder; required for a Hub id)")
     bench.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), metavar="KEY",
                        help=f"models to score (default: all): {', '.join(MODELS)}")  # fmt: skip
     bench.add_argument("--batch-size", type=positive_int, help="pairs per forward pass (default: the reranker's)")

@@ -16,19 +16,23 @@ def register_cli(subparsers) -> None:
         description=(
             "Score every page of the given PDFs and images with the chosen model(s) and print them "
             "ranked, best first. Bad files are reported and skipped; the good ones are still scored. "
-            "Weights: the Hub ids, or RERANKER_<KEY>_MODEL / RERANKER_<KEY>_ADAPTER for local ones."
+            "Weights: the Hub ids, or local folders in RERANKER_QWEN3_VL_RERANKER_2B_MODEL, "
+            "RERANKER_QWEN3_RERANKER_MM_2B_MODEL (the base model) and RERANKER_QWEN3_RERANKER_MM_2B_ADAPTER."
         ),
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="PDF or image files (PNG, JPEG, WebP, TIFF, BMP, GIF)")
     parser.add_argument("--query", "-q", required=True, help="what you are looking for")
     parser.add_argument(
-        "--model", "-m", action="append", choices=[*MODELS, "both"], default=None,
-        help="model key (repeatable); default: both",
+        "--model", "-m", action="append", choices=[*MODELS, "both"], default=None, metavar="KEY",
+        help=f"{', '.join(MODELS)} or both (repeatable); default: both",
     )
     parser.add_argument("--instruction", default=None, help="Qwen3-VL-Reranker's instruction (default: its own)")
-    parser.add_argument("--max-pixels", type=positive_int, default=None, help="image budget in pixels for every chosen model")
+    parser.add_argument("--max-pixels", type=positive_int, default=None,
+                        help="image budget in pixels for every chosen model (default: each model's own; "
+                             + "; ".join(f"{key}: {spec.min_pixels:,}–{spec.max_pixels_limit:,}" for key, spec in MODELS.items()) + ")")
     parser.add_argument("--dpi", type=positive_float, default=None, help="PDF render DPI (default 144)")
-    parser.add_argument("--batch-size", type=positive_int, default=None, help="pairs per forward pass")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="pairs per forward pass (default: 4 on a CPU, 16 on a GPU, 32 on one with 40 GB or more)")
     parser.add_argument("--device", default=None, help="cuda, cpu, … (default: RERANKER_DEVICE, else CUDA when present)")
     parser.add_argument("--top", type=positive_int, default=None, help="print (or put in the JSON) only the best N pages per model")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

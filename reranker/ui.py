@@ -29,9 +29,9 @@ import gradio as gr
 import pandas as pd
 
 from . import devices, documents, ranking
+from .devices import cpu_has_bfloat16
 from .documents import DEFAULT_DPI, IngestOptions, ingest_cache
 from .models import MODELS, TOKENS_PER_SIDE_PX, get_spec
-from .devices import cpu_has_bfloat16
 from .scoring import QueryError
 from .store import QueryPage, Store, StoreError
 from .thumbnails import PageImages
@@ -101,11 +101,12 @@ def device_note() -> str:
     if torch.cuda.is_available():
         return f"Running on {escape(torch.cuda.get_device_name(0))}."
     note = (
-        "**No GPU on this machine.** On 2 CPU cores each 2B model needs about 70 s per page at "
-        "Qwen3-VL-Reranker's default budget (1280 visual tokens), 35 s at 551 tokens and 18 s at "
-        "256 (docs/benchmarks.md). Lower the image budgets under *Instruction and settings* to go "
-        "faster, or run the app on a GPU. A new question about pages already ranked is quicker: "
-        "neither model encodes a page image twice, and Qwen3RerankerMM needs about 1 s a page."
+        "**No GPU on this machine.** On 2 CPU cores a page takes Qwen3-VL-Reranker about 60 s at its "
+        "default budget (1280 visual tokens; about 10 s at 256) and Qwen3RerankerMM about 23 s at its "
+        "551 (float32; docs/benchmarks.md). Lower the image budgets under *Instruction and settings* "
+        "to go faster, or run the app on a GPU. A new question about pages already ranked is quicker: "
+        "neither model encodes a page image twice, so a page takes Qwen3-VL-Reranker about 23 s and "
+        "Qwen3RerankerMM about 1 s."
     )
     if os.environ.get("RERANKER_DTYPE"):
         return note
@@ -423,7 +424,7 @@ def annotator_name(name: str | None, profile: gr.OAuthProfile | None = None) -> 
             raise refuse(f"You are signed in as {profile.username}: judgments here carry that name, not {name!r}.")
         return profile.username
     if not name:
-        raise refuse("Enter your name (top of the Annotate tab) before judging, so judgments can be told apart.")
+        raise refuse("Enter your name (top of the Annotate tab, or annotator in the API) before judging, so judgments can be told apart.")
     if len(name) > 80:
         raise refuse("That name is too long (80 characters at most).")
     return name

@@ -264,7 +264,7 @@ def test_judging_without_a_name_warns_and_leaves_the_page_on_screen(page, app_se
     settled(page, "#annotate-info", "#annotate-progress")
     page.locator("#annotate-info").click()
     page.keyboard.press("r")
-    expect(page.locator(".toast-body")).to_contain_text("Enter your name (top of the Annotate tab) before judging")
+    expect(page.locator(".toast-body")).to_contain_text("Enter your name (top of the Annotate tab, or annotator in the API) before judging")
     expect(page.locator(".toast-body.warning, .toast-wrap .warning").first).to_be_visible()
     # The page is still there to judge once the name is in: no blank image, no "Error" panels.
     expect(page.locator("#annotate-image img")).to_be_visible()
