@@ -659,13 +659,22 @@ def register_cli(subparsers) -> None:
     bench.add_argument("--max-pixels-b", type=int, metavar="PIXELS",
                        help=f"image budget of {spec_b.label} (default {spec_b.max_pixels}, at most {spec_b.max_pixels_limit})")  # fmt: skip
     bench.add_argument("--device", help="cuda, cpu, ... (default: $RERANKER_DEVICE, else CUDA when present)")
-    parser.set_defaults(handler=_run_cli)
+    parser.set_defaults(handler=_run_cli, defaults={name: parser.get_default(name) for name in BENCHMARK_OPTIONS})
+
+
+# The benchmark group's options: given without --benchmark they would do nothing.
+BENCHMARK_OPTIONS = ("split", "limit", "images", "models", "batch_size", "max_pixels_a", "max_pixels_b", "device")
 
 
 def _run_cli(args: argparse.Namespace) -> int:
     ks = tuple(dict.fromkeys(args.ks or (5, 10)))
     if any(k < 1 for k in ks):
         return _fail("--k must be at least 1")
+    if not args.benchmark and (given := [name for name in BENCHMARK_OPTIONS if getattr(args, name) != args.defaults[name]]):
+        return _fail(f"{', '.join('--' + name.replace('_', '-') for name in given)}: only with --benchmark "
+                     "(stored judgments are evaluated on the scores the app stored)")
+    if args.benchmark and args.annotator:
+        return _fail("--annotator chooses among stored judgments; a --benchmark has its own labels")
     try:
         if args.benchmark:
             evaluation = _cli_benchmark(args, ks)

@@ -40,6 +40,15 @@ def test_score_with_no_readable_file_says_so_without_loading_a_model(monkeypatch
     assert "Loading" not in captured.err and "unavailable" not in captured.err
 
 
+def test_score_refuses_an_image_budget_outside_a_chosen_models_range_before_loading(monkeypatch, capsys):
+    monkeypatch.setenv("RERANKER_QWEN3_VL_RERANKER_2B_MODEL", "/no/weights/here")  # loading would fail
+    code = main(["score", str(SAMPLE_PAGES[0]), "-q", "x", "--max-pixels", "1500000"])  # A's range, above B's
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err == ("error: --max-pixels 1,500,000 is outside a chosen model's range: Qwen3RerankerMM-2B takes "
+                            "65,536–1,310,720\n")
+
+
 def test_score_json_stays_json_when_a_pdf_is_damaged(tiny_checkpoints, tmp_path):
     """MuPDF's own complaints (from the render worker processes too) never reach stdout."""
     import os
