@@ -458,6 +458,17 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
     return image, info, progress, gr.update(value=position + 1), page.page_hash, len(pages)
 
 
+def page_view(arena: Arena, query_id, name: str | None, order: str, position: int, shown=None):
+    """`annotate_view` for the name as typed. The page-number box (`shown`: its value when the
+    event began) is left alone when it already shows this page: a view update arriving while
+    someone types a number there would overwrite what they typed."""
+    image, info, progress, number, page_hash, total = annotate_view(arena, query_id, (name or "").strip() or None,
+                                                                    order, position)
+    if shown is not None and number["value"] == shown:
+        number = gr.skip()
+    return image, info, progress, number, page_hash, total
+
+
 def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: str,
           profile: gr.OAuthProfile | None = None) -> dict:
     """Record one judgment (append-only) and return the page's label and the annotator's progress.
@@ -835,11 +846,11 @@ def build_app(arena: Arena) -> gr.Blocks:
             return rank_pages(arena, files, query, instruction, budget_a, budget_b, dpi, progress)
 
         # The Annotate tab's page view (defined here: ranking updates it too).
-        view_inputs = [query_pick, annotator, order, position]
+        view_inputs = [query_pick, annotator, order, position, jump]
         view_outputs = [annotate_image, annotate_info, annotate_progress, jump, page_hash, page_total]
 
-        def view(query_id, name, order_, position_):
-            return annotate_view(arena, query_id, (name or "").strip() or None, order_, position_)
+        def view(query_id, name, order_, position_, shown=None):
+            return page_view(arena, query_id, name, order_, position_, shown)
 
         for trigger in (rank_button.click, query.submit):
             trigger(on_rank, [files, query, instruction, budget_a, budget_b, dpi], ranking_state,
@@ -879,45 +890,45 @@ def build_app(arena: Arena) -> gr.Blocks:
         actions = ((relevant, "relevant"), (not_relevant, "not_relevant"), (skip, "skip"),
                    (undo_button, "undo"), (previous, "previous"), (following, "next"))
 
-        def moved_to(query_id, name, order_, new_position, counts_changed=False):
+        def moved_to(query_id, name, order_, new_position, shown=None, counts_changed=False):
             """The page at `new_position`; after a judgment or an undo, the query list's counts too."""
             listing = gr.update(choices=query_choices(arena, (name or "").strip() or None)) if counts_changed else gr.skip()
-            return (new_position, *view(query_id, name, order_, new_position), listing)
+            return (new_position, *view(query_id, name, order_, new_position, shown), listing)
 
-        def on_action(query_id, name, order_, position_, page, total, event: gr.EventData,
+        def on_action(query_id, name, order_, position_, shown, page, total, event: gr.EventData,
                       profile: gr.OAuthProfile | None = None):
             action = next(action for button, action in actions if button is event.target)
             try:
-                return act(action, query_id, name, order_, position_, page, total, profile)
+                new_position, counts_changed = act(action, query_id, name, order_, int(position_ or 0), page,
+                                                   int(total or 1), profile)
             except gr.Error as error:
                 # A toast over the page, which stays as it was: raised, the error would blank the
                 # page and mark every panel "Error" until the next action.
                 gr.Warning(error.message)
                 return tuple(gr.skip() for _ in moved_outputs)
+            return moved_to(query_id, name, order_, new_position, shown, counts_changed)
 
-        def act(action, query_id, name, order_, position_, page, total, profile):
-            position_, total = int(position_ or 0), int(total or 1)
+        def act(action, query_id, name, order_, position_: int, page, total: int, profile) -> tuple[int, bool]:
+            """Carry out `action`: the position to show next, and whether judged counts changed."""
             if action == "previous":
-                return moved_to(query_id, name, order_, max(0, position_ - 1))
+                return max(0, position_ - 1), False
             if action == "next":
-                return moved_to(query_id, name, order_, min(position_ + 1, total - 1))
+                return min(position_ + 1, total - 1), False
             if query_id in (None, "") or (page is None and action != "undo"):
                 raise refuse("Pick a query first.")
             if action == "undo":
                 undone = undo(arena, query_id, name, profile)["undone"]
                 if undone is None:
                     gr.Info("Nothing to undo.")
-                    return moved_to(query_id, name, order_, position_)
+                    return position_, False
                 pages = page_order(arena.store.query_pages(int(query_id)), order_)
-                return moved_to(query_id, name, order_, next(i for i, p in enumerate(pages) if p.page_hash == undone["page_hash"]),
-                                counts_changed=True)
+                return next(i for i, p in enumerate(pages) if p.page_hash == undone["page_hash"]), True
             judged = judge(arena, query_id, page, name, action, profile)
-            return moved_to(query_id, name, order_, next_position(arena, query_id, judged["annotator"], order_, position_),
-                            counts_changed=True)
+            return next_position(arena, query_id, judged["annotator"], order_, position_), True
 
         gr.on([button.click for button, _ in actions], on_action, [*view_inputs, page_hash, page_total], moved_outputs,
               trigger_mode="once", api_visibility="private")
-        jump.submit(lambda q, name, o, value, total: moved_to(q, name, o, max(0, min(int(value or 1), int(total or 1)) - 1)),
+        jump.submit(lambda q, name, o, value, total: moved_to(q, name, o, max(0, min(int(value or 1), int(total or 1)) - 1), value),
                     [query_pick, annotator, order, jump, page_total], moved_outputs, api_visibility="private")
         # A query (re)opens where this annotator left it: at the first page they have not judged.
         query_pick.input(lambda q, name, o: (resume_position(arena, q, name, o), q), [query_pick, annotator, order],

@@ -202,6 +202,17 @@ def test_a_page_has_the_same_name_on_every_tab(arena, tmp_path):
     assert mistakes_a and all(caption.split("” · ", 1)[1] in expected for _, caption in mistakes_a)
 
 
+def test_the_page_view_leaves_the_page_number_box_alone_when_it_shows_that_page(arena, ranked):
+    """An update that would write the same number over a box someone is typing in is skipped."""
+    import gradio as gr
+
+    query_id = ranked["query_id"]
+    for shown, expected in ((2, gr.skip()), (2.0, gr.skip()), (1, gr.update(value=2)), (None, gr.update(value=2))):
+        image, info, _, number, page_hash, total = ui.page_view(arena, query_id, " ann ", ui.ORDERS[3], 1, shown)
+        assert number == expected, shown
+        assert "Page 2 of 4" in info and total == 4 and page_hash == ranked["pages"][1]["content_hash"]
+
+
 def profile_of(username: str):
     import gradio as gr
 
