@@ -162,6 +162,7 @@ def run(args) -> dict:
 
     from .documents import Page, render_speed
     from .imaging import image_hash, visual_tokens
+    from .models import MODELS
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     shape = args.shape if args.shape != "auto" else ("2b" if device.type == "cuda" else "tiny")
@@ -173,6 +174,7 @@ def run(args) -> dict:
     args.repeats = args.repeats or (3 if device.type == "cuda" else 2)
     build_started = time.perf_counter()
     tokenizer, tokenizer_name = bench_tokenizer(args.tokenizer)
+    next(iter(MODELS.values())).check_budget(args.budget_tokens * 32 * 32 if args.budget_tokens else None)  # before building
     rerankers = build(shape, device, dtype, attention, args.batch_size, args.budget_tokens, args.seed, tokenizer, args.vision_chunk)
     a_key, b_key = list(rerankers)
     model_a = rerankers[a_key]

@@ -700,6 +700,11 @@ def _run_cli(args: argparse.Namespace) -> int:
 
 
 def _cli_benchmark(args: argparse.Namespace, ks: tuple[int, ...]) -> BenchmarkEvaluation | None:
+    from .models import MODELS
+
+    for key, max_pixels in ((MODEL_A, args.max_pixels_a), (MODEL_B, args.max_pixels_b)):
+        if key in args.models:
+            MODELS[key].check_budget(max_pixels)  # before the models load
     local = _is_local(args.benchmark)
     if args.images is None:
         if not local:

@@ -13,7 +13,7 @@ import os
 import torch
 
 from . import attention
-from .devices import default_attention, default_device, default_dtype, on_zero_gpu, parse_dtype
+from .devices import default_attention, default_device, default_dtype, env_megabytes, on_zero_gpu, parse_dtype
 from .models import ModelSpec, get_spec, weights_location
 from .scoring import Reranker
 from .workers import refuse_in_a_rerun_script
@@ -159,6 +159,10 @@ def load_reranker(
 
     transformers_logging.disable_progress_bar()  # per-tensor loading bars only clutter app logs and CLI output
     spec = get_spec(key)
+    # What can be refused without the weights is refused before them (from the Hub: a download).
+    spec.check_budget(options.get("max_pixels"))
+    for variable in ("RERANKER_VISION_CACHE_MB", "RERANKER_PREFIX_CACHE_MB"):  # read by Reranker
+        env_megabytes(variable)
     location = weights_location(spec, model_path, adapter_path)
     device = torch.device(device) if device is not None else default_device()
     if device.type == "cuda" and not torch.cuda.is_available():

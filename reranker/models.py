@@ -65,6 +65,15 @@ class ModelSpec:
     def max_visual_tokens(self) -> int:
         return self.max_pixels // (TOKENS_PER_SIDE_PX * TOKENS_PER_SIDE_PX)
 
+    def check_budget(self, max_pixels: int | None) -> int:
+        """The image budget to use: `max_pixels`, or the model's default for None; a budget
+        outside [min_pixels, max_pixels_limit] is refused."""
+        if max_pixels is None:
+            return self.max_pixels
+        if not self.min_pixels <= max_pixels <= self.max_pixels_limit:
+            raise ValueError(f"{self.label}: image budget {max_pixels} px is outside [{self.min_pixels}, {self.max_pixels_limit}]")
+        return max_pixels
+
 
 QWEN3_VL_RERANKER_2B = ModelSpec(
     key="qwen3-vl-reranker-2b",

@@ -45,10 +45,11 @@ def main(args) -> int:
     from .scoring import QueryError
 
     keys = list(MODELS) if not args.model or "both" in args.model else list(dict.fromkeys(args.model))
-    outside = [f"{MODELS[key].label} takes {MODELS[key].min_pixels:,}–{MODELS[key].max_pixels_limit:,}"
-               for key in keys if args.max_pixels and not MODELS[key].min_pixels <= args.max_pixels <= MODELS[key].max_pixels_limit]
-    if outside:  # before any model loads
-        print(f"error: --max-pixels {args.max_pixels:,} is outside a chosen model's range: {'; '.join(outside)}", file=sys.stderr)
+    try:
+        for key in keys:  # before any model loads
+            MODELS[key].check_budget(args.max_pixels)
+    except ValueError as error:
+        print(f"error: --max-pixels: {error}", file=sys.stderr)
         return 2
     options = {"device": args.device} if args.device else {}
     if args.batch_size:

@@ -211,8 +211,7 @@ class Reranker:
         self.dtype = dtype
         self.weights = weights
         self.adapter = adapter
-        self.budget = Budget(spec.min_pixels, spec.max_pixels, spec.image_rules)
-        self.budget = self._budget(max_pixels)  # a budget outside the model's range is refused here too
+        self.budget = Budget(spec.min_pixels, spec.check_budget(max_pixels), spec.image_rules)
         self.batch_size = batch_size or default_batch_size(device)
         self.overlap = overlap
         if vision_cache_bytes is None:
@@ -287,12 +286,7 @@ class Reranker:
     def _budget(self, max_pixels: int | None) -> Budget:
         if max_pixels is None:
             return self.budget
-        if not self.spec.min_pixels <= max_pixels <= self.spec.max_pixels_limit:
-            raise ValueError(
-                f"{self.spec.label}: image budget {max_pixels} px is outside "
-                f"[{self.spec.min_pixels}, {self.spec.max_pixels_limit}]"
-            )
-        return Budget(self.spec.min_pixels, max_pixels, self.spec.image_rules)
+        return Budget(self.spec.min_pixels, self.spec.check_budget(max_pixels), self.spec.image_rules)
 
     # ----- prompt ----------------------------------------------------------------------------
     def prompt(self, query: str, instruction: str | None = None) -> str:

@@ -45,8 +45,7 @@ def test_score_refuses_an_image_budget_outside_a_chosen_models_range_before_load
     code = main(["score", str(SAMPLE_PAGES[0]), "-q", "x", "--max-pixels", "1500000"])  # A's range, above B's
     captured = capsys.readouterr()
     assert code == 2 and captured.out == ""
-    assert captured.err == ("error: --max-pixels 1,500,000 is outside a chosen model's range: Qwen3RerankerMM-2B takes "
-                            "65,536–1,310,720\n")
+    assert captured.err == "error: --max-pixels: Qwen3RerankerMM-2B: image budget 1500000 px is outside [65536, 1310720]\n"
 
 
 def test_score_json_stays_json_when_a_pdf_is_damaged(tiny_checkpoints, tmp_path):
@@ -126,3 +125,10 @@ def test_score_lists_what_it_could_not_use_as_problems(tiny_env, tmp_path, capsy
     assert main(["score", "-m", A, "-q", "revenue", str(damaged), str(notes), str(SAMPLE_PAGES[0])]) == 0
     err = capsys.readouterr().err
     assert "problem: notes.txt:" in err and "skipped:" not in err
+
+
+@pytest.mark.parametrize("argv", [["bench", "--budget-tokens", "5000"],
+                                  ["eval", "--benchmark", "bench.parquet", "--max-pixels-a", "5120000"]])
+def test_bench_and_eval_refuse_an_image_budget_outside_the_range_before_building_a_model(argv, capsys):
+    assert main(argv) == 1
+    assert capsys.readouterr().err == "error: Qwen3-VL-Reranker-2B: image budget 5120000 px is outside [4096, 1843200]\n"

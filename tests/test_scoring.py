@@ -715,10 +715,17 @@ def test_cache_sizes_come_from_the_environment(tiny_checkpoints, monkeypatch):
 
 
 @pytest.mark.parametrize("max_pixels", [10, 99_000_000])
-def test_an_image_budget_outside_the_models_range_is_refused_at_load_as_at_scoring(tiny_checkpoints, max_pixels):
-    message = rf"Qwen3RerankerMM-2B: image budget {max_pixels} px is outside \[65536, 1310720\]"
-    with pytest.raises(ValueError, match=message):
-        load_b(tiny_checkpoints, max_pixels=max_pixels)
+def test_an_image_budget_outside_the_models_range_is_refused_at_load_before_the_weights(tmp_path, max_pixels):
+    message = rf"^Qwen3RerankerMM-2B: image budget {max_pixels} px is outside \[65536, 1310720\]$"
+    with pytest.raises(ValueError, match=message):  # not the LoadError that the missing weights would give
+        load_reranker(B, model_path=str(tmp_path / "no-weights"), adapter_path=str(tmp_path / "no-adapter"),
+                      device="cpu", max_pixels=max_pixels)
+
+
+def test_a_bad_cache_size_in_the_environment_is_refused_before_the_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("RERANKER_PREFIX_CACHE_MB", "lots")
+    with pytest.raises(ValueError, match=r"^RERANKER_PREFIX_CACHE_MB='lots': expected a size in MB"):
+        load_reranker(A, model_path=str(tmp_path / "no-weights"), device="cpu")
 
 
 def test_the_dtype_comes_from_the_environment_and_a_bad_one_is_named(tiny_checkpoints, monkeypatch):
