@@ -647,10 +647,10 @@ def register_cli(subparsers) -> None:
     stored = parser.add_argument_group("store")
     stored.add_argument("--annotator", help="use this annotator's labels (default: majority vote of all annotators)")
     bench = parser.add_argument_group("benchmark")
-    bench.add_argument("--split", default="test", help="dataset split (default: test, or the only split there is)")
+    bench.add_argument("--split", help="dataset split (default: test, or the only split there is)")
     bench.add_argument("--limit", type=positive_int, metavar="N", help="only the first N queries")
     bench.add_argument("--images", metavar="DIR", help="folder with the candidate page images (default: the benchmark file's own folder; required for a Hub id)")
-    bench.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), metavar="KEY",
+    bench.add_argument("--models", nargs="+", choices=list(MODELS), metavar="KEY",
                        help=f"models to score (default: all): {', '.join(MODELS)}")  # fmt: skip
     bench.add_argument("--batch-size", type=positive_int, help="pairs per forward pass (default: the reranker's)")
     spec_a, spec_b = MODELS[MODEL_A], MODELS[MODEL_B]
@@ -659,10 +659,10 @@ def register_cli(subparsers) -> None:
     bench.add_argument("--max-pixels-b", type=int, metavar="PIXELS",
                        help=f"image budget of {spec_b.label} (default {spec_b.max_pixels}, at most {spec_b.max_pixels_limit})")  # fmt: skip
     bench.add_argument("--device", help="cuda, cpu, ... (default: $RERANKER_DEVICE, else CUDA when present)")
-    parser.set_defaults(handler=_run_cli, defaults={name: parser.get_default(name) for name in BENCHMARK_OPTIONS})
+    parser.set_defaults(handler=_run_cli)
 
 
-# The benchmark group's options: given without --benchmark they would do nothing.
+# The benchmark group's options (all default to None): given without --benchmark they would do nothing.
 BENCHMARK_OPTIONS = ("split", "limit", "images", "models", "batch_size", "max_pixels_a", "max_pixels_b", "device")
 
 
@@ -670,7 +670,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     ks = tuple(dict.fromkeys(args.ks or (5, 10)))
     if any(k < 1 for k in ks):
         return _fail("--k must be at least 1")
-    if not args.benchmark and (given := [name for name in BENCHMARK_OPTIONS if getattr(args, name) != args.defaults[name]]):
+    if not args.benchmark and (given := [name for name in BENCHMARK_OPTIONS if getattr(args, name) is not None]):
         return _fail(f"{', '.join('--' + name.replace('_', '-') for name in given)}: only with --benchmark "
                      "(stored judgments are evaluated on the scores the app stored)")
     if args.benchmark and args.annotator:
@@ -702,8 +702,9 @@ def _run_cli(args: argparse.Namespace) -> int:
 def _cli_benchmark(args: argparse.Namespace, ks: tuple[int, ...]) -> BenchmarkEvaluation | None:
     from .models import MODELS
 
+    models = args.models or list(MODELS)
     for key, max_pixels in ((MODEL_A, args.max_pixels_a), (MODEL_B, args.max_pixels_b)):
-        if key in args.models:
+        if key in models:
             MODELS[key].check_budget(max_pixels)  # before the models load
     local = _is_local(args.benchmark)
     if args.images is None:
@@ -717,7 +718,7 @@ def _cli_benchmark(args: argparse.Namespace, ks: tuple[int, ...]) -> BenchmarkEv
     if not images.is_dir():
         _fail(f"no image folder at {images}")
         return None
-    benchmark = load_benchmark(args.benchmark, args.split, args.limit)
+    benchmark = load_benchmark(args.benchmark, args.split or "test", args.limit)
     if not benchmark.queries:
         _fail(f"{args.benchmark}: no queries in split {benchmark.split!r}")
         return None
@@ -730,7 +731,7 @@ def _cli_benchmark(args: argparse.Namespace, ks: tuple[int, ...]) -> BenchmarkEv
 
     try:
         return run_benchmark(
-            benchmark, images, models=args.models, ks=ks, batch_size=args.batch_size,
+            benchmark, images, models=models, ks=ks, batch_size=args.batch_size,
             max_pixels={MODEL_A: args.max_pixels_a, MODEL_B: args.max_pixels_b}, device=args.device, progress=progress,
         )  # fmt: skip
     except LoadError as error:

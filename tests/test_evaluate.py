@@ -318,8 +318,10 @@ def test_eval_db_cli_errors(arena_db, tmp_path, capsys):
     assert main(["eval", "--db", str(arena_db), "--annotator", "carol"]) == 1
     assert "no judgments by 'carol' (annotators: alice, bob)" in capsys.readouterr().err
     # Options that would do nothing are refused, not ignored.
-    assert main(["eval", "--db", str(arena_db), "--split", "nope", "--limit", "3"]) == 1
-    assert capsys.readouterr().err == ("error: --split, --limit: only with --benchmark (stored judgments are "
-                                       "evaluated on the scores the app stored)\n")
+    for given in (["--split", "nope", "--limit", "3"], ["--split", "test", "--models", MODEL_A, MODEL_B]):  # defaults too
+        assert main(["eval", "--db", str(arena_db), *given]) == 1
+        named = ", ".join(option for option in given if option.startswith("--"))
+        assert capsys.readouterr().err == (f"error: {named}: only with --benchmark (stored judgments are "
+                                           "evaluated on the scores the app stored)\n")
     assert main(["eval", "--benchmark", str(tmp_path / "b.parquet"), "--annotator", "alice"]) == 1
     assert "--annotator chooses among stored judgments; a --benchmark has its own labels" in capsys.readouterr().err

@@ -500,6 +500,7 @@ def test_a_full_disk_is_named_and_no_judgment_is_half_saved(arena, ranked):
             ui.judge(arena, query_id, hashes[n % len(hashes)], "ann", ("relevant", "not_relevant")[n // len(hashes) % 2])
             saved += 1
     assert type(failure.value).__name__ == "Error" and str(store.path) in str(failure.value)  # a gr.Error
+    assert failure.value.print_exception  # the server failed, not the annotator: logged (the Annotate tab logs it too)
     with pytest.raises(Exception, match="disk holding it is full"):
         ui.undo(arena, query_id, "ann")
     store.db.execute("PRAGMA max_page_count = 1073741823")  # space again
