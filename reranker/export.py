@@ -565,11 +565,12 @@ def _nothing_message(summary: ExportPreview, options: ExportOptions) -> str:
     if summary.judgments == 0:
         return f"nothing to export: no judgments{where}"
     if summary.skipped_queries:
+        needed = f"{options.negatives_per_row} hard negatives" if options.negatives_per_row else "one hard negative"
+        fewer = "asking for fewer negatives per row, " if options.negatives_per_row else ""
         return (
             f"nothing to export: the {options.format} format needs queries with at least one positive and "
-            f"{'enough' if options.negatives_per_row else 'one'} hard negative; none of the "
-            f"{summary.skipped_queries} judged queries{where} has them (try the hard-negative rule 'all', "
-            "or adding model-mined negatives)"
+            f"{needed}; none of the {summary.skipped_queries} judged queries{where} has them (try {fewer}"
+            "the hard-negative rule 'all', or adding model-mined negatives)"
         )
     return f"nothing to export: {summary.judgments} judgments{where}, but no relevant page and no hard negative"
 

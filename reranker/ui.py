@@ -556,8 +556,9 @@ def export_options(fmt, rule, k, max_negatives, annotator, since, until, agreeme
                   max_negatives=_whole_number("Max negatives", max_negatives, least=0),  # 0: positives only
                   annotator=(annotator or "").strip() or None, since=_moment("Judged since", since),
                   until=_moment("Judged until", until), require_agreement=bool(agreement), include_mined_negatives=bool(mined),
-                  # An empty box: the fewest negatives any query has (every usable query kept).
-                  negatives_per_row=None if negatives_per_row in (None, "") else _whole_number("Negatives per row", negatives_per_row))
+                  # 0 or an empty box: the fewest negatives any query has (every usable query kept).
+                  negatives_per_row=None if negatives_per_row in (None, "") else
+                  _whole_number("Negatives per row", negatives_per_row, least=0) or None)
     try:
         return ExportOptions(**values)
     except ValueError as error:  # e.g. since after until, an unknown format from an API client
@@ -812,9 +813,10 @@ def build_app(arena: Arena) -> gr.Blocks:
                     until = gr.Textbox(label="Judged until (YYYY-MM-DD, UTC)")
                     agreement_only = gr.Checkbox(label="Only pages annotators agree on")
                     mined = gr.Checkbox(label="Add model-mined negatives (unjudged)")
+                    # 0, not empty, for "the fewest": the browser shows and sends an empty Number as 0.
                     # No minimum: Gradio would refuse an emptied box with an error over the panel.
-                    negatives_per_row = gr.Number(None, label="Negatives per row (sentence-transformers; empty: the fewest "
-                                                              "any query has)", precision=0)
+                    negatives_per_row = gr.Number(0, label="Negatives per row (sentence-transformers; 0: the fewest any "
+                                                           "query has)", precision=0)
                 with gr.Row():
                     preview_button = gr.Button("Preview")
                     export_button = gr.Button("Export", variant="primary")
@@ -936,8 +938,9 @@ def build_app(arena: Arena) -> gr.Blocks:
         jump.submit(lambda q, name, o, value, total: moved_to(q, name, o, max(0, min(int(value or 1), int(total or 1)) - 1), value),
                     [query_pick, annotator, order, jump, page_total], moved_outputs, api_visibility="private")
         # A query (re)opens where this annotator left it: at the first page they have not judged.
-        query_pick.input(lambda q, name, o: (resume_position(arena, q, name, o), q), [query_pick, annotator, order],
-                         [position, saved_query], api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
+        # On a choice from the list (`select`): its `input` also fires when the list merely closes.
+        query_pick.select(lambda q, name, o: (resume_position(arena, q, name, o), q), [query_pick, annotator, order],
+                          [position, saved_query], api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
         order.change(lambda q, name, o: resume_position(arena, q, name, o), [query_pick, annotator, order], position,
                      api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
 

@@ -355,6 +355,20 @@ def test_shortcuts_work_after_choosing_an_order_and_a_jump_past_the_end_goes_to_
         jump.press("Enter")
         expect(info).to_contain_text(shown)
         expect(page.locator("#jump input")).to_have_value(shown.split()[1])
+    # Opening the query list to read its counts and closing it without a choice keeps the page
+    # (page 3; the first page this annotator has not judged is page 2).
+    jump.fill("3")
+    jump.press("Enter")
+    expect(info).to_contain_text("Page 3 of 3")
+    page.locator("#query-pick input").click()
+    expect(page.get_by_role("option").first).to_be_visible()
+    page.locator("#annotate-image").click()
+    expect(page.get_by_role("option")).to_have_count(0)  # closed: an event it set off has started by now
+    settled(page, "#annotate-info", "#jump", "#query-pick")
+    expect(info).to_contain_text("Page 3 of 3")
+    jump.fill("2")
+    jump.press("Enter")
+    expect(info).to_contain_text("Page 2 of 3")
     # Straight after a jump the keys judge: Enter took the focus out of the number box.
     expect(jump).not_to_be_focused()
     page.keyboard.press("n")
@@ -363,6 +377,16 @@ def test_shortcuts_work_after_choosing_an_order_and_a_jump_past_the_end_goes_to_
         second = store.query_pages(query_id)[1]
         assert (second.page_hash, "not_relevant") in [(j.page_hash, j.label) for j in store.current_judgments(
             query_id=query_id, annotator=annotator)]
+    expect(page.locator(".toast-body")).to_have_count(0)  # no error
+
+
+def test_export_preview_works_with_the_boxes_as_the_page_loads_them(page):
+    """What the browser sends for untouched boxes (an empty Number arrives as 0) is valid."""
+    page.get_by_role("tab", name="Export", exact=True).click()
+    for fmt in ("pointwise", "sentence-transformers"):
+        page.get_by_label(fmt, exact=True).click()
+        page.get_by_role("button", name="Preview", exact=True).click()
+        expect(page.get_by_text(re.compile(f"^{fmt}: \\d+ rows from \\d+ queries"))).to_be_visible()
     expect(page.locator(".toast-body")).to_have_count(0)  # no error
 
 

@@ -431,10 +431,10 @@ def test_exports_older_than_an_hour_are_removed_when_the_next_is_made(arena, ran
 
 def test_export_allows_zero_negatives_but_not_fewer():
     assert ui.export_options("pointwise", "either", 5, 0, "", "", "", False, False).max_negatives == 0  # positives only
-    for typed, per_row in ((None, None), ("", None), (3, 3), (3.0, 3)):  # an empty box: the fewest any query has
+    for typed, per_row in ((0, None), (None, None), ("", None), (3, 3), (3.0, 3)):  # 0 or empty: the fewest any query has
         assert ui.export_options("sentence-transformers", "either", 5, 3, "", "", "", False, False, typed).negatives_per_row == per_row
-    with pytest.raises(Exception, match=r"Negatives per row must be a whole number of at least 1 \(got 0\)"):
-        ui.export_options("sentence-transformers", "either", 5, 3, "", "", "", False, False, 0)
+    with pytest.raises(Exception, match=r"Negatives per row must be a whole number of at least 0 \(got -1\)"):
+        ui.export_options("sentence-transformers", "either", 5, 3, "", "", "", False, False, -1)
     with pytest.raises(Exception, match="Max negatives must be a whole number of at least 0"):
         ui.export_options("pointwise", "either", 5, -1, "", "", "", False, False)
     with pytest.raises(Exception, match="k must be a whole number of at least 1"):
