@@ -599,6 +599,15 @@ def export_preview(arena: Arena, *options) -> str:
     return "```\n" + summary.describe() + "\n```"
 
 
+def preview_view(arena: Arena, *options) -> str:
+    """The Preview box: the counts, or in their place what is wrong with the options (a message
+    in a toast would leave the last preview's counts on screen, as if they still held)."""
+    try:
+        return export_preview(arena, *options)
+    except gr.Error as error:
+        return f"⚠️ {escape(error.message)}"
+
+
 def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: int = 5, max_negatives: int = 10,
                 annotator: str = "", since: str = "", until: str = "", agreement: bool = False,
                 mined: bool = False, negatives_per_row: int | None = None) -> str:
@@ -975,7 +984,7 @@ def build_app(arena: Arena) -> gr.Blocks:
 
         # --- Export & Evaluate wiring ---------------------------------------------------------
         export_inputs = [fmt, rule, k, max_negatives, export_annotator, since, until, agreement_only, mined, negatives_per_row]
-        preview_button.click(lambda *o: export_preview(arena, *o), export_inputs, export_summary, api_visibility="private")
+        preview_button.click(lambda *o: preview_view(arena, *o), export_inputs, export_summary, api_visibility="private")
 
         # Defaults of None make the empty text boxes optional for API clients (`Client.predict(api_name="/export")`).
         def on_export(fmt, rule, k, max_negatives, annotator=None, since=None, until=None, agreement=False, mined=False,

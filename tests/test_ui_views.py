@@ -466,6 +466,8 @@ def test_preview_and_export_say_what_is_wrong_with_the_options_in_the_same_words
             with pytest.raises(gr.Error) as caught:
                 show(arena, *options)
             assert caught.value.message == message, show.__name__
+        assert ui.preview_view(arena, *options) == f"⚠️ {ui.escape(message)}"  # in the box, in place of old counts
+    assert ui.preview_view(arena, "pointwise", "either", 5, 3, "", "", "", False, False).startswith("```\npointwise: ")
 
 
 def test_a_query_reopens_where_its_annotator_left_off(arena, ranked):
