@@ -177,8 +177,7 @@ def evaluate_store(store: Store, annotator: str | None = None, ks: Sequence[int]
 def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) -> StoreEvaluation:
     from .metrics import aggregate_labels, cohen_kappa, evaluate, grades_from_labels
 
-    store.require_annotator(annotator)
-    annotators = store.annotators()
+    annotators = store.require_annotator(annotator)
 
     runs: dict[str, dict[int, dict[str, float]]] = {}
     qrels: dict[int, dict[str, int]] = {}

@@ -902,12 +902,15 @@ class Store:
         """Everyone who has judged anything, sorted."""
         return [r[0] for r in self.db.execute("SELECT DISTINCT annotator FROM judgments ORDER BY annotator")]
 
-    def require_annotator(self, annotator: str | None) -> None:
-        """Refuse a name nobody has judged under (a typo, another capitalisation), listing the
-        names there are: filtering by it could only give nothing. None (everyone) passes."""
-        if annotator is not None and annotator not in (annotators := self.annotators()):
+    def require_annotator(self, annotator: str | None) -> list[str]:
+        """Everyone who has judged (`annotators`), refusing a name nobody has judged under (a typo,
+        another capitalisation) with that list: filtering by it could only give nothing. None
+        (everyone) passes."""
+        annotators = self.annotators()
+        if annotator is not None and annotator not in annotators:
             known = ", ".join(annotators) or "nobody has judged anything yet"
             raise ValueError(f"no judgments by {annotator!r} (annotators: {known})")
+        return annotators
 
     def integrity_check(self) -> str:
         """SQLite's own check; 'ok' when the file is sound."""
