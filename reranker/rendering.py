@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import BrokenExecutor, Future, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from dataclasses import dataclass
 from multiprocessing import current_process, get_context
 
@@ -55,7 +55,7 @@ from pebble import ProcessExpired, ProcessPool
 from PIL import Image
 
 from .imaging import pixels_hash
-from .workers import SharedExecutor, available_cpus
+from .workers import ExecutorClosed, SharedExecutor, available_cpus
 
 logger = logging.getLogger(__name__)
 
@@ -224,9 +224,11 @@ def _worker_start() -> None:
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-_POOL = SharedExecutor(
-    lambda workers: ProcessPool(max_workers=workers, initializer=_worker_start, context=get_context("spawn")),
-    retire=_retire)
+def _new_pool(workers: int) -> ProcessPool:
+    return ProcessPool(max_workers=workers, initializer=_worker_start, context=get_context("spawn"))
+
+
+_POOL = SharedExecutor(_new_pool, retire=_retire)
 
 
 def _stop(pool: ProcessPool) -> None:
@@ -240,8 +242,11 @@ def _stop(pool: ProcessPool) -> None:
     joining.join(timeout=10)
 
 
-# Registered after multiprocessing's own exit handler, so it runs before it.
-atexit.register(_POOL.shutdown, _stop)
+# Registered after multiprocessing's own exit handler, so it runs before it. Closed for good: an
+# upload still rendering on another thread (a request as the app stops) gives up its pages, rather
+# than taking the stopped pool for a broken one and starting a new pool, or rendering the rest in
+# this process, holding the GIL in MuPDF (a stop signal then waited minutes on a slow PDF).
+atexit.register(_POOL.close, _stop)
 
 
 class _InWorkers(Pdf):
@@ -290,8 +295,10 @@ class _InWorkers(Pdf):
                     return None
                 if index < 0:
                     self._inspecting = future
-            wait([future], timeout=min(max(0.0, self.deadline - time.monotonic()), threading.TIMEOUT_MAX))
-            if not future.done():
+            wait([future, _POOL.on_close], timeout=min(max(0.0, self.deadline - time.monotonic()), threading.TIMEOUT_MAX),
+                 return_when=FIRST_COMPLETED)
+            # Out of time, or the pool was stopped at exit (not broken: nothing is to be retried).
+            if not future.done() or (_POOL.closed and (future.cancelled() or future.exception() is not None)):
                 self.interrupted = True
                 raise OutOfTime()
             error = future.exception()
@@ -337,6 +344,9 @@ class _InWorkers(Pdf):
                 if self.pool is None:
                     self.pool = _POOL.get(self.settings.workers or min(8, available_cpus()))
                 return self.pool.schedule(function, args=args, timeout=self.settings.page_seconds)
+            except ExecutorClosed:  # the process is exiting
+                self.interrupted = True
+                raise OutOfTime() from None
             except Exception as error:  # cannot start processes here (limits, a sandbox), or the pool broke
                 last_error = error
                 self._drop_pool()

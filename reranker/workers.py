@@ -72,9 +72,13 @@ def default_workers() -> int:
     return min(8, available_cpus())
 
 
+class ExecutorClosed(RuntimeError):
+    """The shared executor was closed for good: the process is exiting."""
+
+
 class SharedExecutor:
     """`factory(workers)` made on first use, again when more workers are asked for, and again
-    in a process forked after it was made."""
+    in a process forked after it was made; after `close` (at exit), never again."""
 
     def __init__(self, factory: Callable[[int], Executor], workers: int | None = None,
                  retire: Callable[[Executor], None] | None = None):
@@ -90,10 +94,19 @@ class SharedExecutor:
         self._lock = threading.Lock()
         self._executor: Executor | None = None
         self._workers = 0
+        # Done once `close` is called: wait on it beside a task's future, whose pool may be stopped
+        # at exit without resolving it (pebble leaves a stopped pool's futures pending).
+        self.on_close: Future = Future()
+
+    @property
+    def closed(self) -> bool:
+        return self.on_close.done()
 
     def get(self, workers: int | None = None) -> Executor:
         workers = workers or self._default_workers
         with self._lock:
+            if self.closed:
+                raise ExecutorClosed("the process is exiting: no new work is started")
             if self._executor is None or self._workers < workers:
                 if self._executor is not None:
                     self._retire(self._executor)
@@ -114,6 +127,14 @@ class SharedExecutor:
             executor, self._executor, self._workers = self._executor, None, 0
         if executor is not None:
             how(executor)
+
+    def close(self, how: Callable[[Executor], None]) -> None:
+        """`shutdown`, and later `get`s raise ExecutorClosed. At exit: work still running on
+        another thread must not start a new executor (processes spawned as the process exits)."""
+        with self._lock:
+            if not self.on_close.done():
+                self.on_close.set_result(None)
+        self.shutdown(how)
 
     def submit(self, function: Callable, *args, **kwargs) -> Future:
         return self.get().submit(function, *args, **kwargs)

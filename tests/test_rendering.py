@@ -18,6 +18,7 @@ from reranker import rendering
 from reranker.documents import IngestOptions, ingest_cache, load_files
 from reranker.imaging import image_hash
 from reranker.rendering import RenderSettings, open_pdf, render_page
+from reranker.workers import ExecutorClosed, SharedExecutor
 
 from . import bad_inputs as corpus
 from .forked import ForkedWorker
@@ -121,6 +122,38 @@ def test_a_pool_that_stopped_is_replaced_and_the_upload_still_renders():
     assert not after.problems and [page.content_hash for page in after.pages] == expected
     replacement = rendering._POOL.get(2)
     assert replacement is not stopped and replacement.active
+
+
+def test_an_upload_rendering_as_the_process_exits_gives_up_its_pages_and_starts_nothing(monkeypatch):
+    """At exit the pool is closed for good (`_POOL.close`, an atexit handler). An upload still
+    rendering on another thread (a request as the app stops) must not take the stopped pool for a
+    broken one: no new pool (processes spawned as the process exits) and no rendering in this
+    process (MuPDF holds the GIL: a SIGTERM then waited minutes on a slow page)."""
+    pool = SharedExecutor(rendering._new_pool, retire=rendering._retire)
+    monkeypatch.setattr(rendering, "_POOL", pool)
+    rendered_here = []
+    monkeypatch.setattr(rendering._InProcess, "render", lambda self, index: rendered_here.append(index))
+    options = IngestOptions(render_workers=2)
+    others = worker_pids()  # the shared pool's, from earlier tests
+    ours = idle_workers(options) - others
+    result = {}
+    upload = [("bomb.pdf", corpus.render_bomb_pdf(depth=9)), ("report.pdf", corpus.sample_pdf(3))]
+    reading = threading.Thread(target=lambda: result.update(loaded=load_files(upload, options)))
+    reading.start()
+    start = {process.pid: cpu_seconds(process) for process in rendering_workers()}
+    wait_until(lambda: any(cpu_seconds(p) - start.get(p.pid, 0) > 0.5 for p in rendering_workers()))  # in the bomb
+    pool.close(rendering._stop)
+    reading.join(timeout=60)
+    assert not reading.is_alive()
+    loaded = result["loaded"]
+    assert loaded.pages == [] and rendered_here == []
+    assert [problem.source for problem in loaded.problems] == ["bomb.pdf", "report.pdf"]
+    assert "not rendered" in str(loaded.problems[0]) and "not opened" in str(loaded.problems[1])
+    assert pool._executor is None
+    wait_until(lambda: not worker_pids() & ours)
+    assert worker_pids() <= others  # no pool was started after the close
+    with pytest.raises(ExecutorClosed):
+        pool.get(2)
 
 
 # --- pages that stall or crash the renderer ----------------------------------------------------

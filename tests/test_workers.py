@@ -7,7 +7,9 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
-from reranker.workers import SharedExecutor, thread_pool
+import pytest
+
+from reranker.workers import ExecutorClosed, SharedExecutor, thread_pool
 
 from .forked import ForkedWorker
 
@@ -92,3 +94,24 @@ def test_shutdown_lets_the_executor_go_once_and_a_later_use_makes_a_new_one():
     assert ended == [first]
     assert shared.submit(lambda: 42).result() == 42 and shared.get() is not first
     shared.shutdown(lambda executor: executor.shutdown())
+
+
+def test_close_lets_the_executor_go_and_refuses_new_work_for_good():
+    """At exit (rendering's atexit handler): work still running on another thread must not make a
+    new executor, and whoever waits on a task's future beside `on_close` wakes up."""
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    ended = []
+    shared = SharedExecutor(lambda count: ThreadPoolExecutor(count), workers=1)
+    first = shared.get()
+    never_done = Future()  # a task of a pool stopped without resolving it
+    waiter = ThreadPoolExecutor(1).submit(wait, [never_done, shared.on_close], return_when=FIRST_COMPLETED)
+    assert not shared.closed
+    shared.close(ended.append)
+    assert ended == [first] and shared.closed
+    assert waiter.result(timeout=60).done == {shared.on_close}
+    with pytest.raises(ExecutorClosed, match="exiting"):
+        shared.get()
+    shared.close(ended.append)  # twice: nothing more to end
+    assert ended == [first]
+    first.shutdown()
