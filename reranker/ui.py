@@ -865,6 +865,12 @@ def build_app(arena: Arena) -> gr.Blocks:
         def view(query_id, name, order_, position_, shown=None):
             return page_view(arena, query_id, name, order_, position_, shown)
 
+        def draw_ranking(data):
+            status_, header_a_, items_a, header_b_, items_b, *rest = show_ranking(arena, data)
+            # New thumbnails in place of the old: none is the page shown large (it was cleared).
+            return (status_, header_a_, gr.Gallery(items_a, selected_index=None), header_b_,
+                    gr.Gallery(items_b, selected_index=None), *rest)
+
         for trigger in (rank_button.click, query.submit):
             trigger(on_rank, [files, query, instruction, budget_a, budget_b, dpi], ranking_state,
                     # Up to RANK_CONCURRENCY rankings read, render and save at once; their
@@ -874,7 +880,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                     # The progress bar shows on these: the event's own output is the hidden JSON.
                     show_progress_on=[status, gallery_a, gallery_b],
                     api_visibility="public" if trigger == rank_button.click else "private",
-                    ).then(lambda data: show_ranking(arena, data), ranking_state, rank_outputs, api_visibility="private",
+                    ).then(draw_ranking, ranking_state, rank_outputs, api_visibility="private",
                            ).then(lambda data, name, order_: _pick_latest(arena, data, name, order_), [ranking_state, annotator, order],
                                   [query_pick, position],
                                   api_visibility="private",

@@ -140,12 +140,18 @@ def test_a_ranking_shows_its_progress_and_a_new_one_clears_the_page_shown_large(
     page.locator("#gallery-a .thumbnail-item, #gallery-a button.thumbnail-item").first.click()
     detail = page.locator("#detail-text")
     expect(detail).to_contain_text("rank #")
+    expect(page.locator("#gallery-a .thumbnail-item.selected")).to_have_count(1)
     expect(page.locator("#detail-image img")).to_be_visible()
     page.locator("#query textarea, #query input").first.fill(f"a second question {time.time()}")
     page.get_by_role("button", name="Rank", exact=True).click()
     expect(page.locator("#rank-status")).to_contain_text("a second question", timeout=TIMEOUT_MS)
     expect(detail).to_have_text("Click a page to see it large with both scores.")  # not the last query's scores
     expect(page.locator("#detail-image img")).to_have_count(0)
+    # Nor is a thumbnail of the new ranking marked as the one shown: it sits where the old one was.
+    expect(page.locator("#gallery-a .thumbnail-item.selected")).to_have_count(0)
+    page.locator("#gallery-a .thumbnail-item, #gallery-a button.thumbnail-item").first.click()  # and picking still works
+    expect(detail).to_contain_text("rank #")
+    expect(page.locator("#gallery-a .thumbnail-item.selected")).to_have_count(1)
     assert page.dialogs == []
 
 
