@@ -295,13 +295,15 @@ def stored_page_label(page: QueryPage) -> str:
 
 
 DETAIL_HINT = "Click a page to see it large with both scores."
+# Also gives the status line its height before the first ranking: the progress bar shows over it.
+RANK_HINT = "Drop PDFs or images (or click an example), type a query and press Enter or *Rank*."
 
 
 def show_ranking(arena: Arena, data: dict):
     """The ranking as galleries, headers, agreement and a scatter plot; the page shown large
     before (with the previous ranking's scores) is cleared."""
     if not data:
-        return ("",) + ("", [], "", [], "", None) + (None, DETAIL_HINT)
+        return (RANK_HINT,) + ("", [], "", [], "", None) + (None, DETAIL_HINT)
     pages = data["pages"]
     ranks = {key: {entry["page"]: entry["rank"] for entry in model["ranking"]} for key, model in data["models"].items()}
     columns = []
@@ -745,7 +747,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                             dpi = gr.Slider(72, 300, value=DEFAULT_DPI, step=1, label="PDF render DPI")
                         rank_button = gr.Button("Rank", variant="primary", elem_id="rank-button")
                 gr.Examples(examples(), inputs=[files, query], label="Examples (sample pages)")
-                status = markdown(elem_id="rank-status")
+                status = markdown(RANK_HINT, elem_id="rank-status")
                 with gr.Row(equal_height=False):
                     with gr.Column():
                         header_a = markdown(f"### {spec_a.label}", elem_id="header-a")
