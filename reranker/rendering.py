@@ -43,7 +43,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from dataclasses import dataclass
-from multiprocessing import current_process, get_context
+from multiprocessing import current_process, get_context, parent_process
 
 import pymupdf
 
@@ -55,7 +55,7 @@ from pebble import ProcessExpired, ProcessPool
 from PIL import Image
 
 from .imaging import pixels_hash
-from .workers import ExecutorClosed, SharedExecutor, available_cpus
+from .workers import ExecutorClosed, SharedExecutor, available_cpus, thread_pool
 
 logger = logging.getLogger(__name__)
 
@@ -214,18 +214,30 @@ def _worker_start() -> None:
     # worker needs tidying up (the app process removes the render folder), so SIGTERM ends it.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # The time limits live in the app process: if it dies (killed, or a SIGTERM that skips its
-    # clean-up), a worker stuck in a page would render on for minutes. Linux ends it with its parent.
+    # clean-up), a worker stuck in a page would render on for minutes. Linux ends it with its parent
+    # (strictly: with the parent's thread that started it; see `_new_pool`).
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux
-        pass
+        return
+    parent = parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # the parent died before the signal was asked for
+        os._exit(1)
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
+# Starts the pools' workers. The parent-death signal fires when the *thread* that started a worker
+# ends, and the first upload runs on a request thread, which anyio ends once idle: the workers died
+# with it. This thread lives as long as the process; pebble starts replacement workers on its own
+# manager thread, which lives as long as the pool.
+_STARTER = thread_pool("pdf-pool-start", workers=1)
+
 
 def _new_pool(workers: int) -> ProcessPool:
-    return ProcessPool(max_workers=workers, initializer=_worker_start, context=get_context("spawn"))
+    pool = ProcessPool(max_workers=workers, initializer=_worker_start, context=get_context("spawn"))
+    _STARTER.submit(lambda: pool.active).result()  # `active` starts a new pool's workers
+    return pool
 
 
 _POOL = SharedExecutor(_new_pool, retire=_retire)
@@ -242,11 +254,16 @@ def _stop(pool: ProcessPool) -> None:
     joining.join(timeout=10)
 
 
-# Registered after multiprocessing's own exit handler, so it runs before it. Closed for good: an
-# upload still rendering on another thread (a request as the app stops) gives up its pages, rather
-# than taking the stopped pool for a broken one and starting a new pool, or rendering the rest in
-# this process, holding the GIL in MuPDF (a stop signal then waited minutes on a slow PDF).
-atexit.register(_POOL.close, _stop)
+# Closed for good at exit: an upload still rendering on another thread (a request as the app stops)
+# gives up its pages, rather than taking the stopped pool for a broken one and starting a new
+# pool, or rendering the rest in this process, holding the GIL in MuPDF (a stop signal then waited
+# minutes on a slow PDF). As the main thread ends, before the thread pools finish their queued
+# work (their exit hook, registered earlier, runs later) and before multiprocessing's atexit
+# handler joins the workers.
+if hasattr(threading, "_register_atexit"):  # CPython ≥ 3.9; concurrent.futures uses it too
+    threading._register_atexit(_POOL.close, _stop)
+else:
+    atexit.register(_POOL.close, _stop)
 
 
 class _InWorkers(Pdf):

@@ -124,6 +124,27 @@ def test_a_pool_that_stopped_is_replaced_and_the_upload_still_renders():
     assert replacement is not stopped and replacement.active
 
 
+def test_workers_outlive_the_request_thread_that_started_them(monkeypatch):
+    """Linux sends a worker's parent-death signal (PR_SET_PDEATHSIG: SIGKILL) when the *thread*
+    that started it ends. The first upload starts the pool on a request thread, which anyio ends
+    once idle: the workers died with it (the next upload built a new pool; pages being rendered
+    then were reported as crashing the reader)."""
+    pool = SharedExecutor(rendering._new_pool, retire=rendering._retire)
+    monkeypatch.setattr(rendering, "_POOL", pool)
+    options = IngestOptions(render_workers=2)
+    others = worker_pids()
+    request = threading.Thread(target=idle_workers, args=(options,))
+    request.start()
+    request.join()  # the thread that started the workers has ended
+    ours = worker_pids() - others
+    started = pool.get(2)
+    loaded = load_files([("report.pdf", corpus.sample_pdf(3))], options)
+    assert len(loaded.pages) == 3 and not loaded.problems
+    assert pool.get(2) is started and started.active  # the same pool, not broken
+    assert ours and ours <= worker_pids() and not any(zombie(pid) for pid in ours)  # the same workers
+    pool.close(rendering._stop)
+
+
 def test_an_upload_rendering_as_the_process_exits_gives_up_its_pages_and_starts_nothing(monkeypatch):
     """At exit the pool is closed for good (`_POOL.close`, an atexit handler). An upload still
     rendering on another thread (a request as the app stops) must not take the stopped pool for a
