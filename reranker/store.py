@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -43,6 +44,8 @@ from PIL import Image
 from sqlite_utils import Database
 
 from .workers import thread_pool
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "arena.db"
 BUSY_TIMEOUT_S = 30.0
@@ -200,7 +203,7 @@ def connect(path: str | os.PathLike) -> Database:
     return Database(conn, execute_plugins=False)
 
 
-def _enable_wal(db: Database) -> None:
+def _enable_wal(db: Database, path) -> None:
     # Switching needs a moment alone with the file; a new file opened by several processes at
     # once can race here, so retry until the busy timeout.
     deadline = time.monotonic() + BUSY_TIMEOUT_S
@@ -211,7 +214,13 @@ def _enable_wal(db: Database) -> None:
             if "locked" not in str(error) and "busy" not in str(error):
                 raise
             mode = None
-        if mode == "wal" or time.monotonic() > deadline:
+        if mode == "wal":
+            return
+        if time.monotonic() > deadline:
+            # Still locked, or the file system cannot do WAL (no shared memory, say): the store
+            # works, but readers and writers wait on each other (a COMMIT waits for readers).
+            logger.warning("SQLite WAL mode could not be set for %s (journal mode %s): readers and writers "
+                           "will wait on each other", path, mode)
             return
         time.sleep(0.05)
 
@@ -224,11 +233,13 @@ def write_transaction(db: Database) -> Iterator[Database]:
     db.conn.execute("BEGIN IMMEDIATE")
     try:
         yield db
+        # Inside the try: a COMMIT can fail too (SQLITE_BUSY while a reader holds the file without
+        # WAL; a full disk), and an open transaction would keep the file locked for everyone.
+        db.conn.execute("COMMIT")
     except BaseException:
         if db.conn.in_transaction:
             db.conn.execute("ROLLBACK")
         raise
-    db.conn.execute("COMMIT")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,7 +382,7 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = self.db
-            _enable_wal(db)
+            _enable_wal(db, self.path)
             migrate(db)
         except (sqlite3.OperationalError, OSError) as error:
             raise _explain(self.path, error, "opened") from error

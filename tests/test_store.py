@@ -217,11 +217,11 @@ def test_switching_to_wal_retries_while_the_file_is_locked_and_raises_other_erro
     # locked, then unchanged (another process holds the file), then busy, then switched
     db = Connection([sqlite3.OperationalError("database is locked"), "delete",
                      sqlite3.OperationalError("database is busy"), "wal"])
-    store_module._enable_wal(db)
+    store_module._enable_wal(db, "arena.db")
     assert db.answers == []
     broken = Connection([sqlite3.OperationalError("disk I/O error"), "wal"])
     with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
-        store_module._enable_wal(broken)
+        store_module._enable_wal(broken, "arena.db")
 
 
 def test_writer_killed_mid_write_keeps_every_committed_judgment(store: Store, db_path: Path):
@@ -593,3 +593,40 @@ def test_a_backup_while_the_app_writes_holds_every_judgment(store: Store, db_pat
         assert restored.current_labels(query_id, "ann") == store.current_labels(query_id, "ann")
     with pytest.raises(StoreError, match=r"backups/backup\.db could not be written as a backup: it cannot be opened"):
         store.backup(tmp_path / "backups" / "backup.db")
+
+
+def test_a_write_whose_commit_fails_is_rolled_back_and_the_file_stays_usable(tmp_path: Path, monkeypatch):
+    """Without WAL (a file system without shared memory), a COMMIT waits for readers and fails
+    with SQLITE_BUSY past the busy timeout. The failed transaction must not stay open: it kept
+    the file locked for every other connection, and that thread's next write failed with "write
+    transactions do not nest"."""
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(store_module, "_enable_wal", lambda db, path: None)  # WAL not possible here
+    path = tmp_path / "no-wal.db"
+    with Store(path) as store:
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        kept = ranked(store, make_pages(2), "kept")
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM queries").fetchall()  # a reader's shared lock, as an export holds
+        with pytest.raises(StoreError, match="locked"):
+            ranked(store, make_pages(2, seed=1), "refused")
+        assert not store.db.conn.in_transaction
+        reader.execute("ROLLBACK")
+        reader.close()
+        assert [q.text for q in Store(path).list_queries()] == ["kept"]  # another connection reads at once
+        later = ranked(store, make_pages(2, seed=2), "later")  # and this thread writes again
+        assert {q.id for q in store.list_queries()} == {kept, later}
+
+
+def test_a_file_that_cannot_switch_to_wal_is_used_and_said_so(tmp_path: Path, monkeypatch, caplog):
+    """SQLite answers the mode it keeps where WAL is not possible; past the busy timeout the store
+    opens anyway, and the log says readers and writers will wait on each other."""
+
+    class Connection:
+        def execute(self, sql):
+            return SimpleNamespace(fetchone=lambda: ("delete",))
+
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.2)
+    store_module._enable_wal(Connection(), "arena.db")
+    assert "WAL mode could not be set for arena.db (journal mode delete)" in caplog.text
