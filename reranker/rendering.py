@@ -392,6 +392,10 @@ class _InWorkers(Pdf):
         self.futures, self._inspecting = [], None
 
     def close(self) -> None:
+        # First the file: pebble hands tasks to the workers as they are scheduled, and a cancelled
+        # one still runs there; without its file it ends at once (see `_render_to_file`).
+        with contextlib.suppress(OSError):
+            os.remove(self.path)
         self._cancel()
         if self.fallback is not None:
             self.fallback.close()
@@ -479,6 +483,8 @@ def _render_to_file(path: str, index: int, settings: RenderSettings) -> tuple[tu
     """In a worker process: render page `index` of the PDF at `path`, write its pixels to a file
     beside it and return (size, that file, scale, content hash)."""
     with _worker_step():
+        if not os.path.exists(path):  # the upload is over (out of time, failed): nobody wants the page
+            raise FileNotFoundError(f"{path} is gone")
         if _worker_document is None or _worker_document[0] != path:
             doc = _open_bytes_of(path)
             if doc.needs_pass:

@@ -124,6 +124,24 @@ def test_a_pool_that_stopped_is_replaced_and_the_upload_still_renders():
     assert replacement is not stopped and replacement.active
 
 
+def test_a_page_task_of_an_upload_that_is_over_ends_at_once_in_the_worker(tmp_path):
+    """pebble hands a task to a worker as it is scheduled, so the pages an upload cancels (out of
+    time, or the upload failed) still reach the workers. The upload removes its file first; a
+    worker then renders nothing, though it still holds that PDF open from the page before (it
+    kept rendering them, and pebble killed a worker caught on one at its next check)."""
+    path = tmp_path / "document.pdf"
+    path.write_bytes(corpus.sample_pdf(3))
+    try:
+        size, pixels_path, _, _ = rendering._render_to_file(str(path), 0, SETTINGS)  # keeps the PDF open
+        os.remove(pixels_path)
+        path.unlink()  # what the upload's close does first (`_InWorkers.close`)
+        with pytest.raises(RuntimeError, match="is gone"):
+            rendering._render_to_file(str(path), 1, SETTINGS)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        rendering._forget_document()
+
+
 def test_workers_outlive_the_request_thread_that_started_them(monkeypatch):
     """Linux sends a worker's parent-death signal (PR_SET_PDEATHSIG: SIGKILL) when the *thread*
     that started it ends. The first upload starts the pool on a request thread, which anyio ends
