@@ -684,12 +684,10 @@ def _run_cli(args: argparse.Namespace) -> int:
             from .store import DEFAULT_PATH, Store
 
             path = Path(args.db or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
-            if not path.is_file():  # Store() would create an empty database; say what is wrong instead
-                return _fail(f"no database at {path} (pass --db PATH or set RERANKER_DB)")
-            with Store(path) as store:
+            with Store.existing(path) as store:
                 evaluation = evaluate_store(store, args.annotator, ks)
             text = format_store(evaluation, args.per_query)
-    except (ValueError, OSError) as error:  # bad input, unreadable file, Hub unreachable
+    except (ValueError, OSError) as error:  # bad input, unreadable file, Hub unreachable (a StoreError: cli.main)
         return _fail(str(error))
     print(text)
     if args.output:

@@ -606,7 +606,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--db", default=None, help="database file (default: $RERANKER_DB or data/arena.db)")
     parser.add_argument("--format", required=True, choices=sorted(FORMATS), help="output format")
-    parser.add_argument("--out", required=True, type=Path, help="file to write (.zip, or .parquet for parquet)")
+    parser.add_argument("--out", type=Path, help="file to write (.zip, or .parquet for parquet); not with --preview")
     parser.add_argument("--k", type=positive_int, default=5, help="a negative in any model's top K is hard (default 5)")
     parser.add_argument(
         "--rule",
@@ -650,9 +650,22 @@ def _date_arg(text: str) -> date | datetime:
 
 def _run_cli(args: argparse.Namespace) -> int:
     path = Path(args.db or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
-    if not path.exists():
-        print(f"error: no database at {path}", file=sys.stderr)
-        return 1
+    with Store.existing(path) as store:  # raises StoreError, which the CLI prints
+        return _export_cli(store, args)
+
+
+# Options that apply to one format only: given with another, they would be silently ignored.
+FORMAT_ONLY_OPTIONS = {"negatives_per_row": "sentence-transformers", "teacher": "flagembedding"}
+
+
+def _export_cli(store: Store, args: argparse.Namespace) -> int:
+    for option, only in FORMAT_ONLY_OPTIONS.items():
+        if getattr(args, option) is not None and args.format != only:
+            print(f"error: --{option.replace('_', '-')} is for --format {only} only", file=sys.stderr)
+            return 2
+    if args.out is None and not args.preview:
+        print("error: --out FILE is required (or --preview, to print the counts only)", file=sys.stderr)
+        return 2
     try:
         options = ExportOptions(
             format=args.format,
@@ -676,14 +689,13 @@ def _run_cli(args: argparse.Namespace) -> int:
         print(f"error: --out {args.out}: a {options.format} export is a {suffix} file; "
               f"name it {args.out.with_suffix(suffix).name}", file=sys.stderr)
         return 2
-    with Store(path) as store:
-        print(preview(store, options).describe())
-        if args.preview:
-            return 0
-        try:
-            written = export(store, options, args.out)
-        except NothingToExportError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
+    print(preview(store, options).describe())
+    if args.preview:
+        return 0
+    try:
+        written = export(store, options, args.out)
+    except NothingToExportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"wrote {written}")
     return 0

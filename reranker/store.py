@@ -203,6 +203,21 @@ def connect(path: str | os.PathLike) -> Database:
     return Database(conn, execute_plugins=False)
 
 
+def _tables(conn) -> list[str]:
+    return [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+
+
+def _refuse_foreign(db: Database, path: Path) -> None:
+    """A SQLite file of another program (tables, but never migrated by this app) is left as it is:
+    migrating would add this app's tables to it (and switch it to WAL)."""
+    if schema_version(db) == 0:
+        tables = _tables(db.conn)
+        if tables:
+            listed = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
+            raise StoreError(f"{path} is not a database of this app (its tables: {listed}), so it was left "
+                             "untouched; point RERANKER_DB or --db at this app's database or at a new file")
+
+
 def _enable_wal(db: Database, path) -> None:
     # Switching needs a moment alone with the file; a new file opened by several processes at
     # once can race here, so retry until the busy timeout.
@@ -382,10 +397,28 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = self.db
+            _refuse_foreign(db, self.path)
             _enable_wal(db, self.path)
             migrate(db)
         except (sqlite3.OperationalError, OSError) as error:
             raise _explain(self.path, error, "opened") from error
+
+    @classmethod
+    def existing(cls, path: str | os.PathLike) -> Store:
+        """The store at `path`, for commands that only read it (eval, export): a missing or empty
+        file is refused, where `Store(path)` would make it an (empty) database of this app."""
+        path = Path(path)
+        if not path.is_file():
+            raise StoreError(f"no database at {path} (pass --db PATH or set RERANKER_DB)")
+        try:
+            with contextlib.closing(sqlite3.connect(path)) as conn:
+                empty = conn.execute("PRAGMA user_version").fetchone()[0] == 0 and not _tables(conn)
+        except sqlite3.DatabaseError as error:  # "file is not a database"
+            raise _explain(path, error, "opened") from error
+        if empty:
+            raise StoreError(f"{path} is an empty database: nothing was ever ranked into it "
+                             "(pass --db PATH or set RERANKER_DB)")
+        return cls(path)
 
     # -- connections ---------------------------------------------------------------------------
 

@@ -97,9 +97,29 @@ def test_export_and_eval_on_a_file_that_is_no_database_say_so(tmp_path, capsys):
     not_a_database = tmp_path / "notes.db"
     not_a_database.write_text("meeting notes, not SQLite")
     assert main(["export", "--db", str(not_a_database), "--format", "pointwise", "--out", str(tmp_path / "x.zip")]) == 1
-    assert "error: file is not a database" in capsys.readouterr().err
+    assert f"error: The database {not_a_database} could not be opened: DatabaseError: file is not a database" in capsys.readouterr().err
     assert main(["eval", "--db", str(not_a_database)]) == 1
-    assert "error: file is not a database" in capsys.readouterr().err
+    assert f"error: The database {not_a_database} could not be opened: DatabaseError: file is not a database" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["export", "--format", "pointwise", "--preview"], ["eval"]])
+def test_export_and_eval_leave_another_programs_database_and_an_empty_file_untouched(tmp_path, capsys, command):
+    """They only read: pointed at the wrong SQLite file, they say so, and the file is as it was
+    (they used to add this app's tables to it and switch it to WAL)."""
+    import sqlite3
+
+    other = tmp_path / "crm.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER, name TEXT)")
+    before = other.read_bytes()
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    assert main([*command, "--db", str(other)]) == 1
+    assert f"{other} is not a database of this app (its tables: customers), so it was left untouched" in capsys.readouterr().err
+    assert main([*command, "--db", str(empty)]) == 1
+    assert f"{empty} is an empty database: nothing was ever ranked into it" in capsys.readouterr().err
+    assert other.read_bytes() == before and empty.stat().st_size == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["crm.db", "empty.db"]
 
 
 def test_export_names_only_known_models(tmp_path, capsys):
@@ -137,3 +157,17 @@ def test_score_lists_what_it_could_not_use_as_problems(tiny_env, tmp_path, capsy
 def test_bench_and_eval_refuse_an_image_budget_outside_the_range_before_building_a_model(argv, capsys):
     assert main(argv) == 1
     assert capsys.readouterr().err == "error: Qwen3-VL-Reranker-2B: image budget 5120000 px is outside [4096, 1843200]\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--format", "pointwise", "--negatives-per-row", "3", "--out", "x.zip"], "--negatives-per-row is for --format sentence-transformers only"),
+    (["--format", "parquet", "--teacher", "qwen3-vl-reranker-2b", "--out", "x.parquet"], "--teacher is for --format flagembedding only"),
+    (["--format", "pointwise"], "--out FILE is required (or --preview, to print the counts only)"),
+])
+def test_export_refuses_options_it_would_ignore_and_a_missing_out(tmp_path, capsys, argv, message):
+    from reranker.store import Store
+
+    with Store(tmp_path / "arena.db"):
+        pass
+    assert main(["export", "--db", str(tmp_path / "arena.db"), *argv]) == 2
+    assert f"error: {message}" in capsys.readouterr().err

@@ -630,3 +630,20 @@ def test_a_file_that_cannot_switch_to_wal_is_used_and_said_so(tmp_path: Path, mo
     monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.2)
     store_module._enable_wal(Connection(), "arena.db")
     assert "WAL mode could not be set for arena.db (journal mode delete)" in caplog.text
+
+
+def test_another_programs_sqlite_file_is_refused_and_left_as_it_was(tmp_path: Path):
+    """RERANKER_DB pointed at the wrong file: the app says so rather than add its tables to it."""
+    other = tmp_path / "crm.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER, name TEXT)")
+    before = other.read_bytes()
+    with pytest.raises(StoreError, match="is not a database of this app \\(its tables: customers\\)"):
+        Store(other)
+    assert other.read_bytes() == before
+    with sqlite3.connect(other) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    empty = tmp_path / "new.db"
+    empty.touch()
+    with Store(empty) as store:  # an empty file is this app's to fill
+        assert store.list_queries() == []
