@@ -247,33 +247,35 @@ def _is_local(source: str) -> bool:
     )
 
 
-def load_benchmark(source: str, split: str = "test", limit: int | None = None) -> Benchmark:
+def load_benchmark(source: str, split: str | None = None, limit: int | None = None) -> Benchmark:
     """Load a `*_reranker_adapted` dataset: a local parquet/jsonl/json file, a local folder,
-    or a Hub id. If `split` is missing and the source has exactly one split, that one is used
-    (the Hub sets name their split after the dataset, e.g. ``esg_reports_human_labeled_v2``).
-    Names are compared as strings: the Hub sets store candidate ids as integers but relevant ids
-    as strings."""
-    from datasets import load_dataset
-
+    or a Hub id. `split` None: "test", or the only split there is (the Hub sets name their split
+    after the dataset, e.g. ``esg_reports_human_labeled_v2``); a split named and missing is an
+    error. Names are compared as strings: the Hub sets store candidate ids as integers but
+    relevant ids as strings."""
     path = Path(source).expanduser()
     if path.is_file():
         builder = DATA_SUFFIXES.get(path.suffix.lower())
         if builder is None:
             raise ValueError(f"{path}: unsupported file type (use .parquet, .jsonl or .json)")
-        splits = load_dataset(builder, data_files=str(path))
+        if path.stat().st_size == 0:
+            raise ValueError(f"{path}: the file is empty")
+        splits = _load_dataset(source, builder, data_files=str(path))
     elif path.is_dir():
-        splits = load_dataset(str(path))
+        splits = _load_dataset(source, str(path))
     elif _is_local(source):
         raise ValueError(f"no such file or folder: {source}")
     else:
-        splits = load_dataset(source)  # a Hub id
+        splits = _load_dataset(source, source)  # a Hub id
     note = ""
-    if split not in splits:
-        if len(splits) != 1:
-            raise ValueError(f"{source}: no split {split!r}; choose one with --split: {', '.join(splits)}")
-        (only,) = splits
-        note = f"split {split!r} not found; using the only split, {only!r}"
-        split = only
+    if split is None and "test" in splits:
+        split = "test"
+    elif split is None and len(splits) == 1:
+        (split,) = splits
+        note = f"no 'test' split; using the only split, {split!r}"
+    elif split not in splits:
+        named = f"no split {split!r}" if split is not None else "no 'test' split"
+        raise ValueError(f"{source}: {named}; choose one with --split: {', '.join(splits)}")
     data = splits[split]
     missing = [c for c in BENCHMARK_COLUMNS if c not in data.column_names]
     if missing:
@@ -295,6 +297,17 @@ def load_benchmark(source: str, split: str = "test", limit: int | None = None) -
         seen.add(query_id)
         queries.append(BenchmarkQuery(query_id, row["query"], names, scores, [str(n) for n in row["relevant_image_filenames"]]))
     return Benchmark(source=source, split=split, queries=queries, note=note)
+
+
+def _load_dataset(source: str, *args, **kwargs):
+    """`datasets.load_dataset`, its failures as a ValueError naming `source` (pyarrow, the JSON
+    reader and the Hub client raise their own types, most without the file's name)."""
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(*args, **kwargs)
+    except Exception as error:
+        raise ValueError(f"{source}: could not be read as a dataset ({type(error).__name__}: {error})") from error
 
 
 class ImageFolder:
@@ -715,7 +728,7 @@ def _cli_benchmark(args: argparse.Namespace, ks: tuple[int, ...]) -> BenchmarkEv
     if not images.is_dir():
         _fail(f"no image folder at {images}")
         return None
-    benchmark = load_benchmark(args.benchmark, args.split or "test", args.limit)
+    benchmark = load_benchmark(args.benchmark, args.split, args.limit)
     if not benchmark.queries:
         _fail(f"{args.benchmark}: no queries in split {benchmark.split!r}")
         return None

@@ -15,7 +15,7 @@ from PIL import Image
 from reranker import metrics
 from reranker.documents import Page
 from reranker.cli import main
-from reranker.evaluate import FIRST_STAGE, MODEL_A, MODEL_B, blog_label, evaluate_store
+from reranker.evaluate import FIRST_STAGE, MODEL_A, MODEL_B, blog_label, evaluate_store, load_benchmark
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "examples" / "sample-pages"
 # Small budgets keep tiny-model scoring fast; B's floor is its processor's min_pixels (65,536).
@@ -325,3 +325,21 @@ def test_eval_db_cli_errors(arena_db, tmp_path, capsys):
                                            "evaluated on the scores the app stored)\n")
     assert main(["eval", "--benchmark", str(tmp_path / "b.parquet"), "--annotator", "alice"]) == 1
     assert "--annotator chooses among stored judgments; a --benchmark has its own labels" in capsys.readouterr().err
+
+
+def test_benchmark_files_that_cannot_be_read_are_named_without_a_traceback(tmp_path):
+    from datasets import Dataset
+
+    empty = tmp_path / "empty.jsonl"
+    empty.touch()
+    with pytest.raises(ValueError, match="empty.jsonl: the file is empty"):
+        load_benchmark(str(empty))
+    damaged = tmp_path / "damaged.parquet"
+    damaged.write_bytes(b"PAR1" + bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match="damaged.parquet: could not be read as a dataset"):
+        load_benchmark(str(damaged))
+    data = tmp_path / "set.parquet"
+    Dataset.from_list(_rows(BENCHMARK_ROWS)).to_parquet(str(data))
+    assert load_benchmark(str(data)).note == "no 'test' split; using the only split, 'train'"
+    with pytest.raises(ValueError, match="no split 'validation'; choose one with --split: train"):
+        load_benchmark(str(data), "validation")  # named, it is not replaced by another
