@@ -102,10 +102,13 @@ class ModelRanking:
 
     @property
     def order(self) -> list[int]:
-        """Page indices best first (ties broken as `metrics.rank_pages` does)."""
+        """Page indices best first; equal scores (one page uploaded twice, say) in upload order,
+        as the store's ranks (and so the exports) break them."""
         if self.scores is None:
             return []
-        return metrics.rank_pages(dict(enumerate(self.scores)))
+        if any(score != score for score in self.scores):
+            raise ValueError(f"{self.label}: a score is NaN")
+        return sorted(range(len(self.scores)), key=lambda index: -self.scores[index])
 
     @property
     def ranks(self) -> dict[int, int]:

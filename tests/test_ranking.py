@@ -390,3 +390,18 @@ def test_vision_prefetch_fills_at_most_half_the_vision_cache_and_scoring_keeps_w
     reranker.clear_caches()
     monkeypatch.undo()
     assert scores == pytest.approx(reranker.score(QUERY, pages), abs=1e-5)
+
+
+def test_equal_scores_keep_upload_order_as_the_store_ranks_them():
+    """The same page uploaded twice scores the same: the galleries, `score` and `/rank` order
+    them as the store's ranks (and so the exports) do, by upload order, past ten pages too (they
+    went by the page index as text, descending: "9" before "11" before "10")."""
+    from reranker.ranking import ModelRanking
+
+    scores = [0.5] * 12
+    scores[3] = 0.9
+    ranking = ModelRanking("qwen3-vl-reranker-2b", "A", scores)
+    assert ranking.order == [3, 0, 1, 2, *range(4, 12)]
+    assert ranking.ranks[0] == 2 and ranking.ranks[11] == 12
+    with pytest.raises(ValueError, match="NaN"):
+        _ = ModelRanking("qwen3-vl-reranker-2b", "A", [0.5, float("nan")]).order
