@@ -111,8 +111,9 @@ def as_json(result, top: int | None = None) -> dict:
                 "error": ranking.error,
                 "seconds": ranking.seconds,
                 "ranking": [
+                    # The page's content hash tells apart pages of files with one name (a/p.jpg, b/p.jpg).
                     {"rank": rank, "score": ranking.scores[index], "file": result.pages[index].source,
-                     "page": result.pages[index].page_number}
+                     "page": result.pages[index].page_number, "content_hash": result.pages[index].content_hash}
                     for rank, index in enumerate(ranking.order[:top] if top else ranking.order, start=1)
                 ] if ranking.scores is not None else [],
             }
