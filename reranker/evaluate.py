@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cli import positive_int
+from .models import MODELS, get_spec
 
 if TYPE_CHECKING:
     from .metrics import EvalResult, Kappa
@@ -150,10 +151,24 @@ class StoreEvaluation:
     annotator_agreement: list[AnnotatorAgreement]
     queries: dict[int, str]
     annotators: list[str] = field(default_factory=list)
+    # model key → queries whose pages it scored at different settings (another image budget, say):
+    # each page's latest score counts, so such a query compares unlike with unlike.
+    mixed_settings: dict[str, list[int]] = field(default_factory=dict)
+
+    def mixed_settings_notes(self) -> list[str]:
+        notes = []
+        for model, query_ids in self.mixed_settings.items():
+            label = get_spec(model).label if model in MODELS else model
+            listed = ", ".join(str(q) for q in query_ids[:5]) + (f" and {len(query_ids) - 5} more" if len(query_ids) > 5 else "")
+            notes.append(f"{label}: {'query' if len(query_ids) == 1 else 'queries'} {listed} mix scores made at different "
+                         "settings (another image budget, say); each page's latest score counts. Rank such a query "
+                         "again at one setting to compare like with like.")
+        return notes
 
     def to_dict(self) -> dict:
         return {
             "source": "store",
+            "mixed_settings": {model: ids for model, ids in self.mixed_settings.items()},
             "annotator": self.annotator,
             "ks": list(self.ks),
             "models": {key: _result_dict(result) for key, result in self.results.items()},
@@ -183,11 +198,17 @@ def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) ->
     qrels: dict[int, dict[str, int]] = {}
     pooled: dict[str, dict[tuple[int, str], int]] = {}  # annotator → {(query, page): grade}, for κ
     queries = {}
+    mixed: dict[str, list[int]] = {}
     for summary in store.list_queries():
         queries[summary.id] = summary.text
+        used: dict[str, set[str]] = {}  # model → settings keys of this query's scores
         for page in store.query_pages(summary.id):
             for model, score in page.scores.items():
                 runs.setdefault(model, {}).setdefault(summary.id, {})[page.page_hash] = score
+                used.setdefault(model, set()).add(page.settings[model])
+        for model, keys in used.items():
+            if len(keys) > 1:
+                mixed.setdefault(model, []).append(summary.id)
         by_annotator: dict[str, dict[str, str]] = {}
         for page_hash, labels in store.labels_by_annotator(summary.id).items():
             for name, label in labels.items():
@@ -212,6 +233,7 @@ def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) ->
         annotator=annotator, ks=ks, results=results,
         model_agreement=models_agreement({m: runs[m] for m in results}),
         annotator_agreement=kappas, queries=queries, annotators=annotators,
+        mixed_settings={model: mixed[model] for model in results if model in mixed},
     )  # fmt: skip
 
 
@@ -579,6 +601,7 @@ def format_store(evaluation: StoreEvaluation, per_query: bool = False) -> str:
         if per_query:
             lines += ["", _per_query(evaluation.results, evaluation.ks, evaluation.queries)]
         lines += ["", *_agreement_lines(evaluation.model_agreement)]
+        lines += [f"note: {note}" for note in evaluation.mixed_settings_notes()]
     if evaluation.annotator_agreement:
         lines.append("annotator agreement (Cohen's κ over the pages both judged relevant / not relevant):")
         for a in evaluation.annotator_agreement:

@@ -364,6 +364,7 @@ class QueryPage:
     document_hash: str | None
     scores: dict[str, float] = field(default_factory=dict)  # model key → P(yes)
     ranks: dict[str, int] = field(default_factory=dict)  # model key → 1-based rank in this query
+    settings: dict[str, str] = field(default_factory=dict)  # model key → settings key of its score
     kind: str | None = None  # of its document: 'pdf' | 'image' (None: not recorded)
     page_count: int | None = None  # pages in its document
 
@@ -726,7 +727,7 @@ class Store:
         upload order.
         """
         pages = [
-            dict(row, scores={}, ranks={})
+            dict(row, scores={}, ranks={}, settings={})
             for row in self.db.query(
                 "SELECT q.page_hash, q.position, q.source, q.page_number, q.document_hash, d.kind, d.page_count "
                 "FROM query_pages q LEFT JOIN documents d ON d.content_hash = q.document_hash "
@@ -737,19 +738,21 @@ class Store:
         by_hash = {page["page_hash"]: page for page in pages}
         if settings is None:  # oldest first: each page keeps its latest score
             rows = self.db.execute(
-                "SELECT model, page_hash, score FROM scores WHERE query_id = ? ORDER BY created, rowid", [query_id])
+                "SELECT model, page_hash, score, settings_key FROM scores WHERE query_id = ? ORDER BY created, rowid",
+                [query_id])
         else:
             rows = (
-                (model, page_hash, score)
+                (model, page_hash, score, key)
                 for model, key in settings.items()
                 for page_hash, score in self.db.execute(
                     "SELECT page_hash, score FROM scores WHERE query_id = ? AND model = ? AND settings_key = ?",
                     [query_id, model, key])
             )
         models = set()
-        for model, page_hash, score in rows:
+        for model, page_hash, score, key in rows:
             if page_hash in by_hash:
                 by_hash[page_hash]["scores"][model] = score
+                by_hash[page_hash]["settings"][model] = key
                 models.add(model)
         for model in sorted(models):
             scored = sorted(

@@ -668,6 +668,7 @@ def evaluate_view(arena: Arena, annotator: str | None):
         notes.append(f"Cohen's κ: {apart} other {'pair' if apart == 1 else 'pairs'} of annotators judged no page in common.")
     for pair in evaluation.model_agreement:
         notes.append(escape(_describe_pair(pair)))
+    notes += [escape(note) for note in evaluation.mixed_settings_notes()]
     notes.append("*ndcg_blog@5*: the comparison blog's variant, ideal DCG over the same five pages (not standard NDCG).")
     mistakes = {key: [] for key in MODELS}
     for summary_q in arena.store.list_queries():

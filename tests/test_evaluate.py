@@ -343,3 +343,21 @@ def test_benchmark_files_that_cannot_be_read_are_named_without_a_traceback(tmp_p
     assert load_benchmark(str(data)).note == "no 'test' split; using the only split, 'train'"
     with pytest.raises(ValueError, match="no split 'validation'; choose one with --split: train"):
         load_benchmark(str(data), "validation")  # named, it is not replaced by another
+
+
+def test_a_query_ranked_again_at_another_budget_is_named_as_mixing_settings(arena_db, capsys):
+    """Each page keeps a model's latest score, whatever its settings: a query ranked again over
+    part of its pages at another image budget compares unlike with unlike, and eval says so."""
+    from reranker.store import Store
+
+    with Store(arena_db) as store:
+        assert evaluate_store(store).mixed_settings == {}
+        q1 = next(q.id for q in store.list_queries() if q.text.startswith("q1"))
+        pages = [_pages(0, 14)[0]]
+        store.save_ranking("q1 revenue table", None, pages, scores={MODEL_A: [0.5]}, settings={MODEL_A: {"max_pixels": 9}})
+        evaluation = evaluate_store(store)
+    assert evaluation.mixed_settings == {MODEL_A: [q1]}
+    assert evaluation.to_dict()["mixed_settings"] == {MODEL_A: [q1]}
+    assert main(["eval", "--db", str(arena_db)]) == 0
+    assert (f"note: Qwen3-VL-Reranker-2B: query {q1} mix scores made at different settings (another image budget, "
+            "say); each page's latest score counts") in capsys.readouterr().out
