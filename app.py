@@ -28,3 +28,8 @@ if __name__ == "__main__":
     # the render workers stop and the uploads' render folders are removed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     demo.launch(**launch_options(arena))
+    # The server has stopped (Ctrl-C, SIGTERM). A request still reading a PDF gives up its pages
+    # now rather than rendering on while the process exits (rendering.close_pool).
+    from reranker.rendering import close_pool
+
+    close_pool()

@@ -33,7 +33,7 @@ from PIL import Image, ImageOps
 
 from .imaging import MAX_ASPECT_RATIO, image_hash
 from .lru import LRUCache
-from .rendering import OutOfTime, PageFailed, PdfFacts, RenderSettings, open_pdf
+from .rendering import OutOfTime, PageFailed, PdfFacts, RenderSettings, Stopped, open_pdf
 from .workers import refuse_in_a_rerun_script
 
 logger = logging.getLogger(__name__)
@@ -360,8 +360,8 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
                 facts = pdf.inspect(limit=budget)
             except PageFailed as failure:
                 raise _Refused(str(failure)) from None
-            except OutOfTime:
-                raise _Refused(_out_of_time("not opened", options)) from None
+            except OutOfTime as error:
+                raise _Refused(_out_of_time("not opened", options, error)) from None
             _check_pdf(name, data, facts, result)
             wanted = _pages_within(facts.page_sizes, options, pixels, min(budget, facts.page_count))
             pdf.start(wanted)
@@ -398,9 +398,9 @@ def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
         except (_Refused, PageFailed) as refusal:
             result.problems.append(Problem(name, str(refusal), number))
             continue
-        except OutOfTime:
+        except OutOfTime as error:
             pages_left = _page_list(list(range(index + 1, considered + 1)))
-            result.problems.append(Problem(name, _out_of_time(f"{pages_left} not rendered", options)))
+            result.problems.append(Problem(name, _out_of_time(f"{pages_left} not rendered", options, error)))
             break
         except Exception as error:  # one broken page must not sink the rest of the file
             verb = "rendered" if kind == "pdf" else "decoded"
@@ -449,7 +449,9 @@ def _pages_within(sizes: tuple[tuple[float, float], ...], options: IngestOptions
     return limit
 
 
-def _out_of_time(what: str, options: IngestOptions) -> str:
+def _out_of_time(what: str, options: IngestOptions, error: OutOfTime) -> str:
+    if isinstance(error, Stopped):
+        return f"{what}: the app is shutting down"
     return f"{what}: this upload took over {options.max_render_seconds:g} s to read; upload fewer pages at a time"
 
 

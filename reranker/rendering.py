@@ -81,6 +81,10 @@ class OutOfTime(Exception):
     """The upload's deadline passed before this step was done."""
 
 
+class Stopped(OutOfTime):
+    """The render pool was closed for good (the process is exiting) before this step was done."""
+
+
 @dataclass(frozen=True)
 class PdfFacts:
     """What opening a PDF told, as plain data (MuPDF's objects stay in the process that made them)."""
@@ -236,7 +240,17 @@ _STARTER = thread_pool("pdf-pool-start", workers=1)
 
 def _new_pool(workers: int) -> ProcessPool:
     pool = ProcessPool(max_workers=workers, initializer=_worker_start, context=get_context("spawn"))
-    _STARTER.submit(lambda: pool.active).result()  # `active` starts a new pool's workers
+    def start() -> bool:
+        return pool.active  # the property starts a new pool's workers
+
+    try:
+        try:
+            _STARTER.submit(start).result()
+        except RuntimeError:  # no new threads' work once the interpreter shuts down: start them here
+            start()
+    except BaseException:  # some workers may have started: end them, the pool is never used
+        _stop(pool)
+        raise
     return pool
 
 
@@ -254,16 +268,17 @@ def _stop(pool: ProcessPool) -> None:
     joining.join(timeout=10)
 
 
-# Closed for good at exit: an upload still rendering on another thread (a request as the app stops)
-# gives up its pages, rather than taking the stopped pool for a broken one and starting a new
-# pool, or rendering the rest in this process, holding the GIL in MuPDF (a stop signal then waited
-# minutes on a slow PDF). As the main thread ends, before the thread pools finish their queued
-# work (their exit hook, registered earlier, runs later) and before multiprocessing's atexit
-# handler joins the workers.
-if hasattr(threading, "_register_atexit"):  # CPython ≥ 3.9; concurrent.futures uses it too
-    threading._register_atexit(_POOL.close, _stop)
-else:
-    atexit.register(_POOL.close, _stop)
+def close_pool() -> None:
+    """Stop the render workers for good: an upload still rendering on another thread (a request
+    as the app stops) gives up its pages (`Stopped`), rather than taking the stopped pool for a
+    broken one and starting a new pool, or rendering the rest in this process, holding the GIL in
+    MuPDF (a stop signal then waited minutes on a slow PDF). The app calls it as its server stops;
+    otherwise it runs at exit, after the script's other threads have ended."""
+    _POOL.close(_stop)
+
+
+# Registered after multiprocessing's own exit handler, so it runs before it (which joins workers).
+atexit.register(close_pool)
 
 
 class _InWorkers(Pdf):
@@ -283,7 +298,10 @@ class _InWorkers(Pdf):
 
     def start(self, count: int) -> None:
         if time.monotonic() < self.deadline:  # else every page is out of time
-            self.futures = [self._schedule(_render_to_file, self.path, index, self.settings) for index in range(count)]
+            try:
+                self.futures = [self._schedule(_render_to_file, self.path, index, self.settings) for index in range(count)]
+            except Stopped:  # each page's `render` says so
+                self.futures = []
 
     def render(self, index: int) -> tuple[Image.Image, float, str]:
         # A page past `count` (the pixel estimate left out a page that then failed) starts now.
@@ -314,8 +332,11 @@ class _InWorkers(Pdf):
                     self._inspecting = future
             wait([future, _POOL.on_close], timeout=min(max(0.0, self.deadline - time.monotonic()), threading.TIMEOUT_MAX),
                  return_when=FIRST_COMPLETED)
-            # Out of time, or the pool was stopped at exit (not broken: nothing is to be retried).
-            if not future.done() or (_POOL.closed and (future.cancelled() or future.exception() is not None)):
+            # The pool was stopped at exit (not broken: nothing is to be retried), or out of time.
+            if _POOL.closed and not (future.done() and not future.cancelled() and future.exception() is None):
+                self.interrupted = True
+                raise Stopped()
+            if not future.done():
                 self.interrupted = True
                 raise OutOfTime()
             error = future.exception()
@@ -363,7 +384,7 @@ class _InWorkers(Pdf):
                 return self.pool.schedule(function, args=args, timeout=self.settings.page_seconds)
             except ExecutorClosed:  # the process is exiting
                 self.interrupted = True
-                raise OutOfTime() from None
+                raise Stopped() from None
             except Exception as error:  # cannot start processes here (limits, a sandbox), or the pool broke
                 last_error = error
                 self._drop_pool()

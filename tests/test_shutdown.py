@@ -83,3 +83,30 @@ def test_a_script_without_a_main_guard_reads_its_pdf_once_and_is_told_why_worker
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("read 3 pages") == 1  # the workers stopped before reading it again
     assert 'Put the script\'s work under `if __name__ == "__main__":`' in done.stderr
+
+
+THREAD_AFTER_MAIN = """
+import threading
+from reranker.documents import load_files
+from tests.bad_inputs import sample_pdf
+
+def late_reader():
+    threading.main_thread().join()  # the script's main code has ended; this thread goes on
+    loaded = load_files([("report.pdf", sample_pdf(3))])
+    print("read", len(loaded.pages), "pages", [str(p) for p in loaded.problems])
+
+if __name__ == "__main__":
+    threading.Thread(target=late_reader).start()
+"""
+
+
+def test_a_thread_still_reading_pdfs_after_the_main_code_ends_reads_them(tmp_path):
+    """The render pool closes for good at exit, after a script's other (non-daemon) threads are
+    done: closed as the main thread ended, a later read lost every page, blamed on a time-out."""
+    script = tmp_path / "thread_after_main.py"
+    script.write_text(THREAD_AFTER_MAIN)
+    root = __file__.rsplit("/tests/", 1)[0]
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"}, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "read 3 pages []"
