@@ -21,6 +21,7 @@ Schema history (`PRAGMA user_version`):
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -204,18 +205,34 @@ def connect(path: str | os.PathLike) -> Database:
 
 
 def _tables(conn) -> list[str]:
-    return [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    """The file's own tables (not SQLite's internal ones)."""
+    return [row[0] for row in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+
+
+@functools.cache
+def _first_schema_tables() -> frozenset[str]:
+    """The tables every database of this app has had since schema 1."""
+    db = Database(sqlite3.connect(":memory:", isolation_level=None))
+    migrate(db, target=1)
+    return frozenset(_tables(db.conn))
 
 
 def _refuse_foreign(db: Database, path: Path) -> None:
-    """A SQLite file of another program (tables, but never migrated by this app) is left as it is:
-    migrating would add this app's tables to it (and switch it to WAL)."""
-    if schema_version(db) == 0:
+    """A SQLite file of another program is left as it is: migrating would add this app's tables
+    to it (and switch it to WAL). Ours: no tables yet, or this app's (a newer schema included:
+    `migrate` refuses that one by name)."""
+    db.conn.execute("BEGIN")  # one snapshot: another process's first migration is all there or not yet
+    try:
+        version = schema_version(db)
         tables = _tables(db.conn)
-        if tables:
-            listed = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
-            raise StoreError(f"{path} is not a database of this app (its tables: {listed}), so it was left "
-                             "untouched; point RERANKER_DB or --db at this app's database or at a new file")
+    finally:
+        db.conn.execute("COMMIT")
+    if not tables or (version >= 1 and _first_schema_tables() <= set(tables)):
+        return
+    listed = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
+    raise StoreError(f"{path} is not a database of this app (its tables: {listed}), so it was left "
+                     "untouched; point RERANKER_DB or --db at this app's database or at a new file")
 
 
 def _enable_wal(db: Database, path) -> None:

@@ -647,3 +647,25 @@ def test_another_programs_sqlite_file_is_refused_and_left_as_it_was(tmp_path: Pa
     empty.touch()
     with Store(empty) as store:  # an empty file is this app's to fill
         assert store.list_queries() == []
+
+
+@pytest.mark.parametrize("user_version", [1, 2, 7])
+def test_another_programs_file_is_refused_whatever_its_schema_version_says(tmp_path: Path, user_version):
+    """Many programs set user_version: a file without this app's tables is not this app's, at
+    any version (it was taken for a database of this app, or of a newer one, and switched to WAL)."""
+    other = tmp_path / "crm.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER, name TEXT)")
+        conn.execute(f"PRAGMA user_version = {user_version}")
+    before = other.read_bytes()
+    with pytest.raises(StoreError, match="is not a database of this app \\(its tables: customers\\)"):
+        Store(other)
+    assert other.read_bytes() == before
+
+
+def test_a_database_of_a_newer_app_is_refused_as_newer_not_as_foreign(db_path: Path):
+    with Store(db_path) as store:
+        store.db.execute("CREATE TABLE added_later (x)")
+        store.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(SchemaTooNewError, match=f"newer than this app's {SCHEMA_VERSION}"):
+        Store(db_path)
