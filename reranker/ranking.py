@@ -82,6 +82,11 @@ class ModelPool:
         self._errors.pop(key, None)
 
 
+def upload_order(page_index: int) -> int:
+    """Equal scores (one page uploaded twice) rank in upload order, as the store's ranks do."""
+    return page_index
+
+
 class ModelUnavailable(RuntimeError):
     def __init__(self, key: str, reason: str):
         super().__init__(f"{get_spec(key).label} is unavailable: {reason}")
@@ -106,9 +111,7 @@ class ModelRanking:
         as the store's ranks (and so the exports) break them."""
         if self.scores is None:
             return []
-        if any(score != score for score in self.scores):
-            raise ValueError(f"{self.label}: a score is NaN")
-        return sorted(range(len(self.scores)), key=lambda index: -self.scores[index])
+        return metrics.rank_pages(dict(enumerate(self.scores)), ties=upload_order)
 
     @property
     def ranks(self) -> dict[int, int]:
@@ -139,7 +142,8 @@ class RankingResult:
         if len(scored) < 2:
             return None
         first, second = scored[:2]
-        return metrics.model_agreement(dict(enumerate(first.scores)), dict(enumerate(second.scores)), k=k)
+        return metrics.model_agreement(dict(enumerate(first.scores)), dict(enumerate(second.scores)), k=k,
+                                       ties=upload_order)
 
 
 def ingest(files: Sequence, options: IngestOptions | None = None, cache=None,

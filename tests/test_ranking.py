@@ -405,3 +405,16 @@ def test_equal_scores_keep_upload_order_as_the_store_ranks_them():
     assert ranking.ranks[0] == 2 and ranking.ranks[11] == 12
     with pytest.raises(ValueError, match="NaN"):
         _ = ModelRanking("qwen3-vl-reranker-2b", "A", [0.5, float("nan")]).order
+
+
+def test_the_agreement_panel_ranks_equal_scores_as_the_galleries_do():
+    """'Where they disagree most' and top-k overlap use the galleries' ranks (upload order for
+    equal scores), not the evaluation's trec_eval rule: one page, one rank per model on screen."""
+    from reranker.ranking import ModelRanking, RankingResult
+
+    a = ModelRanking("qwen3-vl-reranker-2b", "A", [0.9, 0.1, 0.9, 0.5])  # pages 0 and 2 tie
+    b = ModelRanking("qwen3-reranker-mm-2b", "B", [0.1, 0.2, 0.3, 0.9])
+    result = RankingResult("q", None, pages=[], problems=[], notes=[], rankings={a.key: a, b.key: b}, ingest_seconds=0.0)
+    ranks = {d.page_id: (d.rank_a, d.rank_b) for d in result.agreement().disagreements}
+    assert ranks == {page: (a.ranks[page], b.ranks[page]) for page in range(4) if a.ranks[page] != b.ranks[page]}
+    assert ranks[0] == (1, 4)  # the trec_eval rule put page 2 first: "#2 vs #4" beside a caption's #1
