@@ -17,6 +17,15 @@
     ArrowLeft: "nav-prev",
     ArrowRight: "nav-next",
   };
+  // A judge or move button clicked with the mouse lets go of the focus: left on it, a Space (to
+  // scroll the tall page) or an Enter would press it again and judge a page nobody looked at.
+  // (Pressed from the keyboard, event.detail is 0 and the focus stays, for Tab users.)
+  const BUTTON_IDS = Object.values(buttons);
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest && event.target.closest("button");
+    if (!button || event.detail === 0) return;
+    if (BUTTON_IDS.some((id) => button.id === id || button.closest("#" + id))) button.blur();
+  }, true);
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
     if (event.key === "Enter" && event.target.closest && event.target.closest("#jump")) {

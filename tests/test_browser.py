@@ -284,6 +284,33 @@ def test_judging_without_a_name_warns_and_leaves_the_page_on_screen(page, app_se
     store.close()
 
 
+def test_a_judge_button_clicked_with_the_mouse_is_not_pressed_again_by_space_or_enter(page, app_server):
+    """Space scrolls the tall page, Enter is a reflex: neither may press the button the mouse
+    clicked last (it kept the focus, and each press judged the next page, unseen)."""
+    from gradio_client import Client, handle_file
+
+    query, annotator = "mouse then space query", "mouse rater"
+    files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (1, 3, 5)]
+    Client(app_server.url, verbose=False).predict(files=files, query=query, api_name="/rank")
+    open_annotate(page)
+    name_box, progress = page.locator("#annotator input"), page.locator("#annotate-progress")
+    name_box.fill(annotator)
+    page.locator("#annotate-info").click()
+    page.locator("#query-pick input").click()
+    page.get_by_role("option", name=f"{query} — 0/3 judged", exact=True).click()
+    expect(progress).to_have_text(f"0/3 judged by {annotator}")
+    page.locator("#judge-relevant").click()
+    expect(progress).to_have_text(f"1/3 judged by {annotator}")
+    assert page.evaluate("document.activeElement.closest('#judge-relevant') === null")
+    info = page.locator("#annotate-info").inner_text()
+    page.keyboard.press("Space")
+    page.keyboard.press("Enter")
+    page.locator("#nav-prev").click()  # a judgment from those keys would have been sent before this
+    expect(page.locator("#annotate-info")).not_to_have_text(info)
+    expect(progress).to_have_text(f"1/3 judged by {annotator}")
+    assert page.dialogs == []
+
+
 def test_fast_keyboard_judging_labels_the_page_on_screen_and_skips_none(page, app_server):
     """Keys pressed faster than the server answers: each judgment goes to the page that was on
     screen, none is relabelled, and none is skipped (a press while one is pending is ignored)."""
