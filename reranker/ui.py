@@ -735,7 +735,8 @@ def build_app(arena: Arena) -> gr.Blocks:
                     with gr.Column(scale=2):
                         # No file_types: Gradio would refuse the whole upload, unnamed, for one .txt among
                         # the PDFs; the app reads each file by its bytes and names the ones it cannot use.
-                        files = gr.File(label="PDFs or images", file_count="multiple", elem_id="uploads")
+                        # A long file list scrolls in its box rather than push the results down.
+                        files = gr.File(label="PDFs or images", file_count="multiple", height=300, elem_id="uploads")
                     with gr.Column(scale=3):
                         query = gr.Textbox(label="Query", placeholder="What are you looking for? (Enter ranks)", lines=1, max_lines=4, elem_id="query")
                         with gr.Accordion("Instruction and settings", open=False):
@@ -747,8 +748,11 @@ def build_app(arena: Arena) -> gr.Blocks:
                                                  label=f"{spec_b.label}: image budget (visual tokens; default = its card's 564,480 px)")
                             dpi = gr.Slider(72, 300, value=DEFAULT_DPI, step=1, label="PDF render DPI")
                         rank_button = gr.Button("Rank", variant="primary", elem_id="rank-button")
+                        # Right under the Rank button, whatever the length of the file list: the
+                        # progress shows where the visitor is looking (below the examples, it was
+                        # off screen at 1400×900).
+                        status = markdown(RANK_HINT, elem_id="rank-status")
                 gr.Examples(examples(), inputs=[files, query], label="Examples (sample pages)")
-                status = markdown(RANK_HINT, elem_id="rank-status")
                 with gr.Row(equal_height=False):
                     with gr.Column():
                         header_a = markdown(f"### {spec_a.label}", elem_id="header-a")

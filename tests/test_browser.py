@@ -130,12 +130,14 @@ def test_a_ranking_shows_its_progress_and_a_new_one_clears_the_page_shown_large(
     page.locator("#query textarea, #query input").first.fill(f"progress query {time.time()}")  # new: no stored scores
     page.get_by_role("button", name="Rank", exact=True).click()
     # Each model's "<model>: n/10 pages" shows over the status line while it scores, the line tall
-    # enough to read it (before the first ranking it holds a hint: empty, it was 0 px tall). Polled
-    # every frame: the tiny models score a batch in well under a second.
+    # enough to read it (before the first ranking it holds a hint: empty, it was 0 px tall) and in
+    # view without scrolling (below the examples, it was not). Polled every frame: the tiny models
+    # score a batch in well under a second.
     page.wait_for_function(
         """() => { const status = document.querySelector('#rank-status');
+                   const box = status.getBoundingClientRect();  // and on screen, unscrolled
                    return /(Qwen3-VL-Reranker-2B|Qwen3RerankerMM-2B): \\d+\\/10 pages/.test(status.innerText)
-                          && status.getBoundingClientRect().height >= 16; }""",
+                          && box.height >= 16 && box.bottom <= window.innerHeight; }""",
         polling="raf", timeout=TIMEOUT_MS)
     expect(page.locator("#gallery-a .caption-label")).to_have_count(10, timeout=TIMEOUT_MS)
     expect(page.locator("#rank-status")).not_to_contain_text("pages -")  # the bar is gone when done
