@@ -606,7 +606,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--db", default=None, help="database file (default: $RERANKER_DB or data/arena.db)")
     parser.add_argument("--format", required=True, choices=sorted(FORMATS), help="output format")
-    parser.add_argument("--out", type=Path, help="file to write (.zip, or .parquet for parquet); not with --preview")
+    parser.add_argument("--out", type=Path, help="file to write (.zip, or .parquet for parquet); not needed with --preview")
     parser.add_argument("--k", type=positive_int, default=5, help="a negative in any model's top K is hard (default 5)")
     parser.add_argument(
         "--rule",
