@@ -384,9 +384,16 @@ def select_page(arena: Arena, data: dict, key: str, evt: gr.SelectData):
 # ----- Annotate ---------------------------------------------------------------------------------
 def query_choices(arena: Arena, annotator: str | None) -> list[tuple[str, int]]:
     return [
-        (f"{summary.text[:90]} — {summary.judged}/{summary.pages} judged", summary.id)
+        (f"{summary.text[:90]}{_instruction_tag(summary.instruction)} — {summary.judged}/{summary.pages} judged", summary.id)
         for summary in reversed(arena.store.list_queries(annotator or None))
     ]
+
+
+def _instruction_tag(instruction: str | None) -> str:
+    """A query asked with its own instruction is another query: the list tells them apart."""
+    if not instruction:
+        return ""
+    return f" [instruction: {instruction[:40]}{'…' if len(instruction) > 40 else ''}]"
 
 
 def page_order(pages, order: str) -> list:
@@ -452,12 +459,15 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
         f"{escape(get_spec(key).label)}: P(yes) {page.scores[key]:.3f} (#{page.ranks[key]})"
         for key in MODELS if key in page.scores
     )
+    instruction = f"*Instruction:* {escape(summary.instruction)}\n\n" if summary.instruction else ""
     info = (
-        f"**{escape(summary.text)}**\n\n"
+        f"**{escape(summary.text)}**\n\n{instruction}"
         f"Page {position + 1} of {len(pages)} · {escape(stored_page_label(page))} · "
         f"current label: **{current}**\n\n{scores}"
     )
     progress = f"**{judged}/{len(pages)} judged** by {escape(annotator or '—')}"
+    if annotator and judged == len(pages):  # else the next key quietly relabels the page shown
+        progress += " · ✓ every page judged: a key now changes the label of the page shown"
     image = arena.image_path(page.page_hash, 1600)
     return image, info, progress, gr.update(value=position + 1), page.page_hash, len(pages)
 

@@ -176,6 +176,26 @@ def test_annotating_moves_to_the_next_unjudged_page_and_counts_progress(arena, r
         ui.judge(arena, query_id, page_hash, "ann", "maybe")
 
 
+def test_a_fully_judged_query_says_so_and_one_with_its_own_instruction_is_told_apart(arena, ranked):
+    """The next key after the last page relabels a judged page: the progress says every page is
+    judged. The same question with its own instruction is another query, in the list and on the page."""
+    from .bad_inputs import SAMPLE_PAGES
+
+    query_id = ranked["query_id"]
+    for page in arena.store.query_pages(query_id)[:3]:
+        ui.judge(arena, query_id, page.page_hash, "ann", "relevant")
+    assert "every page judged" not in ui.annotate_view(arena, query_id, "ann", ui.ORDERS[3], 0)[2]
+    ui.judge(arena, query_id, arena.store.query_pages(query_id)[3].page_hash, "ann", "skip")
+    progress = ui.annotate_view(arena, query_id, "ann", ui.ORDERS[3], 0)[2]
+    assert progress == "**4/4 judged** by ann · ✓ every page judged: a key now changes the label of the page shown"
+
+    other = ui.rank_pages(arena, [str(SAMPLE_PAGES[0])], QUERY, "Find the chart.", None, None, None)["query_id"]
+    labels = dict((value, label) for label, value in ui.query_choices(arena, "ann"))
+    assert labels[query_id] == f"{QUERY} — 4/4 judged"
+    assert labels[other] == f"{QUERY} [instruction: Find the chart.] — 0/1 judged"
+    assert "*Instruction:* Find the chart." in ui.annotate_view(arena, other, "ann", ui.ORDERS[3], 0)[1]
+
+
 def test_a_page_has_the_same_name_on_every_tab(arena, tmp_path):
     """An image alone is its file name; a PDF's page and every frame of a TIFF carry a page number
     (the first frame too), in the galleries, the page shown large, Annotate and Evaluate."""
