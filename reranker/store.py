@@ -966,6 +966,15 @@ class Store:
         """Everyone who has judged anything, sorted."""
         return [r[0] for r in self.db.execute("SELECT DISTINCT annotator FROM judgments ORDER BY annotator")]
 
+    def known_annotator(self, name: str) -> str:
+        """`name` as someone already judges under it, if only its capitalisation differs
+        ("Alice" for "alice"): one person, one name (else their progress looked lost, and κ
+        counted two annotators). A name nobody uses yet is returned as it is."""
+        annotators = self.annotators()
+        if name in annotators:
+            return name
+        return next((known for known in annotators if known.casefold() == name.casefold()), name)
+
     def require_annotator(self, annotator: str | None) -> list[str]:
         """Everyone who has judged (`annotators`), refusing a name nobody has judged under (a typo,
         another capitalisation) with that list: filtering by it could only give nothing. None

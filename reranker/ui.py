@@ -441,6 +441,12 @@ def annotator_name(name: str | None, profile: gr.OAuthProfile | None = None) -> 
     return name
 
 
+def typed_annotator(arena: Arena, name: str | None) -> str | None:
+    """The name in the Annotate tab's box, as judgments carry it (`Store.known_annotator`)."""
+    name = (name or "").strip()
+    return arena.store.known_annotator(name) if name else None
+
+
 def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, position: int):
     """The page at `position` (in the chosen order) of a stored query, for this annotator."""
     if query_id in (None, ""):
@@ -476,7 +482,7 @@ def page_view(arena: Arena, query_id, name: str | None, order: str, position: in
     """`annotate_view` for the name as typed. The page-number box (`shown`: its value when the
     event began) is left alone when it already shows this page: a view update arriving while
     someone types a number there would overwrite what they typed."""
-    image, info, progress, number, page_hash, total = annotate_view(arena, query_id, (name or "").strip() or None,
+    image, info, progress, number, page_hash, total = annotate_view(arena, query_id, typed_annotator(arena, name),
                                                                     order, position)
     if shown is not None and number["value"] == shown:
         number = gr.skip()
@@ -487,7 +493,7 @@ def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: st
           profile: gr.OAuthProfile | None = None) -> dict:
     """Record one judgment (append-only) and return the page's label and the annotator's progress.
     `profile`: the signed-in user, if any (see `annotator_name`)."""
-    annotator = annotator_name(annotator, profile)
+    annotator = arena.store.known_annotator(annotator_name(annotator, profile))
     if label not in LABELS or label == "cleared":
         raise refuse(f"label must be one of relevant, not_relevant, skip (got {label!r})")
     query_id = _query_id(query_id)
@@ -503,7 +509,7 @@ def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: st
 
 def undo(arena: Arena, query_id: int, annotator: str, profile: gr.OAuthProfile | None = None) -> dict:
     """Undo the annotator's latest judgment on this query (adds a row; history is kept)."""
-    annotator = annotator_name(annotator, profile)
+    annotator = arena.store.known_annotator(annotator_name(annotator, profile))
     query_id = _query_id(query_id)
     try:
         undone = arena.store.undo(query_id, annotator)
@@ -541,7 +547,7 @@ def next_position(arena: Arena, query_id: int, annotator: str, order: str, posit
 def resume_position(arena: Arena, query_id, annotator: str | None, order: str) -> int:
     """Where an annotator (re)opens a query: the first page in this order they have not judged;
     the first page without a name, or when they have judged every page."""
-    annotator = (annotator or "").strip()
+    annotator = typed_annotator(arena, annotator)
     if query_id in (None, "") or not annotator:
         return 0
     found, _ = _unjudged_after(arena, int(query_id), annotator, order, -1)
@@ -913,7 +919,7 @@ def build_app(arena: Arena) -> gr.Blocks:
 
         # --- Annotate wiring -----------------------------------------------------------------
         def refresh_choices(name, current):
-            choices = query_choices(arena, (name or "").strip() or None)
+            choices = query_choices(arena, typed_annotator(arena, name))
             values = [value for _, value in choices]
             return gr.update(choices=choices, value=current if current in values else (values[0] if values else None))
 
@@ -929,7 +935,7 @@ def build_app(arena: Arena) -> gr.Blocks:
         def moved_to(query_id, name, order_, new_position, shown=None, counts_changed=False):
             """The page at `new_position`; after a judgment or an undo, the query list's counts too
             (one aggregate query over the store: 60–85 ms at 4,000 queries and 80,000 judgments)."""
-            listing = gr.update(choices=query_choices(arena, (name or "").strip() or None)) if counts_changed else gr.skip()
+            listing = gr.update(choices=query_choices(arena, typed_annotator(arena, name))) if counts_changed else gr.skip()
             return (new_position, *view(query_id, name, order_, new_position, shown), listing)
 
         def on_action(query_id, name, order_, position_, shown, page, total, event: gr.EventData,
@@ -997,7 +1003,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                 name = profile.username
             elif login_required():
                 name = ""  # a name remembered from before the Space required login is not the visitor's
-            choices = query_choices(arena, (name or "").strip() or None)
+            choices = query_choices(arena, typed_annotator(arena, name))
             values = [value for _, value in choices]
             query_id = query_id if query_id in values else (values[0] if values else None)
             return name, gr.update(choices=choices, value=query_id), resume_position(arena, query_id, name, order_)
@@ -1060,7 +1066,7 @@ def _pick_latest(arena: Arena, data: dict, annotator: str | None = None, order: 
     """After ranking, the Annotate tab opens on that query, where the annotator would resume it."""
     if not data or data.get("query_id") is None:
         return gr.update(), 0
-    choices = query_choices(arena, (annotator or "").strip() or None)
+    choices = query_choices(arena, typed_annotator(arena, annotator))
     return gr.update(choices=choices, value=data["query_id"]), resume_position(arena, data["query_id"], annotator, order)
 
 

@@ -573,3 +573,17 @@ def test_a_thumbnail_cache_size_that_is_not_a_number_stops_the_app_naming_the_va
         ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "cache"), preload=False)
     monkeypatch.setenv("RERANKER_THUMBNAIL_CACHE_MB", "64")
     assert ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "cache"), preload=False).images.disk_bytes == 64 * 2**20
+
+
+def test_a_name_typed_in_another_capitalisation_is_the_same_annotator(arena, ranked):
+    """"Alice " after "alice": the same person's progress and judgments, not a new annotator
+    (their progress looked lost, and Cohen's κ counted two people)."""
+    query_id = ranked["query_id"]
+    pages = arena.store.query_pages(query_id)
+    ui.judge(arena, query_id, pages[0].page_hash, "alice", "relevant")
+    assert ui.page_view(arena, query_id, "Alice ", ui.ORDERS[3], 0)[2] == "**1/4 judged** by alice"
+    assert ui.judge(arena, query_id, pages[1].page_hash, "ALICE", "not_relevant")["annotator"] == "alice"
+    assert ui.undo(arena, query_id, "Alice")["undone"]["page_hash"] == pages[1].page_hash
+    assert ui.resume_position(arena, query_id, "aLiCe", ui.ORDERS[3]) == 1
+    assert arena.store.annotators() == ["alice"]
+    assert dict((v, label) for label, v in ui.query_choices(arena, ui.typed_annotator(arena, "ALICE")))[query_id].endswith("1/4 judged")
