@@ -837,8 +837,10 @@ def build_app(arena: Arena) -> gr.Blocks:
                     fmt = gr.Radio(["pointwise", "sentence-transformers", "flagembedding", "parquet"], value="pointwise", label="Format")
                     rule = gr.Radio(["either", "top_k", "above_lowest_positive", "all"], value="either", label="Hard-negative rule")
                 with gr.Row():
-                    k = gr.Number(5, label="k (top-k rule)", precision=0, minimum=1)
-                    max_negatives = gr.Number(10, label="Max negatives per query", precision=0, minimum=0)
+                    # No minimum: Gradio's own refusal does not name the box ("Value -1 is less than
+                    # minimum value 0"); export_options does.
+                    k = gr.Number(5, label="k (top-k rule)", precision=0)
+                    max_negatives = gr.Number(10, label="Max negatives per query", precision=0)
                     export_annotator = gr.Textbox(label="Only this annotator (empty: all, majority)")
                 with gr.Row():
                     since = gr.Textbox(label="Judged since (YYYY-MM-DD, UTC)")
@@ -852,8 +854,8 @@ def build_app(arena: Arena) -> gr.Blocks:
                 with gr.Row():
                     preview_button = gr.Button("Preview")
                     export_button = gr.Button("Export", variant="primary")
-                export_summary = markdown()
-                export_download = gr.File(label="Download", interactive=False)
+                export_summary = markdown(elem_id="export-summary")
+                export_download = gr.File(label="Download", interactive=False, elem_id="export-download")
 
             with gr.Tab("Evaluate", id="evaluate"):
                 with gr.Row():
@@ -1021,7 +1023,12 @@ def build_app(arena: Arena) -> gr.Blocks:
             """Export the stored judgments as hard-negative training data (zip or parquet file)."""
             return export_file(arena, fmt, rule, k, max_negatives, annotator, since, until, agreement, mined, negatives_per_row)
 
-        export_button.click(on_export, export_inputs, export_download, api_name="export")
+        # First the earlier file goes (a failed export left it on offer) and the counts become those
+        # of the file about to be made, or what is wrong (a preview of other options stayed on
+        # screen); then the export. (A step after a failed one does not run.)
+        export_button.click(lambda *o: (None, preview_view(arena, *o)), export_inputs, [export_download, export_summary],
+                            api_visibility="private",
+                            ).then(on_export, export_inputs, export_download, api_name="export")
 
         def on_evaluate(labels):
             """Evaluate each model's stored scores against the human labels."""

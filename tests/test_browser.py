@@ -428,6 +428,38 @@ def test_export_preview_works_with_the_boxes_as_the_page_loads_them(page):
     expect(page.locator(".toast-body")).to_have_count(0)  # no error
 
 
+def test_export_shows_the_counts_of_the_file_it_made_and_offers_none_after_a_failure(page, app_server):
+    """After Export the counts are the file's, not a preview of other options; a failed export
+    leaves no earlier file on offer; a bad number names its box."""
+    from gradio_client import Client, handle_file
+
+    client = Client(app_server.url, verbose=False)
+    files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (2, 4)]
+    ranked = client.predict(files=files, query="export counts query", api_name="/rank")
+    for page_data, label in zip(ranked["pages"], ("relevant", "not_relevant")):
+        client.predict(query_id=ranked["query_id"], page_hash=page_data["content_hash"], annotator="exporter",
+                       label=label, api_name="/judge")
+    page.get_by_role("tab", name="Export", exact=True).click()
+    summary, download = page.locator("#export-summary"), page.locator("#export-download")
+    page.get_by_label("parquet", exact=True).click()
+    page.get_by_role("button", name="Preview", exact=True).click()
+    expect(summary).to_contain_text("parquet:")
+    page.get_by_label("sentence-transformers", exact=True).click()
+    page.get_by_role("button", name="Export", exact=True).click()
+    expect(download).to_contain_text("arena-sentence-transformers")
+    expect(summary).to_contain_text("sentence-transformers:")
+    expect(summary).not_to_contain_text("parquet:")
+
+    page.get_by_label("Only this annotator (empty: all, majority)").fill("nobody")
+    page.get_by_role("button", name="Export", exact=True).click()
+    expect(summary).to_contain_text("no judgments by 'nobody'")
+    expect(download).not_to_contain_text("arena-sentence-transformers")
+    page.get_by_label("Only this annotator (empty: all, majority)").fill("")
+    page.get_by_label("Max negatives per query").fill("-1")
+    page.get_by_role("button", name="Preview", exact=True).click()
+    expect(summary).to_contain_text("Max negatives must be a whole number of at least 0 (got -1")
+
+
 def test_the_guidelines_box_shows_what_was_saved_after_start_up(page, app_server):
     """Read on each page load: a box filled once at start-up would show stale guidelines, and
     its Save would write them back over a colleague's."""
