@@ -349,7 +349,8 @@ def agreement_view(data: dict):
     pages = data["pages"]
     tau = agreement["kendall_tau"]
     lines = [
-        f"**Agreement:** Kendall τ {tau:.2f}" if tau is not None else "**Agreement:** Kendall τ undefined",
+        f"**Agreement:** Kendall τ {tau:.2f}" if tau is not None else
+        "**Agreement:** Kendall τ undefined (it needs two pages, with unequal scores under each model)",
         f"· top-{agreement['k']} overlap {agreement['topk_overlap']:.0%}" if agreement["topk_overlap"] is not None else "",
     ]
     text = " ".join(line for line in lines if line)
@@ -857,9 +858,10 @@ def build_app(arena: Arena) -> gr.Blocks:
                 export_summary = markdown(elem_id="export-summary")
                 export_download = gr.File(label="Download", interactive=False, elem_id="export-download")
 
-            with gr.Tab("Evaluate", id="evaluate"):
+            with gr.Tab("Evaluate", id="evaluate") as evaluate_tab:
                 with gr.Row():
-                    eval_annotator = gr.Dropdown(["Majority vote"], value="Majority vote", label="Labels", allow_custom_value=True)
+                    eval_annotator = gr.Dropdown(["Majority vote"], value="Majority vote", label="Labels", allow_custom_value=True,
+                                                 elem_id="eval-labels")
                     eval_button = gr.Button("Evaluate", variant="primary")
                 metrics_table = gr.Dataframe(label="Metrics per model (means over judged queries)", interactive=False)
                 metrics_plot = gr.BarPlot(x="bar", y="value", color="model", label="Metrics", y_lim=[0, 1], height=340,
@@ -989,8 +991,9 @@ def build_app(arena: Arena) -> gr.Blocks:
             moved = (name or "").strip() != (saved or "").strip()
             return name, resume_position(arena, query_id, name, order_) if moved else position_
 
-        annotator.blur(name_entered, [annotator, saved_name, query_pick, order, position], [saved_name, position],
-                       api_visibility="private").then(
+        # Enter applies the name as leaving the box does.
+        gr.on([annotator.blur, annotator.submit], name_entered, [annotator, saved_name, query_pick, order, position],
+              [saved_name, position], api_visibility="private").then(
             refresh_choices, [annotator, query_pick], query_pick, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
         refresh.click(refresh_choices, [annotator, query_pick], query_pick, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
         save_guidelines.click(lambda text: _write_guidelines(arena, text), guidelines, None, api_visibility="private")
@@ -1039,8 +1042,9 @@ def build_app(arena: Arena) -> gr.Blocks:
         def label_choices():
             return gr.update(choices=["Majority vote", *arena.store.annotators()])
 
-        eval_button.click(label_choices, None, eval_annotator, api_visibility="private")
-        demo.load(label_choices, None, eval_annotator, api_visibility="private")
+        # Annotators who judged since the page loaded are offered as soon as the tab opens.
+        gr.on([demo.load, evaluate_tab.select, eval_button.click], label_choices, None, eval_annotator,
+              api_visibility="private")
 
         # --- API-only endpoints -----------------------------------------------------------------
         # On a Space that requires login (see login_required) the annotator is the signed-in

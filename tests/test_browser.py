@@ -297,7 +297,8 @@ def test_a_judge_button_clicked_with_the_mouse_is_not_pressed_again_by_space_or_
     open_annotate(page)
     name_box, progress = page.locator("#annotator input"), page.locator("#annotate-progress")
     name_box.fill(annotator)
-    page.locator("#annotate-info").click()
+    name_box.press("Enter")  # applies the name, as leaving the box does
+    expect(progress).to_contain_text(f"judged by {annotator}")
     page.locator("#query-pick input").click()
     page.get_by_role("option", name=f"{query} — 0/3 judged", exact=True).click()
     expect(progress).to_have_text(f"0/3 judged by {annotator}")
@@ -458,6 +459,11 @@ def test_export_shows_the_counts_of_the_file_it_made_and_offers_none_after_a_fai
     page.get_by_label("Max negatives per query").fill("-1")
     page.get_by_role("button", name="Preview", exact=True).click()
     expect(summary).to_contain_text("Max negatives must be a whole number of at least 0 (got -1")
+
+    # Someone who judged after the page loaded is a Labels choice as soon as the tab opens.
+    page.get_by_role("tab", name="Evaluate", exact=True).click()
+    page.locator("#eval-labels input").click()
+    expect(page.get_by_role("option", name="exporter", exact=True)).to_be_visible()
 
 
 def test_the_guidelines_box_shows_what_was_saved_after_start_up(page, app_server):
