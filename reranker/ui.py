@@ -726,18 +726,7 @@ def build_app(arena: Arena) -> gr.Blocks:
     spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
     # delete_cache: Gradio's own copies of files it served (exports, galleries), hourly.
     with gr.Blocks(title="Multimodal Rerank Arena", delete_cache=(EXPORT_KEEP_SECONDS, EXPORT_KEEP_SECONDS)) as demo:
-        markdown(
-            "# Multimodal Rerank Arena\n"
-            f"Two 2B multimodal rerankers built on Qwen3-VL, side by side on your own pages: "
-            f"**{spec_a.label}** and **{spec_b.label}** (a LoRA on Qwen3-VL-2B-Instruct). "
-            "Each page gets P(yes) from each model; judge pages to build training data and to "
-            "measure the models against people.\n\n"
-            "**Shared with everyone who uses this app:** every ranked page, query and judgment is "
-            "kept in its database and shown on the Annotate, Export and Evaluate tabs. Do not upload "
-            "confidential documents to a public instance.",
-            elem_id="intro",
-        )
-        markdown(device_note(), elem_id="device-note")
+        markdown("# Multimodal Rerank Arena")
         # The /rank result: a JSON component (a State would not be returned to API clients).
         ranking_state = gr.JSON(visible=False)
         # Remembered by the browser. Outside the tabs: a hidden tab's components are not mounted at page
@@ -748,6 +737,18 @@ def build_app(arena: Arena) -> gr.Blocks:
         saved_query = gr.BrowserState(None, storage_key="rerank-arena-query", secret=secret)
         with gr.Tabs():
             with gr.Tab("Rank", id="rank"):
+                # Here, not above the tabs: there it pushed the page to judge ~300 px down on Annotate.
+                markdown(
+                    f"Two 2B multimodal rerankers built on Qwen3-VL, side by side on your own pages: "
+                    f"**{spec_a.label}** and **{spec_b.label}** (a LoRA on Qwen3-VL-2B-Instruct). "
+                    "Each page gets P(yes) from each model; judge pages to build training data and to "
+                    "measure the models against people.\n\n"
+                    "**Shared with everyone who uses this app:** every ranked page, query and judgment is "
+                    "kept in its database and shown on the Annotate, Export and Evaluate tabs. Do not upload "
+                    "confidential documents to a public instance.",
+                    elem_id="intro",
+                )
+                markdown(device_note(), elem_id="device-note")
                 with gr.Row():
                     with gr.Column(scale=2):
                         # No file_types: Gradio would refuse the whole upload, unnamed, for one .txt among
