@@ -687,6 +687,8 @@ def evaluate_view(arena: Arena, annotator: str | None):
         notes.append(escape(_describe_pair(pair)))
     notes += [escape(note) for note in evaluation.mixed_settings_notes()]
     notes.append("*ndcg_blog@5*: the comparison blog's variant, ideal DCG over the same five pages (not standard NDCG).")
+    notes.append("*n_judged*: pages labelled relevant or not relevant; skipped pages are left out (Annotate's "
+                 "progress counts them as done).")
     mistakes = {key: [] for key in MODELS}
     for summary_q in arena.store.list_queries():
         pages = arena.store.query_pages(summary_q.id)
