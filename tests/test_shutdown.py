@@ -41,6 +41,15 @@ def test_sigterm_while_rendering_leaves_no_worker_and_no_upload_behind(tiny_chec
         server.stop()
 
 
+def run_script(tmp_path, name: str, text: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`text` run as the script `name` in a fresh Python, from the repository root."""
+    script = tmp_path / name
+    script.write_text(text)
+    root = __file__.rsplit("/tests/", 1)[0]
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout,
+                          env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"}, cwd=root)
+
+
 EXIT_AFTER_A_TIME_OUT = """
 from reranker.documents import IngestOptions, load_files
 from tests.bad_inputs import render_bomb_pdf
@@ -54,11 +63,7 @@ if __name__ == "__main__":
 def test_a_process_that_exits_just_after_a_render_time_out_exits_quietly(tmp_path):
     """The worker killed over its time limit is being replaced as the process exits: that
     replacement must not print a traceback into a CLI user's terminal."""
-    script = tmp_path / "exit_after_time_out.py"
-    script.write_text(EXIT_AFTER_A_TIME_OUT)
-    root = __file__.rsplit("/tests/", 1)[0]
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"}, cwd=root)
+    done = run_script(tmp_path, "exit_after_time_out.py", EXIT_AFTER_A_TIME_OUT)
     assert done.returncode == 0 and "took over 1 s to render" in done.stdout
     assert done.stderr == ""
 
@@ -75,11 +80,7 @@ print("read", len(pages), "pages")
 def test_a_script_without_a_main_guard_reads_its_pdf_once_and_is_told_why_workers_failed(tmp_path):
     """Spawned render workers re-run the script that started them: its top-level work must not
     run again in each of them (with models, on a GPU, that is a model per worker)."""
-    script = tmp_path / "unguarded.py"
-    script.write_text(UNGUARDED_SCRIPT)
-    root = __file__.rsplit("/tests/", 1)[0]
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                          env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"}, cwd=root)
+    done = run_script(tmp_path, "unguarded.py", UNGUARDED_SCRIPT, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("read 3 pages") == 1  # the workers stopped before reading it again
     assert 'Put the script\'s work under `if __name__ == "__main__":`' in done.stderr
@@ -103,10 +104,6 @@ if __name__ == "__main__":
 def test_a_thread_still_reading_pdfs_after_the_main_code_ends_reads_them(tmp_path):
     """The render pool closes for good at exit, after a script's other (non-daemon) threads are
     done: closed as the main thread ended, a later read lost every page, blamed on a time-out."""
-    script = tmp_path / "thread_after_main.py"
-    script.write_text(THREAD_AFTER_MAIN)
-    root = __file__.rsplit("/tests/", 1)[0]
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"}, cwd=root)
+    done = run_script(tmp_path, "thread_after_main.py", THREAD_AFTER_MAIN)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "read 3 pages []"
