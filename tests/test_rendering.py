@@ -54,6 +54,27 @@ def test_pages_rendered_in_worker_processes_equal_pages_rendered_here(tmp_path, 
         assert list(tmp_path.iterdir()) == []  # the private folder goes with the upload
 
 
+def test_a_long_pdf_renders_a_few_pages_ahead_of_the_reader_not_all_at_once(tmp_path, monkeypatch):
+    """The pool is shared by every visitor, first come first served: a long upload given to it at
+    once queued ahead of everyone else's pages, and left its rendered pages (~6 MB each) in the
+    render folder until read. Two pages a worker are in the pool at a time."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    data = corpus.sample_pdf(9)
+    expected = [content_hash for _, _, content_hash in rendered_here(data)]
+    with open_pdf(data, RenderSettings(144, 12_000_000, workers=1), NO_DEADLINE) as pdf:
+        pdf.inspect(limit=9)
+        pdf.start(9)
+        assert pdf.scheduled == 2
+        wait_until(lambda: all(future.done() for future in pdf.futures[:2]))
+        (folder,) = tmp_path.iterdir()
+        assert sorted(path.name for path in folder.iterdir()) == ["document.pdf", "document.pdf.0.rgb", "document.pdf.1.rgb"]
+        got = []
+        for index in range(9):
+            got.append(pdf.render(index)[2])
+            assert pdf.scheduled == min(9, index + 2)
+        assert got == expected
+
+
 def test_pages_too_large_render_at_a_lower_dpi_in_workers_as_here():
     settings = RenderSettings(dpi=144, max_page_pixels=50_000, workers=2)
     data = corpus.poster_pdf()
