@@ -980,7 +980,8 @@ def build_app(arena: Arena) -> gr.Blocks:
 
         gr.on([button.click for button, _ in actions], on_action, [*view_inputs, page_hash, page_total], moved_outputs,
               trigger_mode="once", api_visibility="private")
-        jump.submit(lambda q, name, o, value, total: moved_to(q, name, o, max(0, min(int(value or 1), int(total or 1)) - 1), value),
+        # The box is always redrawn: it shows the page's number, not what was typed ("2.7", "99").
+        jump.submit(lambda q, name, o, value, total: moved_to(q, name, o, max(0, min(int(value or 1), int(total or 1)) - 1)),
                     [query_pick, annotator, order, jump, page_total], moved_outputs, api_visibility="private")
         # A query (re)opens where this annotator left it: at the first page they have not judged.
         # On a choice from the list (`select`): its `input` also fires when the list merely closes.

@@ -389,7 +389,9 @@ def test_shortcuts_work_after_choosing_an_order_and_a_jump_past_the_end_goes_to_
             (first.page_hash, "relevant")]
 
     settled(page, "#annotate-info", "#jump", "#query-pick")  # else a late page view can overwrite the typed number
-    for typed, shown in (("11", "Page 3 of 3"), ("0", "Page 1 of 3"), ("2", "Page 2 of 3")):
+    # The box then shows the page's number: what was typed is rounded and clamped.
+    for typed, shown in (("11", "Page 3 of 3"), ("0", "Page 1 of 3"), ("1.6", "Page 2 of 3"), ("2.7", "Page 3 of 3"),
+                         ("2", "Page 2 of 3")):
         jump.fill(typed)
         jump.press("Enter")
         expect(info).to_contain_text(shown)
