@@ -122,6 +122,17 @@ def test_rank_a_pdf_shows_both_galleries_in_score_order(page, tmp_path):
         shutil.copyfile(shot, target)
     assert page.dialogs == []
 
+    # Three thumbnails a row, fewer where they would be under 150 px (Gradio's fixed three
+    # columns left them ~100 px wide in an 800 px window).
+    def thumbnails() -> list[dict]:
+        return [item.bounding_box() for item in page.locator("#gallery-a .thumbnail-item").all()]
+
+    assert len({round(box["y"]) for box in thumbnails()[:3]}) == 1  # one row at 1400 px
+    page.set_viewport_size({"width": 800, "height": 900})
+    page.wait_for_function("document.querySelector('#gallery-a .thumbnail-item').getBoundingClientRect().width >= 150")
+    boxes = thumbnails()
+    assert boxes[0]["y"] == boxes[1]["y"] < boxes[2]["y"]  # two a row
+
 
 def test_a_ranking_shows_its_progress_and_a_new_one_clears_the_page_shown_large(page):
     files = [str(SAMPLES / f"doc_{n}.jpg") for n in range(10)]
