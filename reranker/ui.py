@@ -658,9 +658,13 @@ def evaluate_view(arena: Arena, annotator: str | None):
         summary_rows.append({"model": get_spec(key).label if key in MODELS else key, "queries": result.n_queries,
                              "excluded": result.n_excluded, **{name: _round(value) for name, value in means.items()}})
         for row in result.rows:
-            per_query.append({"model": get_spec(key).label if key in MODELS else key,
-                              "query": evaluation.queries.get(row["query_id"], row["query_id"]),
-                              **{name: _round(value) for name, value in row.items() if name != "query_id"}})
+            counts = {name: row[name] for name in ("n_pages", "n_judged", "n_relevant")}  # after the metrics
+            per_query.append((row["query_id"], {
+                "query": evaluation.queries.get(row["query_id"], row["query_id"]),
+                "model": get_spec(key).label if key in MODELS else key,
+                **{name: _round(value) for name, value in row.items() if name != "query_id" and name not in counts},
+                **counts}))
+    per_query = [row for _, row in sorted(per_query, key=lambda item: item[0])]  # a query's models side by side
     summary = pd.DataFrame(summary_rows)
     bars = None
     if not summary.empty:
@@ -868,12 +872,17 @@ def build_app(arena: Arena) -> gr.Blocks:
                     eval_button = gr.Button("Evaluate", variant="primary")
                 metrics_table = gr.Dataframe(label="Metrics per model (means over judged queries)", interactive=False)
                 metrics_plot = gr.BarPlot(x="bar", y="value", color="model", label="Metrics", y_lim=[0, 1], height=340,
-                                          x_label_angle=-30, sort=None, x_title="metric · model")
+                                          x_label_angle=-30, sort=None, x_title="metric · model", elem_id="metrics-plot")
                 eval_notes = markdown()
-                per_query_table = gr.Dataframe(label="Per query", interactive=False)
+                # Query and model first, kept in view while the metrics scroll: one line of a long
+                # query was wider than the window, and hid every metric.
+                per_query_table = gr.Dataframe(label="Per query", interactive=False, wrap=True, column_widths=["24%"],
+                                               pinned_columns=2, max_height=600, elem_id="per-query")
                 with gr.Row():
-                    mistakes_a = gr.Gallery(label=f"{spec_a.label}: pages ranked above a relevant page", columns=4, height="auto", allow_preview=True)
-                    mistakes_b = gr.Gallery(label=f"{spec_b.label}: pages ranked above a relevant page", columns=4, height="auto", allow_preview=True)
+                    mistakes_a = gr.Gallery(label=f"{spec_a.label}: pages ranked above a relevant page", columns=4, height="auto",
+                                            allow_preview=True, elem_id="mistakes-a")
+                    mistakes_b = gr.Gallery(label=f"{spec_b.label}: pages ranked above a relevant page", columns=4, height="auto",
+                                            allow_preview=True, elem_id="mistakes-b")
 
         # --- Rank wiring: /rank returns data; a second, private step draws it ---------------
         rank_outputs = [status, header_a, gallery_a, header_b, gallery_b, agreement, scatter, detail_image, detail_text]

@@ -85,6 +85,18 @@ def settled(page, *selectors: str) -> None:
         expect(page.locator(selector)).not_to_contain_text(re.compile(r"\b\d+\.\ds\b"))
 
 
+# Whether an element lies wholly inside every box around it that hides what overflows.
+UNCLIPPED = """element => {
+    const box = element.getBoundingClientRect();
+    for (let outer = element.parentElement; outer; outer = outer.parentElement) {
+        if (getComputedStyle(outer).overflow === "visible") continue;
+        const clip = outer.getBoundingClientRect();
+        if (box.top < clip.top - 1 || box.bottom > clip.bottom + 1 || box.left < clip.left - 1 || box.right > clip.right + 1) return false;
+    }
+    return true;
+}"""
+
+
 def captions(page, gallery: str) -> list[str]:
     return page.locator(f"{gallery} .caption-label").all_inner_texts()
 
@@ -477,6 +489,17 @@ def test_export_shows_the_counts_of_the_file_it_made_and_offers_none_after_a_fai
     page.get_by_role("tab", name="Evaluate", exact=True).click()
     page.locator("#eval-labels input").click()
     expect(page.get_by_role("option", name="exporter", exact=True)).to_be_visible()
+    page.get_by_role("option", name="exporter", exact=True).click()
+    page.get_by_role("button", name="Evaluate", exact=True).click()
+    # Nothing the researcher reads is cut off by its box at 1400 px: the plot's legend (the box
+    # clipped it, leaving its title alone), and every metric of the per-query table (one line of
+    # the query was wider than the window).
+    legend = page.locator("#metrics-plot .role-legend-label")
+    expect(legend).to_have_count(2)
+    headers = page.locator("#per-query th")
+    expect(headers.first).to_have_attribute("title", "query")
+    for element in (*legend.all(), page.locator("#per-query th[title=map]")):
+        assert element.evaluate(UNCLIPPED), element.inner_text()
 
 
 def test_the_guidelines_box_shows_what_was_saved_after_start_up(page, app_server):

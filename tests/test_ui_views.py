@@ -303,6 +303,24 @@ def test_evaluate_notes_say_why_queries_are_left_out_and_list_only_annotators_wh
     ]
 
 
+def test_evaluate_per_query_table_puts_a_querys_models_side_by_side_metrics_before_counts(arena, ranked):
+    from .bad_inputs import SAMPLE_PAGES
+
+    second = ui.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[4:6]], "a second question", None, None, None, None)
+    for result in (ranked, second):
+        hashes = [page["content_hash"] for page in result["pages"]]
+        ui.judge(arena, result["query_id"], hashes[0], "ann", "relevant")
+        ui.judge(arena, result["query_id"], hashes[1], "ann", "not_relevant")
+    per_query = ui.evaluate_view(arena, "ann")[2]
+    columns = list(per_query.columns)
+    assert columns[:3] == ["query", "model", "ndcg@5"] and columns[-3:] == ["n_pages", "n_judged", "n_relevant"]
+    labels = [get_spec(key).label for key in (A, B)]
+    first_text = arena.store.query(ranked["query_id"]).text
+    assert list(zip(per_query["query"], per_query["model"])) == [
+        (first_text, labels[0]), (first_text, labels[1]), ("a second question", labels[0]), ("a second question", labels[1])]
+    assert list(per_query["n_judged"]) == [2, 2, 2, 2]
+
+
 def test_the_apps_api_has_only_its_documented_endpoints(arena):
     demo = ui.build_app(arena)
     public = {name for name, info in demo.get_api_info()["named_endpoints"].items()}
