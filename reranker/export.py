@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 from .cli import positive_int, whole_number
 from .models import MODELS, render_prompt
+from .output_files import check_output, output_file
 from .store import DEFAULT_PATH, NOT_RELEVANT, RELEVANT, QueryPage, Store, majority, parse_moment, time_bound
 
 Format = Literal["pointwise", "sentence-transformers", "flagembedding", "parquet"]
@@ -196,6 +197,8 @@ class ExportPreview:
 def select(store: Store, options: ExportOptions) -> Selection:
     """Positives and negatives per query under the options (format-independent)."""
     with store.snapshot():  # one moment: an undo while exporting cannot split a label
+        if options.annotator is not None:  # as the app does: "ALICE" is who judges as "alice"
+            options = dataclasses.replace(options, annotator=store.known_annotator(options.annotator))
         store.require_annotator(options.annotator)
         return _select(store, options)
 
@@ -525,10 +528,8 @@ def export(
     if summary.rows == 0:
         raise NothingToExportError(_nothing_message(summary, options))
     queries, n = _usable(selection, options)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_name(out_path.name + ".partial")  # never leave a half-written export
-    try:
+    out_path = check_output(out_path, "the export file", database=store.path)
+    with output_file(out_path) as partial:  # never a half-written export, nor one two runs shared
         if options.format == "parquet":
             _write_parquet(partial, queries, selection.models, store)
         else:
@@ -549,9 +550,6 @@ def export(
                 for e in (*q.positives, *(q.negatives[:n] if n else q.negatives))
             }
             _write_zip(partial, members, images, store)
-        os.replace(partial, out_path)
-    finally:
-        partial.unlink(missing_ok=True)
     return out_path
 
 
@@ -689,6 +687,8 @@ def _export_cli(store: Store, args: argparse.Namespace) -> int:
         print(f"error: --out {args.out}: a {options.format} export is a {suffix} file; "
               f"name it {args.out.with_suffix(suffix).name}", file=sys.stderr)
         return 2
+    if not args.preview:
+        check_output(args.out, "--out", database=store.path)  # before the counting, by its flag's name
     print(preview(store, options).describe())
     if args.preview:
         return 0

@@ -987,9 +987,9 @@ class Store:
         return name if not spellings or name in spellings else min(spellings)
 
     def require_annotator(self, annotator: str | None) -> list[str]:
-        """Everyone who has judged (`annotators`), refusing a name nobody has judged under (a typo,
-        another capitalisation) with that list: filtering by it could only give nothing. None
-        (everyone) passes."""
+        """Everyone who has judged (`annotators`), refusing a name nobody has judged under (a typo)
+        with that list: filtering by it could only give nothing. None (everyone) passes. Map
+        another capitalisation to the stored name first (`known_annotator`)."""
         annotators = self.annotators()
         if annotator is not None and annotator not in annotators:
             known = ", ".join(annotators) or "nobody has judged anything yet"

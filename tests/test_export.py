@@ -391,6 +391,53 @@ def test_nothing_to_export_is_an_error_not_an_empty_file(tmp_path, clock):
         assert export(store, ExportOptions(), out).exists()  # a positive alone is a pointwise row
 
 
+def test_an_export_never_writes_over_the_database_or_another_sqlite_file(arena, tmp_path, capsys):
+    """`--out arena.db` (a slip of the fingers) replaced every judgment with a zip."""
+    store, _, _ = arena
+    db = store.path
+    before = db.read_bytes()
+    with pytest.raises(ValueError, match=r"is the database being read"):
+        export(store, ExportOptions(), db)
+    other = tmp_path / "other.zip"
+    Store(other).close()  # a database with an export's name
+    code = cli_main(["export", "--db", str(db), "--format", "pointwise", "--out", str(other)])
+    assert code == 1 and f"--out {other} is a SQLite database, which this would replace" in capsys.readouterr().err
+    folder = tmp_path / "a-folder.zip"
+    folder.mkdir()
+    assert cli_main(["export", "--db", str(db), "--format", "pointwise", "--out", str(folder)]) == 1
+    assert f"--out {folder} is a folder" in capsys.readouterr().err
+    assert db.read_bytes() == before and other.read_bytes()[:16] == b"SQLite format 3\x00"
+
+
+def test_exports_written_to_one_file_at_once_each_leave_a_whole_file(arena, tmp_path, monkeypatch):
+    """Both used to write `<out>.partial`: a second run overwrote the first one's half-written
+    zip and renamed it away, and the first then failed (or renamed a half-written zip)."""
+    from reranker import export as export_module
+
+    store, _, _ = arena
+    out = tmp_path / "exports" / "same.zip"
+    write_zip = export_module._write_zip
+
+    def second_export_meanwhile(path, *args):
+        write_zip(path, *args)
+        monkeypatch.setattr(export_module, "_write_zip", write_zip)
+        export(store, ExportOptions(), out)  # another run, to the same file, while this one is unfinished
+
+    monkeypatch.setattr(export_module, "_write_zip", second_export_meanwhile)
+    export(store, ExportOptions(include_mined_negatives=True), out)
+    with zipfile.ZipFile(out) as archive:
+        assert archive.testzip() is None
+        assert json.loads(archive.read("export.json"))["options"]["include_mined_negatives"]  # the last to finish
+    assert [path.name for path in out.parent.iterdir()] == ["same.zip"]
+
+
+def test_an_annotator_named_in_another_capitalisation_is_the_same_annotator(arena, tmp_path):
+    store, _, _ = arena
+    as_judged = select(store, ExportOptions(rule="all", annotator="bob"))
+    shouted = select(store, ExportOptions(rule="all", annotator="BOB"))
+    assert shouted == as_judged and shouted.queries
+
+
 def test_options_are_validated():
     with pytest.raises(ValueError, match="format"):
         ExportOptions(format="csv")
