@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cli import positive_int
 from .models import MODELS, get_spec
+from .output_files import check_output, output_file
 
 if TYPE_CHECKING:
     from .metrics import EvalResult, Kappa
@@ -183,9 +185,12 @@ class StoreEvaluation:
 
 def evaluate_store(store: Store, annotator: str | None = None, ks: Sequence[int] = (5, 10)) -> StoreEvaluation:
     """Evaluate every model with stored scores (each model's latest settings per query) against
-    the current labels — `annotator`'s, or by default the majority vote. Raises ValueError for
-    an annotator who judged nothing."""
+    the current labels — `annotator`'s, or by default the majority vote. The name is matched as
+    the app matches it ("ALICE" is whoever judges as "alice": `Store.known_annotator`). Raises
+    ValueError for an annotator who judged nothing."""
     with store.snapshot():  # labels and scores from one moment, while annotators go on
+        if annotator is not None:
+            annotator = store.known_annotator(annotator.strip())
         return _evaluate_store(store, annotator, tuple(ks))
 
 
@@ -274,7 +279,11 @@ def load_benchmark(source: str, split: str | None = None, limit: int | None = No
     or a Hub id. `split` None: "test", or the only split there is (the Hub sets name their split
     after the dataset, e.g. ``esg_reports_human_labeled_v2``); a split named and missing is an
     error. Names are compared as strings: the Hub sets store candidate ids as integers but
-    relevant ids as strings."""
+    relevant ids as strings.
+
+    Every row is checked before any is returned (a null score, an empty query, ...): one bad row
+    is a ValueError naming the source, the row (from 1, as a JSONL file's lines) and the column,
+    so a run stops before its models score anything rather than part-way through."""
     path = Path(source).expanduser()
     if path.is_file():
         builder = DATA_SUFFIXES.get(path.suffix.lower())
@@ -308,17 +317,95 @@ def load_benchmark(source: str, split: str | None = None, limit: int | None = No
     if limit is not None:
         data = data.select(range(min(limit, len(data))))
     queries, seen = [], set()
+    bad_rows: list[tuple[int, str, str]] = []  # (row number, its id, what is wrong): all, so one run finds each
     for index, row in enumerate(data):
-        names = [str(n) for n in row["top_25_image_filenames"]]
-        scores = [float(s) for s in row["top_25_scores"]]
-        if len(names) != len(scores):
-            raise ValueError(f"{source}: row {index}: {len(names)} candidates but {len(scores)} first-stage scores")
-        query_id = str(row["query_id"])
-        if query_id in seen:  # ids key the metrics; keep duplicates apart rather than merge them
-            query_id = f"{query_id}#{index}"
-        seen.add(query_id)
-        queries.append(BenchmarkQuery(query_id, row["query"], names, scores, [str(n) for n in row["relevant_image_filenames"]]))
+        try:
+            query = _benchmark_query(row)
+        except ValueError as problem:
+            query_id = row["query_id"]
+            named = f" (query id {_shown(str(query_id))})" if query_id is not None and str(query_id).strip() else ""
+            bad_rows.append((index + 1, named, str(problem)))
+            continue
+        if query.query_id in seen:  # ids key the metrics; keep duplicates apart rather than merge them
+            query = replace(query, query_id=f"{query.query_id}#{index}")
+        seen.add(query.query_id)
+        queries.append(query)
+    if bad_rows:
+        raise ValueError(_bad_rows_message(source, bad_rows))
     return Benchmark(source=source, split=split, queries=queries, note=note)
+
+
+def _benchmark_query(row: Mapping[str, Any]) -> BenchmarkQuery:
+    """One dataset row as a query; a ValueError says which column is wrong, and how."""
+    query_id = row["query_id"]
+    if query_id is None:
+        raise ValueError("query_id is null")
+    query_id = str(query_id)
+    if not query_id.strip():
+        raise ValueError("query_id is empty")
+    query = row["query"]
+    if not isinstance(query, str):
+        raise ValueError(f"query is {_shown(query)}, not text")
+    if not query.strip():  # the models would refuse it, but only once its turn came
+        raise ValueError("query is empty")
+    names = _page_names(row["top_25_image_filenames"], "top_25_image_filenames")
+    scores = _scores(row["top_25_scores"], "top_25_scores")
+    relevant = _page_names(row["relevant_image_filenames"], "relevant_image_filenames")
+    if len(names) != len(scores):
+        raise ValueError(f"top_25_image_filenames has {len(names)} pages but top_25_scores has {len(scores)} scores")
+    return BenchmarkQuery(query_id, query, names, scores, relevant)
+
+
+def _page_names(values: Any, column: str) -> list[str]:
+    """Page names as strings (the Hub sets store candidate ids as integers)."""
+    if not isinstance(values, (list, tuple)):  # a lone string would otherwise be read letter by letter
+        raise ValueError(f"{column} is {_shown(values)}, not a list of page names")
+    names = []
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValueError(f"{column}[{i}] is {_shown(value)}, not a page name")
+        if not str(value).strip():
+            raise ValueError(f"{column}[{i}] is empty, not a page name")
+        names.append(str(value))
+    return names
+
+
+def _scores(values: Any, column: str) -> list[float]:
+    """Finite numbers (numeric text too): a NaN cannot be ranked, and JSON has no infinity."""
+    if not isinstance(values, (list, tuple)):
+        raise ValueError(f"{column} is {_shown(values)}, not a list of numbers")
+    scores = []
+    for i, value in enumerate(values):
+        try:
+            if isinstance(value, bool) or value is None:
+                raise TypeError
+            score = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{column}[{i}] is {_shown(value)}, not a number") from None
+        if not math.isfinite(score):
+            raise ValueError(f"{column}[{i}] is {_shown(score)}, not a finite number")
+        scores.append(score)
+    return scores
+
+
+def _shown(value: Any) -> str:
+    """A value as JSON would show it (null, not None), cut short: error messages stay one line."""
+    if value is None:
+        return "null"
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[repr(value)]
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _bad_rows_message(source: str, bad_rows: Sequence[tuple[int, str, str]]) -> str:
+    """The first bad row in full, the others by number: one line, however many there are."""
+    (number, named, problem), *more = bad_rows
+    message = f"{source}, row {number}{named}: {problem}"
+    if more:
+        listed = ", ".join(str(other) for other, _, _ in more[:5]) + (", …" if len(more) > 5 else "")
+        message += f"; {len(more)} more bad {'row' if len(more) == 1 else 'rows'} ({listed})"
+    return message + "; nothing was scored"
 
 
 def _load_dataset(source: str, *args, **kwargs):
@@ -710,6 +797,21 @@ def _run_cli(args: argparse.Namespace) -> int:
                      "(stored judgments are evaluated on the scores the app stored)")
     if args.benchmark and args.annotator:
         return _fail("--annotator chooses among stored judgments; a --benchmark has its own labels")
+    for flag, key, max_pixels in (("--max-pixels-a", MODEL_A, args.max_pixels_a), ("--max-pixels-b", MODEL_B, args.max_pixels_b)):
+        spec = MODELS[key]
+        try:
+            spec.check_budget(max_pixels)  # before the models load
+        except ValueError:  # its message names the model, not the flag that set the budget
+            return _fail(f"{flag} must be from {spec.min_pixels} to {spec.max_pixels_limit} "
+                         f"(the image budget of {spec.label}, in pixels), not {max_pixels}")  # fmt: skip
+    from .store import DEFAULT_PATH
+
+    database = None if args.benchmark else Path(args.db or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
+    if args.output:  # checked now, not after minutes of scoring (and the database is never overwritten)
+        output = check_output(args.output, "--output", database=database)
+        benchmark = Path(args.benchmark or "").expanduser()
+        if args.benchmark and benchmark.is_file() and output.resolve() == benchmark.resolve():
+            return _fail(f"--output {output} is the benchmark being read; give another file name")
     try:
         if args.benchmark:
             evaluation = _cli_benchmark(args, ks)
@@ -717,17 +819,17 @@ def _run_cli(args: argparse.Namespace) -> int:
                 return 1
             text = format_benchmark(evaluation, args.per_query)
         else:
-            from .store import DEFAULT_PATH, Store
+            from .store import Store
 
-            path = Path(args.db or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
-            with Store.existing(path) as store:
+            with Store.existing(database) as store:
                 evaluation = evaluate_store(store, args.annotator, ks)
             text = format_store(evaluation, args.per_query)
     except (ValueError, OSError) as error:  # bad input, unreadable file, Hub unreachable (a StoreError: cli.main)
         return _fail(str(error))
     print(text)
-    if args.output:
-        args.output.write_text(json.dumps(evaluation.to_dict(), indent=2, ensure_ascii=False))
+    if args.output:  # whole or not at all: a full disk leaves an earlier file as it was
+        with output_file(args.output) as partial:
+            partial.write_text(json.dumps(evaluation.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
         print(f"wrote {args.output}")
     return 0
 
@@ -736,9 +838,6 @@ def _cli_benchmark(args: argparse.Namespace, ks: tuple[int, ...]) -> BenchmarkEv
     from .models import MODELS
 
     models = args.models or list(MODELS)
-    for key, max_pixels in ((MODEL_A, args.max_pixels_a), (MODEL_B, args.max_pixels_b)):
-        if key in models:
-            MODELS[key].check_budget(max_pixels)  # before the models load
     local = _is_local(args.benchmark)
     if args.images is None:
         if not local:

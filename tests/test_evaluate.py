@@ -361,3 +361,147 @@ def test_a_query_ranked_again_at_another_budget_is_named_as_mixing_settings(aren
     assert main(["eval", "--db", str(arena_db)]) == 0
     assert (f"note: Qwen3-VL-Reranker-2B: query {q1} mix scores made at different settings (another image budget, "
             "say); each page's latest score counts") in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_eval_output_never_replaces_a_database(arena_db, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from reranker.store import Store
+
+    before = arena_db.read_bytes()
+    assert main(["eval", "--db", str(arena_db), "--output", str(arena_db)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"error: --output {arena_db} is the database being read; give another file name\n"
+    assert captured.out == ""  # refused before anything was evaluated
+    monkeypatch.setenv("RERANKER_DB", str(arena_db))  # the database by default, too
+    assert main(["eval", "--output", str(arena_db)]) == 1
+    assert "is the database being read" in capsys.readouterr().err
+    other = tmp_path / "other.db"  # any database, not only the one being read
+    shutil.copy(arena_db, other)
+    assert main(["eval", "--db", str(arena_db), "--output", str(other)]) == 1
+    assert capsys.readouterr().err == (f"error: --output {other} is a SQLite database, which this would replace; "
+                                       "give another file name\n")  # fmt: skip
+    assert arena_db.read_bytes() == before and other.read_bytes() == before
+    with Store(arena_db) as store:  # every judgment still there
+        assert store.annotators() == ["alice", "bob"]
+
+
+def test_eval_output_folder_is_made(arena_db, tmp_path, capsys):
+    out_json = tmp_path / "new" / "deeper" / "store.json"
+    assert main(["eval", "--db", str(arena_db), "--output", str(out_json)]) == 0
+    assert f"wrote {out_json}" in capsys.readouterr().out
+    assert json.loads(out_json.read_text())["source"] == "store"
+
+
+def test_eval_output_that_cannot_be_written_leaves_the_earlier_file_and_nothing_else(tmp_path, capsys):
+    """A full disk, as a file-size limit: the JSON is written whole or not at all."""
+    resource = pytest.importorskip("resource")
+    import signal
+
+    from reranker.store import Store
+
+    (page,) = _pages(0, 1)
+    with Store(tmp_path / "arena.db") as store:  # a query long enough that its JSON passes the limit
+        query_id = store.save_ranking("revenue table " * 20_000, None, [page], scores={MODEL_A: [0.5]})
+        store.record_judgment(query_id, page.content_hash, "alice", "relevant")
+    out_json = tmp_path / "results" / "out.json"
+    out_json.parent.mkdir()
+    out_json.write_text('{"earlier": "results"}')
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (128 * 1024, hard))
+    try:
+        code = main(["eval", "--db", str(tmp_path / "arena.db"), "--output", str(out_json)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err == f"error: cannot write {out_json}: File too large\n"
+    assert "Stored scores against human labels" in captured.out  # printed before the write failed
+    assert out_json.read_text() == '{"earlier": "results"}'
+    assert [path.name for path in out_json.parent.iterdir()] == ["out.json"]  # no partial file left
+
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch):
+    """Loading model A fails, naming this folder: an error about anything else came first."""
+    monkeypatch.setenv("RERANKER_DEVICE", "cpu")
+    monkeypatch.setenv("RERANKER_QWEN3_VL_RERANKER_2B_MODEL", str(tmp_path / "no-weights-here"))
+
+
+def test_benchmark_output_is_checked_before_the_models_load(arena_db, tmp_path, no_weights, capsys):
+    data = tmp_path / "bench.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in _rows(BENCHMARK_ROWS)))
+    before = data.read_bytes()
+    for output, problem in [(data, "is the benchmark being read"), (arena_db, "is a SQLite database, which this would replace")]:
+        assert main(["eval", "--benchmark", str(data), "--models", MODEL_A, "--output", str(output)]) == 1
+        assert capsys.readouterr().err == f"error: --output {output} {problem}; give another file name\n"
+    assert data.read_bytes() == before
+    out_json = tmp_path / "nodir" / "out.json"  # a new folder is made, before the (failing) model load
+    assert main(["eval", "--benchmark", str(data), "--models", MODEL_A, "--output", str(out_json)]) == 1
+    assert "no-weights-here" in capsys.readouterr().err
+    assert out_json.parent.is_dir() and not out_json.exists()
+
+
+def _bench_file(tmp_path, rows) -> Path:
+    data = tmp_path / "bench.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return data
+
+
+@pytest.mark.parametrize("column, value, problem", [
+    ("top_25_scores", [None, 0.85, 0.8, 0.75, 0.7, 0.65], "top_25_scores[0] is null, not a number"),
+    ("top_25_scores", ["high", "low", "low", "low", "low", "low"], "top_25_scores[0] is 'high', not a number"),
+    ("top_25_scores", [0.9, float("nan"), 0.8, 0.75, 0.7, 0.65], "top_25_scores[1] is NaN, not a finite number"),
+    ("top_25_scores", [0.9, 0.8], "top_25_image_filenames has 6 pages but top_25_scores has 2 scores"),
+    ("top_25_image_filenames", [4, None, 6, 7, 8, 9], "top_25_image_filenames[1] is null, not a page name"),
+    ("relevant_image_filenames", None, "relevant_image_filenames is null, not a list of page names"),
+    ("query", "  ", "query is empty"),
+    ("query", None, "query is null, not text"),
+])  # fmt: skip
+def test_a_bad_benchmark_row_is_named_by_file_row_and_column(tmp_path, column, value, problem):
+    rows = _rows(BENCHMARK_ROWS)
+    rows[1][column] = value
+    data = _bench_file(tmp_path, rows)
+    with pytest.raises(ValueError) as raised:
+        load_benchmark(str(data))
+    assert str(raised.value) == f"{data}, row 2 (query id 'q4'): {problem}; nothing was scored"
+
+
+def test_bad_benchmark_rows_stop_the_run_before_the_models_load(tmp_path, no_weights, capsys):
+    rows = _rows(BENCHMARK_ROWS)
+    rows[1]["query_id"] = None
+    rows[2]["top_25_scores"][3] = None
+    rows[3]["query"] = ""
+    data = _bench_file(tmp_path, rows)
+    assert main(["eval", "--benchmark", str(data), "--models", MODEL_A]) == 1
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]  # besides progress bars
+    assert error == f"error: {data}, row 2: query_id is null; 2 more bad rows (3, 4); nothing was scored"
+    # Rows past --limit are not read, so cannot stop it: the run goes on to load the model.
+    assert main(["eval", "--benchmark", str(data), "--models", MODEL_A, "--limit", "1"]) == 1
+    assert "no-weights-here" in capsys.readouterr().err
+
+
+def test_eval_annotator_is_matched_as_the_app_matches_names(arena_db, capsys):
+    from reranker.store import Store
+
+    with Store(arena_db) as store:
+        typed, stored = evaluate_store(store, annotator="ALICE"), evaluate_store(store, annotator="alice")
+    assert typed.annotator == "alice"
+    assert typed.results[MODEL_B].means == stored.results[MODEL_B].means
+    assert main(["eval", "--db", str(arena_db), "--annotator", " Bob "]) == 0
+    assert "(annotator 'bob')" in capsys.readouterr().out
+
+
+def test_an_image_budget_out_of_range_names_its_flag(tmp_path, capsys):
+    from reranker.models import MODELS
+
+    for flag, key, value in [("--max-pixels-a", MODEL_A, "5"), ("--max-pixels-b", MODEL_B, "999999999")]:
+        spec = MODELS[key]
+        assert main(["eval", "--benchmark", str(tmp_path / "b.parquet"), flag, value]) == 1
+        assert capsys.readouterr().err == (f"error: {flag} must be from {spec.min_pixels} to {spec.max_pixels_limit} "
+                                           f"(the image budget of {spec.label}, in pixels), not {value}\n")  # fmt: skip
