@@ -52,6 +52,15 @@ positive_float = _number(float, "a number above 0", lambda value: value > 0)
 whole_number = _number(int, "a whole number of at least 0", lambda value: value >= 0)
 
 
+def pdf_dpi(text: str) -> float:
+    """An argparse type: a PDF render resolution within `documents.DPI_RANGE` (read when used:
+    the documents module loads MuPDF)."""
+    from .documents import DPI_RANGE
+
+    low, high = DPI_RANGE
+    return _number(float, f"a DPI from {low:g} to {high:g}", lambda value: low <= value <= high)(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -54,6 +54,9 @@ __all__ = [
 ]
 
 DEFAULT_DPI = 144
+# PDF render resolutions taken: below, text is unreadable to the models; above, the page-pixel cap
+# renders a letter page at ~470 DPI anyway (and infinity rendered every page at 0×0 pixels).
+DPI_RANGE = (36.0, 600.0)
 # Pillow plugin ids we accept. (Camera JPEGs holding several pictures open through "JPEG" as MPO.)
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
 SUPPORTED = "a PDF or a PNG, JPEG, WebP, TIFF, BMP or GIF image"
@@ -87,6 +90,8 @@ class IngestOptions:
                      "page_render_seconds", "max_render_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"IngestOptions.{name} must be positive, got {getattr(self, name)!r}")
+        if not DPI_RANGE[0] <= self.dpi <= DPI_RANGE[1]:
+            raise ValueError(f"IngestOptions.dpi must be from {DPI_RANGE[0]:g} to {DPI_RANGE[1]:g}, got {self.dpi!r}")
 
 
 def page_label(source: str, page_number: int, kind: str | None, page_count: int | None) -> str:

@@ -62,6 +62,11 @@ class ModelSpec:
         return "RERANKER_" + self.key.upper().replace("-", "_")
 
     @property
+    def takes_instruction(self) -> bool:
+        """Whether the prompt has a place for an instruction (the raw template has none)."""
+        return self.prompt_style == "chat"
+
+    @property
     def max_visual_tokens(self) -> int:
         return self.max_pixels // (TOKENS_PER_SIDE_PX * TOKENS_PER_SIDE_PX)
 

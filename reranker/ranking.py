@@ -414,9 +414,11 @@ def rank(
     `prefetch`: run the loaded models' vision encoders on the pages while the rest of the upload
     is read (`VisionPrefetch`); None (the default): for the models `prefetches_by_default`.
     """
-    from .scoring import clean_query
+    from .scoring import check_text, clean_query
 
     clean_query(query, max_length=10**9)  # raises QueryError with a message for the user
+    if instruction is not None:
+        check_text(instruction, "instruction")
     keys = list(keys or (pool.keys if isinstance(pool, ModelPool) else pool.keys()))
     report = progress or (lambda fraction, message: None)
     report(0.0, "Reading files")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .cli import positive_float, positive_int
+from .cli import pdf_dpi, positive_int
 from .models import MODELS
 
 
@@ -26,11 +26,13 @@ def register_cli(subparsers) -> None:
         "--model", "-m", action="append", choices=[*MODELS, "both"], default=None, metavar="KEY",
         help=f"{', '.join(MODELS)} or both (repeatable); default: both",
     )
-    parser.add_argument("--instruction", default=None, help="Qwen3-VL-Reranker's instruction (default: its own)")
+    parser.add_argument("--instruction", default=None,
+                        help="the instruction for the models whose prompt has one (" + ", ".join(
+                            spec.label for spec in MODELS.values() if spec.takes_instruction) + "; default: its own)")
     parser.add_argument("--max-pixels", type=positive_int, default=None,
                         help="image budget in pixels for every chosen model (default: each model's own; "
                              + "; ".join(f"{key}: {spec.min_pixels:,}–{spec.max_pixels_limit:,}" for key, spec in MODELS.items()) + ")")
-    parser.add_argument("--dpi", type=positive_float, default=None, help="PDF render DPI (default 144)")
+    parser.add_argument("--dpi", type=pdf_dpi, default=None, help="PDF render DPI, 36–600 (default 144)")
     parser.add_argument("--batch-size", type=positive_int, default=None,
                         help="pairs per forward pass (default: 4 on a CPU, 16 on a GPU, 32 on one with 40 GB or more)")
     parser.add_argument("--device", default=None, help="cuda, cpu, … (default: RERANKER_DEVICE, else CUDA when present)")
@@ -51,6 +53,13 @@ def main(args) -> int:
     except ValueError as error:
         print(f"error: --max-pixels: {error}", file=sys.stderr)
         return 2
+    if args.instruction is not None:  # else it was echoed in the output as if a model had read it
+        ignoring = [MODELS[key].label for key in keys if not MODELS[key].takes_instruction]
+        if len(ignoring) == len(keys):
+            print(f"error: --instruction: {', '.join(ignoring)} takes no instruction (its prompt is fixed)", file=sys.stderr)
+            return 2
+        for label in ignoring:
+            print(f"note: --instruction is not used by {label}, which takes none (its prompt is fixed)", file=sys.stderr)
     options = {"device": args.device} if args.device else {}
     if args.batch_size:
         options["batch_size"] = args.batch_size
@@ -82,8 +91,9 @@ def main(args) -> int:
         return 1
     if not args.json:
         print_ranking(result, args.top)
-    failed = [r for r in result.rankings.values() if r.error]
-    return 1 if len(failed) == len(result.rankings) else 0
+    # A model that could not score (or load) fails the command, as an unreadable file does not:
+    # a script must not take one model's ranking for both (the other's is printed all the same).
+    return 1 if any(ranking.error for ranking in result.rankings.values()) else 0
 
 
 def print_ranking(result, top: int | None) -> None:

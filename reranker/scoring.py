@@ -64,9 +64,23 @@ class PromptTooLong(ValueError):
     """The query is longer than a model that reads it whole may read (that model's column says so)."""
 
 
+def check_text(text: str, what: str) -> None:
+    """Refuse (QueryError) a query or instruction that is not text a tokenizer can read: a byte
+    of another encoding than UTF-8 (Python hands such a byte in a command line over as a lone
+    surrogate, which one model's tokenizer rejected and the other's crashed on)."""
+    if not isinstance(text, str):
+        raise QueryError(f"the {what} must be text, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        code = ord(text[error.start])
+        what_it_is = f"the byte 0x{code - 0xDC00:02X}" if 0xDC80 <= code <= 0xDCFF else f"a lone surrogate U+{code:04X}"
+        raise QueryError(f"the {what} is not valid text: character {error.start + 1} is {what_it_is}, not UTF-8 "
+                         "(typed in a terminal or saved in another encoding?)") from None
+
+
 def clean_query(query: str, max_length: int | None) -> str:
-    if not isinstance(query, str):
-        raise QueryError(f"the query must be text, got {type(query).__name__}")
+    check_text(query, "query")
     if not query.strip():
         raise QueryError("the query is empty: type what you are looking for")
     bound = (max_length or UNTRUNCATED_PROMPT_TOKENS) * CHARS_PER_TOKEN_BOUND
@@ -292,6 +306,8 @@ class Reranker:
     def prompt(self, query: str, instruction: str | None = None) -> str:
         """The exact text given to the processor, with one image placeholder for the page."""
         query = clean_query(query, self.spec.max_length)
+        if instruction is not None:
+            check_text(instruction, "instruction")
         if self.spec.prompt_style == "chat":
             return self.processor.apply_chat_template(
                 chat_messages(self.spec, query, instruction), tokenize=False, add_generation_prompt=True

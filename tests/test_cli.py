@@ -81,12 +81,33 @@ def test_score_json_stays_json_when_a_pdf_is_damaged(tiny_checkpoints, tmp_path)
 
 
 @pytest.mark.parametrize(
-    ("option", "value"), [("--batch-size", "-1"), ("--dpi", "-5"), ("--top", "0"), ("--max-pixels", "lots")]
+    ("option", "value"),
+    [("--batch-size", "-1"), ("--dpi", "-5"), ("--dpi", "inf"), ("--dpi", "1e-9"), ("--dpi", "nan"), ("--top", "0"),
+     ("--max-pixels", "lots")],
 )
 def test_score_options_out_of_range_are_usage_errors(option, value, capsys):
     with pytest.raises(SystemExit) as stopped:
         main(["score", str(SAMPLE_PAGES[0]), "--query", "q", option, value])
     assert stopped.value.code == 2 and f"argument {option}: must be" in capsys.readouterr().err
+
+
+def test_an_instruction_no_chosen_model_reads_is_refused_and_one_the_other_model_ignores_is_noted(tiny_env, capsys):
+    """B's prompt is fixed: its ranking echoed the instruction as if it had read it."""
+    code = main(["score", str(SAMPLE_PAGES[0]), "-q", "a chart", "-m", B, "--instruction", "only tables"])
+    assert code == 2 and capsys.readouterr().err == (
+        "error: --instruction: Qwen3RerankerMM-2B takes no instruction (its prompt is fixed)\n")
+    assert main(["score", str(SAMPLE_PAGES[0]), "-q", "a chart", "--instruction", "only tables", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "note: --instruction is not used by Qwen3RerankerMM-2B, which takes none" in captured.err
+    assert json.loads(captured.out)["instruction"] == "only tables"
+
+
+def test_score_fails_when_one_chosen_model_cannot_score_and_still_prints_the_other(tiny_env, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("RERANKER_QWEN3_RERANKER_MM_2B_ADAPTER", str(tmp_path / "no-adapter-here"))
+    assert main(["score", str(SAMPLE_PAGES[0]), "-q", "a chart", "--json"]) == 1
+    models = json.loads(capsys.readouterr().out)["models"]
+    assert models[A]["error"] is None and len(models[A]["ranking"]) == 1
+    assert models[B]["error"] and models[B]["ranking"] == []
 
 
 def test_a_gpu_asked_for_on_a_machine_without_one_is_said_so(tiny_env, capsys):
@@ -154,11 +175,14 @@ def test_score_lists_what_it_could_not_use_as_problems(tiny_env, tmp_path, capsy
     assert "problem: notes.txt:" in err and "skipped:" not in err
 
 
-@pytest.mark.parametrize("argv", [["bench", "--budget-tokens", "5000"],
-                                  ["eval", "--benchmark", "bench.parquet", "--max-pixels-a", "5120000"]])
-def test_bench_and_eval_refuse_an_image_budget_outside_the_range_before_building_a_model(argv, capsys):
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "--budget-tokens", "5000"], "--budget-tokens 5000: Qwen3-VL-Reranker-2B takes 4 to 1800 visual tokens"),
+    (["eval", "--benchmark", "bench.parquet", "--max-pixels-a", "5120000"],
+     "--max-pixels-a must be from 4096 to 1843200 (the image budget of Qwen3-VL-Reranker-2B, in pixels), not 5120000"),
+])
+def test_bench_and_eval_refuse_an_image_budget_outside_the_range_before_building_a_model(argv, message, capsys):
     assert main(argv) == 1
-    assert capsys.readouterr().err == "error: Qwen3-VL-Reranker-2B: image budget 5120000 px is outside [4096, 1843200]\n"
+    assert capsys.readouterr().err == f"error: {message}\n"
 
 
 @pytest.mark.parametrize("argv, message", [

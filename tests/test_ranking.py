@@ -83,6 +83,19 @@ def test_an_empty_query_costs_nothing(tiny_rerankers):
         ranking.rank(sample_files(1), "  ", tiny_rerankers)
 
 
+def test_a_query_or_instruction_with_a_byte_that_is_not_utf8_is_refused_before_any_work(tiny_rerankers):
+    """A Latin-1 "café" typed in a terminal reaches Python as "caf\\udce9": one model's tokenizer
+    rejected it, the other's crashed, each as a model failure."""
+    typed = b"caf\xe9".decode("utf-8", "surrogateescape")
+    with pytest.raises(QueryError, match=r"^the query is not valid text: character 4 is the byte 0xE9, not UTF-8"):
+        ranking.rank(sample_files(1), typed, tiny_rerankers)
+    with pytest.raises(QueryError, match=r"^the instruction is not valid text: character 4 is the byte 0xE9"):
+        ranking.rank(sample_files(1), "a query", tiny_rerankers, instruction=typed)
+    for reranker in tiny_rerankers.values():  # the library's own entry point says the same
+        with pytest.raises(QueryError, match=r"character 1 is a lone surrogate U\+D800"):
+            reranker.score("\ud800", [])
+
+
 def test_scores_stored_earlier_are_reused_not_recomputed(tiny_rerankers, tmp_path):
     store = Store(tmp_path / "arena.db")
     first = ranking.rank(sample_files(2), QUERY, tiny_rerankers, store=store)
