@@ -32,6 +32,7 @@ import re
 import sqlite3
 import threading
 import time
+import urllib.parse
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -191,10 +192,16 @@ def migrate(db: Database, target: int = SCHEMA_VERSION) -> int:
 # Connections
 
 
-def connect(path: str | os.PathLike) -> Database:
-    """A sqlite-utils Database on its own connection, configured for shared use of the file."""
+def connect(path: str | os.PathLike, read_only: str = "") -> Database:
+    """A sqlite-utils Database on its own connection, configured for shared use of the file.
+    `read_only`: "" (read and write), "ro" (read only), or "immutable" (read only, and nobody
+    writes the file: SQLite then needs no -shm file beside it, which a read-only folder cannot take)."""
+    target = str(path)
+    if read_only:
+        target = f"file:{urllib.parse.quote(str(Path(path).resolve()))}?mode=ro" + ("&immutable=1" if read_only == "immutable" else "")
     conn = sqlite3.connect(
-        str(path),
+        target,
+        uri=bool(read_only),
         timeout=BUSY_TIMEOUT_S,
         isolation_level=None,  # no implicit transactions: we issue BEGIN IMMEDIATE ourselves
         check_same_thread=False,  # owned by one thread, but Store.close() may close it from another
@@ -416,13 +423,25 @@ def _judgment(row: Mapping[str, Any]) -> Judgment:
 class Store:
     """The arena's database. Safe to share between threads; several processes may open the file."""
 
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, *, read_only: str = ""):
+        """`read_only` ("ro" or "immutable", see `connect`): for `existing` only; nothing is
+        changed in the file, so it must have this app's current schema."""
         self.path = Path(path or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
+        self.read_only = read_only
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: weakref.WeakSet[Database] = weakref.WeakSet()  # for close(); dies with its thread
         self._staged: OrderedDict[str, Future] = OrderedDict()  # content hash → its PNG being encoded
         try:
+            if read_only:
+                db = self.db
+                _refuse_foreign(db, self.path)
+                if (version := schema_version(db)) > SCHEMA_VERSION:
+                    raise SchemaTooNewError(f"database schema {version} is newer than this app's {SCHEMA_VERSION}")
+                if version != SCHEMA_VERSION:
+                    raise StoreError(f"The database {self.path} is read-only here and has schema {version}, which this "
+                                     f"app reads only after bringing it to {SCHEMA_VERSION}: open a writable copy")
+                return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = self.db
             _refuse_foreign(db, self.path)
@@ -431,23 +450,38 @@ class Store:
             _add_lookup_indexes(db)
         except (sqlite3.OperationalError, OSError) as error:
             raise _explain(self.path, error, "opened") from error
+        except SchemaTooNewError as error:
+            raise SchemaTooNewError(f"{self.path}: {error}; use that newer version of the app") from None
 
     @classmethod
     def existing(cls, path: str | os.PathLike) -> Store:
         """The store at `path`, for commands that only read it (eval, export): a missing or empty
         file is refused, where `Store(path)` would make it an (empty) database of this app."""
         path = Path(path)
+        if path.is_dir():
+            raise StoreError(f"{path} is a folder, not a database (pass --db PATH or set RERANKER_DB)")
         if not path.is_file():
             raise StoreError(f"no database at {path} (pass --db PATH or set RERANKER_DB)")
-        try:
-            with contextlib.closing(sqlite3.connect(path)) as conn:
-                empty = conn.execute("PRAGMA user_version").fetchone()[0] == 0 and not _tables(conn)
-        except sqlite3.DatabaseError as error:  # "file is not a database"
-            raise _explain(path, error, "opened") from error
+        # Where this process may not write the file or its folder (an archived copy, a read-only
+        # mount), read it without changing it: opening for writing switches it to WAL, which
+        # needs files beside it, and brings its schema up to date.
+        read_only = "" if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK) else "ro"
+        for _ in range(2):
+            try:
+                with contextlib.closing(connect(path, read_only).conn) as conn:
+                    empty = conn.execute("PRAGMA user_version").fetchone()[0] == 0 and not _tables(conn)
+                break
+            except sqlite3.DatabaseError as error:  # "file is not a database", locked for long
+                # A WAL file read from a read-only folder without its -shm file: "immutable" needs
+                # none, and is safe while nobody writes it (a writer keeps a -wal file beside it).
+                if read_only == "ro" and "readonly" in str(error) and not Path(f"{path}-wal").exists():
+                    read_only = "immutable"
+                    continue
+                raise _explain(path, error, "opened") from error
         if empty:
             raise StoreError(f"{path} is an empty database: nothing was ever ranked into it "
                              "(pass --db PATH or set RERANKER_DB)")
-        return cls(path)
+        return cls(path, read_only=read_only)
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -456,7 +490,7 @@ class Store:
         """This thread's connection (a fresh one after fork: connections must not cross processes)."""
         local = self._local
         if getattr(local, "db", None) is None or local.pid != os.getpid():
-            local.db, local.pid = connect(self.path), os.getpid()
+            local.db, local.pid = connect(self.path, self.read_only), os.getpid()
             with self._lock:
                 self._open.add(local.db)
         return local.db

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -681,3 +682,80 @@ def test_the_annotator_spelling_lookup_uses_an_index_made_on_open(db_path: Path)
             "EXPLAIN QUERY PLAN SELECT DISTINCT annotator FROM judgments WHERE annotator = ? COLLATE NOCASE", ["x"]))
         assert "judgments_annotator_nocase" in plan
         assert schema_version(store.db) == SCHEMA_VERSION
+
+
+def saved_query(path: Path) -> int:
+    with Store(path) as store:
+        pages = make_pages(2)
+        query_id = store.save_ranking("archived question", None, pages, scores={"qwen3-vl-reranker-2b": [0.9, 0.1]})
+        store.record_judgment(query_id, pages[0].content_hash, "ann", RELEVANT)
+        store.db.execute("DROP INDEX judgments_annotator_nocase")  # made on a writable open only
+    return query_id
+
+
+def test_a_database_this_process_may_not_write_is_read_without_changing_it(db_path: Path, monkeypatch):
+    """An archived copy or a read-only mount: `existing` (export, eval) reads it as it is, where
+    opening it for writing would switch it to WAL and bring its schema up to date."""
+    query_id = saved_query(db_path)
+    before = db_path.read_bytes()
+    monkeypatch.setattr(store_module.os, "access", lambda path, mode: False)
+    with Store.existing(db_path) as store:
+        assert store.read_only == "ro"
+        assert [j.label for j in store.current_judgments(query_id=query_id)] == [RELEVANT]
+        assert store.known_annotator("ANN") == "ann"
+        with pytest.raises(StoreError, match="could not be written: it is read-only here"):
+            store.record_judgment(query_id, store.query_pages(query_id)[1].page_hash, "ann", NOT_RELEVANT)
+    assert db_path.read_bytes() == before  # (SQLite may add its WAL files beside it where the folder allows)
+    with contextlib.closing(sqlite3.connect(db_path)) as connection:  # no lookup index was made
+        assert connection.execute("SELECT name FROM sqlite_master WHERE name = 'judgments_annotator_nocase'").fetchall() == []
+
+
+def test_a_read_only_database_of_an_older_schema_or_a_newer_app_is_refused_by_name(db_path: Path, monkeypatch):
+    saved_query(db_path)
+    monkeypatch.setattr(store_module.os, "access", lambda path, mode: False)
+    connection = sqlite3.connect(db_path)
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    connection.close()
+    with pytest.raises(StoreError, match=f"{db_path} is read-only here and has schema {SCHEMA_VERSION - 1}"):
+        Store.existing(db_path)
+    connection = sqlite3.connect(db_path)
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    connection.close()
+    with pytest.raises(SchemaTooNewError, match=f"^{db_path}: database schema {SCHEMA_VERSION + 1} is newer"):
+        Store.existing(db_path)
+
+
+def test_an_archived_copy_in_a_read_only_folder_exports_and_evaluates(tmp_path):
+    """For real, as a user who may not write the file nor its folder (root may write anything):
+    SQLite cannot make the WAL index file beside it, and reads it as immutable."""
+    import shutil
+    import tempfile
+
+    root = Path(__file__).resolve().parents[1]
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run as another user")
+    probe = subprocess.run([*as_nobody, sys.executable, "-c", "import reranker.store"], cwd=root, capture_output=True,
+                           env={**os.environ, "PYTHONPATH": str(root)})
+    if probe.returncode != 0:
+        pytest.skip("another user cannot read this checkout")
+    folder = Path(tempfile.mkdtemp(prefix="archive-"))  # not under pytest's folder, which only root may enter
+    try:
+        db = folder / "arena.db"
+        saved_query(db)
+        before, files = db.read_bytes(), sorted(folder.iterdir())
+        db.chmod(0o444)
+        folder.chmod(0o555)
+        printed = {}
+        for command in ("export", "eval"):
+            options = ["--format", "pointwise", "--preview"] if command == "export" else ["--annotator", "ANN"]
+            done = subprocess.run([*as_nobody, sys.executable, "-m", "reranker", command, *options, "--db", str(db)],
+                                  cwd=root, capture_output=True, text=True, timeout=120,
+                                  env={**os.environ, "PYTHONPATH": str(root)})
+            assert done.returncode == 0, done.stderr[-2000:]
+            printed[command] = done.stdout
+        assert "pointwise: 1 rows from 1 queries" in printed["export"] and "archived question" not in printed["eval"]
+        assert db.read_bytes() == before and sorted(folder.iterdir()) == files
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder)
