@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import re
+import stat
 import struct
 import sys
 import time
@@ -330,9 +331,14 @@ def _read(item: FileInput, options: IngestOptions) -> bytes:
             data = bytes(item[1])
             size = len(data)
         else:
-            size = os.stat(item).st_size  # checked before reading: an oversized upload never loads
+            status = os.stat(item)
+            size = status.st_size  # checked before reading: an oversized upload never loads
     except (OSError, TypeError) as error:
         raise _Refused(f"could not be read ({getattr(error, 'strerror', None) or error})") from None
+    if data is None and stat.S_ISDIR(status.st_mode):
+        raise _Refused("is a folder, not a file; give the files in it")
+    if data is None and not stat.S_ISREG(status.st_mode):  # a pipe could block the read for good
+        raise _Refused("is not a regular file (a pipe, a device or a socket); save what it holds to a file first")
     if size == 0:
         raise _Refused("empty file (0 bytes); the upload may have failed, try again")
     if size > options.max_file_bytes:

@@ -79,6 +79,12 @@ def check_text(text: str, what: str) -> None:
                          "(typed in a terminal or saved in another encoding?)") from None
 
 
+def _check_batch_size(batch_size: int | None) -> int | None:
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a whole number of at least 1 (None: the default), got {batch_size!r}")
+    return batch_size
+
+
 def clean_query(query: str, max_length: int | None) -> str:
     check_text(query, "query")
     if not query.strip():
@@ -226,7 +232,7 @@ class Reranker:
         self.weights = weights
         self.adapter = adapter
         self.budget = Budget(spec.min_pixels, spec.check_budget(max_pixels), spec.image_rules)
-        self.batch_size = batch_size or default_batch_size(device)
+        self.batch_size = _check_batch_size(batch_size) or default_batch_size(device)
         self.overlap = overlap
         if vision_cache_bytes is None:
             vision_cache_bytes = default_cache_bytes(device, cpu=512 * 2**20, variable="RERANKER_VISION_CACHE_MB")
@@ -349,6 +355,7 @@ class Reranker:
         max_pixels: int | None = None,
     ) -> list[float]:
         """P(yes) for each page, in input order. `images`: PIL images or `Page` objects."""
+        _check_batch_size(batch_size)
         if not images:
             self.prompt(query, instruction)  # an empty query is refused all the same
             return []

@@ -507,11 +507,15 @@ class Store:
         database runs in WAL mode, so copying the .db file alone can miss the latest changes
         (they wait in the .db-wal file until a checkpoint)."""
         destination = Path(destination)
+        if destination.is_dir():
+            raise StoreError(f"The backup {destination} is a folder; give a file name.")
+        if destination.exists() and destination.resolve() == self.path.resolve():
+            raise StoreError(f"The backup {destination} is the database itself; give another file name.")
         target = None
         try:
             target = sqlite3.connect(destination)
             self.db.conn.backup(target)
-        except (sqlite3.OperationalError, OSError) as error:
+        except (sqlite3.DatabaseError, OSError) as error:  # DatabaseError: a file there that is no database
             raise _explain(destination, error, "written as a backup") from error
         finally:
             if target is not None:

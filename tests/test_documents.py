@@ -115,6 +115,22 @@ def test_sources_are_base_names_never_server_paths(batch, corpus_paths):
 # --- each odd input, in detail -------------------------------------------------------------------
 
 
+def test_a_folder_and_a_pipe_given_as_files_are_named_and_the_rest_still_loads(tmp_path):
+    """A pipe was reported as an "empty file" (a stat size of 0); read, it could block for good."""
+    import os
+
+    good = tmp_path / "page.png"
+    good.write_bytes(corpus.plain_png())
+    pipe = tmp_path / "feed"
+    os.mkfifo(pipe)
+    loaded = load_files([str(tmp_path), str(pipe), str(good)])
+    assert [page.source for page in loaded.pages] == ["page.png"]
+    assert [str(problem) for problem in loaded.problems] == [
+        f"{tmp_path.name}: is a folder, not a file; give the files in it",
+        "feed: is not a regular file (a pipe, a device or a socket); save what it holds to a file first",
+    ]
+
+
 def test_encrypted_pdf_asks_for_the_password_to_be_removed():
     with pytest.raises(DocumentError) as caught:
         load_file(("locked.pdf", corpus.encrypted_pdf()))

@@ -478,6 +478,12 @@ def test_a_page_the_model_cannot_take_is_named_before_any_work(tiny_rerankers, s
         assert len(reranker.vision_cache) == 0 and len(reranker.score_cache) == 0  # nothing was scored
 
 
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5])
+def test_a_batch_size_that_is_not_a_whole_number_of_at_least_one_is_refused(tiny_rerankers, sample_images, batch_size):
+    with pytest.raises(ValueError, match=f"batch_size must be a whole number of at least 1 .*got {batch_size}"):
+        tiny_rerankers[A].score("a query", sample_images[:2], batch_size=batch_size)  # -1 was an IndexError
+
+
 def test_empty_image_list_gives_no_scores(tiny_rerankers):
     assert tiny_rerankers[A].score("a query", []) == []
 

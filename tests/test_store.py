@@ -594,6 +594,15 @@ def test_a_backup_while_the_app_writes_holds_every_judgment(store: Store, db_pat
         assert restored.current_labels(query_id, "ann") == store.current_labels(query_id, "ann")
     with pytest.raises(StoreError, match=r"backups/backup\.db could not be written as a backup: it cannot be opened"):
         store.backup(tmp_path / "backups" / "backup.db")
+    with pytest.raises(StoreError, match=r"is a folder; give a file name"):
+        store.backup(tmp_path)
+    with pytest.raises(StoreError, match=r"is the database itself"):
+        store.backup(db_path)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database, and kept")
+    with pytest.raises(StoreError, match=r"notes\.txt could not be written as a backup: DatabaseError: file is not a database"):
+        store.backup(notes)
+    assert notes.read_text() == "not a database, and kept" and store.progress(query_id, "ann") == (3, 3)
 
 
 def test_a_write_whose_commit_fails_is_rolled_back_and_the_file_stays_usable(tmp_path: Path, monkeypatch):
