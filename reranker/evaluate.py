@@ -535,6 +535,7 @@ def run_benchmark(
     (the blog's variant ignores them), so both models share the first stage's ceiling.
     """
     from .metrics import evaluate
+    from .scoring import PromptTooLong
 
     max_pixels = dict(max_pixels or {})
     if rerankers is None:
@@ -550,6 +551,7 @@ def run_benchmark(
     missing: dict[str, None] = {}  # ordered set
     unreadable: dict[str, str] = {}
     no_images: list[str] = []
+    too_long: dict[str, list[str]] = {key: [] for key in models}  # queries a model that reads them whole refused
     warmed = False
     for number, q in enumerate(benchmark.queries, start=1):
         relevant = set(q.relevant)
@@ -575,13 +577,18 @@ def run_benchmark(
         names = list(pages)
         runs[FIRST_STAGE][q.query_id] = first_stage
         for key, reranker in rerankers.items():
-            if not warmed:  # first call pays one-off setup (kernels, allocator): keep it out of the timing
-                reranker.score(q.query, [pages[names[0]]], batch_size=batch_size, max_pixels=max_pixels.get(key))
-            # Cold caches per query, as the blog measured: a page seen in an earlier query would
-            # otherwise skip the vision encoder and flatter the pairs/s.
-            reranker.clear_caches()
-            start = time.perf_counter()
-            scores = reranker.score(q.query, [pages[n] for n in names], batch_size=batch_size, max_pixels=max_pixels.get(key))
+            try:
+                if not warmed:  # first call pays one-off setup (kernels, allocator): keep it out of the timing
+                    reranker.score(q.query, [pages[names[0]]], batch_size=batch_size, max_pixels=max_pixels.get(key))
+                # Cold caches per query, as the blog measured: a page seen in an earlier query would
+                # otherwise skip the vision encoder and flatter the pairs/s.
+                reranker.clear_caches()
+                start = time.perf_counter()
+                scores = reranker.score(q.query, [pages[n] for n in names], batch_size=batch_size,
+                                        max_pixels=max_pixels.get(key))
+            except PromptTooLong:  # this model only: the run goes on (it used to stop here, losing the rest)
+                too_long[key].append(q.query_id)
+                continue
             timings[key][0] += time.perf_counter() - start
             timings[key][1] += len(names)
             runs[key][q.query_id] = dict(zip(names, scores))
@@ -594,6 +601,8 @@ def run_benchmark(
         result = evaluate(run, qrels, ks, model=key)
         for query_id in no_images:
             result.excluded[query_id] = "no candidate image found"
+        for query_id in too_long.get(key, ()):
+            result.excluded[query_id] = "query too long for this model, which reads it whole"
         results[key] = result
     return BenchmarkEvaluation(
         source=benchmark.source, split=benchmark.split, n_queries=len(benchmark.queries), ks=tuple(ks),

@@ -167,6 +167,27 @@ def test_benchmark_missing_and_unreadable_images_are_reported_and_skipped(tmp_pa
     assert set(results["unreadable_images"]) == {"broken.jpg"}
 
 
+def test_a_query_too_long_for_the_model_that_reads_it_whole_is_excluded_for_that_model_only(tmp_path, tiny_rerankers):
+    """Qwen3RerankerMM reads the whole query (its reference does not truncate) up to a limit:
+    one query past it stopped the whole run, losing the queries already scored."""
+    from reranker.evaluate import run_benchmark
+
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    for i in (0, 1):
+        _thumbnail(SAMPLES / f"doc_{i}.jpg", folder / f"doc_{i}.jpg")
+    too_long = "surface density " * 140_000  # over 32,768 tokens' worth of characters
+    rows = _rows([(too_long, "long", ["doc_0.jpg", "doc_1.jpg"], ["doc_0.jpg"]),
+                  ("How does surface density change with radius?", "short", ["doc_1.jpg", "doc_0.jpg"], ["doc_0.jpg"])])
+    data = folder / "bench.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    evaluation = run_benchmark(load_benchmark(str(data)), folder, rerankers=tiny_rerankers, max_pixels=MAX_PIXELS)
+    assert evaluation.results[MODEL_B].excluded == {"long": "query too long for this model, which reads it whole"}
+    assert set(evaluation.runs[MODEL_B]) == {"short"} and evaluation.results[MODEL_B].n_queries == 1
+    assert set(evaluation.runs[MODEL_A]) == {"long", "short"} and evaluation.results[MODEL_A].n_queries == 2
+    assert evaluation.timings[MODEL_B].pairs == 2
+
+
 def test_benchmark_from_the_hub_without_images_explains_what_to_do(capsys):
     code = main(["eval", "--benchmark", "UlrickBL/vidore_benchmark_economics_reports_v2_reranker_adapted"])
     err = capsys.readouterr().err
