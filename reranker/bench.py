@@ -13,6 +13,10 @@ plus PDF render pages/s and peak GPU memory. Every row prints its ratio to the r
 Text is tokenized with Qwen's own vocabulary when it is on the machine (see
 `reranker.checkpoints.qwen_vocabulary`), so prompts have their real token counts; the fallback
 byte-level tokenizer spends ~4× the tokens on text (the report says which was used).
+
+Defaults on a GPU: 25 pages, batches of 25, 10 reference pairs, median of 3 repeats. On a CPU
+(tiny shape, well under a minute on 2 cores): 10 pages, batches of 10, 3 reference pairs, one
+repeat. The run prints which defaults it used; give an option to change one.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from .cli import positive_int, whole_number
 
 SAMPLE_PAGES = Path(__file__).resolve().parent.parent / "data" / "examples" / "sample-pages"
 QUERIES = (
@@ -31,6 +38,12 @@ QUERIES = (
     "How does average queue length grow with betweenness in the simulation?",
     "Which region of the SUC2 frequency plot leads to extinction?",
 )
+
+
+# What a run uses for the options not given, by device. On a CPU the tiny shape must finish well
+# under a minute on 2 cores and still print every row: fewer pages and reference pairs, one repeat.
+GPU_DEFAULTS = {"pairs": 25, "batch_size": 25, "reference_pairs": 10, "repeats": 3}
+CPU_DEFAULTS = {"pairs": 10, "batch_size": 10, "reference_pairs": 3, "repeats": 1}
 
 
 # New questions for the end-to-end warm repeats: each must be new to the store, or the repeat
@@ -135,7 +148,7 @@ def bench_tokenizer(choice: str):
     if vocabulary is not None:
         return build_qwen_tokenizer(vocabulary), "qwen"
     if choice == "qwen":
-        raise SystemExit("Qwen's vocabulary is not here: run `python -m reranker.checkpoints fetch-vocab` or set RERANKER_QWEN_VOCAB")
+        raise ValueError("Qwen's vocabulary is not here: run `python -m reranker.checkpoints fetch-vocab` or set RERANKER_QWEN_VOCAB")
     return build_tokenizer(), "byte-level (text costs ~4x Qwen's tokens)"
 
 
@@ -157,24 +170,72 @@ def build(shape: str, device, dtype, attention: str, batch_size: int, budget_tok
     return rerankers
 
 
-def run(args) -> dict:
+def settle(args) -> tuple:
+    """Refuse what cannot run, each with a one-line error, before anything is built (ValueError),
+    and fill in this device's defaults for the options not given. Returns (device, the defaults
+    used as command-line options)."""
+    import importlib.util
+
+    import torch
+
+    from .models import MODELS, tokens_to_pixels
+    from .output_files import check_output
+
+    if args.json is not None:  # before minutes of work, not after
+        args.json = check_output(args.json, "--json")
+    try:
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError:
+        raise ValueError(f"--device {args.device}: not a device; the benchmark runs on cuda, cuda:N or cpu") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"--device {args.device}: CUDA is not available here ({why}); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {args.device}: there are {torch.cuda.device_count()} CUDA devices here")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {args.device}: the benchmark runs on cuda, cuda:N or cpu")
+    if args.attn == "flash_attention_2":
+        if importlib.util.find_spec("flash_attn") is None:
+            raise ValueError("--attn flash_attention_2: the flash-attn package is not installed (it has no PyPI wheel); "
+                             "use --attn sdpa, the default")
+        if device.type != "cuda":
+            raise ValueError(f"--attn flash_attention_2 needs a CUDA device, not {device}")
+    if args.budget_tokens is not None:
+        spec = next(iter(MODELS.values()))
+        low, high = spec.min_pixels // tokens_to_pixels(1), spec.max_pixels_limit // tokens_to_pixels(1)
+        if not low <= args.budget_tokens <= high:
+            raise ValueError(f"--budget-tokens {args.budget_tokens}: {spec.label} takes {low} to {high} visual tokens")
+    defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
+    used = []
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            if name in ("batch_size", "reference_pairs"):
+                value = min(value, args.pairs)  # no more than the pages there are
+            setattr(args, name, value)
+            used.append(f"--{name.replace('_', '-')} {value}")
+    if args.reference_pairs > args.pairs:
+        raise ValueError(f"--reference-pairs {args.reference_pairs} is more than the {args.pairs} pages (--pairs)")
+    return device, used
+
+
+def run(args, device, defaults_used=()) -> dict:
+    """The whole benchmark; `device` and the options as `settle` left them."""
     import torch
 
     from .documents import Page, render_speed
     from .imaging import image_hash, visual_tokens
-    from .models import MODELS
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     shape = args.shape if args.shape != "auto" else ("2b" if device.type == "cuda" else "tiny")
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
     attention = args.attn or "sdpa"
-    # On a CPU the app's request is timed once each way unless asked (~7 s each there): the tiny
-    # run stays under a minute.
-    end_to_end_repeats = args.repeats or (3 if device.type == "cuda" else 1)
-    args.repeats = args.repeats or (3 if device.type == "cuda" else 2)
+    if defaults_used:
+        others = ", ".join(f"{name.replace('_', '-')} {value}" for name, value in
+                           (CPU_DEFAULTS if device.type == "cuda" else GPU_DEFAULTS).items())
+        print(f"defaults on {device.type}: {' '.join(defaults_used)} (on {'a CPU' if device.type == 'cuda' else 'a GPU'}: "
+              f"{others}); give an option to change one")
     build_started = time.perf_counter()
     tokenizer, tokenizer_name = bench_tokenizer(args.tokenizer)
-    next(iter(MODELS.values())).check_budget(args.budget_tokens * 32 * 32 if args.budget_tokens else None)  # before building
     rerankers = build(shape, device, dtype, attention, args.batch_size, args.budget_tokens, args.seed, tokenizer, args.vision_chunk)
     a_key, b_key = list(rerankers)
     model_a = rerankers[a_key]
@@ -265,7 +326,7 @@ def run(args) -> dict:
     breakdown = profile_parts(model_a, pages, device) if args.profile else None
 
     pdf = pdf_of(images)
-    app_rows, end_to_end_seconds = end_to_end(pdf, len(pages), rerankers, end_to_end_repeats, device)
+    app_rows, end_to_end_seconds = end_to_end(pdf, len(pages), rerankers, args.repeats, device, warmup_pdf=pdf_of(warmup))
     rows.extend(app_rows)
 
     render = render_speed(pdf)
@@ -281,8 +342,12 @@ def run(args) -> dict:
         "attention": attention,
         "tokenizer": tokenizer_name,
         "prompt_text_tokens": text_tokens,
-        "batch_size": args.batch_size,
+        "pages": len(pages),
+        "batch_size": model_a.batch_size,
         "vision_chunk": model_a.vision_chunk,
+        "reference_pairs": len(reference_pairs),
+        "repeats": args.repeats,
+        "defaults_used": list(defaults_used),
         "budget_tokens": model_a.budget.max_pixels // 1024,
         "versions": versions(),
         "rows": [dict(asdict(row), pairs_per_second=row.pairs_per_second, ratio=row.pairs_per_second / reference_rate[row.baseline])
@@ -292,6 +357,7 @@ def run(args) -> dict:
         "end_to_end_other_way_seconds": end_to_end_seconds["cold_other_way"],
         "max_score_difference_prefetch_vs_not": end_to_end_seconds["prefetch_difference"],
         "end_to_end_warm_seconds": end_to_end_seconds["warm"],
+        "end_to_end_warmup_seconds": end_to_end_seconds["warmup"],
         "end_to_end_includes_store": end_to_end_seconds["with_store"],
         "pdf_render_pages_per_second": render.pages_per_second,
         "pdf_render_pages_per_second_one_process": render_single.pages_per_second,
@@ -308,7 +374,8 @@ def run(args) -> dict:
     return report
 
 
-def end_to_end(pdf: bytes, page_count: int, rerankers, repeats: int, device) -> tuple[list[Row], dict]:
+def end_to_end(pdf: bytes, page_count: int, rerankers, repeats: int, device, warmup_pdf: bytes | None = None
+               ) -> tuple[list[Row], dict]:
     """The app's Rank button on a PDF: cold (new upload, models' caches empty), then warm (a new
     query about the same upload). With the store importable, exactly the app's request
     (`ranking.rank_and_save`: database write and gallery thumbnails included, into a temporary
@@ -316,7 +383,11 @@ def end_to_end(pdf: bytes, page_count: int, rerankers, repeats: int, device) -> 
 
     The cold request also runs the other way round as to the vision prefetch (on a GPU the app
     encodes pages while the rest of the PDF renders, `ranking.VisionPrefetch`; on a CPU it does
-    not), so the report shows what that overlap gains or costs on this machine."""
+    not), so the report shows what that overlap gains or costs on this machine.
+
+    `warmup_pdf` (other pages) is ranked once first, untimed: the first request of a process pays
+    one-time start-up (render worker processes, thread pools; ~2 s on a 2-core CPU), which would
+    otherwise land on the first timed request."""
     import tempfile
 
     from . import ranking
@@ -329,16 +400,20 @@ def end_to_end(pdf: bytes, page_count: int, rerankers, repeats: int, device) -> 
         Store = None
     upload = [("benchmark.pdf", pdf)]
     app_prefetch = device.type == "cuda"  # what the app does here (`ranking.rank`'s default)
-    seconds = {"cold": [], "cold_other_way": [], "warm": [], "with_store": Store is not None}
+    seconds = {"cold": [], "cold_other_way": [], "warm": [], "with_store": Store is not None, "warmup": None}
     with tempfile.TemporaryDirectory() as folder:
 
-        def request(query: str, run: str, uploads=None, prefetch=None):
+        def request(query: str, run: str, uploads=None, prefetch=None, files=upload):
             if Store is None:
-                return ranking.rank(upload, query, rerankers, ingest_cache=uploads, prefetch=prefetch)
+                return ranking.rank(files, query, rerankers, ingest_cache=uploads, prefetch=prefetch)
             store = Store(Path(folder) / f"{run}.db")  # a new file: every page is new to it
             images = PageImages(Path(folder) / f"thumbnails-{run}", store.page_image, memory_bytes=2**30)
-            return ranking.rank_and_save(upload, query, rerankers, store, images, ingest_cache=uploads,
+            return ranking.rank_and_save(files, query, rerankers, store, images, ingest_cache=uploads,
                                          prefetch=prefetch)[0]
+
+        if warmup_pdf is not None:
+            seconds["warmup"] = timed(lambda: request(QUERIES[2], "warm-up", prefetch=app_prefetch,
+                                                      files=[("warm-up.pdf", warmup_pdf)]), device)
 
         scores = {}  # way → model → its scores (the first cold request each way)
 
@@ -373,7 +448,8 @@ def end_to_end(pdf: bytes, page_count: int, rerankers, repeats: int, device) -> 
     # (a page's vision outputs depend a little on the pages that shared its encoder call).
     difference = max(abs(a - b) for key in scores["cold"] for a, b in zip(scores["cold"][key], scores["cold_other_way"][key]))
     return rows, {"cold": rows[0].seconds, "cold_other_way": rows[1].seconds, "warm": rows[2].seconds,
-                  "prefetch": app_prefetch, "with_store": seconds["with_store"], "prefetch_difference": difference}
+                  "prefetch": app_prefetch, "with_store": seconds["with_store"], "prefetch_difference": difference,
+                  "warmup": seconds["warmup"]}
 
 
 def profile_parts(reranker, pages, device) -> dict:
@@ -416,7 +492,9 @@ def versions() -> dict:
 def print_report(report: dict) -> None:
     print(
         f"\n{report['device']} · shape {report['shape']} · {report['dtype']} · {report['attention']} · "
-        f"batch {report['batch_size']} · budget {report['budget_tokens']} tokens"
+        f"{report['pages']} pages · batch {report['batch_size']} · vision chunk {report['vision_chunk']} · "
+        f"budget {report['budget_tokens']} tokens · {report['reference_pairs']} reference pairs · "
+        f"median of {report['repeats']} {'repeat' if report['repeats'] == 1 else 'repeats'}"
     )
     print(" · ".join(f"{name} {version}" for name, version in report["versions"].items()))
     print(f"tokenizer {report['tokenizer']}; prompt text tokens besides the page: {report['prompt_text_tokens']}")
@@ -432,7 +510,8 @@ def print_report(report: dict) -> None:
         f"\nend-to-end ranking of {report['rows'][-1]['pairs'] // 2} PDF pages with both models: {report['end_to_end_seconds']:.2f} s "
         f"({'with' if report['end_to_end_vision_prefetch'] else 'without'} the vision prefetch, as the app here; "
         f"{report['end_to_end_other_way_seconds']:.2f} s the other way; "
-        f"a new query about the same PDF: {report['end_to_end_warm_seconds']:.2f} s)"
+        f"a new query about the same PDF: {report['end_to_end_warm_seconds']:.2f} s; "
+        f"after an untimed warm-up request of {report['end_to_end_warmup_seconds']:.2f} s)"
     )
     print(
         f"PDF render at 144 DPI: {report['pdf_render_pages_per_second']:.1f} pages/s as the app does it "
@@ -447,24 +526,25 @@ def print_report(report: dict) -> None:
         print(f"peak GPU memory: {report['peak_gpu_memory_gib']:.1f} GiB")
 
 
-def register_cli(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "bench",
-        help="measure scoring throughput against the reference style (random weights, no download)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", choices=("auto", "tiny", "2b"), default="auto", help="model shape (auto: 2b on a GPU, tiny on CPU)")
-    parser.add_argument("--pairs", type=int, default=25, help="pages per query (default 25, the blog's batch)")
-    parser.add_argument("--batch-size", type=int, default=25, help="pairs per forward pass (default 25)")
-    parser.add_argument("--budget-tokens", type=int, default=None, help="first model's visual-token budget (default its spec: 1280)")
-    parser.add_argument("--reference-pairs", type=int, default=10, help="pairs timed in the one-pair-per-forward baseline")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats, the median is reported (default 3 on a GPU, 2 on a CPU)")
-    parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default=None)
-    parser.add_argument("--attn", choices=("sdpa", "eager", "flash_attention_2"), default=None, help="attention implementation")
-    parser.add_argument("--device", default=None, help="cuda, cpu, … (default: cuda when present)")
-    parser.add_argument("--vision-chunk", type=int, default=None, help="pages per vision-encoder call (default 8)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pairs", type=positive_int, default=None,
+                        help="pages per query (default 25 on a GPU, the blog's batch; 10 on a CPU)")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="pairs per forward pass (default 25 on a GPU, 10 on a CPU, at most --pairs)")
+    parser.add_argument("--budget-tokens", type=positive_int, default=None,
+                        help="first model's visual-token budget (default its spec: 1280; 4 to 1800)")
+    parser.add_argument("--reference-pairs", type=positive_int, default=None,
+                        help="pairs timed in the one-pair-per-forward baseline (default 10 on a GPU, 3 on a CPU, at most --pairs)")
+    parser.add_argument("--repeats", type=positive_int, default=None,
+                        help="timed repeats, the median is reported (default 3 on a GPU, 1 on a CPU)")
+    parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default=None,
+                        help="default bfloat16 on a GPU, float32 on a CPU")
+    parser.add_argument("--attn", choices=("sdpa", "eager", "flash_attention_2"), default=None,
+                        help="attention implementation (default sdpa; flash_attention_2 needs flash-attn and CUDA)")
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when present)")
+    parser.add_argument("--vision-chunk", type=positive_int, default=None, help="pages per vision-encoder call (default 8)")
+    parser.add_argument("--seed", type=whole_number, default=0)
     parser.add_argument("--tokenizer", choices=("auto", "qwen", "byte"), default="auto",
                         help="qwen: Qwen's real vocabulary (real text token counts); auto: qwen when found")
     parser.add_argument("--compile", action="store_true", help="torch.compile the models' repeated parts, as RERANKER_COMPILE=1 does")
@@ -473,19 +553,41 @@ def register_cli(subparsers) -> None:
                              "(CUDA, half precision; RERANKER_VARLEN_ATTENTION=1 in the app)")
     parser.add_argument("--profile", action="store_true", help="also time the parts of one cold batch")
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
+
+
+def register_cli(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="measure scoring throughput against the reference style (random weights, no download)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
     parser.set_defaults(handler=main)
 
 
+def standalone_parser() -> argparse.ArgumentParser:
+    """`python -m reranker.bench [options]`: the bench subcommand's options, without the others'."""
+    parser = argparse.ArgumentParser(prog="python -m reranker.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return parser
+
+
 def main(args) -> int:
-    report = run(args)
+    device, defaults_used = settle(args)  # bad options fail here, before minutes of work
+    report = run(args, device, defaults_used)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        from .output_files import output_file
+
+        with output_file(args.json) as partial:  # written whole or not at all
+            partial.write_text(json.dumps(report, indent=2))
     return 0
 
 
 if __name__ == "__main__":  # `python -m reranker.bench` works without the other subcommands' dependencies
-    import sys
-
-    root = argparse.ArgumentParser(prog="python -m reranker.bench")
-    register_cli(root.add_subparsers(dest="command"))
-    sys.exit(main(root.parse_args(["bench", *sys.argv[1:]])))
+    try:
+        sys.exit(main(standalone_parser().parse_args()))
+    except (ValueError, OSError, RuntimeError) as error:  # as `python -m reranker` does: a message, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

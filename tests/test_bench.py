@@ -7,9 +7,18 @@ report has each measurement, and the fast path agrees with the reference style o
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-from reranker import bench
+import pytest
+
+from reranker import bench, cli
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
@@ -22,6 +31,7 @@ def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
     )
     assert args.handler(args) == 0
     report = json.loads(out.read_text())
+    assert [path.name for path in tmp_path.iterdir()] == ["report.json"]  # written whole: no partial file left
     names = [row["name"] for row in report["rows"]]
     assert names[0].startswith("reference") and names[2].startswith("cold")
     assert any("vision cache only" in name for name in names) and any("prefix KV reused" in name for name in names)
@@ -34,11 +44,111 @@ def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
     assert report["rows"][0]["ratio"] == 1.0 and names[1].startswith("reference: second model")
     assert report["rows"][1]["ratio"] == 1.0  # the second model's rows are compared with its own reference
     assert report["rows"][-1]["pairs"] == 8  # end to end: 4 pages, each scored by both models
+    assert report["end_to_end_warmup_seconds"] > 0  # an untimed request before the timed ones
+    assert (report["pages"], report["batch_size"], report["reference_pairs"], report["repeats"]) == (4, 2, 2, 1)
+    assert report["defaults_used"] == [] and report["vision_chunk"] == 8
     assert report["max_score_difference_fast_vs_reference"] < 1e-5  # float32: same scores
     # --varlen: the kernel is CUDA-only; the report says it was not used, and why.
     assert report["varlen_attention"] is False and "CUDA-only" in report["varlen_problem"]
     assert report["pdf_render_pages_per_second"] > 0
     printed = capsys.readouterr().out
     assert "| reference: one pair per forward" in printed and "end-to-end ranking of 4 PDF pages" in printed
-    assert "without the vision prefetch, as the app here" in printed
+    assert "without the vision prefetch, as the app here" in printed and "after an untimed warm-up request" in printed
+    assert "4 pages · batch 2 · vision chunk 8 · budget 1280 tokens · 2 reference pairs · median of 1 repeat" in printed
+    assert "defaults on" not in printed  # every option was given
     assert "--varlen: not used, the model is on cpu, the kernel is CUDA-only" in printed
+
+
+def refuse_to_run(*args, **kwargs):
+    raise AssertionError("the benchmark started although its options were refused")
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--pairs", "0"), ("--pairs", "-3"), ("--batch-size", "-1"), ("--batch-size", "0"), ("--vision-chunk", "-1"),
+    ("--vision-chunk", "0"), ("--reference-pairs", "0"), ("--reference-pairs", "-1"), ("--repeats", "-1"),
+    ("--repeats", "0"), ("--budget-tokens", "0"), ("--pairs", "2.5"), ("--seed", "-1"),
+])
+def test_a_bad_number_is_a_usage_error_naming_the_option(monkeypatch, capsys, option, value):
+    monkeypatch.setattr(bench, "run", refuse_to_run)
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["bench", option, value])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].endswith(f"error: argument {option}: must be a whole number of at least "
+                                                 f"{0 if option == '--seed' else 1}, not {value!r}")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--budget-tokens", "5000"], "--budget-tokens 5000: Qwen3-VL-Reranker-2B takes 4 to 1800 visual tokens"),
+    (["--budget-tokens", "3"], "--budget-tokens 3: Qwen3-VL-Reranker-2B takes 4 to 1800 visual tokens"),
+    (["--pairs", "4", "--reference-pairs", "5"], "--reference-pairs 5 is more than the 4 pages (--pairs)"),
+    (["--device", "mps"], "--device mps: the benchmark runs on cuda, cuda:N or cpu"),
+    (["--device", "tpu"], "--device tpu: not a device; the benchmark runs on cuda, cuda:N or cpu"),
+])
+def test_options_that_cannot_run_are_one_line_errors_before_anything_is_built(monkeypatch, capsys, argv, message):
+    monkeypatch.setattr(bench, "run", refuse_to_run)
+    assert cli.main(["bench", "--device", "cpu", *argv]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: {message}") and captured.err.count("\n") == 1
+    assert " px" not in captured.err  # the budget option is in tokens, and so is its error
+
+
+def test_cuda_and_flash_attention_are_checked_up_front(monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(bench, "run", refuse_to_run)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.main(["bench", "--device", "cuda"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --device cuda: CUDA is not available here (") and err.endswith("use --device cpu\n")
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "flash_attn" else find_spec(name, *rest))
+    assert cli.main(["bench", "--attn", "flash_attention_2"]) == 1
+    assert capsys.readouterr().err == ("error: --attn flash_attention_2: the flash-attn package is not installed "
+                                       "(it has no PyPI wheel); use --attn sdpa, the default\n")
+
+
+def test_json_output_is_checked_before_the_run(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(bench, "run", refuse_to_run)
+    assert cli.main(["bench", "--device", "cpu", "--json", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == f"error: --json {tmp_path} is a folder; give a file name\n"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert cli.main(["bench", "--device", "cpu", "--json", str(blocker / "report.json")]) == 1
+    assert capsys.readouterr().err.startswith(f"error: --json {blocker / 'report.json'}: its folder cannot be made")
+
+
+def test_a_cpu_run_says_which_defaults_it_uses(capsys):
+    parser = bench.standalone_parser()
+    args = parser.parse_args(["--device", "cpu"])
+    device, used = bench.settle(args)
+    assert device.type == "cpu"
+    assert used == ["--pairs 10", "--batch-size 10", "--reference-pairs 3", "--repeats 1"]
+    assert (args.pairs, args.batch_size, args.reference_pairs, args.repeats) == (10, 10, 3, 1)
+    # Defaults never exceed the pages asked for; given options are kept as given.
+    args = parser.parse_args(["--device", "cpu", "--pairs", "2", "--repeats", "2"])
+    assert bench.settle(args)[1] == ["--batch-size 2", "--reference-pairs 2"]
+    assert (args.pairs, args.batch_size, args.reference_pairs, args.repeats) == (2, 2, 2, 2)
+    assert bench.CPU_DEFAULTS["pairs"] < bench.GPU_DEFAULTS["pairs"]
+
+
+def test_python_m_reranker_bench_shows_its_own_usage():
+    usage = bench.standalone_parser().format_usage()
+    assert usage.startswith("usage: python -m reranker.bench [-h] [--shape") and " bench bench" not in usage
+    result = subprocess.run([sys.executable, "-m", "reranker.bench", "--pairs", "2", "--reference-pairs", "3",
+                             "--device", "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == "error: --reference-pairs 3 is more than the 2 pages (--pairs)\n"
+
+
+def test_gpu_bench_check_names_a_missing_package_without_a_traceback(tmp_path):
+    """scripts/gpu_bench.sh starts with an import check: a machine without pebble (the old .whl
+    lacked it) is told so at once, not after minutes of setup with a traceback."""
+    (tmp_path / "pebble.py").write_text("raise ImportError('No module named pebble (hidden by the test)')\n")
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}")
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_bench.sh"), "--check"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "  import pebble: ImportError: No module named pebble (hidden by the test)" in result.stderr
+    assert result.stderr.rstrip().endswith("carry .whl and .cache.")
