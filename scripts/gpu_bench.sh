@@ -1,43 +1,151 @@
 #!/usr/bin/env bash
 # The prepared GPU benchmark (issue 8): one command, about 4-5 minutes on an H200.
 #
-#   scripts/gpu_bench.sh --prepare   # here, with network: wheels into .whl/, Qwen's vocabulary into .cache/
+#   scripts/gpu_bench.sh --prepare   # here, with network: .whl/ emptied, then refilled with wheels pinned
+#                                    # to .venv's versions; Qwen's vocabulary into .cache/
 #   scripts/gpu_bench.sh             # on the GPU machine (offline): eager run with --profile, then compiled
-#   scripts/gpu_bench.sh --variants  # a second call on the warm machine (~4-5 min): the knobs
-#                                    # docs/benchmarks.md asks about (vision chunk 25, batch 50,
-#                                    # varlen vision attention)
+#   scripts/gpu_bench.sh --variants  # a second call on the warm machine: four more runs, the knobs
+#                                    # docs/benchmarks.md asks about (vision chunk 25; batch 50;
+#                                    # varlen vision attention; varlen with vision chunk 25)
+#   scripts/gpu_bench.sh --check     # only the import check that the two runs above start with
 #
-# The GPU machine has torch (CUDA) and Python 3.12 but not this project's other packages and no
-# network, so --prepare downloads them as wheels to carry there (device tool: carry .whl and .cache).
-# sqlite-utils lets the end-to-end row run the app's whole request (database write, thumbnails).
+# The GPU machine has no network. Its image (this workplace's CUDA one) has torch, numpy, pillow,
+# jinja2, scipy, huggingface_hub, tokenizers, safetensors, accelerate, typer, pyyaml, tqdm, but an
+# older transformers and none of pymupdf, pebble, peft's pinned version or sqlite-utils, so
+# --prepare downloads those as wheels to carry there (device tool: carry .whl and .cache; with the
+# repo, at most 64 MiB a call; --prepare prints the total). sqlite-utils lets the end-to-end row
+# run the app's whole request (database write, thumbnails). Each run first checks that every
+# module the benchmark imports is there, at the versions requirements.txt asks for, and stops with
+# the list of what is missing if not (PYTHON=... picks the interpreter; default python3).
 # Reports go to $OUT (or ./out): eager.json and compiled.json; the tables print to stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+
+# What --prepare carries: the runtime packages the benchmark imports that the image lacks (or has
+# at another version), and their own needs that the image may lack. One wheel each, pinned below.
+CARRY=(transformers peft pymupdf pebble regex sqlite-utils click click-default-group tabulate
+       python-dateutil tzdata sqlite-fts4 pluggy)
 
 if [ "${1:-}" = "--prepare" ]; then
-  python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --dest .whl \
-    "transformers==5.24.0" "peft==0.21.2" "pymupdf==1.28.2" "pebble==5.2.3" regex \
-    "sqlite-utils==4.2.1" click click-default-group tabulate python-dateutil tzdata sqlite-fts4 pluggy
-  python3 -m reranker.checkpoints fetch-vocab
-  ls .whl .cache
+  here=.venv/bin/python
+  [ -x "$here" ] || { echo "gpu_bench.sh --prepare: no .venv here (python -m venv .venv; .venv/bin/pip install -r requirements.txt)" >&2; exit 1; }
+  freeze="$("$here" -m pip freeze)"
+  pins=()
+  for name in "${CARRY[@]}"; do
+    pattern="^$(printf '%s' "$name" | sed 's/[-_.]/[-_.]/g')=="
+    pin="$(printf '%s\n' "$freeze" | grep -i -E "$pattern" || true)"
+    if [ -z "$pin" ]; then
+      echo "gpu_bench.sh --prepare: $name is not installed in .venv, so there is no version to pin" >&2
+      exit 1
+    fi
+    pins+=("$pin")
+  done
+  rm -rf .whl  # never add to an old set: two versions of one package stop the install there
+  mkdir .whl
+  "$here" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    --dest .whl "${pins[@]}"
+  twice="$(ls .whl | sed 's/-.*//' | tr 'A-Z.' 'a-z_' | sort | uniq -d)"
+  [ -z "$twice" ] || { echo "gpu_bench.sh --prepare: more than one wheel of: $twice" >&2; exit 1; }
+  "$here" -m reranker.checkpoints fetch-vocab
+  ls -l .whl .cache
+  mib() { echo $(( ($1 + 1048575) / 1048576 )); }
+  carried=$(du -cb .whl .cache | tail -1 | cut -f1)
+  tree=$(git ls-files -z -c -o --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+  total=$((carried + tree))
+  echo "carried: .whl and .cache $(mib "$carried") MiB; with the working tree ($(mib "$tree") MiB) $(mib "$total") MiB of the 64 MiB a device call takes"
+  if [ "$total" -gt $((64 * 1048576)) ]; then
+    echo "gpu_bench.sh --prepare: over 64 MiB: the device call would refuse it" >&2
+    exit 1
+  fi
   exit 0
 fi
 
-out="${OUT:-out}"
-mkdir -p "$out"
-if compgen -G ".whl/*.whl" > /dev/null; then
-  python3 -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+check_imports() {
+  "$PY" - <<'PYTHON'
+"""Everything the benchmark imports, at the versions it needs: one list of problems, no traceback."""
+import importlib
+import importlib.metadata as metadata
+import os
+import sys
+from pathlib import Path
+
+problems = []
+# The project's modules a run loads (they import pebble, pymupdf, sqlite_utils, scipy, PIL at
+# their top) and what they import only when used.
+for module in ("torch", "numpy", "PIL", "jinja2.sandbox", "huggingface_hub", "peft", "pymupdf", "pebble", "sqlite_utils",
+               "transformers.models.qwen3_vl.modeling_qwen3_vl", "reranker.bench", "reranker.checkpoints",
+               "reranker.loading", "reranker.scoring", "reranker.attention", "reranker.prefix_cache", "reranker.processor",
+               "reranker.ranking", "reranker.documents", "reranker.rendering", "reranker.store", "reranker.thumbnails"):
+    try:
+        importlib.import_module(module)
+    except Exception as error:  # ImportError, or a module failing on an incompatible version of another
+        problems.append(f"import {module}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+try:
+    from packaging.requirements import Requirement
+except ImportError:
+    Requirement = None
+    problems.append("import packaging: not installed (needed to check versions)")
+if Requirement is not None:
+    def check(requirement, wanted_by):
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            return
+        try:
+            version = metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            problems.append(f"{requirement.name} is not installed ({wanted_by} needs {requirement})")
+            return
+        if requirement.specifier and not requirement.specifier.contains(version, prereleases=True):
+            problems.append(f"{requirement.name} {version} is here, {wanted_by} needs {requirement}")
+
+    # requirements.txt, less what the benchmark does not use (the app's UI, eval) and torch, which
+    # is the machine's own CUDA build
+    for line in Path("requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line and not line.startswith("-"):
+            requirement = Requirement(line)
+            if requirement.name not in ("torch", "gradio", "datasets", "scipy", "spaces"):
+                check(requirement, "requirements.txt")
+    for name in ("transformers", "peft", "sqlite-utils", "python-dateutil"):  # and what those need
+        try:
+            needs = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for text in needs:
+            check(Requirement(text), name)
+vocabulary = os.environ.get("RERANKER_QWEN_VOCAB")
+if vocabulary and not Path(vocabulary).is_file():
+    problems.append(f"Qwen's vocabulary {vocabulary} is missing (carry .cache)")
+if problems:
+    print("gpu_bench.sh: this machine cannot run the benchmark:", file=sys.stderr)
+    for problem in dict.fromkeys(problems):
+        print(f"  {problem}", file=sys.stderr)
+    print("Run scripts/gpu_bench.sh --prepare where there is network, and carry .whl and .cache.", file=sys.stderr)
+    sys.exit(1)
+print("gpu_bench.sh: every module the benchmark imports is here")
+PYTHON
+}
+
+if compgen -G ".whl/*.whl" > /dev/null && [ "${1:-}" != "--check" ]; then
+  "$PY" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH="/tmp/site:$PWD"
 fi
 export RERANKER_QWEN_VOCAB="${RERANKER_QWEN_VOCAB:-$PWD/.cache/qwen.tiktoken}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-if [ "${1:-}" = "--variants" ]; then
-  python3 -m reranker.bench --tokenizer qwen --repeats 2 --vision-chunk 25 --json "$out/vision-chunk-25.json"
-  python3 -m reranker.bench --tokenizer qwen --repeats 2 --pairs 50 --batch-size 50 --json "$out/batch-50.json"
-  # torch's own varlen FlashAttention for the vision encoder (one kernel call per chunk of pages)
-  python3 -m reranker.bench --tokenizer qwen --repeats 2 --varlen --json "$out/varlen.json"
-  python3 -m reranker.bench --tokenizer qwen --repeats 2 --varlen --vision-chunk 25 --json "$out/varlen-chunk-25.json"
+check_imports
+if [ "${1:-}" = "--check" ]; then
   exit 0
 fi
-python3 -m reranker.bench --tokenizer qwen --profile --json "$out/eager.json"
-python3 -m reranker.bench --tokenizer qwen --compile --repeats 2 --json "$out/compiled.json"
+out="${OUT:-out}"
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+if [ "${1:-}" = "--variants" ]; then
+  "$PY" -m reranker.bench --tokenizer qwen --repeats 2 --vision-chunk 25 --json "$out/vision-chunk-25.json"
+  "$PY" -m reranker.bench --tokenizer qwen --repeats 2 --pairs 50 --batch-size 50 --json "$out/batch-50.json"
+  # torch's own varlen FlashAttention for the vision encoder (one kernel call per chunk of pages)
+  "$PY" -m reranker.bench --tokenizer qwen --repeats 2 --varlen --json "$out/varlen.json"
+  "$PY" -m reranker.bench --tokenizer qwen --repeats 2 --varlen --vision-chunk 25 --json "$out/varlen-chunk-25.json"
+  exit 0
+fi
+"$PY" -m reranker.bench --tokenizer qwen --profile --json "$out/eager.json"
+"$PY" -m reranker.bench --tokenizer qwen --compile --repeats 2 --json "$out/compiled.json"
