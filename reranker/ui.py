@@ -221,15 +221,28 @@ class _GradioProgress:
         self.progress(fraction, desc=message)
 
 
+def rank_input_problems(files, query, instruction) -> tuple[str | None, str | None, str | None]:
+    """What keeps each Rank input (the uploads, the query, the instruction) from being ranked;
+    None where nothing does. Checked before the request is queued (shown at the box) and again
+    by `rank_pages` (for API clients)."""
+    uploads = None if files else "Upload at least one PDF or image (or click an example)."
+    texts = []
+    for name, text in (("query", query), ("instruction", instruction)):
+        problem = None
+        if isinstance(text, str) and len(text) > MAX_QUERY_CHARS:
+            problem = f"The {name} is {len(text):,} characters long; the app takes at most {MAX_QUERY_CHARS:,}."
+        elif name == "query" and not (isinstance(text, str) and text.strip()):
+            problem = "The query is empty: type what you are looking for."
+        texts.append(problem)
+    return uploads, *texts
+
+
 def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_a: int | None,
                budget_b: int | None, dpi: float | None, progress=None) -> dict:
     """Score every page of the uploads with both models; store the ranking; return it as data."""
-    uploads = [_upload(item) for item in (files or [])]
-    if not uploads:
-        raise refuse("Upload at least one PDF or image (or click an example).")
-    for name, text in (("query", query), ("instruction", instruction)):
-        if isinstance(text, str) and len(text) > MAX_QUERY_CHARS:
-            raise refuse(f"The {name} is {len(text):,} characters long; the app takes at most {MAX_QUERY_CHARS:,}.")
+    if problem := next((problem for problem in rank_input_problems(files, query, instruction) if problem), None):
+        raise refuse(problem)
+    uploads = [_upload(item) for item in files]
     instruction = (instruction or "").strip() or None
     if instruction == get_spec(A_KEY).default_instruction:
         instruction = None  # the default: stored and cached as "no instruction"
@@ -910,8 +923,14 @@ def build_app(arena: Arena) -> gr.Blocks:
             return (status_, header_a_, gr.Gallery(items_a, selected_index=None), header_b_,
                     gr.Gallery(items_b, selected_index=None), *rest)
 
+        def rank_inputs_valid(files_, query_, instruction_, *settings):
+            """Each problem under its box, before the request queues (not an error over the page)."""
+            problems = rank_input_problems(files_, query_, instruction_)
+            return [*(gr.validate(problem is None, problem or "") for problem in problems),
+                    *(gr.validate(True, "") for _ in settings)]
+
         for trigger in (rank_button.click, query.submit):
-            trigger(on_rank, [files, query, instruction, budget_a, budget_b, dpi], ranking_state,
+            trigger(on_rank, [files, query, instruction, budget_a, budget_b, dpi], ranking_state, validator=rank_inputs_valid,
                     # Up to RANK_CONCURRENCY rankings read, render and save at once; their
                     # model work takes turns (Arena.scoring), so a slow upload holds up no one.
                     api_name="rank" if trigger == rank_button.click else False, concurrency_id="rank",

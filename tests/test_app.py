@@ -123,18 +123,21 @@ def test_bad_files_are_reported_and_good_ones_still_ranked(client, tmp_path):
 
 @pytest.mark.parametrize("query", ["", "   \n "])
 def test_empty_query_is_a_clear_error(client, query):
+    """Checked before the request queues (the browser shows it under the box), named by parameter."""
     from gradio_client import handle_file
-    from gradio_client.exceptions import AppError
+    from gradio_client.exceptions import ValidationError
 
-    with pytest.raises(AppError, match="query is empty"):
+    with pytest.raises(ValidationError, match=r"- query: The query is empty: type what you are looking for\."):
         client.predict(files=[handle_file(str(SAMPLES / "doc_2.jpg"))], query=query, api_name="/rank")
 
 
-def test_no_files_is_a_clear_error(client):
-    from gradio_client.exceptions import AppError
+def test_no_files_and_a_huge_query_are_clear_errors_each_named(client):
+    from gradio_client.exceptions import ValidationError
 
-    with pytest.raises(AppError, match="Upload at least one"):
-        client.predict(files=[], query="anything", api_name="/rank")
+    with pytest.raises(ValidationError, match=r"2 parameter\(s\) failed") as refused:
+        client.predict(files=[], query="x" * 10_001, api_name="/rank")
+    assert "- files: Upload at least one PDF or image" in str(refused.value)
+    assert "- query: The query is 10,001 characters long; the app takes at most 10,000." in str(refused.value)
 
 
 def test_judge_and_undo(client, ranked):

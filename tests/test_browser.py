@@ -183,6 +183,22 @@ def test_a_ranking_shows_its_progress_and_a_new_one_clears_the_page_shown_large(
     assert page.dialogs == []
 
 
+def test_what_keeps_a_ranking_from_starting_is_said_at_its_box_not_as_an_error(page):
+    """No upload, no query: each box says what it needs (it was one red "Error" over the page),
+    and says nothing more once it has it."""
+    page.get_by_role("button", name="Rank", exact=True).click()
+    expect(page.locator("#uploads")).to_contain_text("Upload at least one PDF or image (or click an example).")
+    expect(page.locator("#query")).to_contain_text("The query is empty: type what you are looking for.")
+    expect(page.locator(".toast-body")).to_have_count(0)
+    page.locator("#uploads input[type=file]").set_input_files(str(SAMPLES / "doc_1.jpg"))
+    expect(page.locator("#uploads table, #uploads .file-preview").first).to_be_visible()
+    page.locator("#query textarea, #query input").first.fill("a chart")
+    page.get_by_role("button", name="Rank", exact=True).click()
+    expect(page.locator("#gallery-a .caption-label")).to_have_count(1)
+    expect(page.locator("#query")).not_to_contain_text("The query is empty")
+    expect(page.locator("#uploads")).not_to_contain_text("Upload at least one")
+
+
 def test_user_text_and_file_names_render_as_text(page, tmp_path):
     payload = sample_pdf(tmp_path / "any.pdf", numbers=(2,)).read_bytes()
     query = "<img src=x onerror=alert(1)> O'Brien's > $$x^2$$"  # no markup, no entity text, no LaTeX
