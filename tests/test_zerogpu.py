@@ -51,7 +51,7 @@ def test_the_model_work_runs_in_a_forked_worker_and_everything_else_in_the_app(a
         assert len(calls) == 2
         again = ui.rank_pages(arena, [str(pdf)], QUERY, None, None, None, None)
         assert len(calls) == 2, "every score was stored: no GPU call"
-        with pytest.raises(gr.Error, match="the query is empty"):
+        with pytest.raises(gr.Error, match="The query is empty"):
             ui.rank_pages(arena, [image], "  ", None, None, None, None)
         assert len(calls) == 2
 
