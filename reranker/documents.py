@@ -257,6 +257,10 @@ def load_files(files: Iterable[FileInput], options: IngestOptions | None = None,
         if not (isinstance(item, (str, bytes, os.PathLike)) or (isinstance(item, tuple) and len(item) == 2)):
             result.problems.append(Problem(f"upload #{number}", f"is not a file path or a (name, bytes) pair: {type(item).__name__}"))
             continue
+        if isinstance(item, bytes) and (b"\0" in item or b"\n" in item or len(item) > 4096):  # contents, not a path
+            result.problems.append(Problem(f"upload #{number}", "is a file's contents without a name: pass (name, bytes), "
+                                                                 "e.g. (\"report.pdf\", data)"))
+            continue
         name = _display_name(item)
         try:
             data = _read(item, options)

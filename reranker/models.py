@@ -13,6 +13,7 @@ expands to one `<|image_pad|>` per visual token.
 
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass, field
 from functools import cache
@@ -75,6 +76,11 @@ class ModelSpec:
         outside [min_pixels, max_pixels_limit] is refused."""
         if max_pixels is None:
             return self.max_pixels
+        # A whole number (200000.0 becomes 200000: as a float it made another settings key, so
+        # scores stored under the int were not found).
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Real) or not float(max_pixels).is_integer():
+            raise ValueError(f"{self.label}: image budget must be a whole number of pixels, got {max_pixels!r}")
+        max_pixels = int(max_pixels)
         if not self.min_pixels <= max_pixels <= self.max_pixels_limit:
             raise ValueError(f"{self.label}: image budget {max_pixels} px is outside [{self.min_pixels}, {self.max_pixels_limit}]")
         return max_pixels

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from . import metrics
 from .lru import LRUCache
 from .documents import IngestOptions, Page, Problem, load_files
-from .models import MODELS, get_spec
+from .models import MODELS, UnknownModelError, get_spec
 from .workers import thread_pool
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class ModelPool:
 
     def __init__(self, keys: Iterable[str] = tuple(MODELS), loader: Callable | None = None,
                  retry_after: float = 300.0, **load_options):
-        self.keys = tuple(keys)
+        self.keys = tuple(get_spec(key).key for key in keys)  # an unknown key: UnknownModelError, naming the valid ones
         self._loader = loader
         self._load_options = load_options
         self._models: dict = {}
@@ -46,9 +47,12 @@ class ModelPool:
         self.retry_after = retry_after
 
     def get(self, key: str):
-        """The loaded reranker, or raise `ModelUnavailable` with the reason it could not load."""
+        """The loaded reranker, or raise `ModelUnavailable` with the reason it could not load
+        (`UnknownModelError` for a key not in the pool)."""
         if key in self._models:
             return self._models[key]
+        if key not in self._locks:
+            raise UnknownModelError(f"model {key!r} is not in this pool; its keys: {', '.join(self.keys)}")
         with self._locks[key]:
             failed = self._errors.get(key)
             if failed is not None and time.monotonic() - failed[1] >= self.retry_after:
@@ -146,10 +150,19 @@ class RankingResult:
                                        ties=upload_order)
 
 
+def instruction_for(reranker, instruction: str | None) -> str | None:
+    """The ranking's instruction for a model whose prompt has one; None for one trained with a
+    fixed prompt (Qwen3RerankerMM), which would not use it."""
+    spec = getattr(reranker, "spec", None)
+    return instruction if spec is None or spec.takes_instruction else None
+
+
 def ingest(files: Sequence, options: IngestOptions | None = None, cache=None,
            on_page: Callable[[Page], None] | None = None):
     """Uploads (paths, (name, bytes) pairs, or already loaded Pages) → pages, problems, notes.
     `on_page(page)` sees each page as soon as it is read, in order (see `load_files`)."""
+    if isinstance(files, (str, os.PathLike, Page)):  # one file: not a sequence of its characters
+        files = [files]
     pages = [item for item in files if isinstance(item, Page)]
     others = [item for item in files if not isinstance(item, Page)]
     if on_page is not None:
@@ -298,7 +311,8 @@ class VisionPrefetch:
                     todo = [page for page in pages if page.content_hash not in known]
                     if todo:
                         started = time.perf_counter()
-                        self.encoded += reranker.prefetch_vision(self._query, todo, self._instruction, max_pixels=budget)
+                        self.encoded += reranker.prefetch_vision(self._query, todo, instruction_for(reranker, self._instruction),
+                                                                 max_pixels=budget)
                         self.seconds[key] += time.perf_counter() - started
                 except (QueryError, PromptTooLong):  # the ranking tells the user
                     self._failed.add(key)
@@ -376,7 +390,7 @@ def score_pages(pool: ModelPool | Mapping, query: str, work: Mapping[str, list[P
         try:
             reranker = pool.get(key) if isinstance(pool, ModelPool) else pool[key]
             budget = (max_pixels or {}).get(key)
-            scores = reranker.score(query, pages, instruction, progress=on_batch, max_pixels=budget)
+            scores = reranker.score(query, pages, instruction_for(reranker, instruction), progress=on_batch, max_pixels=budget)
         except QueryError:
             raise
         except Exception as error:  # this model's column says so; the other model goes on
@@ -419,7 +433,12 @@ def rank(
     clean_query(query, max_length=10**9)  # raises QueryError with a message for the user
     if instruction is not None:
         check_text(instruction, "instruction")
-    keys = list(keys or (pool.keys if isinstance(pool, ModelPool) else pool.keys()))
+    available = list(pool.keys if isinstance(pool, ModelPool) else pool.keys())
+    keys = list(keys or available)
+    if missing := [key for key in keys if key not in available]:  # a misuse: raised, not a model's failure
+        raise ValueError(f"keys {', '.join(missing)} are not in the pool, whose models are {', '.join(available)}")
+    if max_pixels is not None and not isinstance(max_pixels, Mapping):
+        raise TypeError(f"max_pixels must map model keys to image budgets ({{key: pixels}}), got {type(max_pixels).__name__}")
     report = progress or (lambda fraction, message: None)
     report(0.0, "Reading files")
     started = time.perf_counter()

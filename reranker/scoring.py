@@ -26,8 +26,9 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -77,6 +78,15 @@ def check_text(text: str, what: str) -> None:
         what_it_is = f"the byte 0x{code - 0xDC00:02X}" if 0xDC80 <= code <= 0xDCFF else f"a lone surrogate U+{code:04X}"
         raise QueryError(f"the {what} is not valid text: character {error.start + 1} is {what_it_is}, not UTF-8 "
                          "(typed in a terminal or saved in another encoding?)") from None
+
+
+def _image_list(images) -> list:
+    """`images` as a list; one image or a path (a string would be read character by character)
+    is refused, naming the argument."""
+    if isinstance(images, (str, bytes, os.PathLike, Image.Image)) or not isinstance(images, Iterable):
+        hint = "; read files with reranker.documents.load_files" if isinstance(images, (str, bytes, os.PathLike)) else ""
+        raise TypeError(f"images must be a list of PIL images or Pages, got {type(images).__name__}{hint}")
+    return list(images)
 
 
 def _check_batch_size(batch_size: int | None) -> int | None:
@@ -310,10 +320,15 @@ class Reranker:
 
     # ----- prompt ----------------------------------------------------------------------------
     def prompt(self, query: str, instruction: str | None = None) -> str:
-        """The exact text given to the processor, with one image placeholder for the page."""
+        """The exact text given to the processor, with one image placeholder for the page.
+        `instruction`: for a model whose prompt has one (`spec.takes_instruction`); Qwen3RerankerMM
+        was trained with one fixed prompt, so it is not used there (a warning says so)."""
         query = clean_query(query, self.spec.max_length)
         if instruction is not None:
             check_text(instruction, "instruction")
+            if not self.spec.takes_instruction:
+                warnings.warn(f"{self.spec.label} takes no instruction (it was trained with one fixed prompt): "
+                              "the instruction is not used", UserWarning, stacklevel=2)
         if self.spec.prompt_style == "chat":
             return self.processor.apply_chat_template(
                 chat_messages(self.spec, query, instruction), tokenize=False, add_generation_prompt=True
@@ -354,8 +369,10 @@ class Reranker:
         progress: Progress | None = None,
         max_pixels: int | None = None,
     ) -> list[float]:
-        """P(yes) for each page, in input order. `images`: PIL images or `Page` objects."""
+        """P(yes) for each page, in input order. `images`: a list of PIL images or `Page` objects.
+        `instruction`: see `prompt`."""
         _check_batch_size(batch_size)
+        images = _image_list(images)
         if not images:
             self.prompt(query, instruction)  # an empty query is refused all the same
             return []

@@ -426,8 +426,11 @@ class Store:
     def __init__(self, path: str | os.PathLike | None = None, *, read_only: str = ""):
         """`read_only` ("ro" or "immutable", see `connect`): for `existing` only; nothing is
         changed in the file, so it must have this app's current schema."""
+        if path is not None and not str(path).strip():  # "" would have fallen back to the app's own database
+            raise StoreError("the database path is empty; give a file name (or None for RERANKER_DB or the default)")
         self.path = Path(path or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
         self.read_only = read_only
+        self.closed = False
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: weakref.WeakSet[Database] = weakref.WeakSet()  # for close(); dies with its thread
@@ -448,7 +451,7 @@ class Store:
             _enable_wal(db, self.path)
             migrate(db)
             _add_lookup_indexes(db)
-        except (sqlite3.OperationalError, OSError) as error:
+        except (sqlite3.DatabaseError, OSError) as error:  # DatabaseError: "file is not a database"
             raise _explain(self.path, error, "opened") from error
         except SchemaTooNewError as error:
             raise SchemaTooNewError(f"{self.path}: {error}; use that newer version of the app") from None
@@ -490,13 +493,17 @@ class Store:
         """This thread's connection (a fresh one after fork: connections must not cross processes)."""
         local = self._local
         if getattr(local, "db", None) is None or local.pid != os.getpid():
+            if self.closed:  # else a closed store quietly opened the file again
+                raise StoreError(f"The store of {self.path} was closed; open it again (Store(path)) to use it.")
             local.db, local.pid = connect(self.path, self.read_only), os.getpid()
             with self._lock:
                 self._open.add(local.db)
         return local.db
 
     def close(self) -> None:
+        """Close every connection; using the store afterwards raises StoreError."""
         with self._lock:
+            self.closed = True
             for db in list(self._open):
                 db.close()
             self._open.clear()
@@ -756,6 +763,7 @@ class Store:
         # Each count once over its whole table, joined (a subquery per query row made the
         # Annotate list take 40 s at 4,000 queries). One query: the same SQL with equality
         # filters, so SQLite uses the indexes.
+        annotator = self._spelling(annotator)
         where_query = "= :query_id" if query_id is not None else "IS NOT NULL"
         where_annotator = "AND annotator = :annotator" if annotator is not None else ""
         rows = self.db.query(
@@ -851,7 +859,7 @@ class Store:
         """
         if label not in ALL_LABELS:
             raise ValueError(f"label must be one of {ALL_LABELS}, not {label!r}")
-        annotator = _check_annotator(annotator)
+        annotator = self.known_annotator(_check_annotator(annotator))  # "ALICE" judges as "alice"
         with self._write() as db:
             current = self._latest(db, query_id, page_hash, annotator)
             if current is not None and current.label == label:
@@ -868,7 +876,7 @@ class Store:
         label; after a first label, unjudged), by appending a row that names the row it undoes.
         Repeated undos walk further back.
         """
-        annotator = _check_annotator(annotator)
+        annotator = self.known_annotator(_check_annotator(annotator))
         with self._write() as db:
             rows = [
                 _judgment(r)
@@ -931,6 +939,7 @@ class Store:
 
     def history(self, query_id: int, page_hash: str, annotator: str | None = None) -> list[Judgment]:
         """Every row for this page (and annotator), oldest first — undos and relabels included."""
+        annotator = self._spelling(annotator)
         rows = self.db.query(
             "SELECT * FROM judgments WHERE query_id = ? AND page_hash = ? AND (? IS NULL OR annotator = ?) ORDER BY id",
             [query_id, page_hash, annotator, annotator],
@@ -952,6 +961,7 @@ class Store:
         first given: a mislabel undone is no new label). A date `until` includes that whole day.
         """
         upper, lower = time_bound(until, end=True), time_bound(since)
+        annotator = self._spelling(annotator)
         # Only the filters given, as plain comparisons: "(:x IS NULL OR x = :x)" kept SQLite off
         # the index, and evaluating 4,000 queries one by one scanned every judgment each time.
         filters = [clause for clause, value in (("query_id = :query_id", query_id), ("annotator = :annotator", annotator),
@@ -1023,6 +1033,10 @@ class Store:
         spellings = [row[0] for row in self.db.execute(
             "SELECT DISTINCT annotator FROM judgments WHERE annotator = ? COLLATE NOCASE", [name])]
         return name if not spellings or name in spellings else min(spellings)
+
+    def _spelling(self, annotator: str | None) -> str | None:
+        """A name to filter by, as judgments carry it (`known_annotator`); None stays None."""
+        return None if annotator is None else self.known_annotator(annotator.strip())
 
     def require_annotator(self, annotator: str | None) -> list[str]:
         """Everyone who has judged (`annotators`), refusing a name nobody has judged under (a typo)

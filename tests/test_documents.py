@@ -131,6 +131,14 @@ def test_a_folder_and_a_pipe_given_as_files_are_named_and_the_rest_still_loads(t
     ]
 
 
+def test_a_files_contents_given_without_a_name_say_how_to_give_them():
+    """Raw bytes were taken for a path: the problem's name was the PDF's binary tail."""
+    loaded = load_files([corpus.text_pdf("x"), ("named.pdf", corpus.text_pdf("y"))])
+    assert [page.source for page in loaded.pages] == ["named.pdf"]
+    assert [str(problem) for problem in loaded.problems] == [
+        'upload #1: is a file\'s contents without a name: pass (name, bytes), e.g. ("report.pdf", data)']
+
+
 def test_encrypted_pdf_asks_for_the_password_to_be_removed():
     with pytest.raises(DocumentError) as caught:
         load_file(("locked.pdf", corpus.encrypted_pdf()))

@@ -96,6 +96,35 @@ def test_a_query_or_instruction_with_a_byte_that_is_not_utf8_is_refused_before_a
             reranker.score("\ud800", [])
 
 
+def test_a_model_key_or_budget_given_wrong_is_an_error_naming_it(tiny_rerankers):
+    from reranker.models import UnknownModelError
+
+    with pytest.raises(UnknownModelError, match="unknown model 'bogus'; valid keys: qwen3-vl-reranker-2b, qwen3-reranker-mm-2b"):
+        ranking.ModelPool(keys=["bogus"])
+    with pytest.raises(UnknownModelError, match=f"model 'bogus' is not in this pool; its keys: {A}$"):
+        ranking.ModelPool(keys=[A], loader=tiny_rerankers.__getitem__).get("bogus")
+    with pytest.raises(ValueError, match=f"keys {B} are not in the pool, whose models are {A}"):
+        ranking.rank(sample_files(1), QUERY, {A: tiny_rerankers[A]}, keys=[B])  # was a bare KeyError
+    with pytest.raises(TypeError, match="max_pixels must map model keys to image budgets"):
+        ranking.rank(sample_files(1), QUERY, tiny_rerankers, max_pixels=200_000)
+
+
+def test_one_file_given_alone_is_one_file_not_a_sequence_of_characters(tiny_rerankers):
+    result = ranking.rank(sample_files(1)[0], QUERY, tiny_rerankers)
+    assert len(result.pages) == 1 and result.problems == []  # was 22 problems: "t: could not be read", ...
+
+
+def test_an_instruction_reaches_the_model_that_takes_one_and_not_the_one_with_a_fixed_prompt(tiny_rerankers):
+    import warnings
+
+    plain = ranking.rank(sample_files(2), QUERY, tiny_rerankers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Qwen3RerankerMM warns when handed an instruction: rank does not hand it one
+        instructed = ranking.rank(sample_files(2), QUERY, tiny_rerankers, instruction="Find the plot itself.")
+    assert instructed.rankings[B].scores == plain.rankings[B].scores
+    assert instructed.rankings[A].scores != plain.rankings[A].scores
+
+
 def test_scores_stored_earlier_are_reused_not_recomputed(tiny_rerankers, tmp_path):
     store = Store(tmp_path / "arena.db")
     first = ranking.rank(sample_files(2), QUERY, tiny_rerankers, store=store)

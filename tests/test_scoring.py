@@ -6,6 +6,7 @@ cached = uncached, overlapped = sequential preparation, merged LoRA = unmerged P
 
 from __future__ import annotations
 
+import pathlib
 import socket
 import time
 
@@ -96,8 +97,9 @@ def test_prompt_a_is_byte_identical_to_the_reference_format(tiny_rerankers, quer
 @pytest.mark.parametrize("query", QUERIES)
 def test_prompt_b_is_byte_identical_to_the_card(tiny_rerankers, query):
     assert tiny_rerankers[B].prompt(query) == expected_prompt_b(query)
-    # B was trained with one fixed prompt: an instruction does not change it.
-    assert tiny_rerankers[B].prompt(query, instruction="anything") == expected_prompt_b(query)
+    # B was trained with one fixed prompt: an instruction does not change it, and a warning says so.
+    with pytest.warns(UserWarning, match="Qwen3RerankerMM-2B takes no instruction .*the instruction is not used"):
+        assert tiny_rerankers[B].prompt(query, instruction="anything") == expected_prompt_b(query)
 
 
 def test_specs_hold_the_published_facts():
@@ -376,6 +378,14 @@ def test_budget_outside_the_models_range_is_refused(tiny_rerankers, sample_image
         tiny_rerankers[A].score("q", sample_images[:1], max_pixels=10_000_000)
 
 
+def test_a_budget_must_be_a_whole_number_and_one_given_as_a_float_is_the_same_budget(tiny_rerankers):
+    reranker = tiny_rerankers[A]
+    assert reranker.settings_key(200_000.0) == reranker.settings_key(200_000)  # a float made another key
+    for wrong in (200_000.5, "5e5", True, float("nan")):
+        with pytest.raises(ValueError, match=r"image budget must be a whole number of pixels, got"):
+            reranker.settings_key(wrong)
+
+
 def test_a_per_call_budget_changes_the_scores_and_is_cached_separately(tiny_rerankers, sample_images):
     reranker = tiny_rerankers[A]
     small = reranker.score(QUERIES[0], sample_images[:2], max_pixels=64 * 32 * 32)
@@ -476,6 +486,19 @@ def test_a_page_the_model_cannot_take_is_named_before_any_work(tiny_rerankers, s
         with pytest.raises(error, match=message):
             reranker.prefetch_vision("a query", [sample_images[0], page])
         assert len(reranker.vision_cache) == 0 and len(reranker.score_cache) == 0  # nothing was scored
+
+
+@pytest.mark.parametrize("images", ["page.png", b"page.png", pathlib.Path("page.png"), "one image"])
+def test_images_that_are_not_a_list_of_pages_are_refused_naming_the_argument(tiny_rerankers, sample_images, images):
+    """A path was read character by character ("page 0: ... got str 'p'"), one image was "not iterable"."""
+    images = sample_images[0] if images == "one image" else images
+    with pytest.raises(TypeError, match=r"^images must be a list of PIL images or Pages, got \w+"):
+        tiny_rerankers[A].score("a query", images)
+
+
+def test_any_iterable_of_pages_is_scored_as_the_list(tiny_rerankers, sample_images):
+    expected = tiny_rerankers[A].score("a query", sample_images[:2])
+    assert tiny_rerankers[A].score("a query", (image for image in sample_images[:2])) == expected
 
 
 @pytest.mark.parametrize("batch_size", [0, -1, 2.5])

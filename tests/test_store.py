@@ -768,3 +768,30 @@ def test_an_archived_copy_in_a_read_only_folder_exports_and_evaluates(tmp_path):
     finally:
         folder.chmod(0o755)
         shutil.rmtree(folder)
+
+
+def test_a_name_in_another_capitalisation_judges_reads_and_undoes_as_the_same_annotator(store: Store):
+    """The app mapped names, the Python API did not: "ALICE" was a second annotator of its own."""
+    query_id = ranked(store, make_pages(3))
+    first, second, _ = (page.page_hash for page in store.query_pages(query_id))
+    store.record_judgment(query_id, first, "alice", RELEVANT)
+    store.record_judgment(query_id, second, "ALICE", NOT_RELEVANT)
+    assert store.annotators() == ["alice"]
+    assert store.progress(query_id, "Alice") == (2, 3)
+    assert store.current_labels(query_id, "ALICE") == {first: RELEVANT, second: NOT_RELEVANT}
+    assert [j.label for j in store.history(query_id, second, " ALICE ")] == [NOT_RELEVANT]
+    assert store.undo(query_id, "aLiCe").page_hash == second
+
+
+def test_a_closed_store_an_empty_path_and_a_file_that_is_no_database_are_errors_naming_them(db_path: Path, tmp_path):
+    store = Store(db_path)
+    store.close()
+    with pytest.raises(StoreError, match=f"The store of {db_path} was closed"):
+        store.list_queries()  # it used to open the file again, quietly
+    with pytest.raises(StoreError, match="the database path is empty"):
+        Store("")  # it used to fall back to the app's own database
+    notes = tmp_path / "README.md"
+    notes.write_text("# not a database\n")
+    with pytest.raises(StoreError, match=f"The database {notes} could not be opened: DatabaseError: file is not a database"):
+        Store(notes)
+    assert notes.read_text() == "# not a database\n"
