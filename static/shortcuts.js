@@ -1,7 +1,7 @@
 // Keyboard shortcuts for the Annotate tab: R relevant, N not relevant, S skip, U undo,
 // ←/→ previous/next. Ignored while typing in a text field and when the tab is hidden; a focused
 // radio button or checkbox (the Order choice, just clicked) takes no typing, so they work there,
-// and after Enter in "Jump to page" the box gives up the focus.
+// and after Enter in "Jump to page" or the name box, that box gives up the focus.
 () => {
   const CLICKED_NOT_TYPED = ["radio", "checkbox", "button", "submit", "reset"];
   const typingIn = (target) =>
@@ -28,8 +28,9 @@
   }, true);
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
-    if (event.key === "Enter" && event.target.closest && event.target.closest("#jump")) {
-      // Enter has sent the jump: the number box lets go of the focus, so the keys judge again.
+    if (event.key === "Enter" && event.target.closest && event.target.closest("#jump, #annotator")) {
+      // Enter has sent the jump, or the name: the box lets go of the focus, so the keys judge
+      // again (an R after the name went into it: "Dana" became "Danar").
       setTimeout(() => event.target.blur(), 0);
       return;
     }

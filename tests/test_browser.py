@@ -400,6 +400,25 @@ def test_fast_keyboard_judging_labels_the_page_on_screen_and_skips_none(page, ap
     expect(progress).to_have_text(f"{len(judged)}/4 judged by {annotator}")
 
 
+def test_after_enter_in_the_name_box_the_next_key_judges_instead_of_typing(page, app_server):
+    """The box kept the focus: an R after "Dana" and Enter made the name "Danar"."""
+    from gradio_client import Client, handle_file
+
+    query = "name then keys query"
+    files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (2, 6)]
+    Client(app_server.url, verbose=False).predict(files=files, query=query, api_name="/rank")
+    open_annotate(page)
+    page.locator("#query-pick input").click()
+    page.get_by_role("option", name=re.compile(f"^{query} — ")).click()
+    name_box, progress = page.locator("#annotator input"), page.locator("#annotate-progress")
+    name_box.fill("Dana")
+    name_box.press("Enter")
+    expect(progress).to_have_text("0/2 judged by Dana")
+    page.keyboard.press("r")
+    expect(progress).to_have_text("1/2 judged by Dana")
+    expect(name_box).to_have_value("Dana")
+
+
 def test_shortcuts_work_after_choosing_an_order_and_a_jump_past_the_end_goes_to_the_last_page(page, app_server):
     from gradio_client import Client, handle_file
 
