@@ -860,8 +860,9 @@ def build_app(arena: Arena) -> gr.Blocks:
                 with gr.Row():
                     # No minimum: Gradio's own refusal does not name the box ("Value -1 is less than
                     # minimum value 0"); export_options does.
-                    k = gr.Number(5, label="k (top-k rule)", precision=0)
-                    max_negatives = gr.Number(10, label="Max negatives per query", precision=0)
+                    # No rounding in the box (precision=0 made 2.5 a silent 2): `_whole_number` refuses it.
+                    k = gr.Number(5, label="k (top-k rule)", step=1)
+                    max_negatives = gr.Number(10, label="Max negatives per query", step=1)
                     export_annotator = gr.Textbox(label="Only this annotator (empty: all, majority)")
                 with gr.Row():
                     since = gr.Textbox(label="Judged since (YYYY-MM-DD, UTC)")
@@ -871,7 +872,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                     # 0, not empty, for "the fewest": the browser shows and sends an empty Number as 0.
                     # No minimum: Gradio would refuse an emptied box with an error over the panel.
                     negatives_per_row = gr.Number(0, label="Negatives per row (sentence-transformers; 0: the fewest any "
-                                                           "query has)", precision=0)
+                                                           "query has)", step=1)
                 with gr.Row():
                     preview_button = gr.Button("Preview")
                     export_button = gr.Button("Export", variant="primary")
