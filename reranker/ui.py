@@ -807,7 +807,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                         detail_text = markdown(DETAIL_HINT, elem_id="detail-text")
                         agreement = markdown(elem_id="agreement")
                         scatter = gr.ScatterPlot(x=spec_a.label, y=spec_b.label, tooltip=["page"], x_lim=[0, 1], y_lim=[0, 1],
-                                                 label="P(yes): one point per page", height=320)
+                                                 label="P(yes): one point per page", height=320, elem_id="scatter-plot")
 
             with gr.Tab("Annotate", id="annotate", elem_id="annotate-panel"):
                 with gr.Row():
@@ -888,10 +888,10 @@ def build_app(arena: Arena) -> gr.Blocks:
                 metrics_plot = gr.BarPlot(x="bar", y="value", color="model", label="Metrics", y_lim=[0, 1], height=340,
                                           x_label_angle=-30, sort=None, x_title="metric · model", elem_id="metrics-plot")
                 eval_notes = markdown()
-                # Query and model first, kept in view while the metrics scroll: one line of a long
-                # query was wider than the window, and hid every metric.
-                per_query_table = gr.Dataframe(label="Per query", interactive=False, wrap=True, column_widths=["24%"],
-                                               pinned_columns=2, max_height=600, elem_id="per-query")
+                # Query and model first, the query wrapped in a column of its own width: one line of a
+                # long query hid every metric. (Gradio 6.31's pinned_columns pins nothing here.)
+                per_query_table = gr.Dataframe(label="Per query", interactive=False, wrap=True, column_widths=["240px"],
+                                               max_height=600, elem_id="per-query")
                 with gr.Row():
                     mistakes_a = gr.Gallery(label=f"{spec_a.label}: pages ranked above a relevant page", columns=4, height="auto",
                                             allow_preview=True, elem_id="mistakes-a")

@@ -140,6 +140,10 @@ def test_rank_a_pdf_shows_both_galleries_in_score_order(page, tmp_path):
         return [item.bounding_box() for item in page.locator("#gallery-a .thumbnail-item").all()]
 
     assert len({round(box["y"]) for box in thumbnails()[:3]}) == 1  # one row at 1400 px
+    # The scatter plot's axis titles are not cut off by its box (the x title was).
+    titles = page.locator("#scatter-plot .role-axis-title text")
+    expect(titles).to_have_count(2)
+    assert all(title.evaluate(UNCLIPPED) for title in titles.all())
     page.set_viewport_size({"width": 800, "height": 900})
     page.wait_for_function("document.querySelector('#gallery-a .thumbnail-item').getBoundingClientRect().width >= 150")
     boxes = thumbnails()
