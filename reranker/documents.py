@@ -575,7 +575,7 @@ _SIGNATURES = (
 def _not_supported(name: str, data: bytes) -> str:
     extension = os.path.splitext(name)[1].lower()
     despite = f" despite its {extension} extension" if extension in _KNOWN_EXTENSIONS else ""
-    return f"not a PDF or a supported image{despite}: it looks like {_looks_like(data)}. Upload {SUPPORTED}"
+    return f"not a PDF or a supported image{despite}: it looks like {_looks_like(data)}. Upload {SUPPORTED}."
 
 
 def _looks_like(data: bytes) -> str:

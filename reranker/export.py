@@ -169,7 +169,8 @@ class ExportPreview:
 
     def describe(self) -> str:
         lines = [
-            f"{self.format}: {self.rows} rows from {self.queries} queries",
+            f"{self.format}: {self.rows} row{'' if self.rows == 1 else 's'} from {self.queries} "
+            f"quer{'y' if self.queries == 1 else 'ies'}",
             f"  positives       {self.positives}",
             f"  hard negatives  {self.hard_negatives}"
             + "".join(f"\n    {m:<28}{n}" for m, n in self.hard_negatives_by_model.items()),

@@ -398,9 +398,18 @@ def select_page(arena: Arena, data: dict, key: str, evt: gr.SelectData):
 # ----- Annotate ---------------------------------------------------------------------------------
 def query_choices(arena: Arena, annotator: str | None) -> list[tuple[str, int]]:
     return [
-        (f"{summary.text[:90]}{_instruction_tag(summary.instruction)} — {summary.judged}/{summary.pages} judged", summary.id)
+        (f"{_shortened(summary.text, 90)}{_instruction_tag(summary.instruction)} — {summary.judged}/{summary.pages} judged",
+         summary.id)
         for summary in reversed(arena.store.list_queries(annotator or None))
     ]
+
+
+def _shortened(text: str, limit: int) -> str:
+    """`text`, or its first words within `limit` characters and an ellipsis (not cut mid-word)."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "…"
 
 
 def _instruction_tag(instruction: str | None) -> str:
@@ -705,7 +714,8 @@ def evaluate_view(arena: Arena, annotator: str | None):
     notes += [escape(note) for note in evaluation.mixed_settings_notes()]
     notes.append("*ndcg_blog@5*: the comparison blog's variant, ideal DCG over the same five pages (not standard NDCG).")
     notes.append("*n_judged*: pages labelled relevant or not relevant; skipped pages are left out (Annotate's "
-                 "progress counts them as done).")
+                 "progress counts them as done)" + ("" if annotator else ", and so are pages the majority vote "
+                 "leaves undecided (as many relevant as not relevant labels)") + ".")
     mistakes = {key: [] for key in MODELS}
     for summary_q in arena.store.list_queries():
         pages = arena.store.query_pages(summary_q.id)
@@ -716,8 +726,9 @@ def evaluate_view(arena: Arena, annotator: str | None):
             by_hash = {p.page_hash: p for p in pages}
             for mistake in hardest_mistakes(scores, grades)[:3]:
                 page = by_hash[mistake.page_id]
+                # The page first: a thumbnail's caption shows a line or two of this.
                 mistakes[key].append((arena.image_path(page.page_hash, 384),
-                                      f"#{mistake.rank} for “{summary_q.text[:60]}” · {stored_page_label(page)}"))
+                                      f"#{mistake.rank} · {stored_page_label(page)} · for “{summary_q.text[:60]}”"))
     return summary, bars, pd.DataFrame(per_query), "\n\n".join(notes), mistakes[A_KEY], mistakes[B_KEY]
 
 

@@ -763,7 +763,7 @@ def test_an_archived_copy_in_a_read_only_folder_exports_and_evaluates(tmp_path):
                                   env={**os.environ, "PYTHONPATH": str(root)})
             assert done.returncode == 0, done.stderr[-2000:]
             printed[command] = done.stdout
-        assert "pointwise: 1 rows from 1 queries" in printed["export"] and "archived question" not in printed["eval"]
+        assert "pointwise: 1 row from 1 query" in printed["export"] and "archived question" not in printed["eval"]
         assert db.read_bytes() == before and sorted(folder.iterdir()) == files
     finally:
         folder.chmod(0o755)

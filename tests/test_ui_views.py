@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import pytest
 
 from reranker import devices, ranking, ui
@@ -194,6 +195,10 @@ def test_a_fully_judged_query_says_so_and_one_with_its_own_instruction_is_told_a
     assert labels[query_id] == f"{QUERY} — 4/4 judged"
     assert labels[other] == f"{QUERY} [instruction: Find the chart.] — 0/1 judged"
     assert "*Instruction:* Find the chart." in ui.annotate_view(arena, other, "ann", ui.ORDERS[3], 0)[1]
+    long_query = "Which figure compares the average queue length against betweenness centrality in the simulated network?"
+    longer = ui.rank_pages(arena, [str(SAMPLE_PAGES[0])], long_query, None, None, None, None)["query_id"]
+    listed = dict((value, label) for label, value in ui.query_choices(arena, "ann"))[longer]
+    assert listed == "Which figure compares the average queue length against betweenness centrality in the… — 0/1 judged"
 
 
 def test_a_page_has_the_same_name_on_every_tab(arena, tmp_path):
@@ -219,7 +224,8 @@ def test_a_page_has_the_same_name_on_every_tab(arena, tmp_path):
         ui.judge(arena, data["query_id"], page_hash, "ann", "not_relevant")
     ui.judge(arena, data["query_id"], data["models"][A]["ranking"][-1]["content_hash"], "ann", "relevant")
     *_, mistakes_a, _ = ui.evaluate_view(arena, "ann")
-    assert mistakes_a and all(caption.split("” · ", 1)[1] in expected for _, caption in mistakes_a)
+    assert mistakes_a and all(caption.split(" · ", 1)[1].rsplit(" · for “", 1)[0] in expected  # "#1 · page · for “…”"
+                              for _, caption in mistakes_a)
 
 
 def test_the_page_view_leaves_the_page_number_box_alone_when_it_shows_that_page(arena, ranked):
@@ -278,7 +284,10 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
     assert row_a["mrr"] == pytest.approx(0.25) and row_a["queries"] == 1
     assert set(bars["metric"]) >= {"ndcg@5", "ndcg_blog@5", "mrr"} and len(per_query) == 2
     assert "Cohen's κ ann vs bob" in notes and "ndcg_blog@5" in notes
-    assert len(mistakes_a) == 3 and all(caption.startswith("#") for _, caption in mistakes_a)
+    # Rank and page first: a thumbnail's caption shows only its start.
+    assert len(mistakes_a) == 3 and all(re.match(r"#\d · \S+\.jpg · for “", caption) for _, caption in mistakes_a)
+    assert "and so are pages the majority vote leaves undecided" in notes
+    assert "majority vote" not in ui.evaluate_view(arena, "ann")[3]  # one annotator's labels: no vote
     with pytest.raises(Exception, match="no judgments by"):
         ui.evaluate_view(arena, "nobody")
 
