@@ -643,10 +643,15 @@ def export_preview(arena: Arena, *options) -> str:
 def preview_view(arena: Arena, *options) -> str:
     """The Preview box: the counts, or in their place what is wrong with the options (a message
     in a toast would leave the last preview's counts on screen, as if they still held)."""
+    return preview_check(arena, *options)[0]
+
+
+def preview_check(arena: Arena, *options) -> tuple[str, bool]:
+    """`preview_view`'s text, and whether the options can be exported."""
     try:
-        return export_preview(arena, *options)
+        return export_preview(arena, *options), True
     except gr.Error as error:
-        return f"⚠️ {escape(error.message)}"
+        return f"⚠️ {escape(error.message)}", False
 
 
 def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: int = 5, max_negatives: int = 10,
@@ -1064,18 +1069,28 @@ def build_app(arena: Arena) -> gr.Blocks:
         export_inputs = [fmt, rule, k, max_negatives, export_annotator, since, until, agreement_only, mined, negatives_per_row]
         preview_button.click(lambda *o: preview_view(arena, *o), export_inputs, export_summary, api_visibility="private")
 
+        # Whether the options just checked on screen can be exported. A State is no API parameter:
+        # an API client's session keeps True, so its /export call reports what is wrong itself.
+        export_ok = gr.State(True)
+
         # Defaults of None make the empty text boxes optional for API clients (`Client.predict(api_name="/export")`).
         def on_export(fmt, rule, k, max_negatives, annotator=None, since=None, until=None, agreement=False, mined=False,
-                      negatives_per_row=None):
+                      negatives_per_row=None, ok=True):
             """Export the stored judgments as hard-negative training data (zip or parquet file)."""
+            if not ok:  # the Preview box says what is wrong: no error over the page, nor in the Download box
+                return None
             return export_file(arena, fmt, rule, k, max_negatives, annotator, since, until, agreement, mined, negatives_per_row)
+
+        def export_started(*options):
+            summary, ok = preview_check(arena, *options)
+            return None, summary, ok
 
         # First the earlier file goes (a failed export left it on offer) and the counts become those
         # of the file about to be made, or what is wrong (a preview of other options stayed on
-        # screen); then the export. (A step after a failed one does not run.)
-        export_button.click(lambda *o: (None, preview_view(arena, *o)), export_inputs, [export_download, export_summary],
+        # screen); then the export, unless that showed what is wrong.
+        export_button.click(export_started, export_inputs, [export_download, export_summary, export_ok],
                             api_visibility="private",
-                            ).then(on_export, export_inputs, export_download, api_name="export")
+                            ).then(on_export, [*export_inputs, export_ok], export_download, api_name="export")
 
         def on_evaluate(labels):
             """Evaluate each model's stored scores against the human labels."""

@@ -519,6 +519,10 @@ def test_export_shows_the_counts_of_the_file_it_made_and_offers_none_after_a_fai
     page.get_by_role("button", name="Export", exact=True).click()
     expect(summary).to_contain_text("no judgments by 'nobody'")
     expect(download).not_to_contain_text("arena-sentence-transformers")
+    # Said once, in the box above: no toast repeating it, no red "Error" left in the Download box.
+    settled(page, "#export-download")
+    expect(page.locator(".toast-body")).to_have_count(0)
+    expect(download).not_to_contain_text("Error")
     page.get_by_label("Only this annotator (empty: all, majority)").fill("")
     page.get_by_label("Max negatives per query").fill("-1")
     page.get_by_role("button", name="Preview", exact=True).click()
