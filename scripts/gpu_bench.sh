@@ -99,13 +99,13 @@ if Requirement is not None:
         if requirement.specifier and not requirement.specifier.contains(version, prereleases=True):
             problems.append(f"{requirement.name} {version} is here, {wanted_by} needs {requirement}")
 
-    # requirements.txt, less what the benchmark does not use (the app's UI, eval) and torch, which
+    # requirements.txt, less what the benchmark does not use (the app's UI, eval, exports) and torch, which
     # is the machine's own CUDA build
     for line in Path("requirements.txt").read_text().splitlines():
         line = line.split("#")[0].strip()
         if line and not line.startswith("-"):
             requirement = Requirement(line)
-            if requirement.name not in ("torch", "gradio", "datasets", "scipy", "spaces"):
+            if requirement.name not in ("torch", "gradio", "datasets", "scipy", "spaces", "pandas", "pyarrow"):
                 check(requirement, "requirements.txt")
     for name in ("transformers", "peft", "sqlite-utils", "python-dateutil"):  # and what those need
         try:
