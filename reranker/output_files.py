@@ -10,31 +10,41 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")  # files beside a database that hold part of it
 
 
 def check_output(path: str | os.PathLike, flag: str, database: str | os.PathLike | None = None) -> Path:
     """`path`, once it is known to be a file this command may write: its folder is made if
-    missing, and it is not a folder, nor the `database` being read, nor any SQLite database (a
-    mistyped `--out arena.db` replaced every judgment with an export). Raises ValueError naming
-    `flag` and the path."""
+    missing, and it is not a folder, nor the `database` being read (or its WAL files), nor any
+    SQLite database (a mistyped `--out arena.db` replaced every judgment with an export). Raises
+    ValueError naming `flag` and the path."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{flag} {path} is a folder; give a file name")
-    if path.exists():
-        if database is not None and Path(database).exists() and path.resolve() == Path(database).resolve():
+    if database is not None:
+        database = Path(database).resolve()
+        if path.resolve() in (database, *(database.with_name(database.name + end) for end in SQLITE_COMPANIONS)):
             raise ValueError(f"{flag} {path} is the database being read; give another file name")
-        if _is_sqlite(path):
-            raise ValueError(f"{flag} {path} is a SQLite database, which this would replace; give another file name")
+    if _is_regular(path) and _is_sqlite(path):  # only a regular file is read: a pipe would block here
+        raise ValueError(f"{flag} {path} is a SQLite database, which this would replace; give another file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ValueError(f"{flag} {path}: its folder cannot be made ({error.strerror or error})") from None
     return path
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
 
 
 def _is_sqlite(path: Path) -> bool:
@@ -49,10 +59,16 @@ def _is_sqlite(path: Path) -> bool:
 def output_file(path: str | os.PathLike) -> Iterator[Path]:
     """A new private file in `path`'s folder to write the output into; it replaces `path` when
     the block ends without an error, and is removed otherwise, so `path` is never half-written
-    and two runs writing the same `path` at once never share a file. An OSError names `path`."""
+    and two runs writing the same `path` at once never share a file. A symbolic link keeps
+    pointing where it did (its target is replaced), a file keeps its permissions, and what is not
+    a file (/dev/stdout, a pipe) is written to directly. An OSError names `path`."""
     path = Path(path)
+    if path.exists() and not _is_regular(path):
+        yield path
+        return
+    target = path.resolve() if path.is_symlink() else path
     try:
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     except OSError as error:
         raise OSError(f"cannot write {path}: {error.strerror or error}") from None
     os.close(handle)
@@ -60,10 +76,30 @@ def output_file(path: str | os.PathLike) -> Iterator[Path]:
     try:
         try:
             yield partial
-            os.chmod(partial, 0o644)  # as a file opened for writing usually is (mkstemp makes it 0600)
-            os.replace(partial, path)
+            os.chmod(partial, _mode_for(target))
+            os.replace(partial, target)
         except OSError as error:
             raise OSError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
         partial.unlink(missing_ok=True)
 
+
+def _mode_for(target: Path) -> int:
+    """The permissions a file written there would get: the file's own if there is one, else
+    what the process's umask leaves of 0o666 (mkstemp makes its files 0o600)."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
