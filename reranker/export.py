@@ -199,7 +199,7 @@ def select(store: Store, options: ExportOptions) -> Selection:
     """Positives and negatives per query under the options (format-independent)."""
     with store.snapshot():  # one moment: an undo while exporting cannot split a label
         if options.annotator is not None:  # as the app does: "ALICE" is who judges as "alice"
-            options = dataclasses.replace(options, annotator=store.known_annotator(options.annotator))
+            options = dataclasses.replace(options, annotator=store.known_annotator(options.annotator.strip()))
         store.require_annotator(options.annotator)
         return _select(store, options)
 

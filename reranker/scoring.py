@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import numbers
 import os
 import threading
 import time
@@ -90,9 +91,10 @@ def _image_list(images) -> list:
 
 
 def _check_batch_size(batch_size: int | None) -> int | None:
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
+                                   or batch_size < 1):
         raise ValueError(f"batch_size must be a whole number of at least 1 (None: the default), got {batch_size!r}")
-    return batch_size
+    return None if batch_size is None else int(batch_size)
 
 
 def clean_query(query: str, max_length: int | None) -> str:

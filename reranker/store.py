@@ -859,8 +859,11 @@ class Store:
         """
         if label not in ALL_LABELS:
             raise ValueError(f"label must be one of {ALL_LABELS}, not {label!r}")
-        annotator = self.known_annotator(_check_annotator(annotator))  # "ALICE" judges as "alice"
+        annotator = _check_annotator(annotator)
         with self._write() as db:
+            # "ALICE" judges as "alice". Looked up inside the write lock: two first judgments as
+            # "Dana" and "DANA" at once both found no such name, and made two annotators.
+            annotator = self.known_annotator(annotator)
             current = self._latest(db, query_id, page_hash, annotator)
             if current is not None and current.label == label:
                 return current.id
@@ -876,8 +879,9 @@ class Store:
         label; after a first label, unjudged), by appending a row that names the row it undoes.
         Repeated undos walk further back.
         """
-        annotator = self.known_annotator(_check_annotator(annotator))
+        annotator = _check_annotator(annotator)
         with self._write() as db:
+            annotator = self.known_annotator(annotator)  # inside the lock, as in record_judgment
             rows = [
                 _judgment(r)
                 for r in db.query(

@@ -795,3 +795,24 @@ def test_a_closed_store_an_empty_path_and_a_file_that_is_no_database_are_errors_
     with pytest.raises(StoreError, match=f"The database {notes} could not be opened: DatabaseError: file is not a database"):
         Store(notes)
     assert notes.read_text() == "# not a database\n"
+
+
+def test_first_judgments_under_two_capitalisations_at_once_are_one_annotator(store: Store):
+    """The spelling was looked up before the write lock: two first judgments arriving together
+    as "dana7" and "DANA7" both found no such name (197 of 200 tries made two annotators)."""
+    query_id = ranked(store, make_pages(2))
+    first, second = (page.page_hash for page in store.query_pages(query_id))
+    for trial in range(30):
+        barrier = threading.Barrier(2)
+
+        def judge(name, page_hash):
+            barrier.wait()
+            store.record_judgment(query_id, page_hash, name, RELEVANT)
+
+        threads = [threading.Thread(target=judge, args=(f"dana{trial}", first)),
+                   threading.Thread(target=judge, args=(f"DANA{trial}", second))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len([name for name in store.annotators() if name.lower() == f"dana{trial}"]) == 1, trial
