@@ -12,25 +12,31 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")  # files beside a database that hold part of it
 
 
-def check_output(path: str | os.PathLike, flag: str, database: str | os.PathLike | None = None) -> Path:
+def check_output(path: str | os.PathLike, flag: str, database: str | os.PathLike | None = None,
+                 inputs: Mapping[str, str | os.PathLike | None] | None = None) -> Path:
     """`path`, once it is known to be a file this command may write: its folder is made if
-    missing, and it is not a folder, nor the `database` being read (or its WAL files), nor any
-    SQLite database (a mistyped `--out arena.db` replaced every judgment with an export). Raises
-    ValueError naming `flag` and the path."""
+    missing, and it is not a folder, nor the `database` being read (or its WAL files), nor another
+    file being read (`inputs`: what it is → its path), nor any SQLite database (a mistyped
+    `--out arena.db` replaced every judgment with an export). Raises ValueError naming `flag` and
+    the path."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{flag} {path} is a folder; give a file name")
+    read = dict(inputs or {})
     if database is not None:
-        database = Path(database).resolve()
-        if path.resolve() in (database, *(database.with_name(database.name + end) for end in SQLITE_COMPANIONS)):
-            raise ValueError(f"{flag} {path} is the database being read; give another file name")
+        database = Path(database)
+        read.update({"database": database}, **{f"database's {end[1:]} file": database.with_name(database.name + end)
+                                                for end in SQLITE_COMPANIONS})
+    for what, source in read.items():
+        if source is not None and path.resolve() == Path(source).expanduser().resolve():
+            raise ValueError(f"{flag} {path} is the {what} being read; give another file name")
     if _is_regular(path) and _is_sqlite(path):  # only a regular file is read: a pipe would block here
         raise ValueError(f"{flag} {path} is a SQLite database, which this would replace; give another file name")
     try:

@@ -16,8 +16,10 @@ def test_an_output_that_is_the_database_or_one_of_its_wal_files_is_refused(tmp_p
     database = tmp_path / "arena.db"
     database.write_bytes(b"SQLite format 3\x00")
     for name in ("arena.db", "arena.db-wal", "arena.db-shm", "arena.db-journal"):
-        with pytest.raises(ValueError, match=f"--out {tmp_path / name} is the database being read"):
+        with pytest.raises(ValueError, match=f"--out {tmp_path / name} is the database('s \\w+ file)? being read"):
             check_output(tmp_path / name, "--out", database=database)
+    with pytest.raises(ValueError, match="is the benchmark being read"):
+        check_output(tmp_path / "bench.jsonl", "--output", inputs={"benchmark": tmp_path / "bench.jsonl", "other": None})
     assert check_output(tmp_path / "new" / "train.zip", "--out", database=database).parent.is_dir()  # folder made
 
 
