@@ -751,10 +751,21 @@ def _round(value):
 
 
 # ----- layout -----------------------------------------------------------------------------------
-def examples() -> list[list]:
-    return [[[str(SAMPLES / name)], query] for name, query in EXAMPLE_QUERIES.items() if (SAMPLES / name).exists()] + [
-        [[str(path) for path in sorted(SAMPLES.glob("doc_*.jpg"))], "Which region of the SUC2 frequency plot leads to extinction?"]
-    ]
+EXAMPLE_LABEL_LIMIT = 50  # Gradio's own cut for an example label
+ALL_SAMPLES_QUERY = "Which region of the SUC2 frequency plot leads to extinction?"
+
+
+def examples() -> tuple[list[list], list[str]]:
+    """The sample uploads with their queries, and a label for each. Labels, not Gradio's table
+    of file lists: at phone width the table showed a slice of its file-name column only.
+    Gradio cuts a label after 50 characters mid-word, so each is shortened at a word first."""
+    rows = [([str(SAMPLES / name)], query) for name, query in EXAMPLE_QUERIES.items() if (SAMPLES / name).exists()]
+    labels = [f"{Path(files[0]).name}: {query}" for files, query in rows]
+    every_page = [str(path) for path in sorted(SAMPLES.glob("doc_*.jpg"))]
+    if every_page:
+        rows.append((every_page, ALL_SAMPLES_QUERY))
+        labels.append(f"All {len(every_page)} sample pages: {ALL_SAMPLES_QUERY}")
+    return [list(row) for row in rows], [_shortened(label, EXAMPLE_LABEL_LIMIT) for label in labels]
 
 
 def build_app(arena: Arena) -> gr.Blocks:
@@ -805,7 +816,9 @@ def build_app(arena: Arena) -> gr.Blocks:
                         # progress shows where the visitor is looking (below the examples, it was
                         # off screen at 1400×900).
                         status = markdown(RANK_HINT, elem_id="rank-status")
-                gr.Examples(examples(), inputs=[files, query], label="Examples (sample pages)")
+                example_rows, example_labels = examples()
+                gr.Examples(example_rows, inputs=[files, query], example_labels=example_labels,
+                            label="Examples (sample pages)", elem_id="examples")
                 with gr.Row(equal_height=False):
                     with gr.Column():
                         header_a = markdown(f"### {spec_a.label}", elem_id="header-a")
@@ -829,12 +842,14 @@ def build_app(arena: Arena) -> gr.Blocks:
                 with gr.Row():
                     if login_required():  # the name comes from the Hugging Face login, not the keyboard
                         annotator = gr.Textbox(label="Signed in as", placeholder="sign in to judge", max_lines=1,
-                                               interactive=False, elem_id="annotator", scale=2)
+                                               interactive=False, elem_id="annotator", scale=2, min_width=200)
                     else:
-                        annotator = gr.Textbox(label="Your name (remembered by this browser)", max_lines=1, elem_id="annotator", scale=2)
+                        annotator = gr.Textbox(label="Your name (remembered by this browser)", max_lines=1, elem_id="annotator", scale=2,
+                                               min_width=200)
                     if os.environ.get("OAUTH_CLIENT_ID"):  # a Space with `hf_oauth: true`
                         gr.LoginButton()
-                    order = gr.Radio(list(ORDERS), value=ORDERS[0], label="Order", scale=3)
+                    # min_width: side by side at phone width, a model name in the choices ran out of the box.
+                    order = gr.Radio(list(ORDERS), value=ORDERS[0], label="Order", scale=3, min_width=320)
                 with gr.Row():
                     query_pick = gr.Dropdown(label="Query (newest first) — pages judged/total: yours once your name is in, else anyone's "
                                                    "(↻ brings in new rankings and others' judgments)", choices=[], scale=5, elem_id="query-pick")
@@ -871,8 +886,11 @@ def build_app(arena: Arena) -> gr.Blocks:
                     "model-mined ones (marked as such). Images travel inside the file."
                 )
                 with gr.Row():
-                    fmt = gr.Radio(["pointwise", "sentence-transformers", "flagembedding", "parquet"], value="pointwise", label="Format")
-                    rule = gr.Radio(["either", "top_k", "above_lowest_positive", "all"], value="either", label="Hard-negative rule")
+                    # The min_widths stack these at phone width, where "above_lowest_positive" ran out of its box.
+                    fmt = gr.Radio(["pointwise", "sentence-transformers", "flagembedding", "parquet"], value="pointwise", label="Format",
+                                   min_width=300)
+                    rule = gr.Radio(["either", "top_k", "above_lowest_positive", "all"], value="either", label="Hard-negative rule",
+                                    min_width=300)
                 with gr.Row():
                     # No minimum: Gradio's own refusal does not name the box ("Value -1 is less than
                     # minimum value 0"); export_options does.
@@ -881,14 +899,15 @@ def build_app(arena: Arena) -> gr.Blocks:
                     max_negatives = gr.Number(10, label="Max negatives per query", step=1)
                     export_annotator = gr.Textbox(label="Only this annotator (empty: all, majority)")
                 with gr.Row():
-                    since = gr.Textbox(label="Judged since (YYYY-MM-DD, UTC)")
-                    until = gr.Textbox(label="Judged until (YYYY-MM-DD, UTC)")
-                    agreement_only = gr.Checkbox(label="Only pages annotators agree on")
-                    mined = gr.Checkbox(label="Add model-mined negatives (unjudged)")
+                    since = gr.Textbox(label="Judged since (YYYY-MM-DD, UTC)", min_width=200)
+                    until = gr.Textbox(label="Judged until (YYYY-MM-DD, UTC)", min_width=200)
+                    with gr.Column(min_width=200):  # a Checkbox's own min_width does not reach the page
+                        agreement_only = gr.Checkbox(label="Only pages annotators agree on")
+                        mined = gr.Checkbox(label="Add model-mined negatives (unjudged)")
                     # 0, not empty, for "the fewest": the browser shows and sends an empty Number as 0.
                     # No minimum: Gradio would refuse an emptied box with an error over the panel.
                     negatives_per_row = gr.Number(0, label="Negatives per row (sentence-transformers; 0: the fewest any "
-                                                           "query has)", step=1)
+                                                           "query has)", step=1, min_width=200)
                 with gr.Row():
                     preview_button = gr.Button("Preview")
                     export_button = gr.Button("Export", variant="primary")
@@ -900,7 +919,8 @@ def build_app(arena: Arena) -> gr.Blocks:
                     eval_annotator = gr.Dropdown(["Majority vote"], value="Majority vote", label="Labels", allow_custom_value=True,
                                                  elem_id="eval-labels")
                     eval_button = gr.Button("Evaluate", variant="primary")
-                metrics_table = gr.Dataframe(label="Metrics per model (means over judged queries)", interactive=False)
+                metrics_table = gr.Dataframe(label="Metrics per model (means over judged queries)", interactive=False,
+                                             elem_id="metrics-table")
                 metrics_plot = gr.BarPlot(x="bar", y="value", color="model", label="Metrics", y_lim=[0, 1], height=340,
                                           x_label_angle=-30, sort=None, x_title="metric · model", elem_id="metrics-plot")
                 eval_notes = markdown()

@@ -557,3 +557,86 @@ def test_the_guidelines_box_shows_what_was_saved_after_start_up(page, app_server
     page.get_by_role("tab", name="Annotate", exact=True).click()
     page.get_by_text("Guidelines (what counts as relevant)").click()
     expect(page.locator("#guidelines textarea")).to_have_value(saved)
+
+
+# Text cut off on the right: past the window's edge, or past the edge of a box that clips it or
+# scrolls it (a radio choice's long word ran out of its block at phone width, which then scrolled
+# sideways). Only the tables and the metrics plot are meant to scroll sideways.
+CUT_OFF_ON_THE_RIGHT = """() => {
+    const SIDEWAYS = '#metrics-table, #per-query, #metrics-plot';
+    const cut = [], walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let text = walker.nextNode(); text; text = walker.nextNode()) {
+        if (!text.textContent.trim()) continue;
+        const range = document.createRange();
+        range.selectNodeContents(text);
+        const box = range.getBoundingClientRect();
+        if (!box.width || !box.height) continue;
+        let limit = window.innerWidth, scrolls = false, hidden = false;
+        for (let outer = text.parentElement; outer && !scrolls; outer = outer.parentElement) {
+            const x = getComputedStyle(outer).overflowX;
+            if (x === 'visible') continue;
+            if (x === 'auto' || x === 'scroll')
+                scrolls = outer.scrollWidth > outer.clientWidth && outer.closest(SIDEWAYS) !== null;
+            const clip = outer.getBoundingClientRect();
+            hidden ||= clip.width <= 1;  // Gradio's visually hidden copies (the tab bar it measures)
+            limit = Math.min(limit, clip.right);
+        }
+        if (!scrolls && !hidden && box.right > limit + 1)
+            cut.push(`"${text.textContent.trim().slice(0, 40)}" ends at ${Math.round(box.right)} px, past ${Math.round(limit)}`);
+    }
+    return cut;
+}"""
+
+
+def test_at_phone_width_nothing_runs_off_the_screen_and_captions_leave_pages_visible(page, app_server):
+    """At 390 px: the Annotate order, Export's rule and check boxes ran off the right edge, the
+    Examples table showed a slice of its file-name column, the evaluation galleries' labels hid
+    their first row and the bar plot's labels piled up; at any width a caption covered ~40% of
+    its thumbnail."""
+    from gradio_client import Client, handle_file
+
+    from reranker.ui import examples
+
+    client = Client(app_server.url, verbose=False)
+    ranked = client.predict(files=[handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (3, 5, 6)],
+                            query="phone width query", api_name="/rank")
+    for page_data, label in zip(ranked["pages"], ("relevant", "not_relevant", "not_relevant")):
+        client.predict(query_id=ranked["query_id"], page_hash=page_data["content_hash"], annotator="phone",
+                       label=label, api_name="/judge")
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.reload()
+
+    # The examples are labels, each whole (Gradio cuts one past 50 characters mid-word).
+    expect(page.locator("#examples button")).to_have_text(examples()[1])
+    rank(page, [str(SAMPLES / f"doc_{n}.jpg") for n in (3, 5, 6)], "phone width query")
+    page.locator("#gallery-a").scroll_into_view_if_needed()
+    for item in page.locator("#gallery-a .thumbnail-item, #gallery-b .thumbnail-item").all():
+        image, caption = item.locator("img").bounding_box(), item.locator(".caption-label").bounding_box()
+        assert caption["y"] >= image["y"] + image["height"] - 1, (image, caption)  # under the page, not on it
+        assert image["height"] >= 0.9 * image["width"]
+    first_thumbnail = page.locator("#gallery-a .thumbnail-item").first.bounding_box()
+    label = page.locator("#gallery-a > label").bounding_box()
+    assert label["y"] + label["height"] <= first_thumbnail["y"] + 1
+    assert not (cut := page.evaluate(CUT_OFF_ON_THE_RIGHT)), "\n".join(cut)
+
+    page.get_by_role("tab", name="Annotate", exact=True).click()
+    expect(page.locator("#annotate-progress")).to_contain_text("judged by")
+    assert not (cut := page.evaluate(CUT_OFF_ON_THE_RIGHT)), "\n".join(cut)
+    assert page.locator("#annotate-image").bounding_box()["height"] <= 0.6 * 800 + 1  # the buttons within reach
+
+    page.get_by_role("tab", name="Export", exact=True).click()
+    expect(page.get_by_label("above_lowest_positive", exact=True)).to_be_visible()
+    assert not (cut := page.evaluate(CUT_OFF_ON_THE_RIGHT)), "\n".join(cut)
+
+    page.get_by_role("tab", name="Evaluate", exact=True).click()
+    page.get_by_role("button", name="Evaluate", exact=True).click()
+    expect(page.locator("#metrics-plot .role-legend-label")).to_have_count(2)
+    expect(page.locator("#mistakes-a .thumbnail-item").first).to_be_visible()
+    assert not (cut := page.evaluate(CUT_OFF_ON_THE_RIGHT)), "\n".join(cut)
+    plot = page.locator("#metrics-plot").bounding_box()
+    for legend in page.locator("#metrics-plot .role-legend-label").all():  # in the box, not below it
+        box = legend.bounding_box()
+        assert plot["y"] <= box["y"] and box["y"] + box["height"] <= plot["y"] + plot["height"]
+    for gallery in ("#mistakes-a", "#mistakes-b"):
+        label, first = page.locator(f"{gallery} > label").bounding_box(), page.locator(f"{gallery} .thumbnail-item").first.bounding_box()
+        assert label["y"] + label["height"] <= first["y"] + 1
