@@ -35,7 +35,7 @@ from .models import MODELS, get_spec
 from .output_files import check_output, output_file
 
 if TYPE_CHECKING:
-    from .metrics import EvalResult, Kappa
+    from .metrics import EvalResult, Kappa, PairedDifference
     from .store import Store
 
 MODEL_A, MODEL_B = "qwen3-vl-reranker-2b", "qwen3-reranker-mm-2b"
@@ -125,6 +125,13 @@ def models_agreement(runs: Mapping[str, Mapping[Any, Mapping[Any, float]]], k: i
     return out
 
 
+def model_differences(results: Mapping[str, EvalResult], pairs: Iterable[tuple[str, str]]) -> list[PairedDifference]:
+    """`paired_differences` (first − second) for each pair of result keys, every metric."""
+    from .metrics import paired_differences
+
+    return [d for a, b in pairs if a in results and b in results for d in paired_differences(results[a], results[b])]
+
+
 @dataclass(frozen=True)
 class AnnotatorAgreement:
     """Cohen's κ between two annotators over every (query, page) both labelled relevant/not."""
@@ -156,6 +163,8 @@ class StoreEvaluation:
     # model key → queries whose pages it scored at different settings (another image budget, say):
     # each page's latest score counts, so such a query compares unlike with unlike.
     mixed_settings: dict[str, list[int]] = field(default_factory=dict)
+    # Each pair of models, first − second, metric by metric over the queries both were evaluated on.
+    differences: list[PairedDifference] = field(default_factory=list)
 
     def mixed_settings_notes(self) -> list[str]:
         notes = []
@@ -175,6 +184,7 @@ class StoreEvaluation:
             "ks": list(self.ks),
             "models": {key: _result_dict(result) for key, result in self.results.items()},
             "model_agreement": [vars(a) for a in self.model_agreement],
+            "paired_differences": [vars(d) for d in self.differences],
             "annotator_agreement": [
                 {"annotator_a": a.annotator_a, "annotator_b": a.annotator_b, **vars(a.kappa)}
                 for a in self.annotator_agreement
@@ -239,6 +249,7 @@ def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) ->
         model_agreement=models_agreement({m: runs[m] for m in results}),
         annotator_agreement=kappas, queries=queries, annotators=annotators,
         mixed_settings={model: mixed[model] for model in results if model in mixed},
+        differences=model_differences(results, combinations(results, 2)),
     )  # fmt: skip
 
 
@@ -477,6 +488,8 @@ class BenchmarkEvaluation:
     settings: dict[str, str] = field(default_factory=dict)
     queries: dict[str, str] = field(default_factory=dict)  # query id → text, for display
     note: str = ""
+    # The models against each other, then each against the first stage (model − first stage).
+    differences: list[PairedDifference] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         models = {}
@@ -494,6 +507,7 @@ class BenchmarkEvaluation:
             "source": self.source, "split": self.split, "n_queries": self.n_queries, "ks": list(self.ks),
             "images": self.images, "models": models, "missing_images": self.missing,
             "unreadable_images": self.unreadable, "model_agreement": [vars(a) for a in self.model_agreement],
+            "paired_differences": [vars(d) for d in self.differences],
             "blog_dataset": self.blog[0] if self.blog else None, "note": self.note,
         }  # fmt: skip
 
@@ -612,6 +626,7 @@ def run_benchmark(
         model_agreement=models_agreement({key: runs[key] for key in models}),
         blog=blog_reference(benchmark.source, benchmark.split), settings=settings,
         queries={q.query_id: q.query for q in benchmark.queries}, note=benchmark.note,
+        differences=model_differences(results, [*combinations(models, 2), *((key, FIRST_STAGE) for key in models)]),
     )  # fmt: skip
 
 
@@ -687,6 +702,42 @@ def _agreement_lines(agreements: Sequence[PairAgreement]) -> list[str]:
     ]
 
 
+def _differences_tables(differences: Sequence[PairedDifference], ks: Sequence[int]) -> list[str]:
+    """One table per pair of models: the mean per-query difference of each metric, its 95%
+    confidence interval, the paired t-test's p and how many queries went each way."""
+    labels = {name: label for label, name in _metric_rows(ks)}
+    order = list(labels)
+    blocks = []
+    for (a, b), group in _grouped(differences):
+        group = sorted(group, key=lambda d: order.index(d.metric) if d.metric in order else len(order))  # as the means table
+        rows = [[labels.get(d.metric, d.metric), _signed(d.mean),
+                 "—" if d.ci_low is None else f"{_signed(d.ci_low)} … {_signed(d.ci_high)}",
+                 _p_value(d.p_value), f"{d.wins} / {d.ties} / {d.losses}"] for d in group]  # fmt: skip
+        n = group[0].n_queries
+        blocks.append(f"{model_label(a)} − {model_label(b)}, query by query over the {n} "
+                      f"quer{'y' if n == 1 else 'ies'} both were evaluated on:\n"
+                      + _table(["metric", "mean difference", "95% CI", "p (paired t)", "better / same / worse"], rows))  # fmt: skip
+    if blocks:
+        blocks[-1] += ("\np: two-sided paired t-test, one per metric (the metrics are correlated: several tests are not "
+                       "one test at 5%); — where there are fewer than two queries or every query differs by the same amount.")
+    return blocks
+
+
+def _grouped(differences: Sequence[PairedDifference]) -> list[tuple[tuple[str, str], list[PairedDifference]]]:
+    groups: dict[tuple[str, str], list[PairedDifference]] = {}
+    for d in differences:
+        groups.setdefault((d.model_a, d.model_b), []).append(d)
+    return list(groups.items())
+
+
+def _signed(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.4f}"
+
+
+def _p_value(value: float | None) -> str:
+    return "—" if value is None else ("< 0.0001" if value < 1e-4 else f"{value:.4f}")
+
+
 def format_store(evaluation: StoreEvaluation, per_query: bool = False) -> str:
     labels = f"annotator {evaluation.annotator!r}" if evaluation.annotator else "majority vote of all annotators"
     lines = [f"Stored scores against human labels ({labels}); {len(evaluation.queries)} queries in the store."]
@@ -697,6 +748,8 @@ def format_store(evaluation: StoreEvaluation, per_query: bool = False) -> str:
         if per_query:
             lines += ["", _per_query(evaluation.results, evaluation.ks, evaluation.queries)]
         lines += ["", *_agreement_lines(evaluation.model_agreement)]
+        for block in _differences_tables(evaluation.differences, evaluation.ks):
+            lines += ["", block]
         lines += [f"note: {note}" for note in evaluation.mixed_settings_notes()]
     if evaluation.annotator_agreement:
         lines.append("annotator agreement (Cohen's κ over the pages both judged relevant / not relevant):")
@@ -735,6 +788,8 @@ def format_benchmark(evaluation: BenchmarkEvaluation, per_query: bool = False) -
     if per_query:
         lines += ["", _per_query(evaluation.results, evaluation.ks, evaluation.queries)]
     lines += ["", *_agreement_lines(evaluation.model_agreement)]
+    for block in _differences_tables(evaluation.differences, evaluation.ks):
+        lines += ["", block]
     lines.append("NDCG counts relevant pages the first stage missed in its ideal DCG; blog NDCG (the comparison "
                  "blog's variant) ignores them and is not comparable with published NDCG.")  # fmt: skip
     if skipped:

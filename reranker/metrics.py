@@ -261,6 +261,57 @@ def compare_models(
     return [evaluate(run, qrels, ks, model=name).summary() for name, run in runs.items()]
 
 
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Model ``a`` minus model ``b`` on one metric, query by query over the ``n_queries``
+    queries both were evaluated on (a positive ``mean``: ``a`` ranked better).
+
+    ``wins`` / ``ties`` / ``losses``: queries where ``a`` did better / the same / worse.
+    ``ci_low``, ``ci_high``: the 95% confidence interval of the mean difference and ``p_value``
+    the two-sided paired t-test (``scipy.stats.ttest_rel``), the usual significance test for
+    per-query IR metrics. Both are None with fewer than two queries, and when every query
+    differs by the same amount (no spread to test against; ``mean`` says how much). One test per
+    metric: the metrics are correlated, and testing several is not one test at 5%.
+    """
+
+    metric: str
+    model_a: str
+    model_b: str
+    n_queries: int
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    wins: int
+    ties: int
+    losses: int
+
+
+def paired_differences(result_a: EvalResult, result_b: EvalResult, confidence: float = 0.95) -> list[PairedDifference]:
+    """`PairedDifference` of ``result_a`` − ``result_b`` for each metric both have, over the
+    queries both evaluated (a query one of them excluded is left out of both)."""
+    rows_b = {row["query_id"]: row for row in result_b.rows}
+    pairs = [(row, rows_b[row["query_id"]]) for row in result_a.rows if row["query_id"] in rows_b]
+    out = []
+    for metric in [m for m in result_a.metric_names if m in result_b.metric_names]:
+        a = [row_a[metric] for row_a, _ in pairs]
+        b = [row_b[metric] for _, row_b in pairs]
+        differences = [x - y for x, y in zip(a, b)]
+        mean = sum(differences) / len(differences) if differences else None
+        low = high = p_value = None
+        if len(differences) >= 2 and max(differences) - min(differences) > 1e-12:
+            test = stats.ttest_rel(a, b)
+            interval = test.confidence_interval(confidence_level=confidence)
+            low, high, p_value = float(interval.low), float(interval.high), float(test.pvalue)
+        out.append(PairedDifference(
+            metric=metric, model_a=result_a.model, model_b=result_b.model, n_queries=len(differences), mean=mean,
+            ci_low=low, ci_high=high, p_value=p_value, wins=sum(d > 1e-12 for d in differences),
+            ties=sum(abs(d) <= 1e-12 for d in differences), losses=sum(d < -1e-12 for d in differences),
+        ))  # fmt: skip
+    return out
+
+
 # ---------------------------------------------------------------- mistakes
 
 

@@ -734,7 +734,21 @@ def evaluate_view(arena: Arena, annotator: str | None):
                 # The page first: a thumbnail's caption shows a line or two of this.
                 mistakes[key].append((arena.image_path(page.page_hash, 384),
                                       f"#{mistake.rank} · {stored_page_label(page)} · for “{summary_q.text[:60]}”"))
-    return summary, bars, pd.DataFrame(per_query), "\n\n".join(notes), mistakes[A_KEY], mistakes[B_KEY]
+    return (summary, bars, _differences_frame(evaluation.differences), pd.DataFrame(per_query), "\n\n".join(notes),
+            mistakes[A_KEY], mistakes[B_KEY])
+
+
+def _differences_frame(differences) -> pd.DataFrame:
+    """Model A − model B, a row per metric (`reranker.metrics.PairedDifference`)."""
+    def signed(value):
+        return "—" if value is None else f"{value:+.4f}"
+
+    rows = [{"metric": d.metric, "mean difference": signed(d.mean),
+             "95% CI": "—" if d.ci_low is None else f"{signed(d.ci_low)} … {signed(d.ci_high)}",
+             "p (paired t-test)": "—" if d.p_value is None else ("< 0.0001" if d.p_value < 1e-4 else f"{d.p_value:.4f}"),
+             "better / same / worse": f"{d.wins} / {d.ties} / {d.losses}", "queries": d.n_queries}
+            for d in differences if (d.model_a, d.model_b) == (A_KEY, B_KEY)]  # fmt: skip
+    return pd.DataFrame(rows, columns=["metric", "mean difference", "95% CI", "p (paired t-test)", "better / same / worse", "queries"])
 
 
 def _describe_pair(pair) -> str:
@@ -923,6 +937,11 @@ def build_app(arena: Arena) -> gr.Blocks:
                                              elem_id="metrics-table")
                 metrics_plot = gr.BarPlot(x="bar", y="value", color="model", label="Metrics", y_lim=[0, 1], height=340,
                                           x_label_angle=-30, sort=None, x_title="metric · model", elem_id="metrics-plot")
+                # Whether the gap between the means is more than the spread of the queries.
+                differences_table = gr.Dataframe(
+                    label=f"{spec_a.label} − {spec_b.label}, query by query over the queries both were evaluated on "
+                          f"(positive: {spec_a.label} ranked better; p: two-sided paired t-test, one per metric)",
+                    interactive=False, elem_id="differences-table")
                 eval_notes = markdown()
                 # Query and model first, the query wrapped in a column of its own width: one line of a
                 # long query hid every metric. (Gradio 6.31's pinned_columns pins nothing here.)
@@ -1116,7 +1135,8 @@ def build_app(arena: Arena) -> gr.Blocks:
             """Evaluate each model's stored scores against the human labels."""
             return evaluate_view(arena, labels)
 
-        eval_button.click(on_evaluate, eval_annotator, [metrics_table, metrics_plot, per_query_table, eval_notes, mistakes_a, mistakes_b],
+        eval_button.click(on_evaluate, eval_annotator, [metrics_table, metrics_plot, differences_table, per_query_table, eval_notes,
+                                                     mistakes_a, mistakes_b],
                           api_visibility="private")
         def label_choices():
             return gr.update(choices=["Majority vote", *arena.store.annotators()])

@@ -219,6 +219,11 @@ def test_export_and_evaluate_follow_the_judgments(client, ranked, tmp_path):
             assert row[metric] == pytest.approx(value, abs=1e-12), (key, metric)
     # Model A's ranking put a relevant page first: its reciprocal rank is 1.
     assert evaluation["models"][A]["summary"]["mrr"] == 1.0
+    # A − B per metric, over the one query this annotator judged: a difference, no test yet.
+    differences = {d["metric"]: d for d in evaluation["paired_differences"]}
+    assert {(d["model_a"], d["model_b"], d["n_queries"]) for d in differences.values()} == {(A, B, 1)}
+    assert differences["mrr"]["mean"] == pytest.approx(1.0 - evaluation["models"][B]["summary"]["mrr"])
+    assert differences["mrr"]["p_value"] is None
     assert evaluation["queries"][str(query_id)] == QUERY
     majority = client.predict(api_name="/evaluate")  # no annotator: the majority vote
     assert majority["annotator"] is None and majority["models"][A]["summary"]["n_queries"] >= 1

@@ -563,7 +563,7 @@ def test_the_guidelines_box_shows_what_was_saved_after_start_up(page, app_server
 # scrolls it (a radio choice's long word ran out of its block at phone width, which then scrolled
 # sideways). Only the tables and the metrics plot are meant to scroll sideways.
 CUT_OFF_ON_THE_RIGHT = """() => {
-    const SIDEWAYS = '#metrics-table, #per-query, #metrics-plot';
+    const SIDEWAYS = '#metrics-table, #differences-table, #per-query, #metrics-plot';
     const cut = [], walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
     for (let text = walker.nextNode(); text; text = walker.nextNode()) {
         if (!text.textContent.trim()) continue;

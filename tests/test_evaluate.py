@@ -130,6 +130,13 @@ def test_benchmark_end_to_end_through_the_cli(tmp_path, tiny_env, tiny_rerankers
     assert float(_table_row(printed, "pairs/s")[1]) > 0
     assert "per query — Qwen3-VL-Reranker-2B" in printed
     assert "Kendall τ" in printed
+    # The models against each other, then each against the first stage it reranks.
+    pairs = [(d["model_a"], d["model_b"]) for d in results["paired_differences"]]
+    assert list(dict.fromkeys(pairs)) == [(MODEL_A, MODEL_B), (MODEL_A, FIRST_STAGE), (MODEL_B, FIRST_STAGE)]
+    for d in results["paired_differences"]:
+        first, second = (results["models"][key]["summary"][d["metric"]] for key in (d["model_a"], d["model_b"]))
+        assert d["n_queries"] == 4 and d["mean"] == pytest.approx(first - second)
+    assert "Qwen3RerankerMM-2B − first-stage retriever, query by query over the 4 queries" in printed
 
 
 def test_benchmark_missing_and_unreadable_images_are_reported_and_skipped(tmp_path, tiny_env, capsys):
@@ -305,6 +312,12 @@ def test_evaluate_store_by_hand(arena_db):
     (pair,) = evaluation.annotator_agreement
     assert (pair.annotator_a, pair.annotator_b, pair.kappa.n) == ("alice", "bob", 7)
     assert pair.kappa.kappa == pytest.approx(KAPPA)
+    # A − B query by query: both were evaluated on the same two queries, so the mean difference is
+    # the difference of the means.
+    assert {(d.model_a, d.model_b) for d in evaluation.differences} == {(MODEL_A, MODEL_B)}
+    for d in evaluation.differences:
+        assert d.n_queries == 2 and d.wins + d.ties + d.losses == 2
+        assert d.mean == pytest.approx(evaluation.results[MODEL_A].means[d.metric] - evaluation.results[MODEL_B].means[d.metric])
 
     with Store(arena_db) as store:  # bob alone: q1 has two relevant pages; B ranks them 3rd and 4th
         bob = evaluate_store(store, annotator="bob").results[MODEL_B]
@@ -327,8 +340,14 @@ def test_eval_db_cli_prints_the_hand_computed_numbers(arena_db, tmp_path, capsys
     assert f"Kendall τ {MEAN_TAU:.3f}" in printed and "top-5 overlap 1.000" in printed
     assert "q1 revenue table" in printed  # --per-query rows carry the query text
     assert "no relevant page" in printed and "no judged page" in printed
+    # Then A − B per metric, under the same row names as the means.
+    differences = printed[printed.index("Qwen3-VL-Reranker-2B − Qwen3RerankerMM-2B, query by query over the 2 queries"):]
+    mrr = EXPECTED[MODEL_A]["mrr"] - EXPECTED[MODEL_B]["mrr"]
+    assert _table_row(differences, "MRR")[0] == f"{mrr:+.4f}"
+    assert "p: two-sided paired t-test" in differences
     saved = json.loads(out_json.read_text())
     assert saved["annotator_agreement"][0]["kappa"] == pytest.approx(KAPPA)
+    assert {d["metric"] for d in saved["paired_differences"]} == {name for _, name in rows}  # --k 5
     assert saved["models"][MODEL_B]["summary"]["mrr"] == pytest.approx(EXPECTED[MODEL_B]["mrr"])
 
 

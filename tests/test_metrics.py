@@ -9,6 +9,7 @@ import pytest
 
 from reranker.metrics import (
     Disagreement,
+    EvalResult,
     Mistake,
     aggregate_labels,
     average_precision,
@@ -21,6 +22,7 @@ from reranker.metrics import (
     model_agreement,
     ndcg,
     ndcg_blog,
+    paired_differences,
     rank_pages,
     recall,
     reciprocal_rank,
@@ -196,6 +198,43 @@ def test_evaluate_with_no_evaluable_query_has_no_means():
     res = evaluate({"q": ranked("a")}, {}, ks=(5,))
     assert res.n_queries == 0
     assert all(v is None for v in res.means.values())
+
+
+
+def _result(model: str, values: dict) -> EvalResult:
+    """An EvalResult whose every metric of query q is values[q]."""
+    names = EvalResult(model, (5,)).metric_names
+    return EvalResult(model, (5,), rows=[{"query_id": q, **dict.fromkeys(names, v)} for q, v in values.items()])
+
+
+def test_paired_differences_by_hand():
+    # Differences 0.5, 0, −0.1, 0.8: mean 0.3, variance 0.18, t = 0.3 / (√0.18 / 2) = √2 on 3 degrees of
+    # freedom: two-sided p = 0.2522, and the 95% interval 0.3 ± 3.1824 · √0.18 / 2 = 0.3 ± 0.6751.
+    a = _result("A", {"q1": 1.0, "q2": 0.5, "q3": 0.2, "q4": 0.9})
+    b = _result("B", {"q1": 0.5, "q2": 0.5, "q3": 0.3, "q4": 0.1, "q5": 0.0})  # q5: A has no row, so it is left out
+    differences = paired_differences(a, b)
+    assert [d.metric for d in differences] == a.metric_names
+    for d in differences:
+        assert (d.model_a, d.model_b, d.n_queries) == ("A", "B", 4)
+        assert d.mean == pytest.approx(0.3)
+        assert (d.wins, d.ties, d.losses) == (2, 1, 1)
+        assert d.p_value == pytest.approx(0.25222, abs=1e-5)
+        assert (d.ci_low, d.ci_high) == (pytest.approx(0.3 - 0.67510, abs=1e-5), pytest.approx(0.3 + 0.67510, abs=1e-5))
+    (reverse, *_) = paired_differences(b, a)  # the other way round: the mirror image
+    assert reverse.mean == pytest.approx(-0.3) and (reverse.wins, reverse.losses) == (1, 2)
+    assert reverse.p_value == pytest.approx(differences[0].p_value)
+
+
+def test_paired_differences_with_nothing_to_test_against_say_so():
+    one = paired_differences(_result("A", {"q1": 0.8}), _result("B", {"q1": 0.5}))[0]
+    assert one.n_queries == 1 and one.mean == pytest.approx(0.3) and (one.wins, one.ties, one.losses) == (1, 0, 0)
+    assert (one.ci_low, one.ci_high, one.p_value) == (None, None, None)
+    same = paired_differences(_result("A", {"q1": 1.0, "q2": 0.7}), _result("B", {"q1": 0.5, "q2": 0.2}))[0]
+    assert same.mean == pytest.approx(0.5) and (same.ci_low, same.p_value) == (None, None)  # no spread to test
+    equal = paired_differences(_result("A", {"q1": 1.0, "q2": 0.7}), _result("A", {"q1": 1.0, "q2": 0.7}))[0]
+    assert equal.mean == 0 and (equal.ties, equal.p_value) == (2, None)
+    none = paired_differences(_result("A", {"q1": 1.0}), _result("B", {"q2": 1.0}))[0]
+    assert (none.n_queries, none.mean, none.wins, none.ties, none.losses) == (0, None, 0, 0, 0)
 
 
 # ---------------------------------------------------------------- mistakes

@@ -278,7 +278,7 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
         for page_hash in order_a:
             label = "relevant" if page_hash == order_a[-1] else "not_relevant"
             ui.judge(arena, query_id, page_hash, annotator, label)
-    summary, bars, per_query, notes, mistakes_a, mistakes_b = ui.evaluate_view(arena, "Majority vote")
+    summary, bars, differences, per_query, notes, mistakes_a, mistakes_b = ui.evaluate_view(arena, "Majority vote")
     assert set(summary["model"]) == {"Qwen3-VL-Reranker-2B", "Qwen3RerankerMM-2B"}
     row_a = summary.set_index("model").loc["Qwen3-VL-Reranker-2B"]
     assert row_a["mrr"] == pytest.approx(0.25) and row_a["queries"] == 1
@@ -287,7 +287,13 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
     # Rank and page first: a thumbnail's caption shows only its start.
     assert len(mistakes_a) == 3 and all(re.match(r"#\d · \S+\.jpg · for “", caption) for _, caption in mistakes_a)
     assert "and so are pages the majority vote leaves undecided" in notes
-    assert "majority vote" not in ui.evaluate_view(arena, "ann")[3]  # one annotator's labels: no vote
+    # A − B, a row per metric, over the one query both were evaluated on (too few to test).
+    assert list(differences.columns) == ["metric", "mean difference", "95% CI", "p (paired t-test)", "better / same / worse", "queries"]
+    mrr = differences.set_index("metric").loc["mrr"]
+    row_b = summary.set_index("model").loc["Qwen3RerankerMM-2B"]
+    assert mrr["mean difference"] == f"{row_a['mrr'] - row_b['mrr']:+.4f}" and mrr["queries"] == 1
+    assert (mrr["95% CI"], mrr["p (paired t-test)"]) == ("—", "—")
+    assert "majority vote" not in ui.evaluate_view(arena, "ann")[4]  # one annotator's labels: no vote
     with pytest.raises(Exception, match="no judgments by"):
         ui.evaluate_view(arena, "nobody")
 
@@ -320,7 +326,7 @@ def test_evaluate_per_query_table_puts_a_querys_models_side_by_side_metrics_befo
         hashes = [page["content_hash"] for page in result["pages"]]
         ui.judge(arena, result["query_id"], hashes[0], "ann", "relevant")
         ui.judge(arena, result["query_id"], hashes[1], "ann", "not_relevant")
-    per_query = ui.evaluate_view(arena, "ann")[2]
+    per_query = ui.evaluate_view(arena, "ann")[3]
     columns = list(per_query.columns)
     assert columns[:3] == ["query", "model", "ndcg@5"] and columns[-3:] == ["n_pages", "n_judged", "n_relevant"]
     labels = [get_spec(key).label for key in (A, B)]
