@@ -173,7 +173,8 @@ class ExportPreview:
             f"quer{'y' if self.queries == 1 else 'ies'}",
             f"  positives       {self.positives}",
             f"  hard negatives  {self.hard_negatives}"
-            + "".join(f"\n    {m:<28}{n}" for m, n in self.hard_negatives_by_model.items()),
+            # Keys as in the files' hard_for column; a page hard for both models counts under each.
+            + "".join(f"\n    hard for {m:<28}{n}" for m, n in self.hard_negatives_by_model.items()),
         ]
         if self.format == "sentence-transformers" and self.queries:
             how = ("as asked: queries with fewer are skipped" if self.negatives_per_row_asked else

@@ -217,7 +217,8 @@ def test_preview_counts(arena):
     assert counts.rows == 8 and counts.disagreements == 1
     mined = preview(store, ExportOptions(format="flagembedding", rule="either", k=2, include_mined_negatives=True))
     assert (mined.rows, mined.mined_negatives, mined.mined_by_model) == (2, 2, {A: 1, B: 2})
-    assert "hard negatives" in counts.describe() and A in counts.describe()
+    assert "hard negatives" in counts.describe()
+    assert f"    hard for {A:<28}4" in counts.describe().splitlines()  # the key the files' hard_for column holds
 
 
 # ---------------------------------------------------------------------------------------------
