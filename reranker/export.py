@@ -21,7 +21,7 @@ Zip layouts (each loads with `datasets.load_dataset("imagefolder", data_files=ZI
                          instruction live in details.jsonl, line for line
   flagembedding          train.jsonl: {"query", "pos", "neg", "pos_scores", "neg_scores",
                          ["prompt"], …details}, paths relative to the archive root
-Every zip also has export.json: the options, the counts and the models.
+Every zip also has export.json: the options, the counts, the models and the annotation guidelines.
 """
 
 from __future__ import annotations
@@ -542,6 +542,8 @@ def export(
                 "options": options.as_json(),
                 "counts": summary.as_json(),
                 "models": list(selection.models),
+                # What "relevant" meant to the annotators (None: the app's default, never saved).
+                "guidelines": dataclasses.asdict(guidelines) if (guidelines := store.guidelines()) else None,
             }
             members["export.json"] = (
                 json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True) + "\n"

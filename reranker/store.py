@@ -1,4 +1,5 @@
-"""Everything the arena keeps, in one SQLite file: documents, page images, queries, scores, judgments.
+"""Everything the arena keeps, in one SQLite file: documents, page images, queries, scores,
+judgments and the annotation guidelines.
 
 One file holds all an export needs (page images are stored as lossless PNG), so a backup is one
 copy and no judgment can point at a page whose image is gone (foreign keys are on).
@@ -16,6 +17,8 @@ Schema history (`PRAGMA user_version`):
   1  documents, pages, document_pages, queries, query_pages, settings, scores, judgments
   2  judgments.undoes — an undo row names the row it reverts, so Undo can step back through
      relabels one action at a time; index on judgments.created for date filters.
+  3  guidelines — the Annotate tab's guidelines, append-only (who changed them, when). They were
+     a `<db>.guidelines.md` file beside the database, which backups left out; its text is read in.
 """
 
 from __future__ import annotations
@@ -141,8 +144,31 @@ def _v2_undo_links(db: Database) -> None:
     db.execute("CREATE INDEX judgments_created ON judgments(created)")
 
 
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1_initial, _v2_undo_links)
+def _v3_guidelines(db: Database) -> None:
+    db.execute("""CREATE TABLE guidelines (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        text TEXT NOT NULL,
+        author TEXT NOT NULL DEFAULT '',    -- '' where nobody was named (an app without login)
+        created TEXT NOT NULL)""")
+    for action in ("UPDATE", "DELETE"):
+        db.execute(f"""CREATE TRIGGER guidelines_no_{action.lower()} BEFORE {action} ON guidelines
+            BEGIN SELECT RAISE(ABORT, 'guidelines are append-only'); END""")
+    # The app kept them in a file beside the database until now: carry its text over (the file stays).
+    main_file = next((row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main"), "")
+    old = Path(main_file).with_suffix(".guidelines.md") if main_file else None
+    try:
+        text = old.read_text(encoding="utf-8") if old is not None and old.is_file() else None
+    except (OSError, UnicodeDecodeError):
+        text = None  # unreadable: the default guidelines show, and the file is still there
+    if text:
+        db.execute("INSERT INTO guidelines (text, author, created) VALUES (?, '', ?)", [text, now()])
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1_initial, _v2_undo_links, _v3_guidelines)
 SCHEMA_VERSION = len(MIGRATIONS)
+# The oldest schema a database this user may not write is read at as it is (it cannot be brought
+# up to date): what came later only added the guidelines, which export and eval do not read.
+READ_AS_IS_FROM = 2
 
 
 class StoreError(RuntimeError):
@@ -383,6 +409,13 @@ class Judgment:
     undoes: int | None = None
 
 
+@dataclass(frozen=True)
+class Guidelines:
+    text: str
+    author: str  # '' where nobody was named
+    created: str
+
+
 class Undone(NamedTuple):
     page_hash: str
     undone_label: str  # the label the undone action had set
@@ -425,7 +458,7 @@ class Store:
 
     def __init__(self, path: str | os.PathLike | None = None, *, read_only: str = ""):
         """`read_only` ("ro" or "immutable", see `connect`): for `existing` only; nothing is
-        changed in the file, so it must have this app's current schema."""
+        changed in the file, so its schema must be one this app reads as it is (`READ_AS_IS_FROM`)."""
         if path is not None and not str(path).strip():  # "" would have fallen back to the app's own database
             raise StoreError("the database path is empty; give a file name (or None for RERANKER_DB or the default)")
         self.path = Path(path or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
@@ -441,7 +474,7 @@ class Store:
                 _refuse_foreign(db, self.path)
                 if (version := schema_version(db)) > SCHEMA_VERSION:
                     raise SchemaTooNewError(f"database schema {version} is newer than this app's {SCHEMA_VERSION}")
-                if version != SCHEMA_VERSION:
+                if version < READ_AS_IS_FROM:
                     raise StoreError(f"The database {self.path} is read-only here and has schema {version}, which this "
                                      f"app reads only after bringing it to {SCHEMA_VERSION}: open a writable copy")
                 return
@@ -457,10 +490,13 @@ class Store:
             raise SchemaTooNewError(f"{self.path}: {error}; use that newer version of the app") from None
 
     @classmethod
-    def existing(cls, path: str | os.PathLike) -> Store:
-        """The store at `path`, for commands that only read it (eval, export): a missing or empty
-        file is refused, where `Store(path)` would make it an (empty) database of this app."""
-        path = Path(path)
+    def existing(cls, path: str | os.PathLike | None = None) -> Store:
+        """The store at `path` (None: the app's, as `Store()`), for what only reads it (eval,
+        export, a backup): a missing or empty file is refused, where `Store(path)` would make it
+        an (empty) database of this app."""
+        if path is not None and not str(path).strip():
+            raise StoreError("the database path is empty; give a file name (or None for RERANKER_DB or the default)")
+        path = Path(path or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
         if path.is_dir():
             raise StoreError(f"{path} is a folder, not a database (pass --db PATH or set RERANKER_DB)")
         if not path.is_file():
@@ -528,6 +564,27 @@ class Store:
             if target is not None:
                 target.close()
         return destination
+
+    def guidelines(self) -> Guidelines | None:
+        """The annotation guidelines as last saved (None: never saved, or a read-only database
+        from before they were kept in it)."""
+        try:
+            row = self.db.execute("SELECT text, author, created FROM guidelines ORDER BY id DESC LIMIT 1").fetchone()
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                return None
+            raise
+        return Guidelines(*row) if row else None
+
+    def save_guidelines(self, text: str, author: str = "") -> bool:
+        """Save `text` as the guidelines, by `author` ('' for nobody named); the earlier versions
+        stay. False, adding nothing, when that is what they already say."""
+        with self._write() as db:
+            latest = db.execute("SELECT text FROM guidelines ORDER BY id DESC LIMIT 1").fetchone()
+            if latest is not None and latest[0] == text:
+                return False
+            db.execute("INSERT INTO guidelines (text, author, created) VALUES (?, ?, ?)", [text, author, now()])
+        return True
 
     def __enter__(self) -> Store:
         return self

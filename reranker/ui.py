@@ -151,10 +151,6 @@ class Arena:
         # looked up per call: the tests put a forked worker behind it.
         self.scoring = ranking.ScoringTurns(lambda pool, *work: score_on_gpu(self, *work))
 
-    @property
-    def guidelines_path(self) -> Path:
-        return self.store.path.with_suffix(".guidelines.md")
-
     def image_path(self, page_hash: str, max_side: int) -> str:
         """A JPEG of the page no larger than `max_side`, written once to the cache folder."""
         return self.images.path(page_hash, max_side)
@@ -454,7 +450,7 @@ def annotator_name(name: str | None, profile: gr.OAuthProfile | None = None) -> 
         if profile is None:
             raise refuse("Sign in with Hugging Face (top of the Annotate tab) to judge: on this Space "
                            "every judgment carries its annotator's Hugging Face name.")
-        if name and name != profile.username:
+        if name and _ascii_folded(name) != _ascii_folded(profile.username):  # "ALICE" is alice, as everywhere
             raise refuse(f"You are signed in as {profile.username}: judgments here carry that name, not {name!r}.")
         return profile.username
     if not name:
@@ -462,6 +458,11 @@ def annotator_name(name: str | None, profile: gr.OAuthProfile | None = None) -> 
     if len(name) > 80:
         raise refuse("That name is too long (80 characters at most).")
     return name
+
+
+def _ascii_folded(name: str) -> str:
+    """As SQLite's NOCASE compares names (`Store.known_annotator`): ASCII letters only."""
+    return "".join(c.lower() if c.isascii() else c for c in name)
 
 
 def typed_annotator(arena: Arena, name: str | None) -> str | None:
@@ -888,6 +889,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                         jump = gr.Number(1, label="Jump to page (Enter)", precision=0, elem_id="jump")
                         with gr.Accordion("Guidelines (what counts as relevant)", open=False):
                             guidelines = gr.Textbox(lines=6, show_label=False, elem_id="guidelines")
+                            guidelines_saved = markdown(elem_id="guidelines-saved")
                             save_guidelines = gr.Button("Save guidelines")
                 position = gr.State(0)
                 page_hash = gr.State(None)
@@ -1084,10 +1086,13 @@ def build_app(arena: Arena) -> gr.Blocks:
               [saved_name, position], api_visibility="private").then(
             refresh_choices, [annotator, query_pick], query_pick, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
         refresh.click(refresh_choices, [annotator, query_pick], query_pick, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
-        save_guidelines.click(lambda text: _write_guidelines(arena, text), guidelines, None, api_visibility="private")
+        def on_save_guidelines(text, name, profile: gr.OAuthProfile | None = None):
+            return _write_guidelines(arena, text, name, profile)
+
+        save_guidelines.click(on_save_guidelines, [guidelines, annotator], guidelines_saved, api_visibility="private")
         # Read on every page load (a value read once, at start-up, would show stale guidelines
         # that the next Save would write back over a colleague's).
-        demo.load(lambda: _read_guidelines(arena), None, guidelines, api_visibility="private")
+        demo.load(lambda: _read_guidelines(arena), None, [guidelines, guidelines_saved], api_visibility="private")
 
         def restore(name, query_id, order_, profile: gr.OAuthProfile | None = None):
             """On page load: the annotator (Hugging Face login, else the remembered name), the
@@ -1180,11 +1185,13 @@ def _pick_latest(arena: Arena, data: dict, annotator: str | None = None, order: 
     return gr.update(choices=choices, value=data["query_id"]), resume_position(arena, data["query_id"], annotator, order)
 
 
-def _read_guidelines(arena: Arena) -> str:
-    try:
-        return arena.guidelines_path.read_text(encoding="utf-8")
-    except OSError:
-        return DEFAULT_GUIDELINES
+def _read_guidelines(arena: Arena) -> tuple[str, str]:
+    """The guidelines box's text, and who saved it when (empty before anyone has)."""
+    saved = arena.store.guidelines()
+    if saved is None:
+        return DEFAULT_GUIDELINES, ""
+    when = saved.created[:16].replace("T", " ")
+    return saved.text, f"Saved{f' by {escape(saved.author)}' if saved.author else ''} on {when} UTC."
 
 
 def _remove_old_exports(cache_dir: Path) -> None:
@@ -1195,11 +1202,25 @@ def _remove_old_exports(cache_dir: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _write_guidelines(arena: Arena, text: str) -> None:
+def _write_guidelines(arena: Arena, text: str, name: str | None = None, profile: gr.OAuthProfile | None = None) -> str:
+    """Save the guidelines (the earlier versions stay in the database), by the signed-in user where
+    login is required (anyone else could rewrite the team's guidelines), else by the typed name,
+    if any. Returns the who-and-when line."""
     if len(text or "") > MAX_GUIDELINES_CHARS:
         raise refuse(f"The guidelines are {len(text):,} characters long; at most {MAX_GUIDELINES_CHARS:,} are kept.")
-    arena.guidelines_path.write_text(text or "", encoding="utf-8")
-    gr.Info("Guidelines saved.")
+    if login_required():
+        if profile is None:
+            raise refuse("Sign in with Hugging Face (top of the Annotate tab) to change the guidelines: "
+                         "on this Space each change carries its author's Hugging Face name.")
+        author = profile.username
+    else:
+        author = arena.store.known_annotator(annotator_name(name)) if (name or "").strip() else ""
+    try:
+        changed = arena.store.save_guidelines(text or "", author)
+    except StoreError as error:  # e.g. a full disk
+        raise gr.Error(str(error)) from None
+    gr.Info("Guidelines saved." if changed else "The guidelines already say this: nothing new to save.")
+    return _read_guidelines(arena)[1]
 
 
 def launch_options(arena: Arena) -> dict:

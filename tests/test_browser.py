@@ -552,11 +552,15 @@ def test_the_guidelines_box_shows_what_was_saved_after_start_up(page, app_server
     """Read on each page load: a box filled once at start-up would show stale guidelines, and
     its Save would write them back over a colleague's."""
     saved = "Saved after start-up: a page is relevant when it shows the table itself."
-    app_server.db_path.with_suffix(".guidelines.md").write_text(saved, encoding="utf-8")
+    from reranker.store import Store
+
+    with Store(app_server.db_path) as store:  # another process (a colleague's app) saves them
+        store.save_guidelines(saved, "lead")
     page.reload()
     page.get_by_role("tab", name="Annotate", exact=True).click()
     page.get_by_text("Guidelines (what counts as relevant)").click()
     expect(page.locator("#guidelines textarea")).to_have_value(saved)
+    expect(page.locator("#guidelines-saved")).to_contain_text("Saved by lead on ")
 
 
 # Text cut off on the right: past the window's edge, or past the edge of a box that clips it or

@@ -504,10 +504,14 @@ def test_cli_export_end_to_end(arena, tmp_path, capsys):
 def test_exported_zip_can_be_read_without_datasets(arena, tmp_path):
     """A trainer that only has the zip: every file_name resolves to a PNG inside it."""
     store, _, _ = arena
+    assert json.loads(zipfile.ZipFile(export(store, ExportOptions(), tmp_path / "first.zip")).read("export.json"))["guidelines"] is None
+    store.save_guidelines("Relevant: the page alone answers.", "lead")
     out = export(store, ExportOptions(format="pointwise", rule="all"), tmp_path / "p.zip")
     with zipfile.ZipFile(out) as archive:
         manifest = json.loads(archive.read("export.json"))
         assert manifest["options"]["rule"] == "all" and manifest["models"] == sorted([A, B])
+        # The guidelines the labels were made under travel with them.
+        assert (manifest["guidelines"]["text"], manifest["guidelines"]["author"]) == ("Relevant: the page alone answers.", "lead")
         for line in archive.read("metadata.jsonl").splitlines():
             row = json.loads(line)
             Image.open(io.BytesIO(archive.read(row["file_name"]))).verify()

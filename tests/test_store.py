@@ -24,6 +24,7 @@ from reranker.documents import Page
 from reranker.imaging import image_hash
 from reranker.store import (
     NOT_RELEVANT,
+    READ_AS_IS_FROM,
     RELEVANT,
     SCHEMA_VERSION,
     SKIP,
@@ -381,7 +382,7 @@ def test_migration_from_version_1_keeps_every_row(db_path: Path):
     db.close()
 
     with Store(db_path) as store:
-        assert schema_version(store.db) == SCHEMA_VERSION == 2
+        assert schema_version(store.db) == SCHEMA_VERSION == 3
         after = {t: [tuple(r) for r in store.db.execute(f"SELECT * FROM {t} ORDER BY rowid")] for t in tables}
         assert {t: rows for t, rows in after.items() if t != "judgments"} == {
             t: rows for t, rows in before.items() if t != "judgments"
@@ -605,6 +606,23 @@ def test_a_backup_while_the_app_writes_holds_every_judgment(store: Store, db_pat
     assert notes.read_text() == "not a database, and kept" and store.progress(query_id, "ann") == (3, 3)
 
 
+def test_the_readmes_backup_of_the_apps_database_refuses_one_that_is_not_there(tmp_path: Path, monkeypatch):
+    """`Store.existing().backup(...)`: `Store()` made an empty database where RERANKER_DB was unset
+    or wrong, and backed that up as if all was well."""
+    missing = tmp_path / "elsewhere" / "arena.db"
+    monkeypatch.setenv("RERANKER_DB", str(missing))
+    with pytest.raises(StoreError, match=f"no database at {missing}"):
+        Store.existing().backup(tmp_path / "backup.db")
+    assert not missing.exists() and not (tmp_path / "backup.db").exists()
+    with Store(tmp_path / "arena.db") as store:
+        query_id = ranked(store, make_pages(2))
+    monkeypatch.setenv("RERANKER_DB", str(tmp_path / "arena.db"))
+    with Store.existing() as store:
+        store.backup(tmp_path / "backup.db")
+    with Store(tmp_path / "backup.db") as copy:
+        assert copy.query(query_id) is not None
+
+
 def test_a_write_whose_commit_fails_is_rolled_back_and_the_file_stays_usable(tmp_path: Path, monkeypatch):
     """Without WAL (a file system without shared memory), a COMMIT waits for readers and fails
     with SQLITE_BUSY past the busy timeout. The failed transaction must not stay open: it kept
@@ -723,9 +741,9 @@ def test_a_read_only_database_of_an_older_schema_or_a_newer_app_is_refused_by_na
     saved_query(db_path)
     monkeypatch.setattr(store_module.os, "access", lambda path, mode: False)
     connection = sqlite3.connect(db_path)
-    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    connection.execute(f"PRAGMA user_version = {READ_AS_IS_FROM - 1}")
     connection.close()
-    with pytest.raises(StoreError, match=f"{db_path} is read-only here and has schema {SCHEMA_VERSION - 1}"):
+    with pytest.raises(StoreError, match=f"{db_path} is read-only here and has schema {READ_AS_IS_FROM - 1}"):
         Store.existing(db_path)
     connection = sqlite3.connect(db_path)
     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
@@ -816,3 +834,58 @@ def test_first_judgments_under_two_capitalisations_at_once_are_one_annotator(sto
         for thread in threads:
             thread.join()
         assert len([name for name in store.annotators() if name.lower() == f"dana{trial}"]) == 1, trial
+
+
+def _schema_2_database(db_path: Path) -> int:
+    """A database as the app left it before the guidelines moved into it (schema 2), with a query
+    and a judgment; returns the query's id."""
+    query_id = saved_query(db_path)
+    with contextlib.closing(sqlite3.connect(db_path)) as connection:
+        connection.execute("DROP TABLE guidelines")
+        connection.execute("PRAGMA user_version = 2")
+        connection.commit()
+    return query_id
+
+
+def test_guidelines_are_kept_in_the_database_with_every_earlier_version(db_path: Path):
+    with Store(db_path) as store:
+        assert store.guidelines() is None
+        assert store.save_guidelines("Relevant: the answer is on the page.", "lead") is True
+        assert store.save_guidelines("Relevant: the answer is on the page.", "other") is False  # nothing new
+        assert store.save_guidelines("Relevant: the page alone answers the query.") is True
+        latest = store.guidelines()
+        assert (latest.text, latest.author) == ("Relevant: the page alone answers the query.", "")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            store.db.execute("DELETE FROM guidelines")
+        assert [tuple(row) for row in store.db.execute("SELECT text, author FROM guidelines ORDER BY id")] == [
+            ("Relevant: the answer is on the page.", "lead"), ("Relevant: the page alone answers the query.", "")]
+    backup = db_path.with_name("backup.db")
+    with Store(db_path) as store:
+        store.backup(backup)
+    with Store(backup) as copy:  # a backup is the one file again
+        assert copy.guidelines().text == "Relevant: the page alone answers the query."
+
+
+def test_the_guidelines_file_of_earlier_versions_is_read_into_the_database(db_path: Path):
+    query_id = _schema_2_database(db_path)
+    old_file = db_path.with_suffix(".guidelines.md")
+    old_file.write_text("Relevant: shows the table itself. ✓", encoding="utf-8")
+    with Store(db_path) as store:
+        assert schema_version(store.db) == SCHEMA_VERSION
+        assert store.guidelines().text == "Relevant: shows the table itself. ✓"
+        assert [j.label for j in store.current_judgments(query_id=query_id)] == [RELEVANT]
+    old_file.write_text("edited after the move", encoding="utf-8")
+    with Store(db_path) as store:  # read in once, by the migration; the file is left as it was
+        assert store.guidelines().text == "Relevant: shows the table itself. ✓"
+
+
+def test_a_read_only_database_from_before_the_guidelines_is_read_as_it_is(db_path: Path, monkeypatch):
+    """Schema 3 only added the guidelines: an archived schema-2 copy still exports and evaluates."""
+    query_id = _schema_2_database(db_path)
+    before = db_path.read_bytes()
+    monkeypatch.setattr(store_module.os, "access", lambda path, mode: False)
+    with Store.existing(db_path) as store:
+        assert schema_version(store.db) == 2
+        assert [j.label for j in store.current_judgments(query_id=query_id)] == [RELEVANT]
+        assert store.guidelines() is None
+    assert db_path.read_bytes() == before

@@ -259,6 +259,7 @@ def test_with_login_on_judgments_carry_the_signed_in_name_only(arena, ranked, mo
         ui.judge(arena, query_id, page_hash, "alice", "relevant", profile_of("mallory"))
     assert ui.judge(arena, query_id, page_hash, "", "relevant", profile_of("alice"))["annotator"] == "alice"
     assert ui.judge(arena, query_id, page_hash, "alice", "skip", profile_of("alice"))["annotator"] == "alice"
+    assert ui.judge(arena, query_id, page_hash, "ALICE", "skip", profile_of("alice"))["annotator"] == "alice"  # as everywhere
     assert ui.undo(arena, query_id, "", profile_of("alice"))["undone"]["undone_label"] == "skip"
     assert arena.store.annotators() == ["alice"]
 
@@ -268,6 +269,24 @@ def test_with_login_on_judgments_carry_the_signed_in_name_only(arena, ranked, mo
     monkeypatch.delenv("RERANKER_REQUIRE_LOGIN")
     assert not ui.login_required()  # no login on this app: typed names, as before
     assert ui.judge(arena, query_id, page_hash, "carol", "relevant", profile_of("alice"))["annotator"] == "carol"
+
+
+def test_guidelines_are_saved_in_the_database_by_whoever_is_named_and_on_a_login_space_only_signed_in(arena, monkeypatch):
+    assert ui._read_guidelines(arena) == (ui.DEFAULT_GUIDELINES, "")
+    assert ui._write_guidelines(arena, "Relevant: the page alone answers.", "Dana").startswith("Saved by Dana on ")
+    assert ui._read_guidelines(arena)[0] == "Relevant: the page alone answers."
+    assert ui._write_guidelines(arena, "Anyone may save here.").startswith("Saved on ")  # no name typed, no login
+    assert arena.store.guidelines().author == ""
+    with pytest.raises(Exception, match="too long"):
+        ui._write_guidelines(arena, "x", "n" * 81)
+
+    monkeypatch.setenv("OAUTH_CLIENT_ID", "a-space-with-hf-oauth")
+    monkeypatch.setenv("SYSTEM", "spaces")
+    with pytest.raises(Exception, match="Sign in with Hugging Face .* to change the guidelines"):
+        ui._write_guidelines(arena, "Overwritten by an anonymous visitor.", "lead")  # a typed name is anyone's
+    assert arena.store.guidelines().text == "Anyone may save here."
+    assert ui._write_guidelines(arena, "Signed.", "", profile_of("lead")).startswith("Saved by lead on ")
+    assert arena.store.guidelines().author == "lead"
 
 
 def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
