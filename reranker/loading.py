@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 import torch
 
@@ -106,7 +107,9 @@ def apply_adapter(model, adapter: str, spec: ModelSpec):
     try:
         # The adapter's tensors load where the model is (peft would pick CUDA whenever it is
         # available, which on ZeroGPU means pinned memory in a process with no GPU).
-        peft_model = PeftModel.from_pretrained(model, adapter, torch_device=str(model.device))
+        with warnings.catch_warnings():  # peft asks transformers a deprecated question; not the user's concern
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            peft_model = PeftModel.from_pretrained(model, adapter, torch_device=str(model.device))
         expected = load_peft_weights(adapter, device="cpu")
     except (OSError, ValueError) as error:
         raise _load_failure(spec, "adapter", adapter, error) from error

@@ -121,9 +121,10 @@ def as_json(result, top: int | None = None) -> dict:
                 "error": ranking.error,
                 "seconds": ranking.seconds,
                 "ranking": [
-                    # The page's content hash tells apart pages of files with one name (a/p.jpg, b/p.jpg).
-                    {"rank": rank, "score": ranking.scores[index], "file": result.pages[index].source,
-                     "page": result.pages[index].page_number, "content_hash": result.pages[index].content_hash}
+                    # The keys of the app's /rank ranking entries (there, "page" indexes its pages list).
+                    # The content hash tells apart pages of files with one name (a/p.jpg, b/p.jpg).
+                    {"rank": rank, "score": ranking.scores[index], "source": result.pages[index].source,
+                     "page_number": result.pages[index].page_number, "content_hash": result.pages[index].content_hash}
                     for rank, index in enumerate(ranking.order[:top] if top else ranking.order, start=1)
                 ] if ranking.scores is not None else [],
             }

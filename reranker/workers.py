@@ -51,21 +51,25 @@ def _cgroup_cpu_quota() -> float | None:
 
 
 def refuse_in_a_rerun_script(what: str) -> None:
-    """Raise a clear error if this is a spawned worker process running its parent's script again.
+    """Stop a spawned worker process that is running its parent's script again, saying why.
 
     PDF pages render in spawned processes (reranker.rendering), and spawn re-runs the main script
     in each before it takes work: a script without an `if __name__ == "__main__":` guard would
     load the models and read the uploads again in every worker. Called where that work starts.
+    The worker says so in one line and exits (an exception printed a 24-line traceback from each
+    worker); the parent then renders in-process.
     """
     import multiprocessing
 
     if getattr(multiprocessing.current_process(), "_inheriting", False):
-        raise RuntimeError(
-            f"{what} was called by a script's top-level code while the script ran again in a worker "
-            "process: reranker renders PDFs in spawned worker processes, which re-run the script that "
-            'started them. Put the script\'s work under `if __name__ == "__main__":`, as any script '
-            "using multiprocessing must."
+        print(
+            f"reranker: {what} was called by a script's top-level code while the script ran again in a "
+            "worker process, which stops here: reranker renders PDFs in spawned worker processes, which "
+            're-run the script that started them. Put the script\'s work under `if __name__ == "__main__":`, '
+            "as any script using multiprocessing must.",
+            file=sys.stderr, flush=True,
         )
+        raise SystemExit(1)
 
 
 def default_workers() -> int:

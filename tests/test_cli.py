@@ -73,7 +73,7 @@ def test_score_json_stays_json_when_a_pdf_is_damaged(tiny_checkpoints, tmp_path)
     result = json.loads(done.stdout)
     assert "MuPDF" not in done.stdout
     # every page: the 3 the truncated PDF still yields (tests/bad_inputs.py) and the image
-    ranked = sorted((entry["file"], entry["page"]) for entry in result["models"][A]["ranking"])
+    ranked = sorted((entry["source"], entry["page_number"]) for entry in result["models"][A]["ranking"])
     assert ranked == sorted([("trunc.pdf", 1), ("trunc.pdf", 2), ("trunc.pdf", 3), (SAMPLE_PAGES[0].name, 1)])
     hashes = [entry["content_hash"] for entry in result["models"][A]["ranking"]]  # tells same-named files apart
     assert len(set(hashes)) == 4 and all(len(h) == 64 for h in hashes)

@@ -420,3 +420,23 @@ def kill_the_busy_worker() -> None:
     found = []
     wait_until(lambda: found.extend(p for p in rendering_workers() if cpu_seconds(p) - start.get(p.pid, 0) > 0.5) or found)
     os.kill(found[0].pid, signal.SIGKILL)
+
+
+def test_a_script_without_a_main_guard_gets_one_line_per_worker_and_its_pages(tmp_path):
+    """Spawned render workers re-run the script that started them: each stops with one line saying
+    why (it was a 24-line traceback each), and the script's PDF is still read, in-process."""
+    import subprocess
+    import sys
+
+    (tmp_path / "report.pdf").write_bytes(corpus.sample_pdf(2))
+    script = tmp_path / "no_guard.py"
+    script.write_text("from reranker.documents import load_files\n"
+                      "result = load_files(['report.pdf'])\n"
+                      "print('pages', len(result.pages))\n")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "pages 2"
+    assert "Traceback" not in done.stderr
+    assert 'Put the script\'s work under `if __name__ == "__main__":`' in done.stderr
