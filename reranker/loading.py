@@ -19,6 +19,11 @@ from .models import ModelSpec, get_spec, weights_location
 from .scoring import Reranker
 from .workers import refuse_in_a_rerun_script
 
+# peft asks transformers a question transformers has deprecated, each time an adapter loads: a
+# warning the user can do nothing about. Process-wide, once (catch_warnings around the load is not
+# thread-safe, and the two models may load at once).
+warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+
 logger = logging.getLogger(__name__)
 
 
@@ -107,9 +112,7 @@ def apply_adapter(model, adapter: str, spec: ModelSpec):
     try:
         # The adapter's tensors load where the model is (peft would pick CUDA whenever it is
         # available, which on ZeroGPU means pinned memory in a process with no GPU).
-        with warnings.catch_warnings():  # peft asks transformers a deprecated question; not the user's concern
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            peft_model = PeftModel.from_pretrained(model, adapter, torch_device=str(model.device))
+        peft_model = PeftModel.from_pretrained(model, adapter, torch_device=str(model.device))
         expected = load_peft_weights(adapter, device="cpu")
     except (OSError, ValueError) as error:
         raise _load_failure(spec, "adapter", adapter, error) from error

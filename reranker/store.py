@@ -67,7 +67,7 @@ _HASH = re.compile(r"[0-9a-f]{16,128}")  # content hashes are hex digests; also 
 # Schema and migrations. Never edit a shipped migration: add the next one.
 
 
-def _v1_initial(db: Database) -> None:
+def _v1_initial(db: Database, path: Path | None = None) -> None:
     statements = [
         """CREATE TABLE documents (
             content_hash TEXT PRIMARY KEY,      -- sha256 of the uploaded file's bytes
@@ -138,13 +138,13 @@ def _v1_initial(db: Database) -> None:
         db.execute(sql)
 
 
-def _v2_undo_links(db: Database) -> None:
+def _v2_undo_links(db: Database, path: Path | None = None) -> None:
     # v1's undo could only clear a page; naming the reverted row lets undo walk back step by step.
     db.execute("ALTER TABLE judgments ADD COLUMN undoes INTEGER REFERENCES judgments(id)")
     db.execute("CREATE INDEX judgments_created ON judgments(created)")
 
 
-def _v3_guidelines(db: Database) -> None:
+def _v3_guidelines(db: Database, path: Path | None = None) -> None:
     db.execute("""CREATE TABLE guidelines (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         text TEXT NOT NULL,
@@ -154,17 +154,33 @@ def _v3_guidelines(db: Database) -> None:
         db.execute(f"""CREATE TRIGGER guidelines_no_{action.lower()} BEFORE {action} ON guidelines
             BEGIN SELECT RAISE(ABORT, 'guidelines are append-only'); END""")
     # The app kept them in a file beside the database until now: carry its text over (the file stays).
-    main_file = next((row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main"), "")
-    old = Path(main_file).with_suffix(".guidelines.md") if main_file else None
-    try:
-        text = old.read_text(encoding="utf-8") if old is not None and old.is_file() else None
-    except (OSError, UnicodeDecodeError):
-        text = None  # unreadable: the default guidelines show, and the file is still there
-    if text:
-        db.execute("INSERT INTO guidelines (text, author, created) VALUES (?, '', ?)", [text, now()])
+    if (old := _old_guidelines(db, path)) is not None:
+        db.execute("INSERT INTO guidelines (text, author, created) VALUES (?, ?, ?)", [old.text, old.author, old.created])
 
 
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1_initial, _v2_undo_links, _v3_guidelines)
+def _old_guidelines(db: Database, path: Path | None = None) -> Guidelines | None:
+    """The guidelines of the app before schema 3: a `<db>.guidelines.md` file beside the database
+    as the app was given its path (a link to the database, say), or beside the file itself.
+    Dated by the file's last change; None when there is none (one that cannot be read is logged)."""
+    # `path` as the app was given it: SQLite itself names the file a link leads to.
+    resolved = next((row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main"), "")
+    candidates = dict.fromkeys(Path(p).with_suffix(".guidelines.md") for p in (path, resolved) if p)
+    for candidate in candidates:
+        if not candidate.is_file():
+            continue
+        try:
+            text = candidate.read_text(encoding="utf-8")
+            changed = datetime.fromtimestamp(candidate.stat().st_mtime, timezone.utc).isoformat(timespec="microseconds")
+        except (OSError, UnicodeDecodeError) as error:
+            logger.warning("the guidelines file %s could not be read (%s); it is left where it is, and the "
+                           "default guidelines show until someone saves them", candidate, error)
+            continue
+        return Guidelines(id=0, text=text, author="", created=changed) if text else None
+    return None
+
+
+# Each takes the database and its path as the app was given it (None: in memory).
+MIGRATIONS: tuple[Callable[[Database, Path | None], None], ...] = (_v1_initial, _v2_undo_links, _v3_guidelines)
 SCHEMA_VERSION = len(MIGRATIONS)
 # The oldest schema a database this user may not write is read at as it is (it cannot be brought
 # up to date): what came later only added the guidelines, which export and eval do not read.
@@ -192,6 +208,10 @@ def _explain(path: Path, error: sqlite3.Error | OSError, doing: str = "written")
     return StoreError(f"The database {path} could not be {doing}: {reason}.{saved}")
 
 
+class GuidelinesChanged(StoreError):
+    """Guidelines edited from a version that is no longer the latest (`Store.save_guidelines`)."""
+
+
 class SchemaTooNewError(RuntimeError):
     """The file was written by a newer version of the app; refusing to touch it."""
 
@@ -200,8 +220,9 @@ def schema_version(db: Database) -> int:
     return db.execute("PRAGMA user_version").fetchone()[0]
 
 
-def migrate(db: Database, target: int = SCHEMA_VERSION) -> int:
-    """Bring the database up to schema `target` (default: the latest); returns the version."""
+def migrate(db: Database, target: int = SCHEMA_VERSION, path: Path | None = None) -> int:
+    """Bring the database up to schema `target` (default: the latest); returns the version.
+    `path`: the file as the app names it (`_v3_guidelines` looks for a file beside it)."""
     if schema_version(db) == target:
         return target
     with write_transaction(db):
@@ -209,7 +230,7 @@ def migrate(db: Database, target: int = SCHEMA_VERSION) -> int:
         if version > SCHEMA_VERSION:
             raise SchemaTooNewError(f"database schema {version} is newer than this app's {SCHEMA_VERSION}")
         for number in range(version + 1, target + 1):
-            MIGRATIONS[number - 1](db)
+            MIGRATIONS[number - 1](db, path)
             db.execute(f"PRAGMA user_version = {number}")  # transactional: part of the same commit
     return max(version, target)
 
@@ -411,6 +432,7 @@ class Judgment:
 
 @dataclass(frozen=True)
 class Guidelines:
+    id: int  # the version's row (0: read from the file of an app before schema 3)
     text: str
     author: str  # '' where nobody was named
     created: str
@@ -482,7 +504,7 @@ class Store:
             db = self.db
             _refuse_foreign(db, self.path)
             _enable_wal(db, self.path)
-            migrate(db)
+            migrate(db, path=self.path)
             _add_lookup_indexes(db)
         except (sqlite3.DatabaseError, OSError) as error:  # DatabaseError: "file is not a database"
             raise _explain(self.path, error, "opened") from error
@@ -566,25 +588,40 @@ class Store:
         return destination
 
     def guidelines(self) -> Guidelines | None:
-        """The annotation guidelines as last saved (None: never saved, or a read-only database
-        from before they were kept in it)."""
+        """The annotation guidelines as last saved (None: never saved). A read-only database
+        from before they were kept in it (schema 2) has them in the file beside it, if anywhere."""
         try:
-            row = self.db.execute("SELECT text, author, created FROM guidelines ORDER BY id DESC LIMIT 1").fetchone()
+            return self._latest_guidelines(self.db)
         except sqlite3.OperationalError as error:
             if "no such table" in str(error):
-                return None
+                return _old_guidelines(self.db, self.path)
             raise
+
+    @staticmethod
+    def _latest_guidelines(db: Database) -> Guidelines | None:
+        row = db.execute("SELECT id, text, author, created FROM guidelines ORDER BY id DESC LIMIT 1").fetchone()
         return Guidelines(*row) if row else None
 
-    def save_guidelines(self, text: str, author: str = "") -> bool:
+    def save_guidelines(self, text: str, author: str = "", based_on: int | None = None) -> Guidelines:
         """Save `text` as the guidelines, by `author` ('' for nobody named); the earlier versions
-        stay. False, adding nothing, when that is what they already say."""
+        stay. Returns the version now current: the new one, or the latest when it already says this.
+
+        `based_on`: the id of the version the text was edited from (0: none saved yet). Where
+        another version was saved since, GuidelinesChanged is raised and nothing is saved: the
+        edit of an older text would quietly undo a colleague's change."""
         with self._write() as db:
-            latest = db.execute("SELECT text FROM guidelines ORDER BY id DESC LIMIT 1").fetchone()
-            if latest is not None and latest[0] == text:
-                return False
-            db.execute("INSERT INTO guidelines (text, author, created) VALUES (?, ?, ?)", [text, author, now()])
-        return True
+            latest = self._latest_guidelines(db)
+            if latest is not None and latest.text == text:
+                return latest
+            if based_on is not None and (latest.id if latest else 0) != based_on:
+                who = f" by {latest.author}" if latest.author else ""
+                raise GuidelinesChanged(
+                    f"Other guidelines were saved{who} on {latest.created[:16].replace('T', ' ')} UTC, after yours were "
+                    "loaded; nothing was saved. Copy your text, reload the page to see theirs, then make your change again.")
+            created = now()
+            row_id = db.execute("INSERT INTO guidelines (text, author, created) VALUES (?, ?, ?)",
+                                [text, author, created]).lastrowid
+        return Guidelines(row_id, text, author, created)
 
     def __enter__(self) -> Store:
         return self

@@ -34,7 +34,7 @@ from .devices import cpu_has_bfloat16
 from .documents import DEFAULT_DPI, IngestOptions, ingest_cache
 from .models import MODELS, TOKENS_PER_SIDE_PX, get_spec
 from .scoring import QueryError
-from .store import QueryPage, Store, StoreError
+from .store import GuidelinesChanged, QueryPage, Store, StoreError
 from .thumbnails import PageImages
 
 logger = logging.getLogger(__name__)
@@ -890,6 +890,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                         with gr.Accordion("Guidelines (what counts as relevant)", open=False):
                             guidelines = gr.Textbox(lines=6, show_label=False, elem_id="guidelines")
                             guidelines_saved = markdown(elem_id="guidelines-saved")
+                            guidelines_version = gr.State(None)  # as loaded: see _write_guidelines
                             save_guidelines = gr.Button("Save guidelines")
                 position = gr.State(0)
                 page_hash = gr.State(None)
@@ -1086,13 +1087,16 @@ def build_app(arena: Arena) -> gr.Blocks:
               [saved_name, position], api_visibility="private").then(
             refresh_choices, [annotator, query_pick], query_pick, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
         refresh.click(refresh_choices, [annotator, query_pick], query_pick, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
-        def on_save_guidelines(text, name, profile: gr.OAuthProfile | None = None):
-            return _write_guidelines(arena, text, name, profile)
+        def on_save_guidelines(text, name, version, profile: gr.OAuthProfile | None = None):
+            return _write_guidelines(arena, text, name, profile, based_on=version)
 
-        save_guidelines.click(on_save_guidelines, [guidelines, annotator], guidelines_saved, api_visibility="private")
+        save_guidelines.click(on_save_guidelines, [guidelines, annotator, guidelines_version],
+                              [guidelines_saved, guidelines_version], api_visibility="private")
         # Read on every page load (a value read once, at start-up, would show stale guidelines
-        # that the next Save would write back over a colleague's).
-        demo.load(lambda: _read_guidelines(arena), None, [guidelines, guidelines_saved], api_visibility="private")
+        # that the next Save would write back over a colleague's; a colleague's save after the
+        # load is caught by the version).
+        demo.load(lambda: _read_guidelines(arena), None, [guidelines, guidelines_saved, guidelines_version],
+                  api_visibility="private")
 
         def restore(name, query_id, order_, profile: gr.OAuthProfile | None = None):
             """On page load: the annotator (Hugging Face login, else the remembered name), the
@@ -1185,13 +1189,18 @@ def _pick_latest(arena: Arena, data: dict, annotator: str | None = None, order: 
     return gr.update(choices=choices, value=data["query_id"]), resume_position(arena, data["query_id"], annotator, order)
 
 
-def _read_guidelines(arena: Arena) -> tuple[str, str]:
-    """The guidelines box's text, and who saved it when (empty before anyone has)."""
+def _read_guidelines(arena: Arena) -> tuple[str, str, int]:
+    """The guidelines box's text, who saved it when (empty before anyone has), and its version
+    (0: none saved), which a Save of an edit names (`Store.save_guidelines`'s `based_on`)."""
     saved = arena.store.guidelines()
     if saved is None:
-        return DEFAULT_GUIDELINES, ""
+        return DEFAULT_GUIDELINES, "", 0
+    return saved.text, _saved_line(saved), saved.id
+
+
+def _saved_line(saved) -> str:
     when = saved.created[:16].replace("T", " ")
-    return saved.text, f"Saved{f' by {escape(saved.author)}' if saved.author else ''} on {when} UTC."
+    return f"Saved{f' by {escape(saved.author)}' if saved.author else ''} on {when} UTC."
 
 
 def _remove_old_exports(cache_dir: Path) -> None:
@@ -1202,10 +1211,12 @@ def _remove_old_exports(cache_dir: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _write_guidelines(arena: Arena, text: str, name: str | None = None, profile: gr.OAuthProfile | None = None) -> str:
+def _write_guidelines(arena: Arena, text: str, name: str | None = None, profile: gr.OAuthProfile | None = None,
+                      based_on: int | None = None) -> tuple[str, int]:
     """Save the guidelines (the earlier versions stay in the database), by the signed-in user where
     login is required (anyone else could rewrite the team's guidelines), else by the typed name,
-    if any. Returns the who-and-when line."""
+    if any. `based_on`: the version the box was loaded with; where a colleague saved another since,
+    nothing is saved and the message says so. Returns the who-and-when line and the version."""
     if len(text or "") > MAX_GUIDELINES_CHARS:
         raise refuse(f"The guidelines are {len(text):,} characters long; at most {MAX_GUIDELINES_CHARS:,} are kept.")
     if login_required():
@@ -1216,11 +1227,13 @@ def _write_guidelines(arena: Arena, text: str, name: str | None = None, profile:
     else:
         author = arena.store.known_annotator(annotator_name(name)) if (name or "").strip() else ""
     try:
-        changed = arena.store.save_guidelines(text or "", author)
+        saved = arena.store.save_guidelines(text or "", author, based_on)
+    except GuidelinesChanged as error:
+        raise refuse(str(error)) from None
     except StoreError as error:  # e.g. a full disk
         raise gr.Error(str(error)) from None
-    gr.Info("Guidelines saved." if changed else "The guidelines already say this: nothing new to save.")
-    return _read_guidelines(arena)[1]
+    gr.Info("Guidelines saved." if saved.id != based_on else "The guidelines already say this: nothing new to save.")
+    return _saved_line(saved), saved.id
 
 
 def launch_options(arena: Arena) -> dict:

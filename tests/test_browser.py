@@ -548,9 +548,10 @@ def test_export_shows_the_counts_of_the_file_it_made_and_offers_none_after_a_fai
         assert element.evaluate(UNCLIPPED), element.inner_text()
 
 
-def test_the_guidelines_box_shows_what_was_saved_after_start_up(page, app_server):
+def test_the_guidelines_box_shows_what_was_saved_after_start_up_and_saves_no_edit_over_a_newer_version(page, app_server):
     """Read on each page load: a box filled once at start-up would show stale guidelines, and
-    its Save would write them back over a colleague's."""
+    its Save would write them back over a colleague's. A colleague's save after the page loaded
+    is caught by the version the box was loaded with."""
     saved = "Saved after start-up: a page is relevant when it shows the table itself."
     from reranker.store import Store
 
@@ -559,8 +560,25 @@ def test_the_guidelines_box_shows_what_was_saved_after_start_up(page, app_server
     page.reload()
     page.get_by_role("tab", name="Annotate", exact=True).click()
     page.get_by_text("Guidelines (what counts as relevant)").click()
-    expect(page.locator("#guidelines textarea")).to_have_value(saved)
+    box = page.locator("#guidelines textarea")
+    expect(box).to_have_value(saved)
     expect(page.locator("#guidelines-saved")).to_contain_text("Saved by lead on ")
+
+    name = page.locator("#annotator input, #annotator textarea").first
+    name.fill("dana")
+    name.press("Enter")
+    box.fill(saved + " Charts count when their numbers answer the query.")
+    page.get_by_role("button", name="Save guidelines", exact=True).click()
+    expect(page.locator("#guidelines-saved")).to_contain_text("Saved by dana on ")
+    with Store(app_server.db_path) as store:
+        assert (store.guidelines().author, store.guidelines().text) == ("dana", box.input_value())
+        store.save_guidelines("A colleague's newer version.", "lead")  # while this page is open
+    box.fill("dana's second edit, of her own version")
+    page.get_by_role("button", name="Save guidelines", exact=True).click()
+    expect(page.locator(".toast-body.error")).to_contain_text("Other guidelines were saved by lead on")
+    expect(box).to_have_value("dana's second edit, of her own version")  # still there to copy
+    with Store(app_server.db_path) as store:
+        assert store.guidelines().text == "A colleague's newer version."
 
 
 # Text cut off on the right: past the window's edge, or past the edge of a box that clips it or

@@ -28,6 +28,7 @@ from reranker.store import (
     RELEVANT,
     SCHEMA_VERSION,
     SKIP,
+    GuidelinesChanged,
     SchemaTooNewError,
     Store,
     StoreError,
@@ -850,11 +851,11 @@ def _schema_2_database(db_path: Path) -> int:
 def test_guidelines_are_kept_in_the_database_with_every_earlier_version(db_path: Path):
     with Store(db_path) as store:
         assert store.guidelines() is None
-        assert store.save_guidelines("Relevant: the answer is on the page.", "lead") is True
-        assert store.save_guidelines("Relevant: the answer is on the page.", "other") is False  # nothing new
-        assert store.save_guidelines("Relevant: the page alone answers the query.") is True
+        first = store.save_guidelines("Relevant: the answer is on the page.", "lead", based_on=0)
+        assert store.save_guidelines("Relevant: the answer is on the page.", "other") == first  # nothing new
+        second = store.save_guidelines("Relevant: the page alone answers the query.", based_on=first.id)
         latest = store.guidelines()
-        assert (latest.text, latest.author) == ("Relevant: the page alone answers the query.", "")
+        assert latest == second and (latest.text, latest.author) == ("Relevant: the page alone answers the query.", "")
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             store.db.execute("DELETE FROM guidelines")
         assert [tuple(row) for row in store.db.execute("SELECT text, author FROM guidelines ORDER BY id")] == [
@@ -866,21 +867,60 @@ def test_guidelines_are_kept_in_the_database_with_every_earlier_version(db_path:
         assert copy.guidelines().text == "Relevant: the page alone answers the query."
 
 
+def test_an_edit_of_guidelines_a_colleague_has_changed_since_is_refused_not_saved_over_theirs(db_path: Path):
+    with Store(db_path) as store:
+        loaded = store.save_guidelines("v1", "lead")
+        theirs = store.save_guidelines("v2 by a colleague", "colleague", based_on=loaded.id)
+        with pytest.raises(GuidelinesChanged, match="Other guidelines were saved by colleague on .* after yours were loaded"):
+            store.save_guidelines("my edit of v1", "me", based_on=loaded.id)
+        assert store.guidelines() == theirs
+        with pytest.raises(GuidelinesChanged):  # edited from the default text while a version exists
+            store.save_guidelines("my edit of the default", "me", based_on=0)
+        assert store.save_guidelines("v2 by a colleague", "me", based_on=loaded.id) == theirs  # the same text: no conflict
+
+
 def test_the_guidelines_file_of_earlier_versions_is_read_into_the_database(db_path: Path):
     query_id = _schema_2_database(db_path)
     old_file = db_path.with_suffix(".guidelines.md")
     old_file.write_text("Relevant: shows the table itself. ✓", encoding="utf-8")
+    os.utime(old_file, (1_700_000_000, 1_700_000_000))
     with Store(db_path) as store:
         assert schema_version(store.db) == SCHEMA_VERSION
-        assert store.guidelines().text == "Relevant: shows the table itself. ✓"
+        imported = store.guidelines()
+        assert imported.text == "Relevant: shows the table itself. ✓"
+        assert imported.created.startswith("2023-11-14T22:13:20")  # when the file was last saved, not now
         assert [j.label for j in store.current_judgments(query_id=query_id)] == [RELEVANT]
     old_file.write_text("edited after the move", encoding="utf-8")
     with Store(db_path) as store:  # read in once, by the migration; the file is left as it was
         assert store.guidelines().text == "Relevant: shows the table itself. ✓"
 
 
+def test_the_guidelines_file_is_found_beside_a_link_to_the_database(tmp_path: Path):
+    """SQLite names the file a link leads to; the app wrote the guidelines beside the path it was given."""
+    real = tmp_path / "real" / "arena-prod.db"
+    real.parent.mkdir()
+    _schema_2_database(real)
+    (tmp_path / "data").mkdir()
+    link = tmp_path / "data" / "arena.db"
+    link.symlink_to(real)
+    link.with_suffix(".guidelines.md").write_text("beside the link", encoding="utf-8")
+    with Store(link) as store:
+        assert store.guidelines().text == "beside the link"
+
+
+def test_an_unreadable_guidelines_file_is_named_in_the_log_and_left_as_it_is(db_path: Path, caplog):
+    _schema_2_database(db_path)
+    old_file = db_path.with_suffix(".guidelines.md")
+    old_file.write_bytes(b"\xff\xfe not UTF-8")
+    with caplog.at_level("WARNING"), Store(db_path) as store:
+        assert store.guidelines() is None
+    assert f"the guidelines file {old_file} could not be read" in caplog.text
+    assert old_file.read_bytes() == b"\xff\xfe not UTF-8"
+
+
 def test_a_read_only_database_from_before_the_guidelines_is_read_as_it_is(db_path: Path, monkeypatch):
-    """Schema 3 only added the guidelines: an archived schema-2 copy still exports and evaluates."""
+    """Schema 3 only added the guidelines: an archived schema-2 copy still exports and evaluates,
+    its guidelines read from the file beside it, as that app kept them."""
     query_id = _schema_2_database(db_path)
     before = db_path.read_bytes()
     monkeypatch.setattr(store_module.os, "access", lambda path, mode: False)
@@ -888,4 +928,7 @@ def test_a_read_only_database_from_before_the_guidelines_is_read_as_it_is(db_pat
         assert schema_version(store.db) == 2
         assert [j.label for j in store.current_judgments(query_id=query_id)] == [RELEVANT]
         assert store.guidelines() is None
+    db_path.with_suffix(".guidelines.md").write_text("the archive's guidelines", encoding="utf-8")
+    with Store.existing(db_path) as store:
+        assert store.guidelines().text == "the archive's guidelines"
     assert db_path.read_bytes() == before

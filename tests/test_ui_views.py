@@ -272,21 +272,26 @@ def test_with_login_on_judgments_carry_the_signed_in_name_only(arena, ranked, mo
 
 
 def test_guidelines_are_saved_in_the_database_by_whoever_is_named_and_on_a_login_space_only_signed_in(arena, monkeypatch):
-    assert ui._read_guidelines(arena) == (ui.DEFAULT_GUIDELINES, "")
-    assert ui._write_guidelines(arena, "Relevant: the page alone answers.", "Dana").startswith("Saved by Dana on ")
-    assert ui._read_guidelines(arena)[0] == "Relevant: the page alone answers."
-    assert ui._write_guidelines(arena, "Anyone may save here.").startswith("Saved on ")  # no name typed, no login
-    assert arena.store.guidelines().author == ""
+    text, line, version = ui._read_guidelines(arena)
+    assert (text, line, version) == (ui.DEFAULT_GUIDELINES, "", 0)
+    line, version = ui._write_guidelines(arena, "Relevant: the page alone answers.", "Dana", based_on=version)
+    assert line.startswith("Saved by Dana on ") and ui._read_guidelines(arena) == ("Relevant: the page alone answers.", line, version)
+    line, version = ui._write_guidelines(arena, "Anyone may save here.", based_on=version)  # no name typed, no login
+    assert line.startswith("Saved on ") and arena.store.guidelines().author == ""
     with pytest.raises(Exception, match="too long"):
         ui._write_guidelines(arena, "x", "n" * 81)
+    # A page loaded before that save: its edit would quietly undo it, so it is refused.
+    with pytest.raises(Exception, match="Other guidelines were saved on .* after yours were loaded; nothing was saved"):
+        ui._write_guidelines(arena, "An edit of the first version.", "Eve", based_on=version - 1)
+    assert arena.store.guidelines().text == "Anyone may save here."
 
     monkeypatch.setenv("OAUTH_CLIENT_ID", "a-space-with-hf-oauth")
     monkeypatch.setenv("SYSTEM", "spaces")
     with pytest.raises(Exception, match="Sign in with Hugging Face .* to change the guidelines"):
         ui._write_guidelines(arena, "Overwritten by an anonymous visitor.", "lead")  # a typed name is anyone's
     assert arena.store.guidelines().text == "Anyone may save here."
-    assert ui._write_guidelines(arena, "Signed.", "", profile_of("lead")).startswith("Saved by lead on ")
-    assert arena.store.guidelines().author == "lead"
+    line, _ = ui._write_guidelines(arena, "Signed.", "mallory", profile_of("lead"), based_on=version)
+    assert line.startswith("Saved by lead on ") and arena.store.guidelines().author == "lead"  # not the typed name
 
 
 def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
