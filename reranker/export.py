@@ -21,7 +21,8 @@ Zip layouts (each loads with `datasets.load_dataset("imagefolder", data_files=ZI
                          instruction live in details.jsonl, line for line
   flagembedding          train.jsonl: {"query", "pos", "neg", "pos_scores", "neg_scores",
                          ["prompt"], …details}, paths relative to the archive root
-Every zip also has export.json: the options, the counts, the models and the annotation guidelines.
+Every zip also has export.json: the options, the counts, the models and the annotation guidelines;
+a Parquet file holds the same JSON in its schema metadata (`PARQUET_MANIFEST_KEY`).
 """
 
 from __future__ import annotations
@@ -470,7 +471,7 @@ def _write_zip(path: Path, members: dict[str, bytes], images: dict[str, str], st
             archive.writestr(info, read())
 
 
-def _write_parquet(path: Path, queries: list[QueryExamples], models: tuple[str, ...], store: Store) -> None:
+def _write_parquet(path: Path, queries: list[QueryExamples], models: tuple[str, ...], store: Store, manifest: str) -> None:
     import datasets  # heavy; only this format needs it
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -496,6 +497,8 @@ def _write_parquet(path: Path, queries: list[QueryExamples], models: tuple[str, 
         del features["scores"], features["ranks"]
     features = datasets.Features(features)
     schema = features.arrow_schema  # carries the datasets features (Image) as metadata
+    # What a zip's export.json holds, under a key of its own beside datasets' "huggingface" key.
+    schema = schema.with_metadata({**(schema.metadata or {}), PARQUET_MANIFEST_KEY: manifest.encode()})
     # Written a row group at a time, so only that many images are in memory (a Dataset built
     # from every row at once held ~6x the file's size).
     with pq.ParquetWriter(str(path), schema=schema) as writer:
@@ -510,6 +513,7 @@ def _write_parquet(path: Path, queries: list[QueryExamples], models: tuple[str, 
 
 
 PARQUET_ROWS_PER_GROUP = 16
+PARQUET_MANIFEST_KEY = b"multimodal-rerank-arena"  # pyarrow.parquet.read_schema(file).metadata[key]
 
 
 def export(
@@ -531,23 +535,22 @@ def export(
         raise NothingToExportError(_nothing_message(summary, options))
     queries, n = _usable(selection, options)
     out_path = check_output(out_path, "the export file", database=store.path)
+    manifest = {
+        "generator": "multimodal-rerank-arena",
+        "format": options.format,
+        "options": options.as_json(),
+        "counts": summary.as_json(),
+        "models": list(selection.models),
+        # What "relevant" meant to the annotators (None: the app's default, never saved).
+        "guidelines": dataclasses.asdict(guidelines) if (guidelines := store.guidelines()) else None,
+    }
+    manifest_json = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
     with output_file(out_path) as partial:  # never a half-written export, nor one two runs shared
         if options.format == "parquet":
-            _write_parquet(partial, queries, selection.models, store)
+            _write_parquet(partial, queries, selection.models, store, manifest_json)
         else:
             members = _ZIP_WRITERS[options.format](queries, n, selection.models, store, options, prompt_for)
-            manifest = {
-                "generator": "multimodal-rerank-arena",
-                "format": options.format,
-                "options": options.as_json(),
-                "counts": summary.as_json(),
-                "models": list(selection.models),
-                # What "relevant" meant to the annotators (None: the app's default, never saved).
-                "guidelines": dataclasses.asdict(guidelines) if (guidelines := store.guidelines()) else None,
-            }
-            members["export.json"] = (
-                json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
-            ).encode()
+            members["export.json"] = manifest_json.encode()
             images = {  # only the images some row refers to
                 _image_name(e.page_hash): e.page_hash
                 for q in queries

@@ -336,6 +336,16 @@ def test_parquet_loads_with_image_feature(arena, tmp_path):
     for row in rows:
         assert row["image"].tobytes() == by_hash[row["page_hash"]].image.tobytes()
     assert rows[2]["judgment"] == NOT_RELEVANT and rows[2]["hard_for"] == [A] and rows[2]["scores"][A] == 0.95
+    # What a zip's export.json says travels in the file's schema metadata.
+    import pyarrow.parquet as pq
+
+    from reranker.export import PARQUET_MANIFEST_KEY
+
+    store.save_guidelines("Relevant: the page alone answers.", "lead")
+    out = export(store, ExportOptions(format="parquet", rule="top_k", k=2), tmp_path / "with-guidelines.parquet")
+    manifest = json.loads(pq.read_schema(out).metadata[PARQUET_MANIFEST_KEY])
+    assert manifest["options"]["k"] == 2 and manifest["counts"]["rows"] == 7
+    assert manifest["guidelines"]["text"] == "Relevant: the page alone answers."
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
