@@ -328,7 +328,8 @@ def show_ranking(arena: Arena, data: dict):
             continue
         rate = model["pages_per_second"]
         stored = model["stored"]
-        header += f"{len(model['ranking'])} pages" + (f" ({stored} scored before)" if stored else "")
+        count = len(model["ranking"])
+        header += f"{count} page{'' if count == 1 else 's'}" + (f" ({stored} scored before)" if stored else "")
         header += f" in {model['seconds']:.2f} s" + (f" · {rate:.1f} pages/s" if rate else "")
         header += f"  \n*other* = the page's rank under {escape(get_spec(other).label)}"
         items = []
@@ -377,9 +378,10 @@ def agreement_view(data: dict):
 
 
 def select_page(arena: Arena, data: dict, key: str, evt: gr.SelectData):
-    """Clicking a gallery item: the page large, with both models' scores and ranks."""
+    """Clicking a gallery item: the page large, with both models' scores and ranks, and the same
+    page marked in the other model's gallery (it kept marking the page clicked there before)."""
     if not data or evt is None or evt.index is None:
-        return None, ""
+        return None, "", gr.skip()
     entry = data["models"][key]["ranking"][evt.index]
     page = data["pages"][entry["page"]]
     lines = [f"**{escape(page_label(page))}**"]
@@ -388,7 +390,9 @@ def select_page(arena: Arena, data: dict, key: str, evt: gr.SelectData):
             continue
         rank = next(e["rank"] for e in model["ranking"] if e["page"] == entry["page"])
         lines.append(f"{escape(model['label'])}: P(yes) **{model['scores'][entry['page']]:.4f}**, rank #{rank}")
-    return arena.image_path(entry["content_hash"], 1600), "\n\n".join(lines)
+    other = data["models"].get(B_KEY if key == A_KEY else A_KEY)
+    there = next((i for i, e in enumerate(other["ranking"]) if e["page"] == entry["page"]), None) if other else None
+    return arena.image_path(entry["content_hash"], 1600), "\n\n".join(lines), gr.update(selected_index=there)
 
 
 # ----- Annotate ---------------------------------------------------------------------------------
@@ -838,11 +842,11 @@ def build_app(arena: Arena) -> gr.Blocks:
                     with gr.Column():
                         header_a = markdown(f"### {spec_a.label}", elem_id="header-a")
                         gallery_a = gr.Gallery(label=spec_a.label, columns=3, height="auto", object_fit="contain",
-                                               allow_preview=False, elem_id="gallery-a")
+                                               allow_preview=False, buttons=[], elem_id="gallery-a")
                     with gr.Column():
                         header_b = markdown(f"### {spec_b.label}", elem_id="header-b")
                         gallery_b = gr.Gallery(label=spec_b.label, columns=3, height="auto", object_fit="contain",
-                                               allow_preview=False, elem_id="gallery-b")
+                                               allow_preview=False, buttons=[], elem_id="gallery-b")
                 with gr.Row():
                     with gr.Column(scale=3):
                         detail_image = gr.Image(label="Selected page", type="filepath", interactive=False, height=520,
@@ -952,9 +956,9 @@ def build_app(arena: Arena) -> gr.Blocks:
                                                max_height=600, elem_id="per-query")
                 with gr.Row():
                     mistakes_a = gr.Gallery(label=f"{spec_a.label}: pages ranked above a relevant page", columns=4, height="auto",
-                                            allow_preview=True, elem_id="mistakes-a")
+                                            allow_preview=True, buttons=["download", "fullscreen"], elem_id="mistakes-a")
                     mistakes_b = gr.Gallery(label=f"{spec_b.label}: pages ranked above a relevant page", columns=4, height="auto",
-                                            allow_preview=True, elem_id="mistakes-b")
+                                            allow_preview=True, buttons=["download", "fullscreen"], elem_id="mistakes-b")
 
         # --- Rank wiring: /rank returns data; a second, private step draws it ---------------
         rank_outputs = [status, header_a, gallery_a, header_b, gallery_b, agreement, scatter, detail_image, detail_text]
@@ -1008,8 +1012,14 @@ def build_app(arena: Arena) -> gr.Blocks:
                 return select_page(arena, data, key, evt)
             return handler
 
-        gallery_a.select(on_select(A_KEY), ranking_state, [detail_image, detail_text], api_visibility="private")
-        gallery_b.select(on_select(B_KEY), ranking_state, [detail_image, detail_text], api_visibility="private")
+        # Below the galleries (far below, at phone width): brought into view when off screen.
+        show_detail = ("() => { const box = document.querySelector('#detail-image');"
+                       " if (box && box.getBoundingClientRect().top > window.innerHeight * 0.6)"
+                       " box.scrollIntoView({behavior: 'smooth', block: 'start'}); }")
+        gallery_a.select(on_select(A_KEY), ranking_state, [detail_image, detail_text, gallery_b], api_visibility="private",
+                         ).then(None, None, None, js=show_detail, api_visibility="private")
+        gallery_b.select(on_select(B_KEY), ranking_state, [detail_image, detail_text, gallery_a], api_visibility="private",
+                         ).then(None, None, None, js=show_detail, api_visibility="private")
 
         # --- Annotate wiring -----------------------------------------------------------------
         def refresh_choices(name, current):
@@ -1088,7 +1098,11 @@ def build_app(arena: Arena) -> gr.Blocks:
             refresh_choices, [annotator, query_pick], query_pick, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
         refresh.click(refresh_choices, [annotator, query_pick], query_pick, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
         def on_save_guidelines(text, name, version, profile: gr.OAuthProfile | None = None):
-            return _write_guidelines(arena, text, name, profile, based_on=version)
+            try:
+                return _write_guidelines(arena, text, name, profile, based_on=version)
+            except gr.Error as refusal:  # said in a toast; an error here would badge the line below the box
+                gr.Warning(refusal.message)
+                return _read_guidelines(arena)[1], version  # who saved last; still refused until a reload
 
         save_guidelines.click(on_save_guidelines, [guidelines, annotator, guidelines_version],
                               [guidelines_saved, guidelines_version], api_visibility="private")
@@ -1142,7 +1156,9 @@ def build_app(arena: Arena) -> gr.Blocks:
 
         def on_evaluate(labels):
             """Evaluate each model's stored scores against the human labels."""
-            return evaluate_view(arena, labels)
+            *views, found_a, found_b = evaluate_view(arena, labels)
+            return (*views, *(gr.update(value=found, label=f"{spec.label}: {'pages' if found else 'no page'} ranked above a relevant page")
+                              for spec, found in ((spec_a, found_a), (spec_b, found_b))))
 
         eval_button.click(on_evaluate, eval_annotator, [metrics_table, metrics_plot, differences_table, per_query_table, eval_notes,
                                                      mistakes_a, mistakes_b],
@@ -1224,8 +1240,11 @@ def _write_guidelines(arena: Arena, text: str, name: str | None = None, profile:
             raise refuse("Sign in with Hugging Face (top of the Annotate tab) to change the guidelines: "
                          "on this Space each change carries its author's Hugging Face name.")
         author = profile.username
+    elif not (name or "").strip():
+        raise refuse("Enter your name (top of the Annotate tab) before saving the guidelines: the team "
+                     "sees who changed them.")
     else:
-        author = arena.store.known_annotator(annotator_name(name)) if (name or "").strip() else ""
+        author = arena.store.known_annotator(annotator_name(name))
     try:
         saved = arena.store.save_guidelines(text or "", author, based_on)
     except GuidelinesChanged as error:

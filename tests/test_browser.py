@@ -174,6 +174,20 @@ def test_a_ranking_shows_its_progress_and_a_new_one_clears_the_page_shown_large(
     expect(detail).to_contain_text("rank #")
     expect(page.locator("#gallery-a .thumbnail-item.selected")).to_have_count(1)
     expect(page.locator("#detail-image img")).to_be_visible()
+    # The page shown large is brought into view (it sat below both galleries), and it is the page
+    # marked in both galleries (the other one kept marking the page clicked there before).
+    page.wait_for_function("() => { const box = document.querySelector('#detail-image').getBoundingClientRect();"
+                           " return box.top >= -1 && box.top < window.innerHeight / 2; }")
+
+    def marked(gallery: str) -> str:
+        caption = page.locator(f"{gallery} .thumbnail-item.selected .caption-label")
+        expect(caption).to_have_count(1)
+        return re.search(r"doc_\d+\.jpg", caption.inner_text()).group(0)
+
+    assert marked("#gallery-b") == marked("#gallery-a") and marked("#gallery-a") in detail.inner_text()
+    page.locator("#gallery-b .thumbnail-item").last.click()
+    expect(detail).to_contain_text(marked("#gallery-b"))
+    assert marked("#gallery-a") == marked("#gallery-b")
     page.locator("#query textarea, #query input").first.fill(f"a second question {time.time()}")
     page.get_by_role("button", name="Rank", exact=True).click()
     expect(page.locator("#rank-status")).to_contain_text("a second question", timeout=TIMEOUT_MS)
@@ -565,18 +579,22 @@ def test_the_guidelines_box_shows_what_was_saved_after_start_up_and_saves_no_edi
     expect(page.locator("#guidelines-saved")).to_contain_text("Saved by lead on ")
 
     name = page.locator("#annotator input, #annotator textarea").first
-    name.fill("dana")
+    name.fill("gwen")
     name.press("Enter")
     box.fill(saved + " Charts count when their numbers answer the query.")
     page.get_by_role("button", name="Save guidelines", exact=True).click()
-    expect(page.locator("#guidelines-saved")).to_contain_text("Saved by dana on ")
+    expect(page.locator("#guidelines-saved")).to_contain_text("Saved by gwen on ")
     with Store(app_server.db_path) as store:
-        assert (store.guidelines().author, store.guidelines().text) == ("dana", box.input_value())
+        assert (store.guidelines().author, store.guidelines().text) == ("gwen", box.input_value())
         store.save_guidelines("A colleague's newer version.", "lead")  # while this page is open
-    box.fill("dana's second edit, of her own version")
+    box.fill("gwen's second edit, of her own version")
     page.get_by_role("button", name="Save guidelines", exact=True).click()
-    expect(page.locator(".toast-body.error")).to_contain_text("Other guidelines were saved by lead on")
-    expect(box).to_have_value("dana's second edit, of her own version")  # still there to copy
+    expect(page.locator(".toast-body.warning")).to_contain_text("Other guidelines were saved by lead on")
+    expect(box).to_have_value("gwen's second edit, of her own version")  # still there to copy
+    # The line under the box names that newer save, with no error badge drawn over it.
+    expect(page.locator("#guidelines-saved")).to_contain_text("Saved by lead on ")
+    settled(page, "#guidelines-saved")
+    expect(page.locator("#guidelines-saved")).not_to_contain_text("Error")
     with Store(app_server.db_path) as store:
         assert store.guidelines().text == "A colleague's newer version."
 
@@ -648,6 +666,9 @@ def test_at_phone_width_nothing_runs_off_the_screen_and_captions_leave_pages_vis
 
     page.get_by_role("tab", name="Export", exact=True).click()
     expect(page.get_by_label("above_lowest_positive", exact=True)).to_be_visible()
+    page.get_by_label("sentence-transformers", exact=True).click()
+    page.get_by_role("button", name="Preview", exact=True).click()
+    expect(page.locator("#export-summary")).to_contain_text("negatives/row")  # its explanation wraps
     assert not (cut := page.evaluate(CUT_OFF_ON_THE_RIGHT)), "\n".join(cut)
 
     page.get_by_role("tab", name="Evaluate", exact=True).click()

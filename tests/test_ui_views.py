@@ -276,12 +276,14 @@ def test_guidelines_are_saved_in_the_database_by_whoever_is_named_and_on_a_login
     assert (text, line, version) == (ui.DEFAULT_GUIDELINES, "", 0)
     line, version = ui._write_guidelines(arena, "Relevant: the page alone answers.", "Dana", based_on=version)
     assert line.startswith("Saved by Dana on ") and ui._read_guidelines(arena) == ("Relevant: the page alone answers.", line, version)
-    line, version = ui._write_guidelines(arena, "Anyone may save here.", based_on=version)  # no name typed, no login
-    assert line.startswith("Saved on ") and arena.store.guidelines().author == ""
+    with pytest.raises(Exception, match="Enter your name .* before saving the guidelines"):
+        ui._write_guidelines(arena, "Saved by nobody.", "  ", based_on=version)
+    line, version = ui._write_guidelines(arena, "Anyone may save here.", "eve", based_on=version)
+    assert line.startswith("Saved by eve on ")
     with pytest.raises(Exception, match="too long"):
         ui._write_guidelines(arena, "x", "n" * 81)
     # A page loaded before that save: its edit would quietly undo it, so it is refused.
-    with pytest.raises(Exception, match="Other guidelines were saved on .* after yours were loaded; nothing was saved"):
+    with pytest.raises(Exception, match="Other guidelines were saved by eve on .* after yours were loaded; nothing was saved"):
         ui._write_guidelines(arena, "An edit of the first version.", "Eve", based_on=version - 1)
     assert arena.store.guidelines().text == "Anyone may save here."
 
