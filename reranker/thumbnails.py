@@ -96,6 +96,12 @@ class PageImages:
         finally:
             self._sweeping.release()
 
+    def paths(self, page_hashes: Iterable[str], max_side: int) -> list[str]:
+        """`path` of each page, made on the worker threads at once (one by one, the first
+        Evaluate of a store with many judged queries took ~10 s per 500 thumbnails)."""
+        futures = [self._workers.submit(self.path, page_hash, max_side) for page_hash in page_hashes]
+        return [future.result() for future in futures]
+
     def prepare(self, pages: Iterable, max_side: int) -> list[Future]:
         """Remember `pages` and start writing their thumbnails on worker threads."""
         pages = list(pages)

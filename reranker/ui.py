@@ -726,19 +726,27 @@ def evaluate_view(arena: Arena, annotator: str | None):
     notes.append("*n_judged*: pages labelled relevant or not relevant; skipped pages are left out (Annotate's "
                  "progress counts them as done)" + ("" if annotator else ", and so are pages the majority vote "
                  "leaves undecided (as many relevant as not relevant labels)") + ".")
-    mistakes = {key: [] for key in MODELS}
+    found = {key: [] for key in MODELS}  # (rank, newest first, page hash, caption) of every mistake
     for summary_q in arena.store.list_queries():
         pages = arena.store.query_pages(summary_q.id)
         labels = arena.store.current_labels(summary_q.id, annotator) if annotator else arena.store.majority_labels(summary_q.id)
         grades = grades_from_labels(labels)
+        by_hash = {p.page_hash: p for p in pages}
         for key in MODELS:
             scores = {p.page_hash: p.scores[key] for p in pages if key in p.scores}
-            by_hash = {p.page_hash: p for p in pages}
-            for mistake in hardest_mistakes(scores, grades)[:3]:
+            for mistake in hardest_mistakes(scores, grades):
                 page = by_hash[mistake.page_id]
                 # The page first: a thumbnail's caption shows a line or two of this.
-                mistakes[key].append((arena.image_path(page.page_hash, 384),
-                                      f"#{mistake.rank} · {stored_page_label(page)} · for “{summary_q.text[:60]}”"))
+                found[key].append((mistake.rank, -summary_q.id, page.page_hash,
+                                   f"#{mistake.rank} · {stored_page_label(page)} · for “{summary_q.text[:60]}”"))
+    mistakes = {}
+    for key, items in found.items():
+        # The costliest first (a page placed first above a relevant one), newest queries first among equals.
+        shown = sorted(items)[:MISTAKES_SHOWN]
+        mistakes[key] = list(zip(arena.images.paths([item[2] for item in shown], 384), [item[3] for item in shown]))
+    if capped := [key for key, items in found.items() if len(items) > MISTAKES_SHOWN]:
+        notes.append(f"Mistake galleries: the {MISTAKES_SHOWN} ranked highest of " +
+                     " and ".join(f"{len(found[key])} for {escape(get_spec(key).label)}" for key in capped) + ".")
     return (summary, bars, _differences_frame(evaluation.differences), pd.DataFrame(per_query), "\n\n".join(notes),
             mistakes[A_KEY], mistakes[B_KEY])
 
@@ -754,6 +762,9 @@ def _differences_frame(differences) -> pd.DataFrame:
              "better / same / worse": f"{d.wins} / {d.ties} / {d.losses}", "queries": d.n_queries}
             for d in differences if (d.model_a, d.model_b) == (A_KEY, B_KEY)]  # fmt: skip
     return pd.DataFrame(rows, columns=["metric", "mean difference", "95% CI", "p (paired t-test)", "better / same / worse", "queries"])
+
+
+MISTAKES_SHOWN = 30  # per model: a gallery of hundreds was slow to make and to look through
 
 
 def _describe_pair(pair) -> str:

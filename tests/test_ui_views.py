@@ -324,6 +324,24 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
         ui.evaluate_view(arena, "nobody")
 
 
+def test_the_mistake_galleries_show_the_costliest_mistakes_of_all_queries_up_to_a_limit(arena, ranked, monkeypatch):
+    from .bad_inputs import SAMPLE_PAGES
+
+    second = ui.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[4:7]], "a second question", None, None, None, None)
+    for result in (ranked, second):  # the page A ranks last is the one relevant page: every other is a mistake
+        order = [entry["content_hash"] for entry in result["models"][A]["ranking"]]
+        for page_hash in order:
+            ui.judge(arena, result["query_id"], page_hash, "ann", "relevant" if page_hash == order[-1] else "not_relevant")
+    everything = ui.evaluate_view(arena, "ann")[-2]
+    monkeypatch.setattr(ui, "MISTAKES_SHOWN", 3)
+    *_, notes, shown, _ = ui.evaluate_view(arena, "ann")
+    assert len(everything) > 3 and len(shown) == 3
+    # Each query's page A placed first, the newer query's first; then a second place.
+    assert [caption.split(" · ")[0] for _, caption in shown] == ["#1", "#1", "#2"]
+    assert "a second question" in shown[0][1]
+    assert f"Mistake galleries: the 3 ranked highest of {len(everything)} for {ui.escape('Qwen3-VL-Reranker-2B')}" in notes
+
+
 def test_evaluate_notes_say_why_queries_are_left_out_and_list_only_annotators_who_overlap(arena, ranked):
     from .bad_inputs import SAMPLE_PAGES
 
