@@ -887,18 +887,20 @@ def build_app(arena: Arena) -> gr.Blocks:
                 with gr.Row():
                     with gr.Column(scale=3):
                         annotate_image = gr.Image(label="Page", type="filepath", interactive=False, height=720, elem_id="annotate-image")
-                    with gr.Column(scale=2):
+                    with gr.Column(scale=2, elem_id="judge-column"):  # above the page at phone width (arena.css)
                         annotate_progress = markdown(elem_id="annotate-progress")
                         annotate_info = markdown(elem_id="annotate-info")
+                        # Two a row at phone width too (min_width): one a row put the page a screen lower.
                         with gr.Row():
-                            relevant = gr.Button("Relevant (R)", variant="primary", elem_id="judge-relevant")
-                            not_relevant = gr.Button("Not relevant (N)", variant="stop", elem_id="judge-not-relevant")
+                            relevant = gr.Button("Relevant (R)", variant="primary", elem_id="judge-relevant", min_width=100)
+                            not_relevant = gr.Button("Not relevant (N)", variant="stop", elem_id="judge-not-relevant",
+                                                     min_width=100)
                         with gr.Row():
-                            skip = gr.Button("Skip (S)", elem_id="judge-skip")
-                            undo_button = gr.Button("Undo (U)", elem_id="judge-undo")
+                            skip = gr.Button("Skip (S)", elem_id="judge-skip", min_width=100)
+                            undo_button = gr.Button("Undo (U)", elem_id="judge-undo", min_width=100)
                         with gr.Row():
-                            previous = gr.Button("◀ Previous (←)", elem_id="nav-prev")
-                            following = gr.Button("Next (→) ▶", elem_id="nav-next")
+                            previous = gr.Button("◀ Previous (←)", elem_id="nav-prev", min_width=100)
+                            following = gr.Button("Next (→) ▶", elem_id="nav-next", min_width=100)
                         # No minimum or maximum: Gradio would refuse 0 or 11 with an error over the
                         # whole panel; the jump itself clamps to the pages there are.
                         jump = gr.Number(1, label="Jump to page (Enter)", precision=0, elem_id="jump")
