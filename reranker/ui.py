@@ -743,7 +743,7 @@ def evaluate_view(arena: Arena, annotator: str | None):
     for key, items in found.items():
         # The costliest first (a page placed first above a relevant one), newest queries first among equals.
         shown = sorted(items)[:MISTAKES_SHOWN]
-        mistakes[key] = list(zip(arena.images.paths([item[2] for item in shown], 384), [item[3] for item in shown]))
+        mistakes[key] = list(zip(arena.images.paths([item[2] for item in shown], MISTAKE_IMAGE_SIDE), [item[3] for item in shown]))
     if capped := [key for key, items in found.items() if len(items) > MISTAKES_SHOWN]:
         notes.append(f"Mistake galleries: the {MISTAKES_SHOWN} ranked highest of " +
                      " and ".join(f"{len(found[key])} for {escape(get_spec(key).label)}" for key in capped) + ".")
@@ -765,6 +765,7 @@ def _differences_frame(differences) -> pd.DataFrame:
 
 
 MISTAKES_SHOWN = 30  # per model: a gallery of hundreds was slow to make and to look through
+MISTAKE_IMAGE_SIDE = 768  # the gallery's own large view shows this file (at 384 px it was blurry)
 
 
 def _describe_pair(pair) -> str:
