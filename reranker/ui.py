@@ -82,10 +82,14 @@ def markdown(value: str = "", **options) -> gr.Markdown:
     return gr.Markdown(value, latex_delimiters=[], **options)
 
 
-def refuse(message: str) -> gr.Error:
+class Refusal(gr.Error):
+    """What a person (or API client) gave cannot be used (not a failure of the app)."""
+
+
+def refuse(message: str) -> Refusal:
     """What a person (or API client) gave cannot be used: the message, shown to them, and no
     traceback in the server's log, where nothing went wrong."""
-    return gr.Error(message, print_exception=False)
+    return Refusal(message, print_exception=False)
 
 
 def budget_pixels(key: str, tokens: int | None) -> int | None:
@@ -768,6 +772,14 @@ MISTAKES_SHOWN = 30  # per model: a gallery of hundreds was slow to make and to 
 MISTAKE_IMAGE_SIDE = 768  # the gallery's own large view shows this file (at 384 px it was blurry)
 
 
+def mistakes_heading(summary: pd.DataFrame, label: str, found: list) -> str:
+    """A mistake gallery's label: an empty one says whether the model made no mistake or was not
+    evaluated at all (no stored scores: it is absent from the metrics table)."""
+    if summary.empty or label not in set(summary["model"]):
+        return f"{label}: not evaluated (no stored scores)"
+    return f"{label}: {'pages' if found else 'no page'} ranked above a relevant page"
+
+
 def _describe_pair(pair) -> str:
     fields = {name: getattr(pair, name) for name in ("model_a", "model_b", "kendall_tau", "topk_overlap", "n_queries") if hasattr(pair, name)}
     tau, overlap = fields.get("kendall_tau"), fields.get("topk_overlap")
@@ -1030,10 +1042,11 @@ def build_app(arena: Arena) -> gr.Blocks:
         show_detail = ("() => { const box = document.querySelector('#detail-image');"
                        " if (box && box.getBoundingClientRect().top > window.innerHeight * 0.6)"
                        " box.scrollIntoView({behavior: 'smooth', block: 'start'}); }")
+        # Progress on the large view only: on the other gallery (an output, for its mark) it blanked it.
         gallery_a.select(on_select(A_KEY), ranking_state, [detail_image, detail_text, gallery_b], api_visibility="private",
-                         ).then(None, None, None, js=show_detail, api_visibility="private")
+                         show_progress_on=[detail_image]).then(None, None, None, js=show_detail, api_visibility="private")
         gallery_b.select(on_select(B_KEY), ranking_state, [detail_image, detail_text, gallery_a], api_visibility="private",
-                         ).then(None, None, None, js=show_detail, api_visibility="private")
+                         show_progress_on=[detail_image]).then(None, None, None, js=show_detail, api_visibility="private")
 
         # --- Annotate wiring -----------------------------------------------------------------
         def refresh_choices(name, current):
@@ -1114,7 +1127,7 @@ def build_app(arena: Arena) -> gr.Blocks:
         def on_save_guidelines(text, name, version, profile: gr.OAuthProfile | None = None):
             try:
                 return _write_guidelines(arena, text, name, profile, based_on=version)
-            except gr.Error as refusal:  # said in a toast; an error here would badge the line below the box
+            except Refusal as refusal:  # said in a toast; an error here would badge the line below the box
                 gr.Warning(refusal.message)
                 return _read_guidelines(arena)[1], version  # who saved last; still refused until a reload
 
@@ -1171,7 +1184,7 @@ def build_app(arena: Arena) -> gr.Blocks:
         def on_evaluate(labels):
             """Evaluate each model's stored scores against the human labels."""
             *views, found_a, found_b = evaluate_view(arena, labels)
-            return (*views, *(gr.update(value=found, label=f"{spec.label}: {'pages' if found else 'no page'} ranked above a relevant page")
+            return (*views, *(gr.update(value=found, label=mistakes_heading(views[0], spec.label, found))
                               for spec, found in ((spec_a, found_a), (spec_b, found_b))))
 
         eval_button.click(on_evaluate, eval_annotator, [metrics_table, metrics_plot, differences_table, per_query_table, eval_notes,

@@ -342,6 +342,34 @@ def test_the_mistake_galleries_show_the_costliest_mistakes_of_all_queries_up_to_
     assert f"Mistake galleries: the 3 ranked highest of {len(everything)} for {ui.escape('Qwen3-VL-Reranker-2B')}" in notes
 
 
+def test_an_empty_mistake_gallery_tells_no_mistake_from_no_scores():
+    import pandas as pd
+
+    summary = pd.DataFrame([{"model": "Qwen3-VL-Reranker-2B", "queries": 1}])
+    assert ui.mistakes_heading(summary, "Qwen3-VL-Reranker-2B", []) == "Qwen3-VL-Reranker-2B: no page ranked above a relevant page"
+    assert ui.mistakes_heading(summary, "Qwen3-VL-Reranker-2B", [("p.jpg", "#1")]).endswith(": pages ranked above a relevant page")
+    assert ui.mistakes_heading(summary, "Qwen3RerankerMM-2B", []) == "Qwen3RerankerMM-2B: not evaluated (no stored scores)"
+    assert ui.mistakes_heading(pd.DataFrame(), "Qwen3RerankerMM-2B", []).endswith("not evaluated (no stored scores)")
+
+
+def test_a_guidelines_save_the_database_refuses_is_an_error_not_a_refusal(arena, monkeypatch):
+    """Refusals (no name, too long, a colleague's newer version) become warnings in the tab; a
+    failure of the database stays an error, logged."""
+    import gradio as gr
+
+    from reranker.store import StoreError
+
+    def full_disk(*args, **kwargs):
+        raise StoreError("The database could not be written: the disk holding it is full.")
+
+    monkeypatch.setattr(arena.store, "save_guidelines", full_disk)
+    with pytest.raises(gr.Error, match="disk holding it is full") as raised:
+        ui._write_guidelines(arena, "text", "dana")
+    assert not isinstance(raised.value, ui.Refusal) and raised.value.print_exception
+    with pytest.raises(ui.Refusal):
+        ui._write_guidelines(arena, "text", "")
+
+
 def test_evaluate_notes_say_why_queries_are_left_out_and_list_only_annotators_who_overlap(arena, ranked):
     from .bad_inputs import SAMPLE_PAGES
 
@@ -664,3 +692,13 @@ def test_a_name_typed_in_another_capitalisation_is_the_same_annotator(arena, ran
     assert ui.resume_position(arena, query_id, "aLiCe", ui.ORDERS[3]) == 1
     assert arena.store.annotators() == ["alice"]
     assert dict((v, label) for label, v in ui.query_choices(arena, ui.typed_annotator(arena, "ALICE")))[query_id].endswith("1/4 judged")
+
+
+def test_clicking_a_page_in_one_gallery_shows_progress_on_the_large_view_only(arena):
+    """The other gallery is an output of the click (its mark follows the page); with progress
+    shown on every output, Gradio's overlay blanked that whole gallery for the request."""
+    demo = ui.build_app(arena)
+    ids = {c["props"].get("elem_id"): c["id"] for c in demo.config["components"] if c.get("props", {}).get("elem_id")}
+    for clicked, other in (("gallery-a", "gallery-b"), ("gallery-b", "gallery-a")):
+        (select,) = [d for d in demo.config["dependencies"] if (ids[clicked], "select") in [tuple(t) for t in d["targets"]]]
+        assert ids[other] in select["outputs"] and select["show_progress_on"] == [ids["detail-image"]]
