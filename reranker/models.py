@@ -34,6 +34,7 @@ def tokens_to_pixels(tokens: int) -> int:
 class ModelSpec:
     key: str  # stable id used in the API, the database and environment variables
     label: str  # short name for the UI
+    tag: str  # shorter still, where space is tight (the bar plot's labels, which cut the label)
     model_id: str  # Hub id of the weights (for an adapter model: the base model)
     adapter_id: str | None  # Hub id of a LoRA adapter merged into the base, if any
     reference: str  # where the facts below come from
@@ -89,6 +90,7 @@ class ModelSpec:
 QWEN3_VL_RERANKER_2B = ModelSpec(
     key="qwen3-vl-reranker-2b",
     label="Qwen3-VL-Reranker-2B",
+    tag="VL-Reranker",
     model_id="Qwen/Qwen3-VL-Reranker-2B",
     adapter_id=None,
     reference="QwenLM/Qwen3-VL-Embedding, src/models/qwen3_vl_reranker.py",
@@ -110,6 +112,7 @@ QWEN3_VL_RERANKER_2B = ModelSpec(
 QWEN3_RERANKER_MM_2B = ModelSpec(
     key="qwen3-reranker-mm-2b",
     label="Qwen3RerankerMM-2B",
+    tag="RerankerMM",
     model_id="Qwen/Qwen3-VL-2B-Instruct",
     adapter_id="UlrickBL/Qwen3RerankerMM-2B",
     reference="UlrickBL/multimodal_reranker, training_qwen_3_reranker/README.md (model card)",

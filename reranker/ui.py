@@ -704,10 +704,12 @@ def evaluate_view(arena: Arena, annotator: str | None):
     summary = pd.DataFrame(summary_rows)
     bars = None
     if not summary.empty:
-        # One bar per (metric, model): BarPlot has no grouping, so the category holds both.
-        bars = summary.melt(id_vars=["model"], value_vars=[c for c in ("ndcg@5", "ndcg_blog@5", "mrr", "recall@5", "map") if c in summary],
+        # One bar per (metric, model): BarPlot has no grouping, so the category holds both (with the
+        # model's tag: its full name made the labels too long, and the plot cut them).
+        bars = summary.melt(id_vars=["model"], value_vars=[c for c in BAR_METRICS if c in summary],
                             var_name="metric", value_name="value")
-        bars["bar"] = bars["metric"] + " · " + bars["model"]
+        tags = {spec.label: spec.tag for spec in MODELS.values()}
+        bars["bar"] = bars["metric"] + " · " + bars["model"].map(lambda label: tags.get(label, label))
     notes = []
     for key, result in evaluation.results.items():
         if result.excluded:  # counted in the table's "excluded" column; here is why
@@ -770,6 +772,15 @@ def _differences_frame(differences) -> pd.DataFrame:
 
 MISTAKES_SHOWN = 30  # per model: a gallery of hundreds was slow to make and to look through
 MISTAKE_IMAGE_SIDE = 768  # the gallery's own large view shows this file (at 384 px it was blurry)
+
+
+BAR_METRICS = ("ndcg@5", "ndcg_blog@5", "mrr", "recall@5", "map")
+
+
+def bar_order() -> list[str]:
+    """The bar plot's categories in metric order, the models in their order within each (Vega
+    sorted them alphabetically, which put the second model first)."""
+    return [f"{metric} · {spec.tag}" for metric in BAR_METRICS for spec in MODELS.values()]
 
 
 def mistakes_heading(summary: pd.DataFrame, label: str, found: list) -> str:
@@ -969,7 +980,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                 metrics_table = gr.Dataframe(label="Metrics per model (means over judged queries)", interactive=False,
                                              elem_id="metrics-table")
                 metrics_plot = gr.BarPlot(x="bar", y="value", color="model", label="Metrics", y_lim=[0, 1], height=340,
-                                          x_label_angle=-30, sort=None, x_title="metric · model", elem_id="metrics-plot")
+                                          x_label_angle=-30, sort=bar_order(), x_title="metric · model", elem_id="metrics-plot")
                 # Whether the gap between the means is more than the spread of the queries.
                 differences_table = gr.Dataframe(
                     label=f"{spec_a.label} − {spec_b.label}, query by query over the queries both were evaluated on "

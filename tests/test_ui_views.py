@@ -309,6 +309,10 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
     row_a = summary.set_index("model").loc["Qwen3-VL-Reranker-2B"]
     assert row_a["mrr"] == pytest.approx(0.25) and row_a["queries"] == 1
     assert set(bars["metric"]) >= {"ndcg@5", "ndcg_blog@5", "mrr"} and len(per_query) == 2
+    # Each bar is named by metric and the model's tag (the full names made labels the plot cut),
+    # every one of them in the plot's fixed order: metrics as listed, the models in their order.
+    assert set(bars["bar"]) == set(ui.bar_order()) and "ndcg_blog@5 · VL-Reranker" in set(bars["bar"])
+    assert ui.bar_order()[:2] == ["ndcg@5 · VL-Reranker", "ndcg@5 · RerankerMM"]
     assert "Cohen's κ ann vs bob" in notes and "ndcg_blog@5" in notes
     # Rank and page first: a thumbnail's caption shows only its start.
     assert len(mistakes_a) == 3 and all(re.match(r"#\d · \S+\.jpg · for “", caption) for _, caption in mistakes_a)
