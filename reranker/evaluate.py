@@ -710,9 +710,7 @@ def _differences_tables(differences: Sequence[PairedDifference], ks: Sequence[in
     blocks = []
     for (a, b), group in _grouped(differences):
         group = sorted(group, key=lambda d: order.index(d.metric) if d.metric in order else len(order))  # as the means table
-        rows = [[labels.get(d.metric, d.metric), _signed(d.mean),
-                 "—" if d.ci_low is None else f"{_signed(d.ci_low)} … {_signed(d.ci_high)}",
-                 _p_value(d.p_value), f"{d.wins} / {d.ties} / {d.losses}"] for d in group]  # fmt: skip
+        rows = [[labels.get(d.metric, d.metric), *difference_cells(d)] for d in group]
         n = group[0].n_queries
         blocks.append(f"{model_label(a)} − {model_label(b)}, query by query over the {n} "
                       f"quer{'y' if n == 1 else 'ies'} both were evaluated on:\n"
@@ -728,6 +726,13 @@ def _grouped(differences: Sequence[PairedDifference]) -> list[tuple[tuple[str, s
     for d in differences:
         groups.setdefault((d.model_a, d.model_b), []).append(d)
     return list(groups.items())
+
+
+def difference_cells(d: PairedDifference) -> tuple[str, str, str, str]:
+    """A paired difference as shown (here and in the Evaluate tab): mean, 95% CI, p and
+    better / same / worse, with — where one is undefined."""
+    interval = "—" if d.ci_low is None else f"{_signed(d.ci_low)} … {_signed(d.ci_high)}"
+    return _signed(d.mean), interval, _p_value(d.p_value), f"{d.wins} / {d.ties} / {d.losses}"
 
 
 def _signed(value: float | None) -> str:

@@ -758,16 +758,12 @@ def evaluate_view(arena: Arena, annotator: str | None):
 
 
 def _differences_frame(differences) -> pd.DataFrame:
-    """Model A − model B, a row per metric (`reranker.metrics.PairedDifference`)."""
-    def signed(value):
-        return "—" if value is None else f"{value:+.4f}"
+    """Model A − model B, a row per metric (`reranker.metrics.PairedDifference`), as `eval` prints it."""
+    from .evaluate import difference_cells
 
-    rows = [{"metric": d.metric, "mean difference": signed(d.mean),
-             "95% CI": "—" if d.ci_low is None else f"{signed(d.ci_low)} … {signed(d.ci_high)}",
-             "p (paired t-test)": "—" if d.p_value is None else ("< 0.0001" if d.p_value < 1e-4 else f"{d.p_value:.4f}"),
-             "better / same / worse": f"{d.wins} / {d.ties} / {d.losses}", "queries": d.n_queries}
-            for d in differences if (d.model_a, d.model_b) == (A_KEY, B_KEY)]  # fmt: skip
-    return pd.DataFrame(rows, columns=["metric", "mean difference", "95% CI", "p (paired t-test)", "better / same / worse", "queries"])
+    columns = ["metric", "mean difference", "95% CI", "p (paired t-test)", "better / same / worse", "queries"]
+    rows = [(d.metric, *difference_cells(d), d.n_queries) for d in differences if (d.model_a, d.model_b) == (A_KEY, B_KEY)]
+    return pd.DataFrame(rows, columns=columns)
 
 
 MISTAKES_SHOWN = 30  # per model: a gallery of hundreds was slow to make and to look through
