@@ -437,6 +437,11 @@ class Guidelines:
     author: str  # '' where nobody was named
     created: str
 
+    @property
+    def saved(self) -> str:
+        """'Saved by <author> on <YYYY-MM-DD HH:MM> UTC' (without 'by' for nobody named)."""
+        return f"Saved{f' by {self.author}' if self.author else ''} on {self.created[:16].replace('T', ' ')} UTC"
+
 
 class Undone(NamedTuple):
     page_hash: str
@@ -614,10 +619,9 @@ class Store:
             if latest is not None and latest.text == text:
                 return latest
             if based_on is not None and (latest.id if latest else 0) != based_on:
-                who = f" by {latest.author}" if latest.author else ""
                 raise GuidelinesChanged(
-                    f"Other guidelines were saved{who} on {latest.created[:16].replace('T', ' ')} UTC, after yours were "
-                    "loaded; nothing was saved. Copy your text, reload the page to see theirs, then make your change again.")
+                    f"Other guidelines were {latest.saved[0].lower()}{latest.saved[1:]}, after yours were loaded; nothing "
+                    "was saved. Copy your text, reload the page to see theirs, then make your change again.")
             created = now()
             row_id = db.execute("INSERT INTO guidelines (text, author, created) VALUES (?, ?, ?)",
                                 [text, author, created]).lastrowid

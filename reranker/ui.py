@@ -1249,8 +1249,7 @@ def _read_guidelines(arena: Arena) -> tuple[str, str, int]:
 
 
 def _saved_line(saved) -> str:
-    when = saved.created[:16].replace("T", " ")
-    return f"Saved{f' by {escape(saved.author)}' if saved.author else ''} on {when} UTC."
+    return escape(saved.saved) + "."
 
 
 def _remove_old_exports(cache_dir: Path) -> None:
