@@ -402,7 +402,9 @@ def select_page(arena: Arena, data: dict, key: str, evt: gr.SelectData):
 # ----- Annotate ---------------------------------------------------------------------------------
 def query_choices(arena: Arena, annotator: str | None) -> list[tuple[str, int]]:
     return [
-        (f"{_shortened(summary.text, 90)}{_instruction_tag(summary.instruction)} — {summary.judged}/{summary.pages} judged",
+        # The count first: a narrow list cuts the end of a long query, and the count is what an
+        # annotator scans for.
+        (f"{summary.judged}/{summary.pages} judged — {_shortened(summary.text, 90)}{_instruction_tag(summary.instruction)}",
          summary.id)
         for summary in reversed(arena.store.list_queries(annotator or None))
     ]
@@ -901,7 +903,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                     # min_width: side by side at phone width, a model name in the choices ran out of the box.
                     order = gr.Radio(list(ORDERS), value=ORDERS[0], label="Order", scale=3, min_width=320)
                 with gr.Row():
-                    query_pick = gr.Dropdown(label="Query (newest first) — pages judged/total: yours once your name is in, else anyone's "
+                    query_pick = gr.Dropdown(label="Query (newest first), each after its pages judged/total: yours once your name is in, else anyone's "
                                                    "(↻ brings in new rankings and others' judgments)", choices=[], scale=5, elem_id="query-pick")
                     refresh = gr.Button("↻ Refresh list", scale=1)
                 with gr.Row():

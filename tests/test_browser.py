@@ -234,7 +234,7 @@ def test_user_text_and_file_names_render_as_text(page, tmp_path):
     page.get_by_role("tab", name="Annotate", exact=True).click()
     expect(page.locator("#annotate-info")).to_contain_text(query)
     assert page.locator("#annotate-info img, #annotate-info b").count() == 0
-    expect(page.locator("#query-pick input")).to_have_value(re.compile("^" + re.escape(query)))
+    expect(page.locator("#query-pick input")).to_have_value(re.compile(" judged — " + re.escape(query) + "$"))
 
     # Nowhere on the page did the payload become markup or run.
     assert page.evaluate("document.querySelectorAll('img[onerror], img[src=\"x\"]').length") == 0
@@ -273,7 +273,7 @@ def test_annotate_with_the_keyboard_survives_a_reload(page, app_server):
     page.locator("#annotate-info").click()  # blur: the name is saved in the browser, the view follows
     expect(progress).to_contain_text("judged by rater")
     page.locator("#query-pick input").click()
-    page.get_by_role("option", name=f"{query} — 0/4 judged", exact=True).click()
+    page.get_by_role("option", name=f"0/4 judged — {query}", exact=True).click()
     expect(progress).to_have_text("0/4 judged by rater")
     expect(page.locator("#annotate-info")).to_contain_text(query)
     assert labels() == {}, "keys typed into the name box recorded judgments"
@@ -284,7 +284,7 @@ def test_annotate_with_the_keyboard_survives_a_reload(page, app_server):
     for done, key in enumerate("rns", start=1):
         page.keyboard.press(key)
         expect(progress).to_have_text(f"{done}/4 judged by rater")
-        expect(page.locator("#query-pick input")).to_have_value(f"{query} — {done}/4 judged")  # the list's count too
+        expect(page.locator("#query-pick input")).to_have_value(f"{done}/4 judged — {query}")  # the list's count too
     assert sorted(labels("rater").values()) == ["not_relevant", "relevant", "skip"]
 
     page.reload()
@@ -326,7 +326,7 @@ def test_judging_without_a_name_warns_and_leaves_the_page_on_screen(page, app_se
     query_id = Client(app_server.url, verbose=False).predict(files=files, query=query, api_name="/rank")["query_id"]
     open_annotate(page)
     page.locator("#query-pick input").click()
-    page.get_by_role("option", name=f"{query} — 0/2 judged", exact=True).click()
+    page.get_by_role("option", name=f"0/2 judged — {query}", exact=True).click()
     info = page.locator("#annotate-info")
     expect(info).to_contain_text("Page 1 of 2")
     settled(page, "#annotate-info", "#annotate-progress")
@@ -357,7 +357,7 @@ def test_a_judge_button_clicked_with_the_mouse_is_not_pressed_again_by_space_or_
     name_box.press("Enter")  # applies the name, as leaving the box does
     expect(progress).to_contain_text(f"judged by {annotator}")
     page.locator("#query-pick input").click()
-    page.get_by_role("option", name=f"{query} — 0/3 judged", exact=True).click()
+    page.get_by_role("option", name=f"0/3 judged — {query}", exact=True).click()
     expect(progress).to_have_text(f"0/3 judged by {annotator}")
     page.locator("#judge-relevant").click()
     expect(progress).to_have_text(f"1/3 judged by {annotator}")
@@ -389,7 +389,7 @@ def test_fast_keyboard_judging_labels_the_page_on_screen_and_skips_none(page, ap
     page.locator("#annotate-info").click()  # blur: the name is taken
     expect(progress).to_contain_text(f"judged by {annotator}")
     page.locator("#query-pick input").click()
-    page.get_by_role("option", name=f"{query} — 0/4 judged", exact=True).click()
+    page.get_by_role("option", name=f"0/4 judged — {query}", exact=True).click()
     expect(progress).to_have_text(f"0/4 judged by {annotator}")
     page.locator("#annotate-info").click()
 
@@ -427,7 +427,7 @@ def test_after_enter_in_the_name_box_the_next_key_judges_instead_of_typing(page,
     Client(app_server.url, verbose=False).predict(files=files, query=query, api_name="/rank")
     open_annotate(page)
     page.locator("#query-pick input").click()
-    page.get_by_role("option", name=re.compile(f"^{query} — ")).click()
+    page.get_by_role("option", name=re.compile(f" judged — {query}$")).click()
     name_box, progress = page.locator("#annotator input"), page.locator("#annotate-progress")
     name_box.fill("Dana")
     name_box.press("Enter")
@@ -450,7 +450,7 @@ def test_shortcuts_work_after_choosing_an_order_and_a_jump_past_the_end_goes_to_
     name_box.fill(annotator)
     info.click()
     page.locator("#query-pick input").click()
-    page.get_by_role("option", name=f"{query} — 0/3 judged", exact=True).click()
+    page.get_by_role("option", name=f"0/3 judged — {query}", exact=True).click()
     expect(progress).to_have_text(f"0/3 judged by {annotator}")
 
     jump = page.locator("#jump input")

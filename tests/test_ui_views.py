@@ -192,13 +192,13 @@ def test_a_fully_judged_query_says_so_and_one_with_its_own_instruction_is_told_a
 
     other = ui.rank_pages(arena, [str(SAMPLE_PAGES[0])], QUERY, "Find the chart.", None, None, None)["query_id"]
     labels = dict((value, label) for label, value in ui.query_choices(arena, "ann"))
-    assert labels[query_id] == f"{QUERY} — 4/4 judged"
-    assert labels[other] == f"{QUERY} [instruction: Find the chart.] — 0/1 judged"
+    assert labels[query_id] == f"4/4 judged — {QUERY}"
+    assert labels[other] == f"0/1 judged — {QUERY} [instruction: Find the chart.]"
     assert "*Instruction:* Find the chart." in ui.annotate_view(arena, other, "ann", ui.ORDERS[3], 0)[1]
     long_query = "Which figure compares the average queue length against betweenness centrality in the simulated network?"
     longer = ui.rank_pages(arena, [str(SAMPLE_PAGES[0])], long_query, None, None, None, None)["query_id"]
     listed = dict((value, label) for label, value in ui.query_choices(arena, "ann"))[longer]
-    assert listed == "Which figure compares the average queue length against betweenness centrality in the… — 0/1 judged"
+    assert listed == "0/1 judged — Which figure compares the average queue length against betweenness centrality in the…"
 
 
 def test_a_page_has_the_same_name_on_every_tab(arena, tmp_path):
@@ -695,7 +695,7 @@ def test_a_name_typed_in_another_capitalisation_is_the_same_annotator(arena, ran
     assert ui.undo(arena, query_id, "Alice")["undone"]["page_hash"] == pages[1].page_hash
     assert ui.resume_position(arena, query_id, "aLiCe", ui.ORDERS[3]) == 1
     assert arena.store.annotators() == ["alice"]
-    assert dict((v, label) for label, v in ui.query_choices(arena, ui.typed_annotator(arena, "ALICE")))[query_id].endswith("1/4 judged")
+    assert dict((v, label) for label, v in ui.query_choices(arena, ui.typed_annotator(arena, "ALICE")))[query_id].startswith("1/4 judged — ")
 
 
 def test_clicking_a_page_in_one_gallery_shows_progress_on_the_large_view_only(arena):
