@@ -9,9 +9,12 @@ Pure functions: no torch, no I/O. Inputs are plain mappings:
 
 Conventions (chosen to match trec_eval, so numbers can be checked with ``pytrec_eval``):
 
-- **Ranking and ties.** Pages are sorted by score descending; equal scores are broken by
-  page id *descending*, comparing ``str(page_id)`` — trec_eval's own rule. ``rank_pages`` is
-  the one place this happens; ranks are 1-based.
+- **Ranking and ties.** Pages are sorted by score descending; equal scores keep the order the
+  pages are given in (the mapping's order): in the app, upload order, the order its galleries,
+  store ranks and exports show; on a benchmark, the first stage's order. ``rank_pages`` is the
+  one place this happens; ranks are 1-based. trec_eval breaks ties by page id descending
+  instead: given in that order (``dict(sorted(scores.items(), key=lambda i: str(i[0]),
+  reverse=True))``), every metric here equals ``pytrec_eval``'s, ties or not.
 - **Gain.** NDCG uses linear gain (gain = grade) and the discount ``1 / log2(rank + 1)``,
   as trec_eval's ``ndcg_cut``. The ideal DCG takes the k highest grades among *all* judged
   pages of the query, whether or not the model scored them.
@@ -31,9 +34,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from scipy import stats
 
@@ -87,15 +89,12 @@ def aggregate_labels(
 # ---------------------------------------------------------------- ranking metrics
 
 
-def rank_pages(scores: Scores, ties: Callable[[PageId], Any] | None = None) -> list[PageId]:
-    """Page ids best first: score descending, ties by ``str(page_id)`` descending (trec_eval), or
-    by ``ties(page_id)`` ascending (the app's upload order, say)."""
+def rank_pages(scores: Scores) -> list[PageId]:
+    """Page ids best first: score descending, equal scores in the order given (a stable sort)."""
     for page, score in scores.items():
         if math.isnan(score):
             raise ValueError(f"score of page {page!r} is NaN")
-    # Two stable sorts: secondary key first, then the primary one.
-    by_id = sorted(scores, key=str, reverse=True) if ties is None else sorted(scores, key=ties)
-    return sorted(by_id, key=lambda p: scores[p], reverse=True)
+    return sorted(scores, key=lambda p: scores[p], reverse=True)
 
 
 def _check(grades: Grades, k: int | None) -> None:
@@ -374,32 +373,30 @@ class ModelAgreement:
     disagreements: list[Disagreement]
 
 
-def topk_overlap(scores_a: Scores, scores_b: Scores, k: int, ties: Callable[[PageId], Any] | None = None) -> float | None:
+def topk_overlap(scores_a: Scores, scores_b: Scores, k: int) -> float | None:
     """|top-k of A ∩ top-k of B| / min(k, pages both scored); None if none shared.
-    (min, so two identical rankings of fewer than k pages overlap 1.0, not n/k.) `ties`: as
-    `rank_pages`."""
+    (min, so two identical rankings of fewer than k pages overlap 1.0, not n/k.)"""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     shared = scores_a.keys() & scores_b.keys()
     if not shared:
         return None
-    top_a = rank_pages({p: scores_a[p] for p in shared}, ties)[:k]
-    top_b = rank_pages({p: scores_b[p] for p in shared}, ties)[:k]
+    top_a = rank_pages({p: scores_a[p] for p in scores_a if p in shared})[:k]
+    top_b = rank_pages({p: scores_b[p] for p in scores_b if p in shared})[:k]
     return len(set(top_a) & set(top_b)) / min(k, len(shared))
 
 
 def model_agreement(
     scores_a: Scores, scores_b: Scores, k: int = 5, n_disagreements: int = 5,
-    ties: Callable[[PageId], Any] | None = None,
 ) -> ModelAgreement:
     """Kendall τ-b, Spearman ρ, top-k overlap and the ``n_disagreements`` pages whose ranks
     differ most (ties in the difference: the better best rank first, then rank order of A).
-    `ties`: how equal scores are ranked, as `rank_pages`."""
+    Equal scores rank in A's order of pages, as `rank_pages`."""
     shared = [p for p in scores_a if p in scores_b]
     a = {p: scores_a[p] for p in shared}
     b = {p: scores_b[p] for p in shared}
-    rank_a = {p: r for r, p in enumerate(rank_pages(a, ties), start=1)}
-    rank_b = {p: r for r, p in enumerate(rank_pages(b, ties), start=1)}
+    rank_a = {p: r for r, p in enumerate(rank_pages(a), start=1)}
+    rank_b = {p: r for r, p in enumerate(rank_pages(b), start=1)}
     diffs = [Disagreement(p, rank_a[p], rank_b[p]) for p in shared]
     diffs = [d for d in diffs if d.shift]
     diffs.sort(key=lambda d: (-d.shift, min(d.rank_a, d.rank_b), d.rank_a))
@@ -412,7 +409,7 @@ def model_agreement(
         rho = float(stats.spearmanr(xs, ys).statistic)
     return ModelAgreement(
         n_shared=len(shared), k=k, kendall_tau=tau, spearman=rho,
-        topk_overlap=topk_overlap(a, b, k, ties), disagreements=diffs[:n_disagreements],
+        topk_overlap=topk_overlap(a, b, k), disagreements=diffs[:n_disagreements],
     )
 
 

@@ -86,11 +86,6 @@ class ModelPool:
         self._errors.pop(key, None)
 
 
-def upload_order(page_index: int) -> int:
-    """Equal scores (one page uploaded twice) rank in upload order, as the store's ranks do."""
-    return page_index
-
-
 class ModelUnavailable(RuntimeError):
     def __init__(self, key: str, reason: str):
         super().__init__(f"{get_spec(key).label} is unavailable: {reason}")
@@ -115,7 +110,7 @@ class ModelRanking:
         as the store's ranks (and so the exports) break them."""
         if self.scores is None:
             return []
-        return metrics.rank_pages(dict(enumerate(self.scores)), ties=upload_order)
+        return metrics.rank_pages(dict(enumerate(self.scores)))
 
     @property
     def ranks(self) -> dict[int, int]:
@@ -146,8 +141,7 @@ class RankingResult:
         if len(scored) < 2:
             return None
         first, second = scored[:2]
-        return metrics.model_agreement(dict(enumerate(first.scores)), dict(enumerate(second.scores)), k=k,
-                                       ties=upload_order)
+        return metrics.model_agreement(dict(enumerate(first.scores)), dict(enumerate(second.scores)), k=k)
 
 
 def instruction_for(reranker, instruction: str | None) -> str | None:

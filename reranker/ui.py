@@ -731,9 +731,10 @@ def evaluate_view(arena: Arena, annotator: str | None):
         notes.append(escape(_describe_pair(pair)))
     notes += [escape(note) for note in evaluation.mixed_settings_notes()]
     notes.append("*ndcg_blog@5*: the comparison blog's variant, ideal DCG over the same five pages (not standard NDCG).")
-    notes.append("*n_judged*: pages labelled relevant or not relevant; skipped pages are left out (Annotate's "
-                 "progress counts them as done)" + ("" if annotator else ", and so are pages the majority vote "
-                 "leaves undecided (as many relevant as not relevant labels)") + ".")
+    notes.append("*n_judged*: pages labelled relevant or not relevant; skipped pages are not counted (Annotate's "
+                 "progress counts them as done)" + ("" if annotator else ", nor are pages the majority vote "
+                 "leaves undecided (as many relevant as not relevant labels)") + ". Pages not counted stay in "
+                 "the ranking as not relevant (as trec_eval's unjudged pages); equal scores rank in upload order.")
     found = {key: [] for key in MODELS}  # (rank, newest first, page hash, caption) of every mistake
     for summary_q in arena.store.list_queries():
         pages = arena.store.query_pages(summary_q.id)

@@ -487,6 +487,45 @@ def test_benchmark_output_is_checked_before_the_models_load(arena_db, tmp_path, 
     assert out_json.parent.is_dir() and not out_json.exists()
 
 
+def test_benchmark_ties_keep_the_first_stage_order(tmp_path, tiny_rerankers):
+    """Equal scores rank in the dataset's order, the first stage's own: "106" listed first is its
+    #1 (trec_eval's rule, page id descending, put "107" first). Two copies of one page get equal
+    scores from each model too, so the models' ties follow the same order."""
+    from reranker.evaluate import run_benchmark
+
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    for name in ("106", "107"):
+        _thumbnail(SAMPLES / "doc_0.jpg", folder / f"{name}.jpg")
+    row = dict(query="How does surface density change with radius?", query_id="tied",
+               top_25_image_filenames=[106, 107], top_25_scores=[0.5, 0.5], relevant_image_filenames=["106"])
+    evaluation = run_benchmark(load_benchmark(str(_bench_file(folder, [row]))), folder, rerankers=tiny_rerankers,
+                               max_pixels=MAX_PIXELS)
+    for key in (FIRST_STAGE, MODEL_A, MODEL_B):
+        scores = evaluation.runs[key]["tied"]
+        assert scores["106"] == scores["107"], key
+        assert evaluation.results[key].rows[0]["mrr"] == 1.0, key
+
+
+def test_store_ties_rank_in_upload_order_as_the_app_shows_them(tmp_path):
+    """The metrics rank equal scores as the Rank tab and the store's ranks do: in upload order.
+    (By page id, one of these two queries put its relevant page second.)"""
+    from reranker.store import Store
+
+    first, second = _pages(0, 2)
+    with Store(tmp_path / "arena.db") as store:
+        for pages in ([first, second], [second, first]):
+            query_id = store.save_ranking(f"uploaded {pages[0].source} first", None, pages,
+                                          scores={MODEL_A: [0.5, 0.5], MODEL_B: [0.5, 0.5]},
+                                          settings={MODEL_A: {"max_pixels": 1}, MODEL_B: {"max_pixels": 2}})
+            store.record_judgment(query_id, pages[0].content_hash, "alice", "relevant")
+            store.record_judgment(query_id, pages[1].content_hash, "alice", "not_relevant")
+            assert [p.ranks[MODEL_A] for p in store.query_pages(query_id)] == [1, 2]
+        evaluation = evaluate_store(store)
+    for key in (MODEL_A, MODEL_B):
+        assert [row["mrr"] for row in evaluation.results[key].rows] == [1.0, 1.0]
+
+
 def _bench_file(tmp_path, rows) -> Path:
     data = tmp_path / "bench.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))

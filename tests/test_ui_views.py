@@ -316,7 +316,7 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
     assert "Cohen's κ ann vs bob" in notes and "ndcg_blog@5" in notes
     # Rank and page first: a thumbnail's caption shows only its start.
     assert len(mistakes_a) == 3 and all(re.match(r"#\d · \S+\.jpg · for “", caption) for _, caption in mistakes_a)
-    assert "and so are pages the majority vote leaves undecided" in notes
+    assert "nor are pages the majority vote leaves undecided" in notes
     # A − B, a row per metric, over the one query both were evaluated on (too few to test).
     assert list(differences.columns) == ["metric", "mean difference", "95% CI", "p (paired t-test)", "better / same / worse", "queries"]
     mrr = differences.set_index("metric").loc["mrr"]
