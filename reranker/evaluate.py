@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cli import positive_int
-from .models import MODELS, get_spec
+from .models import MODELS, get_spec, in_model_order
 from .output_files import check_output, output_file
 
 if TYPE_CHECKING:
@@ -71,19 +71,9 @@ anywhere below DIR."""
 
 
 def model_label(key: str) -> str:
-    from .models import MODELS
-
     if key == FIRST_STAGE:
         return "first-stage retriever"
     return MODELS[key].label if key in MODELS else key
-
-
-def _model_order(keys: Iterable[str]) -> list[str]:
-    """Known models in their canonical order (A, B), then any others by name."""
-    from .models import MODELS
-
-    keys = set(keys)
-    return [k for k in MODELS if k in keys] + sorted(keys - set(MODELS))
 
 
 def _mean(values: Iterable[float | None]) -> tuple[float | None, int]:
@@ -234,7 +224,7 @@ def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) ->
             pooled.setdefault(name, {}).update({(summary.id, p): g for p, g in page_grades.items()})
 
     results = {}
-    for model in _model_order(runs):
+    for model in in_model_order(runs):
         result = evaluate(runs[model], qrels, ks, model=model)
         for query_id, grades in qrels.items():  # judged queries this model never scored: say so
             if grades and query_id not in runs[model]:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .cli import positive_int, whole_number
-from .models import MODELS, render_prompt
+from .models import MODELS, in_model_order, render_prompt
 from .output_files import check_output, output_file
 from .store import DEFAULT_PATH, NOT_RELEVANT, RELEVANT, QueryPage, Store, majority, parse_moment, time_bound
 
@@ -225,7 +225,7 @@ def _select(store: Store, options: ExportOptions) -> Selection:
     # judgments are exported, but never export a page the whole team labels the other way.
     team = votes if not (options.annotator or options.since) else _votes(store.current_judgments(until=options.until))
     pages = {query_id: store.query_pages(query_id) for query_id in sorted(votes)}
-    models = options.models or tuple(sorted({m for ps in pages.values() for p in ps for m in p.scores}))
+    models = options.models or tuple(in_model_order({m for ps in pages.values() for p in ps for m in p.scores}))
 
     queries, disagreements = [], 0
     for query_id, candidates in pages.items():
@@ -428,14 +428,16 @@ def _flagembedding(queries, n, models, store, options, prompt_for) -> dict[str, 
         if teacher is not None:  # never null scores: FlagEmbedding's distillation cannot read them
             row["pos_scores"] = [e.scores[teacher] for e in q.positives]
             row["neg_scores"] = [e.scores[teacher] for e in q.negatives]
+        # FlagEmbedding's "prompt" is the yes/no question its trainer appends after
+        # "query [sep] passage" (missing: its own default), not a whole chat prompt.
         if prompt_for is not None:
             row["prompt"] = prompt_for(q.query, q.instruction)
-        elif teacher in MODELS:  # the exact prompt the teacher model scored
-            row["prompt"] = render_prompt(MODELS[teacher], q.query, q.instruction)
         row.update(
             query_id=q.query_id,
             instruction=q.instruction,
             teacher=teacher,
+            # The exact prompt the teacher scored (its page as the image placeholder), to distil with.
+            teacher_prompt=render_prompt(MODELS[teacher], q.query, q.instruction) if teacher in MODELS else None,
             pos_details=[e.details(models) for e in q.positives],
             neg_details=[e.details(models) for e in q.negatives],
         )
@@ -525,8 +527,10 @@ def export(
 ) -> Path:
     """Write the export to `out_path` (one .zip or .parquet file) and return its path.
 
-    FlagEmbedding rows carry the teacher model's exact prompt as "prompt"
-    (`reranker.models.render_prompt`); `prompt_for(query, instruction)` overrides it. Raises
+    FlagEmbedding rows carry the teacher model's exact prompt as "teacher_prompt"
+    (`reranker.models.render_prompt`); `prompt_for(query, instruction)`, when given, fills
+    FlagEmbedding's own "prompt" (the question its trainer appends after query and passage;
+    without it, FlagEmbedding uses its default). Raises
     NothingToExportError (and writes nothing) when the options select no rows.
     """
     selection = select(store, options)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numbers
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -139,6 +140,12 @@ QWEN3_RERANKER_MM_2B = ModelSpec(
 )
 
 MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in (QWEN3_VL_RERANKER_2B, QWEN3_RERANKER_MM_2B)}
+
+
+def in_model_order(keys: Iterable[str]) -> list[str]:
+    """Known models in their canonical order (A, then B), then any others by name."""
+    keys = set(keys)
+    return [key for key in MODELS if key in keys] + sorted(keys - set(MODELS))
 
 
 class UnknownModelError(KeyError):

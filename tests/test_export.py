@@ -25,6 +25,7 @@ from reranker.export import (
     preview,
     select,
 )
+from reranker.models import MODELS, render_prompt
 from reranker.documents import Page
 from reranker.imaging import image_hash
 from reranker.store import NOT_RELEVANT, RELEVANT, SKIP, Store
@@ -317,8 +318,9 @@ def test_flagembedding_jsonl(arena, tmp_path):
     by_path = {f"images/{p.content_hash}.png": n for n, p in pages.items()}
     assert [by_path[p] for p in first["pos"]] == ["p2", "p5"]
     assert [by_path[p] for p in first["neg"]] == ["p0", "p6", "p3", "p7", "p1"]
-    assert first["teacher"] == B  # first model by key; its scores fill pos_scores / neg_scores
-    assert first["pos_scores"] == [0.3, 0.6] and first["neg_scores"] == [0.1, 0.7, 0.4, 0.8, 0.35]
+    assert first["teacher"] == A  # model A unless asked; its scores fill pos_scores / neg_scores
+    assert first["pos_scores"] == [0.8, 0.5] and first["neg_scores"] == [0.95, 0.4, 0.7, 0.3, 0.9]
+    assert first["teacher_prompt"] == render_prompt(MODELS[A], "what was the 2024 revenue?", None)
     assert [d["mined"] for d in first["neg_details"]] == [False, False, False, True, True]
     assert first["neg_details"][0]["ranks"] == {A: 1, B: 7}
     for path, name in by_path.items():
@@ -519,7 +521,7 @@ def test_exported_zip_can_be_read_without_datasets(arena, tmp_path):
     out = export(store, ExportOptions(format="pointwise", rule="all"), tmp_path / "p.zip")
     with zipfile.ZipFile(out) as archive:
         manifest = json.loads(archive.read("export.json"))
-        assert manifest["options"]["rule"] == "all" and manifest["models"] == sorted([A, B])
+        assert manifest["options"]["rule"] == "all" and manifest["models"] == [A, B]
         # The guidelines the labels were made under travel with them.
         assert (manifest["guidelines"]["text"], manifest["guidelines"]["author"]) == ("Relevant: the page alone answers.", "lead")
         for line in archive.read("metadata.jsonl").splitlines():
@@ -569,10 +571,14 @@ def test_flagembedding_takes_each_querys_scores_from_a_model_that_scored_it(tmp_
         with zipfile.ZipFile(out) as archive:
             return {row["query"]: row for row in map(json.loads, archive.read("train.jsonl").splitlines())}
 
-    for teacher in (None, B):
+    for teacher in (None, A, B):
         by_query = rows(teacher=teacher)
         assert by_query["only A scored"]["teacher"] == A and by_query["only A scored"]["pos_scores"] == [0.9]
         assert by_query["only B scored"]["teacher"] == B and by_query["only B scored"]["neg_scores"] == [0.1]
+        # FlagEmbedding's "prompt" is the question it appends after query and passage (absent: its
+        # default); the teacher's whole chat prompt is "teacher_prompt"
+        assert "prompt" not in by_query["only A scored"] and "prompt" not in by_query["only B scored"]
+        assert by_query["only B scored"]["teacher_prompt"] == render_prompt(MODELS[B], "only B scored")
     with pytest.raises(ValueError, match="teacher 'qwen-typo' has no scores here"):
         rows(teacher="qwen-typo")
     store.close()
