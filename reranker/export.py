@@ -252,7 +252,10 @@ def _select(store: Store, options: ExportOptions) -> Selection:
                 if hard or options.rule == "all":
                     negatives.append(_example(page, NOT_RELEVANT, who, hard))
         negatives.sort(key=lambda e: _hardness(e, models))
-        if options.include_mined_negatives:
+        # Mined only where someone judged the query (a skip is no judgment): an unjudged page is
+        # taken as not relevant because the query's relevant pages are known; in a query nobody
+        # judged, nothing says so.
+        if options.include_mined_negatives and any(_binary(v) for v in votes[query_id].values()):
             # "Unjudged" by anyone at all: a page someone labelled, now or at `until` (even
             # outside the filters, or as skip), is never mined, so a known positive cannot come
             # back as a negative, nor a page twice.

@@ -169,6 +169,14 @@ def test_mined_negatives_only_when_asked_and_marked(arena):
     store.record_judgment(q1, pages["p1"].content_hash, "ann", SKIP)  # seen by a human: never mined
     mined = query(select(store, ExportOptions(rule="either", k=2, include_mined_negatives=True)), q1)
     assert names(pages, [e for e in mined.negatives if e.label == MINED]) == ["p7"]
+    # Only where someone judged the query: a query only skipped is as unknown as one never opened
+    # (a skip brought its top pages in as mined negatives).
+    extra = make_pages(["s0", "s1", "u0", "u1"], "more.pdf", seed=9)
+    skipped = store.save_ranking("only skipped", None, [extra["s0"], extra["s1"]], scores={A: [0.9, 0.1]}, settings={A: {}})
+    store.save_ranking("never judged", None, [extra["u0"], extra["u1"]], scores={A: [0.9, 0.1]}, settings={A: {}})
+    store.record_judgment(skipped, extra["s1"].content_hash, "ann", SKIP)
+    every = select(store, ExportOptions(format="pointwise", rule="either", k=2, include_mined_negatives=True))
+    assert {q.query for q in every.queries} == {"what was the 2024 revenue?", "slide about hiring"}
 
 
 def test_agreement_majority_and_annotator_filter(arena):
