@@ -933,7 +933,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                             guidelines_version = gr.State(None)  # as loaded: see _write_guidelines
                             save_guidelines = gr.Button("Save guidelines")
                 position = gr.State(0)
-                page_hash = gr.State(None)
+                shown_page = gr.State(None)  # (query id, page hash) of the page on screen: what a key judges
                 page_total = gr.State(0)
 
             with gr.Tab("Export", id="export"):
@@ -1011,10 +1011,11 @@ def build_app(arena: Arena) -> gr.Blocks:
 
         # The Annotate tab's page view (defined here: ranking updates it too).
         view_inputs = [query_pick, annotator, order, position, jump]
-        view_outputs = [annotate_image, annotate_info, annotate_progress, jump, page_hash, page_total]
+        view_outputs = [annotate_image, annotate_info, annotate_progress, jump, shown_page, page_total]
 
         def view(query_id, name, order_, position_, shown=None):
-            return page_view(arena, query_id, name, order_, position_, shown)
+            *drawn, page_hash, total = page_view(arena, query_id, name, order_, position_, shown)
+            return (*drawn, None if page_hash is None else (int(query_id), page_hash), total)
 
         def draw_ranking(data):
             status_, header_a_, items_a, header_b_, items_b, *rest = show_ranking(arena, data)
@@ -1079,9 +1080,14 @@ def build_app(arena: Arena) -> gr.Blocks:
             listing = gr.update(choices=query_choices(arena, typed_annotator(arena, name))) if counts_changed else gr.skip()
             return (new_position, *view(query_id, name, order_, new_position, shown), listing)
 
-        def on_action(query_id, name, order_, position_, shown, page, total, event: gr.EventData,
+        def on_action(query_id, name, order_, position_, shown, on_screen, total, event: gr.EventData,
                       profile: gr.OAuthProfile | None = None):
             action = next(action for button, action in actions if button is event.target)
+            if on_screen is not None and query_id not in (None, "") and on_screen[0] != int(query_id):
+                # The list names a query whose page is not on screen yet (the view follows the
+                # choice): a key pressed now judged the old query's page under the new query.
+                return tuple(gr.skip() for _ in moved_outputs)
+            page = on_screen[1] if on_screen else None
             try:
                 new_position, counts_changed = act(action, query_id, name, order_, int(position_ or 0), page,
                                                    int(total or 1), profile)
@@ -1112,7 +1118,7 @@ def build_app(arena: Arena) -> gr.Blocks:
             judged = judge(arena, query_id, page, name, action, profile)
             return next_position(arena, query_id, judged["annotator"], order_, position_), True
 
-        gr.on([button.click for button, _ in actions], on_action, [*view_inputs, page_hash, page_total], moved_outputs,
+        gr.on([button.click for button, _ in actions], on_action, [*view_inputs, shown_page, page_total], moved_outputs,
               trigger_mode="once", api_visibility="private")
         # The box is always redrawn: it shows the page's number, not what was typed ("2.7", "99").
         jump.submit(lambda q, name, o, value, total: moved_to(q, name, o, max(0, min(int(value or 1), int(total or 1)) - 1)),

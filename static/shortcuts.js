@@ -1,7 +1,8 @@
 // Keyboard shortcuts for the Annotate tab: R relevant, N not relevant, S skip, U undo,
-// ←/→ previous/next. Ignored while typing in a text field and when the tab is hidden; a focused
-// radio button or checkbox (the Order choice, just clicked) takes no typing, so they work there,
-// and after Enter in "Jump to page" or the name box, that box gives up the focus.
+// ←/→ previous/next. Ignored while typing in a text field, when the tab is hidden, and (R, N, S)
+// while the page's image is loading; a focused radio button or checkbox (the Order choice, just
+// clicked) takes no typing, so they work there, and after Enter in "Jump to page" or the name
+// box, that box gives up the focus.
 () => {
   const CLICKED_NOT_TYPED = ["radio", "checkbox", "button", "submit", "reset"];
   const typingIn = (target) =>
@@ -43,6 +44,14 @@
     const button = element && (element.tagName === "BUTTON" ? element : element.querySelector("button"));
     if (!button || button.disabled) return;
     event.preventDefault();
+    // A label is for the page in view: while the next page's image is still arriving (the text
+    // beside it already names that page; ~0.1 s here, longer on a slow link), the old image is
+    // on screen, so R, N and S wait for it (dropped, as presses during a request are). Only when
+    // it is on screen: Gradio loads it lazily, so one scrolled far away may never load.
+    const image = document.querySelector("#annotate-image img");
+    const box = image && image.getBoundingClientRect();
+    const loadingInView = image && !image.complete && box.bottom > 0 && box.top < window.innerHeight;
+    if (["r", "n", "s"].includes(event.key.toLowerCase()) && loadingInView) return;
     button.click();
   });
 }

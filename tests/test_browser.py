@@ -78,6 +78,16 @@ def open_annotate(page) -> None:
     expect(page.locator("#annotate-progress")).to_contain_text("judged by")
 
 
+PAGE_IMAGE_IN = "() => { const image = document.querySelector('#annotate-image img'); return !image || image.complete; }"
+
+
+def judge_key(page, key: str) -> None:
+    """Press R, N or S once the page's image has arrived (the app ignores them before: the old
+    image would still be on screen)."""
+    page.wait_for_function(PAGE_IMAGE_IN)
+    page.keyboard.press(key)
+
+
 def settled(page, *selectors: str) -> None:
     """No event is running on these components: while one runs, Gradio shows its elapsed time
     ("0.4s") in each of its outputs."""
@@ -282,7 +292,7 @@ def test_annotate_with_the_keyboard_survives_a_reload(page, app_server):
     page.locator("#annotate-info").click()
     assert page.evaluate("document.activeElement.tagName") not in ("INPUT", "TEXTAREA", "SELECT")
     for done, key in enumerate("rns", start=1):
-        page.keyboard.press(key)
+        judge_key(page, key)
         expect(progress).to_have_text(f"{done}/4 judged by rater")
         expect(page.locator("#query-pick input")).to_have_value(f"{done}/4 judged — {query}")  # the list's count too
     assert sorted(labels("rater").values()) == ["not_relevant", "relevant", "skip"]
@@ -331,7 +341,7 @@ def test_judging_without_a_name_warns_and_leaves_the_page_on_screen(page, app_se
     expect(info).to_contain_text("Page 1 of 2")
     settled(page, "#annotate-info", "#annotate-progress")
     page.locator("#annotate-info").click()
-    page.keyboard.press("r")
+    judge_key(page, "r")
     expect(page.locator(".toast-body")).to_contain_text("Enter your name (top of the Annotate tab, or annotator in the API) before judging")
     expect(page.locator(".toast-body.warning, .toast-wrap .warning").first).to_be_visible()
     # The page is still there to judge once the name is in: no blank image, no "Error" panels.
@@ -418,6 +428,87 @@ def test_fast_keyboard_judging_labels_the_page_on_screen_and_skips_none(page, ap
     expect(progress).to_have_text(f"{len(judged)}/4 judged by {annotator}")
 
 
+def _annotate_in_upload_order(page, app_server, annotator: str, *queries: str) -> list[int]:
+    """Rank doc_1, doc_3 and doc_5 under each query (the same three pages), open Annotate under
+    `annotator` on the first query in upload order; returns the query ids."""
+    from gradio_client import Client, handle_file
+
+    files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (1, 3, 5)]
+    client = Client(app_server.url, verbose=False)
+    ids = [client.predict(files=files, query=query, api_name="/rank")["query_id"] for query in queries]
+    open_annotate(page)
+    page.locator("#annotator input").fill(annotator)
+    page.locator("#annotate-info").click()
+    page.locator("#query-pick input").click()
+    page.get_by_role("option", name=f"0/3 judged — {queries[0]}", exact=True).click()
+    expect(page.locator("#annotate-progress")).to_have_text(f"0/3 judged by {annotator}")
+    page.get_by_label("Upload order").click()
+    expect(page.locator("#annotate-info")).to_contain_text("Page 1 of 3 · doc_1.jpg")
+    settled(page, "#annotate-info", "#jump", "#query-pick")
+    return ids
+
+
+def _judgments(app_server, query_id: int, annotator: str) -> list[tuple[str, str]]:
+    """(source file, label) of the annotator's current judgments on the query."""
+    from reranker.store import Store
+
+    with Store(app_server.db_path) as store:
+        source = {p.page_hash: p.source for p in store.query_pages(query_id)}
+        return [(source[j.page_hash], j.label) for j in store.current_judgments(query_id=query_id, annotator=annotator)]
+
+
+def test_a_key_pressed_as_another_query_opens_judges_nothing_under_it(page, app_server):
+    """Two queries over the same pages. A key pressed just after choosing the second query, with
+    the first query's page still on screen, stored that page under the second query."""
+    first, second = "switch from this query", "switch to this query"
+    _, second_id = _annotate_in_upload_order(page, app_server, "switch rater", first, second)
+    info, progress = page.locator("#annotate-info"), page.locator("#annotate-progress")
+    page.keyboard.press("ArrowRight")
+    expect(info).to_contain_text("Page 2 of 3 · doc_3.jpg")
+    settled(page, "#annotate-info", "#jump", "#query-pick")
+
+    cdp = page.context.new_cdp_session(page)  # a slow link: the second query's page comes late
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions",
+             {"offline": False, "latency": 400, "downloadThroughput": -1, "uploadThroughput": -1})
+    page.locator("#query-pick input").click()
+    page.get_by_role("option", name=f"0/3 judged — {second}", exact=True).click()
+    page.keyboard.press("r")  # doc_3 of the first query is on screen
+    expect(info).to_contain_text(re.compile(rf"{second}\s+Page 1 of 3 · doc_1\.jpg"))
+    settled(page, "#annotate-info", "#jump", "#query-pick", "#annotate-progress")
+    assert _judgments(app_server, second_id, "switch rater") == []
+    cdp.send("Network.emulateNetworkConditions",
+             {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    judge_key(page, "r")  # now it judges the page on screen
+    expect(progress).to_have_text("1/3 judged by switch rater")
+    assert _judgments(app_server, second_id, "switch rater") == [("doc_1.jpg", "relevant")]
+
+
+def test_judging_keys_wait_for_the_page_image_to_arrive(page, app_server):
+    """After a judgment the text names the next page before its image arrives: a key pressed in
+    between labelled a page whose image nobody had seen."""
+    (query_id,) = _annotate_in_upload_order(page, app_server, "image rater", "image wait query")
+    info, progress = page.locator("#annotate-info"), page.locator("#annotate-progress")
+    loaded = "() => { const image = document.querySelector('#annotate-image img'); return image && image.complete; }"
+    page.wait_for_function(loaded)
+    held = []  # the next page's image is held back until released below
+    page.route(re.compile(r"/gradio_api/file="), lambda route: held.append(route))
+    page.keyboard.press("r")
+    expect(info).to_contain_text("Page 2 of 3 · doc_3.jpg")
+    expect(progress).to_have_text("1/3 judged by image rater")
+    assert not page.evaluate(loaded)  # doc_1's image is still what the screen shows
+    page.keyboard.press("n")
+    page.wait_for_timeout(1500)
+    expect(progress).to_have_text("1/3 judged by image rater")
+    for route in held:
+        route.continue_()
+    page.unroute(re.compile(r"/gradio_api/file="))
+    page.wait_for_function(loaded)
+    page.keyboard.press("n")
+    expect(progress).to_have_text("2/3 judged by image rater")
+    assert _judgments(app_server, query_id, "image rater") == [("doc_1.jpg", "relevant"), ("doc_3.jpg", "not_relevant")]
+
+
 def test_after_enter_in_the_name_box_the_next_key_judges_instead_of_typing(page, app_server):
     """The box kept the focus: an R after "Dana" and Enter made the name "Danar"."""
     from gradio_client import Client, handle_file
@@ -432,7 +523,7 @@ def test_after_enter_in_the_name_box_the_next_key_judges_instead_of_typing(page,
     name_box.fill("Dana")
     name_box.press("Enter")
     expect(progress).to_have_text("0/2 judged by Dana")
-    page.keyboard.press("r")
+    judge_key(page, "r")
     expect(progress).to_have_text("1/2 judged by Dana")
     expect(name_box).to_have_value("Dana")
 
@@ -456,7 +547,7 @@ def test_shortcuts_work_after_choosing_an_order_and_a_jump_past_the_end_goes_to_
     jump = page.locator("#jump input")
     page.get_by_label("Upload order").click()  # a radio button now has the focus
     expect(info).to_contain_text("Page 1 of 3 · doc_1.jpg")
-    page.keyboard.press("r")
+    judge_key(page, "r")
     expect(progress).to_have_text(f"1/3 judged by {annotator}")
     expect(jump).to_have_value("2")  # on to the next page: every update of the judgment is in
     with Store(app_server.db_path) as store:
@@ -479,7 +570,7 @@ def test_shortcuts_work_after_choosing_an_order_and_a_jump_past_the_end_goes_to_
     expect(info).to_contain_text("Page 3 of 3")
     page.locator("#query-pick input").click()
     expect(page.get_by_role("option").first).to_be_visible()
-    page.locator("#annotate-image").click()
+    page.mouse.click(5, 5)  # outside the list (a long list covers the page image)
     expect(page.get_by_role("option")).to_have_count(0)  # closed: an event it set off has started by now
     settled(page, "#annotate-info", "#jump", "#query-pick")
     expect(info).to_contain_text("Page 3 of 3")
@@ -488,7 +579,7 @@ def test_shortcuts_work_after_choosing_an_order_and_a_jump_past_the_end_goes_to_
     expect(info).to_contain_text("Page 2 of 3")
     # Straight after a jump the keys judge: Enter took the focus out of the number box.
     expect(jump).not_to_be_focused()
-    page.keyboard.press("n")
+    judge_key(page, "n")
     expect(progress).to_have_text(f"2/3 judged by {annotator}")
     with Store(app_server.db_path) as store:
         second = store.query_pages(query_id)[1]
