@@ -834,6 +834,7 @@ def build_app(arena: Arena) -> gr.Blocks:
         secret = os.environ.get("RERANKER_BROWSER_SECRET", "rerank-arena")
         saved_name = gr.BrowserState("", storage_key="rerank-arena-annotator", secret=secret)
         saved_query = gr.BrowserState(None, storage_key="rerank-arena-query", secret=secret)
+        saved_order = gr.BrowserState(ORDERS[0], storage_key="rerank-arena-order", secret=secret)
         with gr.Tabs():
             with gr.Tab("Rank", id="rank"):
                 # Here, not above the tabs: there it pushed the page to judge ~300 px down on Annotate.
@@ -1127,8 +1128,9 @@ def build_app(arena: Arena) -> gr.Blocks:
         # On a choice from the list (`select`): its `input` also fires when the list merely closes.
         query_pick.select(lambda q, name, o: (resume_position(arena, q, name, o), q), [query_pick, annotator, order],
                           [position, saved_query], api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
-        order.change(lambda q, name, o: resume_position(arena, q, name, o), [query_pick, annotator, order], position,
-                     api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
+        # `input`: a choice by the person (the page load setting the remembered order is none).
+        order.input(lambda q, name, o: (resume_position(arena, q, name, o), o), [query_pick, annotator, order],
+                    [position, saved_order], api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
 
         def name_entered(name, saved, query_id, order_, position_):
             """Remember the name; another annotator's name resumes their own progress."""
@@ -1157,7 +1159,8 @@ def build_app(arena: Arena) -> gr.Blocks:
 
         def restore(name, query_id, order_, profile: gr.OAuthProfile | None = None):
             """On page load: the annotator (Hugging Face login, else the remembered name), the
-            query, and the first page of it they have not judged."""
+            query and order, and the first page of it they have not judged."""
+            order_ = order_ if order_ in ORDERS else ORDERS[0]  # an order renamed since
             if profile is not None:
                 name = profile.username
             elif login_required():
@@ -1165,9 +1168,10 @@ def build_app(arena: Arena) -> gr.Blocks:
             choices = query_choices(arena, typed_annotator(arena, name))
             values = [value for _, value in choices]
             query_id = query_id if query_id in values else (values[0] if values else None)
-            return name, gr.update(choices=choices, value=query_id), resume_position(arena, query_id, name, order_)
+            return name, gr.update(choices=choices, value=query_id), order_, resume_position(arena, query_id, name, order_)
 
-        demo.load(restore, [saved_name, saved_query, order], [annotator, query_pick, position], api_visibility="private",
+        demo.load(restore, [saved_name, saved_query, saved_order], [annotator, query_pick, order, position],
+                  api_visibility="private",
                   ).then(view, view_inputs, view_outputs, api_visibility="private")
 
         # --- Export & Evaluate wiring ---------------------------------------------------------

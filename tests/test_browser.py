@@ -586,6 +586,10 @@ def test_shortcuts_work_after_choosing_an_order_and_a_jump_past_the_end_goes_to_
         assert (second.page_hash, "not_relevant") in [(j.page_hash, j.label) for j in store.current_judgments(
             query_id=query_id, annotator=annotator)]
     expect(page.locator(".toast-body")).to_have_count(0)  # no error
+    # The order is remembered: a reload reopens the first unjudged page in upload order.
+    open_annotate(page)
+    expect(page.get_by_label("Upload order")).to_be_checked()
+    expect(info).to_contain_text("Page 3 of 3 · doc_5.jpg")
 
 
 def test_export_preview_works_with_the_boxes_as_the_page_loads_them(page):
