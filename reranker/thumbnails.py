@@ -44,15 +44,16 @@ class PageImages:
         for page in pages:
             self._pages.put(page.content_hash, page, page.width * page.height * 3)
 
-    def path(self, page_hash: str, max_side: int) -> str:
-        """A JPEG of the page no larger than `max_side` (written now unless it already is)."""
+    def path(self, page_hash: str, max_side: int, page=None) -> str:
+        """A JPEG of the page no larger than `max_side` (written now unless it already is).
+        `page`: the page itself, where at hand (else from memory, else from the store)."""
         path = self.folder / f"{page_hash[:32]}-{max_side}.jpg"
         try:
             os.utime(path)  # used now: the sweep removes the JPEGs used longest ago
             return str(path)
         except FileNotFoundError:
             pass
-        page = self._pages.get(page_hash)
+        page = page or self._pages.get(page_hash)
         image = page.thumbnail(max_side) if page else _shrink(self._load(page_hash), max_side)
         # Written under a private name, then renamed: two threads writing the same
         # thumbnail never leave a half-written file behind.
@@ -103,11 +104,13 @@ class PageImages:
         return [future.result() for future in futures]
 
     def prepare(self, pages: Iterable, max_side: int) -> list[Future]:
-        """Remember `pages` and start writing their thumbnails on worker threads."""
+        """Remember `pages` and start writing their thumbnails on worker threads. Each task holds
+        its page: an upload larger than the memory pushes its own first pages out of it before
+        their turn, and pages just read are not in the store yet."""
         pages = list(pages)
         self.remember(pages)
         unique = {page.content_hash: page for page in pages}
-        return [self._workers.submit(self.path, page_hash, max_side) for page_hash in unique]
+        return [self._workers.submit(self.path, page_hash, max_side, page) for page_hash, page in unique.items()]
 
 
 def _shrink(image: Image.Image, max_side: int) -> Image.Image:

@@ -261,6 +261,9 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
         raise refuse(str(error)) from None
     except StoreError as error:  # e.g. a full disk
         raise gr.Error(str(error)) from None
+    except Exception as error:  # a bug: said in words, where Gradio would show a bare "Error" badge
+        logger.exception("ranking %r failed", query[:80])
+        raise gr.Error(f"The ranking failed: {type(error).__name__}: {error} (the server log has the details).") from None
     return ranking_as_dict(result, query_id)
 
 

@@ -24,6 +24,23 @@ def test_prepared_thumbnails_are_the_files_path_gives(tmp_path, sample_pages_dir
     assert not list((tmp_path / "thumbs").glob("*.part"))
 
 
+def test_an_upload_larger_than_the_memory_gets_every_thumbnail_before_it_is_stored(tmp_path, sample_pages_dir):
+    """Pages past the memory bound pushed the upload's first pages out before their thumbnails
+    were made, and those are not in the store until the ranking is saved: a ranking of more than
+    1 GiB of pixels (30 photos, 200 PDF pages) failed with the store's KeyError."""
+    pages = load_files(sorted(sample_pages_dir.glob("doc_*.jpg"))[:4]).pages
+
+    def not_stored_yet(page_hash):
+        raise KeyError(f"no page {page_hash}")
+
+    images = PageImages(tmp_path / "thumbs", not_stored_yet, memory_bytes=pages[0].width * pages[0].height * 3)
+    paths = [future.result() for future in images.prepare(pages, 256)]
+    assert len(paths) == 4
+    for path in paths:
+        with Image.open(path) as thumbnail:
+            assert max(thumbnail.size) == 256
+
+
 def test_a_page_not_in_memory_is_loaded_through_the_store(tmp_path, sample_pages_dir):
     (page,) = load_files([sorted(sample_pages_dir.glob("doc_*.jpg"))[0]]).pages
     loads = []

@@ -128,6 +128,24 @@ def test_a_ranking_reports_its_progress_to_gradio_step_by_step(tmp_path, tiny_re
     assert not any(desc.startswith("Loading") for _, desc in steps)  # loaded by now
 
 
+def test_an_unexpected_failure_of_a_ranking_is_said_in_words(tmp_path, monkeypatch, caplog):
+    """A bug in the ranking showed a bare "Error" badge over the galleries, with nothing to report."""
+    import gradio as gr
+
+    from .bad_inputs import SAMPLE_PAGES
+
+    def broken(*args, **kwargs):
+        raise KeyError("no page 3f2a")
+
+    monkeypatch.setattr(ranking, "rank_and_save", broken)
+    arena = ui.Arena(ranking.ModelPool(loader=lambda key: pytest.fail("no model is needed")),
+                     Store(tmp_path / "arena.db"), tmp_path / "cache")
+    with pytest.raises(gr.Error) as failure:
+        ui.rank_pages(arena, [str(SAMPLE_PAGES[0])], QUERY, None, None, None, None)
+    assert failure.value.message == "The ranking failed: KeyError: 'no page 3f2a' (the server log has the details)."
+    assert f"ranking {QUERY!r} failed" in caplog.text and "KeyError: 'no page 3f2a'" in caplog.text  # with its traceback
+
+
 def test_an_upload_of_only_bad_files_names_them_and_shows_no_ranking(tmp_path):
     pool = ranking.ModelPool(loader=lambda key: pytest.fail(f"{key} was loaded for no page"))
     arena = ui.Arena(pool, Store(tmp_path / "arena.db"), tmp_path / "cache")
