@@ -366,9 +366,11 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
     result is worth caching (no page ran out of time or crashed the renderer: another try may
     do better). `deadline`: time.monotonic() after which PDF pages are no longer rendered."""
     # The bytes decide, not the name. An image first, unless the file plainly starts as a PDF;
-    # then a PDF whose header follows some junk (allowed within the first 1024 bytes).
+    # then a PDF whose header follows some junk (allowed within the first 1024 bytes), unless
+    # the junk is another format's header: a ZIP or tar archive holds its PDFs as they are, and
+    # MuPDF "repaired" one into its last PDF, the others dropped without a word.
     image = None if data[:1024].lstrip().startswith(b"%PDF-") else _open_image(data)
-    if image is None and b"%PDF-" in data[:1024]:
+    if image is None and b"%PDF-" in data[:1024] and _known_format(data) is None:
         settings = RenderSettings(options.dpi, options.max_page_pixels, options.render_workers, options.page_render_seconds)
         with open_pdf(data, settings, deadline) as pdf:
             try:
@@ -561,7 +563,8 @@ def _fit(image: Image.Image, max_pixels: int) -> tuple[Image.Image, float]:
 # --- messages ----------------------------------------------------------------------------------
 
 _SIGNATURES = (
-    (b"PK\x03\x04", "a ZIP archive (Word, PowerPoint and Excel files are ZIP archives: save it as PDF first)"),
+    (b"PK\x03\x04", "a ZIP archive (unpack it and upload its files; Word, PowerPoint and Excel files are ZIP "
+                     "archives too: save those as PDF first)"),
     (b"\xd0\xcf\x11\xe0", "an older Microsoft Office file (save it as PDF first)"),
     (b"{\\rtf", "an RTF document (save it as PDF first)"),
     (b"%!PS", "a PostScript file (convert it to PDF first)"),
@@ -578,10 +581,19 @@ def _not_supported(name: str, data: bytes) -> str:
     return f"not a PDF or a supported image{despite}: it looks like {_looks_like(data)}. Upload {SUPPORTED}."
 
 
-def _looks_like(data: bytes) -> str:
+def _known_format(data: bytes) -> str | None:
+    """What a file whose first bytes name a format other than PDF or an image is, else None."""
     for magic, what in _SIGNATURES:
         if data.startswith(magic):
             return what
+    if data[257:262] == b"ustar":  # its first file's name comes first; the format's mark follows
+        return "a tar archive (unpack it and upload its files)"
+    return None
+
+
+def _looks_like(data: bytes) -> str:
+    if what := _known_format(data):
+        return what
     if data[4:8] == b"ftyp":  # ISO media: HEIC/AVIF photos, MP4/MOV videos
         if data[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif"):
             return "a HEIC/AVIF photo (export it as JPEG or PNG first)"

@@ -292,6 +292,36 @@ def test_pdf_header_after_leading_junk_is_still_a_pdf():
     assert page.kind == "pdf"
 
 
+def _archive_of_pdfs(kind: str) -> bytes:
+    """Two PDFs stored as they are (ZIP_STORED, zip -0; tar), each header within 1024 bytes."""
+    import tarfile
+    import zipfile
+
+    pdfs = {"alpha.pdf": corpus.text_pdf("Alpha contract"), "beta.pdf": corpus.text_pdf("Beta invoice")}
+    out = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
+            for name, data in pdfs.items():
+                archive.writestr(name, data)
+    else:
+        with tarfile.open(fileobj=out, mode="w") as archive:
+            for name, data in pdfs.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("name", "kind", "phrase"), [("contracts.zip", "zip", "it looks like a ZIP archive (unpack it"),
+                                                      ("contracts.pdf", "tar", "it looks like a tar archive (unpack it")])
+def test_an_archive_holding_pdfs_as_they_are_is_named_not_read_as_its_last_pdf(name, kind, phrase):
+    """The PDF header inside was within the first 1024 bytes: MuPDF "repaired" the archive into
+    its last PDF and the others were dropped without a word."""
+    result = load_files([(name, _archive_of_pdfs(kind))])
+    assert result.pages == [] and len(result.problems) == 1
+    assert result.problems[0].source == name and phrase in result.problems[0].message
+
+
 @pytest.mark.parametrize(
     ("name", "data", "phrase"),
     [
