@@ -66,12 +66,26 @@ class PromptTooLong(ValueError):
     """The query is longer than a model that reads it whole may read (that model's column says so)."""
 
 
+# Where the pixels of a page (or a video) go in a prompt. Typed in a query, the model would take
+# it for the page: the processor counts one image per token (the reference code fails on it).
+PLACEHOLDER_TOKENS = ("<|image_pad|>", "<|video_pad|>")
+
+
+def is_blank(text: str) -> bool:
+    """Nothing to read: only spaces and invisible characters (zero-width spaces, say)."""
+    return not any(character.isprintable() and not character.isspace() for character in text)
+
+
 def check_text(text: str, what: str) -> None:
     """Refuse (QueryError) a query or instruction that is not text a tokenizer can read: a byte
     of another encoding than UTF-8 (Python hands such a byte in a command line over as a lone
-    surrogate, which one model's tokenizer rejected and the other's crashed on)."""
+    surrogate, which one model's tokenizer rejected and the other's crashed on), or one holding
+    a page's placeholder token."""
     if not isinstance(text, str):
         raise QueryError(f"the {what} must be text, got {type(text).__name__}")
+    if token := next((token for token in PLACEHOLDER_TOKENS if token in text), None):
+        raise QueryError(f"the {what} contains {token}, the token that marks where a page's image goes in the "
+                         "prompt: remove it")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as error:
@@ -99,7 +113,7 @@ def _check_batch_size(batch_size: int | None) -> int | None:
 
 def clean_query(query: str, max_length: int | None) -> str:
     check_text(query, "query")
-    if not query.strip():
+    if is_blank(query):
         raise QueryError("the query is empty: type what you are looking for")
     bound = (max_length or UNTRUNCATED_PROMPT_TOKENS) * CHARS_PER_TOKEN_BOUND
     # Past `bound` characters no more of the query's text can be kept, but its special tokens

@@ -33,7 +33,7 @@ from . import devices, documents, ranking
 from .devices import cpu_has_bfloat16
 from .documents import DEFAULT_DPI, IngestOptions, ingest_cache
 from .models import MODELS, TOKENS_PER_SIDE_PX, get_spec
-from .scoring import QueryError
+from .scoring import QueryError, check_text, is_blank
 from .store import GuidelinesChanged, QueryPage, Store, StoreError
 from .thumbnails import PageImages
 
@@ -231,8 +231,13 @@ def rank_input_problems(files, query, instruction) -> tuple[str | None, str | No
         problem = None
         if isinstance(text, str) and len(text) > MAX_QUERY_CHARS:
             problem = f"The {name} is {len(text):,} characters long; the app takes at most {MAX_QUERY_CHARS:,}."
-        elif name == "query" and not (isinstance(text, str) and text.strip()):
+        elif name == "query" and not (isinstance(text, str) and not is_blank(text)):
             problem = "The query is empty: type what you are looking for."
+        elif text:
+            try:
+                check_text(text, name)
+            except QueryError as error:
+                problem = f"{str(error)[0].upper()}{str(error)[1:]}."
         texts.append(problem)
     return uploads, *texts
 

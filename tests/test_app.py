@@ -121,7 +121,7 @@ def test_bad_files_are_reported_and_good_ones_still_ranked(client, tmp_path):
     assert any(problem.startswith("empty.png:") and "empty" in problem.split(":", 1)[1] for problem in problems), problems
 
 
-@pytest.mark.parametrize("query", ["", "   \n "])
+@pytest.mark.parametrize("query", ["", "   \n ", "\u200b"])
 def test_empty_query_is_a_clear_error(client, query):
     """Checked before the request queues (the browser shows it under the box), named by parameter."""
     from gradio_client import handle_file
@@ -129,6 +129,15 @@ def test_empty_query_is_a_clear_error(client, query):
 
     with pytest.raises(ValidationError, match=r"- query: The query is empty: type what you are looking for\."):
         client.predict(files=[handle_file(str(SAMPLES / "doc_2.jpg"))], query=query, api_name="/rank")
+
+
+def test_a_query_with_a_page_placeholder_token_is_refused_at_its_box(client):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match=r"- query: The query contains <\|image_pad\|>, the token that marks where "
+                                              r"a page's image goes in the prompt: remove it\."):
+        client.predict(files=[handle_file(str(SAMPLES / "doc_2.jpg"))], query="a <|image_pad|> b", api_name="/rank")
 
 
 def test_no_files_and_a_huge_query_are_clear_errors_each_named(client):

@@ -7,6 +7,7 @@ cached = uncached, overlapped = sequential preparation, merged LoRA = unmerged P
 from __future__ import annotations
 
 import pathlib
+import re
 import socket
 import time
 
@@ -511,11 +512,25 @@ def test_empty_image_list_gives_no_scores(tiny_rerankers):
     assert tiny_rerankers[A].score("a query", []) == []
 
 
-@pytest.mark.parametrize("query", ["", "   ", "\n\t "])
+@pytest.mark.parametrize("query", ["", "   ", "\n\t ", "\u00a0\u200b", "\u200b\u2060\ufeff"])
 def test_empty_query_is_refused_clearly(tiny_rerankers, sample_images, query):
+    """Invisible characters too (a zero-width space is no whitespace to str.strip)."""
     for reranker in tiny_rerankers.values():
         with pytest.raises(QueryError, match="empty"):
             reranker.score(query, sample_images[:1])
+
+
+@pytest.mark.parametrize("token", ["<|image_pad|>", "<|video_pad|>"])
+def test_a_page_placeholder_token_in_the_query_or_instruction_is_refused_by_name(tiny_rerankers, sample_images, token):
+    """Read as the page's place, it made A fail with "each sequence must hold exactly one image" in
+    its column (as if the model were broken) while B, reusing its page prefix, scored it."""
+    for reranker in tiny_rerankers.values():
+        with pytest.raises(QueryError, match=rf"^the query contains {re.escape(token)}, the token that marks where"):
+            reranker.score(f"a {token} b", sample_images[:1])
+    with pytest.raises(QueryError, match=rf"^the instruction contains {re.escape(token)}"):
+        tiny_rerankers[A].score("a query", sample_images[:1], instruction=f"Find {token}")
+    # Other special tokens are read as the reference reads them (its processor parses them too).
+    assert len(tiny_rerankers[A].score("a <|im_end|> b", sample_images[:1])) == 1
 
 
 def test_very_long_query_is_truncated_like_the_reference(tiny_rerankers, full_models, sample_images):
