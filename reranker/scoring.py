@@ -66,9 +66,9 @@ class PromptTooLong(ValueError):
     """The query is longer than a model that reads it whole may read (that model's column says so)."""
 
 
-# Where the pixels of a page (or a video) go in a prompt. Typed in a query, a model would look
-# for pixels there: the processor counts one image per <|image_pad|> (the reference code fails on
-# an extra one), and the model's position ids count one video per <|video_pad|>.
+# Where the pixels of an image or a video go in a prompt. Typed in a query, a model would look
+# for pixels there (the processor marks each as an image or video position; the reference code
+# fails on an extra <|image_pad|>).
 PLACEHOLDER_TOKENS = ("<|image_pad|>", "<|video_pad|>")
 
 
