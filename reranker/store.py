@@ -209,7 +209,12 @@ def _explain(path: Path, error: sqlite3.Error | OSError, doing: str = "written")
 
 
 class GuidelinesChanged(StoreError):
-    """Guidelines edited from a version that is no longer the latest (`Store.save_guidelines`)."""
+    """Guidelines edited from a version that is no longer the latest (`Store.save_guidelines`);
+    `latest` is that version."""
+
+    def __init__(self, message: str, latest: Guidelines):
+        super().__init__(message)
+        self.latest = latest
 
 
 class SchemaTooNewError(RuntimeError):
@@ -621,7 +626,7 @@ class Store:
             if based_on is not None and (latest.id if latest else 0) != based_on:
                 raise GuidelinesChanged(
                     f"Other guidelines were {latest.saved[0].lower()}{latest.saved[1:]}, after yours were loaded; nothing "
-                    "was saved. Copy your text, reload the page to see theirs, then make your change again.")
+                    "was saved. Copy your text, reload the page to see theirs, then make your change again.", latest)
             created = now()
             row_id = db.execute("INSERT INTO guidelines (text, author, created) VALUES (?, ?, ?)",
                                 [text, author, created]).lastrowid

@@ -86,6 +86,16 @@ class Refusal(gr.Error):
     """What a person (or API client) gave cannot be used (not a failure of the app)."""
 
 
+class GuidelinesConflict(Refusal):
+    """A Save of guidelines edited from an older version than `latest`, saved by a colleague since."""
+
+    def __init__(self, latest):
+        super().__init__(f"Not saved: other guidelines were {latest.saved[0].lower()}{latest.saved[1:]}, after yours "
+                         "were loaded. Theirs are shown under the box, yours stay in it: merge them and save again.",
+                         print_exception=False)
+        self.latest = latest
+
+
 def refuse(message: str) -> Refusal:
     """What a person (or API client) gave cannot be used: the message, shown to them, and no
     traceback in the server's log, where nothing went wrong."""
@@ -1153,9 +1163,14 @@ def build_app(arena: Arena) -> gr.Blocks:
         def on_save_guidelines(text, name, version, profile: gr.OAuthProfile | None = None):
             try:
                 return _write_guidelines(arena, text, name, profile, based_on=version)
+            except GuidelinesConflict as conflict:
+                # Their text under the box, the edit left in it; the next Save (of the merge) is
+                # an edit of their version.
+                gr.Warning(conflict.message)
+                return _conflict_line(conflict.latest), conflict.latest.id
             except Refusal as refusal:  # said in a toast; an error here would badge the line below the box
                 gr.Warning(refusal.message)
-                return _read_guidelines(arena)[1], version  # who saved last; still refused until a reload
+                return _read_guidelines(arena)[1], version
 
         save_guidelines.click(on_save_guidelines, [guidelines, annotator, guidelines_version],
                               [guidelines_saved, guidelines_version], api_visibility="private")
@@ -1273,6 +1288,13 @@ def _saved_line(saved) -> str:
     return escape(saved.saved) + "."
 
 
+def _conflict_line(latest) -> str:
+    """Under the box after a refused Save: the colleague's newer version, to merge."""
+    quoted = "\n".join(f"> {escape(line)}" if line.strip() else ">" for line in latest.text.splitlines()) or "> (empty)"
+    return (f"**Not saved**: newer guidelines came in after you loaded the page ({escape(latest.saved)}). "
+            f"Theirs, to merge into yours (the next Save replaces them):\n\n{quoted}")
+
+
 def _remove_old_exports(cache_dir: Path) -> None:
     """Each export is a new file of every judged page: without this, repeated exports fill the disk."""
     cutoff = time.time() - EXPORT_KEEP_SECONDS
@@ -1302,7 +1324,7 @@ def _write_guidelines(arena: Arena, text: str, name: str | None = None, profile:
     try:
         saved = arena.store.save_guidelines(text or "", author, based_on)
     except GuidelinesChanged as error:
-        raise refuse(str(error)) from None
+        raise GuidelinesConflict(error.latest) from None
     except StoreError as error:  # e.g. a full disk
         raise gr.Error(str(error)) from None
     gr.Info("Guidelines saved." if saved.id != based_on else "The guidelines already say this: nothing new to save.")

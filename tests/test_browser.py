@@ -684,14 +684,22 @@ def test_the_guidelines_box_shows_what_was_saved_after_start_up_and_saves_no_edi
         store.save_guidelines("A colleague's newer version.", "lead")  # while this page is open
     box.fill("gwen's second edit, of her own version")
     page.get_by_role("button", name="Save guidelines", exact=True).click()
-    expect(page.locator(".toast-body.warning")).to_contain_text("Other guidelines were saved by lead on")
-    expect(box).to_have_value("gwen's second edit, of her own version")  # still there to copy
-    # The line under the box names that newer save, with no error badge drawn over it.
-    expect(page.locator("#guidelines-saved")).to_contain_text("Saved by lead on ")
+    expect(page.locator(".toast-body.warning")).to_contain_text("Not saved: other guidelines were saved by lead on")
+    expect(box).to_have_value("gwen's second edit, of her own version")  # still there to merge
+    # The line under the box shows that newer version to merge, with no error badge drawn over it.
+    line = page.locator("#guidelines-saved")
+    expect(line).to_contain_text("Not saved: newer guidelines came in after you loaded the page (Saved by lead on ")
+    expect(line.locator("blockquote")).to_have_text("A colleague's newer version.")
     settled(page, "#guidelines-saved")
-    expect(page.locator("#guidelines-saved")).not_to_contain_text("Error")
+    expect(line).not_to_contain_text("Error")
     with Store(app_server.db_path) as store:
         assert store.guidelines().text == "A colleague's newer version."
+    # Merged and saved again: an edit of their version now, so it is saved.
+    box.fill("A colleague's newer version. gwen's second edit.")
+    page.get_by_role("button", name="Save guidelines", exact=True).click()
+    expect(line).to_contain_text("Saved by gwen on ")
+    with Store(app_server.db_path) as store:
+        assert (store.guidelines().author, store.guidelines().text) == ("gwen", "A colleague's newer version. gwen's second edit.")
 
 
 # Text cut off on the right: past the window's edge, or past the edge of a box that clips it or

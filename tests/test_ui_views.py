@@ -301,9 +301,11 @@ def test_guidelines_are_saved_in_the_database_by_whoever_is_named_and_on_a_login
     with pytest.raises(Exception, match="too long"):
         ui._write_guidelines(arena, "x", "n" * 81)
     # A page loaded before that save: its edit would quietly undo it, so it is refused.
-    with pytest.raises(Exception, match="Other guidelines were saved by eve on .* after yours were loaded; nothing was saved"):
+    with pytest.raises(ui.GuidelinesConflict, match="Not saved: other guidelines were saved by eve on .*, after yours were "
+                                                    "loaded. Theirs are shown under the box") as conflict:
         ui._write_guidelines(arena, "An edit of the first version.", "Eve", based_on=version - 1)
-    assert arena.store.guidelines().text == "Anyone may save here."
+    assert arena.store.guidelines().text == "Anyone may save here." and conflict.value.latest.id == version
+    assert ui._conflict_line(conflict.value.latest).endswith("(the next Save replaces them):\n\n> Anyone may save here.")
 
     monkeypatch.setenv("OAUTH_CLIENT_ID", "a-space-with-hf-oauth")
     monkeypatch.setenv("SYSTEM", "spaces")
