@@ -347,7 +347,13 @@ def _benchmark_query(row: Mapping[str, Any]) -> BenchmarkQuery:
     query = row["query"]
     if not isinstance(query, str):
         raise ValueError(f"query is {_shown(query)}, not text")
-    if not query.strip():  # the models would refuse it, but only once its turn came
+    from .scoring import QueryError, check_text, is_blank
+
+    try:  # as the models check it, which they would do only once its turn came
+        check_text(query, "query")
+    except QueryError as error:
+        raise ValueError(str(error).removeprefix("the ")) from None
+    if is_blank(query):
         raise ValueError("query is empty")
     names = _page_names(row["top_25_image_filenames"], "top_25_image_filenames")
     scores = _scores(row["top_25_scores"], "top_25_scores")

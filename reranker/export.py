@@ -3,8 +3,8 @@
 A positive is a page judged relevant. A hard negative is a page judged not relevant that a model
 nonetheless ranked high: in its top k (`top_k`), scored above the query's lowest-scored positive
 (`above_lowest_positive`), or either (`either`, the default); `all` keeps every judged negative.
-Unjudged pages become negatives only with `include_mined_negatives`, and are then labelled
-`mined_negative`. Negatives come hardest first (best rank under any model), at most
+Unjudged pages become negatives only with `include_mined_negatives` (in queries someone judged:
+a skip is no judgment), and are then labelled `mined_negative`. Negatives come hardest first (best rank under any model), at most
 `max_negatives` per query, judged ones before mined ones.
 
 Every format is one file with the images inside, named by content hash (`images/<hash>.png`, or
@@ -76,7 +76,8 @@ class ExportOptions:
     # Drop pages on which annotators disagree (else: majority). Everyone's labels at `until` count:
     # with or without it, a page the whole team labels the other way is never exported.
     require_agreement: bool = False
-    include_mined_negatives: bool = False  # unjudged pages a model ranked high, marked `mined_negative`
+    # Unjudged pages a model ranked high, in queries someone judged, marked `mined_negative`.
+    include_mined_negatives: bool = False
     models: tuple[str, ...] | None = None  # models whose ranks count; None: every model with scores
     negatives_per_row: int | None = None  # sentence-transformers n; None: the fewest any query has
     # flagembedding pos_scores/neg_scores: this model where it scored the query, else (or when
@@ -639,7 +640,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--agreement", action="store_true", help="drop pages on which annotators disagree (all "
                         "annotators count, whatever --annotator and --since keep)")
     parser.add_argument(
-        "--mined", action="store_true", help="add unjudged pages a model ranked high, marked mined_negative"
+        "--mined", action="store_true", help="add unjudged pages a model ranked high (in queries someone judged), marked mined_negative"
     )
     parser.add_argument(
         "--model", action="append", dest="models", choices=list(MODELS), metavar="KEY",

@@ -27,6 +27,7 @@ import numbers
 import os
 import threading
 import time
+import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -72,9 +73,15 @@ class PromptTooLong(ValueError):
 PLACEHOLDER_TOKENS = ("<|image_pad|>", "<|video_pad|>")
 
 
+# Characters that show nothing: controls, format characters (zero-width spaces, joiners, BOM),
+# separators. (Not str.isprintable: it calls a character newer than Python's Unicode tables
+# unprintable, so a query of a new emoji was "empty".)
+INVISIBLE_CATEGORIES = {"Cc", "Cf", "Zs", "Zl", "Zp"}
+
+
 def is_blank(text: str) -> bool:
     """Nothing to read: only spaces and invisible characters (zero-width spaces, say)."""
-    return not any(character.isprintable() and not character.isspace() for character in text)
+    return all(character.isspace() or unicodedata.category(character) in INVISIBLE_CATEGORIES for character in text)
 
 
 def check_text(text: str, what: str) -> None:

@@ -276,6 +276,8 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
         raise refuse(str(error)) from None
     except StoreError as error:  # e.g. a full disk
         raise gr.Error(str(error)) from None
+    except gr.Error:  # already said for people (ZeroGPU's quota message, say)
+        raise
     except Exception as error:  # a bug: said in words, where Gradio would show a bare "Error" badge
         logger.exception("ranking %r failed", query[:80])
         raise gr.Error(f"The ranking failed: {type(error).__name__}: {error} (the server log has the details).") from None
@@ -959,7 +961,8 @@ def build_app(arena: Arena) -> gr.Blocks:
                 markdown(
                     "Positives are pages judged relevant; **hard negatives** are pages judged not relevant "
                     "that a model ranked high. Unjudged pages are never negatives unless you ask for "
-                    "model-mined ones (marked as such). Images travel inside the file."
+                    "model-mined ones (unjudged pages a model ranked high in queries someone judged, marked as such). "
+                    "Images travel inside the file."
                 )
                 with gr.Row():
                     # The min_widths stack these at phone width, where "above_lowest_positive" ran out of its box.
@@ -1170,7 +1173,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                 return _conflict_line(conflict.latest), conflict.latest.id
             except Refusal as refusal:  # said in a toast; an error here would badge the line below the box
                 gr.Warning(refusal.message)
-                return _read_guidelines(arena)[1], version
+                return gr.skip(), version  # the line stays (a colleague's version shown to merge, say)
 
         save_guidelines.click(on_save_guidelines, [guidelines, annotator, guidelines_version],
                               [guidelines_saved, guidelines_version], api_visibility="private")

@@ -540,6 +540,8 @@ def _bench_file(tmp_path, rows) -> Path:
     ("top_25_image_filenames", [4, None, 6, 7, 8, 9], "top_25_image_filenames[1] is null, not a page name"),
     ("relevant_image_filenames", None, "relevant_image_filenames is null, not a list of page names"),
     ("query", "  ", "query is empty"),
+    ("query", "\u200b", "query is empty"),  # a zero-width space: the models refused it, stopping the run midway
+    ("query", "a <|image_pad|> b", "query contains <|image_pad|>, the token that marks where a page's image goes in the prompt: remove it"),
     ("query", None, "query is null, not text"),
 ])  # fmt: skip
 def test_a_bad_benchmark_row_is_named_by_file_row_and_column(tmp_path, column, value, problem):

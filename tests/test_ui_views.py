@@ -145,6 +145,17 @@ def test_an_unexpected_failure_of_a_ranking_is_said_in_words(tmp_path, monkeypat
     assert failure.value.message == "The ranking failed: KeyError: 'no page 3f2a' (the server log has the details)."
     assert f"ranking {QUERY!r} failed" in caplog.text and "KeyError: 'no page 3f2a'" in caplog.text  # with its traceback
 
+    # An error already worded for people (ZeroGPU's quota message) passes as it is.
+    quota = gr.Error("You have exceeded your GPU quota.", title="ZeroGPU quota exceeded", print_exception=False)
+
+    def over_quota(*args, **kwargs):
+        raise quota
+
+    monkeypatch.setattr(ranking, "rank_and_save", over_quota)
+    with pytest.raises(gr.Error) as failure:
+        ui.rank_pages(arena, [str(SAMPLE_PAGES[0])], QUERY, None, None, None, None)
+    assert failure.value is quota
+
 
 def test_an_upload_of_only_bad_files_names_them_and_shows_no_ranking(tmp_path):
     pool = ranking.ModelPool(loader=lambda key: pytest.fail(f"{key} was loaded for no page"))
