@@ -205,7 +205,7 @@ def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) ->
     queries = {}
     mixed: dict[str, list[int]] = {}
     for summary in store.list_queries():
-        queries[summary.id] = summary.text
+        queries[summary.id] = summary.text + summary.instruction_tag
         used: dict[str, set[str]] = {}  # model → settings keys of this query's scores
         for page in store.query_pages(summary.id):
             for model, score in page.scores.items():

@@ -477,6 +477,14 @@ class QuerySummary:
     pages: int
     judged: int
 
+    @property
+    def instruction_tag(self) -> str:
+        """After the text where the query has its own instruction: asked with another instruction,
+        the same text is another query, and lists and tables tell them apart."""
+        if not self.instruction:
+            return ""
+        return f" [instruction: {self.instruction[:40]}{'…' if len(self.instruction) > 40 else ''}]"
+
 
 def _judgment(row: Mapping[str, Any]) -> Judgment:
     return Judgment(**{name: row.get(name) for name in Judgment.__dataclass_fields__})

@@ -385,12 +385,16 @@ def agreement_view(data: dict):
     lines = [
         f"**Agreement:** Kendall τ {tau:.2f}" if tau is not None else
         "**Agreement:** Kendall τ undefined (it needs two pages, with unequal scores under each model)",
-        f"· top-{agreement['k']} overlap {agreement['topk_overlap']:.0%}" if agreement["topk_overlap"] is not None else "",
+        # Not for k pages or fewer: both top-k are every page, 100% whatever the models think.
+        f"· top-{agreement['k']} overlap {agreement['topk_overlap']:.0%}"
+        if agreement["topk_overlap"] is not None and len(pages) > agreement["k"] else "",
     ]
     text = " ".join(line for line in lines if line)
     if agreement["disagreements"]:
+        tag_a, tag_b = get_spec(A_KEY).tag, get_spec(B_KEY).tag
         text += "\n\n**Where they disagree most:** " + "; ".join(
-            f"{escape(page_label(pages[d['page']]))} (#{d['rank_a']} vs #{d['rank_b']})" for d in agreement["disagreements"]
+            f"{escape(page_label(pages[d['page']]))} ({tag_a} #{d['rank_a']}, {tag_b} #{d['rank_b']})"
+            for d in agreement["disagreements"]
         )
     a, b = data["models"][A_KEY], data["models"][B_KEY]
     scatter = pd.DataFrame({
@@ -424,7 +428,7 @@ def query_choices(arena: Arena, annotator: str | None) -> list[tuple[str, int]]:
     return [
         # The count first: a narrow list cuts the end of a long query, and the count is what an
         # annotator scans for.
-        (f"{summary.judged}/{summary.pages} judged — {_shortened(summary.text, 90)}{_instruction_tag(summary.instruction)}",
+        (f"{summary.judged}/{summary.pages} judged — {_shortened(summary.text, 90)}{summary.instruction_tag}",
          summary.id)
         for summary in reversed(arena.store.list_queries(annotator or None))
     ]
@@ -436,13 +440,6 @@ def _shortened(text: str, limit: int) -> str:
         return text
     cut = text[:limit - 1]
     return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "…"
-
-
-def _instruction_tag(instruction: str | None) -> str:
-    """A query asked with its own instruction is another query: the list tells them apart."""
-    if not instruction:
-        return ""
-    return f" [instruction: {instruction[:40]}{'…' if len(instruction) > 40 else ''}]"
 
 
 def page_order(pages, order: str) -> list:
@@ -716,12 +713,12 @@ def evaluate_view(arena: Arena, annotator: str | None):
         summary_rows.append({"model": get_spec(key).label if key in MODELS else key, "queries": result.n_queries,
                              "excluded": result.n_excluded, **{name: _round(value) for name, value in means.items()}})
         for row in result.rows:
-            counts = {name: row[name] for name in ("n_pages", "n_judged", "n_relevant")}  # after the metrics
+            # The counts before the metrics: they qualify them (after them, a wide table hid them).
+            # Short names (the model's tag, "pages" for "n_pages"): 13 columns fit 1400 px.
             per_query.append((row["query_id"], {
                 "query": evaluation.queries.get(row["query_id"], row["query_id"]),
-                "model": get_spec(key).label if key in MODELS else key,
-                **{name: _round(value) for name, value in row.items() if name != "query_id" and name not in counts},
-                **counts}))
+                "model": get_spec(key).tag if key in MODELS else key,
+                **{name.removeprefix("n_"): _round(value) for name, value in row.items() if name != "query_id"}}))
     per_query = [row for _, row in sorted(per_query, key=lambda item: item[0])]  # a query's models side by side
     summary = pd.DataFrame(summary_rows)
     bars = None
@@ -730,8 +727,12 @@ def evaluate_view(arena: Arena, annotator: str | None):
         # model's tag: its full name made the labels too long, and the plot cut them).
         bars = summary.melt(id_vars=["model"], value_vars=[c for c in BAR_METRICS if c in summary],
                             var_name="metric", value_name="value")
+        # Undefined means (no query with a page judged relevant) get no bar: as None they made the
+        # column text, which Vega drew as full-height bars on an axis of "undefined".
+        bars = bars.dropna(subset=["value"]).astype({"value": float})
         tags = {spec.label: spec.tag for spec in MODELS.values()}
         bars["bar"] = bars["metric"] + " · " + bars["model"].map(lambda label: tags.get(label, label))
+        bars = bars if not bars.empty else None
     notes = []
     for key, result in evaluation.results.items():
         if result.excluded:  # counted in the table's "excluded" column; here is why
@@ -750,8 +751,9 @@ def evaluate_view(arena: Arena, annotator: str | None):
     for pair in evaluation.model_agreement:
         notes.append(escape(_describe_pair(pair)))
     notes += [escape(note) for note in evaluation.mixed_settings_notes()]
-    notes.append("*ndcg_blog@5*: the comparison blog's variant, ideal DCG over the same five pages (not standard NDCG).")
-    notes.append("*n_judged*: pages labelled relevant or not relevant; skipped pages are not counted (Annotate's "
+    notes.append("*ndcg_blog@k*: the comparison blog's variant, ideal DCG over the same k pages (not standard NDCG). "
+                 "*excluded*: queries left out of a model's means (why: above).")
+    notes.append("*judged*: pages labelled relevant or not relevant; skipped pages are not counted (Annotate's "
                  "progress counts them as done)" + ("" if annotator else ", nor are pages the majority vote "
                  "leaves undecided (as many relevant as not relevant labels)") + ". Pages not counted stay in "
                  "the ranking as not relevant (as trec_eval's unjudged pages); equal scores rank in upload order.")
@@ -767,7 +769,8 @@ def evaluate_view(arena: Arena, annotator: str | None):
                 page = by_hash[mistake.page_id]
                 # The page first: a thumbnail's caption shows a line or two of this.
                 found[key].append((mistake.rank, -summary_q.id, page.page_hash,
-                                   f"#{mistake.rank} · {stored_page_label(page)} · for “{summary_q.text[:60]}”"))
+                                   f"#{mistake.rank} · {stored_page_label(page)} · for “{_shortened(summary_q.text, 60)}"
+                                   f"{summary_q.instruction_tag}”"))
     mistakes = {}
     for key, items in found.items():
         # The costliest first (a page placed first above a relevant one), newest queries first among equals.
@@ -807,6 +810,8 @@ def mistakes_heading(summary: pd.DataFrame, label: str, found: list) -> str:
     evaluated at all (no stored scores: it is absent from the metrics table)."""
     if summary.empty or label not in set(summary["model"]):
         return f"{label}: not evaluated (no stored scores)"
+    if not summary.loc[summary["model"] == label, "queries"].iloc[0]:
+        return f"{label}: nothing to judge it by yet (no query has a page judged relevant)"
     return f"{label}: {'pages' if found else 'no page'} ranked above a relevant page"
 
 
@@ -1010,13 +1015,16 @@ def build_app(arena: Arena) -> gr.Blocks:
                 eval_notes = markdown()
                 # Query and model first, the query wrapped in a column of its own width: one line of a
                 # long query hid every metric. (Gradio 6.31's pinned_columns pins nothing here.)
-                per_query_table = gr.Dataframe(label="Per query", interactive=False, wrap=True, column_widths=["240px"],
+                per_query_table = gr.Dataframe(label="Per query", interactive=False, wrap=True, column_widths=["200px", "110px"],
                                                max_height=600, elem_id="per-query")
                 with gr.Row():
+                    # object_fit "contain": whole pages, as in the Rank galleries (cropped, a page showed its middle).
                     mistakes_a = gr.Gallery(label=f"{spec_a.label}: pages ranked above a relevant page", columns=4, height="auto",
-                                            allow_preview=True, buttons=["download", "fullscreen"], elem_id="mistakes-a")
+                                            allow_preview=True, buttons=["download", "fullscreen"], object_fit="contain",
+                                            elem_id="mistakes-a")
                     mistakes_b = gr.Gallery(label=f"{spec_b.label}: pages ranked above a relevant page", columns=4, height="auto",
-                                            allow_preview=True, buttons=["download", "fullscreen"], elem_id="mistakes-b")
+                                            allow_preview=True, buttons=["download", "fullscreen"], object_fit="contain",
+                                            elem_id="mistakes-b")
 
         # --- Rank wiring: /rank returns data; a second, private step draws it ---------------
         rank_outputs = [status, header_a, gallery_a, header_b, gallery_b, agreement, scatter, detail_image, detail_text]
@@ -1227,15 +1235,20 @@ def build_app(arena: Arena) -> gr.Blocks:
                             api_visibility="private",
                             ).then(on_export, [*export_inputs, export_ok], export_download, api_name="export")
 
+        eval_outputs = [metrics_table, metrics_plot, differences_table, per_query_table, eval_notes, mistakes_a, mistakes_b]
+
         def on_evaluate(labels):
             """Evaluate each model's stored scores against the human labels."""
-            *views, found_a, found_b = evaluate_view(arena, labels)
+            try:
+                *views, found_a, found_b = evaluate_view(arena, labels)
+            except Refusal as refusal:  # a toast; raised, it put an "Error" badge on every panel
+                gr.Warning(refusal.message)
+                return tuple(gr.skip() for _ in eval_outputs)
             return (*views, *(gr.update(value=found, label=mistakes_heading(views[0], spec.label, found))
                               for spec, found in ((spec_a, found_a), (spec_b, found_b))))
 
-        eval_button.click(on_evaluate, eval_annotator, [metrics_table, metrics_plot, differences_table, per_query_table, eval_notes,
-                                                     mistakes_a, mistakes_b],
-                          api_visibility="private")
+        # Also on opening the tab: before, it showed empty tables headed "1 2 3" until pressed.
+        gr.on([evaluate_tab.select, eval_button.click], on_evaluate, eval_annotator, eval_outputs, api_visibility="private")
         def label_choices():
             return gr.update(choices=["Majority vote", *arena.store.annotators()])
 

@@ -344,7 +344,7 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
     # every one of them in the plot's fixed order: metrics as listed, the models in their order.
     assert set(bars["bar"]) == set(ui.bar_order()) and "ndcg_blog@5 · VL-Reranker" in set(bars["bar"])
     assert ui.bar_order()[:2] == ["ndcg@5 · VL-Reranker", "ndcg@5 · RerankerMM"]
-    assert "Cohen's κ ann vs bob" in notes and "ndcg_blog@5" in notes
+    assert "Cohen's κ ann vs bob" in notes and "ndcg_blog@k" in notes
     # Rank and page first: a thumbnail's caption shows only its start.
     assert len(mistakes_a) == 3 and all(re.match(r"#\d · \S+\.jpg · for “", caption) for _, caption in mistakes_a)
     assert "nor are pages the majority vote leaves undecided" in notes
@@ -385,6 +385,38 @@ def test_an_empty_mistake_gallery_tells_no_mistake_from_no_scores():
     assert ui.mistakes_heading(summary, "Qwen3-VL-Reranker-2B", [("p.jpg", "#1")]).endswith(": pages ranked above a relevant page")
     assert ui.mistakes_heading(summary, "Qwen3RerankerMM-2B", []) == "Qwen3RerankerMM-2B: not evaluated (no stored scores)"
     assert ui.mistakes_heading(pd.DataFrame(), "Qwen3RerankerMM-2B", []).endswith("not evaluated (no stored scores)")
+    # Evaluated over no query (none has a page judged relevant): no mistake says nothing.
+    none = pd.DataFrame([{"model": "Qwen3-VL-Reranker-2B", "queries": 0}])
+    assert ui.mistakes_heading(none, "Qwen3-VL-Reranker-2B", []) == (
+        "Qwen3-VL-Reranker-2B: nothing to judge it by yet (no query has a page judged relevant)")
+
+
+def test_with_no_page_judged_relevant_the_bar_plot_draws_no_bars(arena, ranked):
+    """Undefined means made the value column text: Vega drew every metric as a full-height bar on
+    an axis labelled "undefined", as if both models were perfect."""
+    for page in ranked["pages"][:2]:
+        ui.judge(arena, ranked["query_id"], page["content_hash"], "ann", "not_relevant")
+    summary, bars, *_ = ui.evaluate_view(arena, None)
+    assert list(summary["queries"]) == [0, 0] and bars is None
+    ui.judge(arena, ranked["query_id"], ranked["pages"][2]["content_hash"], "ann", "relevant")
+    _, bars, *_ = ui.evaluate_view(arena, None)
+    assert bars["value"].dtype == float and len(bars) == len(ui.bar_order())
+
+
+def test_the_agreement_line_names_each_models_rank_and_says_no_top_k_overlap_for_k_pages_or_fewer():
+    """With five pages or fewer both top-5 are every page: "100%" whatever the models thought."""
+    def data(n: int) -> dict:
+        pages = [dict(source=f"p{i}.png", page_number=1, kind="image", page_count=1) for i in range(n)]
+        scores = [float(i) for i in range(n)]
+        return dict(pages=pages, models={A: dict(scores=scores), B: dict(scores=scores[::-1])}, agreement=dict(
+            kendall_tau=-1.0, spearman=-1.0, k=5, topk_overlap=1.0 if n <= 5 else 0.2,
+            disagreements=[dict(page=0, rank_a=n, rank_b=1)]))
+
+    few, _ = ui.agreement_view(data(3))
+    assert few.startswith("**Agreement:** Kendall τ -1.00\n") and "overlap" not in few
+    assert "p0.png (VL-Reranker #3, RerankerMM #1)" in few
+    many, _ = ui.agreement_view(data(6))
+    assert many.startswith("**Agreement:** Kendall τ -1.00 · top-5 overlap 20%")
 
 
 def test_a_guidelines_save_the_database_refuses_is_an_error_not_a_refusal(arena, monkeypatch):
@@ -425,22 +457,28 @@ def test_evaluate_notes_say_why_queries_are_left_out_and_list_only_annotators_wh
     ]
 
 
-def test_evaluate_per_query_table_puts_a_querys_models_side_by_side_metrics_before_counts(arena, ranked):
+def test_evaluate_per_query_table_puts_a_querys_models_side_by_side_counts_before_metrics(arena, ranked):
+    """The counts qualify the metrics: after them, a wide table hid them off to the right. A query
+    asked again with its own instruction is named apart (four rows read as one query)."""
     from .bad_inputs import SAMPLE_PAGES
 
     second = ui.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[4:6]], "a second question", None, None, None, None)
-    for result in (ranked, second):
+    again = ui.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[4:6]], "a second question", "Find the chart.", None,
+                          None, None)
+    for result in (ranked, second, again):
         hashes = [page["content_hash"] for page in result["pages"]]
         ui.judge(arena, result["query_id"], hashes[0], "ann", "relevant")
         ui.judge(arena, result["query_id"], hashes[1], "ann", "not_relevant")
     per_query = ui.evaluate_view(arena, "ann")[3]
     columns = list(per_query.columns)
-    assert columns[:3] == ["query", "model", "ndcg@5"] and columns[-3:] == ["n_pages", "n_judged", "n_relevant"]
-    labels = [get_spec(key).label for key in (A, B)]
+    assert columns[:6] == ["query", "model", "pages", "judged", "relevant", "ndcg@5"]
+    labels = [get_spec(key).tag for key in (A, B)]
     first_text = arena.store.query(ranked["query_id"]).text
+    tagged = "a second question [instruction: Find the chart.]"
     assert list(zip(per_query["query"], per_query["model"])) == [
-        (first_text, labels[0]), (first_text, labels[1]), ("a second question", labels[0]), ("a second question", labels[1])]
-    assert list(per_query["n_judged"]) == [2, 2, 2, 2]
+        (first_text, labels[0]), (first_text, labels[1]), ("a second question", labels[0]), ("a second question", labels[1]),
+        (tagged, labels[0]), (tagged, labels[1])]
+    assert list(per_query["judged"]) == [2] * 6
 
 
 def test_the_apps_api_has_only_its_documented_endpoints(arena):
