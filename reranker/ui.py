@@ -836,10 +836,17 @@ ALL_SAMPLES_QUERY = "Which region of the SUC2 frequency plot leads to extinction
 def examples() -> tuple[list[list], list[str]]:
     """The sample uploads with their queries, and a label for each. Labels, not Gradio's table
     of file lists: at phone width the table showed a slice of its file-name column only.
-    Gradio cuts a label after 50 characters mid-word, so each is shortened at a word first."""
-    rows = [([str(SAMPLES / name)], query) for name, query in EXAMPLE_QUERIES.items() if (SAMPLES / name).exists()]
-    labels = [f"{Path(files[0]).name}: {query}" for files, query in rows]
+    Gradio cuts a label after 50 characters mid-word, so each is shortened at a word first.
+    Each query's page comes between the two sample pages after it: one page alone was no ranking
+    to compare, and three keep a first try on a CPU short."""
     every_page = [str(path) for path in sorted(SAMPLES.glob("doc_*.jpg"))]
+    rows = []
+    for name, query in EXAMPLE_QUERIES.items():
+        if str(SAMPLES / name) in every_page:
+            at = every_page.index(str(SAMPLES / name))
+            after = [every_page[(at + step) % len(every_page)] for step in (1, 2)]
+            rows.append(([after[0], every_page[at], after[1]], query))
+    labels = [f"{len(files)} pages: {query}" for files, query in rows]
     if every_page:
         rows.append((every_page, ALL_SAMPLES_QUERY))
         labels.append(f"All {len(every_page)} sample pages: {ALL_SAMPLES_QUERY}")

@@ -775,3 +775,15 @@ def test_clicking_a_page_in_one_gallery_shows_progress_on_the_large_view_only(ar
     for clicked, other in (("gallery-a", "gallery-b"), ("gallery-b", "gallery-a")):
         (select,) = [d for d in demo.config["dependencies"] if (ids[clicked], "select") in [tuple(t) for t in d["targets"]]]
         assert ids[other] in select["outputs"] and select["show_progress_on"] == [ids["detail-image"]]
+
+
+def test_each_example_ranks_its_page_among_others():
+    """One page alone was no ranking to compare: each example's page comes between two others."""
+    from pathlib import Path
+
+    rows, labels = ui.examples()
+    for (files, query), label in zip(rows[:-1], labels[:-1]):
+        names = [Path(path).name for path in files]
+        assert len(set(names)) == 3 and ui.EXAMPLE_QUERIES[names[1]] == query and all(Path(p).exists() for p in files)
+        assert label.startswith("3 pages: ") and len(label) <= ui.EXAMPLE_LABEL_LIMIT
+    assert len(rows[-1][0]) == 10 and labels[-1].startswith("All 10 sample pages: ")
