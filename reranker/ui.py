@@ -828,6 +828,12 @@ def _round(value):
     return round(value, 4) if isinstance(value, float) else value
 
 
+def _places(frame: pd.DataFrame, digits: int):
+    """The table as shown: every metric to the same places (0.5, 1 and 0.4512 side by side read
+    as numbers of different precision), — where undefined."""
+    return frame.style.format(precision=digits, na_rep="—")
+
+
 # ----- layout -----------------------------------------------------------------------------------
 EXAMPLE_LABEL_LIMIT = 50  # Gradio's own cut for an example label
 ALL_SAMPLES_QUERY = "Which region of the SUC2 frequency plot leads to extinction?"
@@ -1022,7 +1028,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                 eval_notes = markdown()
                 # Query and model first, the query wrapped in a column of its own width: one line of a
                 # long query hid every metric. (Gradio 6.31's pinned_columns pins nothing here.)
-                per_query_table = gr.Dataframe(label="Per query", interactive=False, wrap=True, column_widths=["200px", "110px"],
+                per_query_table = gr.Dataframe(label="Per query", interactive=False, wrap=True, column_widths=["180px", "110px"],
                                                max_height=600, elem_id="per-query")
                 with gr.Row():
                     # object_fit "contain": whole pages, as in the Rank galleries (cropped, a page showed its middle).
@@ -1247,12 +1253,14 @@ def build_app(arena: Arena) -> gr.Blocks:
         def on_evaluate(labels):
             """Evaluate each model's stored scores against the human labels."""
             try:
-                *views, found_a, found_b = evaluate_view(arena, labels)
+                summary, bars, differences, per_query, notes, found_a, found_b = evaluate_view(arena, labels)
             except Refusal as refusal:  # a toast; raised, it put an "Error" badge on every panel
                 gr.Warning(refusal.message)
                 return tuple(gr.skip() for _ in eval_outputs)
-            return (*views, *(gr.update(value=found, label=mistakes_heading(views[0], spec.label, found))
-                              for spec, found in ((spec_a, found_a), (spec_b, found_b))))
+            # Means to four places; a query's own values to three, so its 13 columns fit 1400 px.
+            return (_places(summary, 4), bars, differences, _places(per_query, 3), notes,
+                    *(gr.update(value=found, label=mistakes_heading(summary, spec.label, found))
+                      for spec, found in ((spec_a, found_a), (spec_b, found_b))))
 
         # Also on opening the tab: before, it showed empty tables headed "1 2 3" until pressed.
         gr.on([evaluate_tab.select, eval_button.click], on_evaluate, eval_annotator, eval_outputs, api_visibility="private")
