@@ -89,7 +89,8 @@ class PairAgreement:
     """Two models' rankings compared query by query, then averaged.
 
     ``kendall_tau`` is the mean over the ``n_tau`` queries where τ is defined (≥ 2 shared pages,
-    scores not all equal); ``topk_overlap`` the mean over the ``n_queries`` both models scored.
+    scores not all equal); ``topk_overlap`` the mean over the queries both models scored that
+    have more than k pages (None if none has: with k or fewer, both top k are every page).
     """
 
     model_a: str
@@ -110,7 +111,8 @@ def models_agreement(runs: Mapping[str, Mapping[Any, Mapping[Any, float]]], k: i
         shared = [q for q in runs[a] if q in runs[b]]
         per_query = [model_agreement(runs[a][q], runs[b][q], k=k) for q in shared]
         tau, n_tau = _mean(m.kendall_tau for m in per_query)
-        overlap, _ = _mean(m.topk_overlap for m in per_query)
+        # Over queries of more than k pages: with k or fewer both top k are every page (100%).
+        overlap, _ = _mean(m.topk_overlap for m in per_query if m.n_shared > k)
         out.append(PairAgreement(a, b, k, len(shared), tau, n_tau, overlap))
     return out
 
@@ -205,7 +207,7 @@ def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) ->
     queries = {}
     mixed: dict[str, list[int]] = {}
     for summary in store.list_queries():
-        queries[summary.id] = summary.text + summary.instruction_tag
+        queries[summary.id] = summary.text
         used: dict[str, set[str]] = {}  # model → settings keys of this query's scores
         for page in store.query_pages(summary.id):
             for model, score in page.scores.items():
@@ -347,14 +349,12 @@ def _benchmark_query(row: Mapping[str, Any]) -> BenchmarkQuery:
     query = row["query"]
     if not isinstance(query, str):
         raise ValueError(f"query is {_shown(query)}, not text")
-    from .scoring import QueryError, check_text, is_blank
+    from .scoring import QueryError, clean_query
 
     try:  # as the models check it, which they would do only once its turn came
-        check_text(query, "query")
+        clean_query(query, max_length=None)
     except QueryError as error:
         raise ValueError(str(error).removeprefix("the ")) from None
-    if is_blank(query):
-        raise ValueError("query is empty")
     names = _page_names(row["top_25_image_filenames"], "top_25_image_filenames")
     scores = _scores(row["top_25_scores"], "top_25_scores")
     relevant = _page_names(row["relevant_image_filenames"], "relevant_image_filenames")

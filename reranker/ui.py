@@ -258,7 +258,7 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
     if problem := next((problem for problem in rank_input_problems(files, query, instruction) if problem), None):
         raise refuse(problem)
     uploads = [_upload(item) for item in files]
-    instruction = (instruction or "").strip() or None
+    instruction = None if instruction is None or is_blank(instruction) else instruction.strip()
     if instruction == get_spec(A_KEY).default_instruction:
         instruction = None  # the default: stored and cached as "no instruction"
     try:
@@ -700,13 +700,16 @@ def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: i
 
 def evaluate_view(arena: Arena, annotator: str | None):
     from .evaluate import evaluate_store
-    from .metrics import grades_from_labels, hardest_mistakes
+    from .metrics import EvalResult, grades_from_labels, hardest_mistakes
 
     annotator = None if annotator in (None, "", "Majority vote") else annotator
     try:
         evaluation = evaluate_store(arena.store, annotator)
     except ValueError as error:
         raise refuse(str(error)) from None
+    summaries = arena.store.list_queries()
+    # Shown apart: asked with its own instruction, the same text is another query.
+    shown_query = {s.id: s.text + s.instruction_tag for s in summaries}
     summary_rows, per_query = [], []
     for key, result in evaluation.results.items():
         means = result.means
@@ -716,11 +719,12 @@ def evaluate_view(arena: Arena, annotator: str | None):
             # The counts before the metrics: they qualify them (after them, a wide table hid them).
             # Short names (the model's tag, "pages" for "n_pages"): 13 columns fit 1400 px.
             per_query.append((row["query_id"], {
-                "query": evaluation.queries.get(row["query_id"], row["query_id"]),
+                "query": shown_query.get(row["query_id"], row["query_id"]),
                 "model": get_spec(key).tag if key in MODELS else key,
                 **{name.removeprefix("n_"): _round(value) for name, value in row.items() if name != "query_id"}}))
     per_query = [row for _, row in sorted(per_query, key=lambda item: item[0])]  # a query's models side by side
-    summary = pd.DataFrame(summary_rows)
+    metric_names = EvalResult("", evaluation.ks).metric_names  # the columns, also of empty tables (not "1 2 3")
+    summary = pd.DataFrame(summary_rows, columns=["model", "queries", "excluded", *metric_names])
     bars = None
     if not summary.empty:
         # One bar per (metric, model): BarPlot has no grouping, so the category holds both (with the
@@ -758,7 +762,7 @@ def evaluate_view(arena: Arena, annotator: str | None):
                  "leaves undecided (as many relevant as not relevant labels)") + ". Pages not counted stay in "
                  "the ranking as not relevant (as trec_eval's unjudged pages); equal scores rank in upload order.")
     found = {key: [] for key in MODELS}  # (rank, newest first, page hash, caption) of every mistake
-    for summary_q in arena.store.list_queries():
+    for summary_q in summaries:
         pages = arena.store.query_pages(summary_q.id)
         labels = arena.store.current_labels(summary_q.id, annotator) if annotator else arena.store.majority_labels(summary_q.id)
         grades = grades_from_labels(labels)
@@ -779,7 +783,8 @@ def evaluate_view(arena: Arena, annotator: str | None):
     if capped := [key for key, items in found.items() if len(items) > MISTAKES_SHOWN]:
         notes.append(f"Mistake galleries: the {MISTAKES_SHOWN} ranked highest of " +
                      " and ".join(f"{len(found[key])} for {escape(get_spec(key).label)}" for key in capped) + ".")
-    return (summary, bars, _differences_frame(evaluation.differences), pd.DataFrame(per_query), "\n\n".join(notes),
+    per_query = pd.DataFrame(per_query, columns=["query", "model", "pages", "judged", "relevant", *metric_names])
+    return (summary, bars, _differences_frame(evaluation.differences), per_query, "\n\n".join(notes),
             mistakes[A_KEY], mistakes[B_KEY])
 
 
@@ -811,7 +816,7 @@ def mistakes_heading(summary: pd.DataFrame, label: str, found: list) -> str:
     if summary.empty or label not in set(summary["model"]):
         return f"{label}: not evaluated (no stored scores)"
     if not summary.loc[summary["model"] == label, "queries"].iloc[0]:
-        return f"{label}: nothing to judge it by yet (no query has a page judged relevant)"
+        return f"{label}: nothing to judge it by yet (no query it scored has a page judged relevant)"
     return f"{label}: {'pages' if found else 'no page'} ranked above a relevant page"
 
 
@@ -1263,7 +1268,9 @@ def build_app(arena: Arena) -> gr.Blocks:
                       for spec, found in ((spec_a, found_a), (spec_b, found_b))))
 
         # Also on opening the tab: before, it showed empty tables headed "1 2 3" until pressed.
-        gr.on([evaluate_tab.select, eval_button.click], on_evaluate, eval_annotator, eval_outputs, api_visibility="private")
+        # "always_last": a press while the opening run works still counts (with "once" it was dropped).
+        gr.on([evaluate_tab.select, eval_button.click], on_evaluate, eval_annotator, eval_outputs,
+              trigger_mode="always_last", api_visibility="private")
         def label_choices():
             return gr.update(choices=["Majority vote", *arena.store.annotators()])
 

@@ -539,8 +539,8 @@ def _bench_file(tmp_path, rows) -> Path:
     ("top_25_scores", [0.9, 0.8], "top_25_image_filenames has 6 pages but top_25_scores has 2 scores"),
     ("top_25_image_filenames", [4, None, 6, 7, 8, 9], "top_25_image_filenames[1] is null, not a page name"),
     ("relevant_image_filenames", None, "relevant_image_filenames is null, not a list of page names"),
-    ("query", "  ", "query is empty"),
-    ("query", "\u200b", "query is empty"),  # a zero-width space: the models refused it, stopping the run midway
+    ("query", "  ", "query is empty: type what you are looking for"),
+    ("query", "\u200b", "query is empty: type what you are looking for"),  # a zero-width space: the models refused it, stopping the run midway
     ("query", "a <|image_pad|> b", "query contains <|image_pad|>, the token that marks where a page's image goes in the prompt: remove it"),
     ("query", None, "query is null, not text"),
 ])  # fmt: skip
@@ -586,3 +586,17 @@ def test_an_image_budget_out_of_range_names_its_flag(tmp_path, capsys):
         assert main(["eval", "--benchmark", str(tmp_path / "b.parquet"), flag, value]) == 1
         assert capsys.readouterr().err == (f"error: {flag} must be from {spec.min_pixels} to {spec.max_pixels_limit} "
                                            f"(the image budget of {spec.label}, in pixels), not {value}\n")  # fmt: skip
+
+
+def test_the_mean_top_k_overlap_leaves_out_queries_of_k_pages_or_fewer():
+    """With k pages or fewer both top k are every page: such queries pushed the mean to 100%."""
+    from reranker.evaluate import models_agreement
+
+    small = {"a": 0.9, "b": 0.5, "c": 0.1}
+    large = {f"p{i}": float(i) for i in range(6)}
+    runs = {MODEL_A: {"small": small, "large": large},
+            MODEL_B: {"small": dict(zip(small, [0.1, 0.5, 0.9])), "large": {p: -s for p, s in large.items()}}}
+    (pair,) = models_agreement(runs, k=5)
+    assert pair.topk_overlap == pytest.approx(4 / 5) and pair.n_queries == 2  # the large query's alone
+    (only_small,) = models_agreement({key: {"small": run["small"]} for key, run in runs.items()}, k=5)
+    assert only_small.topk_overlap is None

@@ -520,6 +520,15 @@ def test_empty_query_is_refused_clearly(tiny_rerankers, sample_images, query):
             reranker.score(query, sample_images[:1])
 
 
+def test_blank_means_invisible_by_unicode_category():
+    """A character newer than Python's Unicode tables (str.isprintable calls it unprintable), or a
+    private-use one, is something to read; spaces, zero-width spaces, joiners and a BOM are not."""
+    from reranker.scoring import is_blank
+
+    assert not is_blank("\U0001FAE8") and not is_blank("\ue000") and not is_blank(" a ")
+    assert is_blank("") and is_blank(" \u200b\u2060\ufeff\n\u00a0")
+
+
 @pytest.mark.parametrize("token", ["<|image_pad|>", "<|video_pad|>"])
 def test_a_page_placeholder_token_in_the_query_or_instruction_is_refused_by_name(tiny_rerankers, sample_images, token):
     """Read as the page's place, it made A fail with "each sequence must hold exactly one image" in
@@ -529,10 +538,6 @@ def test_a_page_placeholder_token_in_the_query_or_instruction_is_refused_by_name
             reranker.score(f"a {token} b", sample_images[:1])
     with pytest.raises(QueryError, match=rf"^the instruction contains {re.escape(token)}"):
         tiny_rerankers[A].score("a query", sample_images[:1], instruction=f"Find {token}")
-    # A character newer than Python's Unicode tables, or a private-use one, is something to read.
-    from reranker.scoring import is_blank
-
-    assert not is_blank("\U0001FAE8") and not is_blank("\ue000") and is_blank(" \u200b\u2060\ufeff\n")
     # Other special tokens are read as the reference reads them (its processor parses them too).
     assert len(tiny_rerankers[A].score("a <|im_end|> b", sample_images[:1])) == 1
 

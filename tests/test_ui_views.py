@@ -388,7 +388,14 @@ def test_an_empty_mistake_gallery_tells_no_mistake_from_no_scores():
     # Evaluated over no query (none has a page judged relevant): no mistake says nothing.
     none = pd.DataFrame([{"model": "Qwen3-VL-Reranker-2B", "queries": 0}])
     assert ui.mistakes_heading(none, "Qwen3-VL-Reranker-2B", []) == (
-        "Qwen3-VL-Reranker-2B: nothing to judge it by yet (no query has a page judged relevant)")
+        "Qwen3-VL-Reranker-2B: nothing to judge it by yet (no query it scored has a page judged relevant)")
+
+
+def test_an_empty_store_evaluates_to_tables_with_their_columns(arena):
+    """Empty tables were headed "1 2 3" (a DataFrame of no rows has no columns)."""
+    summary, bars, _, per_query, *_ = ui.evaluate_view(arena, None)
+    assert list(summary.columns)[:4] == ["model", "queries", "excluded", "ndcg@5"] and summary.empty and bars is None
+    assert list(per_query.columns)[:6] == ["query", "model", "pages", "judged", "relevant", "ndcg@5"] and per_query.empty
 
 
 def test_with_no_page_judged_relevant_the_bar_plot_draws_no_bars(arena, ranked):
@@ -787,3 +794,11 @@ def test_each_example_ranks_its_page_among_others():
         assert len(set(names)) == 3 and ui.EXAMPLE_QUERIES[names[1]] == query and all(Path(p).exists() for p in files)
         assert label.startswith("3 pages: ") and len(label) <= ui.EXAMPLE_LABEL_LIMIT
     assert len(rows[-1][0]) == 10 and labels[-1].startswith("All 10 sample pages: ")
+
+
+def test_an_instruction_of_only_invisible_characters_is_no_instruction(arena):
+    """Stored as an instruction, it replaced A's default and tagged the query "[instruction: ​]"."""
+    from .bad_inputs import SAMPLE_PAGES
+
+    data = ui.rank_pages(arena, [str(SAMPLE_PAGES[0])], QUERY, "\u200b \u2060", None, None, None)
+    assert data["instruction"] is None and arena.store.query(data["query_id"]).instruction is None
