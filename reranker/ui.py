@@ -945,11 +945,13 @@ def build_app(arena: Arena) -> gr.Blocks:
                                                min_width=200)
                     if os.environ.get("OAUTH_CLIENT_ID"):  # a Space with `hf_oauth: true`
                         gr.LoginButton()
-                    # min_width: side by side at phone width, a model name in the choices ran out of the box.
-                    order = gr.Radio(list(ORDERS), value=ORDERS[0], label="Order", scale=3, min_width=320)
+                    # A dropdown, not a radio: at phone width the four choices stacked into four lines
+                    # and pushed the judging buttons below the first screen.
+                    order = gr.Dropdown(list(ORDERS), value=ORDERS[0], label="Order", filterable=False, scale=2,
+                                        min_width=200, elem_id="annotate-order")
                 with gr.Row():
-                    query_pick = gr.Dropdown(label="Query (newest first), each after its pages judged/total: yours once your name is in, else anyone's "
-                                                   "(↻ brings in new rankings and others' judgments)", choices=[], scale=5, elem_id="query-pick")
+                    query_pick = gr.Dropdown(label="Query (newest first), each after its pages judged/total: yours once your name is in, "
+                                                   "else anyone's", choices=[], scale=5, elem_id="query-pick")
                     refresh = gr.Button("↻ Refresh list", scale=1)
                 with gr.Row():
                     with gr.Column(scale=3):

@@ -1,8 +1,8 @@
 // Keyboard shortcuts for the Annotate tab: R relevant, N not relevant, S skip, U undo,
 // ←/→ previous/next. Ignored while typing in a text field, when the tab is hidden, and (R, N, S)
-// while the page's image is loading; a focused radio button or checkbox (the Order choice, just
-// clicked) takes no typing, so they work there, and after Enter in "Jump to page" or the name
-// box, that box gives up the focus.
+// while the page's image is loading; a focused radio button, checkbox or button takes no typing,
+// so they work there (a dropdown lets go of the focus once chosen), and after Enter in "Jump to
+// page" or the name box, that box gives up the focus.
 () => {
   const CLICKED_NOT_TYPED = ["radio", "checkbox", "button", "submit", "reset"];
   const typingIn = (target) =>

@@ -81,6 +81,12 @@ def open_annotate(page) -> None:
 PAGE_IMAGE_IN = "() => { const image = document.querySelector('#annotate-image img'); return !image || image.complete; }"
 
 
+def choose_order(page, order: str) -> None:
+    """Pick the Annotate tab's Order (a dropdown: it lets go of the focus once chosen)."""
+    page.locator("#annotate-order input").click()
+    page.get_by_role("option", name=order, exact=True).click()
+
+
 def judge_key(page, key: str) -> None:
     """Press R, N or S once the page's image has arrived (the app ignores them before: the old
     image would still be on screen)."""
@@ -442,7 +448,7 @@ def _annotate_in_upload_order(page, app_server, annotator: str, *queries: str) -
     page.locator("#query-pick input").click()
     page.get_by_role("option", name=f"0/3 judged — {queries[0]}", exact=True).click()
     expect(page.locator("#annotate-progress")).to_have_text(f"0/3 judged by {annotator}")
-    page.get_by_label("Upload order").click()
+    choose_order(page, "Upload order")
     expect(page.locator("#annotate-info")).to_contain_text("Page 1 of 3 · doc_1.jpg")
     settled(page, "#annotate-info", "#jump", "#query-pick")
     return ids
@@ -545,7 +551,7 @@ def test_shortcuts_work_after_choosing_an_order_and_a_jump_past_the_end_goes_to_
     expect(progress).to_have_text(f"0/3 judged by {annotator}")
 
     jump = page.locator("#jump input")
-    page.get_by_label("Upload order").click()  # a radio button now has the focus
+    choose_order(page, "Upload order")  # the keys judge straight after
     expect(info).to_contain_text("Page 1 of 3 · doc_1.jpg")
     judge_key(page, "r")
     expect(progress).to_have_text(f"1/3 judged by {annotator}")
@@ -588,7 +594,7 @@ def test_shortcuts_work_after_choosing_an_order_and_a_jump_past_the_end_goes_to_
     expect(page.locator(".toast-body")).to_have_count(0)  # no error
     # The order is remembered: a reload reopens the first unjudged page in upload order.
     open_annotate(page)
-    expect(page.get_by_label("Upload order")).to_be_checked()
+    expect(page.locator("#annotate-order input")).to_have_value("Upload order")
     expect(info).to_contain_text("Page 3 of 3 · doc_5.jpg")
 
 
@@ -769,6 +775,10 @@ def test_at_phone_width_nothing_runs_off_the_screen_and_captions_leave_pages_vis
     image, relevant = page.locator("#annotate-image").bounding_box(), page.locator("#judge-relevant").bounding_box()
     assert image["height"] <= 0.5 * 800 + 1 and relevant["y"] < image["y"]
     assert image["y"] + image["height"] - relevant["y"] <= 800
+    # The judging buttons are on the first screen (the Order radio's four lines pushed them below).
+    page.evaluate("window.scrollTo(0, 0)")
+    relevant = page.locator("#judge-relevant").bounding_box()
+    assert relevant["y"] + relevant["height"] <= 800, relevant
 
     page.get_by_role("tab", name="Export", exact=True).click()
     expect(page.get_by_label("above_lowest_positive", exact=True)).to_be_visible()
