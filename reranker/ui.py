@@ -112,6 +112,7 @@ def budget_pixels(key: str, tokens: int | None) -> int | None:
 
 
 def device_note() -> str:
+    """What a visitor should know about this machine's speed (shown above the upload box)."""
     import torch
 
     if torch.cuda.is_available():
@@ -119,21 +120,28 @@ def device_note() -> str:
     note = (
         "**No GPU on this machine.** On 2 CPU cores a page takes Qwen3-VL-Reranker about 60 s at its "
         "default budget (1280 visual tokens; about 10 s at 256) and Qwen3RerankerMM about 23 s at its "
-        "551 (float32; docs/benchmarks.md). Lower the image budgets under *Instruction and settings* "
-        "to go faster, or run the app on a GPU. A new question about pages already ranked is quicker: "
-        "neither model encodes a page image twice, so a page takes Qwen3-VL-Reranker about 23 s and "
-        "Qwen3RerankerMM about 1 s."
+        "551. Lower the image budgets under *Instruction and settings* to go faster. A new question "
+        "about pages already ranked is quicker: neither model encodes a page image twice, so a page "
+        "takes Qwen3-VL-Reranker about 23 s and Qwen3RerankerMM about 1 s."
     )
-    if os.environ.get("RERANKER_DTYPE"):
-        return note
-    if devices.default_dtype(torch.device("cpu")) == torch.bfloat16:
+    if not os.environ.get("RERANKER_DTYPE") and devices.default_dtype(torch.device("cpu")) == torch.bfloat16:
+        # The scores differ from float32's in the third decimal or so: worth knowing when comparing.
         note += (f" With {devices.memory_limit() / 2**30:.0f} GiB of memory the models run in bfloat16, their "
                  f"own precision (float32, which matches the reference code to ~1e-6, needs "
                  f"{devices.CPU_FLOAT32_MEMORY / 2**30:.0f} GiB for both).")
-    elif cpu_has_bfloat16():
-        note += (" This CPU computes in bfloat16 natively: `RERANKER_DTYPE=bfloat16` (the checkpoints' "
-                 "own precision) makes both models about twice as fast here.")
     return note
+
+
+def operator_hint() -> str | None:
+    """Advice for whoever runs the app, logged at start (a visitor cannot act on it)."""
+    import torch
+
+    if torch.cuda.is_available() or os.environ.get("RERANKER_DTYPE"):
+        return None
+    if devices.default_dtype(torch.device("cpu")) != torch.bfloat16 and cpu_has_bfloat16():
+        return ("No GPU; this CPU computes bfloat16 natively: RERANKER_DTYPE=bfloat16 (the checkpoints' own "
+                "precision) makes both models about twice as fast here (float32 timings in docs/benchmarks.md).")
+    return "No GPU: each page takes tens of seconds on a CPU (docs/benchmarks.md); run the app on a GPU to rank quickly."
 
 
 @dataclass
@@ -1388,6 +1396,8 @@ def create_arena(db_path: str | None = None, cache_dir: str | None = None, prelo
     pool = ranking.ModelPool(compile=os.environ.get("RERANKER_COMPILE", "") in ("1", "true", "yes"))
     cache = Path(cache_dir or os.environ.get("RERANKER_CACHE") or Path(tempfile.gettempdir()) / "rerank-arena")
     arena = Arena(pool, Store(db_path), cache)
+    if hint := operator_hint():
+        logger.warning(hint)
     if preload if preload is not None else torch.cuda.is_available():
         for key in MODELS:
             try:

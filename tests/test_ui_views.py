@@ -529,7 +529,9 @@ def test_a_new_query_about_the_same_upload_does_not_render_it_again(arena, monke
     assert thumbnail.endswith(".jpg")
 
 
-def test_the_cpu_device_note_gives_speeds_and_suggests_bfloat16_where_it_is_native(monkeypatch):
+def test_the_cpu_device_note_gives_speeds_and_the_operator_hears_of_bfloat16_where_it_is_native(monkeypatch):
+    """Visitors read speeds and what they can change; settings only the operator can change are
+    logged for them (a visitor on a Space cannot set RERANKER_DTYPE)."""
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -537,12 +539,25 @@ def test_the_cpu_device_note_gives_speeds_and_suggests_bfloat16_where_it_is_nati
     monkeypatch.setattr(devices, "memory_limit", lambda: 64 * 2**30)  # float32 by default
     monkeypatch.setattr(ui, "cpu_has_bfloat16", lambda: True)
     note = ui.device_note()
-    assert note.startswith("**No GPU on this machine.**") and "RERANKER_DTYPE=bfloat16" in note
+    assert note.startswith("**No GPU on this machine.**") and "60 s" in note and "image budgets" in note
+    assert "RERANKER_DTYPE" not in note and "docs/" not in note and "bfloat16" not in note
+    assert "RERANKER_DTYPE=bfloat16" in ui.operator_hint()
     monkeypatch.setenv("RERANKER_DTYPE", "bfloat16")
-    assert "RERANKER_DTYPE" not in ui.device_note()  # already set
+    assert ui.operator_hint() is None  # already set
     monkeypatch.delenv("RERANKER_DTYPE")
-    monkeypatch.setattr(ui, "cpu_has_bfloat16", lambda: False)
-    assert "RERANKER_DTYPE" not in ui.device_note()  # emulated bfloat16 would be slower
+    monkeypatch.setattr(ui, "cpu_has_bfloat16", lambda: False)  # emulated bfloat16 would be slower
+    assert "RERANKER_DTYPE" not in ui.operator_hint() and "GPU" in ui.operator_hint()
+
+
+def test_the_operator_hint_is_logged_when_the_app_starts(monkeypatch, tmp_path, caplog):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("RERANKER_DTYPE")
+    with caplog.at_level("WARNING", logger="reranker.ui"):
+        arena = ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "cache"), preload=False)
+    arena.store.close()
+    assert ui.operator_hint() in caplog.text
 
 
 def test_the_cpu_device_note_says_when_memory_made_the_models_bfloat16(monkeypatch):
