@@ -509,11 +509,12 @@ def typed_annotator(arena: Arena, name: str | None) -> str | None:
 def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, position: int):
     """The page at `position` (in the chosen order) of a stored query, for this annotator."""
     if query_id in (None, ""):
-        return None, "Rank something on the **Rank** tab, or pick a stored query above.", "", gr.update(value=1), None, 0
+        return (gr.update(value=None, label="Page"), "Rank something on the **Rank** tab, or pick a stored query above.", "",
+                gr.update(value=1), None, 0)
     query_id = int(query_id)
     pages = page_order(arena.store.query_pages(query_id), order)
     if not pages:
-        return None, "This query has no pages.", "", gr.update(value=1), None, 0
+        return gr.update(value=None, label="Page"), "This query has no pages.", "", gr.update(value=1), None, 0
     position = max(0, min(int(position or 0), len(pages) - 1))
     page = pages[position]
     labels = arena.store.current_labels(query_id, annotator) if annotator else {}
@@ -533,7 +534,10 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
     progress = f"**{judged}/{len(pages)} judged** by {escape(annotator or '—')}"
     if annotator and judged == len(pages):  # else the next key quietly relabels the page shown
         progress += " · ✓ every page judged: a key now changes the label of the page shown"
-    image = arena.image_path(page.page_hash, 1600)
+    # The image's own label repeats where the annotator is: in full screen it is all they see
+    # while the keys judge and move on.
+    image = gr.update(value=arena.image_path(page.page_hash, 1600),
+                      label=f"Page {position + 1} of {len(pages)} · {current} · {judged}/{len(pages)} judged")
     return image, info, progress, gr.update(value=position + 1), page.page_hash, len(pages)
 
 

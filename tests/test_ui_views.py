@@ -200,6 +200,9 @@ def test_annotating_moves_to_the_next_unjudged_page_and_counts_progress(arena, r
     assert ui.next_position(arena, query_id, "ann", ui.ORDERS[3], 0) == 1
     _, info, progress, *_ = ui.annotate_view(arena, query_id, "ann", ui.ORDERS[3], 0)
     assert "1/4 judged" in progress and "current label: **Relevant**" in info
+    # The image's label says it too (in full screen nothing else shows).
+    assert image == {"__type__": "update", "value": arena.image_path(page_hash, 1600), "label": "Page 1 of 4 · Unjudged · 0/4 judged"}
+    assert ui.annotate_view(arena, query_id, "ann", ui.ORDERS[3], 0)[0]["label"] == "Page 1 of 4 · Relevant · 1/4 judged"
     with pytest.raises(Exception, match="Enter your name"):
         ui.judge(arena, query_id, page_hash, "  ", "relevant")
     with pytest.raises(Exception, match="label must be"):
