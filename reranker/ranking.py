@@ -427,6 +427,7 @@ def rank(
     clean_query(query, max_length=10**9)  # raises QueryError with a message for the user
     if instruction is not None:
         check_text(instruction, "instruction")
+    instruction = no_default_instruction(instruction)
     available = list(pool.keys if isinstance(pool, ModelPool) else pool.keys())
     keys = list(keys or available)
     if missing := [key for key in keys if key not in available]:  # a misuse: raised, not a model's failure
@@ -496,6 +497,18 @@ def rank(
     return RankingResult(query, instruction, pages, problems, notes, rankings, ingest_seconds, documents)
 
 
+def no_default_instruction(instruction: str | None) -> str | None:
+    """The instruction as a ranking is stored and cached: None for none, for blank text (spaces,
+    zero-width characters) and for a model's own default, which all ask the same question.
+    (`Reranker.score` itself reads an instruction as its reference code does.)"""
+    from .scoring import is_blank
+
+    if instruction is None or is_blank(instruction):
+        return None
+    instruction = instruction.strip()
+    return None if instruction in {spec.default_instruction for spec in MODELS.values()} else instruction
+
+
 def rank_and_save(files: Sequence, query: str, pool: ModelPool | Mapping, store, images=None,
                   gallery_side: int = 512, **options) -> tuple[RankingResult, int | None]:
     """The app's ranking request: rank (see `rank`), store the ranking, have thumbnails ready.
@@ -520,7 +533,8 @@ def rank_and_save(files: Sequence, query: str, pool: ModelPool | Mapping, store,
             query, result.instruction, result.pages, result.documents,
             scores={key: r.scores for key, r in scored.items()},
             settings={key: r.settings for key, r in scored.items()},
-            seconds={key: r.seconds for key, r in scored.items()},
+            # Per page the model ran on: pages whose score came from the store took no time.
+            seconds_per_page={key: r.seconds / r.scored if r.scored else None for key, r in scored.items()},
         )
     for thumbnail in thumbnails:  # done by now, as a rule; an error surfaces here, not in the gallery
         thumbnail.result()

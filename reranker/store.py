@@ -116,7 +116,7 @@ def _v1_initial(db: Database, path: Path | None = None) -> None:
             query_id INTEGER NOT NULL REFERENCES queries(id),
             page_hash TEXT NOT NULL REFERENCES pages(content_hash),
             score REAL NOT NULL,
-            seconds REAL,                       -- the batch's time divided by its pages
+            seconds REAL,                       -- the model's time per page it scored in that request
             created TEXT NOT NULL,
             PRIMARY KEY (model, settings_key, query_id, page_hash))""",
         "CREATE INDEX scores_query ON scores(query_id, model)",
@@ -631,7 +631,9 @@ class Store:
             latest = self._latest_guidelines(db)
             if latest is not None and latest.text == text:
                 return latest
-            if based_on is not None and (latest.id if latest else 0) != based_on:
+            # With none saved there is nothing to overwrite (a version the editor saw may have gone
+            # with a database replaced under the open page).
+            if based_on is not None and latest is not None and latest.id != based_on:
                 raise GuidelinesChanged(
                     f"Other guidelines were {latest.saved[0].lower()}{latest.saved[1:]}, after yours were loaded; nothing "
                     "was saved. Copy your text, reload the page to see theirs, then make your change again.", latest)
@@ -681,15 +683,16 @@ class Store:
         documents: Iterable[Any] = (),
         scores: Mapping[str, Sequence[float]] | None = None,
         settings: Mapping[str, Mapping[str, Any] | str] | None = None,
-        seconds: Mapping[str, float] | None = None,
+        seconds_per_page: Mapping[str, float | None] | None = None,
     ) -> int:
         """Store a ranked upload in one transaction; returns the query id.
 
         `pages` are Page-like (content_hash, image, source, page_number, document_hash, kind),
         `documents` Document-like (content_hash, name, kind, page_count), `scores[model]` one
         score per page in `pages` order, `settings[model]` the scoring settings (or their key),
-        `seconds[model]` the time the model took for the whole batch. Pages and scores already
-        stored are kept as they are (first score wins, so the cache stays consistent).
+        `seconds_per_page[model]` the model's time per page it scored in this request (a score
+        already stored took none: that row, its page and its time are kept as they are; first
+        score wins, so the cache stays consistent).
         """
         if not isinstance(query, str) or not query.strip():
             raise ValueError("query text is empty")
@@ -787,7 +790,7 @@ class Store:
                     )
                 elif db.execute("SELECT 1 FROM settings WHERE key = ?", [setting]).fetchone() is None:
                     raise ValueError(f"{model}: unknown settings key {setting!r} (pass the settings dict)")
-                per_page = None if not seconds or model not in seconds else seconds[model] / len(pages)
+                per_page = (seconds_per_page or {}).get(model)
                 db["scores"].insert_all(
                     (
                         dict(

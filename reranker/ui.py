@@ -266,9 +266,6 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
     if problem := next((problem for problem in rank_input_problems(files, query, instruction) if problem), None):
         raise refuse(problem)
     uploads = [_upload(item) for item in files]
-    instruction = None if instruction is None or is_blank(instruction) else instruction.strip()
-    if instruction == get_spec(A_KEY).default_instruction:
-        instruction = None  # the default: stored and cached as "no instruction"
     try:
         result, query_id = ranking.rank_and_save(
             uploads, query, arena.pool, arena.store, arena.images,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reranker import ranking
+from reranker.models import get_spec
 from reranker.documents import load_files
 from reranker.loading import LoadError
 from reranker.scoring import QueryError
@@ -123,6 +124,14 @@ def test_an_instruction_reaches_the_model_that_takes_one_and_not_the_one_with_a_
         instructed = ranking.rank(sample_files(2), QUERY, tiny_rerankers, instruction="Find the plot itself.")
     assert instructed.rankings[B].scores == plain.rankings[B].scores
     assert instructed.rankings[A].scores != plain.rankings[A].scores
+    # As the app reads it, so does `score` (both rank here): blank text or the model's own default
+    # is no instruction; the text is stripped.
+    default = get_spec(A).default_instruction
+    for same_as_none in (" \u200b ", default, f"  {default}\n"):
+        again = ranking.rank(sample_files(2), QUERY, tiny_rerankers, instruction=same_as_none)
+        assert again.instruction is None and again.rankings[A].scores == plain.rankings[A].scores, repr(same_as_none)
+    padded = ranking.rank(sample_files(2), QUERY, tiny_rerankers, instruction="  Find the plot itself.\n")
+    assert padded.instruction == "Find the plot itself." and padded.rankings[A].scores == instructed.rankings[A].scores
 
 
 def test_scores_stored_earlier_are_reused_not_recomputed(tiny_rerankers, tmp_path):
@@ -204,6 +213,22 @@ def test_rank_and_save_starts_the_side_work_before_scoring_and_stores_the_rankin
     assert store.query_pages(query_id) and len(result.pages) == 3
     assert all((tmp_path / "thumbs" / f"{page.content_hash[:32]}-200.jpg").exists() for page in result.pages)
     assert not store._staged
+
+
+def test_the_stored_time_per_page_is_the_models_time_on_the_pages_it_scored(tiny_rerankers, tmp_path):
+    """A page added to a stored upload took the model's whole time in that request (it was
+    divided among all the pages, the stored ones too); the stored pages keep their own."""
+    store = Store(tmp_path / "arena.db")
+    first, query_id = ranking.rank_and_save(sample_files(2), QUERY, tiny_rerankers, store)
+    more, again = ranking.rank_and_save(sample_files(3), QUERY, tiny_rerankers, store)
+    assert again == query_id
+    new_page = more.pages[2].content_hash
+    for key in (A, B):
+        assert (more.rankings[key].stored, more.rankings[key].scored) == (2, 1)
+        stored = dict(store.db.execute("SELECT page_hash, seconds FROM scores WHERE model = ?", [key]).fetchall())
+        assert stored[new_page] == pytest.approx(more.rankings[key].seconds)
+        for page in first.pages:
+            assert stored[page.content_hash] == pytest.approx(first.rankings[key].seconds / 2)
 
 
 def test_a_model_that_failed_to_load_is_tried_again_after_a_while(tiny_rerankers, monkeypatch):

@@ -411,7 +411,7 @@ def test_save_ranking_round_trip_cache_and_no_duplicate_pages(store: Store, monk
     scores = {"model-a": [0.9, 0.1, 0.5, 0.3], "model-b": [0.2, 0.8, 0.6, 0.4]}
     settings = {"model-a": {"max_pixels": 1280 * 32 * 32}, "model-b": {"max_pixels": 720 * 28 * 28}}
     query_id = store.save_ranking(
-        "revenue 2024", "Find tables", pages, [document], scores, settings, seconds={"model-a": 2.0}
+        "revenue 2024", "Find tables", pages, [document], scores, settings, seconds_per_page={"model-a": 0.5}
     )
 
     for page in pages:  # lossless: the same pixels, mode and size
@@ -877,6 +877,9 @@ def test_an_edit_of_guidelines_a_colleague_has_changed_since_is_refused_not_save
         with pytest.raises(GuidelinesChanged):  # edited from the default text while a version exists
             store.save_guidelines("my edit of the default", "me", based_on=0)
         assert store.save_guidelines("v2 by a colleague", "me", based_on=loaded.id) == theirs  # the same text: no conflict
+    with Store(db_path.with_name("replaced.db")) as fresh:  # a version the editor saw is gone with its database
+        saved = fresh.save_guidelines("my edit", "me", based_on=loaded.id)
+        assert fresh.guidelines() == saved and saved.text == "my edit"
 
 
 def test_the_guidelines_file_of_earlier_versions_is_read_into_the_database(db_path: Path):
