@@ -11,7 +11,8 @@ import importlib
 import sqlite3
 import sys
 
-# (module, what it adds) — imported lazily so `--help` stays fast and torch loads only when needed.
+# Each module registers its subcommand (`register_cli`); imported here, not at the top, so that
+# `python -m reranker` loads only what it needs (torch loads when a command runs).
 SUBCOMMAND_MODULES = ("reranker.score_cli", "reranker.export", "reranker.evaluate", "reranker.bench")
 
 
@@ -22,13 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:
-                raise
-            continue  # subcommand not built yet
-        module.register_cli(subparsers)
+        importlib.import_module(module_name).register_cli(subparsers)
     return parser
 
 
@@ -48,7 +43,6 @@ def _number(convert, description: str, allowed):
 
 
 positive_int = _number(int, "a whole number of at least 1", lambda value: value >= 1)
-positive_float = _number(float, "a number above 0", lambda value: value > 0)
 whole_number = _number(int, "a whole number of at least 0", lambda value: value >= 0)
 
 

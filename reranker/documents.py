@@ -112,7 +112,6 @@ class Page:
     document_hash: str  # Document.content_hash of the file it came from
     kind: str  # "pdf" or "image"
     page_count: int = 1  # pages in that document
-    _thumbnails: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def width(self) -> int:
@@ -129,24 +128,6 @@ class Page:
     @property
     def label(self) -> str:
         return page_label(self.source, self.page_number, self.kind, self.page_count)
-
-    def thumbnail(self, max_side: int = 384) -> Image.Image:
-        """Display copy with its longer side at most `max_side`, made from the rendered image
-        (never a re-render) and cached. Returns the image itself when it is already small enough."""
-        if max_side not in self._thumbnails:
-            scale = max_side / max(self.size)
-            thumb = self.image
-            if scale < 1:
-                size = (max(1, round(self.width * scale)), max(1, round(self.height * scale)))
-                # reducing_gap: a cheap box reduce first, LANCZOS on the rest (what Image.thumbnail does)
-                thumb = self.image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
-            self._thumbnails[max_side] = thumb
-        return self._thumbnails[max_side]
-
-    def __getstate__(self) -> dict:
-        # Pages are pickled for ZeroGPU's worker while thumbnail threads may be adding display
-        # copies, which the worker does not need: it gets the page without them.
-        return {**self.__dict__, "_thumbnails": {}}
 
 
 @dataclass(frozen=True)
@@ -180,13 +161,6 @@ class Ingested:
         self.problems.extend(other.problems)
         self.documents.extend(other.documents)
         self.notes.extend(other.notes)
-
-    def unique_pages(self) -> list[Page]:
-        """The first page of every content hash, in order: identical pages are scored once."""
-        seen: dict[str, Page] = {}
-        for page in self.pages:
-            seen.setdefault(page.content_hash, page)
-        return list(seen.values())
 
     def duplicates(self) -> list[tuple[Page, Page]]:
         """(page, earlier page with the same pixels) for every repeated page."""

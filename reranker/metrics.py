@@ -250,16 +250,6 @@ def evaluate(
     return result
 
 
-def compare_models(
-    runs: Mapping[str, Mapping[Hashable, Scores]],
-    qrels: Mapping[Hashable, Grades],
-    ks: Iterable[int] = (5, 10),
-) -> list[dict]:
-    """``{model: run}`` → one summary row per model (see ``EvalResult.summary``)."""
-    ks = tuple(ks)
-    return [evaluate(run, qrels, ks, model=name).summary() for name, run in runs.items()]
-
-
 
 @dataclass(frozen=True)
 class PairedDifference:

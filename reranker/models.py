@@ -16,7 +16,7 @@ from __future__ import annotations
 import numbers
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -58,7 +58,6 @@ class ModelSpec:
     # UNTRUNCATED_PROMPT_TOKENS rather than cut it).
     max_length: int | None = 10240
     tail: str = "<|im_end|>\n<|im_start|>assistant\n"
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def env_prefix(self) -> str:
@@ -136,7 +135,6 @@ QWEN3_RERANKER_MM_2B = ModelSpec(
         + "Query : {query} \nAre the picture and query related ?<|im_end|>\n<|im_start|>assistant\n"
     ),
     tail=" \nAre the picture and query related ?<|im_end|>\n<|im_start|>assistant\n",
-    notes=("No instruction: the model was trained with one fixed prompt.",),
 )
 
 MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in (QWEN3_VL_RERANKER_2B, QWEN3_RERANKER_MM_2B)}

@@ -81,10 +81,6 @@ class ModelPool:
     def loaded(self, key: str) -> bool:
         return key in self._models
 
-    def retry(self, key: str) -> None:
-        """Forget a load failure so the next request tries again (e.g. after fixing a path)."""
-        self._errors.pop(key, None)
-
 
 class ModelUnavailable(RuntimeError):
     def __init__(self, key: str, reason: str):

@@ -797,7 +797,7 @@ def patchify(
     return torch.cat(rows)
 
 
-_PAGE_WORKERS = thread_pool("page-prep")  # per-page CPU work (resize, patchify)
+_PAGE_WORKERS = thread_pool("page-prep")  # per-page CPU work: resize, hash (patchify runs on the device)
 
 
 def resize_dims(image: Image.Image, budget: Budget) -> tuple[int, int]:

@@ -845,10 +845,6 @@ class Store:
         row = db.execute("SELECT id FROM queries WHERE text = ? AND instruction = ?", [text, instruction]).fetchone()
         return row[0] if row else None
 
-    def query_id(self, text: str, instruction: str | None = None) -> int | None:
-        """Id of a stored query, or None."""
-        return self._query_id(self.db, text, instruction)
-
     def cached_scores(
         self,
         model: str,

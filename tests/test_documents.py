@@ -428,22 +428,10 @@ def test_identical_pages_share_a_content_hash_and_are_flagged():
     result = load_files([("a.png", png), ("again.png", png), ("a.bmp", bmp), ("other.png", other)])
     hashes = [page.content_hash for page in result.pages]
     assert hashes[0] == hashes[1] == hashes[2] != hashes[3]
-    assert [page.source for page in result.unique_pages()] == ["a.png", "other.png"]
     pairs = [(page.source, first.source) for page, first in result.duplicates()]
     assert pairs == [("again.png", "a.png"), ("a.bmp", "a.png")]
     assert any("2 page(s) identical" in note for note in result.notes)
     assert len(result.pages) == 4  # all kept; callers decide
-
-
-def test_thumbnail_downsizes_the_rendered_page_once():
-    page = only_page("doc.pdf", corpus.sample_pdf(1))
-    thumb = page.thumbnail()
-    assert max(thumb.size) == 384 and thumb.mode == "RGB"
-    assert thumb.width / thumb.height == pytest.approx(page.width / page.height, rel=0.01)
-    assert page.thumbnail() is thumb  # cached
-    assert max(page.thumbnail(100).size) == 100
-    small = only_page("tiny.png", corpus.plain_png(size=(48, 32)))
-    assert small.thumbnail() is small.image  # already small enough
 
 
 def test_pages_compare_by_identity_fields_not_pixels():
@@ -589,15 +577,13 @@ def test_refused_files_are_not_cached_and_stay_refused():
     assert len(cache) == 0
 
 
-def test_a_page_pickles_with_its_pixels_and_without_its_display_copies():
-    """ZeroGPU sends pages to its worker pickled, while thumbnail threads may be adding to them."""
+def test_a_page_pickles_with_its_pixels():
+    """ZeroGPU sends pages to its worker pickled."""
     import pickle
 
     page = load_files([str(corpus.SAMPLE_PAGES[0])]).pages[0]
-    page.thumbnail(100)
     copy = pickle.loads(pickle.dumps(page))
     assert copy == page and copy.image.tobytes() == page.image.tobytes() and copy.image.mode == "RGB"
-    assert copy._thumbnails == {} and 100 in page._thumbnails
 
 
 def test_an_entry_that_is_no_file_is_a_problem_and_the_others_load():

@@ -14,7 +14,6 @@ from reranker.metrics import (
     aggregate_labels,
     average_precision,
     cohen_kappa,
-    compare_models,
     evaluate,
     grades_from_labels,
     hardest_mistakes,
@@ -188,10 +187,6 @@ def test_evaluate_excludes_queries_without_relevant_pages_and_counts_them():
     assert res.means["ndcg@5"] == pytest.approx((1 + L2_3) / 2)
     summary = res.summary()
     assert summary["model"] == "A" and summary["n_queries"] == 2 and summary["n_excluded"] == 2
-
-    table = compare_models({"A": run, "B": {"q1": ranked("b", "a")}}, qrels, ks=(5,))
-    assert [row["model"] for row in table] == ["A", "B"]
-    assert table[1]["n_queries"] == 1 and table[1]["mrr"] == 0.5
 
 
 def test_evaluate_with_no_evaluable_query_has_no_means():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from reranker.documents import load_files
@@ -52,6 +53,14 @@ def test_a_page_not_in_memory_is_loaded_through_the_store(tmp_path, sample_pages
     assert loads == [page.content_hash]
     images.path(page.content_hash, 128)  # written already: no second load
     assert loads == [page.content_hash]
+    # From memory or from the store, the same pixels; the page's shape kept; a small page not enlarged.
+    in_memory = PageImages(tmp_path / "other", lambda page_hash: None, memory_bytes=2**30)
+    in_memory.remember([page])
+    with Image.open(in_memory.path(page.content_hash, 128)) as a, Image.open(images.path(page.content_hash, 128)) as b:
+        assert a.tobytes() == b.tobytes()
+        assert a.width / a.height == pytest.approx(page.width / page.height, rel=0.02)
+    with Image.open(in_memory.path(page.content_hash, 4 * max(page.size))) as full:
+        assert full.size == page.size
 
 
 def test_the_folder_stays_within_its_bytes_and_keeps_what_was_shown_lately(tmp_path, sample_pages_dir):
