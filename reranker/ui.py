@@ -25,6 +25,7 @@ import weakref
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr
 import pandas as pd
@@ -36,6 +37,9 @@ from .models import MODELS, TOKENS_PER_SIDE_PX, get_spec
 from .scoring import QueryError, check_text, is_blank
 from .store import GuidelinesChanged, QueryPage, Store, StoreError
 from .thumbnails import PageImages
+
+if TYPE_CHECKING:
+    from .evaluate import PairAgreement
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -829,12 +833,10 @@ def mistakes_heading(summary: pd.DataFrame, label: str, found: list) -> str:
     return f"{label}: {'pages' if found else 'no page'} ranked above a relevant page"
 
 
-def _describe_pair(pair) -> str:
-    fields = {name: getattr(pair, name) for name in ("model_a", "model_b", "kendall_tau", "topk_overlap", "n_queries") if hasattr(pair, name)}
-    tau, overlap = fields.get("kendall_tau"), fields.get("topk_overlap")
-    text = "Models: mean Kendall τ " + ("undefined" if tau is None else f"{tau:.2f}")
-    if overlap is not None:
-        text += f", mean top-5 overlap {overlap:.0%}"
+def _describe_pair(pair: PairAgreement) -> str:
+    text = "Models: mean Kendall τ " + ("undefined" if pair.kendall_tau is None else f"{pair.kendall_tau:.2f}")
+    if pair.topk_overlap is not None:
+        text += f", mean top-{pair.k} overlap {pair.topk_overlap:.0%}"
     return text
 
 

@@ -348,6 +348,8 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
     assert set(bars["bar"]) == set(ui.bar_order()) and "ndcg_blog@5 · VL-Reranker" in set(bars["bar"])
     assert ui.bar_order()[:2] == ["ndcg@5 · VL-Reranker", "ndcg@5 · RerankerMM"]
     assert "Cohen's κ ann vs bob" in notes and "ndcg_blog@k" in notes
+    assert "Models: mean Kendall τ " in notes
+    assert "overlap" not in notes  # 4 pages: both models' top 5 are every page
     # Rank and page first: a thumbnail's caption shows only its start.
     assert len(mistakes_a) == 3 and all(re.match(r"#\d · \S+\.jpg · for “", caption) for _, caption in mistakes_a)
     assert "nor are pages the majority vote leaves undecided" in notes
