@@ -35,7 +35,7 @@ from .models import MODELS, get_spec, in_model_order
 from .output_files import check_output, output_file
 
 if TYPE_CHECKING:
-    from .metrics import EvalResult, Kappa, PairedDifference
+    from .metrics import EvalResult, Kappa, Mistake, PairedDifference
     from .store import Store
 
 MODEL_A, MODEL_B = "qwen3-vl-reranker-2b", "qwen3-reranker-mm-2b"
@@ -157,6 +157,9 @@ class StoreEvaluation:
     mixed_settings: dict[str, list[int]] = field(default_factory=dict)
     # Each pair of models, first − second, metric by metric over the queries both were evaluated on.
     differences: list[PairedDifference] = field(default_factory=list)
+    # model key → (query id, `metrics.Mistake`) for every page judged not relevant that the model
+    # ranked above a relevant one, by the same labels and scores as the metrics.
+    mistakes: dict[str, list[tuple[int, Mistake]]] = field(default_factory=dict)
 
     def mixed_settings_notes(self) -> list[str]:
         notes = []
@@ -197,7 +200,7 @@ def evaluate_store(store: Store, annotator: str | None = None, ks: Sequence[int]
 
 
 def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) -> StoreEvaluation:
-    from .metrics import aggregate_labels, cohen_kappa, evaluate, grades_from_labels
+    from .metrics import aggregate_labels, cohen_kappa, evaluate, grades_from_labels, hardest_mistakes
 
     annotators = store.require_annotator(annotator)
 
@@ -242,6 +245,8 @@ def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) ->
         annotator_agreement=kappas, queries=queries, annotators=annotators,
         mixed_settings={model: mixed[model] for model in results if model in mixed},
         differences=model_differences(results, combinations(results, 2)),
+        mistakes={model: [(query_id, mistake) for query_id, scores in runs[model].items()
+                          for mistake in hardest_mistakes(scores, qrels.get(query_id, {}))] for model in results},
     )  # fmt: skip
 
 

@@ -1119,15 +1119,6 @@ class Store:
             labels.setdefault(j.page_hash, {})[j.annotator] = j.label
         return labels
 
-    def majority_labels(self, query_id: int) -> dict[str, str]:
-        """page hash → relevant / not_relevant by majority of annotators (ties and skips left out)."""
-        result = {}
-        for page_hash, votes in self.labels_by_annotator(query_id).items():
-            label = majority(votes.values())
-            if label is not None:
-                result[page_hash] = label
-        return result
-
     def progress(self, query_id: int, annotator: str) -> tuple[int, int]:
         """(pages `annotator` has judged — skips count as seen —, candidate pages of the query)."""
         summary = self.list_queries(annotator, query_id=query_id)

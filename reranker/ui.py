@@ -10,6 +10,7 @@ never renders LaTeX.
 
 from __future__ import annotations
 
+import functools
 import html
 import itertools
 import json
@@ -713,7 +714,7 @@ def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: i
 
 def evaluate_view(arena: Arena, annotator: str | None):
     from .evaluate import evaluate_store
-    from .metrics import EvalResult, grades_from_labels, hardest_mistakes
+    from .metrics import EvalResult
 
     annotator = None if annotator in (None, "", "Majority vote") else annotator
     try:
@@ -774,25 +775,17 @@ def evaluate_view(arena: Arena, annotator: str | None):
                  "progress counts them as done)" + ("" if annotator else ", nor are pages the majority vote "
                  "leaves undecided (as many relevant as not relevant labels)") + ". Pages not counted stay in "
                  "the ranking as not relevant (as trec_eval's unjudged pages); equal scores rank in upload order.")
-    found = {key: [] for key in MODELS}  # (rank, newest first, page hash, caption) of every mistake
-    for summary_q in summaries:
-        pages = arena.store.query_pages(summary_q.id)
-        labels = arena.store.current_labels(summary_q.id, annotator) if annotator else arena.store.majority_labels(summary_q.id)
-        grades = grades_from_labels(labels)
-        by_hash = {p.page_hash: p for p in pages}
-        for key in MODELS:
-            scores = {p.page_hash: p.scores[key] for p in pages if key in p.scores}
-            for mistake in hardest_mistakes(scores, grades):
-                page = by_hash[mistake.page_id]
-                # The page first: a thumbnail's caption shows a line or two of this.
-                found[key].append((mistake.rank, -summary_q.id, page.page_hash,
-                                   f"#{mistake.rank} · {stored_page_label(page)} · for “{_shortened(summary_q.text, 60)}"
-                                   f"{summary_q.instruction_tag}”"))
+    found = {key: evaluation.mistakes.get(key, []) for key in MODELS}
+    by_id = {s.id: s for s in summaries}
+    query_pages = functools.cache(lambda query_id: {p.page_hash: p for p in arena.store.query_pages(query_id)})
     mistakes = {}
     for key, items in found.items():
         # The costliest first (a page placed first above a relevant one), newest queries first among equals.
-        shown = sorted(items)[:MISTAKES_SHOWN]
-        mistakes[key] = list(zip(arena.images.paths([item[2] for item in shown], MISTAKE_IMAGE_SIDE), [item[3] for item in shown]))
+        shown = sorted(items, key=lambda item: (item[1].rank, -item[0], item[1].page_id))[:MISTAKES_SHOWN]
+        # The page first: a thumbnail's caption shows a line or two of this.
+        captions = [f"#{mistake.rank} · {stored_page_label(query_pages(query_id)[mistake.page_id])} · for "
+                    f"“{_shortened(by_id[query_id].text, 60)}{by_id[query_id].instruction_tag}”" for query_id, mistake in shown]
+        mistakes[key] = list(zip(arena.images.paths([mistake.page_id for _, mistake in shown], MISTAKE_IMAGE_SIDE), captions))
     if capped := [key for key, items in found.items() if len(items) > MISTAKES_SHOWN]:
         notes.append(f"Mistake galleries: the {MISTAKES_SHOWN} ranked highest of " +
                      " and ".join(f"{len(found[key])} for {escape(get_spec(key).label)}" for key in capped) + ".")

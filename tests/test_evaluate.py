@@ -319,6 +319,12 @@ def test_evaluate_store_by_hand(arena_db):
         assert d.n_queries == 2 and d.wins + d.ties + d.losses == 2
         assert d.mean == pytest.approx(evaluation.results[MODEL_A].means[d.metric] - evaluation.results[MODEL_B].means[d.metric])
 
+    # Mistakes by the same majority labels: q1's p1 (a tie) is no mistake, p6 (only skipped) neither.
+    number = {page.content_hash: n for n, page in enumerate(_pages(0, 14))}  # p0 … p13
+    found = {key: sorted((evaluation.queries[query_id][:2], number[mistake.page_id], mistake.rank)
+                         for query_id, mistake in evaluation.mistakes[key]) for key in (MODEL_A, MODEL_B)}
+    assert found == {MODEL_A: [("q2", 5, 2)], MODEL_B: [("q1", 2, 2), ("q1", 3, 1), ("q2", 5, 1)]}
+
     with Store(arena_db) as store:  # bob alone: q1 has two relevant pages; B ranks them 3rd and 4th
         bob = evaluate_store(store, annotator="bob").results[MODEL_B]
     q1 = next(row for row in bob.rows if row["n_judged"] == 4)
