@@ -139,6 +139,40 @@ class RankingResult:
         first, second = scored[:2]
         return metrics.model_agreement(dict(enumerate(first.scores)), dict(enumerate(second.scores)), k=k)
 
+    def as_dict(self, query_id: int | None = None, top: int | None = None) -> dict:
+        """The ranking as plain data: what the app's /rank returns and `score --json` prints.
+        `query_id`: where it is stored (None: not stored); `top`: each model's ranking list cut to
+        its first `top` entries (the scores and pages stay whole)."""
+        agreement = self.agreement()
+        models = {}
+        for key, model in self.rankings.items():
+            entries = []
+            # "page" indexes `pages`; the content hash tells apart pages of files with one name.
+            for rank, index in enumerate(model.order[:top] if top else model.order, start=1):
+                page = self.pages[index]
+                entries.append(dict(rank=rank, page=index, score=model.scores[index], content_hash=page.content_hash,
+                                    source=page.source, page_number=page.page_number))
+            models[key] = dict(
+                label=model.label, error=model.error, seconds=round(model.seconds, 3),
+                scored=model.scored, stored=model.stored,
+                pages_per_second=model.pages_per_second, scores=model.scores, ranking=entries,
+                settings=model.settings,
+            )
+        return dict(
+            query=self.query, instruction=self.instruction, query_id=query_id,
+            pages=[dict(page=i, content_hash=p.content_hash, source=p.source, page_number=p.page_number,
+                        kind=p.kind, page_count=p.page_count, width=p.width, height=p.height) for i, p in enumerate(self.pages)],
+            models=models,
+            agreement=None if agreement is None else dict(
+                kendall_tau=agreement.kendall_tau, spearman=agreement.spearman, k=agreement.k,
+                topk_overlap=agreement.topk_overlap,
+                disagreements=[dict(page=d.page_id, rank_a=d.rank_a, rank_b=d.rank_b) for d in agreement.disagreements],
+            ),
+            problems=[str(problem) for problem in self.problems],
+            notes=list(self.notes),
+            ingest_seconds=round(self.ingest_seconds, 3),
+        )
+
 
 def instruction_for(reranker, instruction: str | None) -> str | None:
     """The ranking's instruction for a model whose prompt has one; None for one trained with a

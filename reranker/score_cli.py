@@ -85,7 +85,7 @@ def main(args) -> int:
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.json:  # always a JSON document, with the problems, even when no page could be read
-        print(json.dumps(as_json(result, args.top), indent=2))
+        print(json.dumps(result.as_dict(top=args.top), indent=2))
     if not result.pages:
         print("error: no page could be read from the given files", file=sys.stderr)
         return 1
@@ -107,27 +107,3 @@ def print_ranking(result, top: int | None) -> None:
         for rank, index in enumerate(ranking.order[:top] if top else ranking.order, start=1):
             page = result.pages[index]
             print(f"  {rank:>3}. {ranking.scores[index]:.4f}  {page.label}")
-
-
-def as_json(result, top: int | None = None) -> dict:
-    return {
-        "query": result.query,
-        "instruction": result.instruction,
-        "problems": [str(problem) for problem in result.problems],
-        "notes": result.notes,
-        "models": {
-            key: {
-                "label": ranking.label,
-                "error": ranking.error,
-                "seconds": ranking.seconds,
-                "ranking": [
-                    # The keys of the app's /rank ranking entries (there, "page" indexes its pages list).
-                    # The content hash tells apart pages of files with one name (a/p.jpg, b/p.jpg).
-                    {"rank": rank, "score": ranking.scores[index], "source": result.pages[index].source,
-                     "page_number": result.pages[index].page_number, "content_hash": result.pages[index].content_hash}
-                    for rank, index in enumerate(ranking.order[:top] if top else ranking.order, start=1)
-                ] if ranking.scores is not None else [],
-            }
-            for key, ranking in result.rankings.items()
-        },
-    }

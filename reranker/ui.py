@@ -291,42 +291,11 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
     except Exception as error:  # a bug: said in words, where Gradio would show a bare "Error" badge
         logger.exception("ranking %r failed", query[:80])
         raise gr.Error(f"The ranking failed: {type(error).__name__}: {error} (the server log has the details).") from None
-    return ranking_as_dict(result, query_id)
+    return result.as_dict(query_id)
 
 
 def _upload(item) -> str:
     return item if isinstance(item, str) else getattr(item, "name", None) or item["path"]
-
-
-def ranking_as_dict(result: ranking.RankingResult, query_id: int | None) -> dict:
-    agreement = result.agreement()
-    models = {}
-    for key, model in result.rankings.items():
-        entries = []
-        for rank, index in enumerate(model.order, start=1):
-            page = result.pages[index]
-            entries.append(dict(rank=rank, page=index, score=model.scores[index], content_hash=page.content_hash,
-                                source=page.source, page_number=page.page_number))
-        models[key] = dict(
-            label=model.label, error=model.error, seconds=round(model.seconds, 3),
-            scored=model.scored, stored=model.stored,
-            pages_per_second=model.pages_per_second, scores=model.scores, ranking=entries,
-            settings=model.settings,
-        )
-    return dict(
-        query=result.query, instruction=result.instruction, query_id=query_id,
-        pages=[dict(page=i, content_hash=p.content_hash, source=p.source, page_number=p.page_number,
-                    kind=p.kind, page_count=p.page_count, width=p.width, height=p.height) for i, p in enumerate(result.pages)],
-        models=models,
-        agreement=None if agreement is None else dict(
-            kendall_tau=agreement.kendall_tau, spearman=agreement.spearman, k=agreement.k,
-            topk_overlap=agreement.topk_overlap,
-            disagreements=[dict(page=d.page_id, rank_a=d.rank_a, rank_b=d.rank_b) for d in agreement.disagreements],
-        ),
-        problems=[str(problem) for problem in result.problems],
-        notes=list(result.notes),
-        ingest_seconds=round(result.ingest_seconds, 3),
-    )
 
 
 def page_label(page: dict) -> str:

@@ -27,6 +27,9 @@ def test_score_top_n_applies_to_the_json_too(tiny_env, capsys):
     result = json.loads(capsys.readouterr().out)
     for key in (A, B):
         assert [entry["rank"] for entry in result["models"][key]["ranking"]] == [1, 2]
+        assert len(result["models"][key]["scores"]) == 4  # the scores stay whole
+    # What the app's /rank returns, nothing stored.
+    assert result["query_id"] is None and len(result["pages"]) == 4 and result["agreement"]["k"] == 5
 
 
 @pytest.mark.parametrize("json_output", [False, True])
