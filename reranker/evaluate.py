@@ -31,14 +31,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cli import positive_int
-from .models import MODELS, get_spec, in_model_order
+from .models import MODELS, in_model_order
 from .output_files import check_output, output_file
 
 if TYPE_CHECKING:
     from .metrics import EvalResult, Kappa, Mistake, PairedDifference
     from .store import Store
 
-MODEL_A, MODEL_B = "qwen3-vl-reranker-2b", "qwen3-reranker-mm-2b"
+MODEL_A, MODEL_B = MODELS  # the two models' keys, in their order
 FIRST_STAGE = "first-stage"  # the benchmark's own retriever scores, evaluated as a baseline
 BENCHMARK_COLUMNS = ("query", "query_id", "top_25_image_filenames", "top_25_scores", "relevant_image_filenames")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -164,7 +164,7 @@ class StoreEvaluation:
     def mixed_settings_notes(self) -> list[str]:
         notes = []
         for model, query_ids in self.mixed_settings.items():
-            label = get_spec(model).label if model in MODELS else model
+            label = model_label(model)
             listed = ", ".join(str(q) for q in query_ids[:5]) + (f" and {len(query_ids) - 5} more" if len(query_ids) > 5 else "")
             notes.append(f"{label}: {'query' if len(query_ids) == 1 else 'queries'} {listed} mix scores made at different "
                          "settings (another image budget, say); each page's latest score counts. Rank such a query "

@@ -682,7 +682,7 @@ def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: i
 
 
 def evaluate_view(arena: Arena, annotator: str | None):
-    from .evaluate import evaluate_store
+    from .evaluate import evaluate_store, model_label
     from .metrics import EvalResult
 
     annotator = None if annotator in (None, "", "Majority vote") else annotator
@@ -696,7 +696,7 @@ def evaluate_view(arena: Arena, annotator: str | None):
     summary_rows, per_query = [], []
     for key, result in evaluation.results.items():
         means = result.means
-        summary_rows.append({"model": get_spec(key).label if key in MODELS else key, "queries": result.n_queries,
+        summary_rows.append({"model": model_label(key), "queries": result.n_queries,
                              "excluded": result.n_excluded, **{name: _round(value) for name, value in means.items()}})
         for row in result.rows:
             # The counts before the metrics: they qualify them (after them, a wide table hid them).
@@ -724,7 +724,7 @@ def evaluate_view(arena: Arena, annotator: str | None):
     for key, result in evaluation.results.items():
         if result.excluded:  # counted in the table's "excluded" column; here is why
             reasons = Counter(result.excluded.values())
-            notes.append(f"Not in {escape(get_spec(key).label if key in MODELS else key)}'s means: "
+            notes.append(f"Not in {escape(model_label(key))}'s means: "
                          + ", ".join(f"{count} {'query' if count == 1 else 'queries'} ({why})"
                                      for why, count in sorted(reasons.items())) + ".")
     shared = [item for item in evaluation.annotator_agreement if item.kappa.n]
