@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .cli import positive_int, whole_number
+from .models import pixels_to_tokens
 
 SAMPLE_PAGES = Path(__file__).resolve().parent.parent / "data" / "examples" / "sample-pages"
 QUERIES = (
@@ -178,7 +179,7 @@ def settle(args) -> tuple:
 
     import torch
 
-    from .models import MODELS, tokens_to_pixels
+    from .models import MODELS
     from .output_files import check_output
 
     if args.json is not None:  # before minutes of work, not after
@@ -203,7 +204,7 @@ def settle(args) -> tuple:
             raise ValueError(f"--attn flash_attention_2 needs a CUDA device, not {device}")
     if args.budget_tokens is not None:
         spec = next(iter(MODELS.values()))
-        low, high = spec.min_pixels // tokens_to_pixels(1), spec.max_pixels_limit // tokens_to_pixels(1)
+        low, high = pixels_to_tokens(spec.min_pixels), pixels_to_tokens(spec.max_pixels_limit)
         if not low <= args.budget_tokens <= high:
             raise ValueError(f"--budget-tokens {args.budget_tokens}: {spec.label} takes {low} to {high} visual tokens")
     defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
@@ -348,7 +349,7 @@ def run(args, device, defaults_used=()) -> dict:
         "reference_pairs": len(reference_pairs),
         "repeats": args.repeats,
         "defaults_used": list(defaults_used),
-        "budget_tokens": model_a.budget.max_pixels // 1024,
+        "budget_tokens": pixels_to_tokens(model_a.budget.max_pixels),
         "versions": versions(),
         "rows": [dict(asdict(row), pairs_per_second=row.pairs_per_second, ratio=row.pairs_per_second / reference_rate[row.baseline])
                  for row in rows],

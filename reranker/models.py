@@ -24,11 +24,16 @@ from typing import Literal
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
-TOKENS_PER_SIDE_PX = 32  # one Qwen3-VL visual token covers 32×32 px (patch 16, spatial merge 2)
+PX_PER_TOKEN_SIDE = 32  # one Qwen3-VL visual token covers 32×32 px (patch 16, spatial merge 2)
 
 
 def tokens_to_pixels(tokens: int) -> int:
-    return tokens * TOKENS_PER_SIDE_PX * TOKENS_PER_SIDE_PX
+    return tokens * PX_PER_TOKEN_SIDE * PX_PER_TOKEN_SIDE
+
+
+def pixels_to_tokens(pixels: int) -> int:
+    """The whole visual tokens an image budget of `pixels` holds."""
+    return pixels // tokens_to_pixels(1)
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class ModelSpec:
 
     @property
     def max_visual_tokens(self) -> int:
-        return self.max_pixels // (TOKENS_PER_SIDE_PX * TOKENS_PER_SIDE_PX)
+        return pixels_to_tokens(self.max_pixels)
 
     def check_budget(self, max_pixels: int | None) -> int:
         """The image budget to use: `max_pixels`, or the model's default for None; a budget

@@ -34,7 +34,7 @@ import pandas as pd
 from . import devices, documents, ranking
 from .devices import cpu_has_bfloat16
 from .documents import DEFAULT_DPI, IngestOptions, ingest_cache
-from .models import MODELS, TOKENS_PER_SIDE_PX, get_spec
+from .models import MODELS, get_spec, pixels_to_tokens, tokens_to_pixels
 from .scoring import QueryError, check_text, is_blank
 from .store import GuidelinesChanged, QueryPage, Store, StoreError
 from .thumbnails import PageImages
@@ -113,7 +113,7 @@ def budget_pixels(key: str, tokens: int | None) -> int | None:
     spec = get_spec(key)
     if tokens is None or int(tokens) == spec.max_visual_tokens:
         return spec.max_pixels
-    return int(tokens) * TOKENS_PER_SIDE_PX * TOKENS_PER_SIDE_PX
+    return tokens_to_pixels(int(tokens))
 
 
 def device_note() -> str:
@@ -876,9 +876,9 @@ def build_app(arena: Arena) -> gr.Blocks:
                         with gr.Accordion("Instruction and settings", open=False):
                             instruction = gr.Textbox(label=f"Instruction ({spec_a.label} only; {spec_b.label} uses its fixed prompt)",
                                                      value=spec_a.default_instruction, lines=2)
-                            budget_a = gr.Slider(64, spec_a.max_pixels_limit // 1024, value=spec_a.max_visual_tokens, step=1,
+                            budget_a = gr.Slider(64, pixels_to_tokens(spec_a.max_pixels_limit), value=spec_a.max_visual_tokens, step=1,
                                                  label=f"{spec_a.label}: image budget (visual tokens of 32×32 px)")
-                            budget_b = gr.Slider(64, spec_b.max_pixels_limit // 1024, value=spec_b.max_visual_tokens, step=1,
+                            budget_b = gr.Slider(64, pixels_to_tokens(spec_b.max_pixels_limit), value=spec_b.max_visual_tokens, step=1,
                                                  label=f"{spec_b.label}: image budget (visual tokens; default = its card's 564,480 px)")
                             dpi = gr.Slider(72, 300, value=DEFAULT_DPI, step=1, label="PDF render DPI")
                         rank_button = gr.Button("Rank", variant="primary", elem_id="rank-button")
