@@ -376,27 +376,41 @@ def topk_overlap(scores_a: Scores, scores_b: Scores, k: int) -> float | None:
     return len(set(top_a) & set(top_b)) / min(k, len(shared))
 
 
+def shared_scores(scores_a: Scores, scores_b: Scores) -> tuple[Scores, Scores]:
+    """Both models' scores over the pages both scored, each in A's order of pages (so B's equal
+    scores rank in A's order, as everywhere in `model_agreement`)."""
+    shared = [p for p in scores_a if p in scores_b]
+    return {p: scores_a[p] for p in shared}, {p: scores_b[p] for p in shared}
+
+
+def kendall_tau(scores_a: Scores, scores_b: Scores) -> float | None:
+    """Kendall τ-b (scipy's default variant) over the pages both scored; None where it is
+    undefined: fewer than two pages, or one model giving them all the same score (scipy returns
+    NaN, with a warning)."""
+    a, b = shared_scores(scores_a, scores_b)
+    xs, ys = list(a.values()), list(b.values())
+    if len(xs) < 2 or len(set(xs)) < 2 or len(set(ys)) < 2:
+        return None
+    return float(stats.kendalltau(xs, ys).statistic)
+
+
 def model_agreement(
     scores_a: Scores, scores_b: Scores, k: int = 5, n_disagreements: int = 5,
 ) -> ModelAgreement:
     """Kendall τ-b, Spearman ρ, top-k overlap and the ``n_disagreements`` pages whose ranks
     differ most (ties in the difference: the better best rank first, then rank order of A).
     Equal scores rank in A's order of pages, as `rank_pages`."""
-    shared = [p for p in scores_a if p in scores_b]
-    a = {p: scores_a[p] for p in shared}
-    b = {p: scores_b[p] for p in shared}
+    a, b = shared_scores(scores_a, scores_b)
+    shared = list(a)
     rank_a = {p: r for r, p in enumerate(rank_pages(a), start=1)}
     rank_b = {p: r for r, p in enumerate(rank_pages(b), start=1)}
     diffs = [Disagreement(p, rank_a[p], rank_b[p]) for p in shared]
     diffs = [d for d in diffs if d.shift]
     diffs.sort(key=lambda d: (-d.shift, min(d.rank_a, d.rank_b), d.rank_a))
 
-    tau = rho = None
-    xs, ys = [a[p] for p in shared], [b[p] for p in shared]
-    # scipy returns NaN (with a warning) for constant input; say "undefined" instead.
-    if len(shared) >= 2 and len(set(xs)) > 1 and len(set(ys)) > 1:
-        tau = float(stats.kendalltau(xs, ys).statistic)  # tau-b is scipy's default variant
-        rho = float(stats.spearmanr(xs, ys).statistic)
+    tau = kendall_tau(a, b)
+    # Defined where τ is (the same conditions); None, not scipy's NaN, where it is not.
+    rho = None if tau is None else float(stats.spearmanr(list(a.values()), list(b.values())).statistic)
     return ModelAgreement(
         n_shared=len(shared), k=k, kendall_tau=tau, spearman=rho,
         topk_overlap=topk_overlap(a, b, k), disagreements=diffs[:n_disagreements],
