@@ -277,10 +277,9 @@ def _first_schema_tables() -> frozenset[str]:
     return frozenset(_tables(db.conn))
 
 
-def _refuse_foreign(db: Database, path: Path) -> None:
-    """A SQLite file of another program is left as it is: migrating would add this app's tables
-    to it (and switch it to WAL). Ours: no tables yet, or this app's (a newer schema included:
-    `migrate` refuses that one by name)."""
+def _foreign_tables(db: Database) -> str | None:
+    """The tables of a SQLite file of another program, listed (None for ours: no tables yet, or
+    this app's, a newer schema included: `migrate` refuses that one by name)."""
     db.conn.execute("BEGIN")  # one snapshot: another process's first migration is all there or not yet
     try:
         version = schema_version(db)
@@ -288,10 +287,16 @@ def _refuse_foreign(db: Database, path: Path) -> None:
     finally:
         db.conn.execute("COMMIT")
     if not tables or (version >= 1 and _first_schema_tables() <= set(tables)):
-        return
-    listed = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
-    raise StoreError(f"{path} is not a database of this app (its tables: {listed}), so it was left "
-                     "untouched; point RERANKER_DB or --db at this app's database or at a new file")
+        return None
+    return ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
+
+
+def _refuse_foreign(db: Database, path: Path) -> None:
+    """A SQLite file of another program is left as it is: migrating would add this app's tables
+    to it (and switch it to WAL)."""
+    if listed := _foreign_tables(db):
+        raise StoreError(f"{path} is not a database of this app (its tables: {listed}), so it was left "
+                         "untouched; point RERANKER_DB or --db at this app's database or at a new file")
 
 
 def _add_lookup_indexes(db: Database) -> None:
@@ -588,7 +593,9 @@ class Store:
     def backup(self, destination: str | os.PathLike) -> Path:
         """A consistent copy of the whole database in one file, safe while the app writes: the
         database runs in WAL mode, so copying the .db file alone can miss the latest changes
-        (they wait in the .db-wal file until a checkpoint)."""
+        (they wait in the .db-wal file until a checkpoint). An earlier backup there is replaced
+        (whole: SQLite writes it in one transaction); another program's database, or a file that
+        is no database, is refused and left as it is."""
         destination = Path(destination)
         if destination.is_dir():
             raise StoreError(f"The backup {destination} is a folder; give a file name.")
@@ -597,6 +604,9 @@ class Store:
         target = None
         try:
             target = sqlite3.connect(destination)
+            if listed := _foreign_tables(Database(target)):
+                raise StoreError(f"The backup {destination} is another program's database (its tables: {listed}), "
+                                 "which this would replace; it was left untouched. Give another file name.")
             self.db.conn.backup(target)
         except (sqlite3.DatabaseError, OSError) as error:  # DatabaseError: a file there that is no database
             raise _explain(destination, error, "written as a backup") from error

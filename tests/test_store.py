@@ -607,6 +607,22 @@ def test_a_backup_while_the_app_writes_holds_every_judgment(store: Store, db_pat
     with pytest.raises(StoreError, match=r"notes\.txt could not be written as a backup: DatabaseError: file is not a database"):
         store.backup(notes)
     assert notes.read_text() == "not a database, and kept" and store.progress(query_id, "ann") == (3, 3)
+    # Another program's database is refused whole (it was replaced by the backup, its tables gone)…
+    other = tmp_path / "notes.db"
+    with contextlib.closing(sqlite3.connect(other)) as conn:
+        conn.execute("CREATE TABLE my_notes (t)")
+        conn.execute("INSERT INTO my_notes VALUES ('kept')")
+        conn.commit()
+    with pytest.raises(StoreError, match=r"notes\.db is another program's database \(its tables: my_notes\), which this "
+                                         r"would replace; it was left untouched"):
+        store.backup(other)
+    with contextlib.closing(sqlite3.connect(other)) as conn:
+        assert conn.execute("SELECT t FROM my_notes").fetchall() == [("kept",)]
+    # … while an earlier backup is replaced by the newer one.
+    store.record_judgment(query_id, store.query_pages(query_id)[0].page_hash, "ann", "not_relevant")
+    store.backup(copy)
+    with Store(copy) as restored:
+        assert restored.current_labels(query_id, "ann") == store.current_labels(query_id, "ann")
 
 
 def test_the_readmes_backup_of_the_apps_database_refuses_one_that_is_not_there(tmp_path: Path, monkeypatch):
