@@ -263,6 +263,17 @@ def connect(path: str | os.PathLike, read_only: str = "") -> Database:
     return Database(conn, execute_plugins=False)
 
 
+def _in_wal_mode(path: Path) -> bool:
+    """Whether the file's header marks a WAL database (bytes 18 and 19 are 2; 1 for a rollback
+    journal): https://www.sqlite.org/fileformat.html#the_database_header."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return False
+    return len(header) == 20 and header[18] == header[19] == 2
+
+
 def _tables(conn) -> list[str]:
     """The file's own tables (not SQLite's internal ones)."""
     return [row[0] for row in conn.execute(
@@ -550,18 +561,17 @@ class Store:
         # mount), read it without changing it: opening for writing switches it to WAL, which
         # needs files beside it, and brings its schema up to date.
         read_only = "" if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK) else "ro"
-        for _ in range(2):
-            try:
-                with contextlib.closing(connect(path, read_only).conn) as conn:
-                    empty = conn.execute("PRAGMA user_version").fetchone()[0] == 0 and not _tables(conn)
-                break
-            except sqlite3.DatabaseError as error:  # "file is not a database", locked for long
-                # A WAL file read from a read-only folder without its -shm file: "immutable" needs
-                # none, and is safe while nobody writes it (a writer keeps a -wal file beside it).
-                if read_only == "ro" and "readonly" in str(error) and not Path(f"{path}-wal").exists():
-                    read_only = "immutable"
-                    continue
-                raise _explain(path, error, "opened") from error
+        if read_only and _in_wal_mode(path) and not Path(f"{path}-wal").exists():
+            # Read only, SQLite makes -wal and -shm files beside a WAL database (where the folder
+            # allows), with the file's read-only permissions, and cannot remove them: made
+            # writable again, the database then refused every write. Nobody writes it now (a
+            # writer keeps a -wal file beside it), so it is read as immutable: no file is made.
+            read_only = "immutable"
+        try:
+            with contextlib.closing(connect(path, read_only).conn) as conn:
+                empty = conn.execute("PRAGMA user_version").fetchone()[0] == 0 and not _tables(conn)
+        except sqlite3.DatabaseError as error:  # "file is not a database", locked for long
+            raise _explain(path, error, "opened") from error
         if empty:
             raise StoreError(f"{path} is an empty database: nothing was ever ranked into it "
                              "(pass --db PATH or set RERANKER_DB)")

@@ -746,12 +746,14 @@ def test_a_database_this_process_may_not_write_is_read_without_changing_it(db_pa
     before = db_path.read_bytes()
     monkeypatch.setattr(store_module.os, "access", lambda path, mode: False)
     with Store.existing(db_path) as store:
-        assert store.read_only == "ro"
+        # Immutable: read only, SQLite left -wal and -shm files as read-only as the database,
+        # and once the file was writable again they refused every write.
+        assert store.read_only == "immutable"
         assert [j.label for j in store.current_judgments(query_id=query_id)] == [RELEVANT]
         assert store.known_annotator("ANN") == "ann"
         with pytest.raises(StoreError, match="could not be written: it is read-only here"):
             store.record_judgment(query_id, store.query_pages(query_id)[1].page_hash, "ann", NOT_RELEVANT)
-    assert db_path.read_bytes() == before  # (SQLite may add its WAL files beside it where the folder allows)
+    assert db_path.read_bytes() == before and sorted(db_path.parent.glob(db_path.name + "-*")) == []
     with contextlib.closing(sqlite3.connect(db_path)) as connection:  # no lookup index was made
         assert connection.execute("SELECT name FROM sqlite_master WHERE name = 'judgments_annotator_nocase'").fetchall() == []
 
