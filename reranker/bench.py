@@ -30,8 +30,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .cli import positive_int, whole_number
-from .models import pixels_to_tokens
+from .cli import UsageError, positive_int, whole_number
+from .models import pixels_to_tokens, tokens_to_pixels
 
 SAMPLE_PAGES = Path(__file__).resolve().parent.parent / "data" / "examples" / "sample-pages"
 QUERIES = (
@@ -163,7 +163,7 @@ def build(shape: str, device, dtype, attention: str, batch_size: int, budget_tok
     rerankers = {}
     for offset, key in enumerate(MODELS):
         model = build_model(shape, seed=seed + offset, tokenizer=tokenizer, dtype=dtype, device=device, attn_implementation=attention)
-        max_pixels = budget_tokens * 32 * 32 if (budget_tokens and offset == 0) else None
+        max_pixels = tokens_to_pixels(budget_tokens) if (budget_tokens and offset == 0) else None
         rerankers[key] = build_reranker(
             key, model, processor, device=device, weights=f"random {shape}", batch_size=batch_size, max_pixels=max_pixels,
             vision_chunk=vision_chunk,
@@ -187,7 +187,7 @@ def settle(args) -> tuple:
     try:
         device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     except RuntimeError:
-        raise ValueError(f"--device {args.device}: not a device; the benchmark runs on cuda, cuda:N or cpu") from None
+        raise UsageError(f"--device {args.device}: not a device; the benchmark runs on cuda, cuda:N or cpu") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
@@ -195,7 +195,7 @@ def settle(args) -> tuple:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"--device {args.device}: there are {torch.cuda.device_count()} CUDA devices here")
     elif device.type != "cpu":
-        raise ValueError(f"--device {args.device}: the benchmark runs on cuda, cuda:N or cpu")
+        raise UsageError(f"--device {args.device}: the benchmark runs on cuda, cuda:N or cpu")
     if args.attn == "flash_attention_2":
         if importlib.util.find_spec("flash_attn") is None:
             raise ValueError("--attn flash_attention_2: the flash-attn package is not installed (it has no PyPI wheel); "
@@ -206,7 +206,7 @@ def settle(args) -> tuple:
         spec = next(iter(MODELS.values()))
         low, high = pixels_to_tokens(spec.min_pixels), pixels_to_tokens(spec.max_pixels_limit)
         if not low <= args.budget_tokens <= high:
-            raise ValueError(f"--budget-tokens {args.budget_tokens}: {spec.label} takes {low} to {high} visual tokens")
+            raise UsageError(f"--budget-tokens {args.budget_tokens}: {spec.label} takes {low} to {high} visual tokens")
     defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
     used = []
     for name, value in defaults.items():
@@ -216,7 +216,7 @@ def settle(args) -> tuple:
             setattr(args, name, value)
             used.append(f"--{name.replace('_', '-')} {value}")
     if args.reference_pairs > args.pairs:
-        raise ValueError(f"--reference-pairs {args.reference_pairs} is more than the {args.pairs} pages (--pairs)")
+        raise UsageError(f"--reference-pairs {args.reference_pairs} is more than the {args.pairs} pages (--pairs)")
     return device, used
 
 

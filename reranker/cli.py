@@ -27,6 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UsageError(ValueError):
+    """Options given wrong where argparse cannot see it (a value out of a model's range, options
+    that do not go together): `main` says why and exits with 2, as for argparse's own."""
+
+
 def _number(convert, description: str, allowed):
     """An argparse type: `convert(text)` when `allowed`, else a usage error naming the value."""
 
@@ -63,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except (ValueError, OSError, RuntimeError, sqlite3.Error) as error:  # bad input: a message, not a traceback
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -30,7 +30,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cli import positive_int
+from .cli import UsageError, positive_int
 from .models import MODELS, in_model_order
 from .output_files import check_output, output_file
 
@@ -863,22 +863,22 @@ BENCHMARK_OPTIONS = ("split", "limit", "images", "models", "batch_size", "max_pi
 def _run_cli(args: argparse.Namespace) -> int:
     ks = tuple(dict.fromkeys(args.ks or (5, 10)))
     if any(k < 1 for k in ks):
-        return _fail("--k must be at least 1")
+        raise UsageError("--k must be at least 1")
     if not args.benchmark and (given := [name for name in BENCHMARK_OPTIONS if getattr(args, name) is not None]):
-        return _fail(f"{', '.join('--' + name.replace('_', '-') for name in given)}: only with --benchmark "
-                     "(stored judgments are evaluated on the scores the app stored)")
+        raise UsageError(f"{', '.join('--' + name.replace('_', '-') for name in given)}: only with --benchmark "
+                         "(stored judgments are evaluated on the scores the app stored)")
     if args.benchmark and args.annotator:
-        return _fail("--annotator chooses among stored judgments; a --benchmark has its own labels")
+        raise UsageError("--annotator chooses among stored judgments; a --benchmark has its own labels")
     for flag, key, max_pixels in (("--max-pixels-a", MODEL_A, args.max_pixels_a), ("--max-pixels-b", MODEL_B, args.max_pixels_b)):
         spec = MODELS[key]
         try:
             spec.check_budget(max_pixels)  # before the models load
         except ValueError:  # its message names the model, not the flag that set the budget
-            return _fail(f"{flag} must be from {spec.min_pixels} to {spec.max_pixels_limit} "
-                         f"(the image budget of {spec.label}, in pixels), not {max_pixels}")  # fmt: skip
-    from .store import DEFAULT_PATH
+            raise UsageError(f"{flag} must be from {spec.min_pixels} to {spec.max_pixels_limit} "
+                             f"(the image budget of {spec.label}, in pixels), not {max_pixels}") from None  # fmt: skip
+    from .store import database_path
 
-    database = None if args.benchmark else Path(args.db or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
+    database = None if args.benchmark else database_path(args.db)
     if args.output:  # checked now, not after minutes of scoring (and the database is never overwritten)
         check_output(args.output, "--output", database=database, inputs={"benchmark": args.benchmark})
     try:

@@ -43,7 +43,7 @@ from typing import Any, Literal
 from .cli import positive_int, whole_number
 from .models import MODELS, in_model_order, render_prompt
 from .output_files import check_output, output_file
-from .store import DEFAULT_PATH, NOT_RELEVANT, RELEVANT, QueryPage, Store, majority, parse_moment, time_bound
+from .store import NOT_RELEVANT, RELEVANT, QueryPage, Store, majority, parse_moment, time_bound
 
 Format = Literal["pointwise", "sentence-transformers", "flagembedding", "parquet"]
 Rule = Literal["top_k", "above_lowest_positive", "either", "all"]
@@ -662,8 +662,7 @@ def _date_arg(text: str) -> date | datetime:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    path = Path(args.db or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
-    with Store.existing(path) as store:  # raises StoreError, which the CLI prints
+    with Store.existing(args.db) as store:  # raises StoreError, which the CLI prints
         return _export_cli(store, args)
 
 
@@ -698,12 +697,13 @@ def _export_cli(store: Store, args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     suffix = FORMATS[options.format]
-    if not args.preview and args.out.suffix.lower() != suffix:  # a zip named .parquet opens as neither
-        print(f"error: --out {args.out}: a {options.format} export is a {suffix} file; "
-              f"name it {args.out.with_suffix(suffix).name}", file=sys.stderr)
-        return 2
     if not args.preview:
+        # First: a folder (or "", which is "."), named as one, not as a file with the wrong suffix.
         check_output(args.out, "--out", database=store.path)  # before the counting, by its flag's name
+        if args.out.suffix.lower() != suffix:  # a zip named .parquet opens as neither
+            print(f"error: --out {args.out}: a {options.format} export is a {suffix} file; "
+                  f"name it {args.out.with_suffix(suffix).name}", file=sys.stderr)
+            return 2
     print(preview(store, options).describe())
     if args.preview:
         return 0

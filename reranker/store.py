@@ -509,15 +509,21 @@ def _judgment(row: Mapping[str, Any]) -> Judgment:
 # ---------------------------------------------------------------------------------------------
 
 
+def database_path(path: str | os.PathLike | None = None) -> Path:
+    """The database file meant: `path`, else $RERANKER_DB, else data/arena.db. An empty `path`
+    (a script's unset variable in `--db "$DB"`) is refused, not read as the default."""
+    if path is not None and not str(path).strip():
+        raise StoreError("the database path is empty; give a file name (or None for RERANKER_DB or the default)")
+    return Path(path or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
+
+
 class Store:
     """The arena's database. Safe to share between threads; several processes may open the file."""
 
     def __init__(self, path: str | os.PathLike | None = None, *, read_only: str = ""):
         """`read_only` ("ro" or "immutable", see `connect`): for `existing` only; nothing is
         changed in the file, so its schema must be one this app reads as it is (`READ_AS_IS_FROM`)."""
-        if path is not None and not str(path).strip():  # "" would have fallen back to the app's own database
-            raise StoreError("the database path is empty; give a file name (or None for RERANKER_DB or the default)")
-        self.path = Path(path or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
+        self.path = database_path(path)
         self.read_only = read_only
         self.closed = False
         self._local = threading.local()
@@ -550,9 +556,7 @@ class Store:
         """The store at `path` (None: the app's, as `Store()`), for what only reads it (eval,
         export, a backup): a missing or empty file is refused, where `Store(path)` would make it
         an (empty) database of this app."""
-        if path is not None and not str(path).strip():
-            raise StoreError("the database path is empty; give a file name (or None for RERANKER_DB or the default)")
-        path = Path(path or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
+        path = database_path(path)
         if path.is_dir():
             raise StoreError(f"{path} is a folder, not a database (pass --db PATH or set RERANKER_DB)")
         if not path.is_file():

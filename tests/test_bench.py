@@ -87,7 +87,7 @@ def test_a_bad_number_is_a_usage_error_naming_the_option(monkeypatch, capsys, op
 ])
 def test_options_that_cannot_run_are_one_line_errors_before_anything_is_built(monkeypatch, capsys, argv, message):
     monkeypatch.setattr(bench, "run", refuse_to_run)
-    assert cli.main(["bench", "--device", "cpu", *argv]) == 1
+    assert cli.main(["bench", "--device", "cpu", *argv]) == 2  # a usage error, as argparse's own
     captured = capsys.readouterr()
     assert captured.err.startswith(f"error: {message}") and captured.err.count("\n") == 1
     assert " px" not in captured.err  # the budget option is in tokens, and so is its error

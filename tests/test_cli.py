@@ -184,7 +184,7 @@ def test_score_lists_what_it_could_not_use_as_problems(tiny_env, tmp_path, capsy
      "--max-pixels-a must be from 4096 to 1843200 (the image budget of Qwen3-VL-Reranker-2B, in pixels), not 5120000"),
 ])
 def test_bench_and_eval_refuse_an_image_budget_outside_the_range_before_building_a_model(argv, message, capsys):
-    assert main(argv) == 1
+    assert main(argv) == 2  # a usage error, as argparse's own
     assert capsys.readouterr().err == f"error: {message}\n"
 
 
@@ -200,3 +200,14 @@ def test_export_refuses_options_it_would_ignore_and_a_missing_out(tmp_path, caps
         pass
     assert main(["export", "--db", str(tmp_path / "arena.db"), *argv]) == 2
     assert f"error: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["eval"], ["export", "--format", "pointwise", "--preview"]])
+def test_an_empty_database_path_is_refused_not_read_as_the_default(command, tmp_path, monkeypatch, capsys):
+    """`--db "$DB"` with an unset variable evaluated (or exported) the default database."""
+    from reranker.store import Store
+
+    Store(tmp_path / "arena.db").close()
+    monkeypatch.setenv("RERANKER_DB", str(tmp_path / "arena.db"))
+    assert main([*command, "--db", ""]) == 1
+    assert capsys.readouterr().err == "error: the database path is empty; give a file name (or None for RERANKER_DB or the default)\n"

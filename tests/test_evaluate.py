@@ -365,11 +365,11 @@ def test_eval_db_cli_errors(arena_db, tmp_path, capsys):
     assert "no judgments by 'carol' (annotators: alice, bob)" in capsys.readouterr().err
     # Options that would do nothing are refused, not ignored.
     for given in (["--split", "nope", "--limit", "3"], ["--split", "test", "--models", MODEL_A, MODEL_B]):  # defaults too
-        assert main(["eval", "--db", str(arena_db), *given]) == 1
+        assert main(["eval", "--db", str(arena_db), *given]) == 2  # usage errors, as argparse's own
         named = ", ".join(option for option in given if option.startswith("--"))
         assert capsys.readouterr().err == (f"error: {named}: only with --benchmark (stored judgments are "
                                            "evaluated on the scores the app stored)\n")
-    assert main(["eval", "--benchmark", str(tmp_path / "b.parquet"), "--annotator", "alice"]) == 1
+    assert main(["eval", "--benchmark", str(tmp_path / "b.parquet"), "--annotator", "alice"]) == 2
     assert "--annotator chooses among stored judgments; a --benchmark has its own labels" in capsys.readouterr().err
 
 
@@ -589,7 +589,7 @@ def test_an_image_budget_out_of_range_names_its_flag(tmp_path, capsys):
 
     for flag, key, value in [("--max-pixels-a", MODEL_A, "5"), ("--max-pixels-b", MODEL_B, "999999999")]:
         spec = MODELS[key]
-        assert main(["eval", "--benchmark", str(tmp_path / "b.parquet"), flag, value]) == 1
+        assert main(["eval", "--benchmark", str(tmp_path / "b.parquet"), flag, value]) == 2
         assert capsys.readouterr().err == (f"error: {flag} must be from {spec.min_pixels} to {spec.max_pixels_limit} "
                                            f"(the image budget of {spec.label}, in pixels), not {value}\n")  # fmt: skip
 

@@ -427,6 +427,11 @@ def test_an_export_never_writes_over_the_database_or_another_sqlite_file(arena, 
     folder.mkdir()
     assert cli_main(["export", "--db", str(db), "--format", "pointwise", "--out", str(folder)]) == 1
     assert f"--out {folder} is a folder" in capsys.readouterr().err
+    # A folder without an export's suffix is named as a folder too, and "" (the current folder)
+    # was a Python message ("PosixPath('.') has an empty name").
+    for out, named in ((tmp_path, tmp_path), ("", ".")):
+        assert cli_main(["export", "--db", str(db), "--format", "pointwise", "--out", str(out)]) == 1
+        assert f"--out {named} is a folder; give a file name" in capsys.readouterr().err
     assert db.read_bytes() == before and other.read_bytes()[:16] == b"SQLite format 3\x00"
 
 
