@@ -196,8 +196,8 @@ def evaluate_store(store: Store, annotator: str | None = None, ks: Sequence[int]
     the app matches it ("ALICE" is whoever judges as "alice": `Store.known_annotator`). Raises
     ValueError for an annotator who judged nothing."""
     with store.snapshot():  # labels and scores from one moment, while annotators go on
-        if annotator is not None:
-            annotator = store.known_annotator(annotator.strip())
+        if annotator is not None:  # blank: the majority vote, as None
+            annotator = store.known_annotator(annotator.strip()) if annotator.strip() else None
         return _evaluate_store(store, annotator, tuple(ks))
 
 

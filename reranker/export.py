@@ -201,8 +201,9 @@ class ExportPreview:
 def select(store: Store, options: ExportOptions) -> Selection:
     """Positives and negatives per query under the options (format-independent)."""
     with store.snapshot():  # one moment: an undo while exporting cannot split a label
-        if options.annotator is not None:  # as the app does: "ALICE" is who judges as "alice"
-            options = dataclasses.replace(options, annotator=store.known_annotator(options.annotator.strip()))
+        if options.annotator is not None:  # as the app does: "ALICE" is who judges as "alice"; blank: everyone
+            name = options.annotator.strip()
+            options = dataclasses.replace(options, annotator=store.known_annotator(name) if name else None)
         store.require_annotator(options.annotator)
         return _select(store, options)
 

@@ -573,6 +573,15 @@ def test_bad_benchmark_rows_stop_the_run_before_the_models_load(tmp_path, no_wei
     assert "no-weights-here" in capsys.readouterr().err
 
 
+def test_a_blank_annotator_is_the_majority_vote_as_none_is(arena_db):
+    """"  " was a name, '' after stripping, and refused: "no judgments by ''"."""
+    from reranker.store import Store
+
+    with Store(arena_db) as store:
+        everyone = evaluate_store(store).to_dict()
+        assert evaluate_store(store, "  ").to_dict() == everyone and evaluate_store(store, "").to_dict() == everyone
+
+
 def test_eval_annotator_is_matched_as_the_app_matches_names(arena_db, capsys):
     from reranker.store import Store
 

@@ -462,6 +462,8 @@ def test_an_annotator_named_in_another_capitalisation_is_the_same_annotator(aren
     as_judged = select(store, ExportOptions(rule="all", annotator="bob"))
     shouted = select(store, ExportOptions(rule="all", annotator="BOB"))
     assert shouted == as_judged and shouted.queries
+    # A blank name is everyone, as none is (it was '' and refused: "no judgments by ''").
+    assert select(store, ExportOptions(rule="all", annotator="  ")) == select(store, ExportOptions(rule="all"))
 
 
 def test_options_are_validated():
