@@ -351,7 +351,8 @@ class ModelAgreement:
 
     ``kendall_tau`` (tau-b, score ties count as ties) and ``spearman`` are None with fewer than
     two shared pages or when one model gives every page the same score.
-    ``topk_overlap`` = |top-k of A ∩ top-k of B| / min(k, n_shared) (None if nothing shared).
+    ``topk_overlap`` = |top-k of A ∩ top-k of B| / k, None for k pages or fewer (both top k are
+    then every page: 100% whatever the models thought).
     ``disagreements``: pages with the largest rank difference first.
     """
 
@@ -413,7 +414,7 @@ def model_agreement(
     rho = None if tau is None else float(stats.spearmanr(list(a.values()), list(b.values())).statistic)
     return ModelAgreement(
         n_shared=len(shared), k=k, kendall_tau=tau, spearman=rho,
-        topk_overlap=topk_overlap(a, b, k), disagreements=diffs[:n_disagreements],
+        topk_overlap=topk_overlap(a, b, k) if len(shared) > k else None, disagreements=diffs[:n_disagreements],
     )
 
 

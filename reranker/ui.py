@@ -366,7 +366,7 @@ def agreement_view(data: dict):
         "**Agreement:** Kendall τ undefined (it needs two pages, with unequal scores under each model)",
         # Not for k pages or fewer: both top-k are every page, 100% whatever the models think.
         f"· top-{agreement['k']} overlap {agreement['topk_overlap']:.0%}"
-        if agreement["topk_overlap"] is not None and len(pages) > agreement["k"] else "",
+        if agreement["topk_overlap"] is not None else "",
     ]
     text = " ".join(line for line in lines if line)
     if agreement["disagreements"]:

@@ -258,6 +258,7 @@ def test_kendall_spearman_on_a_known_permutation():
     # rank differences 1, 1, 0, 0: rho = 1 - 6*2 / (4*(16-1)) = 0.8
     assert agr.spearman == pytest.approx(0.8)
     assert agr.topk_overlap == 1.0 and agr.n_shared == 4
+    assert model_agreement(a, b, k=4).topk_overlap is None  # both top 4 are every page
     assert agr.disagreements == [Disagreement("p1", 1, 2), Disagreement("p2", 2, 1)]
 
     reverse = model_agreement(a, ranked("p4", "p3", "p2", "p1"))
@@ -273,7 +274,7 @@ def test_agreement_degenerate_cases():
     agr = model_agreement(constant, ranked("a", "b", "c"))
     assert agr.kendall_tau is None and agr.spearman is None
     one = model_agreement({"a": 1.0}, {"a": 2.0, "b": 1.0})
-    assert one.n_shared == 1 and one.kendall_tau is None and one.topk_overlap == 1.0
+    assert one.n_shared == 1 and one.kendall_tau is None and one.topk_overlap is None  # k=5 > 1 page: no overlap to tell
     assert model_agreement({"a": 1.0}, {"b": 1.0}).topk_overlap is None
 
 

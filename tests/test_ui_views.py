@@ -421,7 +421,7 @@ def test_the_agreement_line_names_each_models_rank_and_says_no_top_k_overlap_for
         pages = [dict(source=f"p{i}.png", page_number=1, kind="image", page_count=1) for i in range(n)]
         scores = [float(i) for i in range(n)]
         return dict(pages=pages, models={A: dict(scores=scores), B: dict(scores=scores[::-1])}, agreement=dict(
-            kendall_tau=-1.0, spearman=-1.0, k=5, topk_overlap=1.0 if n <= 5 else 0.2,
+            kendall_tau=-1.0, spearman=-1.0, k=5, topk_overlap=None if n <= 5 else 0.2,
             disagreements=[dict(page=0, rank_a=n, rank_b=1)]))
 
     few, _ = ui.agreement_view(data(3))
