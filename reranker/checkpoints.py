@@ -336,7 +336,7 @@ if __name__ == "__main__":
     import sys
 
     usage = "usage: python -m reranker.checkpoints fetch-vocab   (Qwen's BPE ranks into .cache/qwen.tiktoken)"
-    if sys.argv[1:] in (["-h"], ["--help"]):
+    if {"-h", "--help"} & set(sys.argv[1:]):
         print(usage)
         sys.exit(0)
     if sys.argv[1:] != ["fetch-vocab"]:
