@@ -24,12 +24,15 @@ if __name__ != "__mp_main__":
     demo.queue(default_concurrency_limit=8)
 
 if __name__ == "__main__":
-    # A stop signal (a Space restarting, `kill`) shuts down as Ctrl-C does, so the clean-up runs:
-    # the render workers stop and the uploads' render folders are removed.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    demo.launch(**launch_options(arena))
-    # The server has stopped (Ctrl-C, SIGTERM). A request still reading a PDF gives up its pages
-    # now rather than rendering on while the process exits (rendering.close_pool).
-    from reranker.rendering import close_pool
+    from reranker.ui import shut_down
 
-    close_pool()
+    # A stop signal (a Space restarting, `kill`) shuts down as Ctrl-C does, so the clean-up runs.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        demo.launch(**launch_options(arena))
+    except KeyboardInterrupt:  # a signal while the server was still starting (Gradio's own check)
+        pass
+    finally:
+        # The server has stopped: uploads still being read give up their pages, and model work
+        # under way ends (or the process ends without waiting for it).
+        shut_down(arena)

@@ -210,6 +210,13 @@ class Scored:
     reused: frozenset[str] = frozenset()
 
 
+class AppStopping(RuntimeError):
+    """The app is stopping: no ranking starts model work any more (`ScoringTurns.stop`)."""
+
+    def __init__(self):
+        super().__init__("the app is stopping; rank again once it is back")
+
+
 class ScoringTurns:
     """A `scorer` for `rank` shared by rankings that run at once (the app's visitors): their model
     work goes one at a time (the models, their caches and the GPU are shared), and a ranking that
@@ -224,12 +231,23 @@ class ScoringTurns:
         self._score = score or score_pages
         self._lock = threading.Lock()
         self._recent = LRUCache(remember)  # (model, budget, query, instruction, page hash) → score
+        self._stopping = False
+
+    def stop(self, timeout: float) -> bool:
+        """Start no more model work, and wait up to `timeout` seconds for the work under way to
+        end. True when none is running (the turn is then kept: nothing starts after it).
+
+        Why: a thread still inside torch as Python exits aborts the process ("terminate called
+        without an active exception", SIGABRT), so the app waits for it, or exits without
+        finalizing (see `ui.shut_down`)."""
+        self._stopping = True
+        return self._lock.acquire(timeout=timeout)
 
     @contextlib.contextmanager
     def turn_if_free(self) -> Iterator[bool]:
         """The models' turn if no ranking has it now (yields True), else at once False: for work
         worth doing only when it waits for no one (`VisionPrefetch`)."""
-        ours = self._lock.acquire(blocking=False)
+        ours = not self._stopping and self._lock.acquire(blocking=False)
         try:
             yield ours
         finally:
@@ -238,11 +256,15 @@ class ScoringTurns:
 
     def __call__(self, pool, query: str, work: Mapping[str, list[Page]], instruction: str | None = None,
                  max_pixels: Mapping[str, int] | None = None, progress: ProgressCallback | None = None) -> dict[str, Scored]:
+        if self._stopping:
+            raise AppStopping()
         if not self._lock.acquire(blocking=False):
             if progress is not None:
                 progress(0.1, "Waiting for another ranking to finish with the models…")
             self._lock.acquire()
         try:
+            if self._stopping:  # waited while the app began to stop
+                raise AppStopping()
             budgets = dict(max_pixels or {})
 
             def memo(key: str, page: Page) -> tuple:

@@ -20,6 +20,7 @@ import os
 import pickle
 import re
 import shutil
+import sys
 import tempfile
 import time
 import weakref
@@ -284,7 +285,7 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
         )
     except QueryError as error:
         raise refuse(str(error)) from None
-    except StoreError as error:  # e.g. a full disk
+    except (StoreError, ranking.AppStopping) as error:  # e.g. a full disk; a restart
         raise gr.Error(str(error)) from None
     except gr.Error:  # already said for people (ZeroGPU's quota message, say)
         raise
@@ -1352,6 +1353,29 @@ def launch_options(arena: Arena) -> dict:
         allowed_paths=[str(arena.cache_dir)],
         max_file_size=MAX_UPLOAD,
     )
+
+
+def shut_down(arena: Arena, wait_s: float = 5.0) -> None:
+    """After the server has stopped (Ctrl-C, SIGTERM): uploads still being read give up their
+    pages, and model work under way gets `wait_s` seconds to end. A thread still inside torch
+    when Python exits aborts the process (SIGABRT, "terminate called without an active
+    exception"), so past that the process ends without Python's exit (every judgment is already
+    committed; the ranking under way was not yet stored, and its visitor is told to rank again).
+    A second stop signal meanwhile ends it at once."""
+    import signal
+
+    from .rendering import close_pool
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda signum, frame: os._exit(128 + signum))
+    close_pool()  # a request still reading a PDF gives up its pages now, not after rendering on
+    if arena.scoring.stop(wait_s):
+        return
+    logger.warning("a ranking's model work is still running; stopping without waiting for it")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def create_arena(db_path: str | None = None, cache_dir: str | None = None, preload: bool | None = None) -> Arena:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from .app_server import start_app
 from .bad_inputs import render_bomb_pdf
 from .processes import children_of, cpu_seconds, wait_until, zombie
@@ -88,6 +90,8 @@ def test_a_script_without_a_main_guard_reads_its_pdf_once_and_is_told_why_worker
 
 THREAD_AFTER_MAIN = """
 import threading
+
+import pytest
 from reranker.documents import load_files
 from tests.bad_inputs import sample_pdf
 
@@ -107,3 +111,58 @@ def test_a_thread_still_reading_pdfs_after_the_main_code_ends_reads_them(tmp_pat
     done = run_script(tmp_path, "thread_after_main.py", THREAD_AFTER_MAIN)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "read 3 pages []"
+
+
+MODEL_WORK_AT_EXIT = """
+import sys, threading, time
+from types import SimpleNamespace
+
+import torch
+
+from reranker.ranking import ScoringTurns
+from reranker.ui import shut_down
+
+finish = sys.argv[1] == "finishes"
+running = threading.Event()
+
+
+def model_work(pool, query, work, *rest):  # torch, as a model's forward is
+    x = torch.randn(400, 400)
+    running.set()
+    end = time.monotonic() + (0.2 if finish else 3600)
+    while time.monotonic() < end:
+        x = (x @ x).tanh()
+    return {}
+
+
+turns = ScoringTurns(model_work)
+threading.Thread(target=turns, args=(None, "q", {"model": [SimpleNamespace(content_hash="h")]}), daemon=True).start()
+running.wait()
+shut_down(SimpleNamespace(scoring=turns), wait_s=2)
+print("exits as Python does")
+"""
+
+
+@pytest.mark.parametrize("case", ["finishes", "runs on"])
+def test_model_work_under_way_at_a_stop_never_aborts_the_process(tmp_path, case):
+    """A thread still inside torch as Python exits aborts it: "terminate called without an
+    active exception", exit -6 (SIGABRT), on every Ctrl-C or SIGTERM during a ranking. The app
+    waits for the work a while, then ends without Python's exit."""
+    done = run_script(tmp_path, "stop_during_model_work.py", MODEL_WORK_AT_EXIT.replace('sys.argv[1]', repr(case)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "terminate called" not in done.stderr
+    if case == "finishes":
+        assert done.stdout == "exits as Python does\n"
+    else:
+        assert done.stdout == "" and "model work is still running; stopping without waiting for it" in done.stderr
+
+
+def test_no_ranking_starts_model_work_once_the_app_is_stopping():
+    from reranker.ranking import AppStopping, ScoringTurns
+
+    turns = ScoringTurns(lambda *args: {})
+    assert turns.stop(timeout=0)  # nothing under way
+    with pytest.raises(AppStopping, match="the app is stopping; rank again once it is back"):
+        turns(None, "q", {"model": []})
+    with turns.turn_if_free() as ours:
+        assert not ours
