@@ -63,6 +63,8 @@ class ModelPool:
                 except Exception as error:  # shown in the model's column; the other model still works
                     reason = f"{type(error).__name__}: {error}" if not str(error) else str(error)
                     self._errors[key] = (reason, time.monotonic())
+                    # The operator's copy (a visitor sees it in the column): once per attempt.
+                    log.warning("%s could not load (tried again in %.0f s): %s", key, self.retry_after, reason)
         if key in self._errors:
             raise ModelUnavailable(key, self._errors[key][0])
         return self._models[key]
@@ -439,7 +441,11 @@ def score_pages(pool: ModelPool | Mapping, query: str, work: Mapping[str, list[P
             scores = reranker.score(query, pages, instruction_for(reranker, instruction), progress=on_batch, max_pixels=budget)
         except QueryError:
             raise
+        except ModelUnavailable as error:  # logged by the pool when the load failed
+            results[key] = Scored(None, error=f"{type(error).__name__}: {error}")
+            continue
         except Exception as error:  # this model's column says so; the other model goes on
+            log.exception("%s failed to score %d pages", key, len(pages))
             results[key] = Scored(None, error=f"{type(error).__name__}: {error}")
             continue
         results[key] = Scored(scores, seconds=time.perf_counter() - started)

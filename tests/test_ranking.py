@@ -35,14 +35,19 @@ def test_both_models_rank_every_page_sorted_by_their_own_scores(tiny_rerankers):
     assert result.agreement() is not None
 
 
-def test_a_model_that_cannot_load_is_reported_and_the_other_still_ranks(tiny_rerankers):
+def test_a_model_that_cannot_load_is_reported_and_the_other_still_ranks(tiny_rerankers, caplog):
     def loader(key):
         if key == B:
             raise LoadError("Could not load Qwen3RerankerMM-2B weights from 'nowhere': offline")
         return tiny_rerankers[key]
 
     pool = ranking.ModelPool(loader=loader)
-    result = ranking.rank(sample_files(2), QUERY, pool)
+    with caplog.at_level("WARNING", logger="reranker.ranking"):
+        result = ranking.rank(sample_files(2), QUERY, pool)
+        ranking.rank(sample_files(1), QUERY, pool)
+    # The operator reads why in the log (only visitors saw it, in the column), once per attempt.
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{B} could not load (tried again in 300 s): Could not load Qwen3RerankerMM-2B weights from 'nowhere': offline"]
     assert result.rankings[A].error is None and len(result.rankings[A].scores) == 2
     assert result.rankings[B].scores is None and "offline" in result.rankings[B].error
     assert result.agreement() is None
@@ -483,3 +488,15 @@ def test_the_agreement_panel_ranks_equal_scores_as_the_galleries_do():
     ranks = {d.page_id: (d.rank_a, d.rank_b) for d in result.agreement().disagreements}
     assert ranks == {page: (a.ranks[page], b.ranks[page]) for page in range(4) if a.ranks[page] != b.ranks[page]}
     assert ranks[0] == (1, 4)  # the trec_eval rule put page 2 first: "#2 vs #4" beside a caption's #1
+
+
+def test_a_model_that_fails_while_scoring_is_reported_and_logged_with_its_traceback(tiny_rerankers, monkeypatch, caplog):
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(tiny_rerankers[A], "score", out_of_memory)
+    with caplog.at_level("ERROR", logger="reranker.ranking"):
+        result = ranking.rank(sample_files(2), QUERY, tiny_rerankers)
+    assert result.rankings[A].error == "RuntimeError: CUDA out of memory" and len(result.rankings[B].scores) == 2
+    (record,) = caplog.records
+    assert record.getMessage() == f"{A} failed to score 2 pages" and record.exc_info[1].args == ("CUDA out of memory",)
