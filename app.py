@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 
 # The PDF render worker processes are spawned, and a spawned process runs this file again as
 # "__mp_main__" before it can take work: it must not import the app, load the models or build it.
@@ -17,7 +18,10 @@ if __name__ != "__mp_main__":
     from reranker.ui import build_app, create_arena, launch_options
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    arena = create_arena()
+    try:
+        arena = create_arena()
+    except (ValueError, RuntimeError) as error:  # a setting given wrong, the database: named in one line
+        sys.exit(f"error: {error}")
     demo = build_app(arena)
     # Rankings (the Rank button and /rank) run up to three at a time, their model work one at a
     # time (Arena.scoring); judging, exporting and browsing run alongside.

@@ -69,13 +69,8 @@ def local_weights(name: str, spec: ModelSpec, what: str) -> str:
     """
     if os.path.isdir(name):
         return name
-    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:  # a path, not a Hub id
-        variable = f"{spec.env_prefix}_{'ADAPTER' if what == 'adapter' else 'MODEL'}"
-        raise LoadError(
-            f"Could not load {spec.label} {what} from {name!r}: no such folder. Point {variable} (or "
-            f"load_reranker's {'adapter_path' if what == 'adapter' else 'model_path'}) at the folder holding "
-            f"{'adapter_config.json' if what == 'adapter' else 'config.json'} and the weights, or at a Hub id."
-        )
+    if missing := _no_folder(name, spec, what):
+        raise missing
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -89,6 +84,39 @@ def local_weights(name: str, spec: ModelSpec, what: str) -> str:
         return snapshot_download(name)
     except (OSError, ValueError) as error:  # unreachable, unknown repo, invalid id or path
         raise _load_failure(spec, what, name, error) from error
+
+
+def _no_folder(name: str, spec: ModelSpec, what: str) -> LoadError | None:
+    """The error for a weights location that is a path (not a Hub id) to no folder, else None."""
+    if os.path.isdir(name) or not (name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name):
+        return None
+    variable = f"{spec.env_prefix}_{'ADAPTER' if what == 'adapter' else 'MODEL'}"
+    return LoadError(
+        f"Could not load {spec.label} {what} from {name!r}: no such folder. Point {variable} (or "
+        f"load_reranker's {'adapter_path' if what == 'adapter' else 'model_path'}) at the folder holding "
+        f"{'adapter_config.json' if what == 'adapter' else 'config.json'} and the weights, or at a Hub id."
+    )
+
+
+def check_configuration(keys) -> list[str]:
+    """At the app's start, what loading would refuse first, before any model loads (on a CPU
+    they load at the first ranking): a setting every model reads (RERANKER_DTYPE,
+    RERANKER_DEVICE, the cache sizes) raises ValueError or LoadError, naming it; one model's
+    weights path to no folder is returned, to be logged (the other model still works)."""
+    for variable in ("RERANKER_VISION_CACHE_MB", "RERANKER_PREFIX_CACHE_MB"):
+        env_megabytes(variable)
+    device = default_device()
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LoadError(f"RERANKER_DEVICE={device}: this torch ({torch.__version__}) sees no CUDA GPU; use cpu")
+    default_dtype(device)
+    problems = []
+    for key in keys:
+        spec = get_spec(key)
+        location = weights_location(spec)
+        for name, what in ((location.model, "weights"), (location.adapter, "adapter")):
+            if name and (missing := _no_folder(name, spec, what)):
+                problems.append(str(missing))
+    return problems
 
 
 def _hub_reachable(endpoint: str, timeout: float = 5.0) -> bool:

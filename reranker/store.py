@@ -540,7 +540,12 @@ class Store:
                     raise StoreError(f"The database {self.path} is read-only here and has schema {version}, which this "
                                      f"app reads only after bringing it to {SCHEMA_VERSION}: open a writable copy")
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_dir():
+                raise StoreError(f"The database {self.path} is a folder; give a file name (RERANKER_DB, --db).")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:  # a file where a folder on the way should be
+                raise StoreError(f"The database {self.path} cannot be made: {self.path.parent} is not a folder.") from None
             db = self.db
             _refuse_foreign(db, self.path)
             _enable_wal(db, self.path)

@@ -1382,8 +1382,19 @@ def create_arena(db_path: str | None = None, cache_dir: str | None = None, prelo
     """The shared state: a model pool (preloaded on a GPU, lazy on a CPU), the store, a cache folder."""
     import torch
 
+    from .loading import check_configuration
+
+    # Settings both models read are refused now, not at the first ranking (models load lazily
+    # on a CPU); a path to one model's weights that is no folder is said in the log.
+    for problem in check_configuration(MODELS):
+        logger.warning(problem)
     pool = ranking.ModelPool(compile=os.environ.get("RERANKER_COMPILE", "") in ("1", "true", "yes"))
     cache = Path(cache_dir or os.environ.get("RERANKER_CACHE") or Path(tempfile.gettempdir()) / "rerank-arena")
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file there, no permission: FileExistsError named neither
+        raise ValueError(f"RERANKER_CACHE={cache}: the image cache folder cannot be made there "
+                         f"({error.strerror or error})") from None
     arena = Arena(pool, Store(db_path), cache)
     if hint := operator_hint():
         logger.warning(hint)

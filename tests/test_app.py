@@ -373,3 +373,18 @@ def test_rankings_at_once_of_the_same_upload_agree_and_store_it_once(app_server,
         stored = store.db.execute(
             f"SELECT COUNT(*) FROM pages WHERE content_hash IN ({','.join('?' * len(hashes))})", hashes).fetchone()[0]
         assert stored == 3
+
+
+def test_a_setting_given_wrong_stops_the_start_with_one_line_naming_it(tmp_path):
+    """A wrong RERANKER_DTYPE started the app, and every visitor's ranking then failed in both
+    columns; a wrong database path printed a 24-line traceback."""
+    import subprocess
+    import sys
+
+    from .app_server import ROOT
+
+    for variable, value, said in (("RERANKER_DTYPE", "fp16", "error: RERANKER_DTYPE: unknown dtype 'fp16'"),
+                                  ("RERANKER_DB", str(tmp_path), f"error: The database {tmp_path} is a folder")):
+        env = {**os.environ, "RERANKER_DB": str(tmp_path / "arena.db"), "RERANKER_CACHE": str(tmp_path / "cache"), variable: value}
+        done = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and done.stderr.startswith(said) and "Traceback" not in done.stderr, done.stderr[-2000:]

@@ -955,3 +955,12 @@ def test_a_read_only_database_from_before_the_guidelines_is_read_as_it_is(db_pat
     with Store.existing(db_path) as store:
         assert store.guidelines().text == "the archive's guidelines"
     assert db_path.read_bytes() == before
+
+
+def test_a_database_path_that_is_a_folder_or_under_a_file_is_named_as_such(tmp_path: Path):
+    with pytest.raises(StoreError, match=f"^The database {tmp_path} is a folder; give a file name"):
+        Store(tmp_path)
+    (tmp_path / "notes.txt").write_text("kept")
+    with pytest.raises(StoreError, match=r"notes\.txt/arena\.db cannot be made: .*notes\.txt is not a folder"):
+        Store(tmp_path / "notes.txt" / "arena.db")
+    assert (tmp_path / "notes.txt").read_text() == "kept"

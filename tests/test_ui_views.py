@@ -554,6 +554,33 @@ def test_the_cpu_device_note_gives_speeds_and_the_operator_hears_of_bfloat16_whe
     assert "RERANKER_DTYPE" not in ui.operator_hint() and "GPU" in ui.operator_hint()
 
 
+def test_settings_both_models_read_are_refused_at_the_start_and_a_missing_weights_folder_is_logged(
+        monkeypatch, tmp_path, caplog):
+    """On a CPU the models load at the first ranking: a wrong RERANKER_DTYPE was a message in
+    both columns for every visitor, and a wrong folder said nothing to the operator."""
+    from reranker.loading import LoadError
+
+    def start():
+        ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "cache"), preload=False).store.close()
+
+    for variable, value, error, message in (
+            ("RERANKER_DTYPE", "fp16", ValueError, "RERANKER_DTYPE: unknown dtype 'fp16'"),
+            ("RERANKER_DEVICE", "tpu", ValueError, "RERANKER_DEVICE='tpu' is not a device"),
+            ("RERANKER_VISION_CACHE_MB", "lots", ValueError, "RERANKER_VISION_CACHE_MB='lots': expected a size in MB"),
+            ("RERANKER_DEVICE", "cuda", LoadError, "RERANKER_DEVICE=cuda: this torch .* sees no CUDA GPU")):
+        with monkeypatch.context() as patch:
+            patch.setenv(variable, value)
+            with pytest.raises(error, match=message):
+                start()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="RERANKER_CACHE=.*file: the image cache folder cannot be made there"):
+        ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "file"), preload=False)
+    monkeypatch.setenv("RERANKER_QWEN3_VL_RERANKER_2B_MODEL", str(tmp_path / "no-such-folder"))
+    with caplog.at_level("WARNING", logger="reranker.ui"):
+        start()  # the other model still works: the app starts
+    assert "Qwen3-VL-Reranker-2B weights from" in caplog.text and "no-such-folder': no such folder" in caplog.text
+
+
 def test_the_operator_hint_is_logged_when_the_app_starts(monkeypatch, tmp_path, caplog):
     import torch
 
