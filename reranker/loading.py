@@ -35,9 +35,9 @@ class AdapterMismatchError(LoadError):
     """A LoRA adapter did not land on the model completely (a half-applied LoRA scores wrongly)."""
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:300]
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    text = (str(error).strip() or type(error).__name__).splitlines()[0]
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"  # whole words
 
 
 def _damaged(spec: ModelSpec, what: str, location: str, error: BaseException) -> LoadError:
@@ -55,6 +55,18 @@ def _load_failure(spec: ModelSpec, what: str, location: str, error: BaseExceptio
         + (f" and {spec.env_prefix}_ADAPTER=/path/to/adapter" if spec.adapter_id else "")
         + " (or load_reranker(..., model_path=...))."
     )
+
+
+def _wrong_folder(spec: ModelSpec, folder: str, error: BaseException) -> LoadError:
+    """A local folder that holds no loadable model (empty, the adapter's, another model's)."""
+    missing = [name for name in ("config.json", "preprocessor_config.json", "tokenizer_config.json")
+               if not os.path.isfile(os.path.join(folder, name))]
+    found = "it has no " + ", ".join(missing) if missing else _first_line(error)
+    adapter = " (an adapter's folder holds adapter_config.json: it goes in " + f"{spec.env_prefix}_ADAPTER)" \
+        if os.path.isfile(os.path.join(folder, "adapter_config.json")) else ""
+    return LoadError(f"Could not load {spec.label} weights from the folder {folder!r}: {found}{adapter}. Point "
+                     f"{spec.env_prefix}_MODEL at the folder of the whole model (config.json, the processor "
+                     "and tokenizer files, *.safetensors).")
 
 
 class HubUnreachable(OSError):
@@ -219,6 +231,8 @@ def load_reranker(
             device_map=str(device) if device.type == "cuda" and not on_zero_gpu() else None,
         )
     except (OSError, ValueError) as error:
+        if weights == location.model and os.path.isdir(weights):  # a local folder: no network advice
+            raise _wrong_folder(spec, weights, error) from error
         raise _load_failure(spec, "weights", location.model, error) from error
     except Exception as error:  # e.g. a truncated safetensors file
         raise _damaged(spec, "weights", location.model, error) from error

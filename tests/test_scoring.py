@@ -414,6 +414,22 @@ def test_unreachable_weights_give_one_clear_message(tmp_path, tiny_checkpoints):
         load_reranker(B, model_path=str(tiny_checkpoints.base), adapter_path="./no/adapter", device="cpu")
 
 
+def test_a_local_folder_without_a_model_says_what_it_lacks_not_how_to_go_offline(tmp_path, tiny_checkpoints):
+    """An empty folder, or the adapter's given as the model's: transformers' message was cut at
+    300 characters mid-word ("…containing a preproce.") and followed by advice for the offline."""
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LoadError) as caught:
+        load_reranker(A, model_path=str(tmp_path / "empty"), device="cpu")
+    message = str(caught.value)
+    assert message.startswith(f"Could not load Qwen3-VL-Reranker-2B weights from the folder '{tmp_path / 'empty'}': "
+                              "it has no config.json, preprocessor_config.json, tokenizer_config.json. Point "
+                              "RERANKER_QWEN3_VL_RERANKER_2B_MODEL at the folder of the whole model")
+    assert "network" not in message and len(message.splitlines()) == 1
+    with pytest.raises(LoadError, match=r"\(an adapter's folder holds adapter_config.json: it goes in "
+                                        r"RERANKER_QWEN3_RERANKER_MM_2B_ADAPTER\)"):
+        load_reranker(B, model_path=str(tiny_checkpoints.adapter), device="cpu")
+
+
 def test_hub_weights_offline_give_one_clear_message(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
     monkeypatch.delenv("RERANKER_QWEN3_RERANKER_MM_2B_MODEL", raising=False)
