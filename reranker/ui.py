@@ -121,10 +121,12 @@ def device_note() -> str:
     """What a visitor should know about this machine's speed (shown above the upload box)."""
     import torch
 
-    if torch.cuda.is_available():
-        return f"Running on {escape(torch.cuda.get_device_name(0))}."
+    device = devices.default_device()  # RERANKER_DEVICE=cpu on a GPU machine runs on the CPU
+    if device.type == "cuda":
+        return f"Running on {escape(torch.cuda.get_device_name(device))}."
+    where = "**No GPU on this machine.**" if not torch.cuda.is_available() else "**The models run on the CPU.**"
     note = (
-        "**No GPU on this machine.** On 2 CPU cores a page takes Qwen3-VL-Reranker about 60 s at its "
+        f"{where} On 2 CPU cores a page takes Qwen3-VL-Reranker about 60 s at its "
         "default budget (1280 visual tokens; about 10 s at 256) and Qwen3RerankerMM about 23 s at its "
         "551. Lower the image budgets under *Instruction and settings* to go faster. A new question "
         "about pages already ranked is quicker: neither model encodes a page image twice, so a page "
@@ -142,7 +144,7 @@ def operator_hint() -> str | None:
     """Advice for whoever runs the app, logged at start (a visitor cannot act on it)."""
     import torch
 
-    if torch.cuda.is_available() or os.environ.get("RERANKER_DTYPE"):
+    if devices.default_device().type == "cuda" or os.environ.get("RERANKER_DTYPE"):
         return None
     if devices.default_dtype(torch.device("cpu")) != torch.bfloat16 and cpu_has_bfloat16():
         return ("No GPU; this CPU computes bfloat16 natively: RERANKER_DTYPE=bfloat16 (the checkpoints' own "
@@ -1380,8 +1382,6 @@ def shut_down(arena: Arena, wait_s: float = 5.0) -> None:
 
 def create_arena(db_path: str | None = None, cache_dir: str | None = None, preload: bool | None = None) -> Arena:
     """The shared state: a model pool (preloaded on a GPU, lazy on a CPU), the store, a cache folder."""
-    import torch
-
     from .loading import check_configuration
 
     # Settings both models read are refused now, not at the first ranking (models load lazily
@@ -1398,7 +1398,7 @@ def create_arena(db_path: str | None = None, cache_dir: str | None = None, prelo
     arena = Arena(pool, Store(db_path), cache)
     if hint := operator_hint():
         logger.warning(hint)
-    if preload if preload is not None else torch.cuda.is_available():
+    if preload if preload is not None else devices.default_device().type == "cuda":
         for key in MODELS:
             try:
                 pool.get(key)

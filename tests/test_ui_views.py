@@ -592,6 +592,18 @@ def test_the_operator_hint_is_logged_when_the_app_starts(monkeypatch, tmp_path, 
     assert ui.operator_hint() in caplog.text
 
 
+def test_the_device_note_names_where_the_models_run_not_what_the_machine_has(monkeypatch):
+    """RERANKER_DEVICE=cpu on a GPU machine said "Running on NVIDIA L4."."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA L4")
+    monkeypatch.setenv("RERANKER_DEVICE", "cuda")
+    assert ui.device_note() == "Running on NVIDIA L4."
+    monkeypatch.setenv("RERANKER_DEVICE", "cpu")
+    assert ui.device_note().startswith("**The models run on the CPU.** On 2 CPU cores")
+
+
 def test_the_cpu_device_note_says_when_memory_made_the_models_bfloat16(monkeypatch):
     import torch
 
