@@ -18,6 +18,7 @@ if __name__ != "__mp_main__":
     from reranker.ui import build_app, create_arena, launch_options
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests, one line each
     try:
         arena = create_arena()
     except (ValueError, RuntimeError) as error:  # a setting given wrong, the database: named in one line

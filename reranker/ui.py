@@ -1396,9 +1396,15 @@ def create_arena(db_path: str | None = None, cache_dir: str | None = None, prelo
         raise ValueError(f"RERANKER_CACHE={cache}: the image cache folder cannot be made there "
                          f"({error.strerror or error})") from None
     arena = Arena(pool, Store(db_path), cache)
+    device = devices.default_device()
+    # What the operator set, in one line (on a Space the log is all they see).
+    logger.info("database %s · image cache %s · models on %s in %s, %s · judging %s", arena.store.path, cache, device,
+                str(devices.default_dtype(device)).removeprefix("torch."),
+                "at start-up" if (preload if preload is not None else device.type == "cuda") else "loaded at first use",
+                "needs a Hugging Face login" if login_required() else "by typed name")
     if hint := operator_hint():
         logger.warning(hint)
-    if preload if preload is not None else devices.default_device().type == "cuda":
+    if preload if preload is not None else device.type == "cuda":
         for key in MODELS:
             try:
                 pool.get(key)

@@ -586,10 +586,14 @@ def test_the_operator_hint_is_logged_when_the_app_starts(monkeypatch, tmp_path, 
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("RERANKER_DTYPE")
-    with caplog.at_level("WARNING", logger="reranker.ui"):
+    with caplog.at_level("INFO", logger="reranker.ui"):
         arena = ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "cache"), preload=False)
     arena.store.close()
     assert ui.operator_hint() in caplog.text
+    # What the operator set, in one line.
+    assert (f"database {tmp_path / 'arena.db'} · image cache {tmp_path / 'cache'} · models on cpu in "
+            f"{str(devices.default_dtype(torch.device('cpu'))).removeprefix('torch.')}, loaded at first use · "
+            "judging by typed name") in caplog.text
 
 
 def test_the_device_note_names_where_the_models_run_not_what_the_machine_has(monkeypatch):
