@@ -21,7 +21,6 @@ operator's schema is read from its annotations.)
 """
 
 import logging
-import os
 
 import torch
 import torch.nn.functional as F
@@ -105,7 +104,9 @@ def set_varlen(backbone, wanted: bool) -> str | None:
 
 
 def varlen_requested() -> bool:
-    return os.environ.get("RERANKER_VARLEN_ATTENTION", "") in ("1", "true", "yes")
+    from .devices import env_flag
+
+    return env_flag("RERANKER_VARLEN_ATTENTION")
 
 
 def use_for_vision(backbone) -> None:

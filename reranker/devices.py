@@ -97,6 +97,20 @@ def default_cache_bytes(device: torch.device, cpu: int, variable: str) -> int:
     return min(4 * 2**30, torch.cuda.get_device_properties(device).total_memory // 20)
 
 
+def env_flag(variable: str, default: bool = False) -> bool:
+    """An on/off environment variable: 1/true/yes/on or 0/false/no/off, in any case (unset or
+    empty: `default`). Anything else is refused, naming the variable: a typo that silently left
+    a setting off (or login on) was found only later."""
+    text = os.environ.get(variable, "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{variable}={os.environ[variable]!r}: expected 1 or 0 (true/false, yes/no, on/off)")
+
+
 def env_megabytes(variable: str) -> int | None:
     """The environment `variable`, a size in MB, as bytes; None when it is not set. Anything but a
     number of MB (0 or more) is refused, naming the variable."""

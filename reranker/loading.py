@@ -117,6 +117,7 @@ def check_configuration(keys) -> list[str]:
     weights path to no folder is returned, to be logged (the other model still works)."""
     for variable in ("RERANKER_VISION_CACHE_MB", "RERANKER_PREFIX_CACHE_MB"):
         env_megabytes(variable)
+    attention.varlen_requested()  # an on/off setting given as neither
     device = default_device()
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LoadError(f"RERANKER_DEVICE={device}: this torch ({torch.__version__}) sees no CUDA GPU; use cpu")

@@ -448,7 +448,7 @@ def login_required() -> bool:
     Only on a Space (SYSTEM=spaces, what Gradio checks): elsewhere Gradio's login is a mock that
     signs every visitor in as the machine's own Hugging Face user."""
     return (bool(os.environ.get("OAUTH_CLIENT_ID")) and os.environ.get("SYSTEM") == "spaces"
-            and os.environ.get("RERANKER_REQUIRE_LOGIN", "1") != "0")
+            and devices.env_flag("RERANKER_REQUIRE_LOGIN", default=True))
 
 
 def annotator_name(name: str | None, profile: gr.OAuthProfile | None = None) -> str:
@@ -1388,7 +1388,7 @@ def create_arena(db_path: str | None = None, cache_dir: str | None = None, prelo
     # on a CPU); a path to one model's weights that is no folder is said in the log.
     for problem in check_configuration(MODELS):
         logger.warning(problem)
-    pool = ranking.ModelPool(compile=os.environ.get("RERANKER_COMPILE", "") in ("1", "true", "yes"))
+    pool = ranking.ModelPool(compile=devices.env_flag("RERANKER_COMPILE"))
     cache = Path(cache_dir or os.environ.get("RERANKER_CACHE") or Path(tempfile.gettempdir()) / "rerank-arena")
     try:
         cache.mkdir(parents=True, exist_ok=True)

@@ -61,3 +61,19 @@ def test_a_bad_size_dtype_or_device_in_the_environment_is_named_with_what_it_sho
     monkeypatch.setenv("RERANKER_DEVICE", "gpu")
     with pytest.raises(ValueError, match=r"^RERANKER_DEVICE='gpu' is not a device \(.*\); use e\.g\. cpu, cuda or cuda:1$"):
         devices.default_device()
+
+
+@pytest.mark.parametrize("value, expected", [("", False), ("1", True), ("True", True), ("YES", True), (" on ", True),
+                                             ("0", False), ("false", False), ("No", False), ("off", False)])
+def test_an_on_off_setting_reads_every_usual_spelling(monkeypatch, value, expected):
+    """RERANKER_COMPILE=True was silently off, RERANKER_REQUIRE_LOGIN=false silently on."""
+    monkeypatch.setenv("RERANKER_COMPILE", value)
+    assert devices.env_flag("RERANKER_COMPILE") is expected
+
+
+def test_an_on_off_setting_given_as_neither_is_refused_by_name(monkeypatch):
+    monkeypatch.setenv("RERANKER_REQUIRE_LOGIN", "nope")
+    with pytest.raises(ValueError, match=r"^RERANKER_REQUIRE_LOGIN='nope': expected 1 or 0 \(true/false, yes/no, on/off\)$"):
+        devices.env_flag("RERANKER_REQUIRE_LOGIN", default=True)
+    monkeypatch.delenv("RERANKER_REQUIRE_LOGIN")
+    assert devices.env_flag("RERANKER_REQUIRE_LOGIN", default=True) is True
