@@ -591,6 +591,28 @@ def resume_position(arena: Arena, query_id, annotator: str | None, order: str) -
     return found or 0
 
 
+def annotate_action(arena: Arena, action: str, query_id, name: str | None, order: str, position: int,
+                    page_hash: str | None, total: int, profile: gr.OAuthProfile | None = None) -> tuple[int, bool]:
+    """One Annotate button or key: "previous", "next", "undo" or a label for `page_hash` (the
+    page on screen). Returns the position to show next (in `order`) and whether judged counts
+    changed; a judgment moves on to the next page this annotator has not judged."""
+    if action == "previous":
+        return max(0, position - 1), False
+    if action == "next":
+        return min(position + 1, total - 1), False
+    if query_id in (None, "") or (page_hash is None and action != "undo"):
+        raise refuse("Pick a query first.")
+    if action == "undo":
+        undone = undo(arena, query_id, name, profile)["undone"]
+        if undone is None:
+            gr.Info("Nothing to undo.")
+            return position, False
+        pages = page_order(arena.store.query_pages(int(query_id)), order)
+        return next(i for i, p in enumerate(pages) if p.page_hash == undone["page_hash"]), True
+    judged = judge(arena, query_id, page_hash, name, action, profile)
+    return next_position(arena, query_id, judged["annotator"], order, position), True
+
+
 def _unjudged_after(arena: Arena, query_id: int, annotator: str, order: str, position: int) -> tuple[int | None, int]:
     """The first page after `position` in this order (wrapping) the annotator has not judged, or
     None; and the query's page count."""
@@ -1115,8 +1137,8 @@ def build_app(arena: Arena) -> gr.Blocks:
                 return tuple(gr.skip() for _ in moved_outputs)
             page = on_screen[1] if on_screen else None
             try:
-                new_position, counts_changed = act(action, query_id, name, order_, int(position_ or 0), page,
-                                                   int(total or 1), profile)
+                new_position, counts_changed = annotate_action(arena, action, query_id, name, order_, int(position_ or 0),
+                                                               page, int(total or 1), profile)
             except gr.Error as error:
                 # A toast over the page, which stays as it was: raised, the error would blank the
                 # page and mark every panel "Error" until the next action.
@@ -1125,24 +1147,6 @@ def build_app(arena: Arena) -> gr.Blocks:
                 gr.Warning(error.message)
                 return tuple(gr.skip() for _ in moved_outputs)
             return moved_to(query_id, name, order_, new_position, shown, counts_changed)
-
-        def act(action, query_id, name, order_, position_: int, page, total: int, profile) -> tuple[int, bool]:
-            """Carry out `action`: the position to show next, and whether judged counts changed."""
-            if action == "previous":
-                return max(0, position_ - 1), False
-            if action == "next":
-                return min(position_ + 1, total - 1), False
-            if query_id in (None, "") or (page is None and action != "undo"):
-                raise refuse("Pick a query first.")
-            if action == "undo":
-                undone = undo(arena, query_id, name, profile)["undone"]
-                if undone is None:
-                    gr.Info("Nothing to undo.")
-                    return position_, False
-                pages = page_order(arena.store.query_pages(int(query_id)), order_)
-                return next(i for i, p in enumerate(pages) if p.page_hash == undone["page_hash"]), True
-            judged = judge(arena, query_id, page, name, action, profile)
-            return next_position(arena, query_id, judged["annotator"], order_, position_), True
 
         gr.on([button.click for button, _ in actions], on_action, [*view_inputs, shown_page, page_total], moved_outputs,
               trigger_mode="once", api_visibility="private")

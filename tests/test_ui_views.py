@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import pytest
 
@@ -207,6 +208,23 @@ def test_annotating_moves_to_the_next_unjudged_page_and_counts_progress(arena, r
         ui.judge(arena, query_id, page_hash, "  ", "relevant")
     with pytest.raises(Exception, match="label must be"):
         ui.judge(arena, query_id, page_hash, "ann", "maybe")
+
+
+def test_each_annotate_action_moves_to_the_page_it_should(arena, ranked):
+    """The buttons and keys, without a browser: a label moves on to the next unjudged page (in
+    the chosen order, wrapping), undo goes back to the page it undid, ← and → stay in range."""
+    query_id, order = ranked["query_id"], ui.ORDERS[3]
+    hashes = [page.page_hash for page in ui.page_order(arena.store.query_pages(query_id), order)]
+    act = functools.partial(ui.annotate_action, arena, query_id=query_id, name="ann", order=order, total=4)
+    assert act("previous", position=0, page_hash=hashes[0]) == (0, False)
+    assert act("next", position=3, page_hash=hashes[3]) == (3, False)
+    assert act("relevant", position=2, page_hash=hashes[2]) == (3, True)
+    assert act("not_relevant", position=3, page_hash=hashes[3]) == (0, True)  # wraps to the first unjudged
+    assert arena.store.current_labels(query_id, "ann") == {hashes[2]: "relevant", hashes[3]: "not_relevant"}
+    assert act("undo", position=0, page_hash=hashes[0]) == (3, True)  # back to the page undone
+    assert arena.store.current_labels(query_id, "ann") == {hashes[2]: "relevant"}
+    with pytest.raises(Exception, match="Pick a query first"):
+        ui.annotate_action(arena, "relevant", None, "ann", order, 0, None, 4)
 
 
 def test_a_fully_judged_query_says_so_and_one_with_its_own_instruction_is_told_apart(arena, ranked):
