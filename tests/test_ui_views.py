@@ -802,7 +802,7 @@ def test_a_database_that_cannot_be_opened_is_named(tmp_path):
 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the database's folder should be")
-    with pytest.raises(StoreError, match=r"The database .*not-a-folder/arena.db could not be opened"):
+    with pytest.raises(StoreError, match=r"The database .*not-a-folder/arena.db cannot be made: .*not-a-folder is not a folder"):
         Store(blocker / "arena.db")
 
 
