@@ -481,11 +481,14 @@ def rank(
     is read (`VisionPrefetch`); None (the default): for the models `prefetches_by_default`.
     """
     from .scoring import check_text, clean_query
+    from .store import same_text
 
     clean_query(query, max_length=10**9)  # raises QueryError with a message for the user
     if instruction is not None:
         check_text(instruction, "instruction")
-    instruction = no_default_instruction(instruction)
+    # As stored (store.same_text): one query however the text was encoded; the models'
+    # tokenizer reads both forms alike.
+    query, instruction = same_text(query), no_default_instruction(instruction)
     available = list(pool.keys if isinstance(pool, ModelPool) else pool.keys())
     keys = list(keys or available)
     if missing := [key for key in keys if key not in available]:  # a misuse: raised, not a model's failure
@@ -560,10 +563,11 @@ def no_default_instruction(instruction: str | None) -> str | None:
     zero-width characters) and for a model's own default, which all ask the same question.
     (`Reranker.score` itself reads an instruction as its reference code does.)"""
     from .scoring import is_blank
+    from .store import same_text
 
     if instruction is None or is_blank(instruction):
         return None
-    instruction = instruction.strip()
+    instruction = same_text(instruction.strip())
     return None if instruction in {spec.default_instruction for spec in MODELS.values()} else instruction
 
 

@@ -35,6 +35,7 @@ import re
 import sqlite3
 import threading
 import time
+import unicodedata
 import urllib.parse
 import weakref
 from collections import Counter, OrderedDict
@@ -864,7 +865,7 @@ class Store:
 
     @staticmethod
     def _query_id(db: Database, text: str, instruction: str | None, create: bool = False) -> int | None:
-        instruction = instruction or ""
+        text, instruction = same_text(text), same_text(instruction or "")
         if create:
             db.execute(
                 "INSERT INTO queries (text, instruction, created) VALUES (?, ?, ?) "
@@ -887,7 +888,7 @@ class Store:
             """SELECT s.page_hash, s.score FROM scores s JOIN queries q ON q.id = s.query_id
                WHERE s.model = ? AND s.settings_key = ? AND q.text = ? AND q.instruction = ?
                  AND s.page_hash IN (SELECT value FROM json_each(?))""",
-            [model, settings_key(settings), query, instruction or "", json.dumps(sorted(set(page_hashes)))],
+            [model, settings_key(settings), same_text(query), same_text(instruction or ""), json.dumps(sorted(set(page_hashes)))],
         )
         return {page_hash: score for page_hash, score in rows}
 
@@ -1164,6 +1165,7 @@ class Store:
         ("Alice" for "alice"): one person, one name (else their progress looked lost, and κ
         counted two annotators). A name nobody uses yet is returned as it is."""
         # NOCASE folds ASCII letters only: "Élise" and "élise" stay two names.
+        name = same_text(name)
         spellings = [row[0] for row in self.db.execute(
             "SELECT DISTINCT annotator FROM judgments WHERE annotator = ? COLLATE NOCASE", [name])]
         return name if not spellings or name in spellings else min(spellings)
@@ -1187,8 +1189,16 @@ class Store:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0]
 
 
+def same_text(text: str) -> str:
+    """Text as stored and looked up (queries, instructions, names): Unicode's composed form (NFC),
+    so "café" typed as "cafe" + a combining accent is the same query, and "José" the same
+    annotator, however the keyboard or platform encoded them. The models' tokenizer normalizes
+    to NFC itself: the scores are the same."""
+    return unicodedata.normalize("NFC", text)
+
+
 def _check_annotator(annotator: str) -> str:
-    name = annotator.strip() if isinstance(annotator, str) else ""
+    name = same_text(annotator.strip()) if isinstance(annotator, str) else ""
     if not name or len(name) > 200:
         raise ValueError("annotator must be a non-empty name (at most 200 characters)")
     return name

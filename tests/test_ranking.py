@@ -500,3 +500,16 @@ def test_a_model_that_fails_while_scoring_is_reported_and_logged_with_its_traceb
     assert result.rankings[A].error == "RuntimeError: CUDA out of memory" and len(result.rankings[B].scores) == 2
     (record,) = caplog.records
     assert record.getMessage() == f"{A} failed to score 2 pages" and record.exc_info[1].args == ("CUDA out of memory",)
+
+
+def test_a_query_in_either_unicode_form_is_ranked_and_stored_as_one(tiny_rerankers, tmp_path):
+    """The tokenizer reads "café" composed or decomposed alike; the store now does too."""
+    import unicodedata
+
+    store = Store(tmp_path / "arena.db")
+    composed, decomposed = (unicodedata.normalize(form, "café menu prices") for form in ("NFC", "NFD"))
+    first, first_id = ranking.rank_and_save(sample_files(2), composed, tiny_rerankers, store)
+    again, again_id = ranking.rank_and_save(sample_files(2), decomposed, tiny_rerankers, store)
+    assert again.query == composed and again_id == first_id
+    for key in (A, B):  # the same scores, from the store: nothing scored again
+        assert again.rankings[key].scores == first.rankings[key].scores and again.rankings[key].stored == 2

@@ -964,3 +964,23 @@ def test_a_database_path_that_is_a_folder_or_under_a_file_is_named_as_such(tmp_p
     with pytest.raises(StoreError, match=r"notes\.txt/arena\.db cannot be made: .*notes\.txt is not a folder"):
         Store(tmp_path / "notes.txt" / "arena.db")
     assert (tmp_path / "notes.txt").read_text() == "kept"
+
+
+def test_text_typed_in_either_unicode_form_is_one_query_and_one_annotator(store: Store):
+    """"café" composed (NFC) and decomposed (NFD) were two queries, and "José" two annotators:
+    one person's two labels split into a tied vote, and κ counted two people."""
+    import unicodedata
+
+    composed, decomposed = (unicodedata.normalize(form, "café menu") for form in ("NFC", "NFD"))
+    assert composed != decomposed
+    pages = make_pages(2)
+    first = ranked(store, pages, composed)
+    assert ranked(store, pages, decomposed) == first and store.query(first).text == composed
+    hashes = [p.content_hash for p in pages]
+    found = store.cached_scores("model-a", {"max_pixels": 1280}, decomposed, None, hashes)
+    assert found == store.cached_scores("model-a", {"max_pixels": 1280}, composed, None, hashes) and len(found) == 2
+    jose_nfc, jose_nfd = (unicodedata.normalize(form, "José") for form in ("NFC", "NFD"))
+    store.record_judgment(first, pages[0].content_hash, jose_nfd, RELEVANT)
+    store.record_judgment(first, pages[0].content_hash, jose_nfc, NOT_RELEVANT)  # a relabel, not a second vote
+    assert store.annotators() == [jose_nfc]
+    assert store.current_labels(first, jose_nfd) == {pages[0].content_hash: NOT_RELEVANT}
