@@ -516,7 +516,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         image = image.convert("I").point(lambda v: v / 257)
     elif image.mode in ("I", "F"):
         low, high = image.getextrema()  # range unknown: stretch it over 0–255
-        if low < 0 or high > 255:
+        if image.mode == "F" and 0 <= low and high <= 1:  # floats from 0 (black) to 1 (white): all black before
+            image = image.point(lambda v: v * 255 + 0.5)  # rounded (the conversion to 8 bits truncates)
+        elif low < 0 or high > 255:
             k = 255 / max(high - low, 1)
             image = image.point(lambda v: v * k - low * k)
     if image.has_transparency_data:  # alpha channel, or a transparent palette or colour key

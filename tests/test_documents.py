@@ -280,6 +280,17 @@ def test_sixteen_bit_grey_is_scaled_not_clipped():
     assert [image.getpixel((x, 0)) for x in range(3)] == [(255, 255, 255), (128, 128, 128), (0, 0, 0)]
 
 
+def test_a_float_image_from_0_to_1_is_scaled_not_black():
+    """A float TIFF (0: black, 1: white) came out all black: 0.9 is 0.9 of 255 levels."""
+    import numpy as np
+
+    values = np.array([[0.9, 0.5, 0.1, 0.0, 1.0]], dtype=np.float32)
+    buffer = io.BytesIO()
+    Image.fromarray(values, mode="F").save(buffer, format="TIFF")
+    image = only_page("float.tif", buffer.getvalue()).image
+    assert [image.getpixel((x, 0))[0] for x in range(5)] == [230, 128, 26, 0, 255]
+
+
 def test_the_content_decides_the_type_not_the_extension():
     png_named_pdf = only_page("scan.pdf", corpus.plain_png())
     pdf_named_jpg = only_page("report.jpg", corpus.text_pdf("hello"))
