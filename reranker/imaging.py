@@ -23,11 +23,15 @@ def image_hash(image: Image.Image) -> str:
 
     Identical pixels give the same id whatever file or format they came from, so caches and
     the database can recognise a page seen before. A palette image's bytes are indices into its
-    palette, so the palette (and which index is transparent) is hashed with them.
+    palette, so the palette is hashed with them; and the colour a non-RGB image marks transparent
+    (which `to_rgb` lays on white for Qwen3RerankerMM), so such an image is not the same page as
+    its opaque twin. (An RGB image is used as it is, its transparent colour ignored.)
     """
     raw = image.tobytes()
     if image.mode in ("P", "PA"):
         raw += repr((image.getpalette(), image.info.get("transparency"))).encode()
+    elif image.mode != "RGB" and image.info.get("transparency") is not None:
+        raw += repr(("transparency", image.info["transparency"])).encode()
     return pixels_hash(image.mode, image.size, raw)
 
 

@@ -166,6 +166,19 @@ def test_transparent_and_very_thin_pages_follow_each_models_reference(tiny_reran
     assert tiny_rerankers[key].score(QUERIES[0], pages, batch_size=2) == pytest.approx(expected, abs=TOL)
 
 
+def test_a_grey_page_with_a_transparent_colour_is_not_its_opaque_twin(tiny_rerankers, full_models, sample_images):
+    """B lays a grey image's transparent colour on white; the caches took the keyed page for its
+    opaque twin (same pixels), so the second one scored got the first one's score."""
+    grey = sample_images[0].convert("L")
+    keyed = grey.copy()
+    keyed.info["transparency"] = grey.getextrema()[0]  # the darkest grey (the text) shows through
+    model, processor = full_models[B]
+    expected = [qwen3_reranker_mm_score(model, processor, QUERIES[0], page) for page in (grey, keyed)]
+    assert expected[0] != pytest.approx(expected[1], abs=1e-4)
+    tiny_rerankers[B].clear_caches()
+    assert [tiny_rerankers[B].score(QUERIES[0], [page])[0] for page in (grey, keyed)] == pytest.approx(expected, abs=TOL)
+
+
 def test_the_adapter_changes_the_scores(tiny_checkpoints, tiny_rerankers, full_models, sample_images):
     base = Qwen3VLForConditionalGeneration.from_pretrained(tiny_checkpoints.base, dtype=torch.float32).eval()
     _, processor = full_models[B]
