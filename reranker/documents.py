@@ -533,6 +533,13 @@ def _fit(image: Image.Image, max_pixels: int) -> tuple[Image.Image, float]:
         return image, 1.0
     scale = math.sqrt(max_pixels / pixels)
     size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
+    if max(size) > MAX_ASPECT_RATIO * min(size) and max(image.size) <= MAX_ASPECT_RATIO * min(image.size):
+        # Both sides cut down made a strip the models take (200:1) one they refuse (200.8:1):
+        # the short side rounds up instead, the long side down as far as the pixels allow.
+        wide = image.width >= image.height
+        short = max(1, math.ceil(min(image.size) * scale))
+        long = min(int(max(image.size) * scale), max_pixels // short)
+        size = (long, short) if wide else (short, long)
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0), scale
 
 

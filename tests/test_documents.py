@@ -489,6 +489,14 @@ def test_a_strip_too_narrow_to_score_is_a_problem_not_a_page():
     assert "too narrow" in str(result.problems[0]) and "4020×20" in str(result.problems[0])
 
 
+def test_a_strip_of_exactly_200_to_1_stays_within_it_when_scaled_down():
+    """60000×300 (18 MP, scaled to fit 12 MP) became 48989×244, 200.8:1, and was refused."""
+    strip = io.BytesIO()
+    Image.new("RGB", (60000, 300), "white").save(strip, format="PNG")
+    (page,) = load_files([("strip.png", strip.getvalue())]).pages
+    assert max(page.size) <= 200 * min(page.size) and page.width * page.height <= IngestOptions().max_page_pixels
+
+
 # ----- the ingest cache: a new question about the same upload does not render it again ---------
 def summary(result: Ingested) -> tuple:
     return (
