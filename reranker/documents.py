@@ -27,7 +27,7 @@ import stat
 import struct
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from PIL import Image, ImageOps
@@ -227,6 +227,7 @@ def load_files(files: Iterable[FileInput], options: IngestOptions | None = None,
     skipped: list[str] = []
     pixel_limited = False
     seen: set[tuple[str, str]] = set()  # (file hash, name) read in this call
+    named: dict[str, str] = {}  # name shown → the file hash it names in this call
     for number, item in enumerate(files, start=1):
         if not (isinstance(item, (str, bytes, os.PathLike)) or (isinstance(item, tuple) and len(item) == 2)):
             result.problems.append(Problem(f"upload #{number}", f"is not a file path or a (name, bytes) pair: {type(item).__name__}"))
@@ -243,6 +244,13 @@ def load_files(files: Iterable[FileInput], options: IngestOptions | None = None,
                 result.notes.append(f"{name} was uploaded twice; it was read once.")
                 continue
             seen.add((document_hash, name))
+            if named.setdefault(name, document_hash) != document_hash:
+                # Another file of this name (a/scan.png, b/scan.png): its pages would carry the
+                # same label as the first's everywhere, the exports included.
+                renamed = _unused_name(name, named)
+                result.notes.append(f"Two different files are named {name}: the later one is shown as {renamed}.")
+                name = renamed
+                named[name] = document_hash
             key = (document_hash, name, options, budget, pixels)
             loaded = cache.get(key) if cache is not None else None
             if loaded is None:
@@ -295,6 +303,15 @@ def load_file(file: FileInput, options: IngestOptions | None = None) -> list[Pag
 
 
 # --- reading and sniffing ----------------------------------------------------------------------
+
+
+def _unused_name(name: str, named: Mapping[str, str]) -> str:
+    """`name` with the first free " (2)", " (3)" … before its extension, as browsers name downloads."""
+    stem, dot, extension = name.rpartition(".") if "." in name.lstrip(".") else (name, "", "")
+    number = 2
+    while (candidate := f"{stem} ({number}){dot}{extension}") in named:
+        number += 1
+    return candidate
 
 
 def _display_name(item: FileInput) -> str:

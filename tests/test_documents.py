@@ -489,6 +489,19 @@ def test_a_strip_too_narrow_to_score_is_a_problem_not_a_page():
     assert "too narrow" in str(result.problems[0]) and "4020×20" in str(result.problems[0])
 
 
+def test_two_different_files_of_one_name_are_told_apart(tmp_path):
+    """2024/scan.png and 2025/scan.png had the same label everywhere (galleries, exports)."""
+    for year, colour in (("2024", (0, 0, 0)), ("2025", (255, 255, 255))):
+        (tmp_path / year).mkdir()
+        Image.new("RGB", (40, 30), colour).save(tmp_path / year / "scan.png")
+    result = load_files([str(tmp_path / "2024" / "scan.png"), str(tmp_path / "2025" / "scan.png"),
+                         ("scan (2).png", corpus.plain_png()), ("scan", corpus.plain_png((1, 2, 3))),
+                         ("scan", corpus.plain_png((4, 5, 6)))])
+    # A file already named "scan (2).png" comes later here: it moves on to "scan (3).png".
+    assert [page.source for page in result.pages] == ["scan.png", "scan (2).png", "scan (3).png", "scan", "scan (2)"]
+    assert "Two different files are named scan.png: the later one is shown as scan (2).png." in result.notes
+
+
 def test_a_strip_of_exactly_200_to_1_stays_within_it_when_scaled_down():
     """60000×300 (18 MP, scaled to fit 12 MP) became 48989×244, 200.8:1, and was refused."""
     strip = io.BytesIO()
