@@ -497,8 +497,8 @@ def test_two_different_files_of_one_name_are_told_apart(tmp_path):
     result = load_files([str(tmp_path / "2024" / "scan.png"), str(tmp_path / "2025" / "scan.png"),
                          ("scan (2).png", corpus.plain_png()), ("scan", corpus.plain_png((1, 2, 3))),
                          ("scan", corpus.plain_png((4, 5, 6)))])
-    # A file already named "scan (2).png" comes later here: it moves on to "scan (3).png".
-    assert [page.source for page in result.pages] == ["scan.png", "scan (2).png", "scan (3).png", "scan", "scan (2)"]
+    # A file named "scan (2).png" itself, after that: it is told apart in turn.
+    assert [page.source for page in result.pages] == ["scan.png", "scan (2).png", "scan (2) (2).png", "scan", "scan (2)"]
     assert "Two different files are named scan.png: the later one is shown as scan (2).png." in result.notes
 
 
