@@ -977,7 +977,11 @@ def build_app(arena: Arena) -> gr.Blocks:
                             guidelines_version = gr.State(None)  # as loaded: see _write_guidelines
                             save_guidelines = gr.Button("Save guidelines")
                 position = gr.State(0)
-                shown_page = gr.State(None)  # (query id, page hash) of the page on screen: what a key judges
+                # "query id page hash" of the page on screen: what a key judges. A hidden box, not a
+                # gr.State: a State lives on the server, which had set it to the next page while the
+                # browser still showed this one (a key pressed after choosing a query, an order or a
+                # page number judged a page not yet on screen); the box's value is the browser's.
+                shown_page = gr.Textbox(visible=False, elem_id="shown-page")
                 page_total = gr.State(0)
 
             with gr.Tab("Export", id="export"):
@@ -1063,7 +1067,7 @@ def build_app(arena: Arena) -> gr.Blocks:
 
         def view(query_id, name, order_, position_, shown=None):
             *drawn, page_hash, total = page_view(arena, query_id, name, order_, position_, shown)
-            return (*drawn, None if page_hash is None else (int(query_id), page_hash), total)
+            return (*drawn, "" if page_hash is None else f"{int(query_id)} {page_hash}", total)
 
         def draw_ranking(data):
             status_, header_a_, items_a, header_b_, items_b, *rest = show_ranking(arena, data)
@@ -1131,11 +1135,15 @@ def build_app(arena: Arena) -> gr.Blocks:
         def on_action(query_id, name, order_, position_, shown, on_screen, total, event: gr.EventData,
                       profile: gr.OAuthProfile | None = None):
             action = next(action for button, action in actions if button is event.target)
-            if on_screen is not None and query_id not in (None, "") and on_screen[0] != int(query_id):
+            screen_query, _, page = (on_screen or "").partition(" ")
+            if screen_query and query_id not in (None, "") and int(screen_query) != int(query_id):
                 # The list names a query whose page is not on screen yet (the view follows the
                 # choice): a key pressed now judged the old query's page under the new query.
                 return tuple(gr.skip() for _ in moved_outputs)
-            page = on_screen[1] if on_screen else None
+            page = page or None
+            if page is not None:  # moves go on from the page on screen (a jump may not have arrived)
+                pages = page_order(arena.store.query_pages(int(query_id)), order_)
+                position_ = next((i for i, p in enumerate(pages) if p.page_hash == page), position_)
             try:
                 new_position, counts_changed = annotate_action(arena, action, query_id, name, order_, int(position_ or 0),
                                                                page, int(total or 1), profile)

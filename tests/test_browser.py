@@ -490,6 +490,41 @@ def test_a_key_pressed_as_another_query_opens_judges_nothing_under_it(page, app_
     assert _judgments(app_server, second_id, "switch rater") == [("doc_1.jpg", "relevant")]
 
 
+def test_a_key_pressed_as_a_jump_or_an_order_brings_another_page_judges_the_page_on_screen(page, app_server):
+    """The page a key judges was kept on the server, which set it to the next page before the
+    browser showed it: a key pressed just after a jump (or an order) judged a page nobody saw."""
+    (query_id,) = _annotate_in_upload_order(page, app_server, "jump rater", "jump race query")
+    info, progress = page.locator("#annotate-info"), page.locator("#annotate-progress")
+    cdp = page.context.new_cdp_session(page)  # a slow link: the next page comes late
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions",
+             {"offline": False, "latency": 400, "downloadThroughput": -1, "uploadThroughput": -1})
+    jump = page.locator("#jump input")
+    jump.fill("3")
+    jump.press("Enter")
+    page.keyboard.press("n")  # doc_1, page 1, is on screen
+    expect(progress).to_have_text("1/3 judged by jump rater")
+    settled(page, "#annotate-info", "#jump", "#query-pick", "#annotate-progress")
+    assert _judgments(app_server, query_id, "jump rater") == [("doc_1.jpg", "not_relevant")]
+
+    shown = info.inner_text()
+    choose_order(page, ui_order_other_than("Upload order"))
+    page.keyboard.press("s")  # the page on screen before the order's page arrives
+    expect(progress).to_have_text("2/3 judged by jump rater")
+    settled(page, "#annotate-info", "#jump", "#query-pick", "#annotate-progress")
+    on_screen = re.search(r"· (doc_\d\.jpg) ·", shown).group(1)
+    assert ("doc_1.jpg", "not_relevant") in _judgments(app_server, query_id, "jump rater")
+    assert (on_screen, "skip") in _judgments(app_server, query_id, "jump rater")
+    cdp.send("Network.emulateNetworkConditions",
+             {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+
+
+def ui_order_other_than(order: str) -> str:
+    from reranker.ui import ORDERS
+
+    return next(choice for choice in ORDERS if choice != order)
+
+
 def test_judging_keys_wait_for_the_page_image_to_arrive(page, app_server):
     """After a judgment the text names the next page before its image arrives: a key pressed in
     between labelled a page whose image nobody had seen."""
