@@ -876,8 +876,9 @@ def build_app(arena: Arena) -> gr.Blocks:
         saved_name = gr.BrowserState("", storage_key="rerank-arena-annotator", secret=secret)
         saved_query = gr.BrowserState(None, storage_key="rerank-arena-query", secret=secret)
         saved_order = gr.BrowserState(ORDERS[0], storage_key="rerank-arena-order", secret=secret)
+        tab_open = gr.State("rank")  # the tab this browser shows (a finished ranking leaves Annotate alone)
         with gr.Tabs():
-            with gr.Tab("Rank", id="rank"):
+            with gr.Tab("Rank", id="rank") as rank_tab:
                 # Here, not above the tabs: there it pushed the page to judge ~300 px down on Annotate.
                 markdown(
                     f"Two 2B multimodal rerankers built on Qwen3-VL, side by side on your own pages: "
@@ -933,7 +934,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                         scatter = gr.ScatterPlot(x=spec_a.label, y=spec_b.label, tooltip=["page"], x_lim=[0, 1], y_lim=[0, 1],
                                                  label="P(yes): one point per page", height=320, elem_id="scatter-plot")
 
-            with gr.Tab("Annotate", id="annotate", elem_id="annotate-panel"):
+            with gr.Tab("Annotate", id="annotate", elem_id="annotate-panel") as annotate_tab:
                 with gr.Row():
                     if login_required():  # the name comes from the Hugging Face login, not the keyboard
                         annotator = gr.Textbox(label="Signed in as", placeholder="sign in to judge", max_lines=1,
@@ -984,7 +985,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                 shown_page = gr.Textbox(visible=False, elem_id="shown-page")
                 page_total = gr.State(0)
 
-            with gr.Tab("Export", id="export"):
+            with gr.Tab("Export", id="export") as export_tab:
                 markdown(
                     "Positives are pages judged relevant; **hard negatives** are pages judged not relevant "
                     "that a model ranked high. Unjudged pages are never negatives unless you ask for "
@@ -1091,8 +1092,8 @@ def build_app(arena: Arena) -> gr.Blocks:
                     show_progress_on=[status, gallery_a, gallery_b],
                     api_visibility="public" if trigger == rank_button.click else "private",
                     ).then(draw_ranking, ranking_state, rank_outputs, api_visibility="private",
-                           ).then(lambda data, name, order_: _pick_latest(arena, data, name, order_), [ranking_state, annotator, order],
-                                  [query_pick, position],
+                           ).then(lambda data, name, order_, current, tab: _pick_latest(arena, data, name, order_, current, tab),
+                                  [ranking_state, annotator, order, query_pick, tab_open], [query_pick, position],
                                   api_visibility="private",
                            ).then(view, view_inputs, view_outputs, api_visibility="private")  # the Annotate tab shows that query
 
@@ -1289,17 +1290,26 @@ def build_app(arena: Arena) -> gr.Blocks:
             except ValueError as error:
                 raise refuse(str(error)) from None
 
+        for tab in (rank_tab, annotate_tab, export_tab, evaluate_tab):
+            tab.select(lambda tab_id=tab.id: tab_id, None, tab_open, queue=False, api_visibility="private")
+
         gr.api(judge_api, api_name="judge")
         gr.api(undo_api, api_name="undo")
         gr.api(evaluate_api, api_name="evaluate")
     return demo
 
 
-def _pick_latest(arena: Arena, data: dict, annotator: str | None = None, order: str = ORDERS[0]):
-    """After ranking, the Annotate tab opens on that query, where the annotator would resume it."""
+def _pick_latest(arena: Arena, data: dict, annotator: str | None = None, order: str = ORDERS[0],
+                 current=None, tab_open: str = "rank"):
+    """After ranking, the Annotate tab opens on that query, where the annotator would resume it;
+    but someone judging on the Annotate tab as it finishes stays on their page (the new query
+    joins the list): switched under them, they lost their place, and a key meant for their page
+    met the new one."""
     if not data or data.get("query_id") is None:
         return gr.update(), 0
     choices = query_choices(arena, typed_annotator(arena, annotator))
+    if tab_open == "annotate" and current not in (None, ""):
+        return gr.update(choices=choices), gr.skip()
     return gr.update(choices=choices, value=data["query_id"]), resume_position(arena, data["query_id"], annotator, order)
 
 

@@ -210,6 +210,22 @@ def test_annotating_moves_to_the_next_unjudged_page_and_counts_progress(arena, r
         ui.judge(arena, query_id, page_hash, "ann", "maybe")
 
 
+def test_a_finished_ranking_opens_on_annotate_unless_someone_is_judging_there(arena, ranked):
+    """Switched to the new query while judging another, an annotator lost their place."""
+    import gradio as gr
+
+    from .bad_inputs import SAMPLE_PAGES
+
+    newer = ui.rank_pages(arena, [str(SAMPLE_PAGES[0])], "a newer question", None, None, None, None)
+    listing, position = ui._pick_latest(arena, newer, "ann", ui.ORDERS[0], ranked["query_id"], "rank")
+    assert listing["value"] == newer["query_id"] and position == 0
+    listing, position = ui._pick_latest(arena, newer, "ann", ui.ORDERS[0], None, "annotate")  # nothing open yet
+    assert listing["value"] == newer["query_id"]
+    listing, position = ui._pick_latest(arena, newer, "ann", ui.ORDERS[0], ranked["query_id"], "annotate")
+    assert "value" not in listing and position == gr.skip()
+    assert newer["query_id"] in [value for _, value in listing["choices"]]  # in the list, to pick
+
+
 def test_each_annotate_action_moves_to_the_page_it_should(arena, ranked):
     """The buttons and keys, without a browser: a label moves on to the next unjudged page (in
     the chosen order, wrapping), undo goes back to the page it undid, ← and → stay in range."""
