@@ -9,8 +9,27 @@ cache folder), RERANKER_VISION_CACHE_MB / RERANKER_PREFIX_CACHE_MB (model caches
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+import threading
+
+# A stop signal (Ctrl-C; SIGTERM from a Space restarting or `kill`) only asks the app to stop,
+# from the first line on: raised as KeyboardInterrupt it could land anywhere (a traceback from
+# an import; swallowed while Gradio starts, leaving the server running). A second one ends the
+# process at once.
+stop_requested = threading.Event()
+
+
+def _request_stop(signum, frame) -> None:
+    if stop_requested.is_set():
+        os._exit(128 + signum)
+    stop_requested.set()
+
+
+if __name__ == "__main__":
+    for _number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_number, _request_stop)
 
 # The PDF render worker processes are spawned, and a spawned process runs this file again as
 # "__mp_main__" before it can take work: it must not import the app, load the models or build it.
@@ -21,9 +40,9 @@ if __name__ != "__mp_main__":
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests, one line each
     try:
         arena = create_arena()
+        demo = build_app(arena)
     except (ValueError, RuntimeError) as error:  # a setting given wrong, the database: named in one line
         sys.exit(f"error: {error}")
-    demo = build_app(arena)
     # Rankings (the Rank button and /rank) run up to three at a time, their model work one at a
     # time (Arena.scoring); judging, exporting and browsing run alongside.
     demo.queue(default_concurrency_limit=8)
@@ -31,13 +50,11 @@ if __name__ != "__mp_main__":
 if __name__ == "__main__":
     from reranker.ui import shut_down
 
-    # A stop signal (a Space restarting, `kill`) shuts down as Ctrl-C does, so the clean-up runs.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        demo.launch(**launch_options(arena))
-    except KeyboardInterrupt:  # a signal while the server was still starting (Gradio's own check)
-        pass
-    finally:
-        # The server has stopped: uploads still being read give up their pages, and model work
-        # under way ends (or the process ends without waiting for it).
-        shut_down(arena)
+    if not stop_requested.is_set():
+        demo.launch(**launch_options(arena), prevent_thread_lock=True)
+        stop_requested.wait()
+        logging.getLogger("app").info("stopping: no new requests; the ones under way get a few seconds")
+        demo.close()
+    # The server has stopped: uploads still being read give up their pages, and model work
+    # under way ends (or the process ends without waiting for it).
+    shut_down(arena)

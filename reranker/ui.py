@@ -1385,13 +1385,9 @@ def shut_down(arena: Arena, wait_s: float = 5.0) -> None:
     when Python exits aborts the process (SIGABRT, "terminate called without an active
     exception"), so past that the process ends without Python's exit (every judgment is already
     committed; the ranking under way was not yet stored, and its visitor is told to rank again).
-    A second stop signal meanwhile ends it at once."""
-    import signal
-
+    (app.py ends the process at once on a second stop signal.)"""
     from .rendering import close_pool
 
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, lambda signum, frame: os._exit(128 + signum))
     close_pool()  # a request still reading a PDF gives up its pages now, not after rendering on
     if arena.scoring.stop(wait_s):
         return

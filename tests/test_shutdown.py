@@ -3,10 +3,12 @@ the render workers end and the upload's render folder is removed, as with Ctrl-C
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -166,3 +168,28 @@ def test_no_ranking_starts_model_work_once_the_app_is_stopping():
         turns(None, "q", {"model": []})
     with turns.turn_if_free() as ours:
         assert not ours
+
+
+@pytest.mark.parametrize("signal_number, after", [(signal.SIGINT, None), (signal.SIGTERM, "reranker.ui: database")])
+def test_a_stop_signal_while_the_app_starts_stops_it_quietly(tiny_checkpoints, tmp_path, signal_number, after):
+    """Ctrl-C during the imports printed a traceback; SIGTERM while Gradio built its server was
+    swallowed by one of Gradio's event loops, and the app went on serving."""
+    from .app_server import ROOT, free_port
+
+    log = tmp_path / "app.log"
+    env = {**os.environ, **tiny_checkpoints.environment(), "RERANKER_DB": str(tmp_path / "arena.db"),
+           "RERANKER_CACHE": str(tmp_path / "cache"), "GRADIO_SERVER_PORT": str(free_port()), "GRADIO_ANALYTICS_ENABLED": "False"}
+    with open(log, "w") as output:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        if after is None:
+            time.sleep(0.5)  # during the imports
+        else:
+            wait_until(lambda: after in log.read_text(), seconds=120)
+            time.sleep(0.6)  # Gradio builds its server now
+        process.send_signal(signal_number)
+        assert process.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "Traceback" not in log.read_text() and "Exception ignored" not in log.read_text()
