@@ -948,10 +948,10 @@ def build_app(arena: Arena) -> gr.Blocks:
                     # and pushed the judging buttons below the first screen.
                     order = gr.Dropdown(list(ORDERS), value=ORDERS[0], label="Order", filterable=False, scale=2,
                                         min_width=200, elem_id="annotate-order")
-                with gr.Row():
+                with gr.Row(elem_id="query-row"):  # one row at phone width too (arena.css)
                     query_pick = gr.Dropdown(label="Query (newest first), each after its pages judged/total: yours once your name is in, "
                                                    "else anyone's", choices=[], scale=5, elem_id="query-pick")
-                    refresh = gr.Button("↻ Refresh list", scale=1)
+                    refresh = gr.Button("↻ Refresh list", scale=1, elem_id="refresh-list")
                 with gr.Row():
                     with gr.Column(scale=3):
                         annotate_image = gr.Image(label="Page", type="filepath", interactive=False, height=720, elem_id="annotate-image")
