@@ -575,10 +575,12 @@ def _query_id(value) -> int:
         raise refuse(f"query_id must be the number of a ranked query (the query_id /rank returns), got {value!r}") from None
 
 
-def next_position(arena: Arena, query_id: int, annotator: str, order: str, position: int) -> int:
-    """After a judgment: the next unjudged page in this order (wrapping), else the next page."""
-    found, total = _unjudged_after(arena, int(query_id), annotator, order, position)
-    return found if found is not None else min(position + 1, total - 1)
+def next_position(arena: Arena, query_id: int, annotator: str, order: str, position: int, pages=None) -> int:
+    """After a judgment: the next unjudged page in this order (wrapping), else the next page.
+    `pages`: the query's pages in this order, where the caller has them."""
+    pages = pages if pages is not None else page_order(arena.store.query_pages(int(query_id)), order)
+    found = _unjudged_after(pages, arena.store.current_labels(int(query_id), annotator), position)
+    return found if found is not None else min(position + 1, len(pages) - 1)
 
 
 def resume_position(arena: Arena, query_id, annotator: str | None, order: str) -> int:
@@ -587,8 +589,8 @@ def resume_position(arena: Arena, query_id, annotator: str | None, order: str) -
     annotator = typed_annotator(arena, annotator)
     if query_id in (None, "") or not annotator:
         return 0
-    found, _ = _unjudged_after(arena, int(query_id), annotator, order, -1)
-    return found or 0
+    pages = page_order(arena.store.query_pages(int(query_id)), order)
+    return _unjudged_after(pages, arena.store.current_labels(int(query_id), annotator), -1) or 0
 
 
 def annotate_action(arena: Arena, action: str, query_id, name: str | None, order: str, position: int,
@@ -596,6 +598,9 @@ def annotate_action(arena: Arena, action: str, query_id, name: str | None, order
     """One Annotate button or key: "previous", "next", "undo" or a label for `page_hash` (the
     page on screen). Returns the position to show next (in `order`) and whether judged counts
     changed; a judgment moves on to the next page this annotator has not judged."""
+    pages = page_order(arena.store.query_pages(int(query_id)), order) if query_id not in (None, "") else []
+    # Moves go on from the page on screen: a jump or a new order may not have reached the browser.
+    position = next((i for i, p in enumerate(pages) if p.page_hash == page_hash), position)
     if action == "previous":
         return max(0, position - 1), False
     if action == "next":
@@ -607,22 +612,18 @@ def annotate_action(arena: Arena, action: str, query_id, name: str | None, order
         if undone is None:
             gr.Info("Nothing to undo.")
             return position, False
-        pages = page_order(arena.store.query_pages(int(query_id)), order)
         return next(i for i, p in enumerate(pages) if p.page_hash == undone["page_hash"]), True
     judged = judge(arena, query_id, page_hash, name, action, profile)
-    return next_position(arena, query_id, judged["annotator"], order, position), True
+    return next_position(arena, query_id, judged["annotator"], order, position, pages), True
 
 
-def _unjudged_after(arena: Arena, query_id: int, annotator: str, order: str, position: int) -> tuple[int | None, int]:
-    """The first page after `position` in this order (wrapping) the annotator has not judged, or
-    None; and the query's page count."""
-    pages = page_order(arena.store.query_pages(query_id), order)
-    labels = arena.store.current_labels(query_id, annotator)
+def _unjudged_after(pages: list, labels: dict[str, str], position: int) -> int | None:
+    """The first of `pages` after `position` (wrapping) without a label in `labels`, or None."""
     for step in range(1, len(pages) + 1):
         candidate = (position + step) % len(pages)
         if labels.get(pages[candidate].page_hash) in (None, "cleared"):
-            return candidate, len(pages)
-    return None, len(pages)
+            return candidate
+    return None
 
 
 # ----- Export & Evaluate -------------------------------------------------------------------------
@@ -1142,9 +1143,6 @@ def build_app(arena: Arena) -> gr.Blocks:
                 # choice): a key pressed now judged the old query's page under the new query.
                 return tuple(gr.skip() for _ in moved_outputs)
             page = page or None
-            if page is not None:  # moves go on from the page on screen (a jump may not have arrived)
-                pages = page_order(arena.store.query_pages(int(query_id)), order_)
-                position_ = next((i for i, p in enumerate(pages) if p.page_hash == page), position_)
             try:
                 new_position, counts_changed = annotate_action(arena, action, query_id, name, order_, int(position_ or 0),
                                                                page, int(total or 1), profile)
