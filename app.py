@@ -58,3 +58,10 @@ if __name__ == "__main__":
     # The server has stopped: uploads still being read give up their pages, and model work
     # under way ends (or the process ends without waiting for it).
     shut_down(arena)
+    # Then the process ends without Python's own exit: C++ static destructors run at exit while
+    # torch's worker threads may still be winding down from the last batch aborted it (SIGABRT)
+    # once in a CI run. Every judgment is committed; the render workers are stopped.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
