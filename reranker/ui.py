@@ -1071,6 +1071,15 @@ def build_app(arena: Arena) -> gr.Blocks:
             *drawn, page_hash, total = page_view(arena, query_id, name, order_, position_, shown)
             return (*drawn, "" if page_hash is None else f"{int(query_id)} {page_hash}", total)
 
+        # Every event that moves the Annotate tab draws the page in the same event, never in a
+        # `.then` step: the browser ignores the judging keys and buttons while a view is on its
+        # way (static/shortcuts.js), which it can tell only while one event covers it. A view
+        # drawn in a second step, before a judgment made between the steps, arrived after it
+        # and showed the old count.
+        def opened_at(query_id, name, order_, position_, shown=None):
+            """The position and the page view there."""
+            return (position_, *view(query_id, name, order_, position_, shown))
+
         def draw_ranking(data):
             status_, header_a_, items_a, header_b_, items_b, *rest = show_ranking(arena, data)
             # New thumbnails in place of the old: none is the page shown large (it was cleared).
@@ -1083,6 +1092,13 @@ def build_app(arena: Arena) -> gr.Blocks:
             return [*(gr.validate(problem is None, problem or "") for problem in problems),
                     *(gr.validate(True, "") for _ in settings)]
 
+        def picked_latest(data, name, order_, current, tab, shown):
+            """The Annotate tab on the query just ranked (unless someone is judging there)."""
+            listing, new_position = _pick_latest(arena, data, name, order_, current, tab)
+            if not data or data.get("query_id") is None or not isinstance(new_position, int):  # nothing ranked, or kept
+                return (listing, *(gr.skip() for _ in (position, *view_outputs)))
+            return (listing, *opened_at(data["query_id"], name, order_, new_position, shown))
+
         for trigger in (rank_button.click, query.submit):
             trigger(on_rank, [files, query, instruction, budget_a, budget_b, dpi], ranking_state, validator=rank_inputs_valid,
                     # Up to RANK_CONCURRENCY rankings read, render and save at once; their
@@ -1093,10 +1109,8 @@ def build_app(arena: Arena) -> gr.Blocks:
                     show_progress_on=[status, gallery_a, gallery_b],
                     api_visibility="public" if trigger == rank_button.click else "private",
                     ).then(draw_ranking, ranking_state, rank_outputs, api_visibility="private",
-                           ).then(lambda data, name, order_, current, tab: _pick_latest(arena, data, name, order_, current, tab),
-                                  [ranking_state, annotator, order, query_pick, tab_open], [query_pick, position],
-                                  api_visibility="private",
-                           ).then(view, view_inputs, view_outputs, api_visibility="private")  # the Annotate tab shows that query
+                           ).then(picked_latest, [ranking_state, annotator, order, query_pick, tab_open, jump],
+                                  [query_pick, position, *view_outputs], api_visibility="private")
 
         def on_select(key):
             def handler(data, evt: gr.SelectData):
@@ -1162,22 +1176,30 @@ def build_app(arena: Arena) -> gr.Blocks:
                     [query_pick, annotator, order, jump, page_total], moved_outputs, api_visibility="private")
         # A query (re)opens where this annotator left it: at the first page they have not judged.
         # On a choice from the list (`select`): its `input` also fires when the list merely closes.
-        query_pick.select(lambda q, name, o: (resume_position(arena, q, name, o), q), [query_pick, annotator, order],
-                          [position, saved_query], api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
-        # `input`: a choice by the person (the page load setting the remembered order is none).
-        order.input(lambda q, name, o: (resume_position(arena, q, name, o), o), [query_pick, annotator, order],
-                    [position, saved_order], api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
+        def resumed(query_id, name, order_, shown):
+            return opened_at(query_id, name, order_, resume_position(arena, query_id, name, order_), shown)
 
-        def name_entered(name, saved, query_id, order_, position_):
+        query_pick.select(lambda q, name, o, shown: (q, *resumed(q, name, o, shown)), [query_pick, annotator, order, jump],
+                          [saved_query, position, *view_outputs], api_visibility="private")
+        # `input`: a choice by the person (the page load setting the remembered order is none).
+        order.input(lambda q, name, o, shown: (o, *resumed(q, name, o, shown)), [query_pick, annotator, order, jump],
+                    [saved_order, position, *view_outputs], api_visibility="private")
+
+        def refreshed(name, query_id, order_, position_, shown):
+            """The query list with this annotator's counts, and the page view."""
+            listing = refresh_choices(name, query_id)
+            return (listing, *view(listing["value"], name, order_, position_, shown))
+
+        def name_entered(name, saved, query_id, order_, position_, shown):
             """Remember the name; another annotator's name resumes their own progress."""
             moved = (name or "").strip() != (saved or "").strip()
-            return name, resume_position(arena, query_id, name, order_) if moved else position_
+            position_ = resume_position(arena, query_id, name, order_) if moved else position_
+            return (name, position_, *refreshed(name, query_id, order_, position_, shown))
 
         # Enter applies the name as leaving the box does.
-        gr.on([annotator.blur, annotator.submit], name_entered, [annotator, saved_name, query_pick, order, position],
-              [saved_name, position], api_visibility="private").then(
-            refresh_choices, [annotator, query_pick], query_pick, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
-        refresh.click(refresh_choices, [annotator, query_pick], query_pick, api_visibility="private").then(view, view_inputs, view_outputs, api_visibility="private")
+        gr.on([annotator.blur, annotator.submit], name_entered, [annotator, saved_name, query_pick, order, position, jump],
+              [saved_name, position, query_pick, *view_outputs], api_visibility="private")
+        refresh.click(refreshed, view_inputs, [query_pick, *view_outputs], api_visibility="private")
         def on_save_guidelines(text, name, version, profile: gr.OAuthProfile | None = None):
             try:
                 return _write_guidelines(arena, text, name, profile, based_on=version)
@@ -1209,11 +1231,11 @@ def build_app(arena: Arena) -> gr.Blocks:
             choices = query_choices(arena, typed_annotator(arena, name))
             values = [value for _, value in choices]
             query_id = query_id if query_id in values else (values[0] if values else None)
-            return name, gr.update(choices=choices, value=query_id), order_, resume_position(arena, query_id, name, order_)
+            return (name, gr.update(choices=choices, value=query_id), order_,
+                    *opened_at(query_id, name, order_, resume_position(arena, query_id, name, order_)))
 
-        demo.load(restore, [saved_name, saved_query, saved_order], [annotator, query_pick, order, position],
-                  api_visibility="private",
-                  ).then(view, view_inputs, view_outputs, api_visibility="private")
+        demo.load(restore, [saved_name, saved_query, saved_order], [annotator, query_pick, order, position, *view_outputs],
+                  api_visibility="private")
 
         # --- Export & Evaluate wiring ---------------------------------------------------------
         export_inputs = [fmt, rule, k, max_negatives, export_annotator, since, until, agreement_only, mined, negatives_per_row]

@@ -1,8 +1,9 @@
 // Keyboard shortcuts for the Annotate tab: R relevant, N not relevant, S skip, U undo,
-// ←/→ previous/next. Ignored while typing in a text field, when the tab is hidden, and (R, N, S)
-// while the page's image is loading; a focused radio button, checkbox or button takes no typing,
-// so they work there (a dropdown lets go of the focus once chosen), and after Enter in "Jump to
-// page" or the name box, that box gives up the focus.
+// ←/→ previous/next. Ignored while typing in a text field, when the tab is hidden, while the
+// page view is being redrawn (keys and clicks on those buttons alike), and (R, N, S) while the
+// page's image is loading; a focused radio button, checkbox or button takes no typing, so they
+// work there (a dropdown lets go of the focus once chosen), and after Enter in "Jump to page" or
+// the name box, that box gives up the focus.
 () => {
   const CLICKED_NOT_TYPED = ["radio", "checkbox", "button", "submit", "reset"];
   const typingIn = (target) =>
@@ -22,10 +23,24 @@
   // scroll the tall page) or an Enter would press it again and judge a page nobody looked at.
   // (Pressed from the keyboard, event.detail is 0 and the focus stays, for Tab users.)
   const BUTTON_IDS = Object.values(buttons);
+  // Whether an event that redraws the page view (a judgment, a move, a jump, another query or
+  // order, a name) is on its way: Gradio shows its status on the progress line until the answer
+  // is in ("Error" once it failed, which blocks nothing). A judgment sent meanwhile ran beside
+  // it, and the view, worked out before the judgment, could arrive last showing the old count;
+  // and the page it will bring is not on screen yet.
+  const viewOnItsWay = () => {
+    const tracker = document.querySelector('#annotate-progress [data-testid="status-tracker"]');
+    return !!tracker && !tracker.classList.contains("hide") && !tracker.querySelector(".error");
+  };
   document.addEventListener("click", (event) => {
     const button = event.target.closest && event.target.closest("button");
-    if (!button || event.detail === 0) return;
-    if (BUTTON_IDS.some((id) => button.id === id || button.closest("#" + id))) button.blur();
+    if (!button || !BUTTON_IDS.some((id) => button.id === id || button.closest("#" + id))) return;
+    if (viewOnItsWay()) {
+      event.stopPropagation();
+      event.preventDefault();
+      return;
+    }
+    if (event.detail !== 0) button.blur();
   }, true);
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
@@ -44,6 +59,7 @@
     const button = element && (element.tagName === "BUTTON" ? element : element.querySelector("button"));
     if (!button || button.disabled) return;
     event.preventDefault();
+    if (viewOnItsWay()) return; // dropped, as presses during a request are
     // A label is for the page in view: while the next page's image is still arriving (the text
     // beside it already names that page; ~0.1 s here, longer on a slow link), the old image is
     // on screen, so R, N and S wait for it (dropped, as presses during a request are). Only when
