@@ -34,9 +34,11 @@ if __name__ == "__main__":
 # The PDF render worker processes are spawned, and a spawned process runs this file again as
 # "__mp_main__" before it can take work: it must not import the app, load the models or build it.
 if __name__ != "__mp_main__":
+    from reranker.documents import ignore_pillow_size_warning
     from reranker.ui import build_app, create_arena, launch_options
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ignore_pillow_size_warning()  # an image too large is refused by name; Pillow's warning only repeated it
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests, one line each
     try:
         arena = create_arena()

@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    from .documents import ignore_pillow_size_warning
+
+    ignore_pillow_size_warning()  # an image too large is listed as a problem; Pillow's warning only repeated it
     try:
         return int(args.handler(args) or 0)
     except UsageError as error:

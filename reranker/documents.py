@@ -27,6 +27,7 @@ import stat
 import struct
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -489,6 +490,14 @@ def _check_pdf(name: str, data: bytes, facts: PdfFacts, result: Ingested) -> Non
 
 
 # --- images ------------------------------------------------------------------------------------
+
+
+def ignore_pillow_size_warning() -> None:
+    """For the app's and the command line's process: Pillow prints a DecompressionBombWarning on
+    stderr as it opens an image over ~89.5 MP, one that ingest then refuses by name from its header
+    (`max_image_pixels`), so the warning only repeats that on the console. A process-wide filter,
+    so the entry points set it, not this module's import."""
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def _open_image(data: bytes) -> Image.Image | None:

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from .app_server import ROOT, SAMPLES, app_server_fixture, sample_pdf
-from .processes import wait_until
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")

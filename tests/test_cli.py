@@ -83,6 +83,26 @@ def test_score_json_stays_json_when_a_pdf_is_damaged(tiny_checkpoints, tmp_path)
     assert any("trunc.pdf" in problem and "3 page(s) were recovered" in problem for problem in result["problems"])
 
 
+def test_an_image_over_pillows_warning_size_is_a_problem_named_once_without_pillows_warning(tmp_path):
+    """Pillow printed its DecompressionBombWarning on stderr for a 90 MP image that the command
+    then refused by name anyway."""
+    import os
+    import subprocess
+    import sys
+
+    from .bad_inputs import png_claiming
+
+    huge = tmp_path / "poster.png"
+    huge.write_bytes(png_claiming(9_500, 9_500))  # 90.25 MP: over Pillow's warning, under its error
+    root = __file__.rsplit("/tests/", 1)[0]
+    done = subprocess.run([sys.executable, "-m", "reranker", "score", "-q", "revenue", str(huge)],
+                          capture_output=True, text=True, timeout=120, cwd=root,
+                          env={**os.environ, "PYTHONPATH": root, "PYTHONWARNINGS": "default"})
+    assert done.returncode == 1  # no page: no model is loaded
+    assert "problem: poster.png: image too large: 9,500×9,500 pixels" in done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
     [("--batch-size", "-1"), ("--dpi", "-5"), ("--dpi", "inf"), ("--dpi", "1e-9"), ("--dpi", "nan"), ("--top", "0"),
