@@ -13,7 +13,9 @@ so no name can escape or break an archive. The same database and options give th
 rows are sorted, zip entries carry a fixed timestamp, and nothing records the wall clock.
 
 Zip layouts (each loads with `datasets.load_dataset("imagefolder", data_files=ZIP)` through its
-`metadata.jsonl`, except FlagEmbedding's `train.jsonl`, which FlagEmbedding reads directly):
+`metadata.jsonl`, except FlagEmbedding's `train.jsonl`, in the row layout of FlagEmbedding's
+reranker fine-tuning data; its `pos`/`neg` are image paths, which FlagEmbedding's own, text-only
+trainers would read as passage text):
   pointwise              metadata.jsonl: one row per (query, page, label), `file_name` → image
   sentence-transformers  metadata.jsonl: anchor, positive, negative_1 … negative_n — exactly the
                          columns MultipleNegativesRankingLoss takes, in order (anything else would
@@ -147,7 +149,8 @@ class Selection:
     """What the options select, before any format is applied."""
 
     queries: tuple[QueryExamples, ...]
-    models: tuple[str, ...]
+    models: tuple[str, ...]  # the models whose ranks make a negative hard
+    scored_models: tuple[str, ...]  # every model with scores in these queries: the files' score columns
     judgments: int  # current labels that passed the annotator/date filters
     disagreements: int  # pages dropped: annotators disagree (with require_agreement) or tie
 
@@ -227,7 +230,8 @@ def _select(store: Store, options: ExportOptions) -> Selection:
     # judgments are exported, but never export a page the whole team labels the other way.
     team = votes if not (options.annotator or options.since) else _votes(store.current_judgments(until=options.until))
     pages = {query_id: store.query_pages(query_id) for query_id in sorted(votes)}
-    models = options.models or tuple(in_model_order({m for ps in pages.values() for p in ps for m in p.scores}))
+    scored_models = tuple(in_model_order({m for ps in pages.values() for p in ps for m in p.scores}))
+    models = options.models or scored_models
 
     queries, disagreements = [], 0
     for query_id, candidates in pages.items():
@@ -274,7 +278,7 @@ def _select(store: Store, options: ExportOptions) -> Selection:
             queries.append(
                 QueryExamples(query_id, summary.text, summary.instruction, tuple(positives), tuple(negatives))
             )
-    return Selection(tuple(queries), tuple(models), len(judged), disagreements)
+    return Selection(tuple(queries), tuple(models), scored_models, len(judged), disagreements)
 
 
 def _example(page: QueryPage, label: str, annotators: tuple[str, ...], hard_for: tuple[str, ...]) -> Example:
@@ -549,16 +553,16 @@ def export(
         "format": options.format,
         "options": options.as_json(),
         "counts": summary.as_json(),
-        "models": list(selection.models),
+        "models": list(selection.scored_models),  # the score columns; options.models: whose ranks made negatives hard
         # What "relevant" meant to the annotators (None: the app's default, never saved).
         "guidelines": dataclasses.asdict(guidelines) if (guidelines := store.guidelines()) else None,
     }
     manifest_json = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
     with output_file(out_path) as partial:  # never a half-written export, nor one two runs shared
         if options.format == "parquet":
-            _write_parquet(partial, queries, selection.models, store, manifest_json)
+            _write_parquet(partial, queries, selection.scored_models, store, manifest_json)
         else:
-            members = _ZIP_WRITERS[options.format](queries, n, selection.models, store, options, prompt_for)
+            members = _ZIP_WRITERS[options.format](queries, n, selection.scored_models, store, options, prompt_for)
             members["export.json"] = manifest_json.encode()
             images = {  # only the images some row refers to
                 _image_name(e.page_hash): e.page_hash
@@ -645,7 +649,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--model", action="append", dest="models", choices=list(MODELS), metavar="KEY",
-        help="only these models' ranks count (repeatable)"
+        help="only these models' ranks make a negative hard (repeatable); every model's scores stay in the file"
     )
     parser.add_argument("--negatives-per-row", type=positive_int, metavar="N",
                         help="sentence-transformers: negatives per row (default: the fewest any query has; queries with fewer are skipped)")

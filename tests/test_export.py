@@ -271,6 +271,23 @@ def test_pointwise_zip_loads_with_imagefolder_and_keeps_pixels(arena, tmp_path):
     assert rows.filter(lambda r: r["query_id"] == q2)[0]["instruction"] == "Find slides."
 
 
+def test_one_models_ranks_choose_the_negatives_and_every_models_scores_stay(arena, tmp_path):
+    """`--model B` chose negatives by B's ranks and also dropped A's scores from every format: a
+    researcher keeping A's scores for analysis, or as the teacher, lost them unasked."""
+    store, pages, (q1, _) = arena
+    options = dict(rule="top_k", k=2, models=(B,))
+    out = export(store, ExportOptions(format="pointwise", **options), tmp_path / "only-b.zip")
+    with zipfile.ZipFile(out) as archive:
+        assert json.loads(archive.read("export.json"))["models"] == [A, B]  # the score columns
+        rows = [json.loads(line) for line in archive.read("metadata.jsonl").splitlines()]
+    negatives = [r for r in rows if r["query_id"] == q1 and r["judgment"] == NOT_RELEVANT]
+    assert [r["page_hash"] for r in negatives] == [pages["p6"].content_hash]  # B's top 2 only
+    assert all(set(r["scores"]) == {A, B} and set(r["ranks"]) == {A, B} for r in rows)
+    flag = export(store, ExportOptions(format="flagembedding", teacher=A, **options), tmp_path / "flag.zip")
+    with zipfile.ZipFile(flag) as archive:
+        assert {json.loads(line)["teacher"] for line in archive.read("train.jsonl").splitlines()} == {A}
+
+
 def test_sentence_transformers_layout(arena, tmp_path):
     store, pages, _ = arena
     out = export(store, ExportOptions(format="sentence-transformers", rule="either", k=2), tmp_path / "st.zip")
