@@ -678,7 +678,9 @@ def _means_table(results: Mapping[str, EvalResult], ks: Sequence[int], extra: Se
 
 
 def _per_query(results: Mapping[str, EvalResult], ks: Sequence[int], texts: Mapping[Any, str] | None = None) -> str:
-    k = ks[0]
+    """Each query's metrics at every k asked for (the means table's columns), one table per model."""
+    columns = ([(f"NDCG@{k}", f"ndcg@{k}") for k in ks] + [(f"blog NDCG@{k}", f"ndcg_blog@{k}") for k in ks]
+               + [("MRR", "mrr")] + [(f"Recall@{k}", f"recall@{k}") for k in ks] + [("MAP", "map")])  # fmt: skip
     blocks = []
     for key, result in results.items():
         rows = []
@@ -686,9 +688,8 @@ def _per_query(results: Mapping[str, EvalResult], ks: Sequence[int], texts: Mapp
             text = (texts or {}).get(row["query_id"], "")
             name = f"{row['query_id']}  {text[:48] + ('…' if len(text) > 48 else '')}".rstrip()
             rows.append([name, str(row["n_pages"]), str(row["n_judged"]), str(row["n_relevant"]),
-                         _num(row[f"ndcg@{k}"]), _num(row[f"ndcg_blog@{k}"]), _num(row["mrr"]),
-                         _num(row[f"recall@{k}"]), _num(row["map"])])  # fmt: skip
-        header = ["query", "pages", "judged", "relevant", f"NDCG@{k}", f"blog NDCG@{k}", "MRR", f"Recall@{k}", "MAP"]
+                         *(_num(row[name_]) for _, name_ in columns)])
+        header = ["query", "pages", "judged", "relevant", *(label for label, _ in columns)]
         block = f"per query — {model_label(key)}\n" + _table(header, rows)
         if result.excluded:
             block += "\n  excluded: " + "; ".join(f"{q} ({why})" for q, why in result.excluded.items())

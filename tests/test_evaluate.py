@@ -357,6 +357,16 @@ def test_eval_db_cli_prints_the_hand_computed_numbers(arena_db, tmp_path, capsys
     assert saved["models"][MODEL_B]["summary"]["mrr"] == pytest.approx(EXPECTED[MODEL_B]["mrr"])
 
 
+def test_eval_per_query_tables_show_every_k_asked_for(arena_db, capsys):
+    """With --k 3 --k 5 the per-query tables showed @3 only (the means and the JSON had both)."""
+    assert main(["eval", "--db", str(arena_db), "--per-query", "--k", "3", "--k", "5"]) == 0
+    printed = capsys.readouterr().out
+    per_query = printed[printed.index("per query — Qwen3-VL-Reranker-2B"):]
+    header = per_query.splitlines()[1].split()
+    assert header == ["query", "pages", "judged", "relevant", "NDCG@3", "NDCG@5", "blog", "NDCG@3", "blog", "NDCG@5",
+                      "MRR", "Recall@3", "Recall@5", "MAP"]
+
+
 def test_eval_db_cli_errors(arena_db, tmp_path, capsys):
     assert main(["eval", "--db", str(tmp_path / "nope.db")]) == 1
     assert "no database at" in capsys.readouterr().err
