@@ -45,11 +45,15 @@ def pixels_hash(mode: str, size: tuple[int, int], raw: bytes) -> str:
 
 # How a model's reference code turns a page into its RGB input of the right size (ModelSpec.image_rules):
 # - "qwen_vl_utils": qwen_vl_utils.fetch_image (Qwen3-VL-Reranker): an RGBA page is laid on white,
-#   other modes are converted; each side rounds to at least one token (32 px);
+#   other modes are converted; each side rounds to at least one token (32 px). (Scaling down,
+#   qwen_vl_utils itself lets a side floor to 0 px, on a page more elongated than its budget, and
+#   Qwen's reranker then scores the text "NULL" in place of the page; here the page is scored.)
 # - "processor": the transformers image processor (Qwen3RerankerMM's card): any transparency
 #   (alpha band or transparent palette index) is laid on white; a side may round to 0 and the
 #   page then grows to min_pixels.
-# Both resize with PIL bicubic; they differ only for transparent or < 16 px thin pages.
+# Both resize with PIL bicubic here; they differ only for transparent or < 16 px thin pages. (The
+# card's transformers 4.57 resized with torchvision's antialiased bicubic, one grey level apart
+# in ~0.1% of pixel values.)
 ImageRules = Literal["qwen_vl_utils", "processor"]
 
 
