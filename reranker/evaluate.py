@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import combinations
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from .cli import UsageError, positive_int
@@ -239,7 +239,7 @@ def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) ->
         results[model] = result
     kappas = [
         AnnotatorAgreement(a, b, cohen_kappa(pooled.get(a, {}), pooled.get(b, {})))
-        for a, b in combinations(sorted(pooled), 2)
+        for a, b in combinations(sorted(pooled, key=lambda name: (name.casefold(), name)), 2)  # "alice" before "Carol"
     ]
     return StoreEvaluation(
         annotator=annotator, ks=ks, results=results,
@@ -342,7 +342,28 @@ def load_benchmark(source: str, split: str | None = None, limit: int | None = No
         queries.append(query)
     if bad_rows:
         raise ValueError(_bad_rows_message(source, bad_rows))
+    mismatch = _relevant_only_by_stem(queries)
+    if mismatch:
+        note = "; ".join(filter(None, [note, mismatch]))
     return Benchmark(source=source, split=split, queries=queries, note=note)
+
+
+def _relevant_only_by_stem(queries: Sequence[BenchmarkQuery]) -> str:
+    """A note when relevant ids name candidates only up to a file extension ("101" for "101.png"):
+    labels match candidates by exact name (two files may share a stem), so every such page would
+    count as one the first stage missed, and each model's metrics as 0, without a word."""
+    found = []
+    for q in queries:
+        candidates = set(q.candidates)
+        stems = {PurePath(name).stem: name for name in q.candidates}
+        for name in q.relevant:
+            if name not in candidates and (PurePath(name).stem in stems or name in stems):
+                found.append((name, stems.get(name) or stems[PurePath(name).stem]))
+    if not found:
+        return ""
+    name, candidate = found[0]
+    return (f"{len(found)} relevant id(s) match a candidate only up to a file extension (e.g. {name!r} and "
+            f"{candidate!r}); relevance matches names exactly, so they count as pages the first stage missed")
 
 
 def _benchmark_query(row: Mapping[str, Any]) -> BenchmarkQuery:
@@ -643,6 +664,10 @@ def _result_dict(result: EvalResult) -> dict:
 # --------------------------------------------------------------------------- printing
 
 
+def _queries(n: int) -> str:
+    return f"{n} quer{'y' if n == 1 else 'ies'}"
+
+
 def _num(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -700,8 +725,8 @@ def _per_query(results: Mapping[str, EvalResult], ks: Sequence[int], texts: Mapp
 def _agreement_lines(agreements: Sequence[PairAgreement]) -> list[str]:
     return [
         f"model agreement, {model_label(a.model_a)} vs {model_label(a.model_b)} "
-        f"(mean over {a.n_queries} queries both scored): Kendall τ {_num(a.kendall_tau, 3)} "
-        f"(over {a.n_tau} queries where defined), top-{a.k} overlap {_num(a.topk_overlap, 3)}"
+        f"(mean over {_queries(a.n_queries)} both scored): Kendall τ {_num(a.kendall_tau, 3)} "
+        f"(over {_queries(a.n_tau)} where defined), top-{a.k} overlap {_num(a.topk_overlap, 3)}"
         for a in agreements
     ]
 
@@ -716,8 +741,8 @@ def _differences_tables(differences: Sequence[PairedDifference], ks: Sequence[in
         group = sorted(group, key=lambda d: order.index(d.metric) if d.metric in order else len(order))  # as the means table
         rows = [[labels.get(d.metric, d.metric), *difference_cells(d)] for d in group]
         n = group[0].n_queries
-        blocks.append(f"{model_label(a)} − {model_label(b)}, query by query over the {n} "
-                      f"quer{'y' if n == 1 else 'ies'} both were evaluated on:\n"
+        blocks.append(f"{model_label(a)} − {model_label(b)}, query by query over the "
+                      f"{_queries(n)} both were evaluated on:\n"
                       + _table(["metric", "mean difference", "95% CI", "p (paired t)", "better / same / worse"], rows))  # fmt: skip
     if blocks:
         blocks[-1] += ("\np: two-sided paired t-test, one per metric (the metrics are correlated: several tests are not "
@@ -749,7 +774,7 @@ def _p_value(value: float | None) -> str:
 
 def format_store(evaluation: StoreEvaluation, per_query: bool = False) -> str:
     labels = f"annotator {evaluation.annotator!r}" if evaluation.annotator else "majority vote of all annotators"
-    lines = [f"Stored scores against human labels ({labels}); {len(evaluation.queries)} queries in the store."]
+    lines = [f"Stored scores against human labels ({labels}); {_queries(len(evaluation.queries))} in the store."]
     if not evaluation.results:
         lines.append("No stored scores: rank some pages in the app first.")
     else:
@@ -774,7 +799,7 @@ def format_store(evaluation: StoreEvaluation, per_query: bool = False) -> str:
 
 def format_benchmark(evaluation: BenchmarkEvaluation, per_query: bool = False) -> str:
     pairs = sum(len(pages) for pages in evaluation.runs[FIRST_STAGE].values())
-    lines = [f"Benchmark {evaluation.source} (split {evaluation.split}): {evaluation.n_queries} queries, "
+    lines = [f"Benchmark {evaluation.source} (split {evaluation.split}): {_queries(evaluation.n_queries)}, "
              f"{pairs} (query, page) pairs per model; images from {evaluation.images}"]  # fmt: skip
     if evaluation.note:
         lines.append(f"note: {evaluation.note}")

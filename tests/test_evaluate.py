@@ -195,6 +195,19 @@ def test_a_query_too_long_for_the_model_that_reads_it_whole_is_excluded_for_that
     assert evaluation.timings[MODEL_B].pairs == 2
 
 
+def test_relevant_ids_that_name_candidates_only_up_to_an_extension_are_noted(tmp_path):
+    """Candidates "101.png", relevant "101": every metric was 0, without a word."""
+    rows = _rows([("q one", "1", ["101.png", "102.png"], ["101"]), ("q two", "2", [7, 8], ["8.png", "9"]),
+                  ("q three", "3", ["a.png"], ["a.png", "b"])])
+    data = tmp_path / "bench.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    note = load_benchmark(str(data)).note
+    assert note == ("no 'test' split; using the only split, 'train'; 2 relevant id(s) match a candidate only up to a file extension (e.g. '101' and '101.png'); "
+                    "relevance matches names exactly, so they count as pages the first stage missed")
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows[2:]))
+    assert "relevant id" not in load_benchmark(str(data)).note  # a relevant page the first stage missed is none
+
+
 def test_benchmark_from_the_hub_without_images_explains_what_to_do(capsys):
     code = main(["eval", "--benchmark", "UlrickBL/vidore_benchmark_economics_reports_v2_reranker_adapted"])
     err = capsys.readouterr().err
@@ -312,6 +325,11 @@ def test_evaluate_store_by_hand(arena_db):
     (pair,) = evaluation.annotator_agreement
     assert (pair.annotator_a, pair.annotator_b, pair.kappa.n) == ("alice", "bob", 7)
     assert pair.kappa.kappa == pytest.approx(KAPPA)
+    with Store(arena_db) as store:  # pairs in alphabetical order whatever the case ("Carol vs alice" came first)
+        query_id = store.list_queries()[0].id
+        store.record_judgment(query_id, store.query_pages(query_id)[0].page_hash, "Carol", "relevant")
+        pairs = [(a.annotator_a, a.annotator_b) for a in evaluate_store(store).annotator_agreement]
+    assert pairs == [("alice", "bob"), ("alice", "Carol"), ("bob", "Carol")]
     # A − B query by query: both were evaluated on the same two queries, so the mean difference is
     # the difference of the means.
     assert {(d.model_a, d.model_b) for d in evaluation.differences} == {(MODEL_A, MODEL_B)}
