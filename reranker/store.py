@@ -685,7 +685,22 @@ class Store:
             with write_transaction(self.db) as db:
                 yield db
         except (sqlite3.OperationalError, OSError) as error:
+            if "readonly" in str(error):
+                # SQLite opens a file it may not write read-only, without a word, and that
+                # connection stays read-only once the file is writable again: this thread (a
+                # long-lived server worker) opens a new one next time.
+                self._drop_connection()
             raise _explain(self.path, error) from error
+
+    def _drop_connection(self) -> None:
+        """Close this thread's connection; its next use opens another."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            return
+        self._local.db = None
+        with self._lock:
+            self._open.discard(db)
+        db.close()
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Store]:

@@ -809,6 +809,51 @@ def test_an_archived_copy_in_a_read_only_folder_exports_and_evaluates(tmp_path):
         shutil.rmtree(folder)
 
 
+READ_ONLY_SPELL = """
+import os, sys
+from concurrent.futures import ThreadPoolExecutor
+sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
+from test_store import make_pages
+from reranker.store import Store, StoreError
+db = sys.argv[1]
+store = Store(db)
+query_id = store.save_ranking("q", None, make_pages(2), scores={"m": [0.5, 0.4]}, settings={"m": {}})
+page = store.query_pages(query_id)[0].page_hash
+store.record_judgment(query_id, page, "ann", "relevant")
+worker = ThreadPoolExecutor(1)  # one long-lived thread, as a server's worker
+
+def judge(label):
+    try:
+        store.record_judgment(query_id, page, "ann", label)
+        return "saved"
+    except StoreError as error:
+        return str(error)
+
+os.chmod(db, 0o444)
+print(worker.submit(judge, "not_relevant").result())  # the thread's first connection: opened read-only
+os.chmod(db, 0o644)
+print(worker.submit(judge, "skip").result())
+"""
+
+
+def test_a_thread_that_met_a_read_only_database_writes_once_it_is_writable_again(tmp_path):
+    """For real, with the permissions binding (root without its override of them): SQLite opened
+    the file read-only without a word, and the server thread kept that connection, refusing every
+    judgment as "read-only" after the file was made writable again, until a restart."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    bound = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to give up root's override of file permissions")
+    done = subprocess.run([*bound, sys.executable, "-c", READ_ONLY_SPELL, str(tmp_path / "arena.db")], cwd=root,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    refused, saved = done.stdout.splitlines()
+    assert "could not be written: it is read-only here" in refused
+    assert saved == "saved"
+
+
 def test_a_name_in_another_capitalisation_judges_reads_and_undoes_as_the_same_annotator(store: Store):
     """The app mapped names, the Python API did not: "ALICE" was a second annotator of its own."""
     query_id = ranked(store, make_pages(3))
