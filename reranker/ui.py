@@ -10,6 +10,7 @@ never renders LaTeX.
 
 from __future__ import annotations
 
+import errno
 import functools
 import html
 import itertools
@@ -699,12 +700,21 @@ def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: i
 
     options = export_options(fmt, rule, k, max_negatives, annotator, since, until, agreement, mined, negatives_per_row)
     _remove_old_exports(arena.cache_dir)
-    folder = Path(tempfile.mkdtemp(dir=arena.cache_dir, prefix="export-"))
+    folder = None
     try:
-        path = export(arena.store, options, folder / default_filename(options))
+        folder = Path(tempfile.mkdtemp(dir=arena.cache_dir, prefix="export-"))
+        return str(export(arena.store, options, folder / default_filename(options)))
     except (NothingToExportError, ValueError) as error:
+        shutil.rmtree(folder, ignore_errors=True)
         raise refuse(str(error)) from None
-    return str(path)
+    except OSError as error:  # the file, where the app keeps its exports (a full disk, say)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        full = getattr(error, "errno", None) == errno.ENOSPC or os.strerror(errno.ENOSPC) in str(error)
+        reason = "the disk holding it is full; free some space and try again" if full else str(error)
+        logger.warning("export failed: %s", error)
+        raise gr.Error(f"The export file could not be written in the app's folder for them, {arena.cache_dir} "
+                       f"(RERANKER_CACHE): {reason}. Nothing stored was changed.", print_exception=False) from None
 
 
 def evaluate_view(arena: Arena, annotator: str | None):

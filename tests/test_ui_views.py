@@ -717,6 +717,30 @@ def test_what_a_visitor_types_is_bounded_before_it_is_stored(arena):
         ui._write_guidelines(arena, "g" * 64_001)
 
 
+def test_an_export_on_a_full_disk_says_so_and_leaves_no_folder_behind(arena, ranked, monkeypatch):
+    """A full disk reached the visitor as Gradio's "the upstream app has raised an exception", and
+    each try left an empty export folder."""
+    import errno
+    import os
+
+    from reranker import output_files
+
+    pages = ranked["pages"]
+    ui.judge(arena, ranked["query_id"], pages[0]["content_hash"], "rater", "relevant")
+    ui.judge(arena, ranked["query_id"], pages[1]["content_hash"], "rater", "not_relevant")
+
+    def no_space(*args, **kwargs):  # the edge this machine cannot reach: a disk that fills up
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(output_files.tempfile, "mkstemp", no_space)
+    with pytest.raises(ui.gr.Error) as raised:
+        ui.export_file(arena, "pointwise", "all", 5, 10)
+    assert raised.value.message == (f"The export file could not be written in the app's folder for them, {arena.cache_dir} "
+                                    "(RERANKER_CACHE): the disk holding it is full; free some space and try again. "
+                                    "Nothing stored was changed.")
+    assert not list(arena.cache_dir.glob("export-*"))
+
+
 def test_exports_older_than_an_hour_are_removed_when_the_next_is_made(arena, ranked, monkeypatch):
     import os
     import time
