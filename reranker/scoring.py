@@ -35,7 +35,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 
 from . import attention
 from .imaging import image_hash, resize_to_budget
@@ -133,7 +133,21 @@ def clean_query(query: str, max_length: int | None) -> str:
 
 def page_key(page) -> str:
     """Content id of a page: `Page.content_hash` when given a Page, else a hash of its pixels."""
-    return getattr(page, "content_hash", None) or image_hash(page_image(page))
+    return getattr(page, "content_hash", None) or image_hash(decoded(page_image(page)))
+
+
+_DECODING = threading.Lock()
+
+
+def decoded(image: Image.Image) -> Image.Image:
+    """`image` with its pixels read. `Image.open` reads the file at first use, and two threads
+    doing so at once on one image corrupt it (an error, or wrong pixels that stay): the same
+    image twice in one call, hashed on two page workers, or one image scored from two threads.
+    So pages are read one at a time, each once (later calls find it read)."""
+    if isinstance(image, ImageFile.ImageFile) and image.tile:
+        with _DECODING:
+            image.load()
+    return image
 
 
 def page_image(page) -> Image.Image:

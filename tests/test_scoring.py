@@ -201,6 +201,31 @@ def test_batched_equals_one_at_a_time_in_input_order(tiny_rerankers, sample_imag
         assert reversed_scores == pytest.approx(batched[::-1], abs=TOL)
 
 
+def test_an_image_opened_lazily_scores_as_its_pixels_given_twice_or_from_several_threads(tiny_rerankers, tmp_path):
+    """`Image.open` decodes at first use: the same unread image twice in one call was decoded on
+    two page workers at once (an OSError, or wrong pixels kept and a wrong score later), and so
+    was one image scored from three threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    samples = pathlib.Path(__file__).resolve().parent.parent / "data" / "examples" / "sample-pages"
+    path = tmp_path / "page.png"  # PNG decodes in several chunks: the widest window for the race
+    with Image.open(samples / "doc_1.jpg") as source:
+        source.convert("RGB").resize((600, 800)).save(path)
+    with Image.open(path) as image:
+        pixels = image.convert("RGB")
+    reranker = tiny_rerankers[A]
+    expected = reranker.score(QUERIES[0], [pixels])[0]
+    for _ in range(5):
+        assert reranker.score(QUERIES[0], [Image.open(path), Image.open(path)]) == pytest.approx([expected] * 2, abs=TOL)
+        lazy = Image.open(path)
+        assert reranker.score(QUERIES[0], [lazy, lazy]) == pytest.approx([expected] * 2, abs=TOL)
+        lazy = Image.open(path)
+        with ThreadPoolExecutor(3) as threads:
+            scores = list(threads.map(lambda _: reranker.score(QUERIES[0], [lazy])[0], range(3)))
+        assert scores == pytest.approx([expected] * 3, abs=TOL)
+        assert reranker.score(QUERIES[0], [lazy]) == pytest.approx([expected], abs=TOL)
+
+
 def test_cached_equals_uncached(tiny_rerankers, sample_images):
     reranker = tiny_rerankers[A]
     pages = sample_images[:5]
