@@ -43,11 +43,11 @@ if __name__ != "__mp_main__":
     try:
         arena = create_arena()
         demo = build_app(arena)
-    except (ValueError, RuntimeError) as error:  # a setting given wrong, the database: named in one line
-        sys.exit(f"error: {error}")
-    # Rankings (the Rank button and /rank) run up to three at a time, their model work one at a
-    # time (Arena.scoring); judging, exporting and browsing run alongside.
-    demo.queue(default_concurrency_limit=8)
+        # Rankings (the Rank button and /rank) run up to three at a time, their model work one at a
+        # time (Arena.scoring); judging, exporting and browsing run alongside.
+        demo.queue(default_concurrency_limit=8)
+    except (ValueError, RuntimeError, OSError) as error:  # a setting given wrong, the database, a
+        sys.exit(f"error: {error}")  # folder Gradio cannot write (GRADIO_TEMP_DIR, a full disk): named in one line
 
 if __name__ == "__main__":
     from reranker.ui import shut_down

@@ -383,8 +383,13 @@ def test_a_setting_given_wrong_stops_the_start_with_one_line_naming_it(tmp_path)
 
     from .app_server import ROOT
 
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
     for variable, value, said in (("RERANKER_DTYPE", "fp16", "error: RERANKER_DTYPE: unknown dtype 'fp16'"),
-                                  ("RERANKER_DB", str(tmp_path), f"error: The database {tmp_path} is a folder")):
+                                  ("RERANKER_DB", str(tmp_path), f"error: The database {tmp_path} is a folder"),
+                                  # Gradio's own folder, where it cannot write (a full disk likewise)
+                                  ("GRADIO_TEMP_DIR", str(blocker / "gradio"), "error: [Errno 20] Not a directory")):
         env = {**os.environ, "RERANKER_DB": str(tmp_path / "arena.db"), "RERANKER_CACHE": str(tmp_path / "cache"), variable: value}
         done = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 1 and done.stderr.startswith(said) and "Traceback" not in done.stderr, done.stderr[-2000:]
+        errors = [line for line in done.stderr.splitlines() if " WARNING " not in line and " INFO " not in line]
+        assert done.returncode == 1 and errors[0].startswith(said) and "Traceback" not in done.stderr, done.stderr[-2000:]
