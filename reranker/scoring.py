@@ -49,8 +49,12 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (pairs scored so far, pairs in this call)
 # A query longer than this many characters per allowed token cannot keep more tokens anyway;
-# cutting it first bounds the tokenizer's work on a pasted novel.
-CHARS_PER_TOKEN_BOUND = 64
+# cutting it first bounds the tokenizer's work on a pasted novel. Qwen's longest token is 128
+# bytes (a run of spaces, say), and a character is at least one byte.
+CHARS_PER_TOKEN_BOUND = 128
+# Longer than any special token ("<|object_ref_start|>" has 20 characters): one that begins this
+# close before the cut may end after it.
+_MARKER_SPAN = 32
 # For a model whose reference never truncates (ModelSpec.max_length None): longer prompts are
 # refused, naming the model, rather than cut (which would change the score) or run out of memory.
 UNTRUNCATED_PROMPT_TOKENS = 32768
@@ -126,7 +130,7 @@ def clean_query(query: str, max_length: int | None) -> str:
     bound = (max_length or UNTRUNCATED_PROMPT_TOKENS) * CHARS_PER_TOKEN_BOUND
     # Past `bound` characters no more of the query's text can be kept, but its special tokens
     # would be (the reference keeps every one): a query with any there is tokenized whole.
-    if max_length is not None and len(query) > bound and "<|" not in query[bound:]:
+    if max_length is not None and len(query) > bound and "<|" not in query[bound - _MARKER_SPAN:]:
         return query[:bound]
     return query
 

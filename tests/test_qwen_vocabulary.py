@@ -53,6 +53,17 @@ def test_special_token_ids_are_qwens(qwen_tokenizer):
     assert qwen_tokenizer("Hello world")["input_ids"] == [9707, 1879]
 
 
+def test_no_qwen_token_is_longer_than_the_query_cut_assumes(qwen_tokenizer):
+    """`clean_query` cuts a query past max_length × CHARS_PER_TOKEN_BOUND characters: at 64 it cut
+    7,000 tokens of space runs (Qwen has tokens of up to 128 spaces) to 6,364, below the limit."""
+    from reranker import scoring
+
+    longest = max(len(qwen_tokenizer.convert_tokens_to_string([token])) for token in qwen_tokenizer.get_vocab())
+    assert longest <= scoring.CHARS_PER_TOKEN_BOUND
+    specials = [token for token in qwen_tokenizer.all_special_tokens + list(qwen_tokenizer.get_added_vocab()) if token.startswith("<|")]
+    assert max(map(len, specials)) < scoring._MARKER_SPAN
+
+
 def test_the_reference_keeps_five_tail_tokens_and_so_do_we(qwen_tokenizer):
     """Qwen3-VL-Reranker truncates `input_ids[:-5]`: the tail "<|im_end|>\\n<|im_start|>assistant\\n"."""
     tail = qwen_tokenizer(get_spec(A).tail)["input_ids"]

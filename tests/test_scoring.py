@@ -649,6 +649,10 @@ def test_special_tokens_past_a_very_long_query_are_kept_as_the_reference_keeps_t
     expected = qwen3_vl_reranker_score(model, processor, query, sample_images[0], max_length=reranker.spec.max_length)
     reranker.clear_caches()
     assert reranker.score(query, [sample_images[0]]) == pytest.approx([expected], abs=TOL)
+    # One that begins before the cut and ends after it is kept too (it was cut in two).
+    straddling = "x" * (10240 - 5) + "<|endoftext|>" + "y" * 100
+    assert scoring.clean_query(straddling, 10240) == straddling
+    assert scoring.clean_query("x" * 20_000, 10240) == "x" * 10240
 
 
 def test_pages_may_be_page_objects_with_a_content_hash(tiny_rerankers, sample_images):
