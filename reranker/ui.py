@@ -704,12 +704,12 @@ def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: i
     try:
         folder = Path(tempfile.mkdtemp(dir=arena.cache_dir, prefix="export-"))
         return str(export(arena.store, options, folder / default_filename(options)))
-    except (NothingToExportError, ValueError) as error:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise refuse(str(error)) from None
-    except OSError as error:  # the file, where the app keeps its exports (a full disk, say)
-        if folder is not None:
+    except (NothingToExportError, ValueError, OSError) as error:
+        if folder is not None:  # no empty folder left behind
             shutil.rmtree(folder, ignore_errors=True)
+        if not isinstance(error, OSError):
+            raise refuse(str(error)) from None
+        # The file, in the app's folder for exports, could not be written (a full disk, say).
         full = getattr(error, "errno", None) == errno.ENOSPC or os.strerror(errno.ENOSPC) in str(error)
         reason = "the disk holding it is full; free some space and try again" if full else str(error)
         logger.warning("export failed: %s", error)
