@@ -210,7 +210,11 @@ def test_a_ranking_shows_its_progress_and_a_new_one_clears_the_page_shown_large(
     assert marked("#gallery-a") == marked("#gallery-b")
     page.locator("#query textarea, #query input").first.fill(f"a second question {time.time()}")
     page.get_by_role("button", name="Rank", exact=True).click()
+    # Meanwhile the last ranking's results are faded: they passed for the new query's.
+    page.wait_for_function("() => ['#agreement', '#detail-text', '#header-a'].every("
+                           " id => getComputedStyle(document.querySelector(id)).opacity < 0.5)", polling="raf", timeout=TIMEOUT_MS)
     expect(page.locator("#rank-status")).to_contain_text("a second question", timeout=TIMEOUT_MS)
+    page.wait_for_function("() => getComputedStyle(document.querySelector('#agreement')).opacity === '1'")
     expect(detail).to_have_text("Click a page to see it large with both scores.")  # not the last query's scores
     expect(page.locator("#detail-image img")).to_have_count(0)
     # Nor is a thumbnail of the new ranking marked as the one shown: it sits where the old one was.
