@@ -584,7 +584,17 @@ _SIGNATURES = (
 )
 
 
+# The first bytes of the image formats read (WebP: "RIFF", its size, then "WEBP").
+_IMAGE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+                     (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+
+
 def _not_supported(name: str, data: bytes) -> str:
+    image = next((what for magic, what in _IMAGE_SIGNATURES if data.startswith(magic)), None)
+    if image is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        image = "WebP"
+    if image is not None:  # it says it is one, yet Pillow cannot read its header
+        return f"damaged {image} image: its header cannot be read; upload it again"
     extension = os.path.splitext(name)[1].lower()
     despite = f" despite its {extension} extension" if extension in _KNOWN_EXTENSIONS else ""
     return f"not a PDF or a supported image{despite}: it looks like {_looks_like(data)}. Upload {SUPPORTED}."

@@ -178,8 +178,9 @@ class ExportPreview:
             f"quer{'y' if self.queries == 1 else 'ies'}",
             f"  positives       {self.positives}",
             f"  hard negatives  {self.hard_negatives}"
-            # Keys as in the files' hard_for column; a page hard for both models counts under each.
-            + "".join(f"\n    hard for {m:<28}{n}" for m, n in self.hard_negatives_by_model.items()),
+            # Each model's name, then its key as the files' hard_for column holds it; a page hard
+            # for both models counts under each.
+            + "".join(f"\n    hard for {_model_name(m):<44}{n}" for m, n in self.hard_negatives_by_model.items()),
         ]
         if self.format == "sentence-transformers" and self.queries:
             how = ("as asked: queries with fewer are skipped" if self.negatives_per_row_asked else
@@ -195,6 +196,11 @@ class ExportPreview:
 
     def as_json(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+def _model_name(key: str) -> str:
+    """"Qwen3-VL-Reranker-2B (qwen3-vl-reranker-2b)": the name shown elsewhere, and the key in the files."""
+    return f"{MODELS[key].label} ({key})" if key in MODELS else key
 
 
 # ---------------------------------------------------------------------------------------------

@@ -126,12 +126,13 @@ def device_note() -> str:
     if device.type == "cuda":
         return f"Running on {escape(torch.cuda.get_device_name(device))}."
     where = "**No GPU on this machine.**" if not torch.cuda.is_available() else "**The models run on the CPU.**"
+    a, b = get_spec(A_KEY).label, get_spec(B_KEY).label  # the names the columns and tables use
     note = (
-        f"{where} On 2 CPU cores a page takes Qwen3-VL-Reranker about 60 s at its "
-        "default budget (1280 visual tokens; about 10 s at 256) and Qwen3RerankerMM about 23 s at its "
+        f"{where} On 2 CPU cores a page takes {a} about 60 s at its "
+        f"default budget (1280 visual tokens; about 10 s at 256) and {b} about 23 s at its "
         "551. Lower the image budgets under *Instruction and settings* to go faster. A new question "
         "about pages already ranked is quicker: neither model encodes a page image twice, so a page "
-        "takes Qwen3-VL-Reranker about 23 s and Qwen3RerankerMM about 1 s."
+        f"takes {a} about 23 s and {b} about 1 s."
     )
     if not os.environ.get("RERANKER_DTYPE") and devices.default_dtype(torch.device("cpu")) == torch.bfloat16:
         # The scores differ from float32's in the third decimal or so: worth knowing when comparing.
@@ -352,7 +353,10 @@ def show_ranking(arena: Arena, data: dict):
     status = [f"**Query:** {escape(data['query'])}"]
     if data.get("instruction"):
         status.append(f"**Instruction:** {escape(data['instruction'])}")
-    status.append(f"{len(pages)} page(s), read in {data['ingest_seconds']:.2f} s.")
+    if pages:
+        status.append(f"{len(pages)} page{'' if len(pages) == 1 else 's'}, read in {data['ingest_seconds']:.2f} s.")
+    else:  # the problems below say why, file by file
+        status.append("**Nothing was ranked:** no page could be read from the upload.")
     status += [f"⚠️ {escape(problem)}" for problem in data["problems"]]
     status += [f"ℹ️ {escape(note)}" for note in data["notes"]]
     agreement_md, scatter = agreement_view(data)
@@ -403,7 +407,9 @@ def select_page(arena: Arena, data: dict, key: str, evt: gr.SelectData):
         lines.append(f"{escape(model['label'])}: P(yes) **{model['scores'][entry['page']]:.4f}**, rank #{rank}")
     other = data["models"].get(B_KEY if key == A_KEY else A_KEY)
     there = next((i for i, e in enumerate(other["ranking"]) if e["page"] == entry["page"]), None) if other else None
-    return arena.image_path(entry["content_hash"], 1600), "\n\n".join(lines), gr.update(selected_index=there)
+    # The alternative text says which page it is: a screen reader heard an unnamed image.
+    image = gr.update(value=arena.image_path(entry["content_hash"], 1600), alt_text=page_label(page))
+    return image, "\n\n".join(lines), gr.update(selected_index=there)
 
 
 # ----- Annotate ---------------------------------------------------------------------------------
@@ -506,13 +512,15 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
         f"Page {position + 1} of {len(pages)} · {escape(stored_page_label(page))} · "
         f"current label: **{current}**\n\n{scores}"
     )
-    progress = f"**{judged}/{len(pages)} judged** by {escape(annotator or '—')}"
+    progress = f"**{judged}/{len(pages)} judged** by {escape(annotator)}" if annotator else (
+        f"**{judged}/{len(pages)} judged** · " + ("sign in to judge" if login_required() else "type your name above to judge"))
     if annotator and judged == len(pages):  # else the next key quietly relabels the page shown
         progress += " · ✓ every page judged: a key now changes the label of the page shown"
     # The image's own label repeats where the annotator is: in full screen it is all they see
     # while the keys judge and move on.
     image = gr.update(value=arena.image_path(page.page_hash, 1600),
-                      label=f"Page {position + 1} of {len(pages)} · {current} · {judged}/{len(pages)} judged")
+                      label=f"Page {position + 1} of {len(pages)} · {current} · {judged}/{len(pages)} judged",
+                      alt_text=f"{stored_page_label(page)}, page {position + 1} of {len(pages)}")
     return image, info, progress, gr.update(value=position + 1), page.page_hash, len(pages)
 
 
@@ -938,7 +946,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                 with gr.Row():
                     with gr.Column(scale=3):
                         detail_image = gr.Image(label="Selected page", type="filepath", interactive=False, height=520,
-                                                elem_id="detail-image")
+                                                buttons=["download", "fullscreen"], elem_id="detail-image")
                     with gr.Column(scale=2):
                         detail_text = markdown(DETAIL_HINT, elem_id="detail-text")
                         agreement = markdown(elem_id="agreement")
@@ -965,7 +973,9 @@ def build_app(arena: Arena) -> gr.Blocks:
                     refresh = gr.Button("↻ Refresh list", scale=1, elem_id="refresh-list")
                 with gr.Row():
                     with gr.Column(scale=3):
-                        annotate_image = gr.Image(label="Page", type="filepath", interactive=False, height=720, elem_id="annotate-image")
+                        # No share button: one click would post a page of this workspace publicly.
+                        annotate_image = gr.Image(label="Page", type="filepath", interactive=False, height=720,
+                                                  buttons=["download", "fullscreen"], elem_id="annotate-image")
                     with gr.Column(scale=2, elem_id="judge-column"):  # above the page at phone width (arena.css)
                         annotate_progress = markdown(elem_id="annotate-progress")
                         annotate_info = markdown(elem_id="annotate-info")
@@ -984,7 +994,8 @@ def build_app(arena: Arena) -> gr.Blocks:
                         # whole panel; the jump itself clamps to the pages there are.
                         jump = gr.Number(1, label="Jump to page (Enter)", precision=0, elem_id="jump")
                         with gr.Accordion("Guidelines (what counts as relevant)", open=False):
-                            guidelines = gr.Textbox(lines=6, show_label=False, elem_id="guidelines")
+                            guidelines = gr.Textbox(lines=6, label="Guidelines: what counts as relevant", show_label=False,
+                                                    elem_id="guidelines")  # the label names it for screen readers
                             guidelines_saved = markdown(elem_id="guidelines-saved")
                             guidelines_version = gr.State(None)  # as loaded: see _write_guidelines
                             save_guidelines = gr.Button("Save guidelines")

@@ -75,7 +75,7 @@ def open_annotate(page) -> None:
     box (from the browser's memory), and would overwrite a name typed before they arrive."""
     page.reload()
     page.get_by_role("tab", name="Annotate", exact=True).click()
-    expect(page.locator("#annotate-progress")).to_contain_text("judged by")
+    expect(page.locator("#annotate-progress")).to_contain_text(" judged")
 
 
 PAGE_IMAGE_IN = "() => { const image = document.querySelector('#annotate-image img'); return !image || image.complete; }"
@@ -136,7 +136,7 @@ def test_rank_a_pdf_shows_both_galleries_in_score_order(page, tmp_path):
         assert sorted(re.search(r"three-pages\.pdf · p\.(\d)", text).group(1) for text in texts) == ["1", "2", "3"]
     expect(page.locator("#header-a")).to_contain_text("3 pages in")
     expect(page.locator("#header-b")).to_contain_text("3 pages in")
-    expect(page.locator("#rank-status")).to_contain_text("3 page(s)")
+    expect(page.locator("#rank-status")).to_contain_text("3 pages, read in")
 
     # Thumbnails are lazy: bring them into view and wait until every one has decoded.
     page.locator("#gallery-b").scroll_into_view_if_needed()
@@ -822,7 +822,7 @@ def test_at_phone_width_nothing_runs_off_the_screen_and_captions_leave_pages_vis
     assert not (cut := page.evaluate(CUT_OFF_ON_THE_RIGHT)), "\n".join(cut)
 
     page.get_by_role("tab", name="Annotate", exact=True).click()
-    expect(page.locator("#annotate-progress")).to_contain_text("judged by")
+    expect(page.locator("#annotate-progress")).to_contain_text(" judged")
     assert not (cut := page.evaluate(CUT_OFF_ON_THE_RIGHT)), "\n".join(cut)
     # The buttons come first and the page is shorter: both on one phone screen.
     image, relevant = page.locator("#annotate-image").bounding_box(), page.locator("#judge-relevant").bounding_box()

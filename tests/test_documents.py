@@ -344,6 +344,10 @@ def test_an_archive_holding_pdfs_as_they_are_is_named_not_read_as_its_last_pdf(n
         ("empty.pdf", b"", "empty file (0 bytes)"),
         ("blank.pdf", corpus.zero_page_pdf(), "the PDF has no pages"),
         ("cut.pdf", corpus.pdf_header_only(), "damaged PDF that cannot be opened"),
+        # An image's signature, then garbage: it said "binary data of an unknown kind".
+        ("scan.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "damaged PNG image: its header cannot be read"),
+        ("photo.jpg", b"\xff\xd8\xff\xe0" + b"\xff" * 40, "damaged image that cannot be opened (Truncated File Read)"),
+        ("pic.webp", b"RIFF\x10\x00\x00\x00WEBPVP8 " + bytes(8), "damaged image that cannot be opened"),
     ],
 )
 def test_unusable_files_get_a_clear_message(name, data, phrase):

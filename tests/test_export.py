@@ -227,7 +227,7 @@ def test_preview_counts(arena):
     mined = preview(store, ExportOptions(format="flagembedding", rule="either", k=2, include_mined_negatives=True))
     assert (mined.rows, mined.mined_negatives, mined.mined_by_model) == (2, 2, {A: 1, B: 2})
     assert "hard negatives" in counts.describe()
-    assert f"    hard for {A:<28}4" in counts.describe().splitlines()  # the key the files' hard_for column holds
+    assert f"    hard for {'Qwen3-VL-Reranker-2B (' + A + ')':<44}4" in counts.describe().splitlines()  # name, and the key of hard_for
 
 
 # ---------------------------------------------------------------------------------------------

@@ -166,7 +166,7 @@ def test_an_upload_of_only_bad_files_names_them_and_shows_no_ranking(tmp_path):
     data = ui.rank_pages(arena, [str(bad)], QUERY, None, None, None, None)
     status, header_a, gallery_a, header_b, gallery_b, agreement, scatter, _, _ = ui.show_ranking(arena, data)
     assert data["query_id"] is None and data["models"] == {}
-    assert "0 page(s)" in status and "⚠️ notes.txt: " in status
+    assert "**Nothing was ranked:** no page could be read from the upload." in status and "⚠️ notes.txt: " in status
     assert gallery_a == gallery_b == [] and agreement == "" and scatter is None
 
 
@@ -201,8 +201,13 @@ def test_annotating_moves_to_the_next_unjudged_page_and_counts_progress(arena, r
     assert ui.next_position(arena, query_id, "ann", ui.ORDERS[3], 0) == 1
     _, info, progress, *_ = ui.annotate_view(arena, query_id, "ann", ui.ORDERS[3], 0)
     assert "1/4 judged" in progress and "current label: **Relevant**" in info
-    # The image's label says it too (in full screen nothing else shows).
-    assert image == {"__type__": "update", "value": arena.image_path(page_hash, 1600), "label": "Page 1 of 4 · Unjudged · 0/4 judged"}
+    # The image's label says it too (in full screen nothing else shows); its alternative text
+    # names the page (a screen reader heard an unnamed image).
+    first = arena.store.query_pages(query_id)[0]
+    assert image == {"__type__": "update", "value": arena.image_path(page_hash, 1600), "label": "Page 1 of 4 · Unjudged · 0/4 judged",
+                     "alt_text": f"{ui.stored_page_label(first)}, page 1 of 4"}
+    # Without a name, the line says what judging needs (it said "by —").
+    assert ui.annotate_view(arena, query_id, None, ui.ORDERS[3], 0)[2] == "**0/4 judged** · type your name above to judge"
     assert ui.annotate_view(arena, query_id, "ann", ui.ORDERS[3], 0)[0]["label"] == "Page 1 of 4 · Relevant · 1/4 judged"
     with pytest.raises(Exception, match="Enter your name"):
         ui.judge(arena, query_id, page_hash, "  ", "relevant")
