@@ -807,6 +807,16 @@ def evaluate_view(arena: Arena, annotator: str | None):
             mistakes[A_KEY], mistakes[B_KEY])
 
 
+def evaluation_headline(summary: pd.DataFrame, labels: str | None) -> str:
+    """Above the Evaluate tab's tables: what it needs when no model has a query to be evaluated on
+    (a first visit showed tables of dashes, the reason halfway down the page); else nothing."""
+    if not summary.empty and summary["queries"].max() > 0:
+        return ""
+    whose = "" if labels in (None, "", "Majority vote") else f" by {escape(labels)}"
+    return (f"**Nothing to evaluate yet:** no ranked query has a page judged relevant{whose}. Judge pages on the "
+            "*Annotate* tab (R: relevant, N: not relevant), then press *Evaluate*.")
+
+
 def _differences_frame(differences) -> pd.DataFrame:
     """Model A − model B, a row per metric (`reranker.metrics.PairedDifference`), as `eval` prints it."""
     from .evaluate import difference_cells
@@ -1048,6 +1058,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                     eval_annotator = gr.Dropdown(["Majority vote"], value="Majority vote", label="Labels", allow_custom_value=True,
                                                  elem_id="eval-labels")
                     eval_button = gr.Button("Evaluate", variant="primary")
+                eval_headline = markdown(elem_id="eval-headline")  # what is missing, before empty tables
                 metrics_table = gr.Dataframe(label="Metrics per model (means over judged queries)", interactive=False,
                                              elem_id="metrics-table")
                 metrics_plot = gr.BarPlot(x="bar", y="value", color="model", label="Metrics", y_lim=[0, 1], height=340,
@@ -1285,7 +1296,8 @@ def build_app(arena: Arena) -> gr.Blocks:
                             api_visibility="private",
                             ).then(on_export, [*export_inputs, export_ok], export_download, api_name="export")
 
-        eval_outputs = [metrics_table, metrics_plot, differences_table, per_query_table, eval_notes, mistakes_a, mistakes_b]
+        eval_outputs = [eval_headline, metrics_table, metrics_plot, differences_table, per_query_table, eval_notes,
+                        mistakes_a, mistakes_b]
 
         def on_evaluate(labels):
             """Evaluate each model's stored scores against the human labels."""
@@ -1295,7 +1307,7 @@ def build_app(arena: Arena) -> gr.Blocks:
                 gr.Warning(refusal.message)
                 return tuple(gr.skip() for _ in eval_outputs)
             # Means to four places; a query's own values to three, so its 13 columns fit 1400 px.
-            return (_places(summary, 4), bars, differences, _places(per_query, 3), notes,
+            return (evaluation_headline(summary, labels), _places(summary, 4), bars, differences, _places(per_query, 3), notes,
                     *(gr.update(value=found, label=mistakes_heading(summary, spec.label, found))
                       for spec, found in ((spec_a, found_a), (spec_b, found_b))))
 

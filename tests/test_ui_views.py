@@ -439,6 +439,7 @@ def test_an_empty_store_evaluates_to_tables_with_their_columns(arena):
     """Empty tables were headed "1 2 3" (a DataFrame of no rows has no columns)."""
     summary, bars, _, per_query, *_ = ui.evaluate_view(arena, None)
     assert list(summary.columns)[:4] == ["model", "queries", "excluded", "ndcg@5"] and summary.empty and bars is None
+    assert ui.evaluation_headline(summary, None).startswith("**Nothing to evaluate yet:**")
     assert list(per_query.columns)[:6] == ["query", "model", "pages", "judged", "relevant", "ndcg@5"] and per_query.empty
 
 
@@ -449,9 +450,14 @@ def test_with_no_page_judged_relevant_the_bar_plot_draws_no_bars(arena, ranked):
         ui.judge(arena, ranked["query_id"], page["content_hash"], "ann", "not_relevant")
     summary, bars, *_ = ui.evaluate_view(arena, None)
     assert list(summary["queries"]) == [0, 0] and bars is None
+    # Said above the tables (the reason sat halfway down the page, under tables of dashes).
+    assert ui.evaluation_headline(summary, "Majority vote").startswith(
+        "**Nothing to evaluate yet:** no ranked query has a page judged relevant. Judge pages on the *Annotate* tab")
+    assert "judged relevant by ann." in ui.evaluation_headline(summary, "ann")
     ui.judge(arena, ranked["query_id"], ranked["pages"][2]["content_hash"], "ann", "relevant")
-    _, bars, *_ = ui.evaluate_view(arena, None)
+    summary, bars, *_ = ui.evaluate_view(arena, None)
     assert bars["value"].dtype == float and len(bars) == len(ui.bar_order())
+    assert ui.evaluation_headline(summary, "Majority vote") == ""
 
 
 def test_the_agreement_line_names_each_models_rank_and_says_no_top_k_overlap_for_k_pages_or_fewer():
