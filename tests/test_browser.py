@@ -241,6 +241,36 @@ def test_what_keeps_a_ranking_from_starting_is_said_at_its_box_not_as_an_error(p
     expect(page.locator("#uploads")).not_to_contain_text("Upload at least one")
 
 
+# WCAG's contrast ratio of an element's text colour against its (opaque) background colour.
+CONTRAST = """element => {
+    const style = getComputedStyle(element);
+    const luminance = colour => {
+        const [r, g, b] = colour.match(/[\\d.]+/g).slice(0, 3).map(v => {
+            v = Number(v) / 255;
+            return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+        });
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    const [a, b] = [luminance(style.color), luminance(style.backgroundColor)].sort((x, y) => y - x);
+    return (a + 0.05) / (b + 0.05);
+}"""
+
+
+def test_the_coloured_buttons_text_is_legible_in_either_scheme(page):
+    """White on the theme's orange measured 2.8:1 (Rank, Relevant, Export, Evaluate), on its red
+    3.8:1 (Not relevant): text needs 4.5:1 (WCAG AA)."""
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        page.reload()
+        expect(page.locator("#rank-button")).to_be_visible()
+        for selector in ("#rank-button", "#judge-relevant", "#judge-not-relevant"):
+            if selector.startswith("#judge"):
+                page.get_by_role("tab", name="Annotate", exact=True).click()
+            button = page.locator(selector)
+            button = button if button.evaluate("e => e.tagName") == "BUTTON" else button.locator("button")
+            assert button.evaluate(CONTRAST) >= 4.5, (scheme, selector, button.evaluate(CONTRAST))
+
+
 def test_user_text_and_file_names_render_as_text(page, tmp_path):
     payload = sample_pdf(tmp_path / "any.pdf", numbers=(2,)).read_bytes()
     query = "<img src=x onerror=alert(1)> O'Brien's > $$x^2$$"  # no markup, no entity text, no LaTeX
