@@ -1217,8 +1217,8 @@ def build_app(arena: Arena) -> gr.Blocks:
         order.input(lambda q, name, o, shown: (o, *resumed(q, name, o, shown)), [query_pick, annotator, order, jump],
                     [saved_order, position, *view_outputs], api_visibility="private")
 
-        def refreshed(name, query_id, order_, position_, shown):
-            """The query list with this annotator's counts, and the page view."""
+        def refreshed(query_id, name, order_, position_, shown):
+            """The query list with this annotator's counts, and the page view (takes `view_inputs`)."""
             listing = refresh_choices(name, query_id)
             return (listing, *view(listing["value"], name, order_, position_, shown))
 
@@ -1226,7 +1226,7 @@ def build_app(arena: Arena) -> gr.Blocks:
             """Remember the name; another annotator's name resumes their own progress."""
             moved = (name or "").strip() != (saved or "").strip()
             position_ = resume_position(arena, query_id, name, order_) if moved else position_
-            return (name, position_, *refreshed(name, query_id, order_, position_, shown))
+            return (name, position_, *refreshed(query_id, name, order_, position_, shown))
 
         # Enter applies the name as leaving the box does.
         gr.on([annotator.blur, annotator.submit], name_entered, [annotator, saved_name, query_pick, order, position, jump],

@@ -598,6 +598,28 @@ def test_judging_keys_wait_for_the_page_image_to_arrive(page, app_server):
     assert _judgments(app_server, query_id, "image rater") == [("doc_1.jpg", "relevant"), ("doc_3.jpg", "not_relevant")]
 
 
+def test_refresh_list_adds_a_query_ranked_meanwhile_and_keeps_the_page_and_the_name(page, app_server):
+    from gradio_client import Client, handle_file
+
+    client = Client(app_server.url, verbose=False)
+    files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (2, 4)]
+    client.predict(files=files, query="refresh: the first query", api_name="/rank")
+    (query_id,) = _annotate_in_upload_order(page, app_server, "refresh rater", "refresh: the open query")
+    judge_key(page, "r")
+    progress, info = page.locator("#annotate-progress"), page.locator("#annotate-info")
+    expect(progress).to_have_text("1/3 judged by refresh rater")
+    shown = info.inner_text()
+    client.predict(files=files, query="refresh: ranked meanwhile", api_name="/rank")
+    page.locator("#refresh-list").click()
+    page.locator("#query-pick input").click()
+    expect(page.get_by_role("option", name="0/2 judged — refresh: ranked meanwhile", exact=True)).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#query-pick input")).to_have_value("1/3 judged — refresh: the open query")
+    settled(page, "#annotate-info", "#annotate-progress")
+    expect(progress).to_have_text("1/3 judged by refresh rater")
+    assert info.inner_text() == shown
+
+
 def test_after_enter_in_the_name_box_the_next_key_judges_instead_of_typing(page, app_server):
     """The box kept the focus: an R after "Dana" and Enter made the name "Danar"."""
     from gradio_client import Client, handle_file
