@@ -356,9 +356,9 @@ def _relevant_only_by_stem(queries: Sequence[BenchmarkQuery]) -> str:
     for q in queries:
         candidates = set(q.candidates)
         stems = {PurePath(name).stem: name for name in q.candidates}
-        for name in q.relevant:
-            if name not in candidates and (PurePath(name).stem in stems or name in stems):
-                found.append((name, stems.get(name) or stems[PurePath(name).stem]))
+        for name in q.relevant:  # "101" for "101.png", or "101.png" for 101: the stems meet
+            if name not in candidates and PurePath(name).stem in stems:
+                found.append((name, stems[PurePath(name).stem]))
     if not found:
         return ""
     name, candidate = found[0]
