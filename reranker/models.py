@@ -128,7 +128,10 @@ QWEN3_RERANKER_MM_2B = ModelSpec(
     # (Qwen3-VL-2B-Instruct preprocessor_config: shortest_edge 65536 px = 64 tokens).
     min_pixels=65536,
     max_pixels=720 * 28 * 28,  # 564,480 px: at most ~551 visual tokens of 32×32 px
-    max_pixels_limit=tokens_to_pixels(1280),
+    # A's limit: both models compared at one budget, and close to the card's code as it ran under
+    # transformers 4.57, which ignored max_pixels (transformers#41955) and took pages at their own
+    # size (a letter page at the app's 144 DPI: ~1,890 tokens).
+    max_pixels_limit=tokens_to_pixels(1800),
     prompt_style="raw",
     image_rules="processor",  # the card hands the page to the processor with max_pixels
     max_length=None,  # the card's processor call does not truncate

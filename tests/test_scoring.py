@@ -111,6 +111,7 @@ def test_specs_hold_the_published_facts():
     assert (b.yes_token, b.no_token, b.qwen_token_ids) == ("Yes", "No", (9454, 2753))
     assert a.max_pixels == 1280 * 32 * 32 and a.max_pixels_limit == 1800 * 32 * 32 and a.min_pixels == 4 * 32 * 32
     assert b.max_pixels == 564_480
+    assert b.max_pixels_limit == a.max_pixels_limit  # both can be compared at one budget
 
 
 # ----- equivalence with the reference code -------------------------------------------------------
@@ -139,6 +140,14 @@ def test_b_merged_lora_equals_the_unmerged_peft_model_with_full_head(tiny_rerank
     expected = [qwen3_reranker_mm_score(model, processor, query, page) for page in pages]
     tiny_rerankers[B].clear_caches()
     assert tiny_rerankers[B].score(query, pages, batch_size=3) == pytest.approx(expected, abs=TOL)
+
+
+def test_b_at_the_top_of_its_budget_range_equals_the_reference_given_that_budget(tiny_rerankers, full_models, sample_images):
+    model, processor = full_models[B]
+    top = tiny_rerankers[B].spec.max_pixels_limit
+    pages = [page.resize((1400, 2000)) for page in sample_images[:2]]  # over the budget: it decides the size
+    expected = [qwen3_reranker_mm_score(model, processor, QUERIES[0], page, max_pixels=top) for page in pages]
+    assert tiny_rerankers[B].score(QUERIES[0], pages, max_pixels=top) == pytest.approx(expected, abs=TOL)
 
 
 def transparent_and_thin_pages(sample_images):
