@@ -271,6 +271,23 @@ def test_the_coloured_buttons_text_is_legible_in_either_scheme(page):
             assert button.evaluate(CONTRAST) >= 4.5, (scheme, selector, button.evaluate(CONTRAST))
 
 
+def test_an_image_budget_slider_reached_with_tab_shows_the_focus(page):
+    """Gradio draws no focus indicator on a slider's track: nothing showed that the arrow keys
+    would now move the budget."""
+    page.get_by_role("button", name="Instruction and settings").click()
+    page.get_by_label("number input for Qwen3-VL-Reranker-2B", exact=False).focus()
+    for _ in range(4):  # the number box, its reset button, then the track
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.type") == "range":
+            break
+    track = page.locator("input[type=range]:focus")
+    assert track.get_attribute("aria-label").startswith("range slider for Qwen3-VL-Reranker-2B")
+    style = track.evaluate("e => [getComputedStyle(e).outlineStyle, parseFloat(getComputedStyle(e).outlineWidth)]")
+    assert style[0] != "none" and style[1] >= 2, style
+    page.keyboard.press("ArrowLeft")  # and the keys do move it
+    expect(page.get_by_label("number input for Qwen3-VL-Reranker-2B", exact=False)).to_have_value("1279")
+
+
 def test_user_text_and_file_names_render_as_text(page, tmp_path):
     payload = sample_pdf(tmp_path / "any.pdf", numbers=(2,)).read_bytes()
     query = "<img src=x onerror=alert(1)> O'Brien's > $$x^2$$"  # no markup, no entity text, no LaTeX
