@@ -276,13 +276,18 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
     if problem := next((problem for problem in rank_input_problems(files, query, instruction) if problem), None):
         raise refuse(problem)
     uploads = [_upload(item) for item in files]
+    try:  # Gradio keeps the sliders' values in range; a Python caller may not
+        options = IngestOptions(dpi=float(dpi or DEFAULT_DPI))
+        max_pixels = {key: get_spec(key).check_budget(budget_pixels(key, tokens)) for key, tokens in ((A_KEY, budget_a), (B_KEY, budget_b))}
+    except (TypeError, ValueError) as error:
+        raise refuse(str(error)) from None
     try:
         result, query_id = ranking.rank_and_save(
             uploads, query, arena.pool, arena.store, arena.images,
             gallery_side=GALLERY_SIDE,
             instruction=instruction,
-            ingest_options=IngestOptions(dpi=float(dpi or DEFAULT_DPI)),
-            max_pixels={A_KEY: budget_pixels(A_KEY, budget_a), B_KEY: budget_pixels(B_KEY, budget_b)},
+            ingest_options=options,
+            max_pixels=max_pixels,
             progress=_GradioProgress(progress) if progress is not None else None,  # gr.Progress() is falsy (len 0)
             ingest_cache=arena.ingested,
             scorer=arena.scoring,

@@ -158,6 +158,22 @@ def test_an_unexpected_failure_of_a_ranking_is_said_in_words(tmp_path, monkeypat
     assert failure.value is quota
 
 
+@pytest.mark.parametrize(("budget_a", "budget_b", "dpi", "said"), [
+    (None, None, 30, "dpi must be from 36 to 600, got 30.0"),
+    (5000, None, None, "Qwen3-VL-Reranker-2B: image budget 5120000 px is outside"),
+    (None, 2, None, "Qwen3RerankerMM-2B: image budget 2048 px is outside"),
+])
+def test_settings_out_of_range_from_python_are_refused_by_name_not_reported_as_a_failure(tmp_path, caplog, budget_a, budget_b, dpi, said):
+    """Gradio keeps its sliders' values in range; `rank_pages` called from Python is not."""
+    from .bad_inputs import SAMPLE_PAGES
+
+    arena = ui.Arena(ranking.ModelPool(loader=lambda key: pytest.fail("no model is needed")),
+                     Store(tmp_path / "arena.db"), tmp_path / "cache")
+    with pytest.raises(ui.Refusal, match=said):
+        ui.rank_pages(arena, [str(SAMPLE_PAGES[0])], QUERY, None, budget_a, budget_b, dpi)
+    assert "failed" not in caplog.text and arena.store.list_queries() == []
+
+
 def test_an_upload_of_only_bad_files_names_them_and_shows_no_ranking(tmp_path):
     pool = ranking.ModelPool(loader=lambda key: pytest.fail(f"{key} was loaded for no page"))
     arena = ui.Arena(pool, Store(tmp_path / "arena.db"), tmp_path / "cache")
