@@ -28,11 +28,13 @@ class LRUCache:
             return item[0]
 
     def put(self, key, value, size: int = 1) -> None:
-        if size > self.capacity:
-            return
+        """Hold `value` under `key`; one larger than the whole cache is not held, and nor is any
+        older value under its key (a later `get` must not return what was replaced)."""
         with self._lock:
             if key in self._items:
                 self.size -= self._items.pop(key)[1]
+            if size > self.capacity:
+                return
             self._items[key] = (value, size)
             self.size += size
             while self.size > self.capacity:
