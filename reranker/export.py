@@ -43,9 +43,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .cli import positive_int, whole_number
+from .metrics import majority
 from .models import MODELS, in_model_order, render_prompt
 from .output_files import check_output, output_file
-from .store import NOT_RELEVANT, RELEVANT, QueryPage, Store, majority, parse_moment, time_bound
+from .store import NOT_RELEVANT, RELEVANT, QueryPage, Store, parse_moment, time_bound
 
 Format = Literal["pointwise", "sentence-transformers", "flagembedding", "parquet"]
 Rule = Literal["top_k", "above_lowest_positive", "either", "all"]
@@ -244,7 +245,7 @@ def _select(store: Store, options: ExportOptions) -> Selection:
         summary = store.query(query_id)
         labelled: list[tuple[QueryPage, str, tuple[str, ...]]] = []
         for page in candidates:
-            page_votes = _binary(votes[query_id].get(page.page_hash, {}))
+            page_votes = _binary(votes[query_id].get(page.page_hash, {}))  # a skip is no vote
             if not page_votes:
                 continue  # unjudged, or only skipped
             label = majority(page_votes.values())

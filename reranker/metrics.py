@@ -74,16 +74,19 @@ def aggregate_labels(
     """
     if annotator is not None:
         return dict(by_annotator.get(annotator, {}))
-    votes: dict[PageId, Counter] = {}
+    votes: dict[PageId, list[int]] = {}
     for grades in by_annotator.values():
         for page, grade in grades.items():
-            votes.setdefault(page, Counter())[grade] += 1
-    out: dict[PageId, int] = {}
-    for page, counter in votes.items():
-        (top, n_top), *rest = counter.most_common()
-        if not rest or rest[0][1] < n_top:
-            out[page] = top
-    return out
+            votes.setdefault(page, []).append(grade)
+    winners = {page: majority(page_votes) for page, page_votes in votes.items()}
+    return {page: grade for page, grade in winners.items() if grade is not None}
+
+
+def majority(votes: Iterable[Hashable]) -> Hashable | None:
+    """The vote cast strictly most often; None on a tie for first place or no vote. The one rule
+    wherever several annotators' labels become one (Evaluate's grades, Export's labels)."""
+    (top, count), *rest = Counter(votes).most_common() or [(None, 0)]
+    return top if not rest or rest[0][1] < count else None
 
 
 # ---------------------------------------------------------------- ranking metrics

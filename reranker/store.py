@@ -38,7 +38,7 @@ import time
 import unicodedata
 import urllib.parse
 import weakref
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -416,14 +416,6 @@ def _check_hash(value: str) -> str:
     if not isinstance(value, str) or not _HASH.fullmatch(value):
         raise ValueError(f"not a content hash (lowercase hex): {value!r}")
     return value
-
-
-def majority(labels: Iterable[str]) -> str | None:
-    """relevant / not_relevant by strict majority of those two votes; None on a tie or no vote."""
-    votes = Counter(label for label in labels if label in (RELEVANT, NOT_RELEVANT))
-    if votes[RELEVANT] == votes[NOT_RELEVANT]:
-        return None
-    return RELEVANT if votes[RELEVANT] > votes[NOT_RELEVANT] else NOT_RELEVANT
 
 
 _PNG_ENCODERS = thread_pool("png")

@@ -12,6 +12,7 @@ from reranker.metrics import (
     EvalResult,
     Mistake,
     aggregate_labels,
+    majority,
     average_precision,
     cohen_kappa,
     evaluate,
@@ -48,6 +49,14 @@ def test_label_to_grade_and_grades_from_labels():
     assert label_to_grade(None) is None
     labels = {"p1": "relevant", "p2": "not_relevant", "p3": "skip", "p4": "cleared"}
     assert grades_from_labels(labels) == {"p1": 1, "p2": 0}
+
+
+def test_majority_is_the_vote_cast_strictly_most_often():
+    assert majority(["relevant", "not_relevant", "relevant"]) == "relevant"
+    assert majority([0, 0, 1]) == 0 and majority([1]) == 1
+    assert majority(["relevant", "not_relevant"]) is None  # a tie: no label
+    assert majority([1, 1, 0, 0, 2]) is None  # tied for first, whatever comes after
+    assert majority([]) is None
 
 
 def test_majority_vote_and_single_annotator():
