@@ -1,9 +1,10 @@
 """Multimodal Rerank Arena: `python app.py` starts the app (also the Hugging Face Space entry).
 
-Configuration by environment variables (see README): RERANKER_<KEY>_MODEL / _ADAPTER (local or
-Hub weights), RERANKER_DEVICE, RERANKER_DTYPE, RERANKER_DB (database file), RERANKER_CACHE (image
-cache folder), RERANKER_VISION_CACHE_MB / RERANKER_PREFIX_CACHE_MB (model caches), RERANKER_COMPILE=1
-(torch.compile on GPU), GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
+Configured by environment variables, each described in the README's *Configuration* table: the
+weights (RERANKER_<KEY>_MODEL / _ADAPTER), the machine (RERANKER_DEVICE, RERANKER_DTYPE,
+RERANKER_COMPILE, RERANKER_VARLEN_ATTENTION), the files (RERANKER_DB, RERANKER_CACHE), the caches'
+sizes (RERANKER_VISION_CACHE_MB, RERANKER_PREFIX_CACHE_MB, RERANKER_THUMBNAIL_CACHE_MB), who may
+judge (RERANKER_REQUIRE_LOGIN, RERANKER_BROWSER_SECRET), and Gradio's GRADIO_SERVER_NAME / _PORT.
 """
 
 from __future__ import annotations

@@ -581,7 +581,7 @@ def run_benchmark(
 
         rerankers = {key: load_reranker(key, device=device, batch_size=batch_size) for key in models}
     rerankers = {key: rerankers[key] for key in models}
-    settings = {key: r.settings_key(max_pixels.get(key)) for key, r in rerankers.items()}  # checks budgets early
+    settings = {key: r.settings_text(max_pixels.get(key)) for key, r in rerankers.items()}  # checks budgets early
     folder = ImageFolder(images)
     runs: dict[str, dict[str, dict[str, float]]] = {key: {} for key in (FIRST_STAGE, *models)}
     qrels: dict[str, dict[str, int]] = {}

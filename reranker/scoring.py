@@ -9,7 +9,7 @@ What the reference code does, one pair per forward pass, is done here in batches
   3. sequences are truncated as the reference truncates, grouped by length, left-padded;
   4. the vision encoder runs, a few pages at a time as their pixels arrive, on the pages not in
      the vision cache; the language model runs on the batch with those vision outputs
-     (`mm_encoder_outputs`), without a KV cache;
+     (`mm_encoder_outputs`), without a KV cache (except to keep page prefixes, below);
   5. score = sigmoid(h · (W[yes] − W[no])) for the last position's hidden state h, which equals
      sigmoid(logit_yes − logit_no) of the full LM head without computing the head.
 Resizing for batch k+1 starts while batch k is on the device.
@@ -239,17 +239,6 @@ class PreparedBatch:
     prefix_id: str | None = None  # set when this batch's page prefixes are kept for later queries
     prefix_lengths: list = None  # per row: its reusable prefix length, or None (truncation reached it)
 
-    def pixels(self, row: int) -> torch.Tensor:
-        return self.pending_pixels[row].result()
-
-    @property
-    def pixel_values(self) -> torch.Tensor | None:
-        """The processor's `pixel_values` for the pages that need the encoder (computed on the CPU)."""
-        rows = [row for row, pending in enumerate(self.pending_pixels) if pending is not None]
-        if not rows:
-            return None
-        return patchify([self.pixels(row) for row in rows], **self.patch_options)
-
 
 class Reranker:
     """One loaded reranker. Thread-safe: calls share the model and the caches, one at a time."""
@@ -351,7 +340,9 @@ class Reranker:
             "dtype": str(self.dtype).removeprefix("torch."),
         }
 
-    def settings_key(self, max_pixels: int | None = None) -> str:
+    def settings_text(self, max_pixels: int | None = None) -> str:
+        """`settings` as one readable line: part of the in-memory score cache's key, and what the
+        benchmark report records (the database keys its scores by `store.settings_key`, a hash)."""
         settings = self.settings(max_pixels)
         return "|".join(f"{name}={settings[name]}" for name in sorted(settings))
 
@@ -505,7 +496,7 @@ class Reranker:
     def _score_keys(self, prompt: str, keys: list[str], max_pixels: int | None) -> list[tuple]:
         """Each page's key in the score cache: (settings, prompt, page)."""
         prompt_id = hashlib.sha256(prompt.encode()).hexdigest()
-        settings = self.settings_key(max_pixels)
+        settings = self.settings_text(max_pixels)
         return [(settings, prompt_id, key) for key in keys]
 
     def _scored_batches(self, prompt, images, keys, todo, budget, size) -> Iterator[tuple[list[int], list[float]]]:
@@ -532,7 +523,7 @@ class Reranker:
             return {}
         found = {}
         for index in todo:
-            prefix = self.prefix_cache.get(self._prefix_key(keys[index], budget, layout))
+            prefix = self.prefix_cache.get(self._prefix_key(keys[index], budget, layout.prefix_id))
             if prefix is None:
                 continue
             grid = self._grid(page_image(images[index]), budget)
@@ -541,8 +532,10 @@ class Reranker:
                 found[index] = (prefix, sequence[prefix_length:])
         return found
 
-    def _prefix_key(self, page_key: str, budget: Budget, layout: PromptLayout) -> tuple:
-        return (page_key, budget.key(), layout.prefix_id)
+    @staticmethod
+    def _prefix_key(page_key: str, budget: Budget, prefix_id) -> tuple:
+        """The prefix cache's key: where the kept prefix is stored and where it is looked up."""
+        return (page_key, budget.key(), prefix_id)
 
     def _grid(self, image: Image.Image, budget: Budget) -> list[int]:
         """The processor's image_grid_thw row; it follows from the page size alone."""
@@ -718,8 +711,7 @@ class Reranker:
             start = width - int(batch.attention_mask[row].sum())  # left padding
             next_position = int(batch.position_ids[0, row, start + length])  # where the suffix starts
             prefix = harvest(cache, row, start, length, next_position)
-            key = (batch.page_keys[row], budget.key(), batch.prefix_id)
-            self.prefix_cache.put(key, prefix, prefix.nbytes)
+            self.prefix_cache.put(self._prefix_key(batch.page_keys[row], budget, batch.prefix_id), prefix, prefix.nbytes)
 
     def _forward_suffix(self, prefixes: list[PagePrefix], suffix: list[int]) -> list[float]:
         """Scores of one query's suffix tokens after each page's kept prefix."""

@@ -38,7 +38,7 @@ from .devices import cpu_has_bfloat16
 from .documents import DEFAULT_DPI, IngestOptions, ingest_cache
 from .models import MODELS, get_spec, pixels_to_tokens, tokens_to_pixels
 from .scoring import QueryError, check_text, is_blank
-from .store import GuidelinesChanged, QueryPage, Store, StoreError
+from .store import LABELS, GuidelinesChanged, QueryPage, Store, StoreError
 from .thumbnails import PageImages
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "static"
 SAMPLES = ROOT / "data" / "examples" / "sample-pages"
 A_KEY, B_KEY = list(MODELS)
-LABELS = {"relevant": "Relevant", "not_relevant": "Not relevant", "skip": "Skipped", "cleared": "Unjudged"}
+LABEL_NAMES = {"relevant": "Relevant", "not_relevant": "Not relevant", "skip": "Skipped", "cleared": "Unjudged"}
 ORDERS = ("Most informative first", f"{get_spec(A_KEY).label} rank", f"{get_spec(B_KEY).label} rank", "Upload order")
 # Gradio refuses a file over this in the browser, with everything selected alongside it; up to
 # here the app reads the upload and names each file over its own limit (100 MB), ranking the rest.
@@ -126,11 +126,13 @@ def device_note() -> str:
     if device.type == "cuda":
         return f"Running on {escape(torch.cuda.get_device_name(device))}."
     where = "**No GPU on this machine.**" if not torch.cuda.is_available() else "**The models run on the CPU.**"
-    a, b = get_spec(A_KEY).label, get_spec(B_KEY).label  # the names the columns and tables use
+    spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
+    a, b = spec_a.label, spec_b.label  # the names the columns and tables use
+    # Measured (docs/benchmarks.md) at the default budgets named here.
     note = (
         f"{where} On 2 CPU cores a page takes {a} about 60 s at its "
-        f"default budget (1280 visual tokens; about 10 s at 256) and {b} about 23 s at its "
-        "551. Lower the image budgets under *Instruction and settings* to go faster. A new question "
+        f"default budget ({spec_a.max_visual_tokens} visual tokens; about 10 s at 256) and {b} about 23 s at its "
+        f"{spec_b.max_visual_tokens}. Lower the image budgets under *Instruction and settings* to go faster. A new question "
         "about pages already ranked is quicker: neither model encodes a page image twice, so a page "
         f"takes {a} about 23 s and {b} about 1 s."
     )
@@ -506,7 +508,7 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
     labels = arena.store.current_labels(query_id, annotator) if annotator else {}
     judged = sum(1 for p in pages if labels.get(p.page_hash) not in (None, "cleared"))
     summary = arena.store.query(query_id)
-    current = LABELS.get(labels.get(page.page_hash), "Unjudged")
+    current = LABEL_NAMES.get(labels.get(page.page_hash), "Unjudged")
     scores = " · ".join(
         f"{escape(get_spec(key).label)}: P(yes) {page.scores[key]:.3f} (#{page.ranks[key]})"
         for key in MODELS if key in page.scores
@@ -545,8 +547,8 @@ def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: st
     """Record one judgment (append-only) and return the page's label and the annotator's progress.
     `profile`: the signed-in user, if any (see `annotator_name`)."""
     annotator = arena.store.known_annotator(annotator_name(annotator, profile))
-    if label not in LABELS or label == "cleared":
-        raise refuse(f"label must be one of relevant, not_relevant, skip (got {label!r})")
+    if label not in LABELS:  # what an annotator can choose (not "cleared": that is undo's)
+        raise refuse(f"label must be one of {', '.join(LABELS)} (got {label!r})")
     query_id = _query_id(query_id)
     try:
         arena.store.record_judgment(query_id, page_hash, annotator, label)

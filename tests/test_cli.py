@@ -50,10 +50,10 @@ def test_score_with_no_readable_file_says_so_without_loading_a_model(monkeypatch
 
 def test_score_refuses_an_image_budget_outside_a_chosen_models_range_before_loading(monkeypatch, capsys):
     monkeypatch.setenv("RERANKER_QWEN3_VL_RERANKER_2B_MODEL", "/no/weights/here")  # loading would fail
-    code = main(["score", str(SAMPLE_PAGES[0]), "-q", "x", "--max-pixels", "1500000"])  # A's range, above B's
+    code = main(["score", str(SAMPLE_PAGES[0]), "-q", "x", "--max-pixels", "10000"])  # A's range, below B's
     captured = capsys.readouterr()
     assert code == 2 and captured.out == ""
-    assert captured.err == "error: --max-pixels: Qwen3RerankerMM-2B: image budget 1500000 px is outside [65536, 1310720]\n"
+    assert captured.err == "error: --max-pixels: Qwen3RerankerMM-2B: image budget 10000 px is outside [65536, 1843200]\n"
 
 
 def test_score_json_stays_json_when_a_pdf_is_damaged(tiny_checkpoints, tmp_path):

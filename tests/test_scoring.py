@@ -392,8 +392,11 @@ def test_prepared_inputs_equal_what_the_processor_builds(tiny_rerankers, sample_
         budget = reranker.budget
         resized = [resize_to_budget(page, budget.min_pixels, budget.max_pixels) for page in pages]
         expected = reranker.processor(text=[prompt] * 2, images=resized, do_resize=False, padding=True, return_tensors="pt")
-        for name in ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw", "pixel_values"):
+        for name in ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw"):
             assert torch.equal(getattr(batch, name).to(expected[name].dtype), expected[name]), name
+        # What the vision encoder gets: the pages' uint8 pixels, patchified as the model will.
+        pixel_values = scoring_module.patchify([pending.result() for pending in batch.pending_pixels], **batch.patch_options)
+        assert torch.equal(pixel_values.to(expected["pixel_values"].dtype), expected["pixel_values"])
         positions, _ = reranker.backbone.get_rope_index(**{name: expected[name] for name in ("input_ids", "mm_token_type_ids", "image_grid_thw", "attention_mask")})
         assert torch.equal(batch.position_ids, positions)  # the model's own M-RoPE positions
 
@@ -428,10 +431,10 @@ def test_budget_outside_the_models_range_is_refused(tiny_rerankers, sample_image
 
 def test_a_budget_must_be_a_whole_number_and_one_given_as_a_float_is_the_same_budget(tiny_rerankers):
     reranker = tiny_rerankers[A]
-    assert reranker.settings_key(200_000.0) == reranker.settings_key(200_000)  # a float made another key
+    assert reranker.settings_text(200_000.0) == reranker.settings_text(200_000)  # a float made another key
     for wrong in (200_000.5, "5e5", True, float("nan")):
         with pytest.raises(ValueError, match=r"image budget must be a whole number of pixels, got"):
-            reranker.settings_key(wrong)
+            reranker.settings_text(wrong)
 
 
 def test_a_per_call_budget_changes_the_scores_and_is_cached_separately(tiny_rerankers, sample_images):
@@ -439,7 +442,7 @@ def test_a_per_call_budget_changes_the_scores_and_is_cached_separately(tiny_rera
     small = reranker.score(QUERIES[0], sample_images[:2], max_pixels=64 * 32 * 32)
     default = reranker.score(QUERIES[0], sample_images[:2])
     assert small != pytest.approx(default, abs=1e-4)
-    assert reranker.settings_key(64 * 32 * 32) != reranker.settings_key()
+    assert reranker.settings_text(64 * 32 * 32) != reranker.settings_text()
 
 
 # ----- errors users meet --------------------------------------------------------------------------
@@ -837,7 +840,7 @@ def test_cache_sizes_come_from_the_environment(tiny_checkpoints, monkeypatch):
 
 @pytest.mark.parametrize("max_pixels", [10, 99_000_000])
 def test_an_image_budget_outside_the_models_range_is_refused_at_load_before_the_weights(tmp_path, max_pixels):
-    message = rf"^Qwen3RerankerMM-2B: image budget {max_pixels} px is outside \[65536, 1310720\]$"
+    message = rf"^Qwen3RerankerMM-2B: image budget {max_pixels} px is outside \[65536, 1843200\]$"
     with pytest.raises(ValueError, match=message):  # not the LoadError that the missing weights would give
         load_reranker(B, model_path=str(tmp_path / "no-weights"), adapter_path=str(tmp_path / "no-adapter"),
                       device="cpu", max_pixels=max_pixels)
