@@ -2,8 +2,8 @@
 // ←/→ previous/next. Ignored while typing in a text field, when the tab is hidden, while the
 // page view is being redrawn (keys and clicks on those buttons alike), and (R, N, S) while the
 // page's image is loading; a focused radio button, checkbox or button takes no typing, so they
-// work there (a dropdown lets go of the focus once chosen), and after Enter in "Jump to page" or
-// the name box, that box gives up the focus.
+// work there (a dropdown lets go of the focus once chosen, or closed with Escape), and after
+// Enter in "Jump to page" or the name box, that box gives up the focus.
 () => {
   const CLICKED_NOT_TYPED = ["radio", "checkbox", "button", "submit", "reset"];
   const typingIn = (target) =>
@@ -47,6 +47,12 @@
     if (event.key === "Enter" && event.target.closest && event.target.closest("#jump, #annotator")) {
       // Enter has sent the jump, or the name: the box lets go of the focus, so the keys judge
       // again (an R after the name went into it: "Dana" became "Danar").
+      setTimeout(() => event.target.blur(), 0);
+      return;
+    }
+    if (event.key === "Escape" && event.target.closest && event.target.closest('#annotate-panel [role="combobox"]')) {
+      // The list is closed without a choice: its box kept the focus, and the next R was typed
+      // into it as a filter (an N or an arrow key did nothing, or reopened the list).
       setTimeout(() => event.target.blur(), 0);
       return;
     }

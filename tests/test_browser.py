@@ -656,6 +656,32 @@ def test_after_enter_in_the_name_box_the_next_key_judges_instead_of_typing(page,
     expect(name_box).to_have_value("Dana")
 
 
+def test_a_list_closed_with_escape_gives_the_keys_back(page, app_server):
+    """Its box kept the focus: an N did nothing and an R went into it as a filter."""
+    from gradio_client import Client, handle_file
+
+    query = "escape then keys query"
+    files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (3, 7)]
+    Client(app_server.url, verbose=False).predict(files=files, query=query, api_name="/rank")
+    open_annotate(page)
+    page.locator("#query-pick input").click()
+    page.get_by_role("option", name=re.compile(f" judged — {query}$")).click()
+    name_box, progress = page.locator("#annotator input"), page.locator("#annotate-progress")
+    name_box.fill("Eve")
+    name_box.press("Enter")
+    expect(progress).to_have_text("0/2 judged by Eve")
+    for box in ("#query-pick input", "#annotate-order input"):
+        page.locator(box).click()
+        expect(page.get_by_role("option").first).to_be_visible()
+        page.keyboard.press("Escape")
+        expect(page.get_by_role("option")).to_have_count(0)
+    judge_key(page, "n")
+    expect(progress).to_have_text("1/2 judged by Eve")
+    judge_key(page, "r")
+    expect(progress).to_contain_text("2/2 judged by Eve")
+    expect(page.locator("#query-pick input")).to_have_value(re.compile(f"{query}$"))
+
+
 def test_shortcuts_work_after_choosing_an_order_and_a_jump_past_the_end_goes_to_the_last_page(page, app_server):
     from gradio_client import Client, handle_file
 
