@@ -65,7 +65,15 @@
     const button = element && (element.tagName === "BUTTON" ? element : element.querySelector("button"));
     if (!button || button.disabled) return;
     event.preventDefault();
-    if (viewOnItsWay()) return; // dropped, as presses during a request are
+    // A key that judges nothing says so: the page image flashes its outline (on a slow link the
+    // next page's text shows a second before its image, and a silent drop looked like a lost key).
+    const ignored = () => {
+      panel.classList.remove("key-ignored");
+      void panel.offsetWidth; // restart the flash for a second ignored key
+      panel.classList.add("key-ignored");
+      setTimeout(() => panel.classList.remove("key-ignored"), 600);
+    };
+    if (viewOnItsWay()) return ignored(); // dropped, as presses during a request are
     // A label is for the page in view: while the next page's image is still arriving (the text
     // beside it already names that page; ~0.1 s here, longer on a slow link), the old image is
     // on screen, so R, N and S wait for it (dropped, as presses during a request are). Only when
@@ -73,7 +81,7 @@
     const image = document.querySelector("#annotate-image img");
     const box = image && image.getBoundingClientRect();
     const loadingInView = image && !image.complete && box.bottom > 0 && box.top < window.innerHeight;
-    if (["r", "n", "s"].includes(event.key.toLowerCase()) && loadingInView) return;
+    if (["r", "n", "s"].includes(event.key.toLowerCase()) && loadingInView) return ignored();
     button.click();
   });
 }

@@ -604,8 +604,11 @@ def test_judging_keys_wait_for_the_page_image_to_arrive(page, app_server):
     expect(progress).to_have_text("1/3 judged by image rater")
     assert not page.evaluate(loaded)  # doc_1's image is still what the screen shows
     page.keyboard.press("n")
+    panel = page.locator("#annotate-panel")
+    expect(panel).to_have_class(re.compile(r"\bkey-ignored\b"), timeout=500)  # the page flashes: not taken
     page.wait_for_timeout(1500)
     expect(progress).to_have_text("1/3 judged by image rater")
+    expect(panel).not_to_have_class(re.compile(r"\bkey-ignored\b"))
     for route in held:
         route.continue_()
     page.unroute(re.compile(r"/gradio_api/file="))
