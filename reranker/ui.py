@@ -732,11 +732,16 @@ def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: i
                        f"(RERANKER_CACHE): {reason}. Nothing stored was changed.", print_exception=False) from None
 
 
+# The Evaluate tab's Labels choice of no annotator: its value is empty (as the API's), so a person
+# who judges under the name "Majority vote" can still be chosen alone.
+MAJORITY_VOTE = ("Majority vote", "")
+
+
 def evaluate_view(arena: Arena, annotator: str | None):
     from .evaluate import evaluate_store, model_label
     from .metrics import EvalResult
 
-    annotator = None if annotator in (None, "", "Majority vote") else annotator
+    annotator = annotator or None  # MAJORITY_VOTE's value
     try:
         evaluation = evaluate_store(arena.store, annotator)
     except ValueError as error:
@@ -819,7 +824,7 @@ def evaluation_headline(summary: pd.DataFrame, labels: str | None) -> str:
     (a first visit showed tables of dashes, the reason halfway down the page); else nothing."""
     if not summary.empty and summary["queries"].max() > 0:
         return ""
-    whose = "" if labels in (None, "", "Majority vote") else f" by {escape(labels)}"
+    whose = f" by {escape(labels)}" if labels else ""
     return (f"**Nothing to evaluate yet:** no ranked query has a page judged relevant{whose}. Judge pages on the "
             "*Annotate* tab (R: relevant, N: not relevant), then press *Evaluate*.")
 
@@ -1062,7 +1067,7 @@ def build_app(arena: Arena) -> gr.Blocks:
 
             with gr.Tab("Evaluate", id="evaluate") as evaluate_tab:
                 with gr.Row():
-                    eval_annotator = gr.Dropdown(["Majority vote"], value="Majority vote", label="Labels", allow_custom_value=True,
+                    eval_annotator = gr.Dropdown([MAJORITY_VOTE], value=MAJORITY_VOTE[1], label="Labels", allow_custom_value=True,
                                                  elem_id="eval-labels")
                     eval_button = gr.Button("Evaluate", variant="primary")
                 eval_headline = markdown(elem_id="eval-headline")  # what is missing, before empty tables
@@ -1323,7 +1328,7 @@ def build_app(arena: Arena) -> gr.Blocks:
         gr.on([evaluate_tab.select, eval_button.click], on_evaluate, eval_annotator, eval_outputs,
               trigger_mode="always_last", api_visibility="private")
         def label_choices():
-            return gr.update(choices=["Majority vote", *arena.store.annotators()])
+            return gr.update(choices=[MAJORITY_VOTE, *arena.store.annotators()])
 
         # Annotators who judged since the page loaded are offered as soon as the tab opens.
         gr.on([demo.load, evaluate_tab.select, eval_button.click], label_choices, None, eval_annotator,

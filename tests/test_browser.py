@@ -799,6 +799,7 @@ def test_export_shows_the_counts_of_the_file_it_made_and_offers_none_after_a_fai
 
     # Someone who judged after the page loaded is a Labels choice as soon as the tab opens.
     page.get_by_role("tab", name="Evaluate", exact=True).click()
+    expect(page.locator("#eval-labels input")).to_have_value("Majority vote")  # its value is empty
     page.locator("#eval-labels input").click()
     expect(page.get_by_role("option", name="exporter", exact=True)).to_be_visible()
     page.get_by_role("option", name="exporter", exact=True).click()

@@ -393,7 +393,7 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
         for page_hash in order_a:
             label = "relevant" if page_hash == order_a[-1] else "not_relevant"
             ui.judge(arena, query_id, page_hash, annotator, label)
-    summary, bars, differences, per_query, notes, mistakes_a, mistakes_b = ui.evaluate_view(arena, "Majority vote")
+    summary, bars, differences, per_query, notes, mistakes_a, mistakes_b = ui.evaluate_view(arena, "")
     assert set(summary["model"]) == {"Qwen3-VL-Reranker-2B", "Qwen3RerankerMM-2B"}
     row_a = summary.set_index("model").loc["Qwen3-VL-Reranker-2B"]
     assert row_a["mrr"] == pytest.approx(0.25) and row_a["queries"] == 1
@@ -467,13 +467,13 @@ def test_with_no_page_judged_relevant_the_bar_plot_draws_no_bars(arena, ranked):
     summary, bars, *_ = ui.evaluate_view(arena, None)
     assert list(summary["queries"]) == [0, 0] and bars is None
     # Said above the tables (the reason sat halfway down the page, under tables of dashes).
-    assert ui.evaluation_headline(summary, "Majority vote").startswith(
+    assert ui.evaluation_headline(summary, "").startswith(
         "**Nothing to evaluate yet:** no ranked query has a page judged relevant. Judge pages on the *Annotate* tab")
     assert "judged relevant by ann." in ui.evaluation_headline(summary, "ann")
     ui.judge(arena, ranked["query_id"], ranked["pages"][2]["content_hash"], "ann", "relevant")
     summary, bars, *_ = ui.evaluate_view(arena, None)
     assert bars["value"].dtype == float and len(bars) == len(ui.bar_order())
-    assert ui.evaluation_headline(summary, "Majority vote") == ""
+    assert ui.evaluation_headline(summary, "") == ""
 
 
 def test_the_agreement_line_names_each_models_rank_and_says_no_top_k_overlap_for_k_pages_or_fewer():
@@ -510,6 +510,16 @@ def test_a_guidelines_save_the_database_refuses_is_an_error_not_a_refusal(arena,
         ui._write_guidelines(arena, "text", "")
 
 
+def test_an_annotator_named_majority_vote_is_evaluated_alone(arena, ranked):
+    """The Labels list's "Majority vote" has an empty value, so that name is anyone's."""
+    hashes = [page["content_hash"] for page in ranked["pages"]]
+    ui.judge(arena, ranked["query_id"], hashes[0], "Majority vote", "relevant")
+    ui.judge(arena, ranked["query_id"], hashes[0], "bob", "not_relevant")  # the majority: a tie
+    alone, *_ = ui.evaluate_view(arena, "Majority vote")
+    everyone, *_ = ui.evaluate_view(arena, ui.MAJORITY_VOTE[1])
+    assert list(alone["queries"]) == [1, 1] and list(everyone["queries"]) == [0, 0]
+
+
 def test_evaluate_notes_say_why_queries_are_left_out_and_list_only_annotators_who_overlap(arena, ranked):
     from .bad_inputs import SAMPLE_PAGES
 
@@ -520,7 +530,7 @@ def test_evaluate_notes_say_why_queries_are_left_out_and_list_only_annotators_wh
     ui.judge(arena, first, hashes[0], "bob", "relevant")
     ui.judge(arena, first, hashes[1], "bob", "not_relevant")
     ui.judge(arena, second["query_id"], second["pages"][0]["content_hash"], "cid", "not_relevant")  # nothing relevant
-    *_, notes, _, _ = ui.evaluate_view(arena, "Majority vote")
+    *_, notes, _, _ = ui.evaluate_view(arena, "")
     lines = notes.split("\n\n")
     for label in ("Qwen3-VL-Reranker-2B", "Qwen3RerankerMM-2B"):
         assert f"Not in {ui.escape(label)}'s means: 1 query (no relevant page)." in lines
