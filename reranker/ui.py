@@ -28,6 +28,7 @@ import weakref
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import gradio as gr
@@ -904,464 +905,561 @@ def examples() -> tuple[list[list], list[str]]:
 
 
 def build_app(arena: Arena) -> gr.Blocks:
-    spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
+    """The app: four tabs, each laid out by its `_*_tab` function and wired by its `_wire_*` one."""
     # delete_cache: Gradio's own copies of files it served (exports, galleries), hourly.
     with gr.Blocks(title="Multimodal Rerank Arena", delete_cache=(EXPORT_KEEP_SECONDS, EXPORT_KEEP_SECONDS)) as demo:
         markdown("# Multimodal Rerank Arena")
-        # The /rank result: a JSON component (a State would not be returned to API clients).
-        ranking_state = gr.JSON(visible=False)
-        # Remembered by the browser. Outside the tabs: a hidden tab's components are not mounted at page
-        # load, so a BrowserState inside the Annotate tab would reach demo.load as its default value.
-        # A fixed secret: the default is random per start, and a Space restarts often.
-        secret = os.environ.get("RERANKER_BROWSER_SECRET", "rerank-arena")
-        saved_name = gr.BrowserState("", storage_key="rerank-arena-annotator", secret=secret)
-        saved_query = gr.BrowserState(None, storage_key="rerank-arena-query", secret=secret)
-        saved_order = gr.BrowserState(ORDERS[0], storage_key="rerank-arena-order", secret=secret)
-        tab_open = gr.State("rank")  # the tab this browser shows (a finished ranking leaves Annotate alone)
+        shared = _shared_state()
         with gr.Tabs():
-            with gr.Tab("Rank", id="rank") as rank_tab:
-                # Here, not above the tabs: there it pushed the page to judge ~300 px down on Annotate.
-                markdown(
-                    f"Two 2B multimodal rerankers built on Qwen3-VL, side by side on your own pages: "
-                    f"**{spec_a.label}** and **{spec_b.label}** (a LoRA on Qwen3-VL-2B-Instruct). "
-                    "Each page gets P(yes) from each model; judge pages to build training data and to "
-                    "measure the models against people.\n\n"
-                    "**Shared with everyone who uses this app:** every ranked page, query and judgment is "
-                    "kept in its database and shown on the Annotate, Export and Evaluate tabs. Do not upload "
-                    "confidential documents to a public instance.",
-                    elem_id="intro",
-                )
-                markdown(device_note(), elem_id="device-note")
+            rank = _rank_tab()
+            annotate = _annotate_tab()
+            export = _export_tab()
+            evaluate = _evaluate_tab()
+        _wire_rank(arena, rank, annotate, shared)
+        _wire_annotate(arena, annotate, shared, demo)
+        _wire_export(arena, export)
+        _wire_evaluate(arena, evaluate, demo)
+        _register_api(arena)
+        for tab in (rank.tab, annotate.tab, export.tab, evaluate.tab):
+            tab.select(lambda tab_id=tab.id: tab_id, None, shared.tab_open, queue=False, api_visibility="private")
+    return demo
+
+
+def _shared_state() -> SimpleNamespace:
+    """What the tabs share, outside them."""
+    # The /rank result: a JSON component (a State would not be returned to API clients).
+    ranking_state = gr.JSON(visible=False)
+    # Remembered by the browser. Outside the tabs: a hidden tab's components are not mounted at page
+    # load, so a BrowserState inside the Annotate tab would reach demo.load as its default value.
+    # A fixed secret: the default is random per start, and a Space restarts often.
+    secret = os.environ.get("RERANKER_BROWSER_SECRET", "rerank-arena")
+    saved_name = gr.BrowserState("", storage_key="rerank-arena-annotator", secret=secret)
+    saved_query = gr.BrowserState(None, storage_key="rerank-arena-query", secret=secret)
+    saved_order = gr.BrowserState(ORDERS[0], storage_key="rerank-arena-order", secret=secret)
+    tab_open = gr.State("rank")  # the tab this browser shows (a finished ranking leaves Annotate alone)
+    return SimpleNamespace(ranking_state=ranking_state, saved_name=saved_name, saved_query=saved_query,
+                           saved_order=saved_order, tab_open=tab_open)
+
+
+def _rank_tab() -> SimpleNamespace:
+    """The Rank tab's components: uploads, query and settings; both galleries; the page shown large."""
+    spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
+    with gr.Tab("Rank", id="rank") as rank_tab:
+        # Here, not above the tabs: there it pushed the page to judge ~300 px down on Annotate.
+        markdown(
+            f"Two 2B multimodal rerankers built on Qwen3-VL, side by side on your own pages: "
+            f"**{spec_a.label}** and **{spec_b.label}** (a LoRA on Qwen3-VL-2B-Instruct). "
+            "Each page gets P(yes) from each model; judge pages to build training data and to "
+            "measure the models against people.\n\n"
+            "**Shared with everyone who uses this app:** every ranked page, query and judgment is "
+            "kept in its database and shown on the Annotate, Export and Evaluate tabs. Do not upload "
+            "confidential documents to a public instance.",
+            elem_id="intro",
+        )
+        markdown(device_note(), elem_id="device-note")
+        with gr.Row():
+            with gr.Column(scale=2):
+                # No file_types: Gradio would refuse the whole upload, unnamed, for one .txt among
+                # the PDFs; the app reads each file by its bytes and names the ones it cannot use.
+                # A long file list scrolls in its box rather than push the results down.
+                files = gr.File(label="PDFs or images", file_count="multiple", height=300, elem_id="uploads")
+            with gr.Column(scale=3):
+                query = gr.Textbox(label="Query", placeholder="What are you looking for? (Enter ranks)", lines=1, max_lines=4, elem_id="query")
+                with gr.Accordion("Instruction and settings", open=False):
+                    instruction = gr.Textbox(label=f"Instruction ({spec_a.label} only; {spec_b.label} uses its fixed prompt)",
+                                             value=spec_a.default_instruction, lines=2)
+                    budget_a = gr.Slider(64, pixels_to_tokens(spec_a.max_pixels_limit), value=spec_a.max_visual_tokens, step=1,
+                                         label=f"{spec_a.label}: image budget (visual tokens of 32×32 px)")
+                    budget_b = gr.Slider(64, pixels_to_tokens(spec_b.max_pixels_limit), value=spec_b.max_visual_tokens, step=1,
+                                         label=f"{spec_b.label}: image budget (visual tokens; default = its card's 564,480 px)")
+                    dpi = gr.Slider(72, 300, value=DEFAULT_DPI, step=1, label="PDF render DPI")
+                rank_button = gr.Button("Rank", variant="primary", elem_id="rank-button")
+                # Right under the Rank button, whatever the length of the file list: the
+                # progress shows where the visitor is looking (below the examples, it was
+                # off screen at 1400×900).
+                status = markdown(RANK_HINT, elem_id="rank-status")
+        example_rows, example_labels = examples()
+        gr.Examples(example_rows, inputs=[files, query], example_labels=example_labels,
+                    label="Examples (sample pages)", elem_id="examples")
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                header_a = markdown(f"### {spec_a.label}", elem_id="header-a")
+                gallery_a = gr.Gallery(label=spec_a.label, columns=3, height="auto", object_fit="contain",
+                                       allow_preview=False, buttons=[], elem_id="gallery-a")
+            with gr.Column():
+                header_b = markdown(f"### {spec_b.label}", elem_id="header-b")
+                gallery_b = gr.Gallery(label=spec_b.label, columns=3, height="auto", object_fit="contain",
+                                       allow_preview=False, buttons=[], elem_id="gallery-b")
+        with gr.Row():
+            with gr.Column(scale=3):
+                detail_image = gr.Image(label="Selected page", type="filepath", interactive=False, height=520,
+                                        buttons=["download", "fullscreen"], elem_id="detail-image")
+            with gr.Column(scale=2):
+                detail_text = markdown(DETAIL_HINT, elem_id="detail-text")
+                agreement = markdown(elem_id="agreement")
+                scatter = gr.ScatterPlot(x=spec_a.label, y=spec_b.label, tooltip=["page"], x_lim=[0, 1], y_lim=[0, 1],
+                                         label="P(yes): one point per page", height=320, elem_id="scatter-plot")
+    return SimpleNamespace(tab=rank_tab, files=files, query=query, instruction=instruction,
+                           budget_a=budget_a, budget_b=budget_b, dpi=dpi, rank_button=rank_button,
+                           status=status, header_a=header_a, gallery_a=gallery_a, header_b=header_b,
+                           gallery_b=gallery_b, detail_image=detail_image, detail_text=detail_text,
+                           agreement=agreement, scatter=scatter)
+
+
+def _annotate_tab() -> SimpleNamespace:
+    """The Annotate tab's components: annotator, order, query list; the page to judge and its buttons."""
+    with gr.Tab("Annotate", id="annotate", elem_id="annotate-panel") as annotate_tab:
+        with gr.Row():
+            if login_required():  # the name comes from the Hugging Face login, not the keyboard
+                annotator = gr.Textbox(label="Signed in as", placeholder="sign in to judge", max_lines=1,
+                                       interactive=False, elem_id="annotator", scale=2, min_width=200)
+            else:
+                annotator = gr.Textbox(label="Your name (remembered by this browser)", max_lines=1, elem_id="annotator", scale=2,
+                                       min_width=200)
+            if os.environ.get("OAUTH_CLIENT_ID"):  # a Space with `hf_oauth: true`
+                gr.LoginButton()
+            # A dropdown, not a radio: at phone width the four choices stacked into four lines
+            # and pushed the judging buttons below the first screen.
+            order = gr.Dropdown(list(ORDERS), value=ORDERS[0], label="Order", filterable=False, scale=2,
+                                min_width=200, elem_id="annotate-order")
+        with gr.Row(elem_id="query-row"):  # one row at phone width too (arena.css)
+            query_pick = gr.Dropdown(label="Query (newest first), each after its pages judged/total: yours once your name is in, "
+                                           "else anyone's", choices=[], scale=5, elem_id="query-pick")
+            refresh = gr.Button("↻ Refresh list", scale=1, elem_id="refresh-list")
+        with gr.Row():
+            with gr.Column(scale=3):
+                # No share button: one click would post a page of this workspace publicly.
+                annotate_image = gr.Image(label="Page", type="filepath", interactive=False, height=720,
+                                          buttons=["download", "fullscreen"], elem_id="annotate-image")
+            with gr.Column(scale=2, elem_id="judge-column"):  # above the page at phone width (arena.css)
+                annotate_progress = markdown(elem_id="annotate-progress")
+                annotate_info = markdown(elem_id="annotate-info")
+                # Two a row at phone width too (min_width): one a row put the page a screen lower.
                 with gr.Row():
-                    with gr.Column(scale=2):
-                        # No file_types: Gradio would refuse the whole upload, unnamed, for one .txt among
-                        # the PDFs; the app reads each file by its bytes and names the ones it cannot use.
-                        # A long file list scrolls in its box rather than push the results down.
-                        files = gr.File(label="PDFs or images", file_count="multiple", height=300, elem_id="uploads")
-                    with gr.Column(scale=3):
-                        query = gr.Textbox(label="Query", placeholder="What are you looking for? (Enter ranks)", lines=1, max_lines=4, elem_id="query")
-                        with gr.Accordion("Instruction and settings", open=False):
-                            instruction = gr.Textbox(label=f"Instruction ({spec_a.label} only; {spec_b.label} uses its fixed prompt)",
-                                                     value=spec_a.default_instruction, lines=2)
-                            budget_a = gr.Slider(64, pixels_to_tokens(spec_a.max_pixels_limit), value=spec_a.max_visual_tokens, step=1,
-                                                 label=f"{spec_a.label}: image budget (visual tokens of 32×32 px)")
-                            budget_b = gr.Slider(64, pixels_to_tokens(spec_b.max_pixels_limit), value=spec_b.max_visual_tokens, step=1,
-                                                 label=f"{spec_b.label}: image budget (visual tokens; default = its card's 564,480 px)")
-                            dpi = gr.Slider(72, 300, value=DEFAULT_DPI, step=1, label="PDF render DPI")
-                        rank_button = gr.Button("Rank", variant="primary", elem_id="rank-button")
-                        # Right under the Rank button, whatever the length of the file list: the
-                        # progress shows where the visitor is looking (below the examples, it was
-                        # off screen at 1400×900).
-                        status = markdown(RANK_HINT, elem_id="rank-status")
-                example_rows, example_labels = examples()
-                gr.Examples(example_rows, inputs=[files, query], example_labels=example_labels,
-                            label="Examples (sample pages)", elem_id="examples")
-                with gr.Row(equal_height=False):
-                    with gr.Column():
-                        header_a = markdown(f"### {spec_a.label}", elem_id="header-a")
-                        gallery_a = gr.Gallery(label=spec_a.label, columns=3, height="auto", object_fit="contain",
-                                               allow_preview=False, buttons=[], elem_id="gallery-a")
-                    with gr.Column():
-                        header_b = markdown(f"### {spec_b.label}", elem_id="header-b")
-                        gallery_b = gr.Gallery(label=spec_b.label, columns=3, height="auto", object_fit="contain",
-                                               allow_preview=False, buttons=[], elem_id="gallery-b")
+                    relevant = gr.Button("Relevant (R)", variant="primary", elem_id="judge-relevant", min_width=100)
+                    not_relevant = gr.Button("Not relevant (N)", variant="stop", elem_id="judge-not-relevant",
+                                             min_width=100)
                 with gr.Row():
-                    with gr.Column(scale=3):
-                        detail_image = gr.Image(label="Selected page", type="filepath", interactive=False, height=520,
-                                                buttons=["download", "fullscreen"], elem_id="detail-image")
-                    with gr.Column(scale=2):
-                        detail_text = markdown(DETAIL_HINT, elem_id="detail-text")
-                        agreement = markdown(elem_id="agreement")
-                        scatter = gr.ScatterPlot(x=spec_a.label, y=spec_b.label, tooltip=["page"], x_lim=[0, 1], y_lim=[0, 1],
-                                                 label="P(yes): one point per page", height=320, elem_id="scatter-plot")
-
-            with gr.Tab("Annotate", id="annotate", elem_id="annotate-panel") as annotate_tab:
+                    skip = gr.Button("Skip (S)", elem_id="judge-skip", min_width=100)
+                    undo_button = gr.Button("Undo (U)", elem_id="judge-undo", min_width=100)
                 with gr.Row():
-                    if login_required():  # the name comes from the Hugging Face login, not the keyboard
-                        annotator = gr.Textbox(label="Signed in as", placeholder="sign in to judge", max_lines=1,
-                                               interactive=False, elem_id="annotator", scale=2, min_width=200)
-                    else:
-                        annotator = gr.Textbox(label="Your name (remembered by this browser)", max_lines=1, elem_id="annotator", scale=2,
-                                               min_width=200)
-                    if os.environ.get("OAUTH_CLIENT_ID"):  # a Space with `hf_oauth: true`
-                        gr.LoginButton()
-                    # A dropdown, not a radio: at phone width the four choices stacked into four lines
-                    # and pushed the judging buttons below the first screen.
-                    order = gr.Dropdown(list(ORDERS), value=ORDERS[0], label="Order", filterable=False, scale=2,
-                                        min_width=200, elem_id="annotate-order")
-                with gr.Row(elem_id="query-row"):  # one row at phone width too (arena.css)
-                    query_pick = gr.Dropdown(label="Query (newest first), each after its pages judged/total: yours once your name is in, "
-                                                   "else anyone's", choices=[], scale=5, elem_id="query-pick")
-                    refresh = gr.Button("↻ Refresh list", scale=1, elem_id="refresh-list")
-                with gr.Row():
-                    with gr.Column(scale=3):
-                        # No share button: one click would post a page of this workspace publicly.
-                        annotate_image = gr.Image(label="Page", type="filepath", interactive=False, height=720,
-                                                  buttons=["download", "fullscreen"], elem_id="annotate-image")
-                    with gr.Column(scale=2, elem_id="judge-column"):  # above the page at phone width (arena.css)
-                        annotate_progress = markdown(elem_id="annotate-progress")
-                        annotate_info = markdown(elem_id="annotate-info")
-                        # Two a row at phone width too (min_width): one a row put the page a screen lower.
-                        with gr.Row():
-                            relevant = gr.Button("Relevant (R)", variant="primary", elem_id="judge-relevant", min_width=100)
-                            not_relevant = gr.Button("Not relevant (N)", variant="stop", elem_id="judge-not-relevant",
-                                                     min_width=100)
-                        with gr.Row():
-                            skip = gr.Button("Skip (S)", elem_id="judge-skip", min_width=100)
-                            undo_button = gr.Button("Undo (U)", elem_id="judge-undo", min_width=100)
-                        with gr.Row():
-                            previous = gr.Button("◀ Previous (←)", elem_id="nav-prev", min_width=100)
-                            following = gr.Button("Next (→) ▶", elem_id="nav-next", min_width=100)
-                        # No minimum or maximum: Gradio would refuse 0 or 11 with an error over the
-                        # whole panel; the jump itself clamps to the pages there are.
-                        jump = gr.Number(1, label="Jump to page (Enter)", precision=0, elem_id="jump")
-                        with gr.Accordion("Guidelines (what counts as relevant)", open=False):
-                            guidelines = gr.Textbox(lines=6, label="Guidelines: what counts as relevant", show_label=False,
-                                                    elem_id="guidelines")  # the label names it for screen readers
-                            guidelines_saved = markdown(elem_id="guidelines-saved")
-                            guidelines_version = gr.State(None)  # as loaded: see _write_guidelines
-                            save_guidelines = gr.Button("Save guidelines")
-                position = gr.State(0)
-                # "query id page hash" of the page on screen: what a key judges. A hidden box, not a
-                # gr.State: a State lives on the server, which had set it to the next page while the
-                # browser still showed this one (a key pressed after choosing a query, an order or a
-                # page number judged a page not yet on screen); the box's value is the browser's.
-                shown_page = gr.Textbox(visible=False, elem_id="shown-page")
-                page_total = gr.State(0)
+                    previous = gr.Button("◀ Previous (←)", elem_id="nav-prev", min_width=100)
+                    following = gr.Button("Next (→) ▶", elem_id="nav-next", min_width=100)
+                # No minimum or maximum: Gradio would refuse 0 or 11 with an error over the
+                # whole panel; the jump itself clamps to the pages there are.
+                jump = gr.Number(1, label="Jump to page (Enter)", precision=0, elem_id="jump")
+                with gr.Accordion("Guidelines (what counts as relevant)", open=False):
+                    guidelines = gr.Textbox(lines=6, label="Guidelines: what counts as relevant", show_label=False,
+                                            elem_id="guidelines")  # the label names it for screen readers
+                    guidelines_saved = markdown(elem_id="guidelines-saved")
+                    guidelines_version = gr.State(None)  # as loaded: see _write_guidelines
+                    save_guidelines = gr.Button("Save guidelines")
+        position = gr.State(0)
+        # "query id page hash" of the page on screen: what a key judges. A hidden box, not a
+        # gr.State: a State lives on the server, which had set it to the next page while the
+        # browser still showed this one (a key pressed after choosing a query, an order or a
+        # page number judged a page not yet on screen); the box's value is the browser's.
+        shown_page = gr.Textbox(visible=False, elem_id="shown-page")
+        page_total = gr.State(0)
+    # What draws the page to judge (`_view`), and what it reads.
+    view_inputs = [query_pick, annotator, order, position, jump]
+    view_outputs = [annotate_image, annotate_info, annotate_progress, jump, shown_page, page_total]
+    return SimpleNamespace(tab=annotate_tab, annotator=annotator, order=order, query_pick=query_pick,
+                           refresh=refresh, annotate_image=annotate_image, annotate_progress=annotate_progress,
+                           annotate_info=annotate_info, relevant=relevant, not_relevant=not_relevant,
+                           skip=skip, undo_button=undo_button, previous=previous, following=following,
+                           jump=jump, guidelines=guidelines, guidelines_saved=guidelines_saved,
+                           guidelines_version=guidelines_version, save_guidelines=save_guidelines,
+                           position=position, shown_page=shown_page, page_total=page_total,
+                           view_inputs=view_inputs, view_outputs=view_outputs)
 
-            with gr.Tab("Export", id="export") as export_tab:
-                markdown(
-                    "Positives are pages judged relevant; **hard negatives** are pages judged not relevant "
-                    "that a model ranked high. Unjudged pages are never negatives unless you ask for "
-                    "model-mined ones (unjudged pages a model ranked high in queries someone judged, marked as such). "
-                    "Images travel inside the file."
-                )
-                with gr.Row():
-                    # The min_widths stack these at phone width, where "above_lowest_positive" ran out of its box.
-                    fmt = gr.Radio(["pointwise", "sentence-transformers", "flagembedding", "parquet"], value="pointwise", label="Format",
-                                   min_width=300)
-                    rule = gr.Radio(["either", "top_k", "above_lowest_positive", "all"], value="either", label="Hard-negative rule",
-                                    min_width=300)
-                with gr.Row():
-                    # No minimum: Gradio's own refusal does not name the box ("Value -1 is less than
-                    # minimum value 0"); export_options does.
-                    # No rounding in the box (precision=0 made 2.5 a silent 2): `_whole_number` refuses it.
-                    k = gr.Number(5, label="k (top-k rule)", step=1)
-                    max_negatives = gr.Number(10, label="Max negatives per query", step=1)
-                    export_annotator = gr.Textbox(label="Only this annotator (empty: all, majority)")
-                with gr.Row():
-                    since = gr.Textbox(label="Judged since (YYYY-MM-DD, UTC)", min_width=200)
-                    until = gr.Textbox(label="Judged until (YYYY-MM-DD, UTC)", min_width=200)
-                    with gr.Column(min_width=200):  # a Checkbox's own min_width does not reach the page
-                        agreement_only = gr.Checkbox(label="Only pages annotators agree on")
-                        mined = gr.Checkbox(label="Add model-mined negatives (unjudged)")
-                    # 0, not empty, for "the fewest": the browser shows and sends an empty Number as 0.
-                    # No minimum: Gradio would refuse an emptied box with an error over the panel.
-                    negatives_per_row = gr.Number(0, label="Negatives per row (sentence-transformers; 0: the fewest any "
-                                                           "query has)", step=1, min_width=200)
-                with gr.Row():
-                    preview_button = gr.Button("Preview")
-                    export_button = gr.Button("Export", variant="primary")
-                export_summary = markdown(elem_id="export-summary")
-                export_download = gr.File(label="Download", interactive=False, elem_id="export-download")
 
-            with gr.Tab("Evaluate", id="evaluate") as evaluate_tab:
-                with gr.Row():
-                    eval_annotator = gr.Dropdown([MAJORITY_VOTE], value=MAJORITY_VOTE[1], label="Labels", allow_custom_value=True,
-                                                 elem_id="eval-labels")
-                    eval_button = gr.Button("Evaluate", variant="primary")
-                eval_headline = markdown(elem_id="eval-headline")  # what is missing, before empty tables
-                metrics_table = gr.Dataframe(label="Metrics per model (means over judged queries)", interactive=False,
-                                             elem_id="metrics-table")
-                metrics_plot = gr.BarPlot(x="bar", y="value", color="model", label="Metrics", y_lim=[0, 1], height=340,
-                                          x_label_angle=-30, sort=bar_order(), x_title="metric · model", elem_id="metrics-plot")
-                # Whether the gap between the means is more than the spread of the queries.
-                differences_table = gr.Dataframe(
-                    label=f"{spec_a.label} − {spec_b.label}, query by query over the queries both were evaluated on "
-                          f"(positive: {spec_a.label} ranked better; p: two-sided paired t-test, one per metric)",
-                    interactive=False, elem_id="differences-table")
-                eval_notes = markdown()
-                # Query and model first, the query wrapped in a column of its own width: one line of a
-                # long query hid every metric. (Gradio 6.31's pinned_columns pins nothing here.)
-                per_query_table = gr.Dataframe(label="Per query", interactive=False, wrap=True, column_widths=["180px", "110px"],
-                                               max_height=600, elem_id="per-query")
-                with gr.Row():
-                    # object_fit "contain": whole pages, as in the Rank galleries (cropped, a page showed its middle).
-                    mistakes_a = gr.Gallery(label=f"{spec_a.label}: pages ranked above a relevant page", columns=4, height="auto",
-                                            allow_preview=True, buttons=["download", "fullscreen"], object_fit="contain",
-                                            elem_id="mistakes-a")
-                    mistakes_b = gr.Gallery(label=f"{spec_b.label}: pages ranked above a relevant page", columns=4, height="auto",
-                                            allow_preview=True, buttons=["download", "fullscreen"], object_fit="contain",
-                                            elem_id="mistakes-b")
+def _export_tab() -> SimpleNamespace:
+    """The Export tab's components: format, rule and filters; preview; the file."""
+    with gr.Tab("Export", id="export") as export_tab:
+        markdown(
+            "Positives are pages judged relevant; **hard negatives** are pages judged not relevant "
+            "that a model ranked high. Unjudged pages are never negatives unless you ask for "
+            "model-mined ones (unjudged pages a model ranked high in queries someone judged, marked as such). "
+            "Images travel inside the file."
+        )
+        with gr.Row():
+            # The min_widths stack these at phone width, where "above_lowest_positive" ran out of its box.
+            fmt = gr.Radio(["pointwise", "sentence-transformers", "flagembedding", "parquet"], value="pointwise", label="Format",
+                           min_width=300)
+            rule = gr.Radio(["either", "top_k", "above_lowest_positive", "all"], value="either", label="Hard-negative rule",
+                            min_width=300)
+        with gr.Row():
+            # No minimum: Gradio's own refusal does not name the box ("Value -1 is less than
+            # minimum value 0"); export_options does.
+            # No rounding in the box (precision=0 made 2.5 a silent 2): `_whole_number` refuses it.
+            k = gr.Number(5, label="k (top-k rule)", step=1)
+            max_negatives = gr.Number(10, label="Max negatives per query", step=1)
+            export_annotator = gr.Textbox(label="Only this annotator (empty: all, majority)")
+        with gr.Row():
+            since = gr.Textbox(label="Judged since (YYYY-MM-DD, UTC)", min_width=200)
+            until = gr.Textbox(label="Judged until (YYYY-MM-DD, UTC)", min_width=200)
+            with gr.Column(min_width=200):  # a Checkbox's own min_width does not reach the page
+                agreement_only = gr.Checkbox(label="Only pages annotators agree on")
+                mined = gr.Checkbox(label="Add model-mined negatives (unjudged)")
+            # 0, not empty, for "the fewest": the browser shows and sends an empty Number as 0.
+            # No minimum: Gradio would refuse an emptied box with an error over the panel.
+            negatives_per_row = gr.Number(0, label="Negatives per row (sentence-transformers; 0: the fewest any "
+                                                   "query has)", step=1, min_width=200)
+        with gr.Row():
+            preview_button = gr.Button("Preview")
+            export_button = gr.Button("Export", variant="primary")
+        export_summary = markdown(elem_id="export-summary")
+        export_download = gr.File(label="Download", interactive=False, elem_id="export-download")
+    return SimpleNamespace(tab=export_tab, fmt=fmt, rule=rule, k=k, max_negatives=max_negatives,
+                           export_annotator=export_annotator, since=since, until=until,
+                           agreement_only=agreement_only, mined=mined, negatives_per_row=negatives_per_row,
+                           preview_button=preview_button, export_button=export_button,
+                           export_summary=export_summary, export_download=export_download)
 
-        # --- Rank wiring: /rank returns data; a second, private step draws it ---------------
-        rank_outputs = [status, header_a, gallery_a, header_b, gallery_b, agreement, scatter, detail_image, detail_text]
 
-        def on_rank(files, query, instruction, budget_a, budget_b, dpi, progress=gr.Progress()) -> dict:
-            """Rank uploaded PDFs/images for a query with both models.
+def _evaluate_tab() -> SimpleNamespace:
+    """The Evaluate tab's components: labels; metrics, plot, differences, per-query table, mistakes."""
+    spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
+    with gr.Tab("Evaluate", id="evaluate") as evaluate_tab:
+        with gr.Row():
+            eval_annotator = gr.Dropdown([MAJORITY_VOTE], value=MAJORITY_VOTE[1], label="Labels", allow_custom_value=True,
+                                         elem_id="eval-labels")
+            eval_button = gr.Button("Evaluate", variant="primary")
+        eval_headline = markdown(elem_id="eval-headline")  # what is missing, before empty tables
+        metrics_table = gr.Dataframe(label="Metrics per model (means over judged queries)", interactive=False,
+                                     elem_id="metrics-table")
+        metrics_plot = gr.BarPlot(x="bar", y="value", color="model", label="Metrics", y_lim=[0, 1], height=340,
+                                  x_label_angle=-30, sort=bar_order(), x_title="metric · model", elem_id="metrics-plot")
+        # Whether the gap between the means is more than the spread of the queries.
+        differences_table = gr.Dataframe(
+            label=f"{spec_a.label} − {spec_b.label}, query by query over the queries both were evaluated on "
+                  f"(positive: {spec_a.label} ranked better; p: two-sided paired t-test, one per metric)",
+            interactive=False, elem_id="differences-table")
+        eval_notes = markdown()
+        # Query and model first, the query wrapped in a column of its own width: one line of a
+        # long query hid every metric. (Gradio 6.31's pinned_columns pins nothing here.)
+        per_query_table = gr.Dataframe(label="Per query", interactive=False, wrap=True, column_widths=["180px", "110px"],
+                                       max_height=600, elem_id="per-query")
+        with gr.Row():
+            # object_fit "contain": whole pages, as in the Rank galleries (cropped, a page showed its middle).
+            mistakes_a = gr.Gallery(label=f"{spec_a.label}: pages ranked above a relevant page", columns=4, height="auto",
+                                    allow_preview=True, buttons=["download", "fullscreen"], object_fit="contain",
+                                    elem_id="mistakes-a")
+            mistakes_b = gr.Gallery(label=f"{spec_b.label}: pages ranked above a relevant page", columns=4, height="auto",
+                                    allow_preview=True, buttons=["download", "fullscreen"], object_fit="contain",
+                                    elem_id="mistakes-b")
+    return SimpleNamespace(tab=evaluate_tab, eval_annotator=eval_annotator, eval_button=eval_button,
+                           eval_headline=eval_headline, metrics_table=metrics_table, metrics_plot=metrics_plot,
+                           differences_table=differences_table, eval_notes=eval_notes,
+                           per_query_table=per_query_table, mistakes_a=mistakes_a, mistakes_b=mistakes_b)
 
-            Returns {query, instruction, query_id, pages: [...], models: {key: {label, scores,
-            ranking: [{rank, page, score, source, page_number, content_hash}], seconds, scored,
-            stored, pages_per_second, error}}, agreement, problems, notes}: `scored` pages ran
-            through the model in `seconds`, `stored` ones had a score from an earlier ranking.
-            """
-            return rank_pages(arena, files, query, instruction, budget_a, budget_b, dpi, progress)
 
-        # The Annotate tab's page view (defined here: ranking updates it too).
-        view_inputs = [query_pick, annotator, order, position, jump]
-        view_outputs = [annotate_image, annotate_info, annotate_progress, jump, shown_page, page_total]
+def _view(arena: Arena, query_id, name, order_, position_, shown=None):
+    """The Annotate tab's page view (its `view_outputs`): ranking updates it too."""
+    *drawn, page_hash, total = page_view(arena, query_id, name, order_, position_, shown)
+    return (*drawn, "" if page_hash is None else f"{int(query_id)} {page_hash}", total)
 
-        def view(query_id, name, order_, position_, shown=None):
-            *drawn, page_hash, total = page_view(arena, query_id, name, order_, position_, shown)
-            return (*drawn, "" if page_hash is None else f"{int(query_id)} {page_hash}", total)
 
-        # Every event that moves the Annotate tab draws the page in the same event, never in a
-        # `.then` step: the browser ignores the judging keys and buttons while a view is on its
-        # way (static/shortcuts.js), which it can tell only while one event covers it. A view
-        # drawn in a second step, before a judgment made between the steps, arrived after it
-        # and showed the old count.
-        def opened_at(query_id, name, order_, position_, shown=None):
-            """The position and the page view there."""
-            return (position_, *view(query_id, name, order_, position_, shown))
+def _opened_at(arena: Arena, query_id, name, order_, position_, shown=None):
+    """The position and the page view there."""
+    # Every event that moves the Annotate tab draws the page in the same event, never in a
+    # `.then` step: the browser ignores the judging keys and buttons while a view is on its
+    # way (static/shortcuts.js), which it can tell only while one event covers it. A view
+    # drawn in a second step, before a judgment made between the steps, arrived after it
+    # and showed the old count.
+    return (position_, *_view(arena, query_id, name, order_, position_, shown))
 
-        def draw_ranking(data):
-            status_, header_a_, items_a, header_b_, items_b, *rest = show_ranking(arena, data)
-            # New thumbnails in place of the old: none is the page shown large (it was cleared).
-            return (status_, header_a_, gr.Gallery(items_a, selected_index=None), header_b_,
-                    gr.Gallery(items_b, selected_index=None), *rest)
 
-        def rank_inputs_valid(files_, query_, instruction_, *settings):
-            """Each problem under its box, before the request queues (not an error over the page)."""
-            problems = rank_input_problems(files_, query_, instruction_)
-            return [*(gr.validate(problem is None, problem or "") for problem in problems),
-                    *(gr.validate(True, "") for _ in settings)]
+def _wire_rank(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared: SimpleNamespace) -> None:
+    """/rank returns data; a second, private step draws it; a third opens Annotate on the query."""
+    files, query, instruction, budget_a = rank.files, rank.query, rank.instruction, rank.budget_a
+    budget_b, dpi, rank_button, status = rank.budget_b, rank.dpi, rank.rank_button, rank.status
+    header_a, gallery_a, header_b, gallery_b = rank.header_a, rank.gallery_a, rank.header_b, rank.gallery_b
+    detail_image, detail_text, agreement, scatter = rank.detail_image, rank.detail_text, rank.agreement, rank.scatter
+    annotator, order, query_pick, jump = annotate.annotator, annotate.order, annotate.query_pick, annotate.jump
+    position, view_outputs = annotate.position, annotate.view_outputs
+    ranking_state, tab_open = shared.ranking_state, shared.tab_open
+    opened_at = functools.partial(_opened_at, arena)
 
-        def picked_latest(data, name, order_, current, tab, shown):
-            """The Annotate tab on the query just ranked (unless someone is judging there)."""
-            listing, new_position = _pick_latest(arena, data, name, order_, current, tab)
-            if not data or data.get("query_id") is None or not isinstance(new_position, int):  # nothing ranked, or kept
-                return (listing, *(gr.skip() for _ in (position, *view_outputs)))
-            return (listing, *opened_at(data["query_id"], name, order_, new_position, shown))
+    rank_outputs = [status, header_a, gallery_a, header_b, gallery_b, agreement, scatter, detail_image, detail_text]
 
-        for trigger in (rank_button.click, query.submit):
-            trigger(on_rank, [files, query, instruction, budget_a, budget_b, dpi], ranking_state, validator=rank_inputs_valid,
-                    # Up to RANK_CONCURRENCY rankings read, render and save at once; their
-                    # model work takes turns (Arena.scoring), so a slow upload holds up no one.
-                    api_name="rank" if trigger == rank_button.click else False, concurrency_id="rank",
-                    concurrency_limit=RANK_CONCURRENCY,
-                    # The progress bar shows on these: the event's own output is the hidden JSON.
-                    show_progress_on=[status, gallery_a, gallery_b],
-                    api_visibility="public" if trigger == rank_button.click else "private",
-                    ).then(draw_ranking, ranking_state, rank_outputs, api_visibility="private",
-                           ).then(picked_latest, [ranking_state, annotator, order, query_pick, tab_open, jump],
-                                  [query_pick, position, *view_outputs], api_visibility="private")
+    def on_rank(files, query, instruction, budget_a, budget_b, dpi, progress=gr.Progress()) -> dict:
+        """Rank uploaded PDFs/images for a query with both models.
 
-        def on_select(key):
-            def handler(data, evt: gr.SelectData):
-                return select_page(arena, data, key, evt)
-            return handler
+        Returns {query, instruction, query_id, pages: [...], models: {key: {label, scores,
+        ranking: [{rank, page, score, source, page_number, content_hash}], seconds, scored,
+        stored, pages_per_second, error}}, agreement, problems, notes}: `scored` pages ran
+        through the model in `seconds`, `stored` ones had a score from an earlier ranking.
+        """
+        return rank_pages(arena, files, query, instruction, budget_a, budget_b, dpi, progress)
 
-        # Below the galleries (far below, at phone width): brought into view when off screen.
-        show_detail = ("() => { const box = document.querySelector('#detail-image');"
-                       " if (box && box.getBoundingClientRect().top > window.innerHeight * 0.6)"
-                       " box.scrollIntoView({behavior: 'smooth', block: 'start'}); }")
-        # Progress on the large view only: on the other gallery (an output, for its mark) it blanked it.
-        gallery_a.select(on_select(A_KEY), ranking_state, [detail_image, detail_text, gallery_b], api_visibility="private",
-                         show_progress_on=[detail_image]).then(None, None, None, js=show_detail, api_visibility="private")
-        gallery_b.select(on_select(B_KEY), ranking_state, [detail_image, detail_text, gallery_a], api_visibility="private",
-                         show_progress_on=[detail_image]).then(None, None, None, js=show_detail, api_visibility="private")
+    def draw_ranking(data):
+        status_, header_a_, items_a, header_b_, items_b, *rest = show_ranking(arena, data)
+        # New thumbnails in place of the old: none is the page shown large (it was cleared).
+        return (status_, header_a_, gr.Gallery(items_a, selected_index=None), header_b_,
+                gr.Gallery(items_b, selected_index=None), *rest)
 
-        # --- Annotate wiring -----------------------------------------------------------------
-        def refresh_choices(name, current):
-            choices = query_choices(arena, typed_annotator(arena, name))
-            values = [value for _, value in choices]
-            return gr.update(choices=choices, value=current if current in values else (values[0] if values else None))
+    def rank_inputs_valid(files_, query_, instruction_, *settings):
+        """Each problem under its box, before the request queues (not an error over the page)."""
+        problems = rank_input_problems(files_, query_, instruction_)
+        return [*(gr.validate(problem is None, problem or "") for problem in problems),
+                *(gr.validate(True, "") for _ in settings)]
 
-        # Judging, undo and page turning are ONE event listener that updates the position and the
-        # page on screen together. (As separate listeners, each followed by a view update, a key
-        # pressed before the screen changed sent the old page's id: "r" then "n" relabelled a
-        # page, and a position moved ahead of its page skipped one.) A press while an action is
-        # running is ignored (trigger mode "once"): nobody can mean a page not yet on screen.
-        moved_outputs = [position, *view_outputs, query_pick]
-        actions = ((relevant, "relevant"), (not_relevant, "not_relevant"), (skip, "skip"),
-                   (undo_button, "undo"), (previous, "previous"), (following, "next"))
+    def picked_latest(data, name, order_, current, tab, shown):
+        """The Annotate tab on the query just ranked (unless someone is judging there)."""
+        listing, new_position = _pick_latest(arena, data, name, order_, current, tab)
+        if not data or data.get("query_id") is None or not isinstance(new_position, int):  # nothing ranked, or kept
+            return (listing, *(gr.skip() for _ in (position, *view_outputs)))
+        return (listing, *opened_at(data["query_id"], name, order_, new_position, shown))
 
-        def moved_to(query_id, name, order_, new_position, shown=None, counts_changed=False):
-            """The page at `new_position`; after a judgment or an undo, the query list's counts too
-            (one aggregate query over the store: 60–85 ms at 4,000 queries and 80,000 judgments)."""
-            listing = gr.update(choices=query_choices(arena, typed_annotator(arena, name))) if counts_changed else gr.skip()
-            return (new_position, *view(query_id, name, order_, new_position, shown), listing)
+    for trigger in (rank_button.click, query.submit):
+        trigger(on_rank, [files, query, instruction, budget_a, budget_b, dpi], ranking_state, validator=rank_inputs_valid,
+                # Up to RANK_CONCURRENCY rankings read, render and save at once; their
+                # model work takes turns (Arena.scoring), so a slow upload holds up no one.
+                api_name="rank" if trigger == rank_button.click else False, concurrency_id="rank",
+                concurrency_limit=RANK_CONCURRENCY,
+                # The progress bar shows on these: the event's own output is the hidden JSON.
+                show_progress_on=[status, gallery_a, gallery_b],
+                api_visibility="public" if trigger == rank_button.click else "private",
+                ).then(draw_ranking, ranking_state, rank_outputs, api_visibility="private",
+                       ).then(picked_latest, [ranking_state, annotator, order, query_pick, tab_open, jump],
+                              [query_pick, position, *view_outputs], api_visibility="private")
 
-        def on_action(query_id, name, order_, position_, shown, on_screen, total, event: gr.EventData,
-                      profile: gr.OAuthProfile | None = None):
-            action = next(action for button, action in actions if button is event.target)
-            screen_query, _, page = (on_screen or "").partition(" ")
-            if screen_query and query_id not in (None, "") and int(screen_query) != int(query_id):
-                # The list names a query whose page is not on screen yet (the view follows the
-                # choice): a key pressed now judged the old query's page under the new query.
-                return tuple(gr.skip() for _ in moved_outputs)
-            page = page or None
-            try:
-                new_position, counts_changed = annotate_action(arena, action, query_id, name, order_, int(position_ or 0),
-                                                               page, int(total or 1), profile)
-            except gr.Error as error:
-                # A toast over the page, which stays as it was: raised, the error would blank the
-                # page and mark every panel "Error" until the next action.
-                if error.print_exception:  # not a refusal of what the person did: the server failed
-                    logger.exception("annotating failed: %s", error.message)
-                gr.Warning(error.message)
-                return tuple(gr.skip() for _ in moved_outputs)
-            return moved_to(query_id, name, order_, new_position, shown, counts_changed)
+    def on_select(key):
+        def handler(data, evt: gr.SelectData):
+            return select_page(arena, data, key, evt)
+        return handler
 
-        gr.on([button.click for button, _ in actions], on_action, [*view_inputs, shown_page, page_total], moved_outputs,
-              trigger_mode="once", api_visibility="private")
-        # The box is always redrawn: it shows the page's number, not what was typed ("2.7", "99").
-        jump.submit(lambda q, name, o, value, total: moved_to(q, name, o, max(0, min(int(value or 1), int(total or 1)) - 1)),
-                    [query_pick, annotator, order, jump, page_total], moved_outputs, api_visibility="private")
-        # A query (re)opens where this annotator left it: at the first page they have not judged.
-        # On a choice from the list (`select`): its `input` also fires when the list merely closes.
-        def resumed(query_id, name, order_, shown):
-            return opened_at(query_id, name, order_, resume_position(arena, query_id, name, order_), shown)
+    # Below the galleries (far below, at phone width): brought into view when off screen.
+    show_detail = ("() => { const box = document.querySelector('#detail-image');"
+                   " if (box && box.getBoundingClientRect().top > window.innerHeight * 0.6)"
+                   " box.scrollIntoView({behavior: 'smooth', block: 'start'}); }")
+    # Progress on the large view only: on the other gallery (an output, for its mark) it blanked it.
+    gallery_a.select(on_select(A_KEY), ranking_state, [detail_image, detail_text, gallery_b], api_visibility="private",
+                     show_progress_on=[detail_image]).then(None, None, None, js=show_detail, api_visibility="private")
+    gallery_b.select(on_select(B_KEY), ranking_state, [detail_image, detail_text, gallery_a], api_visibility="private",
+                     show_progress_on=[detail_image]).then(None, None, None, js=show_detail, api_visibility="private")
 
-        query_pick.select(lambda q, name, o, shown: (q, *resumed(q, name, o, shown)), [query_pick, annotator, order, jump],
-                          [saved_query, position, *view_outputs], api_visibility="private")
-        # `input`: a choice by the person (the page load setting the remembered order is none).
-        order.input(lambda q, name, o, shown: (o, *resumed(q, name, o, shown)), [query_pick, annotator, order, jump],
-                    [saved_order, position, *view_outputs], api_visibility="private")
 
-        def refreshed(query_id, name, order_, position_, shown):
-            """The query list with this annotator's counts, and the page view (takes `view_inputs`)."""
-            listing = refresh_choices(name, query_id)
-            return (listing, *view(listing["value"], name, order_, position_, shown))
+def _wire_annotate(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamespace, demo: gr.Blocks) -> None:
+    """Judging, moving, choosing a query, order or name; the guidelines; the page load."""
+    annotator, order, query_pick, refresh = annotate.annotator, annotate.order, annotate.query_pick, annotate.refresh
+    relevant, not_relevant, skip = annotate.relevant, annotate.not_relevant, annotate.skip
+    undo_button, previous, following = annotate.undo_button, annotate.previous, annotate.following
+    jump, guidelines, guidelines_saved = annotate.jump, annotate.guidelines, annotate.guidelines_saved
+    guidelines_version, save_guidelines = annotate.guidelines_version, annotate.save_guidelines
+    position, shown_page, page_total = annotate.position, annotate.shown_page, annotate.page_total
+    view_inputs, view_outputs = annotate.view_inputs, annotate.view_outputs
+    saved_name, saved_query, saved_order = shared.saved_name, shared.saved_query, shared.saved_order
+    view, opened_at = functools.partial(_view, arena), functools.partial(_opened_at, arena)
 
-        def name_entered(name, saved, query_id, order_, position_, shown):
-            """Remember the name; another annotator's name resumes their own progress."""
-            moved = (name or "").strip() != (saved or "").strip()
-            position_ = resume_position(arena, query_id, name, order_) if moved else position_
-            return (name, position_, *refreshed(query_id, name, order_, position_, shown))
+    def refresh_choices(name, current):
+        choices = query_choices(arena, typed_annotator(arena, name))
+        values = [value for _, value in choices]
+        return gr.update(choices=choices, value=current if current in values else (values[0] if values else None))
 
-        # Enter applies the name as leaving the box does.
-        gr.on([annotator.blur, annotator.submit], name_entered, [annotator, saved_name, query_pick, order, position, jump],
-              [saved_name, position, query_pick, *view_outputs], api_visibility="private")
-        refresh.click(refreshed, view_inputs, [query_pick, *view_outputs], api_visibility="private")
-        def on_save_guidelines(text, name, version, profile: gr.OAuthProfile | None = None):
-            try:
-                return _write_guidelines(arena, text, name, profile, based_on=version)
-            except GuidelinesConflict as conflict:
-                # Their text under the box, the edit left in it; the next Save (of the merge) is
-                # an edit of their version.
-                gr.Warning(conflict.message)
-                return _conflict_line(conflict.latest), conflict.latest.id
-            except Refusal as refusal:  # said in a toast; an error here would badge the line below the box
-                gr.Warning(refusal.message)
-                return gr.skip(), version  # the line stays (a colleague's version shown to merge, say)
+    # Judging, undo and page turning are ONE event listener that updates the position and the
+    # page on screen together. (As separate listeners, each followed by a view update, a key
+    # pressed before the screen changed sent the old page's id: "r" then "n" relabelled a
+    # page, and a position moved ahead of its page skipped one.) A press while an action is
+    # running is ignored (trigger mode "once"): nobody can mean a page not yet on screen.
+    moved_outputs = [position, *view_outputs, query_pick]
+    actions = ((relevant, "relevant"), (not_relevant, "not_relevant"), (skip, "skip"),
+               (undo_button, "undo"), (previous, "previous"), (following, "next"))
 
-        save_guidelines.click(on_save_guidelines, [guidelines, annotator, guidelines_version],
-                              [guidelines_saved, guidelines_version], api_visibility="private")
-        # Read on every page load (a value read once, at start-up, would show stale guidelines
-        # that the next Save would write back over a colleague's; a colleague's save after the
-        # load is caught by the version).
-        demo.load(lambda: _read_guidelines(arena), None, [guidelines, guidelines_saved, guidelines_version],
-                  api_visibility="private")
+    def moved_to(query_id, name, order_, new_position, shown=None, counts_changed=False):
+        """The page at `new_position`; after a judgment or an undo, the query list's counts too
+        (one aggregate query over the store: 60–85 ms at 4,000 queries and 80,000 judgments)."""
+        listing = gr.update(choices=query_choices(arena, typed_annotator(arena, name))) if counts_changed else gr.skip()
+        return (new_position, *view(query_id, name, order_, new_position, shown), listing)
 
-        def restore(name, query_id, order_, profile: gr.OAuthProfile | None = None):
-            """On page load: the annotator (Hugging Face login, else the remembered name), the
-            query and order, and the first page of it they have not judged."""
-            order_ = order_ if order_ in ORDERS else ORDERS[0]  # an order renamed since
-            if profile is not None:
-                name = profile.username
-            elif login_required():
-                name = ""  # a name remembered from before the Space required login is not the visitor's
-            choices = query_choices(arena, typed_annotator(arena, name))
-            values = [value for _, value in choices]
-            query_id = query_id if query_id in values else (values[0] if values else None)
-            return (name, gr.update(choices=choices, value=query_id), order_,
-                    *opened_at(query_id, name, order_, resume_position(arena, query_id, name, order_)))
+    def on_action(query_id, name, order_, position_, shown, on_screen, total, event: gr.EventData,
+                  profile: gr.OAuthProfile | None = None):
+        action = next(action for button, action in actions if button is event.target)
+        screen_query, _, page = (on_screen or "").partition(" ")
+        if screen_query and query_id not in (None, "") and int(screen_query) != int(query_id):
+            # The list names a query whose page is not on screen yet (the view follows the
+            # choice): a key pressed now judged the old query's page under the new query.
+            return tuple(gr.skip() for _ in moved_outputs)
+        page = page or None
+        try:
+            new_position, counts_changed = annotate_action(arena, action, query_id, name, order_, int(position_ or 0),
+                                                           page, int(total or 1), profile)
+        except gr.Error as error:
+            # A toast over the page, which stays as it was: raised, the error would blank the
+            # page and mark every panel "Error" until the next action.
+            if error.print_exception:  # not a refusal of what the person did: the server failed
+                logger.exception("annotating failed: %s", error.message)
+            gr.Warning(error.message)
+            return tuple(gr.skip() for _ in moved_outputs)
+        return moved_to(query_id, name, order_, new_position, shown, counts_changed)
 
-        demo.load(restore, [saved_name, saved_query, saved_order], [annotator, query_pick, order, position, *view_outputs],
-                  api_visibility="private")
+    gr.on([button.click for button, _ in actions], on_action, [*view_inputs, shown_page, page_total], moved_outputs,
+          trigger_mode="once", api_visibility="private")
+    # The box is always redrawn: it shows the page's number, not what was typed ("2.7", "99").
+    jump.submit(lambda q, name, o, value, total: moved_to(q, name, o, max(0, min(int(value or 1), int(total or 1)) - 1)),
+                [query_pick, annotator, order, jump, page_total], moved_outputs, api_visibility="private")
+    # A query (re)opens where this annotator left it: at the first page they have not judged.
+    # On a choice from the list (`select`): its `input` also fires when the list merely closes.
+    def resumed(query_id, name, order_, shown):
+        return opened_at(query_id, name, order_, resume_position(arena, query_id, name, order_), shown)
 
-        # --- Export & Evaluate wiring ---------------------------------------------------------
-        export_inputs = [fmt, rule, k, max_negatives, export_annotator, since, until, agreement_only, mined, negatives_per_row]
-        preview_button.click(lambda *o: preview_view(arena, *o), export_inputs, export_summary, api_visibility="private")
+    query_pick.select(lambda q, name, o, shown: (q, *resumed(q, name, o, shown)), [query_pick, annotator, order, jump],
+                      [saved_query, position, *view_outputs], api_visibility="private")
+    # `input`: a choice by the person (the page load setting the remembered order is none).
+    order.input(lambda q, name, o, shown: (o, *resumed(q, name, o, shown)), [query_pick, annotator, order, jump],
+                [saved_order, position, *view_outputs], api_visibility="private")
 
-        # Whether the options just checked on screen can be exported. A State is no API parameter:
-        # an API client's session keeps True, so its /export call reports what is wrong itself.
-        export_ok = gr.State(True)
+    def refreshed(query_id, name, order_, position_, shown):
+        """The query list with this annotator's counts, and the page view (takes `view_inputs`)."""
+        listing = refresh_choices(name, query_id)
+        return (listing, *view(listing["value"], name, order_, position_, shown))
 
-        # Defaults of None make the empty text boxes optional for API clients (`Client.predict(api_name="/export")`).
-        def on_export(fmt, rule, k, max_negatives, annotator=None, since=None, until=None, agreement=False, mined=False,
-                      negatives_per_row=None, ok=True):
-            """Export the stored judgments as hard-negative training data (zip or parquet file)."""
-            if not ok:  # the Preview box says what is wrong: no error over the page, nor in the Download box
-                return None
-            return export_file(arena, fmt, rule, k, max_negatives, annotator, since, until, agreement, mined, negatives_per_row)
+    def name_entered(name, saved, query_id, order_, position_, shown):
+        """Remember the name; another annotator's name resumes their own progress."""
+        moved = (name or "").strip() != (saved or "").strip()
+        position_ = resume_position(arena, query_id, name, order_) if moved else position_
+        return (name, position_, *refreshed(query_id, name, order_, position_, shown))
 
-        def export_started(*options):
-            summary, ok = preview_check(arena, *options)
-            return None, summary, ok
+    # Enter applies the name as leaving the box does.
+    gr.on([annotator.blur, annotator.submit], name_entered, [annotator, saved_name, query_pick, order, position, jump],
+          [saved_name, position, query_pick, *view_outputs], api_visibility="private")
+    refresh.click(refreshed, view_inputs, [query_pick, *view_outputs], api_visibility="private")
+    def on_save_guidelines(text, name, version, profile: gr.OAuthProfile | None = None):
+        try:
+            return _write_guidelines(arena, text, name, profile, based_on=version)
+        except GuidelinesConflict as conflict:
+            # Their text under the box, the edit left in it; the next Save (of the merge) is
+            # an edit of their version.
+            gr.Warning(conflict.message)
+            return _conflict_line(conflict.latest), conflict.latest.id
+        except Refusal as refusal:  # said in a toast; an error here would badge the line below the box
+            gr.Warning(refusal.message)
+            return gr.skip(), version  # the line stays (a colleague's version shown to merge, say)
 
-        # First the earlier file goes (a failed export left it on offer) and the counts become those
-        # of the file about to be made, or what is wrong (a preview of other options stayed on
-        # screen); then the export, unless that showed what is wrong.
-        export_button.click(export_started, export_inputs, [export_download, export_summary, export_ok],
-                            api_visibility="private",
-                            ).then(on_export, [*export_inputs, export_ok], export_download, api_name="export")
-
-        eval_outputs = [eval_headline, metrics_table, metrics_plot, differences_table, per_query_table, eval_notes,
-                        mistakes_a, mistakes_b]
-
-        def on_evaluate(labels):
-            """Evaluate each model's stored scores against the human labels."""
-            try:
-                summary, bars, differences, per_query, notes, found_a, found_b = evaluate_view(arena, labels)
-            except Refusal as refusal:  # a toast; raised, it put an "Error" badge on every panel
-                gr.Warning(refusal.message)
-                return tuple(gr.skip() for _ in eval_outputs)
-            # Means to four places; a query's own values to three, so its 13 columns fit 1400 px.
-            return (evaluation_headline(summary, labels), _places(summary, 4), bars, differences, _places(per_query, 3), notes,
-                    *(gr.update(value=found, label=mistakes_heading(summary, spec.label, found))
-                      for spec, found in ((spec_a, found_a), (spec_b, found_b))))
-
-        # Also on opening the tab: before, it showed empty tables headed "1 2 3" until pressed.
-        # "always_last": a press while the opening run works still counts (with "once" it was dropped).
-        gr.on([evaluate_tab.select, eval_button.click], on_evaluate, eval_annotator, eval_outputs,
-              trigger_mode="always_last", api_visibility="private")
-        def label_choices():
-            return gr.update(choices=[MAJORITY_VOTE, *arena.store.annotators()])
-
-        # Annotators who judged since the page loaded are offered as soon as the tab opens.
-        gr.on([demo.load, evaluate_tab.select, eval_button.click], label_choices, None, eval_annotator,
+    save_guidelines.click(on_save_guidelines, [guidelines, annotator, guidelines_version],
+                          [guidelines_saved, guidelines_version], api_visibility="private")
+    # Read on every page load (a value read once, at start-up, would show stale guidelines
+    # that the next Save would write back over a colleague's; a colleague's save after the
+    # load is caught by the version).
+    demo.load(lambda: _read_guidelines(arena), None, [guidelines, guidelines_saved, guidelines_version],
               api_visibility="private")
 
-        # --- API-only endpoints -----------------------------------------------------------------
-        # On a Space that requires login (see login_required) the annotator is the signed-in
-        # user of the request's session; `annotator` may then be empty or that same name.
-        def judge_api(query_id: int, page_hash: str, annotator: str, label: str,
-                      profile: gr.OAuthProfile | None = None) -> dict:
-            """Record a judgment: label is relevant, not_relevant or skip. Returns the annotator's progress."""
-            return judge(arena, query_id, page_hash, annotator, label, profile)
+    def restore(name, query_id, order_, profile: gr.OAuthProfile | None = None):
+        """On page load: the annotator (Hugging Face login, else the remembered name), the
+        query and order, and the first page of it they have not judged."""
+        order_ = order_ if order_ in ORDERS else ORDERS[0]  # an order renamed since
+        if profile is not None:
+            name = profile.username
+        elif login_required():
+            name = ""  # a name remembered from before the Space required login is not the visitor's
+        choices = query_choices(arena, typed_annotator(arena, name))
+        values = [value for _, value in choices]
+        query_id = query_id if query_id in values else (values[0] if values else None)
+        return (name, gr.update(choices=choices, value=query_id), order_,
+                *opened_at(query_id, name, order_, resume_position(arena, query_id, name, order_)))
 
-        def undo_api(query_id: int, annotator: str, profile: gr.OAuthProfile | None = None) -> dict:
-            """Undo the annotator's latest judgment on the query (history is kept)."""
-            return undo(arena, query_id, annotator, profile)
+    demo.load(restore, [saved_name, saved_query, saved_order], [annotator, query_pick, order, position, *view_outputs],
+              api_visibility="private")
 
-        def evaluate_api(annotator: str = "") -> dict:
-            """Metrics of each model against the human labels (annotator's, or the majority vote)."""
-            from .evaluate import evaluate_store
 
-            try:
-                return json.loads(json.dumps(evaluate_store(arena.store, annotator or None).to_dict(), default=str))
-            except ValueError as error:
-                raise refuse(str(error)) from None
+def _wire_export(arena: Arena, export: SimpleNamespace) -> None:
+    """Preview, then export (the /export endpoint)."""
+    fmt, rule, k, max_negatives = export.fmt, export.rule, export.k, export.max_negatives
+    export_annotator, since, until = export.export_annotator, export.since, export.until
+    agreement_only, mined, negatives_per_row = export.agreement_only, export.mined, export.negatives_per_row
+    preview_button, export_button, export_summary = export.preview_button, export.export_button, export.export_summary
+    export_download = export.export_download
 
-        for tab in (rank_tab, annotate_tab, export_tab, evaluate_tab):
-            tab.select(lambda tab_id=tab.id: tab_id, None, tab_open, queue=False, api_visibility="private")
+    export_inputs = [fmt, rule, k, max_negatives, export_annotator, since, until, agreement_only, mined, negatives_per_row]
+    preview_button.click(lambda *o: preview_view(arena, *o), export_inputs, export_summary, api_visibility="private")
 
-        gr.api(judge_api, api_name="judge")
-        gr.api(undo_api, api_name="undo")
-        gr.api(evaluate_api, api_name="evaluate")
-    return demo
+    # Whether the options just checked on screen can be exported. A State is no API parameter:
+    # an API client's session keeps True, so its /export call reports what is wrong itself.
+    export_ok = gr.State(True)
+
+    # Defaults of None make the empty text boxes optional for API clients (`Client.predict(api_name="/export")`).
+    def on_export(fmt, rule, k, max_negatives, annotator=None, since=None, until=None, agreement=False, mined=False,
+                  negatives_per_row=None, ok=True):
+        """Export the stored judgments as hard-negative training data (zip or parquet file)."""
+        if not ok:  # the Preview box says what is wrong: no error over the page, nor in the Download box
+            return None
+        return export_file(arena, fmt, rule, k, max_negatives, annotator, since, until, agreement, mined, negatives_per_row)
+
+    def export_started(*options):
+        summary, ok = preview_check(arena, *options)
+        return None, summary, ok
+
+    # First the earlier file goes (a failed export left it on offer) and the counts become those
+    # of the file about to be made, or what is wrong (a preview of other options stayed on
+    # screen); then the export, unless that showed what is wrong.
+    export_button.click(export_started, export_inputs, [export_download, export_summary, export_ok],
+                        api_visibility="private",
+                        ).then(on_export, [*export_inputs, export_ok], export_download, api_name="export")
+
+
+def _wire_evaluate(arena: Arena, evaluate: SimpleNamespace, demo: gr.Blocks) -> None:
+    """The evaluation, on opening the tab and on the button; the Labels choices."""
+    evaluate_tab, eval_annotator, eval_button = evaluate.tab, evaluate.eval_annotator, evaluate.eval_button
+    eval_headline, metrics_table, metrics_plot = evaluate.eval_headline, evaluate.metrics_table, evaluate.metrics_plot
+    differences_table, eval_notes = evaluate.differences_table, evaluate.eval_notes
+    per_query_table, mistakes_a, mistakes_b = evaluate.per_query_table, evaluate.mistakes_a, evaluate.mistakes_b
+    spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
+
+    eval_outputs = [eval_headline, metrics_table, metrics_plot, differences_table, per_query_table, eval_notes,
+                    mistakes_a, mistakes_b]
+
+    def on_evaluate(labels):
+        """Evaluate each model's stored scores against the human labels."""
+        try:
+            summary, bars, differences, per_query, notes, found_a, found_b = evaluate_view(arena, labels)
+        except Refusal as refusal:  # a toast; raised, it put an "Error" badge on every panel
+            gr.Warning(refusal.message)
+            return tuple(gr.skip() for _ in eval_outputs)
+        # Means to four places; a query's own values to three, so its 13 columns fit 1400 px.
+        return (evaluation_headline(summary, labels), _places(summary, 4), bars, differences, _places(per_query, 3), notes,
+                *(gr.update(value=found, label=mistakes_heading(summary, spec.label, found))
+                  for spec, found in ((spec_a, found_a), (spec_b, found_b))))
+
+    # Also on opening the tab: before, it showed empty tables headed "1 2 3" until pressed.
+    # "always_last": a press while the opening run works still counts (with "once" it was dropped).
+    gr.on([evaluate_tab.select, eval_button.click], on_evaluate, eval_annotator, eval_outputs,
+          trigger_mode="always_last", api_visibility="private")
+    def label_choices():
+        return gr.update(choices=[MAJORITY_VOTE, *arena.store.annotators()])
+
+    # Annotators who judged since the page loaded are offered as soon as the tab opens.
+    gr.on([demo.load, evaluate_tab.select, eval_button.click], label_choices, None, eval_annotator,
+          api_visibility="private")
+
+
+def _register_api(arena: Arena) -> None:
+    """The API-only endpoints: /judge, /undo, /evaluate."""
+
+    # On a Space that requires login (see login_required) the annotator is the signed-in
+    # user of the request's session; `annotator` may then be empty or that same name.
+    def judge_api(query_id: int, page_hash: str, annotator: str, label: str,
+                  profile: gr.OAuthProfile | None = None) -> dict:
+        """Record a judgment: label is relevant, not_relevant or skip. Returns the annotator's progress."""
+        return judge(arena, query_id, page_hash, annotator, label, profile)
+
+    def undo_api(query_id: int, annotator: str, profile: gr.OAuthProfile | None = None) -> dict:
+        """Undo the annotator's latest judgment on the query (history is kept)."""
+        return undo(arena, query_id, annotator, profile)
+
+    def evaluate_api(annotator: str = "") -> dict:
+        """Metrics of each model against the human labels (annotator's, or the majority vote)."""
+        from .evaluate import evaluate_store
+
+        try:
+            return json.loads(json.dumps(evaluate_store(arena.store, annotator or None).to_dict(), default=str))
+        except ValueError as error:
+            raise refuse(str(error)) from None
+
+    gr.api(judge_api, api_name="judge")
+    gr.api(undo_api, api_name="undo")
+    gr.api(evaluate_api, api_name="evaluate")
 
 
 def _pick_latest(arena: Arena, data: dict, annotator: str | None = None, order: str = ORDERS[0],
