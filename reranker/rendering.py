@@ -37,6 +37,7 @@ import ctypes
 import logging
 import math
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -45,6 +46,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from dataclasses import dataclass
 from multiprocessing import current_process, get_context, parent_process
+from pathlib import Path
 
 import pymupdf
 
@@ -124,7 +126,7 @@ def open_pdf(data: bytes, settings: RenderSettings, deadline: float) -> Iterator
     if current_process().daemon:
         pdf: Pdf = _InProcess(data, settings)
     else:
-        folder = tempfile.TemporaryDirectory(prefix="render-")  # removed whatever happens
+        folder = tempfile.TemporaryDirectory(prefix=_render_folder_prefix())  # removed whatever happens
         try:
             pdf = _InWorkers(data, settings, deadline, folder.name)
         except Exception:
@@ -445,6 +447,39 @@ class _InWorkers(Pdf):
         self._cancel()
         if self.fallback is not None:
             self.fallback.close()
+
+
+def _render_folder_prefix(pid: int | None = None) -> str:
+    """Render folders carry the process's id, so that one left behind can be told from one in use."""
+    return f"render-{os.getpid() if pid is None else pid}-"
+
+
+def sweep_render_folders(parent: str | os.PathLike | None = None) -> list[str]:
+    """Remove the render folders (in `parent`, default the temporary folder) of processes that no
+    longer run, and return their names. A process ended at once (a second stop signal, a kill, a
+    crash) leaves its folder, with the pages of the upload it was reading (~6 MB each)."""
+    parent = Path(parent or tempfile.gettempdir())
+    removed = []
+    for folder in parent.glob("render-*-*"):
+        pid = folder.name.split("-")[1]
+        try:
+            if not pid.isdigit() or _running(int(pid)) or not folder.is_dir() or folder.stat().st_uid != os.getuid():
+                continue
+        except OSError:  # gone meanwhile
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder.name)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # no signal: only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def _remove_folder(folder: tempfile.TemporaryDirectory) -> None:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 import pandas as pd
 
-from . import devices, documents, ranking
+from . import devices, documents, ranking, rendering
 from .devices import cpu_has_bfloat16
 from .documents import DEFAULT_DPI, IngestOptions, ingest_cache
 from .models import MODELS, get_spec, pixels_to_tokens, tokens_to_pixels
@@ -1577,6 +1577,8 @@ def create_arena(db_path: str | None = None, cache_dir: str | None = None, prelo
         raise ValueError(f"RERANKER_CACHE={cache}: the image cache folder cannot be made there "
                          f"({error.strerror or error})") from None
     arena = Arena(pool, Store(db_path), cache)
+    if removed := rendering.sweep_render_folders():
+        logger.info("removed %d render folder(s) left by stopped processes: %s", len(removed), ", ".join(removed))
     device = devices.default_device()
     # What the operator set, in one line (on a Space the log is all they see).
     logger.info("database %s · image cache %s · models on %s in %s, %s · judging %s", arena.store.path, cache, device,

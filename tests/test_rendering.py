@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 from multiprocessing import active_children
@@ -107,6 +109,21 @@ def test_the_render_folder_is_removed_when_adding_the_pages_fails(tmp_path, monk
     failed = load_files([("long.pdf", data)], IngestOptions(render_workers=2))
     assert not failed.pages and failed.problems[0].source == "long.pdf"  # reported, as any failure is
     assert list(tmp_path.iterdir()) == []
+
+
+def test_render_folders_of_processes_that_no_longer_run_are_swept_and_no_other(tmp_path):
+    """A process ended at once (a second stop signal, a kill) leaves its render folder behind."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    left = tmp_path / f"render-{ended.pid}-k2v_8q1z"
+    left.mkdir()
+    (left / "page-3").write_bytes(bytes(1000))
+    in_use = tmp_path / f"render-{os.getpid()}-a7c0m2xe"
+    in_use.mkdir()
+    unnamed = tmp_path / "render-x1y2z3w4"  # not the app's naming: left alone
+    unnamed.mkdir()
+    assert rendering.sweep_render_folders(tmp_path) == [left.name]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([in_use.name, unnamed.name])
 
 
 def test_a_daemon_process_renders_in_process_the_same_pages():

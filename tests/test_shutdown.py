@@ -45,6 +45,42 @@ def test_sigterm_while_rendering_leaves_no_worker_and_no_upload_behind(tiny_chec
         server.stop()
 
 
+def test_a_second_stop_signal_ends_at_once_and_the_next_start_removes_the_render_folder_left(tiny_checkpoints, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from reranker import rendering
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    environment = {**tiny_checkpoints.environment(), "TMPDIR": str(temp)}
+    server = start_app(environment, tmp_path / "app")
+    try:
+        bomb = tmp_path / "bomb.pdf"
+        bomb.write_bytes(render_bomb_pdf(depth=9))  # minutes of rendering
+
+        def visitor():
+            try:
+                Client(server.url, verbose=False).predict(files=[handle_file(str(bomb))], query="q", api_name="/rank")
+            except Exception:
+                pass  # the app went away mid-request: expected
+
+        threading.Thread(target=visitor, daemon=True).start()
+        busy = []
+        wait_until(lambda: busy.extend(c for c in children_of(server.process.pid) if cpu_seconds(c) > 0.5) or busy)
+        left = [path.name for path in temp.iterdir() if path.name.startswith("render-")]
+        assert left
+        server.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: "stopping" in server.log_path.read_text())  # one signal at a time: pending ones merge
+        server.process.send_signal(signal.SIGTERM)  # "now": no waiting for the upload to give up
+        assert server.process.wait(timeout=30) == 128 + signal.SIGTERM
+        wait_until(lambda: zombie(busy[0].pid), seconds=30)  # its render worker ended with it
+        assert [path.name for path in temp.iterdir() if path.name.startswith("render-")] == left
+    finally:
+        server.stop()
+    # What the next start of the app does first (ui.create_arena): the app that made it is gone.
+    assert rendering.sweep_render_folders(temp) == left
+
+
 def run_script(tmp_path, name: str, text: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """`text` run as the script `name` in a fresh Python, from the repository root."""
     script = tmp_path / name

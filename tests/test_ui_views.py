@@ -667,6 +667,22 @@ def test_the_operator_hint_is_logged_when_the_app_starts(monkeypatch, tmp_path, 
             "judging by typed name") in caplog.text
 
 
+def test_the_app_starts_by_removing_render_folders_that_stopped_processes_left(monkeypatch, tmp_path, caplog):
+    import subprocess
+    import sys
+    import tempfile
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    temp = tmp_path / "tmp"
+    (temp / f"render-{ended.pid}-q0w9e8r7").mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    with caplog.at_level("INFO", logger="reranker.ui"):
+        ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "cache"), preload=False).store.close()
+    assert list(temp.iterdir()) == []
+    assert f"removed 1 render folder(s) left by stopped processes: render-{ended.pid}-q0w9e8r7" in caplog.text
+
+
 def test_the_device_note_names_where_the_models_run_not_what_the_machine_has(monkeypatch):
     """RERANKER_DEVICE=cpu on a GPU machine said "Running on NVIDIA L4."."""
     import torch
