@@ -60,6 +60,18 @@ def pdf_dpi(text: str) -> float:
     return _number(float, f"a DPI from {low:g} to {high:g}", lambda value: low <= value <= high)(text)
 
 
+def device_name(text: str) -> str:
+    """An argparse type: a torch device (cpu, cuda, cuda:1, …), checked before any file is read
+    (torch imported only when the option is given)."""
+    import torch
+
+    try:
+        torch.device(text)
+    except RuntimeError:  # torch's own message lists two dozen device types and names no option
+        raise argparse.ArgumentTypeError(f"must be a device such as cpu, cuda or cuda:1, not {text!r}") from None
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

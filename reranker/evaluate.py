@@ -30,7 +30,7 @@ from itertools import combinations
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
-from .cli import UsageError, positive_int
+from .cli import UsageError, device_name, positive_int
 from .models import MODELS, in_model_order
 from .output_files import check_output, output_file
 
@@ -878,7 +878,7 @@ def register_cli(subparsers) -> None:
                        help=f"image budget of {spec_a.label} (default {spec_a.max_pixels}, at most {spec_a.max_pixels_limit})")  # fmt: skip
     bench.add_argument("--max-pixels-b", type=int, metavar="PIXELS",
                        help=f"image budget of {spec_b.label} (default {spec_b.max_pixels}, at most {spec_b.max_pixels_limit})")  # fmt: skip
-    bench.add_argument("--device", help="cuda, cpu, ... (default: $RERANKER_DEVICE, else CUDA when present)")
+    bench.add_argument("--device", type=device_name, help="cuda, cpu, ... (default: $RERANKER_DEVICE, else CUDA when present)")
     parser.set_defaults(handler=_run_cli)
 
 

@@ -106,12 +106,19 @@ def test_an_image_over_pillows_warning_size_is_a_problem_named_once_without_pill
 @pytest.mark.parametrize(
     ("option", "value"),
     [("--batch-size", "-1"), ("--dpi", "-5"), ("--dpi", "inf"), ("--dpi", "1e-9"), ("--dpi", "nan"), ("--top", "0"),
-     ("--max-pixels", "lots")],
+     ("--max-pixels", "lots"), ("--device", "tpu"), ("--device", "cuda:x")],
 )
 def test_score_options_out_of_range_are_usage_errors(option, value, capsys):
     with pytest.raises(SystemExit) as stopped:
         main(["score", str(SAMPLE_PAGES[0]), "--query", "q", option, value])
     assert stopped.value.code == 2 and f"argument {option}: must be" in capsys.readouterr().err
+
+
+def test_eval_names_a_device_that_is_none_before_reading_the_benchmark(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["eval", "--benchmark", str(tmp_path / "missing.parquet"), "--images", str(tmp_path), "--device", "tpu"])
+    assert stopped.value.code == 2
+    assert "argument --device: must be a device such as cpu, cuda or cuda:1, not 'tpu'" in capsys.readouterr().err
 
 
 def test_an_instruction_no_chosen_model_reads_is_refused_and_one_the_other_model_ignores_is_noted(tiny_env, capsys):
