@@ -462,8 +462,8 @@ def login_required() -> bool:
 
     Only on a Space (SYSTEM=spaces, what Gradio checks): elsewhere Gradio's login is a mock that
     signs every visitor in as the machine's own Hugging Face user."""
-    return (bool(os.environ.get("OAUTH_CLIENT_ID")) and os.environ.get("SYSTEM") == "spaces"
-            and devices.env_flag("RERANKER_REQUIRE_LOGIN", default=True))
+    asked = devices.env_flag("RERANKER_REQUIRE_LOGIN", default=True)  # read everywhere: a typo is said locally too
+    return bool(os.environ.get("OAUTH_CLIENT_ID")) and os.environ.get("SYSTEM") == "spaces" and asked
 
 
 def annotator_name(name: str | None, profile: gr.OAuthProfile | None = None) -> str:
@@ -932,7 +932,8 @@ def _shared_state() -> SimpleNamespace:
     # Remembered by the browser. Outside the tabs: a hidden tab's components are not mounted at page
     # load, so a BrowserState inside the Annotate tab would reach demo.load as its default value.
     # A fixed secret: the default is random per start, and a Space restarts often.
-    secret = os.environ.get("RERANKER_BROWSER_SECRET", "rerank-arena")
+    # Set but empty is unset: Gradio would draw a random key at each start, and forget every name.
+    secret = os.environ.get("RERANKER_BROWSER_SECRET") or "rerank-arena"
     saved_name = gr.BrowserState("", storage_key="rerank-arena-annotator", secret=secret)
     saved_query = gr.BrowserState(None, storage_key="rerank-arena-query", secret=secret)
     saved_order = gr.BrowserState(ORDERS[0], storage_key="rerank-arena-order", secret=secret)

@@ -638,6 +638,8 @@ def test_settings_both_models_read_are_refused_at_the_start_and_a_missing_weight
             ("RERANKER_DTYPE", "fp16", ValueError, "RERANKER_DTYPE: unknown dtype 'fp16'"),
             ("RERANKER_DEVICE", "tpu", ValueError, "RERANKER_DEVICE='tpu' is not a device"),
             ("RERANKER_VISION_CACHE_MB", "lots", ValueError, "RERANKER_VISION_CACHE_MB='lots': expected a size in MB"),
+            # Read off a Space too (where it changes nothing): the typo is seen before deploying.
+            ("RERANKER_REQUIRE_LOGIN", "maybe", ValueError, "RERANKER_REQUIRE_LOGIN='maybe': expected 1 or 0"),
             ("RERANKER_DEVICE", "cuda", LoadError, "RERANKER_DEVICE=cuda: this torch .* sees no CUDA GPU")):
         with monkeypatch.context() as patch:
             patch.setenv(variable, value)
@@ -976,3 +978,18 @@ def test_an_instruction_of_only_invisible_characters_is_no_instruction(arena):
 
     data = ui.rank_pages(arena, [str(SAMPLE_PAGES[0])], QUERY, "\u200b \u2060", None, None, None)
     assert data["instruction"] is None and arena.store.query(data["query_id"]).instruction is None
+
+
+@pytest.mark.parametrize(("value", "secret"), [(None, "rerank-arena"), ("", "rerank-arena"), ("ours", "ours")])
+def test_what_the_browser_remembers_is_signed_with_a_key_that_outlives_a_restart(monkeypatch, value, secret):
+    """Set but empty, RERANKER_BROWSER_SECRET reached Gradio as "", which then drew a random key
+    at each start: every browser forgot its annotator's name at the next restart."""
+    import gradio as gr
+
+    if value is None:
+        monkeypatch.delenv("RERANKER_BROWSER_SECRET", raising=False)
+    else:
+        monkeypatch.setenv("RERANKER_BROWSER_SECRET", value)
+    with gr.Blocks():
+        shared = ui._shared_state()
+    assert {state.secret for state in (shared.saved_name, shared.saved_query, shared.saved_order)} == {secret}
