@@ -16,7 +16,7 @@ import torch
 from . import attention
 from .devices import default_attention, default_device, default_dtype, env_megabytes, on_zero_gpu, parse_dtype
 from .models import ModelSpec, get_spec, weights_location
-from .scoring import Reranker
+from .scoring import Reranker, check_cache_sizes
 from .workers import refuse_in_a_rerun_script
 
 # peft asks transformers a question transformers has deprecated, each time an adapter loads: a
@@ -208,6 +208,7 @@ def load_reranker(
     spec = get_spec(key)
     # What can be refused without the weights is refused before them (from the Hub: a download).
     spec.check_budget(options.get("max_pixels"))
+    check_cache_sizes(options)
     for variable in ("RERANKER_VISION_CACHE_MB", "RERANKER_PREFIX_CACHE_MB"):  # read by Reranker
         env_megabytes(variable)
     location = weights_location(spec, model_path, adapter_path)

@@ -123,6 +123,18 @@ def _check_batch_size(batch_size: int | None) -> int | None:
     return None if batch_size is None else int(batch_size)
 
 
+CACHE_OPTIONS = ("vision_cache_bytes", "score_cache_entries", "prefix_cache_bytes")
+
+
+def check_cache_sizes(options: dict) -> None:
+    """A cache size given to `Reranker` is a whole number of at least 0 (0: no cache) or None
+    (the default): a string failed at the first score, and a negative one held nothing, unsaid."""
+    for name in CACHE_OPTIONS:
+        size = options.get(name)
+        if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 0):
+            raise ValueError(f"{name} must be a whole number of at least 0 (None: the default), got {size!r}")
+
+
 def clean_query(query: str, max_length: int | None) -> str:
     check_text(query, "query")
     if is_blank(query):
@@ -257,7 +269,7 @@ class Reranker:
         max_pixels: int | None = None,
         batch_size: int | None = None,
         vision_cache_bytes: int | None = None,
-        score_cache_entries: int = 200_000,
+        score_cache_entries: int | None = None,
         overlap: bool = True,
         compile: bool = False,
         vision_chunk: int | None = None,
@@ -275,12 +287,14 @@ class Reranker:
         self.budget = Budget(spec.min_pixels, spec.check_budget(max_pixels), spec.image_rules)
         self.batch_size = _check_batch_size(batch_size) or default_batch_size(device)
         self.overlap = overlap
+        check_cache_sizes({"vision_cache_bytes": vision_cache_bytes, "score_cache_entries": score_cache_entries,
+                           "prefix_cache_bytes": prefix_cache_bytes})
         if vision_cache_bytes is None:
             vision_cache_bytes = default_cache_bytes(device, cpu=512 * 2**20, variable="RERANKER_VISION_CACHE_MB")
         self.vision_cache = LRUCache(vision_cache_bytes)
         # Vision key → (bytes, when): prefetched, not used by `score` yet (see prefetch_vision).
         self._prefetched: dict[tuple, tuple[int, float]] = {}
-        self.score_cache = LRUCache(score_cache_entries)
+        self.score_cache = LRUCache(200_000 if score_cache_entries is None else score_cache_entries)
         if prefix_cache_bytes is None:  # a 2B page prefix: ~115 kB per token in bf16, ~65 MB at 564,480 px
             prefix_cache_bytes = default_cache_bytes(device, cpu=2**30, variable="RERANKER_PREFIX_CACHE_MB")
         self.prefix_cache = LRUCache(prefix_cache_bytes)

@@ -852,6 +852,14 @@ def test_a_bad_cache_size_in_the_environment_is_refused_before_the_weights(tmp_p
         load_reranker(A, model_path=str(tmp_path / "no-weights"), device="cpu")
 
 
+@pytest.mark.parametrize(("option", "value"), [("score_cache_entries", "x"), ("vision_cache_bytes", -5),
+                                              ("prefix_cache_bytes", 1.5), ("score_cache_entries", True)])
+def test_a_bad_cache_size_given_in_python_is_refused_before_the_weights(tmp_path, option, value):
+    """A string failed only at the first score; a negative size silently held nothing."""
+    with pytest.raises(ValueError, match=rf"^{option} must be a whole number of at least 0 \(None: the default\), got"):
+        load_reranker(A, model_path=str(tmp_path / "no-weights"), device="cpu", **{option: value})
+
+
 def test_the_dtype_comes_from_the_environment_and_a_bad_one_is_named(tiny_checkpoints, monkeypatch):
     monkeypatch.setenv("RERANKER_DTYPE", "bfloat16")
     assert load_b(tiny_checkpoints).dtype == torch.bfloat16
