@@ -722,6 +722,18 @@ def _per_query(results: Mapping[str, EvalResult], ks: Sequence[int], texts: Mapp
     return "\n\n".join(blocks)
 
 
+def _excluded_lines(results: Mapping[str, EvalResult], shown: int = 10) -> list[str]:
+    """The queries left out of each model's means, by name and why (the per-query tables list
+    them under each table; without them, the means table gave only their number)."""
+    lines = []
+    for key, result in results.items():
+        if result.excluded:
+            items = [f"{q} ({why})" for q, why in result.excluded.items()]
+            more = f"; … {len(items) - shown} more (--per-query or --output list all)" if len(items) > shown else ""
+            lines.append(f"not in {model_label(key)}'s means: " + "; ".join(items[:shown]) + more)
+    return lines
+
+
 def _agreement_lines(agreements: Sequence[PairAgreement]) -> list[str]:
     return [
         f"model agreement, {model_label(a.model_a)} vs {model_label(a.model_b)} "
@@ -781,6 +793,8 @@ def format_store(evaluation: StoreEvaluation, per_query: bool = False) -> str:
         lines += ["", _means_table(evaluation.results, evaluation.ks)]
         if per_query:
             lines += ["", _per_query(evaluation.results, evaluation.ks, evaluation.queries)]
+        else:
+            lines += _excluded_lines(evaluation.results)
         lines += ["", *_agreement_lines(evaluation.model_agreement)]
         for block in _differences_tables(evaluation.differences, evaluation.ks):
             lines += ["", block]
@@ -821,6 +835,8 @@ def format_benchmark(evaluation: BenchmarkEvaluation, per_query: bool = False) -
     lines += ["", _means_table(evaluation.results, evaluation.ks, extra)]
     if per_query:
         lines += ["", _per_query(evaluation.results, evaluation.ks, evaluation.queries)]
+    else:
+        lines += _excluded_lines(evaluation.results)
     lines += ["", *_agreement_lines(evaluation.model_agreement)]
     for block in _differences_tables(evaluation.differences, evaluation.ks):
         lines += ["", block]

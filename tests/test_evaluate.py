@@ -350,6 +350,18 @@ def test_evaluate_store_by_hand(arena_db):
     assert q1["mrr"] == pytest.approx(1 / 3)
 
 
+def test_eval_db_cli_names_the_queries_left_out_of_the_means_without_per_query(arena_db, capsys):
+    from reranker.store import Store
+
+    with Store(arena_db) as store:
+        excluded = evaluate_store(store).results[MODEL_A].excluded
+    assert main(["eval", "--db", str(arena_db)]) == 0
+    printed = capsys.readouterr().out
+    named = "; ".join(f"{query_id} ({why})" for query_id, why in excluded.items())
+    for label in LABELS[MODEL_A], LABELS[MODEL_B]:
+        assert f"not in {label}'s means: {named}" in printed.splitlines()
+
+
 def test_eval_db_cli_prints_the_hand_computed_numbers(arena_db, tmp_path, capsys):
     out_json = tmp_path / "store.json"
     code = main(["eval", "--db", str(arena_db), "--per-query", "--k", "5", "--output", str(out_json)])
