@@ -103,7 +103,7 @@ def print_ranking(result, top: int | None) -> None:
             print(f"  unavailable: {ranking.error}")
             continue
         rate = f", {ranking.pages_per_second:.1f} pages/s" if ranking.pages_per_second else ""
-        print(f"  {len(ranking.scores)} pages in {ranking.seconds:.2f} s{rate}")
+        print(f"  {len(ranking.scores)} page{'' if len(ranking.scores) == 1 else 's'} in {ranking.seconds:.2f} s{rate}")
         for rank, index in enumerate(ranking.order[:top] if top else ranking.order, start=1):
             page = result.pages[index]
             print(f"  {rank:>3}. {ranking.scores[index]:.4f}  {page.label}")

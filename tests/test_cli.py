@@ -4,6 +4,7 @@ message with a non-zero exit, never a traceback."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -201,8 +202,11 @@ def test_score_lists_what_it_could_not_use_as_problems(tiny_env, tmp_path, capsy
     notes = tmp_path / "notes.txt"
     notes.write_text("not a page")
     assert main(["score", "-m", A, "-q", "revenue", str(damaged), str(notes), str(SAMPLE_PAGES[0])]) == 0
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "problem: notes.txt:" in err and "skipped:" not in err
+    assert re.search(r"^  4 pages in \d", out, re.MULTILINE), out  # the pages trunc.pdf still had, and the image
+    assert main(["score", "-m", A, "-q", "revenue", str(SAMPLE_PAGES[0])]) == 0
+    assert re.search(r"^  1 page in \d", capsys.readouterr().out, re.MULTILINE)  # not "1 pages"
 
 
 @pytest.mark.parametrize("argv, message", [
