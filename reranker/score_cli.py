@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
 
 from .cli import device_name, pdf_dpi, positive_int
@@ -65,21 +67,18 @@ def main(args) -> int:
         options["batch_size"] = args.batch_size
     pool = ModelPool(keys, **options)
 
-    def progress(fraction: float, message: str) -> None:
-        print(f"\r[{fraction:4.0%}] {message:60}", end="", file=sys.stderr, flush=True)
-
+    progress = ProgressLine(sys.stderr)
     try:
-        result = rank(
-            args.files, args.query, pool, instruction=args.instruction, keys=keys,
-            ingest_options=IngestOptions(dpi=args.dpi or DEFAULT_DPI),
-            max_pixels={key: args.max_pixels for key in keys} if args.max_pixels else None,
-            progress=None if args.json else progress,
-        )
+        with progress.shown():
+            result = rank(
+                args.files, args.query, pool, instruction=args.instruction, keys=keys,
+                ingest_options=IngestOptions(dpi=args.dpi or DEFAULT_DPI),
+                max_pixels={key: args.max_pixels for key in keys} if args.max_pixels else None,
+                progress=None if args.json else progress,
+            )
     except QueryError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if not args.json:
-        print(file=sys.stderr)
     for problem in result.problems:
         print(f"problem: {problem}", file=sys.stderr)
     for note in result.notes:
@@ -94,6 +93,48 @@ def main(args) -> int:
     # A model that could not score (or load) fails the command, as an unreadable file does not:
     # a script must not take one model's ranking for both (the other's is printed all the same).
     return 1 if any(ranking.error for ranking in result.rankings.values()) else 0
+
+
+class ProgressLine(logging.Handler):
+    """The ranking's progress: on a terminal one line, redrawn in place; elsewhere (a log file)
+    a line per step. A warning logged meanwhile gets a line of its own (it was appended to the
+    progress line), and the last progress line is ended once the ranking is over."""
+
+    def __init__(self, stream):
+        super().__init__(logging.WARNING)  # what Python's last-resort handler prints
+        self.stream = stream
+        self.redrawn = stream.isatty()
+        self.open = False  # a redrawn line without its newline yet
+        self.last = None
+
+    def __call__(self, fraction: float, message: str) -> None:
+        text = f"[{fraction:4.0%}] {message}"
+        if self.redrawn:
+            print(f"\r{text:66}", end="", file=self.stream, flush=True)
+            self.open = True
+        elif text != self.last:
+            print(text, file=self.stream, flush=True)
+        self.last = text
+
+    def end_line(self) -> None:
+        if self.open:
+            print(file=self.stream, flush=True)
+            self.open = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.end_line()
+        print(self.format(record), file=self.stream, flush=True)
+
+    @contextlib.contextmanager
+    def shown(self):
+        """While the ranking runs, warnings go through this handler (root logger)."""
+        root = logging.getLogger()
+        root.addHandler(self)
+        try:
+            yield self
+        finally:
+            root.removeHandler(self)
+            self.end_line()
 
 
 def print_ranking(result, top: int | None) -> None:

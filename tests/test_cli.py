@@ -242,3 +242,17 @@ def test_an_empty_database_path_is_refused_not_read_as_the_default(command, tmp_
     monkeypatch.setenv("RERANKER_DB", str(tmp_path / "arena.db"))
     assert main([*command, "--db", ""]) == 1
     assert capsys.readouterr().err == "error: the database path is empty; give a file name (or None for RERANKER_DB or the default)\n"
+
+
+def test_a_warning_during_the_ranking_gets_its_own_line_not_the_end_of_the_progress_line(tiny_env, monkeypatch, capsys):
+    """Progress went to stderr as one line redrawn with \\r, and a warning logged meanwhile was
+    appended to it (in a log file, every step and the warning ran on one line)."""
+    monkeypatch.setenv("RERANKER_VARLEN_ATTENTION", "1")  # not usable on a CPU: a warning at load
+    assert main(["score", "-m", A, "-q", "a chart", str(SAMPLE_PAGES[0])]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    warning = next(line for line in lines if "RERANKER_VARLEN_ATTENTION" in line)
+    assert warning.startswith("RERANKER_VARLEN_ATTENTION: not used")  # its own line, once
+    assert sum("RERANKER_VARLEN_ATTENTION" in line for line in lines) == 1
+    progress = [line for line in lines if line.startswith("[")]
+    assert len(progress) >= 2 and all("\r" not in line for line in lines)  # not a terminal: a line per step
+    assert progress[-1].startswith("[100%]")
