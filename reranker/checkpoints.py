@@ -340,5 +340,6 @@ if __name__ == "__main__":
         print(usage)
         sys.exit(0)
     if sys.argv[1:] != ["fetch-vocab"]:
-        sys.exit(usage)
+        print(usage, file=sys.stderr)
+        sys.exit(2)  # a usage error, as the CLI's
     print(f"Qwen's vocabulary: {fetch_qwen_vocabulary()}")

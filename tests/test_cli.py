@@ -256,3 +256,12 @@ def test_a_warning_during_the_ranking_gets_its_own_line_not_the_end_of_the_progr
     progress = [line for line in lines if line.startswith("[")]
     assert len(progress) >= 2 and all("\r" not in line for line in lines)  # not a terminal: a line per step
     assert progress[-1].startswith("[100%]")
+
+
+def test_the_checkpoints_module_says_its_usage_and_exits_2_on_a_wrong_argument():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "reranker.checkpoints", "fetch-vocabs"], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("usage: python -m reranker.checkpoints fetch-vocab")
