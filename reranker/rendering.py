@@ -449,9 +449,10 @@ class _InWorkers(Pdf):
             self.fallback.close()
 
 
-def _render_folder_prefix(pid: int | None = None) -> str:
-    """Render folders carry the process's id, so that one left behind can be told from one in use."""
-    return f"render-{os.getpid() if pid is None else pid}-"
+def _render_folder_prefix() -> str:
+    """Render folders carry the process's id, so that one left behind can be told from one in use
+    (`sweep_render_folders`)."""
+    return f"render-{os.getpid()}-"
 
 
 def sweep_render_folders(parent: str | os.PathLike | None = None) -> list[str]:
