@@ -438,7 +438,8 @@ def score_pages(pool: ModelPool | Mapping, query: str, work: Mapping[str, list[P
         try:
             reranker = pool.get(key) if isinstance(pool, ModelPool) else pool[key]
             budget = (max_pixels or {}).get(key)
-            scores = reranker.score(query, pages, instruction_for(reranker, instruction), progress=on_batch, max_pixels=budget)
+            scores = score_within_gpu_memory(reranker, query, pages, instruction_for(reranker, instruction),
+                                             progress=on_batch, max_pixels=budget)
         except QueryError:
             raise
         except ModelUnavailable as error:  # logged by the pool when the load failed
@@ -450,6 +451,31 @@ def score_pages(pool: ModelPool | Mapping, query: str, work: Mapping[str, list[P
             continue
         results[key] = Scored(scores, seconds=time.perf_counter() - started)
     return results
+
+
+class OutOfGpuMemory(RuntimeError):
+    pass
+
+
+def score_within_gpu_memory(reranker, query: str, pages: Sequence, instruction: str | None, **options) -> list[float]:
+    """`reranker.score`, in smaller batches when the GPU runs out of memory (a large image budget
+    on a small card): halved until one page at a time. The scores are the same at any batch size
+    (the suite's equivalence tests); pages scored before the failure are not scored again (caches)."""
+    import torch
+
+    batch_size = None  # the reranker's own
+    while True:
+        try:
+            return reranker.score(query, pages, instruction, batch_size=batch_size, **options)
+        except torch.cuda.OutOfMemoryError:
+            tried = batch_size or reranker.batch_size
+            if tried <= 1:
+                raise OutOfGpuMemory(f"the GPU ran out of memory with one page at a time; lower {reranker.spec.label}'s "
+                                     "image budget") from None
+        # Outside the `except`: the failed batch's tensors (held by the traceback) are free now.
+        batch_size = max(1, tried // 2)
+        log.warning("%s: the GPU ran out of memory at %d pages a batch; trying %d", reranker.spec.label, tried, batch_size)
+        torch.cuda.empty_cache()
 
 
 def rank(

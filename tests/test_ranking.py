@@ -35,6 +35,36 @@ def test_both_models_rank_every_page_sorted_by_their_own_scores(tiny_rerankers):
     assert result.agreement() is not None
 
 
+def test_out_of_gpu_memory_a_model_scores_in_smaller_batches_and_gives_the_same_scores(tiny_rerankers, monkeypatch, caplog):
+    """A CUDA out-of-memory error (a large image budget on a small card) is emulated here for
+    batches of more than 2 pages: the ranking halves its batches until they fit."""
+    import torch
+
+    reranker = tiny_rerankers[A]
+    expected = ranking.rank(sample_files(5), QUERY, {A: reranker}).rankings[A].scores
+    reranker.clear_caches()
+    real_score, asked = reranker.score, []
+
+    def small_gpu(*args, batch_size=None, **kwargs):
+        asked.append(batch_size)
+        if (batch_size or reranker.batch_size) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_score(*args, batch_size=batch_size, **kwargs)
+
+    monkeypatch.setattr(reranker, "batch_size", 8)
+    monkeypatch.setattr(reranker, "score", small_gpu)
+    with caplog.at_level("WARNING", logger="reranker.ranking"):
+        model = ranking.rank(sample_files(5), QUERY, {A: reranker}).rankings[A]
+    assert model.error is None and model.scores == pytest.approx(expected, abs=1e-5)
+    assert asked == [None, 4, 2]
+    assert "the GPU ran out of memory at 8 pages a batch; trying 4" in caplog.text
+
+    monkeypatch.setattr(reranker, "score", lambda *args, **kwargs: small_gpu(*args, **{**kwargs, "batch_size": 9}))
+    failed = ranking.rank(sample_files(2), "another question", {A: reranker}).rankings[A]
+    assert failed.error == ("OutOfGpuMemory: the GPU ran out of memory with one page at a time; lower "
+                            "Qwen3-VL-Reranker-2B's image budget")
+
+
 def test_a_model_that_cannot_load_is_reported_and_the_other_still_ranks(tiny_rerankers, caplog):
     def loader(key):
         if key == B:
