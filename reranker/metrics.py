@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 from scipy import stats
 
 PageId = Hashable
@@ -395,7 +396,25 @@ def kendall_tau(scores_a: Scores, scores_b: Scores) -> float | None:
     xs, ys = list(a.values()), list(b.values())
     if len(xs) < 2 or len(set(xs)) < 2 or len(set(ys)) < 2:
         return None
-    return float(stats.kendalltau(xs, ys).statistic)
+    if len(xs) > TAU_PAIRWISE_UP_TO:
+        return float(stats.kendalltau(xs, ys).statistic)
+    return _tau_b_pairwise(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float))
+
+
+# Up to this many pages τ-b is counted pair by pair with numpy: scipy's call costs ~2.7 ms
+# whatever the size (its argument checks), 8 s of Evaluate's 21 s over 3,000 queries; the pairs
+# of 25 pages take ~30 µs. Past it scipy's O(n log n) count wins (equal to ~1e-15 either way).
+TAU_PAIRWISE_UP_TO = 1000
+
+
+def _tau_b_pairwise(x: np.ndarray, y: np.ndarray) -> float:
+    """(concordant − discordant) / √((pairs − pairs tied in x)(pairs − pairs tied in y))."""
+    upper = np.triu_indices(len(x), k=1)
+    dx = np.sign(x[:, None] - x[None, :])[upper]
+    dy = np.sign(y[:, None] - y[None, :])[upper]
+    pairs = len(dx)
+    untied_x, untied_y = pairs - np.count_nonzero(dx == 0), pairs - np.count_nonzero(dy == 0)
+    return float(np.dot(dx, dy) / math.sqrt(untied_x * untied_y))
 
 
 def model_agreement(

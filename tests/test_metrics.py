@@ -12,13 +12,14 @@ from reranker.metrics import (
     EvalResult,
     Mistake,
     aggregate_labels,
-    majority,
     average_precision,
     cohen_kappa,
     evaluate,
     grades_from_labels,
     hardest_mistakes,
+    kendall_tau,
     label_to_grade,
+    majority,
     model_agreement,
     ndcg,
     ndcg_blog,
@@ -256,6 +257,28 @@ def test_hardest_mistakes():
 
 
 # ---------------------------------------------------------------- model agreement
+
+
+@pytest.mark.parametrize("pairwise", [True, False])
+def test_kendall_tau_b_equals_scipys_with_and_without_ties(pairwise, monkeypatch):
+    """Counted pair by pair (up to TAU_PAIRWISE_UP_TO pages), or by scipy past that."""
+    from scipy import stats
+
+    from reranker import metrics
+
+    monkeypatch.setattr(metrics, "TAU_PAIRWISE_UP_TO", 10_000 if pairwise else 1)
+    rng = random.Random(7)
+    for trial in range(300):
+        n = rng.randint(2, 60)
+        levels = rng.choice([3, 10, 1000])  # few levels: many ties
+        a = {f"p{i}": rng.randrange(levels) / levels for i in range(n)}
+        b = {f"p{i}": rng.randrange(levels) / levels for i in range(n)}
+        expected = stats.kendalltau(list(a.values()), list(b.values())).statistic
+        got = kendall_tau(a, b)
+        if math.isnan(expected):
+            assert got is None, trial
+        else:
+            assert got == pytest.approx(expected, abs=1e-12), trial
 
 
 def test_kendall_spearman_on_a_known_permutation():
