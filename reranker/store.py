@@ -222,6 +222,9 @@ class SchemaTooNewError(RuntimeError):
     """The file was written by a newer version of the app; refusing to touch it."""
 
 
+ANNOTATORS_NAMED = 20  # at most, in the message refusing a name nobody judged under
+
+
 def schema_version(db: Database) -> int:
     return db.execute("PRAGMA user_version").fetchone()[0]
 
@@ -1187,8 +1190,9 @@ class Store:
         another capitalisation to the stored name first (`known_annotator`)."""
         annotators = self.annotators()
         if annotator is not None and annotator not in annotators:
-            known = ", ".join(annotators) or "nobody has judged anything yet"
-            raise ValueError(f"no judgments by {annotator!r} (annotators: {known})")
+            shown = ANNOTATORS_NAMED  # a message, not a listing: a workspace may have hundreds
+            known = ", ".join(annotators[:shown]) + (f", … ({len(annotators)} in all)" if len(annotators) > shown else "")
+            raise ValueError(f"no judgments by {annotator!r} (annotators: {known or 'nobody has judged anything yet'})")
         return annotators
 
     def integrity_check(self) -> str:

@@ -90,8 +90,17 @@ def markdown(value: str = "", **options) -> gr.Markdown:
     return gr.Markdown(value, latex_delimiters=[], **options)
 
 
+def plain(message: str) -> str:
+    """A message for a toast, which Gradio shows as (sanitised) HTML: markup in a name or a query
+    someone typed (an <img> fetching another site, a styled block over the page) shows as text."""
+    return html.escape(str(message), quote=False)
+
+
 class Refusal(gr.Error):
     """What a person (or API client) gave cannot be used (not a failure of the app)."""
+
+    def __init__(self, message: str, **options):
+        super().__init__(plain(message), **options)
 
 
 class GuidelinesConflict(Refusal):
@@ -298,12 +307,12 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
     except QueryError as error:
         raise refuse(str(error)) from None
     except (StoreError, ranking.AppStopping) as error:  # e.g. a full disk; a restart
-        raise gr.Error(str(error)) from None
+        raise gr.Error(plain(error)) from None
     except gr.Error:  # already said for people (ZeroGPU's quota message, say)
         raise
     except Exception as error:  # a bug: said in words, where Gradio would show a bare "Error" badge
         logger.exception("ranking %r failed", query[:80])
-        raise gr.Error(f"The ranking failed: {type(error).__name__}: {error} (the server log has the details).") from None
+        raise gr.Error(plain(f"The ranking failed: {type(error).__name__}: {error} (the server log has the details).")) from None
     return result.as_dict(query_id)
 
 
@@ -556,7 +565,7 @@ def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: st
     except (ValueError, KeyError) as error:  # no such query, or a page it did not rank
         raise refuse(_message(error)) from None
     except StoreError as error:  # e.g. a full disk
-        raise gr.Error(str(error)) from None
+        raise gr.Error(plain(error)) from None
     judged, total = arena.store.progress(query_id, annotator)
     return dict(query_id=query_id, page_hash=page_hash, annotator=annotator, label=label, judged=judged, total=total)
 
@@ -571,7 +580,7 @@ def undo(arena: Arena, query_id: int, annotator: str, profile: gr.OAuthProfile |
     except (ValueError, KeyError) as error:  # no such query
         raise refuse(_message(error)) from None
     except StoreError as error:  # e.g. a full disk
-        raise gr.Error(str(error)) from None
+        raise gr.Error(plain(error)) from None
     return dict(
         undone=None if undone is None else dict(page_hash=undone.page_hash, undone_label=undone.undone_label,
                                                 restored_label=undone.restored_label),
@@ -1528,7 +1537,7 @@ def _write_guidelines(arena: Arena, text: str, name: str | None = None, profile:
     except GuidelinesChanged as error:
         raise GuidelinesConflict(error.latest) from None
     except StoreError as error:  # e.g. a full disk
-        raise gr.Error(str(error)) from None
+        raise gr.Error(plain(error)) from None
     gr.Info("Guidelines saved." if saved.id != based_on else "The guidelines already say this: nothing new to save.")
     return _saved_line(saved), saved.id
 

@@ -993,3 +993,18 @@ def test_what_the_browser_remembers_is_signed_with_a_key_that_outlives_a_restart
     with gr.Blocks():
         shared = ui._shared_state()
     assert {state.secret for state in (shared.saved_name, shared.saved_query, shared.saved_order)} == {secret}
+
+
+def test_names_in_a_toast_show_as_text_and_a_long_list_of_them_is_cut(arena, ranked):
+    """Gradio shows a toast's message as HTML: an annotator named <img src=…> made every visitor
+    who typed an unknown name under Labels fetch that image (their address, to its owner)."""
+    hashes = [page["content_hash"] for page in ranked["pages"]]
+    planted = "<img src=https://evil.example/t.png>"
+    ui.judge(arena, ranked["query_id"], hashes[0], planted, "relevant")
+    for number in range(25):
+        ui.judge(arena, ranked["query_id"], hashes[0], f"annotator {number:02d}", "not_relevant")
+    with pytest.raises(ui.Refusal) as refused:
+        ui.evaluate_view(arena, "nobody")
+    message = refused.value.message
+    assert "<img" not in message and "&lt;img src=https://evil.example/t.png&gt;" in message
+    assert message.endswith(", … (26 in all))") and "annotator 18" in message and "annotator 19" not in message
