@@ -1008,3 +1008,25 @@ def test_names_in_a_toast_show_as_text_and_a_long_list_of_them_is_cut(arena, ran
     message = refused.value.message
     assert "<img" not in message and "&lt;img src=https://evil.example/t.png&gt;" in message
     assert message.endswith(", … (26 in all))") and "annotator 18" in message and "annotator 19" not in message
+
+
+def test_the_database_is_never_served_even_from_inside_the_cache_folder(tmp_path):
+    """With RERANKER_CACHE the database's own folder (both on a Space's /data), Gradio served the
+    whole file to anyone who asked for its path."""
+    import httpx
+
+    folder = tmp_path / "data"
+    arena = ui.Arena(ranking.ModelPool(loader=lambda key: pytest.fail("no model is needed")), Store(folder / "arena.db"), folder)
+    arena.store.save_guidelines("Tables count.", "lead")  # something in the file, and a WAL beside it
+    (folder / "thumb.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # what the folder is for
+    demo = ui.build_app(arena)
+    _, url, _ = demo.launch(**ui.launch_options(arena), prevent_thread_lock=True, server_name="127.0.0.1", server_port=None)
+    try:
+        served = httpx.get(f"{url}gradio_api/file={folder / 'thumb.png'}")
+        assert served.status_code == 200
+        for name in ("arena.db", "arena.db-wal"):
+            assert (folder / name).exists()
+            assert httpx.get(f"{url}gradio_api/file={folder / name}").status_code == 403, name
+    finally:
+        demo.close()
+        arena.store.close()
