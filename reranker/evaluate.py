@@ -162,6 +162,15 @@ class StoreEvaluation:
     # model key → (query id, `metrics.Mistake`) for every page judged not relevant that the model
     # ranked above a relevant one, by the same labels and scores as the metrics.
     mistakes: dict[str, list[tuple[int, Mistake]]] = field(default_factory=dict)
+    # Annotators left out of `annotator_agreement` (κ is given for the KAPPA_ANNOTATORS with the
+    # most labels only).
+    kappa_left_out: int = 0
+
+    def kappa_note(self) -> str | None:
+        if not self.kappa_left_out:
+            return None
+        return (f"Cohen's κ is given for the {KAPPA_ANNOTATORS} annotators with the most labels; "
+                f"{self.kappa_left_out} other{'' if self.kappa_left_out == 1 else 's'} left out.")
 
     def mixed_settings_notes(self) -> list[str]:
         notes = []
@@ -186,6 +195,7 @@ class StoreEvaluation:
                 {"annotator_a": a.annotator_a, "annotator_b": a.annotator_b, **vars(a.kappa)}
                 for a in self.annotator_agreement
             ],
+            "annotators_left_out_of_agreement": self.kappa_left_out,
             "queries": {str(q): text for q, text in self.queries.items()},
         }
 
@@ -237,14 +247,17 @@ def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) ->
             if grades and query_id not in runs[model]:
                 result.excluded[query_id] = "not scored by this model"
         results[model] = result
+    # κ of every pair grows with the square of the annotators (800 names, which anyone can add:
+    # 320,000 pairs, 33 s and a 31 MB reply): the most active ones only.
+    compared = sorted(pooled, key=lambda name: (-len(pooled[name]), name.casefold(), name))[:KAPPA_ANNOTATORS]
     kappas = [
-        AnnotatorAgreement(a, b, cohen_kappa(pooled.get(a, {}), pooled.get(b, {})))
-        for a, b in combinations(sorted(pooled, key=lambda name: (name.casefold(), name)), 2)  # "alice" before "Carol"
+        AnnotatorAgreement(a, b, cohen_kappa(pooled[a], pooled[b]))
+        for a, b in combinations(sorted(compared, key=lambda name: (name.casefold(), name)), 2)  # "alice" before "Carol"
     ]
     return StoreEvaluation(
         annotator=annotator, ks=ks, results=results,
         model_agreement=models_agreement({m: runs[m] for m in results}),
-        annotator_agreement=kappas, queries=queries, annotators=annotators,
+        annotator_agreement=kappas, kappa_left_out=len(pooled) - len(compared), queries=queries, annotators=annotators,
         mixed_settings={model: mixed[model] for model in results if model in mixed},
         differences=model_differences(results, combinations(results, 2)),
         mistakes={model: [(query_id, mistake) for query_id, scores in runs[model].items()
@@ -253,6 +266,9 @@ def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) ->
 
 
 # --------------------------------------------------------------------------- benchmark
+
+
+KAPPA_ANNOTATORS = 12  # at most 66 pairs
 
 
 @dataclass(frozen=True)
@@ -805,6 +821,8 @@ def format_store(evaluation: StoreEvaluation, per_query: bool = False) -> str:
             kappa = a.kappa
             lines.append(f"  {a.annotator_a} vs {a.annotator_b}: κ {_num(kappa.kappa, 3)} "
                          f"(n={kappa.n}, observed agreement {_num(kappa.observed, 3)})")  # fmt: skip
+        if note := evaluation.kappa_note():
+            lines.append(f"  {note}")
     else:
         lines.append(f"annotator agreement: needs two annotators (have {len(evaluation.annotators)}).")
     lines.append("blog NDCG = the comparison blog's variant; it is ≥ standard NDCG and not comparable with published NDCG.")

@@ -801,6 +801,8 @@ def evaluate_view(arena: Arena, annotator: str | None):
                      f"page{'' if kappa.n == 1 else 's'}")
     if apart := len(evaluation.annotator_agreement) - len(shared):
         notes.append(f"Cohen's κ: {apart} other {'pair' if apart == 1 else 'pairs'} of annotators judged no page in common.")
+    if note := evaluation.kappa_note():
+        notes.append(note)
     for pair in evaluation.model_agreement:
         notes.append(escape(_describe_pair(pair)))
     notes += [escape(note) for note in evaluation.mixed_settings_notes()]

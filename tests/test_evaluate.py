@@ -330,6 +330,27 @@ def test_evaluate_store_by_hand(arena_db):
         store.record_judgment(query_id, store.query_pages(query_id)[0].page_hash, "Carol", "relevant")
         pairs = [(a.annotator_a, a.annotator_b) for a in evaluate_store(store).annotator_agreement]
     assert pairs == [("alice", "bob"), ("alice", "Carol"), ("bob", "Carol")]
+
+
+def test_kappa_is_given_for_the_most_active_annotators_only(arena_db, monkeypatch):
+    """κ of every pair grew with the square of the annotators: 800 names (which anyone can add)
+    took Evaluate 33 s and a 31 MB reply."""
+    from reranker import evaluate as evaluate_module
+    from reranker.store import Store
+
+    monkeypatch.setattr(evaluate_module, "KAPPA_ANNOTATORS", 3)
+    with Store(arena_db) as store:
+        query_id = store.list_queries()[0].id
+        first, second = (page.page_hash for page in store.query_pages(query_id)[:2])
+        for number in range(5):  # one label each: fewer than alice's and bob's
+            store.record_judgment(query_id, first, f"bot{number}", "relevant")
+        store.record_judgment(query_id, second, "bot3", "relevant")  # bot3: two, the most after them
+        evaluation = evaluate_store(store)
+    assert [(a.annotator_a, a.annotator_b) for a in evaluation.annotator_agreement] == [
+        ("alice", "bob"), ("alice", "bot3"), ("bob", "bot3")]
+    assert evaluation.kappa_left_out == 4 and evaluation.to_dict()["annotators_left_out_of_agreement"] == 4
+    assert evaluation.kappa_note() == "Cohen's κ is given for the 3 annotators with the most labels; 4 others left out."
+    assert evaluation.kappa_note() in evaluate_module.format_store(evaluation)
     # A − B query by query: both were evaluated on the same two queries, so the mean difference is
     # the difference of the means.
     assert {(d.model_a, d.model_b) for d in evaluation.differences} == {(MODEL_A, MODEL_B)}
