@@ -267,6 +267,20 @@ def test_every_tiff_frame_is_a_page():
     assert len({page.document_hash for page in pages}) == 1
 
 
+def test_a_tiffs_pages_are_counted_only_up_to_a_bound(monkeypatch):
+    """Pillow's count walks every page with a list lookup each: a 13 MB TIFF of 100,000 tiny
+    pages held a request's thread for 100 s."""
+    from reranker import documents
+
+    monkeypatch.setattr(documents, "TIFF_PAGES_COUNTED", 2)
+    result = load_files([("scan.tif", corpus.multi_frame_tiff())])  # 3 pages
+    assert [page.label for page in result.pages] == ["scan.tif · p.1", "scan.tif · p.2"]
+    assert "scan.tif: a TIFF of more than 2 pages; the pages after those were not looked at." in result.notes
+    monkeypatch.setattr(documents, "TIFF_PAGES_COUNTED", 3)  # exactly as many: all, and no note
+    result = load_files([("scan.tif", corpus.multi_frame_tiff())])
+    assert len(result.pages) == 3 and not any("TIFF" in note for note in result.notes)
+
+
 def test_animated_gif_gives_its_first_frame_only():
     result = load_files([("anim.gif", corpus.animated_gif())])
     (page,) = result.pages
