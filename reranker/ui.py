@@ -10,6 +10,7 @@ never renders LaTeX.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import html
@@ -60,6 +61,7 @@ MAX_UPLOAD = "200mb"
 MAX_QUERY_CHARS = 10_000
 MAX_GUIDELINES_CHARS = 64_000
 EXPORT_KEEP_SECONDS = 3600  # export files older than this are removed when the next is made
+EXPORTS_KEPT = 4  # and only this many newest, whatever their age
 # RGB bytes of rendered pages kept in memory (uploads already rendered; recent pages' thumbnails):
 # ~7 pages of a 144-DPI letter-size PDF per 40 MB.
 PAGE_MEMORY_BYTES = 2**30
@@ -1509,10 +1511,17 @@ def _conflict_line(latest) -> str:
 
 
 def _remove_old_exports(cache_dir: Path) -> None:
-    """Each export is a new file of every judged page: without this, repeated exports fill the disk."""
+    """Before an export is made: each is a new file of every judged page, so those older than
+    EXPORT_KEEP_SECONDS go, and all but the EXPORTS_KEPT − 1 newest (anyone may export: a loop of
+    exports filled the disk within the hour, and then judging failed)."""
     cutoff = time.time() - EXPORT_KEEP_SECONDS
+    folders = []
     for folder in Path(cache_dir).glob("export-*"):
-        if folder.is_dir() and folder.stat().st_mtime < cutoff:
+        with contextlib.suppress(OSError):  # removed meanwhile by another export
+            if folder.is_dir():
+                folders.append((folder.stat().st_mtime, folder))
+    for index, (made, folder) in enumerate(sorted(folders, key=lambda item: item[0], reverse=True)):
+        if made < cutoff or index >= EXPORTS_KEPT - 1:
             shutil.rmtree(folder, ignore_errors=True)
 
 

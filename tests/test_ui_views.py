@@ -808,6 +808,10 @@ def test_exports_older_than_an_hour_are_removed_when_the_next_is_made(arena, ran
     os.utime(os.path.dirname(old), (hour_ago, hour_ago))
     new = ui.export_file(arena, "pointwise", "all", 5, 10)
     assert os.path.exists(new) and not os.path.exists(old)
+    # And only the newest few, whatever their age: anyone may export, and each is a copy of every judged page.
+    made = [ui.export_file(arena, "pointwise", "all", 5, 10) for _ in range(ui.EXPORTS_KEPT + 2)]
+    assert [os.path.exists(path) for path in made] == [False, False] + [True] * ui.EXPORTS_KEPT
+    assert len(list(arena.cache_dir.glob("export-*"))) == ui.EXPORTS_KEPT
 
 
 def test_export_allows_zero_negatives_but_not_fewer():
