@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import gradio as gr
 import pandas as pd
@@ -493,6 +494,22 @@ def annotator_name(name: str | None, profile: gr.OAuthProfile | None = None) -> 
     if len(name) > 80:
         raise refuse("That name is too long (80 characters at most).")
     return name
+
+
+def signed_in(profile: gr.OAuthProfile | None, request: gr.Request | None) -> gr.OAuthProfile | None:
+    """The signed-in user, for a request from this app's own pages (or from a script, which sends
+    no Origin). A request that a page on another site makes the visitor's browser send carries
+    their login cookie too (Gradio's is SameSite=None, and its CORS answers any origin): it is
+    treated as signed out, so that no other site can judge, undo or save under their name."""
+    origin = request.headers.get("origin") if profile is not None and request is not None else None
+    if not origin:
+        return profile
+    own = {request.headers.get("host"), request.headers.get("x-forwarded-host"), os.environ.get("SPACE_HOST")}
+    if urlsplit(origin).netloc in own - {None}:
+        return profile
+    logger.warning("a request from %s carried %s's login: treated as signed out (not this app's page)",
+                   origin, profile.username)
+    return None
 
 
 def _ascii_folded(name: str) -> str:
@@ -1289,7 +1306,8 @@ def _wire_annotate(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamesp
         return (new_position, *view(query_id, name, order_, new_position, shown), listing)
 
     def on_action(query_id, name, order_, position_, shown, on_screen, total, event: gr.EventData,
-                  profile: gr.OAuthProfile | None = None):
+                  profile: gr.OAuthProfile | None = None, request: gr.Request = None):
+        profile = signed_in(profile, request)
         action = next(action for button, action in actions if button is event.target)
         screen_query, _, page = (on_screen or "").partition(" ")
         if screen_query and query_id not in (None, "") and int(screen_query) != int(query_id):
@@ -1340,7 +1358,8 @@ def _wire_annotate(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamesp
     gr.on([annotator.blur, annotator.submit], name_entered, [annotator, saved_name, query_pick, order, position, jump],
           [saved_name, position, query_pick, *view_outputs], api_visibility="private")
     refresh.click(refreshed, view_inputs, [query_pick, *view_outputs], api_visibility="private")
-    def on_save_guidelines(text, name, version, profile: gr.OAuthProfile | None = None):
+    def on_save_guidelines(text, name, version, profile: gr.OAuthProfile | None = None, request: gr.Request = None):
+        profile = signed_in(profile, request)
         try:
             return _write_guidelines(arena, text, name, profile, based_on=version)
         except GuidelinesConflict as conflict:
@@ -1454,13 +1473,14 @@ def _register_api(arena: Arena) -> None:
     # On a Space that requires login (see login_required) the annotator is the signed-in
     # user of the request's session; `annotator` may then be empty or that same name.
     def judge_api(query_id: int, page_hash: str, annotator: str, label: str,
-                  profile: gr.OAuthProfile | None = None) -> dict:
+                  profile: gr.OAuthProfile | None = None, request: gr.Request = None) -> dict:
         """Record a judgment: label is relevant, not_relevant or skip. Returns the annotator's progress."""
-        return judge(arena, query_id, page_hash, annotator, label, profile)
+        return judge(arena, query_id, page_hash, annotator, label, signed_in(profile, request))
 
-    def undo_api(query_id: int, annotator: str, profile: gr.OAuthProfile | None = None) -> dict:
+    def undo_api(query_id: int, annotator: str, profile: gr.OAuthProfile | None = None,
+                 request: gr.Request = None) -> dict:
         """Undo the annotator's latest judgment on the query (history is kept)."""
-        return undo(arena, query_id, annotator, profile)
+        return undo(arena, query_id, annotator, signed_in(profile, request))
 
     def evaluate_api(annotator: str = "") -> dict:
         """Metrics of each model against the human labels (annotator's, or the majority vote)."""

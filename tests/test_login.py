@@ -100,6 +100,33 @@ def test_the_api_judges_as_the_signed_in_user_and_refuses_anyone_else(space, ran
         assert store.current_labels(query_id, "alice") == {first: "relevant"}  # the second undone
 
 
+def test_a_request_another_site_makes_the_browser_send_is_not_signed_in(space, ranked, tmp_path):
+    """The login cookie is SameSite=None and Gradio's CORS answers any origin: a page elsewhere
+    could make a signed-in visitor's browser judge under their name, and read the answer."""
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    from reranker.store import Store
+
+    query_id, page_hash = ranked["query_id"], ranked["pages"][2]["content_hash"]
+    cookie = f"session={session_cookie('dave')}"
+
+    def client(origin):
+        return Client(space.url, verbose=False, headers={"Cookie": cookie, "Origin": origin}, download_files=str(tmp_path))
+
+    with pytest.raises(AppError, match="Sign in with Hugging Face"):
+        client("https://evil.example").predict(query_id=query_id, page_hash=page_hash, annotator="", label="relevant",
+                                               api_name="/judge")
+    with Store(space.db_path) as store:
+        assert "dave" not in store.annotators()
+    own = space.url.rstrip("/")  # the app's own page: its Origin is the app's host
+    judged = client(own).predict(query_id=query_id, page_hash=page_hash, annotator="", label="relevant", api_name="/judge")
+    assert judged["annotator"] == "dave"
+    with pytest.raises(AppError, match="Sign in with Hugging Face"):
+        client("https://evil.example").predict(query_id=query_id, annotator="", api_name="/undo")
+    assert space.log_path.read_text().count("carried dave's login: treated as signed out") == 2
+
+
 def test_in_the_browser_the_name_is_the_login_and_cannot_be_typed(space, ranked):
     playwright_api = pytest.importorskip("playwright.sync_api")
     chromium = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
