@@ -1176,9 +1176,14 @@ class Store:
         counted two annotators). A name nobody uses yet is returned as it is."""
         # NOCASE folds ASCII letters only: "Élise" and "élise" stay two names.
         name = same_text(name)
+        # First the name as typed, one index probe: the DISTINCT below reads every judgment of
+        # that annotator (~2 ms at 15,000, several times a key press).
+        if self.db.execute("SELECT 1 FROM judgments WHERE annotator = ? COLLATE NOCASE AND annotator = ? LIMIT 1",
+                           [name, name]).fetchone():
+            return name
         spellings = [row[0] for row in self.db.execute(
             "SELECT DISTINCT annotator FROM judgments WHERE annotator = ? COLLATE NOCASE", [name])]
-        return name if not spellings or name in spellings else min(spellings)
+        return min(spellings) if spellings else name
 
     def _spelling(self, annotator: str | None) -> str | None:
         """A name to filter by, as judgments carry it (`known_annotator`); None stays None."""
