@@ -908,6 +908,9 @@ class Store:
             return summary
         raise KeyError(f"no query {query_id}")
 
+    def query_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM queries").fetchone()[0]
+
     def list_queries(self, annotator: str | None = None, *, query_id: int | None = None) -> list[QuerySummary]:
         """All queries, oldest first, with page totals and how many pages `annotator` (or anyone) judged."""
         # Each count once over its whole table, joined (a subquery per query row made the

@@ -1034,3 +1034,12 @@ def test_the_database_is_never_served_even_from_inside_the_cache_folder(tmp_path
     finally:
         demo.close()
         arena.store.close()
+
+
+def test_after_a_judgment_the_query_list_is_redrawn_only_in_a_workspace_of_few_queries(arena, ranked, monkeypatch):
+    """Each redraw sends and redraws every entry: at 3,000 queries a judging key took 0.65 s."""
+    ui.judge(arena, ranked["query_id"], ranked["pages"][0]["content_hash"], "rater", "relevant")
+    listing = ui.query_list_after_judging(arena, "rater")
+    assert [label for label, _ in listing["choices"]] == [f"1/{len(ranked['pages'])} judged — {QUERY}"]
+    monkeypatch.setattr(ui, "LIVE_QUERY_LIST", 0)
+    assert ui.query_list_after_judging(arena, "rater") == ui.gr.skip()
