@@ -640,20 +640,25 @@ def test_refresh_list_adds_a_query_ranked_meanwhile_and_keeps_the_page_and_the_n
     assert info.inner_text() == shown
 
 
-def test_after_enter_in_the_name_box_the_next_key_judges_instead_of_typing(page, app_server):
-    """The box kept the focus: an R after "Dana" and Enter made the name "Danar"."""
+def _judging_two_pages_as(page, app_server, query: str, numbers: tuple[int, int], name: str):
+    """A new query of two sample pages, opened on the Annotate tab; `name` typed and Enter pressed."""
     from gradio_client import Client, handle_file
 
-    query = "name then keys query"
-    files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (2, 6)]
+    files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in numbers]
     Client(app_server.url, verbose=False).predict(files=files, query=query, api_name="/rank")
     open_annotate(page)
     page.locator("#query-pick input").click()
     page.get_by_role("option", name=re.compile(f" judged — {query}$")).click()
     name_box, progress = page.locator("#annotator input"), page.locator("#annotate-progress")
-    name_box.fill("Dana")
+    name_box.fill(name)
     name_box.press("Enter")
-    expect(progress).to_have_text("0/2 judged by Dana")
+    expect(progress).to_have_text(f"0/2 judged by {name}")
+    return name_box, progress
+
+
+def test_after_enter_in_the_name_box_the_next_key_judges_instead_of_typing(page, app_server):
+    """The box kept the focus: an R after "Dana" and Enter made the name "Danar"."""
+    name_box, progress = _judging_two_pages_as(page, app_server, "name then keys query", (2, 6), "Dana")
     judge_key(page, "r")
     expect(progress).to_have_text("1/2 judged by Dana")
     expect(name_box).to_have_value("Dana")
@@ -661,18 +666,8 @@ def test_after_enter_in_the_name_box_the_next_key_judges_instead_of_typing(page,
 
 def test_a_list_closed_with_escape_gives_the_keys_back(page, app_server):
     """Its box kept the focus: an N did nothing and an R went into it as a filter."""
-    from gradio_client import Client, handle_file
-
     query = "escape then keys query"
-    files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (3, 7)]
-    Client(app_server.url, verbose=False).predict(files=files, query=query, api_name="/rank")
-    open_annotate(page)
-    page.locator("#query-pick input").click()
-    page.get_by_role("option", name=re.compile(f" judged — {query}$")).click()
-    name_box, progress = page.locator("#annotator input"), page.locator("#annotate-progress")
-    name_box.fill("Eve")
-    name_box.press("Enter")
-    expect(progress).to_have_text("0/2 judged by Eve")
+    _, progress = _judging_two_pages_as(page, app_server, query, (3, 7), "Eve")
     for box in ("#query-pick input", "#annotate-order input"):
         page.locator(box).click()
         expect(page.get_by_role("option").first).to_be_visible()

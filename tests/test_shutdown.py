@@ -17,25 +17,31 @@ from .bad_inputs import render_bomb_pdf
 from .processes import children_of, cpu_seconds, wait_until, zombie
 
 
-def test_sigterm_while_rendering_leaves_no_worker_and_no_upload_behind(tiny_checkpoints, tmp_path):
+def _rendering_a_bomb(server, tmp_path) -> list:
+    """A visitor's upload that renders for minutes, under way: returns the busy render worker(s)."""
     from gradio_client import Client, handle_file
 
+    bomb = tmp_path / "bomb.pdf"
+    bomb.write_bytes(render_bomb_pdf(depth=9))  # minutes of rendering
+
+    def visitor():
+        try:
+            Client(server.url, verbose=False).predict(files=[handle_file(str(bomb))], query="q", api_name="/rank")
+        except Exception:
+            pass  # the app went away mid-request: expected
+
+    threading.Thread(target=visitor, daemon=True).start()
+    busy = []
+    wait_until(lambda: busy.extend(c for c in children_of(server.process.pid) if cpu_seconds(c) > 0.5) or busy)
+    return busy
+
+
+def test_sigterm_while_rendering_leaves_no_worker_and_no_upload_behind(tiny_checkpoints, tmp_path):
     temp = tmp_path / "tmp"
     temp.mkdir()
     server = start_app({**tiny_checkpoints.environment(), "TMPDIR": str(temp)}, tmp_path / "app")
     try:
-        bomb = tmp_path / "bomb.pdf"
-        bomb.write_bytes(render_bomb_pdf(depth=9))  # minutes of rendering
-
-        def visitor():
-            try:
-                Client(server.url, verbose=False).predict(files=[handle_file(str(bomb))], query="q", api_name="/rank")
-            except Exception:
-                pass  # the app went away mid-request: expected
-
-        threading.Thread(target=visitor, daemon=True).start()
-        busy = []
-        wait_until(lambda: busy.extend(c for c in children_of(server.process.pid) if cpu_seconds(c) > 0.5) or busy)
+        busy = _rendering_a_bomb(server, tmp_path)
         assert any(path.name.startswith("render-") for path in temp.iterdir())
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=60) is not None
@@ -46,27 +52,13 @@ def test_sigterm_while_rendering_leaves_no_worker_and_no_upload_behind(tiny_chec
 
 
 def test_a_second_stop_signal_ends_at_once_and_the_next_start_removes_the_render_folder_left(tiny_checkpoints, tmp_path):
-    from gradio_client import Client, handle_file
-
     from reranker import rendering
 
     temp = tmp_path / "tmp"
     temp.mkdir()
-    environment = {**tiny_checkpoints.environment(), "TMPDIR": str(temp)}
-    server = start_app(environment, tmp_path / "app")
+    server = start_app({**tiny_checkpoints.environment(), "TMPDIR": str(temp)}, tmp_path / "app")
     try:
-        bomb = tmp_path / "bomb.pdf"
-        bomb.write_bytes(render_bomb_pdf(depth=9))  # minutes of rendering
-
-        def visitor():
-            try:
-                Client(server.url, verbose=False).predict(files=[handle_file(str(bomb))], query="q", api_name="/rank")
-            except Exception:
-                pass  # the app went away mid-request: expected
-
-        threading.Thread(target=visitor, daemon=True).start()
-        busy = []
-        wait_until(lambda: busy.extend(c for c in children_of(server.process.pid) if cpu_seconds(c) > 0.5) or busy)
+        busy = _rendering_a_bomb(server, tmp_path)
         left = [path.name for path in temp.iterdir() if path.name.startswith("render-")]
         assert left
         server.process.send_signal(signal.SIGTERM)
