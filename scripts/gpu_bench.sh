@@ -7,7 +7,13 @@
 #   scripts/gpu_bench.sh --variants  # a second call on the warm machine: four more runs, the knobs
 #                                    # docs/benchmarks.md asks about (vision chunk 25; batch 50;
 #                                    # varlen vision attention; varlen with vision chunk 25)
-#   scripts/gpu_bench.sh --check     # only the import check that the two runs above start with
+#   scripts/gpu_bench.sh --all       # one call for a short lease: eager (stops here if it fails), a
+#                                    # float32 agreement check, varlen, compiled, vision chunk 25,
+#                                    # batch 50, each under what is left of BUDGET_S (default 500 s);
+#                                    # one log, all.log, and a JSON per run in $OUT
+#   scripts/gpu_bench.sh --app       # likewise: scripts/gpu_app_check.py (a real out-of-memory error;
+#                                    # torch.compile over uploads of different sizes), then eager
+#   scripts/gpu_bench.sh --check     # only the import check that the runs above start with
 #
 # The GPU machine has no network. Its image (this workplace's CUDA one) has torch, numpy, pillow,
 # jinja2, scipy, huggingface_hub, tokenizers, safetensors, accelerate, typer, pyyaml, tqdm, but an
@@ -139,6 +145,31 @@ fi
 out="${OUT:-out}"
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+if [ "${1:-}" = "--all" ] || [ "${1:-}" = "--app" ]; then
+  set -o pipefail
+  deadline=$(( $(date +%s) + ${BUDGET_S:-500} ))
+  step() {  # step NAME COMMAND...: one run, cut off at the deadline; skipped when under 45 s are left
+    local name="$1" left
+    shift
+    left=$(( deadline - $(date +%s) ))
+    if [ "$left" -lt 45 ]; then echo "== $name: skipped, $left s left" | tee -a "$out/all.log"; return 0; fi
+    echo "== $name ($left s left): $*" | tee -a "$out/all.log"
+    timeout --signal=INT "$left" "$@" --json "$out/$name.json" 2>&1 | tee -a "$out/all.log"
+  }
+  bench=("$PY" -m reranker.bench --tokenizer qwen)
+  if [ "${1:-}" = "--app" ]; then
+    step app-check "$PY" scripts/gpu_app_check.py || exit 1
+    step eager "${bench[@]}" --profile || true
+    exit 0
+  fi
+  step eager "${bench[@]}" --profile || exit 1
+  step float32 "${bench[@]}" --dtype float32 --pairs 8 --batch-size 8 --reference-pairs 8 --repeats 1 || true
+  step varlen "${bench[@]}" --repeats 2 --varlen || true
+  step compiled "${bench[@]}" --compile --repeats 2 || true
+  step vision-chunk-25 "${bench[@]}" --repeats 2 --vision-chunk 25 || true
+  step batch-50 "${bench[@]}" --repeats 2 --pairs 50 --batch-size 50 || true
+  exit 0
+fi
 if [ "${1:-}" = "--variants" ]; then
   "$PY" -m reranker.bench --tokenizer qwen --repeats 2 --vision-chunk 25 --json "$out/vision-chunk-25.json"
   "$PY" -m reranker.bench --tokenizer qwen --repeats 2 --pairs 50 --batch-size 50 --json "$out/batch-50.json"
