@@ -382,9 +382,9 @@ def end_to_end(pdf: bytes, page_count: int, rerankers, repeats: int, device, war
     (`ranking.rank_and_save`: database write and gallery thumbnails included, into a temporary
     folder); without it (a bare GPU box), `ranking.rank` only, and the report says so.
 
-    The cold request also runs the other way round as to the vision prefetch (on a GPU the app
-    encodes pages while the rest of the PDF renders, `ranking.VisionPrefetch`; on a CPU it does
-    not), so the report shows what that overlap gains or costs on this machine.
+    The cold request also runs the other way round as to the vision prefetch (encoding pages
+    while the rest of the PDF renders, `ranking.VisionPrefetch`; the app does not, since it was
+    slower on an H200), so the report shows what that overlap gains or costs on this machine.
 
     `warmup_pdf` (other pages) is ranked once first, untimed: the first request of a process pays
     one-time start-up (render worker processes, thread pools; ~2 s on a 2-core CPU), which would
@@ -400,11 +400,11 @@ def end_to_end(pdf: bytes, page_count: int, rerankers, repeats: int, device, war
     except ImportError:
         Store = None
     upload = [("benchmark.pdf", pdf)]
-    app_prefetch = device.type == "cuda"  # what the app does here (`ranking.rank`'s default)
+    app_prefetch = False  # what the app does (`ranking.rank`'s default): measured slower on an H200
     seconds = {"cold": [], "cold_other_way": [], "warm": [], "with_store": Store is not None, "warmup": None}
     with tempfile.TemporaryDirectory() as folder:
 
-        def request(query: str, run: str, uploads=None, prefetch=None, files=upload):
+        def request(query: str, run: str, uploads=None, prefetch=False, files=upload):
             if Store is None:
                 return ranking.rank(files, query, rerankers, ingest_cache=uploads, prefetch=prefetch)
             store = Store(Path(folder) / f"{run}.db")  # a new file: every page is new to it

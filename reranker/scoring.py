@@ -446,11 +446,12 @@ class Reranker:
                         max_pixels: int | None = None) -> int:
         """Run the vision encoder now on those `images` that `score` with the same arguments would
         encode, so that it finds their outputs in the vision cache: pages without a cached score,
-        kept prefix or cached vision outputs. For overlapping the encoder with other work (the app
-        renders the rest of an upload meanwhile). Returns how many pages it encoded.
+        kept prefix or cached vision outputs. For overlapping the encoder with other work
+        (`ranking.rank(..., prefetch=True)` renders the rest of an upload meanwhile; the app does
+        not: slower on an H200). Returns how many pages it encoded.
 
         Prefetched outputs that no `score` call has used yet fill at most half the vision cache,
-        over all callers (up to three rankings prefetch at once in the app): more, and the LRU
+        over all callers (several rankings may prefetch at once): more, and the LRU
         could push them out before their turn comes. Pages past that room are left to `score`.
         """
         prompt, budget, keys, cache_keys = self._request(query, images, instruction, max_pixels)
