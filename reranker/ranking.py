@@ -448,7 +448,10 @@ class OutOfGpuMemory(RuntimeError):
 def score_within_gpu_memory(reranker, query: str, pages: Sequence, instruction: str | None, **options) -> list[float]:
     """`reranker.score`, in smaller batches when the GPU runs out of memory (a large image budget
     on a small card): halved until one page at a time. The scores are the same at any batch size
-    (the suite's equivalence tests); pages scored before the failure are not scored again (caches)."""
+    (the suite's equivalence tests); pages scored before the failure are not scored again (score
+    cache). Each retry first empties the model's vision and prefix caches, device memory it may
+    need: on an H200 capped at 1 GiB over the weights, with the caches sized for the whole card
+    (~30 MB a page at the largest budget), halving alone reached one page and still failed."""
     import torch
 
     batch_size = None  # the reranker's own
@@ -463,6 +466,7 @@ def score_within_gpu_memory(reranker, query: str, pages: Sequence, instruction: 
         # Outside the `except`: the failed batch's tensors (held by the traceback) are free now.
         batch_size = max(1, tried // 2)
         log.warning("%s: the GPU ran out of memory at %d pages a batch; trying %d", reranker.spec.label, tried, batch_size)
+        reranker.release_device_caches()
         torch.cuda.empty_cache()
 
 

@@ -747,8 +747,14 @@ class Reranker:
 
     def clear_caches(self) -> None:
         with self._lock:
-            self.vision_cache.clear()
             self.score_cache.clear()
+        self.release_device_caches()
+
+    def release_device_caches(self) -> None:
+        """Drop the cached vision outputs and page prefixes (device memory), keep the scores: what
+        a batch that ran out of GPU memory frees before it is retried smaller."""
+        with self._lock:
+            self.vision_cache.clear()
             self.prefix_cache.clear()
             self._prefetched.clear()
 

@@ -43,20 +43,27 @@ def test_out_of_gpu_memory_a_model_scores_in_smaller_batches_and_gives_the_same_
     reranker = tiny_rerankers[A]
     expected = ranking.rank(sample_files(5), QUERY, {A: reranker}).rankings[A].scores
     reranker.clear_caches()
-    real_score, asked = reranker.score, []
+    real_score, asked, cached = reranker.score, [], []
 
     def small_gpu(*args, batch_size=None, **kwargs):
         asked.append(batch_size)
+        cached.append(len(reranker.vision_cache))
         if (batch_size or reranker.batch_size) > 2:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_score(*args, batch_size=batch_size, **kwargs)
 
     monkeypatch.setattr(reranker, "batch_size", 8)
+    from .bad_inputs import SAMPLE_PAGES
+
+    earlier = ranking.rank([str(path) for path in SAMPLE_PAGES[5:7]], "an earlier question", {A: reranker})
+    assert earlier.rankings[A].error is None  # and its pages' vision outputs hold GPU memory now
+    assert len(reranker.vision_cache) == 2
     monkeypatch.setattr(reranker, "score", small_gpu)
     with caplog.at_level("WARNING", logger="reranker.ranking"):
         model = ranking.rank(sample_files(5), QUERY, {A: reranker}).rankings[A]
     assert model.error is None and model.scores == pytest.approx(expected, abs=1e-5)
     assert asked == [None, 4, 2]
+    assert cached == [2, 0, 0]  # each retry starts with the device caches emptied
     assert "the GPU ran out of memory at 8 pages a batch; trying 4" in caplog.text
 
     monkeypatch.setattr(reranker, "score", lambda *args, **kwargs: small_gpu(*args, **{**kwargs, "batch_size": 9}))
