@@ -957,3 +957,61 @@ def test_compiled_models_score_as_eager_ones(sample_images):
             reranker.clear_caches()
             reranker.score(QUERIES[0], [page.resize((200 + 16 * i, 300)) for i, page in enumerate((pages * 4)[:count])],
                            batch_size=16)
+
+
+def test_a_compiled_model_is_warmed_up_so_a_ranking_compiles_nothing(sample_images, caplog):
+    """With `compile=True` (RERANKER_COMPILE=1) the model compiles as it loads, on made-up pages
+    (`Reranker.warm_up`), not in a visitor's ranking: on an H200 the first ranking otherwise took
+    21 s instead of 1.5, and the first one-page upload 7 s more. Here: after loading, real pages
+    (other sizes), a second query over them, one page alone, a larger upload and pages of one
+    size (a batch without padding has no attention mask) compile no new graph, and the warm-up
+    leaves the caches empty."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from reranker.checkpoints import build_model, build_processor, build_tokenizer
+    from reranker.loading import build_reranker
+
+    tokenizer = build_tokenizer()
+    processor = build_processor(tokenizer)
+    torch._dynamo.reset()
+    counters.clear()
+    with caplog.at_level("INFO", logger="reranker.scoring"):
+        rerankers = {key: build_reranker(key, build_model("tiny", seed=0, tokenizer=tokenizer), processor, device="cpu",
+                                         compile=True) for key in (A, B)}
+    assert counters["stats"]["unique_graphs"] > 0
+    assert caplog.text.count("compiled for the shapes of a ranking in") == 2
+    compiled_while_loading = counters["stats"]["unique_graphs"]
+    for reranker in rerankers.values():
+        assert len(reranker.vision_cache) == len(reranker.score_cache) == len(reranker.prefix_cache) == 0
+        reranker.score(QUERIES[0], sample_images[:3])
+        reranker.score(QUERIES[1], sample_images[:3])
+        reranker.score(QUERIES[0], sample_images[3:4])
+        reranker.score(QUERIES[0], [page.resize((page.width // 2, page.height // 2)) for page in sample_images[:6]])
+        reranker.score(QUERIES[0], [page.resize((300, 400)) for page in sample_images[:2]])  # no padding: no mask
+    assert counters["stats"]["unique_graphs"] == compiled_while_loading
+
+
+def test_a_model_whose_compilation_fails_scores_uncompiled(sample_images, monkeypatch, caplog):
+    """`RERANKER_COMPILE=1` where torch.compile cannot build its kernels (no C compiler, no
+    Triton) must not take the model down: the warm-up's failure is logged and the model scores
+    eagerly, as it would have without the setting."""
+    from reranker.checkpoints import build_model, build_processor, build_tokenizer
+    from reranker.loading import build_reranker
+    from reranker.scoring import Reranker
+
+    tokenizer = build_tokenizer()
+    processor = build_processor(tokenizer)
+    eager = build_reranker(A, build_model("tiny", seed=0, tokenizer=tokenizer), processor, device="cpu")
+    expected = eager.score(QUERIES[0], sample_images[:2])
+
+    def no_compiler(self):
+        raise RuntimeError("InductorError: CppCompileError: C++ compile error\nmore lines")
+
+    monkeypatch.setattr(Reranker, "warm_up", no_compiler)
+    with caplog.at_level("WARNING", logger="reranker.scoring"):
+        reranker = build_reranker(A, build_model("tiny", seed=0, tokenizer=tokenizer), processor, device="cpu", compile=True)
+    assert ("Qwen3-VL-Reranker-2B: torch.compile failed, scoring uncompiled: RuntimeError: InductorError: "
+            "CppCompileError: C++ compile error") in caplog.text
+    assert all(part._compiled_call_impl is None for part in reranker._compiled_parts())
+    assert reranker.score(QUERIES[0], sample_images[:2]) == pytest.approx(expected, abs=1e-6)
