@@ -419,7 +419,7 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
         ui.evaluate_view(arena, "nobody")
 
 
-def test_the_mistake_galleries_show_the_costliest_mistakes_of_all_queries_up_to_a_limit(arena, ranked, monkeypatch):
+def test_the_mistake_galleries_and_the_per_query_table_show_the_costliest_mistakes_and_newest_queries_up_to_limits(arena, ranked, monkeypatch):
     from .bad_inputs import SAMPLE_PAGES
 
     second = ui.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[4:7]], "a second question", None, None, None, None)
@@ -435,6 +435,14 @@ def test_the_mistake_galleries_show_the_costliest_mistakes_of_all_queries_up_to_
     assert [caption.split(" · ")[0] for _, caption in shown] == ["#1", "#1", "#2"]
     assert "a second question" in shown[0][1]
     assert f"Mistake galleries: the 3 ranked highest of {len(everything)} for {ui.escape('Qwen3-VL-Reranker-2B')}" in notes
+    assert "Per query:" not in notes
+
+    # The per-query table likewise shows the newest queries, a row per model, up to its limit.
+    monkeypatch.setattr(ui, "PER_QUERY_SHOWN", 1)
+    summary, _, _, per_query, notes, *_ = ui.evaluate_view(arena, "ann")
+    assert len(per_query) == 2 and set(per_query["query"]) == {"a second question"}
+    assert "Per query: the 1 newest of 2 queries; every one with `python -m reranker eval --per-query`" in notes
+    assert set(summary["queries"]) == {2}  # the means still count both
 
 
 def test_an_empty_mistake_gallery_tells_no_mistake_from_no_scores():
