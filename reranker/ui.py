@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import pickle
+import shlex
 import re
 import shutil
 import sys
@@ -803,10 +804,10 @@ def evaluate_view(arena: Arena, annotator: str | None):
                 "query": shown_query.get(row["query_id"], row["query_id"]),
                 "model": get_spec(key).tag if key in MODELS else key,
                 **{name.removeprefix("n_"): _round(value) for name, value in row.items() if name != "query_id"}}))
-    per_query.sort(key=lambda item: item[0])  # a query's models side by side
+    per_query.sort(key=lambda item: -item[0])  # the newest query first, its models side by side
     evaluated = list(dict.fromkeys(query_id for query_id, _ in per_query))
     if len(evaluated) > PER_QUERY_SHOWN:  # a row per query and model: the browser froze seconds drawing thousands
-        newest = set(evaluated[-PER_QUERY_SHOWN:])
+        newest = set(evaluated[:PER_QUERY_SHOWN])
         per_query = [item for item in per_query if item[0] in newest]
     per_query = [row for _, row in per_query]
     metric_names = EvalResult("", evaluation.ks).metric_names  # the columns, also of empty tables (not "1 2 3")
@@ -861,8 +862,11 @@ def evaluate_view(arena: Arena, annotator: str | None):
                     f"“{_shortened(by_id[query_id].text, 60)}{by_id[query_id].instruction_tag}”" for query_id, mistake in shown]
         mistakes[key] = list(zip(arena.images.paths([mistake.page_id for _, mistake in shown], MISTAKE_IMAGE_SIDE), captions))
     if len(evaluated) > PER_QUERY_SHOWN:
-        notes.append(f"Per query: the {PER_QUERY_SHOWN} newest of {len(evaluated):,} queries; every one with "
-                     "`python -m reranker eval --per-query` (the means above count them all).")
+        chosen = evaluation.annotator  # as stored: the CLI matches it as the app does
+        command = "python -m reranker eval --per-query" + (f" --annotator {shlex.quote(chosen)}" if chosen else "")
+        command = f"`{command}`" if "`" not in command else escape(command)  # a code span, unless the name ends it
+        notes.append(f"Per query: the {PER_QUERY_SHOWN} queries added last, of {len(evaluated)}; every one with "
+                     f"{command} (the means above count them all).")
     if capped := [key for key, items in found.items() if len(items) > MISTAKES_SHOWN]:
         notes.append(f"Mistake galleries: the {MISTAKES_SHOWN} ranked highest of " +
                      " and ".join(f"{len(found[key])} for {escape(get_spec(key).label)}" for key in capped) + ".")
@@ -891,7 +895,7 @@ def _differences_frame(differences) -> pd.DataFrame:
 
 
 MISTAKES_SHOWN = 30  # per model: a gallery of hundreds was slow to make and to look through
-# Queries in the per-query table (two rows each): at 3,000 the browser spent ~6 s of the Evaluate
+# Queries in the per-query table (two rows each, the newest first): at 3,000 the browser spent ~6 s of the Evaluate
 # tab's ~9.5 s drawing the table.
 PER_QUERY_SHOWN = 300
 MISTAKE_IMAGE_SIDE = 768  # the gallery's own large view shows this file (at 384 px it was blurry)

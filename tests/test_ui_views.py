@@ -441,8 +441,14 @@ def test_the_mistake_galleries_and_the_per_query_table_show_the_costliest_mistak
     monkeypatch.setattr(ui, "PER_QUERY_SHOWN", 1)
     summary, _, _, per_query, notes, *_ = ui.evaluate_view(arena, "ann")
     assert len(per_query) == 2 and set(per_query["query"]) == {"a second question"}
-    assert "Per query: the 1 newest of 2 queries; every one with `python -m reranker eval --per-query`" in notes
+    assert "Per query: the 1 queries added last, of 2; every one with `python -m reranker eval --per-query --annotator ann`" in notes
     assert set(summary["queries"]) == {2}  # the means still count both
+    for result in (ranked, second):
+        ui.judge(arena, result["query_id"], result["models"][A]["ranking"][0]["content_hash"], "Zoë O'Neil", "relevant")
+    *_, notes, _, _ = ui.evaluate_view(arena, "zoë o'neil")  # as the app matches names; the command as stored, quoted
+    assert "`python -m reranker eval --per-query --annotator 'Zoë O'\"'\"'Neil'`" in notes
+    *_, notes, _, _ = ui.evaluate_view(arena, "")
+    assert "every one with `python -m reranker eval --per-query` (the means" in notes  # the majority vote
 
 
 def test_an_empty_mistake_gallery_tells_no_mistake_from_no_scores():
@@ -550,7 +556,8 @@ def test_evaluate_notes_say_why_queries_are_left_out_and_list_only_annotators_wh
 
 def test_evaluate_per_query_table_puts_a_querys_models_side_by_side_counts_before_metrics(arena, ranked):
     """The counts qualify the metrics: after them, a wide table hid them off to the right. A query
-    asked again with its own instruction is named apart (four rows read as one query)."""
+    asked again with its own instruction is named apart (four rows read as one query). The
+    newest query comes first (the table shows the newest 300: the last was 600 rows down)."""
     from .bad_inputs import SAMPLE_PAGES
 
     second = ui.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[4:6]], "a second question", None, None, None, None)
@@ -566,9 +573,9 @@ def test_evaluate_per_query_table_puts_a_querys_models_side_by_side_counts_befor
     labels = [get_spec(key).tag for key in (A, B)]
     first_text = arena.store.query(ranked["query_id"]).text
     tagged = "a second question [instruction: Find the chart.]"
-    assert list(zip(per_query["query"], per_query["model"])) == [
-        (first_text, labels[0]), (first_text, labels[1]), ("a second question", labels[0]), ("a second question", labels[1]),
-        (tagged, labels[0]), (tagged, labels[1])]
+    assert list(zip(per_query["query"], per_query["model"])) == [  # the newest query first
+        (tagged, labels[0]), (tagged, labels[1]), ("a second question", labels[0]), ("a second question", labels[1]),
+        (first_text, labels[0]), (first_text, labels[1])]
     assert list(per_query["judged"]) == [2] * 6
 
 
