@@ -312,8 +312,8 @@ class Reranker:
             except Exception as error:  # e.g. no C compiler or Triton for the kernels: score uncompiled
                 self.uncompile()
                 self.clear_caches()
-                logger.warning("%s: torch.compile failed, scoring uncompiled: %s: %s", spec.label, type(error).__name__,
-                               str(error).splitlines()[0] if str(error) else "")
+                logger.warning("%s: torch.compile failed (or its warm-up did), scoring uncompiled: %s: %s", spec.label,
+                               type(error).__name__, str(error).splitlines()[0] if str(error) else "")
 
     def warm_up(self) -> None:
         """Score once the shapes a ranking meets, then empty the caches: after `compile`, so that
