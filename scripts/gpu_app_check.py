@@ -12,7 +12,8 @@
    waited for); Dynamo's warnings (a recompile limit hit means that part runs uncompiled from
    then on) are printed.
 
-    python scripts/gpu_app_check.py [--shape tiny|2b] [--json report.json]
+    python scripts/gpu_app_check.py [--checks both|memory|compile] [--cards-gib 10 12 16]
+                                    [--no-warm-up] [--shape tiny|2b] [--json report.json]
 
 On a CPU it runs the tiny shape (the out-of-memory check needs CUDA and is skipped); on a GPU the
 exact Qwen3-VL-2B shape with random weights, bf16. `scripts/gpu_bench.sh --app` runs it there.
@@ -136,10 +137,12 @@ def main() -> None:
     from reranker.scoring import default_batch_size
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shape", choices=("auto", "tiny", "2b"), default="auto")
+    parser.add_argument("--shape", choices=("auto", "tiny", "2b"), default="auto",
+                        help="model shape (default auto: 2b on a GPU, tiny on a CPU)")
     parser.add_argument("--cards-gib", type=int, nargs="+", default=[10, 12, 16],
-                        help="card sizes the out-of-memory check emulates (both models' weights take ~8.5 GiB)")
-    parser.add_argument("--checks", choices=("both", "memory", "compile"), default="both")
+                        help="card sizes the out-of-memory check emulates (default 10 12 16; both models' weights take ~8.5 GiB)")
+    parser.add_argument("--checks", choices=("both", "memory", "compile"), default="both",
+                        help="which check to run (default both; memory needs CUDA)")
     parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
                         help="compile without `Reranker.warm_up` (the first requests then pay the compilation)")
     parser.add_argument("--json", help="also write the report here")
@@ -156,6 +159,8 @@ def main() -> None:
     logging.getLogger("torch._dynamo").addHandler(dynamo)
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "shape": shape,
               "dtype": str(dtype), "versions": {"torch": torch.__version__}}
+    if device.type != "cuda" and args.checks != "compile":
+        print("out-of-memory check: skipped, it needs a CUDA GPU")
     if device.type == "cuda" and args.checks != "compile":
         report["out_of_memory"] = out_of_memory_check(rerankers, distinct_pages(25), device, args.cards_gib)
         rerankers[next(iter(rerankers))].batch_size = default_batch_size(device)
