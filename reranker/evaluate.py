@@ -562,11 +562,13 @@ def blog_reference(*names: str) -> tuple[str, dict[str, float]] | None:
 
 
 def _open_image(path: Path):
+    """The page as its file holds it (mode, palette, transparent colour): each model's reference
+    takes it so, and `Reranker.score` makes it RGB by that model's own rules."""
     from PIL import Image
 
     with Image.open(path) as image:
         image.load()
-        return image.convert("RGB")
+        return image.copy()  # in memory: the file is closed
 
 
 def run_benchmark(

@@ -23,14 +23,14 @@ def image_hash(image: Image.Image) -> str:
 
     Identical pixels give the same id whatever file or format they came from, so caches and
     the database can recognise a page seen before. A palette image's bytes are indices into its
-    palette, so the palette is hashed with them; and the colour a non-RGB image marks transparent
-    (which `to_rgb` lays on white for Qwen3RerankerMM), so such an image is not the same page as
-    its opaque twin. (An RGB image is used as it is, its transparent colour ignored.)
+    palette, so the palette is hashed with them; and so is the colour an image marks transparent
+    (a PNG's colour key, in any mode, RGB too: both models' references lay it on white, see
+    `to_rgb`), so such an image is not the same page as its opaque twin.
     """
     raw = image.tobytes()
     if image.mode in ("P", "PA"):
         raw += repr((image.getpalette(), image.info.get("transparency"))).encode()
-    elif image.mode != "RGB" and image.info.get("transparency") is not None:
+    elif image.info.get("transparency") is not None:
         raw += repr(("transparency", image.info["transparency"])).encode()
     return pixels_hash(image.mode, image.size, raw)
 
@@ -45,12 +45,16 @@ def pixels_hash(mode: str, size: tuple[int, int], raw: bytes) -> str:
 
 # How a model's reference code turns a page into its RGB input of the right size (ModelSpec.image_rules):
 # - "qwen_vl_utils": qwen_vl_utils.fetch_image (Qwen3-VL-Reranker): an RGBA page is laid on white,
-#   other modes are converted; each side rounds to at least one token (32 px). (Scaling down,
+#   other modes are converted; each side rounds to at least one token (32 px). Qwen's reranker
+#   then hands the resized page to the processor, which converts it once more (the rule below):
+#   a transparent colour Pillow carried through the conversion and the resize (a PNG colour key,
+#   `info["transparency"]`) is laid on white there, after the resize. (Scaling down,
 #   qwen_vl_utils itself lets a side floor to 0 px, on a page more elongated than its budget, and
 #   Qwen's reranker then scores the text "NULL" in place of the page; here the page is scored.)
 # - "processor": the transformers image processor (Qwen3RerankerMM's card): any transparency
-#   (alpha band or transparent palette index) is laid on white; a side may round to 0 and the
-#   page then grows to min_pixels.
+#   (alpha band, transparent palette index, or colour key, RGB pages included: transformers 5's
+#   `convert_to_rgb`) is laid on white before the resize; a side may round to 0 and the page
+#   then grows to min_pixels.
 # Both resize with PIL bicubic here; they differ only for transparent or < 16 px thin pages. (The
 # card's transformers 4.57 resized with torchvision's antialiased bicubic, one grey level apart
 # in ~0.1% of pixel values.)
@@ -58,17 +62,23 @@ ImageRules = Literal["qwen_vl_utils", "processor"]
 
 
 def to_rgb(image: Image.Image, rules: ImageRules = "qwen_vl_utils") -> Image.Image:
-    """The page as the model's reference code makes it RGB (see `ImageRules`)."""
-    if image.mode == "RGB":
-        return image
-    if rules == "processor" and ("A" in image.getbands() or image.info.get("transparency") is not None):
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
-    if rules == "qwen_vl_utils" and image.mode == "RGBA":
+    """The page as the model's reference code makes it RGB before resizing it (see `ImageRules`;
+    under "qwen_vl_utils" the processor's own conversion follows the resize, `resize_to_budget`)."""
+    if rules == "processor":
+        return processor_rgb(image)
+    if image.mode == "RGBA":
         white = Image.new("RGB", image.size, (255, 255, 255))
         white.paste(image, mask=image.split()[3])
         return white
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")  # a colour key is kept in `info`
+
+
+def processor_rgb(image: Image.Image) -> Image.Image:
+    """transformers' `convert_to_rgb` (5.x), as its image processors call it: any transparency laid on white."""
+    if "A" in image.getbands() or image.info.get("transparency") is not None:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def smart_resize(
@@ -102,9 +112,9 @@ def resize_to_budget(image: Image.Image, min_pixels: int, max_pixels: int, facto
     """RGB copy of `image` resized as the model's reference does (`rules`; PIL bicubic)."""
     rgb = to_rgb(image, rules)
     height, width = smart_resize(rgb.height, rgb.width, factor, min_pixels, max_pixels, rules)
-    if (width, height) == rgb.size:
-        return rgb
-    return rgb.resize((width, height), Image.Resampling.BICUBIC)
+    if (width, height) != rgb.size:
+        rgb = rgb.resize((width, height), Image.Resampling.BICUBIC)  # Pillow keeps `info`, a colour key too
+    return processor_rgb(rgb) if rules == "qwen_vl_utils" else rgb  # then Qwen's reranker calls the processor
 
 
 def visual_tokens(image: Image.Image, min_pixels: int, max_pixels: int, factor: int = PATCH_FACTOR) -> int:

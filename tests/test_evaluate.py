@@ -574,6 +574,29 @@ def test_benchmark_ties_keep_the_first_stage_order(tmp_path, tiny_rerankers):
         assert evaluation.results[key].rows[0]["mrr"] == 1.0, key
 
 
+def test_benchmark_pages_reach_the_models_as_their_files_hold_them(tmp_path, tiny_rerankers):
+    """Each model makes a page RGB by its reference's rules (a transparent page laid on white);
+    the benchmark once converted every file to RGB first, which drops an alpha band unlaid."""
+    from reranker.evaluate import run_benchmark
+
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    with Image.open(SAMPLES / "doc_0.jpg") as image:
+        page = image.convert("RGBA")
+    page.thumbnail((320, 320))
+    page.putalpha(Image.linear_gradient("L").resize(page.size))  # clear at the top to opaque at the bottom
+    page.save(folder / "7.png")
+    row = dict(query="How does surface density change with radius?", query_id="q", top_25_image_filenames=[7],
+               top_25_scores=[0.5], relevant_image_filenames=["7"])
+    evaluation = run_benchmark(load_benchmark(str(_bench_file(folder, [row]))), folder, rerankers=tiny_rerankers,
+                               max_pixels=MAX_PIXELS)
+    with Image.open(folder / "7.png") as as_saved:
+        for key in (MODEL_A, MODEL_B):
+            tiny_rerankers[key].clear_caches()
+            expected = tiny_rerankers[key].score(row["query"], [as_saved], max_pixels=MAX_PIXELS[key])[0]
+            assert evaluation.runs[key]["q"]["7"] == pytest.approx(expected, abs=1e-6), key
+
+
 def test_store_ties_rank_in_upload_order_as_the_app_shows_them(tmp_path):
     """The metrics rank equal scores as the Rank tab and the store's ranks do: in upload order.
     (By page id, one of these two queries put its relevant page second.)"""

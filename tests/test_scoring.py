@@ -6,6 +6,7 @@ cached = uncached, overlapped = sequential preparation, merged LoRA = unmerged P
 
 from __future__ import annotations
 
+import io
 import pathlib
 import re
 import socket
@@ -175,17 +176,41 @@ def test_transparent_and_very_thin_pages_follow_each_models_reference(tiny_reran
     assert tiny_rerankers[key].score(QUERIES[0], pages, batch_size=2) == pytest.approx(expected, abs=TOL)
 
 
-def test_a_grey_page_with_a_transparent_colour_is_not_its_opaque_twin(tiny_rerankers, full_models, sample_images):
-    """B lays a grey image's transparent colour on white; the caches took the keyed page for its
-    opaque twin (same pixels), so the second one scored got the first one's score."""
-    grey = sample_images[0].convert("L")
-    keyed = grey.copy()
-    keyed.info["transparency"] = grey.getextrema()[0]  # the darkest grey (the text) shows through
-    model, processor = full_models[B]
-    expected = [qwen3_reranker_mm_score(model, processor, QUERIES[0], page) for page in (grey, keyed)]
-    assert expected[0] != pytest.approx(expected[1], abs=1e-4)
-    tiny_rerankers[B].clear_caches()
-    assert [tiny_rerankers[B].score(QUERIES[0], [page])[0] for page in (grey, keyed)] == pytest.approx(expected, abs=TOL)
+def colour_keyed(page: Image.Image, mode: str) -> tuple[Image.Image, Image.Image]:
+    """(opaque twin, the same pixels with their darkest colour, the text, marked transparent),
+    both read back from PNG files, where Pillow keeps the key in `info["transparency"]`."""
+    opaque = page.convert(mode) if mode != "P" else page.convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+    if mode == "P":
+        colours = opaque.getpalette()
+        key = min(range(len(colours) // 3), key=lambda i: sum(colours[3 * i:3 * i + 3]))
+    else:
+        key = (0, 0, 0) if mode == "RGB" else opaque.getextrema()[0]
+        if mode == "RGB":
+            opaque = opaque.point(lambda v: 0 if v < 100 else v)  # the text exactly black
+    read_back = []
+    for options in ({}, {"transparency": key}):
+        buffer = io.BytesIO()
+        opaque.save(buffer, format="PNG", **options)
+        read_back.append(Image.open(io.BytesIO(buffer.getvalue())))
+        read_back[-1].load()
+    return read_back[0], read_back[1]
+
+
+@pytest.mark.parametrize("key", [A, B])
+@pytest.mark.parametrize("mode", ["RGB", "L", "P"])
+def test_a_page_with_a_transparent_colour_follows_each_models_reference(tiny_rerankers, full_models, sample_images, key, mode):
+    """Both references lay a colour key on white (transformers 5's convert_to_rgb; A's after
+    qwen_vl_utils resized the page, Pillow carrying the key through), RGB pages too; and the
+    caches must not take the keyed page for its opaque twin (same pixels)."""
+    opaque, keyed = colour_keyed(sample_images[0], mode)
+    assert keyed.info["transparency"] is not None and "transparency" not in opaque.info
+    model, processor = full_models[key]
+    reference = qwen3_vl_reranker_score if key == A else qwen3_reranker_mm_score
+    expected = [reference(model, processor, QUERIES[0], page) for page in (opaque, keyed)]
+    assert expected[0] != pytest.approx(expected[1], abs=1e-4)  # the key matters to the reference
+    tiny_rerankers[key].clear_caches()
+    assert [tiny_rerankers[key].score(QUERIES[0], [page])[0] for page in (opaque, keyed)] == pytest.approx(expected, abs=TOL)
+    assert tiny_rerankers[key].score(QUERIES[0], [keyed, opaque], batch_size=2) == pytest.approx(expected[::-1], abs=TOL)
 
 
 def test_the_adapter_changes_the_scores(tiny_checkpoints, tiny_rerankers, full_models, sample_images):
