@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 
@@ -32,9 +33,31 @@ if __name__ == "__main__":
     for _number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(_number, _request_stop)
 
+
+def server_settings_problem() -> str | None:
+    """What is wrong with Gradio's GRADIO_SERVER_PORT / GRADIO_SERVER_NAME, in one line, or None.
+    Gradio reads the port as it is imported (a traceback), and an address it cannot listen on
+    reads "Cannot find empty port" (blaming the port)."""
+    port = os.environ.get("GRADIO_SERVER_PORT", "").strip()
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        return f"GRADIO_SERVER_PORT={port!r}: expected a port number, 1 to 65535"
+    host = os.environ.get("GRADIO_SERVER_NAME", "").strip()
+    if host:
+        try:
+            family, _, _, _, address = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.bind(address)  # any free port: only whether this machine has that address
+        except OSError as error:
+            return (f"GRADIO_SERVER_NAME={host!r}: the app cannot listen there ({error.strerror or error}); "
+                    "use 127.0.0.1, 0.0.0.0 (every interface) or an address of this machine")
+    return None
+
+
 # The PDF render worker processes are spawned, and a spawned process runs this file again as
 # "__mp_main__" before it can take work: it must not import the app, load the models or build it.
 if __name__ != "__mp_main__":
+    if problem := server_settings_problem():
+        sys.exit(f"error: {problem}")
     from reranker.documents import ignore_pillow_size_warning
     from reranker.ui import build_app, create_arena, launch_options
 

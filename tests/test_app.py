@@ -388,7 +388,14 @@ def test_a_setting_given_wrong_stops_the_start_with_one_line_naming_it(tmp_path)
     for variable, value, said in (("RERANKER_DTYPE", "fp16", "error: RERANKER_DTYPE: unknown dtype 'fp16'"),
                                   ("RERANKER_DB", str(tmp_path), f"error: The database {tmp_path} is a folder"),
                                   # Gradio's own folder, where it cannot write (a full disk likewise)
-                                  ("GRADIO_TEMP_DIR", str(blocker / "gradio"), "error: [Errno 20] Not a directory")):
+                                  ("GRADIO_TEMP_DIR", str(blocker / "gradio"), "error: [Errno 20] Not a directory"),
+                                  # Gradio's own: read as it is imported (a traceback), or blamed on the port
+                                  ("GRADIO_SERVER_PORT", "abc", "error: GRADIO_SERVER_PORT='abc': expected a port number"),
+                                  ("GRADIO_SERVER_PORT", "70000", "error: GRADIO_SERVER_PORT='70000': expected a port number"),
+                                  ("GRADIO_SERVER_NAME", "no.such.host.invalid",
+                                   "error: GRADIO_SERVER_NAME='no.such.host.invalid': the app cannot listen there"),
+                                  ("GRADIO_SERVER_NAME", "192.0.2.1",  # TEST-NET: an address of no machine here
+                                   "error: GRADIO_SERVER_NAME='192.0.2.1': the app cannot listen there")):
         env = {**os.environ, "RERANKER_DB": str(tmp_path / "arena.db"), "RERANKER_CACHE": str(tmp_path / "cache"), variable: value}
         done = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         errors = [line for line in done.stderr.splitlines() if " WARNING " not in line and " INFO " not in line]
