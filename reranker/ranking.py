@@ -33,11 +33,11 @@ class ModelPool:
 
     A model that failed to load is tried again by the first request `retry_after` seconds later
     (a Hub hiccup at start-up must not disable it until a restart); meanwhile requests get the
-    reason at once.
+    reason at once. `retry_after=None`: never again (a one-off command).
     """
 
     def __init__(self, keys: Iterable[str] = tuple(MODELS), loader: Callable | None = None,
-                 retry_after: float = 300.0, **load_options):
+                 retry_after: float | None = 300.0, **load_options):
         self.keys = tuple(get_spec(key).key for key in keys)  # an unknown key: UnknownModelError, naming the valid ones
         self._loader = loader
         self._load_options = load_options
@@ -55,7 +55,7 @@ class ModelPool:
             raise UnknownModelError(f"model {key!r} is not in this pool; its keys: {', '.join(self.keys)}")
         with self._locks[key]:
             failed = self._errors.get(key)
-            if failed is not None and time.monotonic() - failed[1] >= self.retry_after:
+            if failed is not None and self.retry_after is not None and time.monotonic() - failed[1] >= self.retry_after:
                 del self._errors[key]
             if key not in self._models and key not in self._errors:
                 try:
@@ -64,7 +64,8 @@ class ModelPool:
                     reason = f"{type(error).__name__}: {error}" if not str(error) else str(error)
                     self._errors[key] = (reason, time.monotonic())
                     # The operator's copy (a visitor sees it in the column): once per attempt.
-                    log.warning("%s could not load (tried again in %.0f s): %s", key, self.retry_after, reason)
+                    again = "" if self.retry_after is None else f" (tried again in {self.retry_after:.0f} s)"
+                    log.warning("%s could not load%s: %s", key, again, reason)
         if key in self._errors:
             raise ModelUnavailable(key, self._errors[key][0])
         return self._models[key]

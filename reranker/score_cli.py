@@ -65,7 +65,7 @@ def main(args) -> int:
     options = {"device": args.device} if args.device else {}
     if args.batch_size:
         options["batch_size"] = args.batch_size
-    pool = ModelPool(keys, **options)
+    pool = ModelPool(keys, retry_after=None, **options)  # one ranking: a model that failed is not tried again
 
     progress = ProgressLine(sys.stderr)
     try:

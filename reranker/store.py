@@ -559,9 +559,9 @@ class Store:
         an (empty) database of this app."""
         path = database_path(path)
         if path.is_dir():
-            raise StoreError(f"{path} is a folder, not a database (pass --db PATH or set RERANKER_DB)")
+            raise StoreError(f"{path} is a folder, not a database (name the database with --db PATH, RERANKER_DB or Store.existing(path))")
         if not path.is_file():
-            raise StoreError(f"no database at {path} (pass --db PATH or set RERANKER_DB)")
+            raise StoreError(f"no database at {path} (name the database with --db PATH, RERANKER_DB or Store.existing(path))")
         # Where this process may not write the file or its folder (an archived copy, a read-only
         # mount), read it without changing it: opening for writing switches it to WAL, which
         # needs files beside it, and brings its schema up to date.
@@ -579,7 +579,7 @@ class Store:
             raise _explain(path, error, "opened") from error
         if empty:
             raise StoreError(f"{path} is an empty database: nothing was ever ranked into it "
-                             "(pass --db PATH or set RERANKER_DB)")
+                             "(name the database with --db PATH, RERANKER_DB or Store.existing(path))")
         return cls(path, read_only=read_only)
 
     # -- connections ---------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from reranker import ranking
@@ -90,6 +92,26 @@ def test_a_model_that_cannot_load_is_reported_and_the_other_still_ranks(tiny_rer
     assert result.agreement() is None
     # The failure is remembered (no reload per request; `retry_after` seconds later it is tried again).
     assert pool.error(B) and not pool.loaded(B) and pool.loaded(A)
+
+
+def test_a_one_off_pool_never_tries_a_failed_model_again_and_says_no_retry(tiny_rerankers, caplog, monkeypatch):
+    """`score` ranks once: its log must not promise a retry in 300 s that never comes."""
+    attempts = []
+
+    def loader(key):
+        attempts.append(key)
+        raise LoadError("offline")
+
+    pool = ranking.ModelPool([B], loader=loader, retry_after=None)
+    with caplog.at_level("WARNING", logger="reranker.ranking"):
+        with pytest.raises(ranking.ModelUnavailable):
+            pool.get(B)
+    assert [r.getMessage() for r in caplog.records] == [f"{B} could not load: offline"]
+    later = time.monotonic() + 10_000
+    monkeypatch.setattr(ranking.time, "monotonic", lambda: later)
+    with pytest.raises(ranking.ModelUnavailable):
+        pool.get(B)
+    assert attempts == [B]
 
 
 def test_bad_files_are_reported_and_good_ones_still_ranked(tiny_rerankers, tmp_path):
