@@ -878,7 +878,12 @@ def register_cli(subparsers) -> None:
             "Evaluate each model against human relevance labels.\n"
             "Default source: the app's database (stored scores vs stored judgments).\n"
             "With --benchmark: score every candidate of a *_reranker_adapted dataset with each model,\n"
-            "as the comparison blog did, beside the first-stage retriever's own ranking."
+            "as the comparison blog did, beside the first-stage retriever's own ranking. Each row:\n"
+            "  query, query_id              the question and its id\n"
+            "  top_25_image_filenames       the candidate pages' names (corpus ids), first-stage order\n"
+            "  top_25_scores                the first-stage retriever's score of each\n"
+            "  relevant_image_filenames     the names of the pages judged relevant\n"
+            "and --images DIR holds one image file per name (123 or 123.png, anywhere below DIR)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
