@@ -36,7 +36,7 @@ import os
 import re
 import sys
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -154,6 +154,7 @@ class Selection:
     scored_models: tuple[str, ...]  # every model with scores in these queries: the files' score columns
     judgments: int  # current labels that passed the annotator/date filters
     disagreements: int  # pages dropped: annotators disagree (with require_agreement) or tie
+    annotator: str | None = None  # the annotator filter as stored ("ALICE" asked: "alice")
 
 
 @dataclass(frozen=True)
@@ -172,13 +173,19 @@ class ExportPreview:
     models: tuple[str, ...] = field(default=())
     negatives_per_row: int = 0  # sentence-transformers: negative columns in every row
     negatives_per_row_asked: bool = False  # set in the options, not the default (the fewest any query has)
+    rule: str = "either"  # "all": hard_negatives counts every judged negative
+    without_teacher: int = 0  # flagembedding: rows without pos_scores/neg_scores (no model scored all their pages)
+    # sentence-transformers, flagembedding: exported queries whose text another one shares under
+    # another instruction; their rows' anchor/query is the same text, their labels may differ.
+    instruction_twins: int = 0
 
     def describe(self) -> str:
         lines = [
             f"{self.format}: {self.rows} row{'' if self.rows == 1 else 's'} from {self.queries} "
             f"quer{'y' if self.queries == 1 else 'ies'}",
             f"  positives       {self.positives}",
-            f"  hard negatives  {self.hard_negatives}"
+            (f"  negatives       {self.hard_negatives} (rule 'all': every judged one; those ranked high:)"
+             if self.rule == "all" else f"  hard negatives  {self.hard_negatives}")
             # Each model's name, then its key as the files' hard_for column holds it; a page hard
             # for both models counts under each.
             + "".join(f"\n    hard for {_model_name(m):<44}{n}" for m, n in self.hard_negatives_by_model.items()),
@@ -193,6 +200,15 @@ class ExportPreview:
             lines.append(f"  skipped queries {self.skipped_queries} (no positive or too few negatives for this format)")
         if self.disagreements:
             lines.append(f"  pages dropped   {self.disagreements} (annotators disagree or tie)")
+        if self.without_teacher:
+            lines.append(f"  no scores       {self.without_teacher} row{'' if self.without_teacher == 1 else 's'} "
+                         "without pos_scores/neg_scores (no model scored all of the query's pages); "
+                         "leave them out to distil")
+        if self.instruction_twins:
+            where = "the instruction column" if self.format == "flagembedding" else "details.jsonl"
+            lines.append(f"  same text       {self.instruction_twins} queries share their text with one asked under "
+                         f"another instruction: their rows hold the same {'query' if self.format == 'flagembedding' else 'anchor'}, "
+                         f"their labels may differ (the instruction is in {where})")
         return "\n".join(lines)
 
     def as_json(self) -> dict[str, Any]:
@@ -285,7 +301,7 @@ def _select(store: Store, options: ExportOptions) -> Selection:
             queries.append(
                 QueryExamples(query_id, summary.text, summary.instruction, tuple(positives), tuple(negatives))
             )
-    return Selection(tuple(queries), tuple(models), scored_models, len(judged), disagreements)
+    return Selection(tuple(queries), tuple(models), scored_models, len(judged), disagreements, options.annotator)
 
 
 def _example(page: QueryPage, label: str, annotators: tuple[str, ...], hard_for: tuple[str, ...]) -> Example:
@@ -373,6 +389,10 @@ def _preview(selection: Selection, options: ExportOptions) -> ExportPreview:
         models=selection.models,
         negatives_per_row=n if options.format == "sentence-transformers" else 0,
         negatives_per_row_asked=options.negatives_per_row is not None,
+        rule=options.rule,
+        without_teacher=sum(_teacher(q, selection.scored_models, options.teacher) is None for q in queries)
+        if options.format == "flagembedding" else 0,
+        instruction_twins=_instruction_twins(queries) if options.format in ("sentence-transformers", "flagembedding") else 0,
     )
 
 
@@ -396,7 +416,7 @@ def _pointwise_rows(queries: list[QueryExamples], models: tuple[str, ...]) -> li
 
 def _pointwise(queries, n, models, store, options, prompt_for) -> dict[str, bytes]:
     rows = [{"file_name": _image_name(r["page_hash"]), **r} for r in _pointwise_rows(queries, models)]
-    return {"metadata.jsonl": _jsonl(rows)}
+    return {"metadata.jsonl": _jsonl(_in_order(rows, _typed_first(rows)))}
 
 
 def _sentence_transformers(queries, n, models, store, options, prompt_for) -> dict[str, bytes]:
@@ -416,7 +436,16 @@ def _sentence_transformers(queries, n, models, store, options, prompt_for) -> di
                     "negatives": [e.details(models) for e in negatives],
                 }
             )
-    return {"metadata.jsonl": _jsonl(rows), "details.jsonl": _jsonl(details)}
+    order = _typed_first(details)  # the anchors, file names and negatives are never empty: details decide
+    return {"metadata.jsonl": _jsonl(_in_order(rows, order)), "details.jsonl": _jsonl(_in_order(details, order))}
+
+
+def _instruction_twins(queries: Sequence[QueryExamples]) -> int:
+    """How many of `queries` share their text with another asked under another instruction."""
+    instructions: dict[str, set] = {}
+    for q in queries:
+        instructions.setdefault(q.query, set()).add(q.instruction)
+    return sum(len(instructions[q.query]) > 1 for q in queries)
 
 
 def _teacher(q: QueryExamples, models: Sequence[str], wanted: str | None) -> str | None:
@@ -441,7 +470,7 @@ def _flagembedding(queries, n, models, store, options, prompt_for) -> dict[str, 
             "pos": [_image_name(e.page_hash) for e in q.positives],
             "neg": [_image_name(e.page_hash) for e in q.negatives],
         }
-        if teacher is not None:  # never null scores: FlagEmbedding's distillation cannot read them
+        if teacher is not None:  # else none (the preview counts such rows): never made-up scores
             row["pos_scores"] = [e.scores[teacher] for e in q.positives]
             row["neg_scores"] = [e.scores[teacher] for e in q.negatives]
         # FlagEmbedding's "prompt" is the yes/no question its trainer appends after
@@ -458,7 +487,7 @@ def _flagembedding(queries, n, models, store, options, prompt_for) -> dict[str, 
             neg_details=[e.details(models) for e in q.negatives],
         )
         rows.append(row)
-    return {"train.jsonl": _jsonl(rows)}
+    return {"train.jsonl": _jsonl(_in_order(rows, _typed_first(rows)))}
 
 
 _ZIP_WRITERS: dict[str, Callable[..., dict[str, bytes]]] = {
@@ -466,6 +495,41 @@ _ZIP_WRITERS: dict[str, Callable[..., dict[str, bytes]]] = {
     "sentence-transformers": _sentence_transformers,
     "flagembedding": _flagembedding,
 }
+
+
+def _typed_first(rows: list[dict[str, Any]]) -> list[int]:
+    """An order of `rows` (their indices): as they are, except that for each field, nested ones
+    too, the first row where it holds something (not null, not an empty list) comes first.
+
+    `datasets` reads JSON Lines 10 MB at a time (~20,000 pointwise rows) and fixes each column's
+    type from the first part it reads: a column empty there (no instruction in the early queries,
+    a model that scored only the later ones) was typed null, and loading failed at its first
+    value. Later rows may leave a field empty; those first ones say what it holds."""
+    first: dict[tuple, int] = {}
+    for index, row in enumerate(rows):
+        for path in _filled(row, ()):
+            first.setdefault(path, index)
+    front = sorted(set(first.values()))
+    moved = set(front)
+    return front + [index for index in range(len(rows)) if index not in moved]
+
+
+def _filled(value: Any, path: tuple) -> Iterator[tuple]:
+    """The paths of the fields of `value` that hold something."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _filled(item, (*path, key))
+    elif isinstance(value, list):
+        if value:
+            yield path
+        for item in value:
+            yield from _filled(item, (*path, "[]"))
+    elif value is not None:
+        yield path
+
+
+def _in_order(rows: list, order: list[int]) -> list:
+    return [rows[index] for index in order]
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> bytes:
@@ -558,7 +622,7 @@ def export(
     manifest = {
         "generator": "multimodal-rerank-arena",
         "format": options.format,
-        "options": options.as_json(),
+        "options": {**options.as_json(), "annotator": selection.annotator},
         "counts": summary.as_json(),
         "models": list(selection.scored_models),  # the score columns; options.models: whose ranks made negatives hard
         # What "relevant" meant to the annotators (None: the app's default, never saved).
@@ -589,6 +653,9 @@ def _nothing_message(summary: ExportPreview, options: ExportOptions) -> str:
     where = f" matching {', '.join(filters)}" if filters else ""
     if summary.judgments == 0:
         return f"nothing to export: no judgments{where}"
+    if options.max_negatives == 0 and options.format in ("sentence-transformers", "flagembedding"):
+        return (f"nothing to export: the {options.format} format needs at least one negative a query, and max "
+                "negatives is 0 (positives only: the pointwise or parquet format)")
     if summary.skipped_queries:
         needed = f"{options.negatives_per_row} hard negatives" if options.negatives_per_row else "one hard negative"
         fewer = "asking for fewer negatives per row, " if options.negatives_per_row else ""

@@ -298,16 +298,17 @@ def test_sentence_transformers_layout(arena, tmp_path):
     assert rows.column_names == ["anchor", "positive"] + [f"negative_{i}" for i in range(1, n + 1)]
     assert isinstance(rows.features["anchor"], datasets.Value)
     assert all(isinstance(rows.features[c], datasets.Image) for c in rows.column_names[1:])
-    assert rows["anchor"] == ["what was the 2024 revenue?"] * 2 + ["slide about hiring"]  # one row per positive
+    # One row per positive. q2's row comes second: the first with an instruction (`_typed_first`).
+    assert rows["anchor"] == ["what was the 2024 revenue?", "slide about hiring", "what was the 2024 revenue?"]
     by_hash = {p.content_hash: n for n, p in pages.items()}
     pixels = {p.image.tobytes(): n for n, p in pages.items()}
-    assert [pixels[r["positive"].tobytes()] for r in rows] == ["p2", "p5", "q0"]
+    assert [pixels[r["positive"].tobytes()] for r in rows] == ["p2", "q0", "p5"]
     assert [pixels[rows[0][f"negative_{i}"].tobytes()] for i in (1, 2)] == ["p0", "p6"]  # hardest first
     with zipfile.ZipFile(out) as archive:
         details = [json.loads(line) for line in archive.read("details.jsonl").splitlines()]
-    assert len(details) == len(rows)
-    assert [by_hash[d["positive"]["page_hash"]] for d in details] == ["p2", "p5", "q0"]
-    assert details[2]["instruction"] == "Find slides." and details[2]["negatives"][0]["scores"] == {A: 0.9, B: 0.7}
+    assert len(details) == len(rows)  # row for row
+    assert [by_hash[d["positive"]["page_hash"]] for d in details] == ["p2", "q0", "p5"]
+    assert details[1]["instruction"] == "Find slides." and details[1]["negatives"][0]["scores"] == {A: 0.9, B: 0.7}
 
 
 def test_the_preview_says_how_many_negatives_each_sentence_transformers_row_holds(arena):
@@ -351,6 +352,50 @@ def test_flagembedding_jsonl(arena, tmp_path):
     for path, name in by_path.items():
         if path in first["pos"] + first["neg"]:
             assert Image.open(extracted / path).tobytes() == pages[name].image.tobytes()
+
+
+@pytest.mark.parametrize("fmt, member", [("pointwise", "metadata.jsonl"), ("sentence-transformers", "details.jsonl"),
+                                         ("flagembedding", "train.jsonl")])
+def test_json_lines_load_whole_when_the_early_rows_leave_fields_empty(tmp_path, clock, fmt, member):
+    """`datasets` types each column from the first 10 MB of a JSON Lines file: past ~20,000 rows
+    with no instruction and only model A's scores, the instruction and B's scores were typed null
+    and loading failed at the first value. Read here in 16 kB chunks, so 30 queries stand for that."""
+    store = Store(tmp_path / "arena.db")
+    pages = make_pages([f"p{i}" for i in range(4)], "doc.pdf", seed=5)
+    for number in range(31):  # the early queries: no instruction, B had not scored them
+        late = number == 30
+        scores = {A: [0.9, 0.7, 0.5, 0.3], **({B: [0.2, 0.4, 0.6, 0.8]} if late else {})}
+        query_id = store.save_ranking(f"question {number}", "Find the table." if late else None, list(pages.values()),
+                                      scores=scores, settings={m: {} for m in scores})
+        for name, label in (("p0", RELEVANT), ("p1", NOT_RELEVANT), ("p2", NOT_RELEVANT)):
+            store.record_judgment(query_id, pages[name].content_hash, "ann", label)
+    out = export(store, ExportOptions(format=fmt, rule="all"), tmp_path / "export.zip")
+    extracted = tmp_path / "extracted"
+    with zipfile.ZipFile(out) as archive:
+        archive.extract(member, extracted)
+        written = [json.loads(line) for line in archive.read(member).splitlines()]
+        metadata = [json.loads(line) for line in archive.read("metadata.jsonl").splitlines()] if member == "details.jsonl" else []
+    rows = datasets.load_dataset("json", data_files=str(extracted / member), split="train", chunksize=16 << 10,
+                                 cache_dir=str(tmp_path / "cache"))
+    assert rows.to_list() == [{key: row.get(key) for key in rows.column_names} for row in written]
+    instructions = rows["instruction"]
+    assert rows.features["instruction"] == datasets.Value("string") and instructions.count("Find the table.") == len(rows) // 31
+    if fmt == "pointwise":
+        assert rows.features["scores"][B] == datasets.Value("float64")
+        assert sorted(map(json.dumps, written)) == sorted(map(json.dumps, _pointwise_rows_of(store)))  # every row, once
+    if metadata:  # metadata.jsonl and details.jsonl still line up row for row
+        assert [m["positive_file_name"] for m in metadata] == [f"images/{d['positive']['page_hash']}.png" for d in written]
+    store.close()
+
+
+def _pointwise_rows_of(store: Store) -> list[dict]:
+    """The pointwise rows in query order, as the export made them before any reordering."""
+    from reranker.export import _pointwise_rows, _usable
+
+    options = ExportOptions(format="pointwise", rule="all")
+    selection = select(store, options)
+    return [{"file_name": f"images/{r['page_hash']}.png", **r}
+            for r in _pointwise_rows(_usable(selection, options)[0], selection.scored_models)]
 
 
 def test_parquet_loads_with_image_feature(arena, tmp_path):
@@ -613,6 +658,49 @@ def test_flagembedding_takes_each_querys_scores_from_a_model_that_scored_it(tmp_
         assert by_query["only B scored"]["teacher_prompt"] == render_prompt(MODELS[B], "only B scored")
     with pytest.raises(ValueError, match="teacher 'qwen-typo' has no scores here"):
         rows(teacher="qwen-typo")
+    store.close()
+
+
+def test_the_preview_names_rows_a_trainer_would_trip_on(tmp_path, clock):
+    """FlagEmbedding rows no model scored whole carry no pos_scores (distillation asserts on
+    them), and a question asked with and without an instruction gives rows with the same anchor
+    whose labels contradict: the preview counts both, and says what max negatives 0 rules out."""
+    store = Store(tmp_path / "arena.db")
+    pages = make_pages(["x", "y", "z", "w"], "doc.pdf", seed=4)
+    plain = store.save_ranking("revenue?", None, [pages["x"], pages["y"]], scores={A: [0.9, 0.8]}, settings={A: {}})
+    instructed = store.save_ranking("revenue?", "Annual report only.", [pages["x"], pages["y"]], scores={A: [0.7, 0.6]},
+                                    settings={A: {}})
+    mixed = store.save_ranking("mixed", None, [pages["z"]], scores={A: [0.5]}, settings={A: {}})
+    store.save_ranking("mixed", None, [pages["w"]], scores={B: [0.4]}, settings={B: {}})  # another upload, B only
+    for query_id, positive, negative in ((plain, "x", "y"), (instructed, "y", "x"), (mixed, "z", "w")):
+        store.record_judgment(query_id, pages[positive].content_hash, "Ann", RELEVANT)
+        store.record_judgment(query_id, pages[negative].content_hash, "Ann", NOT_RELEVANT)
+
+    flag = preview(store, ExportOptions(format="flagembedding", rule="all"))
+    assert (flag.rows, flag.without_teacher, flag.instruction_twins) == (3, 1, 2)
+    lines = flag.describe().splitlines()
+    assert ("  no scores       1 row without pos_scores/neg_scores (no model scored all of the query's pages); "
+            "leave them out to distil") in lines
+    assert ("  same text       2 queries share their text with one asked under another instruction: their rows hold "
+            "the same query, their labels may differ (the instruction is in the instruction column)") in lines
+    assert lines[2] == "  negatives       3 (rule 'all': every judged one; those ranked high:)"
+    sentence = preview(store, ExportOptions(format="sentence-transformers", rule="all"))
+    assert (sentence.without_teacher, sentence.instruction_twins) == (0, 2)
+    assert "(the instruction is in details.jsonl)" in sentence.describe()
+    pointwise = preview(store, ExportOptions(format="pointwise", rule="all"))  # the instruction is a column there
+    assert (pointwise.without_teacher, pointwise.instruction_twins) == (0, 0)
+    assert "  hard negatives  " in preview(store, ExportOptions(format="pointwise")).describe()
+
+    out = export(store, ExportOptions(format="flagembedding", rule="all", annotator="ANN"), tmp_path / "flag.zip")
+    with zipfile.ZipFile(out) as archive:
+        manifest = json.loads(archive.read("export.json"))
+        rows = {(row["query"], row["instruction"]): row for row in map(json.loads, archive.read("train.jsonl").splitlines())}
+    assert manifest["options"]["annotator"] == "Ann"  # as stored, not as typed
+    assert manifest["counts"]["without_teacher"] == 1 and "pos_scores" not in rows[("mixed", None)]
+    for fmt in ("sentence-transformers", "flagembedding"):
+        with pytest.raises(NothingToExportError, match=f"the {fmt} format needs at least one negative a query, and "
+                           r"max negatives is 0 \(positives only: the pointwise or parquet format\)"):
+            export(store, ExportOptions(format=fmt, max_negatives=0), tmp_path / "none.zip")
     store.close()
 
 
