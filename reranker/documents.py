@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageOps
 
-from .imaging import MAX_ASPECT_RATIO, image_hash
+from .imaging import MAX_ASPECT_RATIO, image_hash, processor_rgb
 from .lru import LRUCache
 from .rendering import OutOfTime, PageFailed, PdfFacts, RenderSettings, Stopped, open_pdf
 from .workers import refuse_in_a_rerun_script
@@ -569,10 +569,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         elif low < 0 or high > 255:
             k = 255 / max(high - low, 1)
             image = image.point(lambda v: v * k - low * k)
-    if image.has_transparency_data:  # alpha channel, or a transparent palette or colour key
-        white = Image.new("RGBA", image.size, "white")
-        return Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
-    return image.convert("RGB")  # CMYK, palette, grey, bilevel, YCbCr: Pillow's conversions
+    # Any transparency (alpha band, transparent palette entry or colour key) laid on white, as
+    # the transformers processor does; CMYK, palette, grey, bilevel, YCbCr: Pillow's conversions.
+    return processor_rgb(image)
 
 
 def _fit(image: Image.Image, max_pixels: int) -> tuple[Image.Image, float]:
