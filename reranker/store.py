@@ -831,20 +831,15 @@ class Store:
                 elif db.execute("SELECT 1 FROM settings WHERE key = ?", [setting]).fetchone() is None:
                     raise ValueError(f"{model}: unknown settings key {setting!r} (pass the settings dict)")
                 per_page = (seconds_per_page or {}).get(model)
-                db["scores"].insert_all(
-                    (
-                        dict(
-                            model=model,
-                            settings_key=keys[model],
-                            query_id=query_id,
-                            page_hash=p.content_hash,
-                            score=float(v),
-                            seconds=per_page,
-                            created=stamp,
-                        )
-                        for p, v in zip(pages, values)
-                    ),
-                    ignore=True,
+                # A score stored before (the same model, settings, query and page: the request
+                # found it stored) keeps its value and time per page, and becomes the latest:
+                # `query_pages` gives each page its most recent ranking's score, so a query
+                # ranked again at one setting is compared at that setting.
+                db.conn.executemany(
+                    "INSERT INTO scores (model, settings_key, query_id, page_hash, score, seconds, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (model, settings_key, query_id, page_hash) DO UPDATE SET created = excluded.created",
+                    [(model, keys[model], query_id, p.content_hash, float(v), per_page, stamp) for p, v in zip(pages, values)],
                 )
         return query_id
 

@@ -556,6 +556,12 @@ def test_a_query_asked_again_at_another_budget_keeps_the_earlier_pages_scores(st
     assert store.query_pages(query_id)[0].scores[A] == 0.1
     only_first = store.query_pages(query_id, settings={A: store_module.settings_key({"max_pixels": 1})})
     assert [p.scores.get(A) for p in only_first] == [0.9, 0.2, 0.3, None, None]
+    # Ranked again at the first budget (its scores found stored, as the app does): they are the
+    # latest again, as the note that names mixed settings advises; values and times kept.
+    store.save_ranking("revenue?", None, first, scores={A: [0.9, 0.2, 0.3]}, settings={A: {"max_pixels": 1}},
+                       seconds_per_page={A: 7.0})
+    assert [p.scores[A] for p in store.query_pages(query_id)][:3] == [0.9, 0.2, 0.3]
+    assert store.db.execute("SELECT COUNT(*) FROM scores WHERE seconds IS NOT NULL").fetchone()[0] == 0
 
 
 def test_since_counts_a_label_an_undo_brought_back_from_when_it_was_first_given(store: Store, monkeypatch):
