@@ -157,6 +157,10 @@ class StoreEvaluation:
     # model key → queries whose pages it scored at different settings (another image budget, say):
     # each page's latest score counts, so such a query compares unlike with unlike.
     mixed_settings: dict[str, list[int]] = field(default_factory=dict)
+    # model key → queries it scored only some pages of (it failed on another upload of the same
+    # question, say): the pages it did not score count as never retrieved, the other model's as ranked.
+    partly_scored: dict[str, list[int]] = field(default_factory=dict)
+    instructions: dict[int, str | None] = field(default_factory=dict)  # query id → its own instruction
     # Each pair of models, first − second, metric by metric over the queries both were evaluated on.
     differences: list[PairedDifference] = field(default_factory=list)
     # model key → (query id, `metrics.Mistake`) for every page judged not relevant that the model
@@ -172,20 +176,24 @@ class StoreEvaluation:
         return (f"Cohen's κ is given for the {KAPPA_ANNOTATORS} annotators with the most labels; "
                 f"{self.kappa_left_out} other{'' if self.kappa_left_out == 1 else 's'} left out.")
 
-    def mixed_settings_notes(self) -> list[str]:
+    def comparison_notes(self) -> list[str]:
+        """The queries where a model's scores do not compare like with like, by model."""
         notes = []
         for model, query_ids in self.mixed_settings.items():
-            label = model_label(model)
-            listed = ", ".join(str(q) for q in query_ids[:5]) + (f" and {len(query_ids) - 5} more" if len(query_ids) > 5 else "")
-            notes.append(f"{label}: {'query' if len(query_ids) == 1 else 'queries'} {listed} mix scores made at different "
-                         "settings (another image budget, say); each page's latest score counts. Rank such a query "
-                         "again at one setting to compare like with like.")
+            notes.append(f"{model_label(model)}: {_listed(query_ids)} mix scores made at different settings (another "
+                         "image budget, say); each page's latest score counts. Rank such a query again at one "
+                         "setting to compare like with like.")
+        for model, query_ids in self.partly_scored.items():
+            notes.append(f"{model_label(model)}: {_listed(query_ids)} scored only some of the pages (it could not "
+                         "score another upload of the same question): the others count as not retrieved. Rank "
+                         "such a query again with every upload to compare like with like.")
         return notes
 
     def to_dict(self) -> dict:
         return {
             "source": "store",
             "mixed_settings": {model: ids for model, ids in self.mixed_settings.items()},
+            "partly_scored": {model: ids for model, ids in self.partly_scored.items()},
             "annotator": self.annotator,
             "ks": list(self.ks),
             "models": {key: _result_dict(result) for key, result in self.results.items()},
@@ -197,7 +205,13 @@ class StoreEvaluation:
             ],
             "annotators_left_out_of_agreement": self.kappa_left_out,
             "queries": {str(q): text for q, text in self.queries.items()},
+            "instructions": {str(q): instruction for q, instruction in self.instructions.items()},
         }
+
+
+def _listed(query_ids: list[int], shown: int = 5) -> str:
+    more = f" and {len(query_ids) - shown} more" if len(query_ids) > shown else ""
+    return f"{'query' if len(query_ids) == 1 else 'queries'} " + ", ".join(map(str, query_ids[:shown])) + more
 
 
 def evaluate_store(store: Store, annotator: str | None = None, ks: Sequence[int] = (5, 10)) -> StoreEvaluation:
@@ -219,18 +233,22 @@ def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) ->
     runs: dict[str, dict[int, dict[str, float]]] = {}
     qrels: dict[int, dict[str, int]] = {}
     pooled: dict[str, dict[tuple[int, str], int]] = {}  # annotator → {(query, page): grade}, for κ
-    queries = {}
+    queries, instructions = {}, {}
     mixed: dict[str, list[int]] = {}
+    partly: dict[str, list[int]] = {}
     for summary in store.list_queries():
-        queries[summary.id] = summary.text
+        queries[summary.id], instructions[summary.id] = summary.text, summary.instruction
         used: dict[str, set[str]] = {}  # model → settings keys of this query's scores
-        for page in store.query_pages(summary.id):
+        pages = store.query_pages(summary.id)
+        for page in pages:
             for model, score in page.scores.items():
                 runs.setdefault(model, {}).setdefault(summary.id, {})[page.page_hash] = score
                 used.setdefault(model, set()).add(page.settings[model])
         for model, keys in used.items():
             if len(keys) > 1:
                 mixed.setdefault(model, []).append(summary.id)
+            if len(runs[model][summary.id]) < len(pages):
+                partly.setdefault(model, []).append(summary.id)
         by_annotator: dict[str, dict[str, str]] = {}
         for page_hash, labels in store.labels_by_annotator(summary.id).items():
             for name, label in labels.items():
@@ -259,6 +277,7 @@ def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) ->
         model_agreement=models_agreement({m: runs[m] for m in results}),
         annotator_agreement=kappas, kappa_left_out=len(pooled) - len(compared), queries=queries, annotators=annotators,
         mixed_settings={model: mixed[model] for model in results if model in mixed},
+        partly_scored={model: partly[model] for model in results if model in partly}, instructions=instructions,
         differences=model_differences(results, combinations(results, 2)),
         mistakes={model: [(query_id, mistake) for query_id, scores in runs[model].items()
                           for mistake in hardest_mistakes(scores, qrels.get(query_id, {}))] for model in results},
@@ -720,8 +739,10 @@ def _means_table(results: Mapping[str, EvalResult], ks: Sequence[int], extra: Se
     return _table(["metric", *(model_label(k) for k in keys)], rows)
 
 
-def _per_query(results: Mapping[str, EvalResult], ks: Sequence[int], texts: Mapping[Any, str] | None = None) -> str:
-    """Each query's metrics at every k asked for (the means table's columns), one table per model."""
+def _per_query(results: Mapping[str, EvalResult], ks: Sequence[int], texts: Mapping[Any, str] | None = None,
+               tags: Mapping[Any, str] | None = None) -> str:
+    """Each query's metrics at every k asked for (the means table's columns), one table per model;
+    `tags`: what follows a query's text (its own instruction), which tells apart queries of one text."""
     columns = ([(f"NDCG@{k}", f"ndcg@{k}") for k in ks] + [(f"blog NDCG@{k}", f"ndcg_blog@{k}") for k in ks]
                + [("MRR", "mrr")] + [(f"Recall@{k}", f"recall@{k}") for k in ks] + [("MAP", "map")])  # fmt: skip
     blocks = []
@@ -729,7 +750,7 @@ def _per_query(results: Mapping[str, EvalResult], ks: Sequence[int], texts: Mapp
         rows = []
         for row in result.rows:
             text = (texts or {}).get(row["query_id"], "")
-            name = f"{row['query_id']}  {text[:48] + ('…' if len(text) > 48 else '')}".rstrip()
+            name = f"{row['query_id']}  {_short(text, 48)}{(tags or {}).get(row['query_id'], '')}".rstrip()
             rows.append([name, str(row["n_pages"]), str(row["n_judged"]), str(row["n_relevant"]),
                          *(_num(row[name_]) for _, name_ in columns)])
         header = ["query", "pages", "judged", "relevant", *(label for label, _ in columns)]
@@ -738,6 +759,10 @@ def _per_query(results: Mapping[str, EvalResult], ks: Sequence[int], texts: Mapp
             block += "\n  excluded: " + "; ".join(f"{q} ({why})" for q, why in result.excluded.items())
         blocks.append(block)
     return "\n\n".join(blocks)
+
+
+def _short(text: str, limit: int) -> str:
+    return text[:limit] + ("…" if len(text) > limit else "")
 
 
 def _excluded_lines(results: Mapping[str, EvalResult], shown: int = 10) -> list[str]:
@@ -810,13 +835,14 @@ def format_store(evaluation: StoreEvaluation, per_query: bool = False) -> str:
     else:
         lines += ["", _means_table(evaluation.results, evaluation.ks)]
         if per_query:
-            lines += ["", _per_query(evaluation.results, evaluation.ks, evaluation.queries)]
+            tags = {q: f" [instruction: {_short(i, 40)}]" for q, i in evaluation.instructions.items() if i}
+            lines += ["", _per_query(evaluation.results, evaluation.ks, evaluation.queries, tags)]
         else:
             lines += _excluded_lines(evaluation.results)
         lines += ["", *_agreement_lines(evaluation.model_agreement)]
         for block in _differences_tables(evaluation.differences, evaluation.ks):
             lines += ["", block]
-        lines += [f"note: {note}" for note in evaluation.mixed_settings_notes()]
+        lines += [f"note: {note}" for note in evaluation.comparison_notes()]
     if evaluation.annotator_agreement:
         lines.append("annotator agreement (Cohen's κ over the pages both judged relevant / not relevant):")
         for a in evaluation.annotator_agreement:

@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 import weakref
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -826,11 +825,15 @@ def evaluate_view(arena: Arena, annotator: str | None):
         bars = bars if not bars.empty else None
     notes = []
     for key, result in evaluation.results.items():
-        if result.excluded:  # counted in the table's "excluded" column; here is why
-            reasons = Counter(result.excluded.values())
-            notes.append(f"Not in {escape(model_label(key))}'s means: "
-                         + ", ".join(f"{count} {'query' if count == 1 else 'queries'} ({why})"
-                                     for why, count in sorted(reasons.items())) + ".")
+        if result.excluded:  # counted in the table's "excluded" column; here are which and why
+            by_reason: dict[str, list[int]] = {}
+            for query_id, why in result.excluded.items():
+                by_reason.setdefault(why, []).append(query_id)
+            notes.append(f"Not in {escape(model_label(key))}'s means: " + "; ".join(
+                f"{len(ids)} {'query' if len(ids) == 1 else 'queries'} ({why}): " + ", ".join(
+                    f"“{escape(_shortened(shown_query[q], 60))}”" for q in ids[:EXCLUDED_NAMED])
+                + (f" and {len(ids) - EXCLUDED_NAMED} more" if len(ids) > EXCLUDED_NAMED else "")
+                for why, ids in sorted(by_reason.items())) + ".")
     shared = [item for item in evaluation.annotator_agreement if item.kappa.n]
     for item in shared:
         kappa = item.kappa
@@ -843,7 +846,7 @@ def evaluate_view(arena: Arena, annotator: str | None):
         notes.append(note)
     for pair in evaluation.model_agreement:
         notes.append(escape(_describe_pair(pair)))
-    notes += [escape(note) for note in evaluation.mixed_settings_notes()]
+    notes += [escape(note) for note in evaluation.comparison_notes()]
     notes.append("*ndcg_blog@k*: the comparison blog's variant, ideal DCG over the same k pages (not standard NDCG). "
                  "*excluded*: queries left out of a model's means (why: above).")
     notes.append("*judged*: pages labelled relevant or not relevant; skipped pages are not counted (Annotate's "
@@ -898,6 +901,7 @@ MISTAKES_SHOWN = 30  # per model: a gallery of hundreds was slow to make and to 
 # Queries in the per-query table (two rows each, the newest first): at 3,000 the browser spent ~6 s of the Evaluate
 # tab's ~9.5 s drawing the table.
 PER_QUERY_SHOWN = 300
+EXCLUDED_NAMED = 5  # queries named per reason in the note on those left out of a model's means (the CLI lists all)
 MISTAKE_IMAGE_SIDE = 768  # the gallery's own large view shows this file (at 384 px it was blurry)
 
 

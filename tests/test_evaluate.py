@@ -470,6 +470,37 @@ def test_a_query_ranked_again_at_another_budget_is_named_as_mixing_settings(aren
             "say); each page's latest score counts") in capsys.readouterr().out
 
 
+def test_a_query_a_model_scored_only_in_part_is_named(tmp_path, capsys):
+    """The same question over a second upload that one model could not score: that model's
+    metrics count the second upload's pages as never retrieved, the other's as ranked. The
+    comparison is unlike with unlike and eval says so, as for mixed settings."""
+    from reranker.store import Store
+
+    first, second = _pages(0, 2), _pages(2, 2)
+    with Store(tmp_path / "arena.db") as store:
+        query_id = store.save_ranking("revenue?", None, first, scores={MODEL_A: [0.9, 0.1], MODEL_B: [0.8, 0.2]},
+                                      settings={MODEL_A: {}, MODEL_B: {}})
+        store.save_ranking("revenue?", None, second, scores={MODEL_A: [0.7, 0.3]}, settings={MODEL_A: {}})  # B failed
+        asked = store.save_ranking("revenue?", "Tables only.", first, scores={MODEL_A: [0.5, 0.4], MODEL_B: [0.6, 0.3]},
+                                   settings={MODEL_A: {}, MODEL_B: {}})
+        for page, label in zip(first + second, ("relevant", "not_relevant", "relevant", "not_relevant")):
+            store.record_judgment(query_id, page.content_hash, "ann", label)
+        store.record_judgment(asked, first[0].content_hash, "ann", "relevant")
+        evaluation = evaluate_store(store)
+    assert evaluation.partly_scored == {MODEL_B: [query_id]} and evaluation.mixed_settings == {}
+    assert evaluation.to_dict()["partly_scored"] == {MODEL_B: [query_id]}
+    assert evaluation.to_dict()["instructions"] == {str(query_id): None, str(asked): "Tables only."}
+    assert evaluation.comparison_notes() == [
+        f"Qwen3RerankerMM-2B: query {query_id} scored only some of the pages (it could not score another upload of "
+        "the same question): the others count as not retrieved. Rank such a query again with every upload to compare "
+        "like with like."]
+    assert main(["eval", "--db", str(tmp_path / "arena.db"), "--per-query"]) == 0
+    out = capsys.readouterr().out
+    assert f"note: Qwen3RerankerMM-2B: query {query_id} scored only some of the pages" in out
+    # The per-query tables tell the two queries of one text apart.
+    assert f"{asked}  revenue? [instruction: Tables only.]" in out and f"{query_id}  revenue? " in out
+
+
 # --------------------------------------------------------------------------- bad input
 
 

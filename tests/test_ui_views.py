@@ -547,11 +547,29 @@ def test_evaluate_notes_say_why_queries_are_left_out_and_list_only_annotators_wh
     *_, notes, _, _ = ui.evaluate_view(arena, "")
     lines = notes.split("\n\n")
     for label in ("Qwen3-VL-Reranker-2B", "Qwen3RerankerMM-2B"):
-        assert f"Not in {ui.escape(label)}'s means: 1 query (no relevant page)." in lines
+        assert f"Not in {ui.escape(label)}'s means: 1 query (no relevant page): “a second question”." in lines
     assert [line for line in lines if line.startswith("Cohen's κ")] == [
         "Cohen's κ ann vs bob: undefined over 1 page",  # both said relevant: κ has no chance agreement to beat
         "Cohen's κ: 2 other pairs of annotators judged no page in common.",
     ]
+
+
+def test_evaluate_notes_name_at_most_a_few_queries_left_out_per_reason(arena, ranked, monkeypatch):
+    from .bad_inputs import SAMPLE_PAGES
+
+    monkeypatch.setattr(ui, "EXCLUDED_NAMED", 2)
+    ui.judge(arena, ranked["query_id"], ranked["pages"][0]["content_hash"], "ann", "relevant")
+    for number in range(3):  # judged, nothing relevant
+        other = ui.rank_pages(arena, [str(SAMPLE_PAGES[4])], f"question {number}", None, None, None, None)
+        ui.judge(arena, other["query_id"], other["pages"][0]["content_hash"], "ann", "not_relevant")
+    instructed = ui.rank_pages(arena, [str(SAMPLE_PAGES[4])], "question 0", "Tables only.", None, None, None)
+    *_, notes, _, _ = ui.evaluate_view(arena, "")
+    label = ui.escape("Qwen3-VL-Reranker-2B")
+    named = [line for line in notes.split("\n\n") if line.startswith(f"Not in {label}'s means")]
+    # The query asked with an instruction is named as the tables name it; two named per reason here.
+    assert named == [f"Not in {label}'s means: 1 query (no judged page): “{ui.escape('question 0 [instruction: Tables only.]')}”; "
+                     "3 queries (no relevant page): “question 0”, “question 1” and 1 more."]
+    assert instructed["query_id"] != ranked["query_id"]
 
 
 def test_evaluate_per_query_table_puts_a_querys_models_side_by_side_counts_before_metrics(arena, ranked):
