@@ -314,6 +314,20 @@ def _refuse_foreign(db: Database, path: Path) -> None:
                          "untouched; point RERANKER_DB or --db at this app's database or at a new file")
 
 
+def _refuse_unwritable(path: Path) -> None:
+    """A database this user may not write is refused before SQLite opens it: opened, every
+    ranking and judgment failed, and SQLite left WAL files beside it with the file's read-only
+    permissions, which kept refusing writes after the file itself was made writable again."""
+    for file, what in ((path, "is read-only here"), (Path(f"{path}-wal"), "has a WAL file this user may not write"),
+                       (Path(f"{path}-shm"), "has a WAL index file this user may not write")):
+        if file.exists() and not os.access(file, os.W_OK):
+            fix = ("make it writable for the user running the app (chmod u+w), or point RERANKER_DB at another file"
+                   if file == path else f"remove {file} (left while the database was read-only) or make it writable, "
+                   "with no app using the database")
+            raise StoreError(f"The database {path} {what}, and the app writes every ranking and judgment to it: {fix}. "
+                             "(`export` and `eval` read a read-only database as it is.)")
+
+
 def _add_lookup_indexes(db: Database) -> None:
     """Indexes for lookups, made where missing. Not a migration: the file stays readable by the
     app's earlier versions (a new schema version would make them refuse it)."""
@@ -542,6 +556,7 @@ class Store:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except FileExistsError:  # a file where a folder on the way should be
                 raise StoreError(f"The database {self.path} cannot be made: {self.path.parent} is not a folder.") from None
+            _refuse_unwritable(self.path)
             db = self.db
             _refuse_foreign(db, self.path)
             _enable_wal(db, self.path)
@@ -1215,4 +1230,9 @@ def _check_annotator(annotator: str) -> str:
     name = same_text(annotator.strip()) if isinstance(annotator, str) else ""
     if not name or len(name) > 200:
         raise ValueError("annotator must be a non-empty name (at most 200 characters)")
+    # A control character (SQLite's NOCASE comparison stops at a NUL: "team\0carol" matched
+    # "team\0alice" and relabelled her pages), or a name of invisible characters only.
+    categories = {unicodedata.category(character) for character in name}
+    if "Cc" in categories or categories <= {"Cf", "Zs", "Zl", "Zp", "Mn"}:
+        raise ValueError(f"annotator must be a name that shows, without control characters (got {name!r})")
     return name

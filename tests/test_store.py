@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -1036,3 +1037,37 @@ def test_text_typed_in_either_unicode_form_is_one_query_and_one_annotator(store:
     store.record_judgment(first, pages[0].content_hash, jose_nfc, NOT_RELEVANT)  # a relabel, not a second vote
     assert store.annotators() == [jose_nfc]
     assert store.current_labels(first, jose_nfd) == {pages[0].content_hash: NOT_RELEVANT}
+
+
+def test_a_name_with_control_characters_or_nothing_visible_is_refused(store: Store):
+    """SQLite's NOCASE comparison stops at a NUL: "team\\0carol" was taken for "team\\0alice" and
+    relabelled her page; a zero-width space judged as a name nobody can see."""
+    pages = make_pages(1)
+    query_id = ranked(store, pages)
+    store.record_judgment(query_id, pages[0].content_hash, "team alice", RELEVANT)
+    for name in ("team\x00carol", "bob\nsmith", "\u200b", "\u200b\u200d ", "\u0301"):
+        with pytest.raises(ValueError, match="annotator must be a name that shows, without control characters"):
+            store.record_judgment(query_id, pages[0].content_hash, name, NOT_RELEVANT)
+    store.record_judgment(query_id, pages[0].content_hash, "Zoë 👩\u200d💻", NOT_RELEVANT)  # a joiner inside a name is fine
+    assert sorted(store.annotators()) == ["Zoë 👩\u200d💻", "team alice"]
+    assert store.current_labels(query_id, "team alice") == {pages[0].content_hash: RELEVANT}
+
+
+def test_a_database_this_user_may_not_write_is_refused_before_sqlite_touches_it(db_path: Path, monkeypatch):
+    """Opened for writing, a read-only file failed every ranking and judgment, and SQLite left
+    -wal/-shm files with its permissions that kept refusing writes once it was writable again."""
+    with Store(db_path) as store:
+        ranked(store, make_pages(1))
+    files = sorted(db_path.parent.iterdir())
+    unwritable = {str(db_path)}
+    monkeypatch.setattr(store_module.os, "access", lambda path, mode: str(path) not in unwritable)
+    with pytest.raises(StoreError, match=rf"^The database {re.escape(str(db_path))} is read-only here, and the app "
+                       r"writes every ranking and judgment to it: make it writable .*chmod u\+w"):
+        Store(db_path)
+    assert sorted(db_path.parent.iterdir()) == files  # nothing made beside it
+    assert Store.existing(db_path).query_count() == 1  # export and eval still read it (as it is)
+    shm = Path(f"{db_path}-shm")
+    shm.write_bytes(b"")
+    unwritable = {str(shm)}  # left by a run while the file was read-only
+    with pytest.raises(StoreError, match=rf"has a WAL index file this user may not write.*remove {re.escape(str(shm))}"):
+        Store(db_path)
