@@ -592,6 +592,8 @@ def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: st
     if label not in LABELS:  # what an annotator can choose (not "cleared": that is undo's)
         raise refuse(f"label must be one of {', '.join(LABELS)} (got {label!r})")
     query_id = _query_id(query_id)
+    if not isinstance(page_hash, str) or not page_hash.strip():
+        raise refuse(f"page_hash must be a page's content_hash (as /rank returns it), got {page_hash!r}")
     try:
         arena.store.record_judgment(query_id, page_hash, annotator, label)
     except (ValueError, KeyError) as error:  # no such query, or a page it did not rank
@@ -626,11 +628,14 @@ def _message(error: Exception) -> str:
 
 
 def _query_id(value) -> int:
-    """A query id as typed by an API client ("12" will do), or a message saying what it must be."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise refuse(f"query_id must be the number of a ranked query (the query_id /rank returns), got {value!r}") from None
+    """A query id as typed by an API client ("12" will do), or a message saying what it must be
+    (1.9 or True were taken as query 1)."""
+    if isinstance(value, float) and value.is_integer():  # a number box's 3.0
+        value = int(value)
+    whole = isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.strip().isdigit()
+    if not whole or not 0 < int(value) < 2**63:
+        raise refuse(f"query_id must be the number of a ranked query (the query_id /rank returns), got {value!r}")
+    return int(value)
 
 
 def next_position(arena: Arena, query_id: int, annotator: str, order: str, position: int, pages=None) -> int:
@@ -661,8 +666,8 @@ def annotate_action(arena: Arena, action: str, query_id, name: str | None, order
     position = next((i for i, p in enumerate(pages) if p.page_hash == page_hash), position)
     if action == "previous":
         return max(0, position - 1), False
-    if action == "next":
-        return min(position + 1, total - 1), False
+    if action == "next":  # the pages as they are now: another upload of the question may have added some
+        return min(position + 1, (len(pages) or total) - 1), False
     if query_id in (None, "") or (page_hash is None and action != "undo"):
         raise refuse("Pick a query first.")
     if action == "undo":
@@ -673,6 +678,13 @@ def annotate_action(arena: Arena, action: str, query_id, name: str | None, order
         return next(i for i, p in enumerate(pages) if p.page_hash == undone["page_hash"]), True
     judged = judge(arena, query_id, page_hash, name, action, profile)
     return next_position(arena, query_id, judged["annotator"], order, position, pages), True
+
+
+def jump_position(arena: Arena, query_id, number, total) -> int:
+    """The position of page `number` (1-based; past the end: the last page), counted on the
+    query's pages now: the browser's `total` may predate another upload of the same question."""
+    count = arena.store.query(int(query_id)).pages if query_id not in (None, "") else int(total or 1)
+    return max(0, min(int(number or 1), max(count, 1)) - 1)
 
 
 def _unjudged_after(pages: list, labels: dict[str, str], position: int) -> int | None:
@@ -1361,7 +1373,7 @@ def _wire_annotate(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamesp
     gr.on([button.click for button, _ in actions], on_action, [*view_inputs, shown_page, page_total], moved_outputs,
           trigger_mode="once", api_visibility="private")
     # The box is always redrawn: it shows the page's number, not what was typed ("2.7", "99").
-    jump.submit(lambda q, name, o, value, total: moved_to(q, name, o, max(0, min(int(value or 1), int(total or 1)) - 1)),
+    jump.submit(lambda q, name, o, value, total: moved_to(q, name, o, jump_position(arena, q, value, total)),
                 [query_pick, annotator, order, jump, page_total], moved_outputs, api_visibility="private")
     # A query (re)opens where this annotator left it: at the first page they have not judged.
     # On a choice from the list (`select`): its `input` also fires when the list merely closes.

@@ -957,12 +957,20 @@ def test_judging_or_undoing_on_a_query_or_page_that_is_not_there_says_so_plainly
         (lambda: ui.judge(arena, "abc", "f" * 64, "ann", "relevant"),
          "query_id must be the number of a ranked query (the query_id /rank returns), got 'abc'"),
         (lambda: ui.undo(arena, None, "ann"), "query_id must be the number of a ranked query (the query_id /rank returns), got None"),
+        # 1.9 and True were taken as query 1; a number past SQLite's integers failed with no message
+        *((lambda bad=bad: ui.judge(arena, bad, "f" * 64, "ann", "relevant"),
+           f"query_id must be the number of a ranked query (the query_id /rank returns), got {bad!r}")
+          for bad in (query_id + 0.9, True, 2**63, -1, "1.0")),
+        (lambda: ui.judge(arena, query_id, None, "ann", "relevant"),
+         "page_hash must be a page's content_hash (as /rank returns it), got None"),
     ):
         with pytest.raises(Exception) as raised:
             action()
         assert raised.value.message == message  # what the visitor or API client reads, unquoted
         assert not raised.value.print_exception  # their mistake: no traceback in the server's log
     assert arena.store.current_judgments() == []
+    # A number box's whole float is its number.
+    assert ui.judge(arena, float(query_id), ranked["pages"][0]["content_hash"], "ann", "relevant")["query_id"] == query_id
 
 
 def test_a_thumbnail_cache_size_that_is_not_a_number_stops_the_app_naming_the_variable(tmp_path, monkeypatch):
@@ -1076,3 +1084,17 @@ def test_after_a_judgment_the_query_list_is_redrawn_only_in_a_workspace_of_few_q
     assert [label for label, _ in listing["choices"]] == [f"1/{len(ranked['pages'])} judged — {QUERY}"]
     monkeypatch.setattr(ui, "LIVE_QUERY_LIST", 0)
     assert ui.query_list_after_judging(arena, "rater") == ui.gr.skip()
+
+
+def test_next_and_jump_count_the_pages_the_question_has_now(arena, ranked):
+    """The same question ranked again over another upload while someone annotates it: the
+    browser's page total is the old one, and Next from the last old page went back to it."""
+    from .bad_inputs import SAMPLE_PAGES
+
+    query_id, order = ranked["query_id"], "Upload order"
+    last = ranked["pages"][-1]["content_hash"]  # page 4 of 4, on screen
+    again = ui.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[4:6]], QUERY, None, None, None, None)
+    assert again["query_id"] == query_id  # now 6 pages
+    assert ui.annotate_action(arena, "next", query_id, "ann", order, 3, last, 4) == (4, False)
+    assert ui.jump_position(arena, query_id, 6, 4) == 5 and ui.jump_position(arena, query_id, 99, 4) == 5
+    assert ui.jump_position(arena, query_id, 0, 4) == 0 and ui.jump_position(arena, None, 3, 4) == 2
