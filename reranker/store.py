@@ -573,6 +573,12 @@ class Store:
         export, a backup): a missing or empty file is refused, where `Store(path)` would make it
         an (empty) database of this app."""
         path = database_path(path)
+        try:
+            path.stat()
+        except PermissionError as error:  # a folder on the way this user may not enter
+            raise _explain(path, error, "opened") from None
+        except OSError:
+            pass  # not there: said below
         if path.is_dir():
             raise StoreError(f"{path} is a folder, not a database (name the database with --db PATH, RERANKER_DB or Store.existing(path))")
         if not path.is_file():

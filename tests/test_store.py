@@ -1071,3 +1071,17 @@ def test_a_database_this_user_may_not_write_is_refused_before_sqlite_touches_it(
     unwritable = {str(shm)}  # left by a run while the file was read-only
     with pytest.raises(StoreError, match=rf"has a WAL index file this user may not write.*remove {re.escape(str(shm))}"):
         Store(db_path)
+
+
+def test_a_database_behind_a_folder_this_user_may_not_enter_is_named(db_path: Path, monkeypatch):
+    """Store.existing let the PermissionError of a locked folder through as a traceback."""
+    real_stat = Path.stat
+
+    def stat(path, *args, **kwargs):
+        if path == db_path:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    with pytest.raises(StoreError, match=rf"^The database {re.escape(str(db_path))} could not be opened: .*permissions"):
+        Store.existing(db_path)
