@@ -548,9 +548,10 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
     position = max(0, min(int(position or 0), len(pages) - 1))
     page = pages[position]
     labels = arena.store.current_labels(query_id, annotator) if annotator else {}
-    judged = sum(1 for p in pages if labels.get(p.page_hash) not in (None, "cleared"))
     summary = arena.store.query(query_id)
-    current = LABEL_NAMES.get(labels.get(page.page_hash), "Unjudged")
+    # Without a name, anyone's count, as the query list shows it then; with one, theirs.
+    judged = sum(1 for p in pages if labels.get(p.page_hash) not in (None, "cleared")) if annotator else summary.judged
+    current = LABEL_NAMES.get(labels.get(page.page_hash), "Unjudged") if annotator else "—"  # whose? no name yet
     scores = " · ".join(
         f"{escape(get_spec(key).label)}: P(yes) {page.scores[key]:.3f} (#{page.ranks[key]})"
         for key in MODELS if key in page.scores
@@ -562,7 +563,7 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
         f"current label: **{current}**\n\n{scores}"
     )
     progress = f"**{judged}/{len(pages)} judged** by {escape(annotator)}" if annotator else (
-        f"**{judged}/{len(pages)} judged** · " + ("sign in to judge" if login_required() else "type your name above to judge"))
+        f"**{judged}/{len(pages)} judged** by anyone · " + ("sign in to judge" if login_required() else "type your name above to judge"))
     if annotator and judged == len(pages):  # else the next key quietly relabels the page shown
         progress += " · ✓ every page judged: a key now changes the label of the page shown"
     # The image's own label repeats where the annotator is: in full screen it is all they see
@@ -1376,12 +1377,19 @@ def _wire_annotate(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamesp
     jump.submit(lambda q, name, o, value, total: moved_to(q, name, o, jump_position(arena, q, value, total)),
                 [query_pick, annotator, order, jump, page_total], moved_outputs, api_visibility="private")
     # A query (re)opens where this annotator left it: at the first page they have not judged.
-    # On a choice from the list (`select`): its `input` also fires when the list merely closes.
     def resumed(query_id, name, order_, shown):
         return opened_at(query_id, name, order_, resume_position(arena, query_id, name, order_), shown)
 
-    query_pick.select(lambda q, name, o, shown: (q, *resumed(q, name, o, shown)), [query_pick, annotator, order, jump],
-                      [saved_query, position, *view_outputs], api_visibility="private")
+    def picked(query_id, name, order_, shown, on_screen):
+        """A choice from the list, by mouse or by keyboard: `input` (Enter sends no `select`). The
+        list also sends it when it merely closes, and a click sends it twice: the query already
+        on screen is left as it is (and where the annotator is in it)."""
+        if query_id in (None, "") or (on_screen or "").partition(" ")[0] == str(query_id):
+            return tuple(gr.skip() for _ in range(2 + len(view_outputs)))
+        return (query_id, *resumed(query_id, name, order_, shown))
+
+    query_pick.input(picked, [query_pick, annotator, order, jump, shown_page], [saved_query, position, *view_outputs],
+                     trigger_mode="always_last", api_visibility="private")
     # `input`: a choice by the person (the page load setting the remembered order is none).
     order.input(lambda q, name, o, shown: (o, *resumed(q, name, o, shown)), [query_pick, annotator, order, jump],
                 [saved_order, position, *view_outputs], api_visibility="private")
@@ -1449,7 +1457,10 @@ def _wire_export(arena: Arena, export: SimpleNamespace) -> None:
     export_download = export.export_download
 
     export_inputs = [fmt, rule, k, max_negatives, export_annotator, since, until, agreement_only, mined, negatives_per_row]
-    preview_button.click(lambda *o: preview_view(arena, *o), export_inputs, export_summary, api_visibility="private")
+    # Also on opening the tab (judgments made since the last preview count) and on another format
+    # or rule (the counts on screen were the other one's).
+    gr.on([preview_button.click, export.tab.select, fmt.change, rule.change], lambda *o: preview_view(arena, *o),
+          export_inputs, export_summary, trigger_mode="always_last", api_visibility="private")
 
     # Whether the options just checked on screen can be exported. A State is no API parameter:
     # an API client's session keeps True, so its /export call reports what is wrong itself.
@@ -1498,9 +1509,10 @@ def _wire_evaluate(arena: Arena, evaluate: SimpleNamespace, demo: gr.Blocks) -> 
                 *(gr.update(value=found, label=mistakes_heading(summary, spec.label, found))
                   for spec, found in ((spec_a, found_a), (spec_b, found_b))))
 
-    # Also on opening the tab: before, it showed empty tables headed "1 2 3" until pressed.
+    # Also on opening the tab: before, it showed empty tables headed "1 2 3" until pressed; and
+    # on another choice of labels (the numbers on screen were the last choice's).
     # "always_last": a press while the opening run works still counts (with "once" it was dropped).
-    gr.on([evaluate_tab.select, eval_button.click], on_evaluate, eval_annotator, eval_outputs,
+    gr.on([evaluate_tab.select, eval_button.click, eval_annotator.change], on_evaluate, eval_annotator, eval_outputs,
           trigger_mode="always_last", api_visibility="private")
     def label_choices():
         return gr.update(choices=[MAJORITY_VOTE, *arena.store.annotators()])

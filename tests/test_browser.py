@@ -664,6 +664,33 @@ def test_after_enter_in_the_name_box_the_next_key_judges_instead_of_typing(page,
     expect(name_box).to_have_value("Dana")
 
 
+def test_a_query_chosen_from_the_list_by_keyboard_opens(page, app_server):
+    """Enter in the list sends no `select`: the list named the new query while the old one's page
+    stayed on screen, and every key was ignored (the page was not the list's query)."""
+    from gradio_client import Client, handle_file
+
+    _, progress = _judging_two_pages_as(page, app_server, "keyboard pick first query", (2, 4), "Gus")
+    other = "keyboard pick second query"
+    files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (5, 7, 9)]
+    Client(app_server.url, verbose=False).predict(files=files, query=other, api_name="/rank")
+    page.locator("#refresh-list").click()
+    box = page.locator("#query-pick input")
+    box.focus()
+    active = page.locator("[role=option].active")
+    page.keyboard.press("ArrowDown")  # opens the list
+    expect(page.get_by_role("option").first).to_be_visible()
+    for _ in range(page.get_by_role("option").count() + 1):  # down the list (it wraps) to the new query
+        page.keyboard.press("ArrowDown")
+        expect(active).to_have_count(1)
+        if other in active.inner_text():
+            break
+    page.keyboard.press("Enter")
+    expect(page.locator("#annotate-info")).to_contain_text(other)
+    expect(progress).to_have_text("0/3 judged by Gus")
+    judge_key(page, "r")
+    expect(progress).to_have_text("1/3 judged by Gus")
+
+
 def test_a_list_closed_with_escape_gives_the_keys_back(page, app_server):
     """Its box kept the focus: an N did nothing and an R went into it as a filter."""
     query = "escape then keys query"
@@ -752,6 +779,45 @@ def test_export_preview_works_with_the_boxes_as_the_page_loads_them(page):
         page.get_by_role("button", name="Preview", exact=True).click()
         expect(page.get_by_text(re.compile(f"^{fmt}: \\d+ rows? from \\d+ quer(y|ies)"))).to_be_visible()
     expect(page.locator(".toast-body")).to_have_count(0)  # no error
+
+
+def test_export_and_evaluate_follow_new_judgments_and_choices_without_a_button(page, app_server):
+    """The Export preview kept counts from before the latest judgments (and of the format before),
+    and Evaluate kept the last labels' numbers under a new choice of labels, until pressed."""
+    from gradio_client import Client, handle_file
+
+    client = Client(app_server.url, verbose=False)
+    files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (3, 8)]
+    ranked = client.predict(files=files, query="fresh counts query", api_name="/rank")
+
+    def judge(annotator, number, label):
+        client.predict(query_id=ranked["query_id"], page_hash=ranked["pages"][number]["content_hash"],
+                       annotator=annotator, label=label, api_name="/judge")
+
+    judge("fresh one", 0, "relevant")
+    page.get_by_role("tab", name="Export", exact=True).click()
+    summary = page.locator("#export-summary")
+    expect(summary).to_contain_text("pointwise:")  # counted on opening the tab
+    before = summary.inner_text()
+    page.get_by_label("flagembedding", exact=True).click()
+    expect(summary).to_contain_text("flagembedding:")
+    page.get_by_label("pointwise", exact=True).click()
+    expect(summary).to_have_text(before)
+    judge("fresh one", 1, "not_relevant")
+    page.get_by_role("tab", name="Rank", exact=True).click()
+    page.get_by_role("tab", name="Export", exact=True).click()
+    expect(summary).not_to_have_text(before)  # one more negative, counted
+
+    other = client.predict(files=[handle_file(str(SAMPLES / "doc_6.jpg"))], query="someone else's query", api_name="/rank")
+    client.predict(query_id=other["query_id"], page_hash=other["pages"][0]["content_hash"], annotator="fresh two",
+                   label="relevant", api_name="/judge")
+    page.get_by_role("tab", name="Evaluate", exact=True).click()
+    per_query = page.locator("#per-query")
+    expect(per_query).to_contain_text("someone else's query")  # the majority vote: everyone's labels
+    page.locator("#eval-labels input").click()
+    page.get_by_role("option", name="fresh one", exact=True).click()
+    expect(per_query).not_to_contain_text("someone else's query")  # fresh one's labels alone
+    expect(per_query).to_contain_text("fresh counts query")
 
 
 def test_export_shows_the_counts_of_the_file_it_made_and_offers_none_after_a_failure(page, app_server):

@@ -222,8 +222,12 @@ def test_annotating_moves_to_the_next_unjudged_page_and_counts_progress(arena, r
     first = arena.store.query_pages(query_id)[0]
     assert image == {"__type__": "update", "value": arena.image_path(page_hash, 1600), "label": "Page 1 of 4 · Unjudged · 0/4 judged",
                      "alt_text": f"{ui.stored_page_label(first)}, page 1 of 4"}
-    # Without a name, the line says what judging needs (it said "by —").
-    assert ui.annotate_view(arena, query_id, None, ui.ORDERS[3], 0)[2] == "**0/4 judged** · type your name above to judge"
+    # Without a name, the line says what judging needs (it said "by —"), and counts anyone's
+    # judgments, as the query list does then (it said 0/4 beside the list's 1/4).
+    _, info, progress, *_ = ui.annotate_view(arena, query_id, None, ui.ORDERS[3], 0)
+    assert progress == "**1/4 judged** by anyone · type your name above to judge"
+    assert "current label: **—**" in info  # not "Unjudged": someone judged it
+    assert ui.query_choices(arena, None)[0][0].startswith("1/4 judged — ")
     assert ui.annotate_view(arena, query_id, "ann", ui.ORDERS[3], 0)[0]["label"] == "Page 1 of 4 · Relevant · 1/4 judged"
     with pytest.raises(Exception, match="Enter your name"):
         ui.judge(arena, query_id, page_hash, "  ", "relevant")
