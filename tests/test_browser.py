@@ -1012,3 +1012,19 @@ def test_at_phone_width_nothing_runs_off_the_screen_and_captions_leave_pages_vis
     for gallery in ("#mistakes-a", "#mistakes-b"):
         label, first = page.locator(f"{gallery} > label").bounding_box(), page.locator(f"{gallery} .thumbnail-item").first.bounding_box()
         assert label["y"] + label["height"] <= first["y"] + 1
+
+
+def test_the_page_being_judged_fits_a_laptop_screen(page, app_server):
+    """A fixed 720 px image box cut a portrait page's bottom off below 1080 px of window height
+    (at 1366×768 only 438 px of it showed)."""
+    from gradio_client import Client, handle_file
+
+    Client(app_server.url, verbose=False).predict(files=[handle_file(str(SAMPLES / "doc_1.jpg"))],
+                                                  query="laptop screen query", api_name="/rank")
+    for width, height in ((1366, 768), (1920, 1080)):
+        page.set_viewport_size({"width": width, "height": height})
+        open_annotate(page)
+        expect(page.locator("#annotate-progress")).to_contain_text(" judged")
+        page.evaluate("window.scrollTo(0, 0)")
+        image = page.locator("#annotate-image").bounding_box()
+        assert image["y"] + image["height"] <= height and image["height"] >= 420, (width, height, image)
