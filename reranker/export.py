@@ -38,7 +38,7 @@ import sys
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -667,9 +667,11 @@ def _nothing_message(summary: ExportPreview, options: ExportOptions) -> str:
     return f"nothing to export: {summary.judgments} judgments{where}, but no relevant page and no hard negative"
 
 
-def default_filename(options: ExportOptions) -> str:
-    """A file name for the export, e.g. `arena-flagembedding.zip`."""
-    return f"arena-{options.format}{FORMATS[options.format]}"
+def default_filename(options: ExportOptions, moment: datetime | None = None) -> str:
+    """A file name for the export, with when it was made (UTC): `arena-flagembedding-20261127T132600Z.zip`.
+    (One name for every export made a downloads folder of `arena-pointwise (3).zip`.)"""
+    moment = (moment or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return f"arena-{options.format}-{moment:%Y%m%dT%H%M%SZ}{FORMATS[options.format]}"
 
 
 # ---------------------------------------------------------------------------------------------

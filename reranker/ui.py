@@ -569,7 +569,8 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
     # The image's own label repeats where the annotator is: in full screen it is all they see
     # while the keys judge and move on.
     image = gr.update(value=arena.image_path(page.page_hash, 1600),
-                      label=f"Page {position + 1} of {len(pages)} · {current} · {judged}/{len(pages)} judged",
+                      label=f"Page {position + 1} of {len(pages)} · {current} · {judged}/{len(pages)} judged · "
+                            f"“{_shortened(summary.text, 60)}{summary.instruction_tag}”",  # in full screen, the query too
                       alt_text=f"{stored_page_label(page)}, page {position + 1} of {len(pages)}")
     return image, info, progress, gr.update(value=position + 1), page.page_hash, len(pages)
 

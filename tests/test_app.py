@@ -196,7 +196,7 @@ def test_export_and_evaluate_follow_the_judgments(client, ranked, tmp_path):
         client.predict(query_id=query_id, page_hash=page_hash, annotator=annotator, label=label, api_name="/judge")
 
     path = client.predict(fmt="pointwise", annotator=annotator, api_name="/export")
-    assert Path(path).name == "arena-pointwise.zip"
+    assert re.fullmatch(r"arena-pointwise-\d{8}T\d{6}Z\.zip", Path(path).name)  # when it was made, in UTC
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
         rows = [json.loads(line) for line in archive.read("metadata.jsonl").decode().splitlines()]

@@ -767,3 +767,12 @@ def test_cli_export_names_a_bad_number_option(tmp_path, capsys, flag, value, rul
     assert exited.value.code == 2
     assert f"argument {flag}: must be {rule}, not '{value}'" in capsys.readouterr().err
     assert not (tmp_path / "arena.db").exists()
+
+
+def test_an_export_file_is_named_by_its_format_and_when_it_was_made():
+    """Every export was `arena-pointwise.zip`: a downloads folder filled with `(1)`, `(2)`, …"""
+    from reranker.export import default_filename
+
+    moment = datetime(2026, 3, 1, 11, 5, 7, tzinfo=timezone(timedelta(hours=2)))
+    assert default_filename(ExportOptions(format="parquet"), moment) == "arena-parquet-20260301T090507Z.parquet"
+    assert re.fullmatch(r"arena-flagembedding-\d{8}T\d{6}Z\.zip", default_filename(ExportOptions(format="flagembedding")))
