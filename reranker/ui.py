@@ -1248,6 +1248,14 @@ def _opened_at(arena: Arena, query_id, name, order_, position_, shown=None):
     return (position_, *_view(arena, query_id, name, order_, position_, shown))
 
 
+# The results start below the intro, the upload and the examples (~840 px down at 1400×900): a
+# finished ranking brings its first model's header into view, unless it is already in view (or
+# on another tab, where it has no box).
+SHOW_RESULTS = ("() => { const top = document.querySelector('#header-a')?.getBoundingClientRect().top;"
+                " if (top > window.innerHeight * 0.6)"
+                " document.querySelector('#header-a').scrollIntoView({behavior: 'smooth', block: 'start'}); }")
+
+
 def _wire_rank(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared: SimpleNamespace) -> None:
     """/rank returns data; a second, private step draws it; a third opens Annotate on the query."""
     files, query, instruction, budget_a = rank.files, rank.query, rank.instruction, rank.budget_a
@@ -1300,8 +1308,9 @@ def _wire_rank(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, s
                 show_progress_on=[status, gallery_a, gallery_b],
                 api_visibility="public" if trigger == rank_button.click else "private",
                 ).then(draw_ranking, ranking_state, rank_outputs, api_visibility="private",
-                       ).then(picked_latest, [ranking_state, annotator, order, query_pick, tab_open, jump],
-                              [query_pick, position, *view_outputs], api_visibility="private")
+                       ).then(None, None, None, js=SHOW_RESULTS, api_visibility="private",
+                              ).then(picked_latest, [ranking_state, annotator, order, query_pick, tab_open, jump],
+                                     [query_pick, position, *view_outputs], api_visibility="private")
 
     def on_select(key):
         def handler(data, evt: gr.SelectData):

@@ -137,6 +137,9 @@ def test_rank_a_pdf_shows_both_galleries_in_score_order(page, tmp_path):
     expect(page.locator("#header-a")).to_contain_text("3 pages in")
     expect(page.locator("#header-b")).to_contain_text("3 pages in")
     expect(page.locator("#rank-status")).to_contain_text("3 pages, read in")
+    # The results came into view: they start below the upload and the examples, out of sight.
+    page.wait_for_function("() => { const top = document.querySelector('#header-a').getBoundingClientRect().top;"
+                           " return top > -2 && top < window.innerHeight * 0.6; }")
 
     # Thumbnails are lazy: bring them into view and wait until every one has decoded.
     page.locator("#gallery-b").scroll_into_view_if_needed()
@@ -669,11 +672,10 @@ def test_a_query_chosen_from_the_list_by_keyboard_opens(page, app_server):
     stayed on screen, and every key was ignored (the page was not the list's query)."""
     from gradio_client import Client, handle_file
 
-    _, progress = _judging_two_pages_as(page, app_server, "keyboard pick first query", (2, 4), "Gus")
-    other = "keyboard pick second query"
+    other = "keyboard pick second query"  # in the list as the page loads
     files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (5, 7, 9)]
     Client(app_server.url, verbose=False).predict(files=files, query=other, api_name="/rank")
-    page.locator("#refresh-list").click()
+    _, progress = _judging_two_pages_as(page, app_server, "keyboard pick first query", (2, 4), "Gus")
     box = page.locator("#query-pick input")
     box.focus()
     active = page.locator("[role=option].active")
@@ -684,6 +686,7 @@ def test_a_query_chosen_from_the_list_by_keyboard_opens(page, app_server):
         expect(active).to_have_count(1)
         if other in active.inner_text():
             break
+    assert other in active.inner_text()
     page.keyboard.press("Enter")
     expect(page.locator("#annotate-info")).to_contain_text(other)
     expect(progress).to_have_text("0/3 judged by Gus")
