@@ -750,7 +750,8 @@ def _per_query(results: Mapping[str, EvalResult], ks: Sequence[int], texts: Mapp
         rows = []
         for row in result.rows:
             text = (texts or {}).get(row["query_id"], "")
-            name = f"{row['query_id']}  {_short(text, 48)}{(tags or {}).get(row['query_id'], '')}".rstrip()
+            text = text[:48] + ("…" if len(text) > 48 else "")
+            name = f"{row['query_id']}  {text}{(tags or {}).get(row['query_id'], '')}".rstrip()
             rows.append([name, str(row["n_pages"]), str(row["n_judged"]), str(row["n_relevant"]),
                          *(_num(row[name_]) for _, name_ in columns)])
         header = ["query", "pages", "judged", "relevant", *(label for label, _ in columns)]
@@ -759,10 +760,6 @@ def _per_query(results: Mapping[str, EvalResult], ks: Sequence[int], texts: Mapp
             block += "\n  excluded: " + "; ".join(f"{q} ({why})" for q, why in result.excluded.items())
         blocks.append(block)
     return "\n\n".join(blocks)
-
-
-def _short(text: str, limit: int) -> str:
-    return text[:limit] + ("…" if len(text) > limit else "")
 
 
 def _excluded_lines(results: Mapping[str, EvalResult], shown: int = 10) -> list[str]:
@@ -835,7 +832,9 @@ def format_store(evaluation: StoreEvaluation, per_query: bool = False) -> str:
     else:
         lines += ["", _means_table(evaluation.results, evaluation.ks)]
         if per_query:
-            tags = {q: f" [instruction: {_short(i, 40)}]" for q, i in evaluation.instructions.items() if i}
+            from .store import instruction_tag
+
+            tags = {q: instruction_tag(i) for q, i in evaluation.instructions.items()}
             lines += ["", _per_query(evaluation.results, evaluation.ks, evaluation.queries, tags)]
         else:
             lines += _excluded_lines(evaluation.results)

@@ -507,9 +507,14 @@ class QuerySummary:
     def instruction_tag(self) -> str:
         """After the text where the query has its own instruction: asked with another instruction,
         the same text is another query, and lists and tables tell them apart."""
-        if not self.instruction:
-            return ""
-        return f" [instruction: {self.instruction[:40]}{'…' if len(self.instruction) > 40 else ''}]"
+        return instruction_tag(self.instruction)
+
+
+def instruction_tag(instruction: str | None) -> str:
+    """What follows a query's text where it has its own instruction (`QuerySummary.instruction_tag`)."""
+    if not instruction:
+        return ""
+    return f" [instruction: {instruction[:40]}{'…' if len(instruction) > 40 else ''}]"
 
 
 def _judgment(row: Mapping[str, Any]) -> Judgment:
