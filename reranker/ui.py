@@ -565,7 +565,8 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
     progress = f"**{judged}/{len(pages)} judged** by {escape(annotator)}" if annotator else (
         f"**{judged}/{len(pages)} judged** by anyone · " + ("sign in to judge" if login_required() else "type your name above to judge"))
     if annotator and judged == len(pages):  # else the next key quietly relabels the page shown
-        progress += " · ✓ every page judged: a key now changes the label of the page shown"
+        progress += (" · ✓ every page judged: a key now changes the label of the page shown; "
+                     "Q opens the next query to judge")
     # The image's own label repeats where the annotator is: in full screen it is all they see
     # while the keys judge and move on.
     image = gr.update(value=arena.image_path(page.page_hash, 1600),
@@ -687,6 +688,21 @@ def jump_position(arena: Arena, query_id, number, total) -> int:
     query's pages now: the browser's `total` may predate another upload of the same question."""
     count = arena.store.query(int(query_id)).pages if query_id not in (None, "") else int(total or 1)
     return max(0, min(int(number or 1), max(count, 1)) - 1)
+
+
+def next_query_to_judge(arena: Arena, query_id, annotator: str | None) -> int | None:
+    """The query after `query_id` in the list's order (newest first, wrapping round) with a page
+    `annotator` has not judged (without a name: a page nobody has judged); None when no other
+    query has one. With no query open, the first such query in the list."""
+    listed = list(reversed(arena.store.list_queries(annotator or None)))
+    ids = [summary.id for summary in listed]
+    current = int(query_id) if query_id not in (None, "") else None
+    start = ids.index(current) if current in ids else -1
+    for step in range(1, len(listed) + 1):
+        summary = listed[(start + step) % len(listed)]
+        if summary.id != current and summary.judged < summary.pages:
+            return summary.id
+    return None
 
 
 def _unjudged_after(pages: list, labels: dict[str, str], position: int) -> int | None:
@@ -1124,7 +1140,11 @@ def _annotate_tab() -> SimpleNamespace:
                     following = gr.Button("Next (→) ▶", elem_id="nav-next", min_width=100)
                 # No minimum or maximum: Gradio would refuse 0 or 11 with an error over the
                 # whole panel; the jump itself clamps to the pages there are.
-                jump = gr.Number(1, label="Jump to page (Enter)", precision=0, elem_id="jump")
+                with gr.Row(equal_height=True):
+                    jump = gr.Number(1, label="Jump to page (Enter)", precision=0, elem_id="jump", min_width=100)
+                    # The list's next query with a page this annotator has not judged: after the
+                    # last page of a query, the next step (it was: open the list, scan the counts).
+                    next_query = gr.Button("Next query to judge (Q)", elem_id="next-query", min_width=100)
                 with gr.Accordion("Guidelines (what counts as relevant)", open=False):
                     guidelines = gr.Textbox(lines=6, label="Guidelines: what counts as relevant", show_label=False,
                                             elem_id="guidelines")  # the label names it for screen readers
@@ -1145,7 +1165,7 @@ def _annotate_tab() -> SimpleNamespace:
                            refresh=refresh, annotate_image=annotate_image, annotate_progress=annotate_progress,
                            annotate_info=annotate_info, relevant=relevant, not_relevant=not_relevant,
                            skip=skip, undo_button=undo_button, previous=previous, following=following,
-                           jump=jump, guidelines=guidelines, guidelines_saved=guidelines_saved,
+                           next_query=next_query, jump=jump, guidelines=guidelines, guidelines_saved=guidelines_saved,
                            guidelines_version=guidelines_version, save_guidelines=save_guidelines,
                            position=position, shown_page=shown_page, page_total=page_total,
                            view_inputs=view_inputs, view_outputs=view_outputs)
@@ -1400,6 +1420,20 @@ def _wire_annotate(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamesp
 
     query_pick.input(picked, [query_pick, annotator, order, jump, shown_page], [saved_query, position, *view_outputs],
                      trigger_mode="always_last", api_visibility="private")
+
+    def next_to_judge(query_id, name, order_, shown):
+        """The next query in the list with a page this annotator has not judged, opened where
+        they would resume it; the list with fresh counts, its choice on that query."""
+        target = next_query_to_judge(arena, query_id, typed_annotator(arena, name))
+        if target is None:
+            gr.Info("No other query has a page " + ("you have not judged." if (name or "").strip() else "nobody has judged."))
+            return tuple(gr.skip() for _ in range(3 + len(view_outputs)))
+        return (refresh_choices(name, target), target, *resumed(target, name, order_, shown))
+
+    # "once": a second Q while the first query opens would skip a query nobody saw.
+    annotate.next_query.click(next_to_judge, [query_pick, annotator, order, jump],
+                              [query_pick, saved_query, position, *view_outputs], trigger_mode="once",
+                              api_visibility="private")
     # `input`: a choice by the person (the page load setting the remembered order is none).
     order.input(lambda q, name, o, shown: (o, *resumed(q, name, o, shown)), [query_pick, annotator, order, jump],
                 [saved_order, position, *view_outputs], api_visibility="private")

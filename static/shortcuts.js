@@ -1,9 +1,9 @@
-// Keyboard shortcuts for the Annotate tab: R relevant, N not relevant, S skip, U undo,
-// ←/→ previous/next. Ignored while typing in a text field, when the tab is hidden, while the
-// page view is being redrawn (keys and clicks on those buttons alike), and (R, N, S) while the
-// page's image is loading; a focused radio button, checkbox or button takes no typing, so they
-// work there (a dropdown lets go of the focus once chosen, or closed with Escape), and after
-// Enter in "Jump to page" or the name box, that box gives up the focus.
+// Keyboard shortcuts for the Annotate tab: R relevant, N not relevant, S skip, U undo, ←/→
+// previous/next, Q the next query to judge. Ignored while typing in a text field, when the tab is
+// hidden, while the page view is being redrawn (keys and clicks on those buttons alike), and (R,
+// N, S) while the page's image is loading; a focused radio button, checkbox or button takes no
+// typing, so they work there (a dropdown lets go of the focus once chosen, or closed with
+// Escape), and after Enter in "Jump to page" or the name box, that box gives up the focus.
 () => {
   const CLICKED_NOT_TYPED = ["radio", "checkbox", "button", "submit", "reset"];
   const typingIn = (target) =>
@@ -18,6 +18,7 @@
     u: "judge-undo",
     ArrowLeft: "nav-prev",
     ArrowRight: "nav-next",
+    q: "next-query",
   };
   // A judge or move button clicked with the mouse lets go of the focus: left on it, a Space (to
   // scroll the tall page) or an Enter would press it again and judge a page nobody looked at.

@@ -694,6 +694,32 @@ def test_a_query_chosen_from_the_list_by_keyboard_opens(page, app_server):
     expect(progress).to_have_text("1/3 judged by Gus")
 
 
+def test_q_after_the_last_page_opens_the_next_query_to_judge(page, app_server):
+    """A query judged through: Q (or its button) opens the next query down the list with a page
+    this annotator has not judged, at its first such page; the keys judge there."""
+    from gradio_client import Client, handle_file
+
+    below = "next query: the one below"  # ranked first, so listed under the one judged
+    files = [handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (1, 6, 8)]
+    Client(app_server.url, verbose=False).predict(files=files, query=below, api_name="/rank")
+    _, progress = _judging_two_pages_as(page, app_server, "next query: judged through", (3, 9), "Quinn")
+    judge_key(page, "r")
+    judge_key(page, "n")
+    expect(progress).to_contain_text("2/2 judged by Quinn · ✓ every page judged")
+    page.wait_for_function(VIEW_SETTLED)
+    page.keyboard.press("q")
+    expect(page.locator("#annotate-info")).to_contain_text(below)
+    expect(progress).to_have_text("0/3 judged by Quinn")
+    expect(page.locator("#query-pick input")).to_have_value(f"0/3 judged — {below}")
+    judge_key(page, "s")
+    expect(progress).to_have_text("1/3 judged by Quinn")
+    page.wait_for_function(VIEW_SETTLED)
+    page.locator("#next-query").click()  # the button does as Q does: the next one down, with nothing judged
+    expect(page.locator("#annotate-info")).not_to_contain_text(below)
+    expect(progress).to_contain_text("0/")
+    assert page.evaluate("document.activeElement.id") != "next-query"  # let go of: Enter would press it again
+
+
 def test_a_list_closed_with_escape_gives_the_keys_back(page, app_server):
     """Its box kept the focus: an N did nothing and an R went into it as a filter."""
     query = "escape then keys query"

@@ -279,7 +279,8 @@ def test_a_fully_judged_query_says_so_and_one_with_its_own_instruction_is_told_a
     assert "every page judged" not in ui.annotate_view(arena, query_id, "ann", ui.ORDERS[3], 0)[2]
     ui.judge(arena, query_id, arena.store.query_pages(query_id)[3].page_hash, "ann", "skip")
     progress = ui.annotate_view(arena, query_id, "ann", ui.ORDERS[3], 0)[2]
-    assert progress == "**4/4 judged** by ann · ✓ every page judged: a key now changes the label of the page shown"
+    assert progress == ("**4/4 judged** by ann · ✓ every page judged: a key now changes the label of the page shown; "
+                        "Q opens the next query to judge")
 
     other = ui.rank_pages(arena, [str(SAMPLE_PAGES[0])], QUERY, "Find the chart.", None, None, None)["query_id"]
     labels = dict((value, label) for label, value in ui.query_choices(arena, "ann"))
@@ -290,6 +291,37 @@ def test_a_fully_judged_query_says_so_and_one_with_its_own_instruction_is_told_a
     longer = ui.rank_pages(arena, [str(SAMPLE_PAGES[0])], long_query, None, None, None, None)["query_id"]
     listed = dict((value, label) for label, value in ui.query_choices(arena, "ann"))[longer]
     assert listed == "0/1 judged — Which figure compares the average queue length against betweenness centrality in the…"
+
+
+def test_next_query_to_judge_follows_the_list_and_skips_queries_judged_through(arena):
+    """Q after a query's last page: the next query down the list (newest first, wrapping round)
+    with a page this annotator has not judged; another annotator's judgments leave it unjudged
+    for them, and without a name it is the next page nobody judged."""
+    from .bad_inputs import SAMPLE_PAGES
+
+    def ranked_query(text: str, pages: int) -> int:
+        return ui.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[:pages]], text, None, None, None, None)["query_id"]
+
+    def judge_all(query_id: int, annotator: str) -> None:
+        for page in arena.store.query_pages(query_id):
+            ui.judge(arena, query_id, page.page_hash, annotator, "skip")
+
+    oldest, middle, newest = ranked_query("oldest", 2), ranked_query("middle", 1), ranked_query("newest", 2)
+    listed = [value for _, value in ui.query_choices(arena, "ann")]
+    assert listed == [newest, middle, oldest]
+    assert ui.next_query_to_judge(arena, newest, "ann") == middle
+    assert ui.next_query_to_judge(arena, None, "ann") == newest  # nothing open: the top of the list
+    judge_all(middle, "ann")
+    assert ui.next_query_to_judge(arena, newest, "ann") == oldest  # judged through: passed over
+    assert ui.next_query_to_judge(arena, oldest, "ann") == newest  # wraps round to the top
+    assert ui.next_query_to_judge(arena, newest, "bea") == middle  # ann's judgments are not bea's
+    assert ui.next_query_to_judge(arena, newest, None) == oldest  # without a name: judged by anyone counts
+    arena.store.record_judgment(oldest, arena.store.query_pages(oldest)[0].page_hash, "ann", "relevant")
+    assert ui.next_query_to_judge(arena, newest, "ann") == oldest  # one page of two left
+    judge_all(oldest, "ann")
+    assert ui.next_query_to_judge(arena, newest, "ann") is None  # the open query is not "the next"
+    judge_all(newest, "ann")
+    assert ui.next_query_to_judge(arena, newest, "ann") is None
 
 
 def test_a_page_has_the_same_name_on_every_tab(arena, tmp_path):
