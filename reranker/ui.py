@@ -705,6 +705,12 @@ def next_query_to_judge(arena: Arena, query_id, annotator: str | None) -> int | 
     return None
 
 
+def page_position(arena: Arena, query_id: int, page_hash: str, order: str) -> int:
+    """Where a query's page is in this order (0: a page no longer among the query's)."""
+    pages = page_order(arena.store.query_pages(int(query_id)), order)
+    return next((i for i, page in enumerate(pages) if page.page_hash == page_hash), 0)
+
+
 def _unjudged_after(pages: list, labels: dict[str, str], position: int) -> int | None:
     """The first of `pages` after `position` (wrapping) without a label in `labels`, or None."""
     for step in range(1, len(pages) + 1):
@@ -810,6 +816,10 @@ MAJORITY_VOTE = ("Majority vote", "")
 
 
 def evaluate_view(arena: Arena, annotator: str | None):
+    """The Evaluate tab: (metrics table, bar data, A − B differences, per-query table, notes,
+    model A's and model B's mistake gallery items, what a choice there opens in Annotate: model
+    key → the (query id, page hash) of each of its gallery's items, "queries" → {a per-query
+    row's query as shown: its id})."""
     from .evaluate import evaluate_store, model_label
     from .metrics import EvalResult
 
@@ -886,6 +896,9 @@ def evaluate_view(arena: Arena, annotator: str | None):
     found = {key: evaluation.mistakes.get(key, []) for key in MODELS}
     by_id = {s.id: s for s in summaries}
     query_pages = functools.cache(lambda query_id: {p.page_hash: p for p in arena.store.query_pages(query_id)})
+    # What a choice opens in Annotate: each gallery item's (query id, page hash) by model key,
+    # and under "queries" each per-query row's query, by the query as the table shows it.
+    openable: dict = {"queries": {shown_query[query_id]: query_id for query_id in evaluated[:PER_QUERY_SHOWN]}}
     mistakes = {}
     for key, items in found.items():
         # The costliest first (a page placed first above a relevant one), newest queries first among equals.
@@ -894,6 +907,7 @@ def evaluate_view(arena: Arena, annotator: str | None):
         captions = [f"#{mistake.rank} · {stored_page_label(query_pages(query_id)[mistake.page_id])} · for "
                     f"“{_shortened(by_id[query_id].text, 60)}{by_id[query_id].instruction_tag}”" for query_id, mistake in shown]
         mistakes[key] = list(zip(arena.images.paths([mistake.page_id for _, mistake in shown], MISTAKE_IMAGE_SIDE), captions))
+        openable[key] = [(query_id, mistake.page_id) for query_id, mistake in shown]
     if len(evaluated) > PER_QUERY_SHOWN:
         chosen = evaluation.annotator  # as stored: the CLI matches it as the app does
         command = "python -m reranker eval --per-query" + (f" --annotator {shlex.quote(chosen)}" if chosen else "")
@@ -905,7 +919,7 @@ def evaluate_view(arena: Arena, annotator: str | None):
                      " and ".join(f"{len(found[key])} for {escape(get_spec(key).label)}" for key in capped) + ".")
     per_query = pd.DataFrame(per_query, columns=["query", "model", "pages", "judged", "relevant", *metric_names])
     return (summary, bars, _differences_frame(evaluation.differences), per_query, "\n\n".join(notes),
-            mistakes[A_KEY], mistakes[B_KEY])
+            mistakes[A_KEY], mistakes[B_KEY], openable)
 
 
 def evaluation_headline(summary: pd.DataFrame, labels: str | None) -> str:
@@ -1002,7 +1016,7 @@ def build_app(arena: Arena) -> gr.Blocks:
     with gr.Blocks(title="Multimodal Rerank Arena", delete_cache=(EXPORT_KEEP_SECONDS, EXPORT_KEEP_SECONDS)) as demo:
         markdown("# Multimodal Rerank Arena")
         shared = _shared_state()
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             rank = _rank_tab()
             annotate = _annotate_tab()
             export = _export_tab()
@@ -1011,6 +1025,7 @@ def build_app(arena: Arena) -> gr.Blocks:
         _wire_annotate(arena, annotate, shared, demo)
         _wire_export(arena, export)
         _wire_evaluate(arena, evaluate, demo)
+        _wire_mistakes(arena, evaluate, annotate, shared, tabs)
         _register_api(arena)
         for tab in (rank.tab, annotate.tab, export.tab, evaluate.tab):
             tab.select(lambda tab_id=tab.id: tab_id, None, shared.tab_open, queue=False, api_visibility="private")
@@ -1238,6 +1253,15 @@ def _evaluate_tab() -> SimpleNamespace:
         # long query hid every metric. (Gradio 6.31's pinned_columns pins nothing here.)
         per_query_table = gr.Dataframe(label="Per query", interactive=False, wrap=True, column_widths=["180px", "110px"],
                                        max_height=600, elem_id="per-query")
+        # A mistake may be the label's: the page chosen in either gallery opens in Annotate, to
+        # look at again and relabel (it was: find the query in the list, then the page); so
+        # does a query chosen in the per-query table.
+        with gr.Row(equal_height=True):
+            mistake_chosen_line = markdown(MISTAKE_CHOOSE, elem_id="mistake-chosen")
+            open_mistake = gr.Button("Open in Annotate", interactive=False, elem_id="open-mistake", scale=0,
+                                     min_width=180)
+        openable = gr.State({})  # what a choice opens: evaluate_view's last value
+        mistake_chosen = gr.State(None)  # (query id, page hash or None: where the annotator left it)
         with gr.Row():
             # object_fit "contain": whole pages, as in the Rank galleries (cropped, a page showed its middle).
             mistakes_a = gr.Gallery(label=f"{spec_a.label}: pages ranked above a relevant page", columns=4, height="auto",
@@ -1249,7 +1273,9 @@ def _evaluate_tab() -> SimpleNamespace:
     return SimpleNamespace(tab=evaluate_tab, eval_annotator=eval_annotator, eval_button=eval_button,
                            eval_headline=eval_headline, metrics_table=metrics_table, metrics_plot=metrics_plot,
                            differences_table=differences_table, eval_notes=eval_notes,
-                           per_query_table=per_query_table, mistakes_a=mistakes_a, mistakes_b=mistakes_b)
+                           per_query_table=per_query_table, mistakes_a=mistakes_a, mistakes_b=mistakes_b,
+                           mistake_chosen_line=mistake_chosen_line, open_mistake=open_mistake,
+                           openable=openable, mistake_chosen=mistake_chosen)
 
 
 def _view(arena: Arena, query_id, name, order_, position_, shown=None):
@@ -1539,19 +1565,22 @@ def _wire_evaluate(arena: Arena, evaluate: SimpleNamespace, demo: gr.Blocks) -> 
     spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
 
     eval_outputs = [eval_headline, metrics_table, metrics_plot, differences_table, per_query_table, eval_notes,
-                    mistakes_a, mistakes_b]
+                    mistakes_a, mistakes_b, evaluate.openable, evaluate.mistake_chosen,
+                    evaluate.mistake_chosen_line, evaluate.open_mistake]
 
     def on_evaluate(labels):
         """Evaluate each model's stored scores against the human labels."""
         try:
-            summary, bars, differences, per_query, notes, found_a, found_b = evaluate_view(arena, labels)
+            summary, bars, differences, per_query, notes, found_a, found_b, pages = evaluate_view(arena, labels)
         except Refusal as refusal:  # a toast; raised, it put an "Error" badge on every panel
             gr.Warning(refusal.message)
             return tuple(gr.skip() for _ in eval_outputs)
         # Means to four places; a query's own values to three, so its 13 columns fit 1400 px.
         return (evaluation_headline(summary, labels), _places(summary, 4), bars, differences, _places(per_query, 3), notes,
                 *(gr.update(value=found, label=mistakes_heading(summary, spec.label, found))
-                  for spec, found in ((spec_a, found_a), (spec_b, found_b))))
+                  for spec, found in ((spec_a, found_a), (spec_b, found_b))),
+                # The galleries are new: nothing in them is chosen.
+                pages, None, MISTAKE_CHOOSE, gr.update(interactive=False))
 
     # Also on opening the tab: before, it showed empty tables headed "1 2 3" until pressed; and
     # on another choice of labels (the numbers on screen were the last choice's).
@@ -1564,6 +1593,69 @@ def _wire_evaluate(arena: Arena, evaluate: SimpleNamespace, demo: gr.Blocks) -> 
     # Annotators who judged since the page loaded are offered as soon as the tab opens.
     gr.on([demo.load, evaluate_tab.select, eval_button.click], label_choices, None, eval_annotator,
           api_visibility="private")
+
+
+MISTAKE_CHOOSE = "Choose a query in the table above or a page in a gallery below to open it in *Annotate*."
+
+
+def query_chosen_view(arena: Arena, openable: dict, shown) -> tuple:
+    """A row chosen in the per-query table (`shown`: its query cell): (its (query id, None), the
+    line naming it, the Open button's update)."""
+    query_id = (openable or {}).get("queries", {}).get(shown)
+    if query_id is None:
+        return None, MISTAKE_CHOOSE, gr.update(interactive=False)
+    summary = arena.store.query(query_id)
+    line = f"Chosen: “{escape(_shortened(summary.text, 80) + summary.instruction_tag)}”, {summary.pages} pages"
+    return (int(query_id), None), line, gr.update(interactive=True)
+
+
+def mistake_chosen_view(arena: Arena, openable: dict, key: str, index) -> tuple:
+    """A page chosen in model `key`'s mistake gallery: (its (query id, page hash), the line
+    naming it, the Open button's update). Nothing chosen (the preview closed): none."""
+    items = (openable or {}).get(key) or []
+    if index is None or not 0 <= index < len(items):
+        return None, MISTAKE_CHOOSE, gr.update(interactive=False)
+    query_id, page_hash = items[index]
+    summary = arena.store.query(query_id)
+    page = next(p for p in arena.store.query_pages(query_id) if p.page_hash == page_hash)
+    line = (f"Chosen: {escape(stored_page_label(page))}, #{page.ranks[key]} by {escape(get_spec(key).label)}, "
+            f"for “{escape(_shortened(summary.text, 80) + summary.instruction_tag)}”")
+    return (int(query_id), page_hash), line, gr.update(interactive=True)
+
+
+def _wire_mistakes(arena: Arena, evaluate: SimpleNamespace, annotate: SimpleNamespace, shared: SimpleNamespace,
+                   tabs: gr.Tabs) -> None:
+    """A page chosen in an Evaluate mistake gallery opens in Annotate: its query, at that page; a
+    query chosen in the per-query table, where this annotator left it."""
+    chosen, line, button = evaluate.mistake_chosen, evaluate.mistake_chosen_line, evaluate.open_mistake
+    annotator, order, query_pick = annotate.annotator, annotate.order, annotate.query_pick
+
+    def on_choose(key):
+        def handler(openable, evt: gr.SelectData):
+            return mistake_chosen_view(arena, openable, key, evt.index if evt.selected else None)
+        return handler
+
+    for key, gallery in ((A_KEY, evaluate.mistakes_a), (B_KEY, evaluate.mistakes_b)):
+        gallery.select(on_choose(key), evaluate.openable, [chosen, line, button], api_visibility="private")
+    def on_choose_query(openable, evt: gr.SelectData):
+        # By the row's query cell, not its index: the table can be sorted by any column in the browser.
+        return query_chosen_view(arena, openable, (evt.row_value or [None])[0])
+
+    evaluate.per_query_table.select(on_choose_query, evaluate.openable, [chosen, line, button], api_visibility="private")
+
+    def open_in_annotate(page, name, order_):
+        if not page:
+            return tuple(gr.skip() for _ in range(5 + len(annotate.view_outputs)))
+        query_id, page_hash = page
+        position = (page_position(arena, query_id, page_hash, order_) if page_hash
+                    else resume_position(arena, query_id, name, order_))
+        listing = gr.update(choices=query_choices(arena, typed_annotator(arena, name)), value=query_id)
+        return (gr.Tabs(selected="annotate"), "annotate", listing, query_id,
+                *_opened_at(arena, query_id, name, order_, position))
+
+    button.click(open_in_annotate, [chosen, annotator, order],
+                 [tabs, shared.tab_open, query_pick, shared.saved_query, annotate.position, *annotate.view_outputs],
+                 api_visibility="private")
 
 
 def _register_api(arena: Arena) -> None:

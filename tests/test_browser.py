@@ -849,6 +849,61 @@ def test_export_and_evaluate_follow_new_judgments_and_choices_without_a_button(p
     expect(per_query).to_contain_text("fresh counts query")
 
 
+def test_a_mistake_chosen_in_evaluate_opens_in_annotate_at_that_page_to_relabel(page, app_server):
+    """A model's mistake may be the label's: the page chosen in a mistake gallery opens in
+    Annotate, on its query and at that page, where a key relabels it; a query chosen in the
+    per-query table opens as the list opens it."""
+    from gradio_client import Client, handle_file
+
+    from reranker.store import Store
+
+    query = "a mistake to look at again"
+    client = Client(app_server.url, verbose=False)
+    ranked = client.predict(files=[handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (2, 5, 9)], query=query,
+                            api_name="/rank")
+    ranking = ranked["models"]["qwen3-vl-reranker-2b"]["ranking"]
+    for entry in ranking:  # the page ranked last is the relevant one: the two above it are mistakes
+        label = "relevant" if entry is ranking[-1] else "not_relevant"
+        client.predict(query_id=ranked["query_id"], page_hash=entry["content_hash"], annotator="Mia", label=label,
+                       api_name="/judge")
+    open_annotate(page)
+    name_box = page.locator("#annotator input")
+    name_box.fill("Mia")
+    name_box.press("Enter")
+    expect(page.locator("#annotate-progress")).to_contain_text("judged by Mia")
+
+    page.get_by_role("tab", name="Evaluate", exact=True).click()
+    page.locator("#eval-labels input").click()
+    page.get_by_role("option", name="Mia", exact=True).click()
+    first = page.locator("#mistakes-a .thumbnail-item").filter(has_text=f"#1 · {ranking[0]['source']} · for “{query}”")
+    expect(first).to_have_count(1)
+    expect(page.locator("#open-mistake")).to_be_disabled()
+    first.click()
+    expect(page.locator("#mistake-chosen")).to_contain_text(f"Chosen: {ranking[0]['source']}, #1 by ")
+    page.locator("#open-mistake").click()
+
+    info = page.locator("#annotate-info")
+    expect(page.locator("#annotate-panel")).to_be_visible()
+    expect(info).to_contain_text(query)
+    expect(info).to_contain_text(f"{ranking[0]['source']} · current label: Not relevant")
+    expect(page.locator("#query-pick input")).to_have_value(f"3/3 judged — {query}")
+    judge_key(page, "r")  # relabelled: the model was right
+    expect(info).not_to_contain_text(f"{ranking[0]['source']} · current label")
+    store = Store(app_server.db_path)
+    assert store.current_labels(ranked["query_id"], "Mia")[ranking[0]["content_hash"]] == "relevant"
+    store.close()
+
+    # A query chosen in the per-query table opens too (where Mia left it: every page judged, the first).
+    page.get_by_role("tab", name="Rank", exact=True).click()
+    page.get_by_role("tab", name="Evaluate", exact=True).click()
+    expect(page.locator("#open-mistake")).to_be_disabled()  # evaluated again: nothing chosen
+    page.locator("#per-query").get_by_role("gridcell").filter(has_text=query).first.click()
+    expect(page.locator("#mistake-chosen")).to_have_text(f"Chosen: “{query}”, 3 pages")
+    page.locator("#open-mistake").click()
+    expect(info).to_contain_text("Page 1 of 3")
+    expect(info).to_contain_text(query)
+
+
 def test_export_shows_the_counts_of_the_file_it_made_and_offers_none_after_a_failure(page, app_server):
     """After Export the counts are the file's, not a preview of other options; a failed export
     leaves no earlier file on offer; a bad number names its box."""

@@ -346,7 +346,7 @@ def test_a_page_has_the_same_name_on_every_tab(arena, tmp_path):
     for page_hash in {page["content_hash"] for page in data["pages"]}:  # all not relevant: every top page a mistake
         ui.judge(arena, data["query_id"], page_hash, "ann", "not_relevant")
     ui.judge(arena, data["query_id"], data["models"][A]["ranking"][-1]["content_hash"], "ann", "relevant")
-    *_, mistakes_a, _ = ui.evaluate_view(arena, "ann")
+    *_, mistakes_a, _, _ = ui.evaluate_view(arena, "ann")
     assert mistakes_a and all(caption.split(" · ", 1)[1].rsplit(" · for “", 1)[0] in expected  # "#1 · page · for “…”"
                               for _, caption in mistakes_a)
 
@@ -429,7 +429,7 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
         for page_hash in order_a:
             label = "relevant" if page_hash == order_a[-1] else "not_relevant"
             ui.judge(arena, query_id, page_hash, annotator, label)
-    summary, bars, differences, per_query, notes, mistakes_a, mistakes_b = ui.evaluate_view(arena, "")
+    summary, bars, differences, per_query, notes, mistakes_a, mistakes_b, pages = ui.evaluate_view(arena, "")
     assert set(summary["model"]) == {"Qwen3-VL-Reranker-2B", "Qwen3RerankerMM-2B"}
     row_a = summary.set_index("model").loc["Qwen3-VL-Reranker-2B"]
     assert row_a["mrr"] == pytest.approx(0.25) and row_a["queries"] == 1
@@ -443,6 +443,10 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
     assert "overlap" not in notes  # 4 pages: both models' top 5 are every page
     # Rank and page first: a thumbnail's caption shows only its start.
     assert len(mistakes_a) == 3 and all(re.match(r"#\d · \S+\.jpg · for “", caption) for _, caption in mistakes_a)
+    # Behind each thumbnail, its query and page (what "Open in Annotate" opens): A's top three.
+    assert pages[A] == [(query_id, page_hash) for page_hash in order_a[:3]]
+    assert all(page_hash[:32] in path for (path, _), (_, page_hash) in zip(mistakes_a, pages[A]))
+    assert len(pages[B]) == len(mistakes_b)
     assert "nor are pages the majority vote leaves undecided" in notes
     # A − B, a row per metric, over the one query both were evaluated on (too few to test).
     assert list(differences.columns) == ["metric", "mean difference", "95% CI", "p (paired t-test)", "better / same / worse", "queries"]
@@ -455,6 +459,31 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
         ui.evaluate_view(arena, "nobody")
 
 
+def test_a_mistake_chosen_in_evaluate_is_named_and_opens_at_its_page_in_any_order(arena, ranked):
+    """The page chosen in a mistake gallery: the line names it, its rank and query; Annotate
+    opens the query at that page whatever the order chosen there. A per-query row names its query."""
+    query_id = ranked["query_id"]
+    order_a = [entry["content_hash"] for entry in ranked["models"][A]["ranking"]]
+    for page_hash in order_a:
+        ui.judge(arena, query_id, page_hash, "ann", "relevant" if page_hash == order_a[-1] else "not_relevant")
+    pages = ui.evaluate_view(arena, "ann")[-1]
+    chosen, line, button = ui.mistake_chosen_view(arena, pages, A, 1)
+    assert chosen == (query_id, order_a[1]) and button["interactive"] is True
+    source = ranked["models"][A]["ranking"][1]["source"]
+    assert line == f"Chosen: {ui.escape(source)}, #2 by {ui.escape('Qwen3-VL-Reranker-2B')}, for “{ui.escape(QUERY)}”"
+    for order in ui.ORDERS:
+        position = ui.page_position(arena, query_id, order_a[1], order)
+        assert ui.annotate_view(arena, query_id, "ann", order, position)[4] == order_a[1], order
+    nothing_chosen = (None, ui.MISTAKE_CHOOSE, {"__type__": "update", "interactive": False})
+    for nothing in (None, 99):  # the preview closed; an index the galleries no longer have
+        assert ui.mistake_chosen_view(arena, pages, A, nothing) == nothing_chosen
+    # A row of the per-query table: its query, opened where the annotator left it.
+    assert pages["queries"] == {QUERY: query_id}
+    chosen, line, button = ui.query_chosen_view(arena, pages, QUERY)
+    assert chosen == (query_id, None) and line == f"Chosen: “{ui.escape(QUERY)}”, 4 pages" and button["interactive"]
+    assert ui.query_chosen_view(arena, pages, "a query the table does not show") == nothing_chosen
+
+
 def test_the_mistake_galleries_and_the_per_query_table_show_the_costliest_mistakes_and_newest_queries_up_to_limits(arena, ranked, monkeypatch):
     from .bad_inputs import SAMPLE_PAGES
 
@@ -463,9 +492,9 @@ def test_the_mistake_galleries_and_the_per_query_table_show_the_costliest_mistak
         order = [entry["content_hash"] for entry in result["models"][A]["ranking"]]
         for page_hash in order:
             ui.judge(arena, result["query_id"], page_hash, "ann", "relevant" if page_hash == order[-1] else "not_relevant")
-    everything = ui.evaluate_view(arena, "ann")[-2]
+    everything = ui.evaluate_view(arena, "ann")[-3]
     monkeypatch.setattr(ui, "MISTAKES_SHOWN", 3)
-    *_, notes, shown, _ = ui.evaluate_view(arena, "ann")
+    *_, notes, shown, _, _ = ui.evaluate_view(arena, "ann")
     assert len(everything) > 3 and len(shown) == 3
     # Each query's page A placed first, the newer query's first; then a second place.
     assert [caption.split(" · ")[0] for _, caption in shown] == ["#1", "#1", "#2"]
@@ -481,9 +510,9 @@ def test_the_mistake_galleries_and_the_per_query_table_show_the_costliest_mistak
     assert set(summary["queries"]) == {2}  # the means still count both
     for result in (ranked, second):
         ui.judge(arena, result["query_id"], result["models"][A]["ranking"][0]["content_hash"], "Zoë O'Neil", "relevant")
-    *_, notes, _, _ = ui.evaluate_view(arena, "zoë o'neil")  # as the app matches names; the command as stored, quoted
+    *_, notes, _, _, _ = ui.evaluate_view(arena, "zoë o'neil")  # as the app matches names; the command as stored, quoted
     assert "`python -m reranker eval --per-query --annotator 'Zoë O'\"'\"'Neil'`" in notes
-    *_, notes, _, _ = ui.evaluate_view(arena, "")
+    *_, notes, _, _, _ = ui.evaluate_view(arena, "")
     assert "every one with `python -m reranker eval --per-query` (the means" in notes  # the majority vote
 
 
@@ -580,7 +609,7 @@ def test_evaluate_notes_say_why_queries_are_left_out_and_list_only_annotators_wh
     ui.judge(arena, first, hashes[0], "bob", "relevant")
     ui.judge(arena, first, hashes[1], "bob", "not_relevant")
     ui.judge(arena, second["query_id"], second["pages"][0]["content_hash"], "cid", "not_relevant")  # nothing relevant
-    *_, notes, _, _ = ui.evaluate_view(arena, "")
+    *_, notes, _, _, _ = ui.evaluate_view(arena, "")
     lines = notes.split("\n\n")
     for label in ("Qwen3-VL-Reranker-2B", "Qwen3RerankerMM-2B"):
         assert f"Not in {ui.escape(label)}'s means: 1 query (no relevant page): “a second question”." in lines
@@ -599,7 +628,7 @@ def test_evaluate_notes_name_at_most_a_few_queries_left_out_per_reason(arena, ra
         other = ui.rank_pages(arena, [str(SAMPLE_PAGES[4])], f"question {number}", None, None, None, None)
         ui.judge(arena, other["query_id"], other["pages"][0]["content_hash"], "ann", "not_relevant")
     instructed = ui.rank_pages(arena, [str(SAMPLE_PAGES[4])], "question 0", "Tables only.", None, None, None)
-    *_, notes, _, _ = ui.evaluate_view(arena, "")
+    *_, notes, _, _, _ = ui.evaluate_view(arena, "")
     label = ui.escape("Qwen3-VL-Reranker-2B")
     named = [line for line in notes.split("\n\n") if line.startswith(f"Not in {label}'s means")]
     # The query asked with an instruction is named as the tables name it; two named per reason here.
