@@ -1029,7 +1029,15 @@ def build_app(arena: Arena) -> gr.Blocks:
         _register_api(arena)
         for tab in (rank.tab, annotate.tab, export.tab, evaluate.tab):
             tab.select(lambda tab_id=tab.id: tab_id, None, shared.tab_open, queue=False, api_visibility="private")
+        # A reload of Annotate reopens it (it opened Rank: one more click every time): the
+        # address says `?tab=annotate` while it is open (static/tab_address.js).
     return demo
+
+
+def browser_script() -> str:
+    """The app's JavaScript, run once as the page loads: each file in static/ is a function."""
+    scripts = [(STATIC / name).read_text(encoding="utf-8") for name in ("shortcuts.js", "tab_address.js")]
+    return "() => {\n" + "".join(f"({script.strip()})();\n" for script in scripts) + "}"
 
 
 def _shared_state() -> SimpleNamespace:
@@ -1768,7 +1776,7 @@ def launch_options(arena: Arena) -> dict:
     """What goes to `launch()` in Gradio 6 (css/js/head belong there, not to Blocks)."""
     return dict(
         css=(STATIC / "arena.css").read_text(encoding="utf-8"),
-        js=(STATIC / "shortcuts.js").read_text(encoding="utf-8"),
+        js=browser_script(),
         allowed_paths=[str(arena.cache_dir)],
         # Never the database file, even in the cache folder (both on a Space's /data, say): the
         # whole file, with every version of everything, was one download away.

@@ -76,6 +76,7 @@ def open_annotate(page) -> None:
     page.reload()
     page.get_by_role("tab", name="Annotate", exact=True).click()
     expect(page.locator("#annotate-progress")).to_contain_text(" judged")
+    expect(page).to_have_url(re.compile(r"\?tab=annotate$"))  # what a reload opens
 
 
 PAGE_IMAGE_IN = "() => { const image = document.querySelector('#annotate-image img'); return !image || image.complete; }"
@@ -259,12 +260,12 @@ CONTRAST = """element => {
 }"""
 
 
-def test_the_coloured_buttons_text_is_legible_in_either_scheme(page):
+def test_the_coloured_buttons_text_is_legible_in_either_scheme(page, app_server):
     """White on the theme's orange measured 2.8:1 (Rank, Relevant, Export, Evaluate), on its red
     3.8:1 (Not relevant): text needs 4.5:1 (WCAG AA)."""
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
-        page.reload()
+        page.goto(app_server.url)  # a reload would reopen Annotate (its address, after the first scheme)
         expect(page.locator("#rank-button")).to_be_visible()
         for selector in ("#rank-button", "#judge-relevant", "#judge-not-relevant"):
             if selector.startswith("#judge"):
@@ -361,9 +362,9 @@ def test_annotate_with_the_keyboard_survives_a_reload(page, app_server):
         expect(page.locator("#query-pick input")).to_have_value(f"{done}/4 judged — {query}")  # the list's count too
     assert sorted(labels("rater").values()) == ["not_relevant", "relevant", "skip"]
 
-    page.reload()
-    expect(page.locator("#rank-button")).to_be_visible()
-    page.get_by_role("tab", name="Annotate", exact=True).click()
+    page.reload()  # back on the Annotate tab, by itself (it opened Rank)
+    expect(page.locator("#annotate-panel")).to_be_visible()
+    expect(page.locator("#rank-button")).not_to_be_visible()
     expect(name_box).to_have_value("rater")
     expect(progress).to_have_text("3/4 judged by rater")
     expect(page.locator("#annotate-info")).to_contain_text(query)
@@ -387,6 +388,11 @@ def test_annotate_with_the_keyboard_survives_a_reload(page, app_server):
     assert sorted(labels("rater").values()) == ["not_relevant", "relevant", "skip"]
     assert {annotator for annotator, _ in labels()} == {"rater"}
     store.close()
+    # Only Annotate is reopened: Evaluate works out its numbers when clicked open.
+    page.get_by_role("tab", name="Evaluate", exact=True).click()
+    expect(page.locator("#per-query")).to_contain_text(query)  # the tab's own event ran
+    page.reload()
+    expect(page.locator("#rank-button")).to_be_visible()
     assert page.dialogs == []
 
 
@@ -681,11 +687,14 @@ def test_a_query_chosen_from_the_list_by_keyboard_opens(page, app_server):
     active = page.locator("[role=option].active")
     page.keyboard.press("ArrowDown")  # opens the list
     expect(page.get_by_role("option").first).to_be_visible()
-    for _ in range(page.get_by_role("option").count() + 1):  # down the list (it wraps) to the new query
-        page.keyboard.press("ArrowDown")
-        expect(active).to_have_count(1)
-        if other in active.inner_text():
+    expect(active).to_have_count(1)
+    # Down the list (it wraps) to the new query; opening it may already have moved there.
+    for _ in range(page.get_by_role("option").count() + 1):
+        before = active.inner_text()
+        if other in before:
             break
+        page.keyboard.press("ArrowDown")
+        expect(active).not_to_have_text(before)  # moved (read at once, it could still be the option before)
     assert other in active.inner_text()
     page.keyboard.press("Enter")
     expect(page.locator("#annotate-info")).to_contain_text(other)
@@ -852,7 +861,7 @@ def test_export_and_evaluate_follow_new_judgments_and_choices_without_a_button(p
 def test_a_mistake_chosen_in_evaluate_opens_in_annotate_at_that_page_to_relabel(page, app_server):
     """A model's mistake may be the label's: the page chosen in a mistake gallery opens in
     Annotate, on its query and at that page, where a key relabels it; a query chosen in the
-    per-query table opens as the list opens it."""
+    per-query table opens as the list opens it. The address then opens Annotate."""
     from gradio_client import Client, handle_file
 
     from reranker.store import Store
@@ -902,6 +911,10 @@ def test_a_mistake_chosen_in_evaluate_opens_in_annotate_at_that_page_to_relabel(
     page.locator("#open-mistake").click()
     expect(info).to_contain_text("Page 1 of 3")
     expect(info).to_contain_text(query)
+    expect(page).to_have_url(re.compile(r"\?tab=annotate$"))  # opened by the app, Annotate is in the address too
+    page.goto(app_server.url.rstrip("/") + "/?tab=annotate")  # as a bookmark: Annotate, where Mia is
+    expect(page.locator("#annotate-panel")).to_be_visible()
+    expect(page.locator("#annotate-progress")).to_contain_text("judged by Mia")
 
 
 def test_export_shows_the_counts_of_the_file_it_made_and_offers_none_after_a_failure(page, app_server):
