@@ -815,6 +815,11 @@ def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: i
 MAJORITY_VOTE = ("Majority vote", "")
 
 
+def label_choices(arena: Arena):
+    """Whose labels Export and Evaluate use: the majority vote, or one annotator's."""
+    return gr.update(choices=[MAJORITY_VOTE, *arena.store.annotators()])
+
+
 def evaluate_view(arena: Arena, annotator: str | None):
     """The Evaluate tab: (metrics table, bar data, A − B differences, per-query table, notes,
     model A's and model B's mistake gallery items, what a choice there opens in Annotate: model
@@ -1023,7 +1028,7 @@ def build_app(arena: Arena) -> gr.Blocks:
             evaluate = _evaluate_tab()
         _wire_rank(arena, rank, annotate, shared)
         _wire_annotate(arena, annotate, shared, demo)
-        _wire_export(arena, export)
+        _wire_export(arena, export, demo)
         _wire_evaluate(arena, evaluate, demo)
         _wire_mistakes(arena, evaluate, annotate, shared, tabs)
         _register_api(arena)
@@ -1215,7 +1220,10 @@ def _export_tab() -> SimpleNamespace:
             # No rounding in the box (precision=0 made 2.5 a silent 2): `_whole_number` refuses it.
             k = gr.Number(5, label="k (top-k rule)", step=1)
             max_negatives = gr.Number(10, label="Max negatives per query", step=1)
-            export_annotator = gr.Textbox(label="Only this annotator (empty: all, majority)")
+            # A list of who has judged, as Evaluate's Labels (a name typed in a text box that
+            # matched nobody exported nothing); a name can still be typed.
+            export_annotator = gr.Dropdown([MAJORITY_VOTE], value=MAJORITY_VOTE[1], label="Labels (majority vote, or one "
+                                           "annotator's alone)", allow_custom_value=True, elem_id="export-labels")
         with gr.Row():
             since = gr.Textbox(label="Judged since (YYYY-MM-DD, UTC)", min_width=200)
             until = gr.Textbox(label="Judged until (YYYY-MM-DD, UTC)", min_width=200)
@@ -1526,7 +1534,7 @@ def _wire_annotate(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamesp
               api_visibility="private")
 
 
-def _wire_export(arena: Arena, export: SimpleNamespace) -> None:
+def _wire_export(arena: Arena, export: SimpleNamespace, demo: gr.Blocks) -> None:
     """Preview, then export (the /export endpoint)."""
     fmt, rule, k, max_negatives = export.fmt, export.rule, export.k, export.max_negatives
     export_annotator, since, until = export.export_annotator, export.since, export.until
@@ -1537,8 +1545,11 @@ def _wire_export(arena: Arena, export: SimpleNamespace) -> None:
     export_inputs = [fmt, rule, k, max_negatives, export_annotator, since, until, agreement_only, mined, negatives_per_row]
     # Also on opening the tab (judgments made since the last preview count) and on another format
     # or rule (the counts on screen were the other one's).
-    gr.on([preview_button.click, export.tab.select, fmt.change, rule.change], lambda *o: preview_view(arena, *o),
-          export_inputs, export_summary, trigger_mode="always_last", api_visibility="private")
+    gr.on([preview_button.click, export.tab.select, fmt.change, rule.change, export_annotator.input],
+          lambda *o: preview_view(arena, *o), export_inputs, export_summary, trigger_mode="always_last",
+          api_visibility="private")
+    # Annotators who judged since the page loaded are offered as soon as the tab opens.
+    gr.on([demo.load, export.tab.select], lambda: label_choices(arena), None, export_annotator, api_visibility="private")
 
     # Whether the options just checked on screen can be exported. A State is no API parameter:
     # an API client's session keeps True, so its /export call reports what is wrong itself.
@@ -1595,11 +1606,8 @@ def _wire_evaluate(arena: Arena, evaluate: SimpleNamespace, demo: gr.Blocks) -> 
     # "always_last": a press while the opening run works still counts (with "once" it was dropped).
     gr.on([evaluate_tab.select, eval_button.click, eval_annotator.change], on_evaluate, eval_annotator, eval_outputs,
           trigger_mode="always_last", api_visibility="private")
-    def label_choices():
-        return gr.update(choices=[MAJORITY_VOTE, *arena.store.annotators()])
-
     # Annotators who judged since the page loaded are offered as soon as the tab opens.
-    gr.on([demo.load, evaluate_tab.select, eval_button.click], label_choices, None, eval_annotator,
+    gr.on([demo.load, evaluate_tab.select, eval_button.click], lambda: label_choices(arena), None, eval_annotator,
           api_visibility="private")
 
 

@@ -939,7 +939,12 @@ def test_export_shows_the_counts_of_the_file_it_made_and_offers_none_after_a_fai
     expect(summary).to_contain_text("sentence-transformers:")
     expect(summary).not_to_contain_text("parquet:")
 
-    page.get_by_label("Only this annotator (empty: all, majority)").fill("nobody")
+    labels = page.locator("#export-labels input")
+    labels.click()  # who judged is on the list, as on Evaluate's
+    expect(page.get_by_role("option", name="exporter", exact=True)).to_be_visible()
+    labels.fill("nobody")  # a name not on it can still be typed
+    labels.press("Enter")
+    expect(summary).to_contain_text("no judgments by 'nobody'")  # previewed on the choice
     page.get_by_role("button", name="Export", exact=True).click()
     expect(summary).to_contain_text("no judgments by 'nobody'")
     expect(download).not_to_contain_text("arena-sentence-transformers")
@@ -947,7 +952,9 @@ def test_export_shows_the_counts_of_the_file_it_made_and_offers_none_after_a_fai
     settled(page, "#export-download")
     expect(page.locator(".toast-body")).to_have_count(0)
     expect(download).not_to_contain_text("Error")
-    page.get_by_label("Only this annotator (empty: all, majority)").fill("")
+    labels.click()
+    page.get_by_role("option", name="Majority vote", exact=True).click()
+    expect(summary).to_contain_text("sentence-transformers:")
     page.get_by_label("Max negatives per query").fill("-1")
     page.get_by_role("button", name="Preview", exact=True).click()
     expect(summary).to_contain_text("Max negatives must be a whole number of at least 0 (got -1")
