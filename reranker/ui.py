@@ -1030,7 +1030,7 @@ def build_app(arena: Arena) -> gr.Blocks:
         _wire_annotate(arena, annotate, shared, demo)
         _wire_export(arena, export, demo)
         _wire_evaluate(arena, evaluate, demo)
-        _wire_mistakes(arena, evaluate, annotate, shared, tabs)
+        _wire_open_in_annotate(arena, evaluate, annotate, shared, tabs)
         _register_api(arena)
         for tab in (rank.tab, annotate.tab, export.tab, evaluate.tab):
             tab.select(lambda tab_id=tab.id: tab_id, None, shared.tab_open, queue=False, api_visibility="private")
@@ -1273,11 +1273,11 @@ def _evaluate_tab() -> SimpleNamespace:
         # look at again and relabel (it was: find the query in the list, then the page); so
         # does a query chosen in the per-query table.
         with gr.Row(equal_height=True):
-            mistake_chosen_line = markdown(MISTAKE_CHOOSE, elem_id="mistake-chosen")
-            open_mistake = gr.Button("Open in Annotate", interactive=False, elem_id="open-mistake", scale=0,
+            chosen_line = markdown(OPEN_IN_ANNOTATE_HINT, elem_id="eval-chosen")
+            open_in_annotate = gr.Button("Open in Annotate", interactive=False, elem_id="open-in-annotate", scale=0,
                                      min_width=180)
         openable = gr.State({})  # what a choice opens: evaluate_view's last value
-        mistake_chosen = gr.State(None)  # (query id, page hash or None: where the annotator left it)
+        chosen = gr.State(None)  # (query id, page hash; None: where the annotator left the query)
         with gr.Row():
             # object_fit "contain": whole pages, as in the Rank galleries (cropped, a page showed its middle).
             mistakes_a = gr.Gallery(label=f"{spec_a.label}: pages ranked above a relevant page", columns=4, height="auto",
@@ -1290,8 +1290,8 @@ def _evaluate_tab() -> SimpleNamespace:
                            eval_headline=eval_headline, metrics_table=metrics_table, metrics_plot=metrics_plot,
                            differences_table=differences_table, eval_notes=eval_notes,
                            per_query_table=per_query_table, mistakes_a=mistakes_a, mistakes_b=mistakes_b,
-                           mistake_chosen_line=mistake_chosen_line, open_mistake=open_mistake,
-                           openable=openable, mistake_chosen=mistake_chosen)
+                           chosen_line=chosen_line, open_in_annotate=open_in_annotate,
+                           openable=openable, chosen=chosen)
 
 
 def _view(arena: Arena, query_id, name, order_, position_, shown=None):
@@ -1584,8 +1584,8 @@ def _wire_evaluate(arena: Arena, evaluate: SimpleNamespace, demo: gr.Blocks) -> 
     spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
 
     eval_outputs = [eval_headline, metrics_table, metrics_plot, differences_table, per_query_table, eval_notes,
-                    mistakes_a, mistakes_b, evaluate.openable, evaluate.mistake_chosen,
-                    evaluate.mistake_chosen_line, evaluate.open_mistake]
+                    mistakes_a, mistakes_b, evaluate.openable, evaluate.chosen,
+                    evaluate.chosen_line, evaluate.open_in_annotate]
 
     def on_evaluate(labels):
         """Evaluate each model's stored scores against the human labels."""
@@ -1599,7 +1599,7 @@ def _wire_evaluate(arena: Arena, evaluate: SimpleNamespace, demo: gr.Blocks) -> 
                 *(gr.update(value=found, label=mistakes_heading(summary, spec.label, found))
                   for spec, found in ((spec_a, found_a), (spec_b, found_b))),
                 # The galleries are new: nothing in them is chosen.
-                pages, None, MISTAKE_CHOOSE, gr.update(interactive=False))
+                pages, None, OPEN_IN_ANNOTATE_HINT, gr.update(interactive=False))
 
     # Also on opening the tab: before, it showed empty tables headed "1 2 3" until pressed; and
     # on another choice of labels (the numbers on screen were the last choice's).
@@ -1611,7 +1611,7 @@ def _wire_evaluate(arena: Arena, evaluate: SimpleNamespace, demo: gr.Blocks) -> 
           api_visibility="private")
 
 
-MISTAKE_CHOOSE = "Choose a query in the table above or a page in a gallery below to open it in *Annotate*."
+OPEN_IN_ANNOTATE_HINT = "Choose a query in the table above or a page in a gallery below to open it in *Annotate*."
 
 
 def query_chosen_view(arena: Arena, openable: dict, shown) -> tuple:
@@ -1619,7 +1619,7 @@ def query_chosen_view(arena: Arena, openable: dict, shown) -> tuple:
     line naming it, the Open button's update)."""
     query_id = (openable or {}).get("queries", {}).get(shown)
     if query_id is None:
-        return None, MISTAKE_CHOOSE, gr.update(interactive=False)
+        return None, OPEN_IN_ANNOTATE_HINT, gr.update(interactive=False)
     summary = arena.store.query(query_id)
     line = f"Chosen: “{escape(_shortened(summary.text, 80) + summary.instruction_tag)}”, {summary.pages} pages"
     return (int(query_id), None), line, gr.update(interactive=True)
@@ -1630,7 +1630,7 @@ def mistake_chosen_view(arena: Arena, openable: dict, key: str, index) -> tuple:
     naming it, the Open button's update). Nothing chosen (the preview closed): none."""
     items = (openable or {}).get(key) or []
     if index is None or not 0 <= index < len(items):
-        return None, MISTAKE_CHOOSE, gr.update(interactive=False)
+        return None, OPEN_IN_ANNOTATE_HINT, gr.update(interactive=False)
     query_id, page_hash = items[index]
     summary = arena.store.query(query_id)
     page = next(p for p in arena.store.query_pages(query_id) if p.page_hash == page_hash)
@@ -1639,11 +1639,11 @@ def mistake_chosen_view(arena: Arena, openable: dict, key: str, index) -> tuple:
     return (int(query_id), page_hash), line, gr.update(interactive=True)
 
 
-def _wire_mistakes(arena: Arena, evaluate: SimpleNamespace, annotate: SimpleNamespace, shared: SimpleNamespace,
+def _wire_open_in_annotate(arena: Arena, evaluate: SimpleNamespace, annotate: SimpleNamespace, shared: SimpleNamespace,
                    tabs: gr.Tabs) -> None:
     """A page chosen in an Evaluate mistake gallery opens in Annotate: its query, at that page; a
     query chosen in the per-query table, where this annotator left it."""
-    chosen, line, button = evaluate.mistake_chosen, evaluate.mistake_chosen_line, evaluate.open_mistake
+    chosen, line, button = evaluate.chosen, evaluate.chosen_line, evaluate.open_in_annotate
     annotator, order, query_pick = annotate.annotator, annotate.order, annotate.query_pick
 
     def on_choose(key):
@@ -1653,13 +1653,14 @@ def _wire_mistakes(arena: Arena, evaluate: SimpleNamespace, annotate: SimpleName
 
     for key, gallery in ((A_KEY, evaluate.mistakes_a), (B_KEY, evaluate.mistakes_b)):
         gallery.select(on_choose(key), evaluate.openable, [chosen, line, button], api_visibility="private")
+
     def on_choose_query(openable, evt: gr.SelectData):
         # By the row's query cell, not its index: the table can be sorted by any column in the browser.
         return query_chosen_view(arena, openable, (evt.row_value or [None])[0])
 
     evaluate.per_query_table.select(on_choose_query, evaluate.openable, [chosen, line, button], api_visibility="private")
 
-    def open_in_annotate(page, name, order_):
+    def opened(page, name, order_):
         if not page:
             return tuple(gr.skip() for _ in range(5 + len(annotate.view_outputs)))
         query_id, page_hash = page
@@ -1669,7 +1670,7 @@ def _wire_mistakes(arena: Arena, evaluate: SimpleNamespace, annotate: SimpleName
         return (gr.Tabs(selected="annotate"), "annotate", listing, query_id,
                 *_opened_at(arena, query_id, name, order_, position))
 
-    button.click(open_in_annotate, [chosen, annotator, order],
+    button.click(opened, [chosen, annotator, order],
                  [tabs, shared.tab_open, query_pick, shared.saved_query, annotate.position, *annotate.view_outputs],
                  api_visibility="private")
 

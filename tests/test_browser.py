@@ -886,10 +886,10 @@ def test_a_mistake_chosen_in_evaluate_opens_in_annotate_at_that_page_to_relabel(
     page.get_by_role("option", name="Mia", exact=True).click()
     first = page.locator("#mistakes-a .thumbnail-item").filter(has_text=f"#1 · {ranking[0]['source']} · for “{query}”")
     expect(first).to_have_count(1)
-    expect(page.locator("#open-mistake")).to_be_disabled()
+    expect(page.locator("#open-in-annotate")).to_be_disabled()
     first.click()
-    expect(page.locator("#mistake-chosen")).to_contain_text(f"Chosen: {ranking[0]['source']}, #1 by ")
-    page.locator("#open-mistake").click()
+    expect(page.locator("#eval-chosen")).to_contain_text(f"Chosen: {ranking[0]['source']}, #1 by ")
+    page.locator("#open-in-annotate").click()
 
     info = page.locator("#annotate-info")
     expect(page.locator("#annotate-panel")).to_be_visible()
@@ -905,10 +905,10 @@ def test_a_mistake_chosen_in_evaluate_opens_in_annotate_at_that_page_to_relabel(
     # A query chosen in the per-query table opens too (where Mia left it: every page judged, the first).
     page.get_by_role("tab", name="Rank", exact=True).click()
     page.get_by_role("tab", name="Evaluate", exact=True).click()
-    expect(page.locator("#open-mistake")).to_be_disabled()  # evaluated again: nothing chosen
+    expect(page.locator("#open-in-annotate")).to_be_disabled()  # evaluated again: nothing chosen
     page.locator("#per-query").get_by_role("gridcell").filter(has_text=query).first.click()
-    expect(page.locator("#mistake-chosen")).to_have_text(f"Chosen: “{query}”, 3 pages")
-    page.locator("#open-mistake").click()
+    expect(page.locator("#eval-chosen")).to_have_text(f"Chosen: “{query}”, 3 pages")
+    page.locator("#open-in-annotate").click()
     expect(info).to_contain_text("Page 1 of 3")
     expect(info).to_contain_text(query)
     expect(page).to_have_url(re.compile(r"\?tab=annotate$"))  # opened by the app, Annotate is in the address too

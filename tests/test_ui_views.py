@@ -474,7 +474,7 @@ def test_a_mistake_chosen_in_evaluate_is_named_and_opens_at_its_page_in_any_orde
     for order in ui.ORDERS:
         position = ui.page_position(arena, query_id, order_a[1], order)
         assert ui.annotate_view(arena, query_id, "ann", order, position)[4] == order_a[1], order
-    nothing_chosen = (None, ui.MISTAKE_CHOOSE, {"__type__": "update", "interactive": False})
+    nothing_chosen = (None, ui.OPEN_IN_ANNOTATE_HINT, {"__type__": "update", "interactive": False})
     for nothing in (None, 99):  # the preview closed; an index the galleries no longer have
         assert ui.mistake_chosen_view(arena, pages, A, nothing) == nothing_chosen
     # A row of the per-query table: its query, opened where the annotator left it.
