@@ -1191,8 +1191,9 @@ class Store:
         return summary[0].judged, summary[0].pages
 
     def annotators(self) -> list[str]:
-        """Everyone who has judged anything, sorted."""
-        return [r[0] for r in self.db.execute("SELECT DISTINCT annotator FROM judgments ORDER BY annotator")]
+        """Everyone who has judged anything, sorted as people read names ("bob" before "Carol")."""
+        return [r[0] for r in self.db.execute(
+            "SELECT DISTINCT annotator FROM judgments ORDER BY annotator COLLATE NOCASE, annotator")]
 
     def known_annotator(self, name: str) -> str:
         """`name` as someone already judges under it, if only its capitalisation differs

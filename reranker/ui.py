@@ -10,6 +10,7 @@ never renders LaTeX.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import functools
@@ -438,14 +439,19 @@ def select_page(arena: Arena, data: dict, key: str, evt: gr.SelectData):
 
 
 # ----- Annotate ---------------------------------------------------------------------------------
+def distinct_names(names: dict[int, str]) -> dict[int, str]:
+    """Query id → its name as shown, with "(query #id)" after a name another query shares: two
+    instructions alike in their first 40 characters, or long texts alike as far as they are shown."""
+    counts = collections.Counter(names.values())
+    return {query_id: name if counts[name] == 1 else f"{name} (query #{query_id})" for query_id, name in names.items()}
+
+
 def query_choices(arena: Arena, annotator: str | None) -> list[tuple[str, int]]:
-    return [
-        # The count first: a narrow list cuts the end of a long query, and the count is what an
-        # annotator scans for.
-        (f"{summary.judged}/{summary.pages} judged — {_shortened(summary.text, 90)}{summary.instruction_tag}",
-         summary.id)
-        for summary in reversed(arena.store.list_queries(annotator or None))
-    ]
+    summaries = list(reversed(arena.store.list_queries(annotator or None)))
+    names = distinct_names({s.id: _shortened(s.text, 90) + s.instruction_tag for s in summaries})
+    # The count first: a narrow list cuts the end of a long query, and the count is what an
+    # annotator scans for.
+    return [(f"{summary.judged}/{summary.pages} judged — {names[summary.id]}", summary.id) for summary in summaries]
 
 
 def query_list_after_judging(arena: Arena, name: str | None):
@@ -705,6 +711,16 @@ def next_query_to_judge(arena: Arena, query_id, annotator: str | None) -> int | 
     return None
 
 
+def first_to_judge(arena: Arena, query_id: int, annotator: str | None, order: str) -> int:
+    """Where "Next query to judge" opens a query: the first page in this order `annotator` has
+    not judged; without a name, the first page nobody has judged (0 when there is none)."""
+    if typed_annotator(arena, annotator):
+        return resume_position(arena, query_id, annotator, order)
+    pages = page_order(arena.store.query_pages(int(query_id)), order)
+    judged = {page_hash: "judged" for page_hash in arena.store.labels_by_annotator(int(query_id))}
+    return _unjudged_after(pages, judged, -1) or 0
+
+
 def page_position(arena: Arena, query_id: int, page_hash: str, order: str) -> int:
     """Where a query's page is in this order (0: a page no longer among the query's)."""
     pages = page_order(arena.store.query_pages(int(query_id)), order)
@@ -835,7 +851,7 @@ def evaluate_view(arena: Arena, annotator: str | None):
         raise refuse(str(error)) from None
     summaries = arena.store.list_queries()
     # Shown apart: asked with its own instruction, the same text is another query.
-    shown_query = {s.id: s.text + s.instruction_tag for s in summaries}
+    shown_query = distinct_names({s.id: s.text + s.instruction_tag for s in summaries})
     summary_rows, per_query = [], []
     for key, result in evaluation.results.items():
         means = result.means
@@ -1224,6 +1240,9 @@ def _export_tab() -> SimpleNamespace:
             # matched nobody exported nothing); a name can still be typed.
             export_annotator = gr.Dropdown([MAJORITY_VOTE], value=MAJORITY_VOTE[1], label="Labels (majority vote, or one "
                                            "annotator's alone)", allow_custom_value=True, elem_id="export-labels")
+            # /export's `annotator` takes any name: Gradio 6.31 describes a Dropdown to API clients
+            # as its choices alone, allow_custom_value or not (the API page said "" only).
+            export_annotator.api_info = lambda: {"type": "string"}
         with gr.Row():
             since = gr.Textbox(label="Judged since (YYYY-MM-DD, UTC)", min_width=200)
             until = gr.Textbox(label="Judged until (YYYY-MM-DD, UTC)", min_width=200)
@@ -1275,7 +1294,7 @@ def _evaluate_tab() -> SimpleNamespace:
         with gr.Row(equal_height=True):
             chosen_line = markdown(OPEN_IN_ANNOTATE_HINT, elem_id="eval-chosen")
             open_in_annotate = gr.Button("Open in Annotate", interactive=False, elem_id="open-in-annotate", scale=0,
-                                     min_width=180)
+                                         min_width=140)
         openable = gr.State({})  # what a choice opens: evaluate_view's last value
         chosen = gr.State(None)  # (query id, page hash; None: where the annotator left the query)
         with gr.Row():
@@ -1464,13 +1483,14 @@ def _wire_annotate(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamesp
                      trigger_mode="always_last", api_visibility="private")
 
     def next_to_judge(query_id, name, order_, shown):
-        """The next query in the list with a page this annotator has not judged, opened where
-        they would resume it; the list with fresh counts, its choice on that query."""
+        """The next query in the list with a page this annotator (without a name: anyone) has
+        not judged, at the first such page; the list with fresh counts, its choice on that query."""
         target = next_query_to_judge(arena, query_id, typed_annotator(arena, name))
         if target is None:
             gr.Info("No other query has a page " + ("you have not judged." if (name or "").strip() else "nobody has judged."))
             return tuple(gr.skip() for _ in range(3 + len(view_outputs)))
-        return (refresh_choices(name, target), target, *resumed(target, name, order_, shown))
+        return (refresh_choices(name, target), target,
+                *opened_at(target, name, order_, first_to_judge(arena, target, name, order_), shown))
 
     # "once": a second Q while the first query opens would skip a query nobody saw.
     annotate.next_query.click(next_to_judge, [query_pick, annotator, order, jump],
@@ -1549,7 +1569,8 @@ def _wire_export(arena: Arena, export: SimpleNamespace, demo: gr.Blocks) -> None
           lambda *o: preview_view(arena, *o), export_inputs, export_summary, trigger_mode="always_last",
           api_visibility="private")
     # Annotators who judged since the page loaded are offered as soon as the tab opens.
-    gr.on([demo.load, export.tab.select], lambda: label_choices(arena), None, export_annotator, api_visibility="private")
+    gr.on([demo.load, export.tab.select, preview_button.click], lambda: label_choices(arena), None, export_annotator,
+          api_visibility="private")
 
     # Whether the options just checked on screen can be exported. A State is no API parameter:
     # an API client's session keeps True, so its /export call reports what is wrong itself.
@@ -1627,7 +1648,7 @@ def query_chosen_view(arena: Arena, openable: dict, shown) -> tuple:
 
 def mistake_chosen_view(arena: Arena, openable: dict, key: str, index) -> tuple:
     """A page chosen in model `key`'s mistake gallery: (its (query id, page hash), the line
-    naming it, the Open button's update). Nothing chosen (the preview closed): none."""
+    naming it, the Open button's update). Nothing chosen (`index` None): none."""
     items = (openable or {}).get(key) or []
     if index is None or not 0 <= index < len(items):
         return None, OPEN_IN_ANNOTATE_HINT, gr.update(interactive=False)
@@ -1651,8 +1672,17 @@ def _wire_open_in_annotate(arena: Arena, evaluate: SimpleNamespace, annotate: Si
             return mistake_chosen_view(arena, openable, key, evt.index if evt.selected else None)
         return handler
 
+    def on_close(key):
+        def handler(openable, page):
+            """The preview closed: a page chosen in it is chosen no more (Gradio sends no select)."""
+            if page and tuple(page) in {tuple(item) for item in (openable or {}).get(key) or []}:
+                return mistake_chosen_view(arena, openable, key, None)
+            return gr.skip(), gr.skip(), gr.skip()
+        return handler
+
     for key, gallery in ((A_KEY, evaluate.mistakes_a), (B_KEY, evaluate.mistakes_b)):
         gallery.select(on_choose(key), evaluate.openable, [chosen, line, button], api_visibility="private")
+        gallery.preview_close(on_close(key), [evaluate.openable, chosen], [chosen, line, button], api_visibility="private")
 
     def on_choose_query(openable, evt: gr.SelectData):
         # By the row's query cell, not its index: the table can be sorted by any column in the browser.
@@ -1672,7 +1702,10 @@ def _wire_open_in_annotate(arena: Arena, evaluate: SimpleNamespace, annotate: Si
 
     button.click(opened, [chosen, annotator, order],
                  [tabs, shared.tab_open, query_pick, shared.saved_query, annotate.position, *annotate.view_outputs],
-                 api_visibility="private")
+                 api_visibility="private",
+                 # The page was scrolled down to the galleries: Annotate opened with its query and
+                 # progress above the screen.
+                 ).then(None, None, None, js="() => window.scrollTo({top: 0})", api_visibility="private")
 
 
 def _register_api(arena: Arena) -> None:

@@ -33,12 +33,24 @@
     const tracker = document.querySelector('#annotate-progress [data-testid="status-tracker"]');
     return !!tracker && !tracker.classList.contains("hide") && !tracker.querySelector(".error");
   };
+  // A key or click that judges or moves nothing says so: the page image flashes its outline (on
+  // a slow link the next page's text shows a second before its image, and a silent drop looked
+  // like a lost key).
+  const ignored = () => {
+    const panel = document.getElementById("annotate-panel");
+    if (!panel) return;
+    panel.classList.remove("key-ignored");
+    void panel.offsetWidth; // restart the flash for a second ignored key
+    panel.classList.add("key-ignored");
+    setTimeout(() => panel.classList.remove("key-ignored"), 600);
+  };
   document.addEventListener("click", (event) => {
     const button = event.target.closest && event.target.closest("button");
     if (!button || !BUTTON_IDS.some((id) => button.id === id || button.closest("#" + id))) return;
     if (viewOnItsWay()) {
       event.stopPropagation();
       event.preventDefault();
+      ignored();
       return;
     }
     if (event.detail !== 0) button.blur();
@@ -66,14 +78,6 @@
     const button = element && (element.tagName === "BUTTON" ? element : element.querySelector("button"));
     if (!button || button.disabled) return;
     event.preventDefault();
-    // A key that judges nothing says so: the page image flashes its outline (on a slow link the
-    // next page's text shows a second before its image, and a silent drop looked like a lost key).
-    const ignored = () => {
-      panel.classList.remove("key-ignored");
-      void panel.offsetWidth; // restart the flash for a second ignored key
-      panel.classList.add("key-ignored");
-      setTimeout(() => panel.classList.remove("key-ignored"), 600);
-    };
     if (viewOnItsWay()) return ignored(); // dropped, as presses during a request are
     // A label is for the page in view: while the next page's image is still arriving (the text
     // beside it already names that page; ~0.1 s here, longer on a slow link), the old image is

@@ -17,6 +17,7 @@
   // events run as on a click).
   const asked = new URL(window.location.href).searchParams.get("tab");
   if (REMEMBERED.includes(asked)) document.querySelector(`[role="tab"][data-tab-id="${asked}"]`)?.click();
+  else if (asked !== null) noteOpenTab(); // another value opens Rank: the address says so
   new MutationObserver(noteOpenTab).observe(document.body, {
     subtree: true, attributes: true, attributeFilter: ["aria-selected"],
   });

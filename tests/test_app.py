@@ -55,6 +55,9 @@ def test_named_endpoints_are_public(client):
     # Everything but files and query is optional for a client.
     assert all(p["parameter_has_default"] for p in endpoints["/rank"]["parameters"][2:])
     assert all(p["parameter_has_default"] for p in endpoints["/export"]["parameters"])
+    # Any annotator's name: a list of choices on screen, but the API page said "" (everyone) only.
+    annotator = next(p for p in endpoints["/export"]["parameters"] if p["parameter_name"] == "annotator")
+    assert annotator["type"] == {"type": "string"}, annotator["type"]
 
 
 def test_rank_returns_both_rankings_over_every_page(ranked, upload):

@@ -889,6 +889,11 @@ def test_a_mistake_chosen_in_evaluate_opens_in_annotate_at_that_page_to_relabel(
     expect(page.locator("#open-in-annotate")).to_be_disabled()
     first.click()
     expect(page.locator("#eval-chosen")).to_contain_text(f"Chosen: {ranking[0]['source']}, #1 by ")
+    page.keyboard.press("Escape")  # the preview closed: nothing is chosen any more
+    expect(page.locator("#open-in-annotate")).to_be_disabled()
+    expect(page.locator("#eval-chosen")).to_contain_text("Choose a query in the table above or a page")
+    first.click()
+    expect(page.locator("#eval-chosen")).to_contain_text(f"Chosen: {ranking[0]['source']}, #1 by ")
     page.locator("#open-in-annotate").click()
 
     info = page.locator("#annotate-info")
@@ -915,6 +920,9 @@ def test_a_mistake_chosen_in_evaluate_opens_in_annotate_at_that_page_to_relabel(
     page.goto(app_server.url.rstrip("/") + "/?tab=annotate")  # as a bookmark: Annotate, where Mia is
     expect(page.locator("#annotate-panel")).to_be_visible()
     expect(page.locator("#annotate-progress")).to_contain_text("judged by Mia")
+    page.goto(app_server.url.rstrip("/") + "/?tab=evaluate&keep=1")  # another tab: Rank, and the address says so
+    expect(page.locator("#rank-button")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/\?keep=1$"))
 
 
 def test_export_shows_the_counts_of_the_file_it_made_and_offers_none_after_a_failure(page, app_server):

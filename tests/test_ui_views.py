@@ -324,6 +324,47 @@ def test_next_query_to_judge_follows_the_list_and_skips_queries_judged_through(a
     assert ui.next_query_to_judge(arena, newest, "ann") is None
 
 
+def test_next_query_without_a_name_opens_at_the_first_page_nobody_judged(arena, ranked):
+    query_id = ranked["query_id"]
+    order = ui.ORDERS[3]  # upload order
+    pages = [page.page_hash for page in ui.page_order(arena.store.query_pages(query_id), order)]
+    for page_hash, who in zip(pages[:2], ("bob", "ann")):
+        ui.judge(arena, query_id, page_hash, who, "not_relevant")
+    assert ui.first_to_judge(arena, query_id, "", order) == 2  # nobody has judged the third
+    assert ui.first_to_judge(arena, query_id, "bob", order) == 1  # bob has not judged the second
+    ui.undo(arena, query_id, "ann")  # a cleared label is no judgment
+    assert ui.first_to_judge(arena, query_id, None, order) == 1
+
+
+def test_queries_whose_shown_names_are_alike_are_told_apart_in_the_list_and_on_evaluate(arena):
+    """Two instructions alike in their first 40 characters: the list, the per-query table and the
+    row a click opens were the same for both queries (the second could not be opened)."""
+    from .bad_inputs import SAMPLE_PAGES
+
+    shared = "Answer from the tables of the annual report only, "
+    ids = [ui.rank_pages(arena, [str(SAMPLE_PAGES[0]), str(SAMPLE_PAGES[1])], "Find the table", shared + version,
+                         None, None, None)["query_id"] for version in ("version A", "version B")]
+    for query_id in ids:
+        first, second = (page.page_hash for page in arena.store.query_pages(query_id))
+        ui.judge(arena, query_id, first, "ann", "relevant")
+        ui.judge(arena, query_id, second, "ann", "not_relevant")
+    labels = [label for label, _ in ui.query_choices(arena, "ann")]
+    assert len(set(labels)) == 2 and all(label.endswith(f"(query #{query_id})") for label, query_id in
+                                         zip(labels, reversed(ids)))
+    _, _, _, per_query, *_, openable = ui.evaluate_view(arena, "ann")
+    assert set(openable["queries"].values()) == set(ids)
+    for shown in set(per_query["query"]):
+        chosen, line, _ = ui.query_chosen_view(arena, openable, shown)
+        assert shown.endswith(f"(query #{chosen[0]})")
+
+
+def test_annotators_are_listed_as_people_read_names(arena, ranked):
+    page_hash = ranked["pages"][0]["content_hash"]
+    for name in ("bob", "Carol", "alice", "Zed"):
+        ui.judge(arena, ranked["query_id"], page_hash, name, "relevant")
+    assert arena.store.annotators() == ["alice", "bob", "Carol", "Zed"]
+
+
 def test_a_page_has_the_same_name_on_every_tab(arena, tmp_path):
     """An image alone is its file name; a PDF's page and every frame of a TIFF carry a page number
     (the first frame too), in the galleries, the page shown large, Annotate and Evaluate."""
