@@ -1642,7 +1642,8 @@ def query_chosen_view(arena: Arena, openable: dict, shown) -> tuple:
     if query_id is None:
         return None, OPEN_IN_ANNOTATE_HINT, gr.update(interactive=False)
     summary = arena.store.query(query_id)
-    line = f"Chosen: “{escape(_shortened(summary.text, 80) + summary.instruction_tag)}”, {summary.pages} pages"
+    told_apart = f" (query #{query_id})" if shown.endswith(f" (query #{query_id})") else ""  # as the row says
+    line = f"Chosen: “{escape(_shortened(summary.text, 80) + summary.instruction_tag + told_apart)}”, {summary.pages} pages"
     return (int(query_id), None), line, gr.update(interactive=True)
 
 
@@ -1660,8 +1661,8 @@ def mistake_chosen_view(arena: Arena, openable: dict, key: str, index) -> tuple:
     return (int(query_id), page_hash), line, gr.update(interactive=True)
 
 
-def _wire_open_in_annotate(arena: Arena, evaluate: SimpleNamespace, annotate: SimpleNamespace, shared: SimpleNamespace,
-                   tabs: gr.Tabs) -> None:
+def _wire_open_in_annotate(arena: Arena, evaluate: SimpleNamespace, annotate: SimpleNamespace,
+                           shared: SimpleNamespace, tabs: gr.Tabs) -> None:
     """A page chosen in an Evaluate mistake gallery opens in Annotate: its query, at that page; a
     query chosen in the per-query table, where this annotator left it."""
     chosen, line, button = evaluate.chosen, evaluate.chosen_line, evaluate.open_in_annotate

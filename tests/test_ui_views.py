@@ -355,7 +355,7 @@ def test_queries_whose_shown_names_are_alike_are_told_apart_in_the_list_and_on_e
     assert set(openable["queries"].values()) == set(ids)
     for shown in set(per_query["query"]):
         chosen, line, _ = ui.query_chosen_view(arena, openable, shown)
-        assert shown.endswith(f"(query #{chosen[0]})")
+        assert shown.endswith(f"(query #{chosen[0]})") and line.endswith(ui.escape(f"(query #{chosen[0]})") + "”, 2 pages")
 
 
 def test_annotators_are_listed_as_people_read_names(arena, ranked):
