@@ -446,8 +446,15 @@ def distinct_names(names: dict[int, str]) -> dict[int, str]:
     return {query_id: name if counts[name] == 1 else f"{name} (query #{query_id})" for query_id, name in names.items()}
 
 
-def query_choices(arena: Arena, annotator: str | None) -> list[tuple[str, int]]:
-    summaries = list(reversed(arena.store.list_queries(annotator or None)))
+def listed_queries(arena: Arena, annotator: str | None) -> list:
+    """The stored queries as the Annotate list shows them, newest first, with `annotator`'s
+    counts (anyone's without a name)."""
+    return list(reversed(arena.store.list_queries(annotator or None)))
+
+
+def query_choices(arena: Arena, annotator: str | None, summaries: list | None = None) -> list[tuple[str, int]]:
+    """The Annotate list's entries; `summaries`: `listed_queries`, where the caller has them."""
+    summaries = summaries if summaries is not None else listed_queries(arena, annotator)
     names = distinct_names({s.id: _shortened(s.text, 90) + s.instruction_tag for s in summaries})
     # The count first: a narrow list cuts the end of a long query, and the count is what an
     # annotator scans for.
@@ -696,11 +703,12 @@ def jump_position(arena: Arena, query_id, number, total) -> int:
     return max(0, min(int(number or 1), max(count, 1)) - 1)
 
 
-def next_query_to_judge(arena: Arena, query_id, annotator: str | None) -> int | None:
+def next_query_to_judge(arena: Arena, query_id, annotator: str | None, listed: list | None = None) -> int | None:
     """The query after `query_id` in the list's order (newest first, wrapping round) with a page
     `annotator` has not judged (without a name: a page nobody has judged); None when no other
-    query has one. With no query open, the first such query in the list."""
-    listed = list(reversed(arena.store.list_queries(annotator or None)))
+    query has one. With no query open, the first such query in the list. `listed`:
+    `listed_queries`, where the caller has them."""
+    listed = listed if listed is not None else listed_queries(arena, annotator)
     ids = [summary.id for summary in listed]
     current = int(query_id) if query_id not in (None, "") else None
     start = ids.index(current) if current in ids else -1
@@ -1485,11 +1493,13 @@ def _wire_annotate(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamesp
     def next_to_judge(query_id, name, order_, shown):
         """The next query in the list with a page this annotator (without a name: anyone) has
         not judged, at the first such page; the list with fresh counts, its choice on that query."""
-        target = next_query_to_judge(arena, query_id, typed_annotator(arena, name))
+        annotator_ = typed_annotator(arena, name)
+        listed = listed_queries(arena, annotator_)  # once, for the choice and the list's counts
+        target = next_query_to_judge(arena, query_id, annotator_, listed)
         if target is None:
-            gr.Info("No other query has a page " + ("you have not judged." if (name or "").strip() else "nobody has judged."))
+            gr.Info("No other query has a page " + ("you have not judged." if annotator_ else "nobody has judged."))
             return tuple(gr.skip() for _ in range(3 + len(view_outputs)))
-        return (refresh_choices(name, target), target,
+        return (gr.update(choices=query_choices(arena, annotator_, listed), value=target), target,
                 *opened_at(target, name, order_, first_to_judge(arena, target, name, order_), shown))
 
     # "once": a second Q while the first query opens would skip a query nobody saw.
