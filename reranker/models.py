@@ -146,6 +146,7 @@ QWEN3_RERANKER_MM_2B = ModelSpec(
 )
 
 MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in (QWEN3_VL_RERANKER_2B, QWEN3_RERANKER_MM_2B)}
+A_KEY, B_KEY = MODELS  # model A (the app's left column, "A − B" differences) and model B
 
 
 def in_model_order(keys: Iterable[str]) -> list[str]:

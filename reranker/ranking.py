@@ -407,7 +407,7 @@ def score_pages(pool: ModelPool | Mapping, query: str, work: Mapping[str, list[P
     other. A model that fails (e.g. out of memory) is reported in its `Scored`, not raised.
 
     Everything here is plain data in and out: the app runs it where the GPU is (on ZeroGPU, a
-    worker process that gets the arguments pickled; see ui.score_on_gpu).
+    worker process that gets the arguments pickled; see ui.gpu.score_on_gpu).
     """
     from .scoring import QueryError
 

@@ -490,7 +490,7 @@ def test_fast_keyboard_judging_labels_the_page_on_screen_and_skips_none(page, ap
             assert time.monotonic() < deadline, f"(on screen, stored) judgments still {counts} after 20 s"
             previous = counts
             page.wait_for_timeout(500)
-        ordered = ui.page_order(store.query_pages(query_id), ui.ORDERS[0])
+        ordered = ui.annotate_tab.page_order(store.query_pages(query_id), ui.annotate_tab.ORDERS[0])
         history = {p.page_hash: store.history(query_id, p.page_hash, annotator) for p in ordered}
     assert all(len(rows) <= 1 for rows in history.values()), "a page was relabelled"
     judged = [i for i, p in enumerate(ordered) if history[p.page_hash]]
@@ -594,7 +594,7 @@ def test_keys_and_clicks_while_a_jump_or_an_order_brings_another_page_judge_noth
 
 
 def ui_order_other_than(order: str) -> str:
-    from reranker.ui import ORDERS
+    from reranker.ui.annotate_tab import ORDERS
 
     return next(choice for choice in ORDERS if choice != order)
 
@@ -1069,7 +1069,7 @@ def test_at_phone_width_nothing_runs_off_the_screen_and_captions_leave_pages_vis
     its thumbnail."""
     from gradio_client import Client, handle_file
 
-    from reranker.ui import examples
+    from reranker.ui.rank_tab import examples
 
     client = Client(app_server.url, verbose=False)
     ranked = client.predict(files=[handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (3, 5, 6)],

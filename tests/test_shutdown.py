@@ -199,7 +199,7 @@ def test_no_ranking_starts_model_work_once_the_app_is_stopping():
         assert not ours
 
 
-@pytest.mark.parametrize("signal_number, after", [(signal.SIGINT, None), (signal.SIGTERM, "reranker.ui: database")])
+@pytest.mark.parametrize("signal_number, after", [(signal.SIGINT, None), (signal.SIGTERM, "reranker.ui.arena: database")])
 def test_a_stop_signal_while_the_app_starts_stops_it_quietly(tiny_checkpoints, tmp_path, signal_number, after):
     """Ctrl-C during the imports printed a traceback; SIGTERM while Gradio built its server was
     swallowed by one of Gradio's event loops, and the app went on serving."""

@@ -14,6 +14,7 @@ import gradio as gr
 import pytest
 
 from reranker import ranking, ui
+from reranker.models import A_KEY, B_KEY
 from reranker.store import Store
 
 from .bad_inputs import SAMPLE_PAGES, sample_pdf
@@ -32,7 +33,7 @@ def arena(tmp_path, tiny_rerankers):
 def test_an_arena_pickles_as_a_reference_to_this_process(arena):
     assert pickle.loads(pickle.dumps(arena)) is arena
     with pytest.raises(pickle.UnpicklingError, match="only in the process that made it or one forked from it"):
-        ui._registered_arena(-1)
+        ui.arena._registered_arena(-1)
 
 
 def test_the_model_work_runs_in_a_forked_worker_and_everything_else_in_the_app(arena, tiny_rerankers, tmp_path, monkeypatch):
@@ -41,18 +42,18 @@ def test_the_model_work_runs_in_a_forked_worker_and_everything_else_in_the_app(a
     image = str(SAMPLE_PAGES[7])
     # The app process has used its worker pools and caches before the fork (the harsh case:
     # inherited executors without threads, caches holding entries).
-    ui.rank_pages(arena, [str(pdf)], "An earlier question", None, None, None, None)
+    ui.rank_tab.rank_pages(arena, [str(pdf)], "An earlier question", None, None, None, None)
 
-    with ForkedWorker(ui.score_on_gpu) as worker:  # what spaces.GPU puts behind the function
+    with ForkedWorker(ui.gpu.score_on_gpu) as worker:  # what spaces.GPU puts behind the function
         calls = []
-        monkeypatch.setattr(ui, "score_on_gpu", lambda *args: calls.append(args) or worker.call(*args))
-        first = ui.rank_pages(arena, [str(pdf)], QUERY, None, None, None, None)
-        second = ui.rank_pages(arena, [image], "Another question", None, None, None, None)  # the same worker again
+        monkeypatch.setattr(ui.gpu, "score_on_gpu", lambda *args: calls.append(args) or worker.call(*args))
+        first = ui.rank_tab.rank_pages(arena, [str(pdf)], QUERY, None, None, None, None)
+        second = ui.rank_tab.rank_pages(arena, [image], "Another question", None, None, None, None)  # the same worker again
         assert len(calls) == 2
-        again = ui.rank_pages(arena, [str(pdf)], QUERY, None, None, None, None)
+        again = ui.rank_tab.rank_pages(arena, [str(pdf)], QUERY, None, None, None, None)
         assert len(calls) == 2, "every score was stored: no GPU call"
         with pytest.raises(gr.Error, match="The query is empty"):
-            ui.rank_pages(arena, [image], "  ", None, None, None, None)
+            ui.rank_tab.rank_pages(arena, [image], "  ", None, None, None, None)
         assert len(calls) == 2
 
     # Scores computed in the worker equal the models' own, computed here.
@@ -62,13 +63,13 @@ def test_the_model_work_runs_in_a_forked_worker_and_everything_else_in_the_app(a
         assert first["models"][key]["scores"] == pytest.approx(expected, abs=1e-5)
         assert first["models"][key]["error"] is None
         assert again["models"][key]["scores"] == first["models"][key]["scores"]
-    assert len(second["pages"]) == 1 and second["models"][ui.A_KEY]["error"] is None
+    assert len(second["pages"]) == 1 and second["models"][A_KEY]["error"] is None
 
     # The app process stored the ranking and made the thumbnails.
     for data in (first, second):
         stored = arena.store.query_pages(data["query_id"])
         assert sorted(page.page_hash for page in stored) == sorted(page["content_hash"] for page in data["pages"])
-        _, _, gallery_a, _, gallery_b, _, _, _, _ = ui.show_ranking(arena, data)
+        _, _, gallery_a, _, gallery_b, _, _, _, _ = ui.rank_tab.show_ranking(arena, data)
         assert len(gallery_a) == len(gallery_b) == len(data["pages"])
         assert all(Path(path).is_file() for path, _ in gallery_a + gallery_b)
 
@@ -78,8 +79,8 @@ def test_a_whole_rank_request_also_runs_in_a_forked_worker(arena, tmp_path):
     thumbnails and PDF rendering happen in the worker, a daemon that may not start processes)."""
     pdf = tmp_path / "report.pdf"
     pdf.write_bytes(sample_pdf(6))
-    ui.rank_pages(arena, [str(pdf)], "An earlier question", None, None, None, None)
-    with ForkedWorker(ui.rank_pages) as worker:
+    ui.rank_tab.rank_pages(arena, [str(pdf)], "An earlier question", None, None, None, None)
+    with ForkedWorker(ui.rank_tab.rank_pages) as worker:
         data = worker.call(arena, [str(pdf)], QUERY, None, None, None, None)
     assert len(data["pages"]) == 6 and all(model["error"] is None for model in data["models"].values())
     assert len(arena.store.query_pages(data["query_id"])) == 6
@@ -112,6 +113,6 @@ def test_the_app_starts_under_zerogpus_cuda_emulation(tiny_checkpoints):
 
 def test_the_gpu_time_asked_for_grows_with_the_pages_to_score_up_to_a_cap(arena, sample_images):
     one, many = sample_images[:1], sample_images[:4] * 50
-    assert ui.gpu_seconds(arena, QUERY, {ui.A_KEY: one}, None, {}) == 21
-    assert ui.gpu_seconds(arena, QUERY, {ui.A_KEY: one * 25, ui.B_KEY: one * 25}, None, {}) == 70
-    assert ui.gpu_seconds(arena, QUERY, {ui.A_KEY: many, ui.B_KEY: many}) == ui.GPU_SECONDS_MAX
+    assert ui.gpu.gpu_seconds(arena, QUERY, {A_KEY: one}, None, {}) == 21
+    assert ui.gpu.gpu_seconds(arena, QUERY, {A_KEY: one * 25, B_KEY: one * 25}, None, {}) == 70
+    assert ui.gpu.gpu_seconds(arena, QUERY, {A_KEY: many, B_KEY: many}) == ui.gpu.GPU_SECONDS_MAX

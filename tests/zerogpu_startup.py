@@ -36,8 +36,8 @@ arena = ui.create_arena(db_path=os.path.join(tempfile.mkdtemp(), "arena.db"), ca
 ui.build_app(arena)
 report = {
     "cuda_available": torch.cuda.is_available(),
-    "score_on_gpu_wrapped_by_spaces": hasattr(ui.score_on_gpu, "zerogpu"),
-    "device_note": ui.device_note(),
+    "score_on_gpu_wrapped_by_spaces": hasattr(ui.gpu.score_on_gpu, "zerogpu"),
+    "device_note": ui.machine.device_note(),
     "models": {},
 }
 for key in arena.pool.keys:

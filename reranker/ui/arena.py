@@ -1,0 +1,130 @@
+"""The Arena: what all sessions share (models, database, image caches); made at start, stopped at the end."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import pickle
+import sys
+import tempfile
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import devices, ranking, rendering
+from ..documents import ingest_cache
+from ..models import MODELS
+from ..store import Store
+from ..thumbnails import PageImages
+from . import gpu
+from .identity import login_required
+from .machine import operator_hint
+
+logger = logging.getLogger(__name__)
+
+# RGB bytes of rendered pages kept in memory (uploads already rendered; recent pages' thumbnails):
+# ~7 pages of a 144-DPI letter-size PDF per 40 MB.
+PAGE_MEMORY_BYTES = 2**30
+
+
+@dataclass
+class Arena:
+    """What all sessions share: the models (loaded once), the database, the image cache.
+
+    On a ZeroGPU Space `score_on_gpu` runs in a worker process forked from the app, and its
+    arguments reach it pickled. Models, database connections and locks do not pickle, and the
+    worker has them already (it inherited this Arena through the fork), so an Arena pickles as
+    its number in this process's registry.
+    """
+
+    pool: ranking.ModelPool
+    store: Store
+    cache_dir: Path
+
+    def __reduce__(self):
+        return _registered_arena, (self._number,)
+
+    def __post_init__(self):
+        self._number = next(_ARENA_NUMBERS)
+        _ARENAS[self._number] = self
+        # Uploads already rendered: a new query about the same files skips the rendering.
+        self.ingested = ingest_cache(PAGE_MEMORY_BYTES)
+        thumbnail_bytes = devices.env_megabytes("RERANKER_THUMBNAIL_CACHE_MB") or 1024 * 2**20  # 0 or unset: 1 GiB
+        self.images = PageImages(self.cache_dir, self.store.page_image, PAGE_MEMORY_BYTES, thumbnail_bytes)
+        # One ranking's model work at a time, each page scored once (see ranking.ScoringTurns);
+        # reading, rendering and saving of other rankings go on meanwhile. score_on_gpu is
+        # looked up per call: the tests put a forked worker behind it.
+        self.scoring = ranking.ScoringTurns(lambda pool, *work: gpu.score_on_gpu(self, *work))
+
+    def image_path(self, page_hash: str, max_side: int) -> str:
+        """A JPEG of the page no larger than `max_side`, written once to the cache folder."""
+        return self.images.path(page_hash, max_side)
+
+
+_ARENA_NUMBERS = itertools.count()
+_ARENAS: weakref.WeakValueDictionary[int, Arena] = weakref.WeakValueDictionary()
+
+
+def _registered_arena(number: int) -> Arena:
+    try:
+        return _ARENAS[number]
+    except KeyError:
+        raise pickle.UnpicklingError(
+            f"Arena {number} is not in this process: an Arena unpickles only in the process that "
+            "made it or one forked from it (ZeroGPU's worker)"
+        ) from None
+
+
+def create_arena(db_path: str | None = None, cache_dir: str | None = None, preload: bool | None = None) -> Arena:
+    """The shared state: a model pool (preloaded on a GPU, lazy on a CPU), the store, a cache folder."""
+    from ..loading import check_configuration
+
+    # Settings both models read are refused now, not at the first ranking (models load lazily
+    # on a CPU); a path to one model's weights that is no folder is said in the log.
+    for problem in check_configuration(MODELS):
+        logger.warning(problem)
+    pool = ranking.ModelPool(compile=devices.env_flag("RERANKER_COMPILE"))
+    cache = Path(cache_dir or os.environ.get("RERANKER_CACHE") or Path(tempfile.gettempdir()) / "rerank-arena")
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file there, no permission: FileExistsError named neither
+        raise ValueError(f"RERANKER_CACHE={cache}: the image cache folder cannot be made there "
+                         f"({error.strerror or error})") from None
+    arena = Arena(pool, Store(db_path), cache)
+    if removed := rendering.sweep_render_folders():
+        logger.info("removed %d render folder(s) left by stopped processes: %s", len(removed), ", ".join(removed))
+    device = devices.default_device()
+    # What the operator set, in one line (on a Space the log is all they see).
+    logger.info("database %s · image cache %s · models on %s in %s, %s · judging %s", arena.store.path, cache, device,
+                str(devices.default_dtype(device)).removeprefix("torch."),
+                "at start-up" if (preload if preload is not None else device.type == "cuda") else "loaded at first use",
+                "needs a Hugging Face login" if login_required() else "by typed name")
+    if hint := operator_hint():
+        logger.warning(hint)
+    if preload if preload is not None else device.type == "cuda":
+        for key in MODELS:
+            try:
+                pool.get(key)
+            except ranking.ModelUnavailable:
+                pass  # shown in that model's column
+    return arena
+
+
+def shut_down(arena: Arena, wait_s: float = 5.0) -> None:
+    """After the server has stopped (Ctrl-C, SIGTERM): uploads still being read give up their
+    pages, and model work under way gets `wait_s` seconds to end. A thread still inside torch
+    when Python exits aborts the process (SIGABRT, "terminate called without an active
+    exception"), so past that the process ends without Python's exit (every judgment is already
+    committed; the ranking under way was not yet stored, and its visitor is told to rank again).
+    (app.py ends the process at once on a second stop signal.)"""
+    from ..rendering import close_pool
+
+    close_pool()  # a request still reading a PDF gives up its pages now, not after rendering on
+    if arena.scoring.stop(wait_s):
+        return
+    logger.warning("a ranking's model work is still running; stopping without waiting for it")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -1,0 +1,114 @@
+"""The app as one gr.Blocks: the four tabs laid out and wired, what they share, the API-only
+endpoints, and what goes to `launch()`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
+
+import gradio as gr
+
+from . import annotate_tab, evaluate_tab, export_tab, rank_tab
+from .annotate_tab import ORDERS, judge, undo
+from .export_tab import EXPORT_KEEP_SECONDS
+from .identity import signed_in
+from .rank_tab import MAX_UPLOAD
+from .text import markdown, refuse
+
+if TYPE_CHECKING:
+    from .arena import Arena
+
+
+STATIC = Path(__file__).resolve().parents[2] / "static"
+
+
+def build_app(arena: Arena) -> gr.Blocks:
+    """The app: four tabs, each laid out by its module's `layout` and wired by its `wire`."""
+    # delete_cache: Gradio's own copies of files it served (exports, galleries), hourly.
+    with gr.Blocks(title="Multimodal Rerank Arena", delete_cache=(EXPORT_KEEP_SECONDS, EXPORT_KEEP_SECONDS)) as demo:
+        markdown("# Multimodal Rerank Arena")
+        shared = shared_state()
+        with gr.Tabs() as tabs:
+            rank = rank_tab.layout()
+            annotate = annotate_tab.layout()
+            export = export_tab.layout()
+            evaluate = evaluate_tab.layout()
+        rank_tab.wire(arena, rank, annotate, shared)
+        annotate_tab.wire(arena, annotate, shared, demo)
+        export_tab.wire(arena, export, demo)
+        evaluate_tab.wire(arena, evaluate, demo)
+        evaluate_tab.wire_open_in_annotate(arena, evaluate, annotate, shared, tabs)
+        _register_api(arena)
+        for tab in (rank.tab, annotate.tab, export.tab, evaluate.tab):
+            tab.select(lambda tab_id=tab.id: tab_id, None, shared.tab_open, queue=False, api_visibility="private")
+        # A reload of Annotate reopens it (it opened Rank: one more click every time): the
+        # address says `?tab=annotate` while it is open (static/tab_address.js).
+    return demo
+
+
+def browser_script() -> str:
+    """The app's JavaScript, run once as the page loads: each file in static/ is a function."""
+    scripts = [(STATIC / name).read_text(encoding="utf-8") for name in ("shortcuts.js", "tab_address.js")]
+    return "() => {\n" + "".join(f"({script.strip()})();\n" for script in scripts) + "}"
+
+
+def shared_state() -> SimpleNamespace:
+    """What the tabs share, outside them."""
+    # The /rank result: a JSON component (a State would not be returned to API clients).
+    ranking_state = gr.JSON(visible=False)
+    # Remembered by the browser. Outside the tabs: a hidden tab's components are not mounted at page
+    # load, so a BrowserState inside the Annotate tab would reach demo.load as its default value.
+    # A fixed secret: the default is random per start, and a Space restarts often.
+    # Set but empty is unset: Gradio would draw a random key at each start, and forget every name.
+    secret = os.environ.get("RERANKER_BROWSER_SECRET") or "rerank-arena"
+    saved_name = gr.BrowserState("", storage_key="rerank-arena-annotator", secret=secret)
+    saved_query = gr.BrowserState(None, storage_key="rerank-arena-query", secret=secret)
+    saved_order = gr.BrowserState(ORDERS[0], storage_key="rerank-arena-order", secret=secret)
+    tab_open = gr.State("rank")  # the tab this browser shows (a finished ranking leaves Annotate alone)
+    return SimpleNamespace(ranking_state=ranking_state, saved_name=saved_name, saved_query=saved_query,
+                           saved_order=saved_order, tab_open=tab_open)
+
+
+def _register_api(arena: Arena) -> None:
+    """The API-only endpoints: /judge, /undo, /evaluate."""
+
+    # On a Space that requires login (see login_required) the annotator is the signed-in
+    # user of the request's session; `annotator` may then be empty or that same name.
+    def judge_api(query_id: int, page_hash: str, annotator: str, label: str,
+                  profile: gr.OAuthProfile | None = None, request: gr.Request = None) -> dict:
+        """Record a judgment: label is relevant, not_relevant or skip. Returns the annotator's progress."""
+        return judge(arena, query_id, page_hash, annotator, label, signed_in(profile, request))
+
+    def undo_api(query_id: int, annotator: str, profile: gr.OAuthProfile | None = None,
+                 request: gr.Request = None) -> dict:
+        """Undo the annotator's latest judgment on the query (history is kept)."""
+        return undo(arena, query_id, annotator, signed_in(profile, request))
+
+    def evaluate_api(annotator: str = "") -> dict:
+        """Metrics of each model against the human labels (annotator's, or the majority vote)."""
+        from ..evaluate import evaluate_store
+
+        try:
+            return json.loads(json.dumps(evaluate_store(arena.store, annotator or None).to_dict(), default=str))
+        except ValueError as error:
+            raise refuse(str(error)) from None
+
+    gr.api(judge_api, api_name="judge")
+    gr.api(undo_api, api_name="undo")
+    gr.api(evaluate_api, api_name="evaluate")
+
+
+def launch_options(arena: Arena) -> dict:
+    """What goes to `launch()` in Gradio 6 (css/js/head belong there, not to Blocks)."""
+    return dict(
+        css=(STATIC / "arena.css").read_text(encoding="utf-8"),
+        js=browser_script(),
+        allowed_paths=[str(arena.cache_dir)],
+        # Never the database file, even in the cache folder (both on a Space's /data, say): the
+        # whole file, with every version of everything, was one download away.
+        blocked_paths=[str(arena.store.path) + suffix for suffix in ("", "-wal", "-shm", "-journal")],
+        max_file_size=MAX_UPLOAD,
+    )

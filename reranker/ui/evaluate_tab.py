@@ -1,0 +1,350 @@
+"""The Evaluate tab: each model against the human labels (metrics, differences, per query, mistakes),
+and a mistake or query opened in Annotate to look at again."""
+
+from __future__ import annotations
+
+import functools
+import shlex
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
+
+import gradio as gr
+import pandas as pd
+
+from ..models import A_KEY, B_KEY, MODELS, get_spec
+from .annotate_tab import page_position, position_and_view, query_choices, resume_position
+from .identity import MAJORITY_VOTE, label_choices, typed_annotator
+from .text import Refusal, distinct_names, escape, markdown, refuse, shortened, stored_page_label
+
+if TYPE_CHECKING:
+    from ..evaluate import PairAgreement
+    from .arena import Arena
+
+
+MISTAKES_SHOWN = 30  # per model: a gallery of hundreds was slow to make and to look through
+# Queries in the per-query table (two rows each, the newest first): at 3,000 the browser spent ~6 s of the Evaluate
+# tab's ~9.5 s drawing the table.
+PER_QUERY_SHOWN = 300
+EXCLUDED_NAMED = 5  # queries named per reason in the note on those left out of a model's means (the CLI lists all)
+MISTAKE_IMAGE_SIDE = 768  # the gallery's own large view shows this file (at 384 px it was blurry)
+BAR_METRICS = ("ndcg@5", "ndcg_blog@5", "mrr", "recall@5", "map")
+
+
+def evaluate_view(arena: Arena, annotator: str | None):
+    """The Evaluate tab: (metrics table, bar data, A − B differences, per-query table, notes,
+    model A's and model B's mistake gallery items, what a choice there opens in Annotate: model
+    key → the (query id, page hash) of each of its gallery's items, "queries" → {a per-query
+    row's query as shown: its id})."""
+    from ..evaluate import evaluate_store, model_label
+    from ..metrics import EvalResult
+
+    annotator = annotator or None  # MAJORITY_VOTE's value
+    try:
+        evaluation = evaluate_store(arena.store, annotator)
+    except ValueError as error:
+        raise refuse(str(error)) from None
+    summaries = arena.store.list_queries()
+    # Shown apart: asked with its own instruction, the same text is another query.
+    shown_query = distinct_names({s.id: s.text + s.instruction_tag for s in summaries})
+    summary_rows, per_query = [], []
+    for key, result in evaluation.results.items():
+        means = result.means
+        summary_rows.append({"model": model_label(key), "queries": result.n_queries,
+                             "excluded": result.n_excluded, **{name: _round(value) for name, value in means.items()}})
+        for row in result.rows:
+            # The counts before the metrics: they qualify them (after them, a wide table hid them).
+            # Short names (the model's tag, "pages" for "n_pages"): 13 columns fit 1400 px.
+            per_query.append((row["query_id"], {
+                "query": shown_query.get(row["query_id"], row["query_id"]),
+                "model": get_spec(key).tag if key in MODELS else key,
+                **{name.removeprefix("n_"): _round(value) for name, value in row.items() if name != "query_id"}}))
+    per_query.sort(key=lambda item: -item[0])  # the newest query first, its models side by side
+    evaluated = list(dict.fromkeys(query_id for query_id, _ in per_query))
+    if len(evaluated) > PER_QUERY_SHOWN:  # a row per query and model: the browser froze seconds drawing thousands
+        newest = set(evaluated[:PER_QUERY_SHOWN])
+        per_query = [item for item in per_query if item[0] in newest]
+    per_query = [row for _, row in per_query]
+    metric_names = EvalResult("", evaluation.ks).metric_names  # the columns, also of empty tables (not "1 2 3")
+    summary = pd.DataFrame(summary_rows, columns=["model", "queries", "excluded", *metric_names])
+    bars = None
+    if not summary.empty:
+        # One bar per (metric, model): BarPlot has no grouping, so the category holds both (with the
+        # model's tag: its full name made the labels too long, and the plot cut them).
+        bars = summary.melt(id_vars=["model"], value_vars=[c for c in BAR_METRICS if c in summary],
+                            var_name="metric", value_name="value")
+        # Undefined means (no query with a page judged relevant) get no bar: as None they made the
+        # column text, which Vega drew as full-height bars on an axis of "undefined".
+        bars = bars.dropna(subset=["value"]).astype({"value": float})
+        tags = {spec.label: spec.tag for spec in MODELS.values()}
+        bars["bar"] = bars["metric"] + " · " + bars["model"].map(lambda label: tags.get(label, label))
+        bars = bars if not bars.empty else None
+    notes = []
+    for key, result in evaluation.results.items():
+        if result.excluded:  # counted in the table's "excluded" column; here are which and why
+            by_reason: dict[str, list[int]] = {}
+            for query_id, why in result.excluded.items():
+                by_reason.setdefault(why, []).append(query_id)
+            notes.append(f"Not in {escape(model_label(key))}'s means: " + "; ".join(
+                f"{len(ids)} {'query' if len(ids) == 1 else 'queries'} ({why}): " + ", ".join(
+                    f"“{escape(shortened(shown_query[q], 60))}”" for q in ids[:EXCLUDED_NAMED])
+                + (f" and {len(ids) - EXCLUDED_NAMED} more" if len(ids) > EXCLUDED_NAMED else "")
+                for why, ids in sorted(by_reason.items())) + ".")
+    shared = [item for item in evaluation.annotator_agreement if item.kappa.n]
+    for item in shared:
+        kappa = item.kappa
+        value = "undefined" if kappa.kappa is None else f"{kappa.kappa:.2f}"
+        notes.append(f"Cohen's κ {escape(item.annotator_a)} vs {escape(item.annotator_b)}: {value} over {kappa.n} "
+                     f"page{'' if kappa.n == 1 else 's'}")
+    if apart := len(evaluation.annotator_agreement) - len(shared):
+        notes.append(f"Cohen's κ: {apart} other {'pair' if apart == 1 else 'pairs'} of annotators judged no page in common.")
+    if note := evaluation.kappa_note():
+        notes.append(note)
+    for pair in evaluation.model_agreement:
+        notes.append(escape(_describe_pair(pair)))
+    notes += [escape(note) for note in evaluation.comparison_notes()]
+    notes.append("*ndcg_blog@k*: the comparison blog's variant, ideal DCG over the same k pages (not standard NDCG). "
+                 "*excluded*: queries left out of a model's means (why: above).")
+    notes.append("*judged*: pages labelled relevant or not relevant; skipped pages are not counted (Annotate's "
+                 "progress counts them as done)" + ("" if annotator else ", nor are pages the majority vote "
+                 "leaves undecided (as many relevant as not relevant labels)") + ". Pages not counted stay in "
+                 "the ranking as not relevant (as trec_eval's unjudged pages); equal scores rank in upload order.")
+    found = {key: evaluation.mistakes.get(key, []) for key in MODELS}
+    by_id = {s.id: s for s in summaries}
+    query_pages = functools.cache(lambda query_id: {p.page_hash: p for p in arena.store.query_pages(query_id)})
+    # What a choice opens in Annotate: each gallery item's (query id, page hash) by model key,
+    # and under "queries" each per-query row's query, by the query as the table shows it.
+    openable: dict = {"queries": {shown_query[query_id]: query_id for query_id in evaluated[:PER_QUERY_SHOWN]}}
+    mistakes = {}
+    for key, items in found.items():
+        # The costliest first (a page placed first above a relevant one), newest queries first among equals.
+        shown = sorted(items, key=lambda item: (item[1].rank, -item[0], item[1].page_id))[:MISTAKES_SHOWN]
+        # The page first: a thumbnail's caption shows a line or two of this.
+        captions = [f"#{mistake.rank} · {stored_page_label(query_pages(query_id)[mistake.page_id])} · for "
+                    f"“{shortened(by_id[query_id].text, 60)}{by_id[query_id].instruction_tag}”" for query_id, mistake in shown]
+        mistakes[key] = list(zip(arena.images.paths([mistake.page_id for _, mistake in shown], MISTAKE_IMAGE_SIDE), captions))
+        openable[key] = [(query_id, mistake.page_id) for query_id, mistake in shown]
+    if len(evaluated) > PER_QUERY_SHOWN:
+        chosen = evaluation.annotator  # as stored: the CLI matches it as the app does
+        command = "python -m reranker eval --per-query" + (f" --annotator {shlex.quote(chosen)}" if chosen else "")
+        command = f"`{command}`" if "`" not in command else escape(command)  # a code span, unless the name ends it
+        notes.append(f"Per query: the {PER_QUERY_SHOWN} queries added last, of {len(evaluated)}; every one with "
+                     f"{command} (the means above count them all).")
+    if capped := [key for key, items in found.items() if len(items) > MISTAKES_SHOWN]:
+        notes.append(f"Mistake galleries: the {MISTAKES_SHOWN} ranked highest of " +
+                     " and ".join(f"{len(found[key])} for {escape(get_spec(key).label)}" for key in capped) + ".")
+    per_query = pd.DataFrame(per_query, columns=["query", "model", "pages", "judged", "relevant", *metric_names])
+    return (summary, bars, _differences_frame(evaluation.differences), per_query, "\n\n".join(notes),
+            mistakes[A_KEY], mistakes[B_KEY], openable)
+
+
+def evaluation_headline(summary: pd.DataFrame, labels: str | None) -> str:
+    """Above the Evaluate tab's tables: what it needs when no model has a query to be evaluated on
+    (a first visit showed tables of dashes, the reason halfway down the page); else nothing."""
+    if not summary.empty and summary["queries"].max() > 0:
+        return ""
+    whose = f" by {escape(labels)}" if labels else ""
+    return (f"**Nothing to evaluate yet:** no ranked query has a page judged relevant{whose}. Judge pages on the "
+            "*Annotate* tab (R: relevant, N: not relevant), then press *Evaluate*.")
+
+
+def _differences_frame(differences) -> pd.DataFrame:
+    """Model A − model B, a row per metric (`reranker.metrics.PairedDifference`), as `eval` prints it."""
+    from ..evaluate import difference_cells
+
+    columns = ["metric", "mean difference", "95% CI", "p (paired t-test)", "better / same / worse", "queries"]
+    rows = [(d.metric, *difference_cells(d), d.n_queries) for d in differences if (d.model_a, d.model_b) == (A_KEY, B_KEY)]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def bar_order() -> list[str]:
+    """The bar plot's categories in metric order, the models in their order within each (Vega
+    sorted them alphabetically, which put the second model first)."""
+    return [f"{metric} · {spec.tag}" for metric in BAR_METRICS for spec in MODELS.values()]
+
+
+def mistakes_heading(summary: pd.DataFrame, label: str, found: list) -> str:
+    """A mistake gallery's label: an empty one says whether the model made no mistake or was not
+    evaluated at all (no stored scores: it is absent from the metrics table)."""
+    if summary.empty or label not in set(summary["model"]):
+        return f"{label}: not evaluated (no stored scores)"
+    if not summary.loc[summary["model"] == label, "queries"].iloc[0]:
+        return f"{label}: nothing to judge it by yet (no query it scored has a page judged relevant)"
+    return f"{label}: {'pages' if found else 'no page'} ranked above a relevant page"
+
+
+def _describe_pair(pair: PairAgreement) -> str:
+    text = "Models: mean Kendall τ " + ("undefined" if pair.kendall_tau is None else f"{pair.kendall_tau:.2f}")
+    if pair.topk_overlap is not None:
+        text += f", mean top-{pair.k} overlap {pair.topk_overlap:.0%}"
+    return text
+
+
+def _round(value):
+    return round(value, 4) if isinstance(value, float) else value
+
+
+def _places(frame: pd.DataFrame, digits: int):
+    """The table as shown: every metric to the same places (0.5, 1 and 0.4512 side by side read
+    as numbers of different precision), — where undefined."""
+    return frame.style.format(precision=digits, na_rep="—")
+
+
+def layout() -> SimpleNamespace:
+    """The Evaluate tab's components: labels; metrics, plot, differences, per-query table, mistakes."""
+    spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
+    with gr.Tab("Evaluate", id="evaluate") as evaluate_tab:
+        with gr.Row():
+            eval_annotator = gr.Dropdown([MAJORITY_VOTE], value=MAJORITY_VOTE[1], label="Labels", allow_custom_value=True,
+                                         elem_id="eval-labels")
+            eval_button = gr.Button("Evaluate", variant="primary")
+        eval_headline = markdown(elem_id="eval-headline")  # what is missing, before empty tables
+        metrics_table = gr.Dataframe(label="Metrics per model (means over judged queries)", interactive=False,
+                                     elem_id="metrics-table")
+        metrics_plot = gr.BarPlot(x="bar", y="value", color="model", label="Metrics", y_lim=[0, 1], height=340,
+                                  x_label_angle=-30, sort=bar_order(), x_title="metric · model", elem_id="metrics-plot")
+        # Whether the gap between the means is more than the spread of the queries.
+        differences_table = gr.Dataframe(
+            label=f"{spec_a.label} − {spec_b.label}, query by query over the queries both were evaluated on "
+                  f"(positive: {spec_a.label} ranked better; p: two-sided paired t-test, one per metric)",
+            interactive=False, elem_id="differences-table")
+        eval_notes = markdown()
+        # Query and model first, the query wrapped in a column of its own width: one line of a
+        # long query hid every metric. (Gradio 6.31's pinned_columns pins nothing here.)
+        per_query_table = gr.Dataframe(label="Per query", interactive=False, wrap=True, column_widths=["180px", "110px"],
+                                       max_height=600, elem_id="per-query")
+        # A mistake may be the label's: the page chosen in either gallery opens in Annotate, to
+        # look at again and relabel (it was: find the query in the list, then the page); so
+        # does a query chosen in the per-query table.
+        with gr.Row(equal_height=True):
+            chosen_line = markdown(OPEN_IN_ANNOTATE_HINT, elem_id="eval-chosen")
+            open_in_annotate = gr.Button("Open in Annotate", interactive=False, elem_id="open-in-annotate", scale=0,
+                                         min_width=140)
+        openable = gr.State({})  # what a choice opens: evaluate_view's last value
+        chosen = gr.State(None)  # (query id, page hash; None: where the annotator left the query)
+        with gr.Row():
+            # object_fit "contain": whole pages, as in the Rank galleries (cropped, a page showed its middle).
+            mistakes_a = gr.Gallery(label=f"{spec_a.label}: pages ranked above a relevant page", columns=4, height="auto",
+                                    allow_preview=True, buttons=["download", "fullscreen"], object_fit="contain",
+                                    elem_id="mistakes-a")
+            mistakes_b = gr.Gallery(label=f"{spec_b.label}: pages ranked above a relevant page", columns=4, height="auto",
+                                    allow_preview=True, buttons=["download", "fullscreen"], object_fit="contain",
+                                    elem_id="mistakes-b")
+    return SimpleNamespace(tab=evaluate_tab, eval_annotator=eval_annotator, eval_button=eval_button,
+                           eval_headline=eval_headline, metrics_table=metrics_table, metrics_plot=metrics_plot,
+                           differences_table=differences_table, eval_notes=eval_notes,
+                           per_query_table=per_query_table, mistakes_a=mistakes_a, mistakes_b=mistakes_b,
+                           chosen_line=chosen_line, open_in_annotate=open_in_annotate,
+                           openable=openable, chosen=chosen)
+
+
+def wire(arena: Arena, evaluate: SimpleNamespace, demo: gr.Blocks) -> None:
+    """The evaluation, on opening the tab and on the button; the Labels choices."""
+    evaluate_tab, eval_annotator, eval_button = evaluate.tab, evaluate.eval_annotator, evaluate.eval_button
+    eval_headline, metrics_table, metrics_plot = evaluate.eval_headline, evaluate.metrics_table, evaluate.metrics_plot
+    differences_table, eval_notes = evaluate.differences_table, evaluate.eval_notes
+    per_query_table, mistakes_a, mistakes_b = evaluate.per_query_table, evaluate.mistakes_a, evaluate.mistakes_b
+    spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
+
+    eval_outputs = [eval_headline, metrics_table, metrics_plot, differences_table, per_query_table, eval_notes,
+                    mistakes_a, mistakes_b, evaluate.openable, evaluate.chosen,
+                    evaluate.chosen_line, evaluate.open_in_annotate]
+
+    def on_evaluate(labels):
+        """Evaluate each model's stored scores against the human labels."""
+        try:
+            summary, bars, differences, per_query, notes, found_a, found_b, pages = evaluate_view(arena, labels)
+        except Refusal as refusal:  # a toast; raised, it put an "Error" badge on every panel
+            gr.Warning(refusal.message)
+            return tuple(gr.skip() for _ in eval_outputs)
+        # Means to four places; a query's own values to three, so its 13 columns fit 1400 px.
+        return (evaluation_headline(summary, labels), _places(summary, 4), bars, differences, _places(per_query, 3), notes,
+                *(gr.update(value=found, label=mistakes_heading(summary, spec.label, found))
+                  for spec, found in ((spec_a, found_a), (spec_b, found_b))),
+                # The galleries are new: nothing in them is chosen.
+                pages, None, OPEN_IN_ANNOTATE_HINT, gr.update(interactive=False))
+
+    # Also on opening the tab: before, it showed empty tables headed "1 2 3" until pressed; and
+    # on another choice of labels (the numbers on screen were the last choice's).
+    # "always_last": a press while the opening run works still counts (with "once" it was dropped).
+    gr.on([evaluate_tab.select, eval_button.click, eval_annotator.change], on_evaluate, eval_annotator, eval_outputs,
+          trigger_mode="always_last", api_visibility="private")
+    # Annotators who judged since the page loaded are offered as soon as the tab opens.
+    gr.on([demo.load, evaluate_tab.select, eval_button.click], lambda: label_choices(arena), None, eval_annotator,
+          api_visibility="private")
+
+
+OPEN_IN_ANNOTATE_HINT = "Choose a query in the table above or a page in a gallery below to open it in *Annotate*."
+
+
+def query_chosen_view(arena: Arena, openable: dict, shown) -> tuple:
+    """A row chosen in the per-query table (`shown`: its query cell): (its (query id, None), the
+    line naming it, the Open button's update)."""
+    query_id = (openable or {}).get("queries", {}).get(shown)
+    if query_id is None:
+        return None, OPEN_IN_ANNOTATE_HINT, gr.update(interactive=False)
+    summary = arena.store.query(query_id)
+    told_apart = f" (query #{query_id})" if shown.endswith(f" (query #{query_id})") else ""  # as the row says
+    line = f"Chosen: “{escape(shortened(summary.text, 80) + summary.instruction_tag + told_apart)}”, {summary.pages} pages"
+    return (int(query_id), None), line, gr.update(interactive=True)
+
+
+def mistake_chosen_view(arena: Arena, openable: dict, key: str, index) -> tuple:
+    """A page chosen in model `key`'s mistake gallery: (its (query id, page hash), the line
+    naming it, the Open button's update). Nothing chosen (`index` None): none."""
+    items = (openable or {}).get(key) or []
+    if index is None or not 0 <= index < len(items):
+        return None, OPEN_IN_ANNOTATE_HINT, gr.update(interactive=False)
+    query_id, page_hash = items[index]
+    summary = arena.store.query(query_id)
+    page = next(p for p in arena.store.query_pages(query_id) if p.page_hash == page_hash)
+    line = (f"Chosen: {escape(stored_page_label(page))}, #{page.ranks[key]} by {escape(get_spec(key).label)}, "
+            f"for “{escape(shortened(summary.text, 80) + summary.instruction_tag)}”")
+    return (int(query_id), page_hash), line, gr.update(interactive=True)
+
+
+def wire_open_in_annotate(arena: Arena, evaluate: SimpleNamespace, annotate: SimpleNamespace,
+                           shared: SimpleNamespace, tabs: gr.Tabs) -> None:
+    """A page chosen in an Evaluate mistake gallery opens in Annotate: its query, at that page; a
+    query chosen in the per-query table, where this annotator left it."""
+    chosen, line, button = evaluate.chosen, evaluate.chosen_line, evaluate.open_in_annotate
+    annotator, order, query_pick = annotate.annotator, annotate.order, annotate.query_pick
+
+    def on_choose(key):
+        def handler(openable, evt: gr.SelectData):
+            return mistake_chosen_view(arena, openable, key, evt.index if evt.selected else None)
+        return handler
+
+    def on_close(key):
+        def handler(openable, page):
+            """The preview closed: a page chosen in it is chosen no more (Gradio sends no select)."""
+            if page and tuple(page) in {tuple(item) for item in (openable or {}).get(key) or []}:
+                return mistake_chosen_view(arena, openable, key, None)
+            return gr.skip(), gr.skip(), gr.skip()
+        return handler
+
+    for key, gallery in ((A_KEY, evaluate.mistakes_a), (B_KEY, evaluate.mistakes_b)):
+        gallery.select(on_choose(key), evaluate.openable, [chosen, line, button], api_visibility="private")
+        gallery.preview_close(on_close(key), [evaluate.openable, chosen], [chosen, line, button], api_visibility="private")
+
+    def on_choose_query(openable, evt: gr.SelectData):
+        # By the row's query cell, not its index: the table can be sorted by any column in the browser.
+        return query_chosen_view(arena, openable, (evt.row_value or [None])[0])
+
+    evaluate.per_query_table.select(on_choose_query, evaluate.openable, [chosen, line, button], api_visibility="private")
+
+    def opened(page, name, order_):
+        if not page:
+            return tuple(gr.skip() for _ in range(5 + len(annotate.view_outputs)))
+        query_id, page_hash = page
+        position = (page_position(arena, query_id, page_hash, order_) if page_hash
+                    else resume_position(arena, query_id, name, order_))
+        listing = gr.update(choices=query_choices(arena, typed_annotator(arena, name)), value=query_id)
+        return (gr.Tabs(selected="annotate"), "annotate", listing, query_id,
+                *position_and_view(arena, query_id, name, order_, position))
+
+    button.click(opened, [chosen, annotator, order],
+                 [tabs, shared.tab_open, query_pick, shared.saved_query, annotate.position, *annotate.view_outputs],
+                 api_visibility="private",
+                 # The page was scrolled down to the galleries: Annotate opened with its query and
+                 # progress above the screen.
+                 ).then(None, None, None, js="() => window.scrollTo({top: 0})", api_visibility="private")

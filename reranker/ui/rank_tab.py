@@ -1,0 +1,383 @@
+"""The Rank tab: uploads and a query in, both models' rankings side by side out (the /rank endpoint)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
+
+import gradio as gr
+import pandas as pd
+
+from .. import ranking
+from ..documents import DEFAULT_DPI, IngestOptions
+from ..models import A_KEY, B_KEY, get_spec, pixels_to_tokens, tokens_to_pixels
+from ..scoring import QueryError, check_text, is_blank
+from ..store import StoreError
+from .annotate_tab import pick_latest, position_and_view
+from .gpu import GradioProgress
+from .machine import device_note
+from .text import escape, markdown, page_label, plain, refuse, shortened
+
+if TYPE_CHECKING:
+    from .arena import Arena
+
+logger = logging.getLogger(__name__)
+
+# Gradio refuses a file over this in the browser, with everything selected alongside it; up to
+# here the app reads the upload and names each file over its own limit (100 MB), ranking the rest.
+MAX_UPLOAD = "200mb"
+# What a visitor may type: stored for good and shown to everyone (the newest query opens every
+# visitor's Annotate tab), and each special token of a query would cost the model a token.
+MAX_QUERY_CHARS = 10_000
+GALLERY_SIDE = 512  # px, the longer side of a page in the ranking galleries
+# Rankings in progress at once (each may hold an upload's pages: up to 400 MP, 1.2 GB of pixels).
+RANK_CONCURRENCY = 3
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "examples" / "sample-pages"
+# Queries for the sample pages (data/examples/sample-pages/PROVENANCE.md).
+EXAMPLE_QUERIES = {
+    "doc_1.jpg": "What share of users per thread were unknown in the FEB11 sample?",
+    "doc_4.jpg": "How does average queue length grow with betweenness in the simulation?",
+    "doc_9.jpg": "Which region of the SUC2 frequency plot leads to extinction?",
+    "doc_0.jpg": "How does surface density change with radius when the spectroscopic fraction correction is applied?",
+}
+
+
+def budget_pixels(key: str, tokens: int | None) -> int | None:
+    """Slider value (visual tokens) → max_pixels. The spec's own default stays exact
+    (Qwen3RerankerMM's 564,480 px is not a whole number of 32×32 tokens)."""
+    spec = get_spec(key)
+    if tokens is None or int(tokens) == spec.max_visual_tokens:
+        return spec.max_pixels
+    return tokens_to_pixels(int(tokens))
+
+
+def rank_input_problems(files, query, instruction) -> tuple[str | None, str | None, str | None]:
+    """What keeps each Rank input (the uploads, the query, the instruction) from being ranked;
+    None where nothing does. Checked before the request is queued (shown at the box) and again
+    by `rank_pages` (for API clients)."""
+    uploads = None if files else "Upload at least one PDF or image (or click an example)."
+    texts = []
+    for name, text in (("query", query), ("instruction", instruction)):
+        problem = None
+        if isinstance(text, str) and len(text) > MAX_QUERY_CHARS:
+            problem = f"The {name} is {len(text):,} characters long; the app takes at most {MAX_QUERY_CHARS:,}."
+        elif name == "query" and not (isinstance(text, str) and not is_blank(text)):
+            problem = "The query is empty: type what you are looking for."
+        elif text:
+            try:
+                check_text(text, name)
+            except QueryError as error:
+                problem = f"{str(error)[0].upper()}{str(error)[1:]}."
+        texts.append(problem)
+    return uploads, *texts
+
+
+def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_a: int | None,
+               budget_b: int | None, dpi: float | None, progress=None) -> dict:
+    """Score every page of the uploads with both models; store the ranking; return it as data."""
+    if problem := next((problem for problem in rank_input_problems(files, query, instruction) if problem), None):
+        raise refuse(problem)
+    uploads = [_upload(item) for item in files]
+    try:  # Gradio keeps the sliders' values in range; a Python caller may not
+        options = IngestOptions(dpi=float(dpi or DEFAULT_DPI))
+        max_pixels = {key: get_spec(key).check_budget(budget_pixels(key, tokens)) for key, tokens in ((A_KEY, budget_a), (B_KEY, budget_b))}
+    except (TypeError, ValueError) as error:
+        raise refuse(str(error)) from None
+    try:
+        result, query_id = ranking.rank_and_save(
+            uploads, query, arena.pool, arena.store, arena.images,
+            gallery_side=GALLERY_SIDE,
+            instruction=instruction,
+            ingest_options=options,
+            max_pixels=max_pixels,
+            progress=GradioProgress(progress) if progress is not None else None,  # gr.Progress() is falsy (len 0)
+            ingest_cache=arena.ingested,
+            scorer=arena.scoring,
+        )
+    except QueryError as error:
+        raise refuse(str(error)) from None
+    except (StoreError, ranking.AppStopping) as error:  # e.g. a full disk; a restart
+        raise gr.Error(plain(error)) from None
+    except gr.Error:  # already said for people (ZeroGPU's quota message, say)
+        raise
+    except Exception as error:  # a bug: said in words, where Gradio would show a bare "Error" badge
+        logger.exception("ranking %r failed", query[:80])
+        raise gr.Error(plain(f"The ranking failed: {type(error).__name__}: {error} (the server log has the details).")) from None
+    return result.as_dict(query_id)
+
+
+def _upload(item) -> str:
+    return item if isinstance(item, str) else getattr(item, "name", None) or item["path"]
+
+
+DETAIL_HINT = "Click a page to see it large with both scores."
+# Also gives the status line its height before the first ranking: the progress bar shows over it.
+RANK_HINT = "Drop PDFs or images (or click an example), type a query and press Enter or *Rank*."
+
+
+def show_ranking(arena: Arena, data: dict):
+    """The ranking as galleries, headers, agreement and a scatter plot; the page shown large
+    before (with the previous ranking's scores) is cleared."""
+    if not data:
+        return (RANK_HINT,) + ("", [], "", [], "", None) + (None, DETAIL_HINT)
+    pages = data["pages"]
+    ranks = {key: {entry["page"]: entry["rank"] for entry in model["ranking"]} for key, model in data["models"].items()}
+    columns = []
+    for key, other in ((A_KEY, B_KEY), (B_KEY, A_KEY)):
+        model = data["models"].get(key)
+        if model is None:
+            columns += [f"### {escape(get_spec(key).label)}", []]
+            continue
+        header = f"### {escape(model['label'])}\n"
+        if model["error"]:
+            header += f"⚠️ **Unavailable:** {escape(model['error'])}"
+            columns += [header, []]
+            continue
+        rate = model["pages_per_second"]
+        stored = model["stored"]
+        count = len(model["ranking"])
+        header += f"{count} page{'' if count == 1 else 's'}" + (f" ({stored} scored before)" if stored else "")
+        header += f" in {model['seconds']:.2f} s" + (f" · {rate:.1f} pages/s" if rate else "")
+        header += f"  \n*other* = the page's rank under {escape(get_spec(other).label)}"
+        items = []
+        for entry in model["ranking"]:
+            caption = f"#{entry['rank']} · P(yes) {entry['score']:.3f} · {page_label(pages[entry['page']])}"
+            other_rank = ranks.get(other, {}).get(entry["page"])
+            if other_rank is not None:
+                shift = other_rank - entry["rank"]
+                arrow = "=" if shift == 0 else (f"↓{shift}" if shift > 0 else f"↑{-shift}")
+                caption += f" · other: #{other_rank} ({arrow})"
+            items.append((arena.image_path(entry["content_hash"], GALLERY_SIDE), caption))
+        columns += [header, items]
+    status = [f"**Query:** {escape(data['query'])}"]
+    if data.get("instruction"):
+        status.append(f"**Instruction:** {escape(data['instruction'])}")
+    if pages:
+        status.append(f"{len(pages)} page{'' if len(pages) == 1 else 's'}, read in {data['ingest_seconds']:.2f} s.")
+    else:  # the problems below say why, file by file
+        status.append("**Nothing was ranked:** no page could be read from the upload.")
+    status += [f"⚠️ {escape(problem)}" for problem in data["problems"]]
+    status += [f"ℹ️ {escape(note)}" for note in data["notes"]]
+    agreement_md, scatter = agreement_view(data)
+    return ("\n\n".join(status), *columns, agreement_md, scatter, None, DETAIL_HINT)
+
+
+def agreement_view(data: dict):
+    agreement = data.get("agreement")
+    if not agreement:
+        return "", None
+    pages = data["pages"]
+    tau = agreement["kendall_tau"]
+    lines = [
+        f"**Agreement:** Kendall τ {tau:.2f}" if tau is not None else
+        "**Agreement:** Kendall τ undefined (it needs two pages, with unequal scores under each model)",
+        # Not for k pages or fewer: both top-k are every page, 100% whatever the models think.
+        f"· top-{agreement['k']} overlap {agreement['topk_overlap']:.0%}"
+        if agreement["topk_overlap"] is not None else "",
+    ]
+    text = " ".join(line for line in lines if line)
+    if agreement["disagreements"]:
+        tag_a, tag_b = get_spec(A_KEY).tag, get_spec(B_KEY).tag
+        text += "\n\n**Where they disagree most:** " + "; ".join(
+            f"{escape(page_label(pages[d['page']]))} ({tag_a} #{d['rank_a']}, {tag_b} #{d['rank_b']})"
+            for d in agreement["disagreements"]
+        )
+    a, b = data["models"][A_KEY], data["models"][B_KEY]
+    scatter = pd.DataFrame({
+        get_spec(A_KEY).label: a["scores"],
+        get_spec(B_KEY).label: b["scores"],
+        "page": [page_label(page) for page in pages],
+    })
+    return text, scatter
+
+
+def select_page(arena: Arena, data: dict, key: str, evt: gr.SelectData):
+    """Clicking a gallery item: the page large, with both models' scores and ranks, and the same
+    page marked in the other model's gallery (it kept marking the page clicked there before)."""
+    if not data or evt is None or evt.index is None:
+        return None, "", gr.skip()
+    entry = data["models"][key]["ranking"][evt.index]
+    page = data["pages"][entry["page"]]
+    lines = [f"**{escape(page_label(page))}**"]
+    for model in data["models"].values():
+        if model["scores"] is None:
+            continue
+        rank = next(e["rank"] for e in model["ranking"] if e["page"] == entry["page"])
+        lines.append(f"{escape(model['label'])}: P(yes) **{model['scores'][entry['page']]:.4f}**, rank #{rank}")
+    other = data["models"].get(B_KEY if key == A_KEY else A_KEY)
+    there = next((i for i, e in enumerate(other["ranking"]) if e["page"] == entry["page"]), None) if other else None
+    # The alternative text says which page it is: a screen reader heard an unnamed image.
+    image = gr.update(value=arena.image_path(entry["content_hash"], 1600), alt_text=page_label(page))
+    return image, "\n\n".join(lines), gr.update(selected_index=there)
+
+
+EXAMPLE_LABEL_LIMIT = 50  # Gradio's own cut for an example label
+ALL_SAMPLES_QUERY = "Which region of the SUC2 frequency plot leads to extinction?"
+
+
+def examples() -> tuple[list[list], list[str]]:
+    """The sample uploads with their queries, and a label for each. Labels, not Gradio's table
+    of file lists: at phone width the table showed a slice of its file-name column only.
+    Gradio cuts a label after 50 characters mid-word, so each is shortened at a word first.
+    Each query's page comes between the two sample pages after it: one page alone was no ranking
+    to compare, and three keep a first try on a CPU short."""
+    every_page = [str(path) for path in sorted(SAMPLES.glob("doc_*.jpg"))]
+    rows = []
+    for name, query in EXAMPLE_QUERIES.items():
+        if str(SAMPLES / name) in every_page:
+            at = every_page.index(str(SAMPLES / name))
+            after = [every_page[(at + step) % len(every_page)] for step in (1, 2)]
+            rows.append(([after[0], every_page[at], after[1]], query))
+    labels = [f"{len(files)} pages: {query}" for files, query in rows]
+    if every_page:
+        rows.append((every_page, ALL_SAMPLES_QUERY))
+        labels.append(f"All {len(every_page)} sample pages: {ALL_SAMPLES_QUERY}")
+    return [list(row) for row in rows], [shortened(label, EXAMPLE_LABEL_LIMIT) for label in labels]
+
+
+def layout() -> SimpleNamespace:
+    """The Rank tab's components: uploads, query and settings; both galleries; the page shown large."""
+    spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
+    with gr.Tab("Rank", id="rank") as rank_tab:
+        # Here, not above the tabs: there it pushed the page to judge ~300 px down on Annotate.
+        markdown(
+            f"Two 2B multimodal rerankers built on Qwen3-VL, side by side on your own pages: "
+            f"**{spec_a.label}** and **{spec_b.label}** (a LoRA on Qwen3-VL-2B-Instruct). "
+            "Each page gets P(yes) from each model; judge pages to build training data and to "
+            "measure the models against people.\n\n"
+            "**Shared with everyone who uses this app:** every ranked page, query and judgment is "
+            "kept in its database and shown on the Annotate, Export and Evaluate tabs. Do not upload "
+            "confidential documents to a public instance.",
+            elem_id="intro",
+        )
+        markdown(device_note(), elem_id="device-note")
+        with gr.Row():
+            with gr.Column(scale=2):
+                # No file_types: Gradio would refuse the whole upload, unnamed, for one .txt among
+                # the PDFs; the app reads each file by its bytes and names the ones it cannot use.
+                # A long file list scrolls in its box rather than push the results down.
+                files = gr.File(label="PDFs or images", file_count="multiple", height=300, elem_id="uploads")
+            with gr.Column(scale=3):
+                query = gr.Textbox(label="Query", placeholder="What are you looking for? (Enter ranks)", lines=1, max_lines=4, elem_id="query")
+                with gr.Accordion("Instruction and settings", open=False):
+                    instruction = gr.Textbox(label=f"Instruction ({spec_a.label} only; {spec_b.label} uses its fixed prompt)",
+                                             value=spec_a.default_instruction, lines=2)
+                    budget_a = gr.Slider(64, pixels_to_tokens(spec_a.max_pixels_limit), value=spec_a.max_visual_tokens, step=1,
+                                         label=f"{spec_a.label}: image budget (visual tokens of 32×32 px)")
+                    budget_b = gr.Slider(64, pixels_to_tokens(spec_b.max_pixels_limit), value=spec_b.max_visual_tokens, step=1,
+                                         label=f"{spec_b.label}: image budget (visual tokens; default = its card's 564,480 px)")
+                    dpi = gr.Slider(72, 300, value=DEFAULT_DPI, step=1, label="PDF render DPI")
+                rank_button = gr.Button("Rank", variant="primary", elem_id="rank-button")
+                # Right under the Rank button, whatever the length of the file list: the
+                # progress shows where the visitor is looking (below the examples, it was
+                # off screen at 1400×900).
+                status = markdown(RANK_HINT, elem_id="rank-status")
+        example_rows, example_labels = examples()
+        gr.Examples(example_rows, inputs=[files, query], example_labels=example_labels,
+                    label="Examples (sample pages)", elem_id="examples")
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                header_a = markdown(f"### {spec_a.label}", elem_id="header-a")
+                gallery_a = gr.Gallery(label=spec_a.label, columns=3, height="auto", object_fit="contain",
+                                       allow_preview=False, buttons=[], elem_id="gallery-a")
+            with gr.Column():
+                header_b = markdown(f"### {spec_b.label}", elem_id="header-b")
+                gallery_b = gr.Gallery(label=spec_b.label, columns=3, height="auto", object_fit="contain",
+                                       allow_preview=False, buttons=[], elem_id="gallery-b")
+        with gr.Row():
+            with gr.Column(scale=3):
+                detail_image = gr.Image(label="Selected page", type="filepath", interactive=False, height=520,
+                                        buttons=["download", "fullscreen"], elem_id="detail-image")
+            with gr.Column(scale=2):
+                detail_text = markdown(DETAIL_HINT, elem_id="detail-text")
+                agreement = markdown(elem_id="agreement")
+                scatter = gr.ScatterPlot(x=spec_a.label, y=spec_b.label, tooltip=["page"], x_lim=[0, 1], y_lim=[0, 1],
+                                         label="P(yes): one point per page", height=320, elem_id="scatter-plot")
+    return SimpleNamespace(tab=rank_tab, files=files, query=query, instruction=instruction,
+                           budget_a=budget_a, budget_b=budget_b, dpi=dpi, rank_button=rank_button,
+                           status=status, header_a=header_a, gallery_a=gallery_a, header_b=header_b,
+                           gallery_b=gallery_b, detail_image=detail_image, detail_text=detail_text,
+                           agreement=agreement, scatter=scatter)
+
+
+# The results start below the intro, the upload and the examples (~840 px down at 1400×900): a
+# finished ranking brings its first model's header into view, unless it is already in view (or
+# on another tab, where it has no box).
+SHOW_RESULTS = ("() => { const top = document.querySelector('#header-a')?.getBoundingClientRect().top;"
+                " if (top > window.innerHeight * 0.6)"
+                " document.querySelector('#header-a').scrollIntoView({behavior: 'smooth', block: 'start'}); }")
+
+
+def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared: SimpleNamespace) -> None:
+    """/rank returns data; a second, private step draws it; a third opens Annotate on the query."""
+    files, query, instruction, budget_a = rank.files, rank.query, rank.instruction, rank.budget_a
+    budget_b, dpi, rank_button, status = rank.budget_b, rank.dpi, rank.rank_button, rank.status
+    header_a, gallery_a, header_b, gallery_b = rank.header_a, rank.gallery_a, rank.header_b, rank.gallery_b
+    detail_image, detail_text, agreement, scatter = rank.detail_image, rank.detail_text, rank.agreement, rank.scatter
+    annotator, order, query_pick, jump = annotate.annotator, annotate.order, annotate.query_pick, annotate.jump
+    position, view_outputs = annotate.position, annotate.view_outputs
+    ranking_state, tab_open = shared.ranking_state, shared.tab_open
+    opened_at = functools.partial(position_and_view, arena)
+
+    rank_outputs = [status, header_a, gallery_a, header_b, gallery_b, agreement, scatter, detail_image, detail_text]
+
+    def on_rank(files, query, instruction, budget_a, budget_b, dpi, progress=gr.Progress()) -> dict:
+        """Rank uploaded PDFs/images for a query with both models.
+
+        Returns {query, instruction, query_id, pages: [...], models: {key: {label, scores,
+        ranking: [{rank, page, score, source, page_number, content_hash}], seconds, scored,
+        stored, pages_per_second, error}}, agreement, problems, notes}: `scored` pages ran
+        through the model in `seconds`, `stored` ones had a score from an earlier ranking.
+        """
+        return rank_pages(arena, files, query, instruction, budget_a, budget_b, dpi, progress)
+
+    def draw_ranking(data):
+        status_, header_a_, items_a, header_b_, items_b, *rest = show_ranking(arena, data)
+        # New thumbnails in place of the old: none is the page shown large (it was cleared).
+        return (status_, header_a_, gr.Gallery(items_a, selected_index=None), header_b_,
+                gr.Gallery(items_b, selected_index=None), *rest)
+
+    def rank_inputs_valid(files_, query_, instruction_, *settings):
+        """Each problem under its box, before the request queues (not an error over the page)."""
+        problems = rank_input_problems(files_, query_, instruction_)
+        return [*(gr.validate(problem is None, problem or "") for problem in problems),
+                *(gr.validate(True, "") for _ in settings)]
+
+    def picked_latest(data, name, order_, current, tab, shown):
+        """The Annotate tab on the query just ranked (unless someone is judging there)."""
+        listing, new_position = pick_latest(arena, data, name, order_, current, tab)
+        if not data or data.get("query_id") is None or not isinstance(new_position, int):  # nothing ranked, or kept
+            return (listing, *(gr.skip() for _ in (position, *view_outputs)))
+        return (listing, *opened_at(data["query_id"], name, order_, new_position, shown))
+
+    for trigger in (rank_button.click, query.submit):
+        trigger(on_rank, [files, query, instruction, budget_a, budget_b, dpi], ranking_state, validator=rank_inputs_valid,
+                # Up to RANK_CONCURRENCY rankings read, render and save at once; their
+                # model work takes turns (Arena.scoring), so a slow upload holds up no one.
+                api_name="rank" if trigger == rank_button.click else False, concurrency_id="rank",
+                concurrency_limit=RANK_CONCURRENCY,
+                # The progress bar shows on these: the event's own output is the hidden JSON.
+                show_progress_on=[status, gallery_a, gallery_b],
+                api_visibility="public" if trigger == rank_button.click else "private",
+                ).then(draw_ranking, ranking_state, rank_outputs, api_visibility="private",
+                       ).then(None, None, None, js=SHOW_RESULTS, api_visibility="private",
+                              ).then(picked_latest, [ranking_state, annotator, order, query_pick, tab_open, jump],
+                                     [query_pick, position, *view_outputs], api_visibility="private")
+
+    def on_select(key):
+        def handler(data, evt: gr.SelectData):
+            return select_page(arena, data, key, evt)
+        return handler
+
+    # Below the galleries (far below, at phone width): brought into view when off screen.
+    show_detail = ("() => { const box = document.querySelector('#detail-image');"
+                   " if (box && box.getBoundingClientRect().top > window.innerHeight * 0.6)"
+                   " box.scrollIntoView({behavior: 'smooth', block: 'start'}); }")
+    # Progress on the large view only: on the other gallery (an output, for its mark) it blanked it.
+    gallery_a.select(on_select(A_KEY), ranking_state, [detail_image, detail_text, gallery_b], api_visibility="private",
+                     show_progress_on=[detail_image]).then(None, None, None, js=show_detail, api_visibility="private")
+    gallery_b.select(on_select(B_KEY), ranking_state, [detail_image, detail_text, gallery_a], api_visibility="private",
+                     show_progress_on=[detail_image]).then(None, None, None, js=show_detail, api_visibility="private")

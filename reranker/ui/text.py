@@ -1,0 +1,68 @@
+"""Text the app shows: user text escaped for Markdown and toasts, refusals, names and labels
+shortened or told apart. Everything a user typed or named is escaped before it is rendered,
+and Markdown never renders LaTeX."""
+
+from __future__ import annotations
+
+import collections
+import html
+import re
+
+import gradio as gr
+
+from .. import documents
+from ..store import QueryPage
+
+
+def escape(text: object) -> str:
+    """Text shown inside Markdown: no HTML, no Markdown syntax from users. Markdown's escapes
+    first, then HTML's, which makes only &amp; &lt; &gt; (so "<" and ">" need no Markdown escape;
+    an escaped entity, as `&#x27;` for a quote once was, would show as text)."""
+    return html.escape(re.sub(r"([\\`*_{}\[\]()#+!|~-])", r"\\\1", str(text)), quote=False)
+
+
+def markdown(value: str = "", **options) -> gr.Markdown:
+    """A Markdown component that never renders LaTeX: user text such as `$$x$$` stays text."""
+    return gr.Markdown(value, latex_delimiters=[], **options)
+
+
+def plain(message: str) -> str:
+    """A message for a toast, which Gradio shows as (sanitised) HTML: markup in a name or a query
+    someone typed (an <img> fetching another site, a styled block over the page) shows as text."""
+    return html.escape(str(message), quote=False)
+
+
+class Refusal(gr.Error):
+    """What a person (or API client) gave cannot be used (not a failure of the app)."""
+
+    def __init__(self, message: str, **options):
+        super().__init__(plain(message), **options)
+
+
+def refuse(message: str) -> Refusal:
+    """What a person (or API client) gave cannot be used: the message, shown to them, and no
+    traceback in the server's log, where nothing went wrong."""
+    return Refusal(message, print_exception=False)
+
+
+def shortened(text: str, limit: int) -> str:
+    """`text`, or its first words within `limit` characters and an ellipsis (not cut mid-word)."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "…"
+
+
+def distinct_names(names: dict[int, str]) -> dict[int, str]:
+    """Query id → its name as shown, with "(query #id)" after a name another query shares: two
+    instructions alike in their first 40 characters, or long texts alike as far as they are shown."""
+    counts = collections.Counter(names.values())
+    return {query_id: name if counts[name] == 1 else f"{name} (query #{query_id})" for query_id, name in names.items()}
+
+
+def page_label(page: dict) -> str:
+    return documents.page_label(page["source"], page["page_number"], page.get("kind"), page.get("page_count"))
+
+
+def stored_page_label(page: QueryPage) -> str:
+    return documents.page_label(page.source, page.page_number, page.kind, page.page_count)
