@@ -413,7 +413,7 @@ def profile_of(username: str):
 
 def test_with_login_on_judgments_carry_the_signed_in_name_only(arena, ranked, monkeypatch):
     monkeypatch.setenv("OAUTH_CLIENT_ID", "a-space-with-hf-oauth")
-    assert not ui.identity.login_required()  # off a Space, Gradio's login is a mock: anyone is its user
+    assert not ui.annotators.login_required()  # off a Space, Gradio's login is a mock: anyone is its user
     monkeypatch.setenv("SYSTEM", "spaces")
     query_id, page_hash = ranked["query_id"], ranked["models"][A]["ranking"][0]["content_hash"]
     with pytest.raises(Exception, match="Sign in with Hugging Face"):
@@ -432,7 +432,7 @@ def test_with_login_on_judgments_carry_the_signed_in_name_only(arena, ranked, mo
     assert ui.annotate_tab.judge(arena, query_id, page_hash, "bob", "relevant")["annotator"] == "bob"
     monkeypatch.delenv("OAUTH_CLIENT_ID")
     monkeypatch.delenv("RERANKER_REQUIRE_LOGIN")
-    assert not ui.identity.login_required()  # no login on this app: typed names, as before
+    assert not ui.annotators.login_required()  # no login on this app: typed names, as before
     assert ui.annotate_tab.judge(arena, query_id, page_hash, "carol", "relevant", profile_of("alice"))["annotator"] == "carol"
 
 
@@ -637,7 +637,7 @@ def test_an_annotator_named_majority_vote_is_evaluated_alone(arena, ranked):
     ui.annotate_tab.judge(arena, ranked["query_id"], hashes[0], "Majority vote", "relevant")
     ui.annotate_tab.judge(arena, ranked["query_id"], hashes[0], "bob", "not_relevant")  # the majority: a tie
     alone, *_ = ui.evaluate_tab.evaluate_view(arena, "Majority vote")
-    everyone, *_ = ui.evaluate_tab.evaluate_view(arena, ui.identity.MAJORITY_VOTE[1])
+    everyone, *_ = ui.evaluate_tab.evaluate_view(arena, ui.annotators.MAJORITY_VOTE[1])
     assert list(alone["queries"]) == [1, 1] and list(everyone["queries"]) == [0, 0]
 
 
@@ -753,16 +753,16 @@ def test_the_cpu_device_note_gives_speeds_and_the_operator_hears_of_bfloat16_whe
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("RERANKER_DTYPE")
     monkeypatch.setattr(devices, "memory_limit", lambda: 64 * 2**30)  # float32 by default
-    monkeypatch.setattr(ui.machine, "cpu_has_bfloat16", lambda: True)
-    note = ui.machine.device_note()
+    monkeypatch.setattr(ui.speed_notes, "cpu_has_bfloat16", lambda: True)
+    note = ui.speed_notes.device_note()
     assert note.startswith("**No GPU on this machine.**") and "60 s" in note and "image budgets" in note
     assert "RERANKER_DTYPE" not in note and "docs/" not in note and "bfloat16" not in note
-    assert "RERANKER_DTYPE=bfloat16" in ui.machine.operator_hint()
+    assert "RERANKER_DTYPE=bfloat16" in ui.speed_notes.operator_hint()
     monkeypatch.setenv("RERANKER_DTYPE", "bfloat16")
-    assert ui.machine.operator_hint() is None  # already set
+    assert ui.speed_notes.operator_hint() is None  # already set
     monkeypatch.delenv("RERANKER_DTYPE")
-    monkeypatch.setattr(ui.machine, "cpu_has_bfloat16", lambda: False)  # emulated bfloat16 would be slower
-    assert "RERANKER_DTYPE" not in ui.machine.operator_hint() and "GPU" in ui.machine.operator_hint()
+    monkeypatch.setattr(ui.speed_notes, "cpu_has_bfloat16", lambda: False)  # emulated bfloat16 would be slower
+    assert "RERANKER_DTYPE" not in ui.speed_notes.operator_hint() and "GPU" in ui.speed_notes.operator_hint()
 
 
 def test_settings_both_models_read_are_refused_at_the_start_and_a_missing_weights_folder_is_logged(
@@ -802,7 +802,7 @@ def test_the_operator_hint_is_logged_when_the_app_starts(monkeypatch, tmp_path, 
     with caplog.at_level("INFO", logger="reranker.ui"):
         arena = ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "cache"), preload=False)
     arena.store.close()
-    assert ui.machine.operator_hint() in caplog.text
+    assert ui.speed_notes.operator_hint() in caplog.text
     # What the operator set, in one line.
     assert (f"database {tmp_path / 'arena.db'} · image cache {tmp_path / 'cache'} · models on cpu in "
             f"{str(devices.default_dtype(torch.device('cpu'))).removeprefix('torch.')}, loaded at first use · "
@@ -832,9 +832,9 @@ def test_the_device_note_names_where_the_models_run_not_what_the_machine_has(mon
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA L4")
     monkeypatch.setenv("RERANKER_DEVICE", "cuda")
-    assert ui.machine.device_note() == "Running on NVIDIA L4."
+    assert ui.speed_notes.device_note() == "Running on NVIDIA L4."
     monkeypatch.setenv("RERANKER_DEVICE", "cpu")
-    assert ui.machine.device_note().startswith("**The models run on the CPU.** On 2 CPU cores")
+    assert ui.speed_notes.device_note().startswith("**The models run on the CPU.** On 2 CPU cores")
 
 
 def test_the_cpu_device_note_says_when_memory_made_the_models_bfloat16(monkeypatch):
@@ -843,7 +843,7 @@ def test_the_cpu_device_note_says_when_memory_made_the_models_bfloat16(monkeypat
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("RERANKER_DTYPE")
     monkeypatch.setattr(devices, "memory_limit", lambda: 16 * 2**30)  # a free CPU Space
-    note = ui.machine.device_note()
+    note = ui.speed_notes.device_note()
     assert "With 16 GiB of memory the models run in bfloat16" in note and "needs 20 GiB" in note
 
 
@@ -1099,7 +1099,7 @@ def test_a_name_typed_in_another_capitalisation_is_the_same_annotator(arena, ran
     assert ui.annotate_tab.undo(arena, query_id, "Alice")["undone"]["page_hash"] == pages[1].page_hash
     assert ui.annotate_tab.resume_position(arena, query_id, "aLiCe", ui.annotate_tab.ORDERS[3]) == 1
     assert arena.store.annotators() == ["alice"]
-    assert dict((v, label) for label, v in ui.annotate_tab.query_choices(arena, ui.identity.typed_annotator(arena, "ALICE")))[query_id].startswith("1/4 judged — ")
+    assert dict((v, label) for label, v in ui.annotate_tab.query_choices(arena, ui.annotators.typed_annotator(arena, "ALICE")))[query_id].startswith("1/4 judged — ")
 
 
 def test_clicking_a_page_in_one_gallery_shows_progress_on_the_large_view_only(arena):

@@ -28,7 +28,7 @@ def not_in_bad_fork() -> bool:  # a module-level function: spaces asks a forked 
 
 torch.cuda._is_in_bad_fork = not_in_bad_fork
 
-# `spaces` is imported by reranker.ui, as in app.py (after torch, before anything touches CUDA).
+# `spaces` is imported by reranker.ui (its gpu module), as in app.py (after torch, before anything touches CUDA).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from reranker import ui  # noqa: E402
 
@@ -37,7 +37,7 @@ ui.build_app(arena)
 report = {
     "cuda_available": torch.cuda.is_available(),
     "score_on_gpu_wrapped_by_spaces": hasattr(ui.gpu.score_on_gpu, "zerogpu"),
-    "device_note": ui.machine.device_note(),
+    "device_note": ui.speed_notes.device_note(),
     "models": {},
 }
 for key in arena.pool.keys:

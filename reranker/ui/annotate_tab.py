@@ -14,7 +14,7 @@ import gradio as gr
 from ..models import A_KEY, B_KEY, MODELS, get_spec
 from ..store import LABELS, StoreError
 from . import guidelines
-from .identity import annotator_name, login_required, signed_in, typed_annotator
+from .annotators import annotator_name, login_required, signed_in, typed_annotator
 from .text import distinct_names, escape, markdown, plain, refuse, shortened, stored_page_label
 
 if TYPE_CHECKING:
@@ -281,7 +281,7 @@ def pick_latest(arena: Arena, data: dict, annotator: str | None = None, order: s
 
 def layout() -> SimpleNamespace:
     """The Annotate tab's components: annotator, order, query list; the page to judge and its buttons."""
-    with gr.Tab("Annotate", id="annotate", elem_id="annotate-panel") as annotate_tab:
+    with gr.Tab("Annotate", id="annotate", elem_id="annotate-panel") as tab:
         with gr.Row():
             if login_required():  # the name comes from the Hugging Face login, not the keyboard
                 annotator = gr.Textbox(label="Signed in as", placeholder="sign in to judge", max_lines=1,
@@ -336,11 +336,11 @@ def layout() -> SimpleNamespace:
     # What draws the page to judge (`view_values`), and what it reads.
     view_inputs = [query_pick, annotator, order, position, jump]
     view_outputs = [annotate_image, annotate_info, annotate_progress, jump, shown_page, page_total]
-    return SimpleNamespace(tab=annotate_tab, annotator=annotator, order=order, query_pick=query_pick,
+    return SimpleNamespace(tab=tab, annotator=annotator, order=order, query_pick=query_pick,
                            refresh=refresh, annotate_image=annotate_image, annotate_progress=annotate_progress,
                            annotate_info=annotate_info, relevant=relevant, not_relevant=not_relevant,
                            skip=skip, undo_button=undo_button, previous=previous, following=following,
-                           next_query=next_query, jump=jump, guidelines=guidelines_box,
+                           next_query=next_query, jump=jump, guidelines_box=guidelines_box,
                            position=position, shown_page=shown_page, page_total=page_total,
                            view_inputs=view_inputs, view_outputs=view_outputs)
 
@@ -370,7 +370,7 @@ def wire(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamespace, demo:
     position, shown_page, page_total = annotate.position, annotate.shown_page, annotate.page_total
     view_inputs, view_outputs = annotate.view_inputs, annotate.view_outputs
     saved_name, saved_query, saved_order = shared.saved_name, shared.saved_query, shared.saved_order
-    view, opened_at = functools.partial(view_values, arena), functools.partial(position_and_view, arena)
+    view, at_position = functools.partial(view_values, arena), functools.partial(position_and_view, arena)
 
     def refresh_choices(name, current):
         choices = query_choices(arena, typed_annotator(arena, name))
@@ -420,7 +420,7 @@ def wire(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamespace, demo:
                 [query_pick, annotator, order, jump, page_total], moved_outputs, api_visibility="private")
     # A query (re)opens where this annotator left it: at the first page they have not judged.
     def resumed(query_id, name, order_, shown):
-        return opened_at(query_id, name, order_, resume_position(arena, query_id, name, order_), shown)
+        return at_position(query_id, name, order_, resume_position(arena, query_id, name, order_), shown)
 
     def picked(query_id, name, order_, shown, on_screen):
         """A choice from the list, by mouse or by keyboard: `input` (Enter sends no `select`). The
@@ -443,7 +443,7 @@ def wire(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamespace, demo:
             gr.Info("No other query has a page " + ("you have not judged." if annotator_ else "nobody has judged."))
             return tuple(gr.skip() for _ in range(3 + len(view_outputs)))
         return (gr.update(choices=query_choices(arena, annotator_, listed), value=target), target,
-                *opened_at(target, name, order_, first_to_judge(arena, target, name, order_), shown))
+                *at_position(target, name, order_, first_to_judge(arena, target, name, order_), shown))
 
     # "once": a second Q while the first query opens would skip a query nobody saw.
     annotate.next_query.click(next_to_judge, [query_pick, annotator, order, jump],
@@ -468,7 +468,7 @@ def wire(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamespace, demo:
     gr.on([annotator.blur, annotator.submit], name_entered, [annotator, saved_name, query_pick, order, position, jump],
           [saved_name, position, query_pick, *view_outputs], api_visibility="private")
     refresh.click(refreshed, view_inputs, [query_pick, *view_outputs], api_visibility="private")
-    guidelines.wire(arena, annotate.guidelines, annotator, demo)
+    guidelines.wire(arena, annotate.guidelines_box, annotator, demo)
 
     def restore(name, query_id, order_, profile: gr.OAuthProfile | None = None):
         """On page load: the annotator (Hugging Face login, else the remembered name), the
@@ -482,7 +482,26 @@ def wire(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamespace, demo:
         values = [value for _, value in choices]
         query_id = query_id if query_id in values else (values[0] if values else None)
         return (name, gr.update(choices=choices, value=query_id), order_,
-                *opened_at(query_id, name, order_, resume_position(arena, query_id, name, order_)))
+                *at_position(query_id, name, order_, resume_position(arena, query_id, name, order_)))
 
     demo.load(restore, [saved_name, saved_query, saved_order], [annotator, query_pick, order, position, *view_outputs],
               api_visibility="private")
+
+
+def register_api(arena: Arena) -> None:
+    """The API-only endpoints /judge and /undo (the tab's buttons and keys call `annotate_action`)."""
+
+    # On a Space that requires login (see `annotators.login_required`) the annotator is the
+    # signed-in user of the request's session; `annotator` may then be empty or that same name.
+    def judge_api(query_id: int, page_hash: str, annotator: str, label: str,
+                  profile: gr.OAuthProfile | None = None, request: gr.Request = None) -> dict:
+        """Record a judgment: label is relevant, not_relevant or skip. Returns the annotator's progress."""
+        return judge(arena, query_id, page_hash, annotator, label, signed_in(profile, request))
+
+    def undo_api(query_id: int, annotator: str, profile: gr.OAuthProfile | None = None,
+                 request: gr.Request = None) -> dict:
+        """Undo the annotator's latest judgment on the query (history is kept)."""
+        return undo(arena, query_id, annotator, signed_in(profile, request))
+
+    gr.api(judge_api, api_name="judge")
+    gr.api(undo_api, api_name="undo")

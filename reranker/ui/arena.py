@@ -18,8 +18,8 @@ from ..models import MODELS
 from ..store import Store
 from ..thumbnails import PageImages
 from . import gpu
-from .identity import login_required
-from .machine import operator_hint
+from .annotators import login_required
+from .speed_notes import operator_hint
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ PAGE_MEMORY_BYTES = 2**30
 class Arena:
     """What all sessions share: the models (loaded once), the database, the image cache.
 
-    On a ZeroGPU Space `score_on_gpu` runs in a worker process forked from the app, and its
+    On a ZeroGPU Space `gpu.score_on_gpu` runs in a worker process forked from the app, and its
     arguments reach it pickled. Models, database connections and locks do not pickle, and the
     worker has them already (it inherited this Arena through the fork), so an Arena pickles as
     its number in this process's registry.

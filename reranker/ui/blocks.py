@@ -1,9 +1,8 @@
-"""The app as one gr.Blocks: the four tabs laid out and wired, what they share, the API-only
-endpoints, and what goes to `launch()`."""
+"""The app as one gr.Blocks: the four tabs laid out and wired, what they share, and what goes to
+`launch()`."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,11 +11,10 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from . import annotate_tab, evaluate_tab, export_tab, rank_tab
-from .annotate_tab import ORDERS, judge, undo
+from .annotate_tab import ORDERS
 from .export_tab import EXPORT_KEEP_SECONDS
-from .identity import signed_in
 from .rank_tab import MAX_UPLOAD
-from .text import markdown, refuse
+from .text import markdown
 
 if TYPE_CHECKING:
     from .arena import Arena
@@ -41,7 +39,8 @@ def build_app(arena: Arena) -> gr.Blocks:
         export_tab.wire(arena, export, demo)
         evaluate_tab.wire(arena, evaluate, demo)
         evaluate_tab.wire_open_in_annotate(arena, evaluate, annotate, shared, tabs)
-        _register_api(arena)
+        annotate_tab.register_api(arena)  # /judge, /undo
+        evaluate_tab.register_api(arena)  # /evaluate
         for tab in (rank.tab, annotate.tab, export.tab, evaluate.tab):
             tab.select(lambda tab_id=tab.id: tab_id, None, shared.tab_open, queue=False, api_visibility="private")
         # A reload of Annotate reopens it (it opened Rank: one more click every time): the
@@ -70,35 +69,6 @@ def shared_state() -> SimpleNamespace:
     tab_open = gr.State("rank")  # the tab this browser shows (a finished ranking leaves Annotate alone)
     return SimpleNamespace(ranking_state=ranking_state, saved_name=saved_name, saved_query=saved_query,
                            saved_order=saved_order, tab_open=tab_open)
-
-
-def _register_api(arena: Arena) -> None:
-    """The API-only endpoints: /judge, /undo, /evaluate."""
-
-    # On a Space that requires login (see login_required) the annotator is the signed-in
-    # user of the request's session; `annotator` may then be empty or that same name.
-    def judge_api(query_id: int, page_hash: str, annotator: str, label: str,
-                  profile: gr.OAuthProfile | None = None, request: gr.Request = None) -> dict:
-        """Record a judgment: label is relevant, not_relevant or skip. Returns the annotator's progress."""
-        return judge(arena, query_id, page_hash, annotator, label, signed_in(profile, request))
-
-    def undo_api(query_id: int, annotator: str, profile: gr.OAuthProfile | None = None,
-                 request: gr.Request = None) -> dict:
-        """Undo the annotator's latest judgment on the query (history is kept)."""
-        return undo(arena, query_id, annotator, signed_in(profile, request))
-
-    def evaluate_api(annotator: str = "") -> dict:
-        """Metrics of each model against the human labels (annotator's, or the majority vote)."""
-        from ..evaluate import evaluate_store
-
-        try:
-            return json.loads(json.dumps(evaluate_store(arena.store, annotator or None).to_dict(), default=str))
-        except ValueError as error:
-            raise refuse(str(error)) from None
-
-    gr.api(judge_api, api_name="judge")
-    gr.api(undo_api, api_name="undo")
-    gr.api(evaluate_api, api_name="evaluate")
 
 
 def launch_options(arena: Arena) -> dict:

@@ -4,6 +4,7 @@ and a mistake or query opened in Annotate to look at again."""
 from __future__ import annotations
 
 import functools
+import json
 import shlex
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
@@ -13,7 +14,7 @@ import pandas as pd
 
 from ..models import A_KEY, B_KEY, MODELS, get_spec
 from .annotate_tab import page_position, position_and_view, query_choices, resume_position
-from .identity import MAJORITY_VOTE, label_choices, typed_annotator
+from .annotators import MAJORITY_VOTE, label_choices, typed_annotator
 from .text import Refusal, distinct_names, escape, markdown, refuse, shortened, stored_page_label
 
 if TYPE_CHECKING:
@@ -192,7 +193,7 @@ def _places(frame: pd.DataFrame, digits: int):
 def layout() -> SimpleNamespace:
     """The Evaluate tab's components: labels; metrics, plot, differences, per-query table, mistakes."""
     spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
-    with gr.Tab("Evaluate", id="evaluate") as evaluate_tab:
+    with gr.Tab("Evaluate", id="evaluate") as tab:
         with gr.Row():
             eval_annotator = gr.Dropdown([MAJORITY_VOTE], value=MAJORITY_VOTE[1], label="Labels", allow_custom_value=True,
                                          elem_id="eval-labels")
@@ -229,7 +230,7 @@ def layout() -> SimpleNamespace:
             mistakes_b = gr.Gallery(label=f"{spec_b.label}: pages ranked above a relevant page", columns=4, height="auto",
                                     allow_preview=True, buttons=["download", "fullscreen"], object_fit="contain",
                                     elem_id="mistakes-b")
-    return SimpleNamespace(tab=evaluate_tab, eval_annotator=eval_annotator, eval_button=eval_button,
+    return SimpleNamespace(tab=tab, eval_annotator=eval_annotator, eval_button=eval_button,
                            eval_headline=eval_headline, metrics_table=metrics_table, metrics_plot=metrics_plot,
                            differences_table=differences_table, eval_notes=eval_notes,
                            per_query_table=per_query_table, mistakes_a=mistakes_a, mistakes_b=mistakes_b,
@@ -239,7 +240,7 @@ def layout() -> SimpleNamespace:
 
 def wire(arena: Arena, evaluate: SimpleNamespace, demo: gr.Blocks) -> None:
     """The evaluation, on opening the tab and on the button; the Labels choices."""
-    evaluate_tab, eval_annotator, eval_button = evaluate.tab, evaluate.eval_annotator, evaluate.eval_button
+    eval_annotator, eval_button = evaluate.eval_annotator, evaluate.eval_button
     eval_headline, metrics_table, metrics_plot = evaluate.eval_headline, evaluate.metrics_table, evaluate.metrics_plot
     differences_table, eval_notes = evaluate.differences_table, evaluate.eval_notes
     per_query_table, mistakes_a, mistakes_b = evaluate.per_query_table, evaluate.mistakes_a, evaluate.mistakes_b
@@ -266,10 +267,10 @@ def wire(arena: Arena, evaluate: SimpleNamespace, demo: gr.Blocks) -> None:
     # Also on opening the tab: before, it showed empty tables headed "1 2 3" until pressed; and
     # on another choice of labels (the numbers on screen were the last choice's).
     # "always_last": a press while the opening run works still counts (with "once" it was dropped).
-    gr.on([evaluate_tab.select, eval_button.click, eval_annotator.change], on_evaluate, eval_annotator, eval_outputs,
+    gr.on([evaluate.tab.select, eval_button.click, eval_annotator.change], on_evaluate, eval_annotator, eval_outputs,
           trigger_mode="always_last", api_visibility="private")
     # Annotators who judged since the page loaded are offered as soon as the tab opens.
-    gr.on([demo.load, evaluate_tab.select, eval_button.click], lambda: label_choices(arena), None, eval_annotator,
+    gr.on([demo.load, evaluate.tab.select, eval_button.click], lambda: label_choices(arena), None, eval_annotator,
           api_visibility="private")
 
 
@@ -348,3 +349,18 @@ def wire_open_in_annotate(arena: Arena, evaluate: SimpleNamespace, annotate: Sim
                  # The page was scrolled down to the galleries: Annotate opened with its query and
                  # progress above the screen.
                  ).then(None, None, None, js="() => window.scrollTo({top: 0})", api_visibility="private")
+
+
+def register_api(arena: Arena) -> None:
+    """The API-only endpoint /evaluate: the numbers behind the tab, as JSON."""
+
+    def evaluate_api(annotator: str = "") -> dict:
+        """Metrics of each model against the human labels (annotator's, or the majority vote)."""
+        from ..evaluate import evaluate_store
+
+        try:
+            return json.loads(json.dumps(evaluate_store(arena.store, annotator or None).to_dict(), default=str))
+        except ValueError as error:
+            raise refuse(str(error)) from None
+
+    gr.api(evaluate_api, api_name="evaluate")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from .identity import MAJORITY_VOTE, label_choices
+from .annotators import MAJORITY_VOTE, label_choices
 from .text import escape, markdown, refuse
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def _remove_old_exports(cache_dir: Path) -> None:
 
 def layout() -> SimpleNamespace:
     """The Export tab's components: format, rule and filters; preview; the file."""
-    with gr.Tab("Export", id="export") as export_tab:
+    with gr.Tab("Export", id="export") as tab:
         markdown(
             "Positives are pages judged relevant; **hard negatives** are pages judged not relevant "
             "that a model ranked high. Unjudged pages are never negatives unless you ask for "
@@ -175,7 +175,7 @@ def layout() -> SimpleNamespace:
             export_button = gr.Button("Export", variant="primary")
         export_summary = markdown(elem_id="export-summary")
         export_download = gr.File(label="Download", interactive=False, elem_id="export-download")
-    return SimpleNamespace(tab=export_tab, fmt=fmt, rule=rule, k=k, max_negatives=max_negatives,
+    return SimpleNamespace(tab=tab, fmt=fmt, rule=rule, k=k, max_negatives=max_negatives,
                            export_annotator=export_annotator, since=since, until=until,
                            agreement_only=agreement_only, mined=mined, negatives_per_row=negatives_per_row,
                            preview_button=preview_button, export_button=export_button,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from ..store import GuidelinesChanged, StoreError
-from .identity import annotator_name, login_required, signed_in
+from .annotators import annotator_name, login_required, signed_in
 from .text import Refusal, escape, markdown, plain, refuse
 
 if TYPE_CHECKING:
@@ -87,10 +87,10 @@ def layout() -> SimpleNamespace:
     with gr.Accordion("Guidelines (what counts as relevant)", open=False):
         text = gr.Textbox(lines=6, label="Guidelines: what counts as relevant", show_label=False,
                           elem_id="guidelines")  # the label names it for screen readers
-        saved = markdown(elem_id="guidelines-saved")
+        saved_line = markdown(elem_id="guidelines-saved")
         version = gr.State(None)  # as loaded: see write_guidelines
-        save = gr.Button("Save guidelines")
-    return SimpleNamespace(text=text, saved=saved, version=version, save=save)
+        save_button = gr.Button("Save guidelines")
+    return SimpleNamespace(text=text, saved_line=saved_line, version=version, save_button=save_button)
 
 
 def wire(arena: Arena, box: SimpleNamespace, annotator: gr.Textbox, demo: gr.Blocks) -> None:
@@ -108,9 +108,9 @@ def wire(arena: Arena, box: SimpleNamespace, annotator: gr.Textbox, demo: gr.Blo
             gr.Warning(refusal.message)
             return gr.skip(), version  # the line stays (a colleague's version shown to merge, say)
 
-    box.save.click(on_save_guidelines, [box.text, annotator, box.version], [box.saved, box.version], api_visibility="private")
+    box.save_button.click(on_save_guidelines, [box.text, annotator, box.version], [box.saved_line, box.version], api_visibility="private")
     # Read on every page load (a value read once, at start-up, would show stale guidelines
     # that the next Save would write back over a colleague's; a colleague's save after the
     # load is caught by the version).
-    demo.load(lambda: read_guidelines(arena), None, [box.text, box.saved, box.version],
+    demo.load(lambda: read_guidelines(arena), None, [box.text, box.saved_line, box.version],
               api_visibility="private")

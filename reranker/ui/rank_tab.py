@@ -18,7 +18,7 @@ from ..scoring import QueryError, check_text, is_blank
 from ..store import StoreError
 from .annotate_tab import pick_latest, position_and_view
 from .gpu import GradioProgress
-from .machine import device_note
+from .speed_notes import device_note
 from .text import escape, markdown, page_label, plain, refuse, shortened
 
 if TYPE_CHECKING:
@@ -241,7 +241,7 @@ def examples() -> tuple[list[list], list[str]]:
 def layout() -> SimpleNamespace:
     """The Rank tab's components: uploads, query and settings; both galleries; the page shown large."""
     spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
-    with gr.Tab("Rank", id="rank") as rank_tab:
+    with gr.Tab("Rank", id="rank") as tab:
         # Here, not above the tabs: there it pushed the page to judge ~300 px down on Annotate.
         markdown(
             f"Two 2B multimodal rerankers built on Qwen3-VL, side by side on your own pages: "
@@ -296,7 +296,7 @@ def layout() -> SimpleNamespace:
                 agreement = markdown(elem_id="agreement")
                 scatter = gr.ScatterPlot(x=spec_a.label, y=spec_b.label, tooltip=["page"], x_lim=[0, 1], y_lim=[0, 1],
                                          label="P(yes): one point per page", height=320, elem_id="scatter-plot")
-    return SimpleNamespace(tab=rank_tab, files=files, query=query, instruction=instruction,
+    return SimpleNamespace(tab=tab, files=files, query=query, instruction=instruction,
                            budget_a=budget_a, budget_b=budget_b, dpi=dpi, rank_button=rank_button,
                            status=status, header_a=header_a, gallery_a=gallery_a, header_b=header_b,
                            gallery_b=gallery_b, detail_image=detail_image, detail_text=detail_text,
@@ -320,7 +320,7 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
     annotator, order, query_pick, jump = annotate.annotator, annotate.order, annotate.query_pick, annotate.jump
     position, view_outputs = annotate.position, annotate.view_outputs
     ranking_state, tab_open = shared.ranking_state, shared.tab_open
-    opened_at = functools.partial(position_and_view, arena)
+    at_position = functools.partial(position_and_view, arena)
 
     rank_outputs = [status, header_a, gallery_a, header_b, gallery_b, agreement, scatter, detail_image, detail_text]
 
@@ -351,7 +351,7 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
         listing, new_position = pick_latest(arena, data, name, order_, current, tab)
         if not data or data.get("query_id") is None or not isinstance(new_position, int):  # nothing ranked, or kept
             return (listing, *(gr.skip() for _ in (position, *view_outputs)))
-        return (listing, *opened_at(data["query_id"], name, order_, new_position, shown))
+        return (listing, *at_position(data["query_id"], name, order_, new_position, shown))
 
     for trigger in (rank_button.click, query.submit):
         trigger(on_rank, [files, query, instruction, budget_a, budget_b, dpi], ranking_state, validator=rank_inputs_valid,
