@@ -183,6 +183,12 @@ def test_judge_and_undo(client, ranked):
         client.predict(query_id=query_id, page_hash=first, annotator="  ", label="relevant", api_name="/judge")
     with pytest.raises(AppError, match="not ranked for query"):
         client.predict(query_id=query_id, page_hash="0" * 64, annotator=annotator, label="relevant", api_name="/judge")
+    # A name that is no text: said, not Gradio's "has raised an exception" (`.strip()` of an int).
+    with pytest.raises(AppError, match="annotator must be a name \\(text\\), got 5"):
+        client.predict(query_id=query_id, page_hash=first, annotator=5, label="relevant", api_name="/judge")
+    with pytest.raises(AppError, match="annotator must be a name \\(text\\), got \\['x'\\]"):
+        client.predict(query_id=query_id, annotator=["x"], api_name="/undo")
+    assert client.predict(query_id=query_id, annotator=annotator, api_name="/undo")["undone"] is None  # nothing stored
 
 
 def test_export_and_evaluate_follow_the_judgments(client, ranked, tmp_path):
@@ -192,6 +198,15 @@ def test_export_and_evaluate_follow_the_judgments(client, ranked, tmp_path):
     annotator = "export-tester"
     with pytest.raises(AppError, match=f"no judgments by '{annotator}' \\(annotators: "):
         client.predict(fmt="pointwise", annotator=annotator, api_name="/export")
+    # What is not a name or a yes/no is said: 5 met `.strip()`; "false" was a true string.
+    with pytest.raises(AppError, match="annotator must be a name \\(text\\), got 5"):
+        client.predict(fmt="pointwise", annotator=5, api_name="/export")
+    with pytest.raises(AppError, match="annotator must be a name \\(text\\), got 5"):
+        client.predict(annotator=5, api_name="/evaluate")
+    with pytest.raises(AppError, match="\\(agreement\\) must be true or false \\(got 'false'\\)"):
+        client.predict(fmt="pointwise", agreement="false", api_name="/export")
+    with pytest.raises(AppError, match="\\(mined\\) must be true or false \\(got 1\\)"):
+        client.predict(fmt="pointwise", mined=1, api_name="/export")
 
     labels = {ranking[0]["content_hash"]: "relevant", ranking[1]["content_hash"]: "not_relevant",
               ranking[-1]["content_hash"]: "relevant"}

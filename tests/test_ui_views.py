@@ -163,6 +163,9 @@ def test_an_unexpected_failure_of_a_ranking_is_said_in_words(tmp_path, monkeypat
     (None, None, 30, "dpi must be from 36 to 600, got 30.0"),
     (5000, None, None, "Qwen3-VL-Reranker-2B: image budget 5120000 px is outside"),
     (None, 2, None, "Qwen3RerankerMM-2B: image budget 2048 px is outside"),
+    # The slider steps whole tokens; 1000.5 from a client was quietly 1000.
+    (1000.5, None, None, r"Qwen3-VL-Reranker-2B: image budget must be a whole number of visual tokens, got 1000\.5"),
+    (None, "600", None, "Qwen3RerankerMM-2B: image budget must be a whole number of visual tokens, got '600'"),
 ])
 def test_settings_out_of_range_from_python_are_refused_by_name_not_reported_as_a_failure(tmp_path, caplog, budget_a, budget_b, dpi, said):
     """Gradio keeps its sliders' values in range; `rank_pages` called from Python is not."""

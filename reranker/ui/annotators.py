@@ -30,10 +30,18 @@ def login_required() -> bool:
     return bool(os.environ.get("OAUTH_CLIENT_ID")) and os.environ.get("SYSTEM") == "spaces" and asked
 
 
+def given_name(value, parameter: str = "annotator") -> str:
+    """A name as given (stripped; "" for none), or a refusal naming the parameter: an API client's
+    5 or ["alice"] met `.strip()` and came back as Gradio's unexplained error."""
+    if value is not None and not isinstance(value, str):
+        raise refuse(f"{parameter} must be a name (text), got {value!r}")
+    return (value or "").strip()
+
+
 def annotator_name(name: str | None, profile: gr.OAuthProfile | None = None) -> str:
     """Who is judging: the signed-in user where login is required (see `login_required`), else
     the typed name."""
-    name = (name or "").strip()
+    name = given_name(name)
     if login_required():
         if profile is None:
             raise refuse("Sign in with Hugging Face (top of the Annotate tab) to judge: on this Space "

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..models import A_KEY, B_KEY, MODELS, get_spec
 from .annotate_tab import page_position, position_and_view, query_choices, resume_position
-from .annotators import MAJORITY_VOTE, label_choices, typed_annotator
+from .annotators import MAJORITY_VOTE, given_name, label_choices, typed_annotator
 from .text import Refusal, distinct_names, escape, markdown, refuse, shortened, stored_page_label
 
 if TYPE_CHECKING:
@@ -359,7 +359,8 @@ def register_api(arena: Arena) -> None:
         from ..evaluate import evaluate_store
 
         try:
-            return json.loads(json.dumps(evaluate_store(arena.store, annotator or None).to_dict(), default=str))
+            labels = given_name(annotator) or None
+            return json.loads(json.dumps(evaluate_store(arena.store, labels).to_dict(), default=str))
         except ValueError as error:
             raise refuse(str(error)) from None
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from .annotators import MAJORITY_VOTE, label_choices
+from .annotators import MAJORITY_VOTE, given_name, label_choices
 from .text import escape, markdown, refuse
 
 if TYPE_CHECKING:
@@ -33,8 +33,10 @@ def export_options(fmt, rule, k, max_negatives, annotator, since, until, agreeme
 
     values = dict(format=fmt, rule=rule, k=_whole_number("k", k),
                   max_negatives=_whole_number("Max negatives", max_negatives, least=0),  # 0: positives only
-                  annotator=(annotator or "").strip() or None, since=_moment("Judged since", since),
-                  until=_moment("Judged until", until), require_agreement=bool(agreement), include_mined_negatives=bool(mined),
+                  annotator=given_name(annotator) or None, since=_moment("Judged since", since),
+                  until=_moment("Judged until", until),
+                  require_agreement=_yes_or_no("Only pages annotators agree on (agreement)", agreement),
+                  include_mined_negatives=_yes_or_no("Add model-mined negatives (mined)", mined),
                   # 0 or an empty box: the fewest negatives any query has (every usable query kept).
                   negatives_per_row=None if negatives_per_row in (None, "") else
                   _whole_number("Negatives per row", negatives_per_row, least=0) or None)
@@ -54,6 +56,13 @@ def _moment(name: str, text):
         return parse_moment(text)
     except ValueError as error:
         raise refuse(f"{name}: {error}") from None
+
+
+def _yes_or_no(name: str, value) -> bool:
+    """A check box's value, or a message naming it: an API client's "false" was a true string."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise refuse(f"{name} must be true or false (got {value!r}).")
 
 
 def _whole_number(name: str, value, least: int = 1) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import numbers
 import logging
 from pathlib import Path
 from types import SimpleNamespace
@@ -49,7 +50,13 @@ def budget_pixels(key: str, tokens: int | None) -> int | None:
     """Slider value (visual tokens) → max_pixels. The spec's own default stays exact
     (Qwen3RerankerMM's 564,480 px is not a whole number of 32×32 tokens)."""
     spec = get_spec(key)
-    if tokens is None or int(tokens) == spec.max_visual_tokens:
+    if tokens is None:
+        return spec.max_pixels
+    # As `ModelSpec.check_budget` refuses a fraction of a pixel (the slider steps whole tokens;
+    # an API client's 1000.5 was quietly 1000).
+    if isinstance(tokens, bool) or not isinstance(tokens, numbers.Real) or not float(tokens).is_integer():
+        raise ValueError(f"{spec.label}: image budget must be a whole number of visual tokens, got {tokens!r}")
+    if int(tokens) == spec.max_visual_tokens:
         return spec.max_pixels
     return tokens_to_pixels(int(tokens))
 
