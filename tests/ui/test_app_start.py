@@ -1,0 +1,195 @@
+"""Starting the app: settings, speed notes, what is logged and served, the API it exposes."""
+
+from __future__ import annotations
+
+import pytest
+
+from reranker import devices, ranking, ui
+from reranker.store import Store
+
+
+def test_the_apps_api_has_only_its_documented_endpoints(arena):
+    demo = ui.build_app(arena)
+    public = {name for name, info in demo.get_api_info()["named_endpoints"].items()}
+    assert public == {"/rank", "/judge", "/undo", "/export", "/evaluate"}
+
+
+def test_the_cpu_device_note_gives_speeds_and_the_operator_hears_of_bfloat16_where_it_is_native(monkeypatch):
+    """Visitors read speeds and what they can change; settings only the operator can change are
+    logged for them (a visitor on a Space cannot set RERANKER_DTYPE)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("RERANKER_DTYPE")
+    monkeypatch.setattr(devices, "memory_limit", lambda: 64 * 2**30)  # float32 by default
+    monkeypatch.setattr(ui.speed_notes, "cpu_has_bfloat16", lambda: True)
+    note = ui.speed_notes.device_note()
+    assert note.startswith("**No GPU on this machine.**") and "60 s" in note and "image budgets" in note
+    assert "RERANKER_DTYPE" not in note and "docs/" not in note and "bfloat16" not in note
+    assert "RERANKER_DTYPE=bfloat16" in ui.speed_notes.operator_hint()
+    monkeypatch.setenv("RERANKER_DTYPE", "bfloat16")
+    assert ui.speed_notes.operator_hint() is None  # already set
+    monkeypatch.delenv("RERANKER_DTYPE")
+    monkeypatch.setattr(ui.speed_notes, "cpu_has_bfloat16", lambda: False)  # emulated bfloat16 would be slower
+    assert "RERANKER_DTYPE" not in ui.speed_notes.operator_hint() and "GPU" in ui.speed_notes.operator_hint()
+
+
+def test_settings_both_models_read_are_refused_at_the_start_and_a_missing_weights_folder_is_logged(
+        monkeypatch, tmp_path, caplog):
+    """On a CPU the models load at the first ranking: a wrong RERANKER_DTYPE was a message in
+    both columns for every visitor, and a wrong folder said nothing to the operator."""
+    from reranker.loading import LoadError
+
+    def start():
+        ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "cache"), preload=False).store.close()
+
+    for variable, value, error, message in (
+            ("RERANKER_DTYPE", "fp16", ValueError, "RERANKER_DTYPE: unknown dtype 'fp16'"),
+            ("RERANKER_DEVICE", "tpu", ValueError, "RERANKER_DEVICE='tpu' is not a device"),
+            ("RERANKER_VISION_CACHE_MB", "lots", ValueError, "RERANKER_VISION_CACHE_MB='lots': expected a size in MB"),
+            # Read off a Space too (where it changes nothing): the typo is seen before deploying.
+            ("RERANKER_REQUIRE_LOGIN", "maybe", ValueError, "RERANKER_REQUIRE_LOGIN='maybe': expected 1 or 0"),
+            ("RERANKER_DEVICE", "cuda", LoadError, "RERANKER_DEVICE=cuda: this torch .* sees no CUDA GPU")):
+        with monkeypatch.context() as patch:
+            patch.setenv(variable, value)
+            with pytest.raises(error, match=message):
+                start()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="RERANKER_CACHE=.*file: the image cache folder cannot be made there"):
+        ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "file"), preload=False)
+    monkeypatch.setenv("RERANKER_QWEN3_VL_RERANKER_2B_MODEL", str(tmp_path / "no-such-folder"))
+    with caplog.at_level("WARNING", logger="reranker.ui"):
+        start()  # the other model still works: the app starts
+    assert "Qwen3-VL-Reranker-2B weights from" in caplog.text and "no-such-folder': no such folder" in caplog.text
+
+
+def test_the_operator_hint_is_logged_when_the_app_starts(monkeypatch, tmp_path, caplog):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("RERANKER_DTYPE")
+    with caplog.at_level("INFO", logger="reranker.ui"):
+        arena = ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "cache"), preload=False)
+    arena.store.close()
+    assert ui.speed_notes.operator_hint() in caplog.text
+    # What the operator set, in one line.
+    assert (f"database {tmp_path / 'arena.db'} · image cache {tmp_path / 'cache'} · models on cpu in "
+            f"{str(devices.default_dtype(torch.device('cpu'))).removeprefix('torch.')}, loaded at first use · "
+            "judging by typed name") in caplog.text
+
+
+def test_the_app_starts_by_removing_render_folders_that_stopped_processes_left(monkeypatch, tmp_path, caplog):
+    import subprocess
+    import sys
+    import tempfile
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    temp = tmp_path / "tmp"
+    (temp / f"render-{ended.pid}-q0w9e8r7").mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    with caplog.at_level("INFO", logger="reranker.ui"):
+        ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "cache"), preload=False).store.close()
+    assert list(temp.iterdir()) == []
+    assert f"removed 1 render folder(s) left by stopped processes: render-{ended.pid}-q0w9e8r7" in caplog.text
+
+
+def test_the_device_note_names_where_the_models_run_not_what_the_machine_has(monkeypatch):
+    """RERANKER_DEVICE=cpu on a GPU machine said "Running on NVIDIA L4."."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA L4")
+    monkeypatch.setenv("RERANKER_DEVICE", "cuda")
+    assert ui.speed_notes.device_note() == "Running on NVIDIA L4."
+    monkeypatch.setenv("RERANKER_DEVICE", "cpu")
+    assert ui.speed_notes.device_note().startswith("**The models run on the CPU.** On 2 CPU cores")
+
+
+def test_the_cpu_device_note_says_when_memory_made_the_models_bfloat16(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("RERANKER_DTYPE")
+    monkeypatch.setattr(devices, "memory_limit", lambda: 16 * 2**30)  # a free CPU Space
+    note = ui.speed_notes.device_note()
+    assert "With 16 GiB of memory the models run in bfloat16" in note and "needs 20 GiB" in note
+
+
+def test_escaped_text_keeps_quotes_and_markdown_never_renders_latex(arena):
+    import gradio as gr
+
+    assert ui.text.escape("O'Brien's \"Q3\" <b>*x*</b> & y") == "O'Brien's \"Q3\" &lt;b&gt;\\*x\\*&lt;/b&gt; &amp; y"
+    demo = ui.build_app(arena)
+    shown = [block for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
+    assert shown and all(block.latex_delimiters == [] for block in shown)  # a query's $$x$$ stays text
+
+
+def test_the_apps_own_file_limit_is_below_gradios_so_a_big_file_is_named_not_the_batch_refused(arena):
+    from gradio.utils import _parse_file_size
+
+    from reranker.documents import IngestOptions
+
+    assert _parse_file_size(ui.launch_options(arena)["max_file_size"]) > IngestOptions().max_file_bytes
+
+
+def test_the_app_says_that_what_is_ranked_is_shared(arena):
+    import gradio as gr
+
+    demo = ui.build_app(arena)
+    intro = next(b for b in demo.blocks.values() if isinstance(b, gr.Markdown) and b.elem_id == "intro")
+    assert "Shared with everyone who uses this app" in intro.value and "confidential" in intro.value
+
+
+def test_a_database_that_cannot_be_opened_is_named(tmp_path):
+    from reranker.store import Store, StoreError
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the database's folder should be")
+    with pytest.raises(StoreError, match=r"The database .*not-a-folder/arena.db cannot be made: .*not-a-folder is not a folder"):
+        Store(blocker / "arena.db")
+
+
+def test_a_thumbnail_cache_size_that_is_not_a_number_stops_the_app_naming_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("RERANKER_THUMBNAIL_CACHE_MB", "1GB")
+    with pytest.raises(ValueError, match=r"^RERANKER_THUMBNAIL_CACHE_MB='1GB': expected a size in MB"):
+        ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "cache"), preload=False)
+    monkeypatch.setenv("RERANKER_THUMBNAIL_CACHE_MB", "64")
+    assert ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "cache"), preload=False).images.disk_bytes == 64 * 2**20
+
+
+@pytest.mark.parametrize(("value", "secret"), [(None, "rerank-arena"), ("", "rerank-arena"), ("ours", "ours")])
+def test_what_the_browser_remembers_is_signed_with_a_key_that_outlives_a_restart(monkeypatch, value, secret):
+    """Set but empty, RERANKER_BROWSER_SECRET reached Gradio as "", which then drew a random key
+    at each start: every browser forgot its annotator's name at the next restart."""
+    import gradio as gr
+
+    if value is None:
+        monkeypatch.delenv("RERANKER_BROWSER_SECRET", raising=False)
+    else:
+        monkeypatch.setenv("RERANKER_BROWSER_SECRET", value)
+    with gr.Blocks():
+        shared = ui.blocks.shared_state()
+    assert {state.secret for state in (shared.saved_name, shared.saved_query, shared.saved_order)} == {secret}
+
+
+def test_the_database_is_never_served_even_from_inside_the_cache_folder(tmp_path):
+    """With RERANKER_CACHE the database's own folder (both on a Space's /data), Gradio served the
+    whole file to anyone who asked for its path."""
+    import httpx
+
+    folder = tmp_path / "data"
+    arena = ui.Arena(ranking.ModelPool(loader=lambda key: pytest.fail("no model is needed")), Store(folder / "arena.db"), folder)
+    arena.store.save_guidelines("Tables count.", "lead")  # something in the file, and a WAL beside it
+    (folder / "thumb.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # what the folder is for
+    demo = ui.build_app(arena)
+    _, url, _ = demo.launch(**ui.launch_options(arena), prevent_thread_lock=True, server_name="127.0.0.1", server_port=None)
+    try:
+        served = httpx.get(f"{url}gradio_api/file={folder / 'thumb.png'}")
+        assert served.status_code == 200
+        for name in ("arena.db", "arena.db-wal"):
+            assert (folder / name).exists()
+            assert httpx.get(f"{url}gradio_api/file={folder / name}").status_code == 403, name
+    finally:
+        demo.close()
+        arena.store.close()

@@ -1,0 +1,117 @@
+"""The Export tab: options as typed, the preview, the file, and old export files."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+
+from reranker import ui
+from reranker.models import A_KEY as A
+
+
+def test_export_tab_previews_and_writes_a_file(arena, ranked):
+    from pathlib import Path
+
+    query_id = ranked["query_id"]
+    hashes = [entry["content_hash"] for entry in ranked["models"][A]["ranking"]]
+    ui.annotate_tab.judge(arena, query_id, hashes[0], "ann", "relevant")
+    ui.annotate_tab.judge(arena, query_id, hashes[1], "ann", "not_relevant")
+    options = ("flagembedding", "either", 5, 10, "", "", "", False, False)
+    assert "positives       1" in ui.export_tab.export_preview(arena, *options)
+    path = Path(ui.export_tab.export_file(arena, *options))
+    assert path.exists() and path.suffix == ".zip" and path.is_relative_to(arena.cache_dir)
+
+
+def test_an_emptied_number_box_or_an_unknown_query_is_a_message_not_a_crash(arena, ranked):
+    import gradio as gr
+
+    options = ["pointwise", "either", None, 10, "", "", "", False, False]  # k emptied
+    with pytest.raises(gr.Error, match="k must be a whole number of at least 1"):
+        ui.export_tab.export_preview(arena, *options)
+    with pytest.raises(gr.Error, match="Max negatives must be a whole number"):
+        ui.export_tab.export_file(arena, "pointwise", "either", 5, 2.5)
+    with pytest.raises(gr.Error, match="999999"):
+        ui.annotate_tab.undo(arena, 999999, "rater")
+
+
+def test_an_export_on_a_full_disk_says_so_and_leaves_no_folder_behind(arena, ranked, monkeypatch):
+    """A full disk reached the visitor as Gradio's "the upstream app has raised an exception", and
+    each try left an empty export folder."""
+    import errno
+    import os
+
+    from reranker import output_files
+
+    pages = ranked["pages"]
+    ui.annotate_tab.judge(arena, ranked["query_id"], pages[0]["content_hash"], "rater", "relevant")
+    ui.annotate_tab.judge(arena, ranked["query_id"], pages[1]["content_hash"], "rater", "not_relevant")
+
+    def no_space(*args, **kwargs):  # the edge this machine cannot reach: a disk that fills up
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(output_files.tempfile, "mkstemp", no_space)
+    with pytest.raises(gr.Error) as raised:
+        ui.export_tab.export_file(arena, "pointwise", "all", 5, 10)
+    assert raised.value.message == (f"The export file could not be written in the app's folder for them, {arena.cache_dir} "
+                                    "(RERANKER_CACHE): the disk holding it is full; free some space and try again. "
+                                    "Nothing stored was changed.")
+    assert not list(arena.cache_dir.glob("export-*"))
+
+
+def test_exports_older_than_an_hour_are_removed_when_the_next_is_made(arena, ranked, monkeypatch):
+    import os
+    import time
+
+    pages = ranked["pages"]
+    ui.annotate_tab.judge(arena, ranked["query_id"], pages[0]["content_hash"], "rater", "relevant")
+    ui.annotate_tab.judge(arena, ranked["query_id"], pages[1]["content_hash"], "rater", "not_relevant")
+    old = ui.export_tab.export_file(arena, "pointwise", "all", 5, 10)
+    hour_ago = time.time() - ui.export_tab.EXPORT_KEEP_SECONDS - 1
+    os.utime(os.path.dirname(old), (hour_ago, hour_ago))
+    new = ui.export_tab.export_file(arena, "pointwise", "all", 5, 10)
+    assert os.path.exists(new) and not os.path.exists(old)
+    # And only the newest few, whatever their age: anyone may export, and each is a copy of every judged page.
+    made = [ui.export_tab.export_file(arena, "pointwise", "all", 5, 10) for _ in range(ui.export_tab.EXPORTS_KEPT + 2)]
+    assert [os.path.exists(path) for path in made] == [False, False] + [True] * ui.export_tab.EXPORTS_KEPT
+    assert len(list(arena.cache_dir.glob("export-*"))) == ui.export_tab.EXPORTS_KEPT
+
+
+def test_export_allows_zero_negatives_but_not_fewer():
+    assert ui.export_tab.export_options("pointwise", "either", 5, 0, "", "", "", False, False).max_negatives == 0  # positives only
+    for typed, per_row in ((0, None), (None, None), ("", None), (3, 3), (3.0, 3)):  # 0 or empty: the fewest any query has
+        assert ui.export_tab.export_options("sentence-transformers", "either", 5, 3, "", "", "", False, False, typed).negatives_per_row == per_row
+    with pytest.raises(Exception, match=r"Negatives per row must be a whole number of at least 0 \(got -1\)"):
+        ui.export_tab.export_options("sentence-transformers", "either", 5, 3, "", "", "", False, False, -1)
+    with pytest.raises(Exception, match="Max negatives must be a whole number of at least 0"):
+        ui.export_tab.export_options("pointwise", "either", 5, -1, "", "", "", False, False)
+    with pytest.raises(Exception, match="k must be a whole number of at least 1"):
+        ui.export_tab.export_options("pointwise", "either", 0, 3, "", "", "", False, False)
+
+
+@pytest.mark.parametrize("box", ["since", "until"])
+@pytest.mark.parametrize("typed", ["yesterday", "26/11/2026"])
+def test_a_date_the_export_cannot_read_names_its_box_and_the_formats_it_takes(box, typed):
+    dates = {"since": "", "until": "", box: typed}
+    with pytest.raises(Exception, match=rf"Judged {box}: '{typed}' is not a date \(YYYY-MM-DD, e\.g\. 2026-03-01\)"):
+        ui.export_tab.export_options("pointwise", "either", 5, 3, "", dates["since"], dates["until"], False, False)
+    assert ui.export_tab.export_options("pointwise", "either", 5, 3, "", " 2026-03-01 ", "2026-03-02T10:00", False, False).since.day == 1
+
+
+def test_preview_and_export_say_what_is_wrong_with_the_options_in_the_same_words(arena, ranked):
+    """A message raised for a box is shown as it is: not re-wrapped, which quoted it ("'…'")."""
+    import gradio as gr
+
+    cases = {
+        ("2026-02-30", ""): "Judged since: '2026-02-30' is not a date (YYYY-MM-DD, e.g. 2026-03-01) or an ISO date and "
+                            "time (e.g. 2026-03-01T14:30; UTC unless it has an offset)",
+        ("2026-03-06", "2026-03-05"): "since 2026-03-06 is not before until 2026-03-05 (a date until includes that "
+                                      "whole day): no judgment can fall between them",
+    }
+    for (since, until), message in cases.items():
+        options = ("pointwise", "either", 5, 3, "", since, until, False, False)
+        for show in (ui.export_tab.export_preview, ui.export_tab.export_file):
+            with pytest.raises(gr.Error) as caught:
+                show(arena, *options)
+            assert caught.value.message == message, show.__name__
+        assert ui.export_tab.preview_view(arena, *options) == f"⚠️ {ui.text.escape(message)}"  # in the box, in place of old counts
+    assert ui.export_tab.preview_view(arena, "pointwise", "either", 5, 3, "", "", "", False, False).startswith("```\npointwise: ")

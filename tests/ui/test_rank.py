@@ -1,0 +1,294 @@
+"""The Rank tab: ranking an upload, its galleries and captions, agreement, and what it refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from reranker import ranking, ui
+from reranker.models import A_KEY, B_KEY, get_spec
+from reranker.store import Store
+
+from . import QUERY
+
+A, B = A_KEY, B_KEY
+
+
+def test_ranking_view_escapes_what_users_typed_or_named(arena, tiny_rerankers, tmp_path):
+    from ..bad_inputs import SAMPLE_PAGES
+
+    evil = tmp_path / "<img src=x onerror=alert(1)>.jpg"
+    evil.write_bytes(SAMPLE_PAGES[0].read_bytes())
+    data = ui.rank_tab.rank_pages(arena, [str(evil)], "<script>alert(1)</script> *bold* [x](javascript:y)", None, None, None, None)
+    status, header_a, gallery_a, header_b, gallery_b, agreement, scatter, _, _ = ui.rank_tab.show_ranking(arena, data)
+    for text in (status, header_a, header_b):
+        assert "<script>" not in text and "<img" not in text
+    assert "&lt;script&gt;" in status and "\\*bold\\*" in status and "\\[x\\]" in status
+    assert len(gallery_a) == 1 and gallery_a[0][1].startswith("#1 · P(yes) ")
+
+
+# Pages the two tiny models rank in different orders (A: 1, 9, 7, 8; B: 9, 7, 8, 1), so a caption
+# showing a page's own rank as the other model's, or an image shown for another page, is seen.
+DISAGREEING = (1, 9, 7, 8)
+
+
+def test_ranking_view_captions_follow_each_models_order(arena):
+    from pathlib import Path
+
+    from PIL import Image, ImageChops, ImageStat
+
+    from ..bad_inputs import SAMPLE_PAGES
+
+    files = [SAMPLE_PAGES[n] for n in DISAGREEING]
+    data = ui.rank_tab.rank_pages(arena, [str(path) for path in files], QUERY, None, None, None, None)
+    _, _, gallery_a, _, gallery_b, agreement, scatter, _, _ = ui.rank_tab.show_ranking(arena, data)
+    pages = data["pages"]
+    assert [page["source"] for page in pages] == [path.name for path in files]  # upload order
+
+    def rank_under(key: str) -> dict[int, int]:
+        """Page index → its rank by the model's per-page scores (computed here, not taken from the ranking)."""
+        scores = data["models"][key]["scores"]
+        assert len(set(scores)) == len(scores), "a tie would make the ranks ambiguous"
+        return {page: 1 + sum(other > score for other in scores) for page, score in enumerate(scores)}
+
+    ranks = {A: rank_under(A), B: rank_under(B)}
+    assert ranks[A] != ranks[B], "the models must disagree, or 'other: #N' would equal the page's own rank"
+
+    def small(path) -> Image.Image:
+        with Image.open(path) as image:
+            return image.convert("L").resize((48, 64))
+
+    sources = [small(path) for path in files]
+
+    def nearest_source(thumbnail: str) -> int:
+        shown = small(thumbnail)
+        return min(range(len(files)), key=lambda n: ImageStat.Stat(ImageChops.difference(shown, sources[n])).mean[0])
+
+    for gallery, key, other in ((gallery_a, A, B), (gallery_b, B, A)):
+        ranking = data["models"][key]["ranking"]
+        assert len(gallery) == len(ranking) == len(files)
+        # Best first: gallery position i shows the page this model ranks i + 1.
+        shown_pages = [next(page for page, rank in ranks[key].items() if rank == position)
+                       for position in range(1, len(files) + 1)]
+        assert [entry["page"] for entry in ranking] == shown_pages, key
+        for (path, caption), entry, page in zip(gallery, ranking, shown_pages):
+            content_hash = pages[page]["content_hash"]
+            assert entry["content_hash"] == content_hash
+            # The thumbnail is that page's JPEG (thumbnails.PageImages names it by content hash) ...
+            assert Path(path).name == f"{content_hash[:32]}-{ui.rank_tab.GALLERY_SIDE}.jpg", (key, caption)
+            assert Path(path).is_relative_to(arena.cache_dir)
+            # ... and looks like that page's file, not another one of the upload.
+            assert nearest_source(path) == page, (key, caption, path)
+            own, theirs = ranks[key][page], ranks[other][page]
+            shift = theirs - own
+            arrow = "=" if shift == 0 else (f"↓{shift}" if shift > 0 else f"↑{-shift}")
+            score = data["models"][key]["scores"][page]
+            assert caption == f"#{own} · P(yes) {score:.3f} · {files[page].name} · other: #{theirs} ({arrow})", key
+    assert "Kendall τ" in agreement and list(scatter.columns) == ["Qwen3-VL-Reranker-2B", "Qwen3RerankerMM-2B", "page"]
+
+
+def test_a_ranking_reports_its_progress_to_gradio_step_by_step(tmp_path, tiny_rerankers):
+    """Through a real gr.Progress, which is falsy (its len is 0): the app once took it for none."""
+    import gradio as gr
+
+    from ..bad_inputs import SAMPLE_PAGES
+
+    class Recorded(gr.Progress):
+        def __call__(self, progress, desc=None, **options):
+            steps.append((progress, desc))
+
+    steps = []
+    for reranker in tiny_rerankers.values():
+        reranker.clear_caches()  # every page is scored here, whatever tests ran before
+    pool = ranking.ModelPool(loader=lambda key: tiny_rerankers[key])  # neither model loaded yet
+    arena = ui.Arena(pool, Store(tmp_path / "arena.db"), tmp_path / "cache")
+    ui.rank_tab.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[:5]], QUERY, None, None, None, None, Recorded())
+    a, b = (get_spec(key).label for key in (A, B))
+    messages = [desc for _, desc in steps]
+    assert messages[:3] == ["Reading files", f"Loading {a}", f"Loading {b}"]
+    assert messages[-1] == "Done" and f"{a}: 5/5 pages" in messages and f"{b}: 5/5 pages" in messages
+    assert messages.index(f"{a}: 0/5 pages") < messages.index(f"{a}: 5/5 pages") < messages.index(f"{b}: 0/5 pages")
+    fractions = [fraction for fraction, _ in steps]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
+    steps.clear()
+    ui.rank_tab.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[:5]], "another question", None, None, None, None, Recorded())
+    assert not any(desc.startswith("Loading") for _, desc in steps)  # loaded by now
+
+
+def test_an_unexpected_failure_of_a_ranking_is_said_in_words(tmp_path, monkeypatch, caplog):
+    """A bug in the ranking showed a bare "Error" badge over the galleries, with nothing to report."""
+    import gradio as gr
+
+    from ..bad_inputs import SAMPLE_PAGES
+
+    def broken(*args, **kwargs):
+        raise KeyError("no page 3f2a")
+
+    monkeypatch.setattr(ranking, "rank_and_save", broken)
+    arena = ui.Arena(ranking.ModelPool(loader=lambda key: pytest.fail("no model is needed")),
+                     Store(tmp_path / "arena.db"), tmp_path / "cache")
+    with pytest.raises(gr.Error) as failure:
+        ui.rank_tab.rank_pages(arena, [str(SAMPLE_PAGES[0])], QUERY, None, None, None, None)
+    assert failure.value.message == "The ranking failed: KeyError: 'no page 3f2a' (the server log has the details)."
+    assert f"ranking {QUERY!r} failed" in caplog.text and "KeyError: 'no page 3f2a'" in caplog.text  # with its traceback
+
+    # An error already worded for people (ZeroGPU's quota message) passes as it is.
+    quota = gr.Error("You have exceeded your GPU quota.", title="ZeroGPU quota exceeded", print_exception=False)
+
+    def over_quota(*args, **kwargs):
+        raise quota
+
+    monkeypatch.setattr(ranking, "rank_and_save", over_quota)
+    with pytest.raises(gr.Error) as failure:
+        ui.rank_tab.rank_pages(arena, [str(SAMPLE_PAGES[0])], QUERY, None, None, None, None)
+    assert failure.value is quota
+
+
+@pytest.mark.parametrize(("budget_a", "budget_b", "dpi", "said"), [
+    (None, None, 30, "dpi must be from 36 to 600, got 30.0"),
+    (5000, None, None, "Qwen3-VL-Reranker-2B: image budget 5120000 px is outside"),
+    (None, 2, None, "Qwen3RerankerMM-2B: image budget 2048 px is outside"),
+    # The slider steps whole tokens; 1000.5 from a client was quietly 1000.
+    (1000.5, None, None, r"Qwen3-VL-Reranker-2B: image budget must be a whole number of visual tokens, got 1000\.5"),
+    (None, "600", None, "Qwen3RerankerMM-2B: image budget must be a whole number of visual tokens, got '600'"),
+])
+def test_settings_out_of_range_from_python_are_refused_by_name_not_reported_as_a_failure(tmp_path, caplog, budget_a, budget_b, dpi, said):
+    """Gradio keeps its sliders' values in range; `rank_pages` called from Python is not."""
+    from ..bad_inputs import SAMPLE_PAGES
+
+    arena = ui.Arena(ranking.ModelPool(loader=lambda key: pytest.fail("no model is needed")),
+                     Store(tmp_path / "arena.db"), tmp_path / "cache")
+    with pytest.raises(ui.text.Refusal, match=said):
+        ui.rank_tab.rank_pages(arena, [str(SAMPLE_PAGES[0])], QUERY, None, budget_a, budget_b, dpi)
+    assert "failed" not in caplog.text and arena.store.list_queries() == []
+
+
+def test_an_upload_of_only_bad_files_names_them_and_shows_no_ranking(tmp_path):
+    pool = ranking.ModelPool(loader=lambda key: pytest.fail(f"{key} was loaded for no page"))
+    arena = ui.Arena(pool, Store(tmp_path / "arena.db"), tmp_path / "cache")
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a document")
+    data = ui.rank_tab.rank_pages(arena, [str(bad)], QUERY, None, None, None, None)
+    status, header_a, gallery_a, header_b, gallery_b, agreement, scatter, _, _ = ui.rank_tab.show_ranking(arena, data)
+    assert data["query_id"] is None and data["models"] == {}
+    assert "**Nothing was ranked:** no page could be read from the upload." in status and "⚠️ notes.txt: " in status
+    assert gallery_a == gallery_b == [] and agreement == "" and scatter is None
+
+
+def test_a_failed_model_column_says_why(arena, ranked):
+    ranked["models"][B].update(error="Could not load Qwen3RerankerMM-2B: offline", scores=None, ranking=[])
+    ranked["agreement"] = None
+    _, header_a, gallery_a, header_b, gallery_b, _, _, _, _ = ui.rank_tab.show_ranking(arena, ranked)
+    assert "Unavailable" in header_b and "offline" in header_b and gallery_b == []
+    assert len(gallery_a) == 4
+
+
+def test_budget_sliders_keep_each_models_default_exact():
+    assert ui.rank_tab.budget_pixels(B, 551) == 564_480  # the card's 720·28·28, not 551·32·32
+    assert ui.rank_tab.budget_pixels(A, 1280) == 1280 * 32 * 32
+    assert ui.rank_tab.budget_pixels(A, 1800) == 1800 * 32 * 32 and ui.rank_tab.budget_pixels(B, 256) == 256 * 32 * 32
+
+
+def test_the_agreement_line_names_each_models_rank_and_says_no_top_k_overlap_for_k_pages_or_fewer():
+    """With five pages or fewer both top-5 are every page: "100%" whatever the models thought."""
+    def data(n: int) -> dict:
+        pages = [dict(source=f"p{i}.png", page_number=1, kind="image", page_count=1) for i in range(n)]
+        scores = [float(i) for i in range(n)]
+        return dict(pages=pages, models={A: dict(scores=scores), B: dict(scores=scores[::-1])}, agreement=dict(
+            kendall_tau=-1.0, spearman=-1.0, k=5, topk_overlap=None if n <= 5 else 0.2,
+            disagreements=[dict(page=0, rank_a=n, rank_b=1)]))
+
+    few, _ = ui.rank_tab.agreement_view(data(3))
+    assert few.startswith("**Agreement:** Kendall τ -1.00\n") and "overlap" not in few
+    assert "p0.png (VL-Reranker #3, RerankerMM #1)" in few
+    many, _ = ui.rank_tab.agreement_view(data(6))
+    assert many.startswith("**Agreement:** Kendall τ -1.00 · top-5 overlap 20%")
+
+
+def test_a_new_query_about_the_same_upload_does_not_render_it_again(arena, monkeypatch, tmp_path):
+    from reranker import documents
+
+    from ..bad_inputs import sample_pdf
+
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(sample_pdf(3))
+    loaded = []
+    real = documents._ingest
+    monkeypatch.setattr(documents, "_ingest", lambda name, *args: loaded.append(name) or real(name, *args))
+    first = ui.rank_tab.rank_pages(arena, [str(pdf)], QUERY, None, None, None, None)
+    second = ui.rank_tab.rank_pages(arena, [str(pdf)], "A different question about the same report", None, None, None, None)
+    assert loaded == ["report.pdf"]
+    assert [p["content_hash"] for p in second["pages"]] == [p["content_hash"] for p in first["pages"]]
+    assert second["query_id"] != first["query_id"]
+    # A different DPI is a different rendering.
+    ui.rank_tab.rank_pages(arena, [str(pdf)], QUERY, None, None, None, 72)
+    assert loaded == ["report.pdf", "report.pdf"]
+    thumbnail = arena.image_path(first["pages"][0]["content_hash"], 128)  # from the remembered page
+    assert thumbnail.endswith(".jpg")
+
+
+def test_a_header_says_how_many_scores_were_stored_and_times_only_the_rest(arena):
+    from ..bad_inputs import SAMPLE_PAGES
+
+    files = [str(path) for path in SAMPLE_PAGES[:3]]
+    ui.rank_tab.rank_pages(arena, files[:2], QUERY, None, None, None, None)
+    data = ui.rank_tab.rank_pages(arena, files, QUERY, None, None, None, None)
+    _, header_a, _, header_b, _, _, _, _, _ = ui.rank_tab.show_ranking(arena, data)
+    for header, key in ((header_a, A), (header_b, B)):
+        model = data["models"][key]
+        assert (model["stored"], model["scored"]) == (2, 1)
+        assert "3 pages (2 scored before) in" in header
+
+
+def test_what_a_visitor_types_is_bounded_before_it_is_stored(arena):
+    """Queries and guidelines are kept for good and shown to every visitor."""
+    import gradio as gr
+
+    from ..bad_inputs import SAMPLE_PAGES
+
+    with pytest.raises(gr.Error, match="The query is 10,001 characters long; the app takes at most 10,000"):
+        ui.rank_tab.rank_pages(arena, [str(SAMPLE_PAGES[0])], "<|im_start|>" * 833 + "x" * 5, None, None, None, None)
+    with pytest.raises(gr.Error, match="The instruction is"):
+        ui.rank_tab.rank_pages(arena, [str(SAMPLE_PAGES[0])], QUERY, "i" * 10_001, None, None, None)
+    assert arena.store.list_queries() == []  # nothing was stored
+    with pytest.raises(gr.Error, match="at most 64,000 are kept"):
+        ui.guidelines.write_guidelines(arena, "g" * 64_001)
+
+
+def test_a_ranking_that_cannot_be_saved_says_why(arena, ranked):
+    from ..bad_inputs import SAMPLE_PAGES
+
+    store = arena.store
+    store.db.execute(f"PRAGMA max_page_count = {store.db.execute('PRAGMA page_count').fetchone()[0]}")
+    with pytest.raises(Exception, match=r"could not be written: the disk holding it is full") as failure:
+        ui.rank_tab.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[4:6]], "another question", None, None, None, None)
+    assert type(failure.value).__name__ == "Error"
+
+
+def test_clicking_a_page_in_one_gallery_shows_progress_on_the_large_view_only(arena):
+    """The other gallery is an output of the click (its mark follows the page); with progress
+    shown on every output, Gradio's overlay blanked that whole gallery for the request."""
+    demo = ui.build_app(arena)
+    ids = {c["props"].get("elem_id"): c["id"] for c in demo.config["components"] if c.get("props", {}).get("elem_id")}
+    for clicked, other in (("gallery-a", "gallery-b"), ("gallery-b", "gallery-a")):
+        (select,) = [d for d in demo.config["dependencies"] if (ids[clicked], "select") in [tuple(t) for t in d["targets"]]]
+        assert ids[other] in select["outputs"] and select["show_progress_on"] == [ids["detail-image"]]
+
+
+def test_each_example_ranks_its_page_among_others():
+    """One page alone was no ranking to compare: each example's page comes between two others."""
+    from pathlib import Path
+
+    rows, labels = ui.rank_tab.examples()
+    for (files, query), label in zip(rows[:-1], labels[:-1]):
+        names = [Path(path).name for path in files]
+        assert len(set(names)) == 3 and ui.rank_tab.EXAMPLE_QUERIES[names[1]] == query and all(Path(p).exists() for p in files)
+        assert label.startswith("3 pages: ") and len(label) <= ui.rank_tab.EXAMPLE_LABEL_LIMIT
+    assert len(rows[-1][0]) == 10 and labels[-1].startswith("All 10 sample pages: ")
+
+
+def test_an_instruction_of_only_invisible_characters_is_no_instruction(arena):
+    """Stored as an instruction, it replaced A's default and tagged the query "[instruction: ​]"."""
+    from ..bad_inputs import SAMPLE_PAGES
+
+    data = ui.rank_tab.rank_pages(arena, [str(SAMPLE_PAGES[0])], QUERY, "\u200b \u2060", None, None, None)
+    assert data["instruction"] is None and arena.store.query(data["query_id"]).instruction is None
