@@ -155,6 +155,9 @@ class Selection:
     judgments: int  # current labels that passed the annotator/date filters
     disagreements: int  # pages dropped: annotators disagree (with require_agreement) or tie
     annotator: str | None = None  # the annotator filter as stored ("ALICE" asked: "alice")
+    # As asked: what `summarize` and `export` apply to it (two selections of the same pages are
+    # equal whatever options chose them).
+    options: ExportOptions | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -227,11 +230,12 @@ def _model_name(key: str) -> str:
 def select(store: Store, options: ExportOptions) -> Selection:
     """Positives and negatives per query under the options (format-independent)."""
     with store.snapshot():  # one moment: an undo while exporting cannot split a label
+        stored = options
         if options.annotator is not None:  # as the app does: "ALICE" is who judges as "alice"; blank: everyone
             name = options.annotator.strip()
-            options = dataclasses.replace(options, annotator=store.known_annotator(name) if name else None)
-        store.require_annotator(options.annotator)
-        return _select(store, options)
+            stored = dataclasses.replace(options, annotator=store.known_annotator(name) if name else None)
+        store.require_annotator(stored.annotator)
+        return dataclasses.replace(_select(store, stored), options=options)
 
 
 def _votes(judgments) -> dict[int, dict[str, dict[str, str]]]:
@@ -256,17 +260,21 @@ def _select(store: Store, options: ExportOptions) -> Selection:
     scored_models = tuple(in_model_order({m for ps in pages.values() for p in ps for m in p.scores}))
     models = options.models or scored_models
 
+    summaries = {summary.id: summary for summary in store.list_queries()} if pages else {}  # once, not a query each
     queries, disagreements = [], 0
     for query_id, candidates in pages.items():
-        summary = store.query(query_id)
+        summary = summaries[query_id]
         labelled: list[tuple[QueryPage, str, tuple[str, ...]]] = []
         for page in candidates:
             page_votes = _binary(votes[query_id].get(page.page_hash, {}))  # a skip is no vote
             if not page_votes:
                 continue  # unjudged, or only skipped
             label = majority(page_votes.values())
-            team_votes = _binary(team.get(query_id, {}).get(page.page_hash, {}))
-            team_label = majority(team_votes.values())
+            if team is votes:  # no filter: the team's labels are these (not counted again)
+                team_votes, team_label = page_votes, label
+            else:
+                team_votes = _binary(team.get(query_id, {}).get(page.page_hash, {}))
+                team_label = majority(team_votes.values())
             if (label is None or team_label not in (None, label)
                     or (options.require_agreement and len(set(team_votes.values()) | {label}) > 1)):
                 disagreements += 1
@@ -359,10 +367,12 @@ def _usable(selection: Selection, options: ExportOptions) -> tuple[list[QueryExa
 
 def preview(store: Store, options: ExportOptions) -> ExportPreview:
     """Counts of what `export` would write with these options (nothing is written)."""
-    return _preview(select(store, options), options)
+    return summarize(select(store, options))
 
 
-def _preview(selection: Selection, options: ExportOptions) -> ExportPreview:
+def summarize(selection: Selection) -> ExportPreview:
+    """The counts `preview` gives, of a selection already made (`select`)."""
+    options = selection.options
     queries, n = _usable(selection, options)
     negatives = [e for q in queries for e in (q.negatives[:n] if n else q.negatives)]
     positives = sum(len(q.positives) for q in queries)
@@ -603,6 +613,7 @@ def export(
     options: ExportOptions,
     out_path: str | os.PathLike,
     *,
+    selection: Selection | None = None,
     prompt_for: Callable[[str, str | None], str] | None = None,
 ) -> Path:
     """Write the export to `out_path` (one .zip or .parquet file) and return its path.
@@ -610,11 +621,16 @@ def export(
     FlagEmbedding rows carry the teacher model's exact prompt as "teacher_prompt"
     (`reranker.models.render_prompt`); `prompt_for(query, instruction)`, when given, fills
     FlagEmbedding's own "prompt" (the question its trainer appends after query and passage;
-    without it, FlagEmbedding uses its default). Raises
-    NothingToExportError (and writes nothing) when the options select no rows.
+    without it, FlagEmbedding uses its default). `selection`: what `select(store, options)`
+    gave for these same options a moment ago (the app's preview of the Export click), so that
+    the file holds what that preview counted and the selection is not made twice; by default it
+    is made now. Raises NothingToExportError (and writes nothing) when the options select no rows.
     """
-    selection = select(store, options)
-    summary = _preview(selection, options)
+    if selection is None:
+        selection = select(store, options)
+    elif selection.options != options:
+        raise ValueError(f"this selection was made under other options ({selection.options}), not {options}")
+    summary = summarize(selection)
     if summary.rows == 0:
         raise NothingToExportError(_nothing_message(summary, options))
     queries, n = _usable(selection, options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -429,6 +430,25 @@ def test_same_database_and_options_give_identical_bytes(arena, tmp_path, fmt):
     second = export(store, options, tmp_path / "again" / f"two{suffix}").read_bytes()
     assert first == second
     assert not list(tmp_path.rglob("*.partial"))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_export_of_a_selection_made_before_writes_it_and_the_same_bytes(arena, tmp_path, fmt):
+    """The app's Export click selects once, for its preview, and writes that selection: a judgment
+    made between the two is not in the file (whose counts the preview showed); a selection made
+    under other options is refused."""
+    store, pages, (q1, _) = arena
+    options = ExportOptions(format=fmt, rule="either", k=2, include_mined_negatives=True)
+    suffix = ".parquet" if fmt == "parquet" else ".zip"
+    selection = select(store, options)
+    fresh = export(store, options, tmp_path / f"fresh{suffix}").read_bytes()
+    store.record_judgment(q1, pages["p7"].content_hash, "ann", RELEVANT)  # after the preview
+    assert export(store, options, tmp_path / "before" / f"file{suffix}", selection=selection).read_bytes() == fresh
+    assert export(store, options, tmp_path / "now" / f"file{suffix}").read_bytes() != fresh
+    other = dataclasses.replace(options, k=3)
+    with pytest.raises(ValueError, match="this selection was made under other options"):
+        export(store, other, tmp_path / "other" / f"file{suffix}", selection=selection)
+    assert not (tmp_path / "other").exists() or not list((tmp_path / "other").iterdir())
 
 
 @pytest.mark.parametrize("fmt", ["pointwise", "sentence-transformers", "flagembedding"])

@@ -20,6 +20,7 @@ from .annotators import MAJORITY_VOTE, given_name, label_choices
 from .text import escape, markdown, refuse
 
 if TYPE_CHECKING:
+    from ..export import Selection
     from .arena import Arena
 
 logger = logging.getLogger(__name__)
@@ -77,14 +78,19 @@ def _whole_number(name: str, value, least: int = 1) -> int:
 
 
 def export_preview(arena: Arena, *options) -> str:
-    from ..export import preview
+    return previewed(arena, *options)[0]
+
+
+def previewed(arena: Arena, *options) -> tuple[str, Selection]:
+    """The preview's text, and the selection it counted (which the Export click then writes)."""
+    from ..export import select, summarize
 
     options = export_options(*options)  # its own messages, as they are
     try:
-        summary = preview(arena.store, options)
+        selection = select(arena.store, options)
     except ValueError as error:
         raise refuse(str(error)) from None
-    return "```\n" + summary.describe() + "\n```"
+    return "```\n" + summarize(selection).describe() + "\n```", selection
 
 
 def preview_view(arena: Arena, *options) -> str:
@@ -93,18 +99,19 @@ def preview_view(arena: Arena, *options) -> str:
     return preview_check(arena, *options)[0]
 
 
-def preview_check(arena: Arena, *options) -> tuple[str, bool]:
-    """`preview_view`'s text, and whether the options can be exported."""
+def preview_check(arena: Arena, *options) -> tuple[str, Selection | None]:
+    """`preview_view`'s text, and what the options select (None: they cannot be exported)."""
     try:
-        return export_preview(arena, *options), True
+        return previewed(arena, *options)
     except gr.Error as error:
-        return f"⚠️ {escape(error.message)}", False
+        return f"⚠️ {escape(error.message)}", None
 
 
 def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: int = 5, max_negatives: int = 10,
                 annotator: str = "", since: str = "", until: str = "", agreement: bool = False,
-                mined: bool = False, negatives_per_row: int | None = None) -> str:
-    """Write the judgments as hard-negative training data; returns the file (zip or parquet)."""
+                mined: bool = False, negatives_per_row: int | None = None, selection: Selection | None = None) -> str:
+    """Write the judgments as hard-negative training data; returns the file (zip or parquet).
+    `selection`: the preview's of the same options (see `reranker.export.export`)."""
     from ..export import NothingToExportError, default_filename, export
 
     options = export_options(fmt, rule, k, max_negatives, annotator, since, until, agreement, mined, negatives_per_row)
@@ -112,7 +119,7 @@ def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: i
     folder = None
     try:
         folder = Path(tempfile.mkdtemp(dir=arena.cache_dir, prefix="export-"))
-        return str(export(arena.store, options, folder / default_filename(options)))
+        return str(export(arena.store, options, folder / default_filename(options), selection=selection))
     except (NothingToExportError, ValueError, OSError) as error:
         if folder is not None:  # no empty folder left behind
             shutil.rmtree(folder, ignore_errors=True)
@@ -209,25 +216,29 @@ def wire(arena: Arena, export: SimpleNamespace, demo: gr.Blocks) -> None:
     gr.on([demo.load, export.tab.select, preview_button.click], lambda: label_choices(arena), None, export_annotator,
           api_visibility="private")
 
-    # Whether the options just checked on screen can be exported. A State is no API parameter:
-    # an API client's session keeps True, so its /export call reports what is wrong itself.
+    # Whether the options just checked on screen can be exported, and what they select (the file
+    # then holds what the preview counted, and the selection, ~1.5 s at 1,000 queries, is not made
+    # again). A State is no API parameter: an API client's session keeps True and None, so its
+    # /export call reports what is wrong itself, and selects.
     export_ok = gr.State(True)
+    selected = gr.State(None, time_to_live=600)  # a large store's selection is MBs: not kept for the session
 
     # Defaults of None make the empty text boxes optional for API clients (`Client.predict(api_name="/export")`).
     def on_export(fmt, rule, k, max_negatives, annotator=None, since=None, until=None, agreement=False, mined=False,
-                  negatives_per_row=None, ok=True):
+                  negatives_per_row=None, ok=True, selection=None):
         """Export the stored judgments as hard-negative training data (zip or parquet file)."""
         if not ok:  # the Preview box says what is wrong: no error over the page, nor in the Download box
             return None
-        return export_file(arena, fmt, rule, k, max_negatives, annotator, since, until, agreement, mined, negatives_per_row)
+        return export_file(arena, fmt, rule, k, max_negatives, annotator, since, until, agreement, mined, negatives_per_row,
+                           selection)
 
     def export_started(*options):
-        summary, ok = preview_check(arena, *options)
-        return None, summary, ok
+        summary, selection = preview_check(arena, *options)
+        return None, summary, selection is not None, selection
 
     # First the earlier file goes (a failed export left it on offer) and the counts become those
     # of the file about to be made, or what is wrong (a preview of other options stayed on
     # screen); then the export, unless that showed what is wrong.
-    export_button.click(export_started, export_inputs, [export_download, export_summary, export_ok],
+    export_button.click(export_started, export_inputs, [export_download, export_summary, export_ok, selected],
                         api_visibility="private",
-                        ).then(on_export, [*export_inputs, export_ok], export_download, api_name="export")
+                        ).then(on_export, [*export_inputs, export_ok, selected], export_download, api_name="export")

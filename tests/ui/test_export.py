@@ -22,6 +22,26 @@ def test_export_tab_previews_and_writes_a_file(arena, ranked):
     assert path.exists() and path.suffix == ".zip" and path.is_relative_to(arena.cache_dir)
 
 
+def test_the_export_click_writes_what_its_preview_counted(arena, ranked):
+    """The click previews (selecting) and then writes that selection: not selected twice, and a
+    judgment made in between is not in a file whose counts the preview showed without it."""
+    import json
+    import zipfile
+
+    query_id = ranked["query_id"]
+    hashes = [entry["content_hash"] for entry in ranked["models"][A]["ranking"]]
+    ui.annotate_tab.judge(arena, query_id, hashes[0], "ann", "relevant")
+    options = ("pointwise", "all", 5, 10, "", "", "", False, False)
+    summary, selection = ui.export_tab.preview_check(arena, *options)
+    assert "positives       1" in summary and selection is not None
+    ui.annotate_tab.judge(arena, query_id, hashes[1], "ann", "not_relevant")  # after the preview
+    with zipfile.ZipFile(ui.export_tab.export_file(arena, *options, selection=selection)) as archive:
+        assert json.loads(archive.read("export.json"))["counts"]["rows"] == 1
+    with zipfile.ZipFile(ui.export_tab.export_file(arena, *options)) as archive:  # an API call: selected now
+        assert json.loads(archive.read("export.json"))["counts"]["rows"] == 2
+    assert ui.export_tab.preview_check(arena, "pointwise", "all", 0, 10, "", "", "", False, False)[1] is None
+
+
 def test_an_emptied_number_box_or_an_unknown_query_is_a_message_not_a_crash(arena, ranked):
     import gradio as gr
 
