@@ -15,7 +15,7 @@ import pandas as pd
 from ..models import A_KEY, B_KEY, MODELS, get_spec
 from .annotate_tab import page_position, position_and_view, query_choices, resume_position
 from .annotators import MAJORITY_VOTE, given_name, label_choices, typed_annotator
-from .text import Refusal, distinct_names, escape, markdown, refuse, shortened, stored_page_label
+from .text import Refusal, distinct_names, escape, markdown, message_text, refuse, shortened, stored_page_label
 
 if TYPE_CHECKING:
     from ..evaluate import PairAgreement
@@ -148,6 +148,15 @@ def evaluation_headline(summary: pd.DataFrame, labels: str | None) -> str:
             "*Annotate* tab (R: relevant, N: not relevant), then press *Evaluate*.")
 
 
+def refused_headline(refusal: Refusal, shown: str | None) -> str:
+    """Above the numbers when a choice of labels is refused (an unknown name): why, and whose
+    numbers are still shown below (`shown`: their labels; None: none yet)."""
+    whose = "" if shown is None else (" The numbers below are still " + (
+        f"{escape(shown)}'s." if shown else "the majority vote's."))
+    text = message_text(refusal)
+    return f"⚠️ **{text}**{'' if text.endswith('.') else '.'}{whose}"
+
+
 def _differences_frame(differences) -> pd.DataFrame:
     """Model A − model B, a row per metric (`reranker.metrics.PairedDifference`), as `eval` prints it."""
     from ..evaluate import difference_cells
@@ -246,28 +255,31 @@ def wire(arena: Arena, evaluate: SimpleNamespace, demo: gr.Blocks) -> None:
     per_query_table, mistakes_a, mistakes_b = evaluate.per_query_table, evaluate.mistakes_a, evaluate.mistakes_b
     spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
 
+    shown_labels = gr.State(None)  # whose labels the numbers on screen count ("": the majority vote)
     eval_outputs = [eval_headline, metrics_table, metrics_plot, differences_table, per_query_table, eval_notes,
                     mistakes_a, mistakes_b, evaluate.openable, evaluate.chosen,
-                    evaluate.chosen_line, evaluate.open_in_annotate]
+                    evaluate.chosen_line, evaluate.open_in_annotate, shown_labels]
 
-    def on_evaluate(labels):
+    def on_evaluate(labels, shown):
         """Evaluate each model's stored scores against the human labels."""
         try:
             summary, bars, differences, per_query, notes, found_a, found_b, pages = evaluate_view(arena, labels)
         except Refusal as refusal:  # a toast; raised, it put an "Error" badge on every panel
             gr.Warning(refusal.message)
-            return tuple(gr.skip() for _ in eval_outputs)
+            # Said above the numbers too, which stay: once the toast had gone, the last choice's
+            # numbers stood under the name refused, as if they were that name's.
+            return (refused_headline(refusal, shown), *(gr.skip() for _ in eval_outputs[1:]))
         # Means to four places; a query's own values to three, so its 13 columns fit 1400 px.
         return (evaluation_headline(summary, labels), _places(summary, 4), bars, differences, _places(per_query, 3), notes,
                 *(gr.update(value=found, label=mistakes_heading(summary, spec.label, found))
                   for spec, found in ((spec_a, found_a), (spec_b, found_b))),
                 # The galleries are new: nothing in them is chosen.
-                pages, None, OPEN_IN_ANNOTATE_HINT, gr.update(interactive=False))
+                pages, None, OPEN_IN_ANNOTATE_HINT, gr.update(interactive=False), labels or "")
 
     # Also on opening the tab: before, it showed empty tables headed "1 2 3" until pressed; and
     # on another choice of labels (the numbers on screen were the last choice's).
     # "always_last": a press while the opening run works still counts (with "once" it was dropped).
-    gr.on([evaluate.tab.select, eval_button.click, eval_annotator.change], on_evaluate, eval_annotator, eval_outputs,
+    gr.on([evaluate.tab.select, eval_button.click, eval_annotator.change], on_evaluate, [eval_annotator, shown_labels], eval_outputs,
           trigger_mode="always_last", api_visibility="private")
     # Annotators who judged since the page loaded are offered as soon as the tab opens.
     gr.on([demo.load, evaluate.tab.select, eval_button.click], lambda: label_choices(arena), None, eval_annotator,

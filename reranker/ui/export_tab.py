@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from .annotators import MAJORITY_VOTE, given_name, label_choices
-from .text import escape, markdown, refuse
+from .text import markdown, message_text, refuse
 
 if TYPE_CHECKING:
     from ..export import Selection
@@ -104,7 +104,7 @@ def preview_check(arena: Arena, *options) -> tuple[str, Selection | None]:
     try:
         return previewed(arena, *options)
     except gr.Error as error:
-        return f"⚠️ {escape(error.message)}", None
+        return f"⚠️ {message_text(error)}", None
 
 
 def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: int = 5, max_negatives: int = 10,

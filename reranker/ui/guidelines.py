@@ -48,8 +48,9 @@ def _saved_line(saved) -> str:
 
 
 def conflict_line(latest) -> str:
-    """Under the box after a refused Save: the colleague's newer version, to merge."""
-    quoted = "\n".join(f"> {escape(line)}" if line.strip() else ">" for line in latest.text.splitlines()) or "> (empty)"
+    """Under the box after a refused Save: the colleague's newer version, to merge, line for line
+    (a Markdown hard break ends each: their single line breaks ran together into one line)."""
+    quoted = "  \n".join(f"> {escape(line)}" if line.strip() else ">" for line in latest.text.splitlines()) or "> (empty)"
     return (f"**Not saved**: newer guidelines came in after you loaded the page ({escape(latest.saved)}). "
             f"Theirs, to merge into yours (the next Save replaces them):\n\n{quoted}")
 

@@ -312,8 +312,11 @@ def layout() -> SimpleNamespace:
 
 # The results start below the intro, the upload and the examples (~840 px down at 1400×900): a
 # finished ranking brings its first model's header into view, unless it is already in view (or
-# on another tab, where it has no box).
-SHOW_RESULTS = ("() => { const top = document.querySelector('#header-a')?.getBoundingClientRect().top;"
+# on another tab, where it has no box). Not when a file could not be read, or nothing was
+# ranked: the status line under the Rank button names those files, and scrolled past, it was
+# above the window (with nothing ranked, all that showed were empty galleries).
+SHOW_RESULTS = ("(data) => { if (!data || !(data.pages || []).length || (data.problems || []).length) return;"
+                " const top = document.querySelector('#header-a')?.getBoundingClientRect().top;"
                 " if (top > window.innerHeight * 0.6)"
                 " document.querySelector('#header-a').scrollIntoView({behavior: 'smooth', block: 'start'}); }")
 
@@ -370,7 +373,7 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
                 show_progress_on=[status, gallery_a, gallery_b],
                 api_visibility="public" if trigger == rank_button.click else "private",
                 ).then(draw_ranking, ranking_state, rank_outputs, api_visibility="private",
-                       ).then(None, None, None, js=SHOW_RESULTS, api_visibility="private",
+                       ).then(None, ranking_state, None, js=SHOW_RESULTS, api_visibility="private",
                               ).then(picked_latest, [ranking_state, annotator, order, query_pick, tab_open, jump],
                                      [query_pick, position, *view_outputs], api_visibility="private")
 

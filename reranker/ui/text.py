@@ -39,6 +39,12 @@ class Refusal(gr.Error):
         super().__init__(plain(message), **options)
 
 
+def message_text(error: gr.Error) -> str:
+    """An error's message (made for a toast: see `plain`) as text to show in Markdown: escaped
+    for Markdown once ("AT&T" showed as "AT&amp;T")."""
+    return escape(html.unescape(error.message))
+
+
 def refuse(message: str) -> Refusal:
     """What a person (or API client) gave cannot be used: the message, shown to them, and no
     traceback in the server's log, where nothing went wrong."""

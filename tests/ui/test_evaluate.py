@@ -234,3 +234,14 @@ def test_names_in_a_toast_show_as_text_and_a_long_list_of_them_is_cut(arena, ran
     message = refused.value.message
     assert "<img" not in message and "&lt;img src=https://evil.example/t.png&gt;" in message
     assert message.endswith(", … (26 in all))") and "annotator 18" in message and "annotator 19" not in message
+
+
+def test_a_refused_choice_of_labels_says_whose_numbers_stay_on_screen(arena, ranked):
+    """A name nobody judges under: the toast went, and the last choice's numbers stood under it."""
+    ui.annotate_tab.judge(arena, ranked["query_id"], ranked["pages"][0]["content_hash"], "AT&T", "relevant")
+    with pytest.raises(ui.text.Refusal) as refused:
+        ui.evaluate_tab.evaluate_view(arena, "nobody <b>")
+    assert ui.evaluate_tab.refused_headline(refused.value, "AT&T") == (
+        "⚠️ **no judgments by 'nobody &lt;b&gt;' \\(annotators: AT&amp;T\\)**. The numbers below are still AT&amp;T's.")
+    assert ui.evaluate_tab.refused_headline(refused.value, "").endswith("**. The numbers below are still the majority vote's.")
+    assert ui.evaluate_tab.refused_headline(refused.value, None).endswith("AT&amp;T\\)**.")  # nothing shown yet

@@ -134,4 +134,7 @@ def test_preview_and_export_say_what_is_wrong_with_the_options_in_the_same_words
                 show(arena, *options)
             assert caught.value.message == message, show.__name__
         assert ui.export_tab.preview_view(arena, *options) == f"⚠️ {ui.text.escape(message)}"  # in the box, in place of old counts
+    # A name with "&" or "<" reads as typed: escaped for Markdown once (it showed "AT&amp;T").
+    shown = ui.export_tab.preview_view(arena, "pointwise", "either", 5, 3, "AT&T <x>", "", "", False, False)
+    assert shown.startswith(f"⚠️ no judgments by {ui.text.escape(repr('AT&T <x>'))}") and "&amp;amp;" not in shown
     assert ui.export_tab.preview_view(arena, "pointwise", "either", 5, 3, "", "", "", False, False).startswith("```\npointwise: ")
