@@ -801,11 +801,12 @@ def _export_cli(store: Store, args: argparse.Namespace) -> int:
             print(f"error: --out {args.out}: a {options.format} export is a {suffix} file; "
                   f"name it {args.out.with_suffix(suffix).name}", file=sys.stderr)
             return 2
-    print(preview(store, options).describe())
+    selection = select(store, options)
+    print(summarize(selection).describe())
     if args.preview:
         return 0
     try:
-        written = export(store, options, args.out)
+        written = export(store, options, args.out, selection=selection)  # what was just counted
     except NothingToExportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -10,8 +10,8 @@ browser), its `layout()` (the components) and its `wire()` (the events):
 - `evaluate_tab`: the models against the human labels (/evaluate); a mistake or a query opens
   in Annotate (`wire_open_in_annotate`).
 
-Rank and Evaluate open the Annotate tab, so they import `annotate_tab`; nothing imports a tab
-but `blocks`, which lays the four out in one gr.Blocks and wires them. Around them: `arena`
+Rank and Evaluate open the Annotate tab, so they import `annotate_tab`; `blocks` lays the four
+out in one gr.Blocks and wires them; nothing else imports a tab. Around them: `arena`
 (what all sessions share), `gpu` (the model work under spaces.GPU), `annotators` (who judges,
 whose labels), `speed_notes`, `text`.
 

@@ -274,7 +274,8 @@ def wire(arena: Arena, evaluate: SimpleNamespace, demo: gr.Blocks) -> None:
                 *(gr.update(value=found, label=mistakes_heading(summary, spec.label, found))
                   for spec, found in ((spec_a, found_a), (spec_b, found_b))),
                 # The galleries are new: nothing in them is chosen.
-                pages, None, OPEN_IN_ANNOTATE_HINT, gr.update(interactive=False), labels or "")
+                pages, None, OPEN_IN_ANNOTATE_HINT, gr.update(interactive=False),
+                typed_annotator(arena, labels) or "")  # as stored: " ALICE " is alice
 
     # Also on opening the tab: before, it showed empty tables headed "1 2 3" until pressed; and
     # on another choice of labels (the numbers on screen were the last choice's).

@@ -115,6 +115,8 @@ def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: i
     from ..export import NothingToExportError, default_filename, export
 
     options = export_options(fmt, rule, k, max_negatives, annotator, since, until, agreement, mined, negatives_per_row)
+    if selection is not None and selection.options != options:  # an option changed while it was previewed
+        selection = None  # what is on screen now is exported, selected again
     _remove_old_exports(arena.cache_dir)
     folder = None
     try:
@@ -219,18 +221,19 @@ def wire(arena: Arena, export: SimpleNamespace, demo: gr.Blocks) -> None:
     # Whether the options just checked on screen can be exported, and what they select (the file
     # then holds what the preview counted, and the selection, ~1.5 s at 1,000 queries, is not made
     # again). A State is no API parameter: an API client's session keeps True and None, so its
-    # /export call reports what is wrong itself, and selects.
+    # /export call reports what is wrong itself, and selects. The export empties `selected` (a
+    # large store's selection is MBs; Gradio keeps a closed tab's state for an hour).
     export_ok = gr.State(True)
-    selected = gr.State(None, time_to_live=600)  # a large store's selection is MBs: not kept for the session
+    selected = gr.State(None)
 
     # Defaults of None make the empty text boxes optional for API clients (`Client.predict(api_name="/export")`).
     def on_export(fmt, rule, k, max_negatives, annotator=None, since=None, until=None, agreement=False, mined=False,
                   negatives_per_row=None, ok=True, selection=None):
         """Export the stored judgments as hard-negative training data (zip or parquet file)."""
         if not ok:  # the Preview box says what is wrong: no error over the page, nor in the Download box
-            return None
+            return None, None
         return export_file(arena, fmt, rule, k, max_negatives, annotator, since, until, agreement, mined, negatives_per_row,
-                           selection)
+                           selection), None
 
     def export_started(*options):
         summary, selection = preview_check(arena, *options)
@@ -238,7 +241,9 @@ def wire(arena: Arena, export: SimpleNamespace, demo: gr.Blocks) -> None:
 
     # First the earlier file goes (a failed export left it on offer) and the counts become those
     # of the file about to be made, or what is wrong (a preview of other options stayed on
-    # screen); then the export, unless that showed what is wrong.
+    # screen); then the export, unless that showed what is wrong, or failed (`success`: with
+    # `then`, a store error there went on to write the last click's selection).
     export_button.click(export_started, export_inputs, [export_download, export_summary, export_ok, selected],
                         api_visibility="private",
-                        ).then(on_export, [*export_inputs, export_ok, selected], export_download, api_name="export")
+                        ).success(on_export, [*export_inputs, export_ok, selected], [export_download, selected],
+                                  api_name="export")

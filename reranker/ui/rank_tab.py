@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-import numbers
 import logging
+import numbers
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING

@@ -39,6 +39,11 @@ def test_the_export_click_writes_what_its_preview_counted(arena, ranked):
         assert json.loads(archive.read("export.json"))["counts"]["rows"] == 1
     with zipfile.ZipFile(ui.export_tab.export_file(arena, *options)) as archive:  # an API call: selected now
         assert json.loads(archive.read("export.json"))["counts"]["rows"] == 2
+    # An option changed while the preview ran: what is on screen now is exported, selected again.
+    changed = ("pointwise", "all", 4, 10, "", "", "", False, False)
+    with zipfile.ZipFile(ui.export_tab.export_file(arena, *changed, selection=selection)) as archive:
+        manifest = json.loads(archive.read("export.json"))
+        assert (manifest["options"]["k"], manifest["counts"]["rows"]) == (4, 2)
     assert ui.export_tab.preview_check(arena, "pointwise", "all", 0, 10, "", "", "", False, False)[1] is None
 
 
