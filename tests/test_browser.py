@@ -1043,7 +1043,8 @@ def test_the_guidelines_box_shows_what_was_saved_after_start_up_and_saves_no_edi
         assert (store.guidelines().author, store.guidelines().text) == ("gwen", box.input_value())
         # While this page is open; lines and a list, which the version shown to merge keeps
         # (its single line breaks ran together).
-        store.save_guidelines(newer := "A colleague's newer version.\nTables count.\n\n- captions alone do not", "lead")
+        store.save_guidelines(newer := "A colleague's newer version.\nTables count.\n===\n\n1. charts too\n- captions alone do not",
+                              "lead")
     box.fill("gwen's second edit, of her own version")
     page.get_by_role("button", name="Save guidelines", exact=True).click()
     expect(page.locator(".toast-body.warning")).to_contain_text("Not saved: other guidelines were saved by lead on")

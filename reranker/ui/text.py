@@ -17,8 +17,10 @@ from ..store import QueryPage
 def escape(text: object) -> str:
     """Text shown inside Markdown: no HTML, no Markdown syntax from users. Markdown's escapes
     first, then HTML's, which makes only &amp; &lt; &gt; (so "<" and ">" need no Markdown escape;
-    an escaped entity, as `&#x27;` for a quote once was, would show as text)."""
-    return html.escape(re.sub(r"([\\`*_{}\[\]()#+!|~-])", r"\\\1", str(text)), quote=False)
+    an escaped entity, as `&#x27;` for a quote once was, would show as text). "=" (a line of them
+    under text made it a heading) and the "." of a number starting a line (a numbered list) too."""
+    marked = re.sub(r"([\\`*_{}\[\]()#+!|~=-])", r"\\\1", str(text))
+    return html.escape(re.sub(r"(?m)^(\s*\d+)\.", r"\1\\.", marked), quote=False)
 
 
 def markdown(value: str = "", **options) -> gr.Markdown:

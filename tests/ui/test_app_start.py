@@ -120,6 +120,8 @@ def test_escaped_text_keeps_quotes_and_markdown_never_renders_latex(arena):
     import gradio as gr
 
     assert ui.text.escape("O'Brien's \"Q3\" <b>*x*</b> & y") == "O'Brien's \"Q3\" &lt;b&gt;\\*x\\*&lt;/b&gt; &amp; y"
+    # A line of "=" under text (a heading), a number and "." starting a line (a numbered list).
+    assert ui.text.escape("Rules\n===\n2. tables\nQ3.5 = 2. x") == "Rules\n\\=\\=\\=\n2\\. tables\nQ3.5 \\= 2. x"
     demo = ui.build_app(arena)
     shown = [block for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
     assert shown and all(block.latex_delimiters == [] for block in shown)  # a query's $$x$$ stays text
