@@ -91,7 +91,7 @@ def local_weights(name: str, spec: ModelSpec, what: str) -> str:
             return snapshot_download(name, local_files_only=True)
         except LocalEntryNotFoundError:
             pass
-        if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or not _hub_reachable(constants.ENDPOINT):
+        if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or not _hub_reachable(constants.ENDPOINT):
             raise HubUnreachable("not in the local Hugging Face cache, and the Hub cannot be reached")
         return snapshot_download(name)
     except (OSError, ValueError) as error:  # unreachable, unknown repo, invalid id or path
