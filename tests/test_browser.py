@@ -969,6 +969,13 @@ def test_export_shows_the_counts_of_the_file_it_made_and_offers_none_after_a_fai
     expect(download).to_contain_text("arena-sentence-transformers")
     expect(summary).to_contain_text("sentence-transformers:")
     expect(summary).not_to_contain_text("parquet:")
+    # Another option: the file offered was made with the old ones, so it goes.
+    page.get_by_label("pointwise", exact=True).click()
+    expect(summary).to_contain_text("pointwise:")
+    expect(download).not_to_contain_text("arena-sentence-transformers")
+    page.get_by_label("sentence-transformers", exact=True).click()
+    page.get_by_role("button", name="Export", exact=True).click()
+    expect(download).to_contain_text("arena-sentence-transformers")
 
     labels = page.locator("#export-labels input")
     labels.click()  # who judged is on the list, as on Evaluate's

@@ -214,6 +214,10 @@ def wire(arena: Arena, export: SimpleNamespace, demo: gr.Blocks) -> None:
     gr.on([preview_button.click, export.tab.select, fmt.change, rule.change, export_annotator.input],
           lambda *o: preview_view(arena, *o), export_inputs, export_summary, trigger_mode="always_last",
           api_visibility="private")
+    # The file offered is always of the options on screen: one made with another format stayed
+    # on offer under the new format's counts.
+    gr.on([option.input for option in export_inputs], lambda: None, None, export_download, queue=False,
+          api_visibility="private")
     # Annotators who judged since the page loaded are offered as soon as the tab opens.
     gr.on([demo.load, export.tab.select, preview_button.click], lambda: label_choices(arena), None, export_annotator,
           api_visibility="private")
