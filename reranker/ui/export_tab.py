@@ -77,10 +77,6 @@ def _whole_number(name: str, value, least: int = 1) -> int:
     return number
 
 
-def export_preview(arena: Arena, *options) -> str:
-    return previewed(arena, *options)[0]
-
-
 def previewed(arena: Arena, *options) -> tuple[str, Selection]:
     """The preview's text, and the selection it counted (which the Export click then writes)."""
     from ..export import select, summarize

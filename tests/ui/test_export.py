@@ -17,7 +17,7 @@ def test_export_tab_previews_and_writes_a_file(arena, ranked):
     ui.annotate_tab.judge(arena, query_id, hashes[0], "ann", "relevant")
     ui.annotate_tab.judge(arena, query_id, hashes[1], "ann", "not_relevant")
     options = ("flagembedding", "either", 5, 10, "", "", "", False, False)
-    assert "positives       1" in ui.export_tab.export_preview(arena, *options)
+    assert "positives       1" in ui.export_tab.previewed(arena, *options)[0]
     path = Path(ui.export_tab.export_file(arena, *options))
     assert path.exists() and path.suffix == ".zip" and path.is_relative_to(arena.cache_dir)
 
@@ -52,7 +52,7 @@ def test_an_emptied_number_box_or_an_unknown_query_is_a_message_not_a_crash(aren
 
     options = ["pointwise", "either", None, 10, "", "", "", False, False]  # k emptied
     with pytest.raises(gr.Error, match="k must be a whole number of at least 1"):
-        ui.export_tab.export_preview(arena, *options)
+        ui.export_tab.previewed(arena, *options)
     with pytest.raises(gr.Error, match="Max negatives must be a whole number"):
         ui.export_tab.export_file(arena, "pointwise", "either", 5, 2.5)
     with pytest.raises(gr.Error, match="999999"):
@@ -134,7 +134,7 @@ def test_preview_and_export_say_what_is_wrong_with_the_options_in_the_same_words
     }
     for (since, until), message in cases.items():
         options = ("pointwise", "either", 5, 3, "", since, until, False, False)
-        for show in (ui.export_tab.export_preview, ui.export_tab.export_file):
+        for show in (ui.export_tab.previewed, ui.export_tab.export_file):
             with pytest.raises(gr.Error) as caught:
                 show(arena, *options)
             assert caught.value.message == message, show.__name__
