@@ -136,3 +136,27 @@ def packing(backbone, grids: torch.Tensor) -> dict:
 
     cu_seqlens, max_seqlen = get_vision_attention_seqlens(grids.cpu(), backbone.visual.config)
     return {"cu_seqlens": cu_seqlens, "max_seqlen": max_seqlen}
+
+
+# SDPA's kernel preferences (`python -m reranker bench --sdpa-backend`). By default PyTorch tries
+# FlashAttention-2 first; on Hopper cards cuDNN's fused attention can be faster, and it also takes
+# the language model's padding mask, which sends SDPA to the memory-efficient kernel otherwise.
+# Only the order changes: every backend stays allowed, so a call cuDNN cannot serve (a CPU
+# tensor, float32, an unsupported shape) goes to the next one, as before.
+SDPA_BACKENDS = ("default", "cudnn")
+
+
+def sdpa_preference(name: str):
+    """A context manager under which SDPA tries the named backend first ("default": PyTorch's own
+    order, unchanged). The preference is process-wide while it lasts (PyTorch keeps it globally),
+    so it also holds in the threads that score."""
+    import contextlib
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if name not in SDPA_BACKENDS:
+        raise ValueError(f"unknown SDPA backend {name!r}: one of {', '.join(SDPA_BACKENDS)}")
+    if name == "default":
+        return contextlib.nullcontext()
+    order = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    return sdpa_kernel(order, set_priority=True)

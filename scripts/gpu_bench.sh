@@ -11,8 +11,10 @@
 #                                    # float32 agreement check, varlen, compiled, vision chunk 25,
 #                                    # batch 50, each under what is left of BUDGET_S (default 500 s);
 #                                    # one log, all.log, and a JSON per run in $OUT
-#   scripts/gpu_bench.sh --app       # likewise: scripts/gpu_app_check.py (a real out-of-memory error;
-#                                    # torch.compile over uploads of different sizes), then eager
+#   scripts/gpu_bench.sh --app       # likewise, for what is not measured yet: eager, then eager with
+#                                    # cuDNN attention first (--sdpa-backend cudnn); scripts/gpu_app_check.py
+#                                    # --checks compile (torch.compile with the app's warm-up at load,
+#                                    # over uploads of different sizes); compiled, compiled with cuDNN
 #   scripts/gpu_bench.sh --check     # only the import check that the runs above start with
 #
 # The GPU machine has no network. Its image (this workplace's CUDA one) has torch, numpy, pillow,
@@ -158,8 +160,11 @@ if [ "${1:-}" = "--all" ] || [ "${1:-}" = "--app" ]; then
   }
   bench=("$PY" -m reranker.bench --tokenizer qwen)
   if [ "${1:-}" = "--app" ]; then
-    step app-check "$PY" scripts/gpu_app_check.py || exit 1
-    step eager "${bench[@]}" --profile || true
+    step eager "${bench[@]}" --profile || exit 1
+    step eager-cudnn "${bench[@]}" --profile --sdpa-backend cudnn || true
+    step app-check "$PY" scripts/gpu_app_check.py --checks compile || true
+    step compiled "${bench[@]}" --compile --repeats 2 || true
+    step compiled-cudnn "${bench[@]}" --compile --repeats 2 --sdpa-backend cudnn || true
     exit 0
   fi
   step eager "${bench[@]}" --profile || exit 1

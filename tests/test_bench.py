@@ -27,7 +27,7 @@ def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
     out = tmp_path / "report.json"
     args = parser.parse_args(
         ["bench", "--shape", "tiny", "--device", "cpu", "--pairs", "4", "--batch-size", "2",
-         "--reference-pairs", "2", "--repeats", "1", "--varlen", "--json", str(out)]
+         "--reference-pairs", "2", "--repeats", "1", "--varlen", "--sdpa-backend", "cudnn", "--json", str(out)]
     )
     assert args.handler(args) == 0
     report = json.loads(out.read_text())
@@ -51,9 +51,11 @@ def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
     # --varlen: the kernel is CUDA-only; the report says it was not used, and why.
     assert report["varlen_attention"] is False and "CUDA-only" in report["varlen_problem"]
     assert report["pdf_render_pages_per_second"] > 0
+    assert report["sdpa_backend"] == "cudnn"  # on a CPU SDPA goes on to its next backend: the scores above agree
     printed = capsys.readouterr().out
     assert "| reference: one pair per forward" in printed and "end-to-end ranking of 4 PDF pages" in printed
     assert "without the vision prefetch, as the app here" in printed and "after an untimed warm-up request" in printed
+    assert "(torch.float32, sdpa, SDPA tries cudnn first)" in printed and "· sdpa (cudnn first) ·" in printed
     assert "4 pages · batch 2 · vision chunk 8 · budget 1280 tokens · 2 reference pairs · median of 1 repeat" in printed
     assert "defaults on" not in printed  # every option was given
     assert "--varlen: not used, the model is on cpu, the kernel is CUDA-only" in printed
