@@ -11,8 +11,9 @@ page offsets over from the CPU (`packing`), so the loop costs no GPU round trip 
 
 On CUDA in half precision, `RERANKER_VARLEN_ATTENTION=1` runs the pages in one call of PyTorch's
 own variable-length FlashAttention kernel (`torch.nn.attention.varlen`, torch ≥ 2.10, compute
-capability ≥ 8.0; no flash-attn package) instead of one SDPA call per page. Off by default until
-a GPU run has measured it (`python -m reranker bench --varlen`). Decided once per model, when it
+capability ≥ 8.0; no flash-attn package) instead of one SDPA call per page. Off by default: on an
+H200 it was slower (`bench --varlen`, 26.9 against 29.5 pairs/s cold), because SDPA there runs
+cuDNN's fused kernel on each page, faster than FlashAttention-2 (`scripts/gpu_sdpa_kernels.py`). Decided once per model, when it
 loads: a request that cannot be met is logged and the SDPA loop kept.
 
 transformers chooses its packed (cu_seqlens) code path by the substring "flash" in the attention
@@ -136,27 +137,3 @@ def packing(backbone, grids: torch.Tensor) -> dict:
 
     cu_seqlens, max_seqlen = get_vision_attention_seqlens(grids.cpu(), backbone.visual.config)
     return {"cu_seqlens": cu_seqlens, "max_seqlen": max_seqlen}
-
-
-# SDPA's kernel preferences (`python -m reranker bench --sdpa-backend`). By default PyTorch tries
-# FlashAttention-2 first; on Hopper cards cuDNN's fused attention can be faster, and it also takes
-# the language model's padding mask, which sends SDPA to the memory-efficient kernel otherwise.
-# Only the order changes: every backend stays allowed, so a call cuDNN cannot serve (a CPU
-# tensor, float32, an unsupported shape) goes to the next one, as before.
-SDPA_BACKENDS = ("default", "cudnn")
-
-
-def sdpa_preference(name: str):
-    """A context manager under which SDPA tries the named backend first ("default": PyTorch's own
-    order, unchanged). The preference is process-wide while it lasts (PyTorch keeps it globally),
-    so it also holds in the threads that score."""
-    import contextlib
-
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    if name not in SDPA_BACKENDS:
-        raise ValueError(f"unknown SDPA backend {name!r}: one of {', '.join(SDPA_BACKENDS)}")
-    if name == "default":
-        return contextlib.nullcontext()
-    order = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-    return sdpa_kernel(order, set_priority=True)

@@ -240,8 +240,7 @@ def run(args, device, defaults_used=()) -> dict:
     rerankers = build(shape, device, dtype, attention, args.batch_size, args.budget_tokens, args.seed, tokenizer, args.vision_chunk)
     a_key, b_key = list(rerankers)
     model_a = rerankers[a_key]
-    sdpa = "" if args.sdpa_backend == "default" else f", SDPA tries {args.sdpa_backend} first"
-    print(f"built 2 random '{shape}' models on {device} ({dtype}, {attention}{sdpa}) in {time.perf_counter() - build_started:.1f} s")
+    print(f"built 2 random '{shape}' models on {device} ({dtype}, {attention}) in {time.perf_counter() - build_started:.1f} s")
     text_tokens = {key: len(tokenizer(reranker.prompt(QUERIES[0]))["input_ids"]) - 1 for key, reranker in rerankers.items()}
     print(f"tokenizer: {tokenizer_name}; prompt text tokens around the page: {text_tokens}")
     images = distinct_pages(args.pairs)
@@ -346,7 +345,6 @@ def run(args, device, defaults_used=()) -> dict:
         "shape": shape,
         "dtype": str(dtype).removeprefix("torch."),
         "attention": attention,
-        "sdpa_backend": args.sdpa_backend,
         "tokenizer": tokenizer_name,
         "prompt_text_tokens": text_tokens,
         "pages": len(pages),
@@ -499,8 +497,7 @@ def versions() -> dict:
 
 def print_report(report: dict) -> None:
     print(
-        f"\n{report['device']} · shape {report['shape']} · {report['dtype']} · {report['attention']}"
-        f"{'' if report.get('sdpa_backend', 'default') == 'default' else ' (' + report['sdpa_backend'] + ' first)'} · "
+        f"\n{report['device']} · shape {report['shape']} · {report['dtype']} · {report['attention']} · "
         f"{report['pages']} pages · batch {report['batch_size']} · vision chunk {report['vision_chunk']} · "
         f"budget {report['budget_tokens']} tokens · {report['reference_pairs']} reference pairs · "
         f"median of {report['repeats']} {'repeat' if report['repeats'] == 1 else 'repeats'}"
@@ -560,9 +557,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--varlen", action="store_true",
                         help="vision attention in one call of torch's varlen FlashAttention kernel per chunk "
                              "(CUDA, half precision; RERANKER_VARLEN_ATTENTION=1 in the app)")
-    parser.add_argument("--sdpa-backend", choices=("default", "cudnn"), default="default",
-                        help="which fused attention kernel SDPA tries first (default: PyTorch's order, FlashAttention "
-                             "first; cudnn: cuDNN's, then the rest as before)")
     parser.add_argument("--profile", action="store_true", help="also time the parts of one cold batch")
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
 
@@ -587,11 +581,8 @@ def standalone_parser() -> argparse.ArgumentParser:
 
 
 def main(args) -> int:
-    from .attention import sdpa_preference
-
     device, defaults_used = settle(args)  # bad options fail here, before minutes of work
-    with sdpa_preference(args.sdpa_backend):
-        report = run(args, device, defaults_used)
+    report = run(args, device, defaults_used)
     if args.json:
         from .output_files import output_file
 

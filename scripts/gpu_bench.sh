@@ -11,10 +11,10 @@
 #                                    # float32 agreement check, varlen, compiled, vision chunk 25,
 #                                    # batch 50, each under what is left of BUDGET_S (default 500 s);
 #                                    # one log, all.log, and a JSON per run in $OUT
-#   scripts/gpu_bench.sh --app       # likewise, for what is not measured yet: eager, then eager with
-#                                    # cuDNN attention first (--sdpa-backend cudnn); scripts/gpu_app_check.py
-#                                    # --checks compile (torch.compile with the app's warm-up at load,
-#                                    # over uploads of different sizes); compiled, compiled with cuDNN
+#   scripts/gpu_bench.sh --app       # likewise, the app's side: eager; scripts/gpu_app_check.py --checks
+#                                    # compile (torch.compile with the app's warm-up at load, over uploads
+#                                    # of different sizes); compiled; then scripts/gpu_sdpa_kernels.py
+#                                    # (which attention kernel SDPA picks, each one's speed)
 #   scripts/gpu_bench.sh --check     # only the import check that the runs above start with
 #
 # The GPU machine has no network. Its image (this workplace's CUDA one) has torch, numpy, pillow,
@@ -161,10 +161,9 @@ if [ "${1:-}" = "--all" ] || [ "${1:-}" = "--app" ]; then
   bench=("$PY" -m reranker.bench --tokenizer qwen)
   if [ "${1:-}" = "--app" ]; then
     step eager "${bench[@]}" --profile || exit 1
-    step eager-cudnn "${bench[@]}" --profile --sdpa-backend cudnn || true
     step app-check "$PY" scripts/gpu_app_check.py --checks compile || true
     step compiled "${bench[@]}" --compile --repeats 2 || true
-    step compiled-cudnn "${bench[@]}" --compile --repeats 2 --sdpa-backend cudnn || true
+    "$PY" scripts/gpu_sdpa_kernels.py 2>&1 | tee "$out/sdpa-kernels.log"
     exit 0
   fi
   step eager "${bench[@]}" --profile || exit 1

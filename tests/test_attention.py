@@ -120,28 +120,3 @@ def test_page_offsets_are_worked_out_on_the_cpu():
     packed = attention.packing(model.model, torch.tensor([[1, 12, 20], [1, 30, 8], [1, 4, 4]]))
     assert packed["cu_seqlens"].tolist() == [0, 240, 480, 496] and packed["cu_seqlens"].device.type == "cpu"
     assert packed["max_seqlen"] == 240
-
-
-def test_preferring_cudnn_changes_only_which_kernel_is_tried_first(sample_images):
-    """`bench --sdpa-backend cudnn`: SDPA tries cuDNN first while the preference lasts, then PyTorch's
-    order is back. Where cuDNN cannot serve (here: a CPU), the call goes on to the next backend,
-    so the outputs are those of the default order, bit for bit."""
-    pages = [sample_images[0], sample_images[1].resize((900, 500))]
-    model = build_model("tiny", seed=0, attn_implementation="sdpa")
-    attention.use_for_vision(model.model)
-    order = torch._C._get_sdp_priority_order()  # private, but the one place PyTorch keeps the order
-    expected = vision_outputs(model, pages, packed=True)
-    with attention.sdpa_preference("cudnn"):
-        assert torch._C._get_sdp_priority_order()[0] == int(torch.nn.attention.SDPBackend.CUDNN_ATTENTION)
-        assert sorted(torch._C._get_sdp_priority_order()) == sorted(order)  # every backend still allowed
-        preferred = vision_outputs(model, pages, packed=True)
-    assert torch._C._get_sdp_priority_order() == order
-    def tensors(outputs):  # the pooled output comes split per page
-        return [t for output in outputs for t in (output if isinstance(output, (list, tuple)) else [output])]
-
-    for got, want in zip(tensors(preferred), tensors(expected), strict=True):
-        assert torch.equal(got, want)
-    with attention.sdpa_preference("default"):
-        assert torch._C._get_sdp_priority_order() == order
-    with pytest.raises(ValueError, match="unknown SDPA backend 'flash3'"):
-        attention.sdpa_preference("flash3")
