@@ -371,11 +371,11 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
                 raise _Refused(str(failure)) from None
             except OutOfTime as error:
                 raise _Refused(_out_of_time("not opened", options, error)) from None
-            _check_pdf(name, data, facts, result)
+            truncated = _check_pdf(name, data, facts, result)
             wanted = _pages_within(facts.page_sizes, options, pixels, min(budget, facts.page_count))
             pdf.start(wanted)
             considered = _add_pages(name, document_hash, "pdf", facts.page_count, pdf.render, budget, pixels, options,
-                                    result, on_page)
+                                    result, on_page, drop_blank=truncated)
         return facts.page_count, considered, not pdf.interrupted
     if image is None:
         raise _Refused(_not_supported(name, data))
@@ -416,11 +416,13 @@ def _tiff_pages(image: Image.Image) -> int:
 
 def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
                render: Callable[[int], tuple], budget: int, pixels: int,
-               options: IngestOptions, result: Ingested, on_page: Callable[[Page], None] | None = None) -> int:
+               options: IngestOptions, result: Ingested, on_page: Callable[[Page], None] | None = None,
+               drop_blank: bool = False) -> int:
     """`render(index)` gives (image, scale) or (image, scale, content hash) for page `index`.
     Returns how many pages were considered: the page that would take the pixels over `pixels`,
-    and every page after it, are not."""
-    pages, reduced = [], []
+    and every page after it, are not. `drop_blank` (a PDF cut short): pages that come out one
+    flat colour are what MuPDF made of a page whose content is gone, not pages to rank or judge."""
+    pages, reduced, blank = [], [], []
     considered = min(budget, page_count)
     for index in range(considered):
         number = index + 1 if page_count > 1 or kind == "pdf" else None
@@ -444,6 +446,9 @@ def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
                 name, f"is a {image.width}×{image.height} px strip, too narrow for the models "
                       f"(at most {MAX_ASPECT_RATIO}:1); crop it into pages", number))
             continue
+        if drop_blank and _one_colour(image):
+            blank.append(index + 1)
+            continue
         if image.width * image.height > pixels:
             considered = index
             break
@@ -457,6 +462,10 @@ def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
     if pages:
         result.documents.append(Document(document_hash, name, kind, page_count))
         result.pages.extend(pages)
+    if blank:
+        result.problems.append(Problem(name, f"{_page_list(blank)} came out blank, their content lost where the "
+                                             f"file is truncated, so {'it was' if len(blank) == 1 else 'they were'} "
+                                             "left out"))
     if reduced:
         where = f"{_page_list([n for n, _ in reduced])} " if page_count > 1 else ""
         cap = _pixels(options.max_page_pixels)
@@ -489,8 +498,9 @@ def _out_of_time(what: str, options: IngestOptions, error: OutOfTime) -> str:
 # --- PDFs --------------------------------------------------------------------------------------
 
 
-def _check_pdf(name: str, data: bytes, facts: PdfFacts, result: Ingested) -> None:
-    """Refuse a PDF that cannot be used; note one MuPDF had to repair."""
+def _check_pdf(name: str, data: bytes, facts: PdfFacts, result: Ingested) -> bool:
+    """Refuse a PDF that cannot be used; note one MuPDF had to repair. Returns whether the file
+    seems cut short (its blank pages are then left out)."""
     if facts.open_error is not None:
         raise _Refused(f"damaged PDF that cannot be opened ({facts.open_error}); it may be truncated — "
                        "export or download it again")
@@ -507,8 +517,16 @@ def _check_pdf(name: str, data: bytes, facts: PdfFacts, result: Ingested) -> Non
             result.problems.append(Problem(name, f"the PDF seems truncated (no end-of-file marker); "
                                                  f"{facts.page_count} page(s) were recovered but may be blank "
                                                  "or incomplete — upload the complete file"))
-        else:
-            result.notes.append(f"{name}: the PDF had structural errors that were repaired; check its pages.")
+            return True
+        result.notes.append(f"{name}: the PDF had structural errors that were repaired; check its pages.")
+    return False
+
+
+def _one_colour(image: Image.Image) -> bool:
+    """Every pixel the same (each band's lowest value is its highest)."""
+    extrema = image.getextrema()
+    bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
+    return all(low == high for low, high in bands)
 
 
 # --- images ------------------------------------------------------------------------------------

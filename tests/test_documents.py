@@ -152,11 +152,29 @@ def test_pdf_with_only_an_owner_password_opens():
     assert page.kind == "pdf" and page.size == (400, 240)  # 200 × 120 pt at 144 DPI
 
 
-def test_truncated_pdf_is_reported_and_what_was_recovered_is_kept():
+def test_truncated_pdf_is_reported_and_what_was_recovered_is_kept_less_its_blank_pages():
+    """MuPDF recovers 3 pages from the cut file; 2 come out pure white (their content was in the
+    missing half). Those were ranked, shown and offered for judging like pages; they are left out,
+    by page number."""
     result = load_files([("cut.pdf", corpus.truncated_pdf())])
-    assert len(result.problems) == 1 and "truncated" in str(result.problems[0])
+    assert [problem.source for problem in result.problems] == ["cut.pdf", "cut.pdf"]
+    assert "truncated" in str(result.problems[0])
     assert "3 page(s) were recovered but may be blank or incomplete" in result.problems[0].message
-    assert [(page.source, page.page_number) for page in result.pages] == [("cut.pdf", n) for n in (1, 2, 3)]
+    assert result.problems[1].message == ("pages 2–3 came out blank, their content lost where the file is truncated, "
+                                          "so they were left out")
+    assert [(page.source, page.page_number) for page in result.pages] == [("cut.pdf", 1)]
+    assert [(document.name, document.page_count) for document in result.documents] == [("cut.pdf", 3)]
+
+
+def test_a_blank_page_of_a_whole_pdf_is_kept():
+    """Only a file cut short loses its blank pages: a complete PDF's blank page is a page."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    doc.new_page(width=200, height=100)
+    doc.new_page(width=200, height=100).insert_text((20, 50), "two")
+    result = load_files([("blank-first.pdf", doc.tobytes())])
+    assert result.problems == [] and [page.page_number for page in result.pages] == [1, 2]
 
 
 def test_poster_page_is_rendered_within_the_pixel_cap_with_a_note():
