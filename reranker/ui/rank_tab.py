@@ -363,19 +363,19 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
             return (listing, *(gr.skip() for _ in (position, *view_outputs)))
         return (listing, *at_position(data["query_id"], name, order_, new_position, shown))
 
-    for trigger in (rank_button.click, query.submit):
-        trigger(on_rank, [files, query, instruction, budget_a, budget_b, dpi], ranking_state, validator=rank_inputs_valid,
-                # Up to RANK_CONCURRENCY rankings read, render and save at once; their
-                # model work takes turns (Arena.scoring), so a slow upload holds up no one.
-                api_name="rank" if trigger == rank_button.click else False, concurrency_id="rank",
-                concurrency_limit=RANK_CONCURRENCY,
-                # The progress bar shows on these: the event's own output is the hidden JSON.
-                show_progress_on=[status, gallery_a, gallery_b],
-                api_visibility="public" if trigger == rank_button.click else "private",
-                ).then(draw_ranking, ranking_state, rank_outputs, api_visibility="private",
-                       ).then(None, ranking_state, None, js=SHOW_RESULTS, api_visibility="private",
-                              ).then(picked_latest, [ranking_state, annotator, order, query_pick, tab_open, jump],
-                                     [query_pick, position, *view_outputs], api_visibility="private")
+    # One listener for the button and Enter: "once" then holds for both, so Enter followed by a
+    # click while the ranking runs does not start a second one (two listeners ran it twice).
+    gr.on([rank_button.click, query.submit], on_rank, [files, query, instruction, budget_a, budget_b, dpi],
+          ranking_state, validator=rank_inputs_valid, trigger_mode="once",
+          # Up to RANK_CONCURRENCY rankings read, render and save at once; their
+          # model work takes turns (Arena.scoring), so a slow upload holds up no one.
+          api_name="rank", concurrency_id="rank", concurrency_limit=RANK_CONCURRENCY,
+          # The progress bar shows on these: the event's own output is the hidden JSON.
+          show_progress_on=[status, gallery_a, gallery_b], api_visibility="public",
+          ).then(draw_ranking, ranking_state, rank_outputs, api_visibility="private",
+                 ).then(None, ranking_state, None, js=SHOW_RESULTS, api_visibility="private",
+                        ).then(picked_latest, [ranking_state, annotator, order, query_pick, tab_open, jump],
+                               [query_pick, position, *view_outputs], api_visibility="private")
 
     def on_select(key):
         def handler(data, evt: gr.SelectData):

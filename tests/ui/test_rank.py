@@ -274,6 +274,20 @@ def test_clicking_a_page_in_one_gallery_shows_progress_on_the_large_view_only(ar
         assert ids[other] in select["outputs"] and select["show_progress_on"] == [ids["detail-image"]]
 
 
+def test_enter_then_a_click_on_rank_while_it_runs_starts_one_ranking_not_two(arena):
+    """The button and Enter in the query box are one listener whose trigger mode is "once": the
+    browser sends nothing more while it runs. As two listeners, Enter and a click 0.3 s later
+    ranked twice, and the second run's header ("in 0.00 s", all stored) replaced the first's."""
+    demo = ui.build_app(arena)
+    ids = {c["props"].get("elem_id"): c["id"] for c in demo.config["components"] if c.get("props", {}).get("elem_id")}
+    rank = [d for d in demo.config["dependencies"] if d.get("api_name") == "rank"]
+    assert len(rank) == 1 and rank[0]["trigger_mode"] == "once"
+    assert {tuple(target) for target in rank[0]["targets"]} == {(ids["rank-button"], "click"), (ids["query"], "submit")}
+    starting = [d for d in demo.config["dependencies"]
+                if {tuple(t) for t in d["targets"]} & {(ids["rank-button"], "click"), (ids["query"], "submit")}]
+    assert starting == rank  # nothing else starts on either
+
+
 def test_each_example_ranks_its_page_among_others():
     """One page alone was no ranking to compare: each example's page comes between two others."""
     from pathlib import Path
