@@ -225,6 +225,7 @@ def test_a_ranking_shows_its_progress_and_a_new_one_clears_the_page_shown_large(
     # marked in both galleries (the other one kept marking the page clicked there before).
     page.wait_for_function("() => { const box = document.querySelector('#detail-image').getBoundingClientRect();"
                            " return box.top >= -1 && box.top < window.innerHeight / 2; }")
+    label_above_the_page(page, "#detail-image")
 
     def marked(gallery: str) -> str:
         caption = page.locator(f"{gallery} .thumbnail-item.selected .caption-label")
@@ -1179,3 +1180,17 @@ def test_the_page_being_judged_fits_a_laptop_screen(page, app_server):
         page.evaluate("window.scrollTo(0, 0)")
         image = page.locator("#annotate-image").bounding_box()
         assert image["y"] + image["height"] <= height and image["height"] >= 420, (width, height, image)
+        label_above_the_page(page, "#annotate-image")
+
+
+def label_above_the_page(page, box: str) -> None:
+    """The image's label ("Page 1 of 10 · …") sits above the page, not over its top (where a
+    document has its title), and the page still fits its box."""
+    expect(page.locator(f"{box} img")).to_be_visible()
+    # Measured together (the page may still be scrolling the box into view).
+    label, picture, outer = page.evaluate(
+        """(box) => [`${box} > label`, `${box} img`, box].map(
+               (selector) => { const r = document.querySelector(selector).getBoundingClientRect();
+                               return {y: r.top, height: r.height}; })""", box)
+    assert label["y"] + label["height"] <= picture["y"] + 0.5, (label, picture)
+    assert picture["y"] + picture["height"] <= outer["y"] + outer["height"] + 0.5, (picture, outer)
