@@ -111,12 +111,18 @@ def test_a_request_another_site_makes_the_browser_send_is_not_signed_in(space, r
     query_id, page_hash = ranked["query_id"], ranked["pages"][2]["content_hash"]
     cookie = f"session={session_cookie('dave')}"
 
-    def client(origin):
-        return Client(space.url, verbose=False, headers={"Cookie": cookie, "Origin": origin}, download_files=str(tmp_path))
+    def client(origin, **more_headers):
+        return Client(space.url, verbose=False, headers={"Cookie": cookie, "Origin": origin, **more_headers},
+                      download_files=str(tmp_path))
 
     with pytest.raises(AppError, match="Sign in with Hugging Face"):
         client("https://evil.example").predict(query_id=query_id, page_hash=page_hash, annotator="", label="relevant",
                                                api_name="/judge")
+    # The other site's page may set X-Forwarded-Host (CORS lets it send any header): it names no
+    # host of the app's.
+    with pytest.raises(AppError, match="Sign in with Hugging Face"):
+        client("https://evil.example", **{"X-Forwarded-Host": "evil.example"}).predict(
+            query_id=query_id, page_hash=page_hash, annotator="", label="relevant", api_name="/judge")
     with Store(space.db_path) as store:
         assert "dave" not in store.annotators()
     own = space.url.rstrip("/")  # the app's own page: its Origin is the app's host
@@ -124,7 +130,7 @@ def test_a_request_another_site_makes_the_browser_send_is_not_signed_in(space, r
     assert judged["annotator"] == "dave"
     with pytest.raises(AppError, match="Sign in with Hugging Face"):
         client("https://evil.example").predict(query_id=query_id, annotator="", api_name="/undo")
-    assert space.log_path.read_text().count("carried dave's login: treated as signed out") == 2
+    assert space.log_path.read_text().count("carried dave's login: treated as signed out") == 3
 
 
 def test_in_the_browser_the_name_is_the_login_and_cannot_be_typed(space, ranked):

@@ -60,11 +60,13 @@ def signed_in(profile: gr.OAuthProfile | None, request: gr.Request | None) -> gr
     """The signed-in user, for a request from this app's own pages (or from a script, which sends
     no Origin). A request that a page on another site makes the visitor's browser send carries
     their login cookie too (Gradio's is SameSite=None, and its CORS answers any origin): it is
-    treated as signed out, so that no other site can judge, undo or save under their name."""
+    treated as signed out, so that no other site can judge, undo or save under their name. The
+    app's hosts are the request's Host and the Space's own (SPACE_HOST), never X-Forwarded-Host:
+    that page's script may set it to its own host."""
     origin = request.headers.get("origin") if profile is not None and request is not None else None
     if not origin:
         return profile
-    own = {request.headers.get("host"), request.headers.get("x-forwarded-host"), os.environ.get("SPACE_HOST")}
+    own = {request.headers.get("host"), os.environ.get("SPACE_HOST")}
     if urlsplit(origin).netloc in own - {None}:
         return profile
     logger.warning("a request from %s carried %s's login: treated as signed out (not this app's page)",
