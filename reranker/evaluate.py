@@ -24,6 +24,7 @@ import math
 import os
 import sys
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import combinations
@@ -739,6 +740,15 @@ def _means_table(results: Mapping[str, EvalResult], ks: Sequence[int], extra: Se
     return _table(["metric", *(model_label(k) for k in keys)], rows)
 
 
+def _one_line(text: str) -> str:
+    """A visitor's text as one cell of a table on a terminal: tabs and line breaks as spaces, any
+    other control character as its escape ("\\x1b"), so stored text never drives the terminal
+    (an escape sequence can retitle, clear or write the clipboard of the operator's)."""
+    return "".join(" " if character in "\t\n\r" else
+                   character.encode("unicode_escape").decode("ascii") if unicodedata.category(character) == "Cc" else character
+                   for character in text)
+
+
 def _per_query(results: Mapping[str, EvalResult], ks: Sequence[int], texts: Mapping[Any, str] | None = None,
                tags: Mapping[Any, str] | None = None) -> str:
     """Each query's metrics at every k asked for (the means table's columns), one table per model;
@@ -751,7 +761,7 @@ def _per_query(results: Mapping[str, EvalResult], ks: Sequence[int], texts: Mapp
         for row in result.rows:
             text = (texts or {}).get(row["query_id"], "")
             text = text[:48] + ("…" if len(text) > 48 else "")
-            name = f"{row['query_id']}  {text}{(tags or {}).get(row['query_id'], '')}".rstrip()
+            name = _one_line(f"{row['query_id']}  {text}{(tags or {}).get(row['query_id'], '')}".rstrip())
             rows.append([name, str(row["n_pages"]), str(row["n_judged"]), str(row["n_relevant"]),
                          *(_num(row[name_]) for _, name_ in columns)])
         header = ["query", "pages", "judged", "relevant", *(label for label, _ in columns)]

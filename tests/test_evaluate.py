@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -381,6 +382,22 @@ def test_eval_db_cli_names_the_queries_left_out_of_the_means_without_per_query(a
     named = "; ".join(f"{query_id} ({why})" for query_id, why in excluded.items())
     for label in LABELS[MODEL_A], LABELS[MODEL_B]:
         assert f"not in {label}'s means: {named}" in printed.splitlines()
+
+
+def test_per_query_rows_show_a_visitors_control_characters_as_escapes_not_to_the_terminal(arena_db):
+    """Text stored before the app refused control characters (or through the Python API) is
+    printed by `eval --per-query`: an escape sequence there retitled and cleared the terminal."""
+    from reranker import evaluate as evaluate_module
+    from reranker.store import Store
+
+    with Store(arena_db) as store:
+        evaluation = evaluate_store(store)
+    texts = dict.fromkeys(evaluation.queries, "total\x1b]0;PWNED\x07\x1b[2J")
+    tags = dict.fromkeys(evaluation.queries, " (instruction: two\nlines)")
+    printed = evaluate_module._per_query(evaluation.results, evaluation.ks, texts, tags)
+    assert not any(unicodedata.category(c) == "Cc" for c in printed.replace("\n", ""))
+    assert "total\\x1b]0;PWNED\\x07\\x1b[2J (instruction: two lines)" in printed
+    assert not any(line.startswith("lines)") for line in printed.splitlines())  # each row one line
 
 
 def test_eval_db_cli_prints_the_hand_computed_numbers(arena_db, tmp_path, capsys):

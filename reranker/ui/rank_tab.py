@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import numbers
+import unicodedata
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
@@ -78,8 +79,20 @@ def rank_input_problems(files, query, instruction) -> tuple[str | None, str | No
                 check_text(text, name)
             except QueryError as error:
                 problem = f"{str(error)[0].upper()}{str(error)[1:]}."
+            else:
+                problem = _control_character(text, name)
         texts.append(problem)
     return uploads, *texts
+
+
+def _control_character(text: str, name: str) -> str | None:
+    """A control character other than tab and line breaks: typed by no one, and stored, it would
+    reach whoever reads the text in a terminal (an escape sequence can retitle or clear it)."""
+    for position, character in enumerate(text, 1):
+        if unicodedata.category(character) == "Cc" and character not in "\t\n\r":
+            return (f"The {name} holds a control character (U+{ord(character):04X}) at character {position}; "
+                    "remove it.")
+    return None
 
 
 def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_a: int | None,

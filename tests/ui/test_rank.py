@@ -249,6 +249,12 @@ def test_what_a_visitor_types_is_bounded_before_it_is_stored(arena):
         ui.rank_tab.rank_pages(arena, [str(SAMPLE_PAGES[0])], "<|im_start|>" * 833 + "x" * 5, None, None, None, None)
     with pytest.raises(gr.Error, match="The instruction is"):
         ui.rank_tab.rank_pages(arena, [str(SAMPLE_PAGES[0])], QUERY, "i" * 10_001, None, None, None)
+    # An escape sequence would be stored and reach the operator's terminal (`eval --per-query`).
+    with pytest.raises(gr.Error, match=r"The query holds a control character \(U\+001B\) at character 8; remove it"):
+        ui.rank_tab.rank_pages(arena, [str(SAMPLE_PAGES[0])], "invoice\x1b]0;PWNED\x07", None, None, None, None)
+    with pytest.raises(gr.Error, match=r"The instruction holds a control character \(U\+0007\)"):
+        ui.rank_tab.rank_pages(arena, [str(SAMPLE_PAGES[0])], QUERY, "find\x07it", None, None, None)
+    assert ui.rank_tab.rank_input_problems(["x.png"], "two\nlines\tand a tab\r", "one\nmore") == (None, None, None)
     assert arena.store.list_queries() == []  # nothing was stored
     with pytest.raises(gr.Error, match="at most 64,000 are kept"):
         ui.guidelines.write_guidelines(arena, "g" * 64_001)
