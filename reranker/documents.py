@@ -35,7 +35,7 @@ from PIL import Image, ImageOps
 
 from .imaging import MAX_ASPECT_RATIO, image_hash, processor_rgb
 from .lru import LRUCache
-from .rendering import OutOfTime, PageFailed, PdfFacts, RenderSettings, Stopped, open_pdf
+from .rendering import OutOfTime, PageFailed, PageTooSlow, PdfFacts, RenderSettings, Stopped, open_pdf
 from .workers import refuse_in_a_rerun_script
 
 logger = logging.getLogger(__name__)
@@ -422,7 +422,7 @@ def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
     Returns how many pages were considered: the page that would take the pixels over `pixels`,
     and every page after it, are not. `drop_blank` (a PDF cut short): pages that come out one
     flat colour are what MuPDF made of a page whose content is gone, not pages to rank or judge."""
-    pages, reduced, blank = [], [], []
+    pages, reduced, blank, slow = [], [], [], []
     considered = min(budget, page_count)
     for index in range(considered):
         number = index + 1 if page_count > 1 or kind == "pdf" else None
@@ -430,6 +430,16 @@ def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
             image, scale, *known_hash = render(index)
         except (_Refused, PageFailed) as refusal:
             result.problems.append(Problem(name, str(refusal), number))
+            if isinstance(refusal, PageTooSlow):
+                slow.append(index + 1)
+                if len(slow) == SLOW_PAGES_PER_FILE and index + 1 < considered:
+                    # Each slow page holds a render worker its whole time limit: a file of many such
+                    # pages held its upload (and a ranking slot) until the upload's deadline.
+                    pages_left = _page_list(list(range(index + 2, considered + 1)))
+                    result.problems.append(Problem(name, f"{pages_left} not rendered: {_page_list(slow)} each took over "
+                                                         f"{options.page_render_seconds:g} s, so the rest of the file "
+                                                         "was given up"))
+                    break
             continue
         except OutOfTime as error:
             pages_left = _page_list(list(range(index + 1, considered + 1)))
@@ -476,6 +486,10 @@ def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
         else:
             result.notes.append(f"{name}: {where}over {cap}, so scaled down to {lowest:.0%} of its size.")
     return considered
+
+
+# Pages of one PDF that may each run into the render time limit before the rest of it is given up.
+SLOW_PAGES_PER_FILE = 2
 
 
 def _pages_within(sizes: tuple[tuple[float, float], ...], options: IngestOptions, pixels: int, limit: int) -> int:

@@ -80,6 +80,10 @@ class PageFailed(Exception):
     the person who uploaded it, and reads after "file.pdf, page 3: "."""
 
 
+class PageTooSlow(PageFailed):
+    """The step took longer than `RenderSettings.page_seconds` and its worker was stopped."""
+
+
 class OutOfTime(Exception):
     """The upload's deadline passed before this step was done."""
 
@@ -382,7 +386,7 @@ class _InWorkers(Pdf):
             future = self.futures[index] if started else None
         if isinstance(error, TimeoutError):  # pebble killed the worker after page_seconds
             self.interrupted = True
-            raise PageFailed(
+            raise PageTooSlow(
                 f"took over {self.settings.page_seconds:g} s {step}, so it was skipped (a PDF this slow is "
                 "usually damaged or made to stall PDF viewers); print it to a new PDF and upload that")
         if isinstance(error, ProcessExpired):

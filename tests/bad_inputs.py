@@ -53,6 +53,14 @@ def sample_pdf(count: int = 10, points_per_pixel: float = 0.5, letter: bool = Fa
     return doc.tobytes()
 
 
+def render_bombs_pdf(pages: int, depth: int = 8) -> bytes:
+    """`pages` pages, each the page of `render_bomb_pdf` (sharing its forms): a few KB."""
+    doc = pymupdf.open(stream=render_bomb_pdf(depth), filetype="pdf")
+    for _ in range(pages - 1):
+        doc.fullcopy_page(0)
+    return doc.tobytes()
+
+
 def render_bomb_pdf(depth: int = 8, fanout: int = 10) -> bytes:
     """A ~2.5 KB one-page PDF that takes MuPDF fanout**depth draws to render (~30 s at depth 8 on
     one core): each form XObject draws the next one `fanout` times. Legal PDF, made to stall."""

@@ -256,6 +256,26 @@ def test_a_page_that_renders_too_long_is_skipped_and_the_rest_of_the_upload_load
     assert len(again.pages) == 2 and not again.problems
 
 
+def test_a_pdf_whose_pages_keep_stalling_is_given_up_after_two_and_the_rest_of_the_upload_loads():
+    """Each slow page holds a render worker its whole time limit: three uploads of 200 such pages
+    held every ranking slot for the upload deadline (2 min), and everyone else's rankings with
+    them. After two slow pages the rest of the file is given up."""
+    options = IngestOptions(render_workers=2, page_render_seconds=1)
+    idle_workers(options)
+    files = [("bombs.pdf", corpus.render_bombs_pdf(6)), ("after.png", corpus.plain_png())]
+    loaded = load_files(files, options)
+    assert [(page.source, page.page_number) for page in loaded.pages] == [("after.png", 1)]
+    assert [(problem.source, problem.page) for problem in loaded.problems] == [
+        ("bombs.pdf", 1), ("bombs.pdf", 2), ("bombs.pdf", None)]
+    assert all(problem.message.startswith("took over 1 s to render") for problem in loaded.problems[:2])
+    assert str(loaded.problems[2]) == ("bombs.pdf: pages 3–6 not rendered: pages 1–2 each took over 1 s, so the rest "
+                                       "of the file was given up")
+    # The pages rendering ahead were stopped (their workers replaced), not left to render for ~30 s.
+    wait_until(lambda: not any(busy(process) for process in rendering_workers()), seconds=10)
+    again = load_files([("report.pdf", corpus.sample_pdf(2))], options)
+    assert len(again.pages) == 2 and not again.problems
+
+
 def test_pages_still_waiting_at_the_uploads_deadline_are_skipped_with_one_problem_a_file():
     bomb = corpus.render_bomb_pdf(depth=8)
     options = IngestOptions(render_workers=2, page_render_seconds=600, max_render_seconds=1)
