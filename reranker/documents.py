@@ -277,6 +277,8 @@ def load_files(files: Iterable[FileInput], options: IngestOptions | None = None,
             pixel_limited |= considered < min(budget, page_count)
         budget -= considered
         pixels -= sum(page.width * page.height for page in loaded.added.pages)
+    if len(skipped) > SKIPPED_FILES_NAMED:  # 3,000 files in one upload named 2,800 of them
+        skipped = [*skipped[:SKIPPED_FILES_NAMED], f"and {len(skipped) - SKIPPED_FILES_NAMED:,} more files"]
     if skipped and pixel_limited:
         result.notes.append(
             f"Not every page was loaded: the pages of one upload may hold {_pixels(options.max_total_pixels)} "
@@ -487,6 +489,9 @@ def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
             result.notes.append(f"{name}: {where}over {cap}, so scaled down to {lowest:.0%} of its size.")
     return considered
 
+
+# Files a note names as skipped by the upload's limits; the rest are counted.
+SKIPPED_FILES_NAMED = 10
 
 # Pages of one PDF that may each run into the render time limit before the rest of it is given up.
 SLOW_PAGES_PER_FILE = 2

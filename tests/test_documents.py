@@ -463,6 +463,15 @@ def test_max_pages_counts_across_the_batch_and_reports_the_rest():
     assert result.documents[2].page_count == 3  # the file's own count, not what was loaded
 
 
+def test_the_note_on_files_past_the_page_limit_names_ten_and_counts_the_rest():
+    """An upload of 3,000 files named the 2,800 past the limit in one note."""
+    files = [(f"p{number}.png", corpus.plain_png((number, 0, 0))) for number in range(25)]
+    result = load_files(files, IngestOptions(max_pages=3))
+    (note,) = [note for note in result.notes if "Only the first" in note]
+    assert note.endswith("skipped: p3.png, p4.png, p5.png, p6.png, p7.png, p8.png, p9.png, p10.png, p11.png, p12.png, "
+                         "and 12 more files.")
+
+
 def test_a_bad_file_after_the_page_limit_is_still_reported():
     result = load_files([("a.pdf", corpus.text_pdf("1")), ("x.pdf", b"")], IngestOptions(max_pages=1))
     assert len(result.pages) == 1 and [problem.source for problem in result.problems] == ["x.pdf"]
