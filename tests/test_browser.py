@@ -1131,6 +1131,10 @@ def test_at_phone_width_nothing_runs_off_the_screen_and_captions_leave_pages_vis
     first_thumbnail = page.locator("#gallery-a .thumbnail-item").first.bounding_box()
     label = page.locator("#gallery-a > label").bounding_box()
     assert label["y"] + label["height"] <= first_thumbnail["y"] + 1
+    # No empty 520 px "Selected page" box between the galleries and the agreement before a click.
+    expect(page.locator("#detail-image")).to_be_hidden()
+    page.locator("#gallery-a .thumbnail-item").first.click()
+    expect(page.locator("#detail-image img")).to_be_visible()
     assert not (cut := page.evaluate(CUT_OFF_ON_THE_RIGHT)), "\n".join(cut)
 
     page.get_by_role("tab", name="Annotate", exact=True).click()
