@@ -22,7 +22,9 @@ trainers would read as passage text):
                          be read as one more input), so each row's scores, ranks, annotators and
                          instruction live in details.jsonl, line for line
   flagembedding          train.jsonl: {"query", "pos", "neg", "pos_scores", "neg_scores",
-                         ["prompt"], …details}, paths relative to the archive root
+                         ["prompt"], …details}, paths relative to the archive root; the scores
+                         are the teacher's log-odds, ln(P(yes) / P(no)), as FlagEmbedding distils
+                         from raw scores
 Every zip also has export.json: the options, the counts, the models and the annotation guidelines;
 a Parquet file holds the same JSON in its schema metadata (`PARQUET_MANIFEST_KEY`).
 """
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import re
 import sys
@@ -469,6 +472,20 @@ def _teacher(q: QueryExamples, models: Sequence[str], wanted: str | None) -> str
     return None
 
 
+# P(yes) saturates at 1 (or 0) in float32 past a yes−no logit gap of ~16.6: such a score is taken
+# as that gap, as the largest float32 probability below 1 gives.
+_SATURATED = 2.0**-24
+
+
+def log_odds(probability: float) -> float:
+    """ln(p / (1 − p)) of a stored P(yes): the model's yes−no logit difference, whose sigmoid it
+    is. FlagEmbedding distils from raw reranker scores (its rerankers' `compute_score` default),
+    taking a softmax over each row's pos_scores + neg_scores: probabilities there gave flat
+    targets ([0.8, 0.9, 0.3, 0.4] → [.30, .33, .18, .20], against [.28, .64, .03, .05])."""
+    p = min(max(probability, _SATURATED), 1.0 - _SATURATED)
+    return math.log(p / (1.0 - p))
+
+
 def _flagembedding(queries, n, models, store, options, prompt_for) -> dict[str, bytes]:
     if options.teacher is not None and options.teacher not in models:
         raise ValueError(f"teacher {options.teacher!r} has no scores here; models with scores: {', '.join(models) or 'none'}")
@@ -481,8 +498,8 @@ def _flagembedding(queries, n, models, store, options, prompt_for) -> dict[str, 
             "neg": [_image_name(e.page_hash) for e in q.negatives],
         }
         if teacher is not None:  # else none (the preview counts such rows): never made-up scores
-            row["pos_scores"] = [e.scores[teacher] for e in q.positives]
-            row["neg_scores"] = [e.scores[teacher] for e in q.negatives]
+            row["pos_scores"] = [log_odds(e.scores[teacher]) for e in q.positives]
+            row["neg_scores"] = [log_odds(e.scores[teacher]) for e in q.negatives]
         # FlagEmbedding's "prompt" is the yes/no question its trainer appends after
         # "query [sep] passage" (missing: its own default), not a whole chat prompt.
         if prompt_for is not None:

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import random
 import re
 import zipfile
@@ -346,7 +347,11 @@ def test_flagembedding_jsonl(arena, tmp_path):
     assert [by_path[p] for p in first["pos"]] == ["p2", "p5"]
     assert [by_path[p] for p in first["neg"]] == ["p0", "p6", "p3", "p7", "p1"]
     assert first["teacher"] == A  # model A unless asked; its scores fill pos_scores / neg_scores
-    assert first["pos_scores"] == [0.8, 0.5] and first["neg_scores"] == [0.95, 0.4, 0.7, 0.3, 0.9]
+    # The teacher's log-odds, ln(p / (1 − p)): FlagEmbedding softmaxes a row's scores as raw logits.
+    assert first["pos_scores"] == pytest.approx([math.log(0.8 / 0.2), 0.0])
+    assert first["neg_scores"] == pytest.approx([math.log(0.95 / 0.05), math.log(0.4 / 0.6), math.log(0.7 / 0.3),
+                                                 math.log(0.3 / 0.7), math.log(0.9 / 0.1)])
+    assert [d["scores"][A] for d in first["neg_details"]] == [0.95, 0.4, 0.7, 0.3, 0.9]  # P(yes) stays in the details
     assert first["teacher_prompt"] == render_prompt(MODELS[A], "what was the 2024 revenue?", None)
     assert [d["mined"] for d in first["neg_details"]] == [False, False, False, True, True]
     assert first["neg_details"][0]["ranks"] == {A: 1, B: 7}
@@ -670,8 +675,10 @@ def test_flagembedding_takes_each_querys_scores_from_a_model_that_scored_it(tmp_
 
     for teacher in (None, A, B):
         by_query = rows(teacher=teacher)
-        assert by_query["only A scored"]["teacher"] == A and by_query["only A scored"]["pos_scores"] == [0.9]
-        assert by_query["only B scored"]["teacher"] == B and by_query["only B scored"]["neg_scores"] == [0.1]
+        assert by_query["only A scored"]["teacher"] == A
+        assert by_query["only A scored"]["pos_scores"] == pytest.approx([math.log(9)])
+        assert by_query["only B scored"]["teacher"] == B
+        assert by_query["only B scored"]["neg_scores"] == pytest.approx([-math.log(9)])
         # FlagEmbedding's "prompt" is the question it appends after query and passage (absent: its
         # default); the teacher's whole chat prompt is "teacher_prompt"
         assert "prompt" not in by_query["only A scored"] and "prompt" not in by_query["only B scored"]
@@ -796,3 +803,15 @@ def test_an_export_file_is_named_by_its_format_and_when_it_was_made():
     moment = datetime(2026, 3, 1, 11, 5, 7, tzinfo=timezone(timedelta(hours=2)))
     assert default_filename(ExportOptions(format="parquet"), moment) == "arena-parquet-20260301T090507Z.parquet"
     assert re.fullmatch(r"arena-flagembedding-\d{8}T\d{6}Z\.zip", default_filename(ExportOptions(format="flagembedding")))
+
+
+def test_teacher_scores_are_log_odds_and_a_saturated_probability_stays_finite():
+    """P(yes) of exactly 1 or 0 (float32 saturates past a logit gap of ~16.6) has no finite
+    log-odds: it is taken as the largest float32 probability below 1 gives, so the JSON holds
+    numbers (json.dumps would write Infinity, which JSON readers refuse)."""
+    from reranker.export import log_odds
+
+    assert log_odds(0.5) == 0.0 and log_odds(0.8) == pytest.approx(math.log(4))
+    assert log_odds(1.0) == pytest.approx(16.636, abs=1e-3) and log_odds(0.0) == -log_odds(1.0)
+    assert log_odds(1.0) == log_odds(1.0 - 2.0**-30)  # beyond float32, the same
+    assert 1 / (1 + math.exp(-log_odds(0.73))) == pytest.approx(0.73)  # its sigmoid is P(yes) again
