@@ -13,8 +13,9 @@ On CUDA in half precision, `RERANKER_VARLEN_ATTENTION=1` runs the pages in one c
 own variable-length FlashAttention kernel (`torch.nn.attention.varlen`, torch ≥ 2.10, compute
 capability ≥ 8.0; no flash-attn package) instead of one SDPA call per page. Off by default: on an
 H200 it was slower (`bench --varlen`, 26.9 against 29.5 pairs/s cold), because SDPA there runs
-cuDNN's fused kernel on each page, faster than FlashAttention-2 (`scripts/gpu_sdpa_kernels.py`). Decided once per model, when it
-loads: a request that cannot be met is logged and the SDPA loop kept.
+cuDNN's fused kernel on each page, faster than FlashAttention-2 (`scripts/gpu_sdpa_kernels.py`).
+Decided once per model, when it loads: a request that cannot be met is logged and the SDPA loop
+kept.
 
 transformers chooses its packed (cu_seqlens) code path by the substring "flash" in the attention
 implementation's name, hence the name. (No `from __future__ import annotations` here: the custom
