@@ -996,10 +996,10 @@ def test_export_shows_the_counts_of_the_file_it_made_and_offers_none_after_a_fai
     expect(summary).to_contain_text("sentence-transformers:")
     page.get_by_label("Max negatives per query").fill("-1")
     page.get_by_role("button", name="Preview", exact=True).click()
-    expect(summary).to_contain_text("Max negatives must be a whole number of at least 0 (got -1")
+    expect(summary).to_contain_text("Max negatives per query (max_negatives) must be a whole number of at least 0 (got -1")
     page.get_by_label("Max negatives per query").fill("2.5")  # the box rounded it to 2, silently
     page.get_by_role("button", name="Preview", exact=True).click()
-    expect(summary).to_contain_text("Max negatives must be a whole number of at least 0 (got 2.5")
+    expect(summary).to_contain_text("Max negatives per query (max_negatives) must be a whole number of at least 0 (got 2.5")
 
     # Someone who judged after the page loaded is a Labels choice as soon as the tab opens.
     page.get_by_role("tab", name="Evaluate", exact=True).click()

@@ -32,15 +32,16 @@ EXPORTS_KEPT = 4  # and only this many newest, whatever their age
 def export_options(fmt, rule, k, max_negatives, annotator, since, until, agreement, mined, negatives_per_row=None):
     from ..export import ExportOptions
 
+    # Each message names the box and, in brackets, the /export parameter (for API clients).
     values = dict(format=fmt, rule=rule, k=_whole_number("k", k),
-                  max_negatives=_whole_number("Max negatives", max_negatives, least=0),  # 0: positives only
-                  annotator=given_name(annotator) or None, since=_moment("Judged since", since),
-                  until=_moment("Judged until", until),
+                  max_negatives=_whole_number("Max negatives per query (max_negatives)", max_negatives, least=0),
+                  annotator=given_name(annotator) or None, since=_moment("Judged since (since)", since),
+                  until=_moment("Judged until (until)", until),
                   require_agreement=_yes_or_no("Only pages annotators agree on (agreement)", agreement),
                   include_mined_negatives=_yes_or_no("Add model-mined negatives (mined)", mined),
                   # 0 or an empty box: the fewest negatives any query has (every usable query kept).
                   negatives_per_row=None if negatives_per_row in (None, "") else
-                  _whole_number("Negatives per row", negatives_per_row, least=0) or None)
+                  _whole_number("Negatives per row (negatives_per_row)", negatives_per_row, least=0) or None)
     try:
         return ExportOptions(**values)
     except ValueError as error:  # e.g. since after until, an unknown format from an API client

@@ -53,7 +53,7 @@ def test_an_emptied_number_box_or_an_unknown_query_is_a_message_not_a_crash(aren
     options = ["pointwise", "either", None, 10, "", "", "", False, False]  # k emptied
     with pytest.raises(gr.Error, match="k must be a whole number of at least 1"):
         ui.export_tab.previewed(arena, *options)
-    with pytest.raises(gr.Error, match="Max negatives must be a whole number"):
+    with pytest.raises(gr.Error, match=r"Max negatives per query \(max_negatives\) must be a whole number"):
         ui.export_tab.export_file(arena, "pointwise", "either", 5, 2.5)
     with pytest.raises(gr.Error, match="999999"):
         ui.annotate_tab.undo(arena, 999999, "rater")
@@ -105,9 +105,9 @@ def test_export_allows_zero_negatives_but_not_fewer():
     assert ui.export_tab.export_options("pointwise", "either", 5, 0, "", "", "", False, False).max_negatives == 0  # positives only
     for typed, per_row in ((0, None), (None, None), ("", None), (3, 3), (3.0, 3)):  # 0 or empty: the fewest any query has
         assert ui.export_tab.export_options("sentence-transformers", "either", 5, 3, "", "", "", False, False, typed).negatives_per_row == per_row
-    with pytest.raises(Exception, match=r"Negatives per row must be a whole number of at least 0 \(got -1\)"):
+    with pytest.raises(Exception, match=r"Negatives per row \(negatives_per_row\) must be a whole number of at least 0 \(got -1\)"):
         ui.export_tab.export_options("sentence-transformers", "either", 5, 3, "", "", "", False, False, -1)
-    with pytest.raises(Exception, match="Max negatives must be a whole number of at least 0"):
+    with pytest.raises(Exception, match=r"Max negatives per query \(max_negatives\) must be a whole number of at least 0"):
         ui.export_tab.export_options("pointwise", "either", 5, -1, "", "", "", False, False)
     with pytest.raises(Exception, match="k must be a whole number of at least 1"):
         ui.export_tab.export_options("pointwise", "either", 0, 3, "", "", "", False, False)
@@ -117,7 +117,7 @@ def test_export_allows_zero_negatives_but_not_fewer():
 @pytest.mark.parametrize("typed", ["yesterday", "26/11/2026"])
 def test_a_date_the_export_cannot_read_names_its_box_and_the_formats_it_takes(box, typed):
     dates = {"since": "", "until": "", box: typed}
-    with pytest.raises(Exception, match=rf"Judged {box}: '{typed}' is not a date \(YYYY-MM-DD, e\.g\. 2026-03-01\)"):
+    with pytest.raises(Exception, match=rf"Judged {box} \({box}\): '{typed}' is not a date \(YYYY-MM-DD, e\.g\. 2026-03-01\)"):
         ui.export_tab.export_options("pointwise", "either", 5, 3, "", dates["since"], dates["until"], False, False)
     assert ui.export_tab.export_options("pointwise", "either", 5, 3, "", " 2026-03-01 ", "2026-03-02T10:00", False, False).since.day == 1
 
@@ -127,7 +127,7 @@ def test_preview_and_export_say_what_is_wrong_with_the_options_in_the_same_words
     import gradio as gr
 
     cases = {
-        ("2026-02-30", ""): "Judged since: '2026-02-30' is not a date (YYYY-MM-DD, e.g. 2026-03-01) or an ISO date and "
+        ("2026-02-30", ""): "Judged since (since): '2026-02-30' is not a date (YYYY-MM-DD, e.g. 2026-03-01) or an ISO date and "
                             "time (e.g. 2026-03-01T14:30; UTC unless it has an offset)",
         ("2026-03-06", "2026-03-05"): "since 2026-03-06 is not before until 2026-03-05 (a date until includes that "
                                       "whole day): no judgment can fall between them",
