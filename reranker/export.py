@@ -154,7 +154,10 @@ class Selection:
 
     queries: tuple[QueryExamples, ...]
     models: tuple[str, ...]  # the models whose ranks make a negative hard
-    scored_models: tuple[str, ...]  # every model with scores in these queries: the files' score columns
+    # The files' score columns: every known model, then any other with scores here. Fixed, not just
+    # the models that scored these queries, so every export has the same columns (a Parquet file
+    # from before model B scored anything could not be concatenated with a later one).
+    score_columns: tuple[str, ...]
     judgments: int  # current labels that passed the annotator/date filters
     disagreements: int  # pages dropped: annotators disagree (with require_agreement) or tie
     annotator: str | None = None  # the annotator filter as stored ("ALICE" asked: "alice")
@@ -262,6 +265,7 @@ def _select(store: Store, options: ExportOptions) -> Selection:
     pages = {query_id: store.query_pages(query_id) for query_id in sorted(votes)}
     scored_models = tuple(in_model_order({m for ps in pages.values() for p in ps for m in p.scores}))
     models = options.models or scored_models
+    score_columns = tuple(in_model_order({*MODELS, *scored_models}))
 
     summaries = {summary.id: summary for summary in store.list_queries()} if pages else {}  # once, not a query each
     queries, disagreements = [], 0
@@ -312,7 +316,7 @@ def _select(store: Store, options: ExportOptions) -> Selection:
             queries.append(
                 QueryExamples(query_id, summary.text, summary.instruction, tuple(positives), tuple(negatives))
             )
-    return Selection(tuple(queries), tuple(models), scored_models, len(judged), disagreements, options.annotator)
+    return Selection(tuple(queries), tuple(models), score_columns, len(judged), disagreements, options.annotator)
 
 
 def _example(page: QueryPage, label: str, annotators: tuple[str, ...], hard_for: tuple[str, ...]) -> Example:
@@ -403,7 +407,7 @@ def summarize(selection: Selection) -> ExportPreview:
         negatives_per_row=n if options.format == "sentence-transformers" else 0,
         negatives_per_row_asked=options.negatives_per_row is not None,
         rule=options.rule,
-        without_teacher=sum(_teacher(q, selection.scored_models, options.teacher) is None for q in queries)
+        without_teacher=sum(_teacher(q, selection.score_columns, options.teacher) is None for q in queries)
         if options.format == "flagembedding" else 0,
         instruction_twins=_instruction_twins(queries) if options.format in ("sentence-transformers", "flagembedding") else 0,
     )
@@ -487,8 +491,9 @@ def log_odds(probability: float) -> float:
 
 
 def _flagembedding(queries, n, models, store, options, prompt_for) -> dict[str, bytes]:
-    if options.teacher is not None and options.teacher not in models:
-        raise ValueError(f"teacher {options.teacher!r} has no scores here; models with scores: {', '.join(models) or 'none'}")
+    scored = [m for m in models if any(m in e.scores for q in queries for e in (*q.positives, *q.negatives))]
+    if options.teacher is not None and options.teacher not in scored:
+        raise ValueError(f"teacher {options.teacher!r} has no scores here; models with scores: {', '.join(scored) or 'none'}")
     rows = []
     for q in queries:
         teacher = _teacher(q, models, options.teacher)
@@ -602,8 +607,6 @@ def _write_parquet(path: Path, queries: list[QueryExamples], models: tuple[str, 
         "hard_for": datasets.List(datasets.Value("string")),
         "mined": datasets.Value("bool"),
     }
-    if not models:  # Parquet has no empty structs
-        del features["scores"], features["ranks"]
     features = datasets.Features(features)
     schema = features.arrow_schema  # carries the datasets features (Image) as metadata
     # What a zip's export.json holds, under a key of its own beside datasets' "huggingface" key.
@@ -657,16 +660,16 @@ def export(
         "format": options.format,
         "options": {**options.as_json(), "annotator": selection.annotator},
         "counts": summary.as_json(),
-        "models": list(selection.scored_models),  # the score columns; options.models: whose ranks made negatives hard
+        "models": list(selection.score_columns),  # the score columns; options.models: whose ranks made negatives hard
         # What "relevant" meant to the annotators (None: the app's default, never saved).
         "guidelines": dataclasses.asdict(guidelines) if (guidelines := store.guidelines()) else None,
     }
     manifest_json = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
     with output_file(out_path) as partial:  # never a half-written export, nor one two runs shared
         if options.format == "parquet":
-            _write_parquet(partial, queries, selection.scored_models, store, manifest_json)
+            _write_parquet(partial, queries, selection.score_columns, store, manifest_json)
         else:
-            members = _ZIP_WRITERS[options.format](queries, n, selection.scored_models, store, options, prompt_for)
+            members = _ZIP_WRITERS[options.format](queries, n, selection.score_columns, store, options, prompt_for)
             members["export.json"] = manifest_json.encode()
             images = {  # only the images some row refers to
                 _image_name(e.page_hash): e.page_hash

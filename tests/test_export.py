@@ -401,7 +401,7 @@ def _pointwise_rows_of(store: Store) -> list[dict]:
     options = ExportOptions(format="pointwise", rule="all")
     selection = select(store, options)
     return [{"file_name": f"images/{r['page_hash']}.png", **r}
-            for r in _pointwise_rows(_usable(selection, options)[0], selection.scored_models)]
+            for r in _pointwise_rows(_usable(selection, options)[0], selection.score_columns)]
 
 
 def test_parquet_loads_with_image_feature(arena, tmp_path):
@@ -424,6 +424,39 @@ def test_parquet_loads_with_image_feature(arena, tmp_path):
     manifest = json.loads(pq.read_schema(out).metadata[PARQUET_MANIFEST_KEY])
     assert manifest["options"]["k"] == 2 and manifest["counts"]["rows"] == 7
     assert manifest["guidelines"]["text"] == "Relevant: the page alone answers."
+
+
+def test_every_export_has_a_score_column_for_each_model_whichever_scored(tmp_path):
+    """An export made while only model A had scored anything has B's columns too, empty: Parquet
+    files (and JSON Lines) from before and after B scored share one schema, so they concatenate."""
+    import pyarrow.parquet as pq
+
+    store = Store(tmp_path / "arena.db")
+    pages = make_pages(["x", "y"], "doc.pdf", seed=6)
+
+    def judged_query(text: str, scores: dict[str, list[float]]) -> None:
+        query_id = store.save_ranking(text, None, list(pages.values()), scores=scores, settings={m: {} for m in scores})
+        store.record_judgment(query_id, pages["x"].content_hash, "ann", RELEVANT)
+        store.record_judgment(query_id, pages["y"].content_hash, "ann", NOT_RELEVANT)
+
+    judged_query("only A so far", {A: [0.9, 0.4]})
+    before = export(store, ExportOptions(format="parquet", rule="all"), tmp_path / "before.parquet")
+    rows = pq.read_table(before).to_pylist()
+    assert [row["scores"] for row in rows] == [{A: 0.9, B: None}, {A: 0.4, B: None}]
+    assert [row["ranks"] for row in rows] == [{A: 1, B: None}, {A: 2, B: None}]
+    with zipfile.ZipFile(export(store, ExportOptions(format="pointwise", rule="all"), tmp_path / "p.zip")) as archive:
+        assert json.loads(archive.read("metadata.jsonl").splitlines()[0])["scores"] == {A: 0.9, B: None}
+        assert json.loads(archive.read("export.json"))["models"] == [A, B]
+    with pytest.raises(ValueError, match=f"teacher '{B}' has no scores here; models with scores: {A}$"):
+        export(store, ExportOptions(format="flagembedding", rule="all", teacher=B), tmp_path / "flag.zip")
+
+    judged_query("both now", {A: [0.8, 0.3], B: [0.7, 0.2]})
+    after = export(store, ExportOptions(format="parquet", rule="all"), tmp_path / "after.parquet")
+    assert pq.read_schema(after).remove_metadata() == pq.read_schema(before).remove_metadata()
+    both = datasets.concatenate_datasets([datasets.Dataset.from_parquet(str(path), cache_dir=str(tmp_path / "cache"))
+                                          for path in (before, after)])
+    assert both["scores"][-1] == {A: 0.3, B: 0.2} and both["scores"][0] == {A: 0.9, B: None}
+    store.close()
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
