@@ -317,9 +317,16 @@ def _unused_name(name: str, named: Mapping[str, str]) -> str:
     return candidate
 
 
+# Characters that reorder or hide text where a file name is shown: C0/C1 controls (a line break
+# would start a new line of a message) and the bidirectional embeddings, overrides and isolates
+# ("invoice\u202Efdp.exe" shows as "invoiceexe.pdf"). Shown as "[U+202E]": the name says what it holds.
+_HIDDEN_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
 def _display_name(item: FileInput) -> str:
     raw = item[0] if isinstance(item, tuple) else os.fsdecode(item)
-    return re.split(r"[\\/]", str(raw))[-1] or "upload"  # base name only, Windows paths too
+    name = re.split(r"[\\/]", str(raw))[-1] or "upload"  # base name only, Windows paths too
+    return _HIDDEN_IN_NAMES.sub(lambda match: f"[U+{ord(match.group()):04X}]", name)
 
 
 def _read(item: FileInput, options: IngestOptions) -> bytes:
