@@ -52,14 +52,14 @@ from .output_files import check_output, output_file
 from .store import NOT_RELEVANT, RELEVANT, QueryPage, Store, parse_moment, time_bound
 
 Format = Literal["pointwise", "sentence-transformers", "flagembedding", "parquet"]
-Rule = Literal["top_k", "above_lowest_positive", "either", "all"]
+Rule = Literal["either", "top_k", "above_lowest_positive", "all"]
 FORMATS: dict[str, str] = {  # format → file suffix
     "pointwise": ".zip",
     "sentence-transformers": ".zip",
     "flagembedding": ".zip",
     "parquet": ".parquet",
 }
-RULES = ("top_k", "above_lowest_positive", "either", "all")
+RULES = ("either", "top_k", "above_lowest_positive", "all")  # the default first, as the Export tab lists them
 MINED = "mined_negative"
 
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest zip date: a constant, so archives are reproducible
@@ -105,6 +105,9 @@ class ExportOptions:
 
     def as_json(self) -> dict[str, Any]:
         return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+DEFAULTS = ExportOptions()  # what the CLI, the Export tab and /export start from
 
 
 @dataclass(frozen=True)
@@ -737,16 +740,18 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--db", default=None, help="database file (default: $RERANKER_DB or data/arena.db)")
     parser.add_argument("--format", required=True, choices=sorted(FORMATS), help="output format")
     parser.add_argument("--out", type=Path, help="file to write (.zip, or .parquet for parquet); not needed with --preview")
-    parser.add_argument("--k", type=positive_int, default=5, help="a negative in any model's top K is hard (default 5)")
+    parser.add_argument("--k", type=positive_int, default=DEFAULTS.k,
+                        help=f"a negative in any model's top K is hard (default {DEFAULTS.k})")
     parser.add_argument(
         "--rule",
         choices=RULES,
-        default="either",
+        default=DEFAULTS.rule,
         help="hard negative: in the top k, scored above the lowest-scored positive, either (default), "
         "or all judged negatives",
     )
     parser.add_argument(
-        "--max-negatives", type=whole_number, default=10, metavar="N", help="at most this many negatives per query (default 10)"
+        "--max-negatives", type=whole_number, default=DEFAULTS.max_negatives, metavar="N",
+        help=f"at most this many negatives per query (default {DEFAULTS.max_negatives})"
     )
     parser.add_argument("--annotator", metavar="NAME", help="only this annotator's judgments")
     parser.add_argument("--since", type=_date_arg, help="only labels given from this date (YYYY-MM-DD) or ISO time on "

@@ -118,6 +118,7 @@ def resize_to_budget(image: Image.Image, min_pixels: int, max_pixels: int, facto
 
 
 def visual_tokens(image: Image.Image, min_pixels: int, max_pixels: int, factor: int = PATCH_FACTOR) -> int:
-    """Number of visual tokens the model sees for `image` under this budget."""
+    """Number of visual tokens the model sees for `image` under this budget (under either model's
+    `ImageRules`: they differ only for pages under 16 px thin)."""
     height, width = smart_resize(image.height, image.width, factor, min_pixels, max_pixels)
     return (height // factor) * (width // factor)

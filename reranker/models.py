@@ -21,6 +21,8 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
+from .imaging import ImageRules
+
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
@@ -53,7 +55,7 @@ class ModelSpec:
     prompt_style: Literal["chat", "raw"]
     # How the reference makes a page RGB and sizes it (reranker.imaging.ImageRules): with
     # qwen_vl_utils before the processor (A), or in the transformers image processor (B).
-    image_rules: Literal["qwen_vl_utils", "processor"] = "qwen_vl_utils"
+    image_rules: ImageRules = "qwen_vl_utils"
     system_prompt: str = ""
     raw_template: str = ""  # for prompt_style "raw": the whole prompt with {query}
     default_instruction: str | None = None  # for prompt_style "chat": the Instruct line

@@ -20,6 +20,7 @@ from . import metrics
 from .lru import LRUCache
 from .documents import IngestOptions, Page, Problem, load_files
 from .models import MODELS, UnknownModelError, get_spec
+from .text_rules import is_blank, same_text
 from .workers import thread_pool
 
 log = logging.getLogger(__name__)
@@ -502,13 +503,12 @@ def rank(
     then runs in groups as pages arrive instead of in full chunks); on a CPU a page takes seconds
     to encode and the whole upload renders in well under one, so there is nothing to overlap.
     """
-    from .scoring import check_text, clean_query
-    from .store import same_text
+    from .scoring import check_query, check_text
 
-    clean_query(query, max_length=10**9)  # raises QueryError with a message for the user
+    check_query(query)  # raises QueryError with a message for the user
     if instruction is not None:
         check_text(instruction, "instruction")
-    # As stored (store.same_text): one query however the text was encoded; the models'
+    # As stored (text_rules.same_text): one query however the text was encoded; the models'
     # tokenizer reads both forms alike.
     query, instruction = same_text(query), no_default_instruction(instruction)
     available = list(pool.keys if isinstance(pool, ModelPool) else pool.keys())
@@ -584,9 +584,6 @@ def no_default_instruction(instruction: str | None) -> str | None:
     """The instruction as a ranking is stored and cached: None for none, for blank text (spaces,
     zero-width characters) and for a model's own default, which all ask the same question.
     (`Reranker.score` itself reads an instruction as its reference code does.)"""
-    from .scoring import is_blank
-    from .store import same_text
-
     if instruction is None or is_blank(instruction):
         return None
     instruction = same_text(instruction.strip())

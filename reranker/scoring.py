@@ -1,8 +1,8 @@
 """Score (query, page image) pairs with a loaded reranker: P(yes) for each page (loading: `loading.py`).
 
 What the reference code does, one pair per forward pass, is done here in batches:
-  1. each page is resized into the spec's pixel budget (qwen_vl_utils' rule, PIL bicubic) on a
-     pool of worker threads, and rescaled/normalised/patchified on the device with the image
+  1. each page is resized into the spec's pixel budget by the model's own rule (`imaging.resize_to_budget`:
+     qwen_vl_utils' for A, the image processor's for B) on a pool of worker threads, and rescaled/normalised/patchified on the device with the image
      processor's exact arithmetic (`patchify`);
   2. the prompt is tokenized once; each page's sequence is that prompt with the image
      placeholder expanded to the page's visual-token count (exactly what the processor does);
@@ -27,7 +27,6 @@ import numbers
 import os
 import threading
 import time
-import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,10 +37,11 @@ import torch
 from PIL import Image, ImageFile
 
 from . import attention
-from .imaging import image_hash, resize_to_budget
+from .imaging import ImageRules, image_hash, resize_to_budget
 from .lru import LRUCache
 from .devices import default_batch_size, default_cache_bytes
 from .models import ModelSpec, chat_messages
+from .text_rules import is_blank
 from .prefix_cache import PagePrefix, batch_cache, harvest, suffix_positions
 from .workers import thread_pool
 
@@ -75,17 +75,6 @@ class PromptTooLong(ValueError):
 # for pixels there (the processor marks each as an image or video position; the reference code
 # fails on an extra <|image_pad|>).
 PLACEHOLDER_TOKENS = ("<|image_pad|>", "<|video_pad|>")
-
-
-# Characters that show nothing: controls, format characters (zero-width spaces, joiners, BOM),
-# separators. (Not str.isprintable: it calls a character newer than Python's Unicode tables
-# unprintable, so a query of a new emoji was "empty".)
-INVISIBLE_CATEGORIES = {"Cc", "Cf", "Zs", "Zl", "Zp"}
-
-
-def is_blank(text: str) -> bool:
-    """Nothing to read: only spaces and invisible characters (zero-width spaces, say)."""
-    return all(character.isspace() or unicodedata.category(character) in INVISIBLE_CATEGORIES for character in text)
 
 
 def check_text(text: str, what: str) -> None:
@@ -135,10 +124,16 @@ def check_cache_sizes(options: dict) -> None:
             raise ValueError(f"{name} must be a whole number of at least 0 (None: the default), got {size!r}")
 
 
-def clean_query(query: str, max_length: int | None) -> str:
+def check_query(query: str) -> None:
+    """Refuse (QueryError) a query that is not text a tokenizer can read (`check_text`) or is blank."""
     check_text(query, "query")
     if is_blank(query):
         raise QueryError("the query is empty: type what you are looking for")
+
+
+def clean_query(query: str, max_length: int | None) -> str:
+    """The query checked (`check_query`), and cut where no more of it can reach the model."""
+    check_query(query)
     bound = (max_length or UNTRUNCATED_PROMPT_TOKENS) * CHARS_PER_TOKEN_BOUND
     # Past `bound` characters no more of the query's text can be kept, but its special tokens
     # would be (the reference keeps every one): a query with any there is tokenized whole.
@@ -204,7 +199,7 @@ def truncate(ids: list[int], max_length: int, tail: int, special_ids: set[int]) 
 class Budget:
     min_pixels: int
     max_pixels: int
-    rules: str = "qwen_vl_utils"  # the model's ImageRules (a model's caches are its own: not in the key)
+    rules: ImageRules = "qwen_vl_utils"  # the model's rule (a model's caches are its own: not in the key)
 
     def key(self) -> str:
         return f"{self.min_pixels}-{self.max_pixels}"
@@ -828,7 +823,7 @@ def mrope_positions(attention_mask: torch.Tensor, image_mask: torch.Tensor, grid
 
 
 def resized_pixels(image: Image.Image, budget: Budget, pin: bool = False) -> torch.Tensor:
-    """The page resized into the budget as qwen_vl_utils does, as a uint8 H×W×3 tensor."""
+    """The page resized into the budget by the model's rule (`budget.rules`), as a uint8 H×W×3 tensor."""
     import numpy as np
 
     pixels = torch.from_numpy(np.array(resize_to_budget(image, budget.min_pixels, budget.max_pixels, rules=budget.rules)))

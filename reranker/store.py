@@ -49,12 +49,14 @@ from typing import Any, NamedTuple
 from PIL import Image
 from sqlite_utils import Database
 
+from .text_rules import is_blank, same_text
 from .workers import thread_pool
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "arena.db"
 BUSY_TIMEOUT_S = 30.0
+MAX_ANNOTATOR_CHARS = 80  # an annotator's name, wherever it is given (app, API, CLI, Python)
 MAX_STAGED_PAGES = 256  # PNGs encoded ahead of a save_ranking that may never come (a failed request)
 
 RELEVANT, NOT_RELEVANT, SKIP, CLEARED = "relevant", "not_relevant", "skip", "cleared"
@@ -760,7 +762,7 @@ class Store:
         already stored took none: that row, its page and its time are kept as they are; first
         score wins, so the cache stays consistent).
         """
-        if not isinstance(query, str) or not query.strip():
+        if not isinstance(query, str) or is_blank(query):
             raise ValueError("query text is empty")
         pages = list(pages)
         if not pages:
@@ -1230,21 +1232,12 @@ class Store:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0]
 
 
-def same_text(text: str) -> str:
-    """Text as stored and looked up (queries, instructions, names): Unicode's composed form (NFC),
-    so "café" typed as "cafe" + a combining accent is the same query, and "José" the same
-    annotator, however the keyboard or platform encoded them. The models' tokenizer normalizes
-    to NFC itself: the scores are the same."""
-    return unicodedata.normalize("NFC", text)
-
-
 def _check_annotator(annotator: str) -> str:
     name = same_text(annotator.strip()) if isinstance(annotator, str) else ""
-    if not name or len(name) > 200:
-        raise ValueError("annotator must be a non-empty name (at most 200 characters)")
+    if not name or len(name) > MAX_ANNOTATOR_CHARS:
+        raise ValueError(f"annotator must be a non-empty name (at most {MAX_ANNOTATOR_CHARS} characters)")
     # A control character (SQLite's NOCASE comparison stops at a NUL: "team\0carol" matched
     # "team\0alice" and relabelled her pages), or a name of invisible characters only.
-    categories = {unicodedata.category(character) for character in name}
-    if "Cc" in categories or categories <= {"Cf", "Zs", "Zl", "Zp", "Mn"}:
+    if any(unicodedata.category(character) == "Cc" for character in name) or is_blank(name):
         raise ValueError(f"annotator must be a name that shows, without control characters (got {name!r})")
     return name

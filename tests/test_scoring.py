@@ -614,10 +614,10 @@ def test_empty_query_is_refused_clearly(tiny_rerankers, sample_images, query):
 def test_blank_means_invisible_by_unicode_category():
     """A character newer than Python's Unicode tables (str.isprintable calls it unprintable), or a
     private-use one, is something to read; spaces, zero-width spaces, joiners and a BOM are not."""
-    from reranker.scoring import is_blank
+    from reranker.text_rules import is_blank
 
-    assert not is_blank("\U0001FAE8") and not is_blank("\ue000") and not is_blank(" a ")
-    assert is_blank("") and is_blank(" \u200b\u2060\ufeff\n\u00a0")
+    assert not is_blank("\U0001FAE8") and not is_blank("\ue000") and not is_blank(" a ") and not is_blank("e\u0301")
+    assert is_blank("") and is_blank(" \u200b\u2060\ufeff\n\u00a0") and is_blank("\u0301")  # an accent on nothing
 
 
 @pytest.mark.parametrize("token", ["<|image_pad|>", "<|video_pad|>"])

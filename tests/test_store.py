@@ -1053,6 +1053,33 @@ def test_a_name_with_control_characters_or_nothing_visible_is_refused(store: Sto
     assert store.current_labels(query_id, "team alice") == {pages[0].content_hash: RELEVANT}
 
 
+def test_the_store_holds_names_and_queries_to_the_apps_rules(store: Store):
+    """A name over 80 characters (the app's limit) was refused by the app and stored by the
+    Python API, which took 200; a query of a zero-width space was stored (only spaces were empty)."""
+    import unicodedata
+
+    import gradio as gr
+
+    from reranker.store import MAX_ANNOTATOR_CHARS
+    from reranker.ui.annotators import annotator_name
+
+    pages = make_pages(1)
+    query_id = ranked(store, pages)
+    store.record_judgment(query_id, pages[0].content_hash, "a" * MAX_ANNOTATOR_CHARS, RELEVANT)
+    for name in ("a" * (MAX_ANNOTATOR_CHARS + 1), "e\u0301" * 41):  # 82 code points, 41 once composed: fine
+        if len(unicodedata.normalize("NFC", name)) > MAX_ANNOTATOR_CHARS:
+            with pytest.raises(ValueError, match=f"at most {MAX_ANNOTATOR_CHARS} characters"):
+                store.record_judgment(query_id, pages[0].content_hash, name, RELEVANT)
+            with pytest.raises(gr.Error, match=f"{MAX_ANNOTATOR_CHARS} characters at most"):
+                annotator_name(name)
+        else:
+            assert annotator_name(name) == name
+            store.record_judgment(query_id, pages[0].content_hash, name, RELEVANT)
+    for query in ("\u200b", " \ufeff\u2060 "):
+        with pytest.raises(ValueError, match="query text is empty"):
+            store.save_ranking(query, None, pages, scores={}, settings={})
+
+
 def test_a_database_this_user_may_not_write_is_refused_before_sqlite_touches_it(db_path: Path, monkeypatch):
     """Opened for writing, a read-only file failed every ranking and judgment, and SQLite left
     -wal/-shm files with its permissions that kept refusing writes once it was writable again."""

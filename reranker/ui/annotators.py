@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 import gradio as gr
 
 from .. import devices
+from ..store import MAX_ANNOTATOR_CHARS
+from ..text_rules import same_text
 from .text import refuse
 
 if TYPE_CHECKING:
@@ -51,8 +53,8 @@ def annotator_name(name: str | None, profile: gr.OAuthProfile | None = None) -> 
         return profile.username
     if not name:
         raise refuse("Enter your name (top of the Annotate tab, or annotator in the API) before judging, so judgments can be told apart.")
-    if len(name) > 80:
-        raise refuse("That name is too long (80 characters at most).")
+    if len(same_text(name)) > MAX_ANNOTATOR_CHARS:  # counted as the store counts it
+        raise refuse(f"That name is too long ({MAX_ANNOTATOR_CHARS} characters at most).")
     return name
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
+from ..export import DEFAULTS, FORMATS, RULES
 from .annotators import MAJORITY_VOTE, given_name, label_choices
 from .text import markdown, message_text, refuse
 
@@ -104,7 +105,8 @@ def preview_check(arena: Arena, *options) -> tuple[str, Selection | None]:
         return f"⚠️ {message_text(error)}", None
 
 
-def export_file(arena: Arena, fmt: str = "pointwise", rule: str = "either", k: int = 5, max_negatives: int = 10,
+def export_file(arena: Arena, fmt: str = DEFAULTS.format, rule: str = DEFAULTS.rule, k: int = DEFAULTS.k,
+                max_negatives: int = DEFAULTS.max_negatives,
                 annotator: str = "", since: str = "", until: str = "", agreement: bool = False,
                 mined: bool = False, negatives_per_row: int | None = None, selection: Selection | None = None) -> str:
     """Write the judgments as hard-negative training data; returns the file (zip or parquet).
@@ -158,16 +160,14 @@ def layout() -> SimpleNamespace:
         )
         with gr.Row():
             # The min_widths stack these at phone width, where "above_lowest_positive" ran out of its box.
-            fmt = gr.Radio(["pointwise", "sentence-transformers", "flagembedding", "parquet"], value="pointwise", label="Format",
-                           min_width=300)
-            rule = gr.Radio(["either", "top_k", "above_lowest_positive", "all"], value="either", label="Hard-negative rule",
-                            min_width=300)
+            fmt = gr.Radio(list(FORMATS), value=DEFAULTS.format, label="Format", min_width=300)
+            rule = gr.Radio(list(RULES), value=DEFAULTS.rule, label="Hard-negative rule", min_width=300)
         with gr.Row():
             # No minimum: Gradio's own refusal does not name the box ("Value -1 is less than
             # minimum value 0"); export_options does.
             # No rounding in the box (precision=0 made 2.5 a silent 2): `_whole_number` refuses it.
-            k = gr.Number(5, label="k (top-k rule)", step=1)
-            max_negatives = gr.Number(10, label="Max negatives per query", step=1)
+            k = gr.Number(DEFAULTS.k, label="k (top-k rule)", step=1)
+            max_negatives = gr.Number(DEFAULTS.max_negatives, label="Max negatives per query", step=1)
             # A list of who has judged, as Evaluate's Labels (a name typed in a text box that
             # matched nobody exported nothing); a name can still be typed.
             export_annotator = gr.Dropdown([MAJORITY_VOTE], value=MAJORITY_VOTE[1], label="Labels (majority vote, or one "

@@ -23,7 +23,9 @@ except ImportError:  # elsewhere it is a no-op anyway
 
 
 GPU_SECONDS_BASE = 20  # a fresh ZeroGPU worker's CUDA start-up, with room to spare
-GPU_SECONDS_PER_PAGE = 1.0  # per (page, model): ~5x an H200's cold time at the largest default budget
+# Per (page, model): ~30x model A's cold time on a whole H200 (0.034 s, docs/benchmarks.md). Generous on
+# purpose: a ZeroGPU slice is part of a card, and a request that outruns its duration is aborted.
+GPU_SECONDS_PER_PAGE = 1.0
 GPU_SECONDS_MAX = 120
 
 

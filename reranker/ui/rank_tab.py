@@ -16,7 +16,8 @@ import pandas as pd
 from .. import ranking
 from ..documents import DEFAULT_DPI, IngestOptions
 from ..models import A_KEY, B_KEY, get_spec, pixels_to_tokens, tokens_to_pixels
-from ..scoring import QueryError, check_text, is_blank
+from ..scoring import QueryError, check_text
+from ..text_rules import is_blank
 from ..store import StoreError
 from .annotate_tab import pick_latest, position_and_view
 from .gpu import GradioProgress
