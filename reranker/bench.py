@@ -358,9 +358,6 @@ def run(args, device, defaults_used=()) -> dict:
         "rows": [dict(asdict(row), pairs_per_second=row.pairs_per_second, ratio=row.pairs_per_second / reference_rate[row.baseline])
                  for row in rows],
         "end_to_end_seconds": end_to_end_seconds["cold"],
-        "end_to_end_vision_prefetch": end_to_end_seconds["prefetch"],
-        "end_to_end_other_way_seconds": end_to_end_seconds["cold_other_way"],
-        "max_score_difference_prefetch_vs_not": end_to_end_seconds["prefetch_difference"],
         "end_to_end_warm_seconds": end_to_end_seconds["warm"],
         "end_to_end_warmup_seconds": end_to_end_seconds["warmup"],
         "end_to_end_includes_store": end_to_end_seconds["with_store"],
@@ -387,10 +384,6 @@ def end_to_end(pdf: bytes, page_count: int, rerankers, repeats: int, device, war
     (`ranking.rank_and_save`: database write and gallery thumbnails included, into a temporary
     folder); without it (a bare GPU box), `ranking.rank` only, and the report says so.
 
-    The cold request also runs the other way round as to the vision prefetch (encoding pages
-    while the rest of the PDF renders, `ranking.VisionPrefetch`; the app does not, since it was
-    slower on an H200), so the report shows what that overlap gains or costs on this machine.
-
     `warmup_pdf` (other pages) is ranked once first, untimed: the first request of a process pays
     one-time start-up (render worker processes, thread pools; ~2 s on a 2-core CPU), which would
     otherwise land on the first timed request."""
@@ -405,35 +398,26 @@ def end_to_end(pdf: bytes, page_count: int, rerankers, repeats: int, device, war
     except ImportError:
         Store = None
     upload = [("benchmark.pdf", pdf)]
-    app_prefetch = False  # what the app does (`ranking.rank`'s default): measured slower on an H200
-    seconds = {"cold": [], "cold_other_way": [], "warm": [], "with_store": Store is not None, "warmup": None}
+    seconds = {"cold": [], "warm": [], "with_store": Store is not None, "warmup": None}
     with tempfile.TemporaryDirectory() as folder:
 
-        def request(query: str, run: str, uploads=None, prefetch=False, files=upload):
+        def request(query: str, run: str, uploads=None, files=upload):
             if Store is None:
-                return ranking.rank(files, query, rerankers, ingest_cache=uploads, prefetch=prefetch)
+                return ranking.rank(files, query, rerankers, ingest_cache=uploads)
             store = Store(Path(folder) / f"{run}.db")  # a new file: every page is new to it
             images = PageImages(Path(folder) / f"thumbnails-{run}", store.page_image, memory_bytes=2**30)
-            return ranking.rank_and_save(files, query, rerankers, store, images, ingest_cache=uploads,
-                                         prefetch=prefetch)[0]
+            return ranking.rank_and_save(files, query, rerankers, store, images, ingest_cache=uploads)[0]
 
         if warmup_pdf is not None:
-            seconds["warmup"] = timed(lambda: request(QUERIES[2], "warm-up", prefetch=app_prefetch,
-                                                      files=[("warm-up.pdf", warmup_pdf)]), device)
+            seconds["warmup"] = timed(lambda: request(QUERIES[2], "warm-up", files=[("warm-up.pdf", warmup_pdf)]), device)
 
-        scores = {}  # way → model → its scores (the first cold request each way)
-
-        def check(result, way=None):
+        def check(result):
             assert all(len(r.scores or []) == page_count for r in result.rankings.values()), result.rankings
-            if way is not None:
-                scores.setdefault(way, {key: r.scores for key, r in result.rankings.items()})
 
-        for repeat in range(repeats):  # alternating, so neither way gets the warmer machine
-            for name, prefetch in (("cold", app_prefetch), ("cold_other_way", not app_prefetch)):
-                for reranker in rerankers.values():
-                    reranker.clear_caches()
-                seconds[name].append(timed(lambda: check(request(QUERIES[0], f"{name}-{repeat}", prefetch=prefetch), name),
-                                           device))
+        for repeat in range(repeats):
+            for reranker in rerankers.values():
+                reranker.clear_caches()
+            seconds["cold"].append(timed(lambda: check(request(QUERIES[0], f"cold-{repeat}")), device))
         uploads = ingest_cache()
         check(request(QUERIES[0], "warm", uploads))  # the upload, as the warm runs will find it
         for repeat in range(repeats):
@@ -446,15 +430,9 @@ def end_to_end(pdf: bytes, page_count: int, rerankers, repeats: int, device, war
     pairs = page_count * len(rerankers)  # each model scores every page
     rows = [
         Row(f"end-to-end: render PDF + {what}", pairs, statistics.median(seconds["cold"]), "both models", "both"),
-        Row("end-to-end, other way: " + ("render all, then score" if app_prefetch else "vision prefetch while rendering"),
-            pairs, statistics.median(seconds["cold_other_way"]), "both models", "both"),
         Row("end-to-end warm: new query, same PDF", pairs, statistics.median(seconds["warm"]), "both models", "both"),
     ]
-    # The same pages with and without the prefetch: in float32 equal; in bfloat16 within its rounding
-    # (a page's vision outputs depend a little on the pages that shared its encoder call).
-    difference = max(abs(a - b) for key in scores["cold"] for a, b in zip(scores["cold"][key], scores["cold_other_way"][key]))
-    return rows, {"cold": rows[0].seconds, "cold_other_way": rows[1].seconds, "warm": rows[2].seconds,
-                  "prefetch": app_prefetch, "with_store": seconds["with_store"], "prefetch_difference": difference,
+    return rows, {"cold": rows[0].seconds, "warm": rows[1].seconds, "with_store": seconds["with_store"],
                   "warmup": seconds["warmup"]}
 
 
@@ -514,9 +492,7 @@ def print_report(report: dict) -> None:
         )
     print(
         f"\nend-to-end ranking of {report['rows'][-1]['pairs'] // 2} PDF pages with both models: {report['end_to_end_seconds']:.2f} s "
-        f"({'with' if report['end_to_end_vision_prefetch'] else 'without'} the vision prefetch, as the app here; "
-        f"{report['end_to_end_other_way_seconds']:.2f} s the other way; "
-        f"a new query about the same PDF: {report['end_to_end_warm_seconds']:.2f} s; "
+        f"(a new query about the same PDF: {report['end_to_end_warm_seconds']:.2f} s; "
         f"after an untimed warm-up request of {report['end_to_end_warmup_seconds']:.2f} s)"
     )
     print(
@@ -524,7 +500,6 @@ def print_report(report: dict) -> None:
         f"({report['pdf_render_pages_per_second_one_process']:.1f} pages/s with one worker process)"
     )
     print(f"largest |fast − reference| score difference on the same pairs: {report['max_score_difference_fast_vs_reference']:.2e}")
-    print(f"largest score difference end to end, with vision prefetch vs without: {report['max_score_difference_prefetch_vs_not']:.2e}")
     if report.get("breakdown_seconds"):
         parts = " · ".join(f"{name} {seconds:.3f} s" for name, seconds in report["breakdown_seconds"].items())
         print(f"one cold batch of {report['rows'][2]['pairs']} pages, by part: {parts}")

@@ -208,15 +208,12 @@ def ingest_cache(max_bytes: int = 2**30) -> LRUCache:
     return LRUCache(max_bytes)
 
 
-def load_files(files: Iterable[FileInput], options: IngestOptions | None = None, cache: LRUCache | None = None,
-               on_page: Callable[[Page], None] | None = None) -> Ingested:
+def load_files(files: Iterable[FileInput], options: IngestOptions | None = None, cache: LRUCache | None = None) -> Ingested:
     """Pages of every usable file (paths, or (name, bytes) pairs), plus problems and notes.
 
     Never raises for a bad file: each becomes a Problem and the others are still loaded. At most
     `options.max_pages` pages are rendered over the whole batch; the rest are listed in a note.
     `cache`: see `ingest_cache`; a hit gives the same pages, problems and notes as loading anew.
-    `on_page(page)` is called with each page of the result as soon as it is read, in order, while
-    later pages still render (work can start on the first pages meanwhile).
     """
     refuse_in_a_rerun_script("load_files")
     options = options or IngestOptions()
@@ -257,13 +254,10 @@ def load_files(files: Iterable[FileInput], options: IngestOptions | None = None,
             if loaded is None:
                 added = Ingested()
                 page_count, considered, cacheable = _ingest(name, data, document_hash, options, budget, pixels, deadline,
-                                                            added, on_page)
+                                                            added)
                 loaded = _LoadedFile(added, page_count, considered)
                 if cache is not None and cacheable:
                     cache.put(key, loaded, loaded.nbytes)
-            elif on_page is not None:
-                for page in loaded.added.pages:
-                    on_page(page)
             result.extend(loaded.added)
             page_count, considered = loaded.page_count, loaded.considered
         except _Refused as refusal:
@@ -361,7 +355,7 @@ def _read(item: FileInput, options: IngestOptions) -> bytes:
 
 
 def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, budget: int, pixels: int,
-            deadline: float, result: Ingested, on_page: Callable[[Page], None] | None = None) -> tuple[int, int, bool]:
+            deadline: float, result: Ingested) -> tuple[int, int, bool]:
     """Add the file's pages (at most `budget` pages, `pixels` pixels in all) to `result`; return
     how many pages the file has, how many of them the limits left room for, and whether the
     result is worth caching (no page ran out of time or crashed the renderer: another try may
@@ -384,7 +378,7 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
             wanted = _pages_within(facts.page_sizes, options, pixels, min(budget, facts.page_count))
             pdf.start(wanted)
             considered = _add_pages(name, document_hash, "pdf", facts.page_count, pdf.render, budget, pixels, options,
-                                    result, on_page, drop_blank=truncated)
+                                    result, drop_blank=truncated)
         return facts.page_count, considered, not pdf.interrupted
     if image is None:
         raise _Refused(_not_supported(name, data))
@@ -401,7 +395,7 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
         if animated:
             result.notes.append(f"{name}: animated image, only its first frame was used.")
         considered = _add_pages(name, document_hash, "image", page_count,
-                                lambda i: _render_frame(image, i, options), budget, pixels, options, result, on_page)
+                                lambda i: _render_frame(image, i, options), budget, pixels, options, result)
     return page_count, considered, True
 
 
@@ -425,7 +419,7 @@ def _tiff_pages(image: Image.Image) -> int:
 
 def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
                render: Callable[[int], tuple], budget: int, pixels: int,
-               options: IngestOptions, result: Ingested, on_page: Callable[[Page], None] | None = None,
+               options: IngestOptions, result: Ingested,
                drop_blank: bool = False) -> int:
     """`render(index)` gives (image, scale) or (image, scale, content hash) for page `index`.
     Returns how many pages were considered: the page that would take the pixels over `pixels`,
@@ -476,8 +470,6 @@ def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
             reduced.append((index + 1, scale))
         content_hash = known_hash[0] if known_hash else image_hash(image)
         pages.append(Page(content_hash, image, name, index + 1, document_hash, kind, page_count))
-        if on_page is not None:
-            on_page(pages[-1])
     if pages:
         result.documents.append(Document(document_hash, name, kind, page_count))
         result.pages.extend(pages)

@@ -7,13 +7,11 @@ scores every page with every available model and returns plain data for the UI t
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, wait
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from . import metrics
@@ -21,7 +19,6 @@ from .lru import LRUCache
 from .documents import IngestOptions, Page, Problem, load_files
 from .models import MODELS, UnknownModelError, get_spec
 from .text_rules import is_blank, same_text
-from .workers import thread_pool
 
 log = logging.getLogger(__name__)
 
@@ -185,20 +182,15 @@ def instruction_for(reranker, instruction: str | None) -> str | None:
     return instruction if spec is None or spec.takes_instruction else None
 
 
-def ingest(files: Sequence, options: IngestOptions | None = None, cache=None,
-           on_page: Callable[[Page], None] | None = None):
-    """Uploads (paths, (name, bytes) pairs, or already loaded Pages) → pages, problems, notes.
-    `on_page(page)` sees each page as soon as it is read, in order (see `load_files`)."""
+def ingest(files: Sequence, options: IngestOptions | None = None, cache=None):
+    """Uploads (paths, (name, bytes) pairs, or already loaded Pages) → pages, problems, notes."""
     if isinstance(files, (str, os.PathLike, Page)):  # one file: not a sequence of its characters
         files = [files]
     pages = [item for item in files if isinstance(item, Page)]
     others = [item for item in files if not isinstance(item, Page)]
-    if on_page is not None:
-        for page in pages:
-            on_page(page)
     if not others:
         return pages, [], [], []
-    loaded = load_files(others, options, cache=cache, on_page=on_page)
+    loaded = load_files(others, options, cache=cache)
     return pages + loaded.pages, loaded.problems, loaded.notes, loaded.documents
 
 
@@ -247,17 +239,6 @@ class ScoringTurns:
         self._stopping = True
         return self._lock.acquire(timeout=timeout)
 
-    @contextlib.contextmanager
-    def turn_if_free(self) -> Iterator[bool]:
-        """The models' turn if no ranking has it now (yields True), else at once False: for work
-        worth doing only when it waits for no one (`VisionPrefetch`)."""
-        ours = not self._stopping and self._lock.acquire(blocking=False)
-        try:
-            yield ours
-        finally:
-            if ours:
-                self._lock.release()
-
     def __call__(self, pool, query: str, work: Mapping[str, list[Page]], instruction: str | None = None,
                  max_pixels: Mapping[str, int] | None = None, progress: ProgressCallback | None = None) -> dict[str, Scored]:
         if self._stopping:
@@ -294,112 +275,6 @@ class ScoringTurns:
             return results
         finally:
             self._lock.release()
-
-
-class VisionPrefetch:
-    """Runs the models' vision encoders on an upload's pages while the rest of it renders.
-
-    On a GPU machine the device is idle while the CPU renders a PDF. Each group of `group` pages
-    is encoded as soon as it has arrived (`add`), by every model in turn, and the outputs wait in
-    each model's vision cache, where its scoring finds them (`Reranker.prefetch_vision`).
-    Best effort: a group that finds another ranking scoring (`turn`), a page whose score `known`
-    says is stored, a page past the prefetch room of the model's vision cache, or a failure only
-    means that scoring encodes those pages itself, as it would have without this. Groups are
-    encoded one at a time, in order, on one shared thread. `seconds` holds each model's encoding
-    time: model time of the ranking, spent before its scoring.
-    """
-
-    _thread = thread_pool("vision-prefetch", workers=1)
-
-    def __init__(self, models: Sequence[tuple], query: str, instruction: str | None, *, group: int = 8,
-                 known: Callable[[str, list[Page]], set[str]] | None = None,
-                 turn: Callable[[], contextlib.AbstractContextManager[bool]] | None = None):
-        """`models`: (model key, reranker, image budget or None), in the order they will score.
-        `known(model key, pages)`: the content hashes among `pages` whose score is stored."""
-        self._models = list(models)
-        self._query, self._instruction = query, instruction
-        self._group_size = group
-        self._known = known
-        self._turn = turn or (lambda: contextlib.nullcontext(True))
-        self._group: list[Page] = []
-        self._pending: list[Future] = []
-        self._failed: set[str] = set()  # models that raised: not tried again in this ranking
-        self.encoded = 0  # pages run through an encoder (counted once per model)
-        self.seconds = {key: 0.0 for key, _, _ in self._models}
-
-    def add(self, page: Page) -> None:
-        self._group.append(page)
-        if len(self._group) == self._group_size:
-            self._submit()
-
-    def _submit(self) -> None:
-        if self._group and self._models:
-            try:
-                self._pending.append(self._thread.submit(self._encode, self._group))
-            except RuntimeError as error:  # the thread is gone (interpreter shutting down): no head start
-                log.warning("vision prefetch stopped: %s", error)
-                self._models = []
-        self._group = []
-
-    def finish(self) -> int:
-        """Encode the last, partial group and wait for every group; returns `encoded`."""
-        self._submit()
-        wait(self._pending)
-        return self.encoded
-
-    def _encode(self, pages: list[Page]) -> None:
-        from .scoring import PromptTooLong, QueryError
-
-        with self._turn() as ours:
-            if not ours:
-                return
-            for key, reranker, budget in self._models:
-                if key in self._failed:
-                    continue
-                try:
-                    known = self._known(key, pages) if self._known else set()
-                    todo = [page for page in pages if page.content_hash not in known]
-                    if todo:
-                        started = time.perf_counter()
-                        self.encoded += reranker.prefetch_vision(self._query, todo, instruction_for(reranker, self._instruction),
-                                                                 max_pixels=budget)
-                        self.seconds[key] += time.perf_counter() - started
-                except (QueryError, PromptTooLong):  # the ranking tells the user
-                    self._failed.add(key)
-                except Exception as error:  # scoring will meet it again, and report it, if it is real
-                    self._failed.add(key)
-                    log.warning("vision prefetch for %s stopped: %s: %s", key, type(error).__name__, error)
-
-
-def _vision_prefetch(pool: ModelPool | Mapping, keys: Sequence[str], query: str, instruction: str | None,
-                     max_pixels: Mapping[str, int] | None, store, scorer, prefetch: bool) -> VisionPrefetch | None:
-    """A `VisionPrefetch` over the models already loaded (never load one just for this: it would
-    hold up the rendering), or None when there is nothing to do. `prefetch`: see `rank`."""
-    if not prefetch:
-        return None
-    models = []
-    for key in keys:
-        if isinstance(pool, ModelPool) and not pool.loaded(key):
-            continue
-        budget = (max_pixels or {}).get(key)
-        try:
-            reranker = pool.get(key) if isinstance(pool, ModelPool) else pool[key]
-            settings = reranker.settings(budget)
-        except Exception:  # e.g. a budget outside the model's range: the ranking reports it, without a head start
-            continue
-        models.append((key, reranker, budget, settings))
-    if not models:
-        return None
-    settings = {key: settings for key, _, _, settings in models}
-
-    def known(key: str, pages: list[Page]) -> set[str]:
-        if store is None:
-            return set()
-        return set(store.cached_scores(key, settings[key], query, instruction, [page.content_hash for page in pages]))
-
-    return VisionPrefetch([model[:3] for model in models], query, instruction,
-                          group=getattr(models[0][1], "vision_chunk", 8), known=known,
-                          turn=scorer.turn_if_free if isinstance(scorer, ScoringTurns) else None)
 
 
 def score_pages(pool: ModelPool | Mapping, query: str, work: Mapping[str, list[Page]], instruction: str | None = None,
@@ -486,7 +361,6 @@ def rank(
     ingest_cache=None,
     on_pages: Callable[[list[Page]], None] | None = None,
     scorer: Callable[..., dict[str, Scored]] = score_pages,
-    prefetch: bool = False,
 ) -> RankingResult:
     """Ingest `files` and score every page with each model; a failing model is reported, not raised.
 
@@ -497,11 +371,10 @@ def rank(
     runs once the pages are read and before scoring: a place to start side work (it should
     return at once) that then overlaps the models. `scorer` does the model work, with
     `score_pages`'s arguments (the pool first); it is only called when some page needs a model.
-    `prefetch`: run the loaded models' vision encoders on the pages while the rest of the upload
-    is read (`VisionPrefetch`). Off by default: on an H200 it made the app's 25-page request
-    ~5% slower in every run (rendering, at ~110 pages/s, leaves little to hide, and the encoder
-    then runs in groups as pages arrive instead of in full chunks); on a CPU a page takes seconds
-    to encode and the whole upload renders in well under one, so there is nothing to overlap.
+
+    The pages are read first, then scored: encoding pages while the rest of a PDF rendered made
+    the app's 25-page request ~5% slower on an H200 in every run (docs/benchmarks.md, "The vision
+    prefetch"), and on a CPU rendering takes a small part of a page's scoring time.
     """
     from .scoring import check_query, check_text
 
@@ -520,16 +393,10 @@ def rank(
     report = progress or (lambda fraction, message: None)
     report(0.0, "Reading files")
     started = time.perf_counter()
-    prefetcher = _vision_prefetch(pool, keys, query, instruction, max_pixels, store, scorer, prefetch)
-    try:
-        pages, problems, notes, documents = ingest(files, ingest_options, ingest_cache,
-                                                   on_page=prefetcher.add if prefetcher else None)
-        ingest_seconds = time.perf_counter() - started
-        if on_pages and pages:
-            on_pages(pages)
-    finally:
-        if prefetcher is not None:
-            prefetcher.finish()  # the last group's encoding: scoring must find it in the cache
+    pages, problems, notes, documents = ingest(files, ingest_options, ingest_cache)
+    ingest_seconds = time.perf_counter() - started
+    if on_pages and pages:
+        on_pages(pages)
     if not pages:  # no model is loaded for nothing (on a CPU tens of seconds; without local weights a download)
         report(1.0, "Done")
         return RankingResult(query, instruction, pages, problems, notes, {}, ingest_seconds, documents)
@@ -572,8 +439,7 @@ def rank(
         known[key].update({page.content_hash: score for page, score in zip(work.get(key, []), scored.scores)})
         ranking.scores = [known[key][page.content_hash] for page in pages]
         stored[key] |= scored.reused  # scored before, by a ranking running at the same moment
-        # The model's time includes its encoding while the files were read.
-        ranking.seconds = scored.seconds + (prefetcher.seconds.get(key, 0.0) if prefetcher is not None else 0.0)
+        ranking.seconds = scored.seconds
         ranking.scored = len(work.get(key, [])) - len(scored.reused)
         ranking.stored = sum(1 for page in pages if page.content_hash in stored[key])
     report(1.0, "Done")

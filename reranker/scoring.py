@@ -58,9 +58,6 @@ _MARKER_SPAN = 32
 # For a model whose reference never truncates (ModelSpec.max_length None): longer prompts are
 # refused, naming the model, rather than cut (which would change the score) or run out of memory.
 UNTRUNCATED_PROMPT_TOKENS = 32768
-# How long a prefetched page's vision outputs hold room in the vision cache before their
-# ranking scores them: seconds on a GPU, even after waiting for other rankings' turns.
-PREFETCH_HOLD_SECONDS = 300.0
 
 
 class QueryError(ValueError):
@@ -287,8 +284,6 @@ class Reranker:
         if vision_cache_bytes is None:
             vision_cache_bytes = default_cache_bytes(device, cpu=512 * 2**20, variable="RERANKER_VISION_CACHE_MB")
         self.vision_cache = LRUCache(vision_cache_bytes)
-        # Vision key → (bytes, when): prefetched, not used by `score` yet (see prefetch_vision).
-        self._prefetched: dict[tuple, tuple[int, float]] = {}
         self.score_cache = LRUCache(200_000 if score_cache_entries is None else score_cache_entries)
         if prefix_cache_bytes is None:  # a 2B page prefix: ~115 kB per token in bf16, ~65 MB at 564,480 px
             prefix_cache_bytes = default_cache_bytes(device, cpu=2**30, variable="RERANKER_PREFIX_CACHE_MB")
@@ -476,43 +471,8 @@ class Reranker:
                         progress(done, total)
         return [float(scores[firsts.get(key, i)]) for i, key in enumerate(keys)]
 
-    def prefetch_vision(self, query: str, images: Sequence, instruction: str | None = None, *,
-                        max_pixels: int | None = None) -> int:
-        """Run the vision encoder now on those `images` that `score` with the same arguments would
-        encode, so that it finds their outputs in the vision cache: pages without a cached score,
-        kept prefix or cached vision outputs. For overlapping the encoder with other work
-        (`ranking.rank(..., prefetch=True)` renders the rest of an upload meanwhile; the app does
-        not: slower on an H200). Returns how many pages it encoded.
-
-        Prefetched outputs that no `score` call has used yet fill at most half the vision cache,
-        over all callers (several rankings may prefetch at once): more, and the LRU
-        could push them out before their turn comes. Pages past that room are left to `score`.
-        """
-        prompt, budget, keys, cache_keys = self._request(query, images, instruction, max_pixels)
-        with self._lock, torch.inference_mode():
-            todo = [i for i, key in enumerate(cache_keys) if self.score_cache.get(key) is None]
-            reused = self._reusable_prefixes(self.layout(self.tokenizer(prompt)["input_ids"]), images, keys, todo, budget)
-            first = {key: i for i, key in reversed(list(enumerate(keys)))}  # a page given twice is encoded once
-            needed = [i for i in todo if i not in reused and first[keys[i]] == i
-                      and self.vision_cache.get(self._vision_key(keys[i], budget)) is None]
-            # Outputs the LRU has let go of no longer hold room, nor ones left unused for long (their
-            # ranking failed, say): their room would otherwise be lost until they are pushed out.
-            now = time.monotonic()
-            self._prefetched = {key: (size, when) for key, (size, when) in self._prefetched.items()
-                                if key in self.vision_cache and now - when < PREFETCH_HOLD_SECONDS}
-            room = self.vision_cache.capacity // 2 - sum(size for size, _ in self._prefetched.values())
-            needed = needed[: max(0, room) // self.vision_page_bytes(max_pixels)]
-            if needed:
-                pixels = [self._submit(resized_pixels, page_image(images[i]), budget, self.device.type == "cuda")
-                          for i in needed]
-                grids = torch.tensor([self._grid(page_image(images[i]), budget) for i in needed])
-                vision_keys = [self._vision_key(keys[i], budget) for i in needed]
-                for key, item in zip(vision_keys, self._encode(pixels, grids, [keys[i] for i in needed], budget)):
-                    self._prefetched[key] = (tensor_bytes(item), now)
-        return len(needed)
-
     def _request(self, query: str, images: Sequence, instruction: str | None, max_pixels: int | None):
-        """What `score` and `prefetch_vision` start from: the prompt (checked), the image budget,
+        """What `score` starts from: the prompt (checked), the image budget,
         each page's content key and its key in the score cache."""
         prompt = self.prompt(query, instruction)
         if self.spec.max_length is None:
@@ -531,16 +491,6 @@ class Reranker:
         pending = [page.content_hash if getattr(page, "content_hash", None) else self._submit(page_key, page)
                    for page in pages]
         return [key if isinstance(key, str) else key.result() for key in pending]
-
-    def vision_page_bytes(self, max_pixels: int | None = None) -> int:
-        """The most one page's vision outputs (embeddings and deepstack features) take at this
-        image budget: what a page prefetched into the vision cache may occupy."""
-        budget = self._budget(max_pixels)
-        image_processor = self.processor.image_processor
-        tokens = budget.max_pixels // (image_processor.patch_size * image_processor.merge_size) ** 2
-        vision = self.backbone.config.vision_config
-        features = 1 + len(getattr(vision, "deepstack_visual_indexes", None) or ())
-        return tokens * vision.out_hidden_size * features * self.dtype.itemsize
 
     def _score_keys(self, prompt: str, keys: list[str], max_pixels: int | None) -> list[tuple]:
         """Each page's key in the score cache: (settings, prompt, page)."""
@@ -612,14 +562,11 @@ class Reranker:
         order = sorted(todo, key=lambda i: (sized[i][0] * sized[i][1], i))
         chunks = [order[start : start + size] for start in range(0, len(order), size)]
         # Every cached output taken now, before the call's own new outputs can push them out of
-        # the LRU (a vision prefetch's, say, whose page comes only in a later batch); each is let
-        # go when its batch is prepared.
+        # the LRU (a page that comes only in a later batch); each is let go when its batch is prepared.
         cached = {i: self.vision_cache.get(self._vision_key(keys[i], budget)) for i in todo}
 
         def prepare(chunk):
             outputs = [cached.pop(i) for i in chunk]
-            for i in chunk:  # used now: a prefetched output no longer holds prefetch room
-                self._prefetched.pop(self._vision_key(keys[i], budget), None)
             return self.prepare_batch(prompt_ids, [images[i] for i in chunk], [keys[i] for i in chunk], chunk, budget,
                                       cached_vision=outputs)
 
@@ -790,7 +737,6 @@ class Reranker:
         with self._lock:
             self.vision_cache.clear()
             self.prefix_cache.clear()
-            self._prefetched.clear()
 
 
 def mrope_positions(attention_mask: torch.Tensor, image_mask: torch.Tensor, grids: torch.Tensor, merge: int) -> torch.Tensor:

@@ -591,18 +591,6 @@ def test_a_cached_batch_equals_a_fresh_one_and_renders_nothing(corpus_paths, mon
     assert all(a.image is b.image for a, b in zip(again.pages, first.pages))
 
 
-def test_each_page_is_handed_on_as_soon_as_it_is_read_fresh_or_cached(corpus_paths):
-    """`on_page` (the app's vision prefetch) sees exactly the result's pages, in order; bad files
-    and pages in between change nothing."""
-    from reranker.documents import ingest_cache
-
-    cache = ingest_cache()
-    for _ in range(2):  # rendered, then from the cache
-        seen = []
-        result = load_files(corpus_paths.values(), cache=cache, on_page=seen.append)
-        assert [id(page) for page in seen] == [id(page) for page in result.pages] and len(seen) > 3
-
-
 def test_the_same_file_uploaded_twice_is_read_once_and_said_so():
     pdf = corpus.text_pdf("one", "two")
     result = load_files([("a.pdf", pdf), ("a.pdf", pdf), ("b.pdf", pdf)])
@@ -610,18 +598,6 @@ def test_the_same_file_uploaded_twice_is_read_once_and_said_so():
     assert [(page.source, page.page_number) for page in result.pages] == [("a.pdf", 1), ("a.pdf", 2), ("b.pdf", 1), ("b.pdf", 2)]
     assert "a.pdf was uploaded twice; it was read once." in result.notes
     assert not any("a.pdf · p.1 = a.pdf · p.1" in note for note in result.notes)
-
-
-def test_each_pdf_page_is_handed_on_before_the_next_is_read(monkeypatch):
-    from reranker import rendering
-
-    read = []
-    for kind in (rendering._InWorkers, rendering._InProcess):
-        real = kind.render
-        monkeypatch.setattr(kind, "render", lambda self, index, _real=real: read.append(index) or _real(self, index))
-    seen = []
-    load_files([("five.pdf", corpus.text_pdf(*"abcde"))], on_page=lambda page: seen.append((page.page_number, len(read))))
-    assert seen == [(number, number) for number in range(1, 6)]  # page n handed on when n pages were read
 
 
 def test_the_cache_is_keyed_by_bytes_name_and_options(monkeypatch):

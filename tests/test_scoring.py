@@ -10,7 +10,6 @@ import io
 import pathlib
 import re
 import socket
-import time
 
 import pytest
 import torch
@@ -287,18 +286,19 @@ def test_overlapped_preparation_equals_sequential(tiny_checkpoints, sample_image
 
 
 @pytest.mark.parametrize("key", [A, B])
-def test_vision_prefetched_in_parts_equals_the_plain_path(tiny_rerankers, sample_images, monkeypatch, key):
-    """The app encodes pages while the rest of the upload renders (ranking.VisionPrefetch)."""
+def test_some_pages_cached_and_some_not_in_one_call_equals_the_plain_path(tiny_rerankers, sample_images, monkeypatch, key):
+    """A new query over an upload whose first pages were seen before: the cached pages' vision
+    outputs and the others' fresh ones meet in the same batches."""
     reranker = tiny_rerankers[key]
     pages = odd_pages(sample_images)
     reranker.clear_caches()
     plain = reranker.score(QUERIES[0], pages, batch_size=4)
     reranker.clear_caches()
-    # Two groups as they arrive, the second repeating a page of the first and one of its own.
-    assert reranker.prefetch_vision(QUERIES[0], pages[:2]) == 2
-    assert reranker.prefetch_vision(QUERIES[0], pages[1:] + [pages[4]]) == len(pages) - 2
-    monkeypatch.setattr(reranker.backbone, "get_image_features", lambda *a, **k: pytest.fail("vision encoder ran"))
+    reranker.score(QUERIES[1], pages[:2] + [pages[4]], batch_size=4)  # seen before, under another query
+    reranker.prefix_cache.clear()  # B would otherwise reuse whole prefixes, not the vision outputs
+    encoded = count_encoded(monkeypatch, reranker)
     assert reranker.score(QUERIES[0], pages, batch_size=4) == pytest.approx(plain, abs=TOL)
+    assert sum(encoded) == len(pages) - 3
 
 
 def count_encoded(monkeypatch, reranker) -> list[int]:
@@ -350,49 +350,6 @@ def test_scoring_lets_go_of_each_cached_vision_output_once_its_batch_is_prepared
     assert all(outputs[i]() is not None for i in range(3) if i != done)  # their batches are still to come
     del second
     list(batches)
-
-
-def test_prefetched_pages_not_yet_scored_fill_at_most_half_the_vision_cache_over_all_callers(
-        tiny_rerankers, sample_images, monkeypatch):
-    """Up to three rankings prefetch at once in the app: their pages share one room, so none
-    pushes another's out of the LRU before it is scored."""
-    reranker = tiny_rerankers[A]
-    reranker.clear_caches()
-    monkeypatch.setattr(reranker.vision_cache, "capacity", int(4.5 * reranker.vision_page_bytes()))
-    first, second = sample_images[:2], odd_pages(sample_images)[1:4]
-    assert reranker.prefetch_vision(QUERIES[0], first) == 2  # room for 2 of 2.25 pages
-    assert reranker.prefetch_vision(QUERIES[1], second) == 0  # another ranking: no room left
-    encoded = count_encoded(monkeypatch, reranker)
-    reranker.score(QUERIES[0], first)
-    assert encoded == []  # both were waiting in the cache
-    assert reranker.prefetch_vision(QUERIES[1], second) == 2  # scored: their room is free again
-    reranker.vision_cache.clear()  # let go by the LRU: no longer holding room either
-    assert reranker.prefetch_vision(QUERIES[1], second) == 2
-    # Never scored (their ranking failed, say): after a while they hold no room either.
-    third = [sample_images[3], sample_images[2].crop((0, 0, 1000, 1000))]
-    assert reranker.prefetch_vision(QUERIES[0], third) == 0
-    later = time.monotonic() + scoring_module.PREFETCH_HOLD_SECONDS
-    monkeypatch.setattr(scoring_module.time, "monotonic", lambda: later)
-    assert reranker.prefetch_vision(QUERIES[0], third) == 2
-
-
-def test_prefetch_encodes_only_what_scoring_would(tiny_rerankers, sample_images, monkeypatch):
-    pages = sample_images[:3]
-    for key in (A, B):
-        tiny_rerankers[key].clear_caches()
-        tiny_rerankers[key].score(QUERIES[0], pages)
-    monkeypatch.setattr(tiny_rerankers[A].backbone, "get_image_features", lambda *a, **k: pytest.fail("A's encoder ran"))
-    monkeypatch.setattr(tiny_rerankers[B].backbone, "get_image_features", lambda *a, **k: pytest.fail("B's encoder ran"))
-    for key in (A, B):
-        assert tiny_rerankers[key].prefetch_vision(QUERIES[0], pages) == 0  # scores cached
-        # A new query: A has the pages' vision outputs, B keeps their whole prefix.
-        assert tiny_rerankers[key].prefetch_vision(QUERIES[1], pages) == 0
-    tiny_rerankers[A].vision_cache.clear()
-    tiny_rerankers[B].vision_cache.clear()
-    assert tiny_rerankers[B].prefetch_vision(QUERIES[1], pages) == 0  # the prefix is still kept
-    monkeypatch.undo()
-    assert tiny_rerankers[A].prefetch_vision(QUERIES[1], pages) == len(pages)
-    assert tiny_rerankers[A].prefetch_vision(QUERIES[1], pages, max_pixels=64 * 32 * 32) == len(pages)  # another budget
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 5, 64])
@@ -575,8 +532,6 @@ def test_a_page_the_model_cannot_take_is_named_before_any_work(tiny_rerankers, s
         reranker.clear_caches()
         with pytest.raises(error, match=message):
             reranker.score("a query", [sample_images[0], page])
-        with pytest.raises(error, match=message):
-            reranker.prefetch_vision("a query", [sample_images[0], page])
         assert len(reranker.vision_cache) == 0 and len(reranker.score_cache) == 0  # nothing was scored
 
 
