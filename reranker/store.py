@@ -563,6 +563,10 @@ class Store:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except FileExistsError:  # a file where a folder on the way should be
                 raise StoreError(f"The database {self.path} cannot be made: {self.path.parent} is not a folder.") from None
+            except OSError as error:  # e.g. /data on a Space whose storage is not mounted
+                raise StoreError(f"The database {self.path} cannot be made: its folder {self.path.parent} does not exist "
+                                 f"and cannot be created ({error.strerror or error}). Is the disk or volume meant to "
+                                 "hold it mounted?") from None
             _refuse_unwritable(self.path)
             db = self.db
             _refuse_foreign(db, self.path)

@@ -1019,6 +1019,18 @@ def test_a_database_path_that_is_a_folder_or_under_a_file_is_named_as_such(tmp_p
     assert (tmp_path / "notes.txt").read_text() == "kept"
 
 
+def test_a_database_folder_that_cannot_be_made_is_named_not_called_read_only(tmp_path: Path, monkeypatch):
+    """RERANKER_DB=/data/arena.db on a Space whose storage was not mounted said "it is read-only
+    here (check the file's permissions)" about a file that did not exist."""
+    def refused(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refused)  # as for someone who may not write in / (we may be root)
+    with pytest.raises(StoreError, match=r"^The database \S+/data/arena\.db cannot be made: its folder \S+/data does "
+                                         r"not exist and cannot be created \(Permission denied\)\. Is the disk or volume"):
+        Store(tmp_path / "data" / "arena.db")
+
+
 def test_text_typed_in_either_unicode_form_is_one_query_and_one_annotator(store: Store):
     """"café" composed (NFC) and decomposed (NFD) were two queries, and "José" two annotators:
     one person's two labels split into a tied vote, and κ counted two people."""

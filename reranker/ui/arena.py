@@ -51,11 +51,21 @@ class Arena:
         # Uploads already rendered: a new query about the same files skips the rendering.
         self.ingested = ingest_cache(PAGE_MEMORY_BYTES)
         thumbnail_bytes = devices.env_megabytes("RERANKER_THUMBNAIL_CACHE_MB") or 1024 * 2**20  # 0 or unset: 1 GiB
-        self.images = PageImages(self.cache_dir, self.store.page_image, PAGE_MEMORY_BYTES, thumbnail_bytes)
+        self.images = PageImages(self.pages_dir, self.store.page_image, PAGE_MEMORY_BYTES, thumbnail_bytes)
         # One ranking's model work at a time, each page scored once (see ranking.ScoringTurns);
         # reading, rendering and saving of other rankings go on meanwhile. score_on_gpu is
         # looked up per call: the tests put a forked worker behind it.
         self.scoring = ranking.ScoringTurns(lambda pool, *work: gpu.score_on_gpu(self, *work))
+
+    # The two folders of the cache folder that browsers may fetch from (`launch_options`): only
+    # those, so that nothing else an operator keeps there (a database backup, say) is served.
+    @property
+    def pages_dir(self) -> Path:
+        return self.cache_dir / "pages"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.cache_dir / "exports"
 
     def image_path(self, page_hash: str, max_side: int) -> str:
         """A JPEG of the page no larger than `max_side`, written once to the cache folder."""
@@ -102,6 +112,10 @@ def create_arena(db_path: str | None = None, cache_dir: str | None = None, prelo
                 "needs a Hugging Face login" if login_required() else "by typed name")
     if hint := operator_hint():
         logger.warning(hint)
+    if os.environ.get("SYSTEM") == "spaces" and not (db_path or os.environ.get("RERANKER_DB")):
+        logger.warning("RERANKER_DB is not set: the database is %s, on this Space's own disk, which a restart empties, "
+                       "every judgment with it. Mount a storage volume and set RERANKER_DB (say /data/arena.db): "
+                       "README, \"Hugging Face Space\".", arena.store.path)
     if preload if preload is not None else device.type == "cuda":
         for key in MODELS:
             try:

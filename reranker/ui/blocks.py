@@ -76,9 +76,9 @@ def launch_options(arena: Arena) -> dict:
     return dict(
         css=(STATIC / "arena.css").read_text(encoding="utf-8"),
         js=browser_script(),
-        allowed_paths=[str(arena.cache_dir)],
-        # Never the database file, even in the cache folder (both on a Space's /data, say): the
-        # whole file, with every version of everything, was one download away.
+        allowed_paths=[str(arena.pages_dir), str(arena.exports_dir)],
+        # Never the database file, even in those folders (all on a Space's /data, say): the whole
+        # file, with every version of everything, was one download away.
         blocked_paths=[str(arena.store.path) + suffix for suffix in ("", "-wal", "-shm", "-journal")],
         max_file_size=MAX_UPLOAD,
     )

@@ -116,10 +116,11 @@ def export_file(arena: Arena, fmt: str = DEFAULTS.format, rule: str = DEFAULTS.r
     options = export_options(fmt, rule, k, max_negatives, annotator, since, until, agreement, mined, negatives_per_row)
     if selection is not None and selection.options != options:  # an option changed while it was previewed
         selection = None  # what is on screen now is exported, selected again
-    _remove_old_exports(arena.cache_dir)
+    _remove_old_exports(arena.exports_dir)
     folder = None
     try:
-        folder = Path(tempfile.mkdtemp(dir=arena.cache_dir, prefix="export-"))
+        arena.exports_dir.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=arena.exports_dir, prefix="export-"))
         return str(export(arena.store, options, folder / default_filename(options), selection=selection))
     except (NothingToExportError, ValueError, OSError) as error:
         if folder is not None:  # no empty folder left behind
@@ -130,17 +131,17 @@ def export_file(arena: Arena, fmt: str = DEFAULTS.format, rule: str = DEFAULTS.r
         full = getattr(error, "errno", None) == errno.ENOSPC or os.strerror(errno.ENOSPC) in str(error)
         reason = "the disk holding it is full; free some space and try again" if full else str(error)
         logger.warning("export failed: %s", error)
-        raise gr.Error(f"The export file could not be written in the app's folder for them, {arena.cache_dir} "
-                       f"(RERANKER_CACHE): {reason}. Nothing stored was changed.", print_exception=False) from None
+        raise gr.Error(f"The export file could not be written in the app's folder for them, {arena.exports_dir} "
+                       f"(in RERANKER_CACHE): {reason}. Nothing stored was changed.", print_exception=False) from None
 
 
-def _remove_old_exports(cache_dir: Path) -> None:
+def _remove_old_exports(exports_dir: Path) -> None:
     """Before an export is made: each is a new file of every judged page, so those older than
     EXPORT_KEEP_SECONDS go, and all but the EXPORTS_KEPT − 1 newest (anyone may export: a loop of
     exports filled the disk within the hour, and then judging failed)."""
     cutoff = time.time() - EXPORT_KEEP_SECONDS
     folders = []
-    for folder in Path(cache_dir).glob("export-*"):
+    for folder in Path(exports_dir).glob("export-*"):
         with contextlib.suppress(OSError):  # removed meanwhile by another export
             if folder.is_dir():
                 folders.append((folder.stat().st_mtime, folder))

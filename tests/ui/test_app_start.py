@@ -78,6 +78,31 @@ def test_the_operator_hint_is_logged_when_the_app_starts(monkeypatch, tmp_path, 
             "judging by typed name") in caplog.text
 
 
+def test_a_space_keeping_its_database_on_its_own_disk_is_warned_at_start(monkeypatch, tmp_path, caplog):
+    """Without RERANKER_DB a Space's database lies on the disk a restart empties: that was said
+    only as the path in an INFO line."""
+    from reranker import store as store_module
+
+    monkeypatch.setattr(store_module, "DEFAULT_PATH", tmp_path / "repo" / "data" / "arena.db")
+    monkeypatch.delenv("RERANKER_DB", raising=False)
+    for system, warned in (("spaces", True), (None, False)):
+        if system:
+            monkeypatch.setenv("SYSTEM", system)
+        else:
+            monkeypatch.delenv("SYSTEM", raising=False)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="reranker.ui"):
+            ui.create_arena(None, str(tmp_path / "cache"), preload=False).store.close()
+        said = f"RERANKER_DB is not set: the database is {tmp_path / 'repo' / 'data' / 'arena.db'}, on this Space's own disk"
+        assert (said in caplog.text) is warned
+    monkeypatch.setenv("SYSTEM", "spaces")
+    monkeypatch.setenv("RERANKER_DB", str(tmp_path / "mounted" / "arena.db"))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="reranker.ui"):
+        ui.create_arena(None, str(tmp_path / "cache"), preload=False).store.close()
+    assert "RERANKER_DB is not set" not in caplog.text
+
+
 def test_the_app_starts_by_removing_render_folders_that_stopped_processes_left(monkeypatch, tmp_path, caplog):
     import subprocess
     import sys
@@ -175,21 +200,24 @@ def test_what_the_browser_remembers_is_signed_with_a_key_that_outlives_a_restart
     assert {state.secret for state in (shared.saved_name, shared.saved_query, shared.saved_order)} == {secret}
 
 
-def test_the_database_is_never_served_even_from_inside_the_cache_folder(tmp_path):
+def test_only_page_images_and_exports_are_served_from_the_cache_folder(tmp_path):
     """With RERANKER_CACHE the database's own folder (both on a Space's /data), Gradio served the
-    whole file to anyone who asked for its path."""
+    whole file to anyone who asked for its path, and then any backup of it kept there."""
     import httpx
 
     folder = tmp_path / "data"
     arena = ui.Arena(ranking.ModelPool(loader=lambda key: pytest.fail("no model is needed")), Store(folder / "arena.db"), folder)
     arena.store.save_guidelines("Tables count.", "lead")  # something in the file, and a WAL beside it
-    (folder / "thumb.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # what the folder is for
+    arena.store.backup(folder / "arena-backup.db")
+    (folder / "pages" / "thumb.jpg").write_bytes(b"\xff\xd8\xff")  # what the folders are for
+    (folder / "exports" / "export-1").mkdir(parents=True)
+    (folder / "exports" / "export-1" / "train.zip").write_bytes(b"PK\x05\x06" + bytes(18))
     demo = ui.build_app(arena)
     _, url, _ = demo.launch(**ui.launch_options(arena), prevent_thread_lock=True, server_name="127.0.0.1", server_port=None)
     try:
-        served = httpx.get(f"{url}gradio_api/file={folder / 'thumb.png'}")
-        assert served.status_code == 200
-        for name in ("arena.db", "arena.db-wal"):
+        for served in (folder / "pages" / "thumb.jpg", folder / "exports" / "export-1" / "train.zip"):
+            assert httpx.get(f"{url}gradio_api/file={served}").status_code == 200, served
+        for name in ("arena.db", "arena.db-wal", "arena-backup.db"):
             assert (folder / name).exists()
             assert httpx.get(f"{url}gradio_api/file={folder / name}").status_code == 403, name
     finally:

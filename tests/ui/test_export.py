@@ -19,7 +19,7 @@ def test_export_tab_previews_and_writes_a_file(arena, ranked):
     options = ("flagembedding", "either", 5, 10, "", "", "", False, False)
     assert "positives       1" in ui.export_tab.previewed(arena, *options)[0]
     path = Path(ui.export_tab.export_file(arena, *options))
-    assert path.exists() and path.suffix == ".zip" and path.is_relative_to(arena.cache_dir)
+    assert path.exists() and path.suffix == ".zip" and path.is_relative_to(arena.exports_dir)
 
 
 def test_the_export_click_writes_what_its_preview_counted(arena, ranked):
@@ -77,10 +77,10 @@ def test_an_export_on_a_full_disk_says_so_and_leaves_no_folder_behind(arena, ran
     monkeypatch.setattr(output_files.tempfile, "mkstemp", no_space)
     with pytest.raises(gr.Error) as raised:
         ui.export_tab.export_file(arena, "pointwise", "all", 5, 10)
-    assert raised.value.message == (f"The export file could not be written in the app's folder for them, {arena.cache_dir} "
-                                    "(RERANKER_CACHE): the disk holding it is full; free some space and try again. "
+    assert raised.value.message == (f"The export file could not be written in the app's folder for them, {arena.exports_dir} "
+                                    "(in RERANKER_CACHE): the disk holding it is full; free some space and try again. "
                                     "Nothing stored was changed.")
-    assert not list(arena.cache_dir.glob("export-*"))
+    assert not list(arena.exports_dir.glob("export-*"))
 
 
 def test_exports_older_than_an_hour_are_removed_when_the_next_is_made(arena, ranked, monkeypatch):
@@ -98,7 +98,7 @@ def test_exports_older_than_an_hour_are_removed_when_the_next_is_made(arena, ran
     # And only the newest few, whatever their age: anyone may export, and each is a copy of every judged page.
     made = [ui.export_tab.export_file(arena, "pointwise", "all", 5, 10) for _ in range(ui.export_tab.EXPORTS_KEPT + 2)]
     assert [os.path.exists(path) for path in made] == [False, False] + [True] * ui.export_tab.EXPORTS_KEPT
-    assert len(list(arena.cache_dir.glob("export-*"))) == ui.export_tab.EXPORTS_KEPT
+    assert len(list(arena.exports_dir.glob("export-*"))) == ui.export_tab.EXPORTS_KEPT
 
 
 def test_export_allows_zero_negatives_but_not_fewer():

@@ -75,7 +75,7 @@ def test_ranking_view_captions_follow_each_models_order(arena):
             assert entry["content_hash"] == content_hash
             # The thumbnail is that page's JPEG (thumbnails.PageImages names it by content hash) ...
             assert Path(path).name == f"{content_hash[:32]}-{ui.rank_tab.GALLERY_SIDE}.jpg", (key, caption)
-            assert Path(path).is_relative_to(arena.cache_dir)
+            assert Path(path).is_relative_to(arena.pages_dir)
             # ... and looks like that page's file, not another one of the upload.
             assert nearest_source(path) == page, (key, caption, path)
             own, theirs = ranks[key][page], ranks[other][page]
