@@ -44,6 +44,17 @@ class ModelPool:
         self._locks = {key: threading.Lock() for key in self.keys}
         self.retry_after = retry_after
 
+    @classmethod
+    def of(cls, pool: ModelPool | Mapping) -> ModelPool:
+        """`pool` itself, or a pool of the rerankers a mapping (key → loaded Reranker) holds."""
+        if isinstance(pool, ModelPool):
+            return pool
+        if not isinstance(pool, Mapping):
+            raise TypeError(f"pool must be a ModelPool or a mapping of model keys to rerankers, got {type(pool).__name__}")
+        loaded = cls(pool.keys(), retry_after=None)
+        loaded._models.update({loaded.keys[index]: reranker for index, reranker in enumerate(pool.values())})
+        return loaded
+
     def get(self, key: str):
         """The loaded reranker, or raise `ModelUnavailable` with the reason it could not load
         (`UnknownModelError` for a key not in the pool)."""
@@ -287,6 +298,7 @@ def score_pages(pool: ModelPool | Mapping, query: str, work: Mapping[str, list[P
     """
     from .scoring import QueryError
 
+    pool = ModelPool.of(pool)
     report = progress or (lambda fraction, message: None)
     done = dict.fromkeys(work, 0.0)
     results = {}
@@ -301,7 +313,7 @@ def score_pages(pool: ModelPool | Mapping, query: str, work: Mapping[str, list[P
 
         started = time.perf_counter()
         try:
-            reranker = pool.get(key) if isinstance(pool, ModelPool) else pool[key]
+            reranker = pool.get(key)
             budget = (max_pixels or {}).get(key)
             scores = score_within_gpu_memory(reranker, query, pages, instruction_for(reranker, instruction),
                                              progress=on_batch, max_pixels=budget)
@@ -384,7 +396,8 @@ def rank(
     # As stored (text_rules.same_text): one query however the text was encoded; the models'
     # tokenizer reads both forms alike.
     query, instruction = same_text(query), no_default_instruction(instruction)
-    available = list(pool.keys if isinstance(pool, ModelPool) else pool.keys())
+    pool = ModelPool.of(pool)
+    available = list(pool.keys)
     keys = list(keys or available)
     if missing := [key for key in keys if key not in available]:  # a misuse: raised, not a model's failure
         raise ValueError(f"keys {', '.join(missing)} are not in the pool, whose models are {', '.join(available)}")
@@ -407,10 +420,10 @@ def rank(
     work: dict[str, list[Page]] = {}  # key → the pages it still has to score
     for key in keys:
         label = get_spec(key).label
-        if isinstance(pool, ModelPool) and not pool.loaded(key) and pool.error(key) is None:
+        if not pool.loaded(key) and pool.error(key) is None:
             report(0.05, f"Loading {label}")  # on a CPU, models load on first use: tens of seconds
         try:
-            reranker = pool.get(key) if isinstance(pool, ModelPool) else pool[key]
+            reranker = pool.get(key)
             settings = reranker.settings((max_pixels or {}).get(key))
         except ModelUnavailable as error:
             rankings[key] = ModelRanking(key, label, None, error=error.reason)

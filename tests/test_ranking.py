@@ -7,7 +7,7 @@ import time
 import pytest
 
 from reranker import ranking
-from reranker.models import get_spec
+from reranker.models import UnknownModelError, get_spec
 from reranker.documents import load_files
 from reranker.loading import LoadError
 from reranker.scoring import QueryError
@@ -160,7 +160,6 @@ def test_a_query_or_instruction_with_a_byte_that_is_not_utf8_is_refused_before_a
 
 
 def test_a_model_key_or_budget_given_wrong_is_an_error_naming_it(tiny_rerankers):
-    from reranker.models import UnknownModelError
 
     with pytest.raises(UnknownModelError, match="unknown model 'bogus'; valid keys: qwen3-vl-reranker-2b, qwen3-reranker-mm-2b"):
         ranking.ModelPool(keys=["bogus"])
@@ -399,3 +398,15 @@ def test_a_query_in_either_unicode_form_is_ranked_and_stored_as_one(tiny_reranke
     assert again.query == composed and again_id == first_id
     for key in (A, B):  # the same scores, from the store: nothing scored again
         assert again.rankings[key].scores == first.rankings[key].scores and again.rankings[key].stored == 2
+
+
+def test_a_pool_is_a_model_pool_or_a_mapping_of_loaded_rerankers(tiny_rerankers):
+    """A mapping becomes a pool of models already loaded: nothing is loaded for it, and an
+    unknown key is named as a pool's would be."""
+    pool = ranking.ModelPool.of(tiny_rerankers)
+    assert pool.keys == (A, B) and all(pool.loaded(key) and pool.get(key) is tiny_rerankers[key] for key in (A, B))
+    assert ranking.ModelPool.of(pool) is pool
+    with pytest.raises(TypeError, match="pool must be a ModelPool or a mapping of model keys to rerankers, got list"):
+        ranking.rank(sample_files(1), QUERY, [tiny_rerankers[A]])
+    with pytest.raises(UnknownModelError):
+        ranking.ModelPool.of({"no-such-model": tiny_rerankers[A]})
