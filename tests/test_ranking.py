@@ -160,7 +160,6 @@ def test_a_query_or_instruction_with_a_byte_that_is_not_utf8_is_refused_before_a
 
 
 def test_a_model_key_or_budget_given_wrong_is_an_error_naming_it(tiny_rerankers):
-
     with pytest.raises(UnknownModelError, match="unknown model 'bogus'; valid keys: qwen3-vl-reranker-2b, qwen3-reranker-mm-2b"):
         ranking.ModelPool(keys=["bogus"])
     with pytest.raises(UnknownModelError, match=f"model 'bogus' is not in this pool; its keys: {A}$"):
