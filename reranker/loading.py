@@ -91,11 +91,18 @@ def local_weights(name: str, spec: ModelSpec, what: str) -> str:
             return snapshot_download(name, local_files_only=True)
         except LocalEntryNotFoundError:
             pass
-        if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or not _hub_reachable(constants.ENDPOINT):
+        if _offline() or not _hub_reachable(constants.ENDPOINT):
             raise HubUnreachable("not in the local Hugging Face cache, and the Hub cannot be reached")
         return snapshot_download(name)
     except (OSError, ValueError) as error:  # unreachable, unknown repo, invalid id or path
         raise _load_failure(spec, what, name, error) from error
+
+
+def _offline() -> bool:
+    """Offline as huggingface_hub reads it (HF_HUB_OFFLINE, else TRANSFORMERS_OFFLINE, true as
+    1/ON/YES/TRUE), but read now: the library reads it once, at its import."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def _no_folder(name: str, spec: ModelSpec, what: str) -> LoadError | None:

@@ -708,6 +708,11 @@ def test_hub_weights_without_network_fail_at_once_with_the_fix(monkeypatch, tmp_
     message = str(caught.value)
     assert "Qwen/Qwen3-VL-Reranker-2B" in message and "cannot be reached" in message
     assert "RERANKER_QWEN3_VL_RERANKER_2B_MODEL" in message
+    # Said offline the older way (TRANSFORMERS_OFFLINE, which huggingface_hub reads too): no probe of the Hub.
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setattr("reranker.loading._hub_reachable", lambda endpoint: pytest.fail("the Hub was probed"))
+    with pytest.raises(LoadError, match="cannot be reached"):
+        load_reranker(A, device="cpu")
 
 
 # ----- page prefix reuse (Qwen3RerankerMM puts the page before the query) ----------------------
