@@ -311,10 +311,11 @@ def _unused_name(name: str, named: Mapping[str, str]) -> str:
     return candidate
 
 
-# Characters that reorder or hide text where a file name is shown: C0/C1 controls (a line break
-# would start a new line of a message) and the bidirectional embeddings, overrides and isolates
-# ("invoice\u202Efdp.exe" shows as "invoiceexe.pdf"). Shown as "[U+202E]": the name says what it holds.
-_HIDDEN_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Characters that reorder or hide text where a file name is shown: C0/C1 controls and the line and
+# paragraph separators (a line break would start a new line of a message) and the bidirectional
+# embeddings, overrides and isolates ("invoice\u202Efdp.exe" shows as "invoiceexe.pdf"). Shown as
+# "[U+202E]": the name says what it holds.
+_HIDDEN_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def _display_name(item: FileInput) -> str:

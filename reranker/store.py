@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "arena.db"
 BUSY_TIMEOUT_S = 30.0
-MAX_ANNOTATOR_CHARS = 80  # an annotator's name, wherever it is given (app, API, CLI, Python)
+MAX_ANNOTATOR_CHARS = 80  # a new annotator's name, wherever it is given (app, API, CLI, Python)
 MAX_STAGED_PAGES = 256  # PNGs encoded ahead of a save_ranking that may never come (a failed request)
 
 RELEVANT, NOT_RELEVANT, SKIP, CLEARED = "relevant", "not_relevant", "skip", "cleared"
@@ -563,6 +563,9 @@ class Store:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except FileExistsError:  # a file where a folder on the way should be
                 raise StoreError(f"The database {self.path} cannot be made: {self.path.parent} is not a folder.") from None
+            except NotADirectoryError:  # the same, further up
+                raise StoreError(f"The database {self.path} cannot be made: a file stands where a folder on the way to "
+                                 f"{self.path.parent} should be.") from None
             except OSError as error:  # e.g. /data on a Space whose storage is not mounted
                 raise StoreError(f"The database {self.path} cannot be made: its folder {self.path.parent} does not exist "
                                  f"and cannot be created ({error.strerror or error}). Is the disk or volume meant to "
@@ -1045,6 +1048,10 @@ class Store:
             # "Dana" and "DANA" at once both found no such name, and made two annotators.
             annotator = self.known_annotator(annotator)
             current = self._latest(db, query_id, page_hash, annotator)
+            # A new name only: one stored before the limit (the Python API took 200) still judges.
+            if len(annotator) > MAX_ANNOTATOR_CHARS and not db.execute(
+                    "SELECT 1 FROM judgments WHERE annotator = ? LIMIT 1", [annotator]).fetchone():
+                raise ValueError(f"annotator must be a name of at most {MAX_ANNOTATOR_CHARS} characters, got {len(annotator)}")
             if current is not None and current.label == label:
                 return current.id
             if current is None and label == CLEARED:
@@ -1238,8 +1245,8 @@ class Store:
 
 def _check_annotator(annotator: str) -> str:
     name = same_text(annotator.strip()) if isinstance(annotator, str) else ""
-    if not name or len(name) > MAX_ANNOTATOR_CHARS:
-        raise ValueError(f"annotator must be a non-empty name (at most {MAX_ANNOTATOR_CHARS} characters)")
+    if not name:
+        raise ValueError("annotator must be a non-empty name")
     # A control character (SQLite's NOCASE comparison stops at a NUL: "team\0carol" matched
     # "team\0alice" and relabelled her pages), or a name of invisible characters only.
     if any(unicodedata.category(character) == "Cc" for character in name) or is_blank(name):

@@ -115,9 +115,9 @@ def test_sources_are_base_names_never_server_paths(batch, corpus_paths):
 def test_characters_that_disguise_a_file_name_are_shown_as_code_points():
     """A right-to-left override made "invoice\u202Efdp.png" display as "invoicegnp.pdf", and a line
     break in a name split every message naming it: such characters are written out instead."""
-    result = load_files([("invoice\u202efdp.png", corpus.plain_png()), ("two\nlines\u2066.png", corpus.plain_png((9, 9, 9))),
+    result = load_files([("invoice\u202efdp.png", corpus.plain_png()), ("two\nlines\u2066\u2028.png", corpus.plain_png((9, 9, 9))),
                          ("Jahresbericht – Ü 2024 تقرير.png", corpus.plain_png((7, 7, 7)))])
-    assert [page.source for page in result.pages] == ["invoice[U+202E]fdp.png", "two[U+000A]lines[U+2066].png",
+    assert [page.source for page in result.pages] == ["invoice[U+202E]fdp.png", "two[U+000A]lines[U+2066][U+2028].png",
                                                        "Jahresbericht – Ü 2024 تقرير.png"]
     (problem,) = load_files([("bad\u202e.pdf", b"not a pdf at all")]).problems
     assert str(problem).startswith("bad[U+202E].pdf")

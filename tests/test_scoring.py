@@ -17,6 +17,7 @@ from PIL import Image
 from transformers import Qwen3VLForConditionalGeneration
 
 from reranker import load_reranker
+from reranker import loading as loading_module
 from reranker import scoring as scoring_module
 from reranker.imaging import smart_resize
 from reranker.models import MODELS, UnknownModelError, get_spec
@@ -701,16 +702,20 @@ def test_prompts_render_without_loading_a_model(tiny_rerankers, query):
 def test_hub_weights_without_network_fail_at_once_with_the_fix(monkeypatch, tmp_path):
     """Not offline-flagged, not cached, Hub unreachable: one clear error, not minutes of retries."""
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    probed = []
+    real_probe = loading_module._hub_reachable
+    monkeypatch.setattr(loading_module, "_hub_reachable", lambda endpoint: probed.append(endpoint) or real_probe(endpoint))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
     monkeypatch.delenv("RERANKER_QWEN3_VL_RERANKER_2B_MODEL", raising=False)
     with pytest.raises(LoadError) as caught:
         load_reranker(A, device="cpu")
     message = str(caught.value)
     assert "Qwen/Qwen3-VL-Reranker-2B" in message and "cannot be reached" in message
-    assert "RERANKER_QWEN3_VL_RERANKER_2B_MODEL" in message
+    assert "RERANKER_QWEN3_VL_RERANKER_2B_MODEL" in message and len(probed) == 1  # it asked the Hub, once
     # Said offline the older way (TRANSFORMERS_OFFLINE, which huggingface_hub reads too): no probe of the Hub.
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    monkeypatch.setattr("reranker.loading._hub_reachable", lambda endpoint: pytest.fail("the Hub was probed"))
+    monkeypatch.setattr(loading_module, "_hub_reachable", lambda endpoint: pytest.fail("the Hub was probed"))
     with pytest.raises(LoadError, match="cannot be reached"):
         load_reranker(A, device="cpu")
 

@@ -1016,6 +1016,8 @@ def test_a_database_path_that_is_a_folder_or_under_a_file_is_named_as_such(tmp_p
     (tmp_path / "notes.txt").write_text("kept")
     with pytest.raises(StoreError, match=r"notes\.txt/arena\.db cannot be made: .*notes\.txt is not a folder"):
         Store(tmp_path / "notes.txt" / "arena.db")
+    with pytest.raises(StoreError, match=r"arena\.db cannot be made: a file stands where a folder on the way to \S+notes\.txt/sub"):
+        Store(tmp_path / "notes.txt" / "sub" / "arena.db")
     assert (tmp_path / "notes.txt").read_text() == "kept"
 
 
@@ -1078,7 +1080,8 @@ def test_the_store_holds_names_and_queries_to_the_apps_rules(store: Store):
     pages = make_pages(1)
     query_id = ranked(store, pages)
     store.record_judgment(query_id, pages[0].content_hash, "a" * MAX_ANNOTATOR_CHARS, RELEVANT)
-    for name in ("a" * (MAX_ANNOTATOR_CHARS + 1), "e\u0301" * 41):  # 82 code points, 41 once composed: fine
+    # 82 code points, 41 once composed: fine; "\u0958" composes to two, so 41 of them are too many.
+    for name in ("a" * (MAX_ANNOTATOR_CHARS + 1), "e\u0301" * 41, "\u0958" * 41):
         if len(unicodedata.normalize("NFC", name)) > MAX_ANNOTATOR_CHARS:
             with pytest.raises(ValueError, match=f"at most {MAX_ANNOTATOR_CHARS} characters"):
                 store.record_judgment(query_id, pages[0].content_hash, name, RELEVANT)
@@ -1087,6 +1090,15 @@ def test_the_store_holds_names_and_queries_to_the_apps_rules(store: Store):
         else:
             assert annotator_name(name) == name
             store.record_judgment(query_id, pages[0].content_hash, name, RELEVANT)
+    # A longer name stored before the limit (the Python API took 200 characters) still judges and undoes.
+    veteran = "L" * 150
+    with contextlib.closing(sqlite3.connect(store.path)) as written_before, written_before:
+        written_before.execute("INSERT INTO judgments (query_id, page_hash, annotator, label, created) VALUES (?, ?, ?, ?, ?)",
+                               [query_id, pages[0].content_hash, veteran, RELEVANT, store_module.now()])
+    store.record_judgment(query_id, pages[0].content_hash, veteran, NOT_RELEVANT)
+    assert store.current_labels(query_id, veteran) == {pages[0].content_hash: NOT_RELEVANT}
+    assert store.undo(query_id, veteran) is not None
+    assert store.current_labels(query_id, veteran) == {pages[0].content_hash: RELEVANT}
     for query in ("\u200b", " \ufeff\u2060 "):
         with pytest.raises(ValueError, match="query text is empty"):
             store.save_ranking(query, None, pages, scores={}, settings={})

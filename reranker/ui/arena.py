@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
 import pickle
+import re
+import shutil
 import sys
 import tempfile
 import weakref
@@ -86,6 +89,24 @@ def _registered_arena(number: int) -> Arena:
         ) from None
 
 
+# Thumbnails ("<32 hex>-<side>.jpg") and export folders that the app kept at the cache folder's
+# root before they moved to pages/ and exports/: no sweep counts them there any more.
+_OLD_THUMBNAIL = re.compile(r"[0-9a-f]{32}-\d+\.jpg")
+
+
+def _remove_old_cache_layout(cache: Path) -> int:
+    removed = 0
+    for entry in cache.iterdir():
+        with contextlib.suppress(OSError):  # another process removing it too
+            if entry.is_file() and _OLD_THUMBNAIL.fullmatch(entry.name):
+                entry.unlink()
+                removed += 1
+            elif entry.is_dir() and entry.name.startswith("export-"):
+                shutil.rmtree(entry)
+                removed += 1
+    return removed
+
+
 def create_arena(db_path: str | None = None, cache_dir: str | None = None, preload: bool | None = None) -> Arena:
     """The shared state: a model pool (preloaded on a GPU, lazy on a CPU), the store, a cache folder."""
     from ..loading import check_configuration
@@ -102,6 +123,8 @@ def create_arena(db_path: str | None = None, cache_dir: str | None = None, prelo
         raise ValueError(f"RERANKER_CACHE={cache}: the image cache folder cannot be made there "
                          f"({error.strerror or error})") from None
     arena = Arena(pool, Store(db_path), cache)
+    if removed := _remove_old_cache_layout(cache):
+        logger.info("removed %d thumbnail(s) and export folder(s) of the old cache layout from %s", removed, cache)
     if removed := rendering.sweep_render_folders():
         logger.info("removed %d render folder(s) left by stopped processes: %s", len(removed), ", ".join(removed))
     device = devices.default_device()

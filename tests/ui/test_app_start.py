@@ -103,6 +103,24 @@ def test_a_space_keeping_its_database_on_its_own_disk_is_warned_at_start(monkeyp
     assert "RERANKER_DB is not set" not in caplog.text
 
 
+def test_the_app_starts_by_removing_what_the_old_cache_layout_left_at_the_cache_root(tmp_path, caplog):
+    """Thumbnails and exports moved to pages/ and exports/, where the sweeps count them: those an
+    earlier version left at the root would have stayed for good. Anything else there stays."""
+    cache = tmp_path / "cache"
+    (cache / "export-k2j3h4").mkdir(parents=True)
+    (cache / "export-k2j3h4" / "train.zip").write_bytes(b"old")
+    thumbnail = cache / f"{'0123456789abcdef' * 2}-256.jpg"
+    thumbnail.write_bytes(b"\xff\xd8\xff")
+    kept = [cache / "arena-backup.db", cache / "notes.jpg", cache / "mine"]
+    kept[0].write_bytes(b"SQLite format 3\x00")
+    kept[1].write_bytes(b"\xff\xd8\xff")
+    kept[2].mkdir()
+    with caplog.at_level("INFO", logger="reranker.ui"):
+        ui.create_arena(str(tmp_path / "arena.db"), str(cache), preload=False).store.close()
+    assert sorted(path.name for path in cache.iterdir()) == sorted([path.name for path in kept] + ["pages"])
+    assert f"removed 2 thumbnail(s) and export folder(s) of the old cache layout from {cache}" in caplog.text
+
+
 def test_the_app_starts_by_removing_render_folders_that_stopped_processes_left(monkeypatch, tmp_path, caplog):
     import subprocess
     import sys
