@@ -139,6 +139,16 @@ class AnnotatorAgreement:
 # --------------------------------------------------------------------------- store
 
 
+@dataclass(frozen=True)
+class JudgedPage:
+    """A page of a query with a label counted by the metrics, and each model's score for it."""
+
+    query_id: int
+    page_hash: str
+    relevant: bool
+    scores: dict[str, float]  # model key → P(yes), for the models that scored the page
+
+
 @dataclass
 class StoreEvaluation:
     """Each model's stored scores against the stored human labels.
@@ -170,6 +180,8 @@ class StoreEvaluation:
     # Annotators left out of `annotator_agreement` (κ is given for the KAPPA_ANNOTATORS with the
     # most labels only).
     kappa_left_out: int = 0
+    # Every page whose label the metrics count (the same labels), in query order: the scores by label.
+    judged_pages: list[JudgedPage] = field(default_factory=list)
 
     def kappa_note(self) -> str | None:
         if not self.kappa_left_out:
@@ -282,6 +294,9 @@ def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) ->
         differences=model_differences(results, combinations(results, 2)),
         mistakes={model: [(query_id, mistake) for query_id, scores in runs[model].items()
                           for mistake in hardest_mistakes(scores, qrels.get(query_id, {}))] for model in results},
+        judged_pages=[JudgedPage(query_id, page_hash, grade > 0,
+                                 {m: runs[m][query_id][page_hash] for m in results if page_hash in runs[m].get(query_id, {})})
+                      for query_id, grades in qrels.items() for page_hash, grade in grades.items()],
     )  # fmt: skip
 
 

@@ -880,6 +880,8 @@ def test_export_and_evaluate_follow_new_judgments_and_choices_without_a_button(p
     page.get_by_role("option", name="fresh one", exact=True).click()
     expect(per_query).not_to_contain_text("someone else's query")  # fresh one's labels alone
     expect(per_query).to_contain_text("fresh counts query")
+    # The scores-by-label plot follows the labels too: a point per page fresh one judged.
+    expect(page.locator("#scores-by-label [aria-roledescription=point]")).to_have_count(2)
 
 
 def test_a_mistake_chosen_in_evaluate_opens_in_annotate_at_that_page_to_relabel(page, app_server):

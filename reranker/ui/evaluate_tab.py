@@ -7,7 +7,7 @@ import functools
 import json
 import shlex
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import gradio as gr
 import pandas as pd
@@ -29,13 +29,30 @@ PER_QUERY_SHOWN = 300
 EXCLUDED_NAMED = 5  # queries named per reason in the note on those left out of a model's means (the CLI lists all)
 MISTAKE_IMAGE_SIDE = 768  # the gallery's own large view shows this file (at 384 px it was blurry)
 BAR_METRICS = ("ndcg@5", "ndcg_blog@5", "mrr", "recall@5", "map")
+# Points in the scores-by-label plot (judged pages both models scored, the newest queries first):
+# Vega draws thousands smoothly, and past that the points hide one another anyway.
+SCATTER_POINTS = 3000
+JUDGMENT_COLOURS = {"Relevant": "#16a34a", "Not relevant": "#dc2626"}
 
 
-def evaluate_view(arena: Arena, annotator: str | None):
-    """The Evaluate tab: (metrics table, bar data, A − B differences, per-query table, notes,
-    model A's and model B's mistake gallery items, what a choice there opens in Annotate: model
-    key → the (query id, page hash) of each of its gallery's items, "queries" → {a per-query
-    row's query as shown: its id})."""
+class EvaluateView(NamedTuple):
+    """What the Evaluate tab shows (see `evaluate_view`)."""
+
+    summary: pd.DataFrame  # the metrics table
+    bars: pd.DataFrame | None  # the bar plot's data
+    differences: pd.DataFrame  # A − B, a row per metric
+    per_query: pd.DataFrame
+    notes: str
+    mistakes_a: list  # gallery items (image path, caption)
+    mistakes_b: list
+    openable: dict  # what a choice opens in Annotate (see `evaluate_view`)
+    scores_by_label: pd.DataFrame  # a point per judged page both models scored: A's P(yes), B's, its label
+
+
+def evaluate_view(arena: Arena, annotator: str | None) -> EvaluateView:
+    """The Evaluate tab (`EvaluateView`); what a choice opens in Annotate (`openable`): model key →
+    the (query id, page hash) of each of its gallery's items, "queries" → {a per-query row's query
+    as shown: its id}."""
     from ..evaluate import evaluate_store, model_label
     from ..metrics import EvalResult
 
@@ -133,9 +150,28 @@ def evaluate_view(arena: Arena, annotator: str | None):
     if capped := [key for key, items in found.items() if len(items) > MISTAKES_SHOWN]:
         notes.append(f"Mistake galleries: the {MISTAKES_SHOWN} ranked highest of " +
                      " and ".join(f"{len(found[key])} for {escape(get_spec(key).label)}" for key in capped) + ".")
+    scores_by_label, plotted = _scores_by_label(evaluation.judged_pages, query_pages, by_id)
+    if plotted < (both := sum(A_KEY in page.scores and B_KEY in page.scores for page in evaluation.judged_pages)):
+        notes.append(f"Scores by label: the {len(scores_by_label)} judged pages of the queries added last, of {both}.")
     per_query = pd.DataFrame(per_query, columns=["query", "model", "pages", "judged", "relevant", *metric_names])
-    return (summary, bars, _differences_frame(evaluation.differences), per_query, "\n\n".join(notes),
-            mistakes[A_KEY], mistakes[B_KEY], openable)
+    return EvaluateView(summary, bars, _differences_frame(evaluation.differences), per_query, "\n\n".join(notes),
+                        mistakes[A_KEY], mistakes[B_KEY], openable, scores_by_label)
+
+
+def _scores_by_label(judged_pages, query_pages, summaries) -> tuple[pd.DataFrame, int]:
+    """The scores-by-label plot's points: each judged page both models scored (the newest queries
+    first, at most SCATTER_POINTS), with A's and B's P(yes), its label and what it is; and how many."""
+    both = [page for page in judged_pages if A_KEY in page.scores and B_KEY in page.scores]
+    shown = sorted(both, key=lambda page: -page.query_id)[:SCATTER_POINTS]
+    label_a, label_b = get_spec(A_KEY).label, get_spec(B_KEY).label
+    frame = pd.DataFrame({
+        label_a: [page.scores[A_KEY] for page in shown],
+        label_b: [page.scores[B_KEY] for page in shown],
+        "judgment": ["Relevant" if page.relevant else "Not relevant" for page in shown],
+        "page": [f"{stored_page_label(query_pages(page.query_id)[page.page_hash])} · for "
+                 f"“{shortened(summaries[page.query_id].text, 60)}{summaries[page.query_id].instruction_tag}”" for page in shown],
+    }, columns=[label_a, label_b, "judgment", "page"])
+    return frame, len(shown)
 
 
 def evaluation_headline(summary: pd.DataFrame, labels: str | None) -> str:
@@ -212,6 +248,14 @@ def layout() -> SimpleNamespace:
                                      elem_id="metrics-table")
         metrics_plot = gr.BarPlot(x="bar", y="value", color="model", label="Metrics", y_lim=[0, 1], height=340,
                                   x_label_angle=-30, sort=bar_order(), x_title="metric · model", elem_id="metrics-plot")
+        # Each model's P(yes) against the human labels, by eye: how well each separates the two
+        # colours (along its axis), and where the models disagree about a page.
+        scores_plot = gr.ScatterPlot(x=spec_a.label, y=spec_b.label, color="judgment", color_map=JUDGMENT_COLOURS,
+                                     tooltip=["page", "judgment", spec_a.label, spec_b.label], x_lim=[0, 1], y_lim=[0, 1],
+                                     # The legend falls below the plot's box, hidden: the label says the colours.
+                                     label="P(yes) of each judged page under both models: green judged relevant, red not "
+                                     "relevant", height=360,
+                                     elem_id="scores-by-label")
         # Whether the gap between the means is more than the spread of the queries.
         differences_table = gr.Dataframe(
             label=f"{spec_a.label} − {spec_b.label}, query by query over the queries both were evaluated on "
@@ -241,6 +285,7 @@ def layout() -> SimpleNamespace:
                                     elem_id="mistakes-b")
     return SimpleNamespace(tab=tab, eval_annotator=eval_annotator, eval_button=eval_button,
                            eval_headline=eval_headline, metrics_table=metrics_table, metrics_plot=metrics_plot,
+                           scores_plot=scores_plot,
                            differences_table=differences_table, eval_notes=eval_notes,
                            per_query_table=per_query_table, mistakes_a=mistakes_a, mistakes_b=mistakes_b,
                            chosen_line=chosen_line, open_in_annotate=open_in_annotate,
@@ -256,25 +301,28 @@ def wire(arena: Arena, evaluate: SimpleNamespace, demo: gr.Blocks) -> None:
     spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
 
     shown_labels = gr.State(None)  # whose labels the numbers on screen count ("": the majority vote)
-    eval_outputs = [eval_headline, metrics_table, metrics_plot, differences_table, per_query_table, eval_notes,
+    eval_outputs = [eval_headline, metrics_table, metrics_plot, evaluate.scores_plot, differences_table, per_query_table, eval_notes,
                     mistakes_a, mistakes_b, evaluate.openable, evaluate.chosen,
                     evaluate.chosen_line, evaluate.open_in_annotate, shown_labels]
 
     def on_evaluate(labels, shown):
         """Evaluate each model's stored scores against the human labels."""
         try:
-            summary, bars, differences, per_query, notes, found_a, found_b, pages = evaluate_view(arena, labels)
+            view = evaluate_view(arena, labels)
         except Refusal as refusal:  # a toast; raised, it put an "Error" badge on every panel
             gr.Warning(refusal.message)
             # Said above the numbers too, which stay: once the toast had gone, the last choice's
             # numbers stood under the name refused, as if they were that name's.
             return (refused_headline(refusal, shown), *(gr.skip() for _ in eval_outputs[1:]))
         # Means to four places; a query's own values to three, so its 13 columns fit 1400 px.
-        return (evaluation_headline(summary, labels), _places(summary, 4), bars, differences, _places(per_query, 3), notes,
+        summary = view.summary
+        return (evaluation_headline(summary, labels), _places(summary, 4), view.bars,
+                view.scores_by_label if len(view.scores_by_label) else None, view.differences,
+                _places(view.per_query, 3), view.notes,
                 *(gr.update(value=found, label=mistakes_heading(summary, spec.label, found))
-                  for spec, found in ((spec_a, found_a), (spec_b, found_b))),
+                  for spec, found in ((spec_a, view.mistakes_a), (spec_b, view.mistakes_b))),
                 # The galleries are new: nothing in them is chosen.
-                pages, None, OPEN_IN_ANNOTATE_HINT, gr.update(interactive=False),
+                view.openable, None, OPEN_IN_ANNOTATE_HINT, gr.update(interactive=False),
                 typed_annotator(arena, labels) or "")  # as stored: " ALICE " is alice
 
     # Also on opening the tab: before, it showed empty tables headed "1 2 3" until pressed; and

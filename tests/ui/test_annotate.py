@@ -166,7 +166,8 @@ def test_queries_whose_shown_names_are_alike_are_told_apart_in_the_list_and_on_e
     labels = [label for label, _ in ui.annotate_tab.query_choices(arena, "ann")]
     assert len(set(labels)) == 2 and all(label.endswith(f"(query #{query_id})") for label, query_id in
                                          zip(labels, reversed(ids)))
-    _, _, _, per_query, *_, openable = ui.evaluate_tab.evaluate_view(arena, "ann")
+    view = ui.evaluate_tab.evaluate_view(arena, "ann")
+    per_query, openable = view.per_query, view.openable
     assert set(openable["queries"].values()) == set(ids)
     for shown in set(per_query["query"]):
         chosen, line, _ = ui.evaluate_tab.query_chosen_view(arena, openable, shown)
@@ -202,7 +203,7 @@ def test_a_page_has_the_same_name_on_every_tab(arena, tmp_path):
     for page_hash in {page["content_hash"] for page in data["pages"]}:  # all not relevant: every top page a mistake
         ui.annotate_tab.judge(arena, data["query_id"], page_hash, "ann", "not_relevant")
     ui.annotate_tab.judge(arena, data["query_id"], data["models"][A]["ranking"][-1]["content_hash"], "ann", "relevant")
-    *_, mistakes_a, _, _ = ui.evaluate_tab.evaluate_view(arena, "ann")
+    mistakes_a = ui.evaluate_tab.evaluate_view(arena, "ann").mistakes_a
     assert mistakes_a and all(caption.split(" · ", 1)[1].rsplit(" · for “", 1)[0] in expected  # "#1 · page · for “…”"
                               for _, caption in mistakes_a)
 

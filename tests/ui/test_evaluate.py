@@ -14,7 +14,7 @@ from . import QUERY
 A, B = A_KEY, B_KEY
 
 
-def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
+def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked, monkeypatch):
     query_id = ranked["query_id"]
     order_a = [entry["content_hash"] for entry in ranked["models"][A]["ranking"]]
     # The page A ranks last is the relevant one, so A's top pages are its "hardest mistakes".
@@ -22,8 +22,22 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
         for page_hash in order_a:
             label = "relevant" if page_hash == order_a[-1] else "not_relevant"
             ui.annotate_tab.judge(arena, query_id, page_hash, annotator, label)
-    summary, bars, differences, per_query, notes, mistakes_a, mistakes_b, pages = ui.evaluate_tab.evaluate_view(arena, "")
+    summary, bars, differences, per_query, notes, mistakes_a, mistakes_b, pages, by_label = ui.evaluate_tab.evaluate_view(arena, "")
     assert set(summary["model"]) == {"Qwen3-VL-Reranker-2B", "Qwen3RerankerMM-2B"}
+    # Scores by label: each judged page once, at both models' stored P(yes), coloured by the vote.
+    stored = {}
+    for key in (A, B):
+        for entry in ranked["models"][key]["ranking"]:
+            stored.setdefault(entry["content_hash"], {})[key] = entry["score"]
+    label_a, label_b = get_spec(A).label, get_spec(B).label
+    assert list(by_label.columns) == [label_a, label_b, "judgment", "page"] and len(by_label) == 4
+    assert sorted(zip(by_label[label_a], by_label[label_b], by_label["judgment"])) == sorted(
+        (scores[A], scores[B], "Relevant" if page_hash == order_a[-1] else "Not relevant") for page_hash, scores in stored.items())
+    assert all(re.fullmatch(rf"\S+\.jpg · for “{re.escape(QUERY)}”", page) for page in by_label["page"])
+    monkeypatch.setattr(ui.evaluate_tab, "SCATTER_POINTS", 3)
+    capped = ui.evaluate_tab.evaluate_view(arena, "")
+    assert len(capped.scores_by_label) == 3 and "Scores by label: the 3 judged pages of the queries added last, of 4." in capped.notes
+    monkeypatch.undo()
     row_a = summary.set_index("model").loc["Qwen3-VL-Reranker-2B"]
     assert row_a["mrr"] == pytest.approx(0.25) and row_a["queries"] == 1
     assert set(bars["metric"]) >= {"ndcg@5", "ndcg_blog@5", "mrr"} and len(per_query) == 2
@@ -47,7 +61,7 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked):
     row_b = summary.set_index("model").loc["Qwen3RerankerMM-2B"]
     assert mrr["mean difference"] == f"{row_a['mrr'] - row_b['mrr']:+.4f}" and mrr["queries"] == 1
     assert (mrr["95% CI"], mrr["p (paired t-test)"]) == ("—", "—")
-    assert "majority vote" not in ui.evaluate_tab.evaluate_view(arena, "ann")[4]  # one annotator's labels: no vote
+    assert "majority vote" not in ui.evaluate_tab.evaluate_view(arena, "ann").notes  # one annotator's labels: no vote
     with pytest.raises(Exception, match="no judgments by"):
         ui.evaluate_tab.evaluate_view(arena, "nobody")
 
@@ -59,7 +73,7 @@ def test_a_mistake_chosen_in_evaluate_is_named_and_opens_at_its_page_in_any_orde
     order_a = [entry["content_hash"] for entry in ranked["models"][A]["ranking"]]
     for page_hash in order_a:
         ui.annotate_tab.judge(arena, query_id, page_hash, "ann", "relevant" if page_hash == order_a[-1] else "not_relevant")
-    pages = ui.evaluate_tab.evaluate_view(arena, "ann")[-1]
+    pages = ui.evaluate_tab.evaluate_view(arena, "ann").openable
     chosen, line, button = ui.evaluate_tab.mistake_chosen_view(arena, pages, A, 1)
     assert chosen == (query_id, order_a[1]) and button["interactive"] is True
     source = ranked["models"][A]["ranking"][1]["source"]
@@ -85,9 +99,10 @@ def test_the_mistake_galleries_and_the_per_query_table_show_the_costliest_mistak
         order = [entry["content_hash"] for entry in result["models"][A]["ranking"]]
         for page_hash in order:
             ui.annotate_tab.judge(arena, result["query_id"], page_hash, "ann", "relevant" if page_hash == order[-1] else "not_relevant")
-    everything = ui.evaluate_tab.evaluate_view(arena, "ann")[-3]
+    everything = ui.evaluate_tab.evaluate_view(arena, "ann").mistakes_a
     monkeypatch.setattr(ui.evaluate_tab, "MISTAKES_SHOWN", 3)
-    *_, notes, shown, _, _ = ui.evaluate_tab.evaluate_view(arena, "ann")
+    view = ui.evaluate_tab.evaluate_view(arena, "ann")
+    notes, shown = view.notes, view.mistakes_a
     assert len(everything) > 3 and len(shown) == 3
     # Each query's page A placed first, the newer query's first; then a second place.
     assert [caption.split(" · ")[0] for _, caption in shown] == ["#1", "#1", "#2"]
@@ -103,9 +118,9 @@ def test_the_mistake_galleries_and_the_per_query_table_show_the_costliest_mistak
     assert set(summary["queries"]) == {2}  # the means still count both
     for result in (ranked, second):
         ui.annotate_tab.judge(arena, result["query_id"], result["models"][A]["ranking"][0]["content_hash"], "Zoë O'Neil", "relevant")
-    *_, notes, _, _, _ = ui.evaluate_tab.evaluate_view(arena, "zoë o'neil")  # as the app matches names; the command as stored, quoted
+    notes = ui.evaluate_tab.evaluate_view(arena, "zoë o'neil").notes  # as the app matches names; the command as stored, quoted
     assert "`python -m reranker eval --per-query --annotator 'Zoë O'\"'\"'Neil'`" in notes
-    *_, notes, _, _, _ = ui.evaluate_tab.evaluate_view(arena, "")
+    notes = ui.evaluate_tab.evaluate_view(arena, "").notes
     assert "every one with `python -m reranker eval --per-query` (the means" in notes  # the majority vote
 
 
@@ -168,7 +183,7 @@ def test_evaluate_notes_say_why_queries_are_left_out_and_list_only_annotators_wh
     ui.annotate_tab.judge(arena, first, hashes[0], "bob", "relevant")
     ui.annotate_tab.judge(arena, first, hashes[1], "bob", "not_relevant")
     ui.annotate_tab.judge(arena, second["query_id"], second["pages"][0]["content_hash"], "cid", "not_relevant")  # nothing relevant
-    *_, notes, _, _, _ = ui.evaluate_tab.evaluate_view(arena, "")
+    notes = ui.evaluate_tab.evaluate_view(arena, "").notes
     lines = notes.split("\n\n")
     for label in ("Qwen3-VL-Reranker-2B", "Qwen3RerankerMM-2B"):
         assert f"Not in {ui.text.escape(label)}'s means: 1 query (no relevant page): “a second question”." in lines
@@ -187,7 +202,7 @@ def test_evaluate_notes_name_at_most_a_few_queries_left_out_per_reason(arena, ra
         other = ui.rank_tab.rank_pages(arena, [str(SAMPLE_PAGES[4])], f"question {number}", None, None, None, None)
         ui.annotate_tab.judge(arena, other["query_id"], other["pages"][0]["content_hash"], "ann", "not_relevant")
     instructed = ui.rank_tab.rank_pages(arena, [str(SAMPLE_PAGES[4])], "question 0", "Tables only.", None, None, None)
-    *_, notes, _, _, _ = ui.evaluate_tab.evaluate_view(arena, "")
+    notes = ui.evaluate_tab.evaluate_view(arena, "").notes
     label = ui.text.escape("Qwen3-VL-Reranker-2B")
     named = [line for line in notes.split("\n\n") if line.startswith(f"Not in {label}'s means")]
     # The query asked with an instruction is named as the tables name it; two named per reason here.
@@ -209,7 +224,7 @@ def test_evaluate_per_query_table_puts_a_querys_models_side_by_side_counts_befor
         hashes = [page["content_hash"] for page in result["pages"]]
         ui.annotate_tab.judge(arena, result["query_id"], hashes[0], "ann", "relevant")
         ui.annotate_tab.judge(arena, result["query_id"], hashes[1], "ann", "not_relevant")
-    per_query = ui.evaluate_tab.evaluate_view(arena, "ann")[3]
+    per_query = ui.evaluate_tab.evaluate_view(arena, "ann").per_query
     columns = list(per_query.columns)
     assert columns[:6] == ["query", "model", "pages", "judged", "relevant", "ndcg@5"]
     labels = [get_spec(key).tag for key in (A, B)]
