@@ -141,7 +141,7 @@ class AnnotatorAgreement:
 
 @dataclass(frozen=True)
 class JudgedPage:
-    """A page of a query with a label counted by the metrics, and each model's score for it."""
+    """A labelled page of a query the metrics count, and each model's score for it."""
 
     query_id: int
     page_hash: str
@@ -180,7 +180,8 @@ class StoreEvaluation:
     # Annotators left out of `annotator_agreement` (κ is given for the KAPPA_ANNOTATORS with the
     # most labels only).
     kappa_left_out: int = 0
-    # Every page whose label the metrics count (the same labels), in query order: the scores by label.
+    # Every labelled page of the queries the metrics count (those with a page judged relevant), with
+    # the same labels, in query order: the scores by label.
     judged_pages: list[JudgedPage] = field(default_factory=list)
 
     def kappa_note(self) -> str | None:
@@ -296,7 +297,8 @@ def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) ->
                           for mistake in hardest_mistakes(scores, qrels.get(query_id, {}))] for model in results},
         judged_pages=[JudgedPage(query_id, page_hash, grade > 0,
                                  {m: runs[m][query_id][page_hash] for m in results if page_hash in runs[m].get(query_id, {})})
-                      for query_id, grades in qrels.items() for page_hash, grade in grades.items()],
+                      for query_id, grades in qrels.items() if any(grade > 0 for grade in grades.values())
+                      for page_hash, grade in grades.items()],
     )  # fmt: skip
 
 

@@ -33,7 +33,10 @@ BAR_METRICS = ("ndcg@5", "ndcg_blog@5", "mrr", "recall@5", "map")
 # Each is an SVG element: with 3,000 queries judged, 3,000 points added ~1.3 s to opening the tab,
 # 1,000 ~0.3 s; and a thousand already show each model's separation.
 SCATTER_POINTS = 1000
-JUDGMENT_COLOURS = {"Relevant": "#16a34a", "Not relevant": "#dc2626"}
+# Green and purple: told apart with any colour vision (red and green were one olive to a deuteranope;
+# simulated, these stay ΔE ≥ 60 apart, with a lightness gap too), and not the bar chart's blue and
+# orange, which mean the two models beside it.
+JUDGMENT_COLOURS = {"Relevant": "#16a34a", "Not relevant": "#7e22ce"}
 
 
 class EvaluateView(NamedTuple):
@@ -48,6 +51,7 @@ class EvaluateView(NamedTuple):
     mistakes_b: list
     openable: dict  # what a choice opens in Annotate (see `evaluate_view`)
     scores_by_label: pd.DataFrame  # a point per judged page both models scored: A's P(yes), B's, its label
+    scores_by_label_title: str  # what the plot shows: whose labels, how many of each
 
 
 def evaluate_view(arena: Arena, annotator: str | None) -> EvaluateView:
@@ -151,28 +155,51 @@ def evaluate_view(arena: Arena, annotator: str | None) -> EvaluateView:
     if capped := [key for key, items in found.items() if len(items) > MISTAKES_SHOWN]:
         notes.append(f"Mistake galleries: the {MISTAKES_SHOWN} ranked highest of " +
                      " and ".join(f"{len(found[key])} for {escape(get_spec(key).label)}" for key in capped) + ".")
-    scores_by_label, plotted = _scores_by_label(evaluation.judged_pages, query_pages, by_id)
-    if plotted < (both := sum(A_KEY in page.scores and B_KEY in page.scores for page in evaluation.judged_pages)):
-        notes.append(f"Scores by label: the {len(scores_by_label)} judged pages of the queries added last, of {both}.")
+    scores_by_label, queries_plotted = _scores_by_label(evaluation.judged_pages, query_pages, by_id)
+    both = [page for page in evaluation.judged_pages if A_KEY in page.scores and B_KEY in page.scores]
+    if len(scores_by_label) < len(both):
+        queries = "query" if queries_plotted == 1 else f"{queries_plotted} queries"
+        notes.append(f"Scores by label: the {len(scores_by_label)} judged pages of the {queries} added last, of {len(both)}.")
+    if one_model := len(evaluation.judged_pages) - len(both):
+        notes.append(f"Scores by label: {one_model} judged page{'' if one_model == 1 else 's'} scored by one model "
+                     "only, not plotted (a point needs both scores).")
     per_query = pd.DataFrame(per_query, columns=["query", "model", "pages", "judged", "relevant", *metric_names])
     return EvaluateView(summary, bars, _differences_frame(evaluation.differences), per_query, "\n\n".join(notes),
-                        mistakes[A_KEY], mistakes[B_KEY], openable, scores_by_label)
+                        mistakes[A_KEY], mistakes[B_KEY], openable, scores_by_label,
+                        _scores_by_label_title(scores_by_label, evaluation.annotator))
 
 
 def _scores_by_label(judged_pages, query_pages, summaries) -> tuple[pd.DataFrame, int]:
-    """The scores-by-label plot's points: each judged page both models scored (the newest queries
-    first, at most SCATTER_POINTS), with A's and B's P(yes), its label and what it is; and how many."""
-    both = [page for page in judged_pages if A_KEY in page.scores and B_KEY in page.scores]
-    shown = sorted(both, key=lambda page: -page.query_id)[:SCATTER_POINTS]
+    """The scores-by-label plot's points: each judged page both models scored, whole queries, the
+    newest first, up to SCATTER_POINTS pages (one query at least), with A's and B's P(yes) (to the
+    4 places the tooltip shows), its label and what it is; and how many queries that is."""
+    by_query: dict[int, list] = {}
+    for page in judged_pages:
+        if A_KEY in page.scores and B_KEY in page.scores:
+            by_query.setdefault(page.query_id, []).append(page)
+    shown, queries = [], 0
+    for query_id in sorted(by_query, reverse=True):
+        if shown and len(shown) + len(by_query[query_id]) > SCATTER_POINTS:
+            break
+        shown += by_query[query_id]
+        queries += 1
     label_a, label_b = get_spec(A_KEY).label, get_spec(B_KEY).label
     frame = pd.DataFrame({
-        label_a: [page.scores[A_KEY] for page in shown],
-        label_b: [page.scores[B_KEY] for page in shown],
+        label_a: [round(page.scores[A_KEY], 4) for page in shown],
+        label_b: [round(page.scores[B_KEY], 4) for page in shown],
         "judgment": ["Relevant" if page.relevant else "Not relevant" for page in shown],
         "page": [f"{stored_page_label(query_pages(page.query_id)[page.page_hash])} · for "
                  f"“{shortened(summaries[page.query_id].text, 60)}{summaries[page.query_id].instruction_tag}”" for page in shown],
     }, columns=[label_a, label_b, "judgment", "page"])
-    return frame, len(shown)
+    return frame, queries
+
+
+def _scores_by_label_title(frame: pd.DataFrame, annotator: str | None) -> str:
+    """The plot's label: the colours in words, whose labels, and how many pages of each."""
+    relevant = int((frame["judgment"] == "Relevant").sum())
+    whose = f"{annotator}'s labels" if annotator else "the majority vote"
+    return (f"P(yes) of each judged page under both models, by {whose}: green judged relevant ({relevant}), "
+            f"purple not relevant ({len(frame) - relevant})")
 
 
 def evaluation_headline(summary: pd.DataFrame, labels: str | None) -> str:
@@ -247,16 +274,20 @@ def layout() -> SimpleNamespace:
         eval_headline = markdown(elem_id="eval-headline")  # what is missing, before empty tables
         metrics_table = gr.Dataframe(label="Metrics per model (means over judged queries)", interactive=False,
                                      elem_id="metrics-table")
-        metrics_plot = gr.BarPlot(x="bar", y="value", color="model", label="Metrics", y_lim=[0, 1], height=340,
-                                  x_label_angle=-30, sort=bar_order(), x_title="metric · model", elem_id="metrics-plot")
-        # Each model's P(yes) against the human labels, by eye: how well each separates the two
-        # colours (along its axis), and where the models disagree about a page.
-        scores_plot = gr.ScatterPlot(x=spec_a.label, y=spec_b.label, color="judgment", color_map=JUDGMENT_COLOURS,
-                                     tooltip=["page", "judgment", spec_a.label, spec_b.label], x_lim=[0, 1], y_lim=[0, 1],
-                                     # The legend falls below the plot's box, hidden: the label says the colours.
-                                     label="P(yes) of each judged page under both models: green judged relevant, red not "
-                                     "relevant", height=360,
-                                     elem_id="scores-by-label")
+        # Side by side, so that the scores plot is about square (at full width, 1130 × 250 px, the
+        # diagonal where the models agree ran at 12°); stacked on a phone.
+        with gr.Row(equal_height=True):
+            metrics_plot = gr.BarPlot(x="bar", y="value", color="model", label="Metrics", y_lim=[0, 1], height=360,
+                                      x_label_angle=-30, sort=bar_order(), x_title="metric · model", scale=3,
+                                      min_width=300, elem_id="metrics-plot")
+            # Each model's P(yes) against the human labels, by eye: how well each separates the two
+            # colours (along its axis), and where the models disagree about a page. Hidden until it
+            # has a point. (The tooltip lists its fields last first.)
+            scores_plot = gr.ScatterPlot(x=spec_a.label, y=spec_b.label, color="judgment", color_map=JUDGMENT_COLOURS,
+                                         tooltip=[spec_b.label, spec_a.label, "judgment", "page"], x_lim=[0, 1],
+                                         y_lim=[0, 1], height=360, visible=False, scale=2, min_width=320,
+                                         # The legend falls below the plot's box, hidden: the label says the colours.
+                                         label="P(yes) of each judged page under both models", elem_id="scores-by-label")
         # Whether the gap between the means is more than the spread of the queries.
         differences_table = gr.Dataframe(
             label=f"{spec_a.label} − {spec_b.label}, query by query over the queries both were evaluated on "
@@ -318,7 +349,8 @@ def wire(arena: Arena, evaluate: SimpleNamespace, demo: gr.Blocks) -> None:
         # Means to four places; a query's own values to three, so its 13 columns fit 1400 px.
         summary = view.summary
         return (evaluation_headline(summary, labels), _places(summary, 4), view.bars,
-                view.scores_by_label if len(view.scores_by_label) else None, view.differences,
+                gr.update(value=view.scores_by_label, label=view.scores_by_label_title, visible=True)
+                if len(view.scores_by_label) else gr.update(value=None, visible=False), view.differences,
                 _places(view.per_query, 3), view.notes,
                 *(gr.update(value=found, label=mistakes_heading(summary, spec.label, found))
                   for spec, found in ((spec_a, view.mistakes_a), (spec_b, view.mistakes_b))),

@@ -22,7 +22,8 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked, monkey
         for page_hash in order_a:
             label = "relevant" if page_hash == order_a[-1] else "not_relevant"
             ui.annotate_tab.judge(arena, query_id, page_hash, annotator, label)
-    summary, bars, differences, per_query, notes, mistakes_a, mistakes_b, pages, by_label = ui.evaluate_tab.evaluate_view(arena, "")
+    (summary, bars, differences, per_query, notes, mistakes_a, mistakes_b, pages, by_label,
+     title) = ui.evaluate_tab.evaluate_view(arena, "")
     assert set(summary["model"]) == {"Qwen3-VL-Reranker-2B", "Qwen3RerankerMM-2B"}
     # Scores by label: each judged page once, at both models' stored P(yes), coloured by the vote.
     stored = {}
@@ -32,11 +33,15 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked, monkey
     label_a, label_b = get_spec(A).label, get_spec(B).label
     assert list(by_label.columns) == [label_a, label_b, "judgment", "page"] and len(by_label) == 4
     assert sorted(zip(by_label[label_a], by_label[label_b], by_label["judgment"])) == sorted(
-        (scores[A], scores[B], "Relevant" if page_hash == order_a[-1] else "Not relevant") for page_hash, scores in stored.items())
+        (round(scores[A], 4), round(scores[B], 4), "Relevant" if page_hash == order_a[-1] else "Not relevant")
+        for page_hash, scores in stored.items())
     assert all(re.fullmatch(rf"\S+\.jpg · for “{re.escape(QUERY)}”", page) for page in by_label["page"])
-    monkeypatch.setattr(ui.evaluate_tab, "SCATTER_POINTS", 3)
-    capped = ui.evaluate_tab.evaluate_view(arena, "")
-    assert len(capped.scores_by_label) == 3 and "Scores by label: the 3 judged pages of the queries added last, of 4." in capped.notes
+    assert title == ("P(yes) of each judged page under both models, by the majority vote: green judged relevant (1), "
+                     "purple not relevant (3)")
+    monkeypatch.setattr(ui.evaluate_tab, "SCATTER_POINTS", 3)  # whole queries: one at least
+    capped = ui.evaluate_tab.evaluate_view(arena, "ann")
+    assert len(capped.scores_by_label) == 4 and "Scores by label" not in capped.notes
+    assert capped.scores_by_label_title.startswith("P(yes) of each judged page under both models, by ann's labels:")
     monkeypatch.undo()
     row_a = summary.set_index("model").loc["Qwen3-VL-Reranker-2B"]
     assert row_a["mrr"] == pytest.approx(0.25) and row_a["queries"] == 1
@@ -260,3 +265,42 @@ def test_a_refused_choice_of_labels_says_whose_numbers_stay_on_screen(arena, ran
         "⚠️ **no judgments by 'nobody &lt;b&gt;' \\(annotators: AT&amp;T\\)**. The numbers below are still AT&amp;T's.")
     assert ui.evaluate_tab.refused_headline(refused.value, "").endswith("**. The numbers below are still the majority vote's.")
     assert ui.evaluate_tab.refused_headline(refused.value, None).endswith("AT&amp;T\\)**.")  # nothing shown yet
+
+
+def test_the_scores_by_label_plot_shows_whole_queries_the_metrics_count_and_notes_the_rest(tmp_path, monkeypatch):
+    """A query with no relevant page (no metric counts it) had its pages plotted; judged pages only
+    one model scored vanished unsaid; the point cap cut a query in two."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from reranker.documents import Page
+    from reranker.imaging import image_hash
+    from reranker.store import Store
+
+    def pages(start, count):
+        images = [Image.new("RGB", (8, 8), (n * 5, 0, 0)) for n in range(start, start + count)]
+        return [Page(image_hash(image), image, f"p{start + n}.png", 1, None, "image") for n, image in enumerate(images)]
+
+    store = Store(tmp_path / "arena.db")
+    arena = SimpleNamespace(store=store, images=SimpleNamespace(paths=lambda hashes, side: [f"/{h}.jpg" for h in hashes]))
+
+    def ranked(text, scores, labels):
+        batch = pages(len(store.list_queries()) * 10, len(labels))
+        query_id = store.save_ranking(text, None, batch, scores=scores, settings={key: {} for key in scores})
+        for page, label in zip(batch, labels):
+            store.record_judgment(query_id, page.content_hash, "ann", label)
+
+    ranked("older", {A: [.9, .2, .3], B: [.8, .1, .4]}, ["relevant", "not_relevant", "not_relevant"])
+    ranked("nothing relevant", {A: [.5, .6], B: [.5, .6]}, ["not_relevant", "not_relevant"])
+    ranked("only A scored", {A: [.7, .1]}, ["relevant", "not_relevant"])
+    ranked("newer", {A: [.6, .4], B: [.3, .9]}, ["relevant", "not_relevant"])
+    view = ui.evaluate_tab.evaluate_view(arena, "")
+    assert sorted(view.scores_by_label["page"].str.extract("for “(.*)”")[0]) == ["newer"] * 2 + ["older"] * 3
+    assert "Scores by label: 2 judged pages scored by one model only, not plotted (a point needs both scores)." in view.notes
+    assert view.scores_by_label_title.endswith("green judged relevant (2), purple not relevant (3)")
+    monkeypatch.setattr(ui.evaluate_tab, "SCATTER_POINTS", 4)  # "older" would not fit whole: left out
+    view = ui.evaluate_tab.evaluate_view(arena, "")
+    assert list(view.scores_by_label["page"].str.extract("for “(.*)”")[0]) == ["newer"] * 2
+    assert "Scores by label: the 2 judged pages of the query added last, of 5." in view.notes
+    store.close()
