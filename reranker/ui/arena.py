@@ -71,7 +71,7 @@ class Arena:
         return self.cache_dir / "exports"
 
     def image_path(self, page_hash: str, max_side: int) -> str:
-        """A JPEG of the page no larger than `max_side`, written once to the cache folder."""
+        """A JPEG of the page no larger than `max_side`, written once to `pages_dir`."""
         return self.images.path(page_hash, max_side)
 
 

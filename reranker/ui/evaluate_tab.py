@@ -155,12 +155,11 @@ def evaluate_view(arena: Arena, annotator: str | None) -> EvaluateView:
     if capped := [key for key, items in found.items() if len(items) > MISTAKES_SHOWN]:
         notes.append(f"Mistake galleries: the {MISTAKES_SHOWN} ranked highest of " +
                      " and ".join(f"{len(found[key])} for {escape(get_spec(key).label)}" for key in capped) + ".")
-    scores_by_label, queries_plotted = _scores_by_label(evaluation.judged_pages, query_pages, by_id)
-    both = [page for page in evaluation.judged_pages if A_KEY in page.scores and B_KEY in page.scores]
-    if len(scores_by_label) < len(both):
+    scores_by_label, queries_plotted, both = _scores_by_label(evaluation.judged_pages, query_pages, by_id)
+    if len(scores_by_label) < both:
         queries = "query" if queries_plotted == 1 else f"{queries_plotted} queries"
-        notes.append(f"Scores by label: the {len(scores_by_label)} judged pages of the {queries} added last, of {len(both)}.")
-    if one_model := len(evaluation.judged_pages) - len(both):
+        notes.append(f"Scores by label: the {len(scores_by_label)} judged pages of the {queries} added last, of {both}.")
+    if one_model := len(evaluation.judged_pages) - both:
         notes.append(f"Scores by label: {one_model} judged page{'' if one_model == 1 else 's'} scored by one model "
                      "only, not plotted (a point needs both scores).")
     per_query = pd.DataFrame(per_query, columns=["query", "model", "pages", "judged", "relevant", *metric_names])
@@ -169,10 +168,11 @@ def evaluate_view(arena: Arena, annotator: str | None) -> EvaluateView:
                         _scores_by_label_title(scores_by_label, evaluation.annotator))
 
 
-def _scores_by_label(judged_pages, query_pages, summaries) -> tuple[pd.DataFrame, int]:
+def _scores_by_label(judged_pages, query_pages, summaries) -> tuple[pd.DataFrame, int, int]:
     """The scores-by-label plot's points: each judged page both models scored, whole queries, the
     newest first, up to SCATTER_POINTS pages (one query at least), with A's and B's P(yes) (to the
-    4 places the tooltip shows), its label and what it is; and how many queries that is."""
+    4 places the tooltip shows), its label and what it is; how many queries that is; and how many
+    judged pages both models scored in all."""
     by_query: dict[int, list] = {}
     for page in judged_pages:
         if A_KEY in page.scores and B_KEY in page.scores:
@@ -191,7 +191,7 @@ def _scores_by_label(judged_pages, query_pages, summaries) -> tuple[pd.DataFrame
         "page": [f"{stored_page_label(query_pages(page.query_id)[page.page_hash])} · for "
                  f"“{shortened(summaries[page.query_id].text, 60)}{summaries[page.query_id].instruction_tag}”" for page in shown],
     }, columns=[label_a, label_b, "judgment", "page"])
-    return frame, queries
+    return frame, queries, sum(map(len, by_query.values()))
 
 
 def _scores_by_label_title(frame: pd.DataFrame, annotator: str | None) -> str:
