@@ -264,8 +264,10 @@ class PairedDifference:
     ``ci_low``, ``ci_high``: the 95% confidence interval of the mean difference and ``p_value``
     the two-sided paired t-test (``scipy.stats.ttest_rel``), the usual significance test for
     per-query IR metrics. Both are None with fewer than two queries, and when every query
-    differs by the same amount (no spread to test against; ``mean`` says how much). One test per
-    metric: the metrics are correlated, and testing several is not one test at 5%.
+    differs by the same amount (no spread to test against; ``mean`` says how much). Every metric
+    lies in [0, 1], so a difference lies in [−1, 1]: the t interval, which knows nothing of that
+    and can reach past it with few queries, is cut to it (still at least 95% coverage). One test
+    per metric: the metrics are correlated, and testing several is not one test at 5%.
     """
 
     metric: str
@@ -296,7 +298,7 @@ def paired_differences(result_a: EvalResult, result_b: EvalResult, confidence: f
         if len(differences) >= 2 and max(differences) - min(differences) > 1e-12:
             test = stats.ttest_rel(a, b)
             interval = test.confidence_interval(confidence_level=confidence)
-            low, high, p_value = float(interval.low), float(interval.high), float(test.pvalue)
+            low, high, p_value = max(float(interval.low), -1.0), min(float(interval.high), 1.0), float(test.pvalue)
         out.append(PairedDifference(
             metric=metric, model_a=result_a.model, model_b=result_b.model, n_queries=len(differences), mean=mean,
             ci_low=low, ci_high=high, p_value=p_value, wins=sum(d > 1e-12 for d in differences),

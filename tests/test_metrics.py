@@ -230,6 +230,16 @@ def test_paired_differences_by_hand():
     assert reverse.p_value == pytest.approx(differences[0].p_value)
 
 
+def test_paired_difference_interval_stays_within_what_a_difference_can_be():
+    # Differences 1 and 0: mean 0.5, and the t interval on one degree of freedom 0.5 ± 12.706 · 0.5,
+    # about −5.85 … 6.85, far past the −1 … 1 a difference of two metrics in [0, 1] can be.
+    wide = paired_differences(_result("A", {"q1": 1.0, "q2": 0.5}), _result("B", {"q1": 0.0, "q2": 0.5}))[0]
+    assert wide.mean == pytest.approx(0.5) and (wide.ci_low, wide.ci_high) == (-1.0, 1.0)
+    assert wide.p_value == pytest.approx(0.5)  # the test itself is unchanged
+    one_sided = paired_differences(_result("A", {"q1": 1.0, "q2": 1.0, "q3": 0.4}), _result("B", {"q1": 0.0, "q2": 0.1, "q3": 0.0}))[0]
+    assert one_sided.ci_high == 1.0 and -1.0 < one_sided.ci_low < one_sided.mean  # cut only where it reaches past
+
+
 def test_paired_differences_with_nothing_to_test_against_say_so():
     one = paired_differences(_result("A", {"q1": 0.8}), _result("B", {"q1": 0.5}))[0]
     assert one.n_queries == 1 and one.mean == pytest.approx(0.3) and (one.wins, one.ties, one.losses) == (1, 0, 0)
