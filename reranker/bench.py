@@ -121,6 +121,16 @@ def timed(function, device) -> float:
     return time.perf_counter() - started
 
 
+def median_seconds(repeats: int, device, work, before=lambda repeat: None) -> float:
+    """The median time of `work(repeat)` over `repeats` repeats, each after `before(repeat)`
+    (emptying a cache: not timed)."""
+    seconds = []
+    for repeat in range(repeats):
+        before(repeat)
+        seconds.append(timed(lambda: work(repeat), device))
+    return statistics.median(seconds)
+
+
 def reference_style(reranker, query: str, pages) -> list[float]:
     """One pair per forward pass, as both reference implementations do it."""
     import torch
@@ -302,31 +312,24 @@ def run(args, device, defaults_used=()) -> dict:
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    cold = []
-    for _ in range(args.repeats):
-        model_a.clear_caches()
-        cold.append(timed(lambda: model_a.score(QUERIES[0], pages), device))
-    rows.append(Row(f"cold: batched {args.batch_size}, yes−no head", len(pages), statistics.median(cold), model_a.spec.label))
-    warm = []
-    for repeat in range(args.repeats):
-        model_a.score_cache.clear()
-        warm.append(timed(lambda: model_a.score(QUERIES[1 + repeat % 2], pages), device))
-    rows.append(Row("warm: new query, pages seen", len(pages), statistics.median(warm), model_a.spec.label))
+    # Cold: every cache emptied first. Warm: only the scores forgotten, and a new query each time
+    # (alternating between two), so the pages' vision outputs (and B's page prefixes) are reused.
+    def cold(model):
+        return median_seconds(args.repeats, device, lambda _: model.score(QUERIES[0], pages), lambda _: model.clear_caches())
+
+    def warm(model):
+        return median_seconds(args.repeats, device, lambda repeat: model.score(QUERIES[1 + repeat % 2], pages),
+                              lambda _: model.score_cache.clear())
+
+    rows.append(Row(f"cold: batched {args.batch_size}, yes−no head", len(pages), cold(model_a), model_a.spec.label))
+    rows.append(Row("warm: new query, pages seen", len(pages), warm(model_a), model_a.spec.label))
     model_a.clear_caches()
-    b_cold = []
-    for _ in range(args.repeats):
-        model_b.clear_caches()
-        b_cold.append(timed(lambda: model_b.score(QUERIES[0], pages), device))
-    rows.append(Row("cold: second model at its own budget", len(pages), statistics.median(b_cold), model_b.spec.label, "b"))
+    rows.append(Row("cold: second model at its own budget", len(pages), cold(model_b), model_b.spec.label, "b"))
     reuses_prefix = model_b.reuses_prefix
     for reuse in (False, True) if reuses_prefix else (False,):
         model_b.reuses_prefix = reuse  # off: what the vision cache alone gives, for comparison
-        b_warm = []
-        for repeat in range(args.repeats):
-            model_b.score_cache.clear()
-            b_warm.append(timed(lambda: model_b.score(QUERIES[1 + repeat % 2], pages), device))
         how = "page prefix KV reused" if reuse else "vision cache only"
-        rows.append(Row(f"warm: second model, new query, {how}", len(pages), statistics.median(b_warm), model_b.spec.label, "b"))
+        rows.append(Row(f"warm: second model, new query, {how}", len(pages), warm(model_b), model_b.spec.label, "b"))
     model_b.reuses_prefix = reuses_prefix
     breakdown = profile_parts(model_a, pages, device) if args.profile else None
 
@@ -398,7 +401,7 @@ def end_to_end(pdf: bytes, page_count: int, rerankers, repeats: int, device, war
     except ImportError:
         Store = None
     upload = [("benchmark.pdf", pdf)]
-    seconds = {"cold": [], "warm": [], "with_store": Store is not None, "warmup": None}
+    warmup_seconds = None
     with tempfile.TemporaryDirectory() as folder:
 
         def request(query: str, run: str, uploads=None, files=upload):
@@ -409,31 +412,34 @@ def end_to_end(pdf: bytes, page_count: int, rerankers, repeats: int, device, war
             return ranking.rank_and_save(files, query, rerankers, store, images, ingest_cache=uploads)[0]
 
         if warmup_pdf is not None:
-            seconds["warmup"] = timed(lambda: request(QUERIES[2], "warm-up", files=[("warm-up.pdf", warmup_pdf)]), device)
+            warmup_seconds = timed(lambda: request(QUERIES[2], "warm-up", files=[("warm-up.pdf", warmup_pdf)]), device)
 
         def check(result):
             assert all(len(r.scores or []) == page_count for r in result.rankings.values()), result.rankings
 
-        for repeat in range(repeats):
+        def forget_everything(_):
             for reranker in rerankers.values():
                 reranker.clear_caches()
-            seconds["cold"].append(timed(lambda: check(request(QUERIES[0], f"cold-{repeat}")), device))
-        uploads = ingest_cache()
-        check(request(QUERIES[0], "warm", uploads))  # the upload, as the warm runs will find it
-        for repeat in range(repeats):
+
+        def forget_scores(_):  # the pages' vision outputs (and B's page prefixes) stay
             for reranker in rerankers.values():
                 reranker.score_cache.clear()
-            # A question the store has not seen (else its scores would come from the database).
-            query = WARM_QUERIES[repeat % len(WARM_QUERIES)] + " " * (repeat // len(WARM_QUERIES))
-            seconds["warm"].append(timed(lambda: check(request(query, "warm", uploads)), device))
+
+        cold = median_seconds(repeats, device, lambda repeat: check(request(QUERIES[0], f"cold-{repeat}")), forget_everything)
+        uploads = ingest_cache()
+        check(request(QUERIES[0], "warm", uploads))  # the upload, as the warm runs will find it
+
+        def new_question(repeat: int) -> str:  # one the store has not seen (else its scores came from the database)
+            return WARM_QUERIES[repeat % len(WARM_QUERIES)] + " " * (repeat // len(WARM_QUERIES))
+
+        warm = median_seconds(repeats, device, lambda repeat: check(request(new_question(repeat), "warm", uploads)), forget_scores)
     what = "both models, store, thumbnails (as the app)" if Store else "both models (no store on this machine)"
     pairs = page_count * len(rerankers)  # each model scores every page
     rows = [
-        Row(f"end-to-end: render PDF + {what}", pairs, statistics.median(seconds["cold"]), "both models", "both"),
-        Row("end-to-end warm: new query, same PDF", pairs, statistics.median(seconds["warm"]), "both models", "both"),
+        Row(f"end-to-end: render PDF + {what}", pairs, cold, "both models", "both"),
+        Row("end-to-end warm: new query, same PDF", pairs, warm, "both models", "both"),
     ]
-    return rows, {"cold": rows[0].seconds, "warm": rows[1].seconds, "with_store": seconds["with_store"],
-                  "warmup": seconds["warmup"]}
+    return rows, {"cold": cold, "warm": warm, "with_store": Store is not None, "warmup": warmup_seconds}
 
 
 def profile_parts(reranker, pages, device) -> dict:
