@@ -58,8 +58,7 @@ def evaluate_view(arena: Arena, annotator: str | None) -> EvaluateView:
     """The Evaluate tab (`EvaluateView`); what a choice opens in Annotate (`openable`): model key →
     the (query id, page hash) of each of its gallery's items, "queries" → {a per-query row's query
     as shown: its id}."""
-    from ..evaluate import evaluate_store, model_label
-    from ..metrics import EvalResult
+    from ..evaluate import evaluate_store
 
     annotator = annotator or None  # MAJORITY_VOTE's value
     try:
@@ -67,13 +66,50 @@ def evaluate_view(arena: Arena, annotator: str | None) -> EvaluateView:
     except ValueError as error:
         raise refuse(str(error)) from None
     summaries = arena.store.list_queries()
+    by_id = {s.id: s for s in summaries}
     # Shown apart: asked with its own instruction, the same text is another query.
     shown_query = distinct_names({s.id: s.text + s.instruction_tag for s in summaries})
+    summary, per_query, evaluated = _metric_tables(evaluation, shown_query)
+    notes = _notes(evaluation, shown_query, annotator)
+    query_pages = functools.cache(lambda query_id: {p.page_hash: p for p in arena.store.query_pages(query_id)})
+    # What a choice opens in Annotate: each gallery item's (query id, page hash) by model key,
+    # and under "queries" each per-query row's query, by the query as the table shows it.
+    openable: dict = {"queries": {shown_query[query_id]: query_id for query_id in evaluated[:PER_QUERY_SHOWN]}}
+    found = {key: evaluation.mistakes.get(key, []) for key in MODELS}
+    mistakes = {}
+    for key, items in found.items():
+        mistakes[key], openable[key] = _mistake_gallery(arena, items, query_pages, by_id)
+    if len(evaluated) > PER_QUERY_SHOWN:
+        chosen = evaluation.annotator  # as stored: the CLI matches it as the app does
+        command = "python -m reranker eval --per-query" + (f" --annotator {shlex.quote(chosen)}" if chosen else "")
+        command = f"`{command}`" if "`" not in command else escape(command)  # a code span, unless the name ends it
+        notes.append(f"Per query: the {PER_QUERY_SHOWN} queries added last, of {len(evaluated)}; every one with "
+                     f"{command} (the means above count them all).")
+    if capped := [key for key, items in found.items() if len(items) > MISTAKES_SHOWN]:
+        notes.append(f"Mistake galleries: the {MISTAKES_SHOWN} ranked highest of " +
+                     " and ".join(f"{len(found[key])} for {escape(get_spec(key).label)}" for key in capped) + ".")
+    scores_by_label, queries_plotted, both = _scores_by_label(evaluation.judged_pages, query_pages, by_id)
+    if len(scores_by_label) < both:
+        queries = "query" if queries_plotted == 1 else f"{queries_plotted} queries"
+        notes.append(f"Scores by label: the {len(scores_by_label)} judged pages of the {queries} added last, of {both}.")
+    if one_model := len(evaluation.judged_pages) - both:
+        notes.append(f"Scores by label: {one_model} judged page{'' if one_model == 1 else 's'} scored by one model "
+                     "only, not plotted (a point needs both scores).")
+    return EvaluateView(summary, _bars(summary), _differences_frame(evaluation.differences), per_query,
+                        "\n\n".join(notes), mistakes[A_KEY], mistakes[B_KEY], openable, scores_by_label,
+                        _scores_by_label_title(scores_by_label, evaluation.annotator))
+
+
+def _metric_tables(evaluation, shown_query: dict[int, str]) -> tuple[pd.DataFrame, pd.DataFrame, list[int]]:
+    """The metrics table (a row per model), the per-query table (the PER_QUERY_SHOWN newest
+    queries, each model's row side by side) and every evaluated query id, newest first."""
+    from ..evaluate import model_label
+    from ..metrics import EvalResult
+
     summary_rows, per_query = [], []
     for key, result in evaluation.results.items():
-        means = result.means
-        summary_rows.append({"model": model_label(key), "queries": result.n_queries,
-                             "excluded": result.n_excluded, **{name: _round(value) for name, value in means.items()}})
+        summary_rows.append({"model": model_label(key), "queries": result.n_queries, "excluded": result.n_excluded,
+                             **{name: _round(value) for name, value in result.means.items()}})
         for row in result.rows:
             # The counts before the metrics: they qualify them (after them, a wide table hid them).
             # Short names (the model's tag, "pages" for "n_pages"): 13 columns fit 1400 px.
@@ -83,24 +119,36 @@ def evaluate_view(arena: Arena, annotator: str | None) -> EvaluateView:
                 **{name.removeprefix("n_"): _round(value) for name, value in row.items() if name != "query_id"}}))
     per_query.sort(key=lambda item: -item[0])  # the newest query first, its models side by side
     evaluated = list(dict.fromkeys(query_id for query_id, _ in per_query))
-    if len(evaluated) > PER_QUERY_SHOWN:  # a row per query and model: the browser froze seconds drawing thousands
-        newest = set(evaluated[:PER_QUERY_SHOWN])
-        per_query = [item for item in per_query if item[0] in newest]
-    per_query = [row for _, row in per_query]
+    # A row per query and model: the browser froze seconds drawing thousands.
+    newest = set(evaluated[:PER_QUERY_SHOWN])
     metric_names = EvalResult("", evaluation.ks).metric_names  # the columns, also of empty tables (not "1 2 3")
     summary = pd.DataFrame(summary_rows, columns=["model", "queries", "excluded", *metric_names])
-    bars = None
-    if not summary.empty:
-        # One bar per (metric, model): BarPlot has no grouping, so the category holds both (with the
-        # model's tag: its full name made the labels too long, and the plot cut them).
-        bars = summary.melt(id_vars=["model"], value_vars=[c for c in BAR_METRICS if c in summary],
-                            var_name="metric", value_name="value")
-        # Undefined means (no query with a page judged relevant) get no bar: as None they made the
-        # column text, which Vega drew as full-height bars on an axis of "undefined".
-        bars = bars.dropna(subset=["value"]).astype({"value": float})
-        tags = {spec.label: spec.tag for spec in MODELS.values()}
-        bars["bar"] = bars["metric"] + " · " + bars["model"].map(lambda label: tags.get(label, label))
-        bars = bars if not bars.empty else None
+    per_query = pd.DataFrame([row for query_id, row in per_query if query_id in newest],
+                             columns=["query", "model", "pages", "judged", "relevant", *metric_names])
+    return summary, per_query, evaluated
+
+
+def _bars(summary: pd.DataFrame) -> pd.DataFrame | None:
+    """The bar plot's data: one bar per (metric, model) of BAR_METRICS with a defined mean."""
+    if summary.empty:
+        return None
+    # BarPlot has no grouping, so the category holds both (with the model's tag: its full name
+    # made the labels too long, and the plot cut them).
+    bars = summary.melt(id_vars=["model"], value_vars=[c for c in BAR_METRICS if c in summary],
+                        var_name="metric", value_name="value")
+    # Undefined means (no query with a page judged relevant) get no bar: as None they made the
+    # column text, which Vega drew as full-height bars on an axis of "undefined".
+    bars = bars.dropna(subset=["value"]).astype({"value": float})
+    tags = {spec.label: spec.tag for spec in MODELS.values()}
+    bars["bar"] = bars["metric"] + " · " + bars["model"].map(lambda label: tags.get(label, label))
+    return bars if not bars.empty else None
+
+
+def _notes(evaluation, shown_query: dict[int, str], annotator: str | None) -> list[str]:
+    """The notes under the tables (Markdown): queries left out and why, annotator and model
+    agreement, the comparison's caveats, and what the columns mean."""
+    from ..evaluate import model_label
+
     notes = []
     for key, result in evaluation.results.items():
         if result.excluded:  # counted in the table's "excluded" column; here are which and why
@@ -131,41 +179,19 @@ def evaluate_view(arena: Arena, annotator: str | None) -> EvaluateView:
                  "progress counts them as done)" + ("" if annotator else ", nor are pages the majority vote "
                  "leaves undecided (as many relevant as not relevant labels)") + ". Pages not counted stay in "
                  "the ranking as not relevant (as trec_eval's unjudged pages); equal scores rank in upload order.")
-    found = {key: evaluation.mistakes.get(key, []) for key in MODELS}
-    by_id = {s.id: s for s in summaries}
-    query_pages = functools.cache(lambda query_id: {p.page_hash: p for p in arena.store.query_pages(query_id)})
-    # What a choice opens in Annotate: each gallery item's (query id, page hash) by model key,
-    # and under "queries" each per-query row's query, by the query as the table shows it.
-    openable: dict = {"queries": {shown_query[query_id]: query_id for query_id in evaluated[:PER_QUERY_SHOWN]}}
-    mistakes = {}
-    for key, items in found.items():
-        # The costliest first (a page placed first above a relevant one), newest queries first among equals.
-        shown = sorted(items, key=lambda item: (item[1].rank, -item[0], item[1].page_id))[:MISTAKES_SHOWN]
-        # The page first: a thumbnail's caption shows a line or two of this.
-        captions = [f"#{mistake.rank} · {stored_page_label(query_pages(query_id)[mistake.page_id])} · for "
-                    f"“{shortened(by_id[query_id].text, 60)}{by_id[query_id].instruction_tag}”" for query_id, mistake in shown]
-        mistakes[key] = list(zip(arena.images.paths([mistake.page_id for _, mistake in shown], MISTAKE_IMAGE_SIDE), captions))
-        openable[key] = [(query_id, mistake.page_id) for query_id, mistake in shown]
-    if len(evaluated) > PER_QUERY_SHOWN:
-        chosen = evaluation.annotator  # as stored: the CLI matches it as the app does
-        command = "python -m reranker eval --per-query" + (f" --annotator {shlex.quote(chosen)}" if chosen else "")
-        command = f"`{command}`" if "`" not in command else escape(command)  # a code span, unless the name ends it
-        notes.append(f"Per query: the {PER_QUERY_SHOWN} queries added last, of {len(evaluated)}; every one with "
-                     f"{command} (the means above count them all).")
-    if capped := [key for key, items in found.items() if len(items) > MISTAKES_SHOWN]:
-        notes.append(f"Mistake galleries: the {MISTAKES_SHOWN} ranked highest of " +
-                     " and ".join(f"{len(found[key])} for {escape(get_spec(key).label)}" for key in capped) + ".")
-    scores_by_label, queries_plotted, both = _scores_by_label(evaluation.judged_pages, query_pages, by_id)
-    if len(scores_by_label) < both:
-        queries = "query" if queries_plotted == 1 else f"{queries_plotted} queries"
-        notes.append(f"Scores by label: the {len(scores_by_label)} judged pages of the {queries} added last, of {both}.")
-    if one_model := len(evaluation.judged_pages) - both:
-        notes.append(f"Scores by label: {one_model} judged page{'' if one_model == 1 else 's'} scored by one model "
-                     "only, not plotted (a point needs both scores).")
-    per_query = pd.DataFrame(per_query, columns=["query", "model", "pages", "judged", "relevant", *metric_names])
-    return EvaluateView(summary, bars, _differences_frame(evaluation.differences), per_query, "\n\n".join(notes),
-                        mistakes[A_KEY], mistakes[B_KEY], openable, scores_by_label,
-                        _scores_by_label_title(scores_by_label, evaluation.annotator))
+    return notes
+
+
+def _mistake_gallery(arena: Arena, found: list, query_pages, summaries) -> tuple[list, list]:
+    """A model's mistakes gallery (image path, caption), the MISTAKES_SHOWN costliest first (a
+    page placed first above a relevant one), newest queries first among equals; and the
+    (query id, page hash) each item opens in Annotate."""
+    shown = sorted(found, key=lambda item: (item[1].rank, -item[0], item[1].page_id))[:MISTAKES_SHOWN]
+    # The page first: a thumbnail's caption shows a line or two of this.
+    captions = [f"#{mistake.rank} · {stored_page_label(query_pages(query_id)[mistake.page_id])} · for "
+                f"“{shortened(summaries[query_id].text, 60)}{summaries[query_id].instruction_tag}”" for query_id, mistake in shown]
+    gallery = list(zip(arena.images.paths([mistake.page_id for _, mistake in shown], MISTAKE_IMAGE_SIDE), captions))
+    return gallery, [(query_id, mistake.page_id) for query_id, mistake in shown]
 
 
 def _scores_by_label(judged_pages, query_pages, summaries) -> tuple[pd.DataFrame, int, int]:
