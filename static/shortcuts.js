@@ -4,7 +4,11 @@
 // N, S) while the page's image is loading; a focused radio button, checkbox or button takes no
 // typing, so they work there (a dropdown lets go of the focus once chosen, or closed with
 // Escape), and after Enter in "Jump to page" or the name box, that box gives up the focus.
+// Single keys can be turned off (the tab's "Keyboard shortcuts" box, remembered by the browser):
+// a screen reader's browse mode and speech input use letters too (WCAG 2.1.4).
 () => {
+  const SHORTCUTS_KEY = "rerank-arena-shortcuts";
+  const shortcutsOn = () => window.localStorage.getItem(SHORTCUTS_KEY) !== "off";
   const CLICKED_NOT_TYPED = ["radio", "checkbox", "button", "submit", "reset"];
   const typingIn = (target) =>
     target &&
@@ -35,10 +39,15 @@
   };
   // A key or click that judges or moves nothing says so: the page image flashes its outline (on
   // a slow link the next page's text shows a second before its image, and a silent drop looked
-  // like a lost key).
+  // like a lost key), and a screen reader says it (static/screen_reader.js's live region).
   const ignored = () => {
     const panel = document.getElementById("annotate-panel");
     if (!panel) return;
+    const announcer = document.getElementById("arena-announcer");
+    if (announcer) {
+      announcer.textContent = ""; // said again for a second press
+      setTimeout(() => { announcer.textContent = "Not taken: the next page is still on its way."; }, 50);
+    }
     panel.classList.remove("key-ignored");
     void panel.offsetWidth; // restart the flash for a second ignored key
     panel.classList.add("key-ignored");
@@ -69,7 +78,7 @@
       setTimeout(() => event.target.blur(), 0);
       return;
     }
-    if (typingIn(event.target)) return;
+    if (typingIn(event.target) || !shortcutsOn()) return;
     const id = buttons[event.key] || buttons[event.key.toLowerCase()];
     if (!id) return;
     const panel = document.getElementById("annotate-panel");

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LABEL_NAMES = {"relevant": "Relevant", "not_relevant": "Not relevant", "skip": "Skipped", "cleared": "Unjudged"}
+SHORTCUTS_KEY = "rerank-arena-shortcuts"  # the browser's localStorage key of the switch (static/shortcuts.js too)
 ORDERS = ("Most informative first", f"{get_spec(A_KEY).label} rank", f"{get_spec(B_KEY).label} rank", "Upload order")
 # After a judgment the query list's counts are redrawn only in a workspace of at most this many
 # queries: the browser gets and redraws every entry (at 3,000 queries a judging key took 0.65 s
@@ -85,7 +86,7 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
     summary = arena.store.query(query_id)
     # Without a name, anyone's count, as the query list shows it then; with one, theirs.
     judged = sum(1 for p in pages if labels.get(p.page_hash) not in (None, "cleared")) if annotator else summary.judged
-    current = LABEL_NAMES.get(labels.get(page.page_hash), "Unjudged") if annotator else "—"  # whose? no name yet
+    current = LABEL_NAMES.get(labels.get(page.page_hash), "Unjudged") if annotator else "no name yet"  # whose?
     scores = " · ".join(
         f"{escape(get_spec(key).label)}: P(yes) {page.scores[key]:.3f} (#{page.ranks[key]})"
         for key in MODELS if key in page.scores
@@ -106,7 +107,7 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
     image = gr.update(value=arena.image_path(page.page_hash, 1600),
                       label=f"Page {position + 1} of {len(pages)} · {current} · {judged}/{len(pages)} judged · "
                             f"“{shortened(summary.text, 60)}{summary.instruction_tag}”",  # in full screen, the query too
-                      alt_text=f"{stored_page_label(page)}, page {position + 1} of {len(pages)}")
+                      alt_text=f"{stored_page_label(page)} ({position + 1} of {len(pages)} to judge)")
     return image, info, progress, gr.update(value=position + 1), page.page_hash, len(pages)
 
 
@@ -325,6 +326,9 @@ def layout() -> SimpleNamespace:
                     # The list's next query with a page this annotator has not judged: after the
                     # last page of a query, the next step (it was: open the list, scan the counts).
                     next_query = gr.Button("Next query to judge (Q)", elem_id="next-query", min_width=100)
+                # Off for a screen reader's browse mode or speech input, which use letters too
+                # (WCAG 2.1.4); the browser remembers it (static/shortcuts.js reads it there).
+                shortcuts = gr.Checkbox(True, label="Keyboard shortcuts (R, N, S, U, ←, →, Q)", elem_id="shortcuts-on")
                 guidelines_box = guidelines.layout()
         position = gr.State(0)
         # "query id page hash" of the page on screen: what a key judges. A hidden box, not a
@@ -340,7 +344,7 @@ def layout() -> SimpleNamespace:
                            refresh=refresh, annotate_image=annotate_image, annotate_progress=annotate_progress,
                            annotate_info=annotate_info, relevant=relevant, not_relevant=not_relevant,
                            skip=skip, undo_button=undo_button, previous=previous, following=following,
-                           next_query=next_query, jump=jump, guidelines_box=guidelines_box,
+                           next_query=next_query, jump=jump, shortcuts=shortcuts, guidelines_box=guidelines_box,
                            position=position, shown_page=shown_page, page_total=page_total,
                            view_inputs=view_inputs, view_outputs=view_outputs)
 
@@ -485,6 +489,11 @@ def wire(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamespace, demo:
                 *at_position(query_id, name, order_, resume_position(arena, query_id, name, order_)))
 
     demo.load(restore, [saved_name, saved_query, saved_order], [annotator, query_pick, order, position, *view_outputs],
+              api_visibility="private")
+    # The shortcuts' switch lives in the browser alone: the keys are handled there.
+    annotate.shortcuts.input(None, annotate.shortcuts, None, api_visibility="private",
+                             js=f"(on) => {{ localStorage.setItem('{SHORTCUTS_KEY}', on ? 'on' : 'off'); }}")
+    demo.load(None, None, annotate.shortcuts, js=f"() => localStorage.getItem('{SHORTCUTS_KEY}') !== 'off'",
               api_visibility="private")
 
 

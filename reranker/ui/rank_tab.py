@@ -150,9 +150,9 @@ def show_ranking(arena: Arena, data: dict):
     for key, other in ((A_KEY, B_KEY), (B_KEY, A_KEY)):
         model = data["models"].get(key)
         if model is None:
-            columns += [f"### {escape(get_spec(key).label)}", []]
+            columns += [f"## {escape(get_spec(key).label)}", []]
             continue
-        header = f"### {escape(model['label'])}\n"
+        header = f"## {escape(model['label'])}\n"
         if model["error"]:
             header += f"⚠️ **Unavailable:** {escape(model['error'])}"
             columns += [header, []]
@@ -301,11 +301,11 @@ def layout() -> SimpleNamespace:
                     label="Examples (sample pages)", elem_id="examples")
         with gr.Row(equal_height=False):
             with gr.Column():
-                header_a = markdown(f"### {spec_a.label}", elem_id="header-a")
+                header_a = markdown(f"## {spec_a.label}", elem_id="header-a")
                 gallery_a = gr.Gallery(label=spec_a.label, columns=3, height="auto", object_fit="contain",
                                        allow_preview=False, buttons=[], elem_id="gallery-a")
             with gr.Column():
-                header_b = markdown(f"### {spec_b.label}", elem_id="header-b")
+                header_b = markdown(f"## {spec_b.label}", elem_id="header-b")
                 gallery_b = gr.Gallery(label=spec_b.label, columns=3, height="auto", object_fit="contain",
                                        allow_preview=False, buttons=[], elem_id="gallery-b")
         with gr.Row():
@@ -324,6 +324,9 @@ def layout() -> SimpleNamespace:
                            agreement=agreement, scatter=scatter)
 
 
+# Smooth, unless the person asked their system for less motion.
+SCROLLING = "(matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth')"
+
 # The results start below the intro, the upload and the examples (~840 px down at 1400×900): a
 # finished ranking brings its first model's header into view, unless it is already in view (or
 # on another tab, where it has no box). Not when a file could not be read, or nothing was
@@ -332,7 +335,7 @@ def layout() -> SimpleNamespace:
 SHOW_RESULTS = ("(data) => { if (!data || !(data.pages || []).length || (data.problems || []).length) return;"
                 " const top = document.querySelector('#header-a')?.getBoundingClientRect().top;"
                 " if (top > window.innerHeight * 0.6)"
-                " document.querySelector('#header-a').scrollIntoView({behavior: 'smooth', block: 'start'}); }")
+                f" document.querySelector('#header-a').scrollIntoView({{behavior: {SCROLLING}, block: 'start'}}); }}")
 
 
 def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared: SimpleNamespace) -> None:
@@ -399,7 +402,7 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
     # Below the galleries (far below, at phone width): brought into view when off screen.
     show_detail = ("() => { const box = document.querySelector('#detail-image');"
                    " if (box && box.getBoundingClientRect().top > window.innerHeight * 0.6)"
-                   " box.scrollIntoView({behavior: 'smooth', block: 'start'}); }")
+                   f" box.scrollIntoView({{behavior: {SCROLLING}, block: 'start'}}); }}")
     # Progress on the large view only: on the other gallery (an output, for its mark) it blanked it.
     gallery_a.select(on_select(A_KEY), ranking_state, [detail_image, detail_text, gallery_b], api_visibility="private",
                      show_progress_on=[detail_image]).then(None, None, None, js=show_detail, api_visibility="private")

@@ -304,3 +304,26 @@ def test_the_scores_by_label_plot_shows_whole_queries_the_metrics_count_and_note
     assert list(view.scores_by_label["page"].str.extract("for “(.*)”")[0]) == ["newer"] * 2
     assert "Scores by label: the 2 judged pages of the query added last, of 5." in view.notes
     store.close()
+
+
+def _contrast(colour_a: str, colour_b: str) -> float:
+    """WCAG's contrast ratio of two #rrggbb colours."""
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    high, low = sorted((luminance(colour_a), luminance(colour_b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_the_scores_by_label_points_stand_out_from_the_plot_in_either_scheme():
+    """The purple "Not relevant" points were 2.1:1 on the dark scheme's plot background; marks
+    need 3:1 (WCAG 1.4.11)."""
+    import gradio as gr
+
+    theme = gr.themes.Default()
+    light, dark = "#ffffff", theme.neutral_800  # the plot's block: background_fill_primary in each scheme
+    assert (theme.block_background_fill_dark, theme.background_fill_primary) == ("*neutral_800", "white")
+    for judgment, colour in ui.evaluate_tab.JUDGMENT_COLOURS.items():
+        assert _contrast(colour, light) >= 3 and _contrast(colour, dark) >= 3, (judgment, colour)
