@@ -815,9 +815,9 @@ def _export_cli(store: Store, args: argparse.Namespace) -> int:
             negatives_per_row=args.negatives_per_row,
             teacher=args.teacher,
         )
-    except ValueError as error:
+    except ValueError as error:  # options that do not go together (--since after --until): a usage error
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 2
     suffix = FORMATS[options.format]
     if not args.preview:
         # First: a folder (or "", which is "."), named as one, not as a file with the wrong suffix.

@@ -829,6 +829,15 @@ def test_cli_export_names_a_bad_number_option(tmp_path, capsys, flag, value, rul
     assert not (tmp_path / "arena.db").exists()
 
 
+def test_cli_export_refuses_dates_that_leave_nothing_between_them_as_a_usage_error(arena, tmp_path, capsys):
+    """`--since` on or after `--until` is options that do not go together: exit 2, as every
+    other usage error (it exited 1, "could not do what was asked")."""
+    store, _, _ = arena
+    code = cli_main(["export", "--db", str(store.path), "--format", "pointwise", "--preview", "--since", "2026-03-02",
+                     "--until", "2026-03-01"])
+    assert code == 2 and "since 2026-03-02 is not before until 2026-03-01" in capsys.readouterr().err
+
+
 def test_an_export_file_is_named_by_its_format_and_when_it_was_made():
     """Every export was `arena-pointwise.zip`: a downloads folder filled with `(1)`, `(2)`, …"""
     from reranker.export import default_filename
