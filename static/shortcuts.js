@@ -8,7 +8,16 @@
 // a screen reader's browse mode and speech input use letters too (WCAG 2.1.4).
 () => {
   const SHORTCUTS_KEY = "rerank-arena-shortcuts";
-  const shortcutsOn = () => window.localStorage.getItem(SHORTCUTS_KEY) !== "off";
+  // The keys do what the box on screen says (the page load sets it from the browser's memory).
+  const shortcutsOn = () => {
+    const box = document.querySelector("#shortcuts-on input");
+    return box ? box.checked : window.localStorage.getItem(SHORTCUTS_KEY) !== "off";
+  };
+  // Turned on or off in another tab of the app: this tab's box follows (a click: Gradio's value too).
+  window.addEventListener("storage", (event) => {
+    const box = document.querySelector("#shortcuts-on input");
+    if (event.key === SHORTCUTS_KEY && box && box.checked !== (event.newValue !== "off")) box.click();
+  });
   const CLICKED_NOT_TYPED = ["radio", "checkbox", "button", "submit", "reset"];
   const typingIn = (target) =>
     target &&
@@ -39,15 +48,12 @@
   };
   // A key or click that judges or moves nothing says so: the page image flashes its outline (on
   // a slow link the next page's text shows a second before its image, and a silent drop looked
-  // like a lost key), and a screen reader says it (static/screen_reader.js's live region).
-  const ignored = () => {
+  // like a lost key), and a screen reader says why (static/screen_reader.js).
+  const ON_ITS_WAY = "the next page is still on its way";
+  const ignored = (why = ON_ITS_WAY) => {
     const panel = document.getElementById("annotate-panel");
     if (!panel) return;
-    const announcer = document.getElementById("arena-announcer");
-    if (announcer) {
-      announcer.textContent = ""; // said again for a second press
-      setTimeout(() => { announcer.textContent = "Not taken: the next page is still on its way."; }, 50);
-    }
+    document.dispatchEvent(new CustomEvent("arena:not-taken", { detail: why }));
     panel.classList.remove("key-ignored");
     void panel.offsetWidth; // restart the flash for a second ignored key
     panel.classList.add("key-ignored");
@@ -95,7 +101,7 @@
     const image = document.querySelector("#annotate-image img");
     const box = image && image.getBoundingClientRect();
     const loadingInView = image && !image.complete && box.bottom > 0 && box.top < window.innerHeight;
-    if (["r", "n", "s"].includes(event.key.toLowerCase()) && loadingInView) return ignored();
+    if (["r", "n", "s"].includes(event.key.toLowerCase()) && loadingInView) return ignored("the page's image is still arriving");
     button.click();
   });
 }

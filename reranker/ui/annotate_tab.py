@@ -107,7 +107,7 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
     image = gr.update(value=arena.image_path(page.page_hash, 1600),
                       label=f"Page {position + 1} of {len(pages)} · {current} · {judged}/{len(pages)} judged · "
                             f"“{shortened(summary.text, 60)}{summary.instruction_tag}”",  # in full screen, the query too
-                      alt_text=f"{stored_page_label(page)} ({position + 1} of {len(pages)} to judge)")
+                      alt_text=f"{stored_page_label(page)} ({position + 1} of {len(pages)} in this order)")
     return image, info, progress, gr.update(value=position + 1), page.page_hash, len(pages)
 
 

@@ -36,7 +36,7 @@ def test_annotating_moves_to_the_next_unjudged_page_and_counts_progress(arena, r
     # names the page (a screen reader heard an unnamed image).
     first = arena.store.query_pages(query_id)[0]
     assert image == {"__type__": "update", "value": arena.image_path(page_hash, 1600), "label": f"Page 1 of 4 · Unjudged · 0/4 judged · “{QUERY}”",
-                     "alt_text": f"{ui.text.stored_page_label(first)} (1 of 4 to judge)"}  # not "report.pdf · p.2, page 1 of 2"
+                     "alt_text": f"{ui.text.stored_page_label(first)} (1 of 4 in this order)"}  # not "report.pdf · p.2, page 1 of 2"
     # Without a name, the line says what judging needs (it said "by —"), and counts anyone's
     # judgments, as the query list does then (it said 0/4 beside the list's 1/4).
     _, info, progress, *_ = ui.annotate_tab.annotate_view(arena, query_id, None, ui.annotate_tab.ORDERS[3], 0)
