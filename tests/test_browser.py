@@ -191,6 +191,15 @@ def test_rank_a_pdf_shows_both_galleries_in_score_order(page, tmp_path):
     titles = page.locator("#scatter-plot .role-axis-title text")
     expect(titles).to_have_count(2)
     assert all(title.evaluate(UNCLIPPED) for title in titles.all())
+    # Its points stand out from it by 3:1 or more in either scheme (thin orange outlines at 70%
+    # opacity did not).
+    points = page.locator("#scatter-plot [aria-roledescription=point]")
+    expect(points).to_have_count(3)
+    for scheme in ("dark", "light"):
+        page.emulate_media(color_scheme=scheme)
+        for point in points.all():
+            assert point.evaluate("e => getComputedStyle(e).opacity") == "1"
+            assert point.evaluate(drawn_contrast("stroke")) >= 3, (scheme, point.evaluate(drawn_contrast("stroke")))
     page.set_viewport_size({"width": 800, "height": 900})
     page.wait_for_function("document.querySelector('#gallery-a .thumbnail-item').getBoundingClientRect().width >= 150")
     boxes = thumbnails()
