@@ -8,16 +8,27 @@
 // a screen reader's browse mode and speech input use letters too (WCAG 2.1.4).
 () => {
   const SHORTCUTS_KEY = "rerank-arena-shortcuts";
-  // The keys do what the box on screen says (the page load sets it from the browser's memory).
+  // What the browser remembers (the box writes it: annotate_tab.py) decides, in every tab.
   const shortcutsOn = () => {
-    const box = document.querySelector("#shortcuts-on input");
-    return box ? box.checked : window.localStorage.getItem(SHORTCUTS_KEY) !== "off";
+    try {
+      return window.localStorage.getItem(SHORTCUTS_KEY) !== "off";
+    } catch {
+      return true; // storage refused (a sandboxed frame): on, as the box shows
+    }
   };
-  // Turned on or off in another tab of the app: this tab's box follows (a click: Gradio's value too).
-  window.addEventListener("storage", (event) => {
+  // The box shows it: set at page load, and here when another tab changes it (a click: Gradio's
+  // value too), and when Annotate opens (Gradio builds a tab's boxes when it is first opened,
+  // with the value of the page load: a tab that had not opened Annotate showed keys on, off).
+  const showRemembered = () => {
     const box = document.querySelector("#shortcuts-on input");
-    if (event.key === SHORTCUTS_KEY && box && box.checked !== (event.newValue !== "off")) box.click();
-  });
+    if (box && box.checked !== shortcutsOn()) box.click();
+  };
+  window.addEventListener("storage", (event) => { if (event.key === SHORTCUTS_KEY) showRemembered(); });
+  new MutationObserver(() => {
+    if (document.querySelector('[role="tab"][data-tab-id="annotate"][aria-selected="true"]')) {
+      for (const wait of [50, 300, 1000]) setTimeout(showRemembered, wait); // once it is built
+    }
+  }).observe(document.body, { subtree: true, attributes: true, attributeFilter: ["aria-selected"] });
   const CLICKED_NOT_TYPED = ["radio", "checkbox", "button", "submit", "reset"];
   const typingIn = (target) =>
     target &&
@@ -49,7 +60,7 @@
   // A key or click that judges or moves nothing says so: the page image flashes its outline (on
   // a slow link the next page's text shows a second before its image, and a silent drop looked
   // like a lost key), and a screen reader says why (static/screen_reader.js).
-  const ON_ITS_WAY = "the next page is still on its way";
+  const ON_ITS_WAY = "the last key or click is still being carried out";
   const ignored = (why = ON_ITS_WAY) => {
     const panel = document.getElementById("annotate-panel");
     if (!panel) return;

@@ -86,7 +86,9 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
     summary = arena.store.query(query_id)
     # Without a name, anyone's count, as the query list shows it then; with one, theirs.
     judged = sum(1 for p in pages if labels.get(p.page_hash) not in (None, "cleared")) if annotator else summary.judged
-    current = LABEL_NAMES.get(labels.get(page.page_hash), "Unjudged") if annotator else "no name yet"  # whose?
+    # Whose? Nobody's yet (the name is typed, or comes from the login).
+    current = (LABEL_NAMES.get(labels.get(page.page_hash), "Unjudged") if annotator
+               else "not signed in" if login_required() else "no name yet")
     scores = " · ".join(
         f"{escape(get_spec(key).label)}: P(yes) {page.scores[key]:.3f} (#{page.ranks[key]})"
         for key in MODELS if key in page.scores

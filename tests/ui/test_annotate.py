@@ -242,6 +242,9 @@ def test_with_login_on_judgments_carry_the_signed_in_name_only(arena, ranked, mo
     assert ui.annotate_tab.judge(arena, query_id, page_hash, "ALICE", "skip", profile_of("alice"))["annotator"] == "alice"  # as everywhere
     assert ui.annotate_tab.undo(arena, query_id, "", profile_of("alice"))["undone"]["undone_label"] == "skip"
     assert arena.store.annotators() == ["alice"]
+    # Signed out, the page's label says so (a name cannot be typed here: "no name yet" said to type one).
+    image, info, *_ = ui.annotate_tab.annotate_view(arena, query_id, None, ui.annotate_tab.ORDERS[3], 0)
+    assert "current label: **not signed in**" in info and " · not signed in · " in image["label"]
 
     monkeypatch.setenv("RERANKER_REQUIRE_LOGIN", "0")  # the Space's owner allows typed names
     assert ui.annotate_tab.judge(arena, query_id, page_hash, "bob", "relevant")["annotator"] == "bob"
