@@ -195,11 +195,7 @@ def test_rank_a_pdf_shows_both_galleries_in_score_order(page, tmp_path):
     # opacity did not).
     points = page.locator("#scatter-plot [aria-roledescription=point]")
     expect(points).to_have_count(3)
-    for scheme in ("dark", "light"):
-        page.emulate_media(color_scheme=scheme)
-        for point in points.all():
-            assert point.evaluate("e => getComputedStyle(e).opacity") == "1"
-            assert point.evaluate(drawn_contrast("stroke")) >= 3, (scheme, point.evaluate(drawn_contrast("stroke")))
+    assert_points_stand_out(page, points)
     page.set_viewport_size({"width": 800, "height": 900})
     page.wait_for_function("document.querySelector('#gallery-a .thumbnail-item').getBoundingClientRect().width >= 150")
     boxes = thumbnails()
@@ -331,6 +327,17 @@ def drawn_contrast(css_property: str) -> str:
     while (box && /rgba\\(.*, 0\\)$|transparent/.test(getComputedStyle(box).backgroundColor)) box = box.parentElement;
     return ({CONTRAST_OF})(getComputedStyle(element).{css_property}, box ? getComputedStyle(box).backgroundColor : "rgb(255, 255, 255)");
 }}"""
+
+
+def assert_points_stand_out(page, points) -> None:
+    """Each plot point opaque and 3:1 or more on the plot's background, in either scheme (Vega draws
+    thin outlines at 70% opacity)."""
+    for scheme in ("dark", "light"):
+        page.emulate_media(color_scheme=scheme)
+        for point in points.all():
+            assert point.evaluate("e => getComputedStyle(e).opacity") == "1"
+            contrast = point.evaluate(drawn_contrast("stroke"))
+            assert contrast >= 3, (scheme, point.get_attribute("aria-label"), contrast)
 
 
 def test_an_image_budget_slider_reached_with_tab_shows_the_focus(page, app_server):
@@ -1026,13 +1033,9 @@ def test_export_and_evaluate_follow_new_judgments_and_choices_without_a_button(p
     expect(points).to_have_count(2)
     # Each point stands out from the plot by 3:1 or more (Vega's thin outlines at 70% opacity did
     # not), in either scheme; a screen reader reads its values and label.
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        for point in points.all():
-            assert point.evaluate("e => getComputedStyle(e).opacity") == "1"
-            contrast = point.evaluate(drawn_contrast("stroke"))
-            assert contrast >= 3, (scheme, point.get_attribute("aria-label"), contrast)
-            assert re.search(r"judgment: (Relevant|Not relevant); page: doc_\d\.jpg", point.get_attribute("aria-label"))
+    assert_points_stand_out(page, points)
+    for point in points.all():
+        assert re.search(r"judgment: (Relevant|Not relevant); page: doc_\d\.jpg", point.get_attribute("aria-label"))
 
 
 def test_a_mistake_chosen_in_evaluate_opens_in_annotate_at_that_page_to_relabel(page, app_server):
