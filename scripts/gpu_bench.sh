@@ -15,6 +15,9 @@
 #                                    # compile (torch.compile with the app's warm-up at load, over uploads
 #                                    # of different sizes); compiled; then scripts/gpu_sdpa_kernels.py
 #                                    # (which attention kernel SDPA picks, each one's speed)
+#   scripts/gpu_bench.sh --trace     # likewise, where the time goes: scripts/gpu_kernel_trace.py --compile
+#                                    # (one cold batch's kernels by kind, eager and compiled; its gzipped
+#                                    # traces in $OUT), then eager with --profile, then compiled
 #   scripts/gpu_bench.sh --check     # only the import check that the runs above start with
 #
 # The GPU machine has no network. Its image (this workplace's CUDA one) has torch, numpy, pillow,
@@ -147,7 +150,7 @@ fi
 out="${OUT:-out}"
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-if [ "${1:-}" = "--all" ] || [ "${1:-}" = "--app" ]; then
+if [ "${1:-}" = "--all" ] || [ "${1:-}" = "--app" ] || [ "${1:-}" = "--trace" ]; then
   set -o pipefail
   deadline=$(( $(date +%s) + ${BUDGET_S:-500} ))
   step() {  # step NAME COMMAND...: one run, cut off at the deadline; skipped when under 45 s are left
@@ -159,6 +162,12 @@ if [ "${1:-}" = "--all" ] || [ "${1:-}" = "--app" ]; then
     timeout --signal=INT "$left" "$@" --json "$out/$name.json" 2>&1 | tee -a "$out/all.log"
   }
   bench=("$PY" -m reranker.bench --tokenizer qwen)
+  if [ "${1:-}" = "--trace" ]; then
+    step trace "$PY" scripts/gpu_kernel_trace.py --compile --out "$out" || true
+    step eager "${bench[@]}" --profile || true
+    step compiled "${bench[@]}" --compile --repeats 2 || true
+    exit 0
+  fi
   if [ "${1:-}" = "--app" ]; then
     step eager "${bench[@]}" --profile || exit 1
     step app-check "$PY" scripts/gpu_app_check.py --checks compile || true

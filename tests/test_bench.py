@@ -169,3 +169,60 @@ def test_the_sdpa_kernel_probe_builds_the_language_models_mask_and_needs_cuda(ca
     assert probe.inputs(1, 2, 10, 8, False, "cpu")[3] is None  # the vision encoder: no mask
     if not torch.cuda.is_available():
         assert probe.main() == 0 and capsys.readouterr().out == "gpu_sdpa_kernels.py: needs a CUDA GPU\n"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_kernel_trace_sums_device_time_by_kind_and_counts_overlaps_once():
+    """scripts/gpu_kernel_trace.py splits a region's device time into kinds by kernel name, and its
+    busy time is the union of kernel intervals (two streams overlapping count once), so idle time
+    is the wall time the GPU ran nothing. Kernels launched outside the region are left out."""
+    trace_script = load_script("gpu_kernel_trace")
+    assert trace_script.kind_of("nvjet_tst_128x256_64x4_2x1_v_bz_coopA_NNT", "kernel") == "matrix products"
+    assert trace_script.kind_of("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64", "kernel") == "matrix products"
+    assert trace_script.kind_of("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_3", "kernel") == "attention"
+    assert trace_script.kind_of("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<128>>", "kernel") == "attention"
+    assert trace_script.kind_of("triton_poi_fused_add_mul_gelu_3", "kernel") == "other kernels"
+    assert trace_script.kind_of("void at::native::vectorized_elementwise_kernel<4>", "kernel") == "other kernels"
+    assert trace_script.kind_of("Memcpy HtoD (Pinned -> Device)", "gpu_memcpy") == "copies"
+    kernels = [
+        {"name": "nvjet_a", "cat": "kernel", "ts": 100.0, "dur": 400.0},          # 100–500
+        {"name": "fort_native_sdpa", "cat": "kernel", "ts": 300.0, "dur": 300.0},  # 300–600, overlaps the first
+        {"name": "elementwise", "cat": "kernel", "ts": 700.0, "dur": 100.0},       # 700–800
+        {"name": "nvjet_a", "cat": "kernel", "ts": 850.0, "dur": 100.0},           # 850–950
+        {"name": "Memset", "cat": "gpu_memset", "ts": 960.0, "dur": 10.0},         # 960–970
+        {"name": "nvjet_a", "cat": "kernel", "ts": 1500.0, "dur": 100.0},          # after the region
+    ]
+    summary = trace_script.summarise(kernels, 0.0, 1000.0, flops={"matrix products": 5e9, "attention": 3e9})
+    assert summary["wall_ms"] == 1.0 and summary["kernels"] == 5
+    assert summary["busy_ms"] == pytest.approx((500 + 100 + 100 + 10) / 1000)  # 100–600, 700–800, 850–950, 960–970
+    assert summary["idle_ms"] == pytest.approx(1.0 - 0.71)
+    by_kind = summary["by_kind"]
+    assert by_kind["matrix products"]["ms"] == pytest.approx(0.5) and by_kind["matrix products"]["count"] == 2
+    assert by_kind["matrix products"]["tflop_per_s"] == pytest.approx(5e9 / 0.5e-3 / 1e12)  # 10 TFLOP/s
+    assert by_kind["attention"]["ms"] == pytest.approx(0.3) and by_kind["attention"]["tflop_per_s"] == pytest.approx(10.0)
+    assert by_kind["other kernels"]["tflop_per_s"] is None and by_kind["copies"]["count"] == 1
+    assert summary["top"][0] == {"name": "nvjet_a", "ms": pytest.approx(0.5), "count": 2}
+
+
+def test_the_kernel_trace_finds_each_regions_span_and_counts_its_operations():
+    """The profiler part of the kernel trace, on the CPU: each named region gets its span in the
+    trace (set-up runs outside it), and the flop counter splits matrix products from attention."""
+    trace_script = load_script("gpu_kernel_trace")
+    a, b = torch.randn(64, 32), torch.randn(32, 16)
+    q = k = v = torch.randn(1, 2, 8, 4)
+    done = []
+    regions = {
+        "product": (lambda: done.append("set up"), lambda: a @ b),
+        "attention": (lambda: None, lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)),
+    }
+    kernels, spans = trace_script.trace(regions, torch.device("cpu"))
+    assert kernels == [] and done == ["set up"]  # no device here
+    assert set(spans) == {"product", "attention"}
+    assert spans["product"][0] < spans["product"][1] <= spans["attention"][0] < spans["attention"][1]
+    assert trace_script.count_flops(regions["product"][1]) == {"matrix products": 2 * 64 * 32 * 16}
