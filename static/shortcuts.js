@@ -13,7 +13,7 @@
     try {
       return window.localStorage.getItem(SHORTCUTS_KEY) !== "off";
     } catch {
-      return true; // storage refused (a sandboxed frame): on, as the box shows
+      return window.rerankArenaShortcutsOn !== false; // storage refused (a sandboxed frame): this tab's box
     }
   };
   // The box shows it: set at page load, and here when another tab changes it (a click: Gradio's

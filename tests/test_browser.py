@@ -696,6 +696,39 @@ def test_the_judging_keys_can_be_turned_off_and_the_browser_remembers_it(page, a
     assert _judgments(app_server, query_id, "no keys") == [("doc_1.jpg", "relevant"), ("doc_3.jpg", "not_relevant")]
 
 
+def test_the_keys_switch_holds_in_a_tab_whose_browser_refuses_storage(page, app_server):
+    """In a frame sandboxed without same-origin, localStorage throws: the switch cannot be
+    remembered, but it still turns the keys off and on in that tab (they stayed on), and none of
+    the app's scripts fails. (Only the switch's key is refused here: Gradio's own scripts read
+    localStorage unguarded and would fail first.)"""
+    page.add_init_script("""for (const name of ['getItem', 'setItem']) {
+        const real = Storage.prototype[name];
+        Storage.prototype[name] = function (key, ...rest) {
+            if (key === 'rerank-arena-shortcuts') throw new DOMException('storage refused by the test', 'SecurityError');
+            return real.call(this, key, ...rest);
+        };
+    }""")
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    (query_id,) = _annotate_in_upload_order(page, app_server, "sandboxed", "refused storage query")
+    switch, progress = page.locator("#shortcuts-on input"), page.locator("#annotate-progress")
+    expect(switch).to_be_checked()
+    switch.click()
+    expect(switch).not_to_be_checked()
+    page.locator("#annotate-info").click()
+    page.wait_for_function(VIEW_SETTLED)
+    page.keyboard.press("r")
+    page.wait_for_timeout(1000)
+    expect(progress).to_have_text("0/3 judged by sandboxed")
+    switch.click()
+    expect(switch).to_be_checked()
+    page.locator("#annotate-info").click()
+    judge_key(page, "r")
+    expect(progress).to_have_text("1/3 judged by sandboxed")
+    assert _judgments(app_server, query_id, "sandboxed") == [("doc_1.jpg", "relevant")]
+    assert not [error for error in errors if "storage refused" in error], errors
+
+
 def test_a_key_pressed_as_another_query_opens_judges_nothing_under_it(page, app_server):
     """Two queries over the same pages. A key pressed just after choosing the second query, with
     the first query's page still on screen, stored that page under the second query."""

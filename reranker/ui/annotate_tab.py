@@ -492,11 +492,14 @@ def wire(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamespace, demo:
 
     demo.load(restore, [saved_name, saved_query, saved_order], [annotator, query_pick, order, position, *view_outputs],
               api_visibility="private")
-    # The shortcuts' switch lives in the browser alone: the keys are handled there.
+    # The shortcuts' switch lives in the browser alone: the keys are handled there. Where the
+    # browser refuses storage (a frame sandboxed without same-origin: localStorage throws), the
+    # switch holds in this tab only (shortcuts.js reads window.rerankArenaShortcutsOn then).
     annotate.shortcuts.input(None, annotate.shortcuts, None, api_visibility="private",
-                             js=f"(on) => {{ localStorage.setItem('{SHORTCUTS_KEY}', on ? 'on' : 'off'); }}")
-    demo.load(None, None, annotate.shortcuts, js=f"() => localStorage.getItem('{SHORTCUTS_KEY}') !== 'off'",
-              api_visibility="private")
+                             js=f"(on) => {{ window.rerankArenaShortcutsOn = on; "
+                                f"try {{ localStorage.setItem('{SHORTCUTS_KEY}', on ? 'on' : 'off'); }} catch {{}} }}")
+    demo.load(None, None, annotate.shortcuts, api_visibility="private",
+              js=f"() => {{ try {{ return localStorage.getItem('{SHORTCUTS_KEY}') !== 'off'; }} catch {{ return true; }} }}")
 
 
 def register_api(arena: Arena) -> None:
