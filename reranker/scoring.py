@@ -670,8 +670,7 @@ class Reranker:
         reproducible run to run, in bfloat16 too.
         """
         outputs = []
-        for start in range(0, len(keys), self.vision_chunk):
-            rows = list(range(start, min(start + self.vision_chunk, len(keys))))
+        for rows in even_chunks(len(keys), self.vision_chunk):
             images = [pixels[row].result().to(self.device, non_blocking=True) for row in rows]
             pixel_values = patchify(images, **self.patch_options).to(self.dtype)
             packed = attention.packing(self.backbone, grids[rows]) if attention.in_use(self.backbone) else {}
@@ -686,18 +685,29 @@ class Reranker:
     def _forward(self, batch: PreparedBatch, budget: Budget) -> list[float]:
         vision = self._vision_outputs(batch, budget)
         keep_prefixes = batch.prefix_id is not None and any(length is not None for length in batch.prefix_lengths)
+        if keep_prefixes:  # the kept prefixes are cut from the left-padded cache (prefix_cache.harvest)
+            input_ids, mm_token_type_ids, position_ids, attention_mask = (
+                batch.input_ids, batch.mm_token_type_ids, batch.position_ids, batch.attention_mask)
+            last = torch.full((len(input_ids),), input_ids.shape[1] - 1)
+        else:
+            # Padding moved after each row's tokens, and no mask: plain causal attention, which
+            # SDPA runs without computing the masked half (with the padding mask, the fused
+            # kernel computes every score). Real tokens never see the padding behind them.
+            input_ids, mm_token_type_ids, position_ids, last = right_padded(batch)
+            attention_mask = None
         outputs = self.backbone(
-            input_ids=batch.input_ids.to(self.device, non_blocking=True),
-            attention_mask=batch.attention_mask.to(self.device, non_blocking=True),
-            position_ids=batch.position_ids.to(self.device, non_blocking=True),
-            mm_token_type_ids=batch.mm_token_type_ids.to(self.device, non_blocking=True),
+            input_ids=input_ids.to(self.device, non_blocking=True),
+            attention_mask=None if attention_mask is None else attention_mask.to(self.device, non_blocking=True),
+            position_ids=position_ids.to(self.device, non_blocking=True),
+            mm_token_type_ids=mm_token_type_ids.to(self.device, non_blocking=True),
             image_grid_thw=batch.image_grid_thw.to(self.device),
             mm_encoder_outputs={"image": vision},
             use_cache=keep_prefixes,  # the KV cache is only wanted for the prefixes kept for later queries
         )
         if keep_prefixes:
             self._keep_prefixes(batch, outputs.cache, budget)
-        return self.head(outputs.last_hidden_state[:, -1]).tolist()
+        rows = torch.arange(len(last), device=self.device)
+        return self.head(outputs.last_hidden_state[rows, last.to(self.device)]).tolist()
 
     def _keep_prefixes(self, batch: PreparedBatch, cache, budget: Budget) -> None:
         width = batch.input_ids.shape[1]
@@ -766,6 +776,32 @@ def mrope_positions(attention_mask: torch.Tensor, image_mask: torch.Tensor, grid
         positions[2, row, offset + first : offset + first + count] = first + torch.arange(columns).repeat(rows)
         positions[:, row, offset + first + count :] = text_after
     return positions
+
+
+def right_padded(batch: PreparedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The batch's input ids, image-token types and M-RoPE positions with each row's left padding
+    moved to its end (the tokens' order kept), and each row's last token's index."""
+    lengths = batch.attention_mask.sum(dim=1)
+    width = batch.attention_mask.shape[1]
+    # Row r reads from (column + its padding) mod width: its tokens first, then its padding.
+    source = (torch.arange(width)[None, :] + (width - lengths)[:, None]) % width
+    input_ids = batch.input_ids.gather(1, source)
+    mm_token_type_ids = batch.mm_token_type_ids.gather(1, source)
+    position_ids = batch.position_ids.gather(2, source[None].expand_as(batch.position_ids))
+    return input_ids, mm_token_type_ids, position_ids, lengths - 1
+
+
+def even_chunks(count: int, most: int) -> list[list[int]]:
+    """0 … count−1 in as few consecutive chunks of at most `most` as can hold them, their sizes
+    differing by one at most (25 pages by 8: 7, 6, 6, 6). A last chunk of one page ran the vision
+    encoder at a third of the speed per page of a full one (H200, run 8: the kernels of one page
+    are too small to hide the launches between them)."""
+    chunks = -(-count // most)
+    size, larger = divmod(count, chunks) if count else (0, 0)
+    bounds = [0]
+    for chunk in range(chunks):
+        bounds.append(bounds[-1] + size + (chunk < larger))
+    return [list(range(start, end)) for start, end in zip(bounds, bounds[1:])]
 
 
 def resized_pixels(image: Image.Image, budget: Budget, pin: bool = False) -> torch.Tensor:

@@ -18,6 +18,10 @@
 #   scripts/gpu_bench.sh --trace     # likewise, where the time goes: scripts/gpu_kernel_trace.py --compile
 #                                    # (one cold batch's kernels by kind, eager and compiled; its gzipped
 #                                    # traces in $OUT), then eager with --profile, then compiled
+#   scripts/gpu_bench.sh --prepare-baseline REV   # here: .baseline/ holds commit REV's tree (carry it too)
+#   scripts/gpu_bench.sh --compare   # on the GPU: a change against .baseline on the same machine, alternating
+#                                    # this tree and .baseline: eager, eager, compiled, compiled; then
+#                                    # gpu_kernel_trace.py (eager) on this tree, if BUDGET_S leaves time
 #   scripts/gpu_bench.sh --check     # only the import check that the runs above start with
 #
 # The GPU machine has no network. Its image (this workplace's CUDA one) has torch, numpy, pillow,
@@ -32,11 +36,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
+case "$PY" in */*) [ "${PY#/}" != "$PY" ] || PY="$PWD/$PY" ;; esac  # a relative path works from .baseline too
 
 # What --prepare carries: the runtime packages the benchmark imports that the image lacks (or has
 # at another version), and their own needs that the image may lack. One wheel each, pinned below.
 CARRY=(transformers peft pymupdf pebble regex sqlite-utils click click-default-group tabulate
        python-dateutil tzdata sqlite-fts4 pluggy)
+
+if [ "${1:-}" = "--prepare-baseline" ]; then
+  revision="${2:?usage: scripts/gpu_bench.sh --prepare-baseline REV}"
+  git rev-parse --verify --quiet "$revision^{commit}" > /dev/null || { echo "gpu_bench.sh: $revision is not a commit here" >&2; exit 1; }
+  rm -rf .baseline
+  mkdir .baseline
+  git archive "$revision" | tar -x -C .baseline
+  echo "$(git rev-parse --short "$revision")" > .baseline/REVISION
+  echo ".baseline: $(cat .baseline/REVISION), $(du -sh .baseline | cut -f1); carry .baseline with .whl and .cache"
+  exit 0
+fi
 
 if [ "${1:-}" = "--prepare" ]; then
   here=.venv/bin/python
@@ -150,7 +166,7 @@ fi
 out="${OUT:-out}"
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-if [ "${1:-}" = "--all" ] || [ "${1:-}" = "--app" ] || [ "${1:-}" = "--trace" ]; then
+if [ "${1:-}" = "--all" ] || [ "${1:-}" = "--app" ] || [ "${1:-}" = "--trace" ] || [ "${1:-}" = "--compare" ]; then
   set -o pipefail
   deadline=$(( $(date +%s) + ${BUDGET_S:-500} ))
   step() {  # step NAME COMMAND...: one run, cut off at the deadline; skipped when under 45 s are left
@@ -162,6 +178,18 @@ if [ "${1:-}" = "--all" ] || [ "${1:-}" = "--app" ] || [ "${1:-}" = "--trace" ];
     timeout --signal=INT "$left" "$@" --json "$out/$name.json" 2>&1 | tee -a "$out/all.log"
   }
   bench=("$PY" -m reranker.bench --tokenizer qwen)
+  if [ "${1:-}" = "--compare" ]; then
+    [ -f .baseline/REVISION ] || { echo "gpu_bench.sh --compare: no .baseline (--prepare-baseline REV here, and carry it)" >&2; exit 1; }
+    echo "== this tree against .baseline (commit $(cat .baseline/REVISION)), alternating" | tee -a "$out/all.log"
+    site="${PYTHONPATH:-}"  # /tmp/site:$PWD when wheels were installed: keep the wheels, not this tree
+    baseline=(env -C .baseline "PYTHONPATH=${site%%:*}:$PWD/.baseline" "$PY" -m reranker.bench --tokenizer qwen)
+    step eager "${bench[@]}" || true
+    step baseline-eager "${baseline[@]}" || true
+    step compiled "${bench[@]}" --compile --repeats 2 || true
+    step baseline-compiled "${baseline[@]}" --compile --repeats 2 || true
+    step trace "$PY" scripts/gpu_kernel_trace.py --out "$out" || true
+    exit 0
+  fi
   if [ "${1:-}" = "--trace" ]; then
     step trace "$PY" scripts/gpu_kernel_trace.py --compile --out "$out" || true
     step eager "${bench[@]}" --profile || true

@@ -362,6 +362,77 @@ def test_any_batch_size_gives_the_same_scores(tiny_rerankers, sample_images, bat
     assert reranker.score(QUERIES[2], sample_images[:5], batch_size=batch_size) == pytest.approx(reference, abs=TOL)
 
 
+@pytest.mark.parametrize("vision_chunk", [1, 2, 4, 8])
+def test_any_vision_chunk_gives_the_same_scores(tiny_rerankers, sample_images, vision_chunk):
+    """The vision encoder takes the pages in chunks of even size (6 pages by 4: 3 and 3); any
+    chunking gives the scores of one page at a time."""
+    reranker = tiny_rerankers[A]
+    pages = odd_pages(sample_images)
+    before = reranker.vision_chunk
+    try:
+        reranker.vision_chunk = 1
+        reranker.clear_caches()
+        reference = reranker.score(QUERIES[0], pages)
+        reranker.vision_chunk = vision_chunk
+        reranker.clear_caches()
+        assert reranker.score(QUERIES[0], pages) == pytest.approx(reference, abs=TOL)
+    finally:
+        reranker.vision_chunk = before
+        reranker.clear_caches()
+
+
+def test_vision_chunks_are_even_and_keep_the_pages_in_order():
+    assert [len(chunk) for chunk in scoring_module.even_chunks(25, 8)] == [7, 6, 6, 6]  # not 8, 8, 8, 1
+    assert [len(chunk) for chunk in scoring_module.even_chunks(16, 8)] == [8, 8]
+    assert [len(chunk) for chunk in scoring_module.even_chunks(9, 8)] == [5, 4]
+    assert scoring_module.even_chunks(0, 8) == []
+    for count in range(1, 40):
+        for most in (1, 3, 8):
+            chunks = scoring_module.even_chunks(count, most)
+            assert sum(chunks, []) == list(range(count))
+            assert len(chunks) == -(-count // most) and max(map(len, chunks)) - min(map(len, chunks)) <= 1
+
+
+def test_the_language_model_runs_causal_without_a_mask_on_padding_moved_behind_the_tokens(tiny_rerankers, sample_images):
+    """Left padding needs a mask, and SDPA's fused kernel then computes every score of the square;
+    with each row's padding moved after its tokens, plain causal attention (no mask) gives the same
+    scores (the reference-equality tests hold them) at half the attention work. The batch moved:
+    each row's tokens and M-RoPE positions first, in order, then its padding. B keeps the prefix
+    cache's left-padded layout when it keeps page prefixes (its cache is cut from that)."""
+    reranker = tiny_rerankers[A]
+    pages = odd_pages(sample_images)
+    batch = reranker.prepare_batch(reranker.prompt(QUERIES[0]), pages, [f"p{i}" for i in range(len(pages))],
+                                   list(range(len(pages))))
+    lengths = batch.attention_mask.sum(dim=1)
+    assert len(set(lengths.tolist())) > 1  # real padding
+    input_ids, types, positions, last = scoring_module.right_padded(batch)
+    width = batch.input_ids.shape[1]
+    for row, length in enumerate(lengths.tolist()):
+        assert torch.equal(input_ids[row, :length], batch.input_ids[row, width - length:])
+        assert torch.equal(types[row, :length], batch.mm_token_type_ids[row, width - length:])
+        assert torch.equal(positions[:, row, :length], batch.position_ids[:, row, width - length:])
+        assert (input_ids[row, length:] == reranker.tokenizer.pad_token_id).all() and not types[row, length:].any()
+        assert last[row] == length - 1
+    masks = []
+    for key in (A, B):
+        reranker = tiny_rerankers[key]
+        forward = reranker.backbone.forward
+
+        def recording(*args, forward=forward, **kwargs):
+            masks.append((key, kwargs.get("attention_mask")))
+            return forward(*args, **kwargs)
+
+        reranker.backbone.forward = recording
+        try:
+            reranker.clear_caches()
+            reranker.score(QUERIES[0], pages, batch_size=len(pages))
+        finally:
+            del reranker.backbone.forward
+            reranker.clear_caches()
+    assert [key for key, mask in masks if mask is None] == [A]
+    assert [key for key, mask in masks if mask is not None] == ([B] if tiny_rerankers[B].reuses_prefix else [])
+
+
 def test_prepared_inputs_equal_what_the_processor_builds(tiny_rerankers, sample_images):
     """Our placeholder expansion and padding give the processor's own ids, masks and patches."""
     from reranker.imaging import resize_to_budget
