@@ -530,7 +530,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attn", choices=("sdpa", "eager", "flash_attention_2"), default=None,
                         help="attention implementation (default sdpa; flash_attention_2 needs flash-attn and CUDA)")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when present)")
-    parser.add_argument("--vision-chunk", type=positive_int, default=None, help="pages per vision-encoder call (default 8)")
+    parser.add_argument("--vision-chunk", type=positive_int, default=None, help="at most this many pages per vision-encoder call, in chunks of even size (default 8)")
     parser.add_argument("--seed", type=whole_number, default=0)
     parser.add_argument("--tokenizer", choices=("auto", "qwen", "byte"), default="auto",
                         help="qwen: Qwen's real vocabulary (real text token counts); auto: qwen when found")

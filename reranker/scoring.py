@@ -665,9 +665,9 @@ class Reranker:
 
         `pixels`: each page's resized uint8 pixels, still being made on a worker thread. The
         encoder takes a few pages at a time as soon as their pixels are ready, so resizing the
-        later pages on the CPU overlaps encoding the earlier ones on the device. Fixed chunks (not
-        "whatever is ready"), so the same pages always meet the same kernels and scores are
-        reproducible run to run, in bfloat16 too.
+        later pages on the CPU overlaps encoding the earlier ones on the device. Chunks fixed by
+        the page count (`even_chunks`, not "whatever is ready"), so the same pages always meet the
+        same kernels and scores are reproducible run to run, in bfloat16 too.
         """
         outputs = []
         for rows in even_chunks(len(keys), self.vision_chunk):
