@@ -442,6 +442,16 @@ def end_to_end(pdf: bytes, page_count: int, rerankers, repeats: int, device, war
     return rows, {"cold": cold, "warm": warm, "with_store": Store is not None, "warmup": warmup_seconds}
 
 
+def ready_batch(reranker, prompt: str, pages, keys: list[str]):
+    """`pages` as one prepared batch: tokenized, and their resizing on the page workers waited
+    for (CPU time, which the parts below leave out of the device's)."""
+    batch = reranker.prepare_batch(prompt, pages, keys, list(range(len(pages))))
+    for pending in batch.pending_pixels:
+        if pending is not None:
+            pending.result()
+    return batch
+
+
 def profile_parts(reranker, pages, device) -> dict:
     """Seconds for each part of one cold batch: CPU preparation, vision encoder, language model."""
     import torch
@@ -449,19 +459,11 @@ def profile_parts(reranker, pages, device) -> dict:
     reranker.clear_caches()
     prompt = reranker.prompt(QUERIES[0])
     keys = [f"profile-{index}" for index in range(len(pages))]
-    batch = None
-
-    def prepare():  # tokenizing, and resizing on the page workers (waited for: CPU time, not vision)
-        nonlocal batch
-        batch = reranker.prepare_batch(prompt, pages, keys, list(range(len(pages))))
-        for pending in batch.pending_pixels:
-            if pending is not None:
-                pending.result()
-
-    prepare_seconds = timed(prepare, device)
+    batches = []
+    prepare_seconds = timed(lambda: batches.append(ready_batch(reranker, prompt, pages, keys)), device)
     with torch.inference_mode():
-        vision_seconds = timed(lambda: reranker._vision_outputs(batch, reranker.budget), device)
-        cached = reranker.prepare_batch(prompt, pages, keys, list(range(len(pages))))
+        vision_seconds = timed(lambda: reranker._vision_outputs(batches[0], reranker.budget), device)
+        cached = ready_batch(reranker, prompt, pages, keys)  # the vision outputs now cached
         language_seconds = timed(lambda: reranker._forward(cached, reranker.budget), device)
     reranker.clear_caches()
     return {"prepare (CPU)": prepare_seconds, "vision encoder": vision_seconds, "language model + head": language_seconds}

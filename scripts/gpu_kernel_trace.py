@@ -178,7 +178,7 @@ def trace(regions: dict, device) -> tuple[list[dict], dict]:
 def main() -> int:
     import torch
 
-    from reranker.bench import QUERIES, bench_tokenizer, build, distinct_pages, timed
+    from reranker.bench import QUERIES, bench_tokenizer, build, distinct_pages, ready_batch, timed
     from reranker.documents import Page
     from reranker.imaging import image_hash
 
@@ -210,10 +210,7 @@ def main() -> int:
         def setup():
             if not cached:
                 reranker.clear_caches()
-            batch["now"] = reranker.prepare_batch(prompt, pages, keys, list(range(len(pages))))
-            for pending in batch["now"].pending_pixels:
-                if pending is not None:
-                    pending.result()
+            batch["now"] = ready_batch(reranker, prompt, pages, keys)
         return setup
 
     regions = {
