@@ -28,7 +28,7 @@ def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
     out = tmp_path / "report.json"
     args = parser.parse_args(
         ["bench", "--shape", "tiny", "--device", "cpu", "--pairs", "4", "--batch-size", "2",
-         "--reference-pairs", "2", "--repeats", "1", "--varlen", "--json", str(out)]
+         "--reference-pairs", "2", "--repeats", "1", "--varlen", "--profile", "--json", str(out)]
     )
     assert args.handler(args) == 0
     report = json.loads(out.read_text())
@@ -49,6 +49,9 @@ def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
     # --varlen: the kernel is CUDA-only; the report says it was not used, and why.
     assert report["varlen_attention"] is False and "CUDA-only" in report["varlen_problem"]
     assert report["pdf_render_pages_per_second"] > 0
+    # --profile: one cold batch by part, the resizing waited for before the device's parts
+    assert list(report["breakdown_seconds"]) == ["prepare (CPU)", "vision encoder", "language model + head"]
+    assert all(seconds > 0 for seconds in report["breakdown_seconds"].values())
     printed = capsys.readouterr().out
     assert "| reference: one pair per forward" in printed and "end-to-end ranking of 4 PDF pages" in printed
     assert "a new query about the same PDF" in printed and "after an untimed warm-up request" in printed
