@@ -179,11 +179,12 @@ def main() -> int:
     import torch
 
     from reranker.bench import QUERIES, bench_tokenizer, build, distinct_pages, ready_batch, timed
+    from reranker.cli import positive_int
     from reranker.documents import Page
     from reranker.imaging import image_hash
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", type=int, default=None, help="pages in the batch (default 25 on a GPU, 6 on a CPU)")
+    parser.add_argument("--pairs", type=positive_int, default=None, help="pages in the batch (default 25 on a GPU, 6 on a CPU)")
     parser.add_argument("--compile", action="store_true", help="also trace after torch.compile, as the app compiles")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "out")), help="where the traces go")
     parser.add_argument("--json", type=Path, default=None, help="also write the summary here (default DIR/trace-summary.json)")

@@ -247,3 +247,10 @@ def test_the_kernel_trace_goes_on_where_the_flop_counter_cannot_count(monkeypatc
     a, b = torch.randn(4, 3), torch.randn(3, 2)
     assert trace_script.count_flops(lambda: a @ b) == {}
     assert "operations not counted" in capsys.readouterr().out
+
+
+def test_the_kernel_trace_refuses_a_batch_of_no_pages_by_name():
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_kernel_trace.py"), "--pairs", "0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "argument --pairs: must be a whole number of at least 1, not '0'" in result.stderr
