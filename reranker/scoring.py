@@ -2,8 +2,9 @@
 
 What the reference code does, one pair per forward pass, is done here in batches:
   1. each page is resized into the spec's pixel budget by the model's own rule (`imaging.resize_to_budget`:
-     qwen_vl_utils' for A, the image processor's for B) on a pool of worker threads, and rescaled/normalised/patchified on the device with the image
-     processor's exact arithmetic (`patchify`);
+     qwen_vl_utils' for A, the image processor's for B): with Pillow on a pool of worker threads,
+     or on a GPU by `resample.bicubic` (Pillow's arithmetic, the same pixels); then rescaled,
+     normalised and patchified on the device with the image processor's exact arithmetic (`patchify`);
   2. the prompt is tokenized once; each page's sequence is that prompt with the image
      placeholder expanded to the page's visual-token count (exactly what the processor does);
   3. sequences are truncated as the reference truncates, grouped by length, left-padded;
@@ -36,8 +37,8 @@ from dataclasses import dataclass
 import torch
 from PIL import Image, ImageFile
 
-from . import attention
-from .imaging import ImageRules, image_hash, resize_to_budget
+from . import attention, resample
+from .imaging import ImageRules, image_hash, resize_to_budget, to_rgb
 from .lru import LRUCache
 from .devices import default_batch_size, default_cache_bytes
 from .models import ModelSpec, chat_messages
@@ -266,6 +267,7 @@ class Reranker:
         compile: bool = False,
         vision_chunk: int | None = None,
         prefix_cache_bytes: int | None = None,
+        resize_on_device: bool | None = None,
     ):
         self.spec = spec
         self.backbone = backbone
@@ -279,6 +281,9 @@ class Reranker:
         self.budget = Budget(spec.min_pixels, spec.check_budget(max_pixels), spec.image_rules)
         self.batch_size = _check_batch_size(batch_size) or default_batch_size(device)
         self.overlap = overlap
+        # On a GPU the pages are resized there (`resample`): Pillow took ~30-70 ms of CPU a page,
+        # and the first vision chunk of a cold batch waited for it. On a CPU Pillow is faster.
+        self.resize_on_device = device.type == "cuda" if resize_on_device is None else resize_on_device
         check_cache_sizes({"vision_cache_bytes": vision_cache_bytes, "score_cache_entries": score_cache_entries,
                            "prefix_cache_bytes": prefix_cache_bytes})
         if vision_cache_bytes is None:
@@ -590,7 +595,8 @@ class Reranker:
         if cached_vision is None:
             cached_vision = [self.vision_cache.get(self._vision_key(key, budget)) for key in keys]
         pending_pixels = [
-            None if cached is not None else self._submit(resized_pixels, page_image(page), budget, self.device.type == "cuda")
+            None if cached is not None else self._submit(
+                encoder_pixels, page_image(page), budget, self.device.type == "cuda", not self.resize_on_device)
             for page, cached in zip(pages, cached_vision)
         ]
         # The grid follows from the page size alone: no need to resize a page whose vision is cached.
@@ -663,7 +669,7 @@ class Reranker:
     def _encode(self, pixels: Sequence[Future], grids: torch.Tensor, keys: Sequence[str], budget: Budget) -> list[tuple]:
         """Each page's vision outputs (embeddings, deepstack features), cached on the way.
 
-        `pixels`: each page's resized uint8 pixels, still being made on a worker thread. The
+        `pixels`: each page's uint8 pixels (`encoder_pixels`), still being made on a worker thread. The
         encoder takes a few pages at a time as soon as their pixels are ready, so resizing the
         later pages on the CPU overlaps encoding the earlier ones on the device. Chunks fixed by
         the page count (`even_chunks`, not "whatever is ready"), so the same pages always meet the
@@ -671,7 +677,7 @@ class Reranker:
         """
         outputs = []
         for rows in even_chunks(len(keys), self.vision_chunk):
-            images = [pixels[row].result().to(self.device, non_blocking=True) for row in rows]
+            images = [self._at_grid_size(pixels[row].result(), grids[row]) for row in rows]
             pixel_values = patchify(images, **self.patch_options).to(self.dtype)
             packed = attention.packing(self.backbone, grids[rows]) if attention.in_use(self.backbone) else {}
             computed = self.backbone.get_image_features(pixel_values, grids[rows].to(self.device), **packed)
@@ -681,6 +687,15 @@ class Reranker:
                 self.vision_cache.put(self._vision_key(keys[row], budget), item, tensor_bytes(item))
                 outputs.append(item)
         return outputs
+
+    def _at_grid_size(self, pixels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        """The page's pixels on the device, resized there if the workers left them full size."""
+        pixels = pixels.to(self.device, non_blocking=True)
+        patch = self.processor.image_processor.patch_size
+        height, width = int(grid[1]) * patch, int(grid[2]) * patch
+        if pixels.shape[:2] != (height, width):
+            pixels = resample.bicubic(pixels, height, width)
+        return pixels
 
     def _forward(self, batch: PreparedBatch, budget: Budget) -> list[float]:
         vision = self._vision_outputs(batch, budget)
@@ -804,11 +819,17 @@ def even_chunks(count: int, most: int) -> list[list[int]]:
     return [list(range(start, end)) for start, end in zip(bounds, bounds[1:])]
 
 
-def resized_pixels(image: Image.Image, budget: Budget, pin: bool = False) -> torch.Tensor:
-    """The page resized into the budget by the model's rule (`budget.rules`), as a uint8 H×W×3 tensor."""
+def encoder_pixels(image: Image.Image, budget: Budget, pin: bool = False, resize: bool = True) -> torch.Tensor:
+    """The page as a uint8 H×W×3 tensor for the vision encoder: resized into the budget by the
+    model's rule (`budget.rules`) with Pillow; or, with `resize` False, only made RGB by that rule,
+    at full size, for the device to resize (`resample.bicubic`). A page with a colour key is
+    resized here either way: that rule lays its transparent colour on white after the resize."""
     import numpy as np
 
-    pixels = torch.from_numpy(np.array(resize_to_budget(image, budget.min_pixels, budget.max_pixels, rules=budget.rules)))
+    rgb = to_rgb(image, budget.rules)
+    if resize or rgb.info.get("transparency") is not None:
+        rgb = resize_to_budget(rgb, budget.min_pixels, budget.max_pixels, rules=budget.rules)
+    pixels = torch.from_numpy(np.array(rgb))
     return pixels.pin_memory() if pin else pixels  # pinned: the copy to the GPU runs asynchronously
 
 
@@ -844,7 +865,7 @@ def patchify(
     return torch.cat(rows)
 
 
-_PAGE_WORKERS = thread_pool("page-prep")  # per-page CPU work: resize, hash (patchify runs on the device)
+_PAGE_WORKERS = thread_pool("page-prep")  # per-page CPU work: RGB, resize (on a CPU), hash (patchify runs on the device)
 
 
 def resize_dims(image: Image.Image, budget: Budget) -> tuple[int, int]:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from reranker import attention
 from reranker.checkpoints import build_model, build_processor, build_tokenizer
-from reranker.scoring import Budget, patchify, resized_pixels
+from reranker.scoring import Budget, encoder_pixels, patchify
 
 
 def vision_outputs(model, pages, packed=False):
@@ -19,7 +19,7 @@ def vision_outputs(model, pages, packed=False):
     processor = build_processor(build_tokenizer())
     image_processor = processor.image_processor
     budget = Budget(64 * 32 * 32, 256 * 32 * 32)
-    pixels = [resized_pixels(page, budget) for page in pages]
+    pixels = [encoder_pixels(page, budget) for page in pages]
     grids = torch.tensor([[1, p.shape[0] // 16, p.shape[1] // 16] for p in pixels])
     values = patchify(pixels, patch_size=16, merge_size=2, temporal_patch_size=2,
                       rescale_factor=image_processor.rescale_factor, image_mean=image_processor.image_mean,

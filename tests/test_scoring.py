@@ -287,6 +287,34 @@ def test_overlapped_preparation_equals_sequential(tiny_checkpoints, sample_image
 
 
 @pytest.mark.parametrize("key", [A, B])
+def test_pages_resized_on_the_device_score_as_pages_resized_by_pillow(tiny_rerankers, sample_images, key):
+    """What a GPU does (`resize_on_device`, here on the CPU): the workers leave the pages full
+    size and `resample.bicubic` resizes them; the same pixels, so the very same scores. Under A's
+    rule a page with a colour key is still resized by Pillow (the key goes white after the resize)."""
+    reranker = tiny_rerankers[key]
+    assert not reranker.resize_on_device  # the default on a CPU: Pillow is faster there
+    _, keyed = colour_keyed(sample_images[3], "RGB")
+    pages = [sample_images[0], sample_images[5], keyed, *transparent_and_thin_pages(sample_images)]
+    reranker.clear_caches()
+    by_pillow = reranker.score(QUERIES[0], pages, batch_size=3)
+    reranker.clear_caches()
+    reranker.resize_on_device = True
+    try:
+        batch = reranker.prepare_batch(reranker.prompt(QUERIES[0]), pages[:3], ["p0", "p5", "keyed"], [0, 1, 2])
+        sizes = [tuple(pending.result().shape[:2]) for pending in batch.pending_pixels]
+        on_device = reranker.score(QUERIES[0], pages, batch_size=3)
+    finally:
+        reranker.resize_on_device = False
+        reranker.clear_caches()
+    grid_sizes = [(int(h) * 16, int(w) * 16) for _, h, w in batch.image_grid_thw]
+    assert sizes[:2] == [(page.height, page.width) for page in pages[:2]] != grid_sizes[:2]  # left full size
+    # The keyed page: A's rule lays its key on white after the resize, so Pillow resizes it; B's
+    # lays it on white first, and the device resizes the result.
+    assert sizes[2] == (grid_sizes[2] if key == A else (keyed.height, keyed.width))
+    assert on_device == by_pillow
+
+
+@pytest.mark.parametrize("key", [A, B])
 def test_some_pages_cached_and_some_not_in_one_call_equals_the_plain_path(tiny_rerankers, sample_images, monkeypatch, key):
     """A new query over an upload whose first pages were seen before: the cached pages' vision
     outputs and the others' fresh ones meet in the same batches."""
