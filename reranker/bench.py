@@ -164,7 +164,7 @@ def bench_tokenizer(choice: str):
 
 
 def build(shape: str, device, dtype, attention: str, batch_size: int, budget_tokens: int | None, seed: int, tokenizer,
-          vision_chunk: int | None = None):
+          vision_chunk: int | None = None, resize_on_device: bool | None = None):
     from .checkpoints import build_model, build_processor
     from .loading import build_reranker
     from .models import MODELS
@@ -176,7 +176,7 @@ def build(shape: str, device, dtype, attention: str, batch_size: int, budget_tok
         max_pixels = tokens_to_pixels(budget_tokens) if (budget_tokens and offset == 0) else None
         rerankers[key] = build_reranker(
             key, model, processor, device=device, weights=f"random {shape}", batch_size=batch_size, max_pixels=max_pixels,
-            vision_chunk=vision_chunk,
+            vision_chunk=vision_chunk, resize_on_device=resize_on_device,
         )
     return rerankers
 
@@ -247,7 +247,9 @@ def run(args, device, defaults_used=()) -> dict:
               f"{others}); give an option to change one")
     build_started = time.perf_counter()
     tokenizer, tokenizer_name = bench_tokenizer(args.tokenizer)
-    rerankers = build(shape, device, dtype, attention, args.batch_size, args.budget_tokens, args.seed, tokenizer, args.vision_chunk)
+    resize_on_device = {"auto": None, "device": True, "cpu": False}[args.resize]
+    rerankers = build(shape, device, dtype, attention, args.batch_size, args.budget_tokens, args.seed, tokenizer, args.vision_chunk,
+                      resize_on_device)
     a_key, b_key = list(rerankers)
     model_a = rerankers[a_key]
     print(f"built 2 random '{shape}' models on {device} ({dtype}, {attention}) in {time.perf_counter() - build_started:.1f} s")
@@ -322,6 +324,10 @@ def run(args, device, defaults_used=()) -> dict:
                               lambda _: model.score_cache.clear())
 
     rows.append(Row(f"cold: batched {args.batch_size}, yes−no head", len(pages), cold(model_a), model_a.spec.label))
+    if model_a.resize_on_device:  # (a GPU's default) what resizing on the device (`resample`) saves over Pillow
+        model_a.resize_on_device = False
+        rows.append(Row("cold: the same, pages resized by Pillow on the CPU", len(pages), cold(model_a), model_a.spec.label))
+        model_a.resize_on_device = True
     rows.append(Row("warm: new query, pages seen", len(pages), warm(model_a), model_a.spec.label))
     model_a.clear_caches()
     rows.append(Row("cold: second model at its own budget", len(pages), cold(model_b), model_b.spec.label, "b"))
@@ -353,6 +359,7 @@ def run(args, device, defaults_used=()) -> dict:
         "pages": len(pages),
         "batch_size": model_a.batch_size,
         "vision_chunk": model_a.vision_chunk,
+        "resize_on_device": model_a.resize_on_device,
         "reference_pairs": len(reference_pairs),
         "repeats": args.repeats,
         "defaults_used": list(defaults_used),
@@ -485,6 +492,7 @@ def print_report(report: dict) -> None:
     print(
         f"\n{report['device']} · shape {report['shape']} · {report['dtype']} · {report['attention']} · "
         f"{report['pages']} pages · batch {report['batch_size']} · vision chunk {report['vision_chunk']} · "
+        f"pages resized {'on the device' if report['resize_on_device'] else 'by Pillow'} · "
         f"budget {report['budget_tokens']} tokens · {report['reference_pairs']} reference pairs · "
         f"median of {report['repeats']} {'repeat' if report['repeats'] == 1 else 'repeats'}"
     )
@@ -533,6 +541,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="attention implementation (default sdpa; flash_attention_2 needs flash-attn and CUDA)")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when present)")
     parser.add_argument("--vision-chunk", type=positive_int, default=None, help="at most this many pages per vision-encoder call, in chunks of even size (default 8)")
+    parser.add_argument("--resize", choices=("auto", "device", "cpu"), default="auto",
+                        help="where pages are resized: on the device (bit-exact Pillow arithmetic) or by Pillow on the CPU "
+                             "(auto: the device when it is a GPU); on the device, a second cold row times Pillow for comparison")
     parser.add_argument("--seed", type=whole_number, default=0)
     parser.add_argument("--tokenizer", choices=("auto", "qwen", "byte"), default="auto",
                         help="qwen: Qwen's real vocabulary (real text token counts); auto: qwen when found")

@@ -28,13 +28,15 @@ def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
     out = tmp_path / "report.json"
     args = parser.parse_args(
         ["bench", "--shape", "tiny", "--device", "cpu", "--pairs", "4", "--batch-size", "2",
-         "--reference-pairs", "2", "--repeats", "1", "--varlen", "--profile", "--json", str(out)]
+         "--reference-pairs", "2", "--repeats", "1", "--varlen", "--profile", "--resize", "device", "--json", str(out)]
     )
     assert args.handler(args) == 0
     report = json.loads(out.read_text())
     assert [path.name for path in tmp_path.iterdir()] == ["report.json"]  # written whole: no partial file left
     names = [row["name"] for row in report["rows"]]
     assert names[0].startswith("reference") and names[2].startswith("cold")
+    # --resize device (a GPU's default): the next row times the same cold batches resized by Pillow
+    assert report["resize_on_device"] is True and names[3] == "cold: the same, pages resized by Pillow on the CPU"
     assert any("vision cache only" in name for name in names) and any("prefix KV reused" in name for name in names)
     assert names[-2].startswith("end-to-end: render PDF") and names[-1].startswith("end-to-end warm")
     assert report["end_to_end_seconds"] == report["rows"][-2]["seconds"]
@@ -55,7 +57,7 @@ def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| reference: one pair per forward" in printed and "end-to-end ranking of 4 PDF pages" in printed
     assert "a new query about the same PDF" in printed and "after an untimed warm-up request" in printed
-    assert "4 pages · batch 2 · vision chunk 8 · budget 1280 tokens · 2 reference pairs · median of 1 repeat" in printed
+    assert "4 pages · batch 2 · vision chunk 8 · pages resized on the device · budget 1280 tokens · 2 reference pairs · median of 1 repeat" in printed
     assert "defaults on" not in printed  # every option was given
     assert "--varlen: not used, the model is on cpu, the kernel is CUDA-only" in printed
 
