@@ -64,7 +64,7 @@ _BLOCK_ELEMENTS = 64 * 2**20  # int32 taps gathered at once
 
 def _apply(image: torch.Tensor, dim: int, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     out_size, taps = weights.shape
-    gathered = image.index_select(dim, index.flatten()).to(torch.int32)
+    gathered = image.index_select(dim, index.flatten())  # uint8; times the int32 weights: int32 products
     if dim == 0:  # (out, taps, W, C)
         sums = (gathered.view(out_size, taps, *image.shape[1:]) * weights[:, :, None, None]).sum(dim=1)
     else:  # (H, out, taps, C)
