@@ -819,13 +819,21 @@ def even_chunks(count: int, most: int) -> list[list[int]]:
     return [list(range(start, end)) for start, end in zip(bounds, bounds[1:])]
 
 
+# Pages larger than this are resized by Pillow even on a GPU: a full-size page waits in pinned
+# memory for its turn on the device (two batches ahead), 36 MB at this size. The app renders and
+# scales pages to at most this (IngestOptions.max_page_pixels); the Python API takes any size.
+FULL_SIZE_PIXELS_LIMIT = 12_000_000
+
+
 def encoder_pixels(image: Image.Image, budget: Budget, pin: bool = False, resize: bool = True) -> torch.Tensor:
     """The page as a uint8 H×W×3 tensor for the vision encoder: resized into the budget by the
     model's rule (`budget.rules`) with Pillow; or, with `resize` False, only made RGB by that rule,
-    at full size, for the device to resize (`resample.bicubic`). A page with a colour key is
-    resized here either way: that rule lays its transparent colour on white after the resize."""
+    at full size, for the device to resize (`resample.bicubic`). Resized here either way: a page
+    over `FULL_SIZE_PIXELS_LIMIT`, and one with a colour key (A's rule lays its transparent colour
+    on white after the resize)."""
     import numpy as np
 
+    resize = resize or image.width * image.height > FULL_SIZE_PIXELS_LIMIT
     rgb = to_rgb(image, budget.rules)
     if resize or rgb.info.get("transparency") is not None:
         rgb = resize_to_budget(rgb, budget.min_pixels, budget.max_pixels, rules=budget.rules)

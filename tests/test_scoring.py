@@ -314,6 +314,17 @@ def test_pages_resized_on_the_device_score_as_pages_resized_by_pillow(tiny_reran
     assert on_device == by_pillow
 
 
+def test_a_page_over_the_full_size_limit_is_resized_by_pillow_even_for_the_device(tiny_rerankers, sample_images, monkeypatch):
+    """A full-size page waits in pinned memory for the device: past the limit Pillow resizes it first."""
+    budget = tiny_rerankers[A].budget
+    page = sample_images[0]
+    by_pillow = scoring_module.encoder_pixels(page, budget)
+    assert tuple(by_pillow.shape) == (*smart_resize(page.height, page.width, max_pixels=budget.max_pixels), 3)
+    assert tuple(scoring_module.encoder_pixels(page, budget, resize=False).shape) == (page.height, page.width, 3)
+    monkeypatch.setattr(scoring_module, "FULL_SIZE_PIXELS_LIMIT", page.width * page.height - 1)
+    assert torch.equal(scoring_module.encoder_pixels(page, budget, resize=False), by_pillow)
+
+
 @pytest.mark.parametrize("key", [A, B])
 def test_some_pages_cached_and_some_not_in_one_call_equals_the_plain_path(tiny_rerankers, sample_images, monkeypatch, key):
     """A new query over an upload whose first pages were seen before: the cached pages' vision
