@@ -7,7 +7,8 @@ broke there and was recompiled for every distinct number of pages in a chunk, up
 limit of 8 variants, past which it ran uncompiled. Here the whole per-page loop is one custom
 operator, so a compiled block stays one graph whatever the chunk holds, and eager outputs are
 bit-identical to transformers' SDPA path (the same calls on the same views). Scoring hands the
-page offsets over from the CPU (`packing`), so the loop costs no GPU round trip per block.
+page offsets over from the CPU (`vision_inputs.precomputed`), so the loop costs no GPU round trip
+per block.
 
 On CUDA in half precision, `RERANKER_VARLEN_ATTENTION=1` runs the pages in one call of PyTorch's
 own variable-length FlashAttention kernel (`torch.nn.attention.varlen`, torch ≥ 2.10, compute
@@ -128,13 +129,3 @@ def use_for_vision(backbone) -> None:
 
 def in_use(backbone) -> bool:
     return backbone.visual.config._attn_implementation == NAME
-
-
-def packing(backbone, grids: torch.Tensor) -> dict:
-    """The vision encoder's page offsets and longest page for these (t, h, w) grids: transformers'
-    own `get_vision_attention_seqlens`, run on the CPU. Passed to the encoder, they spare a GPU
-    round trip per block (the per-page loop reads the offsets) and one per call."""
-    from transformers.vision_utils import get_vision_attention_seqlens
-
-    cu_seqlens, max_seqlen = get_vision_attention_seqlens(grids.cpu(), backbone.visual.config)
-    return {"cu_seqlens": cu_seqlens, "max_seqlen": max_seqlen}

@@ -22,6 +22,15 @@ def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
     return getattr(torch, dtype)
 
 
+def to_device_without_waiting(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`tensor` copied to `device`, by way of pinned memory to a GPU: a copy from ordinary
+    (pageable) memory first waits for all the work queued on the GPU (a host sync), so the CPU
+    could not queue the next work meanwhile."""
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
 def cpu_has_bfloat16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN reports it."""
     try:

@@ -19,6 +19,8 @@ import numpy as np
 import PIL
 import torch
 
+from .devices import to_device_without_waiting
+
 PRECISION_BITS = 32 - 8 - 2  # Pillow's fixed-point precision for 8-bit images
 BICUBIC_SUPPORT = 2.0
 # Pillow 12.2 added: shrinking a page over 100 times taller than wide, the vertical pass runs first.
@@ -75,13 +77,7 @@ def _apply(image: torch.Tensor, dim: int, index: torch.Tensor, weights: torch.Te
 
 @functools.lru_cache(maxsize=64)  # the pages of one document mostly share their sizes
 def _device_weights(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    return tuple(_to_device(torch.from_numpy(array), device) for array in _weights(in_size, out_size))
-
-
-def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if device.type == "cuda":  # from pinned memory the copy does not wait for the device's queued work
-        tensor = tensor.pin_memory()
-    return tensor.to(device, non_blocking=True)
+    return tuple(to_device_without_waiting(torch.from_numpy(array), device) for array in _weights(in_size, out_size))
 
 
 def _weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,9 @@ What the reference code does, one pair per forward pass, is done here in batches
      placeholder expanded to the page's visual-token count (exactly what the processor does);
   3. sequences are truncated as the reference truncates, grouped by length, left-padded;
   4. the vision encoder runs, a few pages at a time as their pixels arrive, on the pages not in
-     the vision cache; the language model runs on the batch with those vision outputs
-     (`mm_encoder_outputs`), without a KV cache (except to keep page prefixes, below);
+     the vision cache, given what it derives from the page grids made on the CPU (`vision_inputs`:
+     no step of it waits for the GPU); the language model runs on the batch with those vision
+     outputs (`mm_encoder_outputs`), without a KV cache (except to keep page prefixes, below);
   5. score = sigmoid(h · (W[yes] − W[no])) for the last position's hidden state h, which equals
      sigmoid(logit_yes − logit_no) of the full LM head without computing the head.
 Resizing for batch k+1 starts while batch k is on the device.
@@ -22,6 +23,7 @@ the language model on its own few suffix tokens only (see `prefix_cache.py`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import numbers
@@ -37,10 +39,10 @@ from dataclasses import dataclass
 import torch
 from PIL import Image, ImageFile
 
-from . import attention, resample
+from . import resample, vision_inputs
 from .imaging import ImageRules, image_hash, resize_to_budget, to_rgb
 from .lru import LRUCache
-from .devices import default_batch_size, default_cache_bytes
+from .devices import default_batch_size, default_cache_bytes, to_device_without_waiting
 from .models import ModelSpec, chat_messages
 from .text_rules import is_blank
 from .prefix_cache import PagePrefix, batch_cache, harvest, suffix_positions
@@ -679,8 +681,11 @@ class Reranker:
         for rows in even_chunks(len(keys), self.vision_chunk):
             images = [self._at_grid_size(pixels[row].result(), grids[row]) for row in rows]
             pixel_values = patchify(images, **self.patch_options).to(self.dtype)
-            packed = attention.packing(self.backbone, grids[rows]) if attention.in_use(self.backbone) else {}
-            computed = self.backbone.get_image_features(pixel_values, grids[rows].to(self.device), **packed)
+            # The grids stay on the CPU, with what the encoder derives from them made there too
+            # (`vision_inputs`): nothing here reads a GPU tensor back, so the CPU queues the next
+            # chunk while the device runs this one.
+            computed = self.backbone.get_image_features(
+                pixel_values, grids[rows], **vision_inputs.precomputed(self.backbone, grids[rows], self.device))
             per_page = zip(*computed.deepstack_features) if computed.deepstack_features else (() for _ in rows)
             for row, embeds, deepstack in zip(rows, computed.pooler_output, per_page):
                 item = (embeds, tuple(deepstack))
@@ -861,8 +866,8 @@ def patchify(
     for image in images:  # H×W×3 uint8
         height, width, channels = image.shape
         pixels = (image.permute(2, 0, 1).to(torch.float64) * rescale_factor).to(torch.float32)
-        mean = torch.tensor(image_mean, dtype=torch.float32, device=image.device)[:, None, None]
-        std = torch.tensor(image_std, dtype=torch.float32, device=image.device)[:, None, None]
+        mean = _per_channel(tuple(image_mean), image.device)
+        std = _per_channel(tuple(image_std), image.device)
         pixels = (pixels - mean) / std
         grid_h, grid_w = height // patch_size, width // patch_size
         patches = pixels.reshape(
@@ -871,6 +876,13 @@ def patchify(
         patches = patches.unsqueeze(5).expand(*patches.shape[:5], temporal_patch_size, *patches.shape[5:])
         rows.append(patches.reshape(grid_h * grid_w, channels * temporal_patch_size * patch_size * patch_size))
     return torch.cat(rows)
+
+
+@functools.lru_cache(maxsize=16)
+def _per_channel(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """(C, 1, 1) float32 on `device`, made once: made for every page, its copy to a GPU waited
+    for the device's queued work each time."""
+    return to_device_without_waiting(torch.tensor(values, dtype=torch.float32)[:, None, None], device)
 
 
 _PAGE_WORKERS = thread_pool("page-prep")  # per-page CPU work: RGB, resize (on a CPU), hash (patchify runs on the device)

@@ -8,14 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reranker import attention
+from reranker import attention, vision_inputs
 from reranker.checkpoints import build_model, build_processor, build_tokenizer
 from reranker.scoring import Budget, encoder_pixels, patchify
 
 
 def vision_outputs(model, pages, packed=False):
     """What the vision encoder gives for `pages`, encoded in one call, as scoring does (with
-    `packed`: given the page offsets worked out on the CPU)."""
+    `packed`: given the page offsets and the rest worked out on the CPU, `vision_inputs`)."""
     processor = build_processor(build_tokenizer())
     image_processor = processor.image_processor
     budget = Budget(64 * 32 * 32, 256 * 32 * 32)
@@ -25,7 +25,8 @@ def vision_outputs(model, pages, packed=False):
                       rescale_factor=image_processor.rescale_factor, image_mean=image_processor.image_mean,
                       image_std=image_processor.image_std)
     with torch.inference_mode():
-        out = model.model.get_image_features(values, grids, **(attention.packing(model.model, grids) if packed else {}))
+        given = vision_inputs.precomputed(model.model, grids, torch.device("cpu")) if packed else {}
+        out = model.model.get_image_features(values, grids, **given)
     return [out.pooler_output, *out.deepstack_features]
 
 
@@ -112,11 +113,3 @@ def test_gradients_flow_through_the_plain_per_page_path():
     assert query.grad is not None and key.grad is not None
     with torch.no_grad():
         assert torch.equal(out, attention.packed_page_attention(query, key, value, torch.tensor([0, 4, 9]), 8**-0.5, 5, False))
-
-
-def test_page_offsets_are_worked_out_on_the_cpu():
-    model = build_model("tiny", seed=0, attn_implementation="sdpa")
-    attention.use_for_vision(model.model)
-    packed = attention.packing(model.model, torch.tensor([[1, 12, 20], [1, 30, 8], [1, 4, 4]]))
-    assert packed["cu_seqlens"].tolist() == [0, 240, 480, 496] and packed["cu_seqlens"].device.type == "cpu"
-    assert packed["max_seqlen"] == 240

@@ -314,6 +314,25 @@ def test_pages_resized_on_the_device_score_as_pages_resized_by_pillow(tiny_reran
     assert on_device == by_pillow
 
 
+def test_the_vision_encoder_is_given_what_it_would_derive_from_the_grids(tiny_rerankers, sample_images, monkeypatch):
+    """Made on the CPU (`vision_inputs`), with the grids left there: on a GPU nothing in a chunk
+    then reads a device tensor back, and the CPU queues the next chunk while this one runs."""
+    reranker = tiny_rerankers[A]
+    calls = []
+    encode = reranker.backbone.get_image_features
+
+    def recording(pixel_values, grids, **given):
+        calls.append((grids.device.type, set(given)))
+        return encode(pixel_values, grids, **given)
+
+    monkeypatch.setattr(reranker.backbone, "get_image_features", recording)
+    reranker.clear_caches()
+    reranker.score(QUERIES[0], sample_images[:3], batch_size=3)
+    reranker.clear_caches()
+    derived = {"interp_indices", "interp_weights", "position_ids", "cu_seqlens", "max_seqlen"}
+    assert calls and all(device == "cpu" and derived <= given for device, given in calls)
+
+
 def test_a_page_over_the_full_size_limit_is_resized_by_pillow_even_for_the_device(tiny_rerankers, sample_images, monkeypatch):
     """A full-size page waits in pinned memory for the device: past the limit Pillow resizes it first."""
     budget = tiny_rerankers[A].budget
