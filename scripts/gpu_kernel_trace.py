@@ -9,6 +9,12 @@ ending in a synchronize so that every kernel it launched ran inside it:
   vision encoder   the encoder alone on those pages (as `bench --profile` splits a batch)
   language model   the language model and yes−no head, vision outputs cached
 
+First, on a GPU, it counts each region's host syncs (torch's sync debug mode): where the CPU
+waited for the GPU to finish its queued work, so it could not queue more meanwhile. The vision
+encoder should have none (`reranker/vision_inputs.py`); the language model has a few
+(transformers checks the image-token count, picks the deepstack rows by mask; the scores are
+read back at the end).
+
 For each region it prints the wall time, how long the GPU ran kernels (the union of their
 intervals) and so how long it sat idle, and the kernels' time by kind: matrix products,
 attention, copies, and the rest (elementwise work, norms, reductions; fused by torch.compile).
@@ -119,6 +125,32 @@ def count_flops(work) -> dict:
         name = str(op).lower()
         flops["attention" if "attention" in name else "matrix products"] += count
     return dict(flops)
+
+
+def host_syncs(setup, work) -> Counter:
+    """Where `work()` made the CPU wait for the GPU, by call site ("file.py:line" → count), from
+    the warnings torch's sync debug mode gives (CUDA only). `setup()` runs first, uncounted."""
+    import warnings
+
+    import torch
+
+    setup()
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with torch.inference_mode():
+                work()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sync_sites(caught)
+
+
+def sync_sites(caught) -> Counter:
+    """Call sites ("file.py:line") of the synchronizing-operation warnings among `caught`."""
+    return Counter(f"{Path(warning.filename).name}:{warning.lineno}" for warning in caught
+                   if "synchronizing" in str(warning.message))
 
 
 def print_summary(label: str, region: str, summary: dict, flops: dict) -> None:
@@ -238,8 +270,12 @@ def main() -> int:
     cold_seconds = timed(lambda: (reranker.clear_caches(), reranker.score(query, pages)), device)
     print(f"{pairs} pages at {reranker.spec.label}'s budget; one cold batch untraced: {cold_seconds * 1000:.0f} ms "
           f"({pairs / cold_seconds:.1f} pairs/s)")
+    syncs = {name: host_syncs(setup, work) for name, (setup, work) in regions.items()} if gpu else {}
+    for name, sites in syncs.items():
+        listed = ", ".join(f"{site} ×{count}" for site, count in sites.most_common())
+        print(f"host syncs · {name}: {sum(sites.values())}{f' ({listed})' if listed else ''}")
     report = {"device": torch.cuda.get_device_name(device) if gpu else "cpu", "torch": torch.__version__, "pairs": pairs,
-              "flops": flops, "runs": {}}
+              "flops": flops, "host_syncs": {name: dict(sites) for name, sites in syncs.items()}, "runs": {}}
     modes = ["eager"] + (["compiled"] if args.compile else [])
     args.out.mkdir(parents=True, exist_ok=True)
     for mode in modes:

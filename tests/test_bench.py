@@ -251,6 +251,20 @@ def test_the_kernel_trace_goes_on_where_the_flop_counter_cannot_count(monkeypatc
     assert "operations not counted" in capsys.readouterr().out
 
 
+def test_the_kernel_trace_counts_host_syncs_by_call_site():
+    """torch's sync debug mode warns "called a synchronizing CUDA operation" (CUDA only): the
+    trace counts those warnings by where they came from, and ignores any other warning."""
+    import warnings
+
+    trace_script = load_script("gpu_kernel_trace")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for line in (120, 120, 97):
+            warnings.warn_explicit("called a synchronizing CUDA operation", UserWarning, "/x/modeling_qwen3_vl.py", line)
+        warnings.warn_explicit("something else", UserWarning, "/x/scoring.py", 5)
+    assert trace_script.sync_sites(caught) == {"modeling_qwen3_vl.py:120": 2, "modeling_qwen3_vl.py:97": 1}
+
+
 def test_the_kernel_trace_refuses_a_batch_of_no_pages_by_name():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_kernel_trace.py"), "--pairs", "0"],
                             capture_output=True, text=True, timeout=120)
