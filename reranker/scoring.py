@@ -7,7 +7,8 @@ What the reference code does, one pair per forward pass, is done here in batches
      normalised and patchified on the device with the image processor's exact arithmetic (`patchify`);
   2. the prompt is tokenized once; each page's sequence is that prompt with the image
      placeholder expanded to the page's visual-token count (exactly what the processor does);
-  3. sequences are truncated as the reference truncates, grouped by length, left-padded;
+  3. sequences are truncated as the reference truncates, grouped by length, left-padded (their
+     tensors built while the device runs the vision encoder);
   4. the vision encoder runs, a few pages at a time as their pixels arrive, on the pages not in
      the vision cache, given what it derives from the page grids made on the CPU (`vision_inputs`:
      no step of it waits for the GPU); the language model runs on the batch with those vision
@@ -224,27 +225,44 @@ class PromptLayout:
         return hashlib.sha256(repr((self.before, self.after[: self.reusable])).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class TokenTensors:
+    """A batch's language-model inputs, left-padded: [:, -1] is every row's last token."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    mm_token_type_ids: torch.Tensor
+    position_ids: torch.Tensor  # M-RoPE positions (3, batch, width), computed on the CPU
+
+
 @dataclass
 class PreparedBatch:
     """One batch, in the batch's own order (`indices` into the call's pages).
 
-    Token tensors are ready; each page that needs the vision encoder has its resized RGB pixels
-    (uint8, H×W×3) being produced on a worker thread, so the device can start on the first pages
-    while later ones are still being resized.
+    Each page that needs the vision encoder has its RGB pixels (uint8, H×W×3) being produced on a
+    worker thread, so the device can start on the first pages while later ones are still being
+    made. The token tensors are built when first read (`tokens`): `_forward` reads them after
+    queueing the vision encoder's work, so the CPU builds them while the device runs it.
     """
 
     indices: list[int]
     page_keys: list[str]
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    mm_token_type_ids: torch.Tensor
     image_grid_thw: torch.Tensor
-    position_ids: torch.Tensor  # M-RoPE positions (3, batch, width), computed on the CPU
     cached_vision: list  # per page: its cached vision outputs, or None to run the encoder
     pending_pixels: list  # per page: a Future of its uint8 pixels when it needs the encoder, else None
     patch_options: dict  # the image processor's patchify settings
+    make_tokens: Callable[[], TokenTensors]
     prefix_id: str | None = None  # set when this batch's page prefixes are kept for later queries
     prefix_lengths: list = None  # per row: its reusable prefix length, or None (truncation reached it)
+
+    @functools.cached_property
+    def tokens(self) -> TokenTensors:
+        return self.make_tokens()
+
+    input_ids = property(lambda self: self.tokens.input_ids)
+    attention_mask = property(lambda self: self.tokens.attention_mask)
+    mm_token_type_ids = property(lambda self: self.tokens.mm_token_type_ids)
+    position_ids = property(lambda self: self.tokens.position_ids)
 
 
 class Reranker:
@@ -587,8 +605,9 @@ class Reranker:
 
     def prepare_batch(self, prompt_ids: list[int] | str, pages, keys, indices, budget: Budget | None = None,
                       cached_vision: list | None = None) -> PreparedBatch:
-        """Tokenize one batch now; resize its uncached pages on the page workers (or now, if not
-        overlapping). `cached_vision`: each page's vision outputs if known, else looked up now."""
+        """One batch: its uncached pages' pixels made on the page workers (or now, if not
+        overlapping), its token sequences now, their tensors when first read (`PreparedBatch`).
+        `cached_vision`: each page's vision outputs if known, else looked up now."""
         budget = budget or self.budget
         if isinstance(prompt_ids, str):
             prompt_ids = self.tokenizer(prompt_ids)["input_ids"]
@@ -604,6 +623,20 @@ class Reranker:
         # The grid follows from the page size alone: no need to resize a page whose vision is cached.
         grids = [self._grid(page_image(page), budget) for page in pages]
         sequences, prefix_lengths = zip(*(self._sequence(layout, self._visual_count(grid)) for grid in grids))
+        image_grid_thw = torch.tensor(grids)
+        return PreparedBatch(
+            indices=list(indices),
+            page_keys=list(keys),
+            image_grid_thw=image_grid_thw,
+            cached_vision=cached_vision,
+            pending_pixels=pending_pixels,
+            patch_options=self.patch_options,
+            make_tokens=functools.partial(self._token_tensors, sequences, image_grid_thw),
+            prefix_id=layout.prefix_id,
+            prefix_lengths=list(prefix_lengths),
+        )
+
+    def _token_tensors(self, sequences: Sequence[list[int]], image_grid_thw: torch.Tensor) -> TokenTensors:
         width = max(len(sequence) for sequence in sequences)
         input_ids = torch.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -611,24 +644,10 @@ class Reranker:
             input_ids[row, width - len(sequence) :] = torch.tensor(sequence)
             attention_mask[row, width - len(sequence) :] = 1
         mm_token_type_ids = (input_ids == self.image_token_id).to(torch.int32)
-        image_grid_thw = torch.tensor(grids)
         # Computed here on the CPU: the model's own `get_rope_index` loops over every token in
         # Python inside the forward (tens of ms per batch with the GPU waiting).
         position_ids = mrope_positions(attention_mask, mm_token_type_ids, image_grid_thw, self.processor.image_processor.merge_size)
-        return PreparedBatch(
-            indices=list(indices),
-            page_keys=list(keys),
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            mm_token_type_ids=mm_token_type_ids,
-            image_grid_thw=image_grid_thw,
-            position_ids=position_ids,
-            cached_vision=cached_vision,
-            pending_pixels=pending_pixels,
-            patch_options=self.patch_options,
-            prefix_id=layout.prefix_id,
-            prefix_lengths=list(prefix_lengths),
-        )
+        return TokenTensors(input_ids, attention_mask, mm_token_type_ids, position_ids)
 
     def _submit(self, function, *args) -> Future:
         if self.overlap:
@@ -703,7 +722,7 @@ class Reranker:
         return pixels
 
     def _forward(self, batch: PreparedBatch, budget: Budget) -> list[float]:
-        vision = self._vision_outputs(batch, budget)
+        vision = self._vision_outputs(batch, budget)  # queued on the device; the token tensors are built meanwhile
         keep_prefixes = batch.prefix_id is not None and any(length is not None for length in batch.prefix_lengths)
         if keep_prefixes:  # the kept prefixes are cut from the left-padded cache (prefix_cache.harvest)
             input_ids, mm_token_type_ids, position_ids, attention_mask = (

@@ -333,6 +333,20 @@ def test_the_vision_encoder_is_given_what_it_would_derive_from_the_grids(tiny_re
     assert calls and all(device == "cpu" and derived <= given for device, given in calls)
 
 
+def test_a_batchs_token_tensors_are_built_after_its_vision_work_is_queued(tiny_rerankers, sample_images, monkeypatch):
+    """So that on a GPU the CPU builds them (M-RoPE positions and all) while the device runs the
+    vision encoder, instead of before it starts."""
+    reranker = tiny_rerankers[A]
+    events = []
+    encode, positions = reranker.backbone.get_image_features, scoring_module.mrope_positions
+    monkeypatch.setattr(reranker.backbone, "get_image_features", lambda *a, **k: (events.append("vision"), encode(*a, **k))[1])
+    monkeypatch.setattr(scoring_module, "mrope_positions", lambda *a: (events.append("tokens"), positions(*a))[1])
+    reranker.clear_caches()
+    reranker.score(QUERIES[0], sample_images[:4], batch_size=2)
+    reranker.clear_caches()
+    assert events == ["vision", "tokens", "vision", "tokens"]
+
+
 def test_a_page_over_the_full_size_limit_is_resized_by_pillow_even_for_the_device(tiny_rerankers, sample_images, monkeypatch):
     """A full-size page waits in pinned memory for the device: past the limit Pillow resizes it first."""
     budget = tiny_rerankers[A].budget
