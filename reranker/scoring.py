@@ -301,7 +301,7 @@ class Reranker:
         self.budget = Budget(spec.min_pixels, spec.check_budget(max_pixels), spec.image_rules)
         self.batch_size = _check_batch_size(batch_size) or default_batch_size(device)
         self.overlap = overlap
-        # On a GPU the pages are resized there (`resample`): Pillow took ~30-70 ms of CPU a page,
+        # On a GPU the pages are resized there (`resample`): Pillow took 20–70 ms of CPU a page,
         # and the first vision chunk of a cold batch waited for it. On a CPU Pillow is faster.
         self.resize_on_device = device.type == "cuda" if resize_on_device is None else resize_on_device
         check_cache_sizes({"vision_cache_bytes": vision_cache_bytes, "score_cache_entries": score_cache_entries,
