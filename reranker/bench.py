@@ -288,6 +288,14 @@ def run(args, device, defaults_used=()) -> dict:
     fast_scores = model_a.score(QUERIES[0], reference_pairs)
     max_difference = max(abs(a - b) for a, b in zip(fast_scores, reference_scores))
     model_a.clear_caches()
+    resize_difference = None
+    if model_a.resize_on_device:  # the device's resize gives Pillow's pixels, so the very same scores
+        model_a.resize_on_device = False
+        pillow_scores = model_a.score(QUERIES[0], reference_pairs)
+        model_a.resize_on_device = True
+        model_a.clear_caches()
+        resize_difference = max(abs(a - b) for a, b in zip(fast_scores, pillow_scores))
+        print(f"pages resized on the device vs by Pillow: largest |score difference| on the same pairs {resize_difference:.2e}")
     varlen_difference = varlen_problem = None
     if args.varlen:  # after the reference rows, which keep one SDPA call per page
         from .attention import set_varlen
@@ -374,6 +382,7 @@ def run(args, device, defaults_used=()) -> dict:
         "pdf_render_pages_per_second": render.pages_per_second,
         "pdf_render_pages_per_second_one_process": render_single.pages_per_second,
         "max_score_difference_fast_vs_reference": max_difference,
+        "max_score_difference_device_vs_pillow_resize": resize_difference,
         "peak_gpu_memory_gib": peak,
         "compile": args.compile,
         "varlen_attention": args.varlen and not varlen_problem,

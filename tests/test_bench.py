@@ -48,6 +48,7 @@ def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
     assert (report["pages"], report["batch_size"], report["reference_pairs"], report["repeats"]) == (4, 2, 2, 1)
     assert report["defaults_used"] == [] and report["vision_chunk"] == 8
     assert report["max_score_difference_fast_vs_reference"] < 1e-5  # float32: same scores
+    assert report["max_score_difference_device_vs_pillow_resize"] == 0  # Pillow's very pixels
     # --varlen: the kernel is CUDA-only; the report says it was not used, and why.
     assert report["varlen_attention"] is False and "CUDA-only" in report["varlen_problem"]
     assert report["pdf_render_pages_per_second"] > 0
