@@ -44,6 +44,7 @@ from . import resample, vision_inputs
 from .imaging import ImageRules, image_hash, resize_to_budget, to_rgb
 from .lru import LRUCache
 from .devices import default_batch_size, default_cache_bytes, to_device_without_waiting
+from .pillow_memory import rgbx_view
 from .models import ModelSpec, chat_messages
 from .text_rules import is_blank
 from .prefix_cache import PagePrefix, batch_cache, harvest, suffix_positions
@@ -714,7 +715,7 @@ class Reranker:
 
     def _at_grid_size(self, pixels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
         """The page's pixels on the device, resized there if the workers left them full size."""
-        pixels = pixels.to(self.device, non_blocking=True)
+        pixels = pixels.to(self.device, non_blocking=True)[..., :3]  # (a fourth channel is padding: encoder_pixels)
         patch = self.processor.image_processor.patch_size
         height, width = int(grid[1]) * patch, int(grid[2]) * patch
         if pixels.shape[:2] != (height, width):
@@ -850,18 +851,22 @@ FULL_SIZE_PIXELS_LIMIT = 12_000_000
 
 
 def encoder_pixels(image: Image.Image, budget: Budget, pin: bool = False, resize: bool = True) -> torch.Tensor:
-    """The page as a uint8 H×W×3 tensor for the vision encoder: resized into the budget by the
+    """The page as a uint8 H×W×C tensor for the vision encoder: resized into the budget by the
     model's rule (`budget.rules`) with Pillow; or, with `resize` False, only made RGB by that rule,
     at full size, for the device to resize (`resample.bicubic`). Resized here either way: a page
     over `FULL_SIZE_PIXELS_LIMIT`, and one with a colour key (A's rule lays its transparent colour
-    on white after the resize)."""
+    on white after the resize). C is 3, or 4 for a full-size page taken as Pillow keeps it (R, G,
+    B and a padding byte, `pillow_memory`): the device drops the fourth (`_at_grid_size`)."""
     import numpy as np
 
     resize = resize or image.width * image.height > FULL_SIZE_PIXELS_LIMIT
     rgb = to_rgb(image, budget.rules)
     if resize or rgb.info.get("transparency") is not None:
         rgb = resize_to_budget(rgb, budget.min_pixels, budget.max_pixels, rules=budget.rules)
-    pixels = torch.from_numpy(np.array(rgb))
+        own_memory = None
+    else:  # no copy under the GIL here (`pillow_memory`); pinning copies without holding it
+        own_memory = rgbx_view(rgb)
+    pixels = torch.from_numpy(np.array(rgb) if own_memory is None else own_memory)
     return pixels.pin_memory() if pin else pixels  # pinned: the copy to the GPU runs asynchronously
 
 

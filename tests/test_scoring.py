@@ -11,6 +11,7 @@ import pathlib
 import re
 import socket
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -353,7 +354,9 @@ def test_a_page_over_the_full_size_limit_is_resized_by_pillow_even_for_the_devic
     page = sample_images[0]
     by_pillow = scoring_module.encoder_pixels(page, budget)
     assert tuple(by_pillow.shape) == (*smart_resize(page.height, page.width, max_pixels=budget.max_pixels), 3)
-    assert tuple(scoring_module.encoder_pixels(page, budget, resize=False).shape) == (page.height, page.width, 3)
+    full_size = scoring_module.encoder_pixels(page, budget, resize=False)  # Pillow's own memory: RGB and a padding byte
+    assert tuple(full_size.shape) == (page.height, page.width, 4)
+    assert torch.equal(full_size[..., :3], torch.from_numpy(np.array(page)))
     monkeypatch.setattr(scoring_module, "FULL_SIZE_PIXELS_LIMIT", page.width * page.height - 1)
     assert torch.equal(scoring_module.encoder_pixels(page, budget, resize=False), by_pillow)
 
