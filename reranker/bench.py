@@ -61,9 +61,13 @@ WARM_QUERIES = (
 class Row:
     name: str
     pairs: int
-    seconds: float
+    each: list[float]  # seconds, one per repeat (the report gives their median, and their range)
     note: str = ""
     baseline: str = "a"  # the reference row it is compared with: "a", "b", or "both" (a page = one pair each)
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(self.each)
 
     @property
     def pairs_per_second(self) -> float:
@@ -121,14 +125,14 @@ def timed(function, device) -> float:
     return time.perf_counter() - started
 
 
-def median_seconds(repeats: int, device, work, before=lambda repeat: None) -> float:
-    """The median time of `work(repeat)` over `repeats` repeats, each after `before(repeat)`
+def repeated_seconds(repeats: int, device, work, before=lambda repeat: None) -> list[float]:
+    """The time of `work(repeat)` for each of `repeats` repeats, each after `before(repeat)`
     (emptying a cache: not timed)."""
     seconds = []
     for repeat in range(repeats):
         before(repeat)
         seconds.append(timed(lambda: work(repeat), device))
-    return statistics.median(seconds)
+    return seconds
 
 
 def reference_style(reranker, query: str, pages) -> list[float]:
@@ -280,10 +284,10 @@ def run(args, device, defaults_used=()) -> dict:
     reference_pairs = images[: args.reference_pairs]
     reference_scores: list[float] = []
     seconds = timed(lambda: reference_scores.extend(reference_style(model_a, QUERIES[0], reference_pairs)), device)
-    rows.append(Row("reference: one pair per forward", len(reference_pairs), seconds, model_a.spec.label))
+    rows.append(Row("reference: one pair per forward", len(reference_pairs), [seconds], model_a.spec.label))
     model_b = rerankers[b_key]
     seconds = timed(lambda: reference_style(model_b, QUERIES[0], reference_pairs), device)
-    rows.append(Row("reference: second model, one pair per forward", len(reference_pairs), seconds, model_b.spec.label, "b"))
+    rows.append(Row("reference: second model, one pair per forward", len(reference_pairs), [seconds], model_b.spec.label, "b"))
     # Same pairs through the fast path: how far apart are they in this dtype?
     fast_scores = model_a.score(QUERIES[0], reference_pairs)
     max_difference = max(abs(a - b) for a, b in zip(fast_scores, reference_scores))
@@ -325,10 +329,10 @@ def run(args, device, defaults_used=()) -> dict:
     # Cold: every cache emptied first. Warm: only the scores forgotten, and a new query each time
     # (alternating between two), so the pages' vision outputs (and B's page prefixes) are reused.
     def cold(model):
-        return median_seconds(args.repeats, device, lambda _: model.score(QUERIES[0], pages), lambda _: model.clear_caches())
+        return repeated_seconds(args.repeats, device, lambda _: model.score(QUERIES[0], pages), lambda _: model.clear_caches())
 
     def warm(model):
-        return median_seconds(args.repeats, device, lambda repeat: model.score(QUERIES[1 + repeat % 2], pages),
+        return repeated_seconds(args.repeats, device, lambda repeat: model.score(QUERIES[1 + repeat % 2], pages),
                               lambda _: model.score_cache.clear())
 
     rows.append(Row(f"cold: batched {args.batch_size}, yes−no head", len(pages), cold(model_a), model_a.spec.label))
@@ -373,7 +377,7 @@ def run(args, device, defaults_used=()) -> dict:
         "defaults_used": list(defaults_used),
         "budget_tokens": pixels_to_tokens(model_a.budget.max_pixels),
         "versions": versions(),
-        "rows": [dict(asdict(row), pairs_per_second=row.pairs_per_second, ratio=row.pairs_per_second / reference_rate[row.baseline])
+        "rows": [dict(asdict(row), seconds=row.seconds, pairs_per_second=row.pairs_per_second, ratio=row.pairs_per_second / reference_rate[row.baseline])
                  for row in rows],
         "end_to_end_seconds": end_to_end_seconds["cold"],
         "end_to_end_warm_seconds": end_to_end_seconds["warm"],
@@ -441,21 +445,21 @@ def end_to_end(pdf: bytes, page_count: int, rerankers, repeats: int, device, war
             for reranker in rerankers.values():
                 reranker.score_cache.clear()
 
-        cold = median_seconds(repeats, device, lambda repeat: check(request(QUERIES[0], f"cold-{repeat}")), forget_everything)
+        cold = repeated_seconds(repeats, device, lambda repeat: check(request(QUERIES[0], f"cold-{repeat}")), forget_everything)
         uploads = ingest_cache()
         check(request(QUERIES[0], "warm", uploads))  # the upload, as the warm runs will find it
 
         def new_question(repeat: int) -> str:  # one the store has not seen (else its scores came from the database)
             return WARM_QUERIES[repeat % len(WARM_QUERIES)] + " " * (repeat // len(WARM_QUERIES))
 
-        warm = median_seconds(repeats, device, lambda repeat: check(request(new_question(repeat), "warm", uploads)), forget_scores)
+        warm = repeated_seconds(repeats, device, lambda repeat: check(request(new_question(repeat), "warm", uploads)), forget_scores)
     what = "both models, store, thumbnails (as the app)" if Store else "both models (no store on this machine)"
     pairs = page_count * len(rerankers)  # each model scores every page
     rows = [
         Row(f"end-to-end: render PDF + {what}", pairs, cold, "both models", "both"),
         Row("end-to-end warm: new query, same PDF", pairs, warm, "both models", "both"),
     ]
-    return rows, {"cold": cold, "warm": warm, "with_store": Store is not None, "warmup": warmup_seconds}
+    return rows, {"cold": rows[0].seconds, "warm": rows[1].seconds, "with_store": Store is not None, "warmup": warmup_seconds}
 
 
 def ready_batch(reranker, prompt: str, pages, keys: list[str]):
@@ -509,11 +513,13 @@ def print_report(report: dict) -> None:
     print(" · ".join(f"{name} {version}" for name, version in report["versions"].items()))
     print(f"tokenizer {report['tokenizer']}; prompt text tokens besides the page: {report['prompt_text_tokens']}")
     width = max(len(row["name"]) for row in report["rows"])
-    print(f"\n| {'measurement':{width}} | pairs | seconds | pairs/s | × reference | model |")
-    print(f"|{'-' * (width + 2)}|-------|---------|---------|-------------|-------|")
+    print(f"\n| {'measurement':{width}} | pairs | seconds | range (s)     | pairs/s | × reference | model |")
+    print(f"|{'-' * (width + 2)}|-------|---------|---------------|---------|-------------|-------|")
     for row in report["rows"]:
+        each = row.get("each") or [row["seconds"]]
+        spread = f"{min(each):.3f}–{max(each):.3f}" if len(each) > 1 else "(one run)"
         print(
-            f"| {row['name']:{width}} | {row['pairs']:5} | {row['seconds']:7.3f} | {row['pairs_per_second']:7.1f} | "
+            f"| {row['name']:{width}} | {row['pairs']:5} | {row['seconds']:7.3f} | {spread:13} | {row['pairs_per_second']:7.1f} | "
             f"{row['ratio']:11.2f} | {row['note']} |"
         )
     print(

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import statistics
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
     out = tmp_path / "report.json"
     args = parser.parse_args(
         ["bench", "--shape", "tiny", "--device", "cpu", "--pairs", "4", "--batch-size", "2",
-         "--reference-pairs", "2", "--repeats", "1", "--varlen", "--profile", "--resize", "device", "--json", str(out)]
+         "--reference-pairs", "2", "--repeats", "2", "--varlen", "--profile", "--resize", "device", "--json", str(out)]
     )
     assert args.handler(args) == 0
     report = json.loads(out.read_text())
@@ -41,11 +42,14 @@ def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
     assert names[-2].startswith("end-to-end: render PDF") and names[-1].startswith("end-to-end warm")
     assert report["end_to_end_seconds"] == report["rows"][-2]["seconds"]
     assert all(row["seconds"] > 0 and row["pairs"] > 0 for row in report["rows"])
+    # each repeat's time is kept (the reference rows run once), the row's seconds their median
+    assert [len(row["each"]) for row in report["rows"]] == [1, 1] + [2] * (len(names) - 2)
+    assert all(row["seconds"] == statistics.median(row["each"]) for row in report["rows"])
     assert report["rows"][0]["ratio"] == 1.0 and names[1].startswith("reference: second model")
     assert report["rows"][1]["ratio"] == 1.0  # the second model's rows are compared with its own reference
     assert report["rows"][-1]["pairs"] == 8  # end to end: 4 pages, each scored by both models
     assert report["end_to_end_warmup_seconds"] > 0  # an untimed request before the timed ones
-    assert (report["pages"], report["batch_size"], report["reference_pairs"], report["repeats"]) == (4, 2, 2, 1)
+    assert (report["pages"], report["batch_size"], report["reference_pairs"], report["repeats"]) == (4, 2, 2, 2)
     assert report["defaults_used"] == [] and report["vision_chunk"] == 8
     assert report["max_score_difference_fast_vs_reference"] < 1e-5  # float32: same scores
     assert report["max_score_difference_device_vs_pillow_resize"] == 0  # Pillow's very pixels
@@ -58,8 +62,10 @@ def test_the_benchmark_reports_every_row_on_the_tiny_shape(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| reference: one pair per forward" in printed and "end-to-end ranking of 4 PDF pages" in printed
     assert "a new query about the same PDF" in printed and "after an untimed warm-up request" in printed
-    assert "4 pages · batch 2 · vision chunk 8 · pages resized on the device · budget 1280 tokens · 2 reference pairs · median of 1 repeat" in printed
+    assert "4 pages · batch 2 · vision chunk 8 · pages resized on the device · budget 1280 tokens · 2 reference pairs · median of 2 repeats" in printed
     assert "defaults on" not in printed  # every option was given
+    cold = report["rows"][2]
+    assert f"| {min(cold['each']):.3f}–{max(cold['each']):.3f} " in printed and "| (one run)     |" in printed  # the range column
     assert "--varlen: not used, the model is on cpu, the kernel is CUDA-only" in printed
 
 
