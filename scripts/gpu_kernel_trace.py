@@ -9,18 +9,20 @@ ending in a synchronize so that every kernel it launched ran inside it:
   vision encoder   the encoder alone on those pages (as `bench --profile` splits a batch)
   language model   the language model and yes−no head, vision outputs cached
 
-First, on a GPU, it counts each region's host syncs (torch's sync debug mode): where the CPU
-waited for the GPU to finish its queued work, so it could not queue more meanwhile. The vision
-encoder should have none (`reranker/vision_inputs.py`); the language model has a few
-(transformers checks the image-token count, picks the deepstack rows by mask; the scores are
-read back at the end).
+First, on a GPU, it counts each region's host syncs (torch's sync debug mode; again after
+compiling): where the CPU waited for the GPU to finish its queued work, so it could not queue
+more meanwhile. The vision encoder should have none (`reranker/vision_inputs.py`); the language
+model has a few (transformers checks the image-token count, picks the deepstack rows by mask;
+the scores are read back at the end).
 
 For each region it prints the wall time, how long the GPU ran kernels (the union of their
 intervals) and so how long it sat idle, and the kernels' time by kind: matrix products,
 attention, copies, and the rest (elementwise work, norms, reductions; fused by torch.compile).
 With the operations counted once (`torch.utils.flop_counter`, eager), it gives each kind's rate
-in TFLOP/s, to set against the card's ~790 TFLOP/s of bf16 matrix work. `--compile` traces the
-same regions again after compiling as the app does (`Reranker.compile`, `Reranker.warm_up`).
+in TFLOP/s, to set against the card's ~790 TFLOP/s of bf16 matrix work; and the longest
+stretches the GPU sat idle, each with where it began and the kernel that ended it (run 10's
+trace found a GIL convoy that way). `--compile` traces the same regions again after compiling
+as the app does (`Reranker.compile`, `Reranker.warm_up`).
 
     python scripts/gpu_kernel_trace.py [--compile] [--pairs 25] [--out DIR] [--json SUMMARY]
 
@@ -80,9 +82,24 @@ def union_length(intervals: list[tuple[float, float]]) -> float:
     return covered
 
 
+def idle_gaps(inside: list[dict], start_us: float, end_us: float, top: int = 8) -> list[dict]:
+    """The `top` longest stretches of [start_us, end_us] where the device ran nothing, longest
+    first: where each began (ms into the region), how long it lasted, and what ran next."""
+    gaps, reach = [], start_us
+    for kernel in sorted(inside, key=lambda k: k["ts"]):
+        if kernel["ts"] > reach:
+            gaps.append((kernel["ts"] - reach, reach, kernel["name"]))
+        reach = max(reach, kernel["ts"] + kernel["dur"])
+    if end_us > reach:
+        gaps.append((end_us - reach, reach, "(the end of the region)"))
+    return [{"at_ms": (at - start_us) / 1000, "ms": length / 1000, "before": name[:100]}
+            for length, at, name in sorted(gaps, key=lambda gap: -gap[0])[:top]]
+
+
 def summarise(kernels: list[dict], start_us: float, end_us: float, flops: dict | None = None, top: int = 12) -> dict:
     """One region's device time: `kernels` ({name, cat, ts, dur} in µs) that started inside
-    [start_us, end_us]. Milliseconds; `flops` (by kind) adds each kind's TFLOP/s."""
+    [start_us, end_us]. Milliseconds; `flops` (by kind) adds each kind's TFLOP/s; `gaps`, the
+    longest idle stretches (`idle_gaps`)."""
     inside = [k for k in kernels if start_us <= k["ts"] <= end_us]
     busy_us = union_length([(k["ts"], k["ts"] + k["dur"]) for k in inside])
     wall_us = end_us - start_us
@@ -105,6 +122,7 @@ def summarise(kernels: list[dict], start_us: float, end_us: float, flops: dict |
         "kernels": len(inside),
         "by_kind": by_kind,
         "top": [{"name": name, "ms": ms, "count": count} for name, (ms, count) in ranked],
+        "gaps": idle_gaps(inside, start_us, end_us),
     }
 
 
@@ -173,6 +191,10 @@ def print_summary(label: str, region: str, summary: dict, flops: dict) -> None:
         print("  longest kernels (total ms, calls):")
         for entry in summary["top"]:
             print(f"    {entry['ms']:8.1f} {entry['count']:6d}  {entry['name'][:110]}")
+    if summary["gaps"]:
+        print("  longest idle stretches (ms into the region, ms idle, what ran next):")
+        for gap in summary["gaps"]:
+            print(f"    {gap['at_ms']:8.1f} {gap['ms']:7.2f}  {gap['before'][:100]}")
 
 
 def trace(regions: dict, device) -> tuple[list[dict], dict]:
@@ -270,12 +292,16 @@ def main() -> int:
     cold_seconds = timed(lambda: (reranker.clear_caches(), reranker.score(query, pages)), device)
     print(f"{pairs} pages at {reranker.spec.label}'s budget; one cold batch untraced: {cold_seconds * 1000:.0f} ms "
           f"({pairs / cold_seconds:.1f} pairs/s)")
-    syncs = {name: host_syncs(setup, work) for name, (setup, work) in regions.items()} if gpu else {}
-    for name, sites in syncs.items():
-        listed = ", ".join(f"{site} ×{count}" for site, count in sites.most_common())
-        print(f"host syncs · {name}: {sum(sites.values())}{f' ({listed})' if listed else ''}")
+
+    def census(mode: str) -> dict:  # each region's host syncs by call site (compiled code may make others)
+        syncs = {name: host_syncs(setup, work) for name, (setup, work) in regions.items()} if gpu else {}
+        for name, sites in syncs.items():
+            listed = ", ".join(f"{site} ×{count}" for site, count in sites.most_common())
+            print(f"host syncs, {mode} · {name}: {sum(sites.values())}{f' ({listed})' if listed else ''}")
+        return {name: dict(sites) for name, sites in syncs.items()}
+
     report = {"device": torch.cuda.get_device_name(device) if gpu else "cpu", "torch": torch.__version__, "pairs": pairs,
-              "flops": flops, "host_syncs": {name: dict(sites) for name, sites in syncs.items()}, "runs": {}}
+              "flops": flops, "runs": {}}
     modes = ["eager"] + (["compiled"] if args.compile else [])
     args.out.mkdir(parents=True, exist_ok=True)
     for mode in modes:
@@ -287,11 +313,12 @@ def main() -> int:
             print(f"\ncompiled and warmed up in {time.perf_counter() - started:.1f} s")
             cold_seconds = timed(lambda: (reranker.clear_caches(), reranker.score(query, pages)), device)
             print(f"one cold batch untraced, compiled: {cold_seconds * 1000:.0f} ms ({pairs / cold_seconds:.1f} pairs/s)")
+        syncs = census(mode)
         kernels, spans = trace(regions, device)
         missing = [name for name in regions if name not in spans]
         if missing:
             print(f"{mode}: the trace has no span for {', '.join(missing)} (profiler annotations missing)")
-        run = {"untraced_cold_ms": cold_seconds * 1000, "regions": {}}
+        run = {"untraced_cold_ms": cold_seconds * 1000, "host_syncs": syncs, "regions": {}}
         for name, (start, end) in spans.items():
             run["regions"][name] = summary = summarise(kernels, start, end, flops.get(name))
             print_summary(mode, name, summary, flops.get(name, {}))

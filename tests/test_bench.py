@@ -222,6 +222,11 @@ def test_the_kernel_trace_sums_device_time_by_kind_and_counts_overlaps_once():
     assert by_kind["attention"]["ms"] == pytest.approx(0.3) and by_kind["attention"]["tflop_per_s"] == pytest.approx(10.0)
     assert by_kind["other kernels"]["tflop_per_s"] is None and by_kind["copies"]["count"] == 1
     assert summary["top"][0] == {"name": "nvjet_a", "ms": pytest.approx(0.5), "count": 2}
+    # The idle stretches, longest first: 0–100 before the first kernel, 600–700, 800–850, 950–960,
+    # and 970–1000 after the last one (the kernel after the region is not in it).
+    gaps = [(round(gap["at_ms"], 3), round(gap["ms"], 3), gap["before"]) for gap in summary["gaps"]]
+    assert gaps == [(0.0, 0.1, "nvjet_a"), (0.6, 0.1, "elementwise"), (0.8, 0.05, "nvjet_a"),
+                    (0.97, 0.03, "(the end of the region)"), (0.95, 0.01, "Memset")]
 
 
 def test_the_kernel_trace_finds_each_regions_span_and_counts_its_operations():
