@@ -516,7 +516,7 @@ def print_report(report: dict) -> None:
     print(f"\n| {'measurement':{width}} | pairs | seconds | range (s)     | pairs/s | × reference | model |")
     print(f"|{'-' * (width + 2)}|-------|---------|---------------|---------|-------------|-------|")
     for row in report["rows"]:
-        each = row.get("each") or [row["seconds"]]
+        each = row["each"]
         spread = f"{min(each):.3f}–{max(each):.3f}" if len(each) > 1 else "(one run)"
         print(
             f"| {row['name']:{width}} | {row['pairs']:5} | {row['seconds']:7.3f} | {spread:13} | {row['pairs_per_second']:7.1f} | "
