@@ -13,7 +13,7 @@ import warnings
 
 import torch
 
-from . import attention
+from . import attention, patch_embedding
 from .devices import default_attention, default_device, default_dtype, env_megabytes, on_zero_gpu, parse_dtype
 from .models import ModelSpec, get_spec, weights_location
 from .scoring import Reranker, check_cache_sizes
@@ -254,7 +254,8 @@ def load_reranker(
 def build_reranker(spec: ModelSpec | str, model, processor, *, device=None, weights: str = "in-memory", adapter=None, **options) -> Reranker:
     """A `Reranker` around an already loaded `Qwen3VLForConditionalGeneration` (adapter merged).
 
-    The LM head is replaced by the single vector W[yes] − W[no]; the rest of the model is kept.
+    The LM head is replaced by the single vector W[yes] − W[no]; the rest of the model is kept,
+    with the vision encoder's patch embedding run as the matrix product it is (`patch_embedding`).
     """
     spec = get_spec(spec) if isinstance(spec, str) else spec
     device = torch.device(device) if device is not None else default_device()
@@ -273,5 +274,6 @@ def build_reranker(spec: ModelSpec | str, model, processor, *, device=None, weig
     backbone = model.model  # the LM head is not needed: the score is one dot product
     backbone.to(device).eval()
     attention.use_for_vision(backbone)
+    patch_embedding.as_matmul(backbone.visual)  # the same numbers, without cuDNN's slow Conv3d
     dtype = next(backbone.parameters()).dtype
     return Reranker(spec, backbone, processor, score_vector, device=device, dtype=dtype, weights=weights, adapter=adapter, **options)

@@ -19,7 +19,7 @@
 #                                    # (one cold batch's kernels by kind, eager and compiled; its gzipped
 #                                    # traces in $OUT), then eager with --profile, then compiled
 #   scripts/gpu_bench.sh --prepare-baseline REV   # here: .baseline/ holds commit REV's tree (carry it too)
-#   scripts/gpu_bench.sh --compare   # on the GPU: tests/test_resample.py there, then a change against .baseline
+#   scripts/gpu_bench.sh --compare   # on the GPU: tests/test_resample.py and test_patch_embedding.py there, then a change against .baseline
 #                                    # on the same machine, alternating this tree and .baseline: eager, eager,
 #                                    # compiled, compiled; then
 #                                    # gpu_kernel_trace.py (eager) on this tree, if BUDGET_S leaves time
@@ -41,7 +41,7 @@ case "$PY" in */*) [ "${PY#/}" != "$PY" ] || PY="$PWD/$PY" ;; esac  # a relative
 
 # What --prepare carries: the runtime packages the benchmark imports that the image lacks (or has
 # at another version), and their own needs that the image may lack. One wheel each, pinned below.
-# pytest (and its needs) runs tests/test_resample.py on the GPU before --compare's runs.
+# pytest (and its needs) runs tests/test_resample.py and tests/test_patch_embedding.py on the GPU before --compare's runs.
 CARRY=(transformers peft pymupdf pebble regex sqlite-utils click click-default-group tabulate
        python-dateutil tzdata sqlite-fts4 pluggy pytest iniconfig pygments)
 
@@ -182,9 +182,11 @@ if [ "${1:-}" = "--all" ] || [ "${1:-}" = "--app" ] || [ "${1:-}" = "--trace" ] 
   bench=("$PY" -m reranker.bench --tokenizer qwen)
   if [ "${1:-}" = "--compare" ]; then
     [ -f .baseline/REVISION ] || { echo "gpu_bench.sh --compare: no .baseline (--prepare-baseline REV here, and carry it)" >&2; exit 1; }
-    # First, that the GPU resizes pages to Pillow's very pixels (the runs below rely on it).
-    echo "== tests/test_resample.py on the GPU" | tee -a "$out/all.log"
-    timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_resample.py -k cuda 2>&1 | tail -15 | tee -a "$out/all.log" || true
+    # First, that the GPU resizes pages to Pillow's very pixels and embeds patches as the Conv3d
+    # does (the runs below rely on both).
+    echo "== tests/test_resample.py and tests/test_patch_embedding.py on the GPU" | tee -a "$out/all.log"
+    timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_resample.py tests/test_patch_embedding.py -k cuda 2>&1 \
+      | tail -15 | tee -a "$out/all.log" || true
     echo "== this tree against .baseline (commit $(cat .baseline/REVISION)), alternating" | tee -a "$out/all.log"
     site="${PYTHONPATH:-}"  # /tmp/site:$PWD when wheels were installed: keep the wheels, not this tree
     baseline=(env -C .baseline "PYTHONPATH=${site%%:*}:$PWD/.baseline" "$PY" -m reranker.bench --tokenizer qwen)
