@@ -68,9 +68,10 @@ def _apply(image: torch.Tensor, dim: int, index: torch.Tensor, weights: torch.Te
     out_size, taps = weights.shape
     gathered = image.index_select(dim, index.flatten())  # uint8; times the int32 weights: int32 products
     if dim == 0:  # (out, taps, W, C)
-        sums = (gathered.view(out_size, taps, *image.shape[1:]) * weights[:, :, None, None]).sum(dim=1)
+        sums = (gathered.view(out_size, taps, *image.shape[1:]) * weights[:, :, None, None]).sum(dim=1, dtype=torch.int32)
     else:  # (H, out, taps, C)
-        sums = (gathered.view(image.shape[0], out_size, taps, image.shape[2]) * weights[None, :, :, None]).sum(dim=2)
+        sums = (gathered.view(image.shape[0], out_size, taps, image.shape[2]) * weights[None, :, :, None]).sum(
+            dim=2, dtype=torch.int32)
     # Pillow starts each sum at 1 << 21 (rounding) and shifts right by 22 (a floor), then clips.
     return ((sums + (1 << (PRECISION_BITS - 1))) >> PRECISION_BITS).clamp_(0, 255).to(torch.uint8)
 
@@ -105,7 +106,9 @@ def _weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     nonzero = total != 0.0
     weights[nonzero] /= total[nonzero, None]
     scaled = weights * float(1 << PRECISION_BITS)
-    # |weight| ≤ 2**22, so a pixel times a weight fits in int32; torch sums the products in int64.
+    # |weight| ≤ 2**22, so a pixel times a weight fits in int32, and so does any partial sum of a
+    # pixel's products: Σ|weight| ≤ 1.25 · 2**22 for this filter, times 255, is under 2**31 (Pillow's
+    # own accumulator is an int32). Summed in int32: half the bytes of torch's default int64.
     fixed = np.trunc(np.where(weights < 0, -0.5 + scaled, 0.5 + scaled)).astype(np.int32)
     return first, fixed
 
