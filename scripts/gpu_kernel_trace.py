@@ -1,13 +1,15 @@
-"""Where the GPU's time goes in one cold batch of Qwen3-VL-Reranker: a kernel trace (issue 8).
+"""Where the GPU's time goes in one batch of Qwen3-VL-Reranker, cold and warm: a kernel trace (issue 8).
 
 The benchmark says how fast a cold batch of 25 pages is; this says why. It builds the
 benchmark's models (`reranker.bench.build`: the exact Qwen3-VL-2B shape with random weights on a
-GPU, the tiny shape on a CPU), warms up, and records three regions with torch.profiler, each
+GPU, the tiny shape on a CPU), warms up, and records four regions with torch.profiler, each
 ending in a synchronize so that every kernel it launched ran inside it:
 
   cold score       `Reranker.score` on 25 pages never seen (what the benchmark's cold row times)
   vision encoder   the encoder alone on those pages (as `bench --profile` splits a batch)
   language model   the language model and yes−no head, vision outputs cached
+  warm score       `Reranker.score` of a new query on those pages, their vision outputs cached
+                   (the benchmark's warm row): the language model plus what the call does around it
 
 First, on a GPU, it counts each region's host syncs (torch's sync debug mode; again after
 compiling): where the CPU waited for the GPU to finish its queued work, so it could not queue
@@ -46,7 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for `reranker`
 
-REGIONS = ("cold score", "vision encoder", "language model")
+REGIONS = ("cold score", "vision encoder", "language model", "warm score")
 KINDS = ("matrix products", "attention", "copies", "other kernels")
 DEVICE_CATEGORIES = {"kernel", "gpu_memcpy", "gpu_memset"}
 # Substrings of kernel names, lower-cased. cuBLAS(Lt) on Hopper: nvjet_*, sm90_xmma_gemm_*, *gemm*;
@@ -268,10 +270,15 @@ def main() -> int:
             batch["now"] = ready_batch(reranker, prompt, pages, keys)
         return setup
 
+    def seen_pages_new_query():  # the pages' vision outputs cached, no score of this query kept
+        reranker.score(query, pages)
+        reranker.score_cache.clear()
+
     regions = {
         "cold score": (reranker.clear_caches, lambda: reranker.score(query, pages)),
         "vision encoder": (prepare(cached=False), lambda: reranker._vision_outputs(batch["now"], reranker.budget)),
         "language model": (prepare(cached=True), lambda: reranker._forward(batch["now"], reranker.budget)),
+        "warm score": (seen_pages_new_query, lambda: reranker.score(QUERIES[1], pages)),
     }
 
     def warm_up():
