@@ -463,11 +463,12 @@ def end_to_end(pdf: bytes, page_count: int, rerankers, repeats: int, device, war
 
 
 def ready_batch(reranker, prompt: str, pages, keys: list[str]):
-    """`pages` as one prepared batch: its token tensors built, and its pixels made on the page
-    workers waited for (CPU time, which the parts below leave out of the device's)."""
+    """`pages` as one prepared batch: its token tensors built, and its pixels and the encoder's
+    inputs made on the page workers waited for (CPU time, which the parts below leave out of the
+    device's)."""
     batch = reranker.prepare_batch(prompt, pages, keys, list(range(len(pages))))
     batch.tokens  # noqa: B018 (built when first read; here, before the device's parts are timed)
-    for pending in batch.pending_pixels:
+    for pending in [*batch.pending_pixels, *(inputs for _, inputs in batch.vision_chunks)]:
         if pending is not None:
             pending.result()
     return batch

@@ -242,7 +242,7 @@ class PreparedBatch:
 
     Each page that needs the vision encoder has its RGB pixels (uint8, H×W×3) being produced on a
     worker thread, so the device can start on the first pages while later ones are still being
-    made. The token tensors are built when first read (`tokens`): `_forward` reads them after
+    made; so are the encoder's inputs derived from each chunk's grids (`vision_chunks`). The token tensors are built when first read (`tokens`): `_forward` reads them after
     queueing the vision encoder's work, so the CPU builds them while the device runs it.
     """
 
@@ -251,6 +251,7 @@ class PreparedBatch:
     image_grid_thw: torch.Tensor
     cached_vision: list  # per page: its cached vision outputs, or None to run the encoder
     pending_pixels: list  # per page: a Future of its uint8 pixels when it needs the encoder, else None
+    vision_chunks: list  # (rows, Future of `vision_inputs.on_cpu` over their grids): the encoder's calls
     patch_options: dict  # the image processor's patchify settings
     make_tokens: Callable[[], TokenTensors]
     prefix_id: str | None = None  # set when this batch's page prefixes are kept for later queries
@@ -616,21 +617,27 @@ class Reranker:
         # Taking the cached outputs now (not at forward time) keeps them even if the LRU evicts them.
         if cached_vision is None:
             cached_vision = [self.vision_cache.get(self._vision_key(key, budget)) for key in keys]
-        pending_pixels = [
-            None if cached is not None else self._submit(
-                encoder_pixels, page_image(page), budget, self.device.type == "cuda", not self.resize_on_device)
-            for page, cached in zip(pages, cached_vision)
-        ]
         # The grid follows from the page size alone: no need to resize a page whose vision is cached.
         grids = [self._grid(page_image(page), budget) for page in pages]
-        sequences, prefix_lengths = zip(*(self._sequence(layout, self._visual_count(grid)) for grid in grids))
         image_grid_thw = torch.tensor(grids)
+        # The encoder takes a few pages at a time (`_encode`). Each chunk's work is queued in the
+        # order the device needs it: its pages' pixels, then what the encoder derives from its grids.
+        needed = [row for row, cached in enumerate(cached_vision) if cached is None]
+        pending_pixels, vision_chunks = [None] * len(pages), []
+        for chunk in even_chunks(len(needed), self.vision_chunk):
+            rows = [needed[index] for index in chunk]
+            for row in rows:
+                pending_pixels[row] = self._submit(encoder_pixels, page_image(pages[row]), budget,
+                                                   self.device.type == "cuda", not self.resize_on_device)
+            vision_chunks.append((rows, self._submit(vision_inputs.on_cpu, self.backbone, image_grid_thw[rows])))
+        sequences, prefix_lengths = zip(*(self._sequence(layout, self._visual_count(grid)) for grid in grids))
         return PreparedBatch(
             indices=list(indices),
             page_keys=list(keys),
             image_grid_thw=image_grid_thw,
             cached_vision=cached_vision,
             pending_pixels=pending_pixels,
+            vision_chunks=vision_chunks,
             patch_options=self.patch_options,
             make_tokens=functools.partial(self._token_tensors, sequences, image_grid_thw),
             prefix_id=layout.prefix_id,
@@ -679,38 +686,39 @@ class Reranker:
         )
 
         items = list(batch.cached_vision)
-        needed = [row for row, cached in enumerate(items) if cached is None]
-        if needed:
-            computed = self._encode([batch.pending_pixels[row] for row in needed], batch.image_grid_thw[needed],
-                                    [batch.page_keys[row] for row in needed], budget)
-            for row, item in zip(needed, computed):
+        for rows, inputs in batch.vision_chunks:
+            computed = self._encode([batch.pending_pixels[row] for row in rows], batch.image_grid_thw[rows], inputs,
+                                    [batch.page_keys[row] for row in rows], budget)
+            for row, item in zip(rows, computed):
                 items[row] = item
         layers = [tuple(item[1][layer] for item in items) for layer in range(len(items[0][1]))]
         return BaseModelOutputWithDeepstackFeatures(pooler_output=tuple(item[0] for item in items), deepstack_features=layers)
 
-    def _encode(self, pixels: Sequence[Future], grids: torch.Tensor, keys: Sequence[str], budget: Budget) -> list[tuple]:
-        """Each page's vision outputs (embeddings, deepstack features), cached on the way.
+    def _encode(self, pixels: Sequence[Future], grids: torch.Tensor, inputs: Future, keys: Sequence[str],
+                budget: Budget) -> list[tuple]:
+        """One chunk of pages' vision outputs (embeddings, deepstack features), cached on the way.
 
-        `pixels`: each page's uint8 pixels (`encoder_pixels`), still being made on a worker thread. The
-        encoder takes a few pages at a time as soon as their pixels are ready, so resizing the
-        later pages on the CPU overlaps encoding the earlier ones on the device. Chunks fixed by
-        the page count (`even_chunks`, not "whatever is ready"), so the same pages always meet the
-        same kernels and scores are reproducible run to run, in bfloat16 too.
+        `pixels`: each page's uint8 pixels (`encoder_pixels`), and `inputs`: what the encoder
+        derives from their grids (`vision_inputs.on_cpu`), still being made on worker threads.
+        The encoder takes a few pages at a time (`PreparedBatch.vision_chunks`) as soon as their
+        pixels are ready, so resizing the later pages on the CPU overlaps encoding the earlier ones
+        on the device. Chunks fixed by the page count (`even_chunks`, not "whatever is ready"), so
+        the same pages always meet the same kernels and scores are reproducible run to run, in
+        bfloat16 too.
         """
+        images = [self._at_grid_size(page.result(), grid) for page, grid in zip(pixels, grids)]
+        pixel_values = patchify(images, **self.patch_options).to(self.dtype)
+        # The grids stay on the CPU, with what the encoder derives from them made there too
+        # (`vision_inputs`): nothing here reads a GPU tensor back, so the CPU queues the next
+        # chunk while the device runs this one.
+        computed = self.backbone.get_image_features(
+            pixel_values, grids, **vision_inputs.to_device(self.backbone, inputs.result(), self.device))
+        per_page = zip(*computed.deepstack_features) if computed.deepstack_features else (() for _ in keys)
         outputs = []
-        for rows in even_chunks(len(keys), self.vision_chunk):
-            images = [self._at_grid_size(pixels[row].result(), grids[row]) for row in rows]
-            pixel_values = patchify(images, **self.patch_options).to(self.dtype)
-            # The grids stay on the CPU, with what the encoder derives from them made there too
-            # (`vision_inputs`): nothing here reads a GPU tensor back, so the CPU queues the next
-            # chunk while the device runs this one.
-            computed = self.backbone.get_image_features(
-                pixel_values, grids[rows], **vision_inputs.precomputed(self.backbone, grids[rows], self.device))
-            per_page = zip(*computed.deepstack_features) if computed.deepstack_features else (() for _ in rows)
-            for row, embeds, deepstack in zip(rows, computed.pooler_output, per_page):
-                item = (embeds, tuple(deepstack))
-                self.vision_cache.put(self._vision_key(keys[row], budget), item, tensor_bytes(item))
-                outputs.append(item)
+        for key, embeds, deepstack in zip(keys, computed.pooler_output, per_page):
+            item = (embeds, tuple(deepstack))
+            self.vision_cache.put(self._vision_key(key, budget), item, tensor_bytes(item))
+            outputs.append(item)
         return outputs
 
     def _at_grid_size(self, pixels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

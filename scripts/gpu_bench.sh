@@ -22,7 +22,7 @@
 #   scripts/gpu_bench.sh --compare   # on the GPU: tests/test_resample.py and test_patch_embedding.py there, then a change against .baseline
 #                                    # on the same machine, alternating this tree and .baseline: eager, eager,
 #                                    # compiled, compiled; then
-#                                    # gpu_kernel_trace.py (eager) on this tree, if BUDGET_S leaves time
+#                                    # gpu_kernel_trace.py --compile on this tree, if BUDGET_S leaves time
 #   scripts/gpu_bench.sh --check     # only the import check that the runs above start with
 #
 # The GPU machine has no network. Its image (this workplace's CUDA one) has torch, numpy, pillow,
@@ -194,7 +194,7 @@ if [ "${1:-}" = "--all" ] || [ "${1:-}" = "--app" ] || [ "${1:-}" = "--trace" ] 
     step baseline-eager "${baseline[@]}" || true
     step compiled "${bench[@]}" --compile --repeats 2 || true
     step baseline-compiled "${baseline[@]}" --compile --repeats 2 || true
-    step trace "$PY" scripts/gpu_kernel_trace.py --out "$out" || true
+    step trace "$PY" scripts/gpu_kernel_trace.py --compile --out "$out" || true
     exit 0
   fi
   if [ "${1:-}" = "--trace" ]; then
