@@ -1008,6 +1008,28 @@ def test_positions_equal_the_models_own_rope_index(tiny_rerankers, sample_images
         assert torch.equal(batch.position_ids, expected)
 
 
+@pytest.mark.parametrize("image_columns", [
+    [3, 4, 5, 7],  # two runs of image tokens
+    [3, 4, 5],  # fewer image tokens than the grid holds
+    [],  # none
+])
+def test_positions_refuse_a_row_that_is_not_text_one_image_text(image_columns):
+    """The one layout the fast M-RoPE positions assume; anything else is refused, not mis-numbered."""
+    attention_mask = torch.tensor([[0, 1, 1, 1, 1, 1, 1, 1, 1], [1] * 9])
+    image_mask = torch.zeros_like(attention_mask)
+    image_mask[1, [2, 3, 4, 5]] = 1  # the second row is fine: a 2×2 merged grid
+    image_mask[0, image_columns] = 1
+    grids = torch.tensor([[1, 4, 4], [1, 4, 4]])
+    with pytest.raises(ValueError, match="exactly one image"):
+        scoring_module.mrope_positions(attention_mask, image_mask, grids, 2)
+    image_mask[0] = image_mask[1]
+    positions = scoring_module.mrope_positions(attention_mask, image_mask, grids, 2)
+    # Row 1: text 0, 1; the image at (2, 2+r, 2+c) for r, c in 2×2; text after from 2 + max(2, 2) = 4.
+    assert positions[:, 1].tolist() == [[0, 1, 2, 2, 2, 2, 4, 5, 6], [0, 1, 2, 2, 3, 3, 4, 5, 6], [0, 1, 2, 3, 2, 3, 4, 5, 6]]
+    # Row 0 has one token of left padding, which gets 0: its tokens one column to the right.
+    assert positions[:, 0].tolist() == [[0, 0, 1, 1, 1, 1, 3, 4, 5], [0, 0, 1, 1, 2, 2, 3, 4, 5], [0, 0, 1, 2, 1, 2, 3, 4, 5]]
+
+
 def test_cache_sizes_come_from_the_environment(tiny_checkpoints, monkeypatch):
     monkeypatch.setenv("RERANKER_PREFIX_CACHE_MB", "0")
     monkeypatch.setenv("RERANKER_VISION_CACHE_MB", "1.5")
