@@ -307,6 +307,10 @@ class Reranker:
         # On a GPU the pages are resized there (`resample`): Pillow took 20–70 ms of CPU a page,
         # and the first vision chunk of a cold batch waited for it. On a CPU Pillow is faster.
         self.resize_on_device = device.type == "cuda" if resize_on_device is None else resize_on_device
+        # On a GPU a page worker makes what the vision encoder derives from the grids, so the device
+        # never waits for the main thread to. On a CPU there is nothing to overlap, and torch's CPU
+        # ops on a second thread (its own OpenMP team) slowed the main thread's parallel ops ~3×.
+        self.grid_inputs_on_workers = device.type == "cuda"
         check_cache_sizes({"vision_cache_bytes": vision_cache_bytes, "score_cache_entries": score_cache_entries,
                            "prefix_cache_bytes": prefix_cache_bytes})
         if vision_cache_bytes is None:
@@ -622,7 +626,8 @@ class Reranker:
         grids = [self._grid(page_image(page), budget) for page in pages]
         image_grid_thw = torch.tensor(grids)
         # The encoder takes a few pages at a time (`_encode`). Each chunk's work is queued in the
-        # order the device needs it: its pages' pixels, then what the encoder derives from its grids.
+        # order the device needs it: its pages' pixels, then what the encoder derives from its
+        # grids (on a GPU; see `grid_inputs_on_workers`).
         needed = [row for row, cached in enumerate(cached_vision) if cached is None]
         pending_pixels, vision_chunks = [None] * len(pages), []
         for chunk in even_chunks(len(needed), self.vision_chunk):
@@ -630,7 +635,8 @@ class Reranker:
             for row in rows:
                 pending_pixels[row] = self._submit(encoder_pixels, page_image(pages[row]), budget,
                                                    self.device.type == "cuda", not self.resize_on_device)
-            vision_chunks.append((rows, self._submit(vision_inputs.on_cpu, self.backbone, image_grid_thw[rows])))
+            vision_chunks.append((rows, self._submit(vision_inputs.on_cpu, self.backbone, image_grid_thw[rows],
+                                                     overlap=self.grid_inputs_on_workers)))
         sequences, prefix_lengths = zip(*(self._sequence(layout, self._visual_count(grid)) for grid in grids))
         return PreparedBatch(
             indices=list(indices),
@@ -660,8 +666,8 @@ class Reranker:
         position_ids = mrope_positions(attention_mask, mm_token_type_ids, image_grid_thw, self.processor.image_processor.merge_size)
         return TokenTensors(input_ids, attention_mask, mm_token_type_ids, position_ids)
 
-    def _submit(self, function, *args) -> Future:
-        if self.overlap:
+    def _submit(self, function, *args, overlap: bool = True) -> Future:
+        if self.overlap and overlap:
             return _PAGE_WORKERS.submit(function, *args)
         done: Future = Future()
         done.set_result(function(*args))

@@ -334,22 +334,25 @@ def test_the_vision_encoder_is_given_what_it_would_derive_from_the_grids(tiny_re
     assert calls and all(device == "cpu" and derived <= given for device, given in calls)
 
 
+@pytest.mark.parametrize("on_workers", [True, False])
 def test_the_encoders_grid_inputs_are_made_on_a_page_worker_after_their_chunks_pixels(
-        tiny_rerankers, sample_images, monkeypatch):
-    """Not on the calling thread, which on a GPU would leave the device idle while it made them
-    (~8 ms before a cold call's first chunk): a page worker makes each chunk's, queued right after
-    that chunk's pixels, and the encoder is given what it made, one call per chunk."""
+        tiny_rerankers, sample_images, monkeypatch, on_workers):
+    """On a GPU (`grid_inputs_on_workers`) not on the calling thread, which would leave the device
+    idle while it made them (~8 ms before a cold call's first chunk): a page worker makes each
+    chunk's, queued right after that chunk's pixels. On a CPU (the default here) the calling
+    thread makes them. Either way the encoder is given what was made, one call per chunk."""
     import threading
 
     from reranker import vision_inputs
 
     reranker = tiny_rerankers[A]
+    assert reranker.grid_inputs_on_workers is False  # the CPU default
     queued, made, given = [], [], []
     submit, on_cpu, encode = reranker._submit, vision_inputs.on_cpu, reranker.backbone.get_image_features
 
-    def recording_submit(function, *args):
+    def recording_submit(function, *args, **options):
         queued.append(function.__name__)
-        return submit(function, *args)
+        return submit(function, *args, **options)
 
     def recording_on_cpu(backbone, grids):
         values = on_cpu(backbone, grids)
@@ -364,16 +367,17 @@ def test_the_encoders_grid_inputs_are_made_on_a_page_worker_after_their_chunks_p
     monkeypatch.setattr(vision_inputs, "on_cpu", recording_on_cpu)
     monkeypatch.setattr(reranker.backbone, "get_image_features", recording_encode)
     monkeypatch.setattr(reranker, "vision_chunk", 2)
+    monkeypatch.setattr(reranker, "grid_inputs_on_workers", on_workers)
     reranker.clear_caches()
     try:
         reranker.score(QUERIES[0], sample_images[:5], batch_size=5)
     finally:
         reranker.clear_caches()
     # even_chunks(5, 2): 2, 2, 1 pages; each chunk's pixels, then its grid inputs.
-    pixels, grid_inputs = "encoder_pixels", "recording_on_cpu"
     queued = [name for name in queued if name != "page_key"]  # (the pages' hashes, queued first)
+    pixels, grid_inputs = "encoder_pixels", "recording_on_cpu"
     assert queued == [pixels, pixels, grid_inputs, pixels, pixels, grid_inputs, pixels, grid_inputs]
-    assert [name.startswith("page-prep") for name, _ in made] == [True] * 3
+    assert [name.startswith("page-prep") for name, _ in made] == [on_workers] * 3
     assert len(given) == 3 and all(a is b for (_, a), b in zip(made, given))
 
 
