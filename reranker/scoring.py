@@ -243,8 +243,9 @@ class PreparedBatch:
 
     Each page that needs the vision encoder has its RGB pixels (uint8, H×W×3) being produced on a
     worker thread, so the device can start on the first pages while later ones are still being
-    made; so are the encoder's inputs derived from each chunk's grids (`vision_chunks`). The token tensors are built when first read (`tokens`): `_forward` reads them after
-    queueing the vision encoder's work, so the CPU builds them while the device runs it.
+    made; on a GPU, so are the encoder's inputs derived from each chunk's grids (`vision_chunks`).
+    The token tensors are built when first read (`tokens`): `_forward` reads them after queueing
+    the vision encoder's work, so the CPU builds them while the device runs it.
     """
 
     indices: list[int]
