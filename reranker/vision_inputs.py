@@ -9,8 +9,9 @@ work, and the GPU sat idle at the start of every chunk. Here transformers' own h
 same tensors from the grids on the CPU; the encoder takes them as precomputed inputs (the
 helpers pop them from its keyword arguments), and is given the grids on the CPU, so nothing in
 a chunk reads a GPU tensor back and the CPU queues chunk k+1 while the GPU runs chunk k.
-Scoring has a page worker make them (`on_cpu`) while the chunk's pixels are made: on the main
-thread they kept the GPU idle ~8 ms before a cold call's first chunk could start (run 12's trace).
+On a GPU, scoring has a page worker make them (`on_cpu`) while the chunk's pixels are made: on
+the main thread they kept the GPU idle ~8 ms before a cold call's first chunk could start (run
+12's trace).
 """
 
 from __future__ import annotations
