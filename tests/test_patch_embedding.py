@@ -48,7 +48,7 @@ def test_the_whole_encoder_gives_the_same_outputs(device, dtype):
     visual = model.model.visual
     fused = copy.deepcopy(visual)
     patch_embedding.as_matmul(fused)
-    grids = torch.tensor([[1, 12, 20], [1, 8, 8]])
+    grids = torch.tensor([[1, 12, 20], [1, 8, 8]], device=device)  # (the encoder derives its inputs on their device)
     values = patches(visual, int(grids.prod(-1).sum()), dtype, device)
     with torch.inference_mode():
         expected, got = visual(values, grid_thw=grids), fused(values, grid_thw=grids)
