@@ -191,6 +191,23 @@ def test_judge_and_undo(client, ranked):
     assert client.predict(query_id=query_id, annotator=annotator, api_name="/undo")["undone"] is None  # nothing stored
 
 
+def test_api_clients_read_what_is_wrong_as_text_not_html_escaped(client, ranked):
+    """The page's toasts render HTML, so their messages are escaped; a client read `&lt;` for "<"."""
+    from gradio_client.exceptions import AppError
+
+    page_hash = ranked["pages"][0]["content_hash"]
+    with pytest.raises(AppError) as raised:
+        client.predict(ranked["query_id"], page_hash, "tester", "<maybe> & more", api_name="/judge")
+    assert str(raised.value.message).endswith("(got '<maybe> & more')")
+    with pytest.raises(AppError) as raised:
+        client.predict(ranked["query_id"], "<no page>", "tester", "relevant", api_name="/judge")
+    assert str(raised.value.message).startswith("page <no page> was not ranked for query")
+    for endpoint, options in (("/evaluate", {}), ("/export", {"fmt": "pointwise"})):
+        with pytest.raises(AppError) as raised:
+            client.predict(annotator="<nobody> & co", api_name=endpoint, **options)
+        assert str(raised.value.message).startswith("no judgments by '<nobody> & co' (annotators: "), endpoint
+
+
 def test_export_and_evaluate_follow_the_judgments(client, ranked, tmp_path):
     from gradio_client.exceptions import AppError
 

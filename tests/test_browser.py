@@ -25,6 +25,7 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)", allow_module_level=True)
 
 from playwright.sync_api import expect  # noqa: E402
+from reranker.ui import text as ui_text  # noqa: E402
 
 app_server = app_server_fixture()
 
@@ -365,7 +366,12 @@ def test_an_image_budget_slider_reached_with_tab_shows_the_focus(page, app_serve
 def test_user_text_and_file_names_render_as_text(page, tmp_path):
     payload = sample_pdf(tmp_path / "any.pdf", numbers=(2,)).read_bytes()
     query = "<img src=x onerror=alert(1)> O'Brien's > $$x^2$$"  # no markup, no entity text, no LaTeX
+    joined = []  # each event's request to join the queue
+    page.on("request", lambda request: joined.append(request) if "/queue/join?" in request.url else None)
     rank(page, [{"name": "<b>x</b>.pdf", "mimeType": "application/pdf", "buffer": payload}], query)
+    # The page says it is the page: only then are an endpoint's errors escaped for its toasts
+    # (`api_errors`; API clients get them as text).
+    assert joined and all(request.all_headers().get("x-gradio-user") == ui_text.FROM_THE_PAGE for request in joined)
 
     status = page.locator("#rank-status")
     expect(status).to_contain_text(f"Query: {query}")

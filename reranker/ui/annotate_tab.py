@@ -15,7 +15,7 @@ from ..models import A_KEY, B_KEY, MODELS, get_spec
 from ..store import LABELS, StoreError
 from . import guidelines
 from .annotators import annotator_name, login_required, signed_in, typed_annotator
-from .text import distinct_names, escape, markdown, plain, refuse, shortened, stored_page_label
+from .text import ShownError, api_errors, distinct_names, escape, markdown, refuse, shortened, stored_page_label
 
 if TYPE_CHECKING:
     from .arena import Arena
@@ -139,7 +139,7 @@ def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: st
     except (ValueError, KeyError) as error:  # no such query, or a page it did not rank
         raise refuse(_message(error)) from None
     except StoreError as error:  # e.g. a full disk
-        raise gr.Error(plain(error)) from None
+        raise ShownError(error) from None
     judged, total = arena.store.progress(query_id, annotator)
     return dict(query_id=query_id, page_hash=page_hash, annotator=annotator, label=label, judged=judged, total=total)
 
@@ -154,7 +154,7 @@ def undo(arena: Arena, query_id: int, annotator: str, profile: gr.OAuthProfile |
     except (ValueError, KeyError) as error:  # no such query
         raise refuse(_message(error)) from None
     except StoreError as error:  # e.g. a full disk
-        raise gr.Error(plain(error)) from None
+        raise ShownError(error) from None
     return dict(
         undone=None if undone is None else dict(page_hash=undone.page_hash, undone_label=undone.undone_label,
                                                 restored_label=undone.restored_label),
@@ -510,12 +510,14 @@ def register_api(arena: Arena) -> None:
     def judge_api(query_id: int, page_hash: str, annotator: str, label: str,
                   profile: gr.OAuthProfile | None = None, request: gr.Request = None) -> dict:
         """Record a judgment: label is relevant, not_relevant or skip. Returns the annotator's progress."""
-        return judge(arena, query_id, page_hash, annotator, label, signed_in(profile, request))
+        with api_errors(request):
+            return judge(arena, query_id, page_hash, annotator, label, signed_in(profile, request))
 
     def undo_api(query_id: int, annotator: str, profile: gr.OAuthProfile | None = None,
                  request: gr.Request = None) -> dict:
         """Undo the annotator's latest judgment on the query (history is kept)."""
-        return undo(arena, query_id, annotator, signed_in(profile, request))
+        with api_errors(request):
+            return undo(arena, query_id, annotator, signed_in(profile, request))
 
     gr.api(judge_api, api_name="judge")
     gr.api(undo_api, api_name="undo")

@@ -15,7 +15,7 @@ import pandas as pd
 from ..models import A_KEY, B_KEY, MODELS, get_spec
 from .annotate_tab import page_position, position_and_view, query_choices, resume_position
 from .annotators import MAJORITY_VOTE, given_name, label_choices, typed_annotator
-from .text import Refusal, distinct_names, escape, markdown, message_text, refuse, shortened, stored_page_label
+from .text import Refusal, api_errors, distinct_names, escape, markdown, message_text, refuse, shortened, stored_page_label
 
 if TYPE_CHECKING:
     from ..evaluate import PairAgreement
@@ -475,14 +475,15 @@ def wire_open_in_annotate(arena: Arena, evaluate: SimpleNamespace, annotate: Sim
 def register_api(arena: Arena) -> None:
     """The API-only endpoint /evaluate: the numbers behind the tab, as JSON."""
 
-    def evaluate_api(annotator: str = "") -> dict:
+    def evaluate_api(annotator: str = "", request: gr.Request = None) -> dict:
         """Metrics of each model against the human labels (annotator's, or the majority vote)."""
         from ..evaluate import evaluate_store
 
-        try:
-            labels = given_name(annotator) or None
-            return json.loads(json.dumps(evaluate_store(arena.store, labels).to_dict(), default=str))
-        except ValueError as error:
-            raise refuse(str(error)) from None
+        with api_errors(request):
+            try:
+                labels = given_name(annotator) or None
+                return json.loads(json.dumps(evaluate_store(arena.store, labels).to_dict(), default=str))
+            except ValueError as error:
+                raise refuse(str(error)) from None
 
     gr.api(evaluate_api, api_name="evaluate")

@@ -18,7 +18,7 @@ import gradio as gr
 
 from ..export import DEFAULTS, FORMATS, RULES
 from .annotators import MAJORITY_VOTE, given_name, label_choices
-from .text import markdown, message_text, refuse
+from .text import ShownError, api_errors, markdown, message_text, refuse
 
 if TYPE_CHECKING:
     from ..export import Selection
@@ -131,8 +131,8 @@ def export_file(arena: Arena, fmt: str = DEFAULTS.format, rule: str = DEFAULTS.r
         full = getattr(error, "errno", None) == errno.ENOSPC or os.strerror(errno.ENOSPC) in str(error)
         reason = "the disk holding it is full; free some space and try again" if full else str(error)
         logger.warning("export failed: %s", error)
-        raise gr.Error(f"The export file could not be written in the app's folder for them, {arena.exports_dir} "
-                       f"(in RERANKER_CACHE): {reason}. Nothing stored was changed.", print_exception=False) from None
+        raise ShownError(f"The export file could not be written in the app's folder for them, {arena.exports_dir} "
+                         f"(in RERANKER_CACHE): {reason}. Nothing stored was changed.", print_exception=False) from None
 
 
 def _remove_old_exports(exports_dir: Path) -> None:
@@ -230,12 +230,13 @@ def wire(arena: Arena, export: SimpleNamespace, demo: gr.Blocks) -> None:
 
     # Defaults of None make the empty text boxes optional for API clients (`Client.predict(api_name="/export")`).
     def on_export(fmt, rule, k, max_negatives, annotator=None, since=None, until=None, agreement=False, mined=False,
-                  negatives_per_row=None, ok=True, selection=None):
+                  negatives_per_row=None, ok=True, selection=None, request: gr.Request = None):
         """Export the stored judgments as hard-negative training data (zip or parquet file)."""
         if not ok:  # the Preview box says what is wrong: no error over the page, nor in the Download box
             return None, None
-        return export_file(arena, fmt, rule, k, max_negatives, annotator, since, until, agreement, mined, negatives_per_row,
-                           selection), None
+        with api_errors(request):
+            return export_file(arena, fmt, rule, k, max_negatives, annotator, since, until, agreement, mined,
+                               negatives_per_row, selection), None
 
     def export_started(*options):
         summary, selection = preview_check(arena, *options)

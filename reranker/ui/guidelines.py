@@ -10,7 +10,7 @@ import gradio as gr
 
 from ..store import GuidelinesChanged, StoreError
 from .annotators import annotator_name, login_required, signed_in
-from .text import Refusal, escape, markdown, plain, refuse
+from .text import Refusal, ShownError, escape, markdown, refuse
 
 if TYPE_CHECKING:
     from .arena import Arena
@@ -78,7 +78,7 @@ def write_guidelines(arena: Arena, text: str, name: str | None = None, profile: 
     except GuidelinesChanged as error:
         raise GuidelinesConflict(error.latest) from None
     except StoreError as error:  # e.g. a full disk
-        raise gr.Error(plain(error)) from None
+        raise ShownError(error) from None
     gr.Info("Guidelines saved." if saved.id != based_on else "The guidelines already say this: nothing new to save.")
     return _saved_line(saved), saved.id
 

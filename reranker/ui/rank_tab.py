@@ -22,7 +22,7 @@ from ..store import StoreError
 from .annotate_tab import pick_latest, position_and_view
 from .gpu import GradioProgress
 from .speed_notes import device_note
-from .text import escape, markdown, page_label, plain, refuse, shortened
+from .text import ShownError, api_errors, escape, markdown, page_label, refuse, shortened
 
 if TYPE_CHECKING:
     from .arena import Arena
@@ -121,12 +121,12 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
     except QueryError as error:
         raise refuse(str(error)) from None
     except (StoreError, ranking.AppStopping) as error:  # e.g. a full disk; a restart
-        raise gr.Error(plain(error)) from None
+        raise ShownError(error) from None
     except gr.Error:  # already said for people (ZeroGPU's quota message, say)
         raise
     except Exception as error:  # a bug: said in words, where Gradio would show a bare "Error" badge
         logger.exception("ranking %r failed", query[:80])
-        raise gr.Error(plain(f"The ranking failed: {type(error).__name__}: {error} (the server log has the details).")) from None
+        raise ShownError(f"The ranking failed: {type(error).__name__}: {error} (the server log has the details).") from None
     return result.as_dict(query_id)
 
 
@@ -351,7 +351,8 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
 
     rank_outputs = [status, header_a, gallery_a, header_b, gallery_b, agreement, scatter, detail_image, detail_text]
 
-    def on_rank(files, query, instruction, budget_a, budget_b, dpi, progress=gr.Progress()) -> dict:
+    def on_rank(files, query, instruction, budget_a, budget_b, dpi, progress=gr.Progress(),
+                request: gr.Request = None) -> dict:
         """Rank uploaded PDFs/images for a query with both models.
 
         Returns {query, instruction, query_id, pages: [...], models: {key: {label, scores,
@@ -359,7 +360,8 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
         stored, pages_per_second, error}}, agreement, problems, notes}: `scored` pages ran
         through the model in `seconds`, `stored` ones had a score from an earlier ranking.
         """
-        return rank_pages(arena, files, query, instruction, budget_a, budget_b, dpi, progress)
+        with api_errors(request):
+            return rank_pages(arena, files, query, instruction, budget_a, budget_b, dpi, progress)
 
     def draw_ranking(data):
         status_, header_a_, items_a, header_b_, items_b, *rest = show_ranking(arena, data)

@@ -5,6 +5,7 @@ and Markdown never renders LaTeX."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import html
 import re
 
@@ -34,11 +35,37 @@ def plain(message: str) -> str:
     return html.escape(str(message), quote=False)
 
 
-class Refusal(gr.Error):
+class ShownError(gr.Error):
+    """An error for whoever asked: its message escaped for the page's toast (see `plain`), and
+    kept as `text`, as it is, for API clients (see `api_errors`)."""
+
+    def __init__(self, text: object, **options):
+        super().__init__(plain(text), **options)
+        self.text = str(text)
+
+
+class Refusal(ShownError):
     """What a person (or API client) gave cannot be used (not a failure of the app)."""
 
-    def __init__(self, message: str, **options):
-        super().__init__(plain(message), **options)
+
+# What Gradio's own page sends as `x-gradio-user` with each event; its Python and JavaScript
+# clients send "api", and a plain HTTP client nothing.
+FROM_THE_PAGE = "app"
+
+
+@contextlib.contextmanager
+def api_errors(request: gr.Request | None):
+    """Around an endpoint API clients call (/rank, /judge, …): a `ShownError` reaches a client
+    as its text. Only the app's page renders a message as HTML; escaped, a client read
+    "(got '&lt;rel&gt;')" for "(got '<rel>')"."""
+    try:
+        yield
+    except ShownError as error:
+        headers = getattr(request, "headers", None) or {}
+        if headers.get("x-gradio-user") == FROM_THE_PAGE:
+            raise
+        raise gr.Error(error.text, duration=error.duration, visible=error.visible, title=error.title,
+                       print_exception=error.print_exception) from None
 
 
 def message_text(error: gr.Error) -> str:

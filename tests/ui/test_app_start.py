@@ -170,6 +170,41 @@ def test_escaped_text_keeps_quotes_and_markdown_never_renders_latex(arena):
     assert shown and all(block.latex_delimiters == [] for block in shown)  # a query's $$x$$ stays text
 
 
+def _request(headers: dict[str, str]):
+    """A gr.Request as Gradio makes one for an event: around the HTTP request that joined the queue."""
+    import gradio as gr
+    from starlette.requests import Request
+
+    scope = {"type": "http", "method": "POST", "path": "/gradio_api/queue/join",
+             "headers": [(name.encode(), value.encode()) for name, value in headers.items()]}
+    return gr.Request(Request(scope))
+
+
+@pytest.mark.parametrize("client, escaped", [
+    ({"x-gradio-user": "app"}, True),  # the app's own page: Gradio renders the toast as HTML
+    ({"x-gradio-user": "api"}, False),  # gradio_client, @gradio/client
+    ({}, False),  # curl
+    (None, False),  # no request at all (a direct Python call)
+])
+def test_a_refusal_is_escaped_for_the_page_and_reaches_api_clients_as_it_is(client, escaped):
+    import gradio as gr
+
+    request = None if client is None else _request(client)
+    with pytest.raises(gr.Error) as raised:
+        with ui.text.api_errors(request):
+            raise ui.text.refuse("label must be one of relevant (got '<b>x</b> & y')")
+    assert raised.value.message == ("label must be one of relevant (got '&lt;b&gt;x&lt;/b&gt; &amp; y')" if escaped
+                                    else "label must be one of relevant (got '<b>x</b> & y')")
+    assert raised.value.print_exception is False  # a refusal is no failure of the app, for either
+    # A failure of the app (a full disk, say) too; any other exception is left as it is.
+    with pytest.raises(gr.Error, match="disk <full>" if not escaped else "disk &lt;full&gt;"):
+        with ui.text.api_errors(request):
+            raise ui.text.ShownError("disk <full>")
+    with pytest.raises(KeyError):
+        with ui.text.api_errors(request):
+            raise KeyError("<x>")
+
+
 def test_the_apps_own_file_limit_is_below_gradios_so_a_big_file_is_named_not_the_batch_refused(arena):
     from gradio.utils import _parse_file_size
 

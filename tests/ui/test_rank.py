@@ -261,13 +261,17 @@ def test_what_a_visitor_types_is_bounded_before_it_is_stored(arena):
 
 
 def test_a_ranking_that_cannot_be_saved_says_why(arena, ranked):
+    import gradio as gr
+
     from ..bad_inputs import SAMPLE_PAGES
 
     store = arena.store
     store.db.execute(f"PRAGMA max_page_count = {store.db.execute('PRAGMA page_count').fetchone()[0]}")
     with pytest.raises(Exception, match=r"could not be written: the disk holding it is full") as failure:
         ui.rank_tab.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[4:6]], "another question", None, None, None, None)
-    assert type(failure.value).__name__ == "Error"
+    # An error of the app (logged with its traceback), not a refusal of what was asked.
+    assert isinstance(failure.value, gr.Error) and not isinstance(failure.value, ui.text.Refusal)
+    assert failure.value.print_exception
 
 
 def test_clicking_a_page_in_one_gallery_shows_progress_on_the_large_view_only(arena):
