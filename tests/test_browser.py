@@ -197,10 +197,20 @@ def test_rank_a_pdf_shows_both_galleries_in_score_order(page, tmp_path):
     points = page.locator("#scatter-plot [aria-roledescription=point]")
     expect(points).to_have_count(3)
     assert_points_stand_out(page, points)
+    # The dashed line where both models agree (y = x), under the pointer's way to the points.
+    plot = page.locator("#scatter-plot")
+    expect(plot.locator(".arena-diagonal")).to_be_visible()
+    assert_diagonal_is_y_equals_x(plot)
+    points.first.hover()  # Playwright refuses when another element would take the pointer
     page.set_viewport_size({"width": 800, "height": 900})
     page.wait_for_function("document.querySelector('#gallery-a .thumbnail-item').getBoundingClientRect().width >= 150")
     boxes = thumbnails()
     assert boxes[0]["y"] == boxes[1]["y"] < boxes[2]["y"]  # two a row
+    # Drawn again for the narrower plot.
+    page.wait_for_function("""() => { const line = document.querySelector('#scatter-plot .arena-diagonal').getBoundingClientRect();
+                                      const frame = document.querySelector('#scatter-plot path.background').getBoundingClientRect();
+                                      return Math.abs(line.right - frame.right) < 1 && Math.abs(line.bottom - frame.bottom) < 1; }""")
+    assert_diagonal_is_y_equals_x(plot)
 
 
 def test_results_come_into_view_at_once_for_someone_who_asked_for_less_motion(page):
@@ -339,6 +349,39 @@ def assert_points_stand_out(page, points) -> None:
             assert point.evaluate("e => getComputedStyle(e).opacity") == "1"
             contrast = point.evaluate(drawn_contrast("stroke"))
             assert contrast >= 3, (scheme, point.get_attribute("aria-label"), contrast)
+
+
+# Where the dashed y = x line (static/diagonal.js) lies against the plot's own axes: its box, the
+# direction it runs, and where each inner tick label sits (the end labels are drawn flush
+# inside the plot, off their ticks).
+DIAGONAL_AND_TICKS = """block => {
+    const line = block.querySelector(':scope > .arena-diagonal line');
+    const box = line.getBoundingClientRect();
+    const frame = block.querySelector('svg.marks path.background').getBoundingClientRect();
+    const ticks = [];
+    for (const text of block.querySelectorAll('svg.marks .role-axis-label text')) {
+        const value = Number(text.textContent), at = text.getBoundingClientRect();
+        if (!(value > 0 && value < 1)) continue;
+        if (at.top > frame.bottom) ticks.push(['x', value, at.left + at.width / 2]);
+        else ticks.push(['y', value, at.top + at.height / 2]);
+    }
+    const end = name => Number(line.getAttribute(name));
+    return {left: box.left, right: box.right, top: box.top, bottom: box.bottom, ticks,
+            rising: end('x1') < end('x2') && end('y1') > end('y2'),
+            passThrough: getComputedStyle(block.querySelector('.arena-diagonal')).pointerEvents === 'none'};
+}"""
+
+
+def assert_diagonal_is_y_equals_x(plot) -> None:
+    """The dashed line runs from the plot's (0, 0) to its (1, 1), on the plot's own scale, and
+    leaves the points to the pointer."""
+    found = plot.evaluate(DIAGONAL_AND_TICKS)
+    assert found["rising"] and found["passThrough"], found
+    width, height = found["right"] - found["left"], found["bottom"] - found["top"]
+    assert width > 100 and height > 100 and len(found["ticks"]) >= 8, found
+    for axis, value, at in found["ticks"]:
+        expected = found["left"] + value * width if axis == "x" else found["bottom"] - value * height
+        assert abs(at - expected) <= 1.5, (axis, value, at, expected)
 
 
 def test_an_image_budget_slider_reached_with_tab_shows_the_focus(page, app_server):
@@ -1075,6 +1118,15 @@ def test_export_and_evaluate_follow_new_judgments_and_choices_without_a_button(p
     assert_points_stand_out(page, points)
     for point in points.all():
         assert re.search(r"judgment: (Relevant|Not relevant); page: doc_\d\.jpg", point.get_attribute("aria-label"))
+    # With the dashed line where both models agree, drawn once the tab shows the plot, and
+    # there again after a visit to another tab.
+    expect(page.locator("#scores-by-label .arena-diagonal")).to_be_visible()
+    assert_diagonal_is_y_equals_x(page.locator("#scores-by-label"))
+    page.get_by_role("tab", name="Rank", exact=True).click()
+    expect(page.locator("#rank-button")).to_be_visible()
+    page.get_by_role("tab", name="Evaluate", exact=True).click()
+    expect(page.locator("#scores-by-label .arena-diagonal")).to_be_visible()
+    assert_diagonal_is_y_equals_x(page.locator("#scores-by-label"))
 
 
 def test_a_mistake_chosen_in_evaluate_opens_in_annotate_at_that_page_to_relabel(page, app_server):

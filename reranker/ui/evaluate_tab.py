@@ -226,7 +226,7 @@ def _scores_by_label_title(frame: pd.DataFrame, annotator: str | None) -> str:
     relevant = int((frame["judgment"] == "Relevant").sum())
     whose = f"{annotator}'s labels" if annotator else "the majority vote"
     return (f"P(yes) of each judged page under both models, by {whose}: green judged relevant ({relevant}), "
-            f"purple not relevant ({len(frame) - relevant})")
+            f"purple not relevant ({len(frame) - relevant}); dashed, where both models agree")
 
 
 def evaluation_headline(summary: pd.DataFrame, labels: str | None) -> str:

@@ -316,7 +316,7 @@ def layout() -> SimpleNamespace:
                 detail_text = markdown(DETAIL_HINT, elem_id="detail-text")
                 agreement = markdown(elem_id="agreement")
                 scatter = gr.ScatterPlot(x=spec_a.label, y=spec_b.label, tooltip=["page"], x_lim=[0, 1], y_lim=[0, 1],
-                                         label="P(yes): one point per page", height=320, elem_id="scatter-plot")
+                                         label="P(yes): one point per page; dashed, where both models agree", height=320, elem_id="scatter-plot")
     return SimpleNamespace(tab=tab, files=files, query=query, instruction=instruction,
                            budget_a=budget_a, budget_b=budget_b, dpi=dpi, rank_button=rank_button,
                            status=status, header_a=header_a, gallery_a=gallery_a, header_b=header_b,

@@ -37,7 +37,7 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked, monkey
         for page_hash, scores in stored.items())
     assert all(re.fullmatch(rf"\S+\.jpg · for “{re.escape(QUERY)}”", page) for page in by_label["page"])
     assert title == ("P(yes) of each judged page under both models, by the majority vote: green judged relevant (1), "
-                     "purple not relevant (3)")
+                     "purple not relevant (3); dashed, where both models agree")
     monkeypatch.setattr(ui.evaluate_tab, "SCATTER_POINTS", 3)  # whole queries: one at least
     capped = ui.evaluate_tab.evaluate_view(arena, "ann")
     assert len(capped.scores_by_label) == 4 and "Scores by label" not in capped.notes
@@ -298,7 +298,7 @@ def test_the_scores_by_label_plot_shows_whole_queries_the_metrics_count_and_note
     view = ui.evaluate_tab.evaluate_view(arena, "")
     assert sorted(view.scores_by_label["page"].str.extract("for “(.*)”")[0]) == ["newer"] * 2 + ["older"] * 3
     assert "Scores by label: 2 judged pages scored by one model only, not plotted (a point needs both scores)." in view.notes
-    assert view.scores_by_label_title.endswith("green judged relevant (2), purple not relevant (3)")
+    assert view.scores_by_label_title.endswith("green judged relevant (2), purple not relevant (3); dashed, where both models agree")
     monkeypatch.setattr(ui.evaluate_tab, "SCATTER_POINTS", 4)  # "older" would not fit whole: left out
     view = ui.evaluate_tab.evaluate_view(arena, "")
     assert list(view.scores_by_label["page"].str.extract("for “(.*)”")[0]) == ["newer"] * 2
