@@ -1445,3 +1445,50 @@ def label_above_the_page(page, box: str) -> None:
                                return {y: r.top, height: r.height}; })""", box)
     assert label["y"] + label["height"] <= picture["y"] + 0.5, (label, picture)
     assert picture["y"] + picture["height"] <= outer["y"] + outer["height"] + 0.5, (picture, outer)
+
+
+def test_on_a_phone_a_tap_on_a_plots_point_shows_its_tooltip_and_a_tap_elsewhere_hides_it(browser, app_server):
+    """Vega shows a tooltip on pointermove, which a finger's tap does not send: on a phone no
+    point's page or scores could be read (static/plot_taps.js)."""
+    from gradio_client import Client, handle_file
+
+    client = Client(app_server.url, verbose=False)
+    query = "tapping the plots"
+    ranked = client.predict(files=[handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in (0, 7, 8)], query=query, api_name="/rank")
+    for page_data, label in zip(ranked["pages"], ("relevant", "not_relevant", "not_relevant")):
+        client.predict(ranked["query_id"], page_data["content_hash"], "tapper", label, api_name="/judge")
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    context.route(re.compile(r"^(?!https?://127\.0\.0\.1[:/]|data:|blob:)"), lambda route: route.abort())
+    page = context.new_page()
+    try:
+        page.goto(app_server.url)
+        page.get_by_role("tab", name="Evaluate", exact=True).tap()
+        points = page.locator(f"#scores-by-label [aria-roledescription=point][aria-label$='“{query}”']")
+        expect(points).to_have_count(3)
+        tooltip = page.locator("#vg-tooltip-element")
+
+        def tap(locator) -> str:
+            """Tap the middle of it; what a screen reader says of the mark drawn there, on top
+            (another query's point may lie over this one)."""
+            locator.scroll_into_view_if_needed()
+            box = locator.bounding_box()
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            under = page.evaluate("([x, y]) => document.elementFromPoint(x, y)?.getAttribute('aria-label') || ''", [x, y])
+            page.touchscreen.tap(x, y)
+            return under
+
+        first = tap(points.nth(0))
+        expect(tooltip).to_have_class(re.compile(r"\bvisible\b"))
+        expect(tooltip).to_contain_text(first.split("page: ", 1)[1])
+        second = tap(points.nth(1))  # wherever the first one's tooltip lies: it lets taps through
+        expect(tooltip).to_contain_text(second.split("page: ", 1)[1])
+        expect(tooltip).to_have_class(re.compile(r"\bvisible\b"))
+        tap(page.locator("#metrics-table"))  # anywhere else
+        expect(tooltip).not_to_have_class(re.compile(r"\bvisible\b"))
+        # A bar too: its metric and value.
+        bar = tap(page.locator("#metrics-plot [aria-roledescription=bar]").first)
+        expect(tooltip).to_have_class(re.compile(r"\bvisible\b"))
+        expect(tooltip).to_contain_text(re.search(r"value: ([\d.]+)", bar).group(1))
+    finally:
+        context.close()
