@@ -141,7 +141,9 @@ def _bars(summary: pd.DataFrame) -> pd.DataFrame | None:
     # column text, which Vega drew as full-height bars on an axis of "undefined".
     bars = bars.dropna(subset=["value"]).astype({"value": float})
     tags = {spec.label: spec.tag for spec in MODELS.values()}
-    bars["bar"] = bars["metric"] + " · " + bars["model"].map(lambda label: tags.get(label, label))
+    # The legend too: the full names ran past the plot's right edge at phone width.
+    bars["model"] = bars["model"].map(lambda label: tags.get(label, label))
+    bars["bar"] = bars["metric"] + " · " + bars["model"]
     return bars if not bars.empty else None
 
 
@@ -304,8 +306,9 @@ def layout() -> SimpleNamespace:
         # Side by side, so that the scores plot is about square (at full width, 1130 × 250 px, the
         # diagonal where the models agree ran at 12°); stacked on a phone.
         with gr.Row(equal_height=True):
+            # Labels at 45°: at 30° the ten piled up over each other at phone width.
             metrics_plot = gr.BarPlot(x="bar", y="value", color="model", label="Metrics", y_lim=[0, 1], height=360,
-                                      x_label_angle=-30, sort=bar_order(), x_title="metric · model", scale=3,
+                                      x_label_angle=-45, sort=bar_order(), x_title="metric · model", scale=3,
                                       min_width=300, elem_id="metrics-plot")
             # Each model's P(yes) against the human labels, by eye: how well each separates the two
             # colours (along its axis), and where the models disagree about a page. Hidden until it

@@ -50,6 +50,7 @@ def test_evaluate_tab_shows_metrics_mistakes_and_agreement(arena, ranked, monkey
     # every one of them in the plot's fixed order: metrics as listed, the models in their order.
     assert set(bars["bar"]) == set(ui.evaluate_tab.bar_order()) and "ndcg_blog@5 · VL-Reranker" in set(bars["bar"])
     assert ui.evaluate_tab.bar_order()[:2] == ["ndcg@5 · VL-Reranker", "ndcg@5 · RerankerMM"]
+    assert list(dict.fromkeys(bars["model"])) == ["VL-Reranker", "RerankerMM"]  # the legend's, in the models' order
     assert "Cohen's κ ann vs bob" in notes and "ndcg_blog@k" in notes
     assert "Models: mean Kendall τ " in notes
     assert "overlap" not in notes  # 4 pages: both models' top 5 are every page
