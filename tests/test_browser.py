@@ -202,6 +202,11 @@ def test_rank_a_pdf_shows_both_galleries_in_score_order(page, tmp_path):
     expect(plot.locator(".arena-diagonal")).to_be_visible()
     assert_diagonal_is_y_equals_x(plot)
     points.first.hover()  # Playwright refuses when another element would take the pointer
+    tooltip = page.locator("#vg-tooltip-element")  # the page and both scores, to 4 places (not 17 digits)
+    expect(tooltip).to_have_class(re.compile(r"\bvisible\b"))
+    expect(tooltip).to_contain_text(re.compile(r"three-pages\.pdf · p\.\d"))
+    assert len(re.findall(r"\b[01]\.\d{1,4}\b", tooltip.inner_text())) == 2, tooltip.inner_text()
+    assert not re.search(r"\d\.\d{5}", tooltip.inner_text()), tooltip.inner_text()
     page.set_viewport_size({"width": 800, "height": 900})
     page.wait_for_function("document.querySelector('#gallery-a .thumbnail-item').getBoundingClientRect().width >= 150")
     boxes = thumbnails()

@@ -312,7 +312,7 @@ def layout() -> SimpleNamespace:
                                       min_width=300, elem_id="metrics-plot")
             # Each model's P(yes) against the human labels, by eye: how well each separates the two
             # colours (along its axis), and where the models disagree about a page. Hidden until it
-            # has a point. (The tooltip lists its fields last first.)
+            # has a point. (Gradio's tooltip lists y, x and the colour first, whatever the order here.)
             scores_plot = gr.ScatterPlot(x=spec_a.label, y=spec_b.label, color="judgment", color_map=JUDGMENT_COLOURS,
                                          tooltip=[spec_b.label, spec_a.label, "judgment", "page"], x_lim=[0, 1],
                                          y_lim=[0, 1], height=360, visible=False, scale=2, min_width=320,

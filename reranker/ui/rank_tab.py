@@ -207,9 +207,10 @@ def agreement_view(data: dict):
             for d in agreement["disagreements"]
         )
     a, b = data["models"][A_KEY], data["models"][B_KEY]
+    # To the 4 places a point's tooltip shows (it gave all 17 digits), as Evaluate's plot does.
     scatter = pd.DataFrame({
-        get_spec(A_KEY).label: a["scores"],
-        get_spec(B_KEY).label: b["scores"],
+        get_spec(A_KEY).label: [round(score, 4) for score in a["scores"]],
+        get_spec(B_KEY).label: [round(score, 4) for score in b["scores"]],
         "page": [page_label(page) for page in pages],
     })
     return text, scatter

@@ -84,6 +84,8 @@ def test_ranking_view_captions_follow_each_models_order(arena):
             score = data["models"][key]["scores"][page]
             assert caption == f"#{own} · P(yes) {score:.3f} · {files[page].name} · other: #{theirs} ({arrow})", key
     assert "Kendall τ" in agreement and list(scatter.columns) == ["Qwen3-VL-Reranker-2B", "Qwen3RerankerMM-2B", "page"]
+    for key, column in ((A, "Qwen3-VL-Reranker-2B"), (B, "Qwen3RerankerMM-2B")):  # to the places its tooltip shows
+        assert list(scatter[column]) == [round(score, 4) for score in data["models"][key]["scores"]]
 
 
 def test_a_ranking_reports_its_progress_to_gradio_step_by_step(tmp_path, tiny_rerankers):
