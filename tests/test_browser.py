@@ -896,6 +896,7 @@ def test_refresh_list_adds_a_query_ranked_meanwhile_and_keeps_the_page_and_the_n
     judge_key(page, "r")
     progress, info = page.locator("#annotate-progress"), page.locator("#annotate-info")
     expect(progress).to_have_text("1/3 judged by refresh rater")
+    settled(page, "#annotate-info", "#annotate-progress")  # else the text read may hold Gradio's "0.0s"
     shown = info.inner_text()
     client.predict(files=files, query="refresh: ranked meanwhile", api_name="/rank")
     page.locator("#refresh-list").click()
