@@ -47,7 +47,7 @@ from .lru import LRUCache
 from .devices import default_batch_size, default_cache_bytes, to_device_without_waiting
 from .pillow_memory import rgbx_view
 from .models import ModelSpec, chat_messages
-from .text_rules import is_blank
+from .text_rules import is_blank, not_utf8
 from .prefix_cache import PagePrefix, batch_cache, harvest, suffix_positions
 from .workers import thread_pool
 
@@ -90,13 +90,8 @@ def check_text(text: str, what: str) -> None:
     if token := next((token for token in PLACEHOLDER_TOKENS if token in text), None):
         raise QueryError(f"the {what} contains {token}, the token that marks where a page's image goes in the "
                          "prompt: remove it")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        code = ord(text[error.start])
-        what_it_is = f"the byte 0x{code - 0xDC00:02X}" if 0xDC80 <= code <= 0xDCFF else f"a lone surrogate U+{code:04X}"
-        raise QueryError(f"the {what} is not valid text: character {error.start + 1} is {what_it_is}, not UTF-8 "
-                         "(typed in a terminal or saved in another encoding?)") from None
+    if problem := not_utf8(text):
+        raise QueryError(f"the {what} is not valid text: {problem}")
 
 
 def _image_list(images) -> list:

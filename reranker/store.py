@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 from PIL import Image
 from sqlite_utils import Database
 
-from .text_rules import is_blank, same_text
+from .text_rules import is_blank, not_utf8, same_text
 from .workers import thread_pool
 
 logger = logging.getLogger(__name__)
@@ -404,20 +404,26 @@ def parse_moment(text: str) -> date | datetime:
 
 
 def time_bound(value: date | datetime | str | None, *, end: bool = False) -> str | None:
-    """A filter bound as stored text. A date as `end` covers that whole day (exclusive bound)."""
+    """A filter bound as stored text. A date as `end` covers that whole day (exclusive bound).
+    A bound past either end of what Python's datetime holds (until 9999-12-31, "for ever") is
+    clamped to that end: no stored time lies beyond it."""
     if value is None:
         return None
     if isinstance(value, str):
         value = parse_moment(value)
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        if end:
-            moment += timedelta(microseconds=1)  # until a datetime is inclusive
-    else:
-        moment = datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
-        if end:
-            moment += timedelta(days=1)
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    try:
+        if isinstance(value, datetime):
+            moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+            if end:
+                moment += timedelta(microseconds=1)  # until a datetime is inclusive
+        else:
+            moment = datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+            if end:
+                moment += timedelta(days=1)
+        moment = moment.astimezone(timezone.utc)
+    except OverflowError:  # only a moment in year 1 or 9999 can overflow
+        moment = (datetime.max if value.year > 1 else datetime.min).replace(tzinfo=timezone.utc)
+    return moment.isoformat(timespec="microseconds")
 
 
 def settings_key(settings: Mapping[str, Any] | str | None) -> str:
@@ -771,6 +777,8 @@ class Store:
         """
         if not isinstance(query, str) or is_blank(query):
             raise ValueError("query text is empty")
+        _check_utf8(query, "query")
+        _check_utf8(instruction or "", "instruction")
         pages = list(pages)
         if not pages:
             raise ValueError("a ranking needs at least one page")
@@ -1214,6 +1222,7 @@ class Store:
         counted two annotators). A name nobody uses yet is returned as it is."""
         # NOCASE folds ASCII letters only: "Élise" and "élise" stay two names.
         name = same_text(name)
+        _check_utf8(name, "annotator name")
         # First the name as typed, one index probe: the DISTINCT below reads every judgment of
         # that annotator (~2 ms at 15,000, several times a key press).
         if self.db.execute("SELECT 1 FROM judgments WHERE annotator = ? COLLATE NOCASE AND annotator = ? LIMIT 1",
@@ -1251,4 +1260,11 @@ def _check_annotator(annotator: str) -> str:
     # "team\0alice" and relabelled her pages), or a name of invisible characters only.
     if any(unicodedata.category(character) == "Cc" for character in name) or is_blank(name):
         raise ValueError(f"annotator must be a name that shows, without control characters (got {name!r})")
+    _check_utf8(name, "annotator name")
     return name
+
+
+def _check_utf8(text: str, what: str) -> None:
+    """Refuse text SQLite cannot store (`not_utf8`) with a ValueError naming it, not a codec error."""
+    if problem := not_utf8(text):
+        raise ValueError(f"the {what} is not valid text: {problem}")

@@ -23,3 +23,16 @@ def same_text(text: str) -> str:
     annotator, however the keyboard or platform encoded them. The models' tokenizer normalizes
     to NFC itself: the scores are the same."""
     return unicodedata.normalize("NFC", text)
+
+
+def not_utf8(text: str) -> str | None:
+    """Why `text` cannot be stored or tokenized, or None: a character that is not UTF-8 (Python
+    hands a byte of another encoding in a command line over as a lone surrogate, which SQLite
+    and the tokenizers refuse with a bare codec error)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        code = ord(text[error.start])
+        what = f"the byte 0x{code - 0xDC00:02X}" if 0xDC80 <= code <= 0xDCFF else f"a lone surrogate U+{code:04X}"
+        return f"character {error.start + 1} is {what}, not UTF-8 (typed in a terminal or saved in another encoding?)"
+    return None

@@ -364,6 +364,47 @@ def test_date_filters_give_labels_as_they_stood(store: Store, monkeypatch):
     assert [j.label for j in store.current_judgments(until=moment.date().isoformat())] == [NOT_RELEVANT]
 
 
+def test_date_filters_at_the_ends_of_the_calendar_are_clamped_not_crashed(store: Store):
+    """`until=9999-12-31` ("for ever") added a day past what datetime holds: OverflowError out of
+    the CLI and the Export tab, where a date out of order gets a one-line error."""
+    pages = make_pages(1)
+    query_id = ranked(store, pages)
+    store.record_judgment(query_id, pages[0].content_hash, "ann", RELEVANT)
+    everything = store.current_judgments()
+    assert len(everything) == 1
+    for until in ("9999-12-31", "9999-12-31T23:59:59.999999", "9999-12-31T23:59:59.999999+00:00",
+                  "9999-12-31T22:00-05:00"):  # the last lies past the end once in UTC
+        assert store.current_judgments(until=until) == everything, until
+    assert store.current_judgments(since="0001-01-01T00:30+01:00") == everything  # before the start once in UTC
+    assert store.current_judgments(until="0001-01-01T00:30+01:00") == []
+    assert store.current_judgments(since="9999-12-31T22:00-05:00") == []
+    assert store_module.time_bound("9999-12-31", end=True) == "9999-12-31T23:59:59.999999+00:00"
+    assert store_module.time_bound("0001-01-01T00:30+01:00") == "0001-01-01T00:00:00.000000+00:00"
+
+
+def test_text_that_is_not_utf8_is_refused_by_name_before_it_reaches_sqlite(store: Store):
+    """Python hands a byte of another encoding in a command line over as a lone surrogate: it
+    passed the store's checks and failed inside sqlite3 with a bare codec error
+    (`export --annotator Zo\xeb` typed in a Latin-1 terminal)."""
+    pages = make_pages(1)
+    query_id = ranked(store, pages)
+    store.record_judgment(query_id, pages[0].content_hash, "Zoë", RELEVANT)
+    byte = "Zo\udceb"  # "Zoë" read from Latin-1 bytes as UTF-8
+    name_error = r"^the annotator name is not valid text: character 3 is the byte 0xEB, not UTF-8"
+    with pytest.raises(ValueError, match=name_error):
+        store.record_judgment(query_id, pages[0].content_hash, byte, NOT_RELEVANT)
+    with pytest.raises(ValueError, match=name_error):
+        store.undo(query_id, byte)
+    with pytest.raises(ValueError, match=name_error):
+        store.known_annotator(byte)
+    with pytest.raises(ValueError, match=r"^the query is not valid text: character 2 is a lone surrogate U\+D800"):
+        store.save_ranking("q\ud800", None, pages, scores={"model-a": [0.5]}, settings={"model-a": {}})
+    with pytest.raises(ValueError, match=r"^the instruction is not valid text: character 1 is the byte 0x80"):
+        store.save_ranking("q", "\udc80", pages, scores={"model-a": [0.5]}, settings={"model-a": {}})
+    assert store.current_labels(query_id, "Zoë") == {pages[0].content_hash: RELEVANT}  # nothing lost or added
+    assert [q.id for q in store.list_queries()] == [query_id]
+
+
 def test_migration_from_version_1_keeps_every_row(db_path: Path):
     db = connect(db_path)
     migrate(db, target=1)
