@@ -19,6 +19,7 @@ stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -623,12 +624,13 @@ def run_benchmark(
 
     Models are loaded with `load_reranker` (weights from the usual environment overrides) unless
     already-loaded `rerankers` are given. Candidates whose image is missing or unreadable are
-    skipped (and listed); a query with no readable candidate is excluded from every row.
+    skipped (and listed); a query with no readable candidate is excluded from every row; one a
+    model cannot read (too long) or computes NaN for is excluded for that model only, saying why.
     Relevant pages the first stage did not retrieve still count in standard NDCG's ideal DCG
     (the blog's variant ignores them), so both models share the first stage's ceiling.
     """
     from .metrics import evaluate
-    from .scoring import PromptTooLong
+    from .scoring import NonFiniteScores, PromptTooLong
 
     max_pixels = dict(max_pixels or {})
     if rerankers is None:
@@ -645,6 +647,7 @@ def run_benchmark(
     unreadable: dict[str, str] = {}
     no_images: list[str] = []
     too_long: dict[str, list[str]] = {key: [] for key in models}  # queries a model that reads them whole refused
+    no_number: dict[str, dict[str, str]] = {key: {} for key in models}  # queries a model computed NaN for: why
     warmed: set[str] = set()  # models past their untimed first call
     for number, q in enumerate(benchmark.queries, start=1):
         relevant = set(q.relevant)
@@ -672,7 +675,8 @@ def run_benchmark(
         for key, reranker in rerankers.items():
             try:
                 if key not in warmed:  # first call pays one-off setup (kernels, allocator): keep it out of the timing
-                    reranker.score(q.query, [pages[names[0]]], batch_size=batch_size, max_pixels=max_pixels.get(key))
+                    with contextlib.suppress(NonFiniteScores):  # the call below names every page that fails
+                        reranker.score(q.query, [pages[names[0]]], batch_size=batch_size, max_pixels=max_pixels.get(key))
                     warmed.add(key)
                 # Cold caches per query, as the blog measured: a page seen in an earlier query would
                 # otherwise skip the vision encoder and flatter the pairs/s.
@@ -682,6 +686,11 @@ def run_benchmark(
                                         max_pixels=max_pixels.get(key))
             except PromptTooLong:  # this model only: the run goes on (it used to stop here, losing the rest)
                 too_long[key].append(q.query_id)
+                continue
+            except NonFiniteScores as error:  # likewise: a NaN stopped the run only once every query was scored
+                failed = [names[index] for index in error.pages]
+                no_number[key][q.query_id] = (f"the model computed {error.value} for {len(failed)} of {len(names)} "
+                                              f"candidates ({', '.join(failed[:3])}{', …' if len(failed) > 3 else ''})")
                 continue
             timings[key][0] += time.perf_counter() - start
             timings[key][1] += len(names)
@@ -696,6 +705,8 @@ def run_benchmark(
             result.excluded[query_id] = "no candidate image found"
         for query_id in too_long.get(key, ()):
             result.excluded[query_id] = "query too long for this model, which reads it whole"
+        for query_id, why in no_number.get(key, {}).items():
+            result.excluded[query_id] = why
         results[key] = result
     return BenchmarkEvaluation(
         source=benchmark.source, split=benchmark.split, n_queries=len(benchmark.queries), ks=tuple(ks),

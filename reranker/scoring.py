@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import math
 import numbers
 import os
 import threading
@@ -72,6 +73,16 @@ class QueryError(ValueError):
 
 class PromptTooLong(ValueError):
     """The query is longer than a model that reads it whole may read (that model's column says so)."""
+
+
+class NonFiniteScores(RuntimeError):
+    """The model computed NaN or infinity for some pages: its activations overflowed (float16
+    does most easily) or its weights hold NaN. Those pages have no score; none is cached.
+    `pages`: their places in the list scored (0-based); `value`: the first one's."""
+
+    def __init__(self, message: str, pages: list[int], value: float):
+        super().__init__(message)
+        self.pages, self.value = pages, value
 
 
 # Where the pixels of an image or a video go in a prompt. Typed in a query, a model would look
@@ -488,16 +499,31 @@ class Reranker:
         total, done = len(images), len(images) - copies.total()
         if progress:
             progress(done, total)
+        failed: list[int] = []  # pages whose score came out NaN or infinite: never cached
         if todo:
             with self._lock, torch.inference_mode():
                 for indices, values in self._scored_batches(prompt, images, keys, todo, budget, batch_size or self.batch_size):
                     for index, value in zip(indices, values):
                         scores[index] = value
-                        self.score_cache.put(cache_keys[index], value)
+                        if math.isfinite(value):
+                            self.score_cache.put(cache_keys[index], value)
+                        else:
+                            failed.append(index)
                     done += sum(copies[index] for index in indices)
                     if progress:
                         progress(done, total)
+        if failed:
+            self._refuse_non_finite(sorted(failed), total, scores)
         return [float(scores[firsts.get(key, i)]) for i, key in enumerate(keys)]
+
+    def _refuse_non_finite(self, failed: list[int], total: int, scores: list) -> None:
+        """Raise NonFiniteScores naming the pages (by their place in the call) and what to try."""
+        shown = ", ".join(str(index + 1) for index in failed[:10]) + (", …" if len(failed) > 10 else "")
+        dtype = str(self.dtype).removeprefix("torch.")
+        hint = ("float16's range is the likeliest cause: use bfloat16 or float32 (RERANKER_DTYPE)" if self.dtype == torch.float16
+                else "its activations overflowed or its weights hold NaN")
+        raise NonFiniteScores(f"{self.spec.label} computed {scores[failed[0]]} instead of a score for {len(failed)} of {total} "
+                              f"page(s) (no. {shown} in the order given) in {dtype}: {hint}", failed, scores[failed[0]])
 
     def _request(self, query: str, images: Sequence, instruction: str | None, max_pixels: int | None):
         """What `score` starts from: the prompt (checked), the image budget,

@@ -196,6 +196,36 @@ def test_a_query_too_long_for_the_model_that_reads_it_whole_is_excluded_for_that
     assert evaluation.timings[MODEL_B].pairs == 2
 
 
+def test_a_query_a_model_computes_nan_for_is_excluded_for_that_model_only(tmp_path, tiny_checkpoints, tiny_rerankers):
+    """A NaN score was found only when the metrics ranked the pages, after every query had been
+    scored by every model: the run stopped with "score of page 'p2' is NaN", naming neither the
+    model nor the query, and wrote no report."""
+    import torch
+
+    from reranker import load_reranker
+    from reranker.evaluate import run_benchmark
+
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    for i in (0, 1):
+        _thumbnail(SAMPLES / f"doc_{i}.jpg", folder / f"doc_{i}.jpg")
+    rows = _rows([("What is the surface density?", "one", ["doc_0.jpg", "doc_1.jpg"], ["doc_0.jpg"]),
+                  ("Which region is shown?", "two", ["doc_1.jpg", "doc_0.jpg"], ["doc_1.jpg"])])
+    data = folder / "bench.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    broken = load_reranker(MODEL_A, model_path=str(tiny_checkpoints.reranker), device="cpu")
+    with torch.no_grad():
+        broken.backbone.language_model.norm.weight.fill_(float("nan"))
+    evaluation = run_benchmark(load_benchmark(str(data)), folder, rerankers={MODEL_A: broken, MODEL_B: tiny_rerankers[MODEL_B]},
+                               max_pixels=MAX_PIXELS)
+    assert evaluation.results[MODEL_A].excluded == {
+        "one": "the model computed nan for 2 of 2 candidates (doc_0.jpg, doc_1.jpg)",
+        "two": "the model computed nan for 2 of 2 candidates (doc_1.jpg, doc_0.jpg)",
+    }
+    assert evaluation.results[MODEL_A].n_queries == 0 and evaluation.runs[MODEL_A] == {}
+    assert set(evaluation.runs[MODEL_B]) == {"one", "two"} and evaluation.results[MODEL_B].n_queries == 2
+
+
 def test_relevant_ids_that_name_candidates_only_up_to_an_extension_are_noted(tmp_path):
     """Candidates "101.png", relevant "101": every metric was 0, without a word."""
     rows = _rows([("q one", "1", ["101.png", "102.png"], ["101"]), ("q two", "2", [7, 8], ["8.png", "9"]),

@@ -386,6 +386,25 @@ def test_a_model_that_fails_while_scoring_is_reported_and_logged_with_its_traceb
     assert record.getMessage() == f"{A} failed to score 2 pages" and record.exc_info[1].args == ("CUDA out of memory",)
 
 
+def test_a_model_computing_nan_fails_its_own_column_and_the_other_models_scores_are_stored(tiny_checkpoints, tiny_rerankers, tmp_path):
+    """NaN scores reached the store, which refused the whole ranking: both models' work lost."""
+    import torch
+
+    from reranker import load_reranker
+
+    broken = load_reranker(A, model_path=str(tiny_checkpoints.reranker), device="cpu")
+    with torch.no_grad():
+        broken.backbone.language_model.norm.weight.fill_(float("nan"))
+    store = Store(tmp_path / "arena.db")
+    result, query_id = ranking.rank_and_save(sample_files(2), QUERY, {A: broken, B: tiny_rerankers[B]}, store)
+    assert result.rankings[A].error.startswith("NonFiniteScores: Qwen3-VL-Reranker-2B computed nan instead of a score for 2 of 2")
+    assert len(result.rankings[B].scores) == 2
+    stored = store.cached_scores(B, result.rankings[B].settings, QUERY, None, [page.content_hash for page in result.pages])
+    assert sorted(stored.values()) == sorted(result.rankings[B].scores)
+    assert store.db.execute("SELECT count(*) FROM scores WHERE model = ?", [A]).fetchone()[0] == 0
+    assert store.db.execute("SELECT count(*) FROM scores WHERE model = ?", [B]).fetchone()[0] == 2
+
+
 def test_a_query_in_either_unicode_form_is_ranked_and_stored_as_one(tiny_rerankers, tmp_path):
     """The tokenizer reads "café" composed or decomposed alike; the store now does too."""
     import unicodedata

@@ -278,6 +278,28 @@ def test_cached_equals_uncached(tiny_rerankers, sample_images):
     assert cold != pytest.approx(cold_other, abs=1e-4)
 
 
+def test_a_score_the_model_computes_as_nan_is_an_error_naming_the_pages_and_is_never_cached(tiny_checkpoints, sample_images):
+    """A NaN hidden state (float16 overflow, or NaN in the weights) gave NaN scores: the store
+    refused them after both models had run, and a benchmark run lost every query at its end."""
+    reranker = load_reranker(A, model_path=str(tiny_checkpoints.reranker), device="cpu")
+    pages = sample_images[:2]
+    expected = reranker.score(QUERIES[0], pages)
+    reranker.clear_caches()
+    norm = reranker.backbone.language_model.norm.weight
+    kept = norm.detach().clone()
+    with torch.no_grad():
+        norm.fill_(float("nan"))
+    with pytest.raises(scoring_module.NonFiniteScores) as raised:
+        reranker.score(QUERIES[0], [pages[0], pages[1], pages[0]])
+    assert str(raised.value) == ("Qwen3-VL-Reranker-2B computed nan instead of a score for 2 of 3 page(s) (no. 1, 2 in the "
+                                 "order given) in float32: its activations overflowed or its weights hold NaN")
+    assert raised.value.pages == [0, 1] and np.isnan(raised.value.value)
+    assert len(reranker.score_cache) == 0
+    with torch.no_grad():
+        norm.copy_(kept)
+    assert reranker.score(QUERIES[0], pages) == pytest.approx(expected, abs=TOL)  # nothing stale was kept
+
+
 def test_overlapped_preparation_equals_sequential(tiny_checkpoints, sample_images):
     sequential = load_reranker(A, model_path=str(tiny_checkpoints.reranker), device="cpu", overlap=False)
     overlapped = load_reranker(A, model_path=str(tiny_checkpoints.reranker), device="cpu", overlap=True)
