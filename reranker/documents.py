@@ -224,7 +224,7 @@ def load_files(files: Iterable[FileInput], options: IngestOptions | None = None,
     deadline = time.monotonic() + options.max_render_seconds
     skipped: list[str] = []
     pixel_limited = False
-    seen: set[tuple[str, str]] = set()  # (file hash, name) read in this call
+    seen: dict[tuple[str, str], str] = {}  # (file hash, name) read in this call → the name it is shown under
     named: dict[str, str] = {}  # name shown → the file hash it names in this call
     for number, item in enumerate(files, start=1):
         if not (isinstance(item, (str, bytes, os.PathLike)) or (isinstance(item, tuple) and len(item) == 2)):
@@ -238,15 +238,17 @@ def load_files(files: Iterable[FileInput], options: IngestOptions | None = None,
         try:
             data = _read(item, options)
             document_hash = hashlib.sha256(data).hexdigest()
-            if (document_hash, name) in seen:  # added to the upload box twice: its pages once, not as copies
-                result.notes.append(f"{name} was uploaded twice; it was read once.")
+            if (shown := seen.get((document_hash, name))) is not None:  # added to the upload box twice: read once
+                result.notes.append(f"{shown} was uploaded twice; it was read once.")
                 continue
-            seen.add((document_hash, name))
+            seen[document_hash, name] = name
             if named.setdefault(name, document_hash) != document_hash:
                 # Another file of this name (a/scan.png, b/scan.png): its pages would carry the
                 # same label as the first's everywhere, the exports included.
                 renamed = _unused_name(name, named)
                 result.notes.append(f"Two different files are named {name}: the later one is shown as {renamed}.")
+                # Given again under either name (b/scan.png, or "scan (2).png" itself), it is this file.
+                seen[document_hash, name] = seen[document_hash, renamed] = renamed
                 name = renamed
                 named[name] = document_hash
             key = (document_hash, name, options, budget, pixels)
@@ -314,8 +316,10 @@ def _unused_name(name: str, named: Mapping[str, str]) -> str:
 # Characters that reorder or hide text where a file name is shown: C0/C1 controls and the line and
 # paragraph separators (a line break would start a new line of a message) and the bidirectional
 # embeddings, overrides and isolates ("invoice\u202Efdp.exe" shows as "invoiceexe.pdf"). Shown as
-# "[U+202E]": the name says what it holds.
-_HIDDEN_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# "[U+202E]": the name says what it holds. So are lone surrogates: os.fsdecode's stand-ins for the
+# bytes of a name that is not UTF-8 ("caf\xe9.png" becomes "caf[U+DCE9].png"), which no UTF-8
+# text (SQLite, JSON, the console) can hold.
+_HIDDEN_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def _display_name(item: FileInput) -> str:
@@ -384,8 +388,10 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
     if image is None:
         raise _Refused(_not_supported(name, data))
     with image:
+        if image.format in ("JPEG", "MPO"):
+            _check_jpeg_scans(data)
         try:  # only TIFF holds pages; other formats' extra frames are animation or previews
-            page_count = _tiff_pages(image) if image.format == "TIFF" else 1
+            page_count, cut_short = _tiff_pages(image) if image.format == "TIFF" else (1, False)
             if page_count > TIFF_PAGES_COUNTED:
                 page_count = TIFF_PAGES_COUNTED
                 result.notes.append(f"{name}: a TIFF of more than {TIFF_PAGES_COUNTED:,} pages; the pages after "
@@ -393,11 +399,37 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
             animated = image.format in ("GIF", "WEBP", "PNG") and getattr(image, "is_animated", False)
         except Exception as error:
             raise _Refused(f"damaged image that cannot be opened ({error}); upload it again") from None
+        if cut_short:
+            read = "page 1" if page_count == 1 else f"pages 1–{page_count}"
+            result.problems.append(Problem(name, f"the TIFF is cut short or damaged after page {page_count}: only "
+                                                 f"{read} could be read — upload the complete file"))
         if animated:
             result.notes.append(f"{name}: animated image, only its first frame was used.")
+        unturned: list[int] = []
         considered = _add_pages(name, document_hash, "image", page_count,
-                                lambda i: _render_frame(image, i, options), budget, pixels, options, result)
+                                lambda i: _render_frame(image, i, options, unturned), budget, pixels, options, result)
+    if unturned:
+        what = "its EXIF data" if page_count == 1 else f"the EXIF data of {_page_list(unturned)}"
+        result.notes.append(f"{name}: {what} (which says which way up to show it) could not be read, so it is "
+                            "shown as stored.")
     return page_count, considered, True
+
+
+# A progressive JPEG is decoded one scan at a time, each a pass over the whole picture: a 1 MB
+# file of 9,000 scans decoded for minutes, in the request's thread (images have no time limit).
+# A photo has about 10; libjpeg-turbo's djpeg has -maxscans against the same files.
+MAX_JPEG_SCANS = 100
+
+
+def _check_jpeg_scans(data: bytes) -> None:
+    """Refuse a JPEG of more than MAX_JPEG_SCANS scans, before anything is decoded."""
+    # Each scan begins with an SOS marker (FF DA); inside coded data FF is always followed by 00
+    # or a restart marker, so the count over the file is an upper bound (with an MPO's other
+    # pictures and an EXIF thumbnail's scans: still far below the limit for a real photo).
+    scans = data.count(b"\xff\xda")
+    if scans > MAX_JPEG_SCANS:
+        raise _Refused(f"JPEG stored in {scans:,} scans (passes over the picture), over the limit of {MAX_JPEG_SCANS}; "
+                       "decoding it would take minutes. Save it again as a plain JPEG or as PNG and upload that")
 
 
 # Pillow counts a TIFF's pages by walking all of them, with a list lookup each (quadratic: a 13 MB
@@ -405,17 +437,22 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
 TIFF_PAGES_COUNTED = 1000
 
 
-def _tiff_pages(image: Image.Image) -> int:
-    """The pages of a TIFF, counted up to TIFF_PAGES_COUNTED + 1; the image is left on its first."""
+def _tiff_pages(image: Image.Image) -> tuple[int, bool]:
+    """The pages of a TIFF, counted up to TIFF_PAGES_COUNTED + 1, and whether the next page
+    after those could not be read (the file cut short or damaged there); the image is left on
+    its first."""
     count = 1
     try:
         while count <= TIFF_PAGES_COUNTED:
             image.seek(count)
             count += 1
-    except EOFError:
+    except EOFError:  # the last page
         pass
+    except Exception:  # a page cut short ("Missing dimensions"): the pages before it still read
+        image.seek(0)
+        return count, True
     image.seek(0)
-    return count
+    return count, False
 
 
 def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
@@ -520,6 +557,9 @@ def _out_of_time(what: str, options: IngestOptions, error: OutOfTime) -> str:
 def _check_pdf(name: str, data: bytes, facts: PdfFacts, result: Ingested) -> bool:
     """Refuse a PDF that cannot be used; note one MuPDF had to repair. Returns whether the file
     seems cut short (its blank pages are then left out)."""
+    if facts.security_handler is not None:  # not damaged: downloading it again would not help
+        raise _Refused("PDF protected by a certificate or rights management (DRM), which this app cannot open. "
+                       "Save an unprotected copy (for example print it to a new PDF where it opens) and upload that file")
     if facts.open_error is not None:
         raise _Refused(f"damaged PDF that cannot be opened ({facts.open_error}); it may be truncated — "
                        "export or download it again")
@@ -527,6 +567,16 @@ def _check_pdf(name: str, data: bytes, facts: PdfFacts, result: Ingested) -> boo
     if facts.locked:
         raise _Refused("password-protected PDF: it cannot be opened without its password. Remove the "
                        "protection (for example print or save it as a new PDF) and upload that file")
+    if facts.page_tree_broken:
+        raise _Refused("damaged PDF: its list of pages cannot be read, so none of them can be found — "
+                       "export or download it again")
+    if facts.listed_pages > facts.page_count:  # the pages that are there are kept
+        first, last = facts.page_count + 1, facts.listed_pages
+        missing = f"page {first} is" if first == last else f"pages {first}–{last} are"
+        message = f"damaged PDF: {missing} listed in it but missing — export or download it again"
+        if facts.page_count == 0:
+            raise _Refused(message)
+        result.problems.append(Problem(name, message))
     if facts.page_count == 0:
         raise _Refused("the PDF has no pages, so there is nothing to show; check it is the right file")
     if facts.repaired:
@@ -584,18 +634,32 @@ def _open_image(data: bytes) -> Image.Image | None:
     raise _Refused("image too large to open safely (Pillow refuses it); scale it down and upload it again")
 
 
-def _render_frame(image: Image.Image, index: int, options: IngestOptions) -> tuple[Image.Image, float]:
+def _render_frame(image: Image.Image, index: int, options: IngestOptions,
+                  unturned: list[int]) -> tuple[Image.Image, float]:
+    """Page `index`, turned as its EXIF says; if that cannot be read, as stored, and its page
+    number added to `unturned`."""
     if index:
         image.seek(index)
     width, height = image.size  # from the header: nothing decoded yet
     if width * height > options.max_image_pixels:
         raise _Refused(f"image too large: {width:,}×{height:,} pixels ({_pixels(width * height)}), over the limit "
                        f"of {_pixels(options.max_image_pixels)}; scale it down and upload it again")
-    upright = ImageOps.exif_transpose(image)  # decodes; a copy turned the way the camera meant
+    image.load()  # first: a picture that does not decode is reported as such
+    try:
+        upright = ImageOps.exif_transpose(image)  # a copy turned the way the camera meant
+    except Exception:  # malformed EXIF (a PNG's eXIf chunk, which browsers ignore): the pixels are fine
+        upright = image.copy()
+        unturned.append(index + 1)
     return _fit(_to_rgb(upright), options.max_page_pixels)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
+    key_alpha = None
+    if (image.mode.startswith("I") or image.mode == "F") and image.info.get("transparency") is not None:
+        # A colour key (a 16-bit PNG's tRNS) names a raw value: the pixels it makes transparent
+        # are found before the values are scaled, by Pillow's own conversion, as in the models'
+        # references (see `processor_rgb`); after scaling, other pixels matched it.
+        key_alpha = image.convert("LA").getchannel("A")
     if image.mode.startswith("I;16"):
         # 16-bit grey: convert() would clip at 255 (mostly white) instead of scaling.
         image = image.convert("I").point(lambda v: v / 257)
@@ -606,6 +670,10 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         elif low < 0 or high > 255:
             k = 255 / max(high - low, 1)
             image = image.point(lambda v: v * k - low * k)
+    if key_alpha is not None:
+        image = image.convert("L")
+        image.putalpha(key_alpha)
+        image.info.pop("transparency", None)  # now the alpha band
     # Any transparency (alpha band, transparent palette entry or colour key) laid on white, as
     # the transformers processor does; CMYK, palette, grey, bilevel, YCbCr: Pillow's conversions.
     return processor_rgb(image)

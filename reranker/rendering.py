@@ -37,6 +37,7 @@ import ctypes
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -98,9 +99,12 @@ class PdfFacts:
 
     open_error: str | None = None  # MuPDF's reason when the file cannot be opened at all
     locked: bool = False  # needs a password (the empty one, which opens many "encrypted" files, did not)
-    page_count: int = 0
+    page_count: int = 0  # the pages MuPDF found
     repaired: bool = False  # MuPDF rebuilt a broken cross-reference table
     page_sizes: tuple[tuple[float, float], ...] = ()  # (width, height) in points of the first pages asked for
+    listed_pages: int = 0  # the pages its page tree claims: more than page_count when some are missing
+    page_tree_broken: bool = False  # it opened, but its page tree cannot be read: no page can be found
+    security_handler: str | None = None  # encrypted other than by password (Adobe.PubSec: a certificate)
 
 
 class Pdf:
@@ -174,12 +178,31 @@ def _inspect(opener, limit: int) -> tuple[PdfFacts, pymupdf.Document | None]:
     try:
         doc = opener()
     except (pymupdf.FileDataError, RuntimeError, ValueError) as error:
-        return PdfFacts(open_error=str(error)), None
+        # PyMuPDF's own error says only "Failed to open stream"; MuPDF's, its cause, says why.
+        handler = re.search(r"unknown encryption handler: '(.*)'", str(error.__cause__ or ""))
+        return PdfFacts(open_error=str(error), security_handler=handler[1] if handler else None), None
     if doc.needs_pass and not doc.authenticate(""):
         doc.close()
         return PdfFacts(locked=True), None
-    sizes = tuple((doc[i].rect.width, doc[i].rect.height) for i in range(min(limit, doc.page_count)))
-    return PdfFacts(page_count=doc.page_count, repaired=doc.is_repaired, page_sizes=sizes), doc
+    try:
+        listed = doc.page_count  # the page tree's /Count
+    except Exception:  # MuPDF refuses a /Count beyond what the file could hold
+        doc.close()
+        return PdfFacts(page_tree_broken=True), None
+    # A /Count over the pages the tree holds: loading the last page listed fails, and MuPDF then
+    # counts the pages that are there (those load as usual).
+    if listed:
+        with contextlib.suppress(Exception):
+            doc.load_page(listed - 1)
+    sizes = []
+    for index in range(min(limit, doc.page_count)):
+        try:
+            rect = doc.load_page(index).rect
+        except Exception:  # only an estimate (`_pages_within`): rendering the page reports what is wrong
+            rect = pymupdf.paper_rect("letter")
+        sizes.append((rect.width, rect.height))
+    facts = PdfFacts(page_count=doc.page_count, repaired=doc.is_repaired, page_sizes=tuple(sizes), listed_pages=listed)
+    return facts, doc
 
 
 # --- in this process ----------------------------------------------------------------------------

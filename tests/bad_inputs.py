@@ -109,7 +109,35 @@ def poster_pdf() -> bytes:
 
 def zero_page_pdf() -> bytes:
     """A well-formed PDF whose page tree is empty (PyMuPDF refuses to save one, so by hand)."""
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>"]
+    return _raw_pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>"])
+
+
+def overcounted_pdf(pages: int, count: int) -> bytes:
+    """`pages` pages ("page 1", …) whose page tree's /Count claims `count`: a file that lost
+    pages, or a hand-edited one. Over its number of objects, MuPDF cannot count the pages at all."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"",
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    kids = []
+    for number in range(1, pages + 1):
+        kids.append(b"%d 0 R" % (len(objects) + 1))
+        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 120] /Resources << /Font << /F1 3 0 R >> >> "
+                       b"/Contents %d 0 R >>" % (len(objects) + 2))
+        content = b"BT /F1 18 Tf 20 60 Td (page %d) Tj ET" % number
+        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content))
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), count)
+    return _raw_pdf(objects)
+
+
+def certificate_pdf(handler: str = "Adobe.PubSec") -> bytes:
+    """`encrypted_pdf` with another security handler than the password one: Adobe.PubSec
+    (certificates), Adobe.APS (LiveCycle rights management). MuPDF opens neither."""
+    data = encrypted_pdf()
+    assert data.count(b"/Filter/Standard") == 1
+    return data.replace(b"/Filter/Standard", b"/Filter/" + handler.encode())  # MuPDF repairs the shifted offsets
+
+
+def _raw_pdf(objects: list[bytes]) -> bytes:
+    """A PDF of these objects (numbered from 1; the first is the catalog), written by hand."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -181,6 +209,25 @@ def tiff_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def progressive_jpeg(extra_scans: int = 0, size: tuple[int, int] = (64, 48)) -> bytes:
+    """A progressive grey JPEG (Pillow writes 6 scans), with its smallest AC scan repeated
+    `extra_scans` more times before the end: libjpeg decodes each again, a pass over the whole
+    picture each time (a 1 MB file of 9,000 scans of 8000 × 8000 px decoded for minutes)."""
+    data = encode(Image.new("L", size, 128), "JPEG", progressive=True, quality=90)
+    segments, at = [], 2  # after SOI: (marker, the segment's bytes, its scan data included)
+    while data[at + 1] != 0xD9:  # EOI
+        marker, (length,) = data[at + 1], struct.unpack_from(">H", data, at + 2)
+        end = at + 2 + length
+        if marker == 0xDA:  # a scan's entropy-coded data runs to the next marker that is not FF00 or RSTn
+            while not (data[end] == 0xFF and data[end + 1] not in range(0xD0, 0xD8) and data[end + 1] != 0):
+                end += 1
+        segments.append((marker, data[at:end]))
+        at = end
+    # An AC scan: its spectral selection starts after the DC coefficient (Ss > 0).
+    ac_scans = [segment for marker, segment in segments if marker == 0xDA and segment[5 + 2 * segment[4]] > 0]
+    return data[:at] + min(ac_scans, key=len) * extra_scans + data[at:]
+
+
 def cmyk_jpeg() -> bytes:
     return encode(Image.new("CMYK", (64, 48), (0, 255, 255, 0)), "JPEG", quality=95)  # pure red ink
 
@@ -202,12 +249,27 @@ def exif_rotated_jpeg() -> bytes:
     return encode(image, "JPEG", exif=exif.tobytes(), quality=95)
 
 
+def png_with_bad_exif() -> bytes:
+    """60 × 40 red, with an eXIf chunk that is not EXIF: the pixels decode (browsers show it),
+    Pillow's EXIF parser refuses the chunk."""
+    return encode(Image.new("RGB", (60, 40), (200, 30, 30)), "PNG", exif=b"\0\0\0\0garbage")
+
+
 FRAME_COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
 
 
 def multi_frame_tiff() -> bytes:
     frames = [Image.new("RGB", (30 + 10 * i, 20), colour) for i, colour in enumerate(FRAME_COLOURS)]
     return encode(frames[0], "TIFF", save_all=True, append_images=frames[1:])
+
+
+def cut_tiff() -> bytes:
+    """Three 60 × 40 pages of noise, each page's data then its directory, as libtiff writes
+    them, cut short inside the third: pages 1 and 2 are whole."""
+    noise = random.Random(3)
+    frames = [Image.frombytes("RGB", (60, 40), noise.randbytes(60 * 40 * 3)) for _ in FRAME_COLOURS]
+    data = encode(frames[0], "TIFF", save_all=True, append_images=frames[1:], compression="tiff_deflate")
+    return data[: len(data) * 8 // 10]
 
 
 def animated_gif() -> bytes:
@@ -221,6 +283,14 @@ def grey16_png() -> bytes:
     image.putpixel((0, 0), 65535)
     image.putpixel((1, 0), 32896)
     return encode(image, "PNG")
+
+
+def grey16_png_with_colour_key(key: int = 116) -> bytes:
+    """16-bit grey with a tRNS colour key: left half the raw value `key` (transparent), right
+    half key × 257 (opaque, the grey that `key` is on 8 bits)."""
+    image = Image.new("I;16", (20, 10), key)
+    image.paste(key * 257, (10, 0, 20, 10))
+    return encode(image, "PNG", transparency=key)
 
 
 def palette_png_with_transparency() -> bytes:

@@ -123,6 +123,22 @@ def test_characters_that_disguise_a_file_name_are_shown_as_code_points():
     assert str(problem).startswith("bad[U+202E].pdf")
 
 
+def test_a_file_name_that_is_not_utf8_is_shown_in_text_utf8_can_hold(tmp_path):
+    """A Latin-1 "café.png" on a Linux disk reached Page.source as "caf\\udce9.png" (how Python
+    decodes it), which SQLite and the console's UTF-8 then refused."""
+    import os
+
+    path = os.path.join(os.fsencode(tmp_path), b"caf\xe9.png")
+    with open(path, "wb") as handle:
+        handle.write(corpus.plain_png())
+    result = load_files([os.fsdecode(path), path, (os.fsdecode(b"bad\xff.pdf"), b"not a pdf at all")])
+    assert [page.source for page in result.pages] == ["caf[U+DCE9].png"]  # its bytes as a path: the same file
+    assert result.notes == ["caf[U+DCE9].png was uploaded twice; it was read once."]
+    assert [str(problem).split(":")[0] for problem in result.problems] == ["bad[U+DCFF].pdf"]
+    for text in [result.pages[0].label, *result.notes, *map(str, result.problems)]:
+        text.encode("utf-8")  # strict
+
+
 # --- each odd input, in detail -------------------------------------------------------------------
 
 
@@ -156,6 +172,17 @@ def test_encrypted_pdf_asks_for_the_password_to_be_removed():
     (problem,) = caught.value.problems
     assert problem.source == "locked.pdf" and problem.page is None
     assert "password" in str(caught.value) and str(caught.value).startswith("locked.pdf: ")
+
+
+@pytest.mark.parametrize("handler", ["Adobe.PubSec", "Adobe.APS"])
+def test_a_pdf_locked_by_a_certificate_or_rights_management_says_so_not_damaged(handler):
+    """Certificate (public-key) and DRM encryption were called damaged, maybe truncated, to be
+    downloaded again, which cannot help."""
+    loaded = load_files([("contract.pdf", corpus.certificate_pdf(handler)), ("next.png", corpus.plain_png())])
+    assert [page.source for page in loaded.pages] == ["next.png"]
+    assert [str(problem) for problem in loaded.problems] == [
+        "contract.pdf: PDF protected by a certificate or rights management (DRM), which this app cannot open. "
+        "Save an unprotected copy (for example print it to a new PDF where it opens) and upload that file"]
 
 
 def test_pdf_with_only_an_owner_password_opens():
@@ -244,6 +271,29 @@ def test_pixel_bombs_in_other_formats_are_refused_from_their_headers_without_dec
     assert Image.MAX_IMAGE_PIXELS == pil_limit
 
 
+def test_a_jpeg_of_over_100_scans_is_refused_undecoded_and_the_rest_loads(monkeypatch):
+    """Each scan of a progressive JPEG is a pass over the whole picture: a 1 MB file of 9,000
+    scans decoded for minutes in the request's thread. Progressive photos (~10 scans) still load."""
+    real_load, decoded = ImageFile.ImageFile.load, []
+
+    def load(self, *args, **kwargs):
+        decoded.append(self.size)
+        return real_load(self, *args, **kwargs)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    photo = corpus.progressive_jpeg(extra_scans=4)  # 10 scans
+    slow = corpus.progressive_jpeg(extra_scans=95, size=(80, 60))
+    loaded = load_files([("slow.jpg", slow), ("photo.jpg", photo)])
+    assert [(page.source, page.image.getpixel((5, 5))) for page in loaded.pages] == [("photo.jpg", (128, 128, 128))]
+    assert [str(problem) for problem in loaded.problems] == [
+        "slow.jpg: JPEG stored in 101 scans (passes over the picture), over the limit of 100; decoding it would take "
+        "minutes. Save it again as a plain JPEG or as PNG and upload that"]
+    assert set(decoded) == {(64, 48)}  # the photo only
+    mpo = corpus.encode(Image.open(io.BytesIO(photo)), "MPO", save_all=True,
+                        append_images=[Image.open(io.BytesIO(photo))], progressive=True)
+    assert only_page("stereo.jpg", mpo).size == (64, 48)  # an MPO's pictures' scans count together
+
+
 def test_image_over_a_custom_pixel_limit_names_its_size_and_the_limit():
     with pytest.raises(DocumentError, match=r"40×30 pixels \(1,200 pixels\), over the limit of 1,000 pixels"):
         load_file(("photo.png", corpus.plain_png(size=(40, 30))), IngestOptions(max_image_pixels=1_000))
@@ -288,6 +338,16 @@ def test_exif_orientation_is_applied():
     assert bottom[2] > 200 and bottom[0] < 50
 
 
+def test_an_image_whose_exif_cannot_be_read_is_kept_as_stored_with_a_note():
+    """A PNG whose only fault was a malformed eXIf chunk was refused ("not a TIFF file")."""
+    result = load_files([("chart.png", corpus.png_with_bad_exif())])
+    assert result.problems == []
+    (page,) = result.pages
+    assert page.size == (60, 40) and page.image.getpixel((0, 0)) == (200, 30, 30)
+    assert result.notes == ["chart.png: its EXIF data (which says which way up to show it) could not be read, so it is "
+                            "shown as stored."]
+
+
 def test_every_tiff_frame_is_a_page():
     pages = load_file(("scan.tif", corpus.multi_frame_tiff()))
     assert [page.image.getpixel((0, 0)) for page in pages] == corpus.FRAME_COLOURS
@@ -310,6 +370,23 @@ def test_a_tiffs_pages_are_counted_only_up_to_a_bound(monkeypatch):
     assert len(result.pages) == 3 and not any("TIFF" in note for note in result.notes)
 
 
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow, on the cut directory
+def test_a_tiff_cut_short_keeps_its_whole_pages_and_names_where_it_breaks():
+    """Pillow's "Missing dimensions" on the third page's directory refused the whole file."""
+    data = corpus.cut_tiff()
+    whole = []
+    with Image.open(io.BytesIO(data)) as tiff:
+        for index in (0, 1):
+            tiff.seek(index)
+            whole.append(tiff.convert("RGB").tobytes())
+    result = load_files([("scan.tif", data), ("next.png", corpus.plain_png())])
+    assert [page.label for page in result.pages] == ["scan.tif · p.1", "scan.tif · p.2", "next.png"]
+    assert [page.image.tobytes() for page in result.pages[:2]] == whole
+    assert [str(problem) for problem in result.problems] == [
+        "scan.tif: the TIFF is cut short or damaged after page 2: only pages 1–2 could be read — upload the complete file"]
+    assert [(document.name, document.page_count) for document in result.documents] == [("scan.tif", 2), ("next.png", 1)]
+
+
 def test_animated_gif_gives_its_first_frame_only():
     result = load_files([("anim.gif", corpus.animated_gif())])
     (page,) = result.pages
@@ -321,6 +398,17 @@ def test_animated_gif_gives_its_first_frame_only():
 def test_sixteen_bit_grey_is_scaled_not_clipped():
     image = only_page("grey16.png", corpus.grey16_png()).image
     assert [image.getpixel((x, 0)) for x in range(3)] == [(255, 255, 255), (128, 128, 128), (0, 0, 0)]
+
+
+def test_a_sixteen_bit_colour_key_makes_its_raw_value_transparent_not_its_8_bit_twin():
+    """The key was tested after scaling to 8 bits: the raw value 116 stayed black-ish, and the
+    grey 116 × 257 turned white. Pillow's conversion (the models' references) tests the raw value."""
+    data = corpus.grey16_png_with_colour_key(116)
+    image = only_page("key.png", data).image
+    assert (image.getpixel((2, 5)), image.getpixel((15, 5))) == ((255, 255, 255), (116, 116, 116))
+    with Image.open(io.BytesIO(data)) as raw:
+        reference_alpha = raw.convert("RGBA").getchannel("A")
+    assert reference_alpha.getpixel((2, 5)) == 0 and reference_alpha.getpixel((15, 5)) == 255
 
 
 def test_a_float_image_from_0_to_1_is_scaled_not_black():
@@ -598,6 +686,18 @@ def test_the_same_file_uploaded_twice_is_read_once_and_said_so():
     assert [(page.source, page.page_number) for page in result.pages] == [("a.pdf", 1), ("a.pdf", 2), ("b.pdf", 1), ("b.pdf", 2)]
     assert "a.pdf was uploaded twice; it was read once." in result.notes
     assert not any("a.pdf · p.1 = a.pdf · p.1" in note for note in result.notes)
+
+
+def test_a_renamed_file_given_again_under_either_name_is_read_once():
+    """b/x.png, shown as "x (2).png", given again as "x (2).png" was read again: two pages of one
+    label and the same pixels."""
+    red, blue = corpus.plain_png((255, 0, 0)), corpus.plain_png((0, 0, 255))
+    result = load_files([("a/x.png", red), ("b/x.png", blue), ("x (2).png", blue), ("c/x.png", blue)])
+    assert [(page.label, page.image.getpixel((0, 0))) for page in result.pages] == [
+        ("x.png", (255, 0, 0)), ("x (2).png", (0, 0, 255))]
+    assert result.notes == ["Two different files are named x.png: the later one is shown as x (2).png.",
+                            "x (2).png was uploaded twice; it was read once.",
+                            "x (2).png was uploaded twice; it was read once."]
 
 
 def test_the_cache_is_keyed_by_bytes_name_and_options(monkeypatch):

@@ -101,6 +101,29 @@ def test_a_page_that_fails_in_a_worker_raises_its_error_here_and_the_others_rend
         assert not pages.interrupted  # an error, not a stall: the result may be cached
 
 
+@pytest.mark.parametrize("where", ["workers", "here"])
+def test_a_pdf_listing_more_pages_than_it_holds_keeps_those_it_has(monkeypatch, where):
+    """A page tree whose /Count overstates its pages lost every page of the file to "could not be
+    loaded (RuntimeError: IndexError: page 2 not in document)"; one over the file's objects, which
+    MuPDF cannot count at all, is named as damaged in plain words."""
+    if where == "here":  # a daemon process renders in-process
+        monkeypatch.setattr(rendering, "current_process", lambda: type("Daemon", (), {"daemon": True})())
+    expected = [content_hash for _, _, content_hash in rendered_here(corpus.overcounted_pdf(2, 2))]
+    files = [("five.pdf", corpus.overcounted_pdf(2, 5)), ("three.pdf", corpus.overcounted_pdf(2, 3)),
+             ("many.pdf", corpus.overcounted_pdf(2, 1000)), ("next.pdf", corpus.text_pdf("next"))]
+    loaded = load_files(files, IngestOptions(render_workers=2))
+    assert [(page.label, page.page_count) for page in loaded.pages] == [
+        ("five.pdf · p.1", 2), ("five.pdf · p.2", 2), ("three.pdf · p.1", 2), ("three.pdf · p.2", 2), ("next.pdf · p.1", 1)]
+    assert [page.content_hash for page in loaded.pages[:4]] == expected * 2
+    assert [str(problem) for problem in loaded.problems] == [
+        "five.pdf: damaged PDF: pages 3–5 are listed in it but missing — export or download it again",
+        "three.pdf: damaged PDF: page 3 is listed in it but missing — export or download it again",
+        "many.pdf: damaged PDF: its list of pages cannot be read, so none of them can be found — export or "
+        "download it again"]
+    assert [(document.name, document.page_count) for document in loaded.documents] == [
+        ("five.pdf", 2), ("three.pdf", 2), ("next.pdf", 1)]
+
+
 def test_the_render_folder_is_removed_when_adding_the_pages_fails(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     data = corpus.sample_pdf(7)
