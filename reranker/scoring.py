@@ -747,7 +747,9 @@ class Reranker:
         per_page = zip(*computed.deepstack_features) if computed.deepstack_features else (() for _ in keys)
         outputs = []
         for key, embeds, deepstack in zip(keys, computed.pooler_output, per_page):
-            item = (embeds, tuple(deepstack))
+            # Copies: each page's outputs are views of the whole chunk's tensors, which a cached view
+            # kept alive (up to vision_chunk times the bytes the cache counts, past its bound).
+            item = (embeds.clone(), tuple(layer.clone() for layer in deepstack))
             self.vision_cache.put(self._vision_key(key, budget), item, tensor_bytes(item))
             outputs.append(item)
         return outputs

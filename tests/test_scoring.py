@@ -469,6 +469,22 @@ def test_a_page_given_twice_in_one_call_is_scored_once(tiny_rerankers, sample_im
     assert reported[0] == 0 and reported[-1] == len(pages) and reported == sorted(reported)
 
 
+def test_the_vision_cache_holds_each_pages_own_outputs_so_its_bound_is_the_memory_held(tiny_checkpoints, sample_images):
+    """Each page's outputs are views of its whole chunk's tensors: a cache holding one page kept
+    the chunk's eight alive, several times the bytes it counted and was bounded by."""
+    reranker = load_reranker(A, model_path=str(tiny_checkpoints.reranker), device="cpu", batch_size=8, vision_chunk=8)
+    pages = sample_images[:8]
+    reranker.score(QUERIES[0], pages[:1])
+    one_page = reranker.vision_cache.size
+    reranker.clear_caches()
+    reranker.vision_cache.capacity = int(one_page * 8.5)  # room for all eight, counted by their own bytes
+    reranker.score(QUERIES[0], pages)
+    tensors = [t for (embeds, deepstack), _ in reranker.vision_cache._items.values() for t in (embeds, *deepstack)]
+    held = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    assert len(reranker.vision_cache) == 8 and len(held) == len(tensors)  # no two pages share a tensor
+    assert sum(held.values()) == reranker.vision_cache.size <= reranker.vision_cache.capacity
+
+
 def test_scoring_lets_go_of_each_cached_vision_output_once_its_batch_is_prepared(tiny_rerankers, sample_images):
     """Cached outputs are taken up front (so the call's own new outputs cannot push them out of
     the LRU first), but held no longer than their batch: memory stays within about the cache."""
