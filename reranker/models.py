@@ -86,11 +86,17 @@ class ModelSpec:
             return self.max_pixels
         # A whole number (200000.0 becomes 200000: as a float it made another settings key, so
         # scores stored under the int were not found).
-        if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Real) or not float(max_pixels).is_integer():
+        try:
+            whole = isinstance(max_pixels, numbers.Integral) or (
+                isinstance(max_pixels, numbers.Real) and float(max_pixels).is_integer())
+        except OverflowError:  # a number past float's range (10**400): refused by the range check below
+            whole = True
+        if isinstance(max_pixels, bool) or not whole:
             raise ValueError(f"{self.label}: image budget must be a whole number of pixels, got {max_pixels!r}")
         max_pixels = int(max_pixels)
         if not self.min_pixels <= max_pixels <= self.max_pixels_limit:
-            raise ValueError(f"{self.label}: image budget {max_pixels} px is outside [{self.min_pixels}, {self.max_pixels_limit}]")
+            shown = f"{max_pixels} px" if abs(max_pixels) < 10**12 else f"of {len(str(abs(max_pixels)))} digits"
+            raise ValueError(f"{self.label}: image budget {shown} is outside [{self.min_pixels}, {self.max_pixels_limit}]")
         return max_pixels
 
 

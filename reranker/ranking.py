@@ -296,7 +296,7 @@ def score_pages(pool: ModelPool | Mapping, query: str, work: Mapping[str, list[P
     Everything here is plain data in and out: the app runs it where the GPU is (on ZeroGPU, a
     worker process that gets the arguments pickled; see ui.gpu.score_on_gpu).
     """
-    from .scoring import QueryError
+    from .scoring import NonFiniteScores, PromptTooLong, QueryError
 
     pool = ModelPool.of(pool)
     report = progress or (lambda fraction, message: None)
@@ -320,6 +320,10 @@ def score_pages(pool: ModelPool | Mapping, query: str, work: Mapping[str, list[P
         except QueryError:
             raise
         except ModelUnavailable as error:  # logged by the pool when the load failed
+            results[key] = Scored(None, error=f"{type(error).__name__}: {error}")
+            continue
+        except (PromptTooLong, NonFiniteScores) as error:  # the message says it all: no traceback (the CLI prints warnings)
+            (log.info if isinstance(error, PromptTooLong) else log.warning)("%s did not score %d pages: %s", key, len(pages), error)
             results[key] = Scored(None, error=f"{type(error).__name__}: {error}")
             continue
         except Exception as error:  # this model's column says so; the other model goes on

@@ -57,6 +57,15 @@ def test_score_refuses_an_image_budget_outside_a_chosen_models_range_before_load
     assert captured.err == "error: --max-pixels: Qwen3RerankerMM-2B: image budget 10000 px is outside [65536, 1843200]\n"
 
 
+def test_score_with_a_query_too_long_for_one_model_says_why_without_a_traceback(tiny_env, capsys):
+    """The ranking logged the model's refusal with its traceback, which the progress line printed."""
+    code = main(["score", str(SAMPLE_PAGES[0]), "-q", "surface density " * 20_000, "--model", B])
+    captured = capsys.readouterr()
+    assert code == 1 and "Traceback" not in captured.err and "Traceback" not in captured.out
+    assert "unavailable: PromptTooLong: Qwen3RerankerMM-2B reads the whole query" in captured.out
+    assert captured.out.count("reads the whole query") == 1 and "reads the whole query" not in captured.err
+
+
 def test_score_json_stays_json_when_a_pdf_is_damaged(tiny_checkpoints, tmp_path):
     """MuPDF's own complaints (from the render worker processes too) never reach stdout."""
     import os

@@ -646,9 +646,12 @@ def test_budget_outside_the_models_range_is_refused(tiny_rerankers, sample_image
 def test_a_budget_must_be_a_whole_number_and_one_given_as_a_float_is_the_same_budget(tiny_rerankers):
     reranker = tiny_rerankers[A]
     assert reranker.settings_text(200_000.0) == reranker.settings_text(200_000)  # a float made another key
-    for wrong in (200_000.5, "5e5", True, float("nan")):
+    for wrong in (200_000.5, "5e5", True, float("nan"), float("inf")):
         with pytest.raises(ValueError, match=r"image budget must be a whole number of pixels, got"):
             reranker.settings_text(wrong)
+    # Past float's range: an OverflowError escaped (`score --max-pixels 1e400`'s digits printed a traceback).
+    with pytest.raises(ValueError, match=r"^Qwen3-VL-Reranker-2B: image budget of 401 digits is outside \[4096, 1843200\]$"):
+        reranker.settings_text(10**400)
 
 
 def test_a_per_call_budget_changes_the_scores_and_is_cached_separately(tiny_rerankers, sample_images):
