@@ -482,6 +482,9 @@ def _render_folder_prefix() -> str:
     return f"render-{os.getpid()}-"
 
 
+_RENDER_FOLDER = re.compile(r"render-(\d+)-[a-z0-9_]{8}")
+
+
 def sweep_render_folders(parent: str | os.PathLike | None = None) -> list[str]:
     """Remove the render folders (in `parent`, default the temporary folder) of processes that no
     longer run, and return their names. A process ended at once (a second stop signal, a kill, a
@@ -489,9 +492,11 @@ def sweep_render_folders(parent: str | os.PathLike | None = None) -> list[str]:
     parent = Path(parent or tempfile.gettempdir())
     removed = []
     for folder in parent.glob("render-*-*"):
-        pid = folder.name.split("-")[1]
+        # Only the exact names the app makes (mkdtemp's 8 characters after the prefix): the
+        # temporary folder is everyone's, and "render-2023-annual-report" is someone's work.
+        named = _RENDER_FOLDER.fullmatch(folder.name)
         try:
-            if not pid.isdigit() or _running(int(pid)) or not folder.is_dir() or folder.stat().st_uid != os.getuid():
+            if not named or _running(int(named[1])) or not folder.is_dir() or folder.stat().st_uid != os.getuid():
                 continue
         except OSError:  # gone meanwhile
             continue

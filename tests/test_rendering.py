@@ -145,8 +145,10 @@ def test_render_folders_of_processes_that_no_longer_run_are_swept_and_no_other(t
     in_use.mkdir()
     unnamed = tmp_path / "render-x1y2z3w4"  # not the app's naming: left alone
     unnamed.mkdir()
+    someones = tmp_path / f"render-{ended.pid}-annual-report"  # the temporary folder is everyone's
+    someones.mkdir()
     assert rendering.sweep_render_folders(tmp_path) == [left.name]
-    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([in_use.name, unnamed.name])
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([in_use.name, unnamed.name, someones.name])
 
 
 def test_a_daemon_process_renders_in_process_the_same_pages():

@@ -89,9 +89,11 @@ def _registered_arena(number: int) -> Arena:
         ) from None
 
 
-# Thumbnails ("<32 hex>-<side>.jpg") and export folders that the app kept at the cache folder's
-# root before they moved to pages/ and exports/: no sweep counts them there any more.
+# Thumbnails ("<32 hex>-<side>.jpg") and export folders (mkdtemp's "export-" + 8 characters) that
+# the app kept at the cache folder's root before they moved to pages/ and exports/: no sweep counts
+# them there any more. Only those exact names: an operator's "export-backups/" there is theirs.
 _OLD_THUMBNAIL = re.compile(r"[0-9a-f]{32}-\d+\.jpg")
+_OLD_EXPORT_FOLDER = re.compile(r"export-[a-z0-9_]{8}")
 
 
 def _remove_old_cache_layout(cache: Path) -> int:
@@ -101,7 +103,7 @@ def _remove_old_cache_layout(cache: Path) -> int:
             if entry.is_file() and _OLD_THUMBNAIL.fullmatch(entry.name):
                 entry.unlink()
                 removed += 1
-            elif entry.is_dir() and entry.name.startswith("export-"):
+            elif entry.is_dir() and _OLD_EXPORT_FOLDER.fullmatch(entry.name):
                 shutil.rmtree(entry)
                 removed += 1
     return removed

@@ -107,14 +107,16 @@ def test_the_app_starts_by_removing_what_the_old_cache_layout_left_at_the_cache_
     """Thumbnails and exports moved to pages/ and exports/, where the sweeps count them: those an
     earlier version left at the root would have stayed for good. Anything else there stays."""
     cache = tmp_path / "cache"
-    (cache / "export-k2j3h4").mkdir(parents=True)
-    (cache / "export-k2j3h4" / "train.zip").write_bytes(b"old")
+    (cache / "export-k2j_h4x9").mkdir(parents=True)
+    (cache / "export-k2j_h4x9" / "train.zip").write_bytes(b"old")
     thumbnail = cache / f"{'0123456789abcdef' * 2}-256.jpg"
     thumbnail.write_bytes(b"\xff\xd8\xff")
-    kept = [cache / "arena-backup.db", cache / "notes.jpg", cache / "mine"]
+    kept = [cache / "arena-backup.db", cache / "notes.jpg", cache / "mine", cache / "export-backups"]
     kept[0].write_bytes(b"SQLite format 3\x00")
     kept[1].write_bytes(b"\xff\xd8\xff")
     kept[2].mkdir()
+    kept[3].mkdir()  # an operator's folder: only mkdtemp's names ("export-" + 8 characters) were the app's
+    (kept[3] / "arena-2026-03-01.db").write_bytes(b"SQLite format 3\x00")
     with caplog.at_level("INFO", logger="reranker.ui"):
         ui.create_arena(str(tmp_path / "arena.db"), str(cache), preload=False).store.close()
     assert sorted(path.name for path in cache.iterdir()) == sorted([path.name for path in kept] + ["pages"])
