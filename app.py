@@ -39,7 +39,7 @@ def server_settings_problem() -> str | None:
     Gradio reads the port as it is imported (a traceback), and an address it cannot listen on
     reads "Cannot find empty port" (blaming the port)."""
     port = os.environ.get("GRADIO_SERVER_PORT", "").strip()
-    if port and not (port.isdigit() and 0 < int(port) < 65536):
+    if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):  # ("²" is a digit to isdigit)
         return f"GRADIO_SERVER_PORT={port!r}: expected a port number, 1 to 65535"
     host = os.environ.get("GRADIO_SERVER_NAME", "").strip()
     if host:
@@ -47,8 +47,9 @@ def server_settings_problem() -> str | None:
             family, _, _, _, address = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
             with socket.socket(family, socket.SOCK_STREAM) as probe:
                 probe.bind(address)  # any free port: only whether this machine has that address
-        except OSError as error:
-            return (f"GRADIO_SERVER_NAME={host!r}: the app cannot listen there ({error.strerror or error}); "
+        except (OSError, UnicodeError) as error:  # UnicodeError: a name with an empty or over-long part ("my..host")
+            reason = getattr(error, "strerror", None) or error
+            return (f"GRADIO_SERVER_NAME={host!r}: the app cannot listen there ({reason}); "
                     "use 127.0.0.1, 0.0.0.0 (every interface) or an address of this machine")
     return None
 

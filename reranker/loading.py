@@ -128,6 +128,9 @@ def check_configuration(keys) -> list[str]:
     device = default_device()
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LoadError(f"RERANKER_DEVICE={device}: this torch ({torch.__version__}) sees no CUDA GPU; use cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= (count := torch.cuda.device_count()):
+        which = "1 CUDA GPU (cuda:0)" if count == 1 else f"{count} CUDA GPUs (cuda:0 to cuda:{count - 1})"
+        raise LoadError(f"RERANKER_DEVICE={device}: this machine has {which}")
     default_dtype(device)
     problems = []
     for key in keys:

@@ -427,6 +427,9 @@ def test_a_setting_given_wrong_stops_the_start_with_one_line_naming_it(tmp_path)
                                   # Gradio's own: read as it is imported (a traceback), or blamed on the port
                                   ("GRADIO_SERVER_PORT", "abc", "error: GRADIO_SERVER_PORT='abc': expected a port number"),
                                   ("GRADIO_SERVER_PORT", "70000", "error: GRADIO_SERVER_PORT='70000': expected a port number"),
+                                  ("GRADIO_SERVER_PORT", "²", "error: GRADIO_SERVER_PORT='²': expected a port number"),
+                                  ("GRADIO_SERVER_NAME", "my..host",  # a name with an empty part: a UnicodeError
+                                   "error: GRADIO_SERVER_NAME='my..host': the app cannot listen there"),
                                   ("GRADIO_SERVER_NAME", "no.such.host.invalid",
                                    "error: GRADIO_SERVER_NAME='no.such.host.invalid': the app cannot listen there"),
                                   ("GRADIO_SERVER_NAME", "192.0.2.1",  # TEST-NET: an address of no machine here

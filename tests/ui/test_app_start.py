@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from reranker import devices, ranking, ui
@@ -137,6 +139,22 @@ def test_the_app_starts_by_removing_render_folders_that_stopped_processes_left(m
         ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "cache"), preload=False).store.close()
     assert list(temp.iterdir()) == []
     assert f"removed 1 render folder(s) left by stopped processes: render-{ended.pid}-q0w9e8r7" in caplog.text
+
+
+def test_a_gpu_number_past_the_machines_gpus_is_refused_at_the_start_naming_them(monkeypatch, tmp_path):
+    """RERANKER_DEVICE=cuda:1 on a one-GPU Space passed the start-up checks and crashed it with
+    torch's AssertionError("Invalid device id"), which app.py does not turn into one line."""
+    import torch
+
+    from reranker.loading import LoadError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for count, device, message in ((1, "cuda:1", "this machine has 1 CUDA GPU (cuda:0)$"),
+                                   (2, "cuda:2", "this machine has 2 CUDA GPUs (cuda:0 to cuda:1)$")):
+        monkeypatch.setattr(torch.cuda, "device_count", lambda count=count: count)
+        monkeypatch.setenv("RERANKER_DEVICE", device)
+        with pytest.raises(LoadError, match=rf"^RERANKER_DEVICE={device}: {re.escape(message[:-1])}$"):
+            ui.create_arena(str(tmp_path / "arena.db"), str(tmp_path / "cache"), preload=False)
 
 
 def test_the_device_note_names_where_the_models_run_not_what_the_machine_has(monkeypatch):
