@@ -8,6 +8,7 @@ does while the models are scoring, so the gallery is ready when the scores are.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -58,9 +59,13 @@ class PageImages:
         # Written under a private name, then renamed: two threads writing the same
         # thumbnail never leave a half-written file behind.
         partial = path.with_suffix(f".{threading.get_ident()}.part")
-        image.convert("RGB").save(partial, format="JPEG", quality=JPEG_QUALITY)
-        self._written += partial.stat().st_size
-        partial.replace(path)
+        try:
+            image.convert("RGB").save(partial, format="JPEG", quality=JPEG_QUALITY)
+            self._written += partial.stat().st_size
+            partial.replace(path)
+        except BaseException:  # a full disk: no part of it left behind, uncounted by the sweep
+            partial.unlink(missing_ok=True)
+            raise
         if self._written > self.disk_bytes // 10:
             self.sweep()
         return str(path)
@@ -74,6 +79,10 @@ class PageImages:
         try:
             self._written = 0
             recent = time.time() - RECENT_SECONDS
+            for partial in self.folder.glob("*.part"):  # a process ended while writing it
+                with contextlib.suppress(FileNotFoundError):
+                    if partial.stat().st_mtime < recent:
+                        partial.unlink()
             files = []
             for path in self.folder.glob("*.jpg"):
                 try:

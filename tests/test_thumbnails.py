@@ -93,3 +93,34 @@ def test_a_thumbnail_used_in_the_last_minute_is_never_swept(tmp_path, sample_pag
     paths = [images.path(page.content_hash, 128) for page in pages]
     images.sweep()
     assert all(Path(path).exists() for path in paths)
+
+
+def test_a_thumbnail_that_fails_to_write_leaves_no_part_and_a_stale_part_is_swept(tmp_path, sample_pages_dir, monkeypatch):
+    """A full disk left each failed write's private ".part" file, and one a process ended while
+    writing stayed too: the sweep counts JPEGs only, so they grew unbounded exactly when the disk was full."""
+    import os
+    import time
+
+    (page,) = load_files(sorted(sample_pages_dir.glob("doc_*.jpg"))[:1]).pages
+    folder = tmp_path / "thumbs"
+    images = PageImages(folder, lambda h: None, memory_bytes=2**30)
+    images.remember([page])
+    real_save = Image.Image.save
+
+    def disk_full(self, fp, *args, **kwargs):
+        real_save(self, fp, *args, **kwargs)  # written part-way, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        images.path(page.content_hash, 128)
+    assert list(folder.iterdir()) == []
+    monkeypatch.undo()
+    stale, fresh = folder / "0123abcd-128.140213.part", folder / "4567abcd-128.140214.part"
+    stale.write_bytes(b"\xff\xd8 half")
+    fresh.write_bytes(b"\xff\xd8 being written")  # another process's, now
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    PageImages(folder, lambda h: None, memory_bytes=2**30)  # a start sweeps the folder
+    assert sorted(path.name for path in folder.iterdir()) == [fresh.name]
+    assert os.path.exists(images.path(page.content_hash, 128))
