@@ -12,7 +12,7 @@ import gradio as gr
 
 from .. import devices
 from ..store import MAX_ANNOTATOR_CHARS
-from ..text_rules import same_text
+from ..text_rules import not_utf8, same_text
 from .text import refuse
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ def given_name(value, parameter: str = "annotator") -> str:
     5 or ["alice"] met `.strip()` and came back as Gradio's unexplained error."""
     if value is not None and not isinstance(value, str):
         raise refuse(f"{parameter} must be a name (text), got {value!r}")
+    if value and (problem := not_utf8(value)):  # a lone surrogate, which JSON can carry: the store's codec error
+        raise refuse(f"{parameter} is not valid text: {problem}")
     return (value or "").strip()
 
 
@@ -83,7 +85,7 @@ def _ascii_folded(name: str) -> str:
 
 def typed_annotator(arena: Arena, name: str | None) -> str | None:
     """The name in the Annotate tab's box, as judgments carry it (`Store.known_annotator`)."""
-    name = (name or "").strip()
+    name = given_name(name)
     return arena.store.known_annotator(name) if name else None
 
 

@@ -50,6 +50,19 @@ def test_annotating_moves_to_the_next_unjudged_page_and_counts_progress(arena, r
         ui.annotate_tab.judge(arena, query_id, page_hash, "ann", "maybe")
 
 
+def test_a_name_that_is_not_utf8_is_refused_by_judge_undo_and_the_page_view(arena, ranked):
+    """A lone surrogate (valid JSON, "ann\\ud800") reached the store outside the refusals: /judge
+    and /undo answered an error without a reason, the server logged a traceback."""
+    query_id, page_hash = ranked["query_id"], ranked["pages"][0]["content_hash"]
+    for call in (lambda: ui.annotate_tab.judge(arena, query_id, page_hash, "ann\ud800", "relevant"),
+                 lambda: ui.annotate_tab.undo(arena, query_id, "ann\ud800"),
+                 lambda: ui.annotate_tab.page_view(arena, query_id, "ann\ud800", ui.annotate_tab.ORDERS[0], 0)):
+        with pytest.raises(ui.text.Refusal) as refused:
+            call()
+        assert refused.value.text.startswith("annotator is not valid text: character 4 is a lone surrogate U+D800, not UTF-8")
+    assert arena.store.annotators() == []
+
+
 def test_a_finished_ranking_opens_on_annotate_unless_someone_is_judging_there(arena, ranked):
     """Switched to the new query while judging another, an annotator lost their place."""
     import gradio as gr
