@@ -347,7 +347,7 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
     detail_image, detail_text, agreement, scatter = rank.detail_image, rank.detail_text, rank.agreement, rank.scatter
     annotator, order, query_pick, jump = annotate.annotator, annotate.order, annotate.query_pick, annotate.jump
     position, view_outputs = annotate.position, annotate.view_outputs
-    ranking_state, tab_open = shared.ranking_state, shared.tab_open
+    ranking_state, tab_open, saved_query = shared.ranking_state, shared.tab_open, shared.saved_query
     at_position = functools.partial(position_and_view, arena)
 
     rank_outputs = [status, header_a, gallery_a, header_b, gallery_b, agreement, scatter, detail_image, detail_text]
@@ -377,11 +377,12 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
                 *(gr.validate(True, "") for _ in settings)]
 
     def picked_latest(data, name, order_, current, tab, shown):
-        """The Annotate tab on the query just ranked (unless someone is judging there)."""
+        """The Annotate tab on the query just ranked (unless someone is judging there), remembered
+        by the browser as a query picked from the list is (a reload opened the one before)."""
         listing, new_position = pick_latest(arena, data, name, order_, current, tab)
         if not data or data.get("query_id") is None or not isinstance(new_position, int):  # nothing ranked, or kept
-            return (listing, *(gr.skip() for _ in (position, *view_outputs)))
-        return (listing, *at_position(data["query_id"], name, order_, new_position, shown))
+            return (listing, *(gr.skip() for _ in (saved_query, position, *view_outputs)))
+        return (listing, data["query_id"], *at_position(data["query_id"], name, order_, new_position, shown))
 
     # One listener for the button and Enter: "once" then holds for both, so Enter followed by a
     # click while the ranking runs does not start a second one (two listeners ran it twice).
@@ -395,7 +396,7 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
           ).then(draw_ranking, ranking_state, rank_outputs, api_visibility="private",
                  ).then(None, ranking_state, None, js=SHOW_RESULTS, api_visibility="private",
                         ).then(picked_latest, [ranking_state, annotator, order, query_pick, tab_open, jump],
-                               [query_pick, position, *view_outputs], api_visibility="private")
+                               [query_pick, saved_query, position, *view_outputs], api_visibility="private")
 
     def on_select(key):
         def handler(data, evt: gr.SelectData):

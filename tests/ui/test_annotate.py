@@ -50,6 +50,28 @@ def test_annotating_moves_to_the_next_unjudged_page_and_counts_progress(arena, r
         ui.annotate_tab.judge(arena, query_id, page_hash, "ann", "maybe")
 
 
+def test_the_query_a_ranking_opens_annotate_on_is_the_one_a_reload_opens(arena, ranked):
+    """The browser remembered the query last picked from the list (or none), not the one a
+    ranking switched Annotate to: a reload went back to the older one, or to the newest query
+    in the shared workspace, another visitor's."""
+    from ..bad_inputs import SAMPLE_PAGES
+
+    demo = ui.build_app(arena)
+    wired = {block_fn.fn.__name__: block_fn for block_fn in demo.fns.values() if block_fn.fn is not None}
+    saved_query = next(block for block in demo.blocks.values() if getattr(block, "storage_key", None) == "rerank-arena-query")
+    assert saved_query in wired["picked_latest"].outputs
+    order = ui.annotate_tab.ORDERS[0]
+    newer = ui.rank_tab.rank_pages(arena, [str(SAMPLE_PAGES[4])], "a newer question", None, None, None, None)
+    listing, remembered, *_ = wired["picked_latest"].fn(newer, "ann", order, ranked["query_id"], "rank", 1)
+    assert listing["value"] == remembered == newer["query_id"]
+    ui.rank_tab.rank_pages(arena, [str(SAMPLE_PAGES[5])], "someone else's question", None, None, None, None)
+    _, reopened, *_ = wired["restore"].fn("ann", remembered, order)
+    assert reopened["value"] == newer["query_id"]
+    # Kept on the page someone is judging on Annotate: nothing new to remember.
+    kept = wired["picked_latest"].fn(newer, "ann", order, ranked["query_id"], "annotate", 1)
+    assert kept[1] == gr.skip()
+
+
 def test_a_name_that_is_not_utf8_is_refused_by_judge_undo_and_the_page_view(arena, ranked):
     """A lone surrogate (valid JSON, "ann\\ud800") reached the store outside the refusals: /judge
     and /undo answered an error without a reason, the server logged a traceback."""
