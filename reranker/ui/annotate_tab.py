@@ -357,6 +357,16 @@ def view_values(arena: Arena, query_id, name, order_, position_, shown=None):
     return (*drawn, "" if page_hash is None else f"{int(query_id)} {page_hash}", total)
 
 
+def position_of_shown(arena: Arena, query_id, order: str, on_screen: str | None, position: int) -> int:
+    """Where the page on screen (`on_screen`: "<query id> <page hash>") stands in `order` now, if
+    it is a page of `query_id`; else `position`."""
+    screen_query, _, page_hash = (on_screen or "").partition(" ")
+    if not page_hash or query_id in (None, "") or screen_query != str(query_id):
+        return position
+    pages = page_order(arena.store.query_pages(int(query_id)), order)
+    return next((i for i, page in enumerate(pages) if page.page_hash == page_hash), position)
+
+
 def position_and_view(arena: Arena, query_id, name, order_, position_, shown=None):
     """The position and the page view there."""
     # Every event that moves the Annotate tab draws the page in the same event, never in a
@@ -459,21 +469,27 @@ def wire(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamespace, demo:
     order.input(lambda q, name, o, shown: (o, *resumed(q, name, o, shown)), [query_pick, annotator, order, jump],
                 [saved_order, position, *view_outputs], api_visibility="private")
 
-    def refreshed(query_id, name, order_, position_, shown):
-        """The query list with this annotator's counts, and the page view (takes `view_inputs`)."""
+    def refreshed(query_id, name, order_, position_, shown, on_screen):
+        """The query list with this annotator's counts, and the page view: the page on screen
+        (`on_screen`), wherever it now stands in the order (another upload of the question may
+        have added pages before it: the same position was another page, and the next key
+        judged it unseen)."""
         listing = refresh_choices(name, query_id)
-        return (listing, *view(listing["value"], name, order_, position_, shown))
+        position_ = position_of_shown(arena, listing["value"], order_, on_screen, position_)
+        return (listing, *at_position(listing["value"], name, order_, position_, shown))
 
-    def name_entered(name, saved, query_id, order_, position_, shown):
+    def name_entered(name, saved, query_id, order_, position_, shown, on_screen):
         """Remember the name; another annotator's name resumes their own progress."""
-        moved = (name or "").strip() != (saved or "").strip()
-        position_ = resume_position(arena, query_id, name, order_) if moved else position_
-        return (name, position_, *refreshed(query_id, name, order_, position_, shown))
+        if (name or "").strip() != (saved or "").strip():
+            position_, on_screen = resume_position(arena, query_id, name, order_), None
+        listing, position_, *drawn = refreshed(query_id, name, order_, position_, shown, on_screen)
+        return (name, position_, listing, *drawn)
 
     # Enter applies the name as leaving the box does.
-    gr.on([annotator.blur, annotator.submit], name_entered, [annotator, saved_name, query_pick, order, position, jump],
+    gr.on([annotator.blur, annotator.submit], name_entered,
+          [annotator, saved_name, query_pick, order, position, jump, shown_page],
           [saved_name, position, query_pick, *view_outputs], api_visibility="private")
-    refresh.click(refreshed, view_inputs, [query_pick, *view_outputs], api_visibility="private")
+    refresh.click(refreshed, [*view_inputs, shown_page], [query_pick, position, *view_outputs], api_visibility="private")
     guidelines.wire(arena, annotate.guidelines_box, annotator, demo)
 
     def restore(name, query_id, order_, profile: gr.OAuthProfile | None = None):

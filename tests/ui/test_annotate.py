@@ -424,6 +424,31 @@ def test_after_a_judgment_the_query_list_is_redrawn_only_in_a_workspace_of_few_q
     assert ui.annotate_tab.query_list_after_judging(arena, "rater") == gr.skip()
 
 
+def test_refresh_and_the_name_box_keep_the_page_on_screen_when_another_upload_reorders_the_query(arena, ranked):
+    """Refresh (and leaving the name box) redrew the page at the same position: after the same
+    question was ranked over more pages, that was another page, and the next key judged it unseen."""
+    from ..bad_inputs import SAMPLE_PAGES
+
+    demo = ui.build_app(arena)
+    wired = {block_fn.fn.__name__: block_fn.fn for block_fn in demo.fns.values() if block_fn.fn is not None}
+    query_id, order = ranked["query_id"], ui.annotate_tab.ORDERS[0]  # most informative first: new pages move in
+    position, *view = wired["refreshed"](query_id, "ann", order, 2, None, None)[1:]
+    on_screen = view[4]
+    assert position == 2 and on_screen.startswith(f"{query_id} ")
+    again = ui.rank_tab.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[4:8]], QUERY, None, None, None, None)
+    assert again["query_id"] == query_id
+    pages = ui.annotate_tab.page_order(arena.store.query_pages(query_id), order)
+    now_at = next(i for i, page in enumerate(pages) if f"{query_id} {page.page_hash}" == on_screen)
+    assert now_at != 2  # the upload moved it: the test shows the drift
+    listing, position, *view = wired["refreshed"](query_id, "ann", order, 2, None, on_screen)
+    assert listing["value"] == query_id and (position, view[4]) == (now_at, on_screen)
+    name, position, listing, *view = wired["name_entered"]("ann", "ann", query_id, order, 2, None, on_screen)
+    assert (position, view[4]) == (now_at, on_screen)
+    # Another name resumes that annotator's own progress, wherever the page on screen is.
+    _, position, *_ = wired["name_entered"]("bea", "ann", query_id, order, now_at, None, on_screen)
+    assert position == ui.annotate_tab.resume_position(arena, query_id, "bea", order)
+
+
 def test_next_and_jump_count_the_pages_the_question_has_now(arena, ranked):
     """The same question ranked again over another upload while someone annotates it: the
     browser's page total is the old one, and Next from the last old page went back to it."""
