@@ -35,9 +35,10 @@
 # the list of what is missing if not (PYTHON=... picks the interpreter; default python3).
 # Reports go to $OUT (or ./out): eager.json and compiled.json; the tables print to stdout.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
-case "$PY" in */*) [ "${PY#/}" != "$PY" ] || PY="$PWD/$PY" ;; esac  # a relative path works from .baseline too
+# A relative path is the caller's (resolved before the cd below), and works from .baseline too.
+case "$PY" in */*) [ "${PY#/}" != "$PY" ] || PY="$PWD/$PY" ;; esac
+cd "$(dirname "$0")/.."
 
 # What --prepare carries: the runtime packages the benchmark imports that the image lacks (or has
 # at another version), and their own needs that the image may lack. One wheel each, pinned below.
@@ -165,8 +166,8 @@ check_imports
 if [ "${1:-}" = "--check" ]; then
   exit 0
 fi
-out="${OUT:-out}"
-mkdir -p "$out"
+# Absolute: --compare runs the baseline from .baseline/, where a relative path would put its reports.
+out="$(mkdir -p "${OUT:-out}" && cd "${OUT:-out}" && pwd)"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 if [ "${1:-}" = "--all" ] || [ "${1:-}" = "--app" ] || [ "${1:-}" = "--trace" ] || [ "${1:-}" = "--compare" ]; then
   set -o pipefail
