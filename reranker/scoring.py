@@ -81,8 +81,11 @@ class NonFiniteScores(RuntimeError):
     `pages`: their places in the list scored (0-based); `value`: the first one's."""
 
     def __init__(self, message: str, pages: list[int], value: float):
-        super().__init__(message)
+        super().__init__(message, pages, value)  # all in args: it pickles (ZeroGPU's worker process)
         self.pages, self.value = pages, value
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 # Where the pixels of an image or a video go in a prompt. Typed in a query, a model would look

@@ -294,6 +294,10 @@ def test_a_score_the_model_computes_as_nan_is_an_error_naming_the_pages_and_is_n
     assert str(raised.value) == ("Qwen3-VL-Reranker-2B computed nan instead of a score for 2 of 3 page(s) (no. 1, 2 in the "
                                  "order given) in float32: its activations overflowed or its weights hold NaN")
     assert raised.value.pages == [0, 1] and np.isnan(raised.value.value)
+    import pickle  # as an error crosses from ZeroGPU's worker process
+
+    copied = pickle.loads(pickle.dumps(raised.value))
+    assert str(copied) == str(raised.value) and copied.pages == [0, 1]
     assert len(reranker.score_cache) == 0
     with torch.no_grad():
         norm.copy_(kept)
