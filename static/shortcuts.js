@@ -1,9 +1,10 @@
 // Keyboard shortcuts for the Annotate tab: R relevant, N not relevant, S skip, U undo, ←/→
 // previous/next, Q the next query to judge. Ignored while typing in a text field, when the tab is
 // hidden, while the page view is being redrawn (keys and clicks on those buttons alike), and (R,
-// N, S) while the page's image is loading; a focused radio button, checkbox or button takes no
-// typing, so they work there (a dropdown lets go of the focus once chosen, or closed with
-// Escape), and after Enter in "Jump to page" or the name box, that box gives up the focus.
+// N, S and their buttons) while the page's image is loading; a focused radio button, checkbox,
+// button or read-only list box takes no typing, so they work there (a dropdown lets go of the
+// focus once chosen, or closed with Escape), and after Enter in "Jump to page" or the name box,
+// that box gives up the focus.
 // Single keys can be turned off (the tab's "Keyboard shortcuts" box, remembered by the browser):
 // a screen reader's browse mode and speech input use letters too (WCAG 2.1.4).
 () => {
@@ -30,11 +31,13 @@
     }
   }).observe(document.body, { subtree: true, attributes: true, attributeFilter: ["aria-selected"] });
   const CLICKED_NOT_TYPED = ["radio", "checkbox", "button", "submit", "reset"];
+  // (A read-only box takes no typing: the Order list, where Tab from the name box lands, dropped
+  // every key there without a word.)
   const typingIn = (target) =>
     target &&
     (target.isContentEditable ||
       ["TEXTAREA", "SELECT"].includes(target.tagName) ||
-      (target.tagName === "INPUT" && !CLICKED_NOT_TYPED.includes(target.type)));
+      (target.tagName === "INPUT" && !CLICKED_NOT_TYPED.includes(target.type) && !target.readOnly));
   const buttons = {
     r: "judge-relevant",
     n: "judge-not-relevant",
@@ -61,6 +64,7 @@
   // a slow link the next page's text shows a second before its image, and a silent drop looked
   // like a lost key), and a screen reader says why (static/screen_reader.js).
   const ON_ITS_WAY = "the last key or click is still being carried out";
+  const IMAGE_ARRIVING = "the page's image is still arriving";
   const ignored = (why = ON_ITS_WAY) => {
     const panel = document.getElementById("annotate-panel");
     if (!panel) return;
@@ -70,13 +74,26 @@
     panel.classList.add("key-ignored");
     setTimeout(() => panel.classList.remove("key-ignored"), 600);
   };
+  // A label is for the page in view: while the next page's image is still arriving (the text
+  // beside it already names that page; ~0.1 s here, longer on a slow link), the old image is
+  // on screen, so judging waits for it (dropped, as presses during a request are). Only when
+  // it is on screen: Gradio loads it lazily, so one scrolled far away may never load.
+  const imageArriving = () => {
+    const image = document.querySelector("#annotate-image img");
+    const box = image && image.getBoundingClientRect();
+    return !!image && !image.complete && box.bottom > 0 && box.top < window.innerHeight;
+  };
+  const JUDGE_IDS = [buttons.r, buttons.n, buttons.s];
   document.addEventListener("click", (event) => {
     const button = event.target.closest && event.target.closest("button");
-    if (!button || !BUTTON_IDS.some((id) => button.id === id || button.closest("#" + id))) return;
-    if (viewOnItsWay()) {
+    const id = button && BUTTON_IDS.find((id) => button.id === id || button.closest("#" + id));
+    if (!id) return;
+    // Clicks and Enter on the buttons as the keys: a click judged the page whose image had not come.
+    const why = viewOnItsWay() ? ON_ITS_WAY : JUDGE_IDS.includes(id) && imageArriving() ? IMAGE_ARRIVING : null;
+    if (why) {
       event.stopPropagation();
       event.preventDefault();
-      ignored();
+      ignored(why);
       return;
     }
     if (event.detail !== 0) button.blur();
@@ -105,14 +122,10 @@
     if (!button || button.disabled) return;
     event.preventDefault();
     if (viewOnItsWay()) return ignored(); // dropped, as presses during a request are
-    // A label is for the page in view: while the next page's image is still arriving (the text
-    // beside it already names that page; ~0.1 s here, longer on a slow link), the old image is
-    // on screen, so R, N and S wait for it (dropped, as presses during a request are). Only when
-    // it is on screen: Gradio loads it lazily, so one scrolled far away may never load.
-    const image = document.querySelector("#annotate-image img");
-    const box = image && image.getBoundingClientRect();
-    const loadingInView = image && !image.complete && box.bottom > 0 && box.top < window.innerHeight;
-    if (["r", "n", "s"].includes(event.key.toLowerCase()) && loadingInView) return ignored("the page's image is still arriving");
+    if (JUDGE_IDS.includes(id) && imageArriving()) return ignored(IMAGE_ARRIVING);
+    // Out of a read-only list box (the Order list, reached by Tab): its list closes, and the
+    // next key is not taken as a choice in it.
+    if (event.target.closest && event.target.closest('[role="combobox"]')) event.target.blur();
     button.click();
   });
 }

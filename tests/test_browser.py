@@ -877,6 +877,15 @@ def test_judging_keys_wait_for_the_page_image_to_arrive(page, app_server):
     page.wait_for_timeout(1500)
     expect(progress).to_have_text("1/3 judged by image rater")
     expect(panel).not_to_have_class(re.compile(r"\bkey-ignored\b"))
+    # The buttons as the keys: a click (or Enter on a focused button) judged the unseen page.
+    page.locator("#judge-not-relevant").click()
+    expect(panel).to_have_class(re.compile(r"\bkey-ignored\b"), timeout=500)
+    expect(said).to_have_text("Not taken: the page's image is still arriving.")
+    page.locator("#judge-skip").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(1500)
+    expect(progress).to_have_text("1/3 judged by image rater")
+    assert _judgments(app_server, query_id, "image rater") == [("doc_1.jpg", "relevant")]
     for route in held:
         route.continue_()
     page.unroute(re.compile(r"/gradio_api/file="))
@@ -884,6 +893,23 @@ def test_judging_keys_wait_for_the_page_image_to_arrive(page, app_server):
     page.keyboard.press("n")
     expect(progress).to_have_text("2/3 judged by image rater")
     assert _judgments(app_server, query_id, "image rater") == [("doc_1.jpg", "relevant"), ("doc_3.jpg", "not_relevant")]
+
+
+def test_after_tab_out_of_the_name_box_the_keys_judge(page, app_server):
+    """Tab from the name box lands in the Order list, a read-only box: every key was taken as
+    typing there and dropped, without a flash or a word."""
+    (query_id,) = _annotate_in_upload_order(page, app_server, "tab rater", "tab query")
+    name = page.locator("#annotator input")
+    name.click()
+    name.press("End")
+    page.keyboard.press("Tab")
+    expect(page.locator("#annotate-order input")).to_be_focused()
+    page.wait_for_timeout(500)  # leaving the box applies the name: an event that starts a moment later
+    settled(page, "#annotate-info", "#jump", "#query-pick", "#annotate-progress")  # (a key meanwhile is not taken)
+    page.keyboard.press("r")
+    expect(page.locator("#annotate-progress")).to_have_text("1/3 judged by tab rater")
+    assert _judgments(app_server, query_id, "tab rater") == [("doc_1.jpg", "relevant")]
+    expect(page.locator("#annotate-order input")).not_to_be_focused()  # its list closed, not picking an order
 
 
 def test_refresh_list_adds_a_query_ranked_meanwhile_and_keeps_the_page_and_the_name(page, app_server):
