@@ -146,6 +146,28 @@ def test_a_file_that_could_not_be_read_is_named_in_view_not_scrolled_past(page, 
         assert page.evaluate(in_view), files
 
 
+def test_a_long_file_name_shows_whole_in_the_captions_on_a_wide_screen_and_a_phone(page, tmp_path):
+    """A name without spaces was cut with an ellipsis: "…_final_v3.jpg" and "…_final_v6.jpg"
+    read the same in every caption, and nothing else on screen said which file a page was."""
+    import shutil
+
+    stem = "Quarterly_Financial_Report_FY2023_Consolidated_Statements_final_v"
+    files = []
+    for number, version in ((1, 3), (3, 6)):
+        files.append(tmp_path / f"{stem}{version}.jpg")
+        shutil.copy(SAMPLES / f"doc_{number}.jpg", files[-1])
+    rank(page, [str(path) for path in files], "Which share of users was unknown?")
+    cut = """() => [...document.querySelectorAll('#gallery-a .caption-label, #gallery-b .caption-label')]
+                 .filter(caption => caption.scrollWidth > caption.clientWidth + 1).length"""
+    for width in (1400, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.locator("#gallery-b").scroll_into_view_if_needed()
+        expect(page.locator("#gallery-a .caption-label")).to_have_count(2)
+        assert page.evaluate(cut) == 0, width
+        assert sorted(re.search(r"final_v\d\.jpg", text).group(0) for text in captions(page, "#gallery-a")) == [
+            "final_v3.jpg", "final_v6.jpg"]
+
+
 def test_rank_a_pdf_shows_both_galleries_in_score_order(page, tmp_path):
     pdf = sample_pdf(tmp_path / "three-pages.pdf", numbers=(9, 4, 1))
     rank(page, str(pdf), "Which region of the SUC2 frequency plot leads to extinction?")
