@@ -1278,6 +1278,20 @@ def test_export_shows_the_counts_of_the_file_it_made_and_offers_none_after_a_fai
     page.get_by_label("sentence-transformers", exact=True).click()
     page.get_by_role("button", name="Export", exact=True).click()
     expect(download).to_contain_text("arena-sentence-transformers")
+    # A date shortened by Backspace, or emptied by Delete (the box sends no `input` then): it goes too.
+    until = page.get_by_label("Judged until (YYYY-MM-DD, UTC)")
+    for keys in (["End", "Backspace"], ["ControlOrMeta+a", "Delete"]):
+        until.fill("2099-12-31")
+        page.get_by_role("button", name="Export", exact=True).click()
+        expect(download).to_contain_text("arena-sentence-transformers")
+        settled(page, "#export-download", "#export-summary")
+        for key in keys:
+            until.press(key)
+        page.get_by_label("Judged since (YYYY-MM-DD, UTC)").click()  # out of the box
+        expect(download).not_to_contain_text("arena-sentence-transformers")
+    until.fill("")
+    page.get_by_role("button", name="Export", exact=True).click()
+    expect(download).to_contain_text("arena-sentence-transformers")
 
     labels = page.locator("#export-labels input")
     labels.click()  # who judged is on the list, as on Evaluate's

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from ..export import DEFAULTS, FORMATS, RULES
+from ..export import DEFAULTS, FORMAT_ONLY_OPTIONS, FORMATS, RULES
 from .annotators import MAJORITY_VOTE, given_name, label_choices
 from .text import ShownError, api_errors, markdown, message_text, refuse
 
@@ -43,6 +43,10 @@ def export_options(fmt, rule, k, max_negatives, annotator, since, until, agreeme
                   # 0 or an empty box: the fewest negatives any query has (every usable query kept).
                   negatives_per_row=None if negatives_per_row in (None, "") else
                   _whole_number("Negatives per row (negatives_per_row)", negatives_per_row, least=0) or None)
+    if fmt != FORMAT_ONLY_OPTIONS["negatives_per_row"]:
+        # The box keeps its value across formats: the other formats' rows have no such setting,
+        # and their file recorded one that was never applied (the CLI refuses it for them).
+        values["negatives_per_row"] = None
     try:
         return ExportOptions(**values)
     except ValueError as error:  # e.g. since after until, an unknown format from an API client
@@ -214,8 +218,10 @@ def wire(arena: Arena, export: SimpleNamespace, demo: gr.Blocks) -> None:
           api_visibility="private")
     # The file offered is always of the options on screen: one made with another format stayed
     # on offer under the new format's counts.
-    gr.on([option.input for option in export_inputs], lambda: None, None, export_download, queue=False,
-          api_visibility="private")
+    # (A text box's `input` misses Backspace, Delete, cut and paste: its `change` too, which only
+    # the person sets off here.)
+    gr.on([*(option.input for option in export_inputs), since.change, until.change], lambda: None, None, export_download,
+          queue=False, api_visibility="private")
     # Annotators who judged since the page loaded are offered as soon as the tab opens.
     gr.on([demo.load, export.tab.select, preview_button.click], lambda: label_choices(arena), None, export_annotator,
           api_visibility="private")

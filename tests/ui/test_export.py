@@ -113,6 +113,23 @@ def test_export_allows_zero_negatives_but_not_fewer():
         ui.export_tab.export_options("pointwise", "either", 0, 3, "", "", "", False, False)
 
 
+def test_negatives_per_row_left_in_its_box_is_not_recorded_in_another_formats_file(arena, ranked):
+    """The box keeps its value across formats: a flagembedding file's export.json said
+    negatives_per_row 3 (asked), a setting its rows never had and the CLI refuses for them."""
+    import json
+    import zipfile
+
+    query_id = ranked["query_id"]
+    hashes = [entry["content_hash"] for entry in ranked["models"][A]["ranking"]]
+    ui.annotate_tab.judge(arena, query_id, hashes[0], "ann", "relevant")
+    ui.annotate_tab.judge(arena, query_id, hashes[1], "ann", "not_relevant")
+    for fmt in ("pointwise", "flagembedding", "parquet"):
+        assert ui.export_tab.export_options(fmt, "either", 5, 3, "", "", "", False, False, 3).negatives_per_row is None
+    with zipfile.ZipFile(ui.export_tab.export_file(arena, "flagembedding", "either", 5, 10, "", "", "", False, False, 3)) as archive:
+        manifest = json.loads(archive.read("export.json"))
+    assert manifest["options"]["negatives_per_row"] is None and manifest["counts"]["negatives_per_row_asked"] is False
+
+
 @pytest.mark.parametrize("box", ["since", "until"])
 @pytest.mark.parametrize("typed", ["yesterday", "26/11/2026"])
 def test_a_date_the_export_cannot_read_names_its_box_and_the_formats_it_takes(box, typed):
