@@ -419,17 +419,38 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
 # file of 9,000 scans decoded for minutes, in the request's thread (images have no time limit).
 # A photo has about 10; libjpeg-turbo's djpeg has -maxscans against the same files.
 MAX_JPEG_SCANS = 100
+# A marker: FF and a code that is not a stuffed zero, a restart marker or fill (entropy-coded data
+# holds FF only as those).
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
 def _check_jpeg_scans(data: bytes) -> None:
     """Refuse a JPEG of more than MAX_JPEG_SCANS scans, before anything is decoded."""
-    # Each scan begins with an SOS marker (FF DA); inside coded data FF is always followed by 00
-    # or a restart marker, so the count over the file is an upper bound (with an MPO's other
-    # pictures and an EXIF thumbnail's scans: still far below the limit for a real photo).
-    scans = data.count(b"\xff\xda")
+    scans = _jpeg_scans(data, MAX_JPEG_SCANS)
     if scans > MAX_JPEG_SCANS:
-        raise _Refused(f"JPEG stored in {scans:,} scans (passes over the picture), over the limit of {MAX_JPEG_SCANS}; "
-                       "decoding it would take minutes. Save it again as a plain JPEG or as PNG and upload that")
+        raise _Refused(f"JPEG stored in over {MAX_JPEG_SCANS} scans (passes over the picture); decoding it would "
+                       "take minutes. Save it again as a plain JPEG or as PNG and upload that")
+
+
+def _jpeg_scans(data: bytes, limit: int) -> int:
+    """The scans (SOS segments) of the JPEG's first picture, counted up to `limit` + 1: its
+    segments walked from the start to its end (EOI), each skipped by its length (an EXIF
+    thumbnail's scans are inside one). Not FF DA counted over the file: a phone's motion photo
+    keeps a video after the picture, where those bytes come once every ~64 KiB."""
+    count, at = 0, 2  # after SOI
+    while (found := _JPEG_MARKER.search(data, at)) is not None:
+        at, code = found.start(), data[found.start() + 1]
+        if code == 0xD9:  # EOI: the picture ends
+            break
+        if code == 0x01:  # TEM: no length
+            at += 2
+            continue
+        if code == 0xDA:
+            count += 1
+            if count > limit:
+                break
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")  # the segment; a scan's coded data follows it
+    return count
 
 
 # Pillow counts a TIFF's pages by walking all of them, with a list lookup each (quadratic: a 13 MB
@@ -656,9 +677,10 @@ def _render_frame(image: Image.Image, index: int, options: IngestOptions,
 def _to_rgb(image: Image.Image) -> Image.Image:
     key_alpha = None
     if (image.mode.startswith("I") or image.mode == "F") and image.info.get("transparency") is not None:
-        # A colour key (a 16-bit PNG's tRNS) names a raw value: the pixels it makes transparent
-        # are found before the values are scaled, by Pillow's own conversion, as in the models'
-        # references (see `processor_rgb`); after scaling, other pixels matched it.
+        # A colour key (a 16-bit PNG's tRNS) is for the unscaled image: the pixels it makes
+        # transparent are those Pillow's own conversion of it finds, as in the models' references
+        # (see `processor_rgb`; Pillow compares the key with the values clipped to 8 bits); tested
+        # after scaling, other pixels matched it.
         key_alpha = image.convert("LA").getchannel("A")
     if image.mode.startswith("I;16"):
         # 16-bit grey: convert() would clip at 255 (mostly white) instead of scaling.

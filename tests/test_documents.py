@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 
 import pymupdf
 import pytest
@@ -271,6 +272,21 @@ def test_pixel_bombs_in_other_formats_are_refused_from_their_headers_without_dec
     assert Image.MAX_IMAGE_PIXELS == pil_limit
 
 
+def _exif_with_thumbnail(thumbnail: bytes) -> bytes:
+    """EXIF (APP1) data holding `thumbnail` as its JPEG thumbnail (IFD1), as cameras write it."""
+    exif = Image.Exif()
+    exif[0x0112] = 1  # orientation: upright
+    raw = exif.tobytes()  # b"Exif\0\0" + TIFF header + IFD0 (next IFD offset 0)
+    tiff = bytearray(raw[6:])
+    order = "<" if tiff[:2] == b"II" else ">"
+    ifd1_at = len(tiff)
+    struct.pack_into(order + "I", tiff, 8 + 2 + 12 * struct.unpack_from(order + "H", tiff, 8)[0], ifd1_at)  # IFD0 → IFD1
+    data_at = ifd1_at + 2 + 2 * 12 + 4
+    tiff += struct.pack(order + "H", 2) + struct.pack(order + "HHII", 0x0201, 4, 1, data_at)
+    tiff += struct.pack(order + "HHII", 0x0202, 4, 1, len(thumbnail)) + struct.pack(order + "I", 0) + thumbnail
+    return raw[:6] + bytes(tiff)
+
+
 def test_a_jpeg_of_over_100_scans_is_refused_undecoded_and_the_rest_loads(monkeypatch):
     """Each scan of a progressive JPEG is a pass over the whole picture: a 1 MB file of 9,000
     scans decoded for minutes in the request's thread. Progressive photos (~10 scans) still load."""
@@ -286,12 +302,22 @@ def test_a_jpeg_of_over_100_scans_is_refused_undecoded_and_the_rest_loads(monkey
     loaded = load_files([("slow.jpg", slow), ("photo.jpg", photo)])
     assert [(page.source, page.image.getpixel((5, 5))) for page in loaded.pages] == [("photo.jpg", (128, 128, 128))]
     assert [str(problem) for problem in loaded.problems] == [
-        "slow.jpg: JPEG stored in 101 scans (passes over the picture), over the limit of 100; decoding it would take "
-        "minutes. Save it again as a plain JPEG or as PNG and upload that"]
+        "slow.jpg: JPEG stored in over 100 scans (passes over the picture); decoding it would take minutes. Save it "
+        "again as a plain JPEG or as PNG and upload that"]
     assert set(decoded) == {(64, 48)}  # the photo only
+    # Only the first picture's scans count: an MPO's second, and a phone's motion photo, whose video
+    # after the picture holds FF DA every ~64 KiB (counted over the file, 8 MB of it refused a photo).
     mpo = corpus.encode(Image.open(io.BytesIO(photo)), "MPO", save_all=True,
                         append_images=[Image.open(io.BytesIO(photo))], progressive=True)
-    assert only_page("stereo.jpg", mpo).size == (64, 48)  # an MPO's pictures' scans count together
+    assert only_page("stereo.jpg", mpo).size == (64, 48)
+    video = b"ftypmp42" + b"\x12\xff\xda\x00\x0c" * 500
+    assert only_page("motion.jpg", corpus.encode(Image.new("RGB", (64, 48)), "JPEG") + video).size == (64, 48)
+    from reranker.documents import _jpeg_scans
+
+    with_thumbnail = corpus.encode(Image.new("RGB", (64, 48)), "JPEG", progressive=True,
+                                   exif=_exif_with_thumbnail(corpus.progressive_jpeg(extra_scans=95)))
+    assert _jpeg_scans(with_thumbnail, 100) < 20  # the EXIF thumbnail's 101 scans are inside its segment
+    assert _jpeg_scans(corpus.progressive_jpeg(extra_scans=9000), 100) == 101  # counted up to the limit, and no further
 
 
 def test_image_over_a_custom_pixel_limit_names_its_size_and_the_limit():
@@ -402,7 +428,7 @@ def test_sixteen_bit_grey_is_scaled_not_clipped():
 
 def test_a_sixteen_bit_colour_key_makes_its_raw_value_transparent_not_its_8_bit_twin():
     """The key was tested after scaling to 8 bits: the raw value 116 stayed black-ish, and the
-    grey 116 × 257 turned white. Pillow's conversion (the models' references) tests the raw value."""
+    grey 116 × 257 turned white. Pillow's conversion of the unscaled image (the models' references') decides."""
     data = corpus.grey16_png_with_colour_key(116)
     image = only_page("key.png", data).image
     assert (image.getpixel((2, 5)), image.getpixel((15, 5))) == ((255, 255, 255), (116, 116, 116))
