@@ -323,8 +323,11 @@ def score_pages(pool: ModelPool | Mapping, query: str, work: Mapping[str, list[P
             results[key] = Scored(None, error=f"{type(error).__name__}: {error}")
             continue
         except (PromptTooLong, NonFiniteScores) as error:  # the message says it all: no traceback (the CLI prints warnings)
-            (log.info if isinstance(error, PromptTooLong) else log.warning)("%s did not score %d pages: %s", key, len(pages), error)
-            results[key] = Scored(None, error=f"{type(error).__name__}: {error}")
+            # A NaN's pages by name: their places were in the pages this model scored, not the upload's.
+            said = (error.described([getattr(pages[index], "label", f"no. {index + 1}") for index in error.pages])
+                    if isinstance(error, NonFiniteScores) else error)
+            (log.info if isinstance(error, PromptTooLong) else log.warning)("%s did not score %d pages: %s", key, len(pages), said)
+            results[key] = Scored(None, error=f"{type(error).__name__}: {said}")
             continue
         except Exception as error:  # this model's column says so; the other model goes on
             log.exception("%s failed to score %d pages", key, len(pages))

@@ -78,14 +78,20 @@ class PromptTooLong(ValueError):
 class NonFiniteScores(RuntimeError):
     """The model computed NaN or infinity for some pages: its activations overflowed (float16
     does most easily) or its weights hold NaN. Those pages have no score; none is cached.
-    `pages`: their places in the list scored (0-based); `value`: the first one's."""
+    `pages`: their places in the list scored (0-based, a page given twice at both); `value`: the
+    first one's. `described(names)` says it with the pages' names (str: their places)."""
 
-    def __init__(self, message: str, pages: list[int], value: float):
-        super().__init__(message, pages, value)  # all in args: it pickles (ZeroGPU's worker process)
-        self.pages, self.value = pages, value
+    def __init__(self, model: str, pages: list[int], value: float, total: int, dtype: str, hint: str):
+        super().__init__(model, pages, value, total, dtype, hint)  # all in args: it pickles (ZeroGPU's worker)
+        self.model, self.pages, self.value, self.total, self.dtype, self.hint = model, pages, value, total, dtype, hint
+
+    def described(self, names: Sequence[str]) -> str:
+        shown = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
+        return (f"{self.model} computed {self.value} instead of a score for {len(self.pages)} of {self.total} "
+                f"page(s) ({shown}) in {self.dtype}: {self.hint}")
 
     def __str__(self) -> str:
-        return self.args[0]
+        return self.described([f"no. {index + 1}" for index in self.pages])
 
 
 # Where the pixels of an image or a video go in a prompt. Typed in a query, a model would look
@@ -516,17 +522,13 @@ class Reranker:
                     if progress:
                         progress(done, total)
         if failed:
-            self._refuse_non_finite(sorted(failed), total, scores)
+            failed_at = set(failed)  # a page given twice failed at both places
+            everywhere = [i for i, key in enumerate(keys) if firsts.get(key, i) in failed_at]
+            hint = ("float16's range is the likeliest cause: use bfloat16 or float32 (RERANKER_DTYPE)"
+                    if self.dtype == torch.float16 else "its activations overflowed or its weights hold NaN")
+            raise NonFiniteScores(self.spec.label, everywhere, scores[min(failed)], total,
+                                  str(self.dtype).removeprefix("torch."), hint)
         return [float(scores[firsts.get(key, i)]) for i, key in enumerate(keys)]
-
-    def _refuse_non_finite(self, failed: list[int], total: int, scores: list) -> None:
-        """Raise NonFiniteScores naming the pages (by their place in the call) and what to try."""
-        shown = ", ".join(str(index + 1) for index in failed[:10]) + (", …" if len(failed) > 10 else "")
-        dtype = str(self.dtype).removeprefix("torch.")
-        hint = ("float16's range is the likeliest cause: use bfloat16 or float32 (RERANKER_DTYPE)" if self.dtype == torch.float16
-                else "its activations overflowed or its weights hold NaN")
-        raise NonFiniteScores(f"{self.spec.label} computed {scores[failed[0]]} instead of a score for {len(failed)} of {total} "
-                              f"page(s) (no. {shown} in the order given) in {dtype}: {hint}", failed, scores[failed[0]])
 
     def _request(self, query: str, images: Sequence, instruction: str | None, max_pixels: int | None):
         """What `score` starts from: the prompt (checked), the image budget,

@@ -397,12 +397,19 @@ def test_a_model_computing_nan_fails_its_own_column_and_the_other_models_scores_
         broken.backbone.language_model.norm.weight.fill_(float("nan"))
     store = Store(tmp_path / "arena.db")
     result, query_id = ranking.rank_and_save(sample_files(2), QUERY, {A: broken, B: tiny_rerankers[B]}, store)
-    assert result.rankings[A].error.startswith("NonFiniteScores: Qwen3-VL-Reranker-2B computed nan instead of a score for 2 of 2")
+    assert result.rankings[A].error.startswith("NonFiniteScores: Qwen3-VL-Reranker-2B computed nan instead of a score for 2 of 2 "
+                                               f"page(s) ({result.pages[0].label}, {result.pages[1].label}) in float32")
     assert len(result.rankings[B].scores) == 2
     stored = store.cached_scores(B, result.rankings[B].settings, QUERY, None, [page.content_hash for page in result.pages])
     assert sorted(stored.values()) == sorted(result.rankings[B].scores)
     assert store.db.execute("SELECT count(*) FROM scores WHERE model = ?", [A]).fetchone()[0] == 0
     assert store.db.execute("SELECT count(*) FROM scores WHERE model = ?", [B]).fetchone()[0] == 2
+    # Ranked before over two pages, the question over three: the model scores only the new page,
+    # which the message names (it said "no. 1": its place among the pages scored, not the upload's).
+    earlier = Store(tmp_path / "earlier.db")
+    ranking.rank_and_save(sample_files(2), QUERY, tiny_rerankers, earlier)
+    again, _ = ranking.rank_and_save(sample_files(3), QUERY, {A: broken, B: tiny_rerankers[B]}, earlier)
+    assert f"for 1 of 1 page(s) ({again.pages[2].label}) in float32" in again.rankings[A].error
 
 
 def test_a_query_in_either_unicode_form_is_ranked_and_stored_as_one(tiny_rerankers, tmp_path):

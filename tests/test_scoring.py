@@ -291,13 +291,13 @@ def test_a_score_the_model_computes_as_nan_is_an_error_naming_the_pages_and_is_n
         norm.fill_(float("nan"))
     with pytest.raises(scoring_module.NonFiniteScores) as raised:
         reranker.score(QUERIES[0], [pages[0], pages[1], pages[0]])
-    assert str(raised.value) == ("Qwen3-VL-Reranker-2B computed nan instead of a score for 2 of 3 page(s) (no. 1, 2 in the "
-                                 "order given) in float32: its activations overflowed or its weights hold NaN")
-    assert raised.value.pages == [0, 1] and np.isnan(raised.value.value)
+    assert str(raised.value) == ("Qwen3-VL-Reranker-2B computed nan instead of a score for 3 of 3 page(s) (no. 1, no. 2, "
+                                 "no. 3) in float32: its activations overflowed or its weights hold NaN")
+    assert raised.value.pages == [0, 1, 2] and np.isnan(raised.value.value)  # the page given twice, at both places
     import pickle  # as an error crosses from ZeroGPU's worker process
 
     copied = pickle.loads(pickle.dumps(raised.value))
-    assert str(copied) == str(raised.value) and copied.pages == [0, 1]
+    assert str(copied) == str(raised.value) and copied.pages == [0, 1, 2]
     assert len(reranker.score_cache) == 0
     with torch.no_grad():
         norm.copy_(kept)
