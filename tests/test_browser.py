@@ -926,10 +926,19 @@ def test_after_tab_out_of_the_name_box_the_keys_judge(page, app_server):
     name.press("End")
     page.keyboard.press("Tab")
     expect(page.locator("#annotate-order input")).to_be_focused()
-    page.wait_for_timeout(500)  # leaving the box applies the name: an event that starts a moment later
-    settled(page, "#annotate-info", "#jump", "#query-pick", "#annotate-progress")  # (a key meanwhile is not taken)
-    page.keyboard.press("r")
-    expect(page.locator("#annotate-progress")).to_have_text("1/3 judged by tab rater")
+    # Leaving the box applies the name, an event of its own that redraws the page: a key pressed
+    # while it runs (or its image comes again) is not taken, and says so. Each press is taken or
+    # said not taken, never silently dropped.
+    progress, said = page.locator("#annotate-progress"), page.locator("#arena-announcer")
+    for _ in range(10):
+        said.evaluate("element => { element.textContent = ''; }")
+        page.keyboard.press("r")
+        page.wait_for_function("""() => document.querySelector('#annotate-progress').innerText.includes('1/3 judged')
+                                  || document.querySelector('#arena-announcer').textContent.startsWith('Not taken: ')""")
+        if "1/3 judged" in progress.inner_text():
+            break
+        settled(page, "#annotate-info", "#jump", "#query-pick", "#annotate-progress")
+    expect(progress).to_have_text("1/3 judged by tab rater")
     assert _judgments(app_server, query_id, "tab rater") == [("doc_1.jpg", "relevant")]
     expect(page.locator("#annotate-order input")).not_to_be_focused()  # its list closed, not picking an order
 
