@@ -357,10 +357,16 @@ def view_values(arena: Arena, query_id, name, order_, position_, shown=None):
     return (*drawn, "" if page_hash is None else f"{int(query_id)} {page_hash}", total)
 
 
+def on_screen_parts(on_screen: str | None) -> tuple[str, str]:
+    """(query id, page hash) of the page on screen, as `view_values` wrote them ("" for none)."""
+    query_id, _, page_hash = (on_screen or "").partition(" ")
+    return query_id, page_hash
+
+
 def position_of_shown(arena: Arena, query_id, order: str, on_screen: str | None, position: int) -> int:
     """Where the page on screen (`on_screen`: "<query id> <page hash>") stands in `order` now, if
     it is a page of `query_id`; else `position`."""
-    screen_query, _, page_hash = (on_screen or "").partition(" ")
+    screen_query, page_hash = on_screen_parts(on_screen)
     if not page_hash or query_id in (None, "") or screen_query != str(query_id):
         return position
     pages = page_order(arena.store.query_pages(int(query_id)), order)
@@ -411,7 +417,7 @@ def wire(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamespace, demo:
                   profile: gr.OAuthProfile | None = None, request: gr.Request = None):
         profile = signed_in(profile, request)
         action = next(action for button, action in actions if button is event.target)
-        screen_query, _, page = (on_screen or "").partition(" ")
+        screen_query, page = on_screen_parts(on_screen)
         if screen_query and query_id not in (None, "") and int(screen_query) != int(query_id):
             # The list names a query whose page is not on screen yet (the view follows the
             # choice): a key pressed now judged the old query's page under the new query.
@@ -442,7 +448,7 @@ def wire(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamespace, demo:
         """A choice from the list, by mouse or by keyboard: `input` (Enter sends no `select`). The
         list also sends it when it merely closes, and a click sends it twice: the query already
         on screen is left as it is (and where the annotator is in it)."""
-        if query_id in (None, "") or (on_screen or "").partition(" ")[0] == str(query_id):
+        if query_id in (None, "") or on_screen_parts(on_screen)[0] == str(query_id):
             return tuple(gr.skip() for _ in range(2 + len(view_outputs)))
         return (query_id, *resumed(query_id, name, order_, shown))
 
