@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageOps
 
+from .image_structure import too_slow_to_read
 from .imaging import MAX_ASPECT_RATIO, image_hash, processor_rgb
 from .lru import LRUCache
 from .rendering import OutOfTime, PageFailed, PageTooSlow, PdfFacts, RenderSettings, Stopped, open_pdf
@@ -369,7 +370,11 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
     # then a PDF whose header follows some junk (allowed within the first 1024 bytes), unless
     # the junk is another format's header: a ZIP or tar archive holds its PDFs as they are, and
     # MuPDF "repaired" one into its last PDF, the others dropped without a word.
-    image = None if data[:1024].lstrip().startswith(b"%PDF-") else _open_image(data)
+    image = None
+    if not data[:1024].lstrip().startswith(b"%PDF-"):
+        if (too_slow := too_slow_to_read(data, tiff_pages=TIFF_PAGES_COUNTED + 1)) is not None:
+            raise _Refused(too_slow)
+        image = _open_image(data)
     if image is None and b"%PDF-" in data[:1024] and _known_format(data) is None:
         settings = RenderSettings(options.dpi, options.max_page_pixels, options.render_workers, options.page_render_seconds)
         with open_pdf(data, settings, deadline) as pdf:
@@ -388,8 +393,6 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
     if image is None:
         raise _Refused(_not_supported(name, data))
     with image:
-        if image.format in ("JPEG", "MPO"):
-            _check_jpeg_scans(data)
         try:  # only TIFF holds pages; other formats' extra frames are animation or previews
             page_count, cut_short = _tiff_pages(image) if image.format == "TIFF" else (1, False)
             if page_count > TIFF_PAGES_COUNTED:
@@ -413,44 +416,6 @@ def _ingest(name: str, data: bytes, document_hash: str, options: IngestOptions, 
         result.notes.append(f"{name}: {what} (which says which way up to show it) could not be read, so it is "
                             "shown as stored.")
     return page_count, considered, True
-
-
-# A progressive JPEG is decoded one scan at a time, each a pass over the whole picture: a 1 MB
-# file of 9,000 scans decoded for minutes, in the request's thread (images have no time limit).
-# A photo has about 10; libjpeg-turbo's djpeg has -maxscans against the same files.
-MAX_JPEG_SCANS = 100
-# A marker: FF and a code that is not a stuffed zero, a restart marker or fill (entropy-coded data
-# holds FF only as those).
-_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
-
-
-def _check_jpeg_scans(data: bytes) -> None:
-    """Refuse a JPEG of more than MAX_JPEG_SCANS scans, before anything is decoded."""
-    scans = _jpeg_scans(data, MAX_JPEG_SCANS)
-    if scans > MAX_JPEG_SCANS:
-        raise _Refused(f"JPEG stored in over {MAX_JPEG_SCANS} scans (passes over the picture); decoding it would "
-                       "take minutes. Save it again as a plain JPEG or as PNG and upload that")
-
-
-def _jpeg_scans(data: bytes, limit: int) -> int:
-    """The scans (SOS segments) of the JPEG's first picture, counted up to `limit` + 1: its
-    segments walked from the start to its end (EOI), each skipped by its length (an EXIF
-    thumbnail's scans are inside one). Not FF DA counted over the file: a phone's motion photo
-    keeps a video after the picture, where those bytes come once every ~64 KiB."""
-    count, at = 0, 2  # after SOI
-    while (found := _JPEG_MARKER.search(data, at)) is not None:
-        at, code = found.start(), data[found.start() + 1]
-        if code == 0xD9:  # EOI: the picture ends
-            break
-        if code == 0x01:  # TEM: no length
-            at += 2
-            continue
-        if code == 0xDA:
-            count += 1
-            if count > limit:
-                break
-        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")  # the segment; a scan's coded data follows it
-    return count
 
 
 # Pillow counts a TIFF's pages by walking all of them, with a list lookup each (quadratic: a 13 MB
@@ -528,6 +493,9 @@ def _add_pages(name: str, document_hash: str, kind: str, page_count: int,
         if scale < 1:
             reduced.append((index + 1, scale))
         content_hash = known_hash[0] if known_hash else image_hash(image)
+        # A page is its pixels. The file's metadata would go into every file made from the page:
+        # Pillow's JPEG writer copies a GIF's comment, and one over 64 KiB failed every thumbnail.
+        image.info.clear()
         pages.append(Page(content_hash, image, name, index + 1, document_hash, kind, page_count))
     if pages:
         result.documents.append(Document(document_hash, name, kind, page_count))

@@ -311,6 +311,58 @@ def plain_png(colour=(10, 120, 200), size=(48, 32)) -> bytes:
     return encode(Image.new("RGB", size, colour), "PNG")
 
 
+# Files of many tiny pieces, which Pillow reads in Python one at a time (a 100 MB file of them
+# read for minutes): each a small valid picture, red, of the size given.
+
+
+def png_of_many_chunks(chunks: int, size=(8, 6)) -> bytes:
+    """A PNG with `chunks` empty private chunks between its header and its pixels."""
+    data = plain_png((255, 0, 0), size)
+    header_end = 8 + 25  # signature, IHDR
+    return data[:header_end] + _png_chunk(b"prVt", b"") * chunks + data[header_end:]
+
+
+def _gif_head_end(data: bytes) -> int:
+    return 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)  # header, screen, global colours
+
+
+def gif_with_extension(extension: bytes, size=(8, 6)) -> bytes:
+    """A one-frame GIF with `extension` (whole blocks) before its picture."""
+    data = encode(Image.new("RGB", size, (255, 0, 0)), "GIF")
+    at = _gif_head_end(data)
+    return data[:at] + extension + data[at:]
+
+
+def gif_comment(text: bytes, piece: int = 255) -> bytes:
+    """A GIF comment extension holding `text` in sub-blocks of `piece` bytes."""
+    return b"!\xfe" + b"".join(bytes([len(text[i:i + piece])]) + text[i:i + piece]
+                               for i in range(0, len(text), piece)) + b"\0"
+
+
+def jpeg_of_many_segments(segments: int, size=(8, 6)) -> bytes:
+    """A JPEG with `segments` empty comment segments before its picture."""
+    data = encode(Image.new("RGB", size, (255, 0, 0)), "JPEG", quality=95)
+    return data[:2] + b"\xff\xfe\x00\x02" * segments + data[2:]
+
+
+def tiff_of_many_tags(pages: int, tags_per_page: int) -> bytes:
+    """A TIFF of `pages` 8 × 6 red pages, each directory with `tags_per_page` extra private tags."""
+    data = bytearray(encode(Image.new("RGB", (8, 6), (255, 0, 0)), "TIFF"))
+    assert data[:4] == b"II*\0"
+    (ifd,) = struct.unpack_from("<I", data, 4)
+    (count,) = struct.unpack_from("<H", data, ifd)
+    entries = [data[at:at + 12] for at in range(ifd + 2, ifd + 2 + 12 * count, 12)]
+    entries += [struct.pack("<HHIHH", 65000, 3, 1, 0, 0)] * tags_per_page  # a private SHORT tag, repeated
+    out = bytearray(data)  # the pixels and the values the entries point to; new directories follow
+    for page in range(pages):
+        at = len(out)
+        next_at = at + 2 + 12 * len(entries) + 4 if page < pages - 1 else 0
+        out += struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", next_at)
+        if page == 0:
+            struct.pack_into("<I", out, 4, at)
+    return bytes(out)
+
+
 def zip_bytes() -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 import struct
 
 import pymupdf
@@ -312,12 +313,94 @@ def test_a_jpeg_of_over_100_scans_is_refused_undecoded_and_the_rest_loads(monkey
     assert only_page("stereo.jpg", mpo).size == (64, 48)
     video = b"ftypmp42" + b"\x12\xff\xda\x00\x0c" * 500
     assert only_page("motion.jpg", corpus.encode(Image.new("RGB", (64, 48)), "JPEG") + video).size == (64, 48)
-    from reranker.documents import _jpeg_scans
+    from reranker.image_structure import jpeg_pieces
+
+    def _jpeg_scans(data, limit):
+        return jpeg_pieces(data, limit, 1000)[0]
 
     with_thumbnail = corpus.encode(Image.new("RGB", (64, 48)), "JPEG", progressive=True,
                                    exif=_exif_with_thumbnail(corpus.progressive_jpeg(extra_scans=95)))
     assert _jpeg_scans(with_thumbnail, 100) < 20  # the EXIF thumbnail's 101 scans are inside its segment
     assert _jpeg_scans(corpus.progressive_jpeg(extra_scans=9000), 100) == 101  # counted up to the limit, and no further
+
+
+def test_images_of_many_tiny_pieces_are_refused_unread_and_the_rest_loads(monkeypatch):
+    """Pillow reads an image's pieces (PNG chunks, GIF blocks and comment pieces, JPEG segments,
+    TIFF tags) in Python, in the request's thread: a 2.4 MB PNG of 200,000 empty chunks took
+    2.4 s, a 0.4 MB GIF comment of 200,000 pieces 4.3 s (quadratic), a 14 MB TIFF of 20 pages of
+    60,000 tags 34 s. Files just past the limits are refused before Pillow opens them; files just
+    under them load."""
+    from reranker import image_structure as limits
+
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: opened.append(fp.getvalue()[:4]) or real_open(fp, *a, **k))
+    blocks = limits.PIECES_ALLOWED + 1_000  # past the allowance for files of these sizes (~10,000 + 1 per KiB)
+    comment = b"x" * (limits.MAX_GIF_COMMENT_PIECES + 1)
+    refused = {
+        "chunks.png": corpus.png_of_many_chunks(blocks),
+        "blocks.gif": corpus.gif_with_extension(b"!\xff\x0bXMP DataXMP" + b"\x01x" * blocks + b"\0"),
+        "comment.gif": corpus.gif_with_extension(corpus.gif_comment(comment, piece=1)),
+        "comments.gif": corpus.gif_with_extension(corpus.gif_comment(b"") * len(comment)),
+        "stray bytes.gif": corpus.gif_with_extension(b"\0" * blocks),  # Pillow skips each in turn
+        "segments.jpg": corpus.jpeg_of_many_segments(limits.MAX_JPEG_HEADER_SEGMENTS + 1),
+        "tags.tif": corpus.tiff_of_many_tags(2, limits.MAX_TIFF_ENTRIES // 2),
+    }
+    loaded = load_files([*refused.items(), ("photo.png", corpus.plain_png())])
+    assert [page.source for page in loaded.pages] == ["photo.png"]
+    assert [problem.source for problem in loaded.problems] == list(refused)
+    assert opened == [b"\x89PNG"]  # the photo only
+    assert str(loaded.problems[0]) == (
+        f"chunks.png: PNG stored in over {limits.PIECES_ALLOWED + len(refused['chunks.png']) // 1024:,} chunks, far "
+        "more than image software writes; reading it would take minutes. Open it in an image editor, save it "
+        "again and upload that")
+    assert "comment of over 1,000 pieces" in str(loaded.problems[2]) and "comment of" in str(loaded.problems[3])
+    assert "GIF stored in over 10,0" in str(loaded.problems[4])
+    assert "over 1,000 segments before its picture" in str(loaded.problems[5])
+    assert "over 50,000 tags" in str(loaded.problems[6])
+
+    under = {
+        "chunks.png": corpus.png_of_many_chunks(limits.PIECES_ALLOWED - 100),
+        "comment.gif": corpus.gif_with_extension(corpus.gif_comment(comment[:-10], piece=1)),
+        "segments.jpg": corpus.jpeg_of_many_segments(limits.MAX_JPEG_HEADER_SEGMENTS - 10),
+        "tags.tif": corpus.tiff_of_many_tags(3, 1_000),
+        "animated.gif": corpus.animated_gif(),  # its second picture is where the walk stops
+    }
+    loaded = load_files(list(under.items()))
+    assert not loaded.problems and [page.source for page in loaded.pages] == [*list(under)[:3], "tags.tif", "tags.tif",
+                                                                              "tags.tif", "animated.gif"]
+    assert all(page.image.getpixel((0, 0))[0] > 250 for page in loaded.pages[:-1])
+
+
+def test_the_piece_counts_stop_at_their_limits_and_follow_the_files_structure():
+    from reranker.image_structure import gif_pieces, png_chunks, tiff_entries
+
+    assert png_chunks(corpus.png_of_many_chunks(50), 1_000) == 53  # IHDR, 50, IDAT, IEND
+    assert png_chunks(corpus.png_of_many_chunks(5_000), 100) == 101
+    # A GIF's comment: the extension, its sub-blocks, the empty one ending them.
+    assert gif_pieces(corpus.gif_with_extension(corpus.gif_comment(b"x" * 600)), 10**6, 10**6)[1] == 1 + 3 + 1
+    assert gif_pieces(corpus.gif_with_extension(corpus.gif_comment(b"x" * 5_000, piece=1)), 10**6, 100)[1] == 101
+    noise = Image.frombytes("L", (200, 200), random.Random(5).randbytes(200 * 200)).convert("P")
+    big_gif = corpus.encode(noise, "GIF")  # its picture in ~150 sub-blocks of 255 bytes, which cost little
+    assert len(big_gif) > 30_000 and gif_pieces(big_gif, 10**6, 10**6)[0] < 5
+    assert tiff_entries(corpus.tiff_of_many_tags(3, 10), 2, 10**6) == 2 * tiff_entries(corpus.tiff_of_many_tags(1, 10), 1, 10**6)
+    looped = bytearray(corpus.tiff_of_many_tags(1, 10))  # a directory pointing at itself: read once, as Pillow does
+    first = int.from_bytes(looped[4:8], "little")
+    looped[-4:] = first.to_bytes(4, "little")
+    assert tiff_entries(bytes(looped), 1_000, 10**6) == tiff_entries(corpus.tiff_of_many_tags(1, 10), 1, 10**6)
+
+
+def test_a_page_keeps_none_of_its_files_metadata(tmp_path):
+    """A GIF's comment of over 64 KiB went with the page into its thumbnail, which Pillow's JPEG
+    writer cannot hold ("broken data stream"): every ranking of it failed and Annotate could not
+    draw it."""
+    from reranker.thumbnails import PageImages
+
+    gif = corpus.gif_with_extension(corpus.gif_comment(b"A" * 70_000))
+    page = only_page("long comment.gif", gif)
+    assert page.image.info == {}
+    path = PageImages(tmp_path, lambda page_hash: None, memory_bytes=2**20).path(page.content_hash, 64, page)
+    assert Image.open(path).size == (8, 6)
 
 
 def test_image_over_a_custom_pixel_limit_names_its_size_and_the_limit():
