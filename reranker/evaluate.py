@@ -1026,6 +1026,13 @@ def _run_cli(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as error:  # bad input, unreadable file, Hub unreachable (a StoreError: cli.main)
         return _fail(str(error))
     print(text)
+    if not any(result.rows for key, result in evaluation.results.items() if key != FIRST_STAGE):
+        # Exit 1 as `score` and `export` do when they have nothing to show: a script must not take a
+        # table of dashes (a wrong --images folder, a store without judgments) for results.
+        unwritten = f"; {args.output} not written" if args.output else ""
+        if not evaluation.results:
+            return _fail(f"nothing to evaluate: no stored scores (rank some pages in the app first){unwritten}")
+        return _fail(f"no model could be evaluated on any query (the reasons are listed above){unwritten}")
     if args.output:  # whole or not at all: a full disk leaves an earlier file as it was
         with output_file(args.output) as partial:
             partial.write_text(json.dumps(evaluation.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from reranker import metrics
-from reranker.documents import Page
+from reranker.documents import Page, load_files
 from reranker.cli import main
 from reranker.evaluate import FIRST_STAGE, MODEL_A, MODEL_B, blog_label, evaluate_store, load_benchmark
 
@@ -630,6 +630,35 @@ def test_benchmark_output_is_checked_before_the_models_load(arena_db, tmp_path, 
     assert main(["eval", "--benchmark", str(data), "--models", MODEL_A, "--output", str(out_json)]) == 1
     assert "no-weights-here" in capsys.readouterr().err
     assert out_json.parent.is_dir() and not out_json.exists()
+
+
+def test_eval_that_evaluates_nothing_says_why_exits_1_and_writes_no_file(tmp_path, tiny_env, capsys):
+    """A wrong --images folder (none of the candidates in it) or a store without judgments gave a
+    table of dashes and exit status 0, with --output written all null: a script took it for results."""
+    from reranker.store import Store
+
+    data = tmp_path / "bench.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in _rows(BENCHMARK_ROWS[:1])))
+    (tmp_path / "wrong-folder").mkdir()
+    out_json = tmp_path / "out.json"
+    code = main(["eval", "--benchmark", str(data), "--images", str(tmp_path / "wrong-folder"), "--models", MODEL_A,
+                 "--output", str(out_json), *PIXEL_ARGS])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1 and not out_json.exists()
+    assert "no candidate image found" in captured.out  # the reasons, per query
+    assert captured.err.endswith(f"error: no model could be evaluated on any query (the reasons are listed above); "
+                                 f"{out_json} not written\n")
+
+    empty = tmp_path / "empty.db"
+    Store(empty).close()
+    assert main(["eval", "--db", str(empty)]) == 1
+    assert capsys.readouterr().err == "error: nothing to evaluate: no stored scores (rank some pages in the app first)\n"
+    unjudged = tmp_path / "unjudged.db"
+    with Store(unjudged) as store:
+        pages = load_files([SAMPLES / "doc_0.jpg"]).pages
+        store.save_ranking("revenue?", None, pages, scores={MODEL_A: [0.5]}, settings={MODEL_A: {}})
+    assert main(["eval", "--db", str(unjudged)]) == 1
+    assert "no model could be evaluated on any query" in capsys.readouterr().err
 
 
 def test_benchmark_ties_keep_the_first_stage_order(tmp_path, tiny_rerankers):
