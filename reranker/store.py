@@ -1027,6 +1027,32 @@ class Store:
                 page["ranks"][model] = rank
         return [QueryPage(**page) for page in pages]
 
+    def data_version(self) -> tuple:
+        """A value that changes whenever queries, their pages, scores or judgments do: for caching
+        what is computed from them (an evaluation). Judgments and queries are only added; a score
+        is added, or made the latest again (its `created` moves on); pages are added to a query."""
+        return self.db.execute(
+            "SELECT (SELECT MAX(id) FROM judgments), (SELECT MAX(id) FROM queries), (SELECT COUNT(*) FROM query_pages), "
+            "(SELECT MAX(rowid) FROM scores), (SELECT MAX(created) FROM scores)").fetchone()
+
+    def latest_scores(self) -> dict[int, tuple[list[str], dict[str, dict[str, tuple[float, str]]]]]:
+        """Every query's candidate pages and scores in two reads, as `query_pages` gives them one
+        query at a time: query id → (its page hashes in upload order, model → page hash →
+        (that model's latest score of the page, its settings key)). Evaluating a store of 2,000
+        queries one query at a time took 14,000 reads."""
+        pages: dict[int, list[str]] = {}
+        for query_id, page_hash in self.db.execute("SELECT query_id, page_hash FROM query_pages ORDER BY query_id, position"):
+            pages.setdefault(query_id, []).append(page_hash)
+        scores: dict[int, dict[str, dict[str, tuple[float, str]]]] = {}
+        for query_id, model, page_hash, score, key in self.db.execute(
+                "SELECT query_id, model, page_hash, score, settings_key FROM scores ORDER BY created, rowid"):
+            scores.setdefault(query_id, {}).setdefault(model, {})[page_hash] = (score, key)  # oldest first: the latest stays
+        return {
+            query_id: (hashes, {model: {h: by_page[h] for h in hashes if h in by_page}
+                                for model, by_page in scores.get(query_id, {}).items()})
+            for query_id, hashes in pages.items()
+        }
+
     def page_png(self, page_hash: str) -> bytes:
         """The stored image file (PNG) of a page."""
         row = self.db.execute("SELECT image FROM pages WHERE content_hash = ?", [page_hash]).fetchone()

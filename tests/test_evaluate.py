@@ -402,6 +402,43 @@ def test_kappa_is_given_for_the_most_active_annotators_only(arena_db, monkeypatc
     assert q1["mrr"] == pytest.approx(1 / 3)
 
 
+def test_a_store_is_evaluated_in_a_few_reads_and_again_only_once_it_changed(arena_db):
+    """Two reads a query (a store of 2,000 queries: 14,000 reads, 2 s) on every visit of the
+    Evaluate tab; now a few reads whatever the store holds, and an unchanged store is not
+    evaluated again (EvaluationCache)."""
+    from reranker.store import Store
+
+    def reads(store, evaluate) -> tuple[list[str], object]:
+        statements = []
+        store.db.conn.set_trace_callback(statements.append)
+        try:
+            result = evaluate()
+        finally:
+            store.db.conn.set_trace_callback(None)
+        return [s for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH"))], result
+
+    with Store(arena_db) as store:
+        few, _ = reads(store, lambda: evaluate_store(store))
+        for n in range(30):
+            store.save_ranking(f"more {n}", None, _pages(100 + 2 * n, 2), scores={MODEL_A: [0.5, 0.4]},
+                               settings={MODEL_A: {"max_pixels": 1}})
+        assert len(reads(store, lambda: evaluate_store(store))[0]) == len(few) < 12
+
+        from reranker.evaluate import EvaluationCache
+
+        cache = EvaluationCache()
+        first = cache.evaluate(store, "alice")
+        assert cache.evaluate(store, "alice") is first and cache.evaluate(store) is not first
+        unchanged, again = reads(store, lambda: cache.evaluate(store, "alice"))
+        assert again is first and len(unchanged) == 1  # the data version only
+        q1 = next(q.id for q in store.list_queries() if q.text == "q1 revenue table")
+        page = store.query_pages(q1)[3]  # A ranks it 4th, B 1st
+        store.record_judgment(q1, page.page_hash, "alice", "relevant")
+        changed = cache.evaluate(store, "alice")
+        assert changed is not first and changed.to_dict() == evaluate_store(store, "alice").to_dict()
+        assert changed.results[MODEL_B].rows != first.results[MODEL_B].rows
+
+
 def test_eval_db_cli_names_the_queries_left_out_of_the_means_without_per_query(arena_db, capsys):
     from reranker.store import Store
 

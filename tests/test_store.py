@@ -606,6 +606,46 @@ def test_a_query_asked_again_at_another_budget_keeps_the_earlier_pages_scores(st
     assert store.db.execute("SELECT COUNT(*) FROM scores WHERE seconds IS NOT NULL").fetchone()[0] == 0
 
 
+def test_latest_scores_are_query_pages_for_every_query_at_once_and_the_data_version_follows_each_change(store: Store):
+    """`latest_scores` (evaluation's read of the whole store) gives each query what `query_pages`
+    gives it; `data_version` (what cached evaluations are kept by) moves with every change."""
+    A, B = "qwen3-vl-reranker-2b", "qwen3-reranker-mm-2b"
+    versions = [store.data_version()]
+
+    def changed():
+        versions.append(store.data_version())
+        assert versions[-1] != versions[-2]
+
+    first, second = make_pages(3, "2023.pdf", seed=3), make_pages(2, "2024.pdf", seed=4)
+    query_id = store.save_ranking("revenue?", None, first, scores={A: [0.9, 0.2, 0.3], B: [0.1, 0.2, 0.3]},
+                                  settings={A: {"max_pixels": 1}, B: {}})
+    changed()
+    store.save_ranking("revenue?", None, second, scores={A: [0.5, 0.6]}, settings={A: {"max_pixels": 2}})
+    changed()  # pages added to the query
+    store.save_ranking("revenue?", None, first[:1], scores={A: [0.1]}, settings={A: {"max_pixels": 2}})
+    changed()  # a score at another budget
+    other = ranked(store, make_pages(2, seed=9), "another question")
+    changed()
+    store.save_ranking("revenue?", None, first, scores={A: [0.9, 0.2, 0.3]}, settings={A: {"max_pixels": 1}})
+    changed()  # the first budget's scores are the latest again, no row added
+    store.record_judgment(query_id, first[0].content_hash, "ann", "relevant")
+    changed()
+    store.undo(query_id, "ann")
+    changed()
+    latest = store.latest_scores()
+    store.query_pages(query_id), store.current_judgments()
+    assert store.data_version() == versions[-1]  # reading changes nothing
+    assert set(latest) == {query_id, other}
+    for qid in (query_id, other):
+        pages = store.query_pages(qid)
+        hashes, scores = latest[qid]
+        assert hashes == [page.page_hash for page in pages]
+        models = {model for page in pages for model in page.scores}
+        assert scores == {model: {page.page_hash: (page.scores[model], page.settings[model])
+                                  for page in pages if model in page.scores} for model in models}
+    assert [score for score, _ in latest[query_id][1][A].values()] == [0.9, 0.2, 0.3, 0.5, 0.6]
+
+
 def test_since_counts_a_label_an_undo_brought_back_from_when_it_was_first_given(store: Store, monkeypatch):
     """Relevant on 1 March; a slip on 10 March (not relevant), undone at once: an export of labels
     given since 5 March must not offer the page again (it went out in the export up to then)."""

@@ -59,11 +59,9 @@ def evaluate_view(arena: Arena, annotator: str | None) -> EvaluateView:
     """The Evaluate tab (`EvaluateView`); what a choice opens in Annotate (`openable`): model key →
     the (query id, page hash) of each of its gallery's items, "queries" → {a per-query row's query
     as shown: its id}."""
-    from ..evaluate import evaluate_store
-
     annotator = annotator or None  # MAJORITY_VOTE's value
     try:
-        evaluation = evaluate_store(arena.store, annotator)
+        evaluation = arena.evaluations.evaluate(arena.store, annotator)
     except ValueError as error:
         raise refuse(str(error)) from None
     summaries = arena.store.list_queries()
@@ -480,12 +478,10 @@ def register_api(arena: Arena) -> None:
 
     def evaluate_api(annotator: str = "", request: gr.Request = None) -> dict:
         """Metrics of each model against the human labels (annotator's, or the majority vote)."""
-        from ..evaluate import evaluate_store
-
         with api_errors(request):
             try:
                 labels = given_name(annotator) or None
-                return json.loads(json.dumps(evaluate_store(arena.store, labels).to_dict(), default=str))
+                return json.loads(json.dumps(arena.evaluations.evaluate(arena.store, labels).to_dict(), default=str))
             except ValueError as error:
                 raise refuse(str(error)) from None
 

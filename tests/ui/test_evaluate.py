@@ -276,6 +276,7 @@ def test_the_scores_by_label_plot_shows_whole_queries_the_metrics_count_and_note
     from PIL import Image
 
     from reranker.documents import Page
+    from reranker.evaluate import EvaluationCache
     from reranker.imaging import image_hash
     from reranker.store import Store
 
@@ -284,7 +285,8 @@ def test_the_scores_by_label_plot_shows_whole_queries_the_metrics_count_and_note
         return [Page(image_hash(image), image, f"p{start + n}.png", 1, None, "image") for n, image in enumerate(images)]
 
     store = Store(tmp_path / "arena.db")
-    arena = SimpleNamespace(store=store, images=SimpleNamespace(paths=lambda hashes, side: [f"/{h}.jpg" for h in hashes]))
+    arena = SimpleNamespace(store=store, images=SimpleNamespace(paths=lambda hashes, side: [f"/{h}.jpg" for h in hashes]),
+                            evaluations=EvaluationCache())
 
     def ranked(text, scores, labels):
         batch = pages(len(store.list_queries()) * 10, len(labels))
