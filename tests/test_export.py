@@ -26,6 +26,7 @@ from reranker.export import (
     export,
     preview,
     select,
+    summarize,
 )
 from reranker.models import MODELS, render_prompt
 from reranker.documents import Page
@@ -230,6 +231,32 @@ def test_preview_counts(arena):
     assert (mined.rows, mined.mined_negatives, mined.mined_by_model) == (2, 2, {A: 1, B: 2})
     assert "hard negatives" in counts.describe()
     assert f"    hard for {'Qwen3-VL-Reranker-2B (' + A + ')':<44}4" in counts.describe().splitlines()  # name, and the key of hard_for
+
+
+def test_a_selection_is_made_again_only_once_the_store_or_what_selects_changed(arena, monkeypatch):
+    """The Export tab previews on every change of format and every visit of the tab, and the
+    Export click selects what it previews: each selected the whole store anew (0.8 s with 30,000
+    judgments, 6 s with 300,000). The format, negatives per row and teacher only shape the file."""
+    from reranker import export as export_module
+
+    store, pages, (q1, _) = arena
+    made = []
+    real_select = export_module.select
+    monkeypatch.setattr(export_module, "select", lambda *args: made.append(args[1]) or real_select(*args))
+    cache = export_module.SelectionCache()
+    options = ExportOptions(format="pointwise", rule="either", k=2)
+    first = cache.select(store, options)
+    for fmt, per_row, teacher in [("sentence-transformers", 1, None), ("flagembedding", None, B), ("parquet", None, None),
+                                  ("pointwise", None, None)]:
+        shaped = dataclasses.replace(options, format=fmt, negatives_per_row=per_row, teacher=teacher)
+        selection = cache.select(store, shaped)
+        assert selection == first and selection.options == shaped  # the counts and the file follow the format asked
+        assert summarize(selection).format == fmt
+    assert made == [options]
+    assert cache.select(store, dataclasses.replace(options, k=3)).options.k == 3 and len(made) == 2
+    store.record_judgment(q1, pages["p7"].content_hash, "ann", RELEVANT)
+    after = cache.select(store, options)
+    assert len(made) == 3 and after != first and after == real_select(store, options)
 
 
 # ---------------------------------------------------------------------------------------------

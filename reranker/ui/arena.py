@@ -59,10 +59,13 @@ class Arena:
         # reading, rendering and saving of other rankings go on meanwhile. score_on_gpu is
         # looked up per call: the tests put a forked worker behind it.
         self.scoring = ranking.ScoringTurns(lambda pool, *work: gpu.score_on_gpu(self, *work))
-        # The Evaluate tab and /evaluate: computed again only once the store has changed.
+        # The Evaluate tab and /evaluate, the Export tab's selection: computed again only once
+        # the store has changed.
         from ..evaluate import EvaluationCache
+        from ..export import SelectionCache
 
         self.evaluations = EvaluationCache()
+        self.selections = SelectionCache()
 
     # The two folders of the cache folder that browsers may fetch from (`launch_options`): only
     # those, so that nothing else an operator keeps there (a database backup, say) is served.

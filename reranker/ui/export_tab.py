@@ -85,11 +85,11 @@ def _whole_number(name: str, value, least: int = 1) -> int:
 
 def previewed(arena: Arena, *options) -> tuple[str, Selection]:
     """The preview's text, and the selection it counted (which the Export click then writes)."""
-    from ..export import select, summarize
+    from ..export import summarize
 
     options = export_options(*options)  # its own messages, as they are
     try:
-        selection = select(arena.store, options)
+        selection = arena.selections.select(arena.store, options)
     except ValueError as error:
         raise refuse(str(error)) from None
     return "```\n" + summarize(selection).describe() + "\n```", selection
@@ -125,6 +125,7 @@ def export_file(arena: Arena, fmt: str = DEFAULTS.format, rule: str = DEFAULTS.r
     try:
         arena.exports_dir.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(dir=arena.exports_dir, prefix="export-"))
+        selection = selection or arena.selections.select(arena.store, options)  # an API call: no preview
         return str(export(arena.store, options, folder / default_filename(options), selection=selection))
     except (NothingToExportError, ValueError, OSError) as error:
         if folder is not None:  # no empty folder left behind
