@@ -56,6 +56,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "arena.db"
 BUSY_TIMEOUT_S = 30.0
+# The write-ahead log grows while a long read (an export, an evaluation) keeps SQLite from
+# starting it over, and keeps its size afterwards: 130 MB beside the database after a 200-page
+# upload during an export. Cut back to this once it starts over.
+WAL_KEPT_BYTES = 32 * 2**20
 MAX_ANNOTATOR_CHARS = 80  # a new annotator's name, wherever it is given (app, API, CLI, Python)
 MAX_STAGED_PAGES = 256  # PNGs encoded ahead of a save_ranking that may never come (a failed request)
 
@@ -266,6 +270,7 @@ def connect(path: str | os.PathLike, read_only: str = "") -> Database:
     )
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = FULL")  # a committed judgment survives a power cut too
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_KEPT_BYTES}")
     return Database(conn, execute_plugins=False)
 
 

@@ -553,6 +553,27 @@ def test_connections_are_per_thread_and_database_is_wal(store: Store, db_path: P
         assert from_env.path == db_path.with_name("from-env.db") and from_env.path.exists()
 
 
+def test_the_write_ahead_log_does_not_keep_the_size_a_long_read_let_it_reach(db_path: Path, monkeypatch):
+    """While a read holds a snapshot (an export), SQLite cannot start the log over, so pages
+    written meanwhile pile up in it; it kept that size for good (130 MB after a 200-page upload)."""
+    monkeypatch.setattr(store_module, "WAL_KEPT_BYTES", 2**20)
+    store = Store(db_path)  # its connections open under the small limit
+    wal = Path(f"{store.path}-wal")
+    reader = Store(store.path)
+    with reader.snapshot():
+        reader.list_queries()  # the snapshot's moment
+        for n in range(4):
+            ranked(store, make_pages(4, f"upload {n}.pdf", seed=n, size=(300, 300)), f"question {n}")
+        assert wal.stat().st_size > 3 * 2**20  # 16 pages of noise, ~270 KB each
+    ranked(store, make_pages(1, "later.pdf", seed=9), "later")  # the log starts over, then is cut back
+    store.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    ranked(store, make_pages(1, "later still.pdf", seed=10), "later still")
+    assert wal.stat().st_size <= 2**20
+    assert len(store.list_queries()) == 6
+    reader.close()
+    store.close()
+
+
 def test_timestamps_are_utc_iso():
     stamp = datetime.fromisoformat(store_module.now())
     assert stamp.tzinfo is not None and abs(stamp - datetime.now(timezone.utc)) < timedelta(seconds=5)
