@@ -345,6 +345,30 @@ def jpeg_of_many_segments(segments: int, size=(8, 6)) -> bytes:
     return data[:2] + b"\xff\xfe\x00\x02" * segments + data[2:]
 
 
+def tiff_of_many_strips(strips: int) -> bytes:
+    """An 8 × 6 red uncompressed TIFF whose StripOffsets and StripByteCounts list `strips` strips
+    (each the first row again): Pillow makes a tile of each and decodes it."""
+    row = bytes([255, 0, 0]) * 8
+    offsets_at = 8 + len(row)
+    counts_at = offsets_at + 4 * strips
+    bits_at = counts_at + 4 * strips
+    ifd_at = bits_at + 6
+    entries = [(256, 3, 1, 8), (257, 3, 1, 6), (258, 3, 3, bits_at), (259, 3, 1, 1), (262, 3, 1, 2),
+               (273, 4, strips, offsets_at), (277, 3, 1, 3), (278, 3, 1, 1), (279, 4, strips, counts_at)]
+    out = b"II*\0" + struct.pack("<I", ifd_at) + row + struct.pack("<I", 8) * strips + struct.pack("<I", 24) * strips
+    out += struct.pack("<HHH", 8, 8, 8) + struct.pack("<H", len(entries))
+    for tag, kind, count, value in entries:
+        out += struct.pack("<HHI", tag, kind, count) + (struct.pack("<HH", value, 0) if kind == 3 and count == 1
+                                                         else struct.pack("<I", value))
+    return out + struct.pack("<I", 0)
+
+
+def png_with_exif(exif: bytes) -> bytes:
+    """An 8 × 6 red PNG with `exif` as its eXIf chunk."""
+    data = plain_png((255, 0, 0), (8, 6))
+    return data[:33] + _png_chunk(b"eXIf", exif) + data[33:]
+
+
 def tiff_of_many_tags(pages: int, tags_per_page: int) -> bytes:
     """A TIFF of `pages` 8 × 6 red pages, each directory with `tags_per_page` extra private tags."""
     data = bytearray(encode(Image.new("RGB", (8, 6), (255, 0, 0)), "TIFF"))

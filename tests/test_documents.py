@@ -316,7 +316,7 @@ def test_a_jpeg_of_over_100_scans_is_refused_undecoded_and_the_rest_loads(monkey
     from reranker.image_structure import jpeg_pieces
 
     def _jpeg_scans(data, limit):
-        return jpeg_pieces(data, limit, 1000)[0]
+        return jpeg_pieces(data, limit, 10_000)[0]
 
     with_thumbnail = corpus.encode(Image.new("RGB", (64, 48)), "JPEG", progressive=True,
                                    exif=_exif_with_thumbnail(corpus.progressive_jpeg(extra_scans=95)))
@@ -343,7 +343,7 @@ def test_images_of_many_tiny_pieces_are_refused_unread_and_the_rest_loads(monkey
         "comment.gif": corpus.gif_with_extension(corpus.gif_comment(comment, piece=1)),
         "comments.gif": corpus.gif_with_extension(corpus.gif_comment(b"") * len(comment)),
         "stray bytes.gif": corpus.gif_with_extension(b"\0" * blocks),  # Pillow skips each in turn
-        "segments.jpg": corpus.jpeg_of_many_segments(limits.MAX_JPEG_HEADER_SEGMENTS + 1),
+        "segments.jpg": corpus.jpeg_of_many_segments(limits.MAX_JPEG_SEGMENTS + 1),
         "tags.tif": corpus.tiff_of_many_tags(2, limits.MAX_TIFF_ENTRIES // 2),
     }
     loaded = load_files([*refused.items(), ("photo.png", corpus.plain_png())])
@@ -356,13 +356,13 @@ def test_images_of_many_tiny_pieces_are_refused_unread_and_the_rest_loads(monkey
         "again and upload that")
     assert "comment of over 1,000 pieces" in str(loaded.problems[2]) and "comment of" in str(loaded.problems[3])
     assert "GIF stored in over 10,0" in str(loaded.problems[4])
-    assert "over 1,000 segments before its picture" in str(loaded.problems[5])
+    assert "over 1,000 segments," in str(loaded.problems[5])
     assert "over 50,000 tags" in str(loaded.problems[6])
 
     under = {
         "chunks.png": corpus.png_of_many_chunks(limits.PIECES_ALLOWED - 100),
         "comment.gif": corpus.gif_with_extension(corpus.gif_comment(comment[:-10], piece=1)),
-        "segments.jpg": corpus.jpeg_of_many_segments(limits.MAX_JPEG_HEADER_SEGMENTS - 10),
+        "segments.jpg": corpus.jpeg_of_many_segments(limits.MAX_JPEG_SEGMENTS - 10),
         "tags.tif": corpus.tiff_of_many_tags(3, 1_000),
         "animated.gif": corpus.animated_gif(),  # its second picture is where the walk stops
     }
@@ -372,18 +372,66 @@ def test_images_of_many_tiny_pieces_are_refused_unread_and_the_rest_loads(monkey
     assert all(page.image.getpixel((0, 0))[0] > 250 for page in loaded.pages[:-1])
 
 
+def test_every_header_pillow_reads_is_checked_and_the_other_slow_structures_too(monkeypatch):
+    """A reviewer's files past the first checks: a TIFF under a header Pillow also takes (II\\0*),
+    a JPEG of segments after its first scan (the check itself walked them for seconds) or of
+    stray bytes before its picture, a TIFF page of 2 million strips (15 s), a PNG or WebP whose
+    EXIF, rewritten value by value as the page is turned, holds 8 million values (8 s)."""
+    from reranker import image_structure as limits
+
+    monkeypatch.setattr(limits, "MAX_JPEG_HEADER_BYTES", 48 * 1024)
+    monkeypatch.setattr(limits, "MAX_TIFF_STRIPS", 1_000)
+    monkeypatch.setattr(limits, "MAX_EXIF_BYTES", 1024)
+    swapped = bytearray(corpus.tiff_of_many_tags(2, limits.MAX_TIFF_ENTRIES // 2))
+    swapped[2:4] = b"\0*"
+    jpeg = corpus.encode(Image.new("RGB", (8, 6), (255, 0, 0)), "JPEG", quality=95)
+    after_app0 = 4 + int.from_bytes(jpeg[4:6], "big")
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 2_000  # ImageDescription
+    refused = {
+        "swapped header.tif": bytes(swapped),
+        "after the scan.jpg": jpeg[:-2] + b"\xff\xfe\x00\x02" * (limits.MAX_JPEG_SEGMENTS + 1) + jpeg[-2:],
+        "stray bytes.jpg": jpeg[:after_app0] + b"\0" * 60_000 + jpeg[after_app0:],
+        "strips.tif": corpus.tiff_of_many_strips(1_001),
+        "exif.png": corpus.png_with_exif(exif.tobytes()),
+        "exif.webp": corpus.encode(Image.new("RGB", (8, 6), (255, 0, 0)), "WEBP", exif=exif.tobytes()),
+    }
+    loaded = load_files(list(refused.items()))
+    assert not loaded.pages and [problem.source for problem in loaded.problems] == list(refused)
+    assert [str(problem).split(": ", 1)[1].split(", far more")[0] for problem in loaded.problems] == [
+        "TIFF stored in over 50,000 tags (a page has a few dozen)", "JPEG stored in over 1,000 segments",
+        "JPEG with over 48 KiB of metadata before its picture", "TIFF stored in over 1,000 strips or tiles",
+        "PNG with EXIF data of over 1 KiB", "WebP with EXIF data of over 1 KiB"]
+
+    monkeypatch.setattr(limits, "MAX_EXIF_BYTES", 10 * 1024)
+    small = bytearray(corpus.tiff_of_many_tags(2, 10))
+    small[2:4] = b"\0*"
+    under = {
+        "swapped header.tif": bytes(small),
+        "strips.tif": corpus.tiff_of_many_strips(999),
+        "exif.png": corpus.png_with_exif(exif.tobytes()),
+        "exif.webp": refused["exif.webp"],
+        "stray bytes.jpg": jpeg[:after_app0] + b"\0" * 40_000 + jpeg[after_app0:],
+    }
+    loaded = load_files(list(under.items()))
+    assert not loaded.problems, loaded.problems
+    assert [page.source for page in loaded.pages] == ["swapped header.tif"] * 2 + list(under)[1:]
+
+
 def test_the_piece_counts_stop_at_their_limits_and_follow_the_files_structure():
     from reranker.image_structure import gif_pieces, png_chunks, tiff_entries
 
-    assert png_chunks(corpus.png_of_many_chunks(50), 1_000) == 53  # IHDR, 50, IDAT, IEND
-    assert png_chunks(corpus.png_of_many_chunks(5_000), 100) == 101
+    assert png_chunks(corpus.png_of_many_chunks(50), 1_000) == (53, 0)  # IHDR, 50, IDAT, IEND
+    assert png_chunks(corpus.png_of_many_chunks(5_000), 100) == (101, 0)
     # A GIF's comment: the extension, its sub-blocks, the empty one ending them.
     assert gif_pieces(corpus.gif_with_extension(corpus.gif_comment(b"x" * 600)), 10**6, 10**6)[1] == 1 + 3 + 1
     assert gif_pieces(corpus.gif_with_extension(corpus.gif_comment(b"x" * 5_000, piece=1)), 10**6, 100)[1] == 101
     noise = Image.frombytes("L", (200, 200), random.Random(5).randbytes(200 * 200)).convert("P")
     big_gif = corpus.encode(noise, "GIF")  # its picture in ~150 sub-blocks of 255 bytes, which cost little
     assert len(big_gif) > 30_000 and gif_pieces(big_gif, 10**6, 10**6)[0] < 5
-    assert tiff_entries(corpus.tiff_of_many_tags(3, 10), 2, 10**6) == 2 * tiff_entries(corpus.tiff_of_many_tags(1, 10), 1, 10**6)
+    one_page = tiff_entries(corpus.tiff_of_many_tags(1, 10), 1, 10**6)
+    assert one_page == (20, 1)  # Pillow's 10 tags and 10 more; one strip
+    assert tiff_entries(corpus.tiff_of_many_tags(3, 10), 2, 10**6) == (40, 2)
     looped = bytearray(corpus.tiff_of_many_tags(1, 10))  # a directory pointing at itself: read once, as Pillow does
     first = int.from_bytes(looped[4:8], "little")
     looped[-4:] = first.to_bytes(4, "little")
