@@ -841,6 +841,10 @@ class Store:
                 )
 
         with self._write() as db:
+            # The scores' time is taken holding the write lock, so the ranking that is stored last
+            # is the latest (taken before the PNGs, a ranking that waited for another's write was
+            # older than it, and an evaluation cached meanwhile was not seen to be out of date).
+            scored_at = now()
             query_id = self._query_id(db, query, instruction, create=True)
             db["documents"].insert_all(documents_rows.values(), ignore=True)
             db["pages"].insert_all(page_rows.values(), ignore=True)
@@ -887,7 +891,8 @@ class Store:
                     "INSERT INTO scores (model, settings_key, query_id, page_hash, score, seconds, created) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (model, settings_key, query_id, page_hash) DO UPDATE SET created = excluded.created",
-                    [(model, keys[model], query_id, p.content_hash, float(v), per_page, stamp) for p, v in zip(pages, values)],
+                    [(model, keys[model], query_id, p.content_hash, float(v), per_page, scored_at)
+                     for p, v in zip(pages, values)],
                 )
         return query_id
 
@@ -1035,10 +1040,13 @@ class Store:
     def data_version(self) -> tuple:
         """A value that changes whenever queries, their pages, scores or judgments do: for caching
         what is computed from them (an evaluation). Judgments and queries are only added; a score
-        is added, or made the latest again (its `created` moves on); pages are added to a query."""
+        is added, or made the latest again (its `created` moves on to the time of its write); pages
+        are added to a query. The latest times as well as the largest ids: after a backup is put
+        back in place of the file, the next judgment or query takes an id that was seen before."""
         return self.db.execute(
-            "SELECT (SELECT MAX(id) FROM judgments), (SELECT MAX(id) FROM queries), (SELECT COUNT(*) FROM query_pages), "
-            "(SELECT MAX(rowid) FROM scores), (SELECT MAX(created) FROM scores)").fetchone()
+            "SELECT (SELECT MAX(id) FROM judgments), (SELECT MAX(created) FROM judgments), (SELECT MAX(id) FROM queries), "
+            "(SELECT MAX(created) FROM queries), (SELECT COUNT(*) FROM query_pages), (SELECT MAX(rowid) FROM scores), "
+            "(SELECT MAX(created) FROM scores)").fetchone()
 
     def latest_scores(self) -> dict[int, tuple[list[str], dict[str, dict[str, tuple[float, str]]]]]:
         """Every query's candidate pages and scores in two reads, as `query_pages` gives them one

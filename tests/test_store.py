@@ -553,6 +553,53 @@ def test_connections_are_per_thread_and_database_is_wal(store: Store, db_path: P
         assert from_env.path == db_path.with_name("from-env.db") and from_env.path.exists()
 
 
+def test_a_ranking_stored_after_a_later_one_changes_the_data_version_and_is_the_latest(store: Store, monkeypatch):
+    """A ranking took its time before encoding its pages and waiting for the write lock: stored
+    after another that began later, its scores' time was older than the newest, and a query
+    ranked again at a setting stored before (no row added, only times moved) left
+    `data_version` unchanged, so a cached evaluation or export selection went on being shown."""
+    A = "qwen3-vl-reranker-2b"
+    pages = make_pages(3, seed=1)
+    query_id = store.save_ranking("revenue?", None, pages, scores={A: [0.9, 0.1, 0.2]}, settings={A: {"max_pixels": 1}})
+    store.save_ranking("revenue?", None, pages, scores={A: [0.1, 0.9, 0.2]}, settings={A: {"max_pixels": 2}})
+    begun, go = threading.Event(), threading.Event()
+    real_stage = Store.stage_pages
+
+    def stage(self, *args):  # the ranking in thread "again" waits after it began, as behind a slow encode
+        if threading.current_thread().name == "again":
+            begun.set()
+            go.wait(10)
+        return real_stage(self, *args)
+
+    monkeypatch.setattr(Store, "stage_pages", stage)
+    again = threading.Thread(name="again", target=lambda: store.save_ranking(
+        "revenue?", None, pages, scores={A: [0.9, 0.1, 0.2]}, settings={A: {"max_pixels": 1}}))
+    again.start()
+    assert begun.wait(10)
+    ranked(store, make_pages(1, seed=7), "another question")  # begun later, stored first
+    before = store.data_version()
+    go.set()
+    again.join(10)
+    assert store.data_version() != before
+    assert [page.scores[A] for page in store.query_pages(query_id)] == [0.9, 0.1, 0.2]  # stored last: the latest
+
+
+def test_the_data_version_tells_apart_a_database_put_back_from_a_backup(store: Store, tmp_path: Path):
+    """After a backup is put back in place of the file, the next judgment takes the id of one
+    the backup lacks: the largest ids alone were those of a store seen before."""
+    pages = make_pages(3)
+    query_id = ranked(store, pages)
+    store.record_judgment(query_id, pages[0].content_hash, "ann", "relevant")
+    backup = store.backup(tmp_path / "backup.db")
+    store.record_judgment(query_id, pages[1].content_hash, "ann", "relevant")
+    seen = store.data_version()
+    with Store.existing(backup) as earlier:
+        earlier.backup(store.path)
+    store.record_judgment(query_id, pages[1].content_hash, "ann", "not_relevant")
+    assert store.db.execute("SELECT MAX(id) FROM judgments").fetchone()[0] == seen[0]  # the id seen before
+    assert store.data_version() != seen
+
+
 def test_the_write_ahead_log_does_not_keep_the_size_a_long_read_let_it_reach(db_path: Path, monkeypatch):
     """While a read holds a snapshot (an export), SQLite cannot start the log over, so pages
     written meanwhile pile up in it; it kept that size for good (130 MB after a 200-page upload)."""
