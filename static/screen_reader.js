@@ -1,8 +1,9 @@
 // What a screen reader would not say of the app on its own (Gradio marks none of this up). One
 // hidden polite live region, #arena-announcer, says:
 // - Annotate: each page shown, judged or undone, in the words of the page image's label ("Page 2
-//   of 10 · Relevant · 3/10 judged · “query”"), also on coming back to the tab; a key or click
-//   not taken (static/shortcuts.js sends "arena:not-taken"), then the page on screen again.
+//   of 10 · Relevant · 3/10 judged · “query”"), also on coming back to the tab, after what a
+//   judging key or button recorded ("Page 1 of 10: relevant."; "Undone."); a key or click not
+//   taken (static/shortcuts.js sends "arena:not-taken"), then the page on screen again.
 // - Rank: that a ranking started, and its status line once it is done (what was ranked, in how
 //   long, what failed), also when that reads as the last one did; what keeps one from starting
 //   (the messages Gradio shows at the boxes), at every press. Not the status line itself as a
@@ -22,6 +23,18 @@
 
   let pageSaid = "";
   let quietUntil = 0; // after "not taken", the page is said again a moment later, not over it
+  // What a judging press recorded, said before the page that comes next: that page's label alone
+  // sounded the same after R as after N, so a wrong key went unheard. The keys press the same
+  // buttons (shortcuts.js); a press not taken records nothing.
+  const RECORDED = { "judge-relevant": "relevant", "judge-not-relevant": "not relevant", "judge-skip": "skipped" };
+  let recorded = null;
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest?.("#judge-relevant, #judge-not-relevant, #judge-skip, #judge-undo");
+    if (!button) return;
+    const label = document.querySelector('#annotate-image [data-testid="block-label"]')?.textContent.trim() || "";
+    const text = button.id === "judge-undo" ? "Undone." : `${label.split(" · ")[0]}: ${RECORDED[button.id]}.`;
+    recorded = { text, at: Date.now() };
+  }, true);
   const sayPageLabel = () => {
     const panel = document.getElementById("annotate-panel");
     if (!panel || panel.offsetParent === null) {
@@ -33,9 +46,13 @@
     // Once per change (Gradio redraws the label unchanged).
     if (!text || text === pageSaid || Date.now() < quietUntil) return;
     pageSaid = text;
-    say(text);
+    // Not an older press's ("Nothing to undo" changes no page; the toast says that).
+    const before = recorded && Date.now() - recorded.at < 5000 ? `${recorded.text} ` : "";
+    recorded = null;
+    say(before + text);
   };
   document.addEventListener("arena:not-taken", (event) => {
+    recorded = null;
     say(`Not taken: ${event.detail}.`);
     pageSaid = "";
     quietUntil = Date.now() + 1000;

@@ -717,16 +717,21 @@ def test_a_screen_reader_hears_each_page_judged_or_shown_and_each_thumbnail_by_i
     said = page.locator("#arena-announcer")
     expect(said).to_have_attribute("role", "status")
     expect(said).to_have_text(re.compile(r"^Page 1 of 3 · Unjudged · 0/3 judged · “screen reader annotate query”$"))
-    judge_key(page, "r")
-    expect(said).to_have_text(re.compile(r"^Page 2 of 3 · Unjudged · 1/3 judged · "))
+    judge_key(page, "r")  # what was recorded, then the next page (which alone sounded the same after R as after N)
+    expect(said).to_have_text(re.compile(r"^Page 1 of 3: relevant\. Page 2 of 3 · Unjudged · 1/3 judged · "))
     page.wait_for_function(VIEW_SETTLED)
-    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")  # only moved: the page alone
     expect(said).to_have_text(re.compile(r"^Page 1 of 3 · Relevant · 1/3 judged · "))
     assert page.locator("#arena-announcer").bounding_box()["width"] <= 1  # heard, not seen
     page.get_by_role("tab", name="Rank", exact=True).click()
     page.evaluate("document.getElementById('arena-announcer').textContent = ''")
     page.get_by_role("tab", name="Annotate", exact=True).click()  # back: where the annotator is, again
     expect(said).to_have_text(re.compile(r"^Page 1 of 3 · Relevant · 1/3 judged · "))
+    judge_key(page, "n")
+    expect(said).to_have_text(re.compile(r"^Page 1 of 3: not relevant\. Page 2 of 3 · Unjudged · 1/3 judged · "))
+    page.wait_for_function(VIEW_SETTLED)
+    page.keyboard.press("u")
+    expect(said).to_have_text(re.compile(r"^Undone\. Page 1 of 3 · Relevant · 1/3 judged · "))
     assert _judgments(app_server, query_id, "listener") == [("doc_1.jpg", "relevant")]
 
 
