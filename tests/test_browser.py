@@ -1469,10 +1469,14 @@ def test_at_phone_width_nothing_runs_off_the_screen_and_captions_leave_pages_vis
     page.get_by_role("tab", name="Annotate", exact=True).click()
     expect(page.locator("#annotate-progress")).to_contain_text(" judged")
     assert not (cut := page.evaluate(CUT_OFF_ON_THE_RIGHT)), "\n".join(cut)
-    # The buttons come first and the page is shorter: both on one phone screen.
+    # The buttons come first and the page is shorter: both on one phone screen, a phone browser's
+    # ~664 px under its bars (the whole column above the page put 818 px between them); the jump
+    # box, the keys switch and the guidelines below the page.
     image, relevant = page.locator("#annotate-image").bounding_box(), page.locator("#judge-relevant").bounding_box()
     assert image["height"] <= 0.5 * 800 + 1 and relevant["y"] < image["y"]
-    assert image["y"] + image["height"] - relevant["y"] <= 800
+    assert image["y"] + image["height"] - relevant["y"] <= 664, (relevant, image)
+    for below in ("#jump", "#shortcuts-on", "#guidelines-accordion"):
+        assert page.locator(below).bounding_box()["y"] > image["y"] + image["height"], below
     # The judging buttons are on the first screen (the Order radio's four lines pushed them below).
     page.evaluate("window.scrollTo(0, 0)")
     relevant = page.locator("#judge-relevant").bounding_box()

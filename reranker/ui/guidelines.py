@@ -85,7 +85,7 @@ def write_guidelines(arena: Arena, text: str, name: str | None = None, profile: 
 
 def layout() -> SimpleNamespace:
     """The guidelines under the judging buttons, folded away: the text box, who saved it when, Save."""
-    with gr.Accordion("Guidelines (what counts as relevant)", open=False):
+    with gr.Accordion("Guidelines (what counts as relevant)", open=False, elem_id="guidelines-accordion"):
         text = gr.Textbox(lines=6, label="Guidelines: what counts as relevant", show_label=False,
                           elem_id="guidelines")  # the label names it for screen readers
         saved_line = markdown(elem_id="guidelines-saved")
