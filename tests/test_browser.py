@@ -433,6 +433,29 @@ def test_an_image_budget_slider_reached_with_tab_shows_the_focus(page, app_serve
     expect(page.get_by_label("number input for Qwen3-VL-Reranker-2B", exact=False)).to_have_value("1279")
 
 
+def test_text_boxes_and_check_boxes_reached_with_tab_show_the_focus(page, app_server):
+    """Gradio removes a text box's focus outline for a pale border (1.8:1 on white; in the dark
+    scheme focused and unfocused looked the same) and draws none on a check box: someone using
+    the keyboard could not see where the next keys would go."""
+    def shows_focus(element, scheme):
+        style = element.evaluate("e => [getComputedStyle(e).outlineStyle, parseFloat(getComputedStyle(e).outlineWidth)]")
+        assert style[0] != "none" and style[1] >= 2, (scheme, style)
+        assert element.evaluate(drawn_contrast("outlineColor")) >= 3, scheme
+
+    for scheme in ("dark", "light"):
+        page.emulate_media(color_scheme=scheme)
+        page.goto(app_server.url)
+        query = page.locator("#query textarea")
+        query.focus()
+        shows_focus(query, scheme)
+        page.get_by_role("tab", name="Annotate", exact=True).click()
+        page.locator("#next-query").focus()
+        page.keyboard.press("Tab")  # to the keys switch
+        switch = page.locator("#shortcuts-on input[type=checkbox]")
+        expect(switch).to_be_focused()
+        shows_focus(switch, scheme)
+
+
 def test_user_text_and_file_names_render_as_text(page, tmp_path):
     payload = sample_pdf(tmp_path / "any.pdf", numbers=(2,)).read_bytes()
     query = "<img src=x onerror=alert(1)> O'Brien's > $$x^2$$"  # no markup, no entity text, no LaTeX
