@@ -8,6 +8,8 @@
 //   long, what failed), also when that reads as the last one did; what keeps one from starting
 //   (the messages Gradio shows at the boxes), at every press. Not the status line itself as a
 //   live region: Gradio's progress inside it changes ~10 times a second.
+// - Export: what keeps the options from being exported (the ⚠️ line of the Preview box), and the
+//   file once it is offered ("Export ready: arena-pointwise-….zip").
 // And Gradio names each gallery thumbnail "Thumbnail 1 of 3", which hides its caption (rank,
 // P(yes), file, the other model's rank): the caption becomes the button's name.
 () => {
@@ -115,6 +117,18 @@
   document.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && event.target.closest?.("#query")) rankPressed();
   }, true);
+  // Export: each once, as it appears (Gradio changes these boxes without a word).
+  let exportProblemSaid = "";
+  let exportFileSaid = "";
+  const sayExport = () => {
+    const summary = document.querySelector("#export-summary")?.textContent.trim() || "";
+    const problem = summary.startsWith("⚠️") ? summary.replace(/^⚠️\s*/, "") : "";
+    if (problem && problem !== exportProblemSaid) say(problem);
+    exportProblemSaid = problem;
+    const file = document.querySelector("#export-download td.filename")?.getAttribute("aria-label") || "";
+    if (file && file !== exportFileSaid) say(`Export ready: ${file}`);
+    exportFileSaid = file;
+  };
   const nameThumbnails = () => {
     for (const button of document.querySelectorAll("button.thumbnail-item")) {
       const caption = button.querySelector(".caption-label")?.textContent.trim();
@@ -126,6 +140,7 @@
     sayPageLabel();
     sayRankStatus();
     sayInputProblems();
+    sayExport();
     nameThumbnails();
   }).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true,
     attributeFilter: ["class"] });

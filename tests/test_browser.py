@@ -1308,6 +1308,8 @@ def test_export_shows_the_counts_of_the_file_it_made_and_offers_none_after_a_fai
     expect(download).to_contain_text("arena-sentence-transformers")
     expect(summary).to_contain_text("sentence-transformers:")
     expect(summary).not_to_contain_text("parquet:")
+    # A screen reader hears the file offered (Gradio changes the box without a word).
+    expect(page.locator("#arena-announcer")).to_have_text(re.compile(r"^Export ready: arena-sentence-transformers\S*\.zip"))
     # Another option: the file offered was made with the old ones, so it goes.
     page.get_by_label("pointwise", exact=True).click()
     expect(summary).to_contain_text("pointwise:")
@@ -1339,6 +1341,7 @@ def test_export_shows_the_counts_of_the_file_it_made_and_offers_none_after_a_fai
     page.get_by_role("button", name="Export", exact=True).click()
     expect(summary).to_contain_text("no judgments by 'nobody'")
     expect(download).not_to_contain_text("arena-sentence-transformers")
+    expect(page.locator("#arena-announcer")).to_contain_text("no judgments by 'nobody'")  # heard as well as shown
     # Said once, in the box above: no toast repeating it, no red "Error" left in the Download box.
     settled(page, "#export-download")
     expect(page.locator(".toast-body")).to_have_count(0)
