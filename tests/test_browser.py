@@ -1275,8 +1275,10 @@ def test_a_mistake_chosen_in_evaluate_opens_in_annotate_at_that_page_to_relabel(
     expect(page.locator("#open-in-annotate")).to_be_disabled()  # evaluated again: nothing chosen
     page.locator("#per-query").get_by_role("gridcell").filter(has_text=query).first.click()
     expect(page.locator("#eval-chosen")).to_have_text(f"Chosen: “{query}”, 3 pages")
-    page.locator("#open-in-annotate").click()
+    page.locator("#open-in-annotate").focus()
+    page.keyboard.press("Enter")  # from the keyboard: the focus follows to Annotate (it fell to the page's end)
     expect(info).to_contain_text("Page 1 of 3")
+    expect(page.get_by_role("tab", name="Annotate", exact=True)).to_be_focused()
     expect(info).to_contain_text(query)
     expect(page).to_have_url(re.compile(r"\?tab=annotate$"))  # opened by the app, Annotate is in the address too
     page.goto(app_server.url.rstrip("/") + "/?tab=annotate")  # as a bookmark: Annotate, where Mia is

@@ -469,8 +469,10 @@ def wire_open_in_annotate(arena: Arena, evaluate: SimpleNamespace, annotate: Sim
                  [tabs, shared.tab_open, query_pick, shared.saved_query, annotate.position, *annotate.view_outputs],
                  api_visibility="private",
                  # The page was scrolled down to the galleries: Annotate opened with its query and
-                 # progress above the screen.
-                 ).then(None, None, None, js="() => window.scrollTo({top: 0})", api_visibility="private")
+                 # progress above the screen. The focus goes to its tab: it was left on the button,
+                 # now hidden, and the next Tab jumped to the page's footer.
+                 ).then(None, None, None, api_visibility="private",
+                        js="() => { window.scrollTo({top: 0}); document.getElementById('annotate-panel-button')?.focus(); }")
 
 
 def register_api(arena: Arena) -> None:
