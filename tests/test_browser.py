@@ -1090,6 +1090,27 @@ def test_a_list_closed_with_escape_gives_the_keys_back(page, app_server):
     expect(page.locator("#query-pick input")).to_have_value(re.compile(f"{query}$"))
 
 
+def test_a_list_tabbed_through_closes_and_a_list_still_takes_a_choice(page, app_server):
+    """Gradio left a list open once Tab had moved the focus past its box: the Order and Query
+    lists, tabbed through, stayed open over the page's label and the refresh button."""
+    query = "tab through lists query"
+    _, progress = _judging_two_pages_as(page, app_server, query, (2, 6), "Tab")
+    page.locator("#annotate-order input").focus()
+    expect(page.get_by_role("option").first).to_be_visible()  # a list opens as its box takes the focus
+    page.keyboard.press("Tab")  # to the Query list: its own opens, the Order's closes
+    expect(page.locator("#query-pick input")).to_be_focused()
+    page.keyboard.press("Tab")  # past both
+    expect(page.get_by_role("option")).to_have_count(0)
+    from reranker.ui.annotate_tab import ORDERS
+
+    page.locator("#annotate-order input").click()  # a choice with the mouse still counts
+    page.get_by_role("option", name=ORDERS[3], exact=True).click()
+    expect(page.locator("#annotate-order input")).to_have_value(ORDERS[3])
+    expect(page.get_by_role("option")).to_have_count(0)
+    judge_key(page, "n")  # and the keys judge
+    expect(progress).to_contain_text("1/2 judged by Tab")
+
+
 def test_shortcuts_work_after_choosing_an_order_and_a_jump_past_the_end_goes_to_the_last_page(page, app_server):
     from gradio_client import Client, handle_file
 
