@@ -129,10 +129,17 @@
     if (file && file !== exportFileSaid) say(`Export ready: ${file}`);
     exportFileSaid = file;
   };
+  // The thumbnail of the page shown large (and that page in the other gallery) is marked by its
+  // ring alone: aria-current says it too.
   const nameThumbnails = () => {
     for (const button of document.querySelectorAll("button.thumbnail-item")) {
       const caption = button.querySelector(".caption-label")?.textContent.trim();
       if (caption && button.getAttribute("aria-label") !== caption) button.setAttribute("aria-label", caption);
+      const current = button.classList.contains("selected");
+      if (current !== button.hasAttribute("aria-current")) {
+        if (current) button.setAttribute("aria-current", "true");
+        else button.removeAttribute("aria-current");
+      }
     }
   };
   // One observer for all of it: each step is cheap (~13 ms over a 60-page ranking, measured).

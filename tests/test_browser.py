@@ -253,6 +253,32 @@ def test_results_come_into_view_at_once_for_someone_who_asked_for_less_motion(pa
     assert len(set(positions)) == 1 and positions[0] > 0, positions  # one jump, no steps between
 
 
+def test_the_keyboard_focus_follows_what_a_ranking_or_a_thumbnail_brings_into_view(page):
+    """Enter in the query box scrolled to the results and left the focus in the box, above the
+    screen (the next Tab went back up); Enter on a thumbnail scrolled to the page shown large and
+    left it on the thumbnail."""
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.locator("#uploads input[type=file]").set_input_files([str(SAMPLES / f"doc_{n}.jpg") for n in (2, 8)])
+    expect(page.locator("#uploads table, #uploads .file-preview").first).to_be_visible()
+    box = page.locator("#query textarea, #query input").first
+    box.fill("focus follows query")
+    box.press("Enter")
+    expect(page.locator("#gallery-b .caption-label").first).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.locator("#header-a")).to_be_focused()
+    page.evaluate("window.scrollTo(0, 0)")
+    thumbnail = page.locator("#gallery-a button.thumbnail-item").first
+    thumbnail.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#detail-image img")).to_be_visible()
+    expect(page.locator("#detail-text")).to_be_focused()
+    page.wait_for_function("() => document.querySelector('#detail-image').getBoundingClientRect().top < 800")  # in view
+    # The thumbnail shown is marked for a screen reader too, and by a ring that stands out (1 px, 2.8:1).
+    expect(thumbnail).to_have_attribute("aria-current", "true")
+    expect(page.locator("#gallery-a button.thumbnail-item[aria-current]")).to_have_count(1)
+    ring = thumbnail.evaluate("e => getComputedStyle(e).boxShadow")
+    assert re.search(r"rgb\(234, 88, 12\) 0px 0px 0px 3px", ring), ring
+
+
 def test_a_ranking_shows_its_progress_and_a_new_one_clears_the_page_shown_large(page):
     files = [str(SAMPLES / f"doc_{n}.jpg") for n in range(10)]
     page.locator("#uploads input[type=file]").set_input_files(files)
@@ -1093,6 +1119,13 @@ def test_a_list_closed_with_escape_gives_the_keys_back(page, app_server):
 def test_a_list_tabbed_through_closes_and_a_list_still_takes_a_choice(page, app_server):
     """Gradio left a list open once Tab had moved the focus past its box: the Order and Query
     lists, tabbed through, stayed open over the page's label and the refresh button."""
+    from reranker.documents import load_files
+    from reranker.store import Store
+
+    with Store(app_server.db_path) as store:  # a list long enough to scroll: Tab went into it, and it stayed open
+        pages = load_files([str(SAMPLES / "doc_0.jpg")]).pages
+        for n in range(30):
+            store.save_ranking(f"a question among many {n}", None, pages)
     query = "tab through lists query"
     _, progress = _judging_two_pages_as(page, app_server, query, (2, 6), "Tab")
     page.locator("#annotate-order input").focus()
@@ -1100,6 +1133,8 @@ def test_a_list_tabbed_through_closes_and_a_list_still_takes_a_choice(page, app_
     page.keyboard.press("Tab")  # to the Query list: its own opens, the Order's closes
     expect(page.locator("#query-pick input")).to_be_focused()
     page.keyboard.press("Tab")  # past both
+    expect(page.locator("#annotate-order [role=option]")).to_have_count(0)
+    expect(page.locator("#query-pick [role=option]")).to_have_count(0)
     expect(page.get_by_role("option")).to_have_count(0)
     from reranker.ui.annotate_tab import ORDERS
 

@@ -332,11 +332,15 @@ SCROLLING = "(matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 
 # finished ranking brings its first model's header into view, unless it is already in view (or
 # on another tab, where it has no box). Not when a file could not be read, or nothing was
 # ranked: the status line under the Rank button names those files, and scrolled past, it was
-# above the window (with nothing ranked, all that showed were empty galleries).
+# above the window (with nothing ranked, all that showed were empty galleries). The keyboard's
+# focus comes along from where the ranking was asked for (the query box, the Rank button): left
+# there, above the screen, the next Tab went back up to it.
 SHOW_RESULTS = ("(data) => { if (!data || !(data.pages || []).length || (data.problems || []).length) return;"
-                " const top = document.querySelector('#header-a')?.getBoundingClientRect().top;"
-                " if (top > window.innerHeight * 0.6)"
-                f" document.querySelector('#header-a').scrollIntoView({{behavior: {SCROLLING}, block: 'start'}}); }}")
+                " const header = document.querySelector('#header-a');"
+                " if (!header || header.getBoundingClientRect().top <= window.innerHeight * 0.6) return;"
+                f" header.scrollIntoView({{behavior: {SCROLLING}, block: 'start'}});"
+                " if (document.activeElement?.closest('#query, #rank-button, #uploads')) {"
+                " header.setAttribute('tabindex', '-1'); header.focus({preventScroll: true}); } }")
 
 
 def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared: SimpleNamespace) -> None:
@@ -403,10 +407,15 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
             return select_page(arena, data, key, evt)
         return handler
 
-    # Below the galleries (far below, at phone width): brought into view when off screen.
+    # Below the galleries (far below, at phone width): brought into view when off screen, with the
+    # focus of a thumbnail chosen by keyboard (left on it, off screen, the next Tab went on
+    # through the other gallery before it reached the page shown).
     show_detail = ("() => { const box = document.querySelector('#detail-image');"
-                   " if (box && box.getBoundingClientRect().top > window.innerHeight * 0.6)"
-                   f" box.scrollIntoView({{behavior: {SCROLLING}, block: 'start'}}); }}")
+                   " if (!box || box.getBoundingClientRect().top <= window.innerHeight * 0.6) return;"
+                   f" box.scrollIntoView({{behavior: {SCROLLING}, block: 'start'}});"
+                   " const text = document.querySelector('#detail-text');"
+                   " if (text && document.activeElement?.closest('#gallery-a, #gallery-b')) {"
+                   " text.setAttribute('tabindex', '-1'); text.focus({preventScroll: true}); } }")
     # Progress on the large view only: on the other gallery (an output, for its mark) it blanked it.
     gallery_a.select(on_select(A_KEY), ranking_state, [detail_image, detail_text, gallery_b], api_visibility="private",
                      show_progress_on=[detail_image]).then(None, None, None, js=show_detail, api_visibility="private")
