@@ -27,16 +27,47 @@
   let quietUntil = 0; // after "not taken", the page is said again a moment later, not over it
   // What a judging press recorded, said before the page that comes next: that page's label alone
   // sounded the same after R as after N, so a wrong key went unheard. The keys press the same
-  // buttons (shortcuts.js); a press not taken records nothing.
+  // buttons (shortcuts.js). Heard in the bubble phase: a press not taken is stopped before it
+  // (shortcuts.js), and must not drop the one before it that was. Forgotten when the server
+  // answers with a message instead (no name yet, nothing to undo) or another control is used;
+  // said alone once the press's answer is in if no page change said it (the same label again).
   const RECORDED = { "judge-relevant": "relevant", "judge-not-relevant": "not relevant", "judge-skip": "skipped" };
+  const JUDGING = "#judge-relevant, #judge-not-relevant, #judge-skip, #judge-undo";
   let recorded = null;
   document.addEventListener("click", (event) => {
-    const button = event.target.closest?.("#judge-relevant, #judge-not-relevant, #judge-skip, #judge-undo");
-    if (!button) return;
+    const button = event.target.closest?.("button");
+    if (!button || !button.closest("#annotate-panel")) return;
+    if (!button.matches(JUDGING)) {
+      recorded = null; // another control: its own page is said
+      return;
+    }
     const label = document.querySelector('#annotate-image [data-testid="block-label"]')?.textContent.trim() || "";
     const text = button.id === "judge-undo" ? "Undone." : `${label.split(" · ")[0]}: ${RECORDED[button.id]}.`;
     recorded = { text, at: Date.now() };
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && event.target.closest?.("#annotate-panel input, #annotate-panel textarea")) recorded = null;
   }, true);
+  let toasts = 0;
+  let viewRunning = false;
+  const forgetOnMessage = () => {
+    const shown = document.querySelectorAll(".toast-body").length;
+    if (shown > toasts) recorded = null;
+    toasts = shown;
+    const tracker = document.querySelector('#annotate-progress [data-testid="status-tracker"]');
+    const running = !!tracker && !tracker.classList.contains("hide");
+    if (viewRunning && !running && recorded) {
+      const pending = recorded;
+      const sayAlone = () => {
+        if (recorded !== pending) return; // said with the page, or forgotten
+        if (Date.now() < quietUntil) return setTimeout(sayAlone, quietUntil - Date.now() + 100); // "not taken" first
+        recorded = null;
+        say(pending.text);
+      };
+      setTimeout(sayAlone, 400);
+    }
+    viewRunning = running;
+  };
   const sayPageLabel = () => {
     const panel = document.getElementById("annotate-panel");
     if (!panel || panel.offsetParent === null) {
@@ -54,7 +85,6 @@
     say(before + text);
   };
   document.addEventListener("arena:not-taken", (event) => {
-    recorded = null;
     say(`Not taken: ${event.detail}.`);
     pageSaid = "";
     quietUntil = Date.now() + 1000;
@@ -144,6 +174,7 @@
   };
   // One observer for all of it: each step is cheap (~13 ms over a 60-page ranking, measured).
   new MutationObserver(() => {
+    forgetOnMessage();
     sayPageLabel();
     sayRankStatus();
     sayInputProblems();

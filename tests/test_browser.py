@@ -265,6 +265,14 @@ def test_the_keyboard_focus_follows_what_a_ranking_or_a_thumbnail_brings_into_vi
     box.press("Enter")
     expect(page.locator("#gallery-b .caption-label").first).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.locator("#header-a")).to_be_focused()
+    # Not from someone typing the next question meanwhile: the focus stays, and so does what is typed.
+    box.fill("focus stays query")
+    box.press("Enter")
+    page.keyboard.type(" and more words", delay=20)
+    expect(page.locator("#rank-status")).to_contain_text("Query: focus stays query", timeout=TIMEOUT_MS)
+    page.wait_for_timeout(500)  # the results' own step has run
+    expect(box).to_be_focused()
+    expect(box).to_have_value("focus stays query and more words")
     page.evaluate("window.scrollTo(0, 0)")
     thumbnail = page.locator("#gallery-a button.thumbnail-item").first
     thumbnail.focus()
@@ -782,6 +790,19 @@ def test_a_screen_reader_hears_each_page_judged_or_shown_and_each_thumbnail_by_i
     page.keyboard.press("u")
     expect(said).to_have_text(re.compile(r"^Undone\. Page 1 of 3 · Relevant · 1/3 judged · "))
     assert _judgments(app_server, query_id, "listener") == [("doc_1.jpg", "relevant")]
+    page.wait_for_function(VIEW_SETTLED)
+    page.keyboard.press("u")
+    expect(said).to_have_text(re.compile(r"^Undone\. Page 1 of 3 · Unjudged · 0/3 judged · "))
+    page.wait_for_function(VIEW_SETTLED)
+    page.keyboard.press("u")  # nothing left to undo: the message says so, and the next move is only a move
+    expect(page.locator(".toast-body")).to_contain_text("Nothing to undo")
+    page.keyboard.press("ArrowRight")
+    expect(said).to_have_text(re.compile(r"^Page 2 of 3 · Unjudged · 0/3 judged · "))
+    # R, then N before R's answer is in: the N is not taken, and what R recorded is still heard.
+    judge_key(page, "r")
+    page.keyboard.press("n")
+    expect(said).to_have_text(re.compile(r"^Page 2 of 3: relevant\. Page 3 of 3 · Unjudged · 1/3 judged · "))
+    assert _judgments(app_server, query_id, "listener") == [("doc_3.jpg", "relevant")]
 
 
 def test_the_judging_keys_can_be_turned_off_and_the_browser_remembers_it(page, app_server):

@@ -333,14 +333,12 @@ SCROLLING = "(matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 
 # on another tab, where it has no box). Not when a file could not be read, or nothing was
 # ranked: the status line under the Rank button names those files, and scrolled past, it was
 # above the window (with nothing ranked, all that showed were empty galleries). The keyboard's
-# focus comes along from where the ranking was asked for (the query box, the Rank button): left
-# there, above the screen, the next Tab went back up to it.
+# focus comes along if it is still where the ranking was asked for (static/focus.js).
 SHOW_RESULTS = ("(data) => { if (!data || !(data.pages || []).length || (data.problems || []).length) return;"
                 " const header = document.querySelector('#header-a');"
                 " if (!header || header.getBoundingClientRect().top <= window.innerHeight * 0.6) return;"
                 f" header.scrollIntoView({{behavior: {SCROLLING}, block: 'start'}});"
-                " if (document.activeElement?.closest('#query, #rank-button, #uploads')) {"
-                " header.setAttribute('tabindex', '-1'); header.focus({preventScroll: true}); } }")
+                " window.rerankArenaFocusResults?.(header); }")
 
 
 def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared: SimpleNamespace) -> None:

@@ -1,0 +1,21 @@
+// Where the keyboard's focus goes when the app brings something into view far from it (the results
+// of a ranking: reranker/ui/rank_tab.py). Left where it was, it was above the screen, and the next
+// Tab or key went back up there. It follows only when it is still where the ranking was asked for
+// (the Rank button, Enter in the query box) and nothing was typed since: someone typing the next
+// question while a ranking ran lost the rest of it to the results' header.
+() => {
+  let asked = null;
+  const note = () => { asked = { element: document.activeElement, typed: false }; };
+  document.addEventListener("click", (event) => { if (event.target.closest?.("#rank-button")) note(); }, true);
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && event.target.closest?.("#query")) note();
+    else if (asked) asked.typed = true;
+  }, true);
+  window.rerankArenaFocusResults = (target) => {
+    const from = asked;
+    asked = null;
+    if (!from || from.typed || document.activeElement !== from.element) return;
+    target.setAttribute("tabindex", "-1");
+    target.focus({ preventScroll: true });
+  };
+}
