@@ -62,7 +62,9 @@
         if (recorded !== pending) return; // said with the page, or forgotten
         if (Date.now() < quietUntil) return setTimeout(sayAlone, quietUntil - Date.now() + 100); // "not taken" first
         recorded = null;
-        say(pending.text);
+        // A message on screen (Gradio shows the same one once, so no new toast is counted above):
+        // the answer may have been it, so nothing is claimed.
+        if (!document.querySelector(".toast-body")) say(pending.text);
       };
       setTimeout(sayAlone, 400);
     }
