@@ -33,8 +33,8 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from .cli import UsageError, device_name, positive_int
-from .models import MODELS, in_model_order
 from .lru import LRUCache
+from .models import MODELS, in_model_order
 from .output_files import check_output, output_file
 
 if TYPE_CHECKING:
@@ -271,7 +271,7 @@ def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) ->
     queries, instructions = {}, {}
     mixed: dict[str, list[int]] = {}
     partly: dict[str, list[int]] = {}
-    # The whole store in three reads, not two a query (a store of 2,000 queries: 14,000 reads).
+    # The whole store in a few reads, not several a query (a store of 2,000 queries: 14,225 reads).
     stored = store.latest_scores()
     current: dict[int, dict[str, dict[str, str]]] = {}  # query → annotator → page → label
     for judgment in store.current_judgments():  # by query, page, annotator
