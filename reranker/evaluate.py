@@ -33,7 +33,6 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from .cli import UsageError, device_name, positive_int
-from .lru import LRUCache
 from .models import MODELS, in_model_order
 from .output_files import check_output, output_file
 
@@ -242,22 +241,17 @@ def evaluate_store(store: Store, annotator: str | None = None, ks: Sequence[int]
 
 
 class EvaluationCache:
-    """`evaluate_store`, remembered while the store holds the same queries, scores and judgments
-    (`Store.data_version`): the app's Evaluate tab evaluates on every visit, and a store of 2,000
-    queries took 1.5–2 s each time, 9 s with 300,000 judgments. Keeps the latest `entries`
-    (labels chosen, cut-offs, version) evaluations; the results are shared, so not to be changed."""
+    """`evaluate_store`, kept while the store is unchanged (`store.WhileUnchanged`): the app's
+    Evaluate tab evaluates on every visit, and a store of 2,000 queries took 1.5–2 s each time,
+    9 s with 300,000 judgments."""
 
     def __init__(self, entries: int = 8):
-        self._held = LRUCache(entries)
+        from .store import WhileUnchanged
+
+        self._kept = WhileUnchanged(entries)
 
     def evaluate(self, store: Store, annotator: str | None = None, ks: Sequence[int] = (5, 10)) -> StoreEvaluation:
-        with store.snapshot():  # the version and the evaluation of one moment
-            key = (annotator, tuple(ks), store.data_version())
-            evaluation = self._held.get(key)
-            if evaluation is None:
-                evaluation = evaluate_store(store, annotator, ks)
-                self._held.put(key, evaluation)
-        return evaluation
+        return self._kept.get(store, (annotator, tuple(ks)), lambda: evaluate_store(store, annotator, ks))
 
 
 def _evaluate_store(store: Store, annotator: str | None, ks: tuple[int, ...]) -> StoreEvaluation:

@@ -46,11 +46,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .cli import positive_int, whole_number
-from .lru import LRUCache
 from .metrics import majority
 from .models import MODELS, in_model_order, render_prompt
 from .output_files import check_output, output_file
-from .store import NOT_RELEVANT, RELEVANT, QueryPage, Store, parse_moment, time_bound
+from .store import NOT_RELEVANT, RELEVANT, QueryPage, Store, WhileUnchanged, parse_moment, time_bound
 
 Format = Literal["pointwise", "sentence-transformers", "flagembedding", "parquet"]
 Rule = Literal["either", "top_k", "above_lowest_positive", "all"]
@@ -249,23 +248,18 @@ def select(store: Store, options: ExportOptions) -> Selection:
 
 
 class SelectionCache:
-    """`select`, remembered while the store holds the same queries, scores and judgments
-    (`Store.data_version`), for options that select alike: the format, negatives per row and the
-    teacher only shape the file. The app's Export tab previews on every change of format and on
-    every visit (0.8 s a time with 30,000 judgments, 6 s with 300,000), and the Export click
-    selects what its preview counted. A selection can be MBs: the latest `entries` are kept."""
+    """`select`, kept while the store is unchanged (`store.WhileUnchanged`), for options that
+    select alike: the format, negatives per row and the teacher only shape the file. The app's
+    Export tab previews on every change of format and every visit (0.8 s a time with 30,000
+    judgments, 6 s with 300,000), and the Export click selects what its preview counted. A
+    selection can be MBs: the latest `entries` are kept."""
 
     def __init__(self, entries: int = 2):
-        self._held = LRUCache(entries)
+        self._kept = WhileUnchanged(entries)
 
     def select(self, store: Store, options: ExportOptions) -> Selection:
         alike = dataclasses.replace(options, format="pointwise", negatives_per_row=None, teacher=None)
-        with store.snapshot():  # the version and the selection of one moment
-            key = (alike, store.data_version())
-            selection = self._held.get(key)
-            if selection is None:
-                selection = select(store, options)
-                self._held.put(key, selection)
+        selection = self._kept.get(store, alike, lambda: select(store, options))
         return dataclasses.replace(selection, options=options)
 
 

@@ -49,6 +49,7 @@ from typing import Any, NamedTuple
 from PIL import Image
 from sqlite_utils import Database
 
+from .lru import LRUCache
 from .text_rules import is_blank, not_utf8, same_text
 from .workers import thread_pool
 
@@ -543,6 +544,25 @@ def database_path(path: str | os.PathLike | None = None) -> Path:
     if path is not None and not str(path).strip():
         raise StoreError("the database path is empty; give a file name (or None for RERANKER_DB or the default)")
     return Path(path or os.environ.get("RERANKER_DB") or DEFAULT_PATH)
+
+
+class WhileUnchanged:
+    """Values worked out from a store, each kept while the store holds the same queries, scores
+    and judgments (`Store.data_version`): the app's Evaluate and Export tabs work theirs out on
+    every visit and choice. The latest `entries` are kept; they are shared, so not to be changed."""
+
+    def __init__(self, entries: int):
+        self._held = LRUCache(entries)
+
+    def get(self, store: Store, key: Any, compute: Callable[[], Any]) -> Any:
+        """`compute()`'s value for `key` and the store as it is now (computed now unless kept)."""
+        with store.snapshot():  # the version and the value of one moment
+            versioned = (key, store.data_version())
+            value = self._held.get(versioned)
+            if value is None:
+                value = compute()
+                self._held.put(versioned, value)
+        return value
 
 
 class Store:
