@@ -464,8 +464,10 @@ def encode_png(image: Image.Image) -> bytes:
 # Rows handed out
 
 
-@dataclass(frozen=True)
-class Judgment:
+class Judgment(NamedTuple):
+    """One row of the append-only judgments table. A tuple: an export or an evaluation reads
+    every current label (300,000 in a store of months), and a frozen dataclass took 0.5 s more."""
+
     id: int
     query_id: int
     page_hash: str
@@ -532,7 +534,7 @@ def instruction_tag(instruction: str | None) -> str:
 
 
 def _judgment(row: Mapping[str, Any]) -> Judgment:
-    return Judgment(**{name: row.get(name) for name in Judgment.__dataclass_fields__})
+    return Judgment(**{name: row.get(name) for name in Judgment._fields})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1224,16 +1226,17 @@ class Store:
         # the index, and evaluating 4,000 queries one by one scanned every judgment each time.
         filters = [clause for clause, value in (("query_id = :query_id", query_id), ("annotator = :annotator", annotator),
                                                 ("created < :upper", upper)) if value is not None]
-        rows = self.db.query(
-            f"""SELECT j.* FROM judgments j
+        # Grouped in the index's column order, so SQLite walks the index instead of sorting it.
+        rows = self.db.execute(
+            f"""SELECT {", ".join("j." + name for name in Judgment._fields)} FROM judgments j
                JOIN (SELECT MAX(id) AS id FROM judgments
                      {"WHERE " + " AND ".join(filters) if filters else ""}
-                     GROUP BY query_id, page_hash, annotator) latest ON latest.id = j.id
+                     GROUP BY query_id, annotator, page_hash) latest ON latest.id = j.id
                WHERE j.label != 'cleared' AND (:lower IS NULL OR j.created >= :lower OR j.undoes IS NOT NULL)
                ORDER BY j.query_id, j.page_hash, j.annotator""",
             dict(query_id=query_id, annotator=annotator, upper=upper, lower=lower),
         )
-        judgments = [_judgment(r) for r in rows]
+        judgments = list(map(Judgment._make, rows))
         if lower is not None:
             judgments = [j for j in judgments if j.undoes is None or self._labelled_at(j) >= lower]
         return judgments
