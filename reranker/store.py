@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -200,9 +201,18 @@ class StoreError(RuntimeError):
     in words an annotator can act on (disk full, read-only, busy)."""
 
 
+def _no_space_beside(path: Path) -> bool:
+    """Whether the disk holding `path` has (next to) no room left: SQLite reports a -shm file it
+    cannot make or grow there as a bare "disk I/O error", not as a full disk."""
+    try:
+        return shutil.disk_usage(Path(path).parent).free < 2**20
+    except OSError:
+        return False
+
+
 def _explain(path: Path, error: sqlite3.Error | OSError, doing: str = "written") -> StoreError:
     text = str(error).lower()
-    if "full" in text or getattr(error, "errno", None) == 28:
+    if "full" in text or getattr(error, "errno", None) == 28 or ("i/o error" in text and _no_space_beside(path)):
         reason = "the disk holding it is full; free some space and try again"
     elif "readonly" in text or "read-only" in text or getattr(error, "errno", None) in (13, 30):
         reason = "it is read-only here (check the file's permissions and the disk it is on)"
@@ -214,6 +224,10 @@ def _explain(path: Path, error: sqlite3.Error | OSError, doing: str = "written")
         reason = f"{type(error).__name__}: {error}"
     saved = " Nothing was saved by this action." if doing == "written" else ""
     return StoreError(f"The database {path} could not be {doing}: {reason}.{saved}")
+
+
+class _FileReplaced(Exception):
+    """Inside Store._write: the database's path names another file since the connection opened."""
 
 
 class GuidelinesChanged(StoreError):
@@ -255,16 +269,18 @@ def migrate(db: Database, target: int = SCHEMA_VERSION, path: Path | None = None
 # Connections
 
 
-def connect(path: str | os.PathLike, read_only: str = "") -> Database:
+def connect(path: str | os.PathLike, read_only: str = "", create: bool = True) -> Database:
     """A sqlite-utils Database on its own connection, configured for shared use of the file.
     `read_only`: "" (read and write), "ro" (read only), or "immutable" (read only, and nobody
     writes the file: SQLite then needs no -shm file beside it, which a read-only folder cannot take)."""
     target = str(path)
     if read_only:
         target = f"file:{urllib.parse.quote(str(Path(path).resolve()))}?mode=ro" + ("&immutable=1" if read_only == "immutable" else "")
+    elif not create:  # the file must be there: a missing one is an error, not a new empty database
+        target = f"file:{urllib.parse.quote(str(Path(path).resolve()))}?mode=rw"
     conn = sqlite3.connect(
         target,
-        uri=bool(read_only),
+        uri=bool(read_only) or not create,
         timeout=BUSY_TIMEOUT_S,
         isolation_level=None,  # no implicit transactions: we issue BEGIN IMMEDIATE ourselves
         check_same_thread=False,  # owned by one thread, but Store.close() may close it from another
@@ -273,6 +289,15 @@ def connect(path: str | os.PathLike, read_only: str = "") -> Database:
     conn.execute("PRAGMA synchronous = FULL")  # a committed judgment survives a power cut too
     conn.execute(f"PRAGMA journal_size_limit = {WAL_KEPT_BYTES}")
     return Database(conn, execute_plugins=False)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file `path` names now (device, inode); None when there is none."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def _in_wal_mode(path: Path) -> bool:
@@ -329,6 +354,10 @@ def _refuse_unwritable(path: Path) -> None:
     for file, what in ((path, "is read-only here"), (Path(f"{path}-wal"), "has a WAL file this user may not write"),
                        (Path(f"{path}-shm"), "has a WAL index file this user may not write")):
         if file.exists() and not os.access(file, os.W_OK):
+            if os.statvfs(file).f_flag & os.ST_RDONLY:  # chmod cannot help there
+                raise StoreError(f"The database {path} is on a file system mounted read-only, and the app writes every "
+                                 "ranking and judgment to it: mount it read-write, or point RERANKER_DB at a file on a "
+                                 "writable disk. (`export` and `eval` read it as it is.)")
             fix = ("make it writable for the user running the app (chmod u+w), or point RERANKER_DB at another file"
                    if file == path else f"remove {file} (left while the database was read-only) or make it writable, "
                    "with no app using the database")
@@ -580,6 +609,7 @@ class Store:
         self._lock = threading.Lock()
         self._open: weakref.WeakSet[Database] = weakref.WeakSet()  # for close(); dies with its thread
         self._staged: OrderedDict[str, Future] = OrderedDict()  # content hash → its PNG being encoded
+        self._opened = False  # once the file is made and migrated, connections never create it
         try:
             if read_only:
                 db = self.db
@@ -609,6 +639,7 @@ class Store:
             _enable_wal(db, self.path)
             migrate(db, path=self.path)
             _add_lookup_indexes(db)
+            self._opened = True
         except (sqlite3.DatabaseError, OSError) as error:  # DatabaseError: "file is not a database"
             raise _explain(self.path, error, "opened") from error
         except SchemaTooNewError as error:
@@ -656,13 +687,39 @@ class Store:
     def db(self) -> Database:
         """This thread's connection (a fresh one after fork: connections must not cross processes)."""
         local = self._local
-        if getattr(local, "db", None) is None or local.pid != os.getpid():
-            if self.closed:  # else a closed store quietly opened the file again
-                raise StoreError(f"The store of {self.path} was closed; open it again (Store(path)) to use it.")
-            local.db, local.pid = connect(self.path, self.read_only), os.getpid()
-            with self._lock:
-                self._open.add(local.db)
+        if getattr(local, "db", None) is not None and local.pid == os.getpid():
+            self._require_same_file()
+            return local.db
+        if self.closed:  # else a closed store quietly opened the file again
+            raise StoreError(f"The store of {self.path} was closed; open it again (Store(path)) to use it.")
+        try:
+            # Once the file is made, a connection never makes it: opened while the file was away
+            # (a volume remounted, a backup being put back), one made a new empty database, and
+            # SQLite then deleted the real database's -wal as that empty file's stale log.
+            local.db = connect(self.path, self.read_only, create=not self._opened)
+        except sqlite3.Error as error:
+            raise _explain(self.path, error, "opened") from error
+        local.pid, local.identity = os.getpid(), _identity(self.path)
+        with self._lock:
+            self._open.add(local.db)
         return local.db
+
+    def _require_same_file(self) -> None:
+        """Refuse to use this thread's connection once its path names another file, or none. A
+        connection keeps the file it opened: after `rm` or `mv` over the database, SQLite took
+        every judgment into the old, unlinked file without a word (WAL mode has no check)."""
+        if self._file_replaced():
+            raise self._replaced_error()
+
+    def _file_replaced(self) -> bool:
+        return self._opened and _identity(self.path) != self._local.identity
+
+    def _replaced_error(self) -> StoreError:
+        self._drop_connection()  # the next use opens the file there now
+        return StoreError(
+            f"The database {self.path} was removed or replaced while the app was running, so this action read "
+            "and saved nothing (it would have gone to the old file). Put the database back, or restore a backup "
+            "as the README says (Data and exports), and try again.")
 
     def close(self) -> None:
         """Close every connection; using the store afterwards raises StoreError."""
@@ -746,7 +803,11 @@ class Store:
         """A write transaction; a failure of the database itself becomes a StoreError."""
         try:
             with write_transaction(self.db) as db:
+                if self._file_replaced():  # again, holding the lock: it may have waited seconds for it
+                    raise _FileReplaced
                 yield db
+        except _FileReplaced:
+            raise self._replaced_error() from None  # rolled back first: the connection closes here
         except (sqlite3.OperationalError, OSError) as error:
             if "readonly" in str(error):
                 # SQLite opens a file it may not write read-only, without a word, and that

@@ -1285,3 +1285,115 @@ def test_a_database_behind_a_folder_this_user_may_not_enter_is_named(db_path: Pa
     monkeypatch.setattr(Path, "stat", stat)
     with pytest.raises(StoreError, match=rf"^The database {re.escape(str(db_path))} could not be opened: .*permissions"):
         Store.existing(db_path)
+
+
+def test_a_database_removed_or_replaced_under_the_app_refuses_the_write_instead_of_losing_it(db_path: Path, tmp_path):
+    """A connection keeps the file it opened: after the database was removed and a backup put in
+    its place, a worker thread's judgments went into the old, unlinked file, acknowledged (ids,
+    progress) and in no file anyone could open again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = Store(db_path)
+    pages = make_pages(4)
+    query_id = ranked(store, pages)
+    worker = ThreadPoolExecutor(1)  # one of the server's threads, with its own connection
+    worker.submit(store.record_judgment, query_id, pages[0].content_hash, "alice", RELEVANT).result()
+    store.backup(tmp_path / "backup.db")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    (tmp_path / "backup.db").rename(db_path)  # the backup put in the file's place
+    with pytest.raises(StoreError, match=rf"^The database {re.escape(str(db_path))} was removed or replaced while the "
+                                         r"app was running, so this action read and saved nothing"):
+        worker.submit(store.record_judgment, query_id, pages[1].content_hash, "alice", NOT_RELEVANT).result()
+    # The next action uses the file there now, and what it saves is in that file.
+    worker.submit(store.record_judgment, query_id, pages[2].content_hash, "alice", NOT_RELEVANT).result()
+    assert worker.submit(store.progress, query_id, "alice").result() == (2, 4)
+    store.close()
+    with Store.existing(db_path) as reopened:
+        assert reopened.current_labels(query_id, "alice") == {pages[0].content_hash: RELEVANT,
+                                                               pages[2].content_hash: NOT_RELEVANT}
+    worker.shutdown()
+
+
+def test_a_file_replaced_while_a_write_waits_for_the_lock_is_not_written(store: Store, db_path: Path, monkeypatch):
+    """The file is checked again once the write lock is held: waiting for it can take seconds."""
+    pages = make_pages(2)
+    query_id = ranked(store, pages)
+    copy = store.backup(db_path.parent / "copy.db")
+    real = store_module.write_transaction
+
+    @contextlib.contextmanager
+    def replaced_meanwhile(db):
+        with real(db) as held:
+            os.replace(copy, db_path)
+            yield held
+
+    monkeypatch.setattr(store_module, "write_transaction", replaced_meanwhile)
+    with pytest.raises(StoreError, match="was removed or replaced while the app was running"):
+        store.record_judgment(query_id, pages[0].content_hash, "alice", RELEVANT)
+    monkeypatch.undo()
+    assert store.current_labels(query_id, "alice") == {}  # read from the file now there
+    store.record_judgment(query_id, pages[0].content_hash, "alice", RELEVANT)
+    assert store.current_labels(query_id, "alice") == {pages[0].content_hash: RELEVANT}
+
+
+def test_a_request_while_the_database_is_away_makes_no_empty_database_and_loses_nothing(db_path: Path, tmp_path):
+    """A thread's first request while the files were away (a volume remounted, a restore under
+    way) made a new empty database there; once the files were back, that connection made SQLite
+    delete the real -wal, with every judgment not yet in the main file. Run in a process that
+    ends as app.py does (os._exit: nothing is checkpointed on the way out)."""
+    script = f"""
+import os, sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+sys.path[:0] = [{str(Path(__file__).resolve().parent.parent)!r}, {str(Path(__file__).resolve().parent)!r}]
+from test_store import make_pages, ranked
+from reranker.store import Store, StoreError
+db = Path({str(db_path)!r}); away = db.parent / "away"; away.mkdir()
+store = Store(db); pages = make_pages(4); query_id = ranked(store, pages)
+for page in pages:
+    store.record_judgment(query_id, page.content_hash, "alice", "relevant")
+for suffix in ("", "-wal", "-shm"):
+    Path(f"{{db}}{{suffix}}").rename(away / f"arena.db{{suffix}}")
+gap = ThreadPoolExecutor(1)
+try:
+    gap.submit(store.progress, query_id, "alice").result()
+except StoreError as error:
+    print("during the gap:", error)
+print("made there:", db.exists())
+for suffix in ("", "-wal", "-shm"):
+    (away / f"arena.db{{suffix}}").rename(f"{{db}}{{suffix}}")
+print("after:", gap.submit(store.progress, query_id, "alice").result())
+gap.submit(store.record_judgment, query_id, pages[0].content_hash, "bob", "skip").result()
+os._exit(0)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"during the gap: The database {db_path} could not be opened: it cannot be opened" in done.stdout
+    assert "made there: False" in done.stdout and "after: (4, 4)" in done.stdout
+    with Store.existing(db_path) as reopened:
+        assert len(reopened.current_judgments(annotator="alice")) == 4
+        assert [j.label for j in reopened.current_judgments(annotator="bob")] == [SKIP]
+        assert reopened.integrity_check() == "ok"
+
+
+def test_a_full_disk_sqlite_calls_an_io_error_is_named_as_full(db_path: Path, monkeypatch):
+    """Opening a database nobody has open makes its WAL index (-shm); on a full disk SQLite
+    says only "disk I/O error", and app start, export, eval and backup printed that."""
+    error = sqlite3.OperationalError("disk I/O error")
+    assert "disk I/O error" in str(store_module._explain(db_path, error, "opened"))  # a disk with room: as it is
+    monkeypatch.setattr(store_module.shutil, "disk_usage", lambda path: SimpleNamespace(total=2**20, used=2**20, free=0))
+    assert str(store_module._explain(db_path, error, "opened")) == (
+        f"The database {db_path} could not be opened: the disk holding it is full; free some space and try again.")
+
+
+def test_a_database_on_a_read_only_mount_is_told_to_mount_it_read_write_not_chmod(db_path: Path, monkeypatch):
+    with Store(db_path) as store:
+        ranked(store, make_pages(1))
+    monkeypatch.setattr(store_module.os, "access", lambda path, mode: False)
+    real_statvfs = os.statvfs
+    monkeypatch.setattr(store_module.os, "statvfs", lambda path: SimpleNamespace(
+        f_flag=real_statvfs(path).f_flag | os.ST_RDONLY))
+    with pytest.raises(StoreError, match=rf"^The database {re.escape(str(db_path))} is on a file system mounted "
+                                         r"read-only.*mount it read-write, or point RERANKER_DB at a file on a writable disk"):
+        Store(db_path)

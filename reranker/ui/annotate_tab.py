@@ -128,27 +128,29 @@ def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: st
           profile: gr.OAuthProfile | None = None) -> dict:
     """Record one judgment (append-only) and return the page's label and the annotator's progress.
     `profile`: the signed-in user, if any (see `annotator_name`)."""
-    annotator = arena.store.known_annotator(annotator_name(annotator, profile))
+    annotator = annotator_name(annotator, profile)
     if label not in LABELS:  # what an annotator can choose (not "cleared": that is undo's)
         raise refuse(f"label must be one of {', '.join(LABELS)} (got {label!r})")
     query_id = _query_id(query_id)
     if not isinstance(page_hash, str) or not page_hash.strip():
         raise refuse(f"page_hash must be a page's content_hash (as /rank returns it), got {page_hash!r}")
     try:
+        annotator = arena.store.known_annotator(annotator)
         arena.store.record_judgment(query_id, page_hash, annotator, label)
+        judged, total = arena.store.progress(query_id, annotator)
     except (ValueError, KeyError) as error:  # no such query, or a page it did not rank
         raise refuse(_message(error)) from None
-    except StoreError as error:  # e.g. a full disk
+    except StoreError as error:  # e.g. a full disk, the file removed
         raise ShownError(error) from None
-    judged, total = arena.store.progress(query_id, annotator)
     return dict(query_id=query_id, page_hash=page_hash, annotator=annotator, label=label, judged=judged, total=total)
 
 
 def undo(arena: Arena, query_id: int, annotator: str, profile: gr.OAuthProfile | None = None) -> dict:
     """Undo the annotator's latest judgment on this query (adds a row; history is kept)."""
-    annotator = arena.store.known_annotator(annotator_name(annotator, profile))
+    annotator = annotator_name(annotator, profile)
     query_id = _query_id(query_id)
     try:
+        annotator = arena.store.known_annotator(annotator)
         undone = arena.store.undo(query_id, annotator)
         judged, total = arena.store.progress(query_id, annotator)
     except (ValueError, KeyError) as error:  # no such query

@@ -376,6 +376,21 @@ def test_a_full_disk_is_named_and_no_judgment_is_half_saved(arena, ranked):
     assert ui.annotate_tab.judge(arena, query_id, hashes[0], "ann", "skip")["label"] == "skip"
 
 
+def test_judge_and_undo_name_a_database_replaced_under_the_app_whatever_read_meets_it(arena, ranked, tmp_path):
+    """The name lookup before the judgment and the count after it read outside the handling
+    that names the file: the annotator saw a bare "Error" and an API client no reason."""
+    import os
+
+    query_id, page_hash = ranked["query_id"], ranked["pages"][0]["content_hash"]
+    store = arena.store
+    for call in (lambda: ui.annotate_tab.judge(arena, query_id, page_hash, "ann", "relevant"),
+                 lambda: ui.annotate_tab.undo(arena, query_id, "ann")):
+        os.replace(store.backup(tmp_path / "copy.db"), store.path)  # under this thread's connection
+        with pytest.raises(ui.text.ShownError, match="was removed or replaced while the app was running"):
+            call()
+    assert ui.annotate_tab.judge(arena, query_id, page_hash, "ann", "relevant")["judged"] == 1
+
+
 def test_judging_or_undoing_on_a_query_or_page_that_is_not_there_says_so_plainly(arena, ranked):
     query_id = ranked["query_id"]
     for action, message in (
