@@ -226,6 +226,14 @@ def _explain(path: Path, error: sqlite3.Error | OSError, doing: str = "written")
     return StoreError(f"The database {path} could not be {doing}: {reason}.{saved}")
 
 
+class LabelChanged(ValueError):
+    """`Store.record_judgment(..., expected=)`: the page's label is no longer the one expected."""
+
+    def __init__(self, current: str):
+        super().__init__(f"the page's label is {current} now")
+        self.current = current  # CLEARED: none
+
+
 class _FileReplaced(Exception):
     """Inside Store._write: the database's path names another file since the connection opened."""
 
@@ -1164,11 +1172,15 @@ class Store:
 
     # -- judgments -----------------------------------------------------------------------------
 
-    def record_judgment(self, query_id: int, page_hash: str, annotator: str, label: str) -> int | None:
+    def record_judgment(self, query_id: int, page_hash: str, annotator: str, label: str, *,
+                        expected: str | None = None) -> int | None:
         """Append a label; returns its row id.
 
         Repeating the current label adds nothing and returns the current row's id (a double key
         press must not need two undos); clearing a page that has no label returns None.
+        `expected`: the page's label (CLEARED: none) as the annotator saw it; where the label is
+        another by now (given in another tab meanwhile), LabelChanged is raised and nothing is
+        recorded: the annotator was answering a page that no longer looked like that.
         """
         if label not in ALL_LABELS:
             raise ValueError(f"label must be one of {ALL_LABELS}, not {label!r}")
@@ -1182,6 +1194,10 @@ class Store:
             if len(annotator) > MAX_ANNOTATOR_CHARS and not db.execute(
                     "SELECT 1 FROM judgments WHERE annotator = ? LIMIT 1", [annotator]).fetchone():
                 raise ValueError(f"annotator must be a name of at most {MAX_ANNOTATOR_CHARS} characters, got {len(annotator)}")
+            now_label = current.label if current is not None else CLEARED
+            if expected is not None and now_label != expected:
+                self._require_page(db, query_id, page_hash)  # a page that is not there says so first
+                raise LabelChanged(now_label)
             if current is not None and current.label == label:
                 return current.id
             if current is None and label == CLEARED:

@@ -98,8 +98,19 @@
     }
     if (event.detail !== 0) button.blur();
   }, true);
+  // The letter of a key whatever the layout: a Latin one's letter as typed (R on AZERTY is R);
+  // on another script's (Russian: "к") the letter printed in the Latin layout's place, which
+  // did nothing at all before.
+  const keyName = (event) =>
+    /^[a-z]$/i.test(event.key) || !/^Key[A-Z]$/.test(event.code) || event.key.length !== 1
+      ? event.key
+      : event.code.slice(3).toLowerCase();
+  // Held down, ← and → page on (each repeat still waits for the page before it); a held R, N,
+  // S, U or Q acts once.
+  const REPEATING = ["ArrowLeft", "ArrowRight"];
   document.addEventListener("keydown", (event) => {
-    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.repeat && !REPEATING.includes(event.key)) return;
     if (event.key === "Enter" && event.target.closest && event.target.closest("#jump, #annotator")) {
       // Enter has sent the jump, or the name: the box lets go of the focus, so the keys judge
       // again (an R after the name went into it: "Dana" became "Danar").
@@ -113,7 +124,8 @@
       return;
     }
     if (typingIn(event.target) || !shortcutsOn()) return;
-    const id = buttons[event.key] || buttons[event.key.toLowerCase()];
+    const key = keyName(event);
+    const id = buttons[key] || buttons[key.toLowerCase()];
     if (!id) return;
     const panel = document.getElementById("annotate-panel");
     if (!panel || panel.offsetParent === null) return; // only on the visible Annotate tab
@@ -121,7 +133,7 @@
     const button = element && (element.tagName === "BUTTON" ? element : element.querySelector("button"));
     if (!button || button.disabled) return;
     event.preventDefault();
-    if (viewOnItsWay()) return ignored(); // dropped, as presses during a request are
+    if (viewOnItsWay()) return event.repeat ? undefined : ignored(); // dropped, as presses during a request are (a held arrow's repeats, quietly)
     if (JUDGE_IDS.includes(id) && imageArriving()) return ignored(IMAGE_ARRIVING);
     // Out of a read-only list box (the Order list, reached by Tab): its list closes, and the
     // next key is not taken as a choice in it.

@@ -1121,6 +1121,84 @@ def test_q_after_the_last_page_opens_the_next_query_to_judge(page, app_server):
     assert page.evaluate("document.activeElement.id") != "next-query"  # let go of: Enter would press it again
 
 
+def _press_as_typed(page, key: str, code: str, repeat: bool = False) -> None:
+    """A key as a keyboard sends it: `key` its layout's character, `code` the physical key."""
+    cdp = page.context.new_cdp_session(page)
+    for kind in ("keyDown", "keyUp"):
+        cdp.send("Input.dispatchKeyEvent", {"type": kind, "key": key, "code": code, "autoRepeat": repeat,
+                                             **({"text": key} if len(key) == 1 and kind == "keyDown" else {})})
+    cdp.detach()
+
+
+def test_after_the_judgment_that_completes_a_query_a_key_waits_for_a_move(page, app_server):
+    """The page judged last stayed on screen, or the view went on to a page judged earlier: the
+    next key of the rhythm relabelled it, unseen. Also: a Russian layout's R judges (it sent "к"
+    and did nothing), and a held arrow pages on (its repeats were dropped)."""
+    query_id, = _annotate_in_upload_order(page, app_server, "last page rater", "last page: a key waits")
+    info, progress = page.locator("#annotate-info"), page.locator("#annotate-progress")
+    page.wait_for_function(VIEW_SETTLED)
+    page.wait_for_function(PAGE_IMAGE_IN)
+    _press_as_typed(page, "к", "KeyR")  # R on a Russian layout
+    expect(progress).to_contain_text("1/3 judged")
+    expect(info).to_contain_text("Page 2 of 3 · doc_3.jpg")
+    page.wait_for_function(VIEW_SETTLED)
+    page.keyboard.press("ArrowRight")  # page 2 passed over
+    expect(info).to_contain_text("Page 3 of 3 · doc_5.jpg")
+    judge_key(page, "n")
+    expect(info).to_contain_text("Page 2 of 3 · doc_3.jpg")  # back to the page passed over
+    judge_key(page, "r")
+    expect(progress).to_contain_text("3/3 judged by last page rater · ✓ every page judged: Q opens the next query")
+    expect(info).to_contain_text("Page 2 of 3 · doc_3.jpg")  # stays on the page just judged
+    judge_key(page, "n")  # the rhythm's next key: not taken
+    expect(page.locator(".toast-body")).to_contain_text("Every page of this query is judged, so nothing was recorded")
+    assert sorted(_judgments(app_server, query_id, "last page rater")) == [
+        ("doc_1.jpg", "relevant"), ("doc_3.jpg", "relevant"), ("doc_5.jpg", "not_relevant")]
+    page.wait_for_function(VIEW_SETTLED)
+    _press_as_typed(page, "ArrowRight", "ArrowRight")
+    expect(info).to_contain_text("Page 3 of 3 · doc_5.jpg")
+    page.wait_for_function(VIEW_SETTLED)
+    _press_as_typed(page, "ArrowLeft", "ArrowLeft")
+    expect(info).to_contain_text("Page 2 of 3 · doc_3.jpg")
+    page.wait_for_function(VIEW_SETTLED)
+    _press_as_typed(page, "ArrowLeft", "ArrowLeft", repeat=True)  # held down: it pages on
+    expect(info).to_contain_text("Page 1 of 3 · doc_1.jpg")
+    judge_key(page, "n")  # once moved, a key changes the label of the page shown
+    expect(progress).to_contain_text("3/3 judged")
+    page.wait_for_function(VIEW_SETTLED)
+    assert sorted(_judgments(app_server, query_id, "last page rater")) == [
+        ("doc_1.jpg", "not_relevant"), ("doc_3.jpg", "relevant"), ("doc_5.jpg", "not_relevant")]
+
+
+def test_a_key_in_a_tab_showing_a_label_changed_in_another_tab_records_nothing_and_shows_it(page, app_server):
+    """Two tabs of one annotator: the second still showed a page as unjudged after the first
+    labelled it, and a key there replaced that label without a word."""
+    query_id, = _annotate_in_upload_order(page, app_server, "two tabs rater", "two tabs: one label")
+    other = page.context.new_page()
+    other.goto(app_server.url + "?tab=annotate")
+    expect(other.locator("#annotate-info")).to_contain_text("two tabs: one label")
+    info, progress = page.locator("#annotate-info"), page.locator("#annotate-progress")
+    expect(info).to_contain_text("Page 1 of 3 · doc_1.jpg · current label: Unjudged")
+    choose_order(other, "Upload order")  # the name and query are the browser's remembered ones
+    expect(other.locator("#annotate-info")).to_contain_text("Page 1 of 3 · doc_1.jpg · current label: Unjudged")
+    other.wait_for_function(VIEW_SETTLED)
+    other.wait_for_function(PAGE_IMAGE_IN)
+    other.locator("#annotate-info").click()
+    other.keyboard.press("r")
+    expect(other.locator("#annotate-progress")).to_contain_text("1/3 judged by two tabs rater")
+    page.bring_to_front()
+    page.locator("#annotate-info").click()
+    judge_key(page, "n")  # this tab still shows the page unjudged
+    expect(page.locator(".toast-body")).to_contain_text(
+        "This page's label was changed meanwhile, in another tab or window, to Relevant: nothing was recorded")
+    expect(info).to_contain_text("Page 1 of 3 · doc_1.jpg · current label: Relevant")
+    expect(progress).to_contain_text("1/3 judged by two tabs rater")
+    assert _judgments(app_server, query_id, "two tabs rater") == [("doc_1.jpg", "relevant")]
+    judge_key(page, "n")  # seen now: the key changes it
+    expect(progress).to_contain_text("1/3 judged by two tabs rater")
+    expect(info).to_contain_text("Page 2 of 3 · doc_3.jpg")
+    assert _judgments(app_server, query_id, "two tabs rater") == [("doc_1.jpg", "not_relevant")]
+
+
 def test_a_list_closed_with_escape_gives_the_keys_back(page, app_server):
     """Its box kept the focus: an N did nothing and an R went into it as a filter."""
     query = "escape then keys query"
@@ -1630,6 +1708,13 @@ def test_the_page_being_judged_fits_a_laptop_screen(page, app_server):
         image = page.locator("#annotate-image").bounding_box()
         assert image["y"] + image["height"] <= height and image["height"] >= 420, (width, height, image)
         label_above_the_page(page, "#annotate-image")
+    # Its Fullscreen button fills the window (the height rule above kept it a 400 px strip over
+    # the top of the app, the Relevant button under it at 1920×1080).
+    page.locator("#annotate-image").hover()
+    page.locator("#annotate-image button[aria-label='Fullscreen']").click()
+    page.wait_for_function("() => { const box = document.querySelector('#annotate-image').getBoundingClientRect();"
+                           " return box.top <= 1 && box.height >= window.innerHeight - 1; }")
+    assert page.locator("#annotate-image img").bounding_box()["height"] > 0.8 * 1080
 
 
 def label_above_the_page(page, box: str) -> None:

@@ -1397,3 +1397,26 @@ def test_a_database_on_a_read_only_mount_is_told_to_mount_it_read_write_not_chmo
     with pytest.raises(StoreError, match=rf"^The database {re.escape(str(db_path))} is on a file system mounted "
                                          r"read-only.*mount it read-write, or point RERANKER_DB at a file on a writable disk"):
         Store(db_path)
+
+
+def test_a_judgment_expecting_a_label_changed_meanwhile_records_nothing(store: Store):
+    """`expected`: the label the annotator saw. Another tab's label since wins until it is seen."""
+    from reranker.store import CLEARED, LabelChanged
+
+    pages = make_pages(2)
+    query_id = ranked(store, pages)
+    page = pages[0].content_hash
+    store.record_judgment(query_id, page, "ann", RELEVANT, expected=CLEARED)
+    with pytest.raises(LabelChanged) as changed:
+        store.record_judgment(query_id, page, "ann", NOT_RELEVANT, expected=CLEARED)  # a tab that saw it unjudged
+    assert changed.value.current == RELEVANT
+    assert [j.label for j in store.history(query_id, page, "ann")] == [RELEVANT]
+    store.record_judgment(query_id, page, "ann", NOT_RELEVANT, expected=RELEVANT)
+    store.undo(query_id, "ann")
+    store.undo(query_id, "ann")
+    with pytest.raises(LabelChanged) as changed:
+        store.record_judgment(query_id, page, "ann", SKIP, expected=NOT_RELEVANT)
+    assert changed.value.current == CLEARED
+    with pytest.raises(ValueError, match="was not ranked"):  # a page that is not there says so, not "changed"
+        store.record_judgment(query_id, "ab" * 32, "ann", SKIP, expected=RELEVANT)
+    assert store.record_judgment(query_id, page, "ann", SKIP, expected=CLEARED) is not None

@@ -7,12 +7,12 @@ import functools
 import logging
 import os
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import gradio as gr
 
 from ..models import A_KEY, B_KEY, MODELS, get_spec
-from ..store import LABELS, StoreError
+from ..store import CLEARED, LABELS, LabelChanged, StoreError
 from . import guidelines
 from .annotators import annotator_name, login_required, signed_in, typed_annotator
 from .text import ShownError, api_errors, distinct_names, escape, markdown, refuse, shortened, stored_page_label
@@ -30,6 +30,10 @@ ORDERS = ("Most informative first", f"{get_spec(A_KEY).label} rank", f"{get_spec
 # instead of 0.2). Larger lists catch up on Refresh list, another query or another name; the
 # progress line above the page always shows the query's count.
 LIVE_QUERY_LIST = 300
+# After the judgment that leaves no page unjudged, the page stays on screen and a label is not
+# taken until the annotator moves: the next key of the rhythm relabelled the page just judged.
+FINISHED_KEYS = ("Q opens the next query to judge; U undoes the last label; ← or → go back over the pages, "
+                 "where a key changes the label of the page shown")
 
 
 def listed_queries(arena: Arena, annotator: str | None) -> list:
@@ -71,15 +75,30 @@ def page_order(pages, order: str) -> list:
     return sorted(pages, key=informativeness)
 
 
-def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, position: int):
-    """The page at `position` (in the chosen order) of a stored query, for this annotator."""
+class PageView(NamedTuple):
+    """What the Annotate tab draws of one page (the first four are components' values)."""
+
+    image: dict
+    info: str
+    progress: str
+    number: dict
+    page_hash: str | None
+    total: int
+    label: str | None = None  # the annotator's label of the page (CLEARED: none); None without a name
+    finished: bool = False  # the annotator has judged every page, and this view is the one the last judgment brought
+
+
+def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, position: int,
+                  after_judgment: bool = False) -> PageView:
+    """The page at `position` (in the chosen order) of a stored query, for this annotator.
+    `after_judgment`: the view a judgment brings (it says so when that judgment was the last)."""
     if query_id in (None, ""):
-        return (gr.update(value=None, label="Page"), "Rank something on the **Rank** tab, or pick a stored query above.", "",
-                gr.update(value=1), None, 0)
+        return PageView(gr.update(value=None, label="Page"),
+                        "Rank something on the **Rank** tab, or pick a stored query above.", "", gr.update(value=1), None, 0)
     query_id = int(query_id)
     pages = page_order(arena.store.query_pages(query_id), order)
     if not pages:
-        return gr.update(value=None, label="Page"), "This query has no pages.", "", gr.update(value=1), None, 0
+        return PageView(gr.update(value=None, label="Page"), "This query has no pages.", "", gr.update(value=1), None, 0)
     position = max(0, min(int(position or 0), len(pages) - 1))
     page = pages[position]
     labels = arena.store.current_labels(query_id, annotator) if annotator else {}
@@ -101,7 +120,10 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
     )
     progress = f"**{judged}/{len(pages)} judged** by {escape(annotator)}" if annotator else (
         f"**{judged}/{len(pages)} judged** by anyone · " + ("sign in to judge" if login_required() else "type your name above to judge"))
-    if annotator and judged == len(pages):  # else the next key quietly relabels the page shown
+    finished = bool(annotator) and judged == len(pages) and after_judgment
+    if finished:  # the next key is refused (`on_action`): reflexes after the last page relabelled pages
+        progress += f" · ✓ every page judged: {FINISHED_KEYS}"
+    elif annotator and judged == len(pages):  # else the next key quietly relabels the page shown
         progress += (" · ✓ every page judged: a key now changes the label of the page shown; "
                      "Q opens the next query to judge")
     # The image's own label repeats where the annotator is: in full screen it is all they see
@@ -110,24 +132,26 @@ def annotate_view(arena: Arena, query_id, annotator: str | None, order: str, pos
                       label=f"Page {position + 1} of {len(pages)} · {current} · {judged}/{len(pages)} judged · "
                             f"“{shortened(summary.text, 60)}{summary.instruction_tag}”",  # in full screen, the query too
                       alt_text=f"{stored_page_label(page)} ({position + 1} of {len(pages)} in this order)")
-    return image, info, progress, gr.update(value=position + 1), page.page_hash, len(pages)
+    label = labels.get(page.page_hash, CLEARED) if annotator else None
+    return PageView(image, info, progress, gr.update(value=position + 1), page.page_hash, len(pages), label, finished)
 
 
-def page_view(arena: Arena, query_id, name: str | None, order: str, position: int, shown=None):
+def page_view(arena: Arena, query_id, name: str | None, order: str, position: int, shown=None,
+              after_judgment: bool = False) -> PageView:
     """`annotate_view` for the name as typed. The page-number box (`shown`: its value when the
     event began) is left alone when it already shows this page: a view update arriving while
     someone types a number there would overwrite what they typed."""
-    image, info, progress, number, page_hash, total = annotate_view(arena, query_id, typed_annotator(arena, name),
-                                                                    order, position)
-    if shown is not None and number["value"] == shown:
-        number = gr.skip()
-    return image, info, progress, number, page_hash, total
+    view = annotate_view(arena, query_id, typed_annotator(arena, name), order, position, after_judgment)
+    if shown is not None and view.number["value"] == shown:
+        view = view._replace(number=gr.skip())
+    return view
 
 
 def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: str,
-          profile: gr.OAuthProfile | None = None) -> dict:
+          profile: gr.OAuthProfile | None = None, expected: str | None = None) -> dict:
     """Record one judgment (append-only) and return the page's label and the annotator's progress.
-    `profile`: the signed-in user, if any (see `annotator_name`)."""
+    `profile`: the signed-in user, if any (see `annotator_name`); `expected`: the label the
+    annotator saw (`Store.record_judgment`: LabelChanged where it is another now)."""
     annotator = annotator_name(annotator, profile)
     if label not in LABELS:  # what an annotator can choose (not "cleared": that is undo's)
         raise refuse(f"label must be one of {', '.join(LABELS)} (got {label!r})")
@@ -136,8 +160,10 @@ def judge(arena: Arena, query_id: int, page_hash: str, annotator: str, label: st
         raise refuse(f"page_hash must be a page's content_hash (as /rank returns it), got {page_hash!r}")
     try:
         annotator = arena.store.known_annotator(annotator)
-        arena.store.record_judgment(query_id, page_hash, annotator, label)
+        arena.store.record_judgment(query_id, page_hash, annotator, label, expected=expected)
         judged, total = arena.store.progress(query_id, annotator)
+    except LabelChanged:
+        raise
     except (ValueError, KeyError) as error:  # no such query, or a page it did not rank
         raise refuse(_message(error)) from None
     except StoreError as error:  # e.g. a full disk, the file removed
@@ -181,11 +207,12 @@ def _query_id(value) -> int:
 
 
 def next_position(arena: Arena, query_id: int, annotator: str, order: str, position: int, pages=None) -> int:
-    """After a judgment: the next unjudged page in this order (wrapping), else the next page.
+    """After a judgment: the next unjudged page in this order (wrapping), else the same page (the
+    next one, judged earlier, looked like the next of the stream, and a reflex key relabelled it).
     `pages`: the query's pages in this order, where the caller has them."""
     pages = pages if pages is not None else page_order(arena.store.query_pages(int(query_id)), order)
     found = _unjudged_after(pages, arena.store.current_labels(int(query_id), annotator), position)
-    return found if found is not None else min(position + 1, len(pages) - 1)
+    return found if found is not None else position
 
 
 def resume_position(arena: Arena, query_id, annotator: str | None, order: str) -> int:
@@ -199,9 +226,11 @@ def resume_position(arena: Arena, query_id, annotator: str | None, order: str) -
 
 
 def annotate_action(arena: Arena, action: str, query_id, name: str | None, order: str, position: int,
-                    page_hash: str | None, total: int, profile: gr.OAuthProfile | None = None) -> tuple[int, bool]:
+                    page_hash: str | None, total: int, profile: gr.OAuthProfile | None = None,
+                    expected: str | None = None) -> tuple[int, bool]:
     """One Annotate button or key: "previous", "next", "undo" or a label for `page_hash` (the
-    page on screen). Returns the position to show next (in `order`) and whether judged counts
+    page on screen, whose label the annotator saw as `expected`, if given: LabelChanged where it
+    is another now). Returns the position to show next (in `order`) and whether judged counts
     changed; a judgment moves on to the next page this annotator has not judged."""
     pages = page_order(arena.store.query_pages(int(query_id)), order) if query_id not in (None, "") else []
     # Moves go on from the page on screen: a jump or a new order may not have reached the browser.
@@ -218,7 +247,7 @@ def annotate_action(arena: Arena, action: str, query_id, name: str | None, order
             gr.Info("Nothing to undo.")
             return position, False
         return next(i for i, p in enumerate(pages) if p.page_hash == undone["page_hash"]), True
-    judged = judge(arena, query_id, page_hash, name, action, profile)
+    judged = judge(arena, query_id, page_hash, name, action, profile, expected)
     return next_position(arena, query_id, judged["annotator"], order, position, pages), True
 
 
@@ -353,16 +382,34 @@ def layout() -> SimpleNamespace:
                            view_inputs=view_inputs, view_outputs=view_outputs)
 
 
-def view_values(arena: Arena, query_id, name, order_, position_, shown=None):
+class OnScreen(NamedTuple):
+    """The page on screen, as `view_values` wrote it in the hidden box (a judgment is for it)."""
+
+    query_id: str = ""  # "" for none
+    page_hash: str = ""
+    label: str | None = None  # the label the annotator sees (CLEARED: none); None: without a name
+    finished: bool = False  # PageView.finished: a label is not taken on this view
+
+    def __str__(self) -> str:
+        return " ".join([self.query_id, self.page_hash, self.label or "-", *(["finished"] if self.finished else [])])
+
+    @classmethod
+    def parse(cls, text: str | None) -> OnScreen:
+        query_id, page_hash, label, *flags = [*(text or "").split(), "", "", ""][:4]
+        return cls(query_id, page_hash, None if label in ("", "-") else label, "finished" in flags)
+
+
+def view_values(arena: Arena, query_id, name, order_, position_, shown=None, after_judgment: bool = False):
     """The Annotate tab's page view (its `view_outputs`): ranking updates it too."""
-    *drawn, page_hash, total = page_view(arena, query_id, name, order_, position_, shown)
-    return (*drawn, "" if page_hash is None else f"{int(query_id)} {page_hash}", total)
+    view = page_view(arena, query_id, name, order_, position_, shown, after_judgment)
+    on_screen = "" if view.page_hash is None else str(OnScreen(str(int(query_id)), view.page_hash, view.label, view.finished))
+    return (view.image, view.info, view.progress, view.number, on_screen, view.total)
 
 
 def on_screen_parts(on_screen: str | None) -> tuple[str, str]:
     """(query id, page hash) of the page on screen, as `view_values` wrote them ("" for none)."""
-    query_id, _, page_hash = (on_screen or "").partition(" ")
-    return query_id, page_hash
+    parsed = OnScreen.parse(on_screen)
+    return parsed.query_id, parsed.page_hash
 
 
 def position_of_shown(arena: Arena, query_id, order: str, on_screen: str | None, position: int) -> int:
@@ -406,28 +453,38 @@ def wire(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamespace, demo:
     # pressed before the screen changed sent the old page's id: "r" then "n" relabelled a
     # page, and a position moved ahead of its page skipped one.) A press while an action is
     # running is ignored (trigger mode "once"): nobody can mean a page not yet on screen.
-    moved_outputs = [position, *view_outputs, query_pick]
+    # The Order list too, though never changed here: an output is covered while the event runs,
+    # and an order chosen meanwhile was drawn, then the judgment's view in the old order over it.
+    moved_outputs = [position, *view_outputs, query_pick, order]
     actions = ((relevant, "relevant"), (not_relevant, "not_relevant"), (skip, "skip"),
                (undo_button, "undo"), (previous, "previous"), (following, "next"))
 
-    def moved_to(query_id, name, order_, new_position, shown=None, counts_changed=False):
+    def moved_to(query_id, name, order_, new_position, shown=None, counts_changed=False, after_judgment=False):
         """The page at `new_position`; after a judgment or an undo, the query list too."""
         listing = query_list_after_judging(arena, name) if counts_changed else gr.skip()
-        return (new_position, *view(query_id, name, order_, new_position, shown), listing)
+        return (new_position, *view(query_id, name, order_, new_position, shown, after_judgment), listing, gr.skip())
 
     def on_action(query_id, name, order_, position_, shown, on_screen, total, event: gr.EventData,
                   profile: gr.OAuthProfile | None = None, request: gr.Request = None):
         profile = signed_in(profile, request)
         action = next(action for button, action in actions if button is event.target)
-        screen_query, page = on_screen_parts(on_screen)
-        if screen_query and query_id not in (None, "") and int(screen_query) != int(query_id):
+        screen = OnScreen.parse(on_screen)
+        if screen.query_id and query_id not in (None, "") and int(screen.query_id) != int(query_id):
             # The list names a query whose page is not on screen yet (the view follows the
             # choice): a key pressed now judged the old query's page under the new query.
             return tuple(gr.skip() for _ in moved_outputs)
-        page = page or None
+        if screen.finished and action in LABELS:
+            gr.Info(f"Every page of this query is judged, so nothing was recorded: {FINISHED_KEYS}.")
+            return tuple(gr.skip() for _ in moved_outputs)
         try:
             new_position, counts_changed = annotate_action(arena, action, query_id, name, order_, int(position_ or 0),
-                                                           page, int(total or 1), profile)
+                                                           screen.page_hash or None, int(total or 1), profile,
+                                                           expected=screen.label)
+        except LabelChanged as changed:  # in another tab or window: the page is drawn as it is now
+            gr.Info(f"This page's label was changed meanwhile, in another tab or window, to {LABEL_NAMES[changed.current]}: "
+                    "nothing was recorded, and the page is shown as it is now. Press again to change its label.")
+            return moved_to(query_id, name, order_, position_of_shown(arena, query_id, order_, on_screen, position_),
+                            shown, counts_changed=True)
         except gr.Error as error:
             # A toast over the page, which stays as it was: raised, the error would blank the
             # page and mark every panel "Error" until the next action.
@@ -435,7 +492,7 @@ def wire(arena: Arena, annotate: SimpleNamespace, shared: SimpleNamespace, demo:
                 logger.exception("annotating failed: %s", error.message)
             gr.Warning(error.message)
             return tuple(gr.skip() for _ in moved_outputs)
-        return moved_to(query_id, name, order_, new_position, shown, counts_changed)
+        return moved_to(query_id, name, order_, new_position, shown, counts_changed, after_judgment=action in LABELS)
 
     gr.on([button.click for button, _ in actions], on_action, [*view_inputs, shown_page, page_total], moved_outputs,
           trigger_mode="once", api_visibility="private")

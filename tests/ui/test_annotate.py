@@ -26,7 +26,7 @@ def test_most_informative_order_puts_disagreements_first(arena, ranked):
 
 def test_annotating_moves_to_the_next_unjudged_page_and_counts_progress(arena, ranked):
     query_id = ranked["query_id"]
-    image, info, progress, _, page_hash, total = ui.annotate_tab.annotate_view(arena, query_id, "ann", ui.annotate_tab.ORDERS[3], 0)
+    image, info, progress, _, page_hash, total, *_ = ui.annotate_tab.annotate_view(arena, query_id, "ann", ui.annotate_tab.ORDERS[3], 0)
     assert total == 4 and "0/4 judged" in progress and "current label: **Unjudged**" in info
     ui.annotate_tab.judge(arena, query_id, page_hash, "ann", "relevant")
     assert ui.annotate_tab.next_position(arena, query_id, "ann", ui.annotate_tab.ORDERS[3], 0) == 1
@@ -116,6 +116,28 @@ def test_each_annotate_action_moves_to_the_page_it_should(arena, ranked):
     assert arena.store.current_labels(query_id, "ann") == {hashes[2]: "relevant"}
     with pytest.raises(Exception, match="Pick a query first"):
         ui.annotate_tab.annotate_action(arena, "relevant", None, "ann", order, 0, None, 4)
+
+
+def test_the_judgment_that_completes_a_query_stays_on_its_page_and_says_a_key_waits_for_a_move(arena, ranked):
+    """After the last unjudged page the view went on to a page judged earlier (or stayed without
+    a word): the next key of the rhythm relabelled it. Now it stays, and its view is marked
+    finished (`on_action` takes no label on it; any move draws a view without the mark)."""
+    query_id, order = ranked["query_id"], ui.annotate_tab.ORDERS[3]
+    hashes = [page.page_hash for page in ui.annotate_tab.page_order(arena.store.query_pages(query_id), order)]
+    for page_hash in hashes[1:]:
+        ui.annotate_tab.judge(arena, query_id, page_hash, "ann", "relevant")
+    act = functools.partial(ui.annotate_tab.annotate_action, arena, query_id=query_id, name="ann", order=order, total=4)
+    assert act("not_relevant", position=0, page_hash=hashes[0]) == (0, True)  # not on to page 2, judged before
+    view = ui.annotate_tab.annotate_view(arena, query_id, "ann", order, 0, after_judgment=True)
+    assert view.finished and view.label == "not_relevant"
+    assert view.progress == f"**4/4 judged** by ann · ✓ every page judged: {ui.annotate_tab.FINISHED_KEYS}"
+    on_screen = ui.annotate_tab.view_values(arena, query_id, "ann", order, 0, after_judgment=True)[4]
+    assert ui.annotate_tab.OnScreen.parse(on_screen) == ui.annotate_tab.OnScreen(str(query_id), hashes[0], "not_relevant", True)
+    moved = ui.annotate_tab.annotate_view(arena, query_id, "ann", order, 1)
+    assert not moved.finished and "a key now changes the label of the page shown" in moved.progress
+    # Written by an app before the label and the mark were in it: the page, and nothing expected.
+    assert ui.annotate_tab.OnScreen.parse(f"{query_id} {hashes[0]}") == ui.annotate_tab.OnScreen(str(query_id), hashes[0])
+    assert ui.annotate_tab.OnScreen.parse("") == ui.annotate_tab.OnScreen()
 
 
 def test_a_fully_judged_query_says_so_and_one_with_its_own_instruction_is_told_apart(arena, ranked):
@@ -249,7 +271,7 @@ def test_the_page_view_leaves_the_page_number_box_alone_when_it_shows_that_page(
 
     query_id = ranked["query_id"]
     for shown, expected in ((2, gr.skip()), (2.0, gr.skip()), (1, gr.update(value=2)), (None, gr.update(value=2))):
-        image, info, _, number, page_hash, total = ui.annotate_tab.page_view(arena, query_id, " ann ", ui.annotate_tab.ORDERS[3], 1, shown)
+        image, info, _, number, page_hash, total, *_ = ui.annotate_tab.page_view(arena, query_id, " ann ", ui.annotate_tab.ORDERS[3], 1, shown)
         assert number == expected, shown
         assert "Page 2 of 4" in info and total == 4 and page_hash == ranked["pages"][1]["content_hash"]
 
@@ -453,7 +475,7 @@ def test_refresh_and_the_name_box_keep_the_page_on_screen_when_another_upload_re
     again = ui.rank_tab.rank_pages(arena, [str(path) for path in SAMPLE_PAGES[4:8]], QUERY, None, None, None, None)
     assert again["query_id"] == query_id
     pages = ui.annotate_tab.page_order(arena.store.query_pages(query_id), order)
-    now_at = next(i for i, page in enumerate(pages) if f"{query_id} {page.page_hash}" == on_screen)
+    now_at = next(i for i, page in enumerate(pages) if on_screen.startswith(f"{query_id} {page.page_hash} "))
     assert now_at != 2  # the upload moved it: the test shows the drift
     listing, position, *view = wired["refreshed"](query_id, "ann", order, 2, None, on_screen)
     assert listing["value"] == query_id and (position, view[4]) == (now_at, on_screen)
