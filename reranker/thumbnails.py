@@ -112,6 +112,10 @@ class PageImages:
         futures = [self._workers.submit(self.path, page_hash, max_side) for page_hash in page_hashes]
         return [future.result() for future in futures]
 
+    def ahead(self, page_hash: str, max_side: int) -> Future:
+        """Start `path` on a worker thread, for a page about to be asked for."""
+        return self._workers.submit(self.path, page_hash, max_side)
+
     def prepare(self, pages: Iterable, max_side: int) -> list[Future]:
         """Remember `pages` and start writing their thumbnails on worker threads. Each task holds
         its page: an upload larger than the memory pushes its own first pages out of it before

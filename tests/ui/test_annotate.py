@@ -140,6 +140,23 @@ def test_the_judgment_that_completes_a_query_stays_on_its_page_and_says_a_key_wa
     assert ui.annotate_tab.OnScreen.parse("") == ui.annotate_tab.OnScreen()
 
 
+def test_the_page_a_judgment_will_bring_is_made_ready_while_the_annotator_looks_at_this_one(arena, ranked):
+    """Its JPEG was made in the judgment's own request, 13–147 ms of each key's wait."""
+    from pathlib import Path
+
+    query_id, order = ranked["query_id"], ui.annotate_tab.ORDERS[3]
+    hashes = [page.page_hash for page in ui.annotate_tab.page_order(arena.store.query_pages(query_id), order)]
+    ui.annotate_tab.judge(arena, query_id, hashes[1], "ann", "relevant")
+    started, ahead = [], arena.images.ahead
+    arena.images.ahead = lambda page_hash, side: started.append((page_hash, ahead(page_hash, side))) or started[-1][1]
+    ui.annotate_tab.annotate_view(arena, query_id, "ann", order, 0)  # a judgment here brings page 3 (2 is judged)
+    ui.annotate_tab.annotate_view(arena, query_id, None, order, 2)  # without a name: the next page
+    ui.annotate_tab.annotate_view(arena, query_id, "ann", order, 3)  # the last page: the first unjudged, wrapping
+    assert [page_hash for page_hash, _ in started] == [hashes[2], hashes[3], hashes[0]]
+    for page_hash, made in started:
+        assert made.result() == arena.image_path(page_hash, ui.annotate_tab.PAGE_SIDE) and Path(made.result()).exists()
+
+
 def test_a_fully_judged_query_says_so_and_one_with_its_own_instruction_is_told_apart(arena, ranked):
     """The next key after the last page relabels a judged page: the progress says every page is
     judged. The same question with its own instruction is another query, in the list and on the page."""
