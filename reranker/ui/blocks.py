@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 
 
 STATIC = Path(__file__).resolve().parents[2] / "static"
+# Gradio keeps a SessionState for each of the last this many sessions (every browser tab and API
+# client that sent an event, closed or not): a copy of every component's settings, 206 KiB for
+# this app's 139 components (tracemalloc over 200 of them), so ~200 MiB here; Gradio's own 10,000
+# held ~2 GiB. A session pushed out by newer ones starts again from the States' defaults (the
+# Annotate tab's position, say); the name and the progress are in the browser and the database.
+SESSIONS_KEPT = 1000
 
 
 def build_app(arena: Arena) -> gr.Blocks:
@@ -82,4 +88,5 @@ def launch_options(arena: Arena) -> dict:
         # file, with every version of everything, was one download away.
         blocked_paths=[str(arena.store.path) + suffix for suffix in ("", "-wal", "-shm", "-journal")],
         max_file_size=MAX_UPLOAD,
+        state_session_capacity=SESSIONS_KEPT,
     )

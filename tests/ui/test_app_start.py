@@ -296,3 +296,28 @@ def test_only_page_images_and_exports_are_served_from_the_cache_folder(tmp_path)
     finally:
         demo.close()
         arena.store.close()
+
+
+def test_the_sessions_gradio_keeps_cost_at_most_a_few_hundred_mib(arena):
+    """Gradio keeps a copy of every component's settings per session (each browser tab, each API
+    client, closed or not) until newer sessions push it out: its default of 10,000 sessions held
+    ~2 GiB, beyond every cache the README sizes."""
+    import inspect
+    import tracemalloc
+
+    import gradio as gr
+    from gradio.state_holder import SessionState
+
+    demo = ui.build_app(arena)
+    demo.get_config_file()  # as launch() does: the settings each session copies
+    gradios_default = inspect.signature(gr.Blocks.launch).parameters["state_session_capacity"].default
+    capacity = ui.launch_options(arena).get("state_session_capacity", gradios_default)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        sessions = [SessionState(demo) for _ in range(20)]
+        per_session = (tracemalloc.get_traced_memory()[0] - before) / len(sessions)
+    finally:
+        tracemalloc.stop()
+    assert per_session > 50 * 2**10, per_session  # what is measured is the sessions' settings
+    assert capacity * per_session < 300 * 2**20, f"{capacity} sessions of {per_session / 2**10:.0f} KiB"
