@@ -260,6 +260,12 @@ def examples() -> tuple[list[list], list[str]]:
     return [list(row) for row in rows], [shortened(label, EXAMPLE_LABEL_LIMIT) for label in labels]
 
 
+def example_copies(sample_examples: gr.Examples) -> set[str]:
+    """Gradio's copies of the example files in its temporary folder: what a click on an example
+    puts in the upload box (the files are each example's first value)."""
+    return {file["path"] for processed in sample_examples.non_none_processed_examples.values() for file in processed[0]}
+
+
 def layout() -> SimpleNamespace:
     """The Rank tab's components: uploads, query and settings; both galleries; the page shown large."""
     spec_a, spec_b = get_spec(A_KEY), get_spec(B_KEY)
@@ -298,8 +304,12 @@ def layout() -> SimpleNamespace:
                 # off screen at 1400×900).
                 status = markdown(RANK_HINT, elem_id="rank-status")
         example_rows, example_labels = examples()
-        gr.Examples(example_rows, inputs=[files, query], example_labels=example_labels,
-                    label="Examples (sample pages)", elem_id="examples")
+        sample_examples = gr.Examples(example_rows, inputs=[files, query], example_labels=example_labels,
+                                      label="Examples (sample pages)", elem_id="examples")
+        # Gradio's delete_cache pass (blocks.py) spares only the paths in a rendered component's
+        # keep_in_cache; the copies of the sample pages that a click hands out were in none, and
+        # after the first pass every example ranked nothing ("could not be read").
+        files.keep_in_cache.update(example_copies(sample_examples))
         with gr.Row(equal_height=False):
             with gr.Column():
                 header_a = markdown(f"## {spec_a.label}", elem_id="header-a")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from reranker import ranking, ui
@@ -318,3 +320,55 @@ def test_an_instruction_of_only_invisible_characters_is_no_instruction(arena):
 
     data = ui.rank_tab.rank_pages(arena, [str(SAMPLE_PAGES[0])], QUERY, "\u200b \u2060", None, None, None)
     assert data["instruction"] is None and arena.store.query(data["query_id"]).instruction is None
+
+
+def _launched(demo, arena):
+    """The app served in this process, on a free port; its address."""
+    from ..app_server import free_port
+
+    _, url, _ = demo.launch(**ui.launch_options(arena), prevent_thread_lock=True, server_name="127.0.0.1",
+                            server_port=free_port(), quiet=True)
+    return url
+
+
+def _wait_until(done, what: str, seconds: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.1)
+
+
+def test_the_examples_still_load_after_gradios_clean_up_of_its_temp_folder(arena, tmp_path, monkeypatch):
+    """Gradio's delete_cache (hourly) removed the example pages' copies that a click hands out:
+    an hour or two after the start, every example ranked nothing ("could not be read")."""
+    import gradio as gr
+    import httpx
+    from gradio_client import Client
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    monkeypatch.setattr(ui.blocks, "EXPORT_KEEP_SECONDS", 1)  # Gradio's pass: every second, files over a second old
+    demo = ui.build_app(arena)
+    url = _launched(demo, arena)
+    try:
+        dataset = next(block for block in demo.blocks.values() if isinstance(block, gr.Dataset))
+        click = next(index for index, fn in demo.fns.items() if [block._id for block in fn.inputs] == [dataset._id])
+        client = Client(url, verbose=False, download_files=False)
+
+        def example_files() -> list[str]:  # what a click on the first example puts in the upload box
+            files, _query = client.predict(0, fn_index=click)  # the upload box, updated
+            return [file["path"] for file in files["value"]]
+
+        assert all(httpx.get(f"{url}gradio_api/file={path}").status_code == 200 for path in example_files())
+        # A file Gradio served since: its pass removes it, as it removes every copy not kept.
+        served = tmp_path / "served.jpg"
+        served.write_bytes(b"\xff\xd8\xff served")
+        copy = next(block for block in demo.blocks.values() if isinstance(block, gr.Gallery)).move_resource_to_block_cache(served)
+        _wait_until(lambda: not Path(copy).exists(), "Gradio's delete_cache pass")
+        paths = example_files()
+        assert len(paths) == 3
+        for path in paths:
+            assert httpx.get(f"{url}gradio_api/file={path}").status_code == 200, path
+    finally:
+        demo.close()
