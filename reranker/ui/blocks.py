@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
+import re
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
@@ -20,6 +25,8 @@ if TYPE_CHECKING:
     from .arena import Arena
 
 
+logger = logging.getLogger(__name__)
+
 STATIC = Path(__file__).resolve().parents[2] / "static"
 # Gradio keeps a SessionState for each of the last this many sessions (every browser tab and API
 # client that sent an event, closed or not): a copy of every component's settings, 206 KiB for
@@ -27,11 +34,21 @@ STATIC = Path(__file__).resolve().parents[2] / "static"
 # held ~2 GiB. A session pushed out by newer ones starts again from the States' defaults (the
 # Annotate tab's position, say); the name and the progress are in the browser and the database.
 SESSIONS_KEPT = 1000
+# What Gradio leaves in its temporary folder (GRADIO_TEMP_DIR) that its delete_cache pass never
+# removes: an empty `tmp*` file per file each time an upload box is read (twice a ranking: its
+# validator and the ranking), an upload cut off midway or refused for its name (written whole
+# before the name is checked), and the empty <sha256> folder of each file the pass removed.
+# The app removes those untouched for this long, every EXPORT_KEEP_SECONDS: an upload under way
+# keeps writing its file, and a folder in use is not empty.
+LEFTOVER_SECONDS = 2 * EXPORT_KEEP_SECONDS
+_LEFTOVER_FILE = re.compile(r"tmp[a-z0-9_]{8}")  # tempfile's names
+_CONTENT_FOLDER = re.compile(r"[0-9a-f]{64}")
 
 
 def build_app(arena: Arena) -> gr.Blocks:
     """The app: four tabs, each laid out by its module's `layout` and wired by its `wire`."""
-    # delete_cache: Gradio's own copies of files it served (exports, galleries), hourly.
+    # delete_cache: Gradio's own copies of files it served (exports, galleries), hourly; what that
+    # pass leaves, `removing_gradio_leftovers` (launch_options).
     with gr.Blocks(title="Multimodal Rerank Arena", delete_cache=(EXPORT_KEEP_SECONDS, EXPORT_KEEP_SECONDS)) as demo:
         markdown("# Multimodal Rerank Arena")
         shared = shared_state()
@@ -89,4 +106,49 @@ def launch_options(arena: Arena) -> dict:
         blocked_paths=[str(arena.store.path) + suffix for suffix in ("", "-wal", "-shm", "-journal")],
         max_file_size=MAX_UPLOAD,
         state_session_capacity=SESSIONS_KEPT,
+        app_kwargs={"lifespan": removing_gradio_leftovers},
     )
+
+
+@contextlib.asynccontextmanager
+async def removing_gradio_leftovers(app):
+    """While the server runs: `remove_gradio_leftovers` every EXPORT_KEEP_SECONDS, the first time
+    at the start (what a process before this one left)."""
+
+    async def every_period():
+        while True:
+            removed = await asyncio.to_thread(remove_gradio_leftovers, app.uploaded_file_dir, LEFTOVER_SECONDS)
+            if removed:
+                logger.info("removed %d file(s) and folder(s) Gradio left in %s", removed, app.uploaded_file_dir)
+            await asyncio.sleep(EXPORT_KEEP_SECONDS)
+
+    task = asyncio.create_task(every_period())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def remove_gradio_leftovers(folder: str | Path, older_than: float) -> int:
+    """Remove Gradio's `tmp*` files and empty <sha256> folders at the top of its temporary folder
+    that have not changed for `older_than` seconds; returns how many. Nothing else: the files it
+    serves (the examples' copies among them) are inside those folders."""
+    cutoff = time.time() - older_than
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # not made yet: nothing uploaded
+        return 0
+    removed = 0
+    for entry in entries:
+        with contextlib.suppress(OSError):  # gone meanwhile; a folder not empty (rmdir refuses it)
+            if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                continue
+            if _LEFTOVER_FILE.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed += 1
+            elif _CONTENT_FOLDER.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+                os.rmdir(entry.path)
+                removed += 1
+    return removed

@@ -372,3 +372,61 @@ def test_the_examples_still_load_after_gradios_clean_up_of_its_temp_folder(arena
             assert httpx.get(f"{url}gradio_api/file={path}").status_code == 200, path
     finally:
         demo.close()
+
+
+def test_what_gradio_leaves_in_its_temp_folder_is_removed_once_old_and_nothing_else(arena, tmp_path, monkeypatch):
+    """Gradio's delete_cache never removes: an empty tmp* file per uploaded file each time the
+    upload box is read (twice a ranking), an upload refused for its name (or cut off midway),
+    and the <sha256> folder of each file it removed. They stayed for good."""
+    import os
+    import re
+    import time
+
+    import httpx
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    from ..bad_inputs import SAMPLE_PAGES
+
+    temp = tmp_path / "gradio"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(temp))
+    monkeypatch.setattr(ui.blocks, "EXPORT_KEEP_SECONDS", 1)  # Gradio's pass and the app's: every second
+    demo = ui.build_app(arena)
+    examples = list(temp.rglob("doc_*.jpg"))  # Gradio's copies, made as the app is built
+    url = _launched(demo, arena)
+    try:
+        uploads = []
+        for number, sample in enumerate(SAMPLE_PAGES[:2]):  # not the examples' files, which Gradio keeps
+            uploads.append(tmp_path / f"upload-{number}.png")
+            Image.open(sample).save(uploads[-1])
+        Client(url, verbose=False, download_files=False).predict(
+            files=[handle_file(str(path)) for path in uploads], query=QUERY, api_name="/rank")
+        refused = httpx.post(f"{url}gradio_api/upload", files={"files": ("..", b"x" * 10_000)})
+        assert refused.status_code == 400 and "Invalid file name" in refused.text
+
+        def files_in(folder: Path) -> list[Path]:
+            return [path for path in folder.rglob("*") if path.is_file()]
+
+        _wait_until(lambda: not any(path.name.startswith("upload-") for path in files_in(temp)),
+                    "Gradio's delete_cache pass removing the uploads")
+        leftover_files = [path for path in temp.iterdir() if path.is_file() and re.fullmatch(r"tmp\w{8}", path.name)]
+        emptied = [path for path in temp.iterdir() if path.is_dir() and not any(path.iterdir())]
+        assert len(leftover_files) >= 2 * len(uploads) + 1 and len(emptied) >= len(uploads) + 1, (leftover_files, emptied)
+        # An operator's files and a folder Gradio did not name stay whatever their age; Gradio's
+        # examples' copies stay; a leftover of an upload under way (written just now) stays.
+        others = [temp / "notes.txt", temp / "tmpfolder_1", temp / ("0" * 64), temp / ("0" * 64) / "served.jpg"]
+        others[0].write_text("mine")
+        others[1].mkdir()
+        others[3].parent.mkdir()
+        others[3].write_bytes(b"\xff\xd8\xff")
+        two_hours_ago = time.time() - 2 * 3600 - 60
+        for path in [*leftover_files, *emptied, *others]:
+            os.utime(path, (two_hours_ago, two_hours_ago))
+        under_way = temp / "tmpupload_1"
+        under_way.write_bytes(b"partial")
+        _wait_until(lambda: not any(path.exists() for path in [*leftover_files, *emptied]),
+                    "the app's sweep of what Gradio left")
+        assert all(path.exists() for path in [*others, under_way])
+        assert len(examples) == 10 and all(path.exists() for path in examples)
+    finally:
+        demo.close()
