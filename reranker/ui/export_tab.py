@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import gradio as gr
+from gradio.processing_utils import hash_file
 
 from ..export import DEFAULTS, FORMAT_ONLY_OPTIONS, FORMATS, RULES
 from .annotators import MAJORITY_VOTE, given_name, label_choices
@@ -112,15 +113,17 @@ def preview_check(arena: Arena, *options) -> tuple[str, Selection | None]:
 def export_file(arena: Arena, fmt: str = DEFAULTS.format, rule: str = DEFAULTS.rule, k: int = DEFAULTS.k,
                 max_negatives: int = DEFAULTS.max_negatives,
                 annotator: str = "", since: str = "", until: str = "", agreement: bool = False,
-                mined: bool = False, negatives_per_row: int | None = None, selection: Selection | None = None) -> str:
+                mined: bool = False, negatives_per_row: int | None = None, selection: Selection | None = None,
+                gradio_copies: set[str] | None = None) -> str:
     """Write the judgments as hard-negative training data; returns the file (zip or parquet).
-    `selection`: the preview's of the same options (see `reranker.export.export`)."""
+    `selection`: the preview's of the same options (see `reranker.export.export`);
+    `gradio_copies`: see `_remove_old_exports`."""
     from ..export import NothingToExportError, default_filename, export
 
     options = export_options(fmt, rule, k, max_negatives, annotator, since, until, agreement, mined, negatives_per_row)
     if selection is not None and selection.options != options:  # an option changed while it was previewed
         selection = None  # what is on screen now is exported, selected again
-    _remove_old_exports(arena.exports_dir)
+    _remove_old_exports(arena.exports_dir, gradio_copies)
     folder = None
     try:
         arena.exports_dir.mkdir(parents=True, exist_ok=True)
@@ -140,19 +143,46 @@ def export_file(arena: Arena, fmt: str = DEFAULTS.format, rule: str = DEFAULTS.r
                          f"(in RERANKER_CACHE): {reason}. Nothing stored was changed.", print_exception=False) from None
 
 
-def _remove_old_exports(exports_dir: Path) -> None:
+def _remove_old_exports(exports_dir: Path, gradio_copies: set[str] | None = None) -> None:
     """Before an export is made: each is a new file of every judged page, so those older than
     EXPORT_KEEP_SECONDS go, and all but the EXPORTS_KEPT − 1 newest (anyone may export: a loop of
-    exports filled the disk within the hour, and then judging failed)."""
+    exports filled the disk within the hour, and then judging failed).
+
+    `gradio_copies`: the Download box's copies of exports in Gradio's temporary folder (its
+    `temp_files`); those of the exports removed go too. Gradio serves an export from its copy and
+    keeps it until its delete_cache pass, an hour on: 20 exports in 40 s held 169 MB there while
+    the app kept 34 MB."""
     cutoff = time.time() - EXPORT_KEEP_SECONDS
     folders = []
     for folder in Path(exports_dir).glob("export-*"):
         with contextlib.suppress(OSError):  # removed meanwhile by another export
             if folder.is_dir():
                 folders.append((folder.stat().st_mtime, folder))
+    kept, removed = [], {}  # removed: (hash, name) -> size
     for index, (made, folder) in enumerate(sorted(folders, key=lambda item: item[0], reverse=True)):
-        if made < cutoff or index >= EXPORTS_KEPT - 1:
+        goes = made < cutoff or index >= EXPORTS_KEPT - 1
+        for path in folder.glob("*") if gradio_copies else ():
+            with contextlib.suppress(OSError):  # removed meanwhile by another export
+                if goes:
+                    removed[hash_file(path), path.name] = path.stat().st_size
+                else:
+                    kept.append(path)
+        if goes:
             shutil.rmtree(folder, ignore_errors=True)
+    # Gradio's copy of a file it serves is <its temporary folder>/<a hash of the bytes>/<the name>
+    # (processing_utils.save_file_to_cache): a kept export of the same bytes and name (two made in
+    # the same second have the same name) shares it.
+    removed_sizes = {(name, size) for (_, name), size in removed.items()}
+    for path in kept:
+        with contextlib.suppress(OSError):
+            if (path.name, path.stat().st_size) in removed_sizes:
+                removed.pop((hash_file(path), path.name), None)
+    for copy in list(gradio_copies or ()):  # a list first: Gradio adds to the set from other threads
+        if (Path(copy).parent.name, Path(copy).name) in removed:
+            with contextlib.suppress(OSError):
+                os.remove(copy)
+                gradio_copies.discard(copy)
+                os.rmdir(Path(copy).parent)  # its <sha256> folder, if now empty
 
 
 def layout() -> SimpleNamespace:
@@ -243,7 +273,7 @@ def wire(arena: Arena, export: SimpleNamespace, demo: gr.Blocks) -> None:
             return None, None
         with api_errors(request):
             return export_file(arena, fmt, rule, k, max_negatives, annotator, since, until, agreement, mined,
-                               negatives_per_row, selection), None
+                               negatives_per_row, selection, gradio_copies=export_download.temp_files), None
 
     def export_started(*options):
         summary, selection = preview_check(arena, *options)

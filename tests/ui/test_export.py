@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import pytest
 
@@ -120,6 +122,51 @@ def test_exports_older_than_an_hour_are_removed_when_the_next_is_made(arena, ran
     made = [ui.export_tab.export_file(arena, "pointwise", "all", 5, 10) for _ in range(ui.export_tab.EXPORTS_KEPT + 2)]
     assert [os.path.exists(path) for path in made] == [False, False] + [True] * ui.export_tab.EXPORTS_KEPT
     assert len(list(arena.exports_dir.glob("export-*"))) == ui.export_tab.EXPORTS_KEPT
+
+
+def test_gradios_copies_of_the_exports_removed_go_with_them(arena, ranked, tmp_path, monkeypatch):
+    """Gradio serves each export from its own copy in its temporary folder, kept an hour: the app
+    kept EXPORTS_KEPT exports while a loop of 20 left 20 copies (169 MB) there."""
+    import filecmp
+
+    import httpx
+    from gradio_client import Client
+
+    from reranker import export
+
+    from ..app_server import free_port
+
+    for page, label in zip(ranked["pages"][:2], ("relevant", "not_relevant")):
+        ui.annotate_tab.judge(arena, ranked["query_id"], page["content_hash"], "rater", label)
+    temp = tmp_path / "gradio"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(temp))
+    demo = ui.build_app(arena)
+    _, url, _ = demo.launch(**ui.launch_options(arena), prevent_thread_lock=True, server_name="127.0.0.1",
+                            server_port=free_port(), quiet=True)
+    try:
+        client = Client(url, verbose=False, download_files=False)
+
+        def exported(max_negatives: int) -> str:  # the path of Gradio's copy, which the browser downloads
+            return client.predict(fmt="pointwise", rule="all", k=5, max_negatives=max_negatives, api_name="/export")["path"]
+
+        # All made within one second, as a script's loop of exports may be: one name for all.
+        monkeypatch.setattr(export, "default_filename", lambda options, moment=None: "arena-pointwise-20261128T120000Z.zip")
+        kept = ui.export_tab.EXPORTS_KEPT
+        served = [exported(max_negatives) for max_negatives in range(1, kept + 3)]  # other bytes
+        assert len(list(temp.glob("*/arena-*"))) == kept
+        assert [path for path in served if Path(path).exists()] == served[-kept:]
+        assert all(any(folder.iterdir()) for folder in temp.iterdir() if folder.is_dir())  # no empty folder left
+        # Two exports of the same bytes and name have one copy: the older one's removal leaves it
+        # to the other.
+        twice = [exported(1), exported(1)]
+        assert twice[0] == twice[1]
+        for max_negatives in range(2, kept + 1):
+            exported(max_negatives)
+        assert httpx.get(f"{url}gradio_api/file={twice[1]}").status_code == 200
+        same = [path for path in arena.exports_dir.glob("export-*/*") if filecmp.cmp(path, twice[1], shallow=False)]
+        assert len(same) == 1  # the older of the two was removed
+    finally:
+        demo.close()
 
 
 def test_export_allows_zero_negatives_but_not_fewer():
