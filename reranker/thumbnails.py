@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from .documents import page_memory_bytes
 from .lru import LRUCache
 from .workers import thread_pool
 
@@ -43,7 +44,7 @@ class PageImages:
 
     def remember(self, pages: Iterable) -> None:
         for page in pages:
-            self._pages.put(page.content_hash, page, page.width * page.height * 3)
+            self._pages.put(page.content_hash, page, page_memory_bytes(page))
 
     def path(self, page_hash: str, max_side: int, page=None) -> str:
         """A JPEG of the page no larger than `max_side` (written now unless it already is).

@@ -881,11 +881,34 @@ def test_the_cache_keeps_at_most_its_bytes_of_pages():
     from reranker.documents import ingest_cache
 
     pdf = corpus.text_pdf("one", "two")
-    one_file = sum(p.width * p.height * 3 for p in load_files([("x.pdf", pdf)]).pages)
+    load_files([("x.pdf", pdf)], cache=(one := ingest_cache()))
+    one_file = one.size  # its pages' pixels and the objects around them
+    assert one_file > sum(p.width * p.height * 3 for p in load_files([("x.pdf", pdf)]).pages)
     cache = ingest_cache(max_bytes=2 * one_file)
     for name in ("a.pdf", "b.pdf", "c.pdf"):
         load_files([(name, pdf)], cache=cache)
     assert len(cache) == 2 and cache.size <= cache.capacity
+
+
+def test_the_cache_is_charged_at_least_what_its_entries_hold_however_small_their_pages():
+    """A file with no usable page (an image that does not decode, a strip too narrow) was charged
+    1 byte, a 4×4 page 48: the 1 GiB bound of the app's cache held ~1e9 entries of ~1.5 KB."""
+    import tracemalloc
+
+    from reranker.documents import ingest_cache
+
+    for data in (corpus.truncated_png(), corpus.plain_png(size=(4, 4))):
+        cache = ingest_cache()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for number in range(300):  # a file under another name is another entry
+                load_files([(f"upload-{number}.png", data)], cache=cache)
+            held = tracemalloc.get_traced_memory()[0] - before  # (Pillow's pixels are not traced: charged as such)
+        finally:
+            tracemalloc.stop()
+        assert len(cache) == 300
+        assert cache.size >= held, f"{cache.size:,} B charged for {held:,} B held"
 
 
 def test_refused_files_are_not_cached_and_stay_refused():
