@@ -7,6 +7,8 @@ scores every page with every available model and returns plain data for the UI t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import threading
@@ -237,7 +239,10 @@ class ScoringTurns:
     def __init__(self, score: Callable[..., dict[str, Scored]] | None = None, remember: int = 10_000):
         self._score = score or score_pages
         self._lock = threading.Lock()
-        self._recent = LRUCache(remember)  # (model, budget, query, instruction, page hash) → score
+        # (model, budget, prompt digest, page hash) → score. A digest of the query and the
+        # instruction, not their texts (each up to 10,000 characters): this LRU counts entries,
+        # and with the texts in its keys its 10,000 held up to ~0.8 GB.
+        self._recent = LRUCache(remember)
         self._stopping = False
 
     def stop(self, timeout: float) -> bool:
@@ -262,9 +267,11 @@ class ScoringTurns:
             if self._stopping:  # waited while the app began to stop
                 raise AppStopping()
             budgets = dict(max_pixels or {})
+            # JSON keeps None and "" apart, and encodes any string (a lone surrogate too).
+            prompt = hashlib.sha256(json.dumps([query, instruction]).encode()).hexdigest()
 
             def memo(key: str, page: Page) -> tuple:
-                return key, budgets.get(key), query, instruction, page.content_hash
+                return key, budgets.get(key), prompt, page.content_hash
 
             known = {key: {page.content_hash: score for page in pages
                            if (score := self._recent.get(memo(key, page))) is not None}

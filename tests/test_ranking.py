@@ -346,6 +346,44 @@ def test_rankings_at_once_take_turns_and_score_each_page_once(tiny_rerankers, tm
     assert len(calls) == 2
 
 
+def test_the_scoring_memo_keeps_no_copy_of_the_query_or_the_instruction():
+    """Its keys held both texts (up to 10,000 characters each, 4 bytes a character for emoji), and
+    it counts entries: its 10,000 could hold ~0.8 GB. A query asked again still reuses its scores."""
+    import tracemalloc
+
+    from PIL import Image
+
+    from reranker.documents import Page
+
+    asked = []
+
+    def scores(pool, query, work, *args):
+        asked.append(len(query))
+        return {key: ranking.Scored([0.5] * len(pages), 0.01) for key, pages in work.items()}
+
+    turns = ranking.ScoringTurns(scores)
+    page = Page("ab" * 32, Image.new("RGB", (8, 8)), "p.png", 1, "cd" * 32, "image")
+
+    def texts(number: int) -> tuple[str, str]:  # new strings each time, as each request's are
+        return "😀" * 9_990 + f"{number:09d}", "文" * 9_990 + f"{number:09d}"
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for number in range(100):
+            query, instruction = texts(number)
+            turns(None, query, {A: [page], B: [page]}, instruction, {})
+        del query, instruction
+        held = (tracemalloc.get_traced_memory()[0] - before) / 100
+    finally:
+        tracemalloc.stop()
+    assert held < 2048, f"{held:,.0f} B a ranking"  # the two texts alone are 60 kB
+    query, instruction = texts(0)
+    turns(None, query, {A: [page], B: [page]}, instruction, {})
+    turns(None, query, {A: [page], B: [page]}, None, {})  # another prompt
+    assert len(asked) == 100 + 1
+
+
 def test_equal_scores_keep_upload_order_as_the_store_ranks_them():
     """The same page uploaded twice scores the same: the galleries, `score` and `/rank` order
     them as the store's ranks (and so the exports) do, by upload order, past ten pages too (they
