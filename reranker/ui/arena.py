@@ -26,8 +26,13 @@ from .speed_notes import operator_hint
 
 logger = logging.getLogger(__name__)
 
-# RGB bytes of rendered pages kept in memory (uploads already rendered; recent pages' thumbnails):
-# ~7 pages of a 144-DPI letter-size PDF per 40 MB.
+# Rendered pages kept in memory, by each of two caches (pixels and the objects around them,
+# documents.page_memory_bytes; ~7 pages of a 144-DPI letter-size PDF per 40 MB): the uploads
+# already rendered (`ingested`, per file) and recent pages for their thumbnails (`images`, per
+# page). They mostly hold the same pages but evict apart, so together up to twice this: 2 GiB
+# (1.3 GB of live pixels after 12 distinct 40-page uploads). Not one budget split in two: that
+# would halve what each keeps (an upload over half would be rendered again for each new query)
+# for a saving only when they hold different pages.
 PAGE_MEMORY_BYTES = 2**30
 
 
@@ -51,7 +56,8 @@ class Arena:
     def __post_init__(self):
         self._number = next(_ARENA_NUMBERS)
         _ARENAS[self._number] = self
-        # Uploads already rendered: a new query about the same files skips the rendering.
+        # Uploads already rendered: a new query about the same files skips the rendering. Each
+        # of the two page caches gets the whole PAGE_MEMORY_BYTES (see there).
         self.ingested = ingest_cache(PAGE_MEMORY_BYTES)
         thumbnail_bytes = devices.env_megabytes("RERANKER_THUMBNAIL_CACHE_MB") or 1024 * 2**20  # 0 or unset: 1 GiB
         self.images = PageImages(self.pages_dir, self.store.page_image, PAGE_MEMORY_BYTES, thumbnail_bytes)
