@@ -618,6 +618,7 @@ class Store:
         self._open: weakref.WeakSet[Database] = weakref.WeakSet()  # for close(); dies with its thread
         self._staged: OrderedDict[str, Future] = OrderedDict()  # content hash → its PNG being encoded
         self._opened = False  # once the file is made and migrated, connections never create it
+        self._replaced_by: tuple[int, int] | None = None  # the file an action was refused for (`_replaced_error`)
         try:
             if read_only:
                 db = self.db
@@ -696,8 +697,14 @@ class Store:
         """This thread's connection (a fresh one after fork: connections must not cross processes)."""
         local = self._local
         if getattr(local, "db", None) is not None and local.pid == os.getpid():
-            self._require_same_file()
-            return local.db
+            # Inside a transaction the file was checked as it began (`_write` checks again once
+            # it holds the lock), and the transaction reads one moment of one file.
+            if local.db.conn.in_transaction or not self._file_replaced():
+                return local.db
+            told = self._replacement_told()
+            self._drop_connection()
+            if not told:
+                raise self._replaced_error()
         if self.closed:  # else a closed store quietly opened the file again
             raise StoreError(f"The store of {self.path} was closed; open it again (Store(path)) to use it.")
         try:
@@ -712,18 +719,26 @@ class Store:
             self._open.add(local.db)
         return local.db
 
-    def _require_same_file(self) -> None:
-        """Refuse to use this thread's connection once its path names another file, or none. A
+    def _file_replaced(self) -> bool:
+        """Whether this thread's connection is to a file its path no longer names (or none). A
         connection keeps the file it opened: after `rm` or `mv` over the database, SQLite took
         every judgment into the old, unlinked file without a word (WAL mode has no check)."""
-        if self._file_replaced():
-            raise self._replaced_error()
-
-    def _file_replaced(self) -> bool:
         return self._opened and _identity(self.path) != self._local.identity
 
+    def _replacement_told(self) -> bool:
+        """Whether an action of another thread was refused already for the file now at the path:
+        then this thread's connection is simply opened again (each of the server's threads, one
+        after the other, refused an action of its own)."""
+        now = _identity(self.path)
+        with self._lock:
+            return now is not None and now == self._replaced_by
+
     def _replaced_error(self) -> StoreError:
-        self._drop_connection()  # the next use opens the file there now
+        """The refusal of the action that met a replaced file; this thread's next use opens the
+        file there now (its connection is closed: call it outside any transaction)."""
+        with self._lock:
+            self._replaced_by = _identity(self.path)
+        self._drop_connection()
         return StoreError(
             f"The database {self.path} was removed or replaced while the app was running, so this action read "
             "and saved nothing (it would have gone to the old file). Put the database back, or restore a backup "

@@ -98,13 +98,12 @@
     }
     if (event.detail !== 0) button.blur();
   }, true);
-  // The letter of a key whatever the layout: a Latin one's letter as typed (R on AZERTY is R);
-  // on another script's (Russian: "к") the letter printed in the Latin layout's place, which
-  // did nothing at all before.
+  // The letter of a key whatever the layout: a Latin layout's letter as typed (R on AZERTY is R;
+  // its punctuation and accented letters are no shortcut); on another script's layout (Russian:
+  // "к") the letter in that key's place on a US keyboard, where it had done nothing at all.
+  const otherScriptLetter = (key) => /^\p{L}$/u.test(key) && !/^\p{Script=Latin}$/u.test(key);
   const keyName = (event) =>
-    /^[a-z]$/i.test(event.key) || !/^Key[A-Z]$/.test(event.code) || event.key.length !== 1
-      ? event.key
-      : event.code.slice(3).toLowerCase();
+    otherScriptLetter(event.key) && /^Key[A-Z]$/.test(event.code) ? event.code.slice(3).toLowerCase() : event.key;
   // Held down, ← and → page on (each repeat still waits for the page before it); a held R, N,
   // S, U or Q acts once.
   const REPEATING = ["ArrowLeft", "ArrowRight"];

@@ -1133,11 +1133,15 @@ def _press_as_typed(page, key: str, code: str, repeat: bool = False) -> None:
 def test_after_the_judgment_that_completes_a_query_a_key_waits_for_a_move(page, app_server):
     """The page judged last stayed on screen, or the view went on to a page judged earlier: the
     next key of the rhythm relabelled it, unseen. Also: a Russian layout's R judges (it sent "к"
-    and did nothing), and a held arrow pages on (its repeats were dropped)."""
+    and did nothing), a Latin layout's punctuation is no letter, and a held arrow pages on (its
+    repeats were dropped)."""
     query_id, = _annotate_in_upload_order(page, app_server, "last page rater", "last page: a key waits")
     info, progress = page.locator("#annotate-info"), page.locator("#annotate-progress")
     page.wait_for_function(VIEW_SETTLED)
     page.wait_for_function(PAGE_IMAGE_IN)
+    _press_as_typed(page, "'", "KeyN")  # punctuation where a US keyboard has N (BÉPO): no shortcut
+    page.wait_for_timeout(300)
+    page.wait_for_function(VIEW_SETTLED)
     _press_as_typed(page, "к", "KeyR")  # R on a Russian layout
     expect(progress).to_contain_text("1/3 judged")
     expect(info).to_contain_text("Page 2 of 3 · doc_3.jpg")

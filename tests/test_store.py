@@ -1315,6 +1315,32 @@ def test_a_database_removed_or_replaced_under_the_app_refuses_the_write_instead_
     worker.shutdown()
 
 
+def test_a_replaced_database_is_told_once_not_once_a_thread_and_a_read_under_way_finishes(store: Store, db_path: Path):
+    """Each of the server's threads refused an action of its own after one replacement (the
+    annotator met the error again and again); a replacement met inside a read transaction (an
+    export's snapshot) closed its connection under it: a bare ProgrammingError, not the message."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = 6
+    pool, everyone = ThreadPoolExecutor(threads), threading.Barrier(threads)
+    list(pool.map(lambda _: (everyone.wait(), store.data_version()), range(threads)))  # a connection each
+    with store.snapshot():
+        store.data_version()
+        os.replace(store.backup(db_path.parent / "copy.db"), db_path)
+        store.data_version()  # the moment the read began, from the file it began on
+    def action(_):
+        try:
+            store.data_version()
+            return "ok"
+        except StoreError as error:
+            assert "was removed or replaced while the app was running" in str(error)
+            return "refused"
+    done = [pool.submit(action, n).result() for n in range(3 * threads)] + [action(0)]
+    assert done.count("refused") == 1 and done[0] == "refused"
+    pool.shutdown()
+
+
 def test_a_file_replaced_while_a_write_waits_for_the_lock_is_not_written(store: Store, db_path: Path, monkeypatch):
     """The file is checked again once the write lock is held: waiting for it can take seconds."""
     pages = make_pages(2)
