@@ -220,6 +220,9 @@ def _explain(path: Path, error: sqlite3.Error | OSError, doing: str = "written")
         reason = f"another process kept it locked for over {BUSY_TIMEOUT_S:g} s; try again in a moment"
     elif "unable to open" in text:
         reason = "it cannot be opened (does its folder exist, and may this app write there?)"
+    elif "malformed" in text:  # cut short (a copy that stopped, a full disk under `cp`) or overwritten
+        reason = ("it is damaged (SQLite: database disk image is malformed); put back a backup (README: Data and "
+                  "exports), keeping this file aside")
     else:
         reason = f"{type(error).__name__}: {error}"
     saved = " Nothing was saved by this action." if doing == "written" else ""

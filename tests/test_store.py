@@ -1446,3 +1446,16 @@ def test_a_judgment_expecting_a_label_changed_meanwhile_records_nothing(store: S
     with pytest.raises(ValueError, match="was not ranked"):  # a page that is not there says so, not "changed"
         store.record_judgment(query_id, "ab" * 32, "ann", SKIP, expected=RELEVANT)
     assert store.record_judgment(query_id, page, "ann", SKIP, expected=CLEARED) is not None
+
+
+def test_a_damaged_database_is_named_as_damaged_with_what_to_do(db_path: Path):
+    """A file cut short said only "DatabaseError: database disk image is malformed"."""
+    with Store(db_path) as store:
+        for seed in range(4):
+            ranked(store, make_pages(20, seed=seed, size=(64, 64)), f"query {seed}")
+    whole = db_path.read_bytes()
+    db_path.write_bytes(whole[: len(whole) // 2])
+    for opening in (Store.existing, Store):
+        with pytest.raises(StoreError, match=rf"^The database {re.escape(str(db_path))} could not be opened: it is "
+                                             r"damaged \(SQLite: database disk image is malformed\); put back a backup"):
+            opening(db_path)
