@@ -83,6 +83,21 @@
     const box = image && image.getBoundingClientRect();
     return !!image && !image.complete && box.bottom > 0 && box.top < window.innerHeight;
   };
+  // A tab come back to shows the page and the counts as they are now (another tab or window of
+  // the same annotator may have judged meanwhile: this one still showed "Unjudged · 0/5"):
+  // "Refresh list" redraws both and keeps the page on screen. At most every few seconds, and
+  // not while a view is on its way.
+  let refreshedAt = 0;
+  const refreshOnReturn = () => {
+    const panel = document.getElementById("annotate-panel");
+    if (document.visibilityState !== "visible" || !panel || panel.offsetParent === null || viewOnItsWay()) return;
+    const refresh = document.querySelector("#refresh-list");
+    if (!refresh || Date.now() - refreshedAt < 3000) return;
+    refreshedAt = Date.now();
+    (refresh.tagName === "BUTTON" ? refresh : refresh.querySelector("button")).click();
+  };
+  document.addEventListener("visibilitychange", refreshOnReturn);
+  window.addEventListener("focus", refreshOnReturn); // another window, where the tab stayed visible
   const JUDGE_IDS = [buttons.r, buttons.n, buttons.s];
   document.addEventListener("click", (event) => {
     const button = event.target.closest && event.target.closest("button");

@@ -1176,7 +1176,8 @@ def test_after_the_judgment_that_completes_a_query_a_key_waits_for_a_move(page, 
 
 def test_a_key_in_a_tab_showing_a_label_changed_in_another_tab_records_nothing_and_shows_it(page, app_server):
     """Two tabs of one annotator: the second still showed a page as unjudged after the first
-    labelled it, and a key there replaced that label without a word."""
+    labelled it, and a key there replaced that label without a word; coming back to it did not
+    redraw it."""
     query_id, = _annotate_in_upload_order(page, app_server, "two tabs rater", "two tabs: one label")
     other = page.context.new_page()
     other.goto(app_server.url + "?tab=annotate")
@@ -1202,6 +1203,16 @@ def test_a_key_in_a_tab_showing_a_label_changed_in_another_tab_records_nothing_a
     expect(progress).to_contain_text("1/3 judged by two tabs rater")
     expect(info).to_contain_text("Page 2 of 3 · doc_3.jpg")
     assert _judgments(app_server, query_id, "two tabs rater") == [("doc_1.jpg", "not_relevant")]
+    # Come back to, a tab shows the page and the count as they are now, without a key.
+    other.bring_to_front()
+    expect(other.locator("#annotate-info")).to_contain_text("Page 2 of 3 · doc_3.jpg")
+    other.wait_for_function(VIEW_SETTLED)
+    other.keyboard.press("s")
+    expect(other.locator("#annotate-progress")).to_contain_text("2/3 judged by two tabs rater")  # its count is current
+    page.bring_to_front()
+    page.evaluate("window.dispatchEvent(new Event('focus'))")  # the window is the browser's again
+    expect(info).to_contain_text("Page 2 of 3 · doc_3.jpg · current label: Skipped")
+    expect(progress).to_contain_text("2/3 judged by two tabs rater")
 
 
 def test_a_list_closed_with_escape_gives_the_keys_back(page, app_server):
