@@ -96,8 +96,9 @@
     refreshedAt = Date.now();
     (refresh.tagName === "BUTTON" ? refresh : refresh.querySelector("button")).click();
   };
+  // (Not on the window's focus: a browser gives it at odd times, a first click in the page among
+  // them, and each redraw makes the next key wait.)
   document.addEventListener("visibilitychange", refreshOnReturn);
-  window.addEventListener("focus", refreshOnReturn); // another window, where the tab stayed visible
   const JUDGE_IDS = [buttons.r, buttons.n, buttons.s];
   document.addEventListener("click", (event) => {
     const button = event.target.closest && event.target.closest("button");

@@ -1013,6 +1013,7 @@ def test_after_tab_out_of_the_name_box_the_keys_judge(page, app_server):
         if "1/3 judged" in progress.inner_text():
             break
         settled(page, "#annotate-info", "#jump", "#query-pick", "#annotate-progress")
+        page.wait_for_function(PAGE_IMAGE_IN)  # a key is not taken while the image arrives either
     expect(progress).to_have_text("1/3 judged by tab rater")
     assert _judgments(app_server, query_id, "tab rater") == [("doc_1.jpg", "relevant")]
     expect(page.locator("#annotate-order input")).not_to_be_focused()  # its list closed, not picking an order
@@ -1210,7 +1211,7 @@ def test_a_key_in_a_tab_showing_a_label_changed_in_another_tab_records_nothing_a
     other.keyboard.press("s")
     expect(other.locator("#annotate-progress")).to_contain_text("2/3 judged by two tabs rater")  # its count is current
     page.bring_to_front()
-    page.evaluate("window.dispatchEvent(new Event('focus'))")  # the window is the browser's again
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # as the browser's tab is chosen again
     expect(info).to_contain_text("Page 2 of 3 · doc_3.jpg · current label: Skipped")
     expect(progress).to_contain_text("2/3 judged by two tabs rater")
 
