@@ -704,10 +704,9 @@ class Store:
             # it holds the lock), and the transaction reads one moment of one file.
             if local.db.conn.in_transaction or not self._file_replaced():
                 return local.db
-            told = self._replacement_told()
-            self._drop_connection()
-            if not told:
+            if not self._replacement_told():
                 raise self._replaced_error()
+            self._drop_connection()
         if self.closed:  # else a closed store quietly opened the file again
             raise StoreError(f"The store of {self.path} was closed; open it again (Store(path)) to use it.")
         try:
