@@ -219,6 +219,33 @@ class Scored:
     reused: frozenset[str] = frozenset()
 
 
+class RankingAbandoned(RuntimeError):
+    """Nobody waits for this ranking any more (its browser page was closed or reloaded): it
+    stopped at its next progress report, and nothing of it was stored."""
+
+    def __init__(self):
+        super().__init__("the ranking stopped: the page that asked for it was closed")
+
+
+@dataclass
+class CheckedProgress:
+    """A ranking's progress reports, each first asking `abandoned()`: when it says yes the report
+    raises `RankingAbandoned`, so the work stops there (between two batches of a model, say)
+    and gives its turn with the models to the next ranking.
+
+    Plain data when `progress` and `abandoned` are (ZeroGPU's worker gets it pickled; there,
+    `abandoned` is the copy taken as the work began, so a page closed then no longer stops it)."""
+
+    progress: ProgressCallback | None = None
+    abandoned: Callable[[], bool] | None = None
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self.abandoned is not None and self.abandoned():
+            raise RankingAbandoned()
+        if self.progress is not None:
+            self.progress(fraction, message)
+
+
 class AppStopping(RuntimeError):
     """The app is stopping: no ranking starts model work any more (`ScoringTurns.stop`)."""
 
@@ -263,9 +290,14 @@ class ScoringTurns:
             if progress is not None:
                 progress(0.1, "Waiting for another ranking to finish with the models…")
             self._lock.acquire()
+            waited = True
+        else:
+            waited = False
         try:
             if self._stopping:  # waited while the app began to stop
                 raise AppStopping()
+            if waited and progress is not None:  # also where a ranking abandoned meanwhile stops (CheckedProgress)
+                progress(0.1, "Scoring")
             budgets = dict(max_pixels or {})
             # JSON keeps None and "" apart, and encodes any string (a lone surrogate too).
             prompt = hashlib.sha256(json.dumps([query, instruction]).encode()).hexdigest()
@@ -324,7 +356,7 @@ def score_pages(pool: ModelPool | Mapping, query: str, work: Mapping[str, list[P
             budget = (max_pixels or {}).get(key)
             scores = score_within_gpu_memory(reranker, query, pages, instruction_for(reranker, instruction),
                                              progress=on_batch, max_pixels=budget)
-        except QueryError:
+        except (QueryError, RankingAbandoned):  # the whole ranking's, not this model's
             raise
         except ModelUnavailable as error:  # logged by the pool when the load failed
             results[key] = Scored(None, error=f"{type(error).__name__}: {error}")
@@ -387,6 +419,7 @@ def rank(
     ingest_cache=None,
     on_pages: Callable[[list[Page]], None] | None = None,
     scorer: Callable[..., dict[str, Scored]] = score_pages,
+    abandoned: Callable[[], bool] | None = None,
 ) -> RankingResult:
     """Ingest `files` and score every page with each model; a failing model is reported, not raised.
 
@@ -397,6 +430,10 @@ def rank(
     runs once the pages are read and before scoring: a place to start side work (it should
     return at once) that then overlaps the models. `scorer` does the model work, with
     `score_pages`'s arguments (the pool first); it is only called when some page needs a model.
+    `abandoned()`, asked at each progress report until the scores are in (before reading the
+    files and before scoring, between a model's batches, after waiting for the models' turn),
+    stops the ranking with `RankingAbandoned` when it says yes: the app's, for a browser page
+    closed meanwhile. Scores already computed stay in the models' score caches.
 
     The pages are read first, then scored: encoding pages while the rest of a PDF rendered made
     the app's 25-page request ~5% slower on an H200 in every run (docs/benchmarks.md, "The vision
@@ -417,7 +454,8 @@ def rank(
         raise ValueError(f"keys {', '.join(missing)} are not in the pool, whose models are {', '.join(available)}")
     if max_pixels is not None and not isinstance(max_pixels, Mapping):
         raise TypeError(f"max_pixels must map model keys to image budgets ({{key: pixels}}), got {type(max_pixels).__name__}")
-    report = progress or (lambda fraction, message: None)
+    report = CheckedProgress(progress, abandoned)
+    finished = CheckedProgress(progress)  # once all is scored, the ranking is kept whoever waits for it
     report(0.0, "Reading files")
     started = time.perf_counter()
     pages, problems, notes, documents = ingest(files, ingest_options, ingest_cache)
@@ -425,7 +463,7 @@ def rank(
     if on_pages and pages:
         on_pages(pages)
     if not pages:  # no model is loaded for nothing (on a CPU tens of seconds; without local weights a download)
-        report(1.0, "Done")
+        finished(1.0, "Done")
         return RankingResult(query, instruction, pages, problems, notes, {}, ingest_seconds, documents)
 
     rankings: dict[str, ModelRanking] = {}
@@ -455,7 +493,7 @@ def rank(
             work[key] = list(missing.values())
 
     report(0.1, "Scoring")
-    fresh = scorer(pool, query, work, instruction, max_pixels, progress) if work else {}
+    fresh = scorer(pool, query, work, instruction, max_pixels, report) if work else {}
     for key, ranking in rankings.items():
         if ranking.error is not None:
             continue
@@ -469,7 +507,7 @@ def rank(
         ranking.seconds = scored.seconds
         ranking.scored = len(work.get(key, [])) - len(scored.reused)
         ranking.stored = sum(1 for page in pages if page.content_hash in stored[key])
-    report(1.0, "Done")
+    finished(1.0, "Done")
     return RankingResult(query, instruction, pages, problems, notes, rankings, ingest_seconds, documents)
 
 

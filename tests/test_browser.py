@@ -1795,3 +1795,78 @@ def test_on_a_phone_a_tap_on_a_plots_point_shows_its_tooltip_and_a_tap_elsewhere
         expect(tooltip).to_contain_text(re.search(r"value: ([\d.]+)", bar).group(1))
     finally:
         context.close()
+
+
+class HeldReranker:
+    """A tiny reranker whose progress reports wait until the test lets them go: a ranking that
+    runs as long as the test needs (a CPU Space's takes minutes)."""
+
+    def __init__(self, inner, gate, held, calls):
+        self.inner, self.gate, self.held, self.calls = inner, gate, held, calls
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def score(self, query, pages, instruction=None, *, progress=None, **options):
+        self.calls.append((self.inner.spec.key, len(pages)))
+
+        def held_progress(done, total):
+            self.held.set()
+            self.gate.wait(TIMEOUT_MS / 1000)
+            if progress:
+                progress(done, total)
+
+        return self.inner.score(query, pages, instruction, progress=held_progress, **options)
+
+
+def test_closing_the_page_stops_its_ranking_and_nothing_of_it_is_stored(browser, tiny_rerankers, tmp_path, caplog):
+    """It ran every page through both models for nobody, holding the models' one turn (and a
+    ranking slot) that every other visitor's ranking waited for."""
+    import logging
+    import threading
+
+    from reranker import ranking, ui
+    from reranker.store import Store
+
+    from .app_server import free_port
+
+    gate, held, calls = threading.Event(), threading.Event(), []
+    pool = ranking.ModelPool(loader=lambda key: HeldReranker(tiny_rerankers[key], gate, held, calls))
+    arena = ui.Arena(pool, Store(tmp_path / "arena.db"), tmp_path / "cache")
+    demo = ui.build_app(arena)
+    _, url, _ = demo.launch(**ui.launch_options(arena), prevent_thread_lock=True, server_name="127.0.0.1",
+                            server_port=free_port(), quiet=True)
+    caplog.set_level(logging.INFO, logger="reranker")
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        context.set_default_timeout(TIMEOUT_MS)
+        page = context.new_page()
+        page.goto(url)
+        page.locator("#uploads input[type=file]").set_input_files([str(SAMPLES / f"doc_{n}.jpg") for n in range(3)])
+        expect(page.locator("#uploads table, #uploads .file-preview").first).to_be_visible()
+        page.locator("#query textarea, #query input").first.fill("a ranking nobody waits for")
+        page.get_by_role("button", name="Rank", exact=True).click()
+        assert held.wait(TIMEOUT_MS / 1000), "the ranking did not reach the model"
+        page.close()
+        deadline = time.monotonic() + 30
+        while "ranking(s) under way was closed" not in caplog.text:
+            assert time.monotonic() < deadline, "Gradio's unload did not come"
+            time.sleep(0.1)
+        gate.set()
+        while len(arena.rankings):
+            assert time.monotonic() < deadline + 30, "the ranking did not end"
+            time.sleep(0.1)
+        assert "stopped: its page was closed" in caplog.text
+        assert calls == [(ranking_key := next(iter(arena.pool.keys)), 3)], f"model work after the page closed: {calls}"
+        assert arena.store.query_count() == 0
+        # The same browser comes back: its new page ranks as ever.
+        page = context.new_page()
+        page.goto(url)
+        rank(page, [str(SAMPLES / f"doc_{n}.jpg") for n in range(3)], "a ranking someone waits for")
+        assert arena.store.query_count() == 1 and len(calls) == 3 and calls[0][0] == ranking_key
+    finally:
+        gate.set()
+        context.close()
+        demo.close()
+        for reranker in tiny_rerankers.values():
+            reranker.clear_caches()

@@ -346,6 +346,84 @@ def test_rankings_at_once_take_turns_and_score_each_page_once(tiny_rerankers, tm
     assert len(calls) == 2
 
 
+def test_a_ranking_abandoned_between_batches_stops_there_stores_nothing_and_the_other_model_never_runs(
+        tiny_rerankers, tmp_path, monkeypatch):
+    """A visitor who closed the page: their ranking ran every page through both models (minutes
+    on a CPU) while the next visitor waited for the models' turn."""
+    for reranker in tiny_rerankers.values():
+        reranker.clear_caches()  # other tests scored these pages
+    monkeypatch.setattr(tiny_rerankers[A], "batch_size", 1)
+    page_gone = []
+
+    def progress(fraction, message):  # the page goes as A's first page is reported done
+        if message.endswith(": 1/3 pages"):
+            page_gone.append(True)
+
+    store = Store(tmp_path / "arena.db")
+    turns = ranking.ScoringTurns()
+    with pytest.raises(ranking.RankingAbandoned, match="page that asked for it was closed"):
+        ranking.rank_and_save(sample_files(3), QUERY, tiny_rerankers, store, scorer=turns,
+                              abandoned=lambda: bool(page_gone), progress=progress)
+    # The batch already running (the second page) ends; the next report stops the rest.
+    scored_by = {key: len(tiny_rerankers[key].score_cache) for key in (A, B)}
+    assert scored_by == {A: 2, B: 0}, "A scored on past the report that found the page gone, or B started"
+    assert store.query_count() == 0
+    # The one page scored stays in A's cache: the same ranking asked again scores only the rest.
+    result = ranking.rank(sample_files(3), QUERY, tiny_rerankers, scorer=turns)
+    assert all(result.rankings[key].error is None for key in (A, B)) and len(tiny_rerankers[A].score_cache) == 3
+
+
+def test_a_ranking_abandoned_while_it_waits_for_the_models_never_runs_them(tiny_rerankers):
+    import threading
+
+    first_in, release, calls = threading.Event(), threading.Event(), []
+
+    def scorer(pool, query, work, *args):
+        calls.append(query)
+        if query == "first":
+            first_in.set()
+            release.wait(30)
+        return ranking.score_pages(pool, query, work, *args)
+
+    turns = ranking.ScoringTurns(scorer)
+    outcome, waiting = {}, threading.Event()
+    page_gone = threading.Event()
+
+    def second():
+        def progress(fraction, message):
+            if message.startswith("Waiting for another ranking"):
+                waiting.set()
+        try:
+            ranking.rank(sample_files(2), "second", tiny_rerankers, scorer=turns, progress=progress,
+                         abandoned=page_gone.is_set)
+        except ranking.RankingAbandoned as error:
+            outcome["error"] = error
+
+    first = threading.Thread(target=lambda: ranking.rank(sample_files(2), "first", tiny_rerankers, scorer=turns))
+    first.start()
+    assert first_in.wait(30)
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    assert waiting.wait(30)
+    page_gone.set()
+    release.set()
+    first.join(30)
+    waiter.join(30)
+    assert isinstance(outcome.get("error"), ranking.RankingAbandoned) and calls == ["first"]
+
+
+def test_a_ranking_whose_scores_are_all_in_is_kept_even_if_its_page_went_at_the_last_moment(tiny_rerankers, tmp_path):
+    """Once every page is scored, storing the ranking costs little and a reload finds it."""
+    store = Store(tmp_path / "arena.db")
+    reports = []
+    last_page_scored = f"{get_spec(B).label}: 2/2 pages"
+    result, query_id = ranking.rank_and_save(
+        sample_files(2), QUERY, tiny_rerankers, store, progress=lambda fraction, message: reports.append(message),
+        abandoned=lambda: last_page_scored in reports)
+    assert reports[-2:] == [last_page_scored, "Done"]
+    assert query_id is not None and store.query_count() == 1
+
+
 def test_the_scoring_memo_keeps_no_copy_of_the_query_or_the_instruction():
     """Its keys held both texts (up to 10,000 characters each, 4 bytes a character for emoji), and
     it counts entries: its 10,000 could hold ~0.8 GB. A query asked again still reuses its scores."""

@@ -11,7 +11,9 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +67,8 @@ class Arena:
         # reading, rendering and saving of other rankings go on meanwhile. score_on_gpu is
         # looked up per call: the tests put a forked worker behind it.
         self.scoring = ranking.ScoringTurns(lambda pool, *work: gpu.score_on_gpu(self, *work))
+        # A browser page closed or reloaded stops the rankings it asked for (rank_tab.wire).
+        self.rankings = RankingsUnderWay()
         # The Evaluate tab and /evaluate, the Export tab's selection: computed again only once
         # the store has changed.
         from ..evaluate import EvaluationCache
@@ -86,6 +90,65 @@ class Arena:
     def image_path(self, page_hash: str, max_side: int) -> str:
         """A JPEG of the page no larger than `max_side`, written once to `pages_dir`."""
         return self.images.path(page_hash, max_side)
+
+
+@dataclass(eq=False)
+class RankingTicket:
+    """One ranking under way for a browser page; called, says whether that page has gone
+    (`ranking.rank`'s `abandoned`). Plain data: it pickles (ZeroGPU), as a copy."""
+
+    session: str
+    page_gone: bool = False
+
+    def __call__(self) -> bool:
+        return self.page_gone
+
+
+class RankingsUnderWay:
+    """The rankings running for each browser page (Gradio's session), so that closing or
+    reloading the page stops them (`page_closed`, on Gradio's unload). Without it a ranking
+    nobody would see ran to its end: on a CPU Space minutes of one of the few ranking slots,
+    and of the models' single turn, that every other visitor waited for.
+
+    Only rankings running when the page goes are stopped: one started after the same session
+    came back (Gradio's client reconnects with the same session id) runs normally."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running: dict[str, list[RankingTicket]] = {}
+
+    @contextlib.contextmanager
+    def running(self, session: str | None) -> Iterator[RankingTicket | None]:
+        """A ticket for one ranking of `session` while it runs (None: no session to watch, as
+        for a call from Python)."""
+        if not session:
+            yield None
+            return
+        ticket = RankingTicket(session)
+        with self._lock:
+            self._running.setdefault(session, []).append(ticket)
+        try:
+            yield ticket
+        finally:
+            with self._lock:
+                tickets = self._running.get(session, [])
+                if ticket in tickets:
+                    tickets.remove(ticket)
+                if not tickets:
+                    self._running.pop(session, None)
+
+    def page_closed(self, session: str | None) -> int:
+        """The page of `session` has gone: its rankings stop at their next progress report.
+        Returns how many were running."""
+        with self._lock:
+            tickets = self._running.get(session or "", [])
+            for ticket in tickets:
+                ticket.page_gone = True
+            return len(tickets)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(tickets) for tickets in self._running.values())
 
 
 _ARENA_NUMBERS = itertools.count()

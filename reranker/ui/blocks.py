@@ -57,7 +57,7 @@ def build_app(arena: Arena) -> gr.Blocks:
             annotate = annotate_tab.layout()
             export = export_tab.layout()
             evaluate = evaluate_tab.layout()
-        rank_tab.wire(arena, rank, annotate, shared)
+        rank_tab.wire(arena, rank, annotate, shared, demo)
         annotate_tab.wire(arena, annotate, shared, demo)
         export_tab.wire(arena, export, demo)
         evaluate_tab.wire(arena, evaluate, demo)

@@ -97,8 +97,9 @@ def _control_character(text: str, name: str) -> str | None:
 
 
 def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_a: int | None,
-               budget_b: int | None, dpi: float | None, progress=None) -> dict:
-    """Score every page of the uploads with both models; store the ranking; return it as data."""
+               budget_b: int | None, dpi: float | None, progress=None, abandoned=None) -> dict:
+    """Score every page of the uploads with both models; store the ranking; return it as data.
+    `abandoned()` saying yes (the page that asked has gone) stops it: see `ranking.rank`."""
     if problem := next((problem for problem in rank_input_problems(files, query, instruction) if problem), None):
         raise refuse(problem)
     uploads = [_upload(item) for item in files]
@@ -117,9 +118,13 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
             progress=GradioProgress(progress) if progress is not None else None,  # gr.Progress() is falsy (len 0)
             ingest_cache=arena.ingested,
             scorer=arena.scoring,
+            abandoned=abandoned,
         )
     except QueryError as error:
         raise refuse(str(error)) from None
+    except ranking.RankingAbandoned as error:  # nobody sees this message: the page has gone
+        logger.info("ranking %r stopped: its page was closed", query[:80])
+        raise ShownError(str(error)) from None
     except (StoreError, ranking.AppStopping) as error:  # e.g. a full disk; a restart
         raise ShownError(error) from None
     except gr.Error:  # already said for people (ZeroGPU's quota message, say)
@@ -351,8 +356,10 @@ SHOW_RESULTS = ("(data) => { if (!data || !(data.pages || []).length || (data.pr
                 " window.rerankArenaFocusResults?.(header); }")
 
 
-def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared: SimpleNamespace) -> None:
-    """/rank returns data; a second, private step draws it; a third opens Annotate on the query."""
+def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared: SimpleNamespace,
+         demo: gr.Blocks) -> None:
+    """/rank returns data; a second, private step draws it; a third opens Annotate on the query.
+    A page closed or reloaded stops the rankings it asked for."""
     files, query, instruction, budget_a = rank.files, rank.query, rank.instruction, rank.budget_a
     budget_b, dpi, rank_button, status = rank.budget_b, rank.dpi, rank.rank_button, rank.status
     header_a, gallery_a, header_b, gallery_b = rank.header_a, rank.gallery_a, rank.header_b, rank.gallery_b
@@ -373,8 +380,15 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
         stored, pages_per_second, error}}, agreement, problems, notes}: `scored` pages ran
         through the model in `seconds`, `stored` ones had a score from an earlier ranking.
         """
-        with api_errors(request):
-            return rank_pages(arena, files, query, instruction, budget_a, budget_b, dpi, progress)
+        with api_errors(request), arena.rankings.running(request.session_hash if request else None) as ticket:
+            return rank_pages(arena, files, query, instruction, budget_a, budget_b, dpi, progress, ticket)
+
+    def page_closed(request: gr.Request):
+        """Gradio's unload: the page's heartbeat ended (closed, reloaded, the connection lost)."""
+        if count := arena.rankings.page_closed(request.session_hash if request else None):
+            logger.info("a page with %d ranking(s) under way was closed: they stop", count)
+
+    demo.unload(page_closed)
 
     def draw_ranking(data):
         status_, header_a_, items_a, header_b_, items_b, *rest = show_ranking(arena, data)
