@@ -229,6 +229,11 @@ def _explain(path: Path, error: sqlite3.Error | OSError, doing: str = "written")
     return StoreError(f"The database {path} could not be {doing}: {reason}.{saved}")
 
 
+def read_failure(path: str | os.PathLike, error: sqlite3.Error) -> StoreError:
+    """An error SQLite raised while reading the database at `path`, in words (damaged, locked…)."""
+    return _explain(Path(path), error, "read")
+
+
 class LabelChanged(ValueError):
     """`Store.record_judgment(..., expected=)`: the page's label is no longer the one expected."""
 

@@ -19,7 +19,7 @@ from . import annotate_tab, evaluate_tab, export_tab, rank_tab
 from .annotate_tab import ORDERS
 from .export_tab import EXPORT_KEEP_SECONDS
 from .rank_tab import MAX_UPLOAD
-from .text import markdown
+from .text import markdown, store_failures_said
 
 if TYPE_CHECKING:
     from .arena import Arena
@@ -68,6 +68,8 @@ def build_app(arena: Arena) -> gr.Blocks:
             tab.select(lambda tab_id=tab.id: tab_id, None, shared.tab_open, queue=False, api_visibility="private")
         # A reload of Annotate reopens it (it opened Rank: one more click every time): the
         # address says `?tab=annotate` while it is open (static/tab_address.js).
+    for event in demo.fns.values():  # every event's, the API's endpoints too
+        event.fn = store_failures_said(event.fn, arena.store.path)
     return demo
 
 

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import html
+import inspect
 import re
+import sqlite3
 
 import gradio as gr
 
 from .. import documents
-from ..store import QueryPage
+from ..store import QueryPage, StoreError, read_failure
 
 
 def escape(text: object) -> str:
@@ -66,6 +69,30 @@ def api_errors(request: gr.Request | None):
             raise
         raise gr.Error(error.text, duration=error.duration, visible=error.visible, title=error.title,
                        print_exception=error.print_exception) from None
+
+
+def store_failures_said(function, database_path):
+    """An event's function whose database failures (a damaged file, one replaced under the app,
+    a full disk) reach whoever asked as their message: Gradio shows any other exception as a
+    bare "Error". The events that write say theirs already; this covers every read too.
+    Generators and coroutines are left as they are (the app has none)."""
+    if not inspect.isfunction(function) and not inspect.ismethod(function):
+        return function
+    if inspect.isgeneratorfunction(function) or inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+        return function
+
+    @functools.wraps(function)  # Gradio reads the signature (gr.Request, gr.Progress) through it
+    def said(*args, **kwargs):
+        request = next((value for value in (*args, *kwargs.values()) if isinstance(value, gr.Request)), None)
+        with contextlib.nullcontext() if request is None else api_errors(request):
+            try:
+                return function(*args, **kwargs)
+            except StoreError as error:
+                raise ShownError(error) from None
+            except sqlite3.DatabaseError as error:  # a read: "database disk image is malformed", say
+                raise ShownError(read_failure(database_path, error)) from error
+
+    return said
 
 
 def message_text(error: gr.Error) -> str:

@@ -321,3 +321,71 @@ def test_the_sessions_gradio_keeps_cost_at_most_a_few_hundred_mib(arena):
         tracemalloc.stop()
     assert per_session > 50 * 2**10, per_session  # what is measured is the sessions' settings
     assert capacity * per_session < 300 * 2**20, f"{capacity} sessions of {per_session / 2**10:.0f} KiB"
+
+
+def test_a_database_failure_under_any_event_is_said_in_words_not_as_a_bare_error(ranked, arena, tmp_path):
+    """Only the events that write said theirs: a read (the query list, Next query, /evaluate)
+    on a database that failed under it showed Gradio's bare "Error", and the annotator could
+    not tell a broken database from a bug."""
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    from ..app_server import free_port
+
+    demo = ui.build_app(arena)
+    wrapped = [event.fn for event in demo.fns.values() if event.fn is not None]
+    assert wrapped and all(hasattr(fn, "__wrapped__") for fn in wrapped)
+    next_query = next(index for index, event in demo.fns.items() if getattr(event.fn, "__name__", "") == "next_to_judge")
+    _, url, _ = demo.launch(**ui.launch_options(arena), prevent_thread_lock=True, server_name="127.0.0.1",
+                            server_port=free_port(), quiet=True)
+    try:
+        client = Client(url, verbose=False)
+        assert client.predict(annotator="", api_name="/evaluate")["models"]
+        arena.store.close()  # every use of it fails from now on, in any of the server's threads
+        with pytest.raises(AppError, match=r"The store of .*arena\.db was closed"):
+            client.predict(annotator="", api_name="/evaluate")
+        failed = _page_event(url, next_query, [None, "", ui.annotate_tab.ORDERS[0], 0])
+        assert failed["output"]["error"].startswith("The store of ") and "was closed" in failed["output"]["error"]
+    finally:
+        demo.close()
+
+
+def test_an_error_sqlite_raises_on_a_read_is_said_as_the_database_it_concerns(tmp_path):
+    """A read of a damaged database raises sqlite3.DatabaseError, not the store's own error."""
+    import sqlite3
+
+    damaged = tmp_path / "arena.db"
+    with sqlite3.connect(damaged) as db:
+        db.execute("CREATE TABLE pages (png BLOB)")
+        db.executemany("INSERT INTO pages VALUES (?)", [(bytes(5000),)] * 50)
+    db.close()
+    connection = sqlite3.connect(damaged)
+    damaged.write_bytes(damaged.read_bytes()[:4096] + b"\xff" * 40960)  # every page but the first overwritten
+
+    def read_pages():
+        return connection.execute("SELECT count(*), sum(length(png)) FROM pages").fetchone()
+
+    with pytest.raises(ui.text.ShownError, match=rf"The database {re.escape(str(damaged))} could not be read: it is damaged"):
+        ui.text.store_failures_said(read_pages, damaged)()
+    connection.close()
+
+
+def _page_event(url: str, fn_index: int, data: list) -> dict:
+    """An event run as the app's page runs it (queue/join, then the event stream; gradio_client
+    calls only the API's endpoints): the message that ends it."""
+    import json
+    import uuid
+
+    import httpx
+
+    session = uuid.uuid4().hex
+    headers = {"x-gradio-user": ui.text.FROM_THE_PAGE}
+    with httpx.Client(timeout=60) as http:
+        joined = http.post(f"{url}gradio_api/queue/join", headers=headers,
+                           json={"fn_index": fn_index, "data": data, "session_hash": session, "event_data": None})
+        joined.raise_for_status()
+        with http.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}, headers=headers) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:") and (message := json.loads(line[5:]))["msg"] == "process_completed":
+                    return message
+    raise AssertionError("the event stream ended without its result")
