@@ -110,8 +110,8 @@ class RankingsUnderWay:
     nobody would see ran to its end: on a CPU Space minutes of one of the few ranking slots,
     and of the models' single turn, that every other visitor waited for.
 
-    Only rankings running when the page goes are stopped: one started after the same session
-    came back (Gradio's client reconnects with the same session id) runs normally."""
+    Only the rankings running when the page goes are stopped, never one started later under
+    the same session id. A call from Python (gradio_client) has no page: it runs to its end."""
 
     def __init__(self):
         self._lock = threading.Lock()
