@@ -220,28 +220,31 @@ class Scored:
 
 
 class RankingAbandoned(RuntimeError):
-    """Nobody waits for this ranking any more (its browser page was closed or reloaded): it
-    stopped at its next progress report, and nothing of it was stored."""
+    """Nobody wants this ranking any more (its browser page was closed, or its visitor pressed
+    Stop): it stopped at its next progress report, and nothing of it was stored. `why`: as
+    `abandoned()` said it."""
 
-    def __init__(self):
-        super().__init__("the ranking stopped: the page that asked for it was closed")
+    def __init__(self, why: str = "nobody waits for it"):
+        super().__init__(f"the ranking stopped: {why}")
+        self.why = why
 
 
 @dataclass
 class CheckedProgress:
-    """A ranking's progress reports, each first asking `abandoned()`: when it says yes the report
-    raises `RankingAbandoned`, so the work stops there (between two batches of a model, say)
-    and gives its turn with the models to the next ranking.
+    """A ranking's progress reports, each first asking `abandoned()` (why the ranking is no
+    longer wanted, or a false value): when it answers, the report raises `RankingAbandoned`, so
+    the work stops there (between two batches of a model, say) and gives its turn with the
+    models to the next ranking.
 
     Plain data when `progress` and `abandoned` are (ZeroGPU's worker gets it pickled; there,
     `abandoned` is the copy taken as the work began, so a page closed then no longer stops it)."""
 
     progress: ProgressCallback | None = None
-    abandoned: Callable[[], bool] | None = None
+    abandoned: Callable[[], str | bool | None] | None = None
 
     def __call__(self, fraction: float, message: str) -> None:
-        if self.abandoned is not None and self.abandoned():
-            raise RankingAbandoned()
+        if self.abandoned is not None and (why := self.abandoned()):
+            raise RankingAbandoned(why) if isinstance(why, str) else RankingAbandoned()
         if self.progress is not None:
             self.progress(fraction, message)
 
@@ -262,6 +265,8 @@ class ScoringTurns:
 
     `score` has `score_pages`'s signature (the app's wraps it for ZeroGPU).
     """
+
+    WAIT_REPORT_SECONDS = 0.5  # how often a ranking waiting for its turn reports (and may stop)
 
     def __init__(self, score: Callable[..., dict[str, Scored]] | None = None, remember: int = 10_000):
         self._score = score or score_pages
@@ -286,17 +291,17 @@ class ScoringTurns:
                  max_pixels: Mapping[str, int] | None = None, progress: ProgressCallback | None = None) -> dict[str, Scored]:
         if self._stopping:
             raise AppStopping()
-        if not self._lock.acquire(blocking=False):
+        waited = False
+        while not self._lock.acquire(timeout=self.WAIT_REPORT_SECONDS if waited else 0):
+            # Reported again and again: a ranking stopped while it waits leaves here
+            # (CheckedProgress raises), not once the ranking before it is done.
             if progress is not None:
                 progress(0.1, "Waiting for another ranking to finish with the models…")
-            self._lock.acquire()
             waited = True
-        else:
-            waited = False
         try:
             if self._stopping:  # waited while the app began to stop
                 raise AppStopping()
-            if waited and progress is not None:  # also where a ranking abandoned meanwhile stops (CheckedProgress)
+            if waited and progress is not None:  # stopped in the last moment of its wait: stops here
                 progress(0.1, "Scoring")
             budgets = dict(max_pixels or {})
             # JSON keeps None and "" apart, and encodes any string (a lone surrogate too).
@@ -419,7 +424,7 @@ def rank(
     ingest_cache=None,
     on_pages: Callable[[list[Page]], None] | None = None,
     scorer: Callable[..., dict[str, Scored]] = score_pages,
-    abandoned: Callable[[], bool] | None = None,
+    abandoned: Callable[[], str | bool | None] | None = None,
 ) -> RankingResult:
     """Ingest `files` and score every page with each model; a failing model is reported, not raised.
 
@@ -432,8 +437,9 @@ def rank(
     `score_pages`'s arguments (the pool first); it is only called when some page needs a model.
     `abandoned()`, asked at each progress report until the scores are in (before reading the
     files and before scoring, between a model's batches, after waiting for the models' turn),
-    stops the ranking with `RankingAbandoned` when it says yes: the app's, for a browser page
-    closed meanwhile. Scores already computed stay in the models' score caches.
+    stops the ranking with `RankingAbandoned` once it answers why (a string, or True): the
+    app's, for a browser page closed meanwhile or its Stop button. Scores already computed stay
+    in the models' score caches, so the same ranking asked again goes on from there.
 
     The pages are read first, then scored: encoding pages while the rest of a PDF rendered made
     the app's 25-page request ~5% slower on an H200 in every run (docs/benchmarks.md, "The vision

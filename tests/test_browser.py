@@ -14,6 +14,7 @@ import re
 import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -1819,9 +1820,11 @@ class HeldReranker:
         return self.inner.score(query, pages, instruction, progress=held_progress, **options)
 
 
-def test_closing_the_page_stops_its_ranking_and_nothing_of_it_is_stored(browser, tiny_rerankers, tmp_path, caplog):
-    """It ran every page through both models for nobody, holding the models' one turn (and a
-    ranking slot) that every other visitor's ranking waited for."""
+@pytest.fixture
+def held_app(browser, tiny_rerankers, tmp_path, caplog):
+    """The app served in this process on rerankers that hold each ranking at its first progress
+    report until `gate` is set; (url, arena, gate, held: set once a ranking is held, calls:
+    (model, pages) per call of a model) and a browser context on it."""
     import logging
     import threading
 
@@ -1838,35 +1841,81 @@ def test_closing_the_page_stops_its_ranking_and_nothing_of_it_is_stored(browser,
                             server_port=free_port(), quiet=True)
     caplog.set_level(logging.INFO, logger="reranker")
     context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
     try:
-        context.set_default_timeout(TIMEOUT_MS)
-        page = context.new_page()
-        page.goto(url)
-        page.locator("#uploads input[type=file]").set_input_files([str(SAMPLES / f"doc_{n}.jpg") for n in range(3)])
-        expect(page.locator("#uploads table, #uploads .file-preview").first).to_be_visible()
-        page.locator("#query textarea, #query input").first.fill("a ranking nobody waits for")
-        page.get_by_role("button", name="Rank", exact=True).click()
-        assert held.wait(TIMEOUT_MS / 1000), "the ranking did not reach the model"
-        page.close()
-        deadline = time.monotonic() + 30
-        while "ranking(s) under way was closed" not in caplog.text:
-            assert time.monotonic() < deadline, "Gradio's unload did not come"
-            time.sleep(0.1)
-        gate.set()
-        while len(arena.rankings):
-            assert time.monotonic() < deadline + 30, "the ranking did not end"
-            time.sleep(0.1)
-        assert "stopped: its page was closed" in caplog.text
-        assert calls == [(ranking_key := next(iter(arena.pool.keys)), 3)], f"model work after the page closed: {calls}"
-        assert arena.store.query_count() == 0
-        # The same browser comes back: its new page ranks as ever.
-        page = context.new_page()
-        page.goto(url)
-        rank(page, [str(SAMPLES / f"doc_{n}.jpg") for n in range(3)], "a ranking someone waits for")
-        assert arena.store.query_count() == 1 and len(calls) == 3 and calls[0][0] == ranking_key
+        yield SimpleNamespace(url=url, arena=arena, gate=gate, held=held, calls=calls, context=context)
     finally:
         gate.set()
         context.close()
         demo.close()
         for reranker in tiny_rerankers.values():
             reranker.clear_caches()
+
+
+def start_held_ranking(app, query: str):
+    """A page of the app with a ranking of three sample pages held at the first model."""
+    page = app.context.new_page()
+    page.goto(app.url)
+    page.locator("#uploads input[type=file]").set_input_files([str(SAMPLES / f"doc_{n}.jpg") for n in range(3)])
+    expect(page.locator("#uploads table, #uploads .file-preview").first).to_be_visible()
+    page.locator("#query textarea, #query input").first.fill(query)
+    page.get_by_role("button", name="Rank", exact=True).click()
+    assert app.held.wait(TIMEOUT_MS / 1000), "the ranking did not reach the model"
+    return page
+
+
+def wait_for(done, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.1)
+
+
+def test_closing_the_page_stops_its_ranking_and_nothing_of_it_is_stored(held_app, caplog):
+    """It ran every page through both models for nobody, holding the models' one turn (and a
+    ranking slot) that every other visitor's ranking waited for."""
+    page = start_held_ranking(held_app, "a ranking nobody waits for")
+    page.close()
+    wait_for(lambda: "ranking(s) under way was closed" in caplog.text, "Gradio's unload")
+    held_app.gate.set()
+    wait_for(lambda: not len(held_app.arena.rankings), "the ranking's end")
+    assert "stopped: the page that asked for it was closed" in caplog.text
+    first_model = next(iter(held_app.arena.pool.keys))
+    assert held_app.calls == [(first_model, 3)], f"model work after the page closed: {held_app.calls}"
+    assert held_app.arena.store.query_count() == 0
+    # The same browser comes back: its new page ranks as ever.
+    page = held_app.context.new_page()
+    page.goto(held_app.url)
+    rank(page, [str(SAMPLES / f"doc_{n}.jpg") for n in range(3)], "a ranking someone waits for")
+    assert held_app.arena.store.query_count() == 1 and len(held_app.calls) == 3
+
+
+def test_stop_takes_the_rank_buttons_place_while_a_ranking_runs_and_stops_it(held_app, caplog):
+    """On a CPU a ranking takes minutes: a visitor who asked for the wrong pages could only
+    wait, or close the page."""
+    page = held_app.context.new_page()
+    page.goto(held_app.url)
+    expect(page.locator("#rank-button")).to_be_visible()
+    expect(page.locator("#stop-ranking")).to_be_hidden()
+    page.close()
+    page = start_held_ranking(held_app, "the wrong question")
+    expect(page.locator("#stop-ranking")).to_be_visible()
+    expect(page.locator("#rank-button")).to_be_hidden()
+    page.locator("#stop-ranking").click()
+    wait_for(lambda: "Stop pressed: 1 ranking(s) stop" in caplog.text, "the press of Stop")
+    held_app.gate.set()
+    expect(page.get_by_test_id("toast-body")).to_contain_text("The ranking stopped; nothing of it was stored")
+    expect(page.locator("#rank-button")).to_be_visible()
+    expect(page.locator("#stop-ranking")).to_be_hidden()
+    expect(page.locator("#rank-status")).to_contain_text("press Enter or Rank")  # as before the ranking
+    # A screen reader hears the toast (Gradio's live region), not that old status line as the outcome.
+    page.wait_for_timeout(1000)
+    assert "press Enter" not in page.locator("#arena-announcer").inner_text()
+    for gallery in ("#gallery-a", "#gallery-b"):
+        expect(page.locator(gallery)).not_to_contain_text("Error")
+    assert held_app.calls == [(next(iter(held_app.arena.pool.keys)), 3)] and held_app.arena.store.query_count() == 0
+    # Asked again, it ranks.
+    page.get_by_role("button", name="Rank", exact=True).click()
+    for gallery in ("#gallery-a", "#gallery-b"):
+        expect(page.locator(f"{gallery} .caption-label").first).to_be_visible(timeout=TIMEOUT_MS)
+    assert held_app.arena.store.query_count() == 1

@@ -361,9 +361,9 @@ def test_a_ranking_abandoned_between_batches_stops_there_stores_nothing_and_the_
 
     store = Store(tmp_path / "arena.db")
     turns = ranking.ScoringTurns()
-    with pytest.raises(ranking.RankingAbandoned, match="page that asked for it was closed"):
+    with pytest.raises(ranking.RankingAbandoned, match="^the ranking stopped: its page was closed$"):
         ranking.rank_and_save(sample_files(3), QUERY, tiny_rerankers, store, scorer=turns,
-                              abandoned=lambda: bool(page_gone), progress=progress)
+                              abandoned=lambda: "its page was closed" if page_gone else "", progress=progress)
     # The batch already running (the second page) ends; the next report stops the rest.
     scored_by = {key: len(tiny_rerankers[key].score_cache) for key in (A, B)}
     assert scored_by == {A: 2, B: 0}, "A scored on past the report that found the page gone, or B started"
@@ -373,7 +373,7 @@ def test_a_ranking_abandoned_between_batches_stops_there_stores_nothing_and_the_
     assert all(result.rankings[key].error is None for key in (A, B)) and len(tiny_rerankers[A].score_cache) == 3
 
 
-def test_a_ranking_abandoned_while_it_waits_for_the_models_never_runs_them(tiny_rerankers):
+def test_a_ranking_abandoned_while_it_waits_for_the_models_leaves_at_once_and_never_runs_them(tiny_rerankers):
     import threading
 
     first_in, release, calls = threading.Event(), threading.Event(), []
@@ -406,9 +406,10 @@ def test_a_ranking_abandoned_while_it_waits_for_the_models_never_runs_them(tiny_
     waiter.start()
     assert waiting.wait(30)
     page_gone.set()
+    waiter.join(30)  # it leaves while the first ranking still holds the models
+    assert not waiter.is_alive() and first.is_alive()
     release.set()
     first.join(30)
-    waiter.join(30)
     assert isinstance(outcome.get("error"), ranking.RankingAbandoned) and calls == ["first"]
 
 

@@ -92,26 +92,31 @@ class Arena:
         return self.images.path(page_hash, max_side)
 
 
+# Why a ranking stopped (`RankingsUnderWay.stop`), as `ranking.RankingAbandoned` says it.
+PAGE_CLOSED = "the page that asked for it was closed"
+STOP_PRESSED = "Stop was pressed"
+
+
 @dataclass(eq=False)
 class RankingTicket:
-    """One ranking under way for a browser page; called, says whether that page has gone
-    (`ranking.rank`'s `abandoned`). Plain data: it pickles (ZeroGPU), as a copy."""
+    """One ranking under way for a browser page; called, says why it should stop ("": it
+    should not): `ranking.rank`'s `abandoned`. Plain data: it pickles (ZeroGPU), as a copy."""
 
     session: str
-    page_gone: bool = False
+    stopped: str = ""
 
-    def __call__(self) -> bool:
-        return self.page_gone
+    def __call__(self) -> str:
+        return self.stopped
 
 
 class RankingsUnderWay:
-    """The rankings running for each browser page (Gradio's session), so that closing or
-    reloading the page stops them (`page_closed`, on Gradio's unload). Without it a ranking
+    """The rankings running for each browser page (Gradio's session), so that the page can stop
+    them: its Stop button, or closing or reloading it (Gradio's unload). Without it a ranking
     nobody would see ran to its end: on a CPU Space minutes of one of the few ranking slots,
     and of the models' single turn, that every other visitor waited for.
 
-    Only the rankings running when the page goes are stopped, never one started later under
-    the same session id. A call from Python (gradio_client) has no page: it runs to its end."""
+    Only the rankings running when the page stops them are stopped, never one started later
+    under the same session id. A call from Python (gradio_client) has no page: it runs to its end."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -137,13 +142,13 @@ class RankingsUnderWay:
                 if not tickets:
                     self._running.pop(session, None)
 
-    def page_closed(self, session: str | None) -> int:
-        """The page of `session` has gone: its rankings stop at their next progress report.
-        Returns how many were running."""
+    def stop(self, session: str | None, why: str) -> int:
+        """The rankings of `session` stop at their next progress report, saying `why`.
+        Returns how many were running (and not stopped already)."""
         with self._lock:
-            tickets = self._running.get(session or "", [])
+            tickets = [ticket for ticket in self._running.get(session or "", []) if not ticket.stopped]
             for ticket in tickets:
-                ticket.page_gone = True
+                ticket.stopped = why
             return len(tickets)
 
     def __len__(self) -> int:

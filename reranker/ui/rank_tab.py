@@ -20,6 +20,7 @@ from ..scoring import QueryError, check_text
 from ..text_rules import is_blank
 from ..store import StoreError
 from .annotate_tab import pick_latest, position_and_view
+from .arena import PAGE_CLOSED, STOP_PRESSED
 from .gpu import GradioProgress
 from .speed_notes import device_note
 from .text import ShownError, api_errors, escape, markdown, page_label, refuse, shortened
@@ -122,9 +123,9 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
         )
     except QueryError as error:
         raise refuse(str(error)) from None
-    except ranking.RankingAbandoned as error:  # nobody sees this message: the page has gone
-        logger.info("ranking %r stopped: its page was closed", query[:80])
-        raise ShownError(str(error)) from None
+    except ranking.RankingAbandoned as error:  # Stop, or the page closed: for the caller to say
+        logger.info("ranking %r stopped: %s", query[:80], error.why)
+        raise
     except (StoreError, ranking.AppStopping) as error:  # e.g. a full disk; a restart
         raise ShownError(error) from None
     except gr.Error:  # already said for people (ZeroGPU's quota message, say)
@@ -139,6 +140,9 @@ def _upload(item) -> str:
     return item if isinstance(item, str) else getattr(item, "name", None) or item["path"]
 
 
+# What Stop leaves (a closed page's ranking stops alike, unseen).
+STOPPED = ("The ranking stopped; nothing of it was stored. Pages already scored are remembered: "
+           "ranking the same pages again goes on from where it stopped.")
 DETAIL_HINT = "Click a page to see it large with both scores."
 # Also gives the status line its height before the first ranking: the progress bar shows over it.
 RANK_HINT = "Drop PDFs or images (or click an example), type a query and press Enter or *Rank*."
@@ -293,7 +297,7 @@ def layout() -> SimpleNamespace:
                 # the PDFs; the app reads each file by its bytes and names the ones it cannot use.
                 # A long file list scrolls in its box rather than push the results down.
                 files = gr.File(label="PDFs or images", file_count="multiple", height=300, elem_id="uploads")
-            with gr.Column(scale=3):
+            with gr.Column(scale=3, elem_id="rank-controls"):
                 query = gr.Textbox(label="Query", placeholder="What are you looking for? (Enter ranks)", lines=1, max_lines=4, elem_id="query")
                 with gr.Accordion("Instruction and settings", open=False):
                     instruction = gr.Textbox(label=f"Instruction ({spec_a.label} only; {spec_b.label} uses its fixed prompt)",
@@ -304,6 +308,9 @@ def layout() -> SimpleNamespace:
                                          label=f"{spec_b.label}: image budget (visual tokens; default = its card's 564,480 px)")
                     dpi = gr.Slider(72, 300, value=DEFAULT_DPI, step=1, label="PDF render DPI")
                 rank_button = gr.Button("Rank", variant="primary", elem_id="rank-button")
+                # In the Rank button's place while a ranking runs (static/arena.css): on a CPU one
+                # takes minutes, and a visitor who asked for the wrong thing had to close the page.
+                stop_button = gr.Button("Stop", variant="stop", elem_id="stop-ranking")
                 # Right under the Rank button, whatever the length of the file list: the
                 # progress shows where the visitor is looking (below the examples, it was
                 # off screen at 1400×900).
@@ -334,7 +341,7 @@ def layout() -> SimpleNamespace:
                 scatter = gr.ScatterPlot(x=spec_a.label, y=spec_b.label, tooltip=["page"], x_lim=[0, 1], y_lim=[0, 1],
                                          label="P(yes): one point per page; dashed, where both models agree", height=320, elem_id="scatter-plot")
     return SimpleNamespace(tab=tab, files=files, query=query, instruction=instruction,
-                           budget_a=budget_a, budget_b=budget_b, dpi=dpi, rank_button=rank_button,
+                           budget_a=budget_a, budget_b=budget_b, dpi=dpi, rank_button=rank_button, stop_button=stop_button,
                            status=status, header_a=header_a, gallery_a=gallery_a, header_b=header_b,
                            gallery_b=gallery_b, detail_image=detail_image, detail_text=detail_text,
                            agreement=agreement, scatter=scatter)
@@ -381,14 +388,30 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
         through the model in `seconds`, `stored` ones had a score from an earlier ranking.
         """
         with api_errors(request), arena.rankings.running(request.session_hash if request else None) as ticket:
-            return rank_pages(arena, files, query, instruction, budget_a, budget_b, dpi, progress, ticket)
+            try:
+                return rank_pages(arena, files, query, instruction, budget_a, budget_b, dpi, progress, ticket)
+            except ranking.RankingAbandoned:
+                # Said in a toast; the galleries go back to the ranking before (an error would
+                # have marked each of them "Error").
+                gr.Info(STOPPED)
+                return gr.skip()
 
     def page_closed(request: gr.Request):
         """Gradio's unload: the page's heartbeat ended (closed, reloaded, the connection lost)."""
-        if count := arena.rankings.page_closed(request.session_hash if request else None):
+        if count := arena.rankings.stop(request.session_hash if request else None, PAGE_CLOSED):
             logger.info("a page with %d ranking(s) under way was closed: they stop", count)
 
     demo.unload(page_closed)
+
+    def stop_pressed(request: gr.Request):
+        """The ranking stops at its next progress report (within a batch of pages); its event
+        then says so. Not queued: it must not wait behind the rankings it stops."""
+        if count := arena.rankings.stop(request.session_hash if request else None, STOP_PRESSED):
+            logger.info("Stop pressed: %d ranking(s) stop", count)
+        else:
+            gr.Info("No ranking of this page is running.")
+
+    rank.stop_button.click(stop_pressed, None, None, queue=False, show_progress="hidden", api_visibility="private")
 
     def draw_ranking(data):
         status_, header_a_, items_a, header_b_, items_b, *rest = show_ranking(arena, data)
