@@ -137,9 +137,12 @@ def env_megabytes(variable: str) -> int | None:
 
 def default_batch_size(device: torch.device) -> int:
     """Pairs per forward pass: 32 on a GPU with 40 GB or more (a 25-page upload is one batch, as
-    benchmarked), 16 on smaller GPUs, 4 on a CPU (larger batches only pad more there)."""
+    benchmarked), 16 on smaller GPUs, 1 on a CPU. A CPU gains nothing from batches (the 2B shape
+    on 2 cores: 9.6 s a page one at a time and in batches of 2; docs/benchmarks.md) and only pads
+    more; one page at a time, the progress bar moves per page and Stop takes effect after the
+    page under way (after four, with the real models on a CPU, that was minutes)."""
     if device.type != "cuda":
-        return 4
+        return 1
     return 32 if torch.cuda.get_device_properties(device).total_memory >= 40 * 2**30 else 16
 
 

@@ -36,7 +36,7 @@ def register_cli(subparsers) -> None:
                              + "; ".join(f"{key}: {spec.min_pixels:,}–{spec.max_pixels_limit:,}" for key, spec in MODELS.items()) + ")")
     parser.add_argument("--dpi", type=pdf_dpi, default=None, help="PDF render DPI, 36–600 (default 144)")
     parser.add_argument("--batch-size", type=positive_int, default=None,
-                        help="pairs per forward pass (default: 4 on a CPU, 16 on a GPU, 32 on one with 40 GB or more)")
+                        help="pairs per forward pass (default: 1 on a CPU, 16 on a GPU, 32 on one with 40 GB or more)")
     parser.add_argument("--device", default=None, type=device_name, help="cuda, cpu, … (default: RERANKER_DEVICE, else CUDA when present)")
     parser.add_argument("--top", type=positive_int, default=None, help="print (or put in the JSON) only the best N pages per model")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
