@@ -137,10 +137,12 @@ def env_megabytes(variable: str) -> int | None:
 
 def default_batch_size(device: torch.device) -> int:
     """Pairs per forward pass: 32 on a GPU with 40 GB or more (a 25-page upload is one batch, as
-    benchmarked), 16 on smaller GPUs, 1 on a CPU. A CPU gains nothing from batches (the 2B shape
-    on 2 cores: 9.6 s a page one at a time and in batches of 2; docs/benchmarks.md) and only pads
-    more; one page at a time, the progress bar moves per page and Stop takes effect after the
-    page under way (after four, with the real models on a CPU, that was minutes)."""
+    benchmarked), 16 on smaller GPUs, 1 on a CPU. A CPU gains little from batches (the 2B shape on
+    2 cores, a cold page one at a time against two at a time: 6.4 against 6.1 s for A, 14.9
+    against 14.7 s for B, within the runs' noise; a new query's pages up to ~20% faster in twos;
+    docs/benchmarks.md, "Thirtieth session"), and one page at a time the progress bar moves per
+    page and Stop takes effect after the page under way: after a batch of four, with the real
+    models on a CPU (~60 s a page for A), that was minutes."""
     if device.type != "cuda":
         return 1
     return 32 if torch.cuda.get_device_properties(device).total_memory >= 40 * 2**30 else 16
