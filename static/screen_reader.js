@@ -96,22 +96,16 @@
   // Rank's status line: said when a ranking ends (Gradio's progress on it is hidden again, and
   // stays hidden: a ranking is a few steps, each showing it). A press refused at the boxes shows
   // that progress for a moment too: it says its problems instead.
-  // A ranking that ends in a message (Stop pressed, a failure) leaves the status line as it was:
-  // the message, a toast, is said by Gradio (a polite live region), and the old line is not.
   let ranking = false;
   let startSaid = false;
   let ending = null;
-  let toastsBefore = 0;
-  const toastCount = () => document.querySelectorAll(".toast-body").length;
   const sayRankStatus = () => {
     const status = document.getElementById("rank-status");
     const tracker = status?.querySelector('[data-testid="status-tracker"]');
     if (!tracker) return;
     const running = !tracker.classList.contains("hide");
     if (running && !ranking) {
-      if (ending === null) toastsBefore = toastCount(); // a ranking starts (not its next step)
       clearTimeout(ending);
-      ending = null;
       setTimeout(() => {
         if (ranking && !startSaid && !problems().length) {
           startSaid = true;
@@ -122,9 +116,8 @@
     if (!running && ranking) {
       ending = setTimeout(() => {
         const text = status.querySelector('[data-testid="markdown"]')?.textContent.trim();
-        if (text && !problems().length && toastCount() <= toastsBefore) say(text);
+        if (text && !problems().length) say(text);
         startSaid = false;
-        ending = null;
       }, 400);
     }
     ranking = running;

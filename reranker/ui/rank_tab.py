@@ -140,8 +140,8 @@ def _upload(item) -> str:
     return item if isinstance(item, str) else getattr(item, "name", None) or item["path"]
 
 
-# What Stop leaves (a closed page's ranking stops alike, unseen).
-STOPPED = ("The ranking stopped; nothing of it was stored. Pages already scored are remembered: "
+# What Stop leaves on the status line (a closed page's ranking stops alike, unseen).
+STOPPED = ("**Stopped:** nothing of this ranking was stored. The pages already scored are remembered: "
            "ranking the same pages again goes on from where it stopped.")
 DETAIL_HINT = "Click a page to see it large with both scores."
 # Also gives the status line its height before the first ranking: the progress bar shows over it.
@@ -151,8 +151,8 @@ RANK_HINT = "Drop PDFs or images (or click an example), type a query and press E
 def show_ranking(arena: Arena, data: dict):
     """The ranking as galleries, headers, agreement and a scatter plot; the page shown large
     before (with the previous ranking's scores) is cleared."""
-    if not data:
-        return (RANK_HINT,) + ("", [], "", [], "", None) + (None, DETAIL_HINT)
+    if not data or data.get("stopped"):  # nothing ranked yet, or Stop pressed
+        return (STOPPED if data else RANK_HINT,) + ("", [], "", [], "", None) + (None, DETAIL_HINT)
     pages = data["pages"]
     ranks = {key: {entry["page"]: entry["rank"] for entry in model["ranking"]} for key, model in data["models"].items()}
     columns = []
@@ -228,7 +228,7 @@ def agreement_view(data: dict):
 def select_page(arena: Arena, data: dict, key: str, evt: gr.SelectData):
     """Clicking a gallery item: the page large, with both models' scores and ranks, and the same
     page marked in the other model's gallery (it kept marking the page clicked there before)."""
-    if not data or evt is None or evt.index is None:
+    if not data or "models" not in data or evt is None or evt.index is None:
         return None, "", gr.skip()
     entry = data["models"][key]["ranking"][evt.index]
     page = data["pages"][entry["page"]]
@@ -391,10 +391,9 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
             try:
                 return rank_pages(arena, files, query, instruction, budget_a, budget_b, dpi, progress, ticket)
             except ranking.RankingAbandoned:
-                # Said in a toast; the galleries go back to the ranking before (an error would
-                # have marked each of them "Error").
-                gr.Info(STOPPED)
-                return gr.skip()
+                # A result like any other, drawn as such (an error would mark each gallery "Error");
+                # the page that closed sees nothing.
+                return {"stopped": True}
 
     def page_closed(request: gr.Request):
         """Gradio's unload: the page's heartbeat ended (closed, reloaded, the connection lost)."""
