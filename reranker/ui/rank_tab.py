@@ -100,7 +100,7 @@ def _control_character(text: str, name: str) -> str | None:
 def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_a: int | None,
                budget_b: int | None, dpi: float | None, progress=None, abandoned=None) -> dict:
     """Score every page of the uploads with both models; store the ranking; return it as data.
-    `abandoned()` saying yes (the page that asked has gone) stops it: see `ranking.rank`."""
+    `abandoned()` saying why (Stop pressed, the page closed) stops it: see `ranking.rank`."""
     if problem := next((problem for problem in rank_input_problems(files, query, instruction) if problem), None):
         raise refuse(problem)
     uploads = [_upload(item) for item in files]
