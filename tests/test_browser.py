@@ -1919,3 +1919,24 @@ def test_stop_takes_the_rank_buttons_place_while_a_ranking_runs_and_stops_it(hel
         expect(page.locator(f"{gallery} .caption-label").first).to_be_visible(timeout=TIMEOUT_MS)
     assert held_app.arena.store.query_count() == 1
 
+
+
+def test_a_ranking_asked_for_from_python_runs_to_its_end_when_its_clients_heartbeat_ends(held_app, caplog, monkeypatch):
+    """gradio_client has a session and a heartbeat like a page: its heartbeat's end (the client
+    closed or its session reset; a dropped connection) was Gradio's unload, and the ranking its
+    script still waited for came back as {"stopped": true}, with nothing stored."""
+    from gradio_client import Client, handle_file
+
+    monkeypatch.setenv("GRADIO_HEARTBEAT_INTERVAL", "0.5")  # the heartbeat's end is noticed within a second
+    client = Client(held_app.url, verbose=False)
+    job = client.submit(files=[handle_file(str(SAMPLES / f"doc_{n}.jpg")) for n in range(3)], query="from a script",
+                        api_name="/rank")
+    assert held_app.held.wait(TIMEOUT_MS / 1000), "the ranking did not reach the model"
+    session = client.session_hash
+    client.reset_session()  # its heartbeat for the session the ranking was asked in ends
+    time.sleep(3)
+    assert held_app.arena.rankings.stop(session, "a test") == 0  # nothing of the client's is watched
+    held_app.gate.set()
+    result = job.result(timeout=TIMEOUT_MS / 1000)
+    assert "stopped" not in result and len(result["pages"]) == 3
+    assert held_app.arena.store.query_count() == 1 and "was closed: they stop" not in caplog.text

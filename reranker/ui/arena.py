@@ -116,7 +116,8 @@ class RankingsUnderWay:
     and of the models' single turn, that every other visitor waited for.
 
     Only the rankings running when the page stops them are stopped, never one started later
-    under the same session id. A call from Python (gradio_client) has no page: it runs to its end."""
+    under the same session id. A call from Python (gradio_client) is not watched, though it has a
+    session and a heartbeat (rank_tab.asking_page): it runs to its end."""
 
     def __init__(self):
         self._lock = threading.Lock()

@@ -23,7 +23,7 @@ from .annotate_tab import pick_latest, position_and_view
 from .arena import PAGE_CLOSED, STOP_PRESSED
 from .gpu import GradioProgress
 from .speed_notes import device_note
-from .text import ShownError, api_errors, escape, markdown, page_label, refuse, shortened
+from .text import FROM_THE_PAGE, ShownError, api_errors, escape, markdown, page_label, refuse, shortened
 
 if TYPE_CHECKING:
     from .arena import Arena
@@ -134,6 +134,15 @@ def rank_pages(arena: Arena, files, query: str, instruction: str | None, budget_
         logger.exception("ranking %r failed", query[:80])
         raise ShownError(f"The ranking failed: {type(error).__name__}: {error} (the server log has the details).") from None
     return result.as_dict(query_id)
+
+
+def asking_page(request: gr.Request | None) -> str | None:
+    """The session of the browser page that asked for a ranking (its Stop button and its closing
+    stop the ranking), or None for an API client. gradio_client keeps a heartbeat too, and its
+    end (the client closed, its session reset, the connection dropped) is Gradio's unload: a
+    ranking its script still waited for stopped and came back as {"stopped": true}."""
+    headers = getattr(request, "headers", None) or {}
+    return request.session_hash if request is not None and headers.get("x-gradio-user") == FROM_THE_PAGE else None
 
 
 def _upload(item) -> str:
@@ -387,7 +396,7 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
         stored, pages_per_second, error}}, agreement, problems, notes}: `scored` pages ran
         through the model in `seconds`, `stored` ones had a score from an earlier ranking.
         """
-        with api_errors(request), arena.rankings.running(request.session_hash if request else None) as ticket:
+        with api_errors(request), arena.rankings.running(asking_page(request)) as ticket:
             try:
                 return rank_pages(arena, files, query, instruction, budget_a, budget_b, dpi, progress, ticket)
             except ranking.RankingAbandoned:
