@@ -11,6 +11,20 @@
     if (event.key === "Enter" && !event.shiftKey && event.target.closest?.("#query")) note();
     else if (asked) asked.typed = true;
   }, true);
+  // Rank and Stop take each other's place while a ranking runs (arena.css): the focus on the one
+  // hidden fell to the page's body (the next Tab started over at the top, and the results of a
+  // ranking asked for by the Rank button no longer took the focus). It goes to the other one.
+  const SWAPPED = "#rank-button, #stop-ranking";
+  let onButton = null;
+  document.addEventListener("focusin", (event) => { onButton = event.target.closest?.(SWAPPED) || null; });
+  const followSwap = () => {
+    if (!onButton || onButton.offsetParent !== null) return; // not on them, or still shown
+    if (document.activeElement !== onButton && document.activeElement !== document.body) return; // moved on
+    const other = document.querySelector(onButton.id === "rank-button" ? "#stop-ranking" : "#rank-button");
+    if (other?.offsetParent !== null) other?.focus({ preventScroll: true });
+  };
+  new MutationObserver(followSwap).observe(document.body, { subtree: true, childList: true, attributes: true,
+    attributeFilter: ["class"] });
   window.rerankArenaFocusResults = (target) => {
     const from = asked;
     asked = null;

@@ -1940,3 +1940,33 @@ def test_a_ranking_asked_for_from_python_runs_to_its_end_when_its_clients_heartb
     result = job.result(timeout=TIMEOUT_MS / 1000)
     assert "stopped" not in result and len(result["pages"]) == 3
     assert held_app.arena.store.query_count() == 1 and "was closed: they stop" not in caplog.text
+
+
+def test_the_keyboard_focus_goes_from_rank_to_stop_and_back_as_they_take_each_others_place(held_app, caplog):
+    """Rank pressed from the keyboard hid the focused button: the focus fell to the page's body
+    (the next Tab started at the top) and the results no longer took it; Stop alike."""
+    page = held_app.context.new_page()
+    page.goto(held_app.url)
+    page.locator("#uploads input[type=file]").set_input_files([str(SAMPLES / f"doc_{n}.jpg") for n in range(3)])
+    expect(page.locator("#uploads table, #uploads .file-preview").first).to_be_visible()
+    page.locator("#query textarea, #query input").first.fill("asked from the keyboard")
+    page.locator("#rank-button").focus()
+    page.keyboard.press("Enter")
+    assert held_app.held.wait(TIMEOUT_MS / 1000), "the ranking did not reach the model"
+    expect(page.locator("#stop-ranking")).to_be_focused()
+    held_app.gate.set()
+    expect(page.locator("#gallery-b .caption-label").first).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.locator("#header-a")).to_be_focused()  # as the results of a press of Rank always took it
+    # Stop from the keyboard: the focus is back on Rank once the ranking has stopped.
+    held_app.gate.clear()
+    held_app.held.clear()
+    page.locator("#query textarea, #query input").first.fill("stopped from the keyboard")
+    page.locator("#rank-button").focus()
+    page.keyboard.press("Enter")
+    assert held_app.held.wait(TIMEOUT_MS / 1000), "the ranking did not reach the model"
+    expect(page.locator("#stop-ranking")).to_be_focused()
+    page.keyboard.press("Enter")
+    wait_for(lambda: "Stop pressed: 1 ranking(s) stop" in caplog.text, "the press of Stop")
+    held_app.gate.set()
+    expect(page.locator("#rank-status")).to_contain_text("Stopped: nothing of this ranking was stored.")
+    expect(page.locator("#rank-button")).to_be_focused()
