@@ -1821,7 +1821,7 @@ class HeldReranker:
 
 
 @pytest.fixture
-def held_app(browser, tiny_rerankers, tmp_path, caplog):
+def held_app(browser, tiny_rerankers, tmp_path, caplog, request):
     """The app served in this process on rerankers that hold each ranking at its first progress
     report until `gate` is set; (url, arena, gate, held: set once a ranking is held, calls:
     (model, pages) per call of a model) and a browser context on it."""
@@ -1836,6 +1836,10 @@ def held_app(browser, tiny_rerankers, tmp_path, caplog):
     gate, held, calls = threading.Event(), threading.Event(), []
     pool = ranking.ModelPool(loader=lambda key: HeldReranker(tiny_rerankers[key], gate, held, calls))
     arena = ui.Arena(pool, Store(tmp_path / "arena.db"), tmp_path / "cache")
+    slots = getattr(request, "param", {}).get("rank_concurrency")  # indirect: fewer ranking slots
+    if slots:
+        monkeypatch = request.getfixturevalue("monkeypatch")
+        monkeypatch.setattr(ui.rank_tab, "RANK_CONCURRENCY", slots)
     demo = ui.build_app(arena)
     _, url, _ = demo.launch(**ui.launch_options(arena), prevent_thread_lock=True, server_name="127.0.0.1",
                             server_port=free_port(), quiet=True)
@@ -1970,3 +1974,28 @@ def test_the_keyboard_focus_goes_from_rank_to_stop_and_back_as_they_take_each_ot
     held_app.gate.set()
     expect(page.locator("#rank-status")).to_contain_text("Stopped: nothing of this ranking was stored.")
     expect(page.locator("#rank-button")).to_be_focused()
+
+
+@pytest.mark.parametrize("held_app", [{"rank_concurrency": 1}], indirect=True)
+def test_stop_reaches_a_ranking_that_waits_in_the_queue_for_a_ranking_slot(held_app, caplog):
+    """Behind the rankings that hold every slot (on a busy Space, minutes), the page showed Rank,
+    not Stop, and the ranking, once it started, ran to its end."""
+    start_held_ranking(held_app, "holds the only slot")
+    page = held_app.context.new_page()
+    page.goto(held_app.url)
+    page.locator("#uploads input[type=file]").set_input_files([str(SAMPLES / f"doc_{n}.jpg") for n in (3, 4)])
+    expect(page.locator("#uploads table, #uploads .file-preview").first).to_be_visible()
+    page.locator("#query textarea, #query input").first.fill("waits for a slot")
+    page.get_by_role("button", name="Rank", exact=True).click()
+    expect(page.locator("#rank-status")).to_contain_text("queue: 1/1")
+    expect(page.locator("#stop-ranking")).to_be_visible()
+    expect(page.locator("#rank-button")).to_be_hidden()
+    page.locator("#stop-ranking").click()
+    wait_for(lambda: "Stop pressed: 1 ranking(s) stop" in caplog.text, "the press of Stop")
+    held_app.gate.set()
+    expect(page.locator("#rank-status")).to_contain_text("Stopped: nothing of this ranking was stored.")
+    expect(page.locator("#rank-button")).to_be_visible()
+    expect(page.locator("#stop-ranking")).to_be_hidden()
+    wait_for(lambda: not len(held_app.arena.rankings), "both rankings' end")
+    assert held_app.arena.store.query_count() == 1  # the first one's
+    assert all(pages == 3 for _, pages in held_app.calls), held_app.calls  # the second never reached a model

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,58 +99,81 @@ STOP_PRESSED = "Stop was pressed"
 
 @dataclass(eq=False)
 class RankingTicket:
-    """One ranking under way for a browser page; called, says why it should stop ("": it
+    """One ranking asked for by a browser page; called, says why it should stop ("": it
     should not): `ranking.rank`'s `abandoned`. Plain data: it pickles (ZeroGPU), as a copy."""
 
     session: str
     stopped: str = ""
+    started: bool = False  # False while the ranking waits in Gradio's queue
 
     def __call__(self) -> str:
         return self.stopped
 
 
 class RankingsUnderWay:
-    """The rankings running for each browser page (Gradio's session), so that the page can stop
-    them: its Stop button, or closing or reloading it (Gradio's unload). Without it a ranking
-    nobody would see ran to its end: on a CPU Space minutes of one of the few ranking slots,
-    and of the models' single turn, that every other visitor waited for.
+    """The rankings each browser page (Gradio's session) has asked for, queued or running, so
+    that the page can stop them: its Stop button, or closing or reloading it (Gradio's unload).
+    Without it a ranking nobody would see ran to its end: on a CPU Space minutes of one of the
+    few ranking slots, and of the models' single turn, that every other visitor waited for.
 
-    Only the rankings running when the page stops them are stopped, never one started later
-    under the same session id. A call from Python (gradio_client) is not watched, though it has a
-    session and a heartbeat (rank_tab.asking_page): it runs to its end."""
+    A ranking is watched from the moment Gradio queues it (`asked`, from the Rank event's
+    validator): one stopped while it waited for a ranking slot stops as it starts (it ran to its
+    end, the press unheard). Only the rankings asked for when the page stops them are stopped,
+    never one asked for later under the same session id. A call from Python (gradio_client) is
+    not watched, though it has a session and a heartbeat (rank_tab.asking_page): it runs to its end."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._running: dict[str, list[RankingTicket]] = {}
 
+    def asked(self, session: str | None) -> None:
+        """A ranking of `session` is queued: watched until `running` takes it."""
+        if session:
+            with self._lock:
+                self._running.setdefault(session, []).append(RankingTicket(session))
+
     @contextlib.contextmanager
     def running(self, session: str | None) -> Iterator[RankingTicket | None]:
-        """A ticket for one ranking of `session` while it runs (None: no session to watch, as
-        for a call from Python)."""
+        """The ticket of one ranking of `session` while it runs: the one it was queued with (a
+        page has one ranking at a time), else a new one (None: no session to watch, as for a
+        call from Python)."""
         if not session:
             yield None
             return
-        ticket = RankingTicket(session)
         with self._lock:
-            self._running.setdefault(session, []).append(ticket)
+            tickets = self._running.setdefault(session, [])
+            ticket = next((queued for queued in tickets if not queued.started), None)
+            if ticket is None:
+                ticket = RankingTicket(session)
+                tickets.append(ticket)
+            ticket.started = True
         try:
             yield ticket
         finally:
-            with self._lock:
-                tickets = self._running.get(session, [])
-                if ticket in tickets:
-                    tickets.remove(ticket)
-                if not tickets:
-                    self._running.pop(session, None)
+            self._forget(session, lambda done: done is ticket)
 
     def stop(self, session: str | None, why: str) -> int:
-        """The rankings of `session` stop at their next progress report, saying `why`.
-        Returns how many were running (and not stopped already)."""
+        """The rankings of `session` stop at their next progress report (a queued one as it
+        starts), saying `why`. Returns how many were under way (and not stopped already)."""
         with self._lock:
             tickets = [ticket for ticket in self._running.get(session or "", []) if not ticket.stopped]
             for ticket in tickets:
                 ticket.stopped = why
             return len(tickets)
+
+    def closed(self, session: str | None, why: str) -> int:
+        """`stop`, for a page that has gone: Gradio drops its queued rankings, which never start."""
+        count = self.stop(session, why)
+        self._forget(session or "", lambda ticket: not ticket.started)
+        return count
+
+    def _forget(self, session: str, which: Callable[[RankingTicket], bool]) -> None:
+        with self._lock:
+            tickets = [ticket for ticket in self._running.get(session, []) if not which(ticket)]
+            if tickets:
+                self._running[session] = tickets
+            else:
+                self._running.pop(session, None)
 
     def __len__(self) -> int:
         with self._lock:

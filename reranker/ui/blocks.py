@@ -75,7 +75,7 @@ def build_app(arena: Arena) -> gr.Blocks:
 
 def browser_script() -> str:
     """The app's JavaScript, run once as the page loads: each file in static/ is a function."""
-    names = ("screen_reader.js", "shortcuts.js", "lists.js", "focus.js", "tab_address.js", "diagonal.js", "plot_taps.js")
+    names = ("screen_reader.js", "shortcuts.js", "lists.js", "focus.js", "stop_button.js", "tab_address.js", "diagonal.js", "plot_taps.js")
     scripts = [(STATIC / name).read_text(encoding="utf-8") for name in names]
     return "() => {\n" + "".join(f"({script.strip()})();\n" for script in scripts) + "}"
 

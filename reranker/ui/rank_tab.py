@@ -406,7 +406,7 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
 
     def page_closed(request: gr.Request):
         """Gradio's unload: the page's heartbeat ended (closed, reloaded, the connection lost)."""
-        if count := arena.rankings.stop(request.session_hash if request else None, PAGE_CLOSED):
+        if count := arena.rankings.closed(request.session_hash if request else None, PAGE_CLOSED):
             logger.info("a page with %d ranking(s) under way was closed: they stop", count)
 
     demo.unload(page_closed)
@@ -427,11 +427,14 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
         return (status_, header_a_, gr.Gallery(items_a, selected_index=None), header_b_,
                 gr.Gallery(items_b, selected_index=None), *rest)
 
-    def rank_inputs_valid(files_, query_, instruction_, *settings):
-        """Each problem under its box, before the request queues (not an error over the page)."""
+    def rank_inputs_valid(files_, query_, instruction_, budget_a_, budget_b_, dpi_, request: gr.Request = None):
+        """Each problem under its box, before the request queues (not an error over the page).
+        Gradio queues the ranking once they pass: from then on its page's Stop reaches it."""
         problems = rank_input_problems(files_, query_, instruction_)
+        if not any(problems):
+            arena.rankings.asked(asking_page(request))
         return [*(gr.validate(problem is None, problem or "") for problem in problems),
-                *(gr.validate(True, "") for _ in settings)]
+                *(gr.validate(True, "") for _ in (budget_a_, budget_b_, dpi_))]
 
     def picked_latest(data, name, order_, current, tab, shown):
         """The Annotate tab on the query just ranked (unless someone is judging there), remembered
