@@ -13,15 +13,26 @@
   }, true);
   // Rank and Stop take each other's place while a ranking runs (arena.css): the focus on the one
   // hidden fell to the page's body (the next Tab started over at the top, and the results of a
-  // ranking asked for by the Rank button no longer took the focus). It goes to the other one.
-  const SWAPPED = "#rank-button, #stop-ranking";
-  let onButton = null;
-  document.addEventListener("focusin", (event) => { onButton = event.target.closest?.(SWAPPED) || null; });
+  // ranking asked for by the Rank button no longer took the focus). It goes to the other one, or,
+  // where neither shows for a moment (Gradio redraws a button, a step flickers between them), to
+  // the first of them shown again. Looked up by id: Gradio may put a new element in its place.
+  const PAIR = { "rank-button": "stop-ranking", "stop-ranking": "rank-button" };
+  let focusedId = null; // the one of the pair the keyboard is on
+  let dropped = false; // its focus fell to the body with neither shown
+  document.addEventListener("focusin", (event) => {
+    focusedId = event.target.closest?.("#rank-button, #stop-ranking")?.id || null;
+    dropped = false;
+  });
+  const shown = (element) => !!element && element.offsetParent !== null;
   const followSwap = () => {
-    if (!onButton || onButton.offsetParent !== null) return; // not on them, or still shown
-    if (document.activeElement !== onButton && document.activeElement !== document.body) return; // moved on
-    const other = document.querySelector(onButton.id === "rank-button" ? "#stop-ranking" : "#rank-button");
-    if (other?.offsetParent !== null) other?.focus({ preventScroll: true });
+    if (!focusedId) return;
+    const mine = document.getElementById(focusedId);
+    const active = document.activeElement;
+    if (active !== document.body && active !== mine) return; // moved on
+    const other = document.getElementById(PAIR[focusedId]);
+    const target = shown(mine) ? (dropped && active === document.body ? mine : null) : shown(other) ? other : null;
+    if (target) target.focus({ preventScroll: true }); // its focusin says where the keyboard is now
+    else if (!shown(mine)) dropped = true;
   };
   new MutationObserver(followSwap).observe(document.body, { subtree: true, childList: true, attributes: true,
     attributeFilter: ["class"] });

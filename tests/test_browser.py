@@ -1907,6 +1907,9 @@ def test_stop_takes_the_rank_buttons_place_while_a_ranking_runs_and_stops_it(hel
     expect(page.locator("#rank-button")).to_be_hidden()
     page.locator("#stop-ranking").click()
     wait_for(lambda: "Stop pressed: 1 ranking(s) stop" in caplog.text, "the press of Stop")
+    # Until the page under way is scored (on a CPU up to a minute), the button says it heard.
+    expect(page.locator("#stop-ranking")).to_have_text("Stopping…")
+    expect(page.locator("#stop-ranking")).to_be_disabled()
     held_app.gate.set()
     expect(page.locator("#rank-status")).to_contain_text("Stopped: nothing of this ranking was stored.")
     expect(page.locator("#arena-announcer")).to_contain_text("Stopped: nothing of this ranking was stored.")
@@ -1917,8 +1920,14 @@ def test_stop_takes_the_rank_buttons_place_while_a_ranking_runs_and_stops_it(hel
         expect(page.locator(f"{gallery} .thumbnail-item")).to_have_count(0)
     assert page.locator(".toast-body").count() == 0
     assert held_app.calls == [(next(iter(held_app.arena.pool.keys)), 3)] and held_app.arena.store.query_count() == 0
-    # Asked again, it ranks.
+    # Asked again, it ranks, and Stop is ready for it.
+    held_app.gate.clear()
+    held_app.held.clear()
     page.get_by_role("button", name="Rank", exact=True).click()
+    assert held_app.held.wait(TIMEOUT_MS / 1000), "the ranking did not reach the model"
+    expect(page.locator("#stop-ranking")).to_have_text("Stop")
+    expect(page.locator("#stop-ranking")).to_be_enabled()
+    held_app.gate.set()
     for gallery in ("#gallery-a", "#gallery-b"):
         expect(page.locator(f"{gallery} .caption-label").first).to_be_visible(timeout=TIMEOUT_MS)
     assert held_app.arena.store.query_count() == 1
@@ -1973,6 +1982,7 @@ def test_the_keyboard_focus_goes_from_rank_to_stop_and_back_as_they_take_each_ot
     wait_for(lambda: "Stop pressed: 1 ranking(s) stop" in caplog.text, "the press of Stop")
     held_app.gate.set()
     expect(page.locator("#rank-status")).to_contain_text("Stopped: nothing of this ranking was stored.")
+    page.wait_for_timeout(1000)  # the steps after the ranking (drawing it) move no focus
     expect(page.locator("#rank-button")).to_be_focused()
 
 

@@ -149,6 +149,7 @@ def _upload(item) -> str:
     return item if isinstance(item, str) else getattr(item, "name", None) or item["path"]
 
 
+STOP_LABEL, STOPPING_LABEL = "Stop", "Stopping…"
 # What Stop leaves on the status line (a closed page's ranking stops alike, unseen).
 STOPPED = ("**Stopped:** nothing of this ranking was stored. The pages already scored are remembered: "
            "ranking the same pages again goes on from where it stopped.")
@@ -319,7 +320,7 @@ def layout() -> SimpleNamespace:
                 rank_button = gr.Button("Rank", variant="primary", elem_id="rank-button")
                 # In the Rank button's place while a ranking runs (static/arena.css): on a CPU one
                 # takes minutes, and a visitor who asked for the wrong thing had to close the page.
-                stop_button = gr.Button("Stop", variant="stop", elem_id="stop-ranking")
+                stop_button = gr.Button(STOP_LABEL, variant="stop", elem_id="stop-ranking")
                 # Right under the Rank button, whatever the length of the file list: the
                 # progress shows where the visitor is looking (below the examples, it was
                 # off screen at 1400×900).
@@ -412,20 +413,23 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
     demo.unload(page_closed)
 
     def stop_pressed(request: gr.Request):
-        """The ranking stops at its next progress report (within a batch of pages); its event
-        then says so. Not queued: it must not wait behind the rankings it stops."""
+        """The ranking stops at its next progress report (on a CPU, after the page under way:
+        up to a minute), and the button says so meanwhile (it did nothing to be seen). Not
+        queued: it must not wait behind the rankings it stops."""
         if count := arena.rankings.stop(request.session_hash if request else None, STOP_PRESSED):
             logger.info("Stop pressed: %d ranking(s) stop", count)
-        else:
-            gr.Info("No ranking of this page is running.")
+            return gr.update(value=STOPPING_LABEL, interactive=False)
+        return gr.skip()  # the ranking has just ended: its result is on its way
 
-    rank.stop_button.click(stop_pressed, None, None, queue=False, show_progress="hidden", api_visibility="private")
+    rank.stop_button.click(stop_pressed, None, rank.stop_button, queue=False, show_progress="hidden",
+                           api_visibility="private")
 
     def draw_ranking(data):
         status_, header_a_, items_a, header_b_, items_b, *rest = show_ranking(arena, data)
         # New thumbnails in place of the old: none is the page shown large (it was cleared).
+        # Stop, hidden again, is as it was for the next ranking.
         return (status_, header_a_, gr.Gallery(items_a, selected_index=None), header_b_,
-                gr.Gallery(items_b, selected_index=None), *rest)
+                gr.Gallery(items_b, selected_index=None), *rest, gr.update(value=STOP_LABEL, interactive=True))
 
     def rank_inputs_valid(files_, query_, instruction_, budget_a_, budget_b_, dpi_, request: gr.Request = None):
         """Each problem under its box, before the request queues (not an error over the page).
@@ -453,7 +457,7 @@ def wire(arena: Arena, rank: SimpleNamespace, annotate: SimpleNamespace, shared:
           api_name="rank", concurrency_id="rank", concurrency_limit=RANK_CONCURRENCY,
           # The progress bar shows on these: the event's own output is the hidden JSON.
           show_progress_on=[status, gallery_a, gallery_b], api_visibility="public",
-          ).then(draw_ranking, ranking_state, rank_outputs, api_visibility="private",
+          ).then(draw_ranking, ranking_state, [*rank_outputs, rank.stop_button], api_visibility="private",
                  ).then(None, ranking_state, None, js=SHOW_RESULTS, api_visibility="private",
                         ).then(picked_latest, [ranking_state, annotator, order, query_pick, tab_open, jump],
                                [query_pick, saved_query, position, *view_outputs], api_visibility="private")
