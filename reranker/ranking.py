@@ -228,6 +228,9 @@ class RankingAbandoned(RuntimeError):
         super().__init__(f"the ranking stopped: {why}")
         self.why = why
 
+    def __reduce__(self):  # raised in ZeroGPU's worker, it comes back pickled: as it was, not "stopped: stopped: …"
+        return type(self), (self.why,)
+
 
 @dataclass
 class CheckedProgress:

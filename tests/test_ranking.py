@@ -373,6 +373,13 @@ def test_a_ranking_abandoned_between_batches_stops_there_stores_nothing_and_the_
     assert all(result.rankings[key].error is None for key in (A, B)) and len(tiny_rerankers[A].score_cache) == 3
 
 
+def test_a_ranking_stopped_in_zerogpus_worker_comes_back_as_it_was_raised():
+    import pickle
+
+    again = pickle.loads(pickle.dumps(ranking.RankingAbandoned("Stop was pressed")))
+    assert str(again) == "the ranking stopped: Stop was pressed" and again.why == "Stop was pressed"
+
+
 def test_a_ranking_abandoned_while_it_waits_for_the_models_leaves_at_once_and_never_runs_them(tiny_rerankers):
     import threading
 
