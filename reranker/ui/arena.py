@@ -127,8 +127,11 @@ class RankingsUnderWay:
         self._running: dict[str, list[RankingTicket]] = {}
 
     def asked(self, session: str | None) -> None:
-        """A ranking of `session` is queued: watched until `running` takes it."""
+        """A ranking of `session` is queued: watched until `running` takes it. A ticket still
+        queued from before is dropped: a page asks for one ranking at a time, so that one never
+        started (refused by Gradio after its validator), and stopped, it stopped the next one."""
         if session:
+            self._forget(session, lambda ticket: not ticket.started)
             with self._lock:
                 self._running.setdefault(session, []).append(RankingTicket(session))
 

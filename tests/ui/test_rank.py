@@ -430,3 +430,16 @@ def test_what_gradio_leaves_in_its_temp_folder_is_removed_once_old_and_nothing_e
         assert len(examples) == 10 and all(path.exists() for path in examples)
     finally:
         demo.close()
+
+
+def test_a_ranking_asked_for_after_one_that_never_started_is_not_stopped_by_a_press_meant_for_that_one():
+    """A queued ranking stopped by its page and then dropped before it started (Gradio refused
+    it after its validator) left its stopped ticket: the page's next ranking took it and stopped
+    at once."""
+    rankings = ui.arena.RankingsUnderWay()
+    rankings.asked("page")
+    assert rankings.stop("page", ui.arena.STOP_PRESSED) == 1
+    rankings.asked("page")  # the next press of Rank
+    with rankings.running("page") as ticket:
+        assert ticket() == "" and len(rankings) == 1
+    assert len(rankings) == 0
